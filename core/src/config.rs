@@ -1,0 +1,307 @@
+//! Protocol configuration: every knob of SWIM, dissemination, Lifeguard and push-pull, with presets.
+//!
+//! Start from a preset ([`Config::lan`], [`Config::wan`], [`Config::local`], [`Config::browser`]) and
+//! change what you must; call [`Config::validate`] (the node does so on creation) to catch settings
+//! that cannot work. Durations are wall-clock times; the protocol period is `probe_interval`.
+//!
+//! Several values scale with the cluster size `n` as the papers prescribe:
+//! - retransmits per update: `retransmit_mult * ceil(log10(n + 1))`;
+//! - suspicion timeout: from `suspicion_mult * max(1, log10(n)) * probe_interval` (min) up to
+//!   `suspicion_max_timeout_mult` times that (max), shrinking with independent confirmations;
+//! - push-pull period: `push_pull_interval`, stretched logarithmically beyond 32 members.
+
+use core::fmt;
+use core::time::Duration;
+
+/// Which parts of Lifeguard are active. All on by default; switching them off reproduces plain SWIM
+/// with memberlist-style fixed suspicion timeouts, which the simulator uses as a baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifeguard {
+    /// Local health multiplier: a node that misses acks or nacks, or has to refute suspicions about
+    /// itself, stretches its own probe interval and probe timeout (up to `awareness_max_multiplier`).
+    pub health_aware_probing: bool,
+    /// Indirect probers answer with a nack when the target stays silent, so the requester can tell
+    /// "the target is down" from "I am the one who is slow".
+    pub nacks: bool,
+    /// Suspicion timeouts start at the maximum and shrink towards the minimum as independent members
+    /// confirm the suspicion. Off: every suspicion uses the minimum timeout.
+    pub suspicion_confirmations: bool,
+    /// A prober that suspects its target tells the target directly in the ping, so it can refute at
+    /// once instead of waiting for gossip to reach it.
+    pub buddy_system: bool,
+}
+
+impl Lifeguard {
+    /// Every Lifeguard extension on.
+    pub const ON: Lifeguard = Lifeguard {
+        health_aware_probing: true,
+        nacks: true,
+        suspicion_confirmations: true,
+        buddy_system: true,
+    };
+    /// Plain SWIM with suspicion.
+    pub const OFF: Lifeguard = Lifeguard {
+        health_aware_probing: false,
+        nacks: false,
+        suspicion_confirmations: false,
+        buddy_system: false,
+    };
+}
+
+/// Protocol configuration. See the module docs for how values scale with cluster size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Protocol period: time between two probes started by this node. Range 10 ms to 60 s.
+    /// Shorter detects failures sooner and costs more packets (one ping and one ack per period).
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking `indirect_checks` members to probe for us.
+    /// Must be shorter than `probe_interval`; set it above the 99th percentile round-trip time.
+    pub probe_timeout: Duration,
+    /// Members asked to probe indirectly (`k` in SWIM). 0 disables indirect probes. Typical 3.
+    pub indirect_checks: usize,
+    /// Retransmit multiplier `λ`: each update is piggybacked `λ * ceil(log10(n + 1))` times. Range 1-16.
+    pub retransmit_mult: u32,
+    /// Suspicion multiplier `α`: minimum suspicion timeout is `α * max(1, log10 n) * probe_interval`.
+    pub suspicion_mult: u32,
+    /// `β`: the maximum suspicion timeout (before any confirmation) is `β` times the minimum. >= 1.
+    pub suspicion_max_timeout_mult: u32,
+    /// Period of the dedicated gossip round that pushes queued updates to `gossip_nodes` random members.
+    pub gossip_interval: Duration,
+    /// Members picked per gossip round. 0 disables dedicated gossip (piggybacking remains).
+    pub gossip_nodes: usize,
+    /// Dead members keep receiving gossip for this long, so a falsely declared member can refute.
+    pub gossip_to_the_dead_time: Duration,
+    /// Base period of push-pull anti-entropy with one random member (scaled up beyond 32 members).
+    /// Zero disables periodic push-pull (joins still use it).
+    pub push_pull_interval: Duration,
+    /// Period of re-announcing ourselves to seeds that are not members and to members believed dead,
+    /// so partitions heal without operator action. Zero disables it.
+    pub reannounce_interval: Duration,
+    /// How long `join` waits for any seed to answer before reporting [`crate::Event::JoinFailed`].
+    pub join_timeout: Duration,
+    /// Dead and left members are forgotten after this long (they stop being re-announced to).
+    pub dead_member_reap_time: Duration,
+    /// Largest best-effort packet, in bytes (UDP payload or data-channel message). 256 to 65,507.
+    pub max_packet_size: usize,
+    /// Largest reliable frame (push-pull, reliable direct messages), in bytes.
+    pub max_reliable_size: usize,
+    /// Metadata up to this size rides in gossip; larger metadata is fetched over a reliable exchange.
+    pub max_gossip_meta: usize,
+    /// Largest metadata a member may set, in bytes.
+    pub max_meta_size: usize,
+    /// Bound on queued membership updates; beyond it the most-sent (least useful) ones are dropped.
+    pub membership_queue_depth: usize,
+    /// Bound on queued user broadcasts; beyond it the most-sent, then oldest, ones are dropped.
+    pub broadcast_queue_depth: usize,
+    /// Upper bound of the local health multiplier (Lifeguard); 1 pins probing to nominal speed.
+    pub awareness_max_multiplier: u32,
+    /// Lifeguard extensions, each switchable.
+    pub lifeguard: Lifeguard,
+}
+
+/// A configuration that cannot work, naming the field and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config: {}: {}", self.field, self.reason)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigError {}
+
+const fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+impl Config {
+    /// A local network: sub-millisecond RTTs, one second protocol period (memberlist's LAN values,
+    /// with a tighter probe timeout so the median first detection stays near SWIM's e/(e-1) periods).
+    pub fn lan() -> Self {
+        Config {
+            probe_interval: ms(1_000),
+            probe_timeout: ms(400),
+            indirect_checks: 3,
+            retransmit_mult: 4,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            gossip_interval: ms(200),
+            gossip_nodes: 3,
+            gossip_to_the_dead_time: ms(30_000),
+            push_pull_interval: ms(30_000),
+            reannounce_interval: ms(5_000),
+            join_timeout: ms(5_000),
+            dead_member_reap_time: ms(300_000),
+            max_packet_size: 1_400,
+            max_reliable_size: 16 << 20,
+            max_gossip_meta: 256,
+            max_meta_size: 64 << 10,
+            membership_queue_depth: 4_096,
+            broadcast_queue_depth: 256,
+            awareness_max_multiplier: 8,
+            lifeguard: Lifeguard::ON,
+        }
+    }
+
+    /// Wide-area links: long probe period and timeout, more gossip fan-out, slower suspicion.
+    pub fn wan() -> Self {
+        Config {
+            probe_interval: ms(5_000),
+            probe_timeout: ms(3_000),
+            gossip_interval: ms(500),
+            gossip_nodes: 4,
+            suspicion_mult: 6,
+            push_pull_interval: ms(60_000),
+            reannounce_interval: ms(15_000),
+            join_timeout: ms(15_000),
+            gossip_to_the_dead_time: ms(60_000),
+            dead_member_reap_time: ms(600_000),
+            ..Config::lan()
+        }
+    }
+
+    /// One machine (tests, demos): everything fast.
+    pub fn local() -> Self {
+        Config {
+            probe_interval: ms(200),
+            probe_timeout: ms(80),
+            gossip_interval: ms(50),
+            suspicion_mult: 3,
+            suspicion_max_timeout_mult: 4,
+            push_pull_interval: ms(5_000),
+            reannounce_interval: ms(1_000),
+            join_timeout: ms(1_000),
+            gossip_to_the_dead_time: ms(10_000),
+            dead_member_reap_time: ms(60_000),
+            ..Config::lan()
+        }
+    }
+
+    /// Browser and edge members behind a relay: a closed tab must be declared failed by every member
+    /// within 5 s, packets stay below typical data-channel and relay frame limits.
+    pub fn browser() -> Self {
+        Config {
+            probe_interval: ms(500),
+            probe_timeout: ms(250),
+            gossip_interval: ms(100),
+            suspicion_mult: 3,
+            suspicion_max_timeout_mult: 2,
+            push_pull_interval: ms(15_000),
+            reannounce_interval: ms(3_000),
+            join_timeout: ms(5_000),
+            gossip_to_the_dead_time: ms(15_000),
+            dead_member_reap_time: ms(120_000),
+            max_packet_size: 1_200,
+            max_reliable_size: 4 << 20,
+            ..Config::lan()
+        }
+    }
+
+    /// Checks that the settings can work together. [`crate::Node::new`] calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason| Err(ConfigError { field, reason });
+        if self.probe_interval < ms(10) || self.probe_interval > ms(60_000) {
+            return err("probe_interval", "must be between 10 ms and 60 s");
+        }
+        if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
+            return err(
+                "probe_timeout",
+                "must be non-zero and shorter than probe_interval",
+            );
+        }
+        if self.indirect_checks > 16 {
+            return err("indirect_checks", "must be at most 16");
+        }
+        if !(1..=16).contains(&self.retransmit_mult) {
+            return err("retransmit_mult", "must be between 1 and 16");
+        }
+        if !(1..=64).contains(&self.suspicion_mult) {
+            return err("suspicion_mult", "must be between 1 and 64");
+        }
+        if !(1..=64).contains(&self.suspicion_max_timeout_mult) {
+            return err("suspicion_max_timeout_mult", "must be between 1 and 64");
+        }
+        if self.gossip_nodes > 0 && self.gossip_interval < ms(1) {
+            return err(
+                "gossip_interval",
+                "must be at least 1 ms when gossip_nodes > 0",
+            );
+        }
+        if self.gossip_nodes > 64 {
+            return err("gossip_nodes", "must be at most 64");
+        }
+        if !(256..=65_507).contains(&self.max_packet_size) {
+            return err("max_packet_size", "must be between 256 and 65,507 bytes");
+        }
+        if self.max_reliable_size < self.max_packet_size {
+            return err("max_reliable_size", "must be at least max_packet_size");
+        }
+        if self.max_gossip_meta > self.max_packet_size / 2 {
+            return err("max_gossip_meta", "must be at most half of max_packet_size");
+        }
+        if self.max_meta_size > self.max_reliable_size / 4 {
+            return err(
+                "max_meta_size",
+                "must be at most a quarter of max_reliable_size",
+            );
+        }
+        if self.membership_queue_depth == 0 || self.broadcast_queue_depth == 0 {
+            return err("membership_queue_depth", "queue depths must be at least 1");
+        }
+        if !(1..=64).contains(&self.awareness_max_multiplier) {
+            return err("awareness_max_multiplier", "must be between 1 and 64");
+        }
+        if self.join_timeout.is_zero() {
+            return err("join_timeout", "must be non-zero");
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::lan()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid() {
+        for c in [
+            Config::lan(),
+            Config::wan(),
+            Config::local(),
+            Config::browser(),
+        ] {
+            assert_eq!(c.validate(), Ok(()), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_probe_timeout_as_long_as_the_interval_is_rejected() {
+        let c = Config {
+            probe_timeout: ms(1_000),
+            ..Config::lan()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "probe_timeout");
+    }
+
+    #[test]
+    fn a_packet_size_below_the_minimum_is_rejected() {
+        let c = Config {
+            max_packet_size: 100,
+            ..Config::lan()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "max_packet_size");
+    }
+}

@@ -1,0 +1,113 @@
+//! Exactly-once delivery of user broadcasts.
+//!
+//! Every broadcast carries `(origin, epoch, seq)`: `epoch` is drawn at random when the origin's node
+//! starts (so a restarted origin does not collide with its previous life) and `seq` counts up. For
+//! each origin we keep the highest `seq` seen in the current epoch and a 128-bit window of the ones
+//! below it, which tolerates reordering of up to 128 broadcasts per origin. Anything older than the
+//! window is treated as already delivered. The table is bounded; when full, an arbitrary origin's
+//! window is evicted (at worst a very late duplicate from that origin is delivered again).
+
+use crate::identity::NodeId;
+
+const WINDOW: u64 = 128;
+
+#[derive(Clone, Copy, Debug)]
+struct OriginWindow {
+    epoch: u32,
+    highest: u64,
+    /// Bit `i` set: `highest - i` was seen.
+    seen: u128,
+}
+
+#[derive(Debug)]
+pub(crate) struct Dedupe {
+    origins: hashbrown::HashMap<NodeId, OriginWindow, foldhash::fast::FixedState>,
+    capacity: usize,
+}
+
+impl Dedupe {
+    pub fn new(capacity: usize, hash_seed: u64) -> Self {
+        Dedupe {
+            origins: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
+                hash_seed,
+            )),
+            capacity,
+        }
+    }
+
+    /// Records the broadcast and returns true the first time it is seen.
+    pub fn first_time(&mut self, origin: &NodeId, epoch: u32, seq: u64) -> bool {
+        if let Some(w) = self.origins.get_mut(origin) {
+            if w.epoch != epoch {
+                *w = OriginWindow {
+                    epoch,
+                    highest: seq,
+                    seen: 1,
+                };
+                return true;
+            }
+            if seq > w.highest {
+                let shift = seq - w.highest;
+                w.seen = if shift >= WINDOW {
+                    1
+                } else {
+                    (w.seen << shift) | 1
+                };
+                w.highest = seq;
+                return true;
+            }
+            let age = w.highest - seq;
+            if age >= WINDOW {
+                return false;
+            }
+            let bit = 1u128 << age;
+            let first = w.seen & bit == 0;
+            w.seen |= bit;
+            return first;
+        }
+        if self.origins.len() >= self.capacity {
+            if let Some(victim) = self.origins.keys().next().cloned() {
+                self.origins.remove(&victim);
+            }
+        }
+        self.origins.insert(
+            origin.clone(),
+            OriginWindow {
+                epoch,
+                highest: seq,
+                seen: 1,
+            },
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broadcast_is_delivered_once_even_when_reordered() {
+        let o = NodeId::new("o").unwrap();
+        let mut d = Dedupe::new(16, 0);
+        assert!(d.first_time(&o, 1, 5));
+        assert!(d.first_time(&o, 1, 3));
+        assert!(!d.first_time(&o, 1, 5));
+        assert!(!d.first_time(&o, 1, 3));
+        assert!(d.first_time(&o, 1, 4));
+        assert!(d.first_time(&o, 1, 200));
+        assert!(
+            !d.first_time(&o, 1, 60),
+            "older than the window counts as seen"
+        );
+    }
+
+    #[test]
+    fn a_restarted_origin_starts_a_new_epoch() {
+        let o = NodeId::new("o").unwrap();
+        let mut d = Dedupe::new(16, 0);
+        assert!(d.first_time(&o, 1, 0));
+        assert!(d.first_time(&o, 2, 0));
+        assert!(!d.first_time(&o, 2, 0));
+    }
+}

@@ -1,0 +1,244 @@
+//! Infection-style dissemination: a bounded queue of encoded updates that ride on outgoing packets.
+//!
+//! Every update (membership change or user broadcast) is encoded once and queued. Whenever the node
+//! sends a packet it fills the space left after the packet's own message with queued updates,
+//! fewest-transmitted first (newest first among equals), and counts one transmit for each. An update
+//! leaves the queue after `limit` transmits, where the node sets `limit = λ · ceil(log10(n + 1))`
+//! (SWIM §4.1: with λ·log n transmits every member receives it with high probability).
+//!
+//! Updates may carry a key: a new update with the same key replaces the queued one (a newer
+//! membership record for the same member, a newer broadcast under the same invalidation key). The
+//! queue is bounded: past its depth, the most-transmitted update (the oldest among equals) is dropped
+//! and counted, since it has already reached the most members.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use crate::identity::NodeId;
+use crate::wire::Writer;
+
+/// What makes two queued updates "the same thing", so the newer replaces the older.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum UpdateKey {
+    /// Any membership update about this member.
+    Member(NodeId),
+    /// A broadcast from `origin` under an invalidation key within a topic.
+    Keyed {
+        origin: NodeId,
+        topic: String,
+        key: Vec<u8>,
+    },
+}
+
+/// Ordering position: fewest transmits first, then newest first.
+type Slot = (u32, Reverse<u64>);
+
+#[derive(Debug)]
+struct Queued {
+    key: Option<UpdateKey>,
+    /// Replacement order within a key: a queued update is only replaced by one with a higher order.
+    order: u64,
+    bytes: Vec<u8>,
+}
+
+/// A bounded queue of encoded updates awaiting piggybacking.
+#[derive(Debug)]
+pub(crate) struct UpdateQueue {
+    items: BTreeMap<Slot, Queued>,
+    by_key: hashbrown::HashMap<UpdateKey, Slot, foldhash::fast::FixedState>,
+    depth: usize,
+    next_id: u64,
+    dropped: u64,
+    smallest: usize,
+}
+
+impl UpdateQueue {
+    pub fn new(depth: usize, hash_seed: u64) -> Self {
+        UpdateQueue {
+            items: BTreeMap::new(),
+            by_key: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
+                hash_seed,
+            )),
+            depth,
+            next_id: 0,
+            dropped: 0,
+            smallest: usize::MAX,
+        }
+    }
+
+    /// Updates waiting to be sent.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Updates dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// True while an update under `key` is still queued.
+    pub fn contains(&self, key: &UpdateKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Queues an encoded update (a complete `[tag][len][body]` message). With a key, replaces a queued
+    /// update of the same key unless that one has a higher `order` (then the new one is discarded and
+    /// `false` returned).
+    pub fn push(&mut self, key: Option<UpdateKey>, order: u64, bytes: Vec<u8>) -> bool {
+        if let Some(k) = &key {
+            if let Some(slot) = self.by_key.get(k).copied() {
+                if self.items.get(&slot).is_some_and(|q| q.order > order) {
+                    return false;
+                }
+                self.items.remove(&slot);
+                self.by_key.remove(k);
+            }
+        }
+        let slot = (0, Reverse(self.next_id));
+        self.next_id += 1;
+        self.smallest = self.smallest.min(bytes.len());
+        if let Some(k) = &key {
+            self.by_key.insert(k.clone(), slot);
+        }
+        self.items.insert(slot, Queued { key, order, bytes });
+        while self.items.len() > self.depth {
+            if let Some((_, evicted)) = self.items.pop_last() {
+                if let Some(k) = evicted.key {
+                    self.by_key.remove(&k);
+                }
+                self.dropped += 1;
+            }
+        }
+        true
+    }
+
+    /// Appends queued updates to `w` while they fit within `budget` bytes in total, fewest-sent first,
+    /// counting one transmit each and retiring those that reach `limit`. Returns how many were written.
+    /// Call once per outgoing packet, after the packet's own message is written.
+    pub fn fill(&mut self, w: &mut Writer, budget: usize, limit: u32) -> usize {
+        if self.items.is_empty() || w.len() + self.smallest > budget {
+            return 0;
+        }
+        let mut chosen: Vec<Slot> = Vec::new();
+        let mut remaining = budget.saturating_sub(w.len());
+        // Bound the scan so a queue full of large updates cannot make one packet expensive.
+        for (slot, q) in self.items.iter().take(512) {
+            if q.bytes.len() <= remaining {
+                w.raw(&q.bytes);
+                remaining -= q.bytes.len();
+                chosen.push(*slot);
+                if remaining < self.smallest {
+                    break;
+                }
+            }
+        }
+        for slot in &chosen {
+            if let Some(q) = self.items.remove(slot) {
+                let transmits = slot.0 + 1;
+                if transmits >= limit {
+                    if let Some(k) = &q.key {
+                        self.by_key.remove(k);
+                    }
+                    continue;
+                }
+                let new_slot = (transmits, slot.1);
+                if let Some(k) = &q.key {
+                    self.by_key.insert(k.clone(), new_slot);
+                }
+                self.items.insert(new_slot, q);
+            }
+        }
+        if self.items.is_empty() {
+            self.smallest = usize::MAX;
+        }
+        chosen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Option<UpdateKey> {
+        Some(UpdateKey::Member(NodeId::new(name).unwrap()))
+    }
+
+    #[test]
+    fn an_update_is_retired_after_its_transmit_limit() {
+        let mut q = UpdateQueue::new(16, 0);
+        q.push(key("a"), 0, alloc::vec![1; 10]);
+        for _ in 0..3 {
+            let mut w = Writer::default();
+            assert_eq!(q.fill(&mut w, 100, 3), 1);
+        }
+        let mut w = Writer::default();
+        assert_eq!(q.fill(&mut w, 100, 3), 0);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn fewest_sent_updates_go_first() {
+        let mut q = UpdateQueue::new(16, 0);
+        q.push(key("old"), 0, alloc::vec![1; 10]);
+        let mut w = Writer::default();
+        q.fill(&mut w, 100, 10);
+        q.push(key("new"), 0, alloc::vec![2; 10]);
+        let mut w = Writer::default();
+        assert_eq!(q.fill(&mut w, 15, 10), 1);
+        assert_eq!(
+            w.as_slice()[0],
+            2,
+            "the never-sent update wins the only slot"
+        );
+    }
+
+    #[test]
+    fn a_newer_update_with_the_same_key_replaces_the_queued_one() {
+        let mut q = UpdateQueue::new(16, 0);
+        q.push(key("a"), 1, alloc::vec![1; 4]);
+        q.push(key("a"), 2, alloc::vec![2; 4]);
+        assert_eq!(q.len(), 1);
+        assert!(
+            !q.push(key("a"), 1, alloc::vec![3; 4]),
+            "an older order does not replace"
+        );
+        let mut w = Writer::default();
+        q.fill(&mut w, 100, 5);
+        assert_eq!(w.as_slice(), &[2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_most_sent_update_and_counts_it() {
+        let mut q = UpdateQueue::new(2, 0);
+        q.push(None, 0, alloc::vec![1; 4]);
+        let mut w = Writer::default();
+        q.fill(&mut w, 100, 10);
+        q.push(None, 0, alloc::vec![2; 4]);
+        q.push(None, 0, alloc::vec![3; 4]);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.dropped(), 1);
+        let mut w = Writer::default();
+        q.fill(&mut w, 100, 10);
+        assert!(
+            !w.as_slice().contains(&1),
+            "the already-sent update was the one dropped"
+        );
+    }
+
+    #[test]
+    fn updates_that_do_not_fit_are_skipped_not_split() {
+        let mut q = UpdateQueue::new(16, 0);
+        q.push(None, 0, alloc::vec![9; 50]);
+        q.push(None, 0, alloc::vec![8; 5]);
+        let mut w = Writer::default();
+        w.raw(&[0; 40]);
+        assert_eq!(q.fill(&mut w, 60, 10), 1);
+        assert_eq!(w.len(), 45);
+    }
+}

@@ -1,0 +1,352 @@
+//! Membership updates: how alive, suspect and dead claims change what we believe, with incarnation
+//! numbers deciding which claim wins.
+//!
+//! The rules (SWIM §4.2, with memberlist's and Lifeguard's refinements):
+//! - a claim about a member at a lower incarnation than we hold is stale and ignored;
+//! - `Alive` at a higher incarnation overrides anything; at an equal incarnation it changes nothing
+//!   (except filling in metadata that was too large to gossip);
+//! - `Suspect` overrides `Alive` at the same or a higher incarnation; further suspects of a suspect
+//!   member are confirmations that shrink its timeout;
+//! - `Dead`/`Left` override `Alive` and `Suspect` at the same or a higher incarnation;
+//! - only a member raises its own incarnation: on hearing it is suspected or dead (refutation), or to
+//!   publish new metadata. A restarted member that learns it was declared dead therefore takes over
+//!   with an incarnation above the old one;
+//! - an `Alive` claim for a live member's name from another address is a conflict: reported, ignored.
+//!
+//! Every accepted change is queued for dissemination and reported as an event.
+
+use crate::dissemination::UpdateKey;
+use crate::event::Event;
+use crate::identity::{Address, NodeId};
+use crate::member::{MemberState, Metadata};
+use crate::suspicion::Suspicion;
+use crate::time::Instant;
+use crate::wire::{Alive, Message, MetaField, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+
+use super::timers::Timer;
+use super::{Node, Status};
+
+impl<A: Address> Node<A> {
+    pub(super) fn local_key(&self) -> UpdateKey {
+        UpdateKey::Member(self.local.id.clone())
+    }
+
+    /// Our own alive announcement (metadata inline when small enough for gossip).
+    pub(super) fn self_alive(&self) -> Message<A> {
+        let meta = if self.local.meta.len() <= self.config.max_gossip_meta {
+            MetaField::Included(self.local.meta.as_bytes().to_vec())
+        } else {
+            MetaField::Omitted {
+                len: self.local.meta.len() as u32,
+            }
+        };
+        Message::Alive(Alive {
+            id: self.local.id.clone(),
+            addr: self.local.addr.clone(),
+            incarnation: self.local.incarnation,
+            meta,
+            min_version: MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+        })
+    }
+
+    pub(super) fn enqueue_self_alive(&mut self) {
+        let bytes = self.self_alive().to_bytes();
+        self.membership_updates.push(
+            Some(self.local_key()),
+            u64::from(self.local.incarnation),
+            bytes,
+        );
+    }
+
+    /// Queues a membership message about `id` for gossip, replacing older news about the same member.
+    fn enqueue_member(&mut self, id: &NodeId, message: &Message<A>) {
+        self.membership_updates
+            .push(Some(UpdateKey::Member(id.clone())), 0, message.to_bytes());
+    }
+
+    /// Raises our incarnation above `incarnation` and announces we are alive.
+    fn refute(&mut self, incarnation: u32) {
+        self.local.incarnation = self.local.incarnation.max(incarnation).saturating_add(1);
+        self.enqueue_self_alive();
+        self.stats.refutations += 1;
+        self.adjust_health(1);
+        self.emit(Event::Refuted {
+            incarnation: self.local.incarnation,
+        });
+    }
+
+    /// Applies an `Alive` claim (from gossip, or from a push-pull record).
+    pub(super) fn apply_alive(&mut self, a: Alive<A>, now: Instant) {
+        if a.id == self.local.id {
+            self.alive_about_us(&a);
+            return;
+        }
+        if a.max_version < MIN_PROTOCOL_VERSION || a.min_version > PROTOCOL_VERSION {
+            self.stats.incompatible_members += 1;
+            return;
+        }
+        let (meta, meta_complete) = match &a.meta {
+            MetaField::Included(bytes) => (Some(Metadata::new(bytes)), true),
+            MetaField::Omitted { len } => (None, *len == 0),
+        };
+        let Some(m) = self.members.get_mut(&a.id) else {
+            let member = self.new_member(
+                a.id.clone(),
+                a.addr.clone(),
+                a.incarnation,
+                meta.unwrap_or_default(),
+                meta_complete,
+                (a.min_version, a.max_version),
+                now,
+            );
+            self.members.insert(member.clone(), &mut self.rng);
+            if !meta_complete {
+                self.request_meta(&a.id, a.addr.clone());
+            }
+            let id = a.id.clone();
+            self.enqueue_member(&id, &Message::Alive(a));
+            self.emit(Event::Joined(member));
+            return;
+        };
+        if a.addr != m.addr && m.state.is_live() {
+            self.stats.address_conflicts += 1;
+            let event = Event::AddressConflict {
+                id: a.id.clone(),
+                known: m.addr.clone(),
+                claimed: a.addr,
+            };
+            self.emit(event);
+            return;
+        }
+        if a.incarnation < m.incarnation {
+            return;
+        }
+        if a.incarnation == m.incarnation {
+            // Same incarnation: only a missing large metadata value can be filled in.
+            if m.state.is_live() && !m.meta_complete {
+                if let (Some(meta), true) = (meta, meta_complete) {
+                    m.meta = meta;
+                    m.meta_complete = true;
+                    let member = m.clone();
+                    self.emit(Event::Updated(member));
+                }
+            }
+            return;
+        }
+        let old_state = m.state;
+        let meta_changed =
+            meta.as_ref().is_some_and(|new| *new != m.meta) || (!meta_complete && m.meta_complete);
+        m.addr = a.addr.clone();
+        m.incarnation = a.incarnation;
+        m.versions = (a.min_version, a.max_version);
+        if let Some(meta) = meta {
+            m.meta = meta;
+        }
+        m.meta_complete = meta_complete;
+        self.members.set_state(&a.id, MemberState::Alive, now);
+        self.suspicions.remove(&a.id);
+        if !meta_complete {
+            self.request_meta(&a.id, a.addr.clone());
+        }
+        let id = a.id.clone();
+        let incarnation = a.incarnation;
+        self.enqueue_member(&id, &Message::Alive(a));
+        let Some(member) = self.members.get(&id).cloned() else {
+            return;
+        };
+        match old_state {
+            MemberState::Dead | MemberState::Left => {
+                self.members.revive_in_order(&id, &mut self.rng);
+                self.emit(Event::Joined(member));
+            }
+            MemberState::Suspect => {
+                self.emit(Event::Alive { id, incarnation });
+                if meta_changed {
+                    self.emit(Event::Updated(member));
+                }
+            }
+            MemberState::Alive => {
+                if meta_changed {
+                    self.emit(Event::Updated(member));
+                }
+            }
+        }
+    }
+
+    /// Someone announced us. Our own echo is harmless; a claim that contradicts us is refuted.
+    fn alive_about_us(&mut self, a: &Alive<A>) {
+        if a.addr != self.local.addr {
+            if a.incarnation >= self.local.incarnation {
+                self.stats.address_conflicts += 1;
+                let event = Event::AddressConflict {
+                    id: a.id.clone(),
+                    known: self.local.addr.clone(),
+                    claimed: a.addr.clone(),
+                };
+                self.emit(event);
+                if self.status == Status::Running {
+                    self.refute(a.incarnation);
+                }
+            }
+            return;
+        }
+        // Our own address at a higher incarnation: a previous life of ours. Take over above it.
+        if a.incarnation > self.local.incarnation && self.status == Status::Running {
+            self.refute(a.incarnation);
+        }
+    }
+
+    /// Applies a `Suspect` claim raised by `by` (ourselves after a failed probe).
+    pub(super) fn apply_suspect(
+        &mut self,
+        id: &NodeId,
+        incarnation: u32,
+        by: NodeId,
+        now: Instant,
+    ) {
+        if *id == self.local.id {
+            if incarnation >= self.local.incarnation && self.status == Status::Running {
+                self.refute(incarnation);
+            }
+            return;
+        }
+        let n = self.cluster_size();
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        if incarnation < m.incarnation || !m.state.is_live() {
+            return;
+        }
+        if m.state == MemberState::Suspect && incarnation == m.incarnation {
+            let Some(s) = self.suspicions.get_mut(id) else {
+                return;
+            };
+            if s.incarnation == incarnation && s.confirm(&by) {
+                let deadline = s.deadline();
+                self.timers.set(
+                    deadline,
+                    Timer::Suspicion {
+                        id: id.clone(),
+                        incarnation,
+                    },
+                );
+                // Confirmations are news too: they help others shrink their timeouts.
+                self.enqueue_member(
+                    id,
+                    &Message::Suspect {
+                        id: id.clone(),
+                        incarnation,
+                        from: by,
+                    },
+                );
+            }
+            return;
+        }
+        m.incarnation = incarnation;
+        self.members.set_state(id, MemberState::Suspect, now);
+        let suspicion = Suspicion::new(&self.config, n, incarnation, by.clone(), now);
+        self.timers.set(
+            suspicion.deadline(),
+            Timer::Suspicion {
+                id: id.clone(),
+                incarnation,
+            },
+        );
+        self.suspicions.insert(id.clone(), suspicion);
+        self.enqueue_member(
+            id,
+            &Message::Suspect {
+                id: id.clone(),
+                incarnation,
+                from: by.clone(),
+            },
+        );
+        self.emit(Event::Suspected {
+            id: id.clone(),
+            incarnation,
+            by,
+        });
+    }
+
+    /// A suspicion timer fired: declare the member dead if the suspicion still stands and is due.
+    pub(super) fn on_suspicion_timer(&mut self, id: &NodeId, incarnation: u32, now: Instant) {
+        let due = match self.suspicions.get(id) {
+            Some(s) => s.incarnation == incarnation && s.deadline() <= now,
+            None => false,
+        };
+        let still_suspect = self
+            .members
+            .get(id)
+            .is_some_and(|m| m.state == MemberState::Suspect);
+        if !due || !still_suspect {
+            return;
+        }
+        self.stats.failures_declared += 1;
+        let me = self.local.id.clone();
+        self.apply_dead(id, incarnation, me, false, now);
+    }
+
+    /// Applies a `Dead` claim (failure declared by `by`) or, with `left`, a graceful departure.
+    pub(super) fn apply_dead(
+        &mut self,
+        id: &NodeId,
+        incarnation: u32,
+        by: NodeId,
+        left: bool,
+        now: Instant,
+    ) {
+        if *id == self.local.id {
+            // Only our own leave announcement may say we are gone; anything else is refuted.
+            let our_leave = left && by == self.local.id;
+            if !our_leave && self.status == Status::Running && incarnation >= self.local.incarnation
+            {
+                self.refute(incarnation);
+            }
+            return;
+        }
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        if incarnation < m.incarnation {
+            return;
+        }
+        let new_state = if left {
+            MemberState::Left
+        } else {
+            MemberState::Dead
+        };
+        if !m.state.is_live() {
+            // Already gone; a leave may still upgrade a failure to a departure, silently.
+            if left && m.state == MemberState::Dead {
+                m.incarnation = incarnation;
+                self.members.set_state(id, new_state, now);
+            }
+            return;
+        }
+        m.incarnation = incarnation;
+        self.members.set_state(id, new_state, now);
+        self.suspicions.remove(id);
+        self.enqueue_member(
+            id,
+            &Message::Dead {
+                id: id.clone(),
+                incarnation,
+                from: by.clone(),
+                left,
+            },
+        );
+        if left {
+            self.emit(Event::Left {
+                id: id.clone(),
+                incarnation,
+            });
+        } else {
+            self.emit(Event::Failed {
+                id: id.clone(),
+                incarnation,
+                by,
+            });
+        }
+    }
+}

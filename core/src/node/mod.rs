@@ -1,0 +1,627 @@
+//! The protocol state machine: one [`Node`] per cluster member.
+//!
+//! # The run loop
+//!
+//! A `Node` does no I/O and reads no clock. The driver feeds it inputs and drains its outputs:
+//!
+//! 1. Feed an input: [`Node::handle_packet`] for every packet or reliable frame that arrives,
+//!    [`Node::handle_timeout`] when the deadline from [`Node::poll_timeout`] has passed, or a command
+//!    ([`Node::join`], [`Node::broadcast`], [`Node::send`], [`Node::set_metadata`], [`Node::leave`]).
+//! 2. Drain [`Node::poll_transmit`] until `None` and send each [`Transmit`] (reliable ones over a
+//!    stream or reliable channel, the rest as datagrams).
+//! 3. Drain [`Node::poll_event`] until `None` and hand events to the application.
+//! 4. Sleep until [`Node::poll_timeout`] or the next packet, whichever comes first, then go to 1.
+//!
+//! After *every* input, drain both queues before sleeping: an input may schedule an earlier deadline.
+//! Calling `handle_timeout` early or twice is harmless.
+//!
+//! Randomness comes from the `seed` given to [`Node::new`]: the same seed and the same inputs always
+//! produce the same outputs, which is what makes the simulator deterministic. Drivers seed it from the
+//! operating system's CSPRNG.
+
+mod gossip;
+mod membership;
+mod probe;
+mod push_pull;
+mod timers;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{Config, ConfigError};
+use crate::dedupe::Dedupe;
+use crate::dissemination::UpdateQueue;
+use crate::event::Event;
+use crate::health::LocalHealth;
+use crate::identity::{Address, NodeId};
+use crate::member::{Member, MemberState, MemberTable, Metadata};
+use crate::stats::Stats;
+use crate::suspicion::Suspicion;
+use crate::time::Instant;
+use crate::wire::{decode_packet, DecodeError, Message, MAX_TOPIC_LEN};
+use timers::{Timer, Timers};
+
+/// What a packet is for; drivers and the simulator use it for metrics and visualisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransmitKind {
+    Ping,
+    Ack,
+    PingReq,
+    Nack,
+    /// A dedicated gossip packet (only piggybacked updates).
+    Gossip,
+    PushPull,
+    /// A direct user message.
+    Direct,
+}
+
+/// A packet or frame the driver must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<A> {
+    pub to: A,
+    pub bytes: Vec<u8>,
+    /// Send over the reliable path (stream, reliable channel). Otherwise a best-effort datagram of at
+    /// most `max_packet_size` bytes.
+    pub reliable: bool,
+    pub kind: TransmitKind,
+}
+
+/// Why a command was refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    /// The caller named a member this node does not know (or that is dead or left).
+    UnknownMember(NodeId),
+    /// The payload does not fit: best-effort messages and broadcasts must fit in one packet.
+    TooLarge { size: usize, max: usize },
+    /// Topics are at most 255 bytes.
+    TopicTooLong,
+    /// `join` needs at least one seed address other than our own.
+    NoSeeds,
+    /// The node has left the cluster and accepts no more commands of this kind.
+    NotRunning,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::UnknownMember(id) => write!(f, "unknown or dead member {id}"),
+            CommandError::TooLarge { size, max } => {
+                write!(f, "payload of {size} bytes exceeds {max}")
+            }
+            CommandError::TopicTooLong => write!(f, "topic longer than {MAX_TOPIC_LEN} bytes"),
+            CommandError::NoSeeds => f.write_str("no seed address to join"),
+            CommandError::NotRunning => f.write_str("the node has left the cluster"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for CommandError {}
+
+/// Why an incoming packet was dropped (already counted in [`Stats`]; no state changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketError {
+    /// The packet is malformed or from an incompatible version: the sender's fault.
+    Decode(DecodeError),
+    /// Larger than `max_reliable_size`.
+    Oversized(usize),
+}
+
+impl fmt::Display for PacketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PacketError::Decode(e) => write!(f, "dropped undecodable packet: {e}"),
+            PacketError::Oversized(n) => write!(f, "dropped oversized packet of {n} bytes"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for PacketError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Running,
+    Leaving,
+}
+
+/// The local member's own record.
+#[derive(Debug)]
+struct Local<A> {
+    id: NodeId,
+    addr: A,
+    incarnation: u32,
+    meta: Metadata,
+}
+
+/// The probe this node currently has in flight (one per protocol period).
+#[derive(Debug)]
+struct Probe<A> {
+    seq: u32,
+    target: NodeId,
+    target_addr: A,
+    sent_at: Instant,
+    acked: bool,
+    concluded: bool,
+    expected_nacks: u32,
+    nacks: u32,
+}
+
+/// A probe we run on behalf of another member (we received its ping-req).
+#[derive(Debug)]
+struct IndirectProbe<A> {
+    requester: A,
+    their_seq: u32,
+    want_nack: bool,
+    acked: bool,
+}
+
+#[derive(Debug)]
+struct JoinState<A> {
+    seeds: Vec<A>,
+    attempt: u32,
+    pending: bool,
+    joined: bool,
+}
+
+type FixedMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// A cluster member's protocol state machine. See the module docs for the run loop.
+pub struct Node<A: Address> {
+    config: Config,
+    local: Local<A>,
+    members: MemberTable<A>,
+    suspicions: FixedMap<NodeId, Suspicion>,
+    timers: Timers,
+    rng: SmallRng,
+    health: LocalHealth,
+    membership_updates: UpdateQueue,
+    user_broadcasts: UpdateQueue,
+    dedupe: Dedupe,
+    probe: Option<Probe<A>>,
+    probe_round: u64,
+    indirect: FixedMap<u32, IndirectProbe<A>>,
+    next_seq: u32,
+    broadcast_epoch: u32,
+    broadcast_seq: u64,
+    join: JoinState<A>,
+    meta_requests: Vec<NodeId>,
+    status: Status,
+    outbox: VecDeque<Transmit<A>>,
+    events: VecDeque<Event<A>>,
+    stats: Stats,
+    scratch: Vec<Message<A>>,
+}
+
+impl<A: Address> fmt::Debug for Node<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.local.id)
+            .field("incarnation", &self.local.incarnation)
+            .field("members", &self.members.len())
+            .field("health", &self.health.score())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Address> Node<A> {
+    /// Creates a node named `id`, reachable at `addr`, alone in its cluster until [`Node::join`].
+    /// `seed` drives every random choice (probe order, gossip targets, jitter); give each node a
+    /// different one from a CSPRNG in production, or a fixed one in tests for reproducibility.
+    pub fn new(
+        config: Config,
+        id: NodeId,
+        addr: A,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let hash_seed: u64 = rng.random();
+        let mut node = Node {
+            local: Local {
+                id,
+                addr,
+                incarnation: 0,
+                meta: Metadata::default(),
+            },
+            members: MemberTable::new(hash_seed),
+            suspicions: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 1)),
+            timers: Timers::default(),
+            health: LocalHealth::new(config.awareness_max_multiplier),
+            membership_updates: UpdateQueue::new(config.membership_queue_depth, hash_seed ^ 2),
+            user_broadcasts: UpdateQueue::new(config.broadcast_queue_depth, hash_seed ^ 3),
+            dedupe: Dedupe::new(4_096, hash_seed ^ 4),
+            probe: None,
+            probe_round: 0,
+            indirect: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 5)),
+            next_seq: rng.random(),
+            broadcast_epoch: rng.random(),
+            broadcast_seq: 0,
+            join: JoinState {
+                seeds: Vec::new(),
+                attempt: 0,
+                pending: false,
+                joined: false,
+            },
+            meta_requests: Vec::new(),
+            status: Status::Running,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            scratch: Vec::new(),
+            rng,
+            config,
+        };
+        // Random phases, so that members started together do not probe and gossip in lockstep.
+        let probe_at = now + node.jitter(node.config.probe_interval);
+        node.timers.set(probe_at, Timer::Probe { round: 0 });
+        let gossip_at = now + node.jitter(node.config.gossip_interval);
+        node.timers.set(gossip_at, Timer::Gossip);
+        if !node.config.push_pull_interval.is_zero() {
+            let at =
+                now + node.config.push_pull_interval + node.jitter(node.config.push_pull_interval);
+            node.timers.set(at, Timer::PushPull);
+        }
+        if !node.config.reannounce_interval.is_zero() {
+            let at = now
+                + node.config.reannounce_interval
+                + node.jitter(node.config.reannounce_interval);
+            node.timers.set(at, Timer::Reannounce);
+        }
+        Ok(node)
+    }
+
+    // ----- queries -------------------------------------------------------------------------------
+
+    /// Our own name.
+    pub fn local_id(&self) -> &NodeId {
+        &self.local.id
+    }
+
+    /// Our own address.
+    pub fn local_addr(&self) -> &A {
+        &self.local.addr
+    }
+
+    /// Our current incarnation.
+    pub fn incarnation(&self) -> u32 {
+        self.local.incarnation
+    }
+
+    /// Our current metadata.
+    pub fn metadata(&self) -> &[u8] {
+        self.local.meta.as_bytes()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every member we know (not ourselves), in any state.
+    pub fn members(&self) -> impl Iterator<Item = &Member<A>> {
+        self.members.iter()
+    }
+
+    /// One member by name.
+    pub fn member(&self, id: &NodeId) -> Option<&Member<A>> {
+        self.members.get(id)
+    }
+
+    /// Members believed alive or suspect, plus ourselves: the `n` the protocol scales with.
+    pub fn cluster_size(&self) -> usize {
+        self.members.live_count() + 1
+    }
+
+    /// Lifeguard local health score (0 is healthy).
+    pub fn health_score(&self) -> u32 {
+        self.health.score()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.updates_dropped = self.membership_updates.dropped();
+        s.broadcasts_dropped = self.user_broadcasts.dropped();
+        s
+    }
+
+    /// Membership updates and user broadcasts waiting to be gossiped.
+    pub fn queued_updates(&self) -> (usize, usize) {
+        (self.membership_updates.len(), self.user_broadcasts.len())
+    }
+
+    /// True once we joined a cluster through a seed (or were contacted by one).
+    pub fn is_joined(&self) -> bool {
+        self.join.joined
+    }
+
+    /// After [`Node::leave`]: true once the leave announcement has been gossiped its full number of
+    /// times (or there is nobody to tell). The driver may shut down then, or after its own timeout.
+    pub fn leave_disseminated(&self) -> bool {
+        self.status == Status::Leaving
+            && (self.members.live_count() == 0
+                || !self.membership_updates.contains(&self.local_key()))
+    }
+
+    /// The highest protocol version every live member speaks.
+    pub fn effective_protocol_version(&self) -> u8 {
+        self.members
+            .iter()
+            .filter(|m| m.state.is_live())
+            .map(|m| m.versions.1)
+            .fold(crate::wire::PROTOCOL_VERSION, u8::min)
+    }
+
+    // ----- run loop ------------------------------------------------------------------------------
+
+    /// The next packet to send, if any. Drain after every input.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<A>> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event for the application, if any. Drain after every input.
+    pub fn poll_event(&mut self) -> Option<Event<A>> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Node::handle_timeout`] next. Always `Some` while the node runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Runs every timer due at `now`. Call when the deadline from `poll_timeout` has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Probe { round } => self.on_probe_tick(round, now),
+                Timer::ProbeTimeout { seq } => self.on_probe_timeout(seq, now),
+                Timer::ProbeEnd { seq } => self.on_probe_end(seq, now),
+                Timer::IndirectNack { seq } => self.on_indirect_nack(seq),
+                Timer::IndirectExpire { seq } => {
+                    self.indirect.remove(&seq);
+                }
+                Timer::Suspicion { id, incarnation } => {
+                    self.on_suspicion_timer(&id, incarnation, now)
+                }
+                Timer::Gossip => self.on_gossip_tick(now),
+                Timer::PushPull => self.on_push_pull_tick(now),
+                Timer::Reannounce => self.on_reannounce_tick(now),
+                Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
+            }
+        }
+    }
+
+    /// Processes one packet or reliable frame received from `from` (the address replies go to).
+    /// A packet that fails to decode is counted and dropped whole: it never changes state.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        from: A,
+        bytes: &[u8],
+    ) -> Result<(), PacketError> {
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        if bytes.len() > self.config.max_reliable_size {
+            self.stats.oversized_dropped += 1;
+            return Err(PacketError::Oversized(bytes.len()));
+        }
+        let mut messages = core::mem::take(&mut self.scratch);
+        match decode_packet(bytes, &mut messages) {
+            Ok(skipped) => self.stats.unknown_messages_skipped += skipped as u64,
+            Err(e) => {
+                self.stats.decode_errors += 1;
+                self.scratch = messages;
+                return Err(PacketError::Decode(e));
+            }
+        }
+        for message in messages.drain(..) {
+            self.handle_message(now, &from, message);
+        }
+        self.scratch = messages;
+        Ok(())
+    }
+
+    fn handle_message(&mut self, now: Instant, from: &A, message: Message<A>) {
+        match message {
+            Message::Ping(ping) => self.handle_ping(ping, from),
+            Message::Ack { seq } => self.handle_ack(seq, now),
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+                want_nack,
+            } => self.handle_ping_req(seq, target, target_addr, want_nack, from, now),
+            Message::Nack { seq } => self.handle_nack(seq, now),
+            Message::Alive(alive) => self.apply_alive(alive, now),
+            Message::Suspect {
+                id,
+                incarnation,
+                from: by,
+            } => self.apply_suspect(&id, incarnation, by, now),
+            Message::Dead {
+                id,
+                incarnation,
+                from: by,
+                left,
+            } => self.apply_dead(&id, incarnation, by, left, now),
+            Message::Broadcast(b) => self.handle_broadcast(b),
+            Message::Direct {
+                from: sender,
+                topic,
+                payload,
+            } => self.handle_direct(sender, topic, payload),
+            Message::PushPull {
+                from: sender,
+                join,
+                reply,
+                members,
+            } => self.handle_push_pull(sender, join, reply, members, from, now),
+            Message::MetaRequest { from: _ } => self.handle_meta_request(from),
+        }
+    }
+
+    // ----- commands ------------------------------------------------------------------------------
+
+    /// Adds members known out of band (a saved snapshot, or the simulator's warm start) as alive at
+    /// incarnation 0, without events or gossip. Members already known are left as they are.
+    pub fn assume_alive(&mut self, members: impl IntoIterator<Item = (NodeId, A)>, now: Instant) {
+        for (id, addr) in members {
+            if id == self.local.id || self.members.get(&id).is_some() {
+                continue;
+            }
+            let member = self.new_member(id, addr, 0, Metadata::default(), true, (1, 1), now);
+            self.members.insert(member, &mut self.rng);
+        }
+        self.join.joined |= self.members.live_count() > 0;
+    }
+
+    /// Reserves room for `n` members ahead of a large join.
+    pub fn reserve_members(&mut self, n: usize) {
+        self.members.reserve(n);
+    }
+
+    /// Sets our metadata and announces it under a new incarnation. Metadata up to `max_gossip_meta`
+    /// bytes rides in gossip; larger metadata (up to `max_meta_size`) is fetched by each member over a
+    /// reliable exchange.
+    pub fn set_metadata(&mut self, meta: &[u8], _now: Instant) -> Result<(), CommandError> {
+        if meta.len() > self.config.max_meta_size {
+            return Err(CommandError::TooLarge {
+                size: meta.len(),
+                max: self.config.max_meta_size,
+            });
+        }
+        self.local.meta = Metadata::new(meta);
+        self.local.incarnation += 1;
+        self.enqueue_self_alive();
+        Ok(())
+    }
+
+    /// Gracefully leaves: announces the departure, stops probing, and keeps gossiping until the
+    /// driver stops calling. See [`Node::leave_disseminated`] for when it is safe to stop.
+    pub fn leave(&mut self, now: Instant) {
+        if self.status == Status::Leaving {
+            return;
+        }
+        self.status = Status::Leaving;
+        self.local.incarnation += 1;
+        let msg = Message::<A>::Dead {
+            id: self.local.id.clone(),
+            incarnation: self.local.incarnation,
+            from: self.local.id.clone(),
+            left: true,
+        };
+        self.membership_updates.push(
+            Some(self.local_key()),
+            u64::from(self.local.incarnation),
+            msg.to_bytes(),
+        );
+        // Tell a few members right away rather than waiting for the next gossip tick.
+        self.gossip_round(now, self.config.gossip_nodes.max(3));
+    }
+
+    /// Broadcasts `payload` under `topic` to every member, each receiving it once as
+    /// [`Event::Message`]. With `key`, a newer broadcast from us under the same topic and key replaces
+    /// this one in every queue it is still in (only the latest value keeps spreading). The sender does
+    /// not receive its own broadcast. The encoded broadcast must fit in one packet.
+    pub fn broadcast(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        key: Option<&[u8]>,
+    ) -> Result<(), CommandError> {
+        if self.status != Status::Running {
+            return Err(CommandError::NotRunning);
+        }
+        self.start_broadcast(topic, payload, key)
+    }
+
+    /// Sends a message to one member by name; it arrives as [`Event::Message`]. Best-effort messages
+    /// must fit in one packet; reliable ones go over the reliable path (up to `max_reliable_size`).
+    pub fn send(
+        &mut self,
+        to: &NodeId,
+        topic: &str,
+        payload: &[u8],
+        reliable: bool,
+    ) -> Result<(), CommandError> {
+        let addr = match self.members.get(to) {
+            Some(m) if m.state.is_live() => m.addr.clone(),
+            _ => return Err(CommandError::UnknownMember(to.clone())),
+        };
+        self.send_to_addr(addr, topic, payload, reliable)
+    }
+
+    /// Sends a message to an address, member or not (for example a seed before joining).
+    pub fn send_to_addr(
+        &mut self,
+        to: A,
+        topic: &str,
+        payload: &[u8],
+        reliable: bool,
+    ) -> Result<(), CommandError> {
+        self.send_direct(to, topic, payload, reliable)
+    }
+
+    /// Starts joining the cluster through `seeds`: a push-pull state exchange with each. Emits
+    /// [`Event::JoinSucceeded`] when the first answers, or [`Event::JoinFailed`] after `join_timeout`.
+    /// The seeds are remembered and re-announced to periodically, so a cluster that forms later, or
+    /// splits and heals, is found again without another call.
+    pub fn join(&mut self, seeds: &[A], now: Instant) -> Result<(), CommandError> {
+        self.start_join(seeds, now)
+    }
+
+    // ----- helpers shared by the submodules ------------------------------------------------------
+
+    fn jitter(&mut self, span: Duration) -> Duration {
+        let ms = crate::time::duration_millis(span).max(1);
+        Duration::from_millis(self.rng.random_range(0..ms))
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    fn emit(&mut self, event: Event<A>) {
+        self.events.push_back(event);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_member(
+        &self,
+        id: NodeId,
+        addr: A,
+        incarnation: u32,
+        meta: Metadata,
+        meta_complete: bool,
+        versions: (u8, u8),
+        now: Instant,
+    ) -> Member<A> {
+        Member {
+            id,
+            addr,
+            incarnation,
+            state: MemberState::Alive,
+            meta,
+            meta_complete,
+            state_since: now,
+            rtt_ms: None,
+            versions,
+        }
+    }
+
+    fn topic_ok(topic: &str) -> Result<(), CommandError> {
+        if topic.len() > MAX_TOPIC_LEN {
+            Err(CommandError::TopicTooLong)
+        } else {
+            Ok(())
+        }
+    }
+}

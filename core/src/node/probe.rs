@@ -1,0 +1,271 @@
+//! Failure detection: the SWIM probe cycle with Lifeguard's health awareness and nacks.
+//!
+//! Once per protocol period (stretched by the local health multiplier) the node pings the next member
+//! in round-robin order. No ack within the probe timeout: it asks `k` random members to ping the
+//! target for it (ping-req). They forward the target's ack, or send a nack when the target stays
+//! silent. At the end of the period, with no ack either way, the target becomes suspect.
+//!
+//! Missing nacks mean the fault may be ours (the helpers are alive and answered nobody in time, or
+//! we are too slow to hear them): each raises our health score. A successful probe lowers it.
+
+use crate::event::Event;
+use crate::identity::{Address, NodeId};
+use crate::member::MemberState;
+use crate::time::{scale, Instant};
+use crate::wire::{Message, Ping};
+
+use super::timers::Timer;
+use super::{IndirectProbe, Node, Probe, Status, TransmitKind};
+
+impl<A: Address> Node<A> {
+    /// The health multiplier if health-aware probing is on, else 1.
+    fn probe_multiplier(&self) -> u32 {
+        if self.config.lifeguard.health_aware_probing {
+            self.health.multiplier()
+        } else {
+            1
+        }
+    }
+
+    /// Moves the local health score (Lifeguard) and reports the change.
+    pub(super) fn adjust_health(&mut self, delta: i32) {
+        if !self.config.lifeguard.health_aware_probing {
+            return;
+        }
+        if let Some(score) = self.health.apply(delta) {
+            self.emit(Event::HealthChanged {
+                score,
+                multiplier: score + 1,
+            });
+        }
+    }
+
+    pub(super) fn on_probe_tick(&mut self, round: u64, now: Instant) {
+        if round != self.probe_round {
+            return;
+        }
+        self.probe_round += 1;
+        let mult = self.probe_multiplier();
+        let next = now + self.config.probe_interval * mult;
+        self.timers.set(
+            next,
+            Timer::Probe {
+                round: self.probe_round,
+            },
+        );
+        if self.status != Status::Running {
+            return;
+        }
+        let Some(target) = self.members.next_probe_target(&mut self.rng) else {
+            return;
+        };
+        let Some(m) = self.members.get(&target) else {
+            return;
+        };
+        let (target_addr, suspect_incarnation) = (
+            m.addr.clone(),
+            (m.state == MemberState::Suspect).then_some(m.incarnation),
+        );
+        let seq = self.next_seq();
+        let ping = Message::<A>::Ping(Ping {
+            seq,
+            target: target.clone(),
+            source: self.local.id.clone(),
+        });
+        // Buddy system: a suspect hears about its suspicion from us directly, in the same packet.
+        let buddy = match suspect_incarnation {
+            Some(incarnation) if self.config.lifeguard.buddy_system => {
+                Some(Message::<A>::Suspect {
+                    id: target.clone(),
+                    incarnation,
+                    from: self.local.id.clone(),
+                })
+            }
+            _ => None,
+        };
+        self.send_packet(target_addr.clone(), TransmitKind::Ping, |w| {
+            ping.encode(w);
+            if let Some(b) = &buddy {
+                b.encode(w);
+            }
+        });
+        self.stats.pings_sent += 1;
+        self.probe = Some(Probe {
+            seq,
+            target,
+            target_addr,
+            sent_at: now,
+            acked: false,
+            concluded: false,
+            expected_nacks: 0,
+            nacks: 0,
+        });
+        self.timers.set(
+            now + self.config.probe_timeout * mult,
+            Timer::ProbeTimeout { seq },
+        );
+        self.timers.set(
+            now + self.config.probe_interval * mult,
+            Timer::ProbeEnd { seq },
+        );
+    }
+
+    pub(super) fn on_probe_timeout(&mut self, seq: u32, _now: Instant) {
+        let (target, target_addr) = match &self.probe {
+            Some(p) if p.seq == seq && !p.acked && !p.concluded => {
+                (p.target.clone(), p.target_addr.clone())
+            }
+            _ => return,
+        };
+        let k = self.config.indirect_checks;
+        let helpers: alloc::vec::Vec<A> = self
+            .members
+            .random_members(k, &mut self.rng, |m| {
+                m.state == MemberState::Alive && m.id != target
+            })
+            .into_iter()
+            .map(|m| m.addr.clone())
+            .collect();
+        let want_nack = self.config.lifeguard.nacks;
+        for helper in &helpers {
+            let req = Message::PingReq {
+                seq,
+                target: target.clone(),
+                target_addr: target_addr.clone(),
+                want_nack,
+            };
+            self.send_packet(helper.clone(), TransmitKind::PingReq, |w| req.encode(w));
+            self.stats.ping_reqs_sent += 1;
+        }
+        if let Some(p) = &mut self.probe {
+            p.expected_nacks = if want_nack { helpers.len() as u32 } else { 0 };
+        }
+    }
+
+    pub(super) fn on_probe_end(&mut self, seq: u32, now: Instant) {
+        let Some(p) = &mut self.probe else { return };
+        if p.seq != seq || p.acked || p.concluded {
+            return;
+        }
+        p.concluded = true;
+        let (target, expected, nacks) = (p.target.clone(), p.expected_nacks, p.nacks);
+        self.stats.probes_failed += 1;
+        // Lifeguard: every nack that did not come suggests the problem is on our side.
+        let delta = if expected > 0 {
+            (expected - nacks.min(expected)) as i32
+        } else {
+            1
+        };
+        self.adjust_health(delta);
+        let Some(m) = self.members.get(&target) else {
+            return;
+        };
+        if !m.state.is_live() {
+            return;
+        }
+        let incarnation = m.incarnation;
+        self.stats.suspicions_raised += 1;
+        let me = self.local.id.clone();
+        self.apply_suspect(&target, incarnation, me, now);
+    }
+
+    pub(super) fn handle_ping(&mut self, ping: Ping, from: &A) {
+        if ping.target != self.local.id {
+            self.stats.misdirected_pings += 1;
+            return;
+        }
+        let ack = Message::<A>::Ack { seq: ping.seq };
+        self.send_packet(from.clone(), TransmitKind::Ack, |w| ack.encode(w));
+    }
+
+    pub(super) fn handle_ack(&mut self, seq: u32, now: Instant) {
+        self.stats.acks_received += 1;
+        if let Some(p) = &mut self.probe {
+            if p.seq == seq && !p.acked {
+                p.acked = true;
+                let (target, rtt) = (p.target.clone(), now.saturating_duration_since(p.sent_at));
+                let concluded = p.concluded;
+                if !concluded {
+                    self.adjust_health(-1);
+                }
+                if let Some(m) = self.members.get_mut(&target) {
+                    m.rtt_ms = Some(u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX));
+                }
+                return;
+            }
+        }
+        // An ack for a probe we run on someone's behalf: forward it.
+        if let Some(ind) = self.indirect.get_mut(&seq) {
+            if !ind.acked {
+                ind.acked = true;
+                let (to, their_seq) = (ind.requester.clone(), ind.their_seq);
+                let ack = Message::<A>::Ack { seq: their_seq };
+                self.send_packet(to, TransmitKind::Ack, |w| ack.encode(w));
+            }
+        }
+    }
+
+    pub(super) fn handle_ping_req(
+        &mut self,
+        their_seq: u32,
+        target: NodeId,
+        target_addr: A,
+        want_nack: bool,
+        from: &A,
+        now: Instant,
+    ) {
+        self.stats.ping_reqs_served += 1;
+        let seq = self.next_seq();
+        let ping = Message::<A>::Ping(Ping {
+            seq,
+            target,
+            source: self.local.id.clone(),
+        });
+        self.send_packet(target_addr, TransmitKind::Ping, |w| ping.encode(w));
+        self.stats.pings_sent += 1;
+        self.indirect.insert(
+            seq,
+            IndirectProbe {
+                requester: from.clone(),
+                their_seq,
+                want_nack,
+                acked: false,
+            },
+        );
+        // The nack must reach the requester before its protocol period ends.
+        self.timers.set(
+            now + scale(self.config.probe_timeout, 0.8),
+            Timer::IndirectNack { seq },
+        );
+        self.timers.set(
+            now + self.config.probe_interval * 2,
+            Timer::IndirectExpire { seq },
+        );
+    }
+
+    pub(super) fn on_indirect_nack(&mut self, seq: u32) {
+        let Some(ind) = self.indirect.get(&seq) else {
+            return;
+        };
+        if ind.acked || !ind.want_nack {
+            return;
+        }
+        let (to, their_seq) = (ind.requester.clone(), ind.their_seq);
+        let nack = Message::<A>::Nack { seq: their_seq };
+        self.send_packet(to, TransmitKind::Nack, |w| nack.encode(w));
+        self.stats.nacks_sent += 1;
+    }
+
+    pub(super) fn handle_nack(&mut self, seq: u32, now: Instant) {
+        self.stats.nacks_received += 1;
+        let Some(p) = &mut self.probe else { return };
+        if p.seq != seq || p.acked || p.concluded {
+            return;
+        }
+        p.nacks += 1;
+        // Every helper reached us and none reached the target: no ack is coming, conclude now.
+        if p.expected_nacks > 0 && p.nacks >= p.expected_nacks {
+            self.on_probe_end(seq, now);
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Push-pull anti-entropy, joining, re-announcing and forgetting.
+//!
+//! Gossip is probabilistic: a member that was partitioned away, restarted, or simply unlucky can miss
+//! updates. Push-pull repairs that: two members exchange their complete membership over a reliable
+//! transmit and merge each other's records with the usual incarnation rules. It runs at join (with
+//! every seed), periodically with one random member (less often in large clusters), and as the
+//! re-announce that heals partitions: every `reannounce_interval` the node pushes its state to a seed
+//! that is not a live member and to a member it believes dead. A member that hears it was declared
+//! dead refutes, the other side learns it is alive, and both halves merge without operator action.
+//!
+//! A remote `Dead` record is merged as a suspicion (the remote may be the partitioned one), which
+//! makes the accused member refute if it is in fact alive.
+
+use alloc::vec::Vec;
+
+use rand::seq::IndexedRandom;
+
+use crate::event::Event;
+use crate::identity::{Address, NodeId};
+use crate::member::MemberState;
+use crate::time::Instant;
+use crate::wire::{
+    begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION,
+};
+
+use super::timers::Timer;
+use super::{CommandError, Node, Status, TransmitKind};
+
+impl<A: Address> Node<A> {
+    pub(super) fn start_join(&mut self, seeds: &[A], now: Instant) -> Result<(), CommandError> {
+        if self.status != Status::Running {
+            return Err(CommandError::NotRunning);
+        }
+        let seeds: Vec<A> = seeds
+            .iter()
+            .filter(|s| **s != self.local.addr)
+            .cloned()
+            .collect();
+        if seeds.is_empty() {
+            return Err(CommandError::NoSeeds);
+        }
+        for seed in &seeds {
+            if !self.join.seeds.contains(seed) {
+                self.join.seeds.push(seed.clone());
+            }
+            self.send_push_pull(seed.clone(), true, false);
+        }
+        self.join.attempt += 1;
+        self.join.pending = true;
+        self.timers.set(
+            now + self.config.join_timeout,
+            Timer::JoinTimeout {
+                attempt: self.join.attempt,
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) fn on_join_timeout(&mut self, attempt: u32) {
+        if attempt == self.join.attempt && self.join.pending {
+            self.join.pending = false;
+            let seeds = self.join.seeds.clone();
+            self.emit(Event::JoinFailed { seeds });
+        }
+    }
+
+    /// Our whole view, ourselves first, cut short (live members first) if it would exceed the
+    /// reliable frame limit.
+    fn state_records(&self, only_self: bool) -> Vec<MemberRecord<A>> {
+        let mut records = Vec::with_capacity(if only_self { 1 } else { self.members.len() + 1 });
+        let local_state = if self.status == Status::Leaving {
+            MemberState::Left
+        } else {
+            MemberState::Alive
+        };
+        records.push(MemberRecord {
+            id: self.local.id.clone(),
+            addr: self.local.addr.clone(),
+            incarnation: self.local.incarnation,
+            state: local_state,
+            meta: self.local.meta.as_bytes().to_vec(),
+            min_version: crate::wire::MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+        });
+        if only_self {
+            return records;
+        }
+        let budget = self.config.max_reliable_size.saturating_sub(256);
+        let mut size = 0usize;
+        let live_first = self.members.iter().filter(|m| m.state.is_live());
+        let then_gone = self.members.iter().filter(|m| !m.state.is_live());
+        for m in live_first.chain(then_gone) {
+            let approx = m.id.encoded_len() + m.addr.encoded_len() + bytes_len(m.meta.len()) + 10;
+            if size + approx > budget {
+                break;
+            }
+            size += approx;
+            records.push(MemberRecord {
+                id: m.id.clone(),
+                addr: m.addr.clone(),
+                incarnation: m.incarnation,
+                state: m.state,
+                meta: m.meta.as_bytes().to_vec(),
+                min_version: m.versions.0,
+                max_version: m.versions.1,
+            });
+        }
+        records
+    }
+
+    fn send_push_pull(&mut self, to: A, join: bool, reply: bool) {
+        let msg = Message::PushPull {
+            from: self.local.id.clone(),
+            join,
+            reply,
+            members: self.state_records(false),
+        };
+        self.send_reliable(to, &msg);
+        self.stats.push_pulls_sent += 1;
+    }
+
+    fn send_reliable(&mut self, to: A, msg: &Message<A>) {
+        let mut w = Writer::with_capacity(256);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        msg.encode(&mut w);
+        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
+    }
+
+    pub(super) fn handle_push_pull(
+        &mut self,
+        sender: NodeId,
+        join: bool,
+        reply: bool,
+        records: Vec<MemberRecord<A>>,
+        from: &A,
+        now: Instant,
+    ) {
+        self.stats.push_pulls_received += 1;
+        if !reply {
+            self.send_push_pull(from.clone(), join, true);
+        }
+        for record in records {
+            self.merge_record(&sender, record, now);
+        }
+        if reply && (self.join.pending || !self.join.joined) {
+            self.join.pending = false;
+            self.join.joined = true;
+            self.emit(Event::JoinSucceeded { via: from.clone() });
+        } else if !reply {
+            // Someone found us: we are part of a cluster now.
+            self.join.joined = true;
+        }
+    }
+
+    fn merge_record(&mut self, sender: &NodeId, r: MemberRecord<A>, now: Instant) {
+        match r.state {
+            MemberState::Alive | MemberState::Suspect => {
+                let suspect = r.state == MemberState::Suspect;
+                let (id, incarnation) = (r.id.clone(), r.incarnation);
+                let alive = Alive {
+                    id: r.id,
+                    addr: r.addr,
+                    incarnation: r.incarnation,
+                    meta: MetaField::Included(r.meta),
+                    min_version: r.min_version,
+                    max_version: r.max_version,
+                };
+                self.apply_alive(alive, now);
+                if suspect {
+                    self.apply_suspect(&id, incarnation, sender.clone(), now);
+                }
+            }
+            // The remote may be the one cut off: suspect rather than declare, so a live member refutes.
+            MemberState::Dead => self.apply_suspect(&r.id, r.incarnation, sender.clone(), now),
+            MemberState::Left => self.apply_dead(&r.id, r.incarnation, r.id.clone(), true, now),
+        }
+    }
+
+    pub(super) fn on_push_pull_tick(&mut self, now: Instant) {
+        let n = self.cluster_size();
+        // Beyond 32 members, stretch the period logarithmically (memberlist's push-pull scale).
+        let factor = if n <= 32 {
+            1.0
+        } else {
+            libm::ceil(libm::log2(n as f64) - libm::log2(32.0)) + 1.0
+        };
+        let period = crate::time::scale(self.config.push_pull_interval, factor);
+        self.timers.set(now + period, Timer::PushPull);
+        if self.status != Status::Running {
+            return;
+        }
+        let target = self
+            .members
+            .random_members(1, &mut self.rng, |m| m.state == MemberState::Alive)
+            .first()
+            .map(|m| m.addr.clone());
+        if let Some(to) = target {
+            self.send_push_pull(to, false, false);
+        }
+    }
+
+    pub(super) fn on_reannounce_tick(&mut self, now: Instant) {
+        self.timers
+            .set(now + self.config.reannounce_interval, Timer::Reannounce);
+        self.reap(now);
+        if self.status != Status::Running {
+            return;
+        }
+        let live_addrs: Vec<&A> = self
+            .members
+            .iter()
+            .filter(|m| m.state.is_live())
+            .map(|m| &m.addr)
+            .collect();
+        let lonely_seeds: Vec<A> = self
+            .join
+            .seeds
+            .iter()
+            .filter(|s| !live_addrs.contains(s))
+            .cloned()
+            .collect();
+        drop(live_addrs);
+        if let Some(seed) = lonely_seeds.choose(&mut self.rng).cloned() {
+            self.send_push_pull(seed, true, false);
+        }
+        let dead = self
+            .members
+            .random_members(1, &mut self.rng, |m| m.state == MemberState::Dead)
+            .first()
+            .map(|m| m.addr.clone());
+        if let Some(to) = dead {
+            self.send_push_pull(to, false, false);
+        }
+        // Retry metadata fetches that got no answer.
+        let pending: Vec<NodeId> = core::mem::take(&mut self.meta_requests);
+        for id in pending {
+            if let Some(m) = self.members.get(&id) {
+                if m.state.is_live() && !m.meta_complete {
+                    let addr = m.addr.clone();
+                    self.request_meta(&id, addr);
+                }
+            }
+        }
+    }
+
+    /// Forgets members that have been dead or gone longer than `dead_member_reap_time`.
+    fn reap(&mut self, now: Instant) {
+        let horizon = self.config.dead_member_reap_time;
+        let expired: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|m| {
+                !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in expired {
+            self.members.remove(&id);
+            self.suspicions.remove(&id);
+        }
+    }
+
+    /// Asks a member for its own record, to fetch metadata too large for gossip.
+    pub(super) fn request_meta(&mut self, id: &NodeId, addr: A) {
+        if !self.meta_requests.contains(id) {
+            self.meta_requests.push(id.clone());
+        }
+        let msg = Message::MetaRequest {
+            from: self.local.id.clone(),
+        };
+        self.send_reliable(addr, &msg);
+    }
+
+    pub(super) fn handle_meta_request(&mut self, from: &A) {
+        let msg = Message::PushPull {
+            from: self.local.id.clone(),
+            join: false,
+            reply: true,
+            members: self.state_records(true),
+        };
+        self.send_reliable(from.clone(), &msg);
+    }
+}

@@ -1,0 +1,123 @@
+//! The node's timers: a min-heap of deadlines that are never cancelled.
+//!
+//! Each timer names what it is about (a probe sequence number, a member and incarnation, a round
+//! counter). When it fires, the handler checks that the thing it refers to is still current and does
+//! nothing otherwise. That keeps cancellation out of the state machine entirely and makes a spurious
+//! or late `handle_timeout` harmless.
+
+use alloc::collections::BinaryHeap;
+use core::cmp::{Ordering, Reverse};
+
+use crate::identity::NodeId;
+use crate::time::Instant;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// Start the next probe (`round` guards against duplicates).
+    Probe {
+        round: u64,
+    },
+    /// The direct ack for probe `seq` is overdue: ask for indirect probes.
+    ProbeTimeout {
+        seq: u32,
+    },
+    /// The protocol period of probe `seq` is over: suspect the target unless an ack arrived.
+    ProbeEnd {
+        seq: u32,
+    },
+    /// We probe on someone's behalf with our `seq`: send a nack if the target is still silent.
+    IndirectNack {
+        seq: u32,
+    },
+    /// Forget our indirect probe `seq`.
+    IndirectExpire {
+        seq: u32,
+    },
+    /// The suspicion of `id` at `incarnation` may have run out.
+    Suspicion {
+        id: NodeId,
+        incarnation: u32,
+    },
+    Gossip,
+    PushPull,
+    Reannounce,
+    /// Join attempt `attempt` may have timed out.
+    JoinTimeout {
+        attempt: u32,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    at: Instant,
+    order: u64,
+    timer: Timer,
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Pending timers, earliest first; ties fire in the order they were set.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<Entry>>,
+    order: u64,
+}
+
+impl Timers {
+    pub fn set(&mut self, at: Instant, timer: Timer) {
+        self.order += 1;
+        self.heap.push(Reverse(Entry {
+            at,
+            order: self.order,
+            timer,
+        }));
+    }
+
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.0.at)
+    }
+
+    /// Removes and returns one timer due at or before `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        if self.heap.peek()?.0.at <= now {
+            self.heap.pop().map(|e| e.0.timer)
+        } else {
+            None
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_earliest_first_and_only_when_due() {
+        let mut t = Timers::default();
+        t.set(Instant::from_millis(20), Timer::Gossip);
+        t.set(Instant::from_millis(10), Timer::PushPull);
+        t.set(Instant::from_millis(10), Timer::Reannounce);
+        assert_eq!(t.next_deadline(), Some(Instant::from_millis(10)));
+        assert_eq!(t.pop_due(Instant::from_millis(5)), None);
+        assert_eq!(t.pop_due(Instant::from_millis(15)), Some(Timer::PushPull));
+        assert_eq!(t.pop_due(Instant::from_millis(15)), Some(Timer::Reannounce));
+        assert_eq!(t.pop_due(Instant::from_millis(15)), None);
+        assert_eq!(t.len(), 1);
+    }
+}

@@ -1,0 +1,45 @@
+//! Counters a node keeps about its own work: traffic, probes, dissemination and rejected input.
+//! Read them with [`crate::Node::stats`]; drivers export them as metrics.
+
+/// Cumulative counters since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub reliable_sent: u64,
+    /// Packets dropped because they failed to decode (truncated, garbage, wrong version...).
+    pub decode_errors: u64,
+    /// Packets dropped because they exceeded the size limits.
+    pub oversized_dropped: u64,
+    /// Messages of a type this version does not know, skipped inside otherwise valid packets.
+    pub unknown_messages_skipped: u64,
+    /// Pings addressed to another name (stale address or a misrouted packet).
+    pub misdirected_pings: u64,
+    pub pings_sent: u64,
+    pub acks_received: u64,
+    pub ping_reqs_sent: u64,
+    pub ping_reqs_served: u64,
+    pub nacks_sent: u64,
+    pub nacks_received: u64,
+    /// Probes that got neither a direct nor an indirect ack.
+    pub probes_failed: u64,
+    /// Suspicions this node raised from its own failed probes.
+    pub suspicions_raised: u64,
+    /// Members this node declared failed when a suspicion timed out.
+    pub failures_declared: u64,
+    /// Times this node refuted a suspicion or death about itself.
+    pub refutations: u64,
+    /// Membership updates and broadcasts dropped from full queues.
+    pub updates_dropped: u64,
+    pub broadcasts_dropped: u64,
+    pub broadcasts_delivered: u64,
+    pub direct_delivered: u64,
+    pub push_pulls_sent: u64,
+    pub push_pulls_received: u64,
+    /// Alive claims rejected because a live member already holds the name at another address.
+    pub address_conflicts: u64,
+    /// Members ignored because they speak no protocol version we do.
+    pub incompatible_members: u64,
+}
