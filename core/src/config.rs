@@ -33,19 +33,11 @@ pub struct Lifeguard {
 
 impl Lifeguard {
     /// Every Lifeguard extension on.
-    pub const ON: Lifeguard = Lifeguard {
-        health_aware_probing: true,
-        nacks: true,
-        suspicion_confirmations: true,
-        buddy_system: true,
-    };
+    pub const ON: Lifeguard =
+        Lifeguard { health_aware_probing: true, nacks: true, suspicion_confirmations: true, buddy_system: true };
     /// Plain SWIM with suspicion.
-    pub const OFF: Lifeguard = Lifeguard {
-        health_aware_probing: false,
-        nacks: false,
-        suspicion_confirmations: false,
-        buddy_system: false,
-    };
+    pub const OFF: Lifeguard =
+        Lifeguard { health_aware_probing: false, nacks: false, suspicion_confirmations: false, buddy_system: false };
 }
 
 /// Protocol configuration. See the module docs for how values scale with cluster size.
@@ -211,10 +203,7 @@ impl Config {
             return err("probe_interval", "must be between 10 ms and 60 s");
         }
         if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
-            return err(
-                "probe_timeout",
-                "must be non-zero and shorter than probe_interval",
-            );
+            return err("probe_timeout", "must be non-zero and shorter than probe_interval");
         }
         if self.indirect_checks > 16 {
             return err("indirect_checks", "must be at most 16");
@@ -229,10 +218,7 @@ impl Config {
             return err("suspicion_max_timeout_mult", "must be between 1 and 64");
         }
         if self.gossip_nodes > 0 && self.gossip_interval < ms(1) {
-            return err(
-                "gossip_interval",
-                "must be at least 1 ms when gossip_nodes > 0",
-            );
+            return err("gossip_interval", "must be at least 1 ms when gossip_nodes > 0");
         }
         if self.gossip_nodes > 64 {
             return err("gossip_nodes", "must be at most 64");
@@ -247,10 +233,7 @@ impl Config {
             return err("max_gossip_meta", "must be at most half of max_packet_size");
         }
         if self.max_meta_size > self.max_reliable_size / 4 {
-            return err(
-                "max_meta_size",
-                "must be at most a quarter of max_reliable_size",
-            );
+            return err("max_meta_size", "must be at most a quarter of max_reliable_size");
         }
         if self.membership_queue_depth == 0 || self.broadcast_queue_depth == 0 {
             return err("membership_queue_depth", "queue depths must be at least 1");
@@ -277,31 +260,20 @@ mod tests {
 
     #[test]
     fn every_preset_is_valid() {
-        for c in [
-            Config::lan(),
-            Config::wan(),
-            Config::local(),
-            Config::browser(),
-        ] {
+        for c in [Config::lan(), Config::wan(), Config::local(), Config::browser()] {
             assert_eq!(c.validate(), Ok(()), "{c:?}");
         }
     }
 
     #[test]
     fn a_probe_timeout_as_long_as_the_interval_is_rejected() {
-        let c = Config {
-            probe_timeout: ms(1_000),
-            ..Config::lan()
-        };
+        let c = Config { probe_timeout: ms(1_000), ..Config::lan() };
         assert_eq!(c.validate().unwrap_err().field, "probe_timeout");
     }
 
     #[test]
     fn a_packet_size_below_the_minimum_is_rejected() {
-        let c = Config {
-            max_packet_size: 100,
-            ..Config::lan()
-        };
+        let c = Config { max_packet_size: 100, ..Config::lan() };
         assert_eq!(c.validate().unwrap_err().field, "max_packet_size");
     }
 }

@@ -19,19 +19,45 @@ struct OriginWindow {
     seen: u128,
 }
 
+/// `(origin, topic, invalidation key)` of a keyed broadcast.
+type KeyedName = (NodeId, alloc::string::String, alloc::vec::Vec<u8>);
+
 #[derive(Debug)]
 pub(crate) struct Dedupe {
     origins: hashbrown::HashMap<NodeId, OriginWindow, foldhash::fast::FixedState>,
+    /// Newest `(epoch, seq)` delivered per keyed name, so an older value that arrives late is not
+    /// delivered after a newer one.
+    keyed: hashbrown::HashMap<KeyedName, (u32, u64), foldhash::fast::FixedState>,
     capacity: usize,
 }
 
 impl Dedupe {
     pub fn new(capacity: usize, hash_seed: u64) -> Self {
         Dedupe {
-            origins: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
-                hash_seed,
-            )),
+            origins: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
+            keyed: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 1)),
             capacity,
+        }
+    }
+
+    /// For a keyed broadcast already accepted by [`Dedupe::first_time`]: true unless a newer value
+    /// under the same key (same origin life) was delivered before. Records it as the newest.
+    pub fn newest_for_key(&mut self, name: KeyedName, epoch: u32, seq: u64) -> bool {
+        match self.keyed.get_mut(&name) {
+            Some(newest) if newest.0 == epoch && newest.1 > seq => false,
+            Some(newest) => {
+                *newest = (epoch, seq);
+                true
+            }
+            None => {
+                if self.keyed.len() >= self.capacity {
+                    if let Some(victim) = self.keyed.keys().next().cloned() {
+                        self.keyed.remove(&victim);
+                    }
+                }
+                self.keyed.insert(name, (epoch, seq));
+                true
+            }
         }
     }
 
@@ -39,20 +65,12 @@ impl Dedupe {
     pub fn first_time(&mut self, origin: &NodeId, epoch: u32, seq: u64) -> bool {
         if let Some(w) = self.origins.get_mut(origin) {
             if w.epoch != epoch {
-                *w = OriginWindow {
-                    epoch,
-                    highest: seq,
-                    seen: 1,
-                };
+                *w = OriginWindow { epoch, highest: seq, seen: 1 };
                 return true;
             }
             if seq > w.highest {
                 let shift = seq - w.highest;
-                w.seen = if shift >= WINDOW {
-                    1
-                } else {
-                    (w.seen << shift) | 1
-                };
+                w.seen = if shift >= WINDOW { 1 } else { (w.seen << shift) | 1 };
                 w.highest = seq;
                 return true;
             }
@@ -70,14 +88,7 @@ impl Dedupe {
                 self.origins.remove(&victim);
             }
         }
-        self.origins.insert(
-            origin.clone(),
-            OriginWindow {
-                epoch,
-                highest: seq,
-                seen: 1,
-            },
-        );
+        self.origins.insert(origin.clone(), OriginWindow { epoch, highest: seq, seen: 1 });
         true
     }
 }
@@ -96,10 +107,18 @@ mod tests {
         assert!(!d.first_time(&o, 1, 3));
         assert!(d.first_time(&o, 1, 4));
         assert!(d.first_time(&o, 1, 200));
-        assert!(
-            !d.first_time(&o, 1, 60),
-            "older than the window counts as seen"
-        );
+        assert!(!d.first_time(&o, 1, 60), "older than the window counts as seen");
+    }
+
+    #[test]
+    fn an_older_keyed_value_arriving_late_is_not_delivered() {
+        let o = NodeId::new("o").unwrap();
+        let name = || (o.clone(), alloc::string::String::from("cursor"), alloc::vec![1]);
+        let mut d = Dedupe::new(16, 0);
+        assert!(d.newest_for_key(name(), 1, 5));
+        assert!(!d.newest_for_key(name(), 1, 4));
+        assert!(d.newest_for_key(name(), 1, 6));
+        assert!(d.newest_for_key(name(), 2, 0), "a new life of the origin starts over");
     }
 
     #[test]

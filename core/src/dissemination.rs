@@ -25,11 +25,7 @@ pub(crate) enum UpdateKey {
     /// Any membership update about this member.
     Member(NodeId),
     /// A broadcast from `origin` under an invalidation key within a topic.
-    Keyed {
-        origin: NodeId,
-        topic: String,
-        key: Vec<u8>,
-    },
+    Keyed { origin: NodeId, topic: String, key: Vec<u8> },
 }
 
 /// Ordering position: fewest transmits first, then newest first.
@@ -58,9 +54,7 @@ impl UpdateQueue {
     pub fn new(depth: usize, hash_seed: u64) -> Self {
         UpdateQueue {
             items: BTreeMap::new(),
-            by_key: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
-                hash_seed,
-            )),
+            by_key: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
             depth,
             next_id: 0,
             dropped: 0,
@@ -191,11 +185,7 @@ mod tests {
         q.push(key("new"), 0, alloc::vec![2; 10]);
         let mut w = Writer::default();
         assert_eq!(q.fill(&mut w, 15, 10), 1);
-        assert_eq!(
-            w.as_slice()[0],
-            2,
-            "the never-sent update wins the only slot"
-        );
+        assert_eq!(w.as_slice()[0], 2, "the never-sent update wins the only slot");
     }
 
     #[test]
@@ -204,10 +194,7 @@ mod tests {
         q.push(key("a"), 1, alloc::vec![1; 4]);
         q.push(key("a"), 2, alloc::vec![2; 4]);
         assert_eq!(q.len(), 1);
-        assert!(
-            !q.push(key("a"), 1, alloc::vec![3; 4]),
-            "an older order does not replace"
-        );
+        assert!(!q.push(key("a"), 1, alloc::vec![3; 4]), "an older order does not replace");
         let mut w = Writer::default();
         q.fill(&mut w, 100, 5);
         assert_eq!(w.as_slice(), &[2, 2, 2, 2]);
@@ -225,10 +212,7 @@ mod tests {
         assert_eq!(q.dropped(), 1);
         let mut w = Writer::default();
         q.fill(&mut w, 100, 10);
-        assert!(
-            !w.as_slice().contains(&1),
-            "the already-sent update was the one dropped"
-        );
+        assert!(!w.as_slice().contains(&1), "the already-sent update was the one dropped");
     }
 
     #[test]

@@ -24,28 +24,15 @@ pub enum Event<A> {
     /// A member's metadata changed.
     Updated(Member<A>),
     /// A member is suspected of having failed (`by` raised the suspicion).
-    Suspected {
-        id: NodeId,
-        incarnation: u32,
-        by: NodeId,
-    },
+    Suspected { id: NodeId, incarnation: u32, by: NodeId },
     /// A suspected member refuted the suspicion and is alive.
     Alive { id: NodeId, incarnation: u32 },
     /// A member was declared failed (`by` declared it; ourselves when our suspicion timed out).
-    Failed {
-        id: NodeId,
-        incarnation: u32,
-        by: NodeId,
-    },
+    Failed { id: NodeId, incarnation: u32, by: NodeId },
     /// A member left gracefully.
     Left { id: NodeId, incarnation: u32 },
     /// A user broadcast or direct message arrived.
-    Message {
-        from: NodeId,
-        topic: String,
-        payload: Vec<u8>,
-        kind: MessageKind,
-    },
+    Message { from: NodeId, topic: String, payload: Vec<u8>, kind: MessageKind },
     /// Our local health score changed (Lifeguard); `multiplier` stretches probe interval and timeout.
     HealthChanged { score: u32, multiplier: u32 },
     /// A seed answered our join: we are part of a cluster.

@@ -15,10 +15,7 @@ pub(crate) struct LocalHealth {
 
 impl LocalHealth {
     pub fn new(max_multiplier: u32) -> Self {
-        LocalHealth {
-            score: 0,
-            max_score: max_multiplier.saturating_sub(1),
-        }
+        LocalHealth { score: 0, max_score: max_multiplier.saturating_sub(1) }
     }
 
     pub fn score(&self) -> u32 {
@@ -32,8 +29,7 @@ impl LocalHealth {
 
     /// Moves the score by `delta`, clamped to its range. Returns the new score if it changed.
     pub fn apply(&mut self, delta: i32) -> Option<u32> {
-        let new =
-            (i64::from(self.score) + i64::from(delta)).clamp(0, i64::from(self.max_score)) as u32;
+        let new = (i64::from(self.score) + i64::from(delta)).clamp(0, i64::from(self.max_score)) as u32;
         if new == self.score {
             None
         } else {

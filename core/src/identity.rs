@@ -22,10 +22,7 @@ pub struct NodeId(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline {
-        len: u8,
-        bytes: [u8; NodeId::INLINE_CAPACITY],
-    },
+    Inline { len: u8, bytes: [u8; NodeId::INLINE_CAPACITY] },
     Shared(Arc<String>),
 }
 
@@ -66,10 +63,7 @@ impl NodeId {
         if name.len() <= Self::INLINE_CAPACITY {
             let mut bytes = [0u8; Self::INLINE_CAPACITY];
             bytes[..name.len()].copy_from_slice(name.as_bytes());
-            Ok(NodeId(Repr::Inline {
-                len: name.len() as u8,
-                bytes,
-            }))
+            Ok(NodeId(Repr::Inline { len: name.len() as u8, bytes }))
         } else {
             Ok(NodeId(Repr::Shared(Arc::new(String::from(name)))))
         }
@@ -80,19 +74,25 @@ impl NodeId {
         match &self.0 {
             // Inline bytes were copied from a `&str`, so they are valid UTF-8 by construction;
             // the checked conversion keeps this free of `unsafe` and never fails.
-            Repr::Inline { len, bytes } => {
-                core::str::from_utf8(&bytes[..*len as usize]).unwrap_or("")
-            }
+            Repr::Inline { len, bytes } => core::str::from_utf8(&bytes[..*len as usize]).unwrap_or(""),
             Repr::Shared(s) => s.as_str(),
         }
     }
 
+    /// The name's UTF-8 bytes. Comparisons and hashing use these (no UTF-8 re-validation on the hot path).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..*len as usize],
+            Repr::Shared(s) => s.as_bytes(),
+        }
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer) {
-        w.str(self.as_str());
+        w.bytes(self.as_bytes());
     }
 
     pub(crate) fn encoded_len(&self) -> usize {
-        crate::wire::bytes_len(self.as_str().len())
+        crate::wire::bytes_len(self.as_bytes().len())
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -103,7 +103,7 @@ impl NodeId {
 
 impl PartialEq for NodeId {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 impl Eq for NodeId {}
@@ -115,13 +115,14 @@ impl PartialOrd for NodeId {
 }
 impl Ord for NodeId {
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        // Byte order of UTF-8 is code point order, the same as `str`'s.
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
 impl Hash for NodeId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
+        state.write(self.as_bytes());
     }
 }
 

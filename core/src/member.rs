@@ -11,6 +11,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::hash::BuildHasher;
 use core::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -93,33 +94,35 @@ pub struct Member<A> {
     pub incarnation: u32,
     /// Our belief about it.
     pub state: MemberState,
-    /// Its metadata at `incarnation` (may lag when large metadata is still being fetched).
-    pub meta: Metadata,
     /// False while metadata announced too large for gossip has not been fetched yet.
     pub meta_complete: bool,
+    /// Protocol versions it speaks (min, max).
+    pub versions: (u8, u8),
+    /// Round-trip time of the last direct probe we got an ack for, in ms; `u32::MAX` when unknown.
+    pub(crate) rtt_ms: u32,
     /// When `state` last changed, on the driver's clock.
     pub state_since: Instant,
-    /// Round-trip time of the last direct probe we got an ack for, in milliseconds.
-    pub rtt_ms: Option<u32>,
-    /// Protocol versions it speaks.
-    pub versions: (u8, u8),
+    /// Its metadata at `incarnation` (may lag when large metadata is still being fetched).
+    pub meta: Metadata,
 }
 
 impl<A> Member<A> {
-    /// Last measured round-trip time of a direct probe.
+    /// Last measured round-trip time of a direct probe from this node.
     pub fn rtt(&self) -> Option<Duration> {
-        self.rtt_ms.map(|ms| Duration::from_millis(u64::from(ms)))
+        (self.rtt_ms != u32::MAX).then(|| Duration::from_millis(u64::from(self.rtt_ms)))
     }
 }
 
-type Index = hashbrown::HashMap<NodeId, u32, foldhash::fast::FixedState>;
-
 /// The table of known members plus the probe order. Does not contain the local node.
+///
+/// Members live in a dense vector; a hash table of vector positions finds them by name, and the probe
+/// order is a vector of positions too, so each known member costs about 70 bytes.
 #[derive(Debug)]
 pub(crate) struct MemberTable<A> {
     members: Vec<Member<A>>,
-    index: Index,
-    probe_order: Vec<NodeId>,
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    probe_order: Vec<u32>,
     probe_cursor: usize,
     live: usize,
 }
@@ -128,26 +131,33 @@ impl<A: Address> MemberTable<A> {
     pub fn new(hash_seed: u64) -> Self {
         MemberTable {
             members: Vec::new(),
-            index: Index::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
+            index: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(hash_seed),
             probe_order: Vec::new(),
             probe_cursor: 0,
             live: 0,
         }
     }
 
-    /// Reserves room for `n` members (the simulator's warm start).
+    /// Reserves room for `n` more members (the simulator's warm start).
     pub fn reserve(&mut self, n: usize) {
         self.members.reserve(n);
-        self.index.reserve(n);
+        let (members, hasher) = (&self.members, &self.hasher);
+        self.index.reserve(n, |&i| hasher.hash_one(&members[i as usize].id));
         self.probe_order.reserve(n);
     }
 
+    fn position(&self, id: &NodeId) -> Option<usize> {
+        let hash = self.hasher.hash_one(id);
+        self.index.find(hash, |&i| self.members[i as usize].id == *id).map(|&i| i as usize)
+    }
+
     pub fn get(&self, id: &NodeId) -> Option<&Member<A>> {
-        self.index.get(id).map(|&i| &self.members[i as usize])
+        self.position(id).map(|i| &self.members[i])
     }
 
     pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut Member<A>> {
-        self.index.get(id).map(|&i| &mut self.members[i as usize])
+        self.position(id).map(|i| &mut self.members[i])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Member<A>> {
@@ -163,31 +173,34 @@ impl<A: Address> MemberTable<A> {
         self.live
     }
 
-    /// Adds a member not yet in the table, at a random place in the probe order.
+    /// Adds a member not yet in the table. It is placed at a random position among the members not
+    /// yet probed in this round (the member it displaces moves to the end of the round).
     pub fn insert(&mut self, member: Member<A>, rng: &mut SmallRng) {
-        debug_assert!(!self.index.contains_key(&member.id));
+        debug_assert!(self.position(&member.id).is_none());
+        let pos = self.members.len() as u32;
         if member.state.is_live() {
             self.live += 1;
         }
-        let pos = rng.random_range(0..=self.probe_order.len());
-        self.probe_order.insert(pos, member.id.clone());
-        if pos < self.probe_cursor {
-            self.probe_cursor += 1;
-        }
-        self.index
-            .insert(member.id.clone(), self.members.len() as u32);
+        let hash = self.hasher.hash_one(&member.id);
         self.members.push(member);
+        let (members, hasher) = (&self.members, &self.hasher);
+        self.index.insert_unique(hash, pos, |&i| hasher.hash_one(&members[i as usize].id));
+        self.probe_order.push(pos);
+        let last = self.probe_order.len() - 1;
+        let slot = rng.random_range(self.probe_cursor.min(last)..=last);
+        self.probe_order.swap(slot, last);
+    }
+
+    /// Shuffles the probe order and restarts the round (after a bulk insert).
+    pub fn shuffle_order(&mut self, rng: &mut SmallRng) {
+        self.probe_order.shuffle(rng);
+        self.probe_cursor = 0;
     }
 
     /// Changes a member's state, keeping the live count right. Returns the previous state.
-    pub fn set_state(
-        &mut self,
-        id: &NodeId,
-        state: MemberState,
-        now: Instant,
-    ) -> Option<MemberState> {
-        let &i = self.index.get(id)?;
-        let m = &mut self.members[i as usize];
+    pub fn set_state(&mut self, id: &NodeId, state: MemberState, now: Instant) -> Option<MemberState> {
+        let i = self.position(id)?;
+        let m = &mut self.members[i];
         let old = m.state;
         if old != state {
             m.state = state;
@@ -201,12 +214,36 @@ impl<A: Address> MemberTable<A> {
         Some(old)
     }
 
-    /// Forgets a member entirely (reaping long-dead members). Its probe-order slot is dropped lazily.
+    /// Forgets a member entirely (reaping long-dead members). Costs a scan of the probe order.
     pub fn remove(&mut self, id: &NodeId) -> Option<Member<A>> {
-        let i = self.index.remove(id)? as usize;
+        let i = self.position(id)?;
+        let hash = self.hasher.hash_one(id);
+        if let Ok(entry) = self.index.find_entry(hash, |&p| p as usize == i) {
+            entry.remove();
+        }
+        let last = self.members.len() - 1;
         let removed = self.members.swap_remove(i);
-        if let Some(moved) = self.members.get(i) {
-            self.index.insert(moved.id.clone(), i as u32);
+        if i != last {
+            // The former last member now sits at `i`: repoint its index entry and probe slot.
+            let moved_hash = self.hasher.hash_one(&self.members[i].id);
+            if let Some(p) = self.index.find_mut(moved_hash, |&p| p as usize == last) {
+                *p = i as u32;
+            }
+        }
+        let mut k = 0;
+        while k < self.probe_order.len() {
+            let p = self.probe_order[k] as usize;
+            if p == i {
+                self.probe_order.remove(k);
+                if k < self.probe_cursor {
+                    self.probe_cursor -= 1;
+                }
+                continue;
+            }
+            if p == last {
+                self.probe_order[k] = i as u32;
+            }
+            k += 1;
         }
         if removed.state.is_live() {
             self.live -= 1;
@@ -222,37 +259,15 @@ impl<A: Address> MemberTable<A> {
         }
         for _ in 0..2 {
             while self.probe_cursor < self.probe_order.len() {
-                let id = &self.probe_order[self.probe_cursor];
+                let m = &self.members[self.probe_order[self.probe_cursor] as usize];
                 self.probe_cursor += 1;
-                if self.get(id).is_some_and(|m| m.state.is_live()) {
-                    return Some(id.clone());
+                if m.state.is_live() {
+                    return Some(m.id.clone());
                 }
             }
-            self.reshuffle(rng);
+            self.shuffle_order(rng);
         }
         None
-    }
-
-    /// Starts a new round: drops forgotten or dead members from the order and shuffles it.
-    fn reshuffle(&mut self, rng: &mut SmallRng) {
-        let index = &self.index;
-        let members = &self.members;
-        self.probe_order.retain(|id| {
-            index
-                .get(id)
-                .is_some_and(|&i| members[i as usize].state.is_live())
-        });
-        // Dead members re-enter the order when they come back alive (see `revive_in_order`).
-        self.probe_order.shuffle(rng);
-        self.probe_cursor = 0;
-    }
-
-    /// Puts a member that came back to life into the probe order if a reshuffle dropped it.
-    pub fn revive_in_order(&mut self, id: &NodeId, rng: &mut SmallRng) {
-        if !self.probe_order.iter().any(|x| x == id) {
-            let pos = rng.random_range(self.probe_cursor..=self.probe_order.len());
-            self.probe_order.insert(pos, id.clone());
-        }
     }
 
     /// Up to `k` distinct random members accepted by `keep`, in random order.
@@ -306,7 +321,7 @@ mod tests {
             meta: Metadata::default(),
             meta_complete: true,
             state_since: Instant::ZERO,
-            rtt_ms: None,
+            rtt_ms: u32::MAX,
             versions: (1, 1),
         }
     }
@@ -316,15 +331,10 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(7);
         let mut t = MemberTable::new(1);
         for i in 0..10 {
-            t.insert(
-                member(&alloc::format!("m{i}"), MemberState::Alive),
-                &mut rng,
-            );
+            t.insert(member(&alloc::format!("m{i}"), MemberState::Alive), &mut rng);
         }
         t.insert(member("gone", MemberState::Dead), &mut rng);
-        let mut seen: Vec<NodeId> = (0..10)
-            .map(|_| t.next_probe_target(&mut rng).unwrap())
-            .collect();
+        let mut seen: Vec<NodeId> = (0..10).map(|_| t.next_probe_target(&mut rng).unwrap()).collect();
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 10);
@@ -340,8 +350,12 @@ mod tests {
         }
         t.remove(&NodeId::new("a").unwrap());
         assert_eq!(t.get(&NodeId::new("c").unwrap()).unwrap().id.as_str(), "c");
+        assert_eq!(t.get(&NodeId::new("b").unwrap()).unwrap().id.as_str(), "b");
         assert_eq!(t.live_count(), 2);
         assert!(t.get(&NodeId::new("a").unwrap()).is_none());
+        let mut probed: Vec<_> = (0..2).map(|_| t.next_probe_target(&mut rng).unwrap()).collect();
+        probed.sort();
+        assert_eq!(probed, [NodeId::new("b").unwrap(), NodeId::new("c").unwrap()]);
     }
 
     #[test]
@@ -349,11 +363,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(3);
         let mut t = MemberTable::new(1);
         for i in 0..200 {
-            let state = if i % 2 == 0 {
-                MemberState::Alive
-            } else {
-                MemberState::Dead
-            };
+            let state = if i % 2 == 0 { MemberState::Alive } else { MemberState::Dead };
             t.insert(member(&alloc::format!("m{i}"), state), &mut rng);
         }
         let picked = t.random_members(5, &mut rng, |m| m.state == MemberState::Alive);

@@ -15,6 +15,8 @@ pub struct Stats {
     pub oversized_dropped: u64,
     /// Messages of a type this version does not know, skipped inside otherwise valid packets.
     pub unknown_messages_skipped: u64,
+    /// Gossip updates skipped undecoded because this node had already applied the identical update.
+    pub repeated_updates_skipped: u64,
     /// Pings addressed to another name (stale address or a misrouted packet).
     pub misdirected_pings: u64,
     pub pings_sent: u64,

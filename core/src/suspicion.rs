@@ -32,15 +32,8 @@ pub(crate) struct Suspicion {
 /// `(min, max)` suspicion timeouts for a cluster of `n` members (the local node included).
 pub(crate) fn suspicion_bounds(config: &Config, n: usize) -> (Duration, Duration) {
     let node_scale = libm::log10(n.max(1) as f64).max(1.0);
-    let min = scale(
-        config.probe_interval,
-        f64::from(config.suspicion_mult) * node_scale,
-    );
-    let max = if config.lifeguard.suspicion_confirmations {
-        min * config.suspicion_max_timeout_mult
-    } else {
-        min
-    };
+    let min = scale(config.probe_interval, f64::from(config.suspicion_mult) * node_scale);
+    let max = if config.lifeguard.suspicion_confirmations { min * config.suspicion_max_timeout_mult } else { min };
     (min, max)
 }
 
@@ -64,14 +57,7 @@ impl Suspicion {
         let (min, max) = suspicion_bounds(config, n);
         let mut suspecters = Vec::with_capacity(2);
         suspecters.push(first);
-        Suspicion {
-            incarnation,
-            started: now,
-            expected: expected_confirmations(config, n),
-            suspecters,
-            min,
-            max,
-        }
+        Suspicion { incarnation, started: now, expected: expected_confirmations(config, n), suspecters, min, max }
     }
 
     /// Independent confirmations received so far (the first suspecter excluded).
@@ -134,18 +120,12 @@ mod tests {
         assert!(!s.confirm(&id("b")), "the same member confirms only once");
         assert!(s.confirm(&id("c")));
         assert_eq!(s.timeout(), Duration::from_secs(8));
-        assert!(
-            !s.confirm(&id("d")),
-            "confirmations beyond k change nothing"
-        );
+        assert!(!s.confirm(&id("d")), "confirmations beyond k change nothing");
     }
 
     #[test]
     fn without_lifeguard_every_suspicion_uses_the_minimum() {
-        let c = Config {
-            lifeguard: crate::config::Lifeguard::OFF,
-            ..Config::lan()
-        };
+        let c = Config { lifeguard: crate::config::Lifeguard::OFF, ..Config::lan() };
         let s = Suspicion::new(&c, 100, 0, id("a"), Instant::ZERO);
         assert_eq!(s.timeout(), Duration::from_secs(8));
     }

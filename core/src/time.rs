@@ -54,11 +54,7 @@ pub(crate) fn duration_millis(d: Duration) -> u64 {
 /// Multiplies a duration by a float factor, rounding to whole milliseconds and never going below 1 ms.
 pub(crate) fn scale(d: Duration, factor: f64) -> Duration {
     let ms = libm::round(duration_millis(d) as f64 * factor);
-    let ms = if ms.is_finite() && ms >= 1.0 {
-        ms as u64
-    } else {
-        1
-    };
+    let ms = if ms.is_finite() && ms >= 1.0 { ms as u64 } else { 1 };
     Duration::from_millis(ms)
 }
 
@@ -68,10 +64,7 @@ mod tests {
 
     #[test]
     fn adding_a_duration_moves_forward_in_whole_milliseconds() {
-        assert_eq!(
-            Instant::from_millis(10) + Duration::from_micros(2_500),
-            Instant::from_millis(12)
-        );
+        assert_eq!(Instant::from_millis(10) + Duration::from_micros(2_500), Instant::from_millis(12));
     }
 
     #[test]
@@ -79,33 +72,18 @@ mod tests {
         let early = Instant::from_millis(5);
         let late = Instant::from_millis(9);
         assert_eq!(early.saturating_duration_since(late), Duration::ZERO);
-        assert_eq!(
-            late.saturating_duration_since(early),
-            Duration::from_millis(4)
-        );
+        assert_eq!(late.saturating_duration_since(early), Duration::from_millis(4));
     }
 
     #[test]
     fn adding_never_overflows() {
-        assert_eq!(
-            Instant::from_millis(u64::MAX) + Duration::from_secs(1),
-            Instant::from_millis(u64::MAX)
-        );
+        assert_eq!(Instant::from_millis(u64::MAX) + Duration::from_secs(1), Instant::from_millis(u64::MAX));
     }
 
     #[test]
     fn scaling_rounds_and_keeps_at_least_one_millisecond() {
-        assert_eq!(
-            scale(Duration::from_millis(10), 1.26),
-            Duration::from_millis(13)
-        );
-        assert_eq!(
-            scale(Duration::from_millis(10), 0.0),
-            Duration::from_millis(1)
-        );
-        assert_eq!(
-            scale(Duration::from_millis(10), f64::NAN),
-            Duration::from_millis(1)
-        );
+        assert_eq!(scale(Duration::from_millis(10), 1.26), Duration::from_millis(13));
+        assert_eq!(scale(Duration::from_millis(10), 0.0), Duration::from_millis(1));
+        assert_eq!(scale(Duration::from_millis(10), f64::NAN), Duration::from_millis(1));
     }
 }

@@ -19,21 +19,18 @@ use super::timers::Timer;
 use super::{CommandError, Node, Transmit, TransmitKind};
 
 impl<A: Address> Node<A> {
-    /// How many times each update is sent: `λ · ceil(log10(n + 1))`.
+    /// How many times each update is sent: `λ · max(2, ceil(log10(n + 1)))`. The floor of 2 keeps
+    /// small clusters from losing a broadcast to bad luck (with 5 members and a factor of 1, about
+    /// one broadcast in 200 misses a member).
     pub(super) fn retransmit_limit(&self) -> u32 {
         let n = self.cluster_size() as f64;
-        let scale = libm::ceil(libm::log10(n + 1.0)).max(1.0) as u32;
+        let scale = libm::ceil(libm::log10(n + 1.0)).max(2.0) as u32;
         self.config.retransmit_mult * scale
     }
 
     /// Builds a best-effort packet: `primary` writes the packet's own message(s), then queued updates
     /// fill the remaining room up to `max_packet_size`. Nothing is sent if the packet would be empty.
-    pub(super) fn send_packet(
-        &mut self,
-        to: A,
-        kind: TransmitKind,
-        primary: impl FnOnce(&mut Writer),
-    ) {
+    pub(super) fn send_packet(&mut self, to: A, kind: TransmitKind, primary: impl FnOnce(&mut Writer)) {
         let max = self.config.max_packet_size;
         let mut w = Writer::with_capacity(max.min(1_500));
         begin_packet(&mut w, PROTOCOL_VERSION);
@@ -52,29 +49,17 @@ impl<A: Address> Node<A> {
         self.push_transmit(to, w.into_vec(), false, kind);
     }
 
-    pub(super) fn push_transmit(
-        &mut self,
-        to: A,
-        bytes: Vec<u8>,
-        reliable: bool,
-        kind: TransmitKind,
-    ) {
+    pub(super) fn push_transmit(&mut self, to: A, bytes: Vec<u8>, reliable: bool, kind: TransmitKind) {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         if reliable {
             self.stats.reliable_sent += 1;
         }
-        self.outbox.push_back(Transmit {
-            to,
-            bytes,
-            reliable,
-            kind,
-        });
+        self.outbox.push_back(Transmit { to, bytes, reliable, kind });
     }
 
     pub(super) fn on_gossip_tick(&mut self, now: Instant) {
-        self.timers
-            .set(now + self.config.gossip_interval, Timer::Gossip);
+        self.timers.set(now + self.config.gossip_interval, Timer::Gossip);
         self.gossip_round(now, self.config.gossip_nodes);
     }
 
@@ -89,8 +74,7 @@ impl<A: Address> Node<A> {
             .members
             .random_members(fanout, &mut self.rng, |m| {
                 m.state.is_live()
-                    || (m.state == MemberState::Dead
-                        && now.saturating_duration_since(m.state_since) < dead_window)
+                    || (m.state == MemberState::Dead && now.saturating_duration_since(m.state_since) < dead_window)
             })
             .into_iter()
             .map(|m| m.addr.clone())
@@ -119,15 +103,11 @@ impl<A: Address> Node<A> {
         let bytes = Message::<A>::Broadcast(b).to_bytes();
         let max = self.config.max_packet_size - 1;
         if bytes.len() > max {
-            return Err(CommandError::TooLarge {
-                size: bytes.len(),
-                max,
-            });
+            return Err(CommandError::TooLarge { size: bytes.len(), max });
         }
         self.broadcast_seq += 1;
         // We never deliver our own broadcast, including echoes of it.
-        self.dedupe
-            .first_time(&self.local.id, self.broadcast_epoch, seq);
+        self.dedupe.first_time(&self.local.id, self.broadcast_epoch, seq);
         let queue_key = key.map(|k| UpdateKey::Keyed {
             origin: self.local.id.clone(),
             topic: String::from(topic),
@@ -141,23 +121,22 @@ impl<A: Address> Node<A> {
         if !self.dedupe.first_time(&b.origin, b.epoch, b.seq) {
             return;
         }
+        if let Some(key) = &b.key {
+            let name = (b.origin.clone(), b.topic.clone(), key.clone());
+            if !self.dedupe.newest_for_key(name, b.epoch, b.seq) {
+                return; // a newer value under this key was delivered already
+            }
+        }
         self.stats.broadcasts_delivered += 1;
         let queue_key = b.key.as_ref().map(|k| UpdateKey::Keyed {
             origin: b.origin.clone(),
             topic: b.topic.clone(),
             key: k.clone(),
         });
-        let (from, topic, payload, seq) =
-            (b.origin.clone(), b.topic.clone(), b.payload.clone(), b.seq);
+        let (from, topic, payload, seq) = (b.origin.clone(), b.topic.clone(), b.payload.clone(), b.seq);
         // Re-encoding yields the same bytes the origin sent; keep spreading them.
-        self.user_broadcasts
-            .push(queue_key, seq, Message::<A>::Broadcast(b).to_bytes());
-        self.emit(Event::Message {
-            from,
-            topic,
-            payload,
-            kind: MessageKind::Broadcast,
-        });
+        self.user_broadcasts.push(queue_key, seq, Message::<A>::Broadcast(b).to_bytes());
+        self.emit(Event::Message { from, topic, payload, kind: MessageKind::Broadcast });
     }
 
     pub(super) fn send_direct(
@@ -168,11 +147,8 @@ impl<A: Address> Node<A> {
         reliable: bool,
     ) -> Result<(), CommandError> {
         Self::topic_ok(topic)?;
-        let msg = Message::<A>::Direct {
-            from: self.local.id.clone(),
-            topic: String::from(topic),
-            payload: payload.to_vec(),
-        };
+        let msg =
+            Message::<A>::Direct { from: self.local.id.clone(), topic: String::from(topic), payload: payload.to_vec() };
         if reliable {
             let mut w = Writer::with_capacity(payload.len() + 64);
             begin_packet(&mut w, PROTOCOL_VERSION);
@@ -187,10 +163,7 @@ impl<A: Address> Node<A> {
         let bytes = msg.to_bytes();
         let max = self.config.max_packet_size - 1;
         if bytes.len() > max {
-            return Err(CommandError::TooLarge {
-                size: bytes.len(),
-                max,
-            });
+            return Err(CommandError::TooLarge { size: bytes.len(), max });
         }
         self.send_packet(to, TransmitKind::Direct, |w| w.raw(&bytes));
         Ok(())
@@ -198,11 +171,6 @@ impl<A: Address> Node<A> {
 
     pub(super) fn handle_direct(&mut self, from: NodeId, topic: String, payload: Vec<u8>) {
         self.stats.direct_delivered += 1;
-        self.emit(Event::Message {
-            from,
-            topic,
-            payload,
-            kind: MessageKind::Direct,
-        });
+        self.emit(Event::Message { from, topic, payload, kind: MessageKind::Direct });
     }
 }

@@ -36,9 +36,7 @@ impl<A: Address> Node<A> {
         let meta = if self.local.meta.len() <= self.config.max_gossip_meta {
             MetaField::Included(self.local.meta.as_bytes().to_vec())
         } else {
-            MetaField::Omitted {
-                len: self.local.meta.len() as u32,
-            }
+            MetaField::Omitted { len: self.local.meta.len() as u32 }
         };
         Message::Alive(Alive {
             id: self.local.id.clone(),
@@ -52,17 +50,12 @@ impl<A: Address> Node<A> {
 
     pub(super) fn enqueue_self_alive(&mut self) {
         let bytes = self.self_alive().to_bytes();
-        self.membership_updates.push(
-            Some(self.local_key()),
-            u64::from(self.local.incarnation),
-            bytes,
-        );
+        self.membership_updates.push(Some(self.local_key()), u64::from(self.local.incarnation), bytes);
     }
 
     /// Queues a membership message about `id` for gossip, replacing older news about the same member.
     fn enqueue_member(&mut self, id: &NodeId, message: &Message<A>) {
-        self.membership_updates
-            .push(Some(UpdateKey::Member(id.clone())), 0, message.to_bytes());
+        self.membership_updates.push(Some(UpdateKey::Member(id.clone())), 0, message.to_bytes());
     }
 
     /// Raises our incarnation above `incarnation` and announces we are alive.
@@ -71,9 +64,15 @@ impl<A: Address> Node<A> {
         self.enqueue_self_alive();
         self.stats.refutations += 1;
         self.adjust_health(1);
-        self.emit(Event::Refuted {
-            incarnation: self.local.incarnation,
-        });
+        self.emit(Event::Refuted { incarnation: self.local.incarnation });
+    }
+
+    /// Someone still spreads a suspicion or death of ours that we already refuted: our refutation
+    /// got lost on its way to them. Gossip it again, at the same incarnation.
+    fn reannounce_self(&mut self) {
+        if !self.membership_updates.contains(&self.local_key()) {
+            self.enqueue_self_alive();
+        }
     }
 
     /// Applies an `Alive` claim (from gossip, or from a push-pull record).
@@ -111,11 +110,7 @@ impl<A: Address> Node<A> {
         };
         if a.addr != m.addr && m.state.is_live() {
             self.stats.address_conflicts += 1;
-            let event = Event::AddressConflict {
-                id: a.id.clone(),
-                known: m.addr.clone(),
-                claimed: a.addr,
-            };
+            let event = Event::AddressConflict { id: a.id.clone(), known: m.addr.clone(), claimed: a.addr };
             self.emit(event);
             return;
         }
@@ -135,8 +130,8 @@ impl<A: Address> Node<A> {
             return;
         }
         let old_state = m.state;
-        let meta_changed =
-            meta.as_ref().is_some_and(|new| *new != m.meta) || (!meta_complete && m.meta_complete);
+        // Metadata still being fetched is reported by the fetch's own `Updated`, not here.
+        let meta_changed = meta_complete && meta.as_ref().is_some_and(|new| *new != m.meta);
         m.addr = a.addr.clone();
         m.incarnation = a.incarnation;
         m.versions = (a.min_version, a.max_version);
@@ -157,7 +152,6 @@ impl<A: Address> Node<A> {
         };
         match old_state {
             MemberState::Dead | MemberState::Left => {
-                self.members.revive_in_order(&id, &mut self.rng);
                 self.emit(Event::Joined(member));
             }
             MemberState::Suspect => {
@@ -198,16 +192,14 @@ impl<A: Address> Node<A> {
     }
 
     /// Applies a `Suspect` claim raised by `by` (ourselves after a failed probe).
-    pub(super) fn apply_suspect(
-        &mut self,
-        id: &NodeId,
-        incarnation: u32,
-        by: NodeId,
-        now: Instant,
-    ) {
+    pub(super) fn apply_suspect(&mut self, id: &NodeId, incarnation: u32, by: NodeId, now: Instant) {
         if *id == self.local.id {
-            if incarnation >= self.local.incarnation && self.status == Status::Running {
-                self.refute(incarnation);
+            if self.status == Status::Running {
+                if incarnation >= self.local.incarnation {
+                    self.refute(incarnation);
+                } else {
+                    self.reannounce_self();
+                }
             }
             return;
         }
@@ -224,49 +216,19 @@ impl<A: Address> Node<A> {
             };
             if s.incarnation == incarnation && s.confirm(&by) {
                 let deadline = s.deadline();
-                self.timers.set(
-                    deadline,
-                    Timer::Suspicion {
-                        id: id.clone(),
-                        incarnation,
-                    },
-                );
+                self.timers.set(deadline, Timer::Suspicion { id: id.clone(), incarnation });
                 // Confirmations are news too: they help others shrink their timeouts.
-                self.enqueue_member(
-                    id,
-                    &Message::Suspect {
-                        id: id.clone(),
-                        incarnation,
-                        from: by,
-                    },
-                );
+                self.enqueue_member(id, &Message::Suspect { id: id.clone(), incarnation, from: by });
             }
             return;
         }
         m.incarnation = incarnation;
         self.members.set_state(id, MemberState::Suspect, now);
         let suspicion = Suspicion::new(&self.config, n, incarnation, by.clone(), now);
-        self.timers.set(
-            suspicion.deadline(),
-            Timer::Suspicion {
-                id: id.clone(),
-                incarnation,
-            },
-        );
+        self.timers.set(suspicion.deadline(), Timer::Suspicion { id: id.clone(), incarnation });
         self.suspicions.insert(id.clone(), suspicion);
-        self.enqueue_member(
-            id,
-            &Message::Suspect {
-                id: id.clone(),
-                incarnation,
-                from: by.clone(),
-            },
-        );
-        self.emit(Event::Suspected {
-            id: id.clone(),
-            incarnation,
-            by,
-        });
+        self.enqueue_member(id, &Message::Suspect { id: id.clone(), incarnation, from: by.clone() });
+        self.emit(Event::Suspected { id: id.clone(), incarnation, by });
     }
 
     /// A suspicion timer fired: declare the member dead if the suspicion still stands and is due.
@@ -275,10 +237,7 @@ impl<A: Address> Node<A> {
             Some(s) => s.incarnation == incarnation && s.deadline() <= now,
             None => false,
         };
-        let still_suspect = self
-            .members
-            .get(id)
-            .is_some_and(|m| m.state == MemberState::Suspect);
+        let still_suspect = self.members.get(id).is_some_and(|m| m.state == MemberState::Suspect);
         if !due || !still_suspect {
             return;
         }
@@ -288,20 +247,16 @@ impl<A: Address> Node<A> {
     }
 
     /// Applies a `Dead` claim (failure declared by `by`) or, with `left`, a graceful departure.
-    pub(super) fn apply_dead(
-        &mut self,
-        id: &NodeId,
-        incarnation: u32,
-        by: NodeId,
-        left: bool,
-        now: Instant,
-    ) {
+    pub(super) fn apply_dead(&mut self, id: &NodeId, incarnation: u32, by: NodeId, left: bool, now: Instant) {
         if *id == self.local.id {
-            // Only our own leave announcement may say we are gone; anything else is refuted.
-            let our_leave = left && by == self.local.id;
-            if !our_leave && self.status == Status::Running && incarnation >= self.local.incarnation
-            {
-                self.refute(incarnation);
+            // While we run we have not left in this life: a death or departure recorded at our
+            // incarnation or above belongs to a previous life (or a mistake) and is refuted.
+            if self.status == Status::Running {
+                if incarnation >= self.local.incarnation {
+                    self.refute(incarnation);
+                } else {
+                    self.reannounce_self();
+                }
             }
             return;
         }
@@ -311,11 +266,7 @@ impl<A: Address> Node<A> {
         if incarnation < m.incarnation {
             return;
         }
-        let new_state = if left {
-            MemberState::Left
-        } else {
-            MemberState::Dead
-        };
+        let new_state = if left { MemberState::Left } else { MemberState::Dead };
         if !m.state.is_live() {
             // Already gone; a leave may still upgrade a failure to a departure, silently.
             if left && m.state == MemberState::Dead {
@@ -327,26 +278,11 @@ impl<A: Address> Node<A> {
         m.incarnation = incarnation;
         self.members.set_state(id, new_state, now);
         self.suspicions.remove(id);
-        self.enqueue_member(
-            id,
-            &Message::Dead {
-                id: id.clone(),
-                incarnation,
-                from: by.clone(),
-                left,
-            },
-        );
+        self.enqueue_member(id, &Message::Dead { id: id.clone(), incarnation, from: by.clone(), left });
         if left {
-            self.emit(Event::Left {
-                id: id.clone(),
-                incarnation,
-            });
+            self.emit(Event::Left { id: id.clone(), incarnation });
         } else {
-            self.emit(Event::Failed {
-                id: id.clone(),
-                incarnation,
-                by,
-            });
+            self.emit(Event::Failed { id: id.clone(), incarnation, by });
         }
     }
 }

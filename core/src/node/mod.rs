@@ -23,7 +23,11 @@ mod gossip;
 mod membership;
 mod probe;
 mod push_pull;
+mod recent;
 mod timers;
+
+#[cfg(test)]
+mod tests;
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -43,7 +47,8 @@ use crate::member::{Member, MemberState, MemberTable, Metadata};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
-use crate::wire::{decode_packet, DecodeError, Message, MAX_TOPIC_LEN};
+use crate::wire::{decode_packet_skipping, is_update_tag, DecodeError, Message, MAX_TOPIC_LEN};
+use recent::RecentUpdates;
 use timers::{Timer, Timers};
 
 /// What a packet is for; drivers and the simulator use it for metrics and visualisation.
@@ -191,11 +196,15 @@ pub struct Node<A: Address> {
     broadcast_seq: u64,
     join: JoinState<A>,
     meta_requests: Vec<NodeId>,
+    /// When the last periodic push-pull ran (initially: creation time plus a random phase).
+    last_push_pull: Instant,
     status: Status,
     outbox: VecDeque<Transmit<A>>,
     events: VecDeque<Event<A>>,
     stats: Stats,
     scratch: Vec<Message<A>>,
+    recent: RecentUpdates,
+    recent_pending: Vec<u64>,
 }
 
 impl<A: Address> fmt::Debug for Node<A> {
@@ -213,23 +222,12 @@ impl<A: Address> Node<A> {
     /// Creates a node named `id`, reachable at `addr`, alone in its cluster until [`Node::join`].
     /// `seed` drives every random choice (probe order, gossip targets, jitter); give each node a
     /// different one from a CSPRNG in production, or a fixed one in tests for reproducibility.
-    pub fn new(
-        config: Config,
-        id: NodeId,
-        addr: A,
-        seed: u64,
-        now: Instant,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(config: Config, id: NodeId, addr: A, seed: u64, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut rng = SmallRng::seed_from_u64(seed);
         let hash_seed: u64 = rng.random();
         let mut node = Node {
-            local: Local {
-                id,
-                addr,
-                incarnation: 0,
-                meta: Metadata::default(),
-            },
+            local: Local { id, addr, incarnation: 0, meta: Metadata::default() },
             members: MemberTable::new(hash_seed),
             suspicions: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 1)),
             timers: Timers::default(),
@@ -243,18 +241,16 @@ impl<A: Address> Node<A> {
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,
-            join: JoinState {
-                seeds: Vec::new(),
-                attempt: 0,
-                pending: false,
-                joined: false,
-            },
+            join: JoinState { seeds: Vec::new(), attempt: 0, pending: false, joined: false },
             meta_requests: Vec::new(),
+            last_push_pull: now,
             status: Status::Running,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
             scratch: Vec::new(),
+            recent: RecentUpdates::new(hash_seed ^ 6),
+            recent_pending: Vec::new(),
             rng,
             config,
         };
@@ -264,14 +260,11 @@ impl<A: Address> Node<A> {
         let gossip_at = now + node.jitter(node.config.gossip_interval);
         node.timers.set(gossip_at, Timer::Gossip);
         if !node.config.push_pull_interval.is_zero() {
-            let at =
-                now + node.config.push_pull_interval + node.jitter(node.config.push_pull_interval);
+            let at = now + node.config.push_pull_interval + node.jitter(node.config.push_pull_interval);
             node.timers.set(at, Timer::PushPull);
         }
         if !node.config.reannounce_interval.is_zero() {
-            let at = now
-                + node.config.reannounce_interval
-                + node.jitter(node.config.reannounce_interval);
+            let at = now + node.config.reannounce_interval + node.jitter(node.config.reannounce_interval);
             node.timers.set(at, Timer::Reannounce);
         }
         Ok(node)
@@ -346,8 +339,7 @@ impl<A: Address> Node<A> {
     /// times (or there is nobody to tell). The driver may shut down then, or after its own timeout.
     pub fn leave_disseminated(&self) -> bool {
         self.status == Status::Leaving
-            && (self.members.live_count() == 0
-                || !self.membership_updates.contains(&self.local_key()))
+            && (self.members.live_count() == 0 || !self.membership_updates.contains(&self.local_key()))
     }
 
     /// The highest protocol version every live member speaks.
@@ -387,9 +379,7 @@ impl<A: Address> Node<A> {
                 Timer::IndirectExpire { seq } => {
                     self.indirect.remove(&seq);
                 }
-                Timer::Suspicion { id, incarnation } => {
-                    self.on_suspicion_timer(&id, incarnation, now)
-                }
+                Timer::Suspicion { id, incarnation } => self.on_suspicion_timer(&id, incarnation, now),
                 Timer::Gossip => self.on_gossip_tick(now),
                 Timer::PushPull => self.on_push_pull_tick(now),
                 Timer::Reannounce => self.on_reannounce_tick(now),
@@ -400,12 +390,7 @@ impl<A: Address> Node<A> {
 
     /// Processes one packet or reliable frame received from `from` (the address replies go to).
     /// A packet that fails to decode is counted and dropped whole: it never changes state.
-    pub fn handle_packet(
-        &mut self,
-        now: Instant,
-        from: A,
-        bytes: &[u8],
-    ) -> Result<(), PacketError> {
+    pub fn handle_packet(&mut self, now: Instant, from: A, bytes: &[u8]) -> Result<(), PacketError> {
         self.stats.packets_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if bytes.len() > self.config.max_reliable_size {
@@ -413,11 +398,35 @@ impl<A: Address> Node<A> {
             return Err(PacketError::Oversized(bytes.len()));
         }
         let mut messages = core::mem::take(&mut self.scratch);
-        match decode_packet(bytes, &mut messages) {
-            Ok(skipped) => self.stats.unknown_messages_skipped += skipped as u64,
+        let mut pending = core::mem::take(&mut self.recent_pending);
+        pending.clear();
+        let recent = &self.recent;
+        let mut repeats = 0u64;
+        let decoded = decode_packet_skipping(bytes, &mut messages, |tag, body| {
+            if !is_update_tag(tag) {
+                return false;
+            }
+            let hash = recent.hash(tag, body);
+            if recent.contains(hash) {
+                repeats += 1;
+                return true;
+            }
+            pending.push(hash);
+            false
+        });
+        match decoded {
+            Ok(skipped) => {
+                self.stats.unknown_messages_skipped += skipped as u64;
+                self.stats.repeated_updates_skipped += repeats;
+                for &hash in &pending {
+                    self.recent.insert(hash);
+                }
+                self.recent_pending = pending;
+            }
             Err(e) => {
                 self.stats.decode_errors += 1;
                 self.scratch = messages;
+                self.recent_pending = pending;
                 return Err(PacketError::Decode(e));
             }
         }
@@ -432,37 +441,18 @@ impl<A: Address> Node<A> {
         match message {
             Message::Ping(ping) => self.handle_ping(ping, from),
             Message::Ack { seq } => self.handle_ack(seq, now),
-            Message::PingReq {
-                seq,
-                target,
-                target_addr,
-                want_nack,
-            } => self.handle_ping_req(seq, target, target_addr, want_nack, from, now),
+            Message::PingReq { seq, target, target_addr, want_nack } => {
+                self.handle_ping_req(seq, target, target_addr, want_nack, from, now)
+            }
             Message::Nack { seq } => self.handle_nack(seq, now),
             Message::Alive(alive) => self.apply_alive(alive, now),
-            Message::Suspect {
-                id,
-                incarnation,
-                from: by,
-            } => self.apply_suspect(&id, incarnation, by, now),
-            Message::Dead {
-                id,
-                incarnation,
-                from: by,
-                left,
-            } => self.apply_dead(&id, incarnation, by, left, now),
+            Message::Suspect { id, incarnation, from: by } => self.apply_suspect(&id, incarnation, by, now),
+            Message::Dead { id, incarnation, from: by, left } => self.apply_dead(&id, incarnation, by, left, now),
             Message::Broadcast(b) => self.handle_broadcast(b),
-            Message::Direct {
-                from: sender,
-                topic,
-                payload,
-            } => self.handle_direct(sender, topic, payload),
-            Message::PushPull {
-                from: sender,
-                join,
-                reply,
-                members,
-            } => self.handle_push_pull(sender, join, reply, members, from, now),
+            Message::Direct { from: sender, topic, payload } => self.handle_direct(sender, topic, payload),
+            Message::PushPull { from: sender, join, reply, members } => {
+                self.handle_push_pull(sender, join, reply, members, from, now)
+            }
             Message::MetaRequest { from: _ } => self.handle_meta_request(from),
         }
     }
@@ -479,6 +469,7 @@ impl<A: Address> Node<A> {
             let member = self.new_member(id, addr, 0, Metadata::default(), true, (1, 1), now);
             self.members.insert(member, &mut self.rng);
         }
+        self.members.shuffle_order(&mut self.rng);
         self.join.joined |= self.members.live_count() > 0;
     }
 
@@ -492,10 +483,7 @@ impl<A: Address> Node<A> {
     /// reliable exchange.
     pub fn set_metadata(&mut self, meta: &[u8], _now: Instant) -> Result<(), CommandError> {
         if meta.len() > self.config.max_meta_size {
-            return Err(CommandError::TooLarge {
-                size: meta.len(),
-                max: self.config.max_meta_size,
-            });
+            return Err(CommandError::TooLarge { size: meta.len(), max: self.config.max_meta_size });
         }
         self.local.meta = Metadata::new(meta);
         self.local.incarnation += 1;
@@ -517,11 +505,7 @@ impl<A: Address> Node<A> {
             from: self.local.id.clone(),
             left: true,
         };
-        self.membership_updates.push(
-            Some(self.local_key()),
-            u64::from(self.local.incarnation),
-            msg.to_bytes(),
-        );
+        self.membership_updates.push(Some(self.local_key()), u64::from(self.local.incarnation), msg.to_bytes());
         // Tell a few members right away rather than waiting for the next gossip tick.
         self.gossip_round(now, self.config.gossip_nodes.max(3));
     }
@@ -530,12 +514,7 @@ impl<A: Address> Node<A> {
     /// [`Event::Message`]. With `key`, a newer broadcast from us under the same topic and key replaces
     /// this one in every queue it is still in (only the latest value keeps spreading). The sender does
     /// not receive its own broadcast. The encoded broadcast must fit in one packet.
-    pub fn broadcast(
-        &mut self,
-        topic: &str,
-        payload: &[u8],
-        key: Option<&[u8]>,
-    ) -> Result<(), CommandError> {
+    pub fn broadcast(&mut self, topic: &str, payload: &[u8], key: Option<&[u8]>) -> Result<(), CommandError> {
         if self.status != Status::Running {
             return Err(CommandError::NotRunning);
         }
@@ -544,13 +523,7 @@ impl<A: Address> Node<A> {
 
     /// Sends a message to one member by name; it arrives as [`Event::Message`]. Best-effort messages
     /// must fit in one packet; reliable ones go over the reliable path (up to `max_reliable_size`).
-    pub fn send(
-        &mut self,
-        to: &NodeId,
-        topic: &str,
-        payload: &[u8],
-        reliable: bool,
-    ) -> Result<(), CommandError> {
+    pub fn send(&mut self, to: &NodeId, topic: &str, payload: &[u8], reliable: bool) -> Result<(), CommandError> {
         let addr = match self.members.get(to) {
             Some(m) if m.state.is_live() => m.addr.clone(),
             _ => return Err(CommandError::UnknownMember(to.clone())),
@@ -559,13 +532,7 @@ impl<A: Address> Node<A> {
     }
 
     /// Sends a message to an address, member or not (for example a seed before joining).
-    pub fn send_to_addr(
-        &mut self,
-        to: A,
-        topic: &str,
-        payload: &[u8],
-        reliable: bool,
-    ) -> Result<(), CommandError> {
+    pub fn send_to_addr(&mut self, to: A, topic: &str, payload: &[u8], reliable: bool) -> Result<(), CommandError> {
         self.send_direct(to, topic, payload, reliable)
     }
 
@@ -612,7 +579,7 @@ impl<A: Address> Node<A> {
             meta,
             meta_complete,
             state_since: now,
-            rtt_ms: None,
+            rtt_ms: u32::MAX,
             versions,
         }
     }

@@ -33,10 +33,7 @@ impl<A: Address> Node<A> {
             return;
         }
         if let Some(score) = self.health.apply(delta) {
-            self.emit(Event::HealthChanged {
-                score,
-                multiplier: score + 1,
-            });
+            self.emit(Event::HealthChanged { score, multiplier: score + 1 });
         }
     }
 
@@ -45,14 +42,13 @@ impl<A: Address> Node<A> {
             return;
         }
         self.probe_round += 1;
+        // The previous period ends where this one starts; settle its probe first.
+        if let Some(prev) = self.probe.as_ref().filter(|p| !p.acked && !p.concluded).map(|p| p.seq) {
+            self.on_probe_end(prev, now);
+        }
         let mult = self.probe_multiplier();
         let next = now + self.config.probe_interval * mult;
-        self.timers.set(
-            next,
-            Timer::Probe {
-                round: self.probe_round,
-            },
-        );
+        self.timers.set(next, Timer::Probe { round: self.probe_round });
         if self.status != Status::Running {
             return;
         }
@@ -62,24 +58,14 @@ impl<A: Address> Node<A> {
         let Some(m) = self.members.get(&target) else {
             return;
         };
-        let (target_addr, suspect_incarnation) = (
-            m.addr.clone(),
-            (m.state == MemberState::Suspect).then_some(m.incarnation),
-        );
+        let (target_addr, suspect_incarnation) =
+            (m.addr.clone(), (m.state == MemberState::Suspect).then_some(m.incarnation));
         let seq = self.next_seq();
-        let ping = Message::<A>::Ping(Ping {
-            seq,
-            target: target.clone(),
-            source: self.local.id.clone(),
-        });
+        let ping = Message::<A>::Ping(Ping { seq, target: target.clone(), source: self.local.id.clone() });
         // Buddy system: a suspect hears about its suspicion from us directly, in the same packet.
         let buddy = match suspect_incarnation {
             Some(incarnation) if self.config.lifeguard.buddy_system => {
-                Some(Message::<A>::Suspect {
-                    id: target.clone(),
-                    incarnation,
-                    from: self.local.id.clone(),
-                })
+                Some(Message::<A>::Suspect { id: target.clone(), incarnation, from: self.local.id.clone() })
             }
             _ => None,
         };
@@ -100,40 +86,25 @@ impl<A: Address> Node<A> {
             expected_nacks: 0,
             nacks: 0,
         });
-        self.timers.set(
-            now + self.config.probe_timeout * mult,
-            Timer::ProbeTimeout { seq },
-        );
-        self.timers.set(
-            now + self.config.probe_interval * mult,
-            Timer::ProbeEnd { seq },
-        );
+        self.timers.set(now + self.config.probe_timeout * mult, Timer::ProbeTimeout { seq });
+        self.timers.set(now + self.config.probe_interval * mult, Timer::ProbeEnd { seq });
     }
 
     pub(super) fn on_probe_timeout(&mut self, seq: u32, _now: Instant) {
         let (target, target_addr) = match &self.probe {
-            Some(p) if p.seq == seq && !p.acked && !p.concluded => {
-                (p.target.clone(), p.target_addr.clone())
-            }
+            Some(p) if p.seq == seq && !p.acked && !p.concluded => (p.target.clone(), p.target_addr.clone()),
             _ => return,
         };
         let k = self.config.indirect_checks;
         let helpers: alloc::vec::Vec<A> = self
             .members
-            .random_members(k, &mut self.rng, |m| {
-                m.state == MemberState::Alive && m.id != target
-            })
+            .random_members(k, &mut self.rng, |m| m.state == MemberState::Alive && m.id != target)
             .into_iter()
             .map(|m| m.addr.clone())
             .collect();
         let want_nack = self.config.lifeguard.nacks;
         for helper in &helpers {
-            let req = Message::PingReq {
-                seq,
-                target: target.clone(),
-                target_addr: target_addr.clone(),
-                want_nack,
-            };
+            let req = Message::PingReq { seq, target: target.clone(), target_addr: target_addr.clone(), want_nack };
             self.send_packet(helper.clone(), TransmitKind::PingReq, |w| req.encode(w));
             self.stats.ping_reqs_sent += 1;
         }
@@ -151,11 +122,7 @@ impl<A: Address> Node<A> {
         let (target, expected, nacks) = (p.target.clone(), p.expected_nacks, p.nacks);
         self.stats.probes_failed += 1;
         // Lifeguard: every nack that did not come suggests the problem is on our side.
-        let delta = if expected > 0 {
-            (expected - nacks.min(expected)) as i32
-        } else {
-            1
-        };
+        let delta = if expected > 0 { (expected - nacks.min(expected)) as i32 } else { 1 };
         self.adjust_health(delta);
         let Some(m) = self.members.get(&target) else {
             return;
@@ -189,7 +156,7 @@ impl<A: Address> Node<A> {
                     self.adjust_health(-1);
                 }
                 if let Some(m) = self.members.get_mut(&target) {
-                    m.rtt_ms = Some(u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX));
+                    m.rtt_ms = u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX - 1).min(u32::MAX - 1);
                 }
                 return;
             }
@@ -216,31 +183,13 @@ impl<A: Address> Node<A> {
     ) {
         self.stats.ping_reqs_served += 1;
         let seq = self.next_seq();
-        let ping = Message::<A>::Ping(Ping {
-            seq,
-            target,
-            source: self.local.id.clone(),
-        });
+        let ping = Message::<A>::Ping(Ping { seq, target, source: self.local.id.clone() });
         self.send_packet(target_addr, TransmitKind::Ping, |w| ping.encode(w));
         self.stats.pings_sent += 1;
-        self.indirect.insert(
-            seq,
-            IndirectProbe {
-                requester: from.clone(),
-                their_seq,
-                want_nack,
-                acked: false,
-            },
-        );
+        self.indirect.insert(seq, IndirectProbe { requester: from.clone(), their_seq, want_nack, acked: false });
         // The nack must reach the requester before its protocol period ends.
-        self.timers.set(
-            now + scale(self.config.probe_timeout, 0.8),
-            Timer::IndirectNack { seq },
-        );
-        self.timers.set(
-            now + self.config.probe_interval * 2,
-            Timer::IndirectExpire { seq },
-        );
+        self.timers.set(now + scale(self.config.probe_timeout, 0.8), Timer::IndirectNack { seq });
+        self.timers.set(now + self.config.probe_interval * 2, Timer::IndirectExpire { seq });
     }
 
     pub(super) fn on_indirect_nack(&mut self, seq: u32) {

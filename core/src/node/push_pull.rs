@@ -19,9 +19,7 @@ use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::time::Instant;
-use crate::wire::{
-    begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION,
-};
+use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
@@ -31,11 +29,7 @@ impl<A: Address> Node<A> {
         if self.status != Status::Running {
             return Err(CommandError::NotRunning);
         }
-        let seeds: Vec<A> = seeds
-            .iter()
-            .filter(|s| **s != self.local.addr)
-            .cloned()
-            .collect();
+        let seeds: Vec<A> = seeds.iter().filter(|s| **s != self.local.addr).cloned().collect();
         if seeds.is_empty() {
             return Err(CommandError::NoSeeds);
         }
@@ -47,12 +41,7 @@ impl<A: Address> Node<A> {
         }
         self.join.attempt += 1;
         self.join.pending = true;
-        self.timers.set(
-            now + self.config.join_timeout,
-            Timer::JoinTimeout {
-                attempt: self.join.attempt,
-            },
-        );
+        self.timers.set(now + self.config.join_timeout, Timer::JoinTimeout { attempt: self.join.attempt });
         Ok(())
     }
 
@@ -68,11 +57,7 @@ impl<A: Address> Node<A> {
     /// reliable frame limit.
     fn state_records(&self, only_self: bool) -> Vec<MemberRecord<A>> {
         let mut records = Vec::with_capacity(if only_self { 1 } else { self.members.len() + 1 });
-        let local_state = if self.status == Status::Leaving {
-            MemberState::Left
-        } else {
-            MemberState::Alive
-        };
+        let local_state = if self.status == Status::Leaving { MemberState::Left } else { MemberState::Alive };
         records.push(MemberRecord {
             id: self.local.id.clone(),
             addr: self.local.addr.clone(),
@@ -109,12 +94,7 @@ impl<A: Address> Node<A> {
     }
 
     fn send_push_pull(&mut self, to: A, join: bool, reply: bool) {
-        let msg = Message::PushPull {
-            from: self.local.id.clone(),
-            join,
-            reply,
-            members: self.state_records(false),
-        };
+        let msg = Message::PushPull { from: self.local.id.clone(), join, reply, members: self.state_records(false) };
         self.send_reliable(to, &msg);
         self.stats.push_pulls_sent += 1;
     }
@@ -179,12 +159,15 @@ impl<A: Address> Node<A> {
     pub(super) fn on_push_pull_tick(&mut self, now: Instant) {
         let n = self.cluster_size();
         // Beyond 32 members, stretch the period logarithmically (memberlist's push-pull scale).
-        let factor = if n <= 32 {
-            1.0
-        } else {
-            libm::ceil(libm::log2(n as f64) - libm::log2(32.0)) + 1.0
-        };
+        let factor = if n <= 32 { 1.0 } else { libm::ceil(libm::log2(n as f64) - libm::log2(32.0)) + 1.0 };
         let period = crate::time::scale(self.config.push_pull_interval, factor);
+        let due = self.last_push_pull + period;
+        if now < due {
+            // The cluster grew since this timer was set: the period is longer now.
+            self.timers.set(due, Timer::PushPull);
+            return;
+        }
+        self.last_push_pull = now;
         self.timers.set(now + period, Timer::PushPull);
         if self.status != Status::Running {
             return;
@@ -200,25 +183,13 @@ impl<A: Address> Node<A> {
     }
 
     pub(super) fn on_reannounce_tick(&mut self, now: Instant) {
-        self.timers
-            .set(now + self.config.reannounce_interval, Timer::Reannounce);
+        self.timers.set(now + self.config.reannounce_interval, Timer::Reannounce);
         self.reap(now);
         if self.status != Status::Running {
             return;
         }
-        let live_addrs: Vec<&A> = self
-            .members
-            .iter()
-            .filter(|m| m.state.is_live())
-            .map(|m| &m.addr)
-            .collect();
-        let lonely_seeds: Vec<A> = self
-            .join
-            .seeds
-            .iter()
-            .filter(|s| !live_addrs.contains(s))
-            .cloned()
-            .collect();
+        let live_addrs: Vec<&A> = self.members.iter().filter(|m| m.state.is_live()).map(|m| &m.addr).collect();
+        let lonely_seeds: Vec<A> = self.join.seeds.iter().filter(|s| !live_addrs.contains(s)).cloned().collect();
         drop(live_addrs);
         if let Some(seed) = lonely_seeds.choose(&mut self.rng).cloned() {
             self.send_push_pull(seed, true, false);
@@ -249,9 +220,7 @@ impl<A: Address> Node<A> {
         let expired: Vec<NodeId> = self
             .members
             .iter()
-            .filter(|m| {
-                !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon
-            })
+            .filter(|m| !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon)
             .map(|m| m.id.clone())
             .collect();
         for id in expired {
@@ -265,9 +234,7 @@ impl<A: Address> Node<A> {
         if !self.meta_requests.contains(id) {
             self.meta_requests.push(id.clone());
         }
-        let msg = Message::MetaRequest {
-            from: self.local.id.clone(),
-        };
+        let msg = Message::MetaRequest { from: self.local.id.clone() };
         self.send_reliable(addr, &msg);
     }
 

@@ -76,11 +76,7 @@ pub(crate) struct Timers {
 impl Timers {
     pub fn set(&mut self, at: Instant, timer: Timer) {
         self.order += 1;
-        self.heap.push(Reverse(Entry {
-            at,
-            order: self.order,
-            timer,
-        }));
+        self.heap.push(Reverse(Entry { at, order: self.order, timer }));
     }
 
     /// The earliest deadline.

@@ -71,9 +71,7 @@ pub struct Writer {
 impl Writer {
     /// A writer whose buffer will not reallocate below `cap` bytes.
     pub fn with_capacity(cap: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(cap),
-        }
+        Writer { buf: Vec::with_capacity(cap) }
     }
 
     /// Wraps an existing buffer (cleared first) so its allocation is reused.
@@ -236,17 +234,7 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_every_width() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            300,
-            16_383,
-            16_384,
-            u32::MAX as u64,
-            u64::MAX,
-        ] {
+        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
             let mut w = Writer::default();
             w.varint(v);
             assert_eq!(w.len(), varint_len(v), "length of {v}");

@@ -90,45 +90,16 @@ pub struct UserBroadcast {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message<A> {
     Ping(Ping),
-    Ack {
-        seq: u32,
-    },
-    PingReq {
-        seq: u32,
-        target: NodeId,
-        target_addr: A,
-        want_nack: bool,
-    },
-    Nack {
-        seq: u32,
-    },
+    Ack { seq: u32 },
+    PingReq { seq: u32, target: NodeId, target_addr: A, want_nack: bool },
+    Nack { seq: u32 },
     Alive(Alive<A>),
-    Suspect {
-        id: NodeId,
-        incarnation: u32,
-        from: NodeId,
-    },
-    Dead {
-        id: NodeId,
-        incarnation: u32,
-        from: NodeId,
-        left: bool,
-    },
+    Suspect { id: NodeId, incarnation: u32, from: NodeId },
+    Dead { id: NodeId, incarnation: u32, from: NodeId, left: bool },
     Broadcast(UserBroadcast),
-    Direct {
-        from: NodeId,
-        topic: String,
-        payload: Vec<u8>,
-    },
-    PushPull {
-        from: NodeId,
-        join: bool,
-        reply: bool,
-        members: Vec<MemberRecord<A>>,
-    },
-    MetaRequest {
-        from: NodeId,
-    },
+    Direct { from: NodeId, topic: String, payload: Vec<u8> },
+    PushPull { from: NodeId, join: bool, reply: bool, members: Vec<MemberRecord<A>> },
+    MetaRequest { from: NodeId },
 }
 
 impl<A: Address> Message<A> {
@@ -171,12 +142,7 @@ impl<A: Address> Message<A> {
                 p.source.encode(w);
             }
             Message::Ack { seq } | Message::Nack { seq } => w.varint(u64::from(*seq)),
-            Message::PingReq {
-                seq,
-                target,
-                target_addr,
-                want_nack,
-            } => {
+            Message::PingReq { seq, target, target_addr, want_nack } => {
                 w.varint(u64::from(*seq));
                 target.encode(w);
                 target_addr.encode(w);
@@ -199,21 +165,12 @@ impl<A: Address> Message<A> {
                 w.u8(a.min_version);
                 w.u8(a.max_version);
             }
-            Message::Suspect {
-                id,
-                incarnation,
-                from,
-            } => {
+            Message::Suspect { id, incarnation, from } => {
                 id.encode(w);
                 w.varint(u64::from(*incarnation));
                 from.encode(w);
             }
-            Message::Dead {
-                id,
-                incarnation,
-                from,
-                left,
-            } => {
+            Message::Dead { id, incarnation, from, left } => {
                 id.encode(w);
                 w.varint(u64::from(*incarnation));
                 from.encode(w);
@@ -233,21 +190,12 @@ impl<A: Address> Message<A> {
                 }
                 w.bytes(&b.payload);
             }
-            Message::Direct {
-                from,
-                topic,
-                payload,
-            } => {
+            Message::Direct { from, topic, payload } => {
                 from.encode(w);
                 w.str(topic);
                 w.bytes(payload);
             }
-            Message::PushPull {
-                from,
-                join,
-                reply,
-                members,
-            } => {
+            Message::PushPull { from, join, reply, members } => {
                 from.encode(w);
                 w.u8(u8::from(*join) | (u8::from(*reply) << 1));
                 w.varint(members.len() as u64);
@@ -287,9 +235,17 @@ pub fn begin_packet(w: &mut Writer, version: u8) {
 /// Decodes a whole packet into `out` (cleared first). Either every message decodes and `Ok` returns
 /// the count of messages of unknown type that were skipped, or nothing is kept and the first error is
 /// returned. Never panics, whatever the input.
-pub fn decode_packet<A: Address>(
+pub fn decode_packet<A: Address>(bytes: &[u8], out: &mut Vec<Message<A>>) -> Result<usize, DecodeError> {
+    decode_packet_skipping(bytes, out, |_, _| false)
+}
+
+/// As [`decode_packet`], but `skip(tag, body)` is asked about every message first; messages it
+/// answers `true` for are neither decoded nor returned (nor counted as unknown). The node uses it to
+/// pass over updates it has already applied.
+pub fn decode_packet_skipping<A: Address>(
     bytes: &[u8],
     out: &mut Vec<Message<A>>,
+    mut skip: impl FnMut(u8, &[u8]) -> bool,
 ) -> Result<usize, DecodeError> {
     out.clear();
     let mut r = Reader::new(bytes);
@@ -298,17 +254,27 @@ pub fn decode_packet<A: Address>(
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let mut skipped = 0;
+    let mut known = 0;
     while !r.is_empty() {
-        match decode_message(&mut r) {
-            Ok(Decoded::Message(m)) => out.push(m),
-            Ok(Decoded::Unknown(_)) => skipped += 1,
+        let decoded = read_frame(&mut r).and_then(|(t, body)| {
+            if skip(t, body) {
+                known += 1;
+                Ok(None)
+            } else {
+                decode_body(t, body).map(Some)
+            }
+        });
+        match decoded {
+            Ok(Some(Decoded::Message(m))) => out.push(m),
+            Ok(Some(Decoded::Unknown(_))) => skipped += 1,
+            Ok(None) => {}
             Err(e) => {
                 out.clear();
                 return Err(e);
             }
         }
     }
-    if out.is_empty() && skipped == 0 {
+    if out.is_empty() && skipped == 0 && known == 0 {
         return Err(DecodeError::Empty);
     }
     Ok(skipped)
@@ -316,8 +282,24 @@ pub fn decode_packet<A: Address>(
 
 /// Decodes one `[tag][len][body]` message.
 pub fn decode_message<A: Address>(r: &mut Reader<'_>) -> Result<Decoded<A>, DecodeError> {
+    let (t, body) = read_frame(r)?;
+    decode_body(t, body)
+}
+
+/// Splits off one `[tag][len][body]` frame without looking inside the body.
+fn read_frame<'a>(r: &mut Reader<'a>) -> Result<(u8, &'a [u8]), DecodeError> {
     let t = r.u8()?;
     let body = r.bytes()?;
+    Ok((t, body))
+}
+
+/// True for the gossip updates (alive, suspect, dead, broadcast): applying one twice changes nothing
+/// the first application did not, so a receiver may skip byte-identical repeats without decoding them.
+pub fn is_update_tag(t: u8) -> bool {
+    matches!(t, tag::ALIVE | tag::SUSPECT | tag::DEAD | tag::BROADCAST)
+}
+
+fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError> {
     let mut b = Reader::new(body);
     let msg = match t {
         tag::PING => Message::Ping(Ping {
@@ -325,12 +307,8 @@ pub fn decode_message<A: Address>(r: &mut Reader<'_>) -> Result<Decoded<A>, Deco
             target: NodeId::decode(&mut b)?,
             source: NodeId::decode(&mut b)?,
         }),
-        tag::ACK => Message::Ack {
-            seq: b.varint_u32()?,
-        },
-        tag::NACK => Message::Nack {
-            seq: b.varint_u32()?,
-        },
+        tag::ACK => Message::Ack { seq: b.varint_u32()? },
+        tag::NACK => Message::Nack { seq: b.varint_u32()? },
         tag::PING_REQ => Message::PingReq {
             seq: b.varint_u32()?,
             target: NodeId::decode(&mut b)?,
@@ -343,20 +321,11 @@ pub fn decode_message<A: Address>(r: &mut Reader<'_>) -> Result<Decoded<A>, Deco
             let incarnation = b.varint_u32()?;
             let meta = match b.u8()? {
                 0 => MetaField::Included(b.bytes()?.to_vec()),
-                1 => MetaField::Omitted {
-                    len: b.varint_u32()?,
-                },
+                1 => MetaField::Omitted { len: b.varint_u32()? },
                 _ => return Err(DecodeError::InvalidValue),
             };
             let (min_version, max_version) = versions(&mut b)?;
-            Message::Alive(Alive {
-                id,
-                addr,
-                incarnation,
-                meta,
-                min_version,
-                max_version,
-            })
+            Message::Alive(Alive { id, addr, incarnation, meta, min_version, max_version })
         }
         tag::SUSPECT => Message::Suspect {
             id: NodeId::decode(&mut b)?,
@@ -380,20 +349,11 @@ pub fn decode_message<A: Address>(r: &mut Reader<'_>) -> Result<Decoded<A>, Deco
                 _ => return Err(DecodeError::InvalidValue),
             };
             let payload = b.bytes()?.to_vec();
-            Message::Broadcast(UserBroadcast {
-                origin,
-                epoch,
-                seq,
-                topic,
-                key,
-                payload,
-            })
+            Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload })
         }
-        tag::DIRECT => Message::Direct {
-            from: NodeId::decode(&mut b)?,
-            topic: topic(&mut b)?,
-            payload: b.bytes()?.to_vec(),
-        },
+        tag::DIRECT => {
+            Message::Direct { from: NodeId::decode(&mut b)?, topic: topic(&mut b)?, payload: b.bytes()?.to_vec() }
+        }
         tag::PUSH_PULL => {
             let from = NodeId::decode(&mut b)?;
             let flags = b.u8()?;
@@ -406,7 +366,8 @@ pub fn decode_message<A: Address>(r: &mut Reader<'_>) -> Result<Decoded<A>, Deco
             if count > (b.remaining() / 6) as u64 {
                 return Err(DecodeError::TooLong);
             }
-            let mut members = Vec::with_capacity(count as usize);
+            // Reserve for at most what a small frame holds; larger states grow as records decode.
+            let mut members = Vec::with_capacity((count as usize).min(256));
             for _ in 0..count {
                 let id = NodeId::decode(&mut b)?;
                 let addr = A::decode(&mut b)?;
@@ -414,26 +375,11 @@ pub fn decode_message<A: Address>(r: &mut Reader<'_>) -> Result<Decoded<A>, Deco
                 let state = MemberState::from_wire(b.u8()?).ok_or(DecodeError::InvalidValue)?;
                 let meta = b.bytes()?.to_vec();
                 let (min_version, max_version) = versions(&mut b)?;
-                members.push(MemberRecord {
-                    id,
-                    addr,
-                    incarnation,
-                    state,
-                    meta,
-                    min_version,
-                    max_version,
-                });
+                members.push(MemberRecord { id, addr, incarnation, state, meta, min_version, max_version });
             }
-            Message::PushPull {
-                from,
-                join: flags & 1 != 0,
-                reply: flags & 2 != 0,
-                members,
-            }
+            Message::PushPull { from, join: flags & 1 != 0, reply: flags & 2 != 0, members }
         }
-        tag::META_REQUEST => Message::MetaRequest {
-            from: NodeId::decode(&mut b)?,
-        },
+        tag::META_REQUEST => Message::MetaRequest { from: NodeId::decode(&mut b)? },
         other => return Ok(Decoded::Unknown(other)),
     };
     if !b.is_empty() {
