@@ -1,0 +1,131 @@
+//! Whole-cluster behaviour in the deterministic simulator.
+
+use std::time::Duration;
+
+use shoal_core::sim::{LinkModel, SimConfig, Simulation};
+use shoal_core::{Config, MemberState};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn a_cold_cluster_forms_through_one_seed() {
+    let cfg = SimConfig { warm_start: false, node: Config::local(), ..SimConfig::lan(20, 1) };
+    let mut sim = Simulation::new(cfg);
+    let took = sim.run_until_condition(secs(30), |s| s.converged());
+    assert!(took.is_some(), "agreement only {}", sim.agreement());
+}
+
+#[test]
+fn a_crashed_member_is_detected_by_everyone() {
+    let mut sim = Simulation::new(SimConfig::lan(30, 2));
+    sim.run_for(secs(5));
+    sim.crash(7);
+    let took = sim.run_until_condition(secs(60), |s| s.converged()).expect("everyone agrees n7 failed");
+    let d = &sim.recorder().detections()[0];
+    println!("{d:?} took {took:?}");
+    assert!(d.first_suspicion.unwrap() < secs(5));
+    assert!(sim.node(3).unwrap().member(sim.name(7)).unwrap().state == MemberState::Dead);
+    assert_eq!(sim.recorder().false_positives(), 0);
+}
+
+#[test]
+fn no_false_positive_on_a_healthy_lossy_network() {
+    let cfg = SimConfig { link: LinkModel::LOSSY_LAN, ..SimConfig::lan(50, 3) };
+    let mut sim = Simulation::new(cfg);
+    sim.run_for(secs(120));
+    println!("suspicions of live {}", sim.recorder().suspicions_of_live());
+    assert_eq!(sim.recorder().false_positives(), 0);
+    assert!(sim.converged());
+}
+
+#[test]
+fn a_stalled_member_is_suspected_and_refutes_before_it_is_declared_failed() {
+    let mut sim = Simulation::new(SimConfig { node: Config::local(), ..SimConfig::lan(10, 4) });
+    sim.run_for(secs(2));
+    // Longer than a probe timeout (80 ms), far shorter than the suspicion timeout (>= 1.8 s).
+    sim.stall(4, Duration::from_millis(700));
+    sim.run_for(secs(10));
+    assert!(sim.recorder().suspicions_of_live() > 0, "somebody noticed the stall");
+    assert_eq!(sim.recorder().false_positives(), 0);
+    assert!(sim.node(4).unwrap().incarnation() > 0, "the stalled member refuted");
+    assert!(sim.converged());
+}
+
+#[test]
+fn a_partition_heals_without_operator_action() {
+    let r = shoal_core::sim::scenario::partition_heal(6, Config::lan(), secs(60), 5);
+    assert!(r.split_detected.is_some(), "each side declares the other failed");
+    let healed = r.heal_converged.expect("the cluster merges again");
+    assert!(healed <= secs(30), "healed in {healed:?}");
+}
+
+#[test]
+fn a_mass_restart_converges_with_every_member_alive() {
+    let cfg = SimConfig { node: Config::local(), ..SimConfig::lan(20, 6) };
+    let mut sim = Simulation::new(cfg);
+    sim.run_for(secs(2));
+    for i in 0..10 {
+        sim.crash(i);
+    }
+    // Long enough for the survivors to declare the crashed half dead.
+    sim.run_until_condition(secs(30), |s| s.converged()).expect("survivors agree the others failed");
+    for i in 0..10 {
+        sim.restart(i, &[15, 16]);
+    }
+    let took = sim.run_until_condition(secs(60), |s| s.converged());
+    assert!(took.is_some(), "agreement {}", sim.agreement());
+    for i in 0..20 {
+        let node = sim.node(i).unwrap();
+        let alive = node.members().filter(|m| m.state == MemberState::Alive).count();
+        assert_eq!(alive, 19, "n{i} sees everyone alive");
+    }
+    let renewed = (0..10).filter(|&i| sim.node(i).unwrap().incarnation() > 0).count();
+    assert!(renewed > 0, "restarted members took over above their dead incarnation");
+}
+
+#[test]
+fn a_member_that_leaves_is_seen_as_left_not_failed() {
+    let mut sim = Simulation::new(SimConfig { node: Config::local(), ..SimConfig::lan(12, 7) });
+    sim.run_for(secs(1));
+    sim.leave(3);
+    sim.run_until_condition(secs(10), |s| s.node(3).is_some_and(|n| n.leave_disseminated()))
+        .expect("the leave is gossiped");
+    sim.shut_down(3);
+    sim.run_for(secs(15));
+    for i in (0..12).filter(|&i| i != 3) {
+        let m = sim.node(i).unwrap().member(sim.name(3)).unwrap().clone();
+        assert_eq!(m.state, MemberState::Left, "n{i} sees n3 as {:?}", m.state);
+    }
+    assert_eq!(sim.recorder().false_positives(), 0);
+}
+
+#[test]
+fn a_broadcast_reaches_every_member_at_five_percent_loss() {
+    for seed in 1..=5 {
+        let r = shoal_core::sim::scenario::broadcast_spread(300, 0.05, seed);
+        assert_eq!(r.delivered, 299, "seed {seed}");
+        assert!(r.all_delivered.is_some());
+    }
+}
+
+#[test]
+fn push_pull_repairs_a_member_that_missed_the_gossip() {
+    let mut sim = Simulation::new(SimConfig { node: Config::local(), ..SimConfig::lan(10, 8) });
+    sim.run_for(secs(1));
+    // Cut n9 off briefly: shorter than the minimum suspicion timeout (600 ms here), long enough for
+    // the 8 retransmits of the change to be spent (gossip runs every 50 ms to 3 members).
+    sim.partition((0..10).map(|i| u16::from(i == 9)).collect());
+    sim.with_node(2, |n, now| n.set_metadata(b"role=v2", now).unwrap());
+    sim.run_for(Duration::from_millis(300));
+    assert!((0..9).all(|i| i == 2 || sim.node(i).unwrap().member(sim.name(2)).unwrap().meta.as_bytes() == b"role=v2"));
+    assert!(sim.node(9).unwrap().member(sim.name(2)).unwrap().meta.is_empty(), "n9 missed it");
+    sim.heal();
+    let pulls_before = sim.node(9).unwrap().stats().push_pulls_received;
+    let took = sim
+        .run_until_condition(secs(30), |s| s.node(9).unwrap().member(s.name(2)).unwrap().meta.as_bytes() == b"role=v2");
+    assert!(took.is_some(), "anti-entropy delivered the missed update");
+    assert!(sim.node(9).unwrap().stats().push_pulls_received > pulls_before);
+    assert_eq!(sim.recorder().false_positives(), 0);
+}
