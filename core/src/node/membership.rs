@@ -67,6 +67,20 @@ impl<A: Address> Node<A> {
         self.emit(Event::Refuted { incarnation: self.local.incarnation });
     }
 
+    /// Someone suspects us or declared us dead or gone. While we run we have not left in this life, so
+    /// a claim at our incarnation or above (a previous life's, or a mistake) is refuted, and an older
+    /// one means our refutation has not reached everyone yet.
+    fn claim_against_us(&mut self, incarnation: u32) {
+        if self.status != Status::Running {
+            return;
+        }
+        if incarnation >= self.local.incarnation {
+            self.refute(incarnation);
+        } else {
+            self.reannounce_self();
+        }
+    }
+
     /// Someone still spreads a suspicion or death of ours that we already refuted: our refutation
     /// got lost on its way to them. Gossip it again, at the same incarnation.
     fn reannounce_self(&mut self) {
@@ -194,13 +208,7 @@ impl<A: Address> Node<A> {
     /// Applies a `Suspect` claim raised by `by` (ourselves after a failed probe).
     pub(super) fn apply_suspect(&mut self, id: &NodeId, incarnation: u32, by: NodeId, now: Instant) {
         if *id == self.local.id {
-            if self.status == Status::Running {
-                if incarnation >= self.local.incarnation {
-                    self.refute(incarnation);
-                } else {
-                    self.reannounce_self();
-                }
-            }
+            self.claim_against_us(incarnation);
             return;
         }
         let n = self.cluster_size();
@@ -249,15 +257,7 @@ impl<A: Address> Node<A> {
     /// Applies a `Dead` claim (failure declared by `by`) or, with `left`, a graceful departure.
     pub(super) fn apply_dead(&mut self, id: &NodeId, incarnation: u32, by: NodeId, left: bool, now: Instant) {
         if *id == self.local.id {
-            // While we run we have not left in this life: a death or departure recorded at our
-            // incarnation or above belongs to a previous life (or a mistake) and is refuted.
-            if self.status == Status::Running {
-                if incarnation >= self.local.incarnation {
-                    self.refute(incarnation);
-                } else {
-                    self.reannounce_self();
-                }
-            }
+            self.claim_against_us(incarnation);
             return;
         }
         let Some(m) = self.members.get_mut(id) else {
