@@ -33,6 +33,7 @@
 
 extern crate alloc;
 #[cfg(any(feature = "std", test))]
+#[macro_use]
 extern crate std;
 
 pub mod config;
@@ -50,6 +51,9 @@ pub mod wire;
 
 #[cfg(feature = "sim")]
 pub mod sim;
+
+#[cfg(feature = "driver")]
+pub mod driver;
 
 pub use config::{Config, ConfigError, Lifeguard};
 pub use event::{Event, MessageKind};

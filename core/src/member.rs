@@ -99,7 +99,8 @@ pub struct Member<A> {
     /// Protocol versions it speaks (min, max).
     pub versions: (u8, u8),
     /// Round-trip time of the last direct probe we got an ack for, in ms; `u32::MAX` when unknown.
-    pub(crate) rtt_ms: u32,
+    #[doc(hidden)]
+    pub rtt_ms: u32,
     /// When `state` last changed, on the driver's clock.
     pub state_since: Instant,
     /// Its metadata at `incarnation` (may lag when large metadata is still being fetched).

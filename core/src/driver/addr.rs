@@ -1,0 +1,160 @@
+//! Scheme-qualified addresses: what drivers put in the core's address slot.
+//!
+//! `udp://127.0.0.1:7946`, `tcp://10.0.0.5:7946`, `relay://relay.example:8080/peer-id`, `rtc://peer-id`.
+//! The scheme says which transport plugin carries packets there; the router asks every plugin
+//! whether it claims an address. A member advertises one address; plugins that need another
+//! (TCP reaching a `udp://` member for reliable frames) derive it from the same host and port.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::prelude::rust_2021::*;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::identity::Address;
+use crate::wire::{DecodeError, Reader, Writer};
+
+/// Longest address accepted, in bytes.
+pub const MAX_ADDR_LEN: usize = 512;
+
+/// A scheme-qualified address (`scheme://rest`), cheap to clone.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Addr(Arc<str>);
+
+/// Why a string is not an [`Addr`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddrError {
+    /// No `scheme://` prefix, or an empty scheme or rest.
+    MissingScheme,
+    /// Longer than [`MAX_ADDR_LEN`].
+    TooLong,
+    /// The scheme needs `host:port` and the rest is not one.
+    BadSocketAddr,
+}
+
+impl fmt::Display for AddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrError::MissingScheme => f.write_str("address must look like scheme://rest"),
+            AddrError::TooLong => write!(f, "address longer than {MAX_ADDR_LEN} bytes"),
+            AddrError::BadSocketAddr => f.write_str("udp:// and tcp:// addresses need ip:port"),
+        }
+    }
+}
+
+impl std::error::Error for AddrError {}
+
+impl Addr {
+    /// Parses `scheme://rest`. `udp` and `tcp` addresses must carry an `ip:port`.
+    pub fn parse(s: &str) -> Result<Addr, AddrError> {
+        if s.len() > MAX_ADDR_LEN {
+            return Err(AddrError::TooLong);
+        }
+        let (scheme, rest) = s.split_once("://").ok_or(AddrError::MissingScheme)?;
+        if scheme.is_empty() || rest.is_empty() || !scheme.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(AddrError::MissingScheme);
+        }
+        if matches!(scheme, "udp" | "tcp") && rest.parse::<SocketAddr>().is_err() {
+            return Err(AddrError::BadSocketAddr);
+        }
+        Ok(Addr(Arc::from(s)))
+    }
+
+    /// `udp://ip:port`.
+    pub fn udp(sa: SocketAddr) -> Addr {
+        Addr(Arc::from(format!("udp://{sa}")))
+    }
+
+    /// `tcp://ip:port`.
+    pub fn tcp(sa: SocketAddr) -> Addr {
+        Addr(Arc::from(format!("tcp://{sa}")))
+    }
+
+    /// The scheme (`udp`, `tcp`, `relay`, `rtc`, ...).
+    pub fn scheme(&self) -> &str {
+        self.0.split_once("://").map_or("", |(s, _)| s)
+    }
+
+    /// Everything after `scheme://`.
+    pub fn rest(&self) -> &str {
+        self.0.split_once("://").map_or("", |(_, r)| r)
+    }
+
+    /// The socket address of a `udp://` or `tcp://` address.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self.scheme() {
+            "udp" | "tcp" => self.rest().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The whole address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Addr {
+    type Err = AddrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Addr::parse(s)
+    }
+}
+
+impl Address for Addr {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.0);
+    }
+    fn encoded_len(&self) -> usize {
+        crate::wire::bytes_len(self.0.len())
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Addr::parse(r.str()?).map_err(|_| DecodeError::InvalidAddress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_into_scheme_and_rest() {
+        let a = Addr::parse("relay://relay.example:8080/peer-7").unwrap();
+        assert_eq!(a.scheme(), "relay");
+        assert_eq!(a.rest(), "relay.example:8080/peer-7");
+        assert_eq!(a.socket_addr(), None);
+        let u = Addr::parse("udp://127.0.0.1:7946").unwrap();
+        assert_eq!(u.socket_addr(), Some("127.0.0.1:7946".parse().unwrap()));
+        assert_eq!(u, Addr::udp("127.0.0.1:7946".parse().unwrap()));
+    }
+
+    #[test]
+    fn malformed_addresses_are_rejected() {
+        assert_eq!(Addr::parse("127.0.0.1:7946"), Err(AddrError::MissingScheme));
+        assert_eq!(Addr::parse("udp://not-an-ip"), Err(AddrError::BadSocketAddr));
+        assert_eq!(Addr::parse("UDP://1.2.3.4:5"), Err(AddrError::MissingScheme));
+        assert_eq!(Addr::parse(&format!("rtc://{}", "x".repeat(MAX_ADDR_LEN))), Err(AddrError::TooLong));
+    }
+
+    #[test]
+    fn addresses_round_trip_through_the_wire() {
+        let a = Addr::parse("tcp://[::1]:9").unwrap();
+        let mut w = Writer::default();
+        a.encode(&mut w);
+        assert_eq!(w.len(), a.encoded_len());
+        assert_eq!(Addr::decode(&mut Reader::new(w.as_slice())).unwrap(), a);
+    }
+}

@@ -1,0 +1,501 @@
+//! The [`Cluster`] handle applications hold, and the [`Driver`] future that runs the protocol.
+//!
+//! `ClusterBuilder::build` returns both: the handle is cheap to clone and usable from any task; the
+//! driver is a future the caller runs on the executor of its choice (`tokio::spawn(driver.run())`,
+//! or `wasm_bindgen_futures::spawn_local`). With feature `tokio`, [`ClusterBuilder::spawn`] does that
+//! for you. Commands on the handle apply to the node at once (under a short lock) and wake the
+//! driver, which sends what the node asked for and sleeps until the next packet or deadline.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::prelude::rust_2021::*;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use super::addr::Addr;
+use super::metrics::Metrics;
+use super::runtime::Runtime;
+use super::signal::{lock, EventQueue, Wakeup};
+use super::transport::{Packet, Router, Transport};
+use super::{ClusterError, EventStream};
+use crate::config::Config;
+use crate::event::{Event, MessageKind};
+use crate::identity::NodeId;
+use crate::member::{Member, MemberState};
+use crate::node::{Node, Transmit};
+
+/// An event as the driver reports it.
+pub type ClusterEvent = Event<Addr>;
+
+/// A user message (broadcast or direct) handed to [`Cluster::on_message`] callbacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMessage {
+    pub from: NodeId,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub kind: MessageKind,
+}
+
+type MessageHandler = Arc<dyn Fn(&ClusterMessage) + Send + Sync>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunState {
+    Running,
+    Stopping,
+    Stopped,
+}
+
+struct Inner {
+    node: Node<Addr>,
+    subscribers: Vec<Arc<EventQueue<ClusterEvent>>>,
+    handlers: Vec<MessageHandler>,
+    state: RunState,
+    transport_errors: u64,
+}
+
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    wakeup: Wakeup,
+    runtime: Arc<dyn Runtime>,
+    router: Router,
+    done: Arc<EventQueue<()>>,
+    event_capacity: usize,
+}
+
+/// Builds a [`Cluster`]: name, configuration, metadata and transports.
+#[derive(Debug)]
+pub struct ClusterBuilder {
+    name: NodeId,
+    config: Config,
+    meta: Vec<u8>,
+    advertise: Option<Addr>,
+    seed: Option<u64>,
+    event_capacity: usize,
+}
+
+impl ClusterBuilder {
+    /// The protocol configuration (default: [`Config::lan`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Initial metadata (for example `b"role=web"`).
+    pub fn metadata(mut self, meta: impl Into<Vec<u8>>) -> Self {
+        self.meta = meta.into();
+        self
+    }
+
+    /// The address other members reach us at (default: the first transport's local address).
+    /// Set it when binding to `0.0.0.0` or behind NAT.
+    pub fn advertise(mut self, addr: Addr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// A fixed seed for the protocol's randomness (tests); by default the runtime's CSPRNG.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// How many events each `events()` subscriber may fall behind before the oldest are dropped.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n;
+        self
+    }
+
+    /// Creates the handle and the driver future. Nothing runs until the driver is polled.
+    pub fn build(
+        self,
+        transports: Vec<Arc<dyn Transport>>,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<(Cluster, Driver), ClusterError> {
+        let first = transports.first().ok_or(ClusterError::NoTransport)?;
+        let advertise = self.advertise.unwrap_or_else(|| first.local_addr());
+        let seed = self.seed.unwrap_or_else(|| runtime.random_seed());
+        let now = runtime.now();
+        let mut node = Node::new(self.config, self.name, advertise, seed, now).map_err(ClusterError::Config)?;
+        if !self.meta.is_empty() {
+            node.set_metadata(&self.meta, now).map_err(ClusterError::Command)?;
+        }
+        let router = Router::new(transports);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                node,
+                subscribers: Vec::new(),
+                handlers: Vec::new(),
+                state: RunState::Running,
+                transport_errors: 0,
+            }),
+            wakeup: Wakeup::default(),
+            runtime,
+            router: router.clone(),
+            done: EventQueue::new(1),
+            event_capacity: self.event_capacity,
+        });
+        Ok((Cluster { shared: shared.clone() }, Driver { shared, router }))
+    }
+
+    /// Builds and spawns the driver on the current tokio runtime.
+    #[cfg(feature = "tokio")]
+    pub fn spawn(self, transports: Vec<Arc<dyn Transport>>) -> Result<Cluster, ClusterError> {
+        let (cluster, driver) = self.build(transports, Arc::new(super::runtime::TokioRuntime::new()))?;
+        tokio::spawn(driver.run());
+        Ok(cluster)
+    }
+}
+
+/// A handle to a running member. Clone it freely; every clone controls the same member.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("name", &self.name()).finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Starts building a member named `name` (unique in the cluster).
+    pub fn builder(name: &str) -> Result<ClusterBuilder, ClusterError> {
+        Ok(ClusterBuilder {
+            name: NodeId::new(name).map_err(ClusterError::InvalidName)?,
+            config: Config::lan(),
+            meta: Vec::new(),
+            advertise: None,
+            seed: None,
+            event_capacity: 4_096,
+        })
+    }
+
+    /// Runs `f` on the node at the current time, then wakes the driver to send what it produced.
+    fn command<T>(&self, f: impl FnOnce(&mut Node<Addr>, crate::Instant) -> T) -> Result<T, ClusterError> {
+        let now = self.shared.runtime.now();
+        let out = {
+            let mut inner = lock(&self.shared.inner);
+            if inner.state != RunState::Running {
+                return Err(ClusterError::Shutdown);
+            }
+            f(&mut inner.node, now)
+        };
+        self.shared.wakeup.notify();
+        Ok(out)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Node<Addr>) -> T) -> T {
+        f(&lock(&self.shared.inner).node)
+    }
+
+    /// Our name.
+    pub fn name(&self) -> NodeId {
+        self.read(|n| n.local_id().clone())
+    }
+
+    /// The address we advertise.
+    pub fn local_addr(&self) -> Addr {
+        self.read(|n| n.local_addr().clone())
+    }
+
+    /// Joins through `seeds` and waits until one answers (`Ok` with the seed that did) or
+    /// `join_timeout` passes (`Err(JoinFailed)`). Re-announcing to the seeds continues afterwards, so
+    /// a member that failed to join still finds the cluster once a seed comes up.
+    pub async fn join(&self, seeds: &[Addr]) -> Result<Addr, ClusterError> {
+        let mut events = self.events();
+        self.command(|node, now| node.join(seeds, now))?.map_err(ClusterError::Command)?;
+        while let Some(event) = events.next().await {
+            match event {
+                Event::JoinSucceeded { via } => return Ok(via),
+                Event::JoinFailed { seeds } => return Err(ClusterError::JoinFailed { seeds }),
+                _ => {}
+            }
+        }
+        Err(ClusterError::Shutdown)
+    }
+
+    /// Broadcasts to every member (each receives it once as a message event).
+    pub fn broadcast(&self, topic: &str, payload: &[u8]) -> Result<(), ClusterError> {
+        self.command(|n, _| n.broadcast(topic, payload, None))?.map_err(ClusterError::Command)
+    }
+
+    /// Broadcasts under an invalidation key: a newer broadcast from us with the same topic and key
+    /// replaces this one wherever it is still queued (latest-value semantics, e.g. presence state).
+    pub fn broadcast_keyed(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), ClusterError> {
+        self.command(|n, _| n.broadcast(topic, payload, Some(key)))?.map_err(ClusterError::Command)
+    }
+
+    /// Sends a best-effort message to a member (must fit in one packet).
+    pub fn send(&self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<(), ClusterError> {
+        self.command(|n, _| n.send(to, topic, payload, false))?.map_err(ClusterError::Command)
+    }
+
+    /// Sends a message to a member over the reliable path (large payloads, up to `max_reliable_size`).
+    pub fn send_reliable(&self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<(), ClusterError> {
+        self.command(|n, _| n.send(to, topic, payload, true))?.map_err(ClusterError::Command)
+    }
+
+    /// Sends a message to an address, member or not.
+    pub fn send_to_addr(&self, to: &Addr, topic: &str, payload: &[u8], reliable: bool) -> Result<(), ClusterError> {
+        self.command(|n, _| n.send_to_addr(to.clone(), topic, payload, reliable))?.map_err(ClusterError::Command)
+    }
+
+    /// Calls `f` for every broadcast and direct message received, on the driver's task. Keep it short;
+    /// hand heavy work to another task.
+    pub fn on_message(&self, f: impl Fn(&ClusterMessage) + Send + Sync + 'static) {
+        lock(&self.shared.inner).handlers.push(Arc::new(f));
+    }
+
+    /// A stream of every event from now on. A subscriber more than `event_capacity` events behind
+    /// loses the oldest ones ([`EventStream::dropped`] counts them).
+    pub fn events(&self) -> EventStream {
+        let queue = EventQueue::new(self.shared.event_capacity);
+        let mut inner = lock(&self.shared.inner);
+        if inner.state == RunState::Stopped {
+            queue.close();
+        }
+        inner.subscribers.push(queue.clone());
+        EventStream::new(queue)
+    }
+
+    /// Every known member other than ourselves, in any state.
+    pub fn members(&self) -> Vec<Member<Addr>> {
+        self.read(|n| n.members().cloned().collect())
+    }
+
+    /// Members believed alive (not suspect, failed or left).
+    pub fn alive_members(&self) -> Vec<Member<Addr>> {
+        self.read(|n| n.members().filter(|m| m.state == MemberState::Alive).cloned().collect())
+    }
+
+    /// Our own record as others see it.
+    pub fn local_member(&self) -> Member<Addr> {
+        self.read(|n| Member {
+            id: n.local_id().clone(),
+            addr: n.local_addr().clone(),
+            incarnation: n.incarnation(),
+            state: MemberState::Alive,
+            meta_complete: true,
+            versions: (crate::wire::MIN_PROTOCOL_VERSION, crate::wire::PROTOCOL_VERSION),
+            rtt_ms: u32::MAX,
+            state_since: crate::Instant::ZERO,
+            meta: crate::Metadata::new(n.metadata()),
+        })
+    }
+
+    /// Replaces our metadata and announces it.
+    pub fn set_metadata(&self, meta: &[u8]) -> Result<(), ClusterError> {
+        self.command(|n, now| n.set_metadata(meta, now))?.map_err(ClusterError::Command)
+    }
+
+    /// Counters and gauges for monitoring.
+    pub fn metrics(&self) -> Metrics {
+        let transport = self.shared.router.counters();
+        let inner = lock(&self.shared.inner);
+        let dropped_events = inner.subscribers.iter().map(|s| s.dropped()).sum();
+        Metrics::collect(&inner.node, transport, inner.transport_errors, dropped_events)
+    }
+
+    /// Leaves gracefully: announces the departure, waits until it has been gossiped (or `timeout`),
+    /// then shuts down. Others see us as left, not failed.
+    pub async fn leave(&self, timeout: Duration) -> Result<(), ClusterError> {
+        self.command(|n, now| n.leave(now))?;
+        let step = Duration::from_millis(20);
+        let mut waited = Duration::ZERO;
+        let done = loop {
+            if self.read(|n| n.leave_disseminated()) {
+                break true;
+            }
+            if waited >= timeout {
+                break false;
+            }
+            self.shared.runtime.sleep(step).await;
+            waited += step;
+        };
+        self.shutdown().await;
+        if done {
+            Ok(())
+        } else {
+            Err(ClusterError::LeaveTimeout)
+        }
+    }
+
+    /// Stops the driver and closes the transports, without telling anyone (others will detect a
+    /// failure). Use [`Cluster::leave`] for a graceful exit. Completes when the driver has stopped.
+    pub async fn shutdown(&self) {
+        {
+            let mut inner = lock(&self.shared.inner);
+            if inner.state == RunState::Running {
+                inner.state = RunState::Stopping;
+            }
+        }
+        self.shared.wakeup.notify();
+        let done = self.shared.done.clone();
+        poll_fn(|cx| done.poll_next(cx)).await;
+    }
+}
+
+/// The future that runs a member's protocol. Poll it to completion on any executor.
+pub struct Driver {
+    shared: Arc<Shared>,
+    router: Router,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("transports", &self.router).finish()
+    }
+}
+
+enum Wake {
+    Packet(Option<Packet>),
+    Command,
+    Timer,
+}
+
+impl Driver {
+    /// Runs until [`Cluster::shutdown`] or [`Cluster::leave`] (or every transport closes).
+    pub async fn run(self) {
+        let name = lock(&self.shared.inner).node.local_id().clone();
+        let _span = tracing::info_span!("shoal", node = %name).entered();
+        drop(_span);
+        let mut receiver = self.router.receiver();
+        loop {
+            let (transmits, messages, deadline, stopping) = self.drain();
+            self.dispatch(&messages);
+            for t in transmits {
+                self.transmit(t).await;
+            }
+            if stopping {
+                break;
+            }
+            let now = self.shared.runtime.now();
+            let sleep_for = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(now));
+            let wake = {
+                let mut sleep = self.shared.runtime.sleep(sleep_for);
+                let mut next_packet = pin!(receiver.next());
+                let mut notified = pin!(self.shared.wakeup.notified());
+                poll_fn(|cx| {
+                    if let Poll::Ready(p) = next_packet.as_mut().poll(cx) {
+                        return Poll::Ready(Wake::Packet(p));
+                    }
+                    if notified.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Command);
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            let now = self.shared.runtime.now();
+            let mut inner = lock(&self.shared.inner);
+            match wake {
+                Wake::Packet(Some(packet)) => {
+                    match &packet.result {
+                        Ok(received) => {
+                            if let Err(e) = inner.node.handle_packet(now, received.from.clone(), &packet.buf) {
+                                tracing::debug!(from = %received.from, error = %e, "dropped packet");
+                            }
+                        }
+                        Err(e) => {
+                            inner.transport_errors += 1;
+                            tracing::debug!(error = %e, "transport receive error");
+                        }
+                    }
+                    receiver.rearm(packet);
+                }
+                Wake::Packet(None) => {
+                    tracing::warn!("every transport closed; stopping");
+                    inner.state = RunState::Stopping;
+                }
+                Wake::Timer => inner.node.handle_timeout(now),
+                Wake::Command => {}
+            }
+        }
+        self.router.close().await;
+        let subscribers = {
+            let mut inner = lock(&self.shared.inner);
+            inner.state = RunState::Stopped;
+            std::mem::take(&mut inner.subscribers)
+        };
+        for s in subscribers {
+            s.close();
+        }
+        self.shared.done.close();
+    }
+
+    /// Takes everything the node produced: transmits, events (fanned out to subscribers here,
+    /// messages returned for the callbacks), the next deadline, and whether to stop.
+    #[allow(clippy::type_complexity)]
+    fn drain(&self) -> (Vec<Transmit<Addr>>, Vec<(ClusterMessage, Vec<MessageHandler>)>, Option<crate::Instant>, bool) {
+        let mut inner = lock(&self.shared.inner);
+        let mut transmits = Vec::new();
+        while let Some(t) = inner.node.poll_transmit() {
+            transmits.push(t);
+        }
+        let mut messages = Vec::new();
+        inner.subscribers.retain(|s| Arc::strong_count(s) > 1);
+        while let Some(event) = inner.node.poll_event() {
+            if let Event::Message { from, topic, payload, kind } = &event {
+                if !inner.handlers.is_empty() {
+                    let msg = ClusterMessage {
+                        from: from.clone(),
+                        topic: topic.clone(),
+                        payload: payload.clone(),
+                        kind: *kind,
+                    };
+                    messages.push((msg, inner.handlers.clone()));
+                }
+            }
+            log_event(&event);
+            for s in &inner.subscribers {
+                s.push(event.clone());
+            }
+        }
+        let stopping = inner.state != RunState::Running;
+        (transmits, messages, inner.node.poll_timeout(), stopping)
+    }
+
+    fn dispatch(&self, messages: &[(ClusterMessage, Vec<MessageHandler>)]) {
+        for (msg, handlers) in messages {
+            for h in handlers {
+                h(msg);
+            }
+        }
+    }
+
+    async fn transmit(&self, t: Transmit<Addr>) {
+        if t.reliable {
+            // A reliable send may wait for a connection: never hold up the protocol loop for it.
+            let router = self.router.clone();
+            let shared = self.shared.clone();
+            self.shared.runtime.spawn(Box::pin(async move {
+                if let Err(e) = router.send(&t.to, &t.bytes, true).await {
+                    lock(&shared.inner).transport_errors += 1;
+                    tracing::debug!(to = %t.to, error = %e, "reliable send failed");
+                }
+            }));
+        } else if let Err(e) = self.router.send(&t.to, &t.bytes, false).await {
+            lock(&self.shared.inner).transport_errors += 1;
+            tracing::debug!(to = %t.to, error = %e, "send failed");
+        }
+    }
+}
+
+fn log_event(event: &ClusterEvent) {
+    match event {
+        Event::Joined(m) => tracing::info!(member = %m.id, addr = %m.addr, "member joined"),
+        Event::Failed { id, by, .. } => tracing::info!(member = %id, by = %by, "member failed"),
+        Event::Left { id, .. } => tracing::info!(member = %id, "member left"),
+        Event::Suspected { id, by, .. } => tracing::debug!(member = %id, by = %by, "member suspected"),
+        Event::AddressConflict { id, known, claimed } => {
+            tracing::warn!(member = %id, %known, %claimed, "address conflict")
+        }
+        Event::JoinFailed { .. } => tracing::warn!("no seed answered the join"),
+        _ => tracing::trace!(?event, "event"),
+    }
+}

@@ -1,0 +1,115 @@
+//! A snapshot of a member's counters and gauges, and its Prometheus text rendering.
+
+use std::fmt::Write;
+use std::prelude::rust_2021::*;
+
+use super::addr::Addr;
+use super::transport::TransportCounters;
+use crate::member::MemberState;
+use crate::node::Node;
+use crate::stats::Stats;
+
+/// Counters and gauges of one member at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    pub stats: Stats,
+    pub transport: TransportCounters,
+    /// Send and receive errors reported by transports.
+    pub transport_errors: u64,
+    /// Events dropped because a subscriber fell behind.
+    pub dropped_events: u64,
+    pub members_alive: u64,
+    pub members_suspect: u64,
+    pub members_dead: u64,
+    pub members_left: u64,
+    pub queued_membership_updates: u64,
+    pub queued_broadcasts: u64,
+    pub health_score: u64,
+    pub incarnation: u64,
+}
+
+impl Metrics {
+    pub(crate) fn collect(
+        node: &Node<Addr>,
+        transport: TransportCounters,
+        transport_errors: u64,
+        dropped: u64,
+    ) -> Self {
+        let mut m = Metrics {
+            stats: node.stats(),
+            transport,
+            transport_errors,
+            dropped_events: dropped,
+            health_score: u64::from(node.health_score()),
+            incarnation: u64::from(node.incarnation()),
+            ..Metrics::default()
+        };
+        for member in node.members() {
+            match member.state {
+                MemberState::Alive => m.members_alive += 1,
+                MemberState::Suspect => m.members_suspect += 1,
+                MemberState::Dead => m.members_dead += 1,
+                MemberState::Left => m.members_left += 1,
+            }
+        }
+        let (membership, broadcasts) = node.queued_updates();
+        m.queued_membership_updates = membership as u64;
+        m.queued_broadcasts = broadcasts as u64;
+        m
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4), metric names prefixed `shoal_`.
+    pub fn to_prometheus(&self) -> String {
+        let s = &self.stats;
+        let counters: [(&str, &str, u64); 24] = [
+            ("packets_received_total", "Packets and frames received", s.packets_received),
+            ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
+            ("packets_sent_total", "Packets and frames sent", s.packets_sent),
+            ("bytes_sent_total", "Bytes sent by the protocol", s.bytes_sent),
+            ("decode_errors_total", "Packets dropped as undecodable", s.decode_errors),
+            ("oversized_dropped_total", "Packets dropped as oversized", s.oversized_dropped),
+            ("probes_total", "Direct probes (pings) sent", s.pings_sent),
+            ("acks_received_total", "Acks received", s.acks_received),
+            ("ping_reqs_sent_total", "Indirect probe requests sent", s.ping_reqs_sent),
+            ("nacks_sent_total", "Nacks sent as indirect prober", s.nacks_sent),
+            ("nacks_received_total", "Nacks received", s.nacks_received),
+            ("probes_failed_total", "Probes with neither direct nor indirect ack", s.probes_failed),
+            ("suspicions_raised_total", "Suspicions raised by this member", s.suspicions_raised),
+            ("failures_declared_total", "Members declared failed by this member", s.failures_declared),
+            ("refutations_total", "Suspicions of this member it refuted (false positives avoided)", s.refutations),
+            ("updates_dropped_total", "Membership updates dropped from a full queue", s.updates_dropped),
+            ("broadcasts_dropped_total", "Broadcasts dropped from a full queue", s.broadcasts_dropped),
+            ("broadcasts_delivered_total", "Broadcasts delivered", s.broadcasts_delivered),
+            ("direct_delivered_total", "Direct messages delivered", s.direct_delivered),
+            ("push_pulls_total", "Push-pull exchanges started", s.push_pulls_sent),
+            ("address_conflicts_total", "Alive claims rejected as address conflicts", s.address_conflicts),
+            ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
+            ("transport_bytes_out_total", "Bytes written by transports", self.transport.bytes_out),
+            ("transport_bytes_in_total", "Bytes read by transports", self.transport.bytes_in),
+        ];
+        let mut out = String::with_capacity(4_096);
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP shoal_{name} {help}\n# TYPE shoal_{name} counter\nshoal_{name} {value}");
+        }
+        let _ = writeln!(out, "# HELP shoal_members Known members by state\n# TYPE shoal_members gauge");
+        for (state, v) in [
+            ("alive", self.members_alive),
+            ("suspect", self.members_suspect),
+            ("dead", self.members_dead),
+            ("left", self.members_left),
+        ] {
+            let _ = writeln!(out, "shoal_members{{state=\"{state}\"}} {v}");
+        }
+        let gauges = [
+            ("queue_depth_membership", "Membership updates waiting for gossip", self.queued_membership_updates),
+            ("queue_depth_broadcasts", "User broadcasts waiting for gossip", self.queued_broadcasts),
+            ("local_health", "Lifeguard local health score (0 is healthy)", self.health_score),
+            ("incarnation", "This member's incarnation", self.incarnation),
+            ("dropped_events", "Events dropped by slow subscribers", self.dropped_events),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP shoal_{name} {help}\n# TYPE shoal_{name} gauge\nshoal_{name} {value}");
+        }
+        out
+    }
+}

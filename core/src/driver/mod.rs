@@ -1,0 +1,101 @@
+//! The async driver (feature `driver`): runs a [`crate::Node`] over real transports.
+//!
+//! - [`Transport`]: the plugin interface (best-effort datagrams, reliable frames, receive), with a
+//!   [`Router`] that holds several plugins and picks one per address scheme.
+//! - [`Runtime`]: clock, timers, spawning and seeding, so the same driver runs on tokio natively
+//!   (feature `tokio`) and on the browser's event loop in the wasm package.
+//! - [`Cluster`]: the handle applications use (join, broadcast, send, events, members, leave), and
+//!   [`Driver`], the future that runs the protocol loop.
+
+use std::prelude::rust_2021::*;
+mod addr;
+mod cluster;
+mod metrics;
+mod runtime;
+mod signal;
+mod transport;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+pub use addr::{Addr, AddrError, MAX_ADDR_LEN};
+pub use cluster::{Cluster, ClusterBuilder, ClusterEvent, ClusterMessage, Driver};
+pub use metrics::Metrics;
+pub use runtime::Runtime;
+#[cfg(feature = "tokio")]
+pub use runtime::TokioRuntime;
+pub use transport::{
+    BoxFuture, MaybeSendSync, Packet, Received, Receiver, Router, Transport, TransportCounters, TransportError,
+};
+
+use crate::config::ConfigError;
+use crate::identity::InvalidNodeId;
+use crate::node::CommandError;
+use signal::EventQueue;
+
+/// Errors of the [`Cluster`] API. Each says what the caller can do about it.
+#[derive(Debug)]
+pub enum ClusterError {
+    /// The node name is invalid (empty or longer than 255 bytes).
+    InvalidName(InvalidNodeId),
+    /// The configuration failed validation.
+    Config(ConfigError),
+    /// `build` was given no transport.
+    NoTransport,
+    /// The node refused the command (unknown member, payload too large, no seeds...).
+    Command(CommandError),
+    /// No seed answered within `join_timeout`. The member keeps re-announcing to them.
+    JoinFailed { seeds: Vec<Addr> },
+    /// The leave announcement was not fully gossiped before the timeout; the member shut down anyway.
+    LeaveTimeout,
+    /// The member has been shut down.
+    Shutdown,
+}
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterError::InvalidName(e) => write!(f, "invalid node name: {e}"),
+            ClusterError::Config(e) => write!(f, "{e}"),
+            ClusterError::NoTransport => f.write_str("a cluster member needs at least one transport"),
+            ClusterError::Command(e) => write!(f, "{e}"),
+            ClusterError::JoinFailed { seeds } => write!(f, "no seed answered: {seeds:?}"),
+            ClusterError::LeaveTimeout => f.write_str("leave was not fully disseminated before the timeout"),
+            ClusterError::Shutdown => f.write_str("the cluster member has shut down"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+/// Events of one subscriber, from [`Cluster::events`]. Use [`EventStream::next`] or, as a
+/// `futures::Stream`, any stream combinator.
+#[derive(Debug)]
+pub struct EventStream {
+    queue: Arc<EventQueue<ClusterEvent>>,
+}
+
+impl EventStream {
+    fn new(queue: Arc<EventQueue<ClusterEvent>>) -> Self {
+        EventStream { queue }
+    }
+
+    /// The next event, or `None` once the member has shut down.
+    pub async fn next(&mut self) -> Option<ClusterEvent> {
+        std::future::poll_fn(|cx| self.queue.poll_next(cx)).await
+    }
+
+    /// Events this subscriber lost by falling more than `event_capacity` behind.
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped()
+    }
+}
+
+impl futures_util::Stream for EventStream {
+    type Item = ClusterEvent;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ClusterEvent>> {
+        self.queue.poll_next(cx)
+    }
+}

@@ -1,0 +1,1 @@
+//! Shoal tcp transport (in progress).

@@ -1,0 +1,1 @@
+//! Shoal udp transport (in progress).
