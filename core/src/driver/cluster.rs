@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::addr::Addr;
 use super::metrics::Metrics;
 use super::runtime::Runtime;
-use super::signal::{lock, EventQueue, Wakeup};
+use super::signal::{lock, EventQueue, Rounds, Wakeup};
 use super::transport::{Packet, Router, Transport};
 use super::{ClusterError, EventStream};
 use crate::config::Config;
@@ -57,6 +57,7 @@ struct Inner {
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     wakeup: Wakeup,
+    rounds: Rounds,
     runtime: Arc<dyn Runtime>,
     router: Router,
     done: Arc<EventQueue<()>>,
@@ -130,6 +131,7 @@ impl ClusterBuilder {
                 transport_errors: 0,
             }),
             wakeup: Wakeup::default(),
+            rounds: Rounds::default(),
             runtime,
             router: router.clone(),
             done: EventQueue::new(1),
@@ -240,6 +242,24 @@ impl Cluster {
     /// Sends a message to an address, member or not.
     pub fn send_to_addr(&self, to: &Addr, topic: &str, payload: &[u8], reliable: bool) -> Result<(), ClusterError> {
         self.command(|n, _| n.send_to_addr(to.clone(), topic, payload, reliable))?.map_err(ClusterError::Command)
+    }
+
+    /// Waits until the driver has handed every packet produced so far to the transports. Best-effort
+    /// sends are not queued by the transports, so a sender that calls this every few hundred messages
+    /// never builds an unbounded backlog.
+    pub async fn flush(&self) {
+        loop {
+            let seen = self.shared.rounds.current();
+            let pending = {
+                let inner = lock(&self.shared.inner);
+                inner.state == RunState::Running && inner.node.pending_transmits() > 0
+            };
+            if !pending {
+                return;
+            }
+            self.shared.wakeup.notify();
+            self.shared.rounds.after(seen).await;
+        }
     }
 
     /// Calls `f` for every broadcast and direct message received, on the driver's task. Keep it short;
@@ -358,9 +378,12 @@ enum Wake {
 impl Driver {
     /// Runs until [`Cluster::shutdown`] or [`Cluster::leave`] (or every transport closes).
     pub async fn run(self) {
+        use tracing::Instrument;
         let name = lock(&self.shared.inner).node.local_id().clone();
-        let _span = tracing::info_span!("shoal", node = %name).entered();
-        drop(_span);
+        self.run_loop().instrument(tracing::info_span!("shoal", node = %name)).await
+    }
+
+    async fn run_loop(self) {
         let mut receiver = self.router.receiver();
         loop {
             let (transmits, messages, deadline, stopping) = self.drain();
@@ -368,6 +391,7 @@ impl Driver {
             for t in transmits {
                 self.transmit(t).await;
             }
+            self.shared.rounds.bump();
             if stopping {
                 break;
             }
@@ -425,6 +449,7 @@ impl Driver {
         for s in subscribers {
             s.close();
         }
+        self.shared.rounds.bump();
         self.shared.done.close();
     }
 

@@ -55,6 +55,43 @@ impl Future for Notified<'_> {
     }
 }
 
+/// A multi-waiter "the driver finished a round of sending" signal.
+#[derive(Debug, Default)]
+pub(crate) struct Rounds {
+    state: Mutex<(u64, Vec<Waker>)>,
+}
+
+impl Rounds {
+    pub fn current(&self) -> u64 {
+        lock(&self.state).0
+    }
+
+    /// Marks a round done and wakes every waiter.
+    pub fn bump(&self) {
+        let wakers = {
+            let mut s = lock(&self.state);
+            s.0 += 1;
+            std::mem::take(&mut s.1)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Completes once a round after `seen` is done.
+    pub fn after(&self, seen: u64) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut s = lock(&self.state);
+            if s.0 > seen {
+                Poll::Ready(())
+            } else {
+                s.1.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+}
+
 #[derive(Debug)]
 struct QueueState<T> {
     items: VecDeque<T>,

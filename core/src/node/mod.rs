@@ -325,6 +325,11 @@ impl<A: Address> Node<A> {
         s
     }
 
+    /// Transmits produced but not yet taken with [`Node::poll_transmit`].
+    pub fn pending_transmits(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// Membership updates and user broadcasts waiting to be gossiped.
     pub fn queued_updates(&self) -> (usize, usize) {
         (self.membership_updates.len(), self.user_broadcasts.len())
