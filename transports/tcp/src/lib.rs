@@ -1,1 +1,104 @@
-//! Shoal tcp transport (in progress).
+//! Shoal over TCP: the reliable path of a native member, and optionally its only path.
+//!
+//! [`TcpTransport`] implements [`shoal_core::driver::Transport`] with length-prefixed frames over
+//! TCP connections. It has two jobs:
+//!
+//! - **Reliable frames** (push-pull state exchange, reliable messages) to `tcp://` and `udp://`
+//!   addresses. A UDP member's TCP listener is on the same host and port, so a member runs
+//!   `shoal-udp` and this transport bound to the same port, and the router sends best-effort
+//!   packets over UDP and reliable frames here.
+//! - **TCP-only mode** ([`TcpOptions::best_effort`]): also carries best-effort packets (probes,
+//!   gossip) to `tcp://` addresses, for networks that drop UDP. Every member of such a cluster
+//!   advertises a `tcp://` address.
+//!
+//! The model:
+//!
+//! - Frames are a 4-byte big-endian length and the bytes; a connection opens with one handshake
+//!   frame, [`HANDSHAKE_MAGIC`] followed by the sender's advertised address as text. The
+//!   length is checked against [`TcpOptions::max_frame`] before anything is allocated; a peer that
+//!   violates it is disconnected and counted in `dropped_in`. Hostile input never panics.
+//! - The accepting side reports every frame of a connection as coming from the address in its
+//!   handshake: a reply goes to the peer's listener, not to the connection's ephemeral port.
+//! - One outbound connection per peer, opened lazily by the first send and reused until it fails
+//!   or idles for [`TcpOptions::idle_timeout`]. Inbound connections are read by one task each,
+//!   which pushes frames into a bounded inbox that [`Transport::recv`](shoal_core::driver::Transport::recv)
+//!   drains. Replies go out on our own outbound connection to the peer's advertised address.
+//! - Nothing blocks forever: connects, frame writes and frame reads each have a timeout, a full
+//!   inbox or memory budget makes a reader wait `io_timeout` and then drop the frame, and
+//!   best-effort packets never wait for a connect.
+//! - [`Transport::close`](shoal_core::driver::Transport::close) (or dropping the transport) stops
+//!   the listener and every connection task.
+
+mod frame;
+mod inbound;
+mod outbound;
+mod shared;
+mod transport;
+
+use std::time::Duration;
+
+use shoal_core::driver::Addr;
+
+pub use outbound::BEST_EFFORT_WAIT;
+pub use shared::ConnectionStats;
+pub use transport::TcpTransport;
+
+/// Handshake prefix of protocol version 1 (followed by the advertised address).
+pub const HANDSHAKE_MAGIC: &[u8] = frame::MAGIC;
+
+/// Settings of a [`TcpTransport`]. Every duration must be non-zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// Largest frame sent or accepted, in bytes (default 16 MiB + 1 KiB: the core's default
+    /// `max_reliable_size` plus room). Sends above it fail with `TooLarge`; a peer announcing a
+    /// larger frame is disconnected. At most `u32::MAX`; larger values act as `u32::MAX`.
+    pub max_frame: usize,
+    /// How long opening a connection may take, handshake excluded (default 2 s).
+    pub connect_timeout: Duration,
+    /// How long writing one frame, or reading one once its first byte arrived, may take (default
+    /// 5 s). A 16 MiB frame therefore needs about 27 Mbit/s; raise it for slow links.
+    pub io_timeout: Duration,
+    /// Connections that carried no frame either way for this long are closed (default 60 s). The
+    /// next send reconnects.
+    pub idle_timeout: Duration,
+    /// TCP-only mode: also carry best-effort packets to `tcp://` addresses (default false). A
+    /// best-effort packet never waits for a connection: the first one to a peer is sent by a
+    /// background task, and one that would wait longer than [`BEST_EFFORT_WAIT`] is dropped.
+    pub best_effort: bool,
+    /// The address announced in our handshakes, which peers reply to (default `tcp://<bound
+    /// addr>`). Set it when bound to `0.0.0.0` or behind NAT, and to the member's `udp://` address
+    /// when running next to `shoal-udp` on the same port.
+    pub advertise: Option<Addr>,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            max_frame: (16 << 20) + 1_024,
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            best_effort: false,
+            advertise: None,
+        }
+    }
+}
+
+impl TcpOptions {
+    /// Checks the ranges documented on each field.
+    pub(crate) fn validate(&self) -> std::io::Result<()> {
+        let invalid = |what: &str| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string()));
+        if self.max_frame == 0 {
+            return invalid("TcpOptions::max_frame must be at least 1");
+        }
+        if self.connect_timeout.is_zero() || self.io_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return invalid("TcpOptions timeouts must be non-zero");
+        }
+        Ok(())
+    }
+
+    /// `max_frame` as it applies on the wire.
+    pub(crate) fn frame_limit(&self) -> usize {
+        self.max_frame.min(u32::MAX as usize)
+    }
+}

@@ -1,0 +1,148 @@
+//! The receiving side: the accept loop, one reader task per connection, and the frame loop those
+//! readers (and the readers of our outbound connections) share.
+//!
+//! An accepted connection must open with a handshake ([`crate::frame`]) within `io_timeout`; its
+//! frames are then reported as coming from the advertised address it announced, so replies go to
+//! that address (the peer's listener), not to the connection's ephemeral port. Frames are pushed
+//! into the transport's bounded inbox; `recv` takes them from there.
+//!
+//! Backpressure and limits, all without blocking a reader forever:
+//! - a frame longer than `max_frame` disconnects the peer (counted in `dropped_in`), before any
+//!   allocation;
+//! - a body buffer grows as its bytes arrive, so memory follows what peers actually sent;
+//! - frames waiting for `recv` are capped by a byte budget: a reader waits up to `io_timeout` for
+//!   room, then drops the frame (counted);
+//! - a full inbox makes a reader wait up to `io_timeout`, then drop the frame (counted);
+//! - a connection with no frame for `idle_timeout` is closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_core::driver::Addr;
+use tokio::io::{AsyncRead, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio::time::timeout;
+
+use crate::frame::{self, ReadEnd};
+use crate::shared::{add, sub, Activity, Inbound, Shared};
+
+/// Read buffer per connection: several small frames per system call.
+pub(crate) const READ_BUFFER: usize = 16 << 10;
+
+/// Pause after a failed `accept` (out of file descriptors, ...), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Accepts connections until the transport closes, spawning a reader for each. Drops the listener
+/// (releasing the port) when it returns.
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.closing.wait() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                add(&shared.counters.accepted, 1);
+                tokio::spawn(serve(shared.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::select! {
+                    () = shared.closing.wait() => return,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs one inbound connection: handshake, then frames until it ends or the transport closes.
+async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    add(&shared.counters.inbound_open, 1);
+    let _ = stream.set_nodelay(true);
+    let mut rd = BufReader::with_capacity(READ_BUFFER, stream);
+    let end = tokio::select! {
+        () = shared.closing.wait() => ReadEnd::Closed,
+        end = handshake_then_frames(&shared, &mut rd) => end,
+    };
+    log_end(&end, "inbound", peer);
+    sub(&shared.counters.inbound_open, 1);
+}
+
+async fn handshake_then_frames<R: AsyncRead + Unpin>(shared: &Shared, rd: &mut R) -> ReadEnd {
+    let from = match frame::read_handshake(rd, shared.options.io_timeout).await {
+        Ok(from) => from,
+        Err(end) => {
+            add(&shared.counters.dropped_in, 1);
+            return end;
+        }
+    };
+    read_frames(shared, rd, &from, &Activity::new()).await
+}
+
+/// Reads frames until the connection ends, reporting each as coming from `from`. `activity` is
+/// touched per frame; the connection ends once it has been idle for `idle_timeout`.
+pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    rd: &mut R,
+    from: &Addr,
+    activity: &Activity,
+) -> ReadEnd {
+    let options = &shared.options;
+    loop {
+        let len = match frame::read_header(rd, options.io_timeout, || activity.idle_at(options.idle_timeout)).await {
+            Ok(len) => len,
+            Err(end) => return count_violation(shared, end),
+        };
+        activity.touch();
+        if len == 0 {
+            continue; // keep-alive
+        }
+        if len as usize > options.max_frame {
+            return count_violation(shared, ReadEnd::Protocol("frame longer than max_frame"));
+        }
+        let bytes = match frame::read_body(rd, len, options.io_timeout).await {
+            Ok(bytes) => bytes,
+            Err(end) => return count_violation(shared, end),
+        };
+        activity.touch();
+        // Charged for bytes that actually arrived, so a peer announcing big frames and sending
+        // little cannot starve the others of budget.
+        let Ok(Ok(permit)) = timeout(options.io_timeout, shared.budget.clone().acquire_many_owned(len)).await else {
+            add(&shared.counters.dropped_in, 1);
+            tracing::debug!(%from, len, "frames waiting for recv exceed the memory budget; frame dropped");
+            continue;
+        };
+        let item = Inbound { from: from.clone(), bytes, _permit: permit };
+        match shared.inbox.send_timeout(item, options.io_timeout).await {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => {
+                add(&shared.counters.dropped_in, 1);
+                tracing::debug!(%from, len, "inbox full; frame dropped");
+            }
+            Err(SendTimeoutError::Closed(_)) => return ReadEnd::Closed,
+        }
+    }
+}
+
+/// Counts protocol violations in `dropped_in` and passes the reason on.
+fn count_violation(shared: &Shared, end: ReadEnd) -> ReadEnd {
+    if matches!(end, ReadEnd::Protocol(_)) {
+        add(&shared.counters.dropped_in, 1);
+    }
+    end
+}
+
+pub(crate) fn log_end(end: &ReadEnd, direction: &'static str, peer: SocketAddr) {
+    match end {
+        ReadEnd::Protocol(why) => {
+            tracing::debug!(%peer, direction, why, "tcp peer disconnected for a protocol violation")
+        }
+        ReadEnd::Io(e) => tracing::debug!(%peer, direction, error = %e, "tcp connection failed"),
+        ReadEnd::Eof | ReadEnd::Idle | ReadEnd::Closed => {
+            tracing::trace!(%peer, direction, ?end, "tcp connection ended")
+        }
+    }
+}
