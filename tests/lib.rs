@@ -1,1 +1,65 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: members on real loopback sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_core::driver::{Addr, Cluster, Transport};
+use shoal_core::{Config, MemberState};
+use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal_udp::UdpTransport;
+
+/// Binds UDP and TCP on the same loopback port (retrying if the TCP port is taken).
+pub async fn udp_and_tcp() -> (Arc<UdpTransport>, Arc<TcpTransport>) {
+    for _ in 0..20 {
+        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind udp");
+        let sa: SocketAddr = udp.local_socket_addr();
+        let options = TcpOptions { advertise: Some(Addr::udp(sa)), ..TcpOptions::default() };
+        if let Ok(tcp) = TcpTransport::bind(sa, options).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
+/// A member on UDP + TCP with the `local` preset, driver spawned on tokio.
+pub async fn member(name: &str, seed: u64) -> Cluster {
+    member_with(name, seed, Config::local()).await
+}
+
+/// As [`member`] with a given configuration.
+pub async fn member_with(name: &str, seed: u64, config: Config) -> Cluster {
+    let (udp, tcp) = udp_and_tcp().await;
+    let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
+    Cluster::builder(name).unwrap().config(config).seed(seed).spawn(transports).expect("start member")
+}
+
+/// A member that speaks only TCP (for networks that drop UDP).
+pub async fn tcp_only_member(name: &str, seed: u64) -> Cluster {
+    let options = TcpOptions { best_effort: true, ..TcpOptions::default() };
+    let tcp = TcpTransport::bind("127.0.0.1:0".parse().unwrap(), options).await.expect("bind tcp");
+    let transports: Vec<Arc<dyn Transport>> = vec![tcp];
+    Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).expect("start member")
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// How `observer` sees the member named `name`.
+pub fn state_of(observer: &Cluster, name: &str) -> Option<MemberState> {
+    observer.members().into_iter().find(|m| m.id.as_str() == name).map(|m| m.state)
+}
+
+/// Members `observer` believes alive.
+pub fn alive_count(observer: &Cluster) -> usize {
+    observer.alive_members().len()
+}

@@ -1,0 +1,149 @@
+//! Native runtime figures for BENCHMARKS.md.
+//! `cargo bench -p shoal-tests --bench native -- send` (direct-send rate vs a raw tokio socket)
+//! `cargo bench -p shoal-tests --bench native -- idle` (CPU of 200 idle members over 60 s)
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_core::driver::{Cluster, Transport};
+use shoal_core::Config;
+use shoal_tests::{alive_count, eventually, member_with};
+use shoal_udp::UdpTransport;
+
+const MESSAGES: u64 = 200_000;
+const PAYLOAD: usize = 64;
+
+/// Process CPU time (user + system) from /proc/self/stat, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+async fn raw_rate(size: usize) -> f64 {
+    let rx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let tx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = rx.local_addr().unwrap();
+    let got = Arc::new(AtomicU64::new(0));
+    let counter = got.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), rx.recv_from(&mut buf)).await {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let payload = vec![1u8; size];
+    let start = Instant::now();
+    for i in 0..MESSAGES {
+        let _ = tx.send_to(&payload, to).await;
+        if i % 256 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let _ = reader.await;
+    // The reader stops 300 ms after the last packet; do not count that wait.
+    let elapsed = start.elapsed().saturating_sub(Duration::from_millis(300));
+    got.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+async fn udp_member(name: &str, seed: u64) -> Cluster {
+    let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let transports: Vec<Arc<dyn Transport>> = vec![udp];
+    Cluster::builder(name).unwrap().config(Config::lan()).seed(seed).spawn(transports).unwrap()
+}
+
+async fn shoal_rate() -> (f64, usize) {
+    let a = udp_member("sender", 1).await;
+    let b = udp_member("receiver", 2).await;
+    // No join: direct sends to an address need no membership, and gossip would add traffic.
+    let got = Arc::new(AtomicU64::new(0));
+    let counter = got.clone();
+    b.on_message(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let to = b.local_addr();
+    let payload = vec![1u8; PAYLOAD];
+    let start = Instant::now();
+    let mut last_change = Instant::now();
+    for i in 0..MESSAGES {
+        a.send_to_addr(&to, "m", &payload, false).unwrap();
+        if i % 256 == 0 {
+            a.flush().await;
+        }
+    }
+    a.flush().await;
+    let mut seen = got.load(Ordering::Relaxed);
+    while last_change.elapsed() < Duration::from_millis(300) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = got.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            last_change = Instant::now();
+        }
+    }
+    let elapsed = last_change.duration_since(start);
+    a.shutdown().await;
+    b.shutdown().await;
+    // Wire size of one direct message: version byte + tag + length + sender name + topic + payload.
+    (seen as f64 / elapsed.as_secs_f64(), PAYLOAD + 1 + 1 + 2 + 7 + 2 + 1)
+}
+
+async fn send() {
+    for round in 1..=3 {
+        let (ours, wire) = shoal_rate().await;
+        let raw = raw_rate(wire).await;
+        println!(
+            "send (round {round}): Shoal direct send {:.0} msgs/s delivered, raw tokio UdpSocket {:.0} datagrams/s ({wire}-byte datagrams), ratio {:.2}",
+            ours,
+            raw,
+            ours / raw
+        );
+    }
+}
+
+async fn idle() {
+    let n = 200;
+    let seed = member_with("idle-0", 0, Config::lan()).await;
+    let mut all = vec![seed.clone()];
+    for i in 1..n {
+        let m = member_with(&format!("idle-{i}"), i as u64, Config::lan()).await;
+        m.join(&[seed.local_addr()]).await.expect("join");
+        all.push(m);
+    }
+    let formed = eventually(Duration::from_secs(60), || all.iter().all(|m| alive_count(m) == n - 1)).await;
+    assert!(formed, "cluster did not converge");
+    // Let join-time push-pulls and gossip settle.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let cpu = cpu_seconds() - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    let packets: u64 = all.iter().map(|m| m.metrics().stats.packets_sent).sum();
+    println!(
+        "idle: {n} members (LAN preset, UDP + TCP) in one process for {wall:.0} s: CPU {cpu:.2} s = {:.1}% of one core, {:.2} ms CPU per member per second; {packets} packets sent in total",
+        100.0 * cpu / wall,
+        1000.0 * cpu / wall / n as f64
+    );
+    for m in &all {
+        m.shutdown().await;
+    }
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        if wants("send") {
+            send().await;
+        }
+        if wants("idle") {
+            idle().await;
+        }
+    });
+}
