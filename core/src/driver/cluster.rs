@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::addr::Addr;
 use super::metrics::Metrics;
+use super::reliable::{Push, ReliableOutbox};
 use super::runtime::Runtime;
 use super::signal::{lock, EventQueue, Rounds, Wakeup};
 use super::transport::{Packet, Router, Transport};
@@ -62,7 +63,11 @@ pub(crate) struct Shared {
     router: Router,
     done: Arc<EventQueue<()>>,
     event_capacity: usize,
+    reliable: ReliableOutbox,
 }
+
+/// Bytes of reliable frames that may wait for their destinations, all destinations together.
+const RELIABLE_BACKLOG: usize = 64 << 20;
 
 /// Builds a [`Cluster`]: name, configuration, metadata and transports.
 #[derive(Debug)]
@@ -136,6 +141,7 @@ impl ClusterBuilder {
             router: router.clone(),
             done: EventQueue::new(1),
             event_capacity: self.event_capacity,
+            reliable: ReliableOutbox::new(RELIABLE_BACKLOG),
         });
         Ok((Cluster { shared: shared.clone() }, Driver { shared, router }))
     }
@@ -315,7 +321,9 @@ impl Cluster {
         let transport = self.shared.router.counters();
         let inner = lock(&self.shared.inner);
         let dropped_events = inner.subscribers.iter().map(|s| s.dropped()).sum();
-        Metrics::collect(&inner.node, transport, inner.transport_errors, dropped_events)
+        let mut m = Metrics::collect(&inner.node, transport, inner.transport_errors, dropped_events);
+        m.reliable_dropped = self.shared.reliable.dropped();
+        m
     }
 
     /// Leaves gracefully: announces the departure, waits until it has been gossiped (or `timeout`),
@@ -494,19 +502,27 @@ impl Driver {
     }
 
     async fn transmit(&self, t: Transmit<Addr>) {
-        if t.reliable {
-            // A reliable send may wait for a connection: never hold up the protocol loop for it.
-            let router = self.router.clone();
-            let shared = self.shared.clone();
-            self.shared.runtime.spawn(Box::pin(async move {
-                if let Err(e) = router.send(&t.to, &t.bytes, true).await {
-                    lock(&shared.inner).transport_errors += 1;
-                    tracing::debug!(to = %t.to, error = %e, "reliable send failed");
-                }
-            }));
-        } else if let Err(e) = self.router.send(&t.to, &t.bytes, false).await {
-            lock(&self.shared.inner).transport_errors += 1;
-            tracing::debug!(to = %t.to, error = %e, "send failed");
+        if !t.reliable {
+            if let Err(e) = self.router.send(&t.to, &t.bytes, false).await {
+                lock(&self.shared.inner).transport_errors += 1;
+                tracing::debug!(to = %t.to, error = %e, "send failed");
+            }
+            return;
+        }
+        match self.shared.reliable.push(t.to.clone(), t.bytes) {
+            Push::Queued => {}
+            Push::Dropped => tracing::debug!(to = %t.to, "reliable backlog full: frame dropped"),
+            Push::StartSender => {
+                let (router, shared, to) = (self.router.clone(), self.shared.clone(), t.to);
+                self.shared.runtime.spawn(Box::pin(async move {
+                    while let Some(frame) = shared.reliable.pop(&to) {
+                        if let Err(e) = router.send(&to, &frame, true).await {
+                            lock(&shared.inner).transport_errors += 1;
+                            tracing::debug!(to = %to, error = %e, "reliable send failed");
+                        }
+                    }
+                }));
+            }
         }
     }
 }

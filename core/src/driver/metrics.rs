@@ -18,6 +18,8 @@ pub struct Metrics {
     pub transport_errors: u64,
     /// Events dropped because a subscriber fell behind.
     pub dropped_events: u64,
+    /// Reliable frames dropped because too many bytes were waiting for slow or dead peers.
+    pub reliable_dropped: u64,
     pub members_alive: u64,
     pub members_suspect: u64,
     pub members_dead: u64,
@@ -106,6 +108,7 @@ impl Metrics {
             ("local_health", "Lifeguard local health score (0 is healthy)", self.health_score),
             ("incarnation", "This member's incarnation", self.incarnation),
             ("dropped_events", "Events dropped by slow subscribers", self.dropped_events),
+            ("reliable_dropped", "Reliable frames dropped behind slow or dead peers", self.reliable_dropped),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP shoal_{name} {help}\n# TYPE shoal_{name} gauge\nshoal_{name} {value}");

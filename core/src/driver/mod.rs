@@ -11,6 +11,7 @@ use std::prelude::rust_2021::*;
 mod addr;
 mod cluster;
 mod metrics;
+mod reliable;
 mod runtime;
 mod signal;
 mod transport;

@@ -1,0 +1,118 @@
+//! `shoal-agent`: a Shoal cluster member as a process.
+//!
+//! ```text
+//! shoal-agent --name n1 --bind 127.0.0.1:7946 --join 127.0.0.1:7947 --meta role=web
+//! shoal-agent --config agent.toml --json
+//! shoal-agent members --http 127.0.0.1:8946
+//! ```
+//!
+//! It joins (or founds) a cluster over UDP with a TCP listener on the same port for push-pull and
+//! reliable messages (`--tcp-only` for networks that drop UDP), prints membership changes with
+//! timestamps (text or `--json` lines), serves `/members`, `/metrics` (Prometheus) and `/health` on
+//! `--http`, and leaves gracefully on Ctrl-C or SIGTERM. Settings come from flags, then `SHOAL_*`
+//! environment variables, then the TOML file, then defaults.
+
+mod http;
+mod output;
+mod settings;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use shoal_core::driver::{Addr, Cluster, Transport};
+use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal_udp::UdpTransport;
+
+use settings::{Cli, Command, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.clone() {
+        Some(Command::Members { http, json }) => http::print_members(&http, json).await,
+        None => match Settings::resolve(&cli) {
+            Ok(settings) => run(settings).await,
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(s: Settings) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let transports: Vec<Arc<dyn Transport>> = if s.tcp_only {
+        let advertise = s.advertise.clone().unwrap_or_else(|| Addr::tcp(s.bind));
+        let options = TcpOptions { best_effort: true, advertise: Some(advertise), ..TcpOptions::default() };
+        let tcp = TcpTransport::bind(s.bind, options).await.map_err(|e| format!("bind tcp {}: {e}", s.bind))?;
+        vec![tcp]
+    } else {
+        let udp = UdpTransport::bind(s.bind).await.map_err(|e| format!("bind udp {}: {e}", s.bind))?;
+        let bound = udp.local_socket_addr();
+        let advertise = s.advertise.clone().unwrap_or_else(|| Addr::udp(bound));
+        let options = TcpOptions { advertise: Some(advertise), ..TcpOptions::default() };
+        let tcp = TcpTransport::bind(bound, options).await.map_err(|e| format!("bind tcp {bound}: {e}"))?;
+        vec![udp, tcp]
+    };
+    let mut builder = Cluster::builder(&s.name).map_err(|e| e.to_string())?.config(s.config.clone());
+    builder = builder.metadata(s.meta_bytes());
+    if let Some(a) = &s.advertise {
+        builder = builder.advertise(a.clone());
+    }
+    let cluster = builder.spawn(transports).map_err(|e| e.to_string())?;
+    let printer = output::Printer::new(s.json);
+    printer.started(&cluster);
+
+    let events = cluster.events();
+    let print_task = tokio::spawn(output::print_events(events, printer));
+    if let Some(addr) = s.http {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind http {addr}: {e}"))?;
+        tokio::spawn(http::serve(listener, cluster.clone()));
+    }
+    if !s.join.is_empty() {
+        match cluster.join(&s.join).await {
+            Ok(via) => printer.note(&format!("joined the cluster through {via}")),
+            Err(e) => printer.note(&format!("join failed ({e}); re-announcing to the seeds in the background")),
+        }
+    }
+
+    wait_for_shutdown_signal().await;
+    printer.note("leaving");
+    let left = cluster.leave(Duration::from_secs(5)).await;
+    if let Err(e) = left {
+        printer.note(&format!("leave: {e}"));
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), print_task).await;
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,242 @@
+//! Agent settings: flags (with `SHOAL_*` environment fallbacks via clap), an optional TOML file,
+//! and defaults, merged in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use shoal_core::driver::Addr;
+use shoal_core::Config;
+
+/// A Shoal cluster member.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "shoal-agent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Unique member name.
+    #[arg(long, env = "SHOAL_NAME")]
+    pub name: Option<String>,
+    /// UDP (and TCP) address to bind, e.g. 127.0.0.1:7946.
+    #[arg(long, env = "SHOAL_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Address to advertise to other members (default udp://<bind>, or tcp://<bind> with --tcp-only).
+    #[arg(long, env = "SHOAL_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Seed to join through (repeatable; host:port or a scheme://address).
+    #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Metadata entry key=value (repeatable).
+    #[arg(long, env = "SHOAL_META", value_delimiter = ',')]
+    pub meta: Vec<String>,
+    /// Protocol preset: lan, wan, local.
+    #[arg(long, env = "SHOAL_PRESET")]
+    pub preset: Option<String>,
+    /// TOML configuration file.
+    #[arg(long, env = "SHOAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print events as JSON lines.
+    #[arg(long, env = "SHOAL_JSON")]
+    pub json: bool,
+    /// Serve /members, /metrics and /health on this address.
+    #[arg(long, env = "SHOAL_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Use TCP only (for networks that drop UDP).
+    #[arg(long, env = "SHOAL_TCP_ONLY")]
+    pub tcp_only: bool,
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// List the members known to a running agent (through its --http endpoint).
+    Members {
+        /// The agent's --http address.
+        #[arg(long, env = "SHOAL_HTTP", default_value = "127.0.0.1:8946")]
+        http: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The TOML file: every field optional, same meaning as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    name: Option<String>,
+    bind: Option<SocketAddr>,
+    advertise: Option<String>,
+    join: Option<Vec<String>>,
+    meta: Option<std::collections::BTreeMap<String, String>>,
+    preset: Option<String>,
+    json: Option<bool>,
+    http: Option<SocketAddr>,
+    tcp_only: Option<bool>,
+    protocol: Option<ProtocolOverrides>,
+}
+
+/// Protocol knobs that may be overridden on top of the preset.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtocolOverrides {
+    probe_interval_ms: Option<u64>,
+    probe_timeout_ms: Option<u64>,
+    gossip_interval_ms: Option<u64>,
+    suspicion_mult: Option<u32>,
+    push_pull_interval_ms: Option<u64>,
+}
+
+/// Everything the agent runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub advertise: Option<Addr>,
+    pub join: Vec<Addr>,
+    pub meta: Vec<(String, String)>,
+    pub config: Config,
+    pub json: bool,
+    pub http: Option<SocketAddr>,
+    pub tcp_only: bool,
+}
+
+impl Settings {
+    /// Merges flags and environment (already combined by clap) over the file over defaults.
+    pub fn resolve(cli: &Cli) -> Result<Settings, String> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+                toml::from_str::<FileSettings>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let tcp_only = cli.tcp_only || file.tcp_only.unwrap_or(false);
+        let name =
+            cli.name.clone().or(file.name).ok_or("a member needs --name (or SHOAL_NAME, or name in the file)")?;
+        let bind = cli.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:7946".parse().expect("valid default"));
+        let advertise = cli.advertise.clone().or(file.advertise).map(|a| parse_addr(&a, tcp_only)).transpose()?;
+        let join_text = if cli.join.is_empty() { file.join.unwrap_or_default() } else { cli.join.clone() };
+        let join = join_text.iter().map(|j| parse_addr(j, tcp_only)).collect::<Result<Vec<_>, _>>()?;
+        let meta = if cli.meta.is_empty() {
+            file.meta.unwrap_or_default().into_iter().collect()
+        } else {
+            cli.meta.iter().map(|kv| split_meta(kv)).collect::<Result<Vec<_>, _>>()?
+        };
+        let preset = cli.preset.clone().or(file.preset).unwrap_or_else(|| "lan".into());
+        let mut config = match preset.as_str() {
+            "lan" => Config::lan(),
+            "wan" => Config::wan(),
+            "local" => Config::local(),
+            other => return Err(format!("unknown preset {other} (lan, wan or local)")),
+        };
+        if let Some(p) = file.protocol {
+            let ms = Duration::from_millis;
+            if let Some(v) = p.probe_interval_ms {
+                config.probe_interval = ms(v);
+            }
+            if let Some(v) = p.probe_timeout_ms {
+                config.probe_timeout = ms(v);
+            }
+            if let Some(v) = p.gossip_interval_ms {
+                config.gossip_interval = ms(v);
+            }
+            if let Some(v) = p.suspicion_mult {
+                config.suspicion_mult = v;
+            }
+            if let Some(v) = p.push_pull_interval_ms {
+                config.push_pull_interval = ms(v);
+            }
+        }
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(Settings {
+            name,
+            bind,
+            advertise,
+            join,
+            meta,
+            config,
+            json: cli.json || file.json.unwrap_or(false),
+            http: cli.http.or(file.http),
+            tcp_only,
+        })
+    }
+
+    /// Metadata as sent on the wire: `key=value` pairs joined by commas.
+    pub fn meta_bytes(&self) -> Vec<u8> {
+        self.meta.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",").into_bytes()
+    }
+}
+
+/// `host:port` (UDP, or TCP with --tcp-only) or a full `scheme://address`.
+fn parse_addr(text: &str, tcp_only: bool) -> Result<Addr, String> {
+    if text.contains("://") {
+        return Addr::parse(text).map_err(|e| format!("{text}: {e}"));
+    }
+    let sa: SocketAddr = text.parse().map_err(|_| format!("{text}: expected host:port or scheme://address"))?;
+    Ok(if tcp_only { Addr::tcp(sa) } else { Addr::udp(sa) })
+}
+
+fn split_meta(kv: &str) -> Result<(String, String), String> {
+    let (k, v) = kv.split_once('=').ok_or_else(|| format!("--meta {kv}: expected key=value"))?;
+    if k.is_empty() || k.contains(',') || v.contains(',') {
+        return Err(format!("--meta {kv}: keys must be non-empty and neither may contain ','"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("shoal-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_resolve_into_settings() {
+        let s = Settings::resolve(&cli(&[
+            "--name",
+            "n1",
+            "--bind",
+            "127.0.0.1:7000",
+            "--join",
+            "127.0.0.1:7001",
+            "--meta",
+            "role=web",
+            "--meta",
+            "dc=eu",
+        ]))
+        .unwrap();
+        assert_eq!(s.name, "n1");
+        assert_eq!(s.join, vec![Addr::parse("udp://127.0.0.1:7001").unwrap()]);
+        assert_eq!(s.meta_bytes(), b"role=web,dc=eu");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("shoal-agent-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            "name = \"from-file\"\nbind = \"127.0.0.1:7100\"\npreset = \"local\"\n[meta]\nrole = \"db\"\n[protocol]\nprobe_interval_ms = 300\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&cli(&["--config", path.to_str().unwrap(), "--name", "from-flag"])).unwrap();
+        assert_eq!(s.name, "from-flag");
+        assert_eq!(s.bind, "127.0.0.1:7100".parse().unwrap());
+        assert_eq!(s.meta, vec![("role".to_string(), "db".to_string())]);
+        assert_eq!(s.config.probe_interval, Duration::from_millis(300));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_name_and_bad_values_are_reported() {
+        assert!(Settings::resolve(&cli(&[])).unwrap_err().contains("--name"));
+        assert!(Settings::resolve(&cli(&["--name", "x", "--meta", "novalue"])).is_err());
+        assert!(Settings::resolve(&cli(&["--name", "x", "--preset", "mars"])).is_err());
+        assert!(Settings::resolve(&cli(&["--name", "x", "--join", "nowhere"])).is_err());
+    }
+}
