@@ -17,9 +17,38 @@ use crate::wire::{DecodeError, Reader, Writer};
 /// Longest address accepted, in bytes.
 pub const MAX_ADDR_LEN: usize = 512;
 
-/// A scheme-qualified address (`scheme://rest`), cheap to clone.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Addr(Arc<str>);
+/// A scheme-qualified address (`scheme://rest`), cheap to clone. Parsed once: the scheme and, for
+/// `udp`/`tcp`, the socket address are kept, so sending to it parses nothing.
+#[derive(Clone)]
+pub struct Addr(Arc<Parsed>);
+
+struct Parsed {
+    text: Box<str>,
+    scheme_len: usize,
+    socket: Option<SocketAddr>,
+}
+
+impl PartialEq for Addr {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.text == other.0.text
+    }
+}
+impl Eq for Addr {}
+impl PartialOrd for Addr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Addr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.text.cmp(&other.0.text)
+    }
+}
+impl std::hash::Hash for Addr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.text.hash(state)
+    }
+}
 
 /// Why a string is not an [`Addr`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,55 +84,53 @@ impl Addr {
         {
             return Err(AddrError::MissingScheme);
         }
-        if matches!(scheme, "udp" | "tcp") && rest.parse::<SocketAddr>().is_err() {
-            return Err(AddrError::BadSocketAddr);
-        }
-        Ok(Addr(Arc::from(s)))
+        let socket = match scheme {
+            "udp" | "tcp" => Some(rest.parse::<SocketAddr>().map_err(|_| AddrError::BadSocketAddr)?),
+            _ => None,
+        };
+        Ok(Addr(Arc::new(Parsed { text: s.into(), scheme_len: scheme.len(), socket })))
     }
 
     /// `udp://ip:port`.
     pub fn udp(sa: SocketAddr) -> Addr {
-        Addr(Arc::from(format!("udp://{sa}")))
+        Addr(Arc::new(Parsed { text: format!("udp://{sa}").into(), scheme_len: 3, socket: Some(sa) }))
     }
 
     /// `tcp://ip:port`.
     pub fn tcp(sa: SocketAddr) -> Addr {
-        Addr(Arc::from(format!("tcp://{sa}")))
+        Addr(Arc::new(Parsed { text: format!("tcp://{sa}").into(), scheme_len: 3, socket: Some(sa) }))
     }
 
     /// The scheme (`udp`, `tcp`, `relay`, `rtc`, ...).
     pub fn scheme(&self) -> &str {
-        self.0.split_once("://").map_or("", |(s, _)| s)
+        &self.0.text[..self.0.scheme_len]
     }
 
     /// Everything after `scheme://`.
     pub fn rest(&self) -> &str {
-        self.0.split_once("://").map_or("", |(_, r)| r)
+        &self.0.text[self.0.scheme_len + 3..]
     }
 
     /// The socket address of a `udp://` or `tcp://` address.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
-        match self.scheme() {
-            "udp" | "tcp" => self.rest().parse().ok(),
-            _ => None,
-        }
+        self.0.socket
     }
 
     /// The whole address as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.text
     }
 }
 
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -116,10 +143,10 @@ impl FromStr for Addr {
 
 impl Address for Addr {
     fn encode(&self, w: &mut Writer) {
-        w.str(&self.0);
+        w.str(self.as_str());
     }
     fn encoded_len(&self) -> usize {
-        crate::wire::bytes_len(self.0.len())
+        crate::wire::bytes_len(self.0.text.len())
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Addr::parse(r.str()?).map_err(|_| DecodeError::InvalidAddress)

@@ -393,6 +393,7 @@ impl Driver {
 
     async fn run_loop(self) {
         let mut receiver = self.router.receiver();
+        let mut timer: Option<(Option<crate::Instant>, super::BoxFuture<'static, ()>)> = None;
         loop {
             let (transmits, messages, deadline, stopping) = self.drain();
             self.dispatch(&messages);
@@ -403,10 +404,15 @@ impl Driver {
             if stopping {
                 break;
             }
-            let now = self.shared.runtime.now();
-            let sleep_for = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(now));
+            // Re-arm the timer only when the deadline moved: most wakeups are packets, and a fresh
+            // timer per packet costs more than handling the packet.
+            if timer.as_ref().map(|(at, _)| *at) != Some(deadline) {
+                let now = self.shared.runtime.now();
+                let sleep_for = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(now));
+                timer = Some((deadline, self.shared.runtime.sleep(sleep_for)));
+            }
             let wake = {
-                let mut sleep = self.shared.runtime.sleep(sleep_for);
+                let Some((_, sleep)) = timer.as_mut() else { unreachable!("armed above") };
                 let mut next_packet = pin!(receiver.next());
                 let mut notified = pin!(self.shared.wakeup.notified());
                 poll_fn(|cx| {
@@ -444,7 +450,10 @@ impl Driver {
                     tracing::warn!("every transport closed; stopping");
                     inner.state = RunState::Stopping;
                 }
-                Wake::Timer => inner.node.handle_timeout(now),
+                Wake::Timer => {
+                    timer = None;
+                    inner.node.handle_timeout(now);
+                }
                 Wake::Command => {}
             }
         }
