@@ -34,6 +34,20 @@ pub async fn member_with(name: &str, seed: u64, config: Config) -> Cluster {
     Cluster::builder(name).unwrap().config(config).seed(seed).spawn(transports).expect("start member")
 }
 
+/// A member on UDP + TCP that encrypts everything with `key` under `label`.
+pub async fn encrypted_member(name: &str, seed: u64, label: &str, key: [u8; 32]) -> Cluster {
+    let (udp, tcp) = udp_and_tcp().await;
+    let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
+    let config = Config { security: shoal_core::SecurityMode::Encrypted, label: label.into(), ..Config::local() };
+    Cluster::builder(name)
+        .unwrap()
+        .config(config)
+        .seed(seed)
+        .keyring(shoal_core::Keyring::new(key))
+        .spawn(transports)
+        .expect("start member")
+}
+
 /// A member that speaks only TCP (for networks that drop UDP).
 pub async fn tcp_only_member(name: &str, seed: u64) -> Cluster {
     let options = TcpOptions { best_effort: true, ..TcpOptions::default() };

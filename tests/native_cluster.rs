@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shoal_core::driver::{Addr, ClusterError};
 use shoal_core::{Event, MemberState, MessageKind};
-use shoal_tests::{alive_count, eventually, member, state_of, tcp_only_member};
+use shoal_tests::{alive_count, encrypted_member, eventually, member, state_of, tcp_only_member};
 
 const FORM: Duration = Duration::from_secs(10);
 
@@ -162,4 +162,28 @@ async fn metrics_render_as_prometheus_text() {
     assert!(text.contains("# TYPE shoal_local_health gauge"));
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_members_work_over_sockets_and_a_wrong_key_cannot_join() {
+    let a = encrypted_member("e0", 1, "prod", [7; 32]).await;
+    let b = encrypted_member("e1", 2, "prod", [7; 32]).await;
+    b.join(&[a.local_addr()]).await.expect("same key and label");
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    b.on_message(move |m| {
+        if m.payload == b"secret" {
+            g.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    a.broadcast("t", b"secret").unwrap();
+    assert!(eventually(Duration::from_secs(5), || got.load(Ordering::SeqCst) == 1).await);
+    let intruder = encrypted_member("x", 3, "prod", [8; 32]).await;
+    assert!(matches!(intruder.join(&[a.local_addr()]).await, Err(ClusterError::JoinFailed { .. })));
+    assert!(a.metrics().security.unauthenticated > 0);
+    assert!(a.metrics().to_prometheus().contains("shoal_security_unauthenticated_total"));
+    assert_eq!(alive_count(&a), 1, "the intruder never became a member");
+    for m in [a, b, intruder] {
+        m.shutdown().await;
+    }
 }

@@ -10,8 +10,11 @@
 //!   `suspicion_max_timeout_mult` times that (max), shrinking with independent confirmations;
 //! - push-pull period: `push_pull_interval`, stretched logarithmically beyond 32 members.
 
+use alloc::string::String;
 use core::fmt;
 use core::time::Duration;
+
+pub use crate::security::SecurityMode;
 
 /// Which parts of Lifeguard are active. All on by default; switching them off reproduces plain SWIM
 /// with memberlist-style fixed suspicion timeouts, which the simulator uses as a baseline.
@@ -89,6 +92,12 @@ pub struct Config {
     pub awareness_max_multiplier: u32,
     /// Lifeguard extensions, each switchable.
     pub lifeguard: Lifeguard,
+    /// Encryption: off, migrating, or required (see [`SecurityMode`]). Encryption needs a keyring
+    /// ([`crate::Node::set_keyring`]).
+    pub security: SecurityMode,
+    /// Cluster label, bound into every encrypted packet: members of clusters with different labels
+    /// never accept each other's packets, even under the same key. At most 255 bytes.
+    pub label: String,
 }
 
 /// A configuration that cannot work, naming the field and why.
@@ -139,6 +148,8 @@ impl Config {
             broadcast_queue_depth: 256,
             awareness_max_multiplier: 8,
             lifeguard: Lifeguard::ON,
+            security: SecurityMode::Plaintext,
+            label: String::new(),
         }
     }
 
@@ -243,6 +254,9 @@ impl Config {
         }
         if self.join_timeout.is_zero() {
             return err("join_timeout", "must be non-zero");
+        }
+        if self.label.len() > crate::security::MAX_LABEL_LEN {
+            return err("label", "must be at most 255 bytes");
         }
         Ok(())
     }

@@ -78,9 +78,17 @@ pub struct ClusterBuilder {
     advertise: Option<Addr>,
     seed: Option<u64>,
     event_capacity: usize,
+    keyring: Option<crate::security::Keyring>,
 }
 
 impl ClusterBuilder {
+    /// The encryption keyring (needed unless `config.security` is `Plaintext`). The nonce generator
+    /// is seeded from the runtime's CSPRNG.
+    pub fn keyring(mut self, keyring: crate::security::Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
     /// The protocol configuration (default: [`Config::lan`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -123,6 +131,13 @@ impl ClusterBuilder {
         let seed = self.seed.unwrap_or_else(|| runtime.random_seed());
         let now = runtime.now();
         let mut node = Node::new(self.config, self.name, advertise, seed, now).map_err(ClusterError::Config)?;
+        if let Some(keyring) = self.keyring {
+            let mut entropy = [0u8; 32];
+            for chunk in entropy.chunks_mut(8) {
+                chunk.copy_from_slice(&runtime.random_seed().to_le_bytes());
+            }
+            node.set_keyring(keyring, entropy);
+        }
         if !self.meta.is_empty() {
             node.set_metadata(&self.meta, now).map_err(ClusterError::Command)?;
         }
@@ -177,6 +192,7 @@ impl Cluster {
             advertise: None,
             seed: None,
             event_capacity: 4_096,
+            keyring: None,
         })
     }
 
@@ -314,6 +330,32 @@ impl Cluster {
     /// Replaces our metadata and announces it.
     pub fn set_metadata(&self, meta: &[u8]) -> Result<(), ClusterError> {
         self.command(|n, now| n.set_metadata(meta, now))?.map_err(ClusterError::Command)
+    }
+
+    /// Adds a decryption key (step 1 of a rotation; see [`crate::Keyring`]). The member must have
+    /// been built with a keyring.
+    pub fn install_key(&self, key: crate::Key) -> Result<(), ClusterError> {
+        self.command(|n, _| {
+            n.keyring_mut().ok_or(ClusterError::NoKeyring)?.install(key);
+            Ok(())
+        })?
+    }
+
+    /// Makes an installed key the one that encrypts (step 2 of a rotation).
+    pub fn use_key(&self, key: crate::Key) -> Result<(), ClusterError> {
+        self.command(|n, _| {
+            n.keyring_mut().ok_or(ClusterError::NoKeyring)?.use_key(key).map_err(ClusterError::Keyring)
+        })?
+    }
+
+    /// Removes a key that no longer encrypts (step 3 of a rotation).
+    pub fn remove_key(&self, key: crate::Key) -> Result<(), ClusterError> {
+        self.command(|n, _| n.keyring_mut().ok_or(ClusterError::NoKeyring)?.remove(key).map_err(ClusterError::Keyring))?
+    }
+
+    /// Changes the security mode (the steps of turning encryption on without downtime).
+    pub fn set_security_mode(&self, mode: crate::SecurityMode) -> Result<(), ClusterError> {
+        self.command(|n, _| n.set_security_mode(mode))
     }
 
     /// Counters and gauges for monitoring.

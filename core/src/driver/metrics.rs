@@ -13,6 +13,7 @@ use crate::stats::Stats;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metrics {
     pub stats: Stats,
+    pub security: crate::security::SecurityStats,
     pub transport: TransportCounters,
     /// Send and receive errors reported by transports.
     pub transport_errors: u64,
@@ -39,6 +40,7 @@ impl Metrics {
     ) -> Self {
         let mut m = Metrics {
             stats: node.stats(),
+            security: node.security_stats(),
             transport,
             transport_errors,
             dropped_events: dropped,
@@ -63,7 +65,8 @@ impl Metrics {
     /// The Prometheus text exposition format (version 0.0.4), metric names prefixed `shoal_`.
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
-        let counters: [(&str, &str, u64); 24] = [
+        let sec = &self.security;
+        let counters: [(&str, &str, u64); 29] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -88,6 +91,19 @@ impl Metrics {
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
             ("transport_bytes_out_total", "Bytes written by transports", self.transport.bytes_out),
             ("transport_bytes_in_total", "Bytes read by transports", self.transport.bytes_in),
+            (
+                "security_unauthenticated_total",
+                "Packets failing authentication (wrong key or label, tampered)",
+                sec.unauthenticated,
+            ),
+            ("security_replays_total", "Replayed packets dropped", sec.replays),
+            (
+                "security_plaintext_rejected_total",
+                "Plaintext packets refused while encryption is required",
+                sec.plaintext_rejected,
+            ),
+            ("security_truncated_total", "Encrypted packets too short to open", sec.truncated),
+            ("security_no_keyring_total", "Encrypted packets received without a keyring", sec.no_keyring),
         ];
         let mut out = String::with_capacity(4_096);
         for (name, help, value) in counters {

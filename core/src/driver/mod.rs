@@ -53,6 +53,10 @@ pub enum ClusterError {
     LeaveTimeout,
     /// The member has been shut down.
     Shutdown,
+    /// A key operation needs a keyring, and the member was built without one.
+    NoKeyring,
+    /// The keyring refused the operation (unknown key, or removing the primary).
+    Keyring(crate::security::KeyringError),
 }
 
 impl fmt::Display for ClusterError {
@@ -65,6 +69,8 @@ impl fmt::Display for ClusterError {
             ClusterError::JoinFailed { seeds } => write!(f, "no seed answered: {seeds:?}"),
             ClusterError::LeaveTimeout => f.write_str("leave was not fully disseminated before the timeout"),
             ClusterError::Shutdown => f.write_str("the cluster member has shut down"),
+            ClusterError::NoKeyring => f.write_str("the member was built without a keyring"),
+            ClusterError::Keyring(e) => write!(f, "{e}"),
         }
     }
 }

@@ -31,7 +31,7 @@ impl<A: Address> Node<A> {
     /// Builds a best-effort packet: `primary` writes the packet's own message(s), then queued updates
     /// fill the remaining room up to `max_packet_size`. Nothing is sent if the packet would be empty.
     pub(super) fn send_packet(&mut self, to: A, kind: TransmitKind, primary: impl FnOnce(&mut Writer)) {
-        let max = self.config.max_packet_size;
+        let max = self.packet_budget();
         let mut w = Writer::with_capacity(max.min(1_500));
         begin_packet(&mut w, PROTOCOL_VERSION);
         primary(&mut w);
@@ -50,6 +50,7 @@ impl<A: Address> Node<A> {
     }
 
     pub(super) fn push_transmit(&mut self, to: A, bytes: Vec<u8>, reliable: bool, kind: TransmitKind) {
+        let Some(bytes) = self.security.seal(bytes) else { return };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         if reliable {
@@ -101,7 +102,7 @@ impl<A: Address> Node<A> {
             payload: payload.to_vec(),
         };
         let bytes = Message::<A>::Broadcast(b).to_bytes();
-        let max = self.config.max_packet_size - 1;
+        let max = self.packet_budget() - 1;
         if bytes.len() > max {
             return Err(CommandError::TooLarge { size: bytes.len(), max });
         }
@@ -161,7 +162,7 @@ impl<A: Address> Node<A> {
             return Ok(());
         }
         let bytes = msg.to_bytes();
-        let max = self.config.max_packet_size - 1;
+        let max = self.packet_budget() - 1;
         if bytes.len() > max {
             return Err(CommandError::TooLarge { size: bytes.len(), max });
         }

@@ -44,6 +44,7 @@ use crate::event::Event;
 use crate::health::LocalHealth;
 use crate::identity::{Address, NodeId};
 use crate::member::{Member, MemberState, MemberTable, Metadata};
+use crate::security::{Keyring, Opened, Security, SecurityError, SecurityMode, SecurityStats};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
@@ -115,6 +116,9 @@ pub enum PacketError {
     Decode(DecodeError),
     /// Larger than `max_reliable_size`.
     Oversized(usize),
+    /// Refused by the security layer (wrong key or label, tampered, replayed, or plaintext when
+    /// encryption is required).
+    Security(SecurityError),
 }
 
 impl fmt::Display for PacketError {
@@ -122,6 +126,7 @@ impl fmt::Display for PacketError {
         match self {
             PacketError::Decode(e) => write!(f, "dropped undecodable packet: {e}"),
             PacketError::Oversized(n) => write!(f, "dropped oversized packet of {n} bytes"),
+            PacketError::Security(e) => write!(f, "dropped packet: {e}"),
         }
     }
 }
@@ -205,6 +210,7 @@ pub struct Node<A: Address> {
     scratch: Vec<Message<A>>,
     recent: RecentUpdates,
     recent_pending: Vec<u64>,
+    security: Security,
 }
 
 impl<A: Address> fmt::Debug for Node<A> {
@@ -251,6 +257,7 @@ impl<A: Address> Node<A> {
             scratch: Vec::new(),
             recent: RecentUpdates::new(hash_seed ^ 6),
             recent_pending: Vec::new(),
+            security: Security::new(config.security, &config.label, hash_seed ^ 7),
             rng,
             config,
         };
@@ -398,10 +405,23 @@ impl<A: Address> Node<A> {
     pub fn handle_packet(&mut self, now: Instant, from: A, bytes: &[u8]) -> Result<(), PacketError> {
         self.stats.packets_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
-        if bytes.len() > self.config.max_reliable_size {
+        if bytes.len() > self.config.max_reliable_size + crate::security::OVERHEAD {
             self.stats.oversized_dropped += 1;
             return Err(PacketError::Oversized(bytes.len()));
         }
+        match self.security.open(bytes).map_err(PacketError::Security)? {
+            Opened::Plain => self.handle_plain(now, from, bytes),
+            Opened::Decrypted => {
+                let plaintext = self.security.take_plaintext();
+                let result = self.handle_plain(now, from, &plaintext);
+                self.security.put_plaintext(plaintext);
+                result
+            }
+        }
+    }
+
+    /// Decodes and applies a packet that passed the security layer.
+    fn handle_plain(&mut self, now: Instant, from: A, bytes: &[u8]) -> Result<(), PacketError> {
         let mut messages = core::mem::take(&mut self.scratch);
         let mut pending = core::mem::take(&mut self.recent_pending);
         pending.clear();
@@ -460,6 +480,35 @@ impl<A: Address> Node<A> {
             }
             Message::MetaRequest { from: _ } => self.handle_meta_request(from),
         }
+    }
+
+    // ----- security ------------------------------------------------------------------------------
+
+    /// Installs the keyring (needed by every mode but `Plaintext`) and seeds the nonce generator
+    /// with 32 bytes from the host's CSPRNG. Call before the first packet is sent.
+    pub fn set_keyring(&mut self, keyring: Keyring, entropy: [u8; 32]) {
+        self.security.set_keyring(keyring, entropy);
+    }
+
+    /// The keyring, for rotation (`install`, `use_key`, `remove`) while running.
+    pub fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        self.security.keyring_mut()
+    }
+
+    /// Changes the security mode while running (the encryption migration steps).
+    pub fn set_security_mode(&mut self, mode: SecurityMode) {
+        self.security.set_mode(mode);
+        self.config.security = mode;
+    }
+
+    /// Counters of the security layer.
+    pub fn security_stats(&self) -> SecurityStats {
+        self.security.stats
+    }
+
+    /// Largest plaintext packet: the configured size less what encryption adds.
+    fn packet_budget(&self) -> usize {
+        self.config.max_packet_size - self.security.overhead()
     }
 
     // ----- commands ------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ pub struct SimConfig {
     pub warm_start: bool,
     /// Time between two nodes starting in a cold start.
     pub join_spacing: Duration,
+    /// Keyring every node starts with (for `SecurityMode`s other than plaintext).
+    pub keyring: Option<crate::security::Keyring>,
 }
 
 impl SimConfig {
@@ -54,6 +56,7 @@ impl SimConfig {
             seed,
             warm_start: true,
             join_spacing: Duration::from_millis(10),
+            keyring: None,
         }
     }
 }
@@ -151,7 +154,12 @@ impl Simulation {
     fn fresh_node(&mut self, i: usize) -> Node<u32> {
         let seed = self.rng.random();
         let id = self.nodes[i].id.clone();
-        Node::new(self.config.node.clone(), id, i as u32, seed, self.now).expect("simulation config must be valid")
+        let mut node =
+            Node::new(self.config.node.clone(), id, i as u32, seed, self.now).expect("simulation config must be valid");
+        if let Some(keyring) = &self.config.keyring {
+            node.set_keyring(keyring.clone(), self.rng.random());
+        }
+        node
     }
 
     // ----- clock -------------------------------------------------------------------------------

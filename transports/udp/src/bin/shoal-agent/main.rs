@@ -65,6 +65,9 @@ async fn run(s: Settings) -> Result<(), String> {
     };
     let mut builder = Cluster::builder(&s.name).map_err(|e| e.to_string())?.config(s.config.clone());
     builder = builder.metadata(s.meta_bytes());
+    if let Some(keyring) = s.keyring.clone() {
+        builder = builder.keyring(keyring);
+    }
     if let Some(a) = &s.advertise {
         builder = builder.advertise(a.clone());
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use shoal_core::driver::Addr;
-use shoal_core::Config;
+use shoal_core::{Config, SecurityMode};
 
 /// A Shoal cluster member.
 #[derive(Clone, Debug, Parser)]
@@ -46,6 +46,16 @@ pub struct Cli {
     /// Use TCP only (for networks that drop UDP).
     #[arg(long, env = "SHOAL_TCP_ONLY")]
     pub tcp_only: bool,
+    /// AES-256-GCM key as 64 hex digits (repeatable: the first encrypts, all decrypt).
+    #[arg(long, env = "SHOAL_KEY", value_delimiter = ',')]
+    pub key: Vec<String>,
+    /// Cluster label bound into every encrypted packet.
+    #[arg(long, env = "SHOAL_LABEL")]
+    pub label: Option<String>,
+    /// encrypted (default with a key), transition (accept both, send plaintext),
+    /// transition-send (accept both, send encrypted), plaintext.
+    #[arg(long, env = "SHOAL_SECURITY")]
+    pub security: Option<String>,
 }
 
 #[derive(Clone, Debug, Subcommand)]
@@ -74,6 +84,9 @@ struct FileSettings {
     json: Option<bool>,
     http: Option<SocketAddr>,
     tcp_only: Option<bool>,
+    keys: Option<Vec<String>>,
+    label: Option<String>,
+    security: Option<String>,
     protocol: Option<ProtocolOverrides>,
 }
 
@@ -100,6 +113,7 @@ pub struct Settings {
     pub json: bool,
     pub http: Option<SocketAddr>,
     pub tcp_only: bool,
+    pub keyring: Option<shoal_core::Keyring>,
 }
 
 impl Settings {
@@ -149,6 +163,27 @@ impl Settings {
                 config.push_pull_interval = ms(v);
             }
         }
+        let key_text = if cli.key.is_empty() { file.keys.unwrap_or_default() } else { cli.key.clone() };
+        let keys = key_text.iter().map(|k| parse_key(k)).collect::<Result<Vec<_>, _>>()?;
+        let keyring = keys.split_first().map(|(primary, rest)| {
+            let mut ring = shoal_core::Keyring::new(*primary);
+            for k in rest {
+                ring.install(*k);
+            }
+            ring
+        });
+        let default_mode = if keyring.is_some() { "encrypted" } else { "plaintext" };
+        config.security = match cli.security.clone().or(file.security).as_deref().unwrap_or(default_mode) {
+            "plaintext" => SecurityMode::Plaintext,
+            "transition" => SecurityMode::Transition { send_encrypted: false },
+            "transition-send" => SecurityMode::Transition { send_encrypted: true },
+            "encrypted" => SecurityMode::Encrypted,
+            other => return Err(format!("unknown security mode {other}")),
+        };
+        if config.security != SecurityMode::Plaintext && keyring.is_none() {
+            return Err("this security mode needs --key".into());
+        }
+        config.label = cli.label.clone().or(file.label).unwrap_or_default();
         config.validate().map_err(|e| e.to_string())?;
         Ok(Settings {
             name,
@@ -160,6 +195,7 @@ impl Settings {
             json: cli.json || file.json.unwrap_or(false),
             http: cli.http.or(file.http),
             tcp_only,
+            keyring,
         })
     }
 
@@ -176,6 +212,18 @@ fn parse_addr(text: &str, tcp_only: bool) -> Result<Addr, String> {
     }
     let sa: SocketAddr = text.parse().map_err(|_| format!("{text}: expected host:port or scheme://address"))?;
     Ok(if tcp_only { Addr::tcp(sa) } else { Addr::udp(sa) })
+}
+
+fn parse_key(hex: &str) -> Result<shoal_core::Key, String> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("a key is 64 hex digits (32 bytes)".into());
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(key)
 }
 
 fn split_meta(kv: &str) -> Result<(String, String), String> {
@@ -230,6 +278,17 @@ mod tests {
         assert_eq!(s.meta, vec![("role".to_string(), "db".to_string())]);
         assert_eq!(s.config.probe_interval, Duration::from_millis(300));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_turns_encryption_on_and_a_bad_key_is_refused() {
+        let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let s = Settings::resolve(&cli(&["--name", "x", "--key", key, "--label", "prod"])).unwrap();
+        assert_eq!(s.config.security, SecurityMode::Encrypted);
+        assert_eq!(s.config.label, "prod");
+        assert_eq!(s.keyring.unwrap().primary()[1], 0x11);
+        assert!(Settings::resolve(&cli(&["--name", "x", "--key", "abc"])).is_err());
+        assert!(Settings::resolve(&cli(&["--name", "x", "--security", "encrypted"])).is_err());
     }
 
     #[test]

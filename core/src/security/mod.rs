@@ -1,0 +1,356 @@
+//! Encryption and authentication of every packet and frame: AES-256-GCM with a keyring, the cluster
+//! label bound as associated data, and a per-sender replay window.
+//!
+//! An encrypted packet is `[0xE1][nonce: 12][ciphertext][tag: 16]` (29 bytes of overhead). The
+//! associated data is `"shoal/1" || len(label) || label`, so a packet sealed for another cluster fails
+//! authentication even under the same key. Nonces are `prefix || counter`: the 8-byte prefix is drawn
+//! from a ChaCha20 CSPRNG that the host seeds (the core never asks the OS for randomness), the 4-byte
+//! counter counts packets; a new prefix is drawn when it wraps. Receivers remember accepted
+//! `(prefix, counter)` pairs per sender and drop replays (see `replay`).
+//!
+//! [`SecurityMode`] supports turning encryption on in a running cluster without downtime: move every
+//! member to `Transition { send_encrypted: false }` (accepts both, sends plaintext), then to
+//! `Transition { send_encrypted: true }`, then to `Encrypted`.
+//!
+//! A packet that fails any check is dropped and counted; it never reaches the protocol.
+
+mod keyring;
+mod replay;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Nonce, Tag};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+pub use keyring::{Key, Keyring, KeyringError};
+use replay::ReplayGuard;
+
+/// First byte of an encrypted packet (plaintext packets start with a protocol version, 1 to 127).
+pub const ENCRYPTED_MARKER: u8 = 0xE1;
+/// Bytes an encrypted packet adds: marker, nonce and tag.
+pub const OVERHEAD: usize = 1 + 12 + 16;
+/// Longest cluster label, in bytes.
+pub const MAX_LABEL_LEN: usize = 255;
+
+/// Whether packets are encrypted, and what is accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SecurityMode {
+    /// No encryption. Encrypted packets are rejected.
+    #[default]
+    Plaintext,
+    /// Migration: both plaintext and encrypted packets are accepted; packets are sent encrypted when
+    /// `send_encrypted` is set. Needs a keyring.
+    Transition { send_encrypted: bool },
+    /// Everything sent is encrypted and only authenticated packets are accepted. Needs a keyring.
+    Encrypted,
+}
+
+impl SecurityMode {
+    fn sends_encrypted(self) -> bool {
+        matches!(self, SecurityMode::Encrypted | SecurityMode::Transition { send_encrypted: true })
+    }
+
+    fn accepts_plaintext(self) -> bool {
+        !matches!(self, SecurityMode::Encrypted)
+    }
+}
+
+/// Why an incoming packet was refused by the security layer. Always the sender's (or an attacker's)
+/// fault; nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityError {
+    /// An encrypted packet arrived but this member has no keyring.
+    NoKeyring,
+    /// No installed key authenticates the packet: wrong key, another cluster's label, or tampering.
+    Unauthenticated,
+    /// Shorter than the encryption overhead.
+    Truncated,
+    /// This nonce was accepted before: a replayed packet.
+    Replayed,
+    /// A plaintext packet arrived while only encrypted packets are accepted.
+    PlaintextRejected,
+}
+
+impl fmt::Display for SecurityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SecurityError::NoKeyring => "encrypted packet but no keyring installed",
+            SecurityError::Unauthenticated => "packet failed authentication (wrong key or label, or tampered)",
+            SecurityError::Truncated => "encrypted packet too short",
+            SecurityError::Replayed => "replayed packet",
+            SecurityError::PlaintextRejected => "plaintext packet while encryption is required",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for SecurityError {}
+
+/// Counters of the security layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SecurityStats {
+    pub encrypted_sent: u64,
+    pub decrypted: u64,
+    pub unauthenticated: u64,
+    pub replays: u64,
+    pub plaintext_rejected: u64,
+    pub truncated: u64,
+    pub no_keyring: u64,
+    /// Packets not sent because encryption is required and no keyring is installed.
+    pub unsendable: u64,
+}
+
+/// The per-node security state: mode, label, keyring, nonce source and replay windows.
+pub(crate) struct Security {
+    mode: SecurityMode,
+    aad: Vec<u8>,
+    keyring: Option<Keyring>,
+    rng: Option<ChaCha20Rng>,
+    prefix: u64,
+    counter: u32,
+    replay: ReplayGuard,
+    plaintext: Vec<u8>,
+    pub stats: SecurityStats,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security").field("mode", &self.mode).field("keyring", &self.keyring).finish_non_exhaustive()
+    }
+}
+
+/// What the node should do with an incoming packet after the security layer looked at it.
+pub(crate) enum Opened {
+    /// Plaintext packet, accepted as is.
+    Plain,
+    /// Decrypted into the buffer returned by [`Security::take_plaintext`].
+    Decrypted,
+}
+
+impl Security {
+    pub fn new(mode: SecurityMode, label: &str, hash_seed: u64) -> Self {
+        let mut aad = Vec::with_capacity(8 + label.len());
+        aad.extend_from_slice(b"shoal/1");
+        aad.push(label.len() as u8);
+        aad.extend_from_slice(label.as_bytes());
+        Security {
+            mode,
+            aad,
+            keyring: None,
+            rng: None,
+            prefix: 0,
+            counter: 0,
+            replay: ReplayGuard::new(4_096, hash_seed),
+            plaintext: Vec::new(),
+            stats: SecurityStats::default(),
+        }
+    }
+
+    pub fn set_mode(&mut self, mode: SecurityMode) {
+        self.mode = mode;
+    }
+
+    /// Installs the keyring and seeds the nonce generator from 32 bytes of host entropy.
+    pub fn set_keyring(&mut self, keyring: Keyring, entropy: [u8; 32]) {
+        let mut rng = ChaCha20Rng::from_seed(entropy);
+        self.prefix = rng.next_u64();
+        self.counter = 0;
+        self.rng = Some(rng);
+        self.keyring = Some(keyring);
+    }
+
+    pub fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        self.keyring.as_mut()
+    }
+
+    /// Bytes the envelope adds to what is sent, given the current mode.
+    pub fn overhead(&self) -> usize {
+        if self.mode.sends_encrypted() {
+            OVERHEAD
+        } else {
+            0
+        }
+    }
+
+    /// Wraps an outgoing packet as the mode requires. `None`: it cannot be sent (no keyring).
+    pub fn seal(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        if !self.mode.sends_encrypted() {
+            return Some(packet);
+        }
+        let (Some(keyring), Some(rng)) = (&self.keyring, &mut self.rng) else {
+            self.stats.unsendable += 1;
+            return None;
+        };
+        if self.counter == u32::MAX {
+            self.prefix = rng.next_u64();
+            self.counter = 0;
+        }
+        self.counter += 1;
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&self.prefix.to_be_bytes());
+        nonce[8..].copy_from_slice(&self.counter.to_be_bytes());
+        let mut out = Vec::with_capacity(packet.len() + OVERHEAD);
+        out.push(ENCRYPTED_MARKER);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&packet);
+        let cipher = &keyring.entries()[0].cipher;
+        let tag = cipher.encrypt_in_place_detached(Nonce::from_slice(&nonce), &self.aad, &mut out[13..]).ok()?;
+        out.extend_from_slice(&tag);
+        self.stats.encrypted_sent += 1;
+        Some(out)
+    }
+
+    /// Checks an incoming packet. On `Decrypted`, the plaintext is in [`Security::take_plaintext`].
+    pub fn open(&mut self, bytes: &[u8]) -> Result<Opened, SecurityError> {
+        if bytes.first() != Some(&ENCRYPTED_MARKER) {
+            if self.mode.accepts_plaintext() {
+                return Ok(Opened::Plain);
+            }
+            self.stats.plaintext_rejected += 1;
+            return Err(SecurityError::PlaintextRejected);
+        }
+        let Some(keyring) = &self.keyring else {
+            self.stats.no_keyring += 1;
+            return Err(SecurityError::NoKeyring);
+        };
+        if bytes.len() < OVERHEAD {
+            self.stats.truncated += 1;
+            return Err(SecurityError::Truncated);
+        }
+        let nonce = &bytes[1..13];
+        let (body, tag) = bytes[13..].split_at(bytes.len() - 13 - 16);
+        let mut opened = false;
+        for entry in keyring.entries() {
+            self.plaintext.clear();
+            self.plaintext.extend_from_slice(body);
+            let ok = entry
+                .cipher
+                .decrypt_in_place_detached(
+                    Nonce::from_slice(nonce),
+                    &self.aad,
+                    &mut self.plaintext,
+                    Tag::from_slice(tag),
+                )
+                .is_ok();
+            if ok {
+                opened = true;
+                break;
+            }
+        }
+        if !opened {
+            self.stats.unauthenticated += 1;
+            return Err(SecurityError::Unauthenticated);
+        }
+        let prefix = u64::from_be_bytes(nonce[..8].try_into().unwrap_or([0; 8]));
+        let counter = u64::from(u32::from_be_bytes(nonce[8..].try_into().unwrap_or([0; 4])));
+        if !self.replay.accept(prefix, counter) {
+            self.stats.replays += 1;
+            return Err(SecurityError::Replayed);
+        }
+        self.stats.decrypted += 1;
+        Ok(Opened::Decrypted)
+    }
+
+    /// The last decrypted packet. Give the buffer back with [`Security::put_plaintext`].
+    pub fn take_plaintext(&mut self) -> Vec<u8> {
+        core::mem::take(&mut self.plaintext)
+    }
+
+    pub fn put_plaintext(&mut self, buf: Vec<u8>) {
+        self.plaintext = buf;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secured(mode: SecurityMode, label: &str, key: Key) -> Security {
+        let mut s = Security::new(mode, label, 1);
+        s.set_keyring(Keyring::new(key), [9; 32]);
+        s
+    }
+
+    fn open_to_vec(s: &mut Security, bytes: &[u8]) -> Result<Vec<u8>, SecurityError> {
+        match s.open(bytes)? {
+            Opened::Plain => Ok(bytes.to_vec()),
+            Opened::Decrypted => Ok(s.take_plaintext()),
+        }
+    }
+
+    #[test]
+    fn a_sealed_packet_opens_to_the_same_bytes_and_only_once() {
+        let mut a = secured(SecurityMode::Encrypted, "prod", [1; 32]);
+        let mut b = secured(SecurityMode::Encrypted, "prod", [1; 32]);
+        let sealed = a.seal(b"\x01hello".to_vec()).unwrap();
+        assert_eq!(sealed.len(), 6 + OVERHEAD);
+        assert_eq!(open_to_vec(&mut b, &sealed).unwrap(), b"\x01hello");
+        assert_eq!(b.open(&sealed).err(), Some(SecurityError::Replayed));
+    }
+
+    #[test]
+    fn another_clusters_label_fails_even_with_the_same_key() {
+        let mut a = secured(SecurityMode::Encrypted, "prod", [1; 32]);
+        let mut b = secured(SecurityMode::Encrypted, "staging", [1; 32]);
+        let sealed = a.seal(b"\x01x".to_vec()).unwrap();
+        assert_eq!(b.open(&sealed).err(), Some(SecurityError::Unauthenticated));
+    }
+
+    #[test]
+    fn wrong_key_truncation_and_bit_flips_are_all_refused() {
+        let mut a = secured(SecurityMode::Encrypted, "", [1; 32]);
+        let mut wrong = secured(SecurityMode::Encrypted, "", [2; 32]);
+        let sealed = a.seal(b"\x01payload".to_vec()).unwrap();
+        assert_eq!(wrong.open(&sealed).err(), Some(SecurityError::Unauthenticated));
+        let mut b = secured(SecurityMode::Encrypted, "", [1; 32]);
+        assert_eq!(b.open(&sealed[..20]).err(), Some(SecurityError::Truncated));
+        for bit in 8..sealed.len() * 8 {
+            let mut flipped = sealed.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(b.open(&flipped).is_err(), "bit {bit}");
+        }
+        assert_eq!(b.stats.replays, 0, "failed packets never touch the replay window");
+        assert!(b.open(&sealed).is_ok());
+    }
+
+    #[test]
+    fn decryption_tries_every_installed_key() {
+        let mut old = secured(SecurityMode::Encrypted, "", [1; 32]);
+        let mut rotating = secured(SecurityMode::Encrypted, "", [2; 32]);
+        rotating.keyring_mut().unwrap().install([1; 32]);
+        assert!(rotating.open(&old.seal(b"\x01a".to_vec()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn transition_mode_accepts_plaintext_and_encrypted_mode_does_not() {
+        let mut t = secured(SecurityMode::Transition { send_encrypted: false }, "", [1; 32]);
+        assert!(matches!(t.open(b"\x01plain"), Ok(Opened::Plain)));
+        assert_eq!(t.seal(b"\x01p".to_vec()).unwrap(), b"\x01p", "sends plaintext until told otherwise");
+        let mut e = secured(SecurityMode::Encrypted, "", [1; 32]);
+        assert_eq!(e.open(b"\x01plain").err(), Some(SecurityError::PlaintextRejected));
+        assert!(t.open(&e.seal(b"\x01x".to_vec()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn without_a_keyring_nothing_encrypted_is_sent_or_accepted() {
+        let mut s = Security::new(SecurityMode::Encrypted, "", 1);
+        assert_eq!(s.seal(b"\x01x".to_vec()), None);
+        assert_eq!(s.stats.unsendable, 1);
+        let mut other = secured(SecurityMode::Encrypted, "", [1; 32]);
+        assert_eq!(s.open(&other.seal(b"\x01x".to_vec()).unwrap()).err(), Some(SecurityError::NoKeyring));
+    }
+
+    #[test]
+    fn nonces_never_repeat_within_a_life() {
+        let mut a = secured(SecurityMode::Encrypted, "", [1; 32]);
+        let n1 = a.seal(b"\x01x".to_vec()).unwrap()[1..13].to_vec();
+        let n2 = a.seal(b"\x01x".to_vec()).unwrap()[1..13].to_vec();
+        assert_ne!(n1, n2);
+        let mut b = secured(SecurityMode::Encrypted, "", [1; 32]);
+        b.set_keyring(Keyring::new([1; 32]), [10; 32]);
+        assert_ne!(b.seal(b"\x01x".to_vec()).unwrap()[1..9], n1[..8], "different entropy, different prefix");
+    }
+}
