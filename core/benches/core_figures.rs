@@ -177,12 +177,61 @@ fn packet() {
     );
 }
 
+/// Per-packet cost of a 1,300-byte direct message, plaintext vs AES-256-GCM: the sender's encode
+/// (+ seal) and the receiver's (open +) decode + deliver, each the median of 200 batches of 500.
+fn crypto() {
+    use shoal_core::{Keyring, SecurityMode};
+    let payload = vec![0x5a; 1_300];
+    let make = |name: &str, addr: u32, secure: bool| {
+        let security = if secure { SecurityMode::Encrypted } else { SecurityMode::Plaintext };
+        let config = Config { security, label: "bench".into(), ..Config::lan() };
+        let mut n: Node<u32> = Node::new(config, NodeId::new(name).unwrap(), addr, 1, Instant::ZERO).unwrap();
+        if secure {
+            n.set_keyring(Keyring::new([3; 32]), [addr as u8; 32]);
+        }
+        n
+    };
+    for secure in [false, true] {
+        let mut sender = make("s", 1, secure);
+        let mut receiver = make("r", 2, secure);
+        let (mut send_ns, mut recv_ns) = (Vec::new(), Vec::new());
+        let mut size = 0;
+        for _ in 0..200 {
+            let t = Wall::now();
+            let mut packets = Vec::with_capacity(500);
+            for _ in 0..500 {
+                sender.send_to_addr(2, "bench", black_box(&payload), false).unwrap();
+                packets.push(sender.poll_transmit().unwrap().bytes);
+            }
+            send_ns.push(t.elapsed().as_nanos() as f64 / 500.0);
+            size = packets[0].len();
+            let t = Wall::now();
+            for p in &packets {
+                receiver.handle_packet(Instant::ZERO, 1, black_box(p)).unwrap();
+                black_box(receiver.poll_event());
+            }
+            recv_ns.push(t.elapsed().as_nanos() as f64 / 500.0);
+        }
+        println!(
+            "crypto: {} {size}-byte packet: send (encode{}) median {:.0} ns, receive ({}decode + deliver) median {:.0} ns",
+            if secure { "AES-256-GCM" } else { "plaintext  " },
+            if secure { " + seal" } else { "" },
+            scenario::median(&send_ns),
+            if secure { "open + replay check + " } else { "" },
+            scenario::median(&recv_ns)
+        );
+    }
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let all = which.is_empty();
     let wants = |name: &str| all || which.iter().any(|w| w == name);
     if wants("packet") {
         packet();
+    }
+    if wants("crypto") {
+        crypto();
     }
     if wants("detect") {
         detect();

@@ -50,15 +50,21 @@ async fn raw_rate(size: usize) -> f64 {
     got.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
-async fn udp_member(name: &str, seed: u64) -> Cluster {
+async fn udp_member(name: &str, seed: u64, encrypted: bool) -> Cluster {
     let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let transports: Vec<Arc<dyn Transport>> = vec![udp];
-    Cluster::builder(name).unwrap().config(Config::lan()).seed(seed).spawn(transports).unwrap()
+    let mut config = Config::lan();
+    let mut builder = Cluster::builder(name).unwrap().seed(seed);
+    if encrypted {
+        config.security = shoal_core::SecurityMode::Encrypted;
+        builder = builder.keyring(shoal_core::Keyring::new([9; 32]));
+    }
+    builder.config(config).spawn(transports).unwrap()
 }
 
-async fn shoal_rate() -> (f64, usize) {
-    let a = udp_member("sender", 1).await;
-    let b = udp_member("receiver", 2).await;
+async fn shoal_rate(encrypted: bool) -> (f64, usize) {
+    let a = udp_member("sender", 1, encrypted).await;
+    let b = udp_member("receiver", 2, encrypted).await;
     // No join: direct sends to an address need no membership, and gossip would add traffic.
     let got = Arc::new(AtomicU64::new(0));
     let counter = got.clone();
@@ -89,18 +95,21 @@ async fn shoal_rate() -> (f64, usize) {
     let elapsed = last_change.duration_since(start);
     a.shutdown().await;
     b.shutdown().await;
-    // Wire size of one direct message: version byte + tag + length + sender name + topic + payload.
-    (seen as f64 / elapsed.as_secs_f64(), PAYLOAD + 1 + 1 + 2 + 7 + 2 + 1)
+    // Wire size of one direct message: version byte + tag + length + sender name + topic + payload
+    // (+ the encryption envelope).
+    let envelope = if encrypted { shoal_core::security::OVERHEAD } else { 0 };
+    (seen as f64 / elapsed.as_secs_f64(), PAYLOAD + 1 + 1 + 2 + 7 + 2 + 1 + envelope)
 }
 
-async fn send() {
+async fn send(encrypted: bool) {
+    let label = if encrypted { "send-encrypted" } else { "send" };
     let mut ratios = Vec::new();
     for round in 1..=5 {
-        let (ours, wire) = shoal_rate().await;
+        let (ours, wire) = shoal_rate(encrypted).await;
         let raw = raw_rate(wire).await;
         ratios.push(ours / raw);
         println!(
-            "send (round {round}): Shoal direct send {:.0} msgs/s delivered, raw tokio UdpSocket {:.0} datagrams/s ({wire}-byte datagrams), ratio {:.2}",
+            "{label} (round {round}): Shoal direct send {:.0} msgs/s delivered, raw tokio UdpSocket {:.0} datagrams/s ({wire}-byte datagrams), ratio {:.2}",
             ours,
             raw,
             ours / raw
@@ -108,7 +117,7 @@ async fn send() {
     }
     ratios.sort_by(f64::total_cmp);
     println!(
-        "send: median ratio {:.2} over {} alternating rounds of {MESSAGES} messages",
+        "{label}: median ratio {:.2} over {} alternating rounds of {MESSAGES} messages",
         ratios[ratios.len() / 2],
         ratios.len()
     );
@@ -149,7 +158,10 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         if wants("send") {
-            send().await;
+            send(false).await;
+        }
+        if wants("send-encrypted") {
+            send(true).await;
         }
         if wants("idle") {
             idle().await;
