@@ -11,6 +11,7 @@ use std::prelude::rust_2021::*;
 mod addr;
 mod cluster;
 mod metrics;
+pub mod relay;
 mod reliable;
 mod runtime;
 mod signal;

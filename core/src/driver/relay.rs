@@ -1,0 +1,176 @@
+//! The relay envelope: how packets travel between relayed members (browsers, edge runtimes) and
+//! everyone else through a `shoal-relay` server. Pure encoding, no I/O: the relay server, the
+//! native UDP and WebSocket transports and the wasm package all use these functions.
+//!
+//! A relayed member is addressed `relay://<relay host:port>/<peer id>`. Frames carry one address and
+//! one Shoal packet, opaque to the relay:
+//!
+//! | path | frame |
+//! |---|---|
+//! | member → relay over WebSocket (binary message) | `[len: u8][destination address][packet]` |
+//! | relay → member over WebSocket | `[len: u8][source address][packet]`; the relay stamps the source |
+//! | native UDP member → relay UDP port | `[0xF0][len: u8][destination peer id][packet]` |
+//! | relay UDP port → native UDP member | `[0xF0][len: u8][source address][packet]` |
+//!
+//! The relay always writes the source itself (from the WebSocket session or the UDP source address),
+//! so a member cannot spoof another. A native member accepts a relay datagram only if it came from
+//! the socket address named in the source's `relay://host:port` part.
+//!
+//! The first WebSocket message the relay sends after accepting a member is a "welcome": a frame
+//! whose address is the member's own `relay://` address and whose packet is empty.
+use std::prelude::rust_2021::*;
+
+use std::net::SocketAddr;
+
+use super::addr::Addr;
+
+/// First byte of a relay datagram (Shoal packets start with a protocol version 1-127 or 0xE1).
+pub const RELAY_DATAGRAM_MARKER: u8 = 0xF0;
+/// Longest peer id, in bytes.
+pub const MAX_PEER_ID_LEN: usize = 64;
+/// The URL scheme of relayed addresses.
+pub const RELAY_SCHEME: &str = "relay";
+
+/// A frame that failed to parse. The sender's fault; drop it and count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayFrameError {
+    /// Shorter than its header says.
+    Truncated,
+    /// Not starting with the datagram marker.
+    NotRelay,
+    /// The address is not valid UTF-8 or not a valid address / peer id.
+    BadAddress,
+}
+
+impl std::fmt::Display for RelayFrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RelayFrameError::Truncated => "relay frame truncated",
+            RelayFrameError::NotRelay => "not a relay datagram",
+            RelayFrameError::BadAddress => "relay frame carries an invalid address",
+        })
+    }
+}
+
+impl std::error::Error for RelayFrameError {}
+
+/// Whether a peer id is acceptable: 1-64 bytes of `[A-Za-z0-9._-]`.
+pub fn valid_peer_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PEER_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `relay://<relay>/<peer>`.
+pub fn relay_addr(relay: &str, peer: &str) -> Option<Addr> {
+    if !valid_peer_id(peer) {
+        return None;
+    }
+    Addr::parse(&format!("{RELAY_SCHEME}://{relay}/{peer}")).ok()
+}
+
+/// Splits `relay://host:port/peer` into the relay's socket address (when it is an `ip:port`) and
+/// the peer id.
+pub fn split_relay_addr(addr: &Addr) -> Option<(&str, &str)> {
+    if addr.scheme() != RELAY_SCHEME {
+        return None;
+    }
+    let (relay, peer) = addr.rest().rsplit_once('/')?;
+    valid_peer_id(peer).then_some((relay, peer))
+}
+
+/// The relay's socket address in a `relay://ip:port/peer` address.
+pub fn relay_socket(addr: &Addr) -> Option<SocketAddr> {
+    split_relay_addr(addr)?.0.parse().ok()
+}
+
+/// `[len][address][packet]`, the WebSocket frame (both directions).
+pub fn encode_ws_frame(addr: &str, packet: &[u8]) -> Option<Vec<u8>> {
+    let len = u8::try_from(addr.len()).ok()?;
+    let mut out = Vec::with_capacity(1 + addr.len() + packet.len());
+    out.push(len);
+    out.extend_from_slice(addr.as_bytes());
+    out.extend_from_slice(packet);
+    Some(out)
+}
+
+/// Parses a WebSocket frame into its address text and packet.
+pub fn decode_ws_frame(frame: &[u8]) -> Result<(&str, &[u8]), RelayFrameError> {
+    let (&len, rest) = frame.split_first().ok_or(RelayFrameError::Truncated)?;
+    let len = usize::from(len);
+    if rest.len() < len || len == 0 {
+        return Err(RelayFrameError::Truncated);
+    }
+    let addr = std::str::from_utf8(&rest[..len]).map_err(|_| RelayFrameError::BadAddress)?;
+    Ok((addr, &rest[len..]))
+}
+
+/// `[0xF0][len][address or peer id][packet]`, the UDP datagram (both directions).
+pub fn encode_datagram(addr: &str, packet: &[u8]) -> Option<Vec<u8>> {
+    let len = u8::try_from(addr.len()).ok()?;
+    let mut out = Vec::with_capacity(2 + addr.len() + packet.len());
+    out.push(RELAY_DATAGRAM_MARKER);
+    out.push(len);
+    out.extend_from_slice(addr.as_bytes());
+    out.extend_from_slice(packet);
+    Some(out)
+}
+
+/// Parses a relay datagram into its address text and packet.
+pub fn decode_datagram(datagram: &[u8]) -> Result<(&str, &[u8]), RelayFrameError> {
+    match datagram.split_first() {
+        Some((&RELAY_DATAGRAM_MARKER, rest)) => decode_ws_frame(rest),
+        Some(_) => Err(RelayFrameError::NotRelay),
+        None => Err(RelayFrameError::Truncated),
+    }
+}
+
+/// For a native member: the true source of a relay datagram that arrived from socket `from`, if it
+/// is well formed and really came from the relay it names.
+pub fn accept_relay_datagram(from: SocketAddr, datagram: &[u8]) -> Result<(Addr, &[u8]), RelayFrameError> {
+    let (source, packet) = decode_datagram(datagram)?;
+    let source = Addr::parse(source).map_err(|_| RelayFrameError::BadAddress)?;
+    match relay_socket(&source) {
+        Some(relay) if relay == from => Ok((source, packet)),
+        _ => Err(RelayFrameError::BadAddress),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_addresses_name_the_relay_and_the_peer() {
+        let a = relay_addr("127.0.0.1:8080", "tab-7").unwrap();
+        assert_eq!(a.as_str(), "relay://127.0.0.1:8080/tab-7");
+        assert_eq!(split_relay_addr(&a), Some(("127.0.0.1:8080", "tab-7")));
+        assert_eq!(relay_socket(&a), Some("127.0.0.1:8080".parse().unwrap()));
+        assert!(relay_addr("h:1", "bad/id").is_none());
+        assert!(relay_addr("h:1", "").is_none());
+    }
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_refused() {
+        let f = encode_ws_frame("udp://10.0.0.1:7946", b"\x01pkt").unwrap();
+        assert_eq!(decode_ws_frame(&f).unwrap(), ("udp://10.0.0.1:7946", &b"\x01pkt"[..]));
+        let d = encode_datagram("tab-7", b"\x01pkt").unwrap();
+        assert_eq!(decode_datagram(&d).unwrap(), ("tab-7", &b"\x01pkt"[..]));
+        assert_eq!(decode_ws_frame(&[]), Err(RelayFrameError::Truncated));
+        assert_eq!(decode_ws_frame(&[9, b'a']), Err(RelayFrameError::Truncated));
+        assert_eq!(decode_ws_frame(&[1, 0xff]), Err(RelayFrameError::BadAddress));
+        assert_eq!(decode_datagram(&[1, 2, 3]), Err(RelayFrameError::NotRelay));
+        assert!(encode_ws_frame(&"x".repeat(256), b"").is_none());
+    }
+
+    #[test]
+    fn a_relay_datagram_is_accepted_only_from_the_relay_it_names() {
+        let relay: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let d = encode_datagram("relay://127.0.0.1:8080/tab-7", b"\x01x").unwrap();
+        let (src, pkt) = accept_relay_datagram(relay, &d).unwrap();
+        assert_eq!(src.as_str(), "relay://127.0.0.1:8080/tab-7");
+        assert_eq!(pkt, b"\x01x");
+        let impostor: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        assert_eq!(accept_relay_datagram(impostor, &d).err(), Some(RelayFrameError::BadAddress));
+    }
+}
