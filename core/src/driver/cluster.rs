@@ -38,7 +38,10 @@ pub struct ClusterMessage {
     pub kind: MessageKind,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 type MessageHandler = Arc<dyn Fn(&ClusterMessage) + Send + Sync>;
+#[cfg(target_arch = "wasm32")]
+type MessageHandler = Arc<dyn Fn(&ClusterMessage)>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RunState {
@@ -286,7 +289,7 @@ impl Cluster {
 
     /// Calls `f` for every broadcast and direct message received, on the driver's task. Keep it short;
     /// hand heavy work to another task.
-    pub fn on_message(&self, f: impl Fn(&ClusterMessage) + Send + Sync + 'static) {
+    pub fn on_message(&self, f: impl Fn(&ClusterMessage) + super::MaybeSendSync + 'static) {
         lock(&self.shared.inner).handlers.push(Arc::new(f));
     }
 
