@@ -9,14 +9,12 @@
 
 use crate::identity::NodeId;
 
-const WINDOW: u64 = 128;
+use crate::window::SeqWindow;
 
 #[derive(Clone, Copy, Debug)]
 struct OriginWindow {
     epoch: u32,
-    highest: u64,
-    /// Bit `i` set: `highest - i` was seen.
-    seen: u128,
+    window: SeqWindow,
 }
 
 /// `(origin, topic, invalidation key)` of a keyed broadcast.
@@ -65,30 +63,17 @@ impl Dedupe {
     pub fn first_time(&mut self, origin: &NodeId, epoch: u32, seq: u64) -> bool {
         if let Some(w) = self.origins.get_mut(origin) {
             if w.epoch != epoch {
-                *w = OriginWindow { epoch, highest: seq, seen: 1 };
+                *w = OriginWindow { epoch, window: SeqWindow::starting_at(seq) };
                 return true;
             }
-            if seq > w.highest {
-                let shift = seq - w.highest;
-                w.seen = if shift >= WINDOW { 1 } else { (w.seen << shift) | 1 };
-                w.highest = seq;
-                return true;
-            }
-            let age = w.highest - seq;
-            if age >= WINDOW {
-                return false;
-            }
-            let bit = 1u128 << age;
-            let first = w.seen & bit == 0;
-            w.seen |= bit;
-            return first;
+            return w.window.accept(seq);
         }
         if self.origins.len() >= self.capacity {
             if let Some(victim) = self.origins.keys().next().cloned() {
                 self.origins.remove(&victim);
             }
         }
-        self.origins.insert(origin.clone(), OriginWindow { epoch, highest: seq, seen: 1 });
+        self.origins.insert(origin.clone(), OriginWindow { epoch, window: SeqWindow::starting_at(seq) });
         true
     }
 }

@@ -48,6 +48,7 @@ pub mod security;
 pub mod stats;
 mod suspicion;
 pub mod time;
+mod window;
 pub mod wire;
 
 #[cfg(feature = "sim")]

@@ -10,12 +10,11 @@
 
 use hashbrown::HashMap;
 
-const WINDOW: u64 = 128;
+use crate::window::SeqWindow;
 
 #[derive(Clone, Copy, Debug)]
 struct Window {
-    highest: u64,
-    seen: u128,
+    window: SeqWindow,
     last_used: u64,
 }
 
@@ -42,27 +41,14 @@ impl ReplayGuard {
         let clock = self.clock;
         if let Some(w) = self.windows.get_mut(&prefix) {
             w.last_used = clock;
-            if counter > w.highest {
-                let shift = counter - w.highest;
-                w.seen = if shift >= WINDOW { 1 } else { (w.seen << shift) | 1 };
-                w.highest = counter;
-                return true;
-            }
-            let age = w.highest - counter;
-            if age >= WINDOW {
-                return false;
-            }
-            let bit = 1u128 << age;
-            let fresh = w.seen & bit == 0;
-            w.seen |= bit;
-            return fresh;
+            return w.window.accept(counter);
         }
         if self.windows.len() >= self.capacity {
             if let Some((&oldest, _)) = self.windows.iter().min_by_key(|(_, w)| w.last_used) {
                 self.windows.remove(&oldest);
             }
         }
-        self.windows.insert(prefix, Window { highest: counter, seen: 1, last_used: clock });
+        self.windows.insert(prefix, Window { window: SeqWindow::starting_at(counter), last_used: clock });
         true
     }
 }
