@@ -159,6 +159,13 @@ pub trait Address: Clone + Eq + Ord + core::hash::Hash + fmt::Debug {
     fn encoded_len(&self) -> usize;
     /// Reads an address written by `encode`.
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
+
+    /// The largest reliable frame the path to this address carries, if smaller than the node's
+    /// `max_reliable_size` (a relay forwards frames of a few tens of KiB). Push-pull state sent there
+    /// is cut to fit, live members first.
+    fn reliable_limit(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Address for u32 {

@@ -151,6 +151,10 @@ impl Address for Addr {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Addr::parse(r.str()?).map_err(|_| DecodeError::InvalidAddress)
     }
+
+    fn reliable_limit(&self) -> Option<usize> {
+        (self.scheme() == super::relay::RELAY_SCHEME).then_some(super::relay::RELAYED_RELIABLE_LIMIT)
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub const RELAY_DATAGRAM_MARKER: u8 = 0xF0;
 pub const MAX_PEER_ID_LEN: usize = 64;
 /// The URL scheme of relayed addresses.
 pub const RELAY_SCHEME: &str = "relay";
+/// The largest reliable frame sent to a relayed member: under the relay's default 64 KiB frame cap
+/// with room for the envelope. Push-pull state to relayed members is cut to fit.
+pub const RELAYED_RELIABLE_LIMIT: usize = 60 * 1024;
 
 /// A frame that failed to parse. The sender's fault; drop it and count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +164,24 @@ mod tests {
         assert_eq!(decode_ws_frame(&[1, 0xff]), Err(RelayFrameError::BadAddress));
         assert_eq!(decode_datagram(&[1, 2, 3]), Err(RelayFrameError::NotRelay));
         assert!(encode_ws_frame(&"x".repeat(256), b"").is_none());
+    }
+
+    #[test]
+    fn push_pull_state_sent_to_a_relayed_member_fits_the_relay_frame_limit() {
+        use crate::{Config, Instant, Node, NodeId};
+        let me = Addr::udp("10.0.0.1:7946".parse().unwrap());
+        let mut node = Node::new(Config::lan(), NodeId::new("native").unwrap(), me, 1, Instant::ZERO).unwrap();
+        let members = (0..5_000).map(|i| {
+            let sa: SocketAddr = format!("10.1.{}.{}:7946", i / 250, i % 250).parse().unwrap();
+            (NodeId::new(&format!("member-with-a-long-name-{i:05}")).unwrap(), Addr::udp(sa))
+        });
+        node.assume_alive(members, Instant::ZERO);
+        let browser = relay_addr("127.0.0.1:8080", "tab-1").unwrap();
+        node.join(&[browser, Addr::udp("10.0.0.2:7946".parse().unwrap())], Instant::ZERO).unwrap();
+        let to_browser = node.poll_transmit().unwrap();
+        let to_native = node.poll_transmit().unwrap();
+        assert!(to_browser.reliable && to_browser.bytes.len() <= RELAYED_RELIABLE_LIMIT, "{}", to_browser.bytes.len());
+        assert!(to_native.bytes.len() > RELAYED_RELIABLE_LIMIT * 3, "native peers get the whole state");
     }
 
     #[test]

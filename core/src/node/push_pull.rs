@@ -55,7 +55,7 @@ impl<A: Address> Node<A> {
 
     /// Our whole view, ourselves first, cut short (live members first) if it would exceed the
     /// reliable frame limit.
-    fn state_records(&self, only_self: bool) -> Vec<MemberRecord<A>> {
+    fn state_records(&self, only_self: bool, limit: usize) -> Vec<MemberRecord<A>> {
         let mut records = Vec::with_capacity(if only_self { 1 } else { self.members.len() + 1 });
         let local_state = if self.status == Status::Leaving { MemberState::Left } else { MemberState::Alive };
         records.push(MemberRecord {
@@ -70,7 +70,7 @@ impl<A: Address> Node<A> {
         if only_self {
             return records;
         }
-        let budget = self.config.max_reliable_size.saturating_sub(256);
+        let budget = limit.saturating_sub(256 + crate::security::OVERHEAD);
         let mut size = 0usize;
         let live_first = self.members.iter().filter(|m| m.state.is_live());
         let then_gone = self.members.iter().filter(|m| !m.state.is_live());
@@ -94,7 +94,10 @@ impl<A: Address> Node<A> {
     }
 
     fn send_push_pull(&mut self, to: A, join: bool, reply: bool) {
-        let msg = Message::PushPull { from: self.local.id.clone(), join, reply, members: self.state_records(false) };
+        // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
+        let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
+        let msg =
+            Message::PushPull { from: self.local.id.clone(), join, reply, members: self.state_records(false, limit) };
         self.send_reliable(to, &msg);
         self.stats.push_pulls_sent += 1;
     }
@@ -243,7 +246,7 @@ impl<A: Address> Node<A> {
             from: self.local.id.clone(),
             join: false,
             reply: true,
-            members: self.state_records(true),
+            members: self.state_records(true, self.config.max_reliable_size),
         };
         self.send_reliable(from.clone(), &msg);
     }

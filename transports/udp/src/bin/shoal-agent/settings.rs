@@ -22,7 +22,7 @@ pub struct Cli {
     /// UDP (and TCP) address to bind, e.g. 127.0.0.1:7946.
     #[arg(long, env = "SHOAL_BIND")]
     pub bind: Option<SocketAddr>,
-    /// Address to advertise to other members (default udp://<bind>, or tcp://<bind> with --tcp-only).
+    /// Address to advertise to other members (default `udp://BIND`, or `tcp://BIND` with --tcp-only).
     #[arg(long, env = "SHOAL_ADVERTISE")]
     pub advertise: Option<String>,
     /// Seed to join through (repeatable; host:port or a scheme://address).
