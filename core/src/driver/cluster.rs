@@ -145,6 +145,8 @@ impl ClusterBuilder {
             node.set_metadata(&self.meta, now).map_err(ClusterError::Command)?;
         }
         let router = Router::new(transports);
+        // On wasm32 nothing is Send and nothing needs to be: the Arc is shared within one thread.
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 node,

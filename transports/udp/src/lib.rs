@@ -1,8 +1,9 @@
 //! Shoal over UDP: the best-effort path of a native member.
 //!
 //! [`UdpTransport`] is one tokio UDP socket implementing [`shoal_core::driver::Transport`]. It
-//! carries best-effort datagrams (probes, acks, gossip) to `udp://ip:port` addresses and nothing
-//! else: reliable frames (push-pull, reliable messages) go to a `shoal-tcp` transport bound to the
+//! carries best-effort datagrams (probes, acks, gossip) to `udp://ip:port` addresses, and
+//! everything for relayed members (`relay://ip:port/peer`: browser tabs and edge runtimes behind a
+//! `shoal-relay`) through the relay's UDP port. Reliable frames (push-pull, reliable messages) go to a `shoal-tcp` transport bound to the
 //! same port, which also claims `udp://` addresses for reliable sends. A typical member is
 //!
 //! ```no_run
@@ -35,6 +36,11 @@
 //!   `send_to`) fail with "connection refused/reset": Windows reports these on any UDP socket, Linux
 //!   only on connected sockets or with `IP_RECVERR`. Either way the error is about an earlier
 //!   datagram, so the transport counts it ([`UdpTransport::icmp_errors`]) and carries on.
+//! - **Relayed members through the relay's UDP port.** A packet for `relay://ip:port/peer` is sent
+//!   to `ip:port` as `[0xF0][len][peer][packet]`; a datagram starting with `0xF0` is a relay
+//!   datagram, reported as coming from the `relay://` source the relay stamped in it, and accepted
+//!   only from the relay that source names (no spoofing a relayed member from elsewhere). Reliable
+//!   frames to relayed members travel as single relay datagrams too (no stream reaches them).
 //! - **Hostile input never panics.** Any datagram is handed to the protocol as bytes; decoding is the
 //!   core's job and never panics either.
 

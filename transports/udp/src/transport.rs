@@ -12,6 +12,16 @@
 //! [`Transport::close`] wakes a pending `recv` (which returns `Err(Closed)`), refuses every later
 //! call, and drops the transport's handle on the socket so the port is released as soon as the
 //! in-flight calls finish.
+//!
+//! Relayed members (`relay://ip:port/peer`, browser tabs behind a `shoal-relay`) are reached
+//! through the relay's UDP port with the envelope of [`shoal_core::driver::relay`]: a send wraps
+//! the packet as `[0xF0][len][peer][packet]` and sends it to the relay's socket; a received
+//! datagram starting with [`RELAY_DATAGRAM_MARKER`] is unwrapped in place and reported as coming
+//! from the `relay://` source the relay stamped, provided it came from the socket that source
+//! names (anything else is dropped and counted in `dropped_in`). Reliable frames to relayed
+//! members (push-pull, reliable messages) travel the same way: no stream reaches a browser tab
+//! but the relay's WebSocket, whose UDP leg is as reliable as UDP is, so they must fit in one
+//! datagram and a lost one is repaired by the protocol like a lost packet.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,6 +29,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use shoal_core::driver::relay::{
+    accept_relay_datagram, encode_datagram, relay_socket, split_relay_addr, RELAY_DATAGRAM_MARKER, RELAY_SCHEME,
+};
 use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -100,6 +113,7 @@ struct Counters {
     bytes_out: AtomicU64,
     send_errors: AtomicU64,
     icmp_errors: AtomicU64,
+    dropped_in: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: usize) {
@@ -182,6 +196,64 @@ impl UdpTransport {
         addr
     }
 
+    /// Relay datagrams dropped so far: malformed, or not from the relay their source names (a
+    /// spoofing attempt). Also in [`Transport::counters`] as `dropped_in`.
+    pub fn relay_dropped(&self) -> u64 {
+        self.counters.dropped_in.load(Ordering::Relaxed)
+    }
+
+    /// Sends `bytes` to a relayed member: one relay datagram to the relay's UDP socket.
+    async fn send_relayed(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        let (Some(relay), Some((_, peer))) = (relay_socket(to), split_relay_addr(to)) else {
+            add(&self.counters.send_errors, 1);
+            return Err(TransportError::Unreachable(to.clone()));
+        };
+        let max = MAX_DATAGRAM - 2 - peer.len();
+        if bytes.len() > max {
+            add(&self.counters.send_errors, 1);
+            return Err(TransportError::TooLarge { size: bytes.len(), max });
+        }
+        let Some(datagram) = encode_datagram(peer, bytes) else {
+            add(&self.counters.send_errors, 1);
+            return Err(TransportError::Unreachable(to.clone()));
+        };
+        self.send_datagram(&datagram, relay).await
+    }
+
+    /// One datagram to `target`, counted.
+    async fn send_datagram(&self, datagram: &[u8], target: SocketAddr) -> Result<(), TransportError> {
+        let socket = self.socket()?;
+        match self.send_to(&socket, datagram, target).await {
+            Ok(n) => {
+                add(&self.counters.packets_out, 1);
+                add(&self.counters.bytes_out, n);
+                Ok(())
+            }
+            Err(e) => {
+                add(&self.counters.send_errors, 1);
+                Err(TransportError::Io(e))
+            }
+        }
+    }
+
+    /// Unwraps a relay datagram in `buf` in place (the packet moves to the front): its true source,
+    /// or `None` (counted) if it is malformed or did not come from the relay it names.
+    fn unwrap_relayed(&self, from: SocketAddr, buf: &mut Vec<u8>) -> Option<Addr> {
+        let (source, packet_len) = match accept_relay_datagram(from, buf) {
+            Ok((source, packet)) => (source, packet.len()),
+            Err(e) => {
+                add(&self.counters.dropped_in, 1);
+                tracing::trace!(%from, error = %e, "dropped a relay datagram");
+                return None;
+            }
+        };
+        // The packet is the datagram's tail.
+        let start = buf.len() - packet_len;
+        buf.copy_within(start.., 0);
+        buf.truncate(packet_len);
+        Some(source)
+    }
+
     /// One `send_to`, retried once if it only reported an earlier datagram's ICMP error.
     async fn send_to(&self, socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
         match socket.send_to(bytes, to).await {
@@ -200,11 +272,19 @@ impl Transport for UdpTransport {
         "udp"
     }
 
+    /// `udp://ip:port` best-effort, and `relay://ip:port/peer` both ways (see the module docs).
     fn claims(&self, to: &Addr, reliable: bool) -> bool {
-        !reliable && to.scheme() == "udp"
+        match to.scheme() {
+            "udp" => !reliable,
+            RELAY_SCHEME => relay_socket(to).is_some(),
+            _ => false,
+        }
     }
 
     async fn send(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        if to.scheme() == RELAY_SCHEME {
+            return self.send_relayed(to, bytes).await;
+        }
         if bytes.len() > MAX_DATAGRAM {
             add(&self.counters.send_errors, 1);
             return Err(TransportError::TooLarge { size: bytes.len(), max: MAX_DATAGRAM });
@@ -213,21 +293,15 @@ impl Transport for UdpTransport {
             add(&self.counters.send_errors, 1);
             return Err(TransportError::Unreachable(to.clone()));
         };
-        let socket = self.socket()?;
-        match self.send_to(&socket, bytes, target).await {
-            Ok(n) => {
-                add(&self.counters.packets_out, 1);
-                add(&self.counters.bytes_out, n);
-                Ok(())
-            }
-            Err(e) => {
-                add(&self.counters.send_errors, 1);
-                Err(TransportError::Io(e))
-            }
-        }
+        self.send_datagram(bytes, target).await
     }
 
-    async fn send_reliable(&self, to: &Addr, _bytes: &[u8]) -> Result<(), TransportError> {
+    /// Only to relayed members (one relay datagram); `udp://` members get reliable frames over
+    /// `shoal-tcp`.
+    async fn send_reliable(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        if to.scheme() == RELAY_SCHEME {
+            return self.send_relayed(to, bytes).await;
+        }
         Err(TransportError::Unreachable(to.clone()))
     }
 
@@ -247,6 +321,12 @@ impl Transport for UdpTransport {
             };
             match result {
                 Ok((n, from)) => {
+                    if buf.first() == Some(&RELAY_DATAGRAM_MARKER) {
+                        let Some(source) = self.unwrap_relayed(from, buf) else { continue };
+                        add(&self.counters.packets_in, 1);
+                        add(&self.counters.bytes_in, n);
+                        return Ok(Received { from: source, reliable: false });
+                    }
                     add(&self.counters.packets_in, 1);
                     add(&self.counters.bytes_in, n);
                     return Ok(Received { from: self.sender_addr(from), reliable: false });
@@ -273,7 +353,7 @@ impl Transport for UdpTransport {
             packets_out: load(&c.packets_out),
             bytes_out: load(&c.bytes_out),
             send_errors: load(&c.send_errors),
-            dropped_in: 0,
+            dropped_in: load(&c.dropped_in),
         }
     }
 

@@ -1,0 +1,102 @@
+//! `shoal-relay`: run a relay server.
+//!
+//! ```text
+//! shoal-relay --bind 0.0.0.0:8080 --public-addr 203.0.113.7:8080 --token s3cret --static www/dist
+//! ```
+//!
+//! Every option also reads an environment variable (`SHOAL_RELAY_BIND`, `SHOAL_RELAY_PUBLIC_ADDR`,
+//! `SHOAL_RELAY_TOKEN`, `SHOAL_RELAY_STATIC`, ...). Logs go to stderr (`RUST_LOG` filters them);
+//! the bound address is printed on stdout as `listening on <ip:port>` once the sockets are bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal_relay::{Relay, RelayConfig, DEFAULT_MAX_FRAME, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES};
+
+#[derive(Debug, Parser)]
+#[command(name = "shoal-relay", version, about = "Shoal relay: WebSocket members, UDP forwarding, /metrics")]
+struct Args {
+    /// TCP (HTTP, WebSocket) and UDP address to bind; port 0 picks a free port.
+    #[arg(long, env = "SHOAL_RELAY_BIND", default_value = "0.0.0.0:8080")]
+    bind: SocketAddr,
+    /// host:port members reach this relay at, written into relay:// addresses (default: --bind).
+    /// Needed when binding 0.0.0.0 or behind NAT.
+    #[arg(long, env = "SHOAL_RELAY_PUBLIC_ADDR")]
+    public_addr: Option<String>,
+    /// Admission token WebSocket members must pass as `token=` (default: none, an open relay).
+    #[arg(long, env = "SHOAL_RELAY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Directory served under / (index.html at /).
+    #[arg(long = "static", env = "SHOAL_RELAY_STATIC")]
+    static_dir: Option<PathBuf>,
+    /// Largest frame forwarded, in bytes.
+    #[arg(long, env = "SHOAL_RELAY_MAX_FRAME", default_value_t = DEFAULT_MAX_FRAME)]
+    max_frame: usize,
+    /// Most frames queued for one member before it is disconnected as a slow consumer.
+    #[arg(long, env = "SHOAL_RELAY_QUEUE_FRAMES", default_value_t = DEFAULT_QUEUE_FRAMES)]
+    queue_frames: usize,
+    /// Most bytes queued for one member before it is disconnected as a slow consumer.
+    #[arg(long, env = "SHOAL_RELAY_QUEUE_BYTES", default_value_t = DEFAULT_QUEUE_BYTES)]
+    queue_bytes: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "shoal_relay=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    if args.bind.ip().is_unspecified() && args.public_addr.is_none() {
+        tracing::warn!(
+            bind = %args.bind,
+            "binding a wildcard address without --public-addr: relay:// addresses will name {}, which native \
+             members cannot check relay datagrams against",
+            args.bind
+        );
+    }
+    let config = RelayConfig {
+        token: args.token,
+        public_addr: args.public_addr.unwrap_or_default(),
+        max_frame: args.max_frame,
+        queue_frames: args.queue_frames,
+        queue_bytes: args.queue_bytes,
+        static_dir: args.static_dir,
+    };
+    let bound = match Relay::bind(args.bind, config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("shoal-relay: cannot bind {}: {e}", args.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on {}", bound.local_addr());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shoal-relay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = bound.handle();
+    let result = runtime.block_on(async move {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("interrupted; shutting down");
+                handle.shutdown();
+            }
+        });
+        bound.serve().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! [`Switchboard`]: the relay's routing logic, with no I/O.
+//!
+//! It owns the peer table (peer id -> connection id and bounded [`Outbox`]), decides admissions,
+//! and turns every incoming WebSocket frame or UDP datagram into a routing decision, stamping the
+//! true source on the way (the envelope is defined in [`shoal_core::driver::relay`]):
+//!
+//! | input | destination | result |
+//! |---|---|---|
+//! | WS frame `[len][relay://<this relay>/Q][packet]` from peer P | Q connected | `[len][relay://<this relay>/P][packet]` queued for Q |
+//! | WS frame `[len][udp://ip:port][packet]` from peer P | | datagram `[0xF0][len][relay://<this relay>/P][packet]` for `ip:port` |
+//! | UDP datagram `[0xF0][len][Q][packet]` from socket S | Q connected | `[len][udp://S][packet]` queued for Q |
+//!
+//! Anything else is dropped and counted by [`DropReason`]. The server (`crate::server`) does the
+//! I/O around it: it calls in under one short lock per frame and performs what comes out.
+//!
+//! **Duplicate peer ids: the newer connection replaces the older one.** A browser tab that
+//! reloads, or a member whose network changed, reconnects with the same peer id while the old TCP
+//! connection may take minutes to time out; refusing the newcomer would lock the member out for
+//! that long. The replaced connection's queue is closed (so the server closes it) and counted in
+//! [`RelayStats::replaced`]. Since the token already gates who may connect, a token holder can
+//! take over any peer id, exactly as it could spoof one by reconnecting.
+//!
+//! **Slow consumers are disconnected, never buffered for.** Each member's queue is bounded in
+//! frames and bytes. When a frame for member Q finds Q's queue full, Q is not keeping up with what
+//! is sent to it (its writer is blocked on a full socket): the frame is dropped, Q is removed from
+//! the table and its queue closed, which makes the server close Q's connection. Memory per member
+//! stays bounded by the queue limits whatever the traffic.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_core::driver::relay::{decode_datagram, decode_ws_frame, encode_datagram, encode_ws_frame, valid_peer_id};
+
+use crate::config::RelayConfig;
+use crate::metrics::{DropReason, RelayStats};
+use crate::queue::{Outbox, PushError};
+
+/// Identifies one admitted connection (peer ids are reused across reconnects, these are not).
+pub type ConnId = u64;
+
+/// Why an admission was refused. The client's fault; the peer table is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The relay requires a token and none was given (HTTP 401).
+    MissingToken,
+    /// The token does not match (HTTP 403).
+    WrongToken,
+    /// No peer id, or not 1-64 bytes of `[A-Za-z0-9._-]` (HTTP 400).
+    BadPeerId,
+    /// The relay is shutting down (HTTP 503). Nobody's fault; try another relay.
+    ShuttingDown,
+}
+
+/// An admitted connection, as the server holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    peer: Box<str>,
+    conn: ConnId,
+    addr: Box<str>,
+}
+
+impl Session {
+    /// The peer id.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// This connection's id.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// The member's address, `relay://<this relay>/<peer>`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// What to do with a frame a WebSocket member sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WsRoute {
+    /// Queued for another WebSocket member.
+    Delivered,
+    /// Send `datagram` from the relay's UDP socket to `to`.
+    Udp { to: SocketAddr, datagram: Vec<u8> },
+    /// Dropped (already counted).
+    Dropped(DropReason),
+}
+
+struct Peer {
+    conn: ConnId,
+    outbox: Arc<Outbox>,
+}
+
+/// The routing state of one relay. See the module documentation.
+pub struct Switchboard {
+    relay: Box<str>,
+    token: Option<Box<[u8]>>,
+    max_frame: usize,
+    queue_frames: usize,
+    queue_bytes: usize,
+    peers: HashMap<Box<str>, Peer>,
+    next_conn: ConnId,
+    stats: RelayStats,
+    closing: bool,
+}
+
+impl std::fmt::Debug for Switchboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switchboard")
+            .field("relay", &self.relay)
+            .field("peers", &self.peers.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Switchboard {
+    /// A switchboard for the relay reached at `relay` (`host:port`, as written into `relay://`
+    /// addresses), with the token and limits of `config`.
+    pub fn new(relay: &str, config: &RelayConfig) -> Switchboard {
+        Switchboard {
+            relay: relay.into(),
+            token: config.token.as_ref().map(|t| t.as_bytes().into()),
+            max_frame: config.max_frame,
+            queue_frames: config.queue_frames,
+            queue_bytes: config.queue_bytes,
+            peers: HashMap::new(),
+            next_conn: 1,
+            stats: RelayStats::default(),
+            closing: false,
+        }
+    }
+
+    /// The relay's `host:port` in `relay://` addresses.
+    pub fn relay(&self) -> &str {
+        &self.relay
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RelayStats {
+        RelayStats { connections: self.peers.len() as u64, ..self.stats }
+    }
+
+    /// Members connected now.
+    pub fn connections(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether `peer` is connected.
+    pub fn is_connected(&self, peer: &str) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// Checks a connection request before the WebSocket upgrade: the token (if the relay has
+    /// one), then the peer id. Refusals are counted.
+    pub fn check_admission(&mut self, peer: Option<&str>, token: Option<&str>) -> Result<(), Refusal> {
+        if self.closing {
+            return Err(Refusal::ShuttingDown);
+        }
+        if let Some(expected) = &self.token {
+            let refusal = match token {
+                None => Some(Refusal::MissingToken),
+                Some(t) if !constant_time_eq(t.as_bytes(), expected) => Some(Refusal::WrongToken),
+                Some(_) => None,
+            };
+            if let Some(r) = refusal {
+                self.stats.rejected_token += 1;
+                return Err(r);
+            }
+        }
+        if !peer.is_some_and(valid_peer_id) {
+            self.stats.rejected_peer_id += 1;
+            return Err(Refusal::BadPeerId);
+        }
+        Ok(())
+    }
+
+    /// Registers a connection for `peer` (after [`check_admission`](Self::check_admission) and
+    /// the upgrade). Its queue starts with the welcome frame (the member's own address and an
+    /// empty packet). A connection already holding `peer` is replaced: its queue is closed.
+    pub fn admit(&mut self, peer: &str) -> Result<(Session, Arc<Outbox>), Refusal> {
+        if self.closing {
+            return Err(Refusal::ShuttingDown);
+        }
+        if !valid_peer_id(peer) {
+            self.stats.rejected_peer_id += 1;
+            return Err(Refusal::BadPeerId);
+        }
+        let addr = format!("relay://{}/{peer}", self.relay);
+        let welcome = encode_ws_frame(&addr, &[]).ok_or(Refusal::BadPeerId)?;
+        let outbox = Arc::new(Outbox::new(self.queue_frames, self.queue_bytes));
+        outbox.try_push(Bytes::from(welcome)).expect("a new queue takes one frame");
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        if let Some(old) = self.peers.insert(peer.into(), Peer { conn, outbox: outbox.clone() }) {
+            old.outbox.close();
+            self.stats.replaced += 1;
+        }
+        self.stats.accepted += 1;
+        Ok((Session { peer: peer.into(), conn, addr: addr.into() }, outbox))
+    }
+
+    /// Removes a connection that ended. Returns false (and changes nothing) if the peer id now
+    /// belongs to a newer connection or was already removed (slow consumer).
+    pub fn disconnect(&mut self, session: &Session) -> bool {
+        match self.peers.get(session.peer()) {
+            Some(p) if p.conn == session.conn => {
+                if let Some(p) = self.peers.remove(session.peer()) {
+                    p.outbox.close();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes every connection's queue, empties the table, and refuses admissions from now on
+    /// (relay shutdown).
+    pub fn close_all(&mut self) {
+        self.closing = true;
+        for (_, p) in self.peers.drain() {
+            p.outbox.close();
+        }
+    }
+
+    /// Counts a drop the server noticed itself (a text message, a failed UDP send).
+    pub fn record_drop(&mut self, reason: DropReason) {
+        self.stats.drop(reason);
+    }
+
+    fn dropped(&mut self, reason: DropReason) -> DropReason {
+        self.stats.drop(reason);
+        reason
+    }
+
+    /// Queues `frame` for `peer`, disconnecting it if its queue is full.
+    fn deliver(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), DropReason> {
+        let Some(p) = self.peers.get(peer) else {
+            return Err(self.dropped(DropReason::UnknownDestination));
+        };
+        match p.outbox.try_push(Bytes::from(frame)) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full) => {
+                if let Some(p) = self.peers.remove(peer) {
+                    p.outbox.close();
+                }
+                self.stats.slow_consumers += 1;
+                tracing::debug!(peer, "slow consumer disconnected: its queue is full");
+                Err(self.dropped(DropReason::SlowConsumer))
+            }
+            Err(PushError::Closed) => {
+                self.peers.remove(peer);
+                Err(self.dropped(DropReason::UnknownDestination))
+            }
+        }
+    }
+
+    /// Routes a binary WebSocket message from `from`: `[len][destination][packet]`.
+    pub fn route_ws(&mut self, from: &Session, frame: &[u8]) -> WsRoute {
+        if frame.len() > self.max_frame {
+            return WsRoute::Dropped(self.dropped(DropReason::Oversized));
+        }
+        let Ok((dest, packet)) = decode_ws_frame(frame) else {
+            return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+        };
+        if let Some(rest) = dest.strip_prefix("relay://") {
+            let Some((relay, peer)) = rest.rsplit_once('/') else {
+                return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+            };
+            if relay != &*self.relay || !valid_peer_id(peer) {
+                return WsRoute::Dropped(self.dropped(DropReason::UnknownDestination));
+            }
+            let Some(out) = encode_ws_frame(from.addr(), packet) else {
+                return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+            };
+            let len = out.len();
+            return match self.deliver(peer, out) {
+                Ok(()) => {
+                    self.stats.ws_to_ws.add(len);
+                    WsRoute::Delivered
+                }
+                Err(reason) => WsRoute::Dropped(reason),
+            };
+        }
+        if let Some(rest) = dest.strip_prefix("udp://") {
+            let Ok(to) = rest.parse::<SocketAddr>() else {
+                return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+            };
+            let Some(datagram) = encode_datagram(from.addr(), packet) else {
+                return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+            };
+            self.stats.ws_to_udp.add(datagram.len());
+            return WsRoute::Udp { to, datagram };
+        }
+        WsRoute::Dropped(self.dropped(DropReason::UnknownDestination))
+    }
+
+    /// Routes a datagram that arrived on the relay's UDP port from `from`:
+    /// `[0xF0][len][destination peer id][packet]`.
+    pub fn route_udp(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<(), DropReason> {
+        if datagram.len() > self.max_frame {
+            return Err(self.dropped(DropReason::Oversized));
+        }
+        let Ok((peer, packet)) = decode_datagram(datagram) else {
+            return Err(self.dropped(DropReason::Malformed));
+        };
+        if !valid_peer_id(peer) {
+            return Err(self.dropped(DropReason::Malformed));
+        }
+        let source = format!("udp://{from}");
+        let Some(out) = encode_ws_frame(&source, packet) else {
+            return Err(self.dropped(DropReason::Malformed));
+        };
+        let len = out.len();
+        self.deliver(peer, out)?;
+        self.stats.udp_to_ws.add(len);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_core::driver::relay::accept_relay_datagram;
+
+    use super::*;
+
+    const RELAY: &str = "127.0.0.1:8080";
+
+    fn board() -> Switchboard {
+        board_with(RelayConfig::default())
+    }
+
+    fn board_with(config: RelayConfig) -> Switchboard {
+        Switchboard::new(RELAY, &config)
+    }
+
+    /// Admits `peer` and takes its welcome frame out of its queue.
+    fn join(b: &mut Switchboard, peer: &str) -> (Session, Arc<Outbox>) {
+        b.check_admission(Some(peer), None).unwrap();
+        let (s, q) = b.admit(peer).unwrap();
+        q.try_pop().expect("welcome");
+        (s, q)
+    }
+
+    fn frame(dest: &str, packet: &[u8]) -> Vec<u8> {
+        encode_ws_frame(dest, packet).unwrap()
+    }
+
+    fn next(q: &Outbox) -> (String, Vec<u8>) {
+        let f = q.try_pop().expect("a frame");
+        let (addr, packet) = decode_ws_frame(&f).unwrap();
+        (addr.to_string(), packet.to_vec())
+    }
+
+    #[test]
+    fn an_admitted_member_is_welcomed_with_its_own_relay_address_and_an_empty_packet() {
+        let mut b = board();
+        let (s, q) = b.admit("tab-7").unwrap();
+        assert_eq!(s.addr(), "relay://127.0.0.1:8080/tab-7");
+        assert_eq!(next(&q), ("relay://127.0.0.1:8080/tab-7".to_string(), vec![]));
+        assert_eq!((b.stats().connections, b.stats().accepted), (1, 1));
+    }
+
+    #[test]
+    fn a_relay_with_a_token_refuses_a_missing_or_wrong_token_and_counts_it() {
+        let mut b = board_with(RelayConfig { token: Some("s3cret".into()), ..Default::default() });
+        assert_eq!(b.check_admission(Some("p"), None), Err(Refusal::MissingToken));
+        assert_eq!(b.check_admission(Some("p"), Some("s3cre")), Err(Refusal::WrongToken));
+        assert_eq!(b.check_admission(Some("p"), Some("s3cret!")), Err(Refusal::WrongToken));
+        assert_eq!(b.check_admission(Some("p"), Some("s3cret")), Ok(()));
+        assert_eq!(b.stats().rejected_token, 3);
+        assert_eq!(b.connections(), 0, "checking admits nobody");
+    }
+
+    #[test]
+    fn an_open_relay_ignores_tokens() {
+        let mut b = board();
+        assert_eq!(b.check_admission(Some("p"), Some("anything")), Ok(()));
+        assert_eq!(b.check_admission(Some("p"), None), Ok(()));
+    }
+
+    #[test]
+    fn invalid_or_missing_peer_ids_are_refused_and_counted() {
+        let mut b = board();
+        for bad in [None, Some(""), Some("a/b"), Some("sp ace"), Some(&*"x".repeat(65))] {
+            assert_eq!(b.check_admission(bad, None), Err(Refusal::BadPeerId), "{bad:?}");
+        }
+        assert_eq!(b.admit("a:b").unwrap_err(), Refusal::BadPeerId);
+        assert_eq!(b.stats().rejected_peer_id, 6);
+    }
+
+    #[test]
+    fn the_token_is_checked_before_the_peer_id() {
+        let mut b = board_with(RelayConfig { token: Some("t".into()), ..Default::default() });
+        assert_eq!(b.check_admission(Some("bad/id"), None), Err(Refusal::MissingToken));
+    }
+
+    #[test]
+    fn a_newer_connection_with_the_same_peer_id_replaces_the_older_one() {
+        let mut b = board();
+        let (old, old_q) = join(&mut b, "tab");
+        let (new, new_q) = join(&mut b, "tab");
+        assert!(old_q.is_closed(), "the old connection is told to go away");
+        assert!(!new_q.is_closed());
+        assert_eq!((b.connections(), b.stats().replaced), (1, 1));
+        // The old connection's cleanup must not remove the new one.
+        assert!(!b.disconnect(&old));
+        assert!(b.is_connected("tab"));
+        let (other, _) = join(&mut b, "other");
+        assert_eq!(b.route_ws(&other, &frame("relay://127.0.0.1:8080/tab", b"\x01hi")), WsRoute::Delivered);
+        assert_eq!(next(&new_q).1, b"\x01hi");
+        assert!(b.disconnect(&new));
+        assert!(!b.is_connected("tab"));
+    }
+
+    #[test]
+    fn a_frame_to_another_member_arrives_stamped_with_the_senders_address() {
+        let mut b = board();
+        let (p, _) = join(&mut b, "p");
+        let (_, q_out) = join(&mut b, "q");
+        let f = frame("relay://127.0.0.1:8080/q", b"\x01ping");
+        assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+        assert_eq!(next(&q_out), ("relay://127.0.0.1:8080/p".to_string(), b"\x01ping".to_vec()));
+        let s = b.stats();
+        assert_eq!(s.ws_to_ws.frames, 1);
+        assert_eq!(s.ws_to_ws.bytes, (1 + "relay://127.0.0.1:8080/p".len() + 5) as u64);
+    }
+
+    #[test]
+    fn a_member_cannot_choose_the_source_address_its_frames_carry() {
+        let mut b = board();
+        let (mallory, _) = join(&mut b, "mallory");
+        let (_, victim_q) = join(&mut b, "victim");
+        // Whatever the frame claims, the relay writes the sender's own address.
+        let f = frame("relay://127.0.0.1:8080/victim", b"relay://127.0.0.1:8080/alice");
+        b.route_ws(&mallory, &f);
+        assert_eq!(next(&victim_q).0, "relay://127.0.0.1:8080/mallory");
+    }
+
+    #[test]
+    fn a_frame_to_a_udp_address_becomes_a_relay_datagram_a_native_member_accepts() {
+        let mut b = board();
+        let (p, _) = join(&mut b, "tab-7");
+        let route = b.route_ws(&p, &frame("udp://10.0.0.5:7946", b"\x01probe"));
+        let WsRoute::Udp { to, datagram } = route else { panic!("{route:?}") };
+        assert_eq!(to, "10.0.0.5:7946".parse().unwrap());
+        let relay_socket: SocketAddr = RELAY.parse().unwrap();
+        let (source, packet) = accept_relay_datagram(relay_socket, &datagram).unwrap();
+        assert_eq!(source.as_str(), "relay://127.0.0.1:8080/tab-7");
+        assert_eq!(packet, b"\x01probe");
+        assert_eq!(b.stats().ws_to_udp, crate::metrics::Forwarded { frames: 1, bytes: datagram.len() as u64 });
+    }
+
+    #[test]
+    fn a_datagram_from_a_native_member_arrives_stamped_with_its_udp_address() {
+        let mut b = board();
+        let (_, q) = join(&mut b, "tab-7");
+        let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+        let d = encode_datagram("tab-7", b"\x01ack").unwrap();
+        assert_eq!(b.route_udp(from, &d), Ok(()));
+        assert_eq!(next(&q), ("udp://10.0.0.5:7946".to_string(), b"\x01ack".to_vec()));
+        assert_eq!(b.stats().udp_to_ws.frames, 1);
+    }
+
+    #[test]
+    fn frames_to_unknown_destinations_are_dropped_and_counted() {
+        let mut b = board();
+        let (p, _) = join(&mut b, "p");
+        for dest in [
+            "relay://127.0.0.1:8080/nobody",
+            "relay://other.relay:8080/p",
+            "relay://127.0.0.1:8080/bad:id",
+            "tcp://10.0.0.5:7946",
+            "rtc://peer",
+        ] {
+            assert_eq!(
+                b.route_ws(&p, &frame(dest, b"\x01")),
+                WsRoute::Dropped(DropReason::UnknownDestination),
+                "{dest}"
+            );
+        }
+        let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+        assert_eq!(
+            b.route_udp(from, &encode_datagram("nobody", b"\x01").unwrap()),
+            Err(DropReason::UnknownDestination)
+        );
+        assert_eq!(b.stats().dropped(DropReason::UnknownDestination), 6);
+        assert_eq!(b.stats().forwarded_frames(), 0);
+    }
+
+    #[test]
+    fn malformed_frames_and_datagrams_are_dropped_and_counted() {
+        let mut b = board();
+        let (p, _) = join(&mut b, "p");
+        let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+        assert_eq!(b.route_ws(&p, &[]), WsRoute::Dropped(DropReason::Malformed));
+        assert_eq!(b.route_ws(&p, &[9, b'a']), WsRoute::Dropped(DropReason::Malformed));
+        assert_eq!(b.route_ws(&p, &frame("udp://not-an-ip:1", b"x")), WsRoute::Dropped(DropReason::Malformed));
+        assert_eq!(b.route_ws(&p, &frame("relay://no-slash", b"x")), WsRoute::Dropped(DropReason::Malformed));
+        assert_eq!(b.route_udp(from, b"\x01not a relay datagram"), Err(DropReason::Malformed));
+        assert_eq!(b.route_udp(from, &encode_datagram("bad/id", b"x").unwrap()), Err(DropReason::Malformed));
+        assert_eq!(b.route_udp(from, &[]), Err(DropReason::Malformed));
+        assert_eq!(b.stats().dropped(DropReason::Malformed), 7);
+    }
+
+    #[test]
+    fn frames_larger_than_the_cap_are_dropped_and_counted() {
+        let mut b = board_with(RelayConfig { max_frame: 1_000, ..Default::default() });
+        let (p, _) = join(&mut b, "p");
+        let (_, q) = join(&mut b, "q");
+        let dest = "relay://127.0.0.1:8080/q";
+        let at_cap = frame(dest, &vec![1u8; 1_000 - 1 - dest.len()]);
+        assert_eq!(at_cap.len(), 1_000);
+        assert_eq!(b.route_ws(&p, &at_cap), WsRoute::Delivered);
+        let over = frame(dest, &vec![1u8; 1_000 - dest.len()]);
+        assert_eq!(b.route_ws(&p, &over), WsRoute::Dropped(DropReason::Oversized));
+        let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+        assert_eq!(b.route_udp(from, &encode_datagram("q", &[1u8; 1_000]).unwrap()), Err(DropReason::Oversized));
+        assert_eq!(b.stats().dropped(DropReason::Oversized), 2);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn a_member_whose_queue_is_full_is_disconnected_not_buffered_for() {
+        let mut b = board_with(RelayConfig { queue_frames: 4, queue_bytes: 1 << 20, ..Default::default() });
+        let (p, _) = join(&mut b, "p");
+        let (_, slow_q) = join(&mut b, "slow");
+        let f = frame("relay://127.0.0.1:8080/slow", b"\x01x");
+        for _ in 0..4 {
+            assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+        }
+        assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
+        assert!(slow_q.is_closed(), "the server closes a connection whose queue is closed");
+        assert_eq!(slow_q.len(), 0, "its backlog is released");
+        assert!(!b.is_connected("slow"));
+        assert_eq!(b.stats().slow_consumers, 1);
+        // Later frames for it are unknown-destination drops; nothing more is queued anywhere.
+        assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::UnknownDestination));
+    }
+
+    #[test]
+    fn a_queue_is_full_by_bytes_as_well_as_by_frames() {
+        let mut b = board_with(RelayConfig { queue_frames: 1_000, queue_bytes: 2_000, ..Default::default() });
+        let (p, _) = join(&mut b, "p");
+        let (_, slow_q) = join(&mut b, "slow");
+        let f = frame("relay://127.0.0.1:8080/slow", &[1u8; 900]);
+        assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+        assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+        assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
+        assert!(slow_q.is_closed());
+    }
+
+    #[test]
+    fn a_disconnected_member_is_forgotten_and_its_queue_closed() {
+        let mut b = board();
+        let (p, p_q) = join(&mut b, "p");
+        assert!(b.disconnect(&p));
+        assert!(p_q.is_closed());
+        assert!(!b.disconnect(&p), "a second disconnect changes nothing");
+        assert_eq!(b.stats().connections, 0);
+    }
+
+    #[test]
+    fn closing_everything_closes_every_queue() {
+        let mut b = board();
+        let (_, a) = join(&mut b, "a");
+        let (_, c) = join(&mut b, "c");
+        b.close_all();
+        assert!(a.is_closed() && c.is_closed());
+        assert_eq!(b.connections(), 0);
+    }
+
+    #[test]
+    fn a_relay_shutting_down_admits_nobody() {
+        let mut b = board();
+        b.close_all();
+        assert_eq!(b.check_admission(Some("late"), None), Err(Refusal::ShuttingDown));
+        assert_eq!(b.admit("late").unwrap_err(), Refusal::ShuttingDown);
+        assert_eq!(b.connections(), 0);
+    }
+
+    #[test]
+    fn a_member_may_send_to_itself() {
+        let mut b = board();
+        let (p, q) = join(&mut b, "p");
+        assert_eq!(b.route_ws(&p, &frame("relay://127.0.0.1:8080/p", b"\x01echo")), WsRoute::Delivered);
+        assert_eq!(next(&q), ("relay://127.0.0.1:8080/p".to_string(), b"\x01echo".to_vec()));
+    }
+}

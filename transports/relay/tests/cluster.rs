@@ -1,0 +1,103 @@
+//! End to end: a native member (UDP + TCP) and members on WebSocket only form one cluster through
+//! a relay, gossip both ways, and detect a WebSocket member's crash.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{bounded, eventually, start, ws_url};
+use shoal_core::driver::{Addr, Cluster, Transport};
+use shoal_core::{Config, MemberState, MessageKind};
+use shoal_relay::RelayConfig;
+use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal_udp::UdpTransport;
+use shoal_websocket::WsTransport;
+
+/// A native member: UDP and TCP on the same loopback port, as in the workspace tests.
+async fn native_member(name: &str, seed: u64) -> Cluster {
+    for _ in 0..20 {
+        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind udp");
+        let sa: SocketAddr = udp.local_socket_addr();
+        let options = TcpOptions { advertise: Some(Addr::udp(sa)), ..TcpOptions::default() };
+        if let Ok(tcp) = TcpTransport::bind(sa, options).await {
+            let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
+            return Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap();
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
+/// A member whose only transport is a WebSocket to the relay.
+async fn ws_member(relay: SocketAddr, name: &str, seed: u64) -> Cluster {
+    let ws = WsTransport::connect(&ws_url(relay, name, None)).await.expect("connect to the relay");
+    let transports: Vec<Arc<dyn Transport>> = vec![ws];
+    Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap()
+}
+
+fn state_of(observer: &Cluster, name: &str) -> Option<MemberState> {
+    observer.members().into_iter().find(|m| m.id.as_str() == name).map(|m| m.state)
+}
+
+fn counting(cluster: &Cluster, topic: &'static str) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    cluster.on_message(move |m| {
+        if m.kind == MessageKind::Broadcast && m.topic == topic {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_and_websocket_members_form_one_cluster_through_the_relay() {
+    bounded(Duration::from_secs(30), async {
+        let (relay, handle) = start(RelayConfig::default()).await;
+        let native = native_member("native", 1).await;
+        let tab1 = ws_member(relay, "tab1", 2).await;
+        let tab2 = ws_member(relay, "tab2", 3).await;
+        assert_eq!(tab1.local_addr().as_str(), format!("relay://{relay}/tab1"));
+
+        // A WebSocket member joins through the native member's udp:// address ...
+        let via = tab1.join(&[native.local_addr()]).await.expect("tab1 joins through the native member");
+        assert_eq!(via, native.local_addr());
+        // ... and the native member joins a WebSocket member through its relay:// address.
+        let via = native.join(&[tab2.local_addr()]).await.expect("the native member joins tab2");
+        assert_eq!(via, tab2.local_addr());
+
+        let all = [&native, &tab1, &tab2];
+        let formed = eventually(Duration::from_secs(10), || all.iter().all(|m| m.alive_members().len() == 2)).await;
+        assert!(formed, "alive: {:?}", all.iter().map(|m| m.alive_members().len()).collect::<Vec<_>>());
+        let tab1_seen_by_native = native.members().into_iter().find(|m| m.id.as_str() == "tab1").unwrap();
+        assert_eq!(tab1_seen_by_native.addr, tab1.local_addr());
+
+        // Broadcasts cross the relay both ways.
+        let from_native = [counting(&tab1, "from-native"), counting(&tab2, "from-native")];
+        let from_tab = [counting(&native, "from-tab"), counting(&tab2, "from-tab")];
+        native.broadcast("from-native", b"hello tabs").unwrap();
+        tab1.broadcast("from-tab", b"hello native").unwrap();
+        let delivered = eventually(Duration::from_secs(5), || {
+            from_native.iter().chain(&from_tab).all(|c| c.load(Ordering::SeqCst) == 1)
+        })
+        .await;
+        assert!(delivered, "{:?} {:?}", from_native, from_tab);
+
+        let stats = handle.stats();
+        assert!(stats.ws_to_udp.frames > 0 && stats.udp_to_ws.frames > 0 && stats.ws_to_ws.frames > 0, "{stats:?}");
+
+        // A WebSocket member that stops without leaving is declared failed.
+        tab1.shutdown().await;
+        let failed = eventually(Duration::from_secs(10), || {
+            state_of(&native, "tab1") == Some(MemberState::Dead) && state_of(&tab2, "tab1") == Some(MemberState::Dead)
+        })
+        .await;
+        assert!(failed, "native sees {:?}, tab2 sees {:?}", state_of(&native, "tab1"), state_of(&tab2, "tab1"));
+        assert_eq!(state_of(&native, "tab2"), Some(MemberState::Alive));
+        native.shutdown().await;
+        tab2.shutdown().await;
+    })
+    .await;
+}

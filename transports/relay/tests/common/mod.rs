@@ -1,0 +1,84 @@
+//! Helpers for the relay's integration tests: a relay on loopback port 0, raw HTTP and WebSocket
+//! clients, bounded waits.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use shoal_relay::{Relay, RelayConfig, RelayHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type RawClient = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Every test finishes within this, or fails.
+pub async fn bounded<T>(limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f).await.expect("test timed out")
+}
+
+/// A relay on 127.0.0.1, port 0, served on the current runtime.
+pub async fn start(config: RelayConfig) -> (SocketAddr, RelayHandle) {
+    let bound = Relay::bind("127.0.0.1:0".parse().unwrap(), config).expect("bind relay");
+    let addr = bound.local_addr();
+    let handle = bound.handle();
+    tokio::spawn(bound.serve());
+    (addr, handle)
+}
+
+pub fn ws_url(relay: SocketAddr, peer: &str, token: Option<&str>) -> String {
+    match token {
+        Some(t) => format!("ws://{relay}/ws?peer={peer}&token={t}"),
+        None => format!("ws://{relay}/ws?peer={peer}"),
+    }
+}
+
+/// A plain WebSocket client (no Shoal transport), with its welcome already read.
+pub async fn raw_client(relay: SocketAddr, peer: &str) -> RawClient {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(relay, peer, None)).await.expect("connect");
+    let welcome = next_binary(&mut ws).await.expect("welcome");
+    let (addr, packet) = shoal_core::driver::relay::decode_ws_frame(&welcome).unwrap();
+    assert_eq!(addr, format!("relay://{relay}/{peer}"));
+    assert!(packet.is_empty());
+    ws
+}
+
+/// The next binary message within 5 s, `None` if the connection ended.
+pub async fn next_binary(ws: &mut RawClient) -> Option<Vec<u8>> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a message in time") {
+            Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("unexpected message {other:?}"),
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// `GET path` over a fresh connection: status code and body.
+pub async fn http_get(relay: SocketAddr, path: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(relay).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {relay}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut response)).await.expect("response").unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check()
+}

@@ -1,0 +1,272 @@
+//! The relay server on real loopback sockets: WebSocket members, a native UDP socket, admission,
+//! slow consumers, oversized frames, HTTP endpoints.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{bounded, eventually, http_get, next_binary, raw_client, start, ws_url};
+use futures_util::SinkExt;
+use shoal_core::driver::relay::{accept_relay_datagram, decode_ws_frame, encode_datagram, encode_ws_frame};
+use shoal_core::driver::{Addr, Transport, TransportError};
+use shoal_relay::{DropReason, RelayConfig};
+use shoal_websocket::{WsError, WsTransport};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn recv(t: &WsTransport) -> (Addr, Vec<u8>) {
+    let mut buf = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(5), t.recv(&mut buf)).await.expect("in time").expect("recv");
+    (got.from, buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_websocket_members_exchange_packets_through_the_relay() {
+    bounded(LIMIT, async {
+        let (relay, handle) = start(RelayConfig::default()).await;
+        let a = WsTransport::connect(&ws_url(relay, "tab-a", None)).await.unwrap();
+        let b = WsTransport::connect(&ws_url(relay, "tab-b", None)).await.unwrap();
+        assert_eq!(a.local_addr().as_str(), format!("relay://{relay}/tab-a"));
+        assert_eq!(b.local_addr(), handle.member_addr("tab-b").unwrap());
+        assert!(a.claims(&b.local_addr(), false) && a.claims(&b.local_addr(), true));
+        a.send(&b.local_addr(), b"\x01ping").await.unwrap();
+        assert_eq!(recv(&b).await, (a.local_addr(), b"\x01ping".to_vec()));
+        b.send_reliable(&a.local_addr(), b"\x01push-pull").await.unwrap();
+        assert_eq!(recv(&a).await, (b.local_addr(), b"\x01push-pull".to_vec()));
+        // Many in a row arrive in order (one WebSocket each way).
+        for i in 0..200u8 {
+            a.send(&b.local_addr(), &[1, i]).await.unwrap();
+        }
+        for i in 0..200u8 {
+            assert_eq!(recv(&b).await.1, [1, i]);
+        }
+        let stats = handle.stats();
+        assert_eq!(stats.ws_to_ws.frames, 202);
+        assert_eq!(stats.connections, 2);
+        assert_eq!(a.counters().packets_out, 201);
+        a.close().await;
+        b.close().await;
+        assert!(eventually(Duration::from_secs(2), || handle.stats().connections == 0).await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_udp_socket_and_a_websocket_member_exchange_packets_through_the_relay_port() {
+    bounded(LIMIT, async {
+        let (relay, handle) = start(RelayConfig::default()).await;
+        let tab = WsTransport::connect(&ws_url(relay, "tab-7", None)).await.unwrap();
+        let native = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let native_addr = Addr::udp(native.local_addr().unwrap());
+        // Native -> tab: a relay datagram to the relay's UDP port (same port as HTTP).
+        native.send_to(&encode_datagram("tab-7", b"\x01probe").unwrap(), relay).await.unwrap();
+        assert_eq!(recv(&tab).await, (native_addr.clone(), b"\x01probe".to_vec()));
+        // Tab -> native: leaves the relay's UDP port, stamped with the tab's relay:// address.
+        tab.send(&native_addr, b"\x01ack").await.unwrap();
+        let mut buf = vec![0u8; 2_048];
+        let (n, from) =
+            tokio::time::timeout(Duration::from_secs(5), native.recv_from(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(from, relay);
+        let (source, packet) = accept_relay_datagram(from, &buf[..n]).expect("a genuine relay datagram");
+        assert_eq!(source, tab.local_addr());
+        assert_eq!(packet, b"\x01ack");
+        let stats = handle.stats();
+        assert_eq!((stats.udp_to_ws.frames, stats.ws_to_udp.frames), (1, 1));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_wrong_token_is_refused_before_the_upgrade_and_counted() {
+    bounded(LIMIT, async {
+        let (relay, handle) = start(RelayConfig { token: Some("s3cret".into()), ..RelayConfig::default() }).await;
+        let missing = WsTransport::connect(&ws_url(relay, "tab", None)).await.unwrap_err();
+        assert!(matches!(missing, WsError::Refused { status: 401 }), "{missing:?}");
+        let wrong = WsTransport::connect(&ws_url(relay, "tab", Some("guess"))).await.unwrap_err();
+        assert!(matches!(wrong, WsError::Refused { status: 403 }), "{wrong:?}");
+        let bad_id = WsTransport::connect(&ws_url(relay, "no%2Fslash", Some("s3cret"))).await.unwrap_err();
+        assert!(matches!(bad_id, WsError::Refused { status: 400 }), "{bad_id:?}");
+        let stats = handle.stats();
+        assert_eq!((stats.rejected_token, stats.rejected_peer_id, stats.accepted), (2, 1, 0));
+        let (_, metrics) = http_get(relay, "/metrics").await;
+        assert!(metrics.contains("shoal_relay_rejected_total{reason=\"token\"} 2"), "{metrics}");
+        let ok = WsTransport::connect(&ws_url(relay, "tab", Some("s3cret"))).await.unwrap();
+        assert_eq!(ok.local_addr().as_str(), format!("relay://{relay}/tab"));
+        assert_eq!(handle.stats().accepted, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_never_reads_is_disconnected_instead_of_growing_memory() {
+    bounded(Duration::from_secs(20), async {
+        let config = RelayConfig { queue_frames: 64, queue_bytes: 64 << 10, ..RelayConfig::default() };
+        let (relay, handle) = start(config).await;
+        let mut victim = raw_client(relay, "victim").await;
+        let mut sender = raw_client(relay, "sender").await;
+        let frame = Bytes::from(encode_ws_frame(&format!("relay://{relay}/victim"), &[1u8; 16 << 10]).unwrap());
+        // Kernel socket buffers absorb a few MiB first; 4,000 frames is 64 MiB, far more than that.
+        let mut sent = 0;
+        while handle.stats().slow_consumers == 0 && sent < 4_000 {
+            sender.send(Message::Binary(frame.clone())).await.unwrap();
+            sent += 1;
+        }
+        assert!(
+            eventually(Duration::from_secs(5), || handle.stats().slow_consumers == 1).await,
+            "sent {sent} frames: {:?}",
+            handle.stats()
+        );
+        eprintln!("slow consumer detected after {sent} frames of 16 KiB");
+        assert!(sent > 4, "the queue alone holds 4 of these frames (64 KiB), the kernel buffers more");
+        let stats = handle.stats();
+        assert!(stats.dropped(DropReason::SlowConsumer) >= 1);
+        assert_eq!(stats.connections, 1, "only the sender is left");
+        // The relay closed the victim's connection: it reads what the kernel held, then the end.
+        let mut read = 0;
+        while next_binary(&mut victim).await.is_some() {
+            read += 1;
+            assert!(read <= sent, "more frames than were sent");
+        }
+        eprintln!("the victim read {read} frames before the end of its connection");
+        // Frames for it now are unknown-destination drops; the sender stays connected.
+        sender.send(Message::Binary(frame.clone())).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(2), || handle.stats().dropped(DropReason::UnknownDestination) >= 1).await
+        );
+        assert_eq!(handle.stats().connections, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_and_datagrams_are_dropped_and_counted() {
+    bounded(LIMIT, async {
+        let (relay, handle) = start(RelayConfig { max_frame: 1_024, ..RelayConfig::default() }).await;
+        let mut client = raw_client(relay, "me").await;
+        let me = format!("relay://{relay}/me");
+        let oversized = encode_ws_frame(&me, &[1u8; 1_100]).unwrap();
+        client.send(Message::Binary(oversized.into())).await.unwrap();
+        let fine = encode_ws_frame(&me, b"\x01small").unwrap();
+        client.send(Message::Binary(fine.into())).await.unwrap();
+        // Only the small one comes back (to ourselves), and the connection is still open.
+        let echoed = next_binary(&mut client).await.expect("the small frame");
+        assert_eq!(decode_ws_frame(&echoed).unwrap(), (me.as_str(), &b"\x01small"[..]));
+        assert_eq!(handle.stats().dropped(DropReason::Oversized), 1);
+        // Datagrams are capped the same way.
+        let native = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        native.send_to(&encode_datagram("me", &[1u8; 1_100]).unwrap(), relay).await.unwrap();
+        assert!(eventually(Duration::from_secs(2), || handle.stats().dropped(DropReason::Oversized) == 2).await);
+        // A WebSocket sender also refuses to send what the relay would drop.
+        let ws = WsTransport::connect(&ws_url(relay, "ws", None)).await.unwrap();
+        let r = ws.send(&Addr::parse(&me).unwrap(), &[1u8; 70_000]).await;
+        assert!(matches!(r, Err(TransportError::TooLarge { .. })), "{r:?}");
+        // Far beyond the cap (over 4x), the WebSocket layer refuses to buffer it and the relay
+        // closes the connection.
+        let huge = encode_ws_frame(&me, &[1u8; 5_000]).unwrap();
+        client.send(Message::Binary(huge.into())).await.unwrap();
+        assert!(next_binary(&mut client).await.is_none(), "closed");
+        assert!(eventually(Duration::from_secs(2), || handle.stats().connections == 1).await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_answer_over_http() {
+    bounded(LIMIT, async {
+        let (relay, _handle) = start(RelayConfig::default()).await;
+        let a = WsTransport::connect(&ws_url(relay, "a", None)).await.unwrap();
+        a.send(&a.local_addr(), b"\x01self").await.unwrap();
+        recv(&a).await;
+        assert_eq!(http_get(relay, "/health").await, (200, "ok".to_string()));
+        let (status, metrics) = http_get(relay, "/metrics").await;
+        assert_eq!(status, 200);
+        for line in [
+            "shoal_relay_connections 1",
+            "shoal_relay_connections_accepted_total 1",
+            "shoal_relay_forwarded_frames_total{path=\"ws_ws\"} 1",
+            "shoal_relay_forwarded_frames_total{path=\"ws_udp\"} 0",
+            "shoal_relay_forwarded_frames_total{path=\"udp_ws\"} 0",
+            "shoal_relay_forwarded_bytes_total{path=\"ws_ws\"}",
+            "shoal_relay_dropped_frames_total{reason=\"oversized\"} 0",
+            "shoal_relay_slow_consumers_disconnected_total 0",
+            "shoal_relay_rejected_total{reason=\"token\"} 0",
+        ] {
+            assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+        }
+        assert_eq!(http_get(relay, "/nothing-here").await.0, 404);
+        // Not a WebSocket upgrade: refused by the upgrade extractor, not routed.
+        assert!(http_get(relay, "/ws?peer=x").await.0 >= 400);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_directory_is_served_with_index_html_at_the_root() {
+    bounded(LIMIT, async {
+        let dir = std::env::temp_dir().join(format!("shoal-relay-static-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), "<h1>shoal</h1>").unwrap();
+        std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
+        let (relay, _handle) = start(RelayConfig { static_dir: Some(dir.clone()), ..RelayConfig::default() }).await;
+        assert_eq!(http_get(relay, "/").await, (200, "<h1>shoal</h1>".to_string()));
+        assert_eq!(http_get(relay, "/app.js").await, (200, "console.log(1)".to_string()));
+        assert_eq!(http_get(relay, "/health").await, (200, "ok".to_string()), "routes win over files");
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_with_the_same_peer_id_replaces_the_first() {
+    bounded(LIMIT, async {
+        let (relay, handle) = start(RelayConfig::default()).await;
+        let old = WsTransport::connect(&ws_url(relay, "tab", None)).await.unwrap();
+        let new = WsTransport::connect(&ws_url(relay, "tab", None)).await.unwrap();
+        assert_eq!(old.local_addr(), new.local_addr());
+        let r = tokio::time::timeout(Duration::from_secs(5), old.recv(&mut Vec::new())).await.unwrap();
+        assert!(matches!(r, Err(TransportError::Closed)), "the old connection was closed: {r:?}");
+        let other = WsTransport::connect(&ws_url(relay, "other", None)).await.unwrap();
+        other.send(&new.local_addr(), b"\x01to the new one").await.unwrap();
+        assert_eq!(recv(&new).await.1, b"\x01to the new one");
+        let stats = handle.stats();
+        assert_eq!((stats.replaced, stats.connections), (1, 2));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_the_relay_down_disconnects_every_member() {
+    bounded(LIMIT, async {
+        let bound = shoal_relay::Relay::bind("127.0.0.1:0".parse().unwrap(), RelayConfig::default()).unwrap();
+        let relay: SocketAddr = bound.local_addr();
+        let handle = bound.handle();
+        let served = tokio::spawn(bound.serve());
+        let a = WsTransport::connect(&ws_url(relay, "a", None)).await.unwrap();
+        handle.shutdown();
+        let r = tokio::time::timeout(Duration::from_secs(5), a.recv(&mut Vec::new())).await.unwrap();
+        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
+        tokio::time::timeout(Duration::from_secs(5), served).await.expect("serve returns").unwrap().unwrap();
+        assert_eq!(handle.stats().connections, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_port_zero_gives_tcp_and_udp_the_same_port() {
+    let bound = shoal_relay::Relay::bind("127.0.0.1:0".parse().unwrap(), RelayConfig::default()).unwrap();
+    let addr = bound.local_addr();
+    assert_ne!(addr.port(), 0);
+    assert_eq!(bound.public_addr(), addr.to_string());
+    // Both are taken now.
+    assert!(std::net::TcpListener::bind(addr).is_err());
+    assert!(std::net::UdpSocket::bind(addr).is_err());
+    let bad = shoal_relay::Relay::bind(addr, RelayConfig::default()).unwrap_err();
+    assert_eq!(bad.kind(), std::io::ErrorKind::AddrInUse);
+    let invalid = RelayConfig { max_frame: 1, ..RelayConfig::default() };
+    let e = shoal_relay::Relay::bind("127.0.0.1:0".parse().unwrap(), invalid).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}

@@ -1,0 +1,44 @@
+//! Shoal over a WebSocket to a `shoal-relay`: the transport of native members that cannot use UDP
+//! (locked-down networks, processes that only get outbound HTTP) and join through a relay, as
+//! browser tabs do.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use shoal_core::driver::{Addr, Cluster, Transport};
+//! use shoal_websocket::WsTransport;
+//!
+//! let ws = WsTransport::connect("ws://relay.example:8080/ws?peer=edge-1&token=s3cret").await?;
+//! println!("reachable at {}", ws.local_addr()); // relay://relay.example:8080/edge-1
+//! let transports: Vec<Arc<dyn Transport>> = vec![ws];
+//! let cluster = Cluster::builder("edge-1")?.config(shoal_core::Config::browser()).spawn(transports)?;
+//! cluster.join(&[Addr::parse("udp://10.0.0.5:7946")?]).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The model:
+//!
+//! - **Everything goes through the relay.** [`WsTransport`] claims `relay://` and `udp://`
+//!   addresses for best-effort and reliable sends alike, and writes each packet as one binary
+//!   message `[len][destination][packet]` ([`shoal_core::driver::relay`]). The relay forwards it to
+//!   another WebSocket member or, as a relay datagram, to a native member's UDP port, and stamps
+//!   the source on everything it delivers to us; that source is what `recv` reports.
+//! - **Its own address comes from the relay.** `connect` waits for the welcome message (our
+//!   `relay://<relay>/<peer>` address, empty packet) and reports it as [`Transport::local_addr`](shoal_core::driver::Transport::local_addr).
+//!   A relay that refuses the connection (wrong token: 401/403, bad peer id: 400) makes `connect`
+//!   fail with [`WsError::Refused`].
+//! - **Bounded both ways.** Sends go into a bounded queue that one writer task drains in batches
+//!   (many messages, one flush); a best-effort send that finds it full is dropped and counted, a
+//!   reliable one waits up to [`WsOptions::reliable_wait`] for room (the WebSocket itself is
+//!   reliable and ordered). Received messages wait in a bounded inbox; when the protocol loop falls
+//!   behind, newer ones are dropped and counted (`dropped_in`) rather than pushing back on the relay,
+//!   which would disconnect us as a slow consumer. Messages over [`WsOptions::max_frame`] are
+//!   dropped and counted too.
+//! - **No reconnect.** When the relay closes the connection the transport is closed: `recv`
+//!   returns `Err(Closed)`, so a cluster whose only transport this is stops. Build a new transport
+//!   (and member) to come back. [`Transport::close`](shoal_core::driver::Transport::close) sends a WebSocket close and releases the socket.
+//! - `ws://` only: terminate TLS in front of the relay for `wss://`.
+
+mod transport;
+
+pub use transport::{WsError, WsOptions, WsTransport, DEFAULT_MAX_FRAME};

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Builds the `shoal` npm package's WebAssembly: wasm/pkg/{web,bundler,nodejs,deno}/.
+#
+#   wasm/build.sh                 build every target
+#   wasm/build.sh --check-size    also fail if the gzipped .wasm exceeds 100,000 bytes
+#   SHOAL_WASM_TARGETS="nodejs web" wasm/build.sh    only some targets
+#
+# Idempotent, installs nothing: it checks for the tools and says how to get what is missing
+#   rustup target add wasm32-unknown-unknown
+#   cargo install wasm-bindgen-cli --version 0.2.130      (matches the crate's `=0.2.130` pin)
+#   (cd wasm && npm install)                              (binaryen's wasm-opt, ws, typescript)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+wasm_bindgen_version="0.2.130"
+size_limit=100000
+targets="${SHOAL_WASM_TARGETS:-web bundler nodejs deno}"
+check_size=0
+for arg in "$@"; do
+  case "$arg" in
+    --check-size) check_size=1 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+command -v cargo >/dev/null || missing+=("cargo: install Rust (https://rustup.rs)")
+if command -v rustup >/dev/null; then
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+    || missing+=("the wasm32 target: rustup target add wasm32-unknown-unknown")
+fi
+if ! command -v wasm-bindgen >/dev/null; then
+  missing+=("wasm-bindgen: cargo install wasm-bindgen-cli --version $wasm_bindgen_version")
+elif [[ "$(wasm-bindgen --version)" != "wasm-bindgen $wasm_bindgen_version" ]]; then
+  missing+=("wasm-bindgen $wasm_bindgen_version (found '$(wasm-bindgen --version)'): cargo install wasm-bindgen-cli --version $wasm_bindgen_version --force")
+fi
+wasm_opt="$here/node_modules/.bin/wasm-opt"
+[[ -x "$wasm_opt" ]] || missing+=("wasm-opt from the binaryen devDependency: (cd wasm && npm install)")
+if ((${#missing[@]})); then
+  echo "build.sh: missing tools:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+
+# Release build tuned for size ([profile.release-wasm] in the workspace Cargo.toml). Source paths in
+# panic messages are made relative: smaller, and the artifact does not depend on where it was built.
+remap="--remap-path-prefix=$root/="
+for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
+  [[ -d "$dir" ]] && remap="$remap --remap-path-prefix=$dir="
+done
+echo "==> cargo build -p shoal-wasm --profile release-wasm --target wasm32-unknown-unknown"
+(cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} $remap" cargo build -p shoal-wasm --profile release-wasm \
+  --target wasm32-unknown-unknown)
+target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps | node -e \
+  'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
+input="$target_dir/wasm32-unknown-unknown/release-wasm/shoal_wasm.wasm"
+
+# The features rustc enables by default for wasm32-unknown-unknown; wasm-opt must accept them.
+features=(--enable-bulk-memory --enable-bulk-memory-opt --enable-reference-types --enable-multivalue
+  --enable-mutable-globals --enable-nontrapping-float-to-int --enable-sign-ext)
+
+for target in $targets; do
+  out="$here/pkg/$target"
+  echo "==> wasm-bindgen --target $target -> pkg/$target"
+  rm -rf "$out"
+  wasm-bindgen --weak-refs --target "$target" --out-dir "$out" "$input"
+  echo "==> wasm-opt -Oz pkg/$target/shoal_wasm_bg.wasm"
+  "$wasm_opt" -Oz "${features[@]}" --strip-debug --strip-producers \
+    "$out/shoal_wasm_bg.wasm" -o "$out/shoal_wasm_bg.wasm"
+  # The package is "type": "module"; the nodejs build is CommonJS.
+  [[ "$target" == nodejs ]] && echo '{ "type": "commonjs" }' >"$out/package.json"
+done
+
+first="$(set -- $targets; echo "$1")"
+wasm="$here/pkg/$first/shoal_wasm_bg.wasm"
+raw=$(wc -c <"$wasm")
+gz=$(gzip -9 -c "$wasm" | wc -c)
+echo "==> shoal_wasm_bg.wasm: $raw bytes, $gz bytes gzipped (gzip -9; target <= $size_limit)"
+if ((check_size && gz > size_limit)); then
+  echo "build.sh: the gzipped wasm ($gz bytes) exceeds $size_limit bytes" >&2
+  exit 1
+fi

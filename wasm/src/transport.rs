@@ -1,0 +1,414 @@
+//! [`WebSocketTransport`]: Shoal packets to and from a `shoal-relay` over the standard WebSocket API.
+//!
+//! The member connects to `ws(s)://relay/ws?peer=<id>&token=<t>`. The relay's first message is the
+//! welcome frame (see [`shoal_core::driver::relay`]) naming our own `relay://host:port/<id>` address,
+//! which becomes the transport's local address. Afterwards every binary message in either direction
+//! is `[len][address][packet]`: destination on the way out, source (stamped by the relay) on the way
+//! in. The relay reaches other relayed members, native UDP members through its UDP port, and TCP
+//! members, so this one plugin claims `relay://`, `udp://` and `tcp://` for best-effort and reliable
+//! traffic alike (a WebSocket is reliable and ordered; "best-effort" sends are dropped only when the
+//! socket's send buffer is already full, as a UDP socket would).
+//!
+//! Incoming frames wait in a bounded queue (frames and bytes) that `recv` drains; when it is full
+//! new frames are dropped and counted in `dropped_in`, as are oversized frames (checked before they
+//! are copied into wasm memory), text frames and malformed frames.
+//!
+//! The WebSocket object comes from `globalThis.WebSocket` or from a constructor the caller passes
+//! (Node 20's `ws` package). Only standard members are used (`binaryType`, `readyState`,
+//! `bufferedAmount`, `send`, `close`, the `on*` handler properties), so any compatible implementation
+//! works.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use js_sys::{Array, ArrayBuffer, Function, Reflect, Uint8Array};
+use shoal_core::driver::relay::{decode_ws_frame, encode_ws_frame, RELAY_SCHEME};
+use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{BinaryType, MessageEvent, WebSocket};
+
+use crate::runtime::Timers;
+
+/// `WebSocket.OPEN`.
+const OPEN: u16 = 1;
+/// Longest address in a frame header (one length byte).
+const MAX_FRAME_ADDR: usize = 255;
+/// shoal-relay's default frame limit, 64 KiB.
+pub const DEFAULT_MAX_FRAME: usize = 64 << 10;
+/// Source addresses remembered by the receive path.
+const SOURCE_CACHE: usize = 32;
+
+/// Tuning of a [`WebSocketTransport`].
+#[derive(Clone, Debug)]
+pub struct WsOptions {
+    /// Largest frame, in bytes, in either direction: larger incoming frames are dropped unread,
+    /// larger outgoing ones fail with `TooLarge` (a relay closes connections that send far more than
+    /// its own limit). Match the relay's `max_frame`.
+    pub max_frame: usize,
+    /// Frames waiting for the driver before new ones are dropped.
+    pub queue_frames: usize,
+    /// Bytes waiting for the driver before new frames are dropped.
+    pub queue_bytes: usize,
+    /// Best-effort sends are dropped while the socket has more than this many bytes unsent.
+    pub max_buffered: u32,
+    /// How long to wait for the connection and the welcome frame.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            max_frame: DEFAULT_MAX_FRAME,
+            queue_frames: 1_024,
+            queue_bytes: 8 << 20,
+            max_buffered: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inbox {
+    frames: VecDeque<(Addr, Vec<u8>, usize)>,
+    bytes: usize,
+    waker: Option<Waker>,
+    /// The welcome frame's address once it arrived, or why the connection failed before it.
+    welcome: Option<Result<Addr, String>>,
+    welcome_waker: Option<Waker>,
+    closed: Option<String>,
+    /// Recently seen source addresses, most recent first, so a steady stream from a few peers
+    /// parses (and allocates) nothing.
+    sources: Vec<Addr>,
+}
+
+struct Shared {
+    inbox: RefCell<Inbox>,
+    counters: Cell<TransportCounters>,
+    options: WsOptions,
+}
+
+impl Shared {
+    fn count(&self, f: impl FnOnce(&mut TransportCounters)) {
+        let mut c = self.counters.get();
+        f(&mut c);
+        self.counters.set(c);
+    }
+
+    fn on_message(&self, data: JsValue) {
+        let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+            // Text frames are not part of the protocol (a Blob would mean binaryType was ignored).
+            self.count(|c| c.dropped_in += 1);
+            return;
+        };
+        let len = buffer.byte_length() as usize;
+        if len > self.options.max_frame {
+            self.count(|c| c.dropped_in += 1);
+            return;
+        }
+        let frame = Uint8Array::new(buffer).to_vec();
+        let mut inbox = self.inbox.borrow_mut();
+        if inbox.welcome.is_none() {
+            let welcome = match decode_ws_frame(&frame) {
+                Ok((addr, [])) => match Addr::parse(addr) {
+                    Ok(a) if a.scheme() == RELAY_SCHEME => Ok(a),
+                    _ => Err(format!("the relay's welcome names an invalid address: \"{addr}\"")),
+                },
+                _ => Err("the relay's first message is not a welcome frame".to_owned()),
+            };
+            inbox.welcome = Some(welcome);
+            if let Some(w) = inbox.welcome_waker.take() {
+                w.wake();
+            }
+            return;
+        }
+        let Ok((source, packet)) = decode_ws_frame(&frame) else {
+            self.count(|c| c.dropped_in += 1);
+            return;
+        };
+        if inbox.frames.len() >= self.options.queue_frames || inbox.bytes + packet.len() > self.options.queue_bytes {
+            self.count(|c| c.dropped_in += 1);
+            return;
+        }
+        let from = match inbox.sources.iter().position(|a| a.as_str() == source) {
+            Some(i) => {
+                let a = inbox.sources.remove(i);
+                inbox.sources.insert(0, a.clone());
+                a
+            }
+            None => {
+                let Ok(a) = Addr::parse(source) else {
+                    self.count(|c| c.dropped_in += 1);
+                    return;
+                };
+                inbox.sources.truncate(SOURCE_CACHE - 1);
+                inbox.sources.insert(0, a.clone());
+                a
+            }
+        };
+        let offset = 1 + source.len();
+        inbox.bytes += frame.len() - offset;
+        inbox.frames.push_back((from, frame, offset));
+        if let Some(w) = inbox.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn on_closed(&self, reason: String) {
+        let mut inbox = self.inbox.borrow_mut();
+        if inbox.closed.is_none() {
+            inbox.closed = Some(reason.clone());
+        }
+        if inbox.welcome.is_none() {
+            inbox.welcome = Some(Err(reason));
+        }
+        for w in [inbox.waker.take(), inbox.welcome_waker.take()].into_iter().flatten() {
+            w.wake();
+        }
+    }
+}
+
+/// The JS handler closures, kept alive as long as the socket may call them.
+struct Handlers {
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(JsValue)>,
+    _error: Closure<dyn FnMut(JsValue)>,
+}
+
+/// A Shoal transport over one WebSocket to a relay. See the module docs.
+pub struct WebSocketTransport {
+    ws: WebSocket,
+    shared: Rc<Shared>,
+    local: Addr,
+    handlers: RefCell<Option<Handlers>>,
+}
+
+impl WebSocketTransport {
+    /// Opens `url` (the full relay URL, query included) with `constructor` (or
+    /// `globalThis.WebSocket`) and waits for the welcome frame.
+    pub async fn connect(url: &str, constructor: Option<Function>, options: WsOptions) -> Result<Self, String> {
+        let constructor = match constructor {
+            Some(c) => c,
+            None => Reflect::get(&js_sys::global(), &JsValue::from_str("WebSocket"))
+                .ok()
+                .and_then(|c| c.dyn_into::<Function>().ok())
+                .ok_or_else(|| {
+                    "this JavaScript environment has no global WebSocket: pass a constructor (for Node.js, \
+                     the `ws` package's WebSocket) as the WebSocket option"
+                        .to_owned()
+                })?,
+        };
+        let ws: WebSocket = Reflect::construct(&constructor, &Array::of1(&JsValue::from_str(url)))
+            .map_err(|e| format!("cannot open {url}: {}", describe(&e)))?
+            .unchecked_into();
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let timeout = options.connect_timeout;
+        let shared = Rc::new(Shared {
+            inbox: RefCell::new(Inbox::default()),
+            counters: Cell::new(TransportCounters::default()),
+            options,
+        });
+        let handlers = {
+            let s = shared.clone();
+            let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| s.on_message(e.data()));
+            let s = shared.clone();
+            let close = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+                let code =
+                    Reflect::get(&e, &JsValue::from_str("code")).ok().and_then(|c| c.as_f64()).unwrap_or(0.0) as u32;
+                let reason = Reflect::get(&e, &JsValue::from_str("reason")).ok().and_then(|r| r.as_string());
+                s.on_closed(match reason {
+                    Some(r) if !r.is_empty() => format!("relay connection closed ({code}: {r})"),
+                    _ => format!("relay connection closed ({code})"),
+                });
+            });
+            let s = shared.clone();
+            let error = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+                // An error is always followed by a close event; before the welcome it is the
+                // reason the connection failed.
+                let message = Reflect::get(&e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string());
+                let mut inbox = s.inbox.borrow_mut();
+                if inbox.welcome.is_none() {
+                    inbox.welcome = Some(Err(match message {
+                        Some(m) if !m.is_empty() => format!("cannot connect to the relay: {m}"),
+                        _ => "cannot connect to the relay".to_owned(),
+                    }));
+                    if let Some(w) = inbox.welcome_waker.take() {
+                        w.wake();
+                    }
+                }
+            });
+            ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+            ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+            ws.set_onerror(Some(error.as_ref().unchecked_ref()));
+            Handlers { _message: message, _close: close, _error: error }
+        };
+        let mut transport = WebSocketTransport {
+            ws,
+            shared: shared.clone(),
+            local: Addr::parse("relay://unconnected/-").expect("a valid placeholder"),
+            handlers: RefCell::new(Some(handlers)),
+        };
+        let welcome = poll_fn(|cx| {
+            let mut inbox = shared.inbox.borrow_mut();
+            match inbox.welcome.clone() {
+                Some(w) => Poll::Ready(w),
+                None => {
+                    inbox.welcome_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        });
+        let sleep = Timers::new().map_err(|e| describe(&e))?.sleep(timeout);
+        let welcome = match select(Box::pin(welcome), sleep).await {
+            Either::Left((w, _)) => w,
+            Either::Right(_) => {
+                Err(format!("the relay at {url} sent no welcome within {} ms", timeout.as_millis() as u64))
+            }
+        };
+        match welcome {
+            Ok(addr) => {
+                transport.local = addr;
+                Ok(transport)
+            }
+            Err(e) => {
+                transport.shutdown("connect failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<String> {
+        self.shared.inbox.borrow().closed.clone()
+    }
+
+    fn shutdown(&self, reason: &str) {
+        self.shared.on_closed(format!("closed locally ({reason})"));
+        // Detach the handlers before dropping their closures: a late event must not call freed code.
+        // The error handler becomes a no-op owned by JS rather than nothing: Node's `ws` emits
+        // 'error' when a connecting socket is closed, and an EventEmitter 'error' without a listener
+        // is an uncaught exception.
+        let noop = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {}).into_js_value();
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(Some(noop.unchecked_ref()));
+        let _ = self.ws.close_with_code_and_reason(1000, reason);
+        self.handlers.borrow_mut().take();
+    }
+
+    fn send_frame(&self, to: &Addr, bytes: &[u8], best_effort: bool) -> Result<(), TransportError> {
+        let result = self.try_send(to, bytes, best_effort);
+        match &result {
+            Ok(n) => self.shared.count(|c| {
+                c.packets_out += 1;
+                c.bytes_out += *n as u64;
+            }),
+            Err(_) => self.shared.count(|c| c.send_errors += 1),
+        }
+        result.map(|_| ())
+    }
+
+    fn try_send(&self, to: &Addr, bytes: &[u8], best_effort: bool) -> Result<usize, TransportError> {
+        if self.shared.inbox.borrow().closed.is_some() || self.ws.ready_state() != OPEN {
+            return Err(TransportError::Closed);
+        }
+        if to.as_str().len() > MAX_FRAME_ADDR {
+            return Err(TransportError::Unreachable(to.clone()));
+        }
+        if best_effort && self.ws.buffered_amount() > self.shared.options.max_buffered {
+            return Err(TransportError::Io(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the WebSocket send buffer is full",
+            )));
+        }
+        let size = 1 + to.as_str().len() + bytes.len();
+        if size > self.shared.options.max_frame {
+            return Err(TransportError::TooLarge { size, max: self.shared.options.max_frame });
+        }
+        let frame = encode_ws_frame(to.as_str(), bytes).ok_or_else(|| TransportError::Unreachable(to.clone()))?;
+        // A copy in JS memory: `send` may keep a reference (Node's `ws` while compressing), and a view
+        // into wasm memory would change under it.
+        let data = Uint8Array::from(&frame[..]);
+        self.ws
+            .send_with_array_buffer_view(&data)
+            .map_err(|e| TransportError::Io(std::io::Error::other(describe(&e))))?;
+        Ok(frame.len())
+    }
+}
+
+impl Drop for WebSocketTransport {
+    fn drop(&mut self) {
+        if self.handlers.borrow().is_some() {
+            self.shutdown("dropped");
+        }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Transport for WebSocketTransport {
+    fn name(&self) -> &'static str {
+        "websocket"
+    }
+
+    fn claims(&self, to: &Addr, _reliable: bool) -> bool {
+        matches!(to.scheme(), "relay" | "udp" | "tcp")
+    }
+
+    async fn send(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        self.send_frame(to, bytes, true)
+    }
+
+    async fn send_reliable(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        self.send_frame(to, bytes, false)
+    }
+
+    async fn recv(&self, buf: &mut Vec<u8>) -> Result<Received, TransportError> {
+        poll_fn(|cx| {
+            let mut inbox = self.shared.inbox.borrow_mut();
+            if let Some((from, frame, offset)) = inbox.frames.pop_front() {
+                let packet = &frame[offset..];
+                inbox.bytes -= packet.len();
+                buf.clear();
+                buf.extend_from_slice(packet);
+                self.shared.count(|c| {
+                    c.packets_in += 1;
+                    c.bytes_in += frame.len() as u64;
+                });
+                return Poll::Ready(Ok(Received { from, reliable: false }));
+            }
+            if inbox.closed.is_some() {
+                return Poll::Ready(Err(TransportError::Closed));
+            }
+            inbox.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn local_addr(&self) -> Addr {
+        self.local.clone()
+    }
+
+    fn counters(&self) -> TransportCounters {
+        self.shared.counters.get()
+    }
+
+    async fn close(&self) {
+        if self.handlers.borrow().is_some() {
+            self.shutdown("member shut down");
+        }
+    }
+}
+
+/// A JS exception as text.
+pub(crate) fn describe(e: &JsValue) -> String {
+    if let Some(s) = e.as_string() {
+        return s;
+    }
+    Reflect::get(e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string()).unwrap_or_else(|| format!("{e:?}"))
+}

@@ -1,0 +1,44 @@
+// Compile-only check of js/index.d.ts (npm run typecheck): exercises the whole public API.
+import Shoal, { Shoal as Named, init, prometheusText, toBytes, type MemberInfo, type ShoalEvent } from "shoal";
+
+async function main(): Promise<void> {
+  await init();
+  const s: Named = await Shoal.join({
+    relay: "ws://127.0.0.1:8080",
+    name: "tab-1",
+    meta: "role=web",
+    key: "00".repeat(32),
+    label: "demo",
+    token: "t",
+    seeds: ["relay://127.0.0.1:8080/tab-0"],
+    preset: "browser",
+    WebSocket: globalThis.WebSocket,
+    on: { join: (e) => console.log(e.info.addr), "*": (e) => console.log(e.type) },
+  });
+  const members: MemberInfo[] = s.members();
+  console.log(members[0]?.metaText, members[0]?.rttMs ?? 0, s.local.state, s.addr, s.name, s.closed);
+  const off = s.on("message", (e) => console.log(e.from, e.topic, e.text, e.data.byteLength, e.kind));
+  off();
+  s.on("fail", (e) => console.log(e.member, e.by, e.incarnation));
+  s.on("*", (e: ShoalEvent) => {
+    if (e.type === "leave") console.log(e.member);
+  });
+  const joined = await s.once("join");
+  console.log(joined.info.name);
+  for await (const e of s.events({ bufferSize: 16, types: ["message", "leave"] })) {
+    if (e.type === "message") console.log(e.text);
+    else console.log(e.member);
+  }
+  s.broadcast("chat", "hi");
+  s.broadcast("presence", new Uint8Array([1]), { key: "cursor" });
+  s.send("tab-0", "dm", "hello", { reliable: true });
+  s.sendTo("udp://10.0.0.1:7946", "dm", new ArrayBuffer(4));
+  s.setMetadata("role=idle");
+  const m = s.metrics();
+  console.log(m.membersAlive + m.transport.bytesIn + m.security.decrypted, s.metricsText(), prometheusText(m));
+  console.log(toBytes("x").byteLength);
+  const ok: boolean = await s.leave(1000);
+  await s.shutdown();
+  console.log(ok, s.closeReason);
+}
+void main;
