@@ -1,0 +1,253 @@
+// Type declarations of the `shoal` npm package (every entry point: browser, bundler, node, deno,
+// workerd). Written by hand; the wasm-bindgen declarations of the raw `ShoalNode` are in
+// pkg/<target>/shoal_wasm.d.ts.
+
+/** Anything accepted as a payload: strings are sent as UTF-8. */
+export type Bytes = string | Uint8Array | ArrayBuffer | ArrayBufferView;
+
+/** A member's state as this member believes it. */
+export type MemberState = "alive" | "suspect" | "failed" | "left";
+
+/** A WebSocket constructor (the browser's, Deno's, or Node's `ws` package). */
+export type WebSocketConstructor = new (url: string) => unknown;
+
+/** Protocol presets: `browser` (default; a closed tab is declared failed within 5 s), `local` (one
+ * machine, everything fast), `lan`, `wan`. */
+export type Preset = "browser" | "local" | "lan" | "wan";
+
+export interface JoinOptions {
+  /** The relay's URL, `ws://host:port` or `wss://host` (`/ws` is appended unless a path is given;
+   * `http(s)://` is accepted too). */
+  relay: string;
+  /** Our name, unique in the cluster (1-255 bytes). */
+  name: string;
+  /** Metadata other members see (`role=web`, JSON...). */
+  meta?: Bytes;
+  /** Cluster key: 64 hex digits or 32 bytes. Every packet is then encrypted (AES-256-GCM) and only
+   * members with the key are accepted. */
+  key?: string | Uint8Array | ArrayBuffer;
+  /** Cluster label, bound into every encrypted packet: clusters with different labels never mix. */
+  label?: string;
+  /** The relay's admission token. */
+  token?: string;
+  /** Addresses of members to join through (`relay://host:port/peer`, `udp://ip:port`). None: found a
+   * new cluster, which others join through `shoal.addr`. */
+  seeds?: string[] | string;
+  /** Protocol timing preset. Default `browser`. */
+  preset?: Preset;
+  /** The relay peer id (1-64 of `[A-Za-z0-9._-]`). Default: the name when it is a valid peer id, so
+   * a reloaded page comes back at the same address. */
+  peer?: string;
+  /** How long `join` waits for a seed to answer (default: the preset's, 5 s for `browser`). */
+  joinTimeoutMs?: number;
+  /** How long to wait for the relay's welcome (default 10 s). */
+  connectTimeoutMs?: number;
+  /** The relay's frame limit in bytes (shoal-relay's `max_frame`, default 65,536). Reliable traffic
+   * (push-pull state, reliable messages, metadata) is kept under it; larger reliable sends throw. */
+  relayMaxFrame?: number;
+  /** Events the core buffers for the JS layer before dropping the oldest (default 4,096). */
+  eventCapacity?: number;
+  /** A WebSocket constructor, where there is no global one (Node 18/20: the `ws` package, which the
+   * node entry also loads by itself when installed). */
+  WebSocket?: WebSocketConstructor;
+  /** Leave the cluster when the page is hidden for good (`pagehide`). Default true in browsers. */
+  leaveOnPageHide?: boolean;
+  /** Listeners registered before the join starts, by event type (`'*'` for all). */
+  on?: { [T in EventType]?: (event: EventOf<T>) => void } & { "*"?: (event: ShoalEvent) => void };
+}
+
+/** A member as seen by this one. */
+export interface MemberInfo {
+  name: string;
+  /** Where it is reached: `relay://host:port/peer`, `udp://ip:port`, ... */
+  addr: string;
+  state: MemberState;
+  /** Bumped by the member whenever it refutes a suspicion, changes metadata or leaves. */
+  incarnation: number;
+  meta: Uint8Array;
+  /** `meta` decoded as UTF-8. */
+  readonly metaText: string;
+  /** Smoothed probe round-trip time, or null before the first probe. */
+  rttMs: number | null;
+}
+
+/** A member joined, or came back after failing or leaving. */
+export interface JoinEvent { type: "join"; member: string; info: MemberInfo }
+/** A member's metadata changed. */
+export interface UpdateEvent { type: "update"; member: string; info: MemberInfo }
+/** A member is suspected of having failed (`by` raised the suspicion). */
+export interface SuspectEvent { type: "suspect"; member: string; incarnation: number; by: string }
+/** A suspected member refuted the suspicion. */
+export interface AliveEvent { type: "alive"; member: string; incarnation: number }
+/** A member was declared failed. */
+export interface FailEvent { type: "fail"; member: string; incarnation: number; by: string }
+/** A member left gracefully. */
+export interface LeaveEvent { type: "leave"; member: string; incarnation: number }
+/** A broadcast or a direct message. */
+export interface MessageEvent {
+  type: "message";
+  from: string;
+  topic: string;
+  data: Uint8Array;
+  /** `data` decoded as UTF-8. */
+  readonly text: string;
+  kind: "broadcast" | "direct";
+}
+/** Our Lifeguard local health changed (`multiplier` stretches probe interval and timeout). */
+export interface HealthEvent { type: "health"; score: number; multiplier: number }
+/** A seed answered our join. */
+export interface JoinedEvent { type: "joined"; via: string }
+/** No seed answered within the join timeout (re-announcing continues). */
+export interface JoinFailedEvent { type: "join-failed"; seeds: string[] }
+/** Someone claims a live member's name from another address; the claim was rejected. */
+export interface ConflictEvent { type: "conflict"; member: string; known: string; claimed: string }
+/** We were suspected or declared dead and refuted it. */
+export interface RefutedEvent { type: "refuted"; incarnation: number }
+/** The member stopped: it left, was shut down, or lost its relay connection (`reason`). Last event. */
+export interface ShutdownEvent { type: "shutdown"; reason?: string }
+
+export type ShoalEvent =
+  | JoinEvent
+  | UpdateEvent
+  | SuspectEvent
+  | AliveEvent
+  | FailEvent
+  | LeaveEvent
+  | MessageEvent
+  | HealthEvent
+  | JoinedEvent
+  | JoinFailedEvent
+  | ConflictEvent
+  | RefutedEvent
+  | ShutdownEvent;
+
+export type EventType = ShoalEvent["type"];
+export type EventOf<T extends EventType> = Extract<ShoalEvent, { type: T }>;
+
+/** Counters and gauges of one member. */
+export interface Metrics {
+  membersAlive: number;
+  membersSuspect: number;
+  membersFailed: number;
+  membersLeft: number;
+  packetsSent: number;
+  packetsReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  decodeErrors: number;
+  probes: number;
+  probesFailed: number;
+  suspicionsRaised: number;
+  failuresDeclared: number;
+  refutations: number;
+  broadcastsDelivered: number;
+  broadcastsDropped: number;
+  directDelivered: number;
+  pushPulls: number;
+  queuedMembershipUpdates: number;
+  queuedBroadcasts: number;
+  healthScore: number;
+  incarnation: number;
+  transportErrors: number;
+  droppedEvents: number;
+  reliableDropped: number;
+  transport: {
+    packetsIn: number;
+    bytesIn: number;
+    packetsOut: number;
+    bytesOut: number;
+    sendErrors: number;
+    droppedIn: number;
+  };
+  security: {
+    encryptedSent: number;
+    decrypted: number;
+    unauthenticated: number;
+    replays: number;
+    plaintextRejected: number;
+  };
+}
+
+/** An async iterator of events with a bounded buffer. */
+export interface EventIterator<E = ShoalEvent> extends AsyncIterableIterator<E> {
+  /** Events dropped because the consumer fell `bufferSize` behind. */
+  readonly dropped: number;
+  return(): Promise<IteratorResult<E, undefined>>;
+}
+
+export interface SendOptions {
+  /** Over the reliable path (any size up to the preset's limit) instead of one best-effort packet. */
+  reliable?: boolean;
+}
+
+/** A member of a Shoal cluster, connected through a relay. */
+export declare class Shoal {
+  private constructor(token: never);
+
+  /** Connects to the relay and joins (or, without seeds, founds) a cluster. Rejects when no seed
+   * answers within the join timeout, the relay refuses the connection, or an option is invalid. */
+  static join(options: JoinOptions): Promise<Shoal>;
+
+  /** Our name. */
+  readonly name: string;
+  /** Our address (`relay://host:port/peer`): the seed others join through. */
+  readonly addr: string;
+  /** Our own record, as others see it. */
+  readonly local: MemberInfo;
+  /** True once the member has shut down. */
+  readonly closed: boolean;
+  /** Why the relay connection closed, once it has. */
+  readonly closeReason: string | undefined;
+
+  /** Every other known member, in any state. */
+  members(): MemberInfo[];
+  /** Other members believed alive. */
+  aliveMembers(): MemberInfo[];
+
+  /** Calls `listener` for each event of `type`; returns a function that removes it. */
+  on<T extends EventType>(type: T, listener: (event: EventOf<T>) => void): () => void;
+  on(type: "*", listener: (event: ShoalEvent) => void): () => void;
+  /** Removes a listener. */
+  off<T extends EventType>(type: T, listener: (event: EventOf<T>) => void): void;
+  off(type: "*", listener: (event: ShoalEvent) => void): void;
+  /** The next event of `type` (rejects if the member shuts down first). */
+  once<T extends EventType>(type: T): Promise<EventOf<T>>;
+  once(type: "*"): Promise<ShoalEvent>;
+  /** Events from now on, `for await (const e of shoal.events())`; ends at shutdown. At most
+   * `bufferSize` (default 1,024) undelivered events are kept, the oldest dropped first. */
+  events<T extends EventType = EventType>(options?: { bufferSize?: number; types?: T | T[] }): EventIterator<EventOf<T>>;
+
+  /** Broadcasts to every member (each gets one `message` event). With `key`, a newer broadcast under
+   * the same topic and key replaces this one where still queued. Must fit in one packet. */
+  broadcast(topic: string, data: Bytes, options?: { key?: Bytes }): void;
+  /** Sends to the member named `name` (best-effort unless `reliable`). */
+  send(name: string, topic: string, data: Bytes, options?: SendOptions | boolean): void;
+  /** Sends to an address, member or not. */
+  sendTo(addr: string, topic: string, data: Bytes, options?: SendOptions | boolean): void;
+  /** Replaces our metadata and announces it. */
+  setMetadata(meta: Bytes): void;
+
+  /** Leaves gracefully and shuts down: `true` when the departure was gossiped within `timeoutMs`
+   * (default 2,000). */
+  leave(timeoutMs?: number): Promise<boolean>;
+  /** Stops at once without telling anyone (others detect a failure). */
+  shutdown(): Promise<void>;
+
+  /** Counters and gauges. */
+  metrics(): Metrics;
+  /** The metrics in the Prometheus text format. */
+  metricsText(): string;
+
+  /** The underlying wasm-bindgen object. */
+  readonly raw: unknown;
+}
+
+/** Loads the WebAssembly module ahead of `Shoal.join` (browser entry: from a URL, Response, bytes or
+ * WebAssembly.Module; other entries: no-op). */
+export declare function init(input?: unknown): Promise<unknown>;
+/** Bytes of a payload (strings as UTF-8). */
+export declare function toBytes(data: Bytes | null | undefined, what?: string): Uint8Array;
+/** Renders `metrics()` in the Prometheus text format. */
+export declare function prometheusText(metrics: Metrics): string;
+
+export default Shoal;

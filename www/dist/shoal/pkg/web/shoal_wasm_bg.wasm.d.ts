@@ -1,0 +1,32 @@
+/* tslint:disable */
+/* eslint-disable */
+export const memory: WebAssembly.Memory;
+export const __wbg_shoalnode_free: (a: number, b: number) => void;
+export const shoalnode_broadcast: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => [number, number];
+export const shoalnode_closeReason: (a: number) => [number, number];
+export const shoalnode_join: (a: any) => any;
+export const shoalnode_leave: (a: number, b: number, c: number) => any;
+export const shoalnode_local: (a: number) => any;
+export const shoalnode_localAddr: (a: number) => [number, number];
+export const shoalnode_members: (a: number) => any;
+export const shoalnode_metrics: (a: number) => any;
+export const shoalnode_name: (a: number) => [number, number];
+export const shoalnode_onEvent: (a: number, b: number) => void;
+export const shoalnode_send: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number];
+export const shoalnode_sendTo: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number];
+export const shoalnode_setMetadata: (a: number, b: number, c: number) => [number, number];
+export const shoalnode_shutdown: (a: number) => any;
+export const start: () => void;
+export const wasm_bindgen__convert__closures_____invoke__h3a7b137235007db5: (a: number, b: number, c: any, d: any) => void;
+export const wasm_bindgen__convert__closures_____invoke__hcb1eeb6b70da69c5: (a: number, b: number, c: any) => [number, number];
+export const wasm_bindgen__convert__closures_____invoke__h293d09c2f0e954ce: (a: number, b: number, c: any) => void;
+export const wasm_bindgen__convert__closures_____invoke__hc8ee96fdaaffe196: (a: number, b: number, c: any) => void;
+export const __wbindgen_malloc: (a: number, b: number) => number;
+export const __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
+export const __wbindgen_free: (a: number, b: number, c: number) => void;
+export const __wbindgen_exn_store: (a: number) => void;
+export const __externref_table_alloc: () => number;
+export const __wbindgen_externrefs: WebAssembly.Table;
+export const __wbindgen_destroy_closure: (a: number, b: number) => void;
+export const __externref_table_dealloc: (a: number) => void;
+export const __wbindgen_start: () => void;
