@@ -540,7 +540,8 @@ impl<A: Address> Node<A> {
             return Err(CommandError::TooLarge { size: meta.len(), max: self.config.max_meta_size });
         }
         self.local.meta = Metadata::new(meta);
-        self.local.incarnation += 1;
+        // Saturates: a (hostile) claim at `u32::MAX` already pushed us to the ceiling.
+        self.local.incarnation = self.local.incarnation.saturating_add(1);
         self.enqueue_self_alive();
         Ok(())
     }
@@ -552,7 +553,8 @@ impl<A: Address> Node<A> {
             return;
         }
         self.status = Status::Leaving;
-        self.local.incarnation += 1;
+        // Saturates: at `u32::MAX` the departure still wins, as `Dead` beats `Alive` at equal incarnation.
+        self.local.incarnation = self.local.incarnation.saturating_add(1);
         let msg = Message::<A>::Dead {
             id: self.local.id.clone(),
             incarnation: self.local.incarnation,

@@ -1104,3 +1104,31 @@ fn a_spurious_or_early_timeout_call_is_harmless() {
         assert_eq!(node.stats().packets_sent, packets_before + first.len() as u64);
     }
 }
+
+// ----- hostile incarnations ---------------------------------------------------------------------
+
+#[test]
+fn leave_and_metadata_at_the_incarnation_ceiling_do_not_overflow() {
+    // Found by the `node_inputs` fuzz target: a claim about us at u32::MAX makes us refute at the
+    // ceiling, and a later metadata change or leave must stay there instead of overflowing.
+    let now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
+    a.assume_alive([(id("b"), 1)], now);
+    let mut w = Writer::default();
+    begin_packet(&mut w, PROTOCOL_VERSION);
+    Message::<u32>::Suspect { id: id("a"), incarnation: u32::MAX, from: id("b") }.encode(&mut w);
+    a.handle_packet(now, 1, w.as_slice()).unwrap();
+    assert_eq!(a.incarnation(), u32::MAX, "refutation saturates at the ceiling");
+
+    a.set_metadata(b"role=web", now).unwrap();
+    assert_eq!(a.incarnation(), u32::MAX);
+    a.leave(now);
+    assert_eq!(a.incarnation(), u32::MAX);
+    let mut announced_leave = false;
+    while let Some(t) = a.poll_transmit() {
+        announced_leave |= decode(&t.bytes)
+            .iter()
+            .any(|m| matches!(m, Message::Dead { id: d, left: true, incarnation, .. } if *d == id("a") && *incarnation == u32::MAX));
+    }
+    assert!(announced_leave, "the departure is still announced at the ceiling");
+}

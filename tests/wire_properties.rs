@@ -1,0 +1,208 @@
+//! Property tests of the wire format: every message variant with arbitrary valid fields survives an
+//! encode/decode round trip, `to_bytes` agrees with `encode`, and the decoder never panics on
+//! truncated or arbitrary input.
+
+use std::fmt::Debug;
+use std::net::SocketAddr;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use shoal_core::wire::{
+    begin_packet, decode_packet, Alive, MemberRecord, Message, MetaField, Ping, UserBroadcast, Writer, MAX_TOPIC_LEN,
+    PROTOCOL_VERSION,
+};
+use shoal_core::{Address, MemberState, NodeId};
+
+/// Characters pushed while the text stays within `max_bytes` (the first one always fits).
+fn text_within(chars: Vec<char>, max_bytes: usize) -> String {
+    let mut s = String::new();
+    for c in chars {
+        if s.len() + c.len_utf8() > max_bytes {
+            break;
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// Node names: 1 to 40 bytes of arbitrary UTF-8.
+fn node_id() -> impl Strategy<Value = NodeId> {
+    vec(any::<char>(), 1..=40).prop_map(|chars| NodeId::new(&text_within(chars, 40)).expect("1-40 bytes"))
+}
+
+/// Topics: up to `MAX_TOPIC_LEN` (255) bytes of arbitrary UTF-8.
+fn topic() -> impl Strategy<Value = String> {
+    vec(any::<char>(), 0..=MAX_TOPIC_LEN).prop_map(|chars| text_within(chars, MAX_TOPIC_LEN))
+}
+
+/// Payloads: up to 2 KB.
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 0..=2048)
+}
+
+fn member_state() -> impl Strategy<Value = MemberState> {
+    prop_oneof![Just(MemberState::Alive), Just(MemberState::Suspect), Just(MemberState::Dead), Just(MemberState::Left),]
+}
+
+/// Protocol version ranges as the decoder accepts them: `1 <= min <= max`.
+fn versions() -> impl Strategy<Value = (u8, u8)> {
+    (1..=u8::MAX, 1..=u8::MAX).prop_map(|(a, b)| (a.min(b), a.max(b)))
+}
+
+fn meta_field() -> impl Strategy<Value = MetaField> {
+    prop_oneof![payload().prop_map(MetaField::Included), any::<u32>().prop_map(|len| MetaField::Omitted { len })]
+}
+
+fn member_record<A: Debug + Clone>(addr: impl Strategy<Value = A>) -> impl Strategy<Value = MemberRecord<A>> {
+    (node_id(), addr, any::<u32>(), member_state(), vec(any::<u8>(), 0..=64), versions()).prop_map(
+        |(id, addr, incarnation, state, meta, (min_version, max_version))| MemberRecord {
+            id,
+            addr,
+            incarnation,
+            state,
+            meta,
+            min_version,
+            max_version,
+        },
+    )
+}
+
+/// Every `Message` variant, with arbitrary valid fields.
+fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 'static) -> BoxedStrategy<Message<A>> {
+    prop_oneof![
+        (any::<u32>(), node_id(), node_id()).prop_map(|(seq, target, source)| Message::Ping(Ping {
+            seq,
+            target,
+            source
+        })),
+        any::<u32>().prop_map(|seq| Message::Ack { seq }),
+        (any::<u32>(), node_id(), addr.clone(), any::<bool>()).prop_map(|(seq, target, target_addr, want_nack)| {
+            Message::PingReq { seq, target, target_addr, want_nack }
+        }),
+        any::<u32>().prop_map(|seq| Message::Nack { seq }),
+        (node_id(), addr.clone(), any::<u32>(), meta_field(), versions()).prop_map(
+            |(id, addr, incarnation, meta, (min_version, max_version))| {
+                Message::Alive(Alive { id, addr, incarnation, meta, min_version, max_version })
+            }
+        ),
+        (node_id(), any::<u32>(), node_id()).prop_map(|(id, incarnation, from)| Message::Suspect {
+            id,
+            incarnation,
+            from
+        }),
+        (node_id(), any::<u32>(), node_id(), any::<bool>())
+            .prop_map(|(id, incarnation, from, left)| { Message::Dead { id, incarnation, from, left } }),
+        (node_id(), any::<u32>(), any::<u64>(), topic(), proptest::option::of(vec(any::<u8>(), 0..=64)), payload())
+            .prop_map(|(origin, epoch, seq, topic, key, payload)| {
+                Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload })
+            }),
+        (node_id(), topic(), payload()).prop_map(|(from, topic, payload)| Message::Direct { from, topic, payload }),
+        (node_id(), any::<bool>(), any::<bool>(), vec(member_record(addr), 0..=20))
+            .prop_map(|(from, join, reply, members)| Message::PushPull { from, join, reply, members }),
+        node_id().prop_map(|from| Message::MetaRequest { from }),
+    ]
+    .boxed()
+}
+
+/// Text addresses (scheme-qualified relay addresses and the like); the decoder accepts up to 1 KB.
+fn text_addr() -> impl Strategy<Value = String> + Clone {
+    vec(any::<char>(), 0..=64).prop_map(|chars| chars.into_iter().collect())
+}
+
+fn encode_packet<A: Address>(messages: &[Message<A>]) -> Vec<u8> {
+    let mut w = Writer::default();
+    begin_packet(&mut w, PROTOCOL_VERSION);
+    for m in messages {
+        m.encode(&mut w);
+    }
+    w.into_vec()
+}
+
+fn assert_round_trip<A: Address>(messages: &[Message<A>]) -> Result<(), TestCaseError> {
+    let bytes = encode_packet(messages);
+    let mut decoded = Vec::new();
+    prop_assert_eq!(decode_packet::<A>(&bytes, &mut decoded), Ok(0));
+    prop_assert_eq!(decoded.as_slice(), messages);
+    Ok(())
+}
+
+fn assert_to_bytes_matches_encode<A: Address>(m: &Message<A>) -> Result<(), TestCaseError> {
+    let mut w = Writer::default();
+    begin_packet(&mut w, PROTOCOL_VERSION);
+    let before = w.len();
+    m.encode(&mut w);
+    let alone = m.to_bytes();
+    prop_assert_eq!(alone.len(), w.len() - before);
+    prop_assert_eq!(alone.as_slice(), &w.as_slice()[before..]);
+    Ok(())
+}
+
+/// Decodes every prefix of a valid packet. None panics, and each either fails or, when it ends on a
+/// message boundary, yields the messages it holds whole: a prefix of the original ones.
+fn assert_truncations_are_safe<A: Address>(messages: &[Message<A>]) -> Result<(), TestCaseError> {
+    let bytes = encode_packet(messages);
+    let mut decoded = Vec::new();
+    for len in 0..bytes.len() {
+        if decode_packet::<A>(&bytes[..len], &mut decoded).is_ok() {
+            prop_assert!(decoded.len() < messages.len(), "a truncated packet decoded to every message");
+            prop_assert_eq!(decoded.as_slice(), &messages[..decoded.len()]);
+        } else {
+            prop_assert!(decoded.is_empty(), "a failed decode left messages behind");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn a_packet_of_one_to_eight_messages_with_numeric_addresses_decodes_to_the_same_messages(
+        messages in vec(message(any::<u32>()), 1..=8)
+    ) {
+        assert_round_trip(&messages)?;
+    }
+
+    #[test]
+    fn a_packet_of_one_to_eight_messages_with_text_addresses_decodes_to_the_same_messages(
+        messages in vec(message(text_addr()), 1..=8)
+    ) {
+        assert_round_trip(&messages)?;
+    }
+
+    #[test]
+    fn to_bytes_is_exactly_what_encode_appends_for_every_message_with_numeric_addresses(m in message(any::<u32>())) {
+        assert_to_bytes_matches_encode(&m)?;
+    }
+
+    #[test]
+    fn to_bytes_is_exactly_what_encode_appends_for_every_message_with_text_addresses(m in message(text_addr())) {
+        assert_to_bytes_matches_encode(&m)?;
+    }
+
+    #[test]
+    fn decoding_any_truncation_of_a_valid_packet_never_panics_and_yields_only_whole_messages(
+        messages in vec(message(any::<u32>()), 1..=8)
+    ) {
+        assert_truncations_are_safe(&messages)?;
+    }
+
+    #[test]
+    fn decoding_any_truncation_of_a_valid_packet_with_text_addresses_never_panics(
+        messages in vec(message(text_addr()), 1..=8)
+    ) {
+        assert_truncations_are_safe(&messages)?;
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_up_to_4_kb_never_panics(
+        mut bytes in vec(any::<u8>(), 0..=4096),
+        current_version in any::<bool>(),
+    ) {
+        // Half the inputs carry the current version byte, so the decoder gets past the header.
+        if current_version && !bytes.is_empty() {
+            bytes[0] = PROTOCOL_VERSION;
+        }
+        let _ = decode_packet::<u32>(&bytes, &mut Vec::new());
+        let _ = decode_packet::<String>(&bytes, &mut Vec::new());
+        let _ = decode_packet::<SocketAddr>(&bytes, &mut Vec::new());
+    }
+}
