@@ -1,6 +1,10 @@
 //! wasm-bindgen tests, run in Node.js: `cargo test -p shoal-wasm --target wasm32-unknown-unknown`
-//! (the runner is configured in the workspace's .cargo/config.toml).
+//! (the runner is configured in the workspace's .cargo/config.toml), and the same tests in headless
+//! Chromium: `CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_USE_BROWSER=1 cargo test -p shoal-wasm
+//! --target wasm32-unknown-unknown` (`runs_where_the_runner_was_asked_to_run` fails if they did not).
 #![cfg(target_arch = "wasm32")]
+// The driver API takes `Arc`s; on wasm32 transports and runtimes are single-threaded (`!Send`).
+#![allow(clippy::arc_with_non_send_sync)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -20,6 +24,53 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 fn runtime() -> BrowserRuntime {
     BrowserRuntime::new().expect("a JS environment with setTimeout")
+}
+
+fn global_has(name: &str) -> bool {
+    js_sys::Reflect::has(&js_sys::global(), &name.into()).unwrap_or(false)
+}
+
+/// A property path of the global object as a string (`""` when missing).
+fn global_str(path: &[&str]) -> String {
+    let mut v: JsValue = js_sys::global().into();
+    for key in path {
+        v = js_sys::Reflect::get(&v, &(*key).into()).unwrap_or(JsValue::UNDEFINED);
+    }
+    v.as_string().unwrap_or_default()
+}
+
+/// Whether the runner was asked for a browser: `WASM_BINDGEN_USE_BROWSER` is read when this crate
+/// is compiled (rustc records it, so cargo rebuilds the tests when it changes).
+const IN_BROWSER: bool = option_env!("WASM_BINDGEN_USE_BROWSER").is_some();
+
+#[wasm_bindgen_test]
+fn runs_where_the_runner_was_asked_to_run() {
+    if IN_BROWSER {
+        assert!(
+            global_has("document") && global_has("navigator"),
+            "WASM_BINDGEN_USE_BROWSER is set, but this is no page"
+        );
+        let agent = global_str(&["navigator", "userAgent"]);
+        assert!(agent.contains("Chrome"), "expected (headless) Chromium, found {agent:?}");
+    } else {
+        let node = global_str(&["process", "versions", "node"]);
+        assert!(!node.is_empty() && !global_has("document"), "expected Node.js");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn in_a_browser_a_real_websocket_that_cannot_connect_fails_the_connect() {
+    if !IN_BROWSER {
+        return; // Node 20 has no global WebSocket (the test below covers that case)
+    }
+    assert!(global_has("WebSocket"));
+    // Nothing listens on the discard port of loopback: the browser's WebSocket reports an error
+    // and a close (1006) before any welcome frame.
+    let err = WebSocketTransport::connect("ws://127.0.0.1:9/ws?peer=tab-1", None, WsOptions::default())
+        .await
+        .err()
+        .expect("nothing listens on 127.0.0.1:9");
+    assert!(!err.is_empty());
 }
 
 #[wasm_bindgen_test]
@@ -240,9 +291,8 @@ async fn a_relay_that_closes_or_sends_garbage_instead_of_a_welcome_fails_the_con
 
 #[wasm_bindgen_test]
 async fn without_a_websocket_constructor_connect_explains_what_to_pass() {
-    // Node 20 has no global WebSocket.
-    let has_global = js_sys::Reflect::has(&js_sys::global(), &"WebSocket".into()).unwrap_or(false);
-    if has_global {
+    // Node 20 has no global WebSocket (browsers and newer Node versions have one).
+    if global_has("WebSocket") {
         return;
     }
     let err = WebSocketTransport::connect(URL, None, WsOptions::default()).await.err().unwrap();

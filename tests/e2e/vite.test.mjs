@@ -1,0 +1,155 @@
+// Packaging: `npm pack` of the `shoal` package (wasm/), installed from the tarball into a fresh Vite
+// project in a temporary directory, built with `vite build` (the Vite of tests/e2e/node_modules),
+// served by shoal-relay's --static, and opened in headless Chromium: the built page must load the
+// bundled .wasm, join a cluster through the relay, and see a native shoal-agent alive (and be seen).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+
+import { ARTIFACTS, E2E, WASM } from "./lib/paths.mjs";
+import { CLEANUP, Agent, launchChromium, saveArtifact, startRelay, waitUntil } from "./lib/harness.mjs";
+
+const run = promisify(execFile);
+const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
+
+const MAIN_JS = `// A fresh app using the published package: a bare import, resolved by Vite through its exports.
+import { Shoal } from "shoal";
+
+const q = new URLSearchParams(location.search);
+window.joinState = "joining";
+try {
+  const shoal = await Shoal.join({
+    relay: \`ws://\${location.host}\`,
+    name: q.get("name"),
+    seeds: (q.get("seeds") ?? "").split(",").filter(Boolean),
+    token: q.get("token") ?? undefined,
+    preset: "browser",
+    meta: "role=vite-app",
+  });
+  window.shoal = shoal;
+  const render = () => {
+    document.getElementById("members").textContent = [
+      \`\${shoal.name} (this page) \${shoal.addr}\`,
+      ...shoal.members().map((m) => \`\${m.name} \${m.addr} \${m.state}\`),
+    ].join("\\n");
+  };
+  render();
+  setInterval(render, 100);
+  window.joinState = "joined";
+} catch (e) {
+  window.joinState = \`error: \${e?.message ?? e}\`;
+}
+`;
+
+const INDEX_HTML = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>shoal in a Vite app</title><link rel="icon" href="data:,"></head>
+<body style="font: 15px system-ui, sans-serif; margin: 1.5rem">
+<h1 style="font-size: 1.2rem">shoal, installed from npm pack, bundled by Vite</h1>
+<pre id="members">joining…</pre>
+<script type="module" src="/main.js"></script>
+</body>
+</html>
+`;
+
+/** Every file under `dir`, relative paths. */
+function files(dir, prefix = "") {
+  return readdirSync(dir).flatMap((f) =>
+    statSync(path.join(dir, f)).isDirectory() ? files(path.join(dir, f), `${prefix}${f}/`) : [`${prefix}${f}`],
+  );
+}
+
+test("the npm-packed package installs into a fresh Vite project, builds, and the built page joins a native agent through the relay", { timeout: 240_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), "shoal-e2e-vite-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }), CLEANUP);
+  const timing = {};
+  const step = async (name, fn) => {
+    const t0 = Date.now();
+    const v = await fn();
+    timing[name] = Date.now() - t0;
+    return v;
+  };
+
+  // npm pack -> a tarball in the temporary directory.
+  const packed = await step("npmPackMs", () =>
+    run("npm", ["pack", "--json", "--pack-destination", dir], { cwd: WASM, timeout: 60_000 }),
+  );
+  const [{ filename, size, unpackedSize, entryCount }] = JSON.parse(packed.stdout);
+  const tarball = path.join(dir, filename);
+  assert.ok(statSync(tarball).size > 0);
+  t.diagnostic(`npm pack: ${filename}, ${size} bytes (${unpackedSize} unpacked, ${entryCount} files)`);
+
+  // A fresh project depending on the tarball only (no registry access: the package has no
+  // dependencies, and ws is an optional peer).
+  const app = path.join(dir, "app");
+  await run("mkdir", ["-p", app]);
+  writeFileSync(
+    `${app}/package.json`,
+    JSON.stringify({ name: "shoal-vite-app", private: true, type: "module", dependencies: { shoal: `file:../${filename}` } }, null, 2),
+  );
+  writeFileSync(`${app}/index.html`, INDEX_HTML);
+  writeFileSync(`${app}/main.js`, MAIN_JS);
+  await step("npmInstallMs", () =>
+    run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: app, timeout: 120_000 }),
+  );
+  const installed = JSON.parse(readFileSync(`${app}/node_modules/shoal/package.json`, "utf8"));
+  assert.equal(installed.name, "shoal");
+
+  // vite build -> dist/ with the app's JS and the package's .wasm as an asset.
+  await step("viteBuildMs", () =>
+    run(process.execPath, [VITE, "build", "--logLevel", "warn"], { cwd: app, timeout: 120_000 }),
+  );
+  const dist = path.join(app, "dist");
+  const built = files(dist);
+  const wasmAssets = built.filter((f) => f.endsWith(".wasm"));
+  assert.equal(wasmAssets.length, 1, `one .wasm in dist/: ${built.join(", ")}`);
+  const sizes = Object.fromEntries(built.map((f) => [f, statSync(path.join(dist, f)).size]));
+  t.diagnostic(`vite build: ${JSON.stringify(sizes)}`);
+
+  // Serve dist/ from the relay, start a native agent, open the built page.
+  const relay = await startRelay({ staticDir: dist });
+  t.after(() => relay.stop(), CLEANUP);
+  const agent = await Agent.start({ name: "agent-1" });
+  t.after(() => agent.stop(), CLEANUP);
+  const browser = await launchChromium();
+  t.after(() => browser.close(), CLEANUP);
+  const page = await browser.newPage({ viewport: { width: 900, height: 400 } });
+  const consoleLines = [];
+  page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e.message}`));
+  const wasmResponses = [];
+  page.on("response", (r) => r.url().endsWith(".wasm") && wasmResponses.push({ url: r.url(), status: r.status(), type: r.headers()["content-type"] }));
+
+  const q = new URLSearchParams({ name: "vite-page", seeds: agent.addr, token: relay.token });
+  const t0 = Date.now();
+  await page.goto(`${relay.http}/index.html?${q}`, { timeout: 30_000 });
+  await page
+    .waitForFunction(() => window.joinState !== "joining", null, { timeout: 30_000 })
+    .catch((e) => {
+      throw new Error(`the Vite page did not finish joining: ${e.message}\n${consoleLines.join("\n")}`);
+    });
+  assert.equal(await page.evaluate(() => window.joinState), "joined", consoleLines.join("\n"));
+  timing.pageJoinedMs = Date.now() - t0;
+  assert.equal(wasmResponses.length, 1, JSON.stringify(wasmResponses));
+  assert.equal(wasmResponses[0].status, 200);
+  assert.equal(wasmResponses[0].type, "application/wasm", "served as application/wasm (streaming compilation)");
+
+  await waitUntil(
+    () => page.evaluate(() => window.shoal.members().some((m) => m.name === "agent-1" && m.state === "alive")),
+    20_000,
+    "the Vite page to see agent-1 alive",
+  );
+  await waitUntil(
+    async () => (await agent.members()).some((m) => m.name === "vite-page" && m.state === "alive" && m.meta === "role=vite-app"),
+    20_000,
+    "agent-1 to see the Vite page alive",
+  );
+  timing.bothSeeEachOtherMs = Date.now() - t0;
+  await page.screenshot({ path: `${ARTIFACTS}/vite-page.png` });
+  saveArtifact("vite.json", { tarball: { filename, size, unpackedSize, entryCount }, dist: sizes, ...timing });
+  t.diagnostic(`timings (ms): ${JSON.stringify(timing)}`);
+});
