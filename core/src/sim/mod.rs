@@ -13,6 +13,8 @@
 mod network;
 pub mod scenario;
 mod stats;
+#[cfg(test)]
+mod trace_tests;
 mod world;
 
 pub use network::{Delivery, Fate, LinkModel, Network, NetworkStats};

@@ -1,5 +1,6 @@
-//! The agent's status endpoint (`/members` as JSON, `/metrics` as Prometheus text, `/health`) and
-//! the `members` subcommand that reads it. A deliberately small HTTP/1.1 responder: one request per
+//! The agent's status endpoint (`/members` as JSON, `/metrics` as Prometheus text, `/health`, and
+//! with `--faults` `GET|POST /faults?loss=F&block=A,B`, see [`crate::faults`]) and the `members`
+//! subcommand that reads it. A deliberately small HTTP/1.1 responder: one request per
 //! connection, request head capped at 8 KiB, 5 s to send it.
 
 use std::net::SocketAddr;
@@ -9,19 +10,22 @@ use shoal_core::driver::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::faults::Faults;
+
 const MAX_HEAD: usize = 8 * 1024;
 
 /// Serves status requests until the listener fails.
-pub async fn serve(listener: TcpListener, cluster: Cluster) {
+pub async fn serve(listener: TcpListener, cluster: Cluster, faults: Option<Faults>) {
     while let Ok((stream, _)) = listener.accept().await {
         let cluster = cluster.clone();
+        let faults = faults.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), respond(stream, &cluster)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), respond(stream, &cluster, faults.as_ref())).await;
         });
     }
 }
 
-async fn respond(mut stream: TcpStream, cluster: &Cluster) -> std::io::Result<()> {
+async fn respond(mut stream: TcpStream, cluster: &Cluster, faults: Option<&Faults>) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -37,6 +41,14 @@ async fn respond(mut stream: TcpStream, cluster: &Cluster) -> std::io::Result<()
         "/members" => ("200 OK", "application/json", members_json(cluster)),
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", cluster.metrics().to_prometheus()),
         "/health" => ("200 OK", "text/plain", "ok\n".to_string()),
+        p if faults.is_some() && (p == "/faults" || p.starts_with("/faults?")) => {
+            let faults = faults.expect("checked");
+            let query = if line.starts_with("POST ") { p.split_once('?').map_or("", |(_, q)| q) } else { "" };
+            match faults.apply_query(query) {
+                Ok(_) => ("200 OK", "application/json", faults.to_json()),
+                Err(e) => ("400 Bad Request", "text/plain", format!("{e}\n")),
+            }
+        }
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
     let response = format!(

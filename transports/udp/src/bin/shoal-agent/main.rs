@@ -12,9 +12,11 @@
 //! `--http`, and leaves gracefully on Ctrl-C or SIGTERM. Settings come from flags, then `SHOAL_*`
 //! environment variables, then the TOML file, then defaults.
 
+mod faults;
 mod http;
 mod output;
 mod settings;
+mod view;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +65,11 @@ async fn run(s: Settings) -> Result<(), String> {
         let tcp = TcpTransport::bind(bound, options).await.map_err(|e| format!("bind tcp {bound}: {e}"))?;
         vec![udp, tcp]
     };
+    let faults = s.faults.then(|| faults::Faults::new(std::process::id().into()));
+    let transports = match &faults {
+        Some(f) => transports.into_iter().map(|t| faults::Faulty::wrap(t, f.clone())).collect(),
+        None => transports,
+    };
     let mut builder = Cluster::builder(&s.name).map_err(|e| e.to_string())?.config(s.config.clone());
     builder = builder.metadata(s.meta_bytes());
     if let Some(keyring) = s.keyring.clone() {
@@ -79,7 +86,10 @@ async fn run(s: Settings) -> Result<(), String> {
     let print_task = tokio::spawn(output::print_events(events, printer));
     if let Some(addr) = s.http {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind http {addr}: {e}"))?;
-        tokio::spawn(http::serve(listener, cluster.clone()));
+        tokio::spawn(http::serve(listener, cluster.clone(), faults.clone()));
+    }
+    if let Some(period) = s.publish_view {
+        tokio::spawn(view::publish(cluster.clone(), period));
     }
     if !s.join.is_empty() {
         match cluster.join(&s.join).await {

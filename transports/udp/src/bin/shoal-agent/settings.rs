@@ -56,6 +56,12 @@ pub struct Cli {
     /// transition-send (accept both, send encrypted), plaintext.
     #[arg(long, env = "SHOAL_SECURITY")]
     pub security: Option<String>,
+    /// Broadcast a digest of our view of the cluster on topic `shoal/view` every SECS seconds.
+    #[arg(long, env = "SHOAL_PUBLISH_VIEW", value_name = "SECS")]
+    pub publish_view: Option<f64>,
+    /// Enable fault injection (packet loss, blocked peers) through `POST /faults` on --http.
+    #[arg(long, env = "SHOAL_FAULTS")]
+    pub faults: bool,
 }
 
 #[derive(Clone, Debug, Subcommand)]
@@ -114,6 +120,8 @@ pub struct Settings {
     pub http: Option<SocketAddr>,
     pub tcp_only: bool,
     pub keyring: Option<shoal_core::Keyring>,
+    pub publish_view: Option<Duration>,
+    pub faults: bool,
 }
 
 impl Settings {
@@ -196,6 +204,12 @@ impl Settings {
             http: cli.http.or(file.http),
             tcp_only,
             keyring,
+            publish_view: match cli.publish_view {
+                Some(secs) if secs.is_finite() && secs >= 0.05 => Some(Duration::from_secs_f64(secs)),
+                Some(secs) => return Err(format!("--publish-view {secs}: give a period of at least 0.05 s")),
+                None => None,
+            },
+            faults: cli.faults,
         })
     }
 
