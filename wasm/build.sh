@@ -66,8 +66,9 @@ for target in $targets; do
   echo "==> wasm-bindgen --target $target -> pkg/$target"
   rm -rf "$out"
   wasm-bindgen --weak-refs --target "$target" --out-dir "$out" "$input"
-  echo "==> wasm-opt -Oz pkg/$target/shoal_wasm_bg.wasm"
-  "$wasm_opt" -Oz "${features[@]}" --strip-debug --strip-producers \
+  echo "==> wasm-opt --flatten --rereloop -Oz -Oz pkg/$target/shoal_wasm_bg.wasm"
+  # --flatten --rereloop before -Oz twice: about 550 bytes less gzipped than -Oz alone.
+  "$wasm_opt" --flatten --rereloop -Oz -Oz "${features[@]}" --strip-debug --strip-producers \
     "$out/shoal_wasm_bg.wasm" -o "$out/shoal_wasm_bg.wasm"
   # The package is "type": "module"; the nodejs build is CommonJS.
   [[ "$target" == nodejs ]] && echo '{ "type": "commonjs" }' >"$out/package.json"

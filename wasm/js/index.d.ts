@@ -52,8 +52,56 @@ export interface JoinOptions {
   WebSocket?: WebSocketConstructor;
   /** Leave the cluster when the page is hidden for good (`pagehide`). Default true in browsers. */
   leaveOnPageHide?: boolean;
+  /** Upgrade traffic to other members of the same relay to direct WebRTC data channels, negotiated
+   * through the relay, with the relay as fallback. Default true where `RTCPeerConnection` exists. */
+  webrtc?: boolean | {
+    /** How long the member with the higher address waits for an offer before offering itself
+     * (default 3,000 ms; the lower address offers at once). */
+    answerGraceMs?: number;
+    /** A connection not open after this long is dropped and retried with backoff (default 15,000). */
+    setupTimeoutMs?: number;
+  };
+  /** STUN/TURN servers for those channels. Default none: host candidates only (one host or LAN). */
+  iceServers?: RTCIceServerLike[];
+  /** An RTCPeerConnection constructor, where there is no global one. */
+  RTCPeerConnection?: new (config: { iceServers: RTCIceServerLike[] }) => unknown;
   /** Listeners registered before the join starts, by event type (`'*'` for all). */
   on?: { [T in EventType]?: (event: EventOf<T>) => void } & { "*"?: (event: ShoalEvent) => void };
+}
+
+/** A STUN or TURN server (the shape of the DOM's RTCIceServer). */
+export interface RTCIceServerLike {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
+/** Packets and bytes one way or both. */
+export interface TrafficCounters {
+  packetsOut: number;
+  bytesOut: number;
+  packetsIn: number;
+  bytesIn: number;
+}
+
+/** `transportStats()`: where this member's traffic went. */
+export interface TransportStats extends TrafficCounters {
+  /** Over direct WebRTC data channels. */
+  direct: TrafficCounters;
+  /** Through the relay. */
+  relayed: TrafficCounters;
+  /** Direct packets / all packets, both directions (0 before any traffic). */
+  directShare: number;
+  /** Whether direct channels are attempted at all (`webrtc` option and RTCPeerConnection). */
+  webrtc: boolean;
+  /** Direct connections now: `setupMs` from the first offer to both channels open. */
+  peers: { addr: string; name?: string; state: "connecting" | "open"; setupMs: number | null }[];
+  /** Connections that reached "open" since the start. */
+  channelsOpened: number;
+  /** Setup times of the last (up to 64) opened connections, in ms. */
+  setupMs: number[];
+  /** Offers that crossed (both sides offered at once): `won` kept our offer, `lost` rolled it back. */
+  glare: { won: number; lost: number };
 }
 
 /** A member as seen by this one. */
@@ -237,6 +285,8 @@ export declare class Shoal {
   metrics(): Metrics;
   /** The metrics in the Prometheus text format. */
   metricsText(): string;
+  /** Where the traffic went: direct WebRTC channels versus the relay. */
+  transportStats(): TransportStats;
 
   /** The underlying wasm-bindgen object. */
   readonly raw: unknown;

@@ -2,6 +2,8 @@
 // Deno, workerd). The wasm façade (`ShoalNode`, from wasm/src/node.rs) stays small; ergonomics live
 // here: string payloads, listeners, async iteration of events, `pagehide`, Prometheus text.
 
+import { DirectPaths } from "./rtc.js";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -66,6 +68,118 @@ export function prometheusText(m) {
   return lines.join("\n") + "\n";
 }
 
+// The order of `ShoalNode.metricValues()` (wasm/src/node.rs): top-level counters and gauges, then
+// the transport and security groups.
+const METRIC_NAMES = [
+  "membersAlive", "membersSuspect", "membersFailed", "membersLeft", "packetsSent", "packetsReceived",
+  "bytesSent", "bytesReceived", "decodeErrors", "probes", "probesFailed", "suspicionsRaised",
+  "failuresDeclared", "refutations", "broadcastsDelivered", "broadcastsDropped", "directDelivered",
+  "pushPulls", "queuedMembershipUpdates", "queuedBroadcasts", "healthScore", "incarnation",
+  "transportErrors", "droppedEvents", "reliableDropped",
+];
+const METRIC_GROUPS = {
+  transport: ["packetsIn", "bytesIn", "packetsOut", "bytesOut", "sendErrors", "droppedIn"],
+  security: ["encryptedSent", "decrypted", "unauthenticated", "replays", "plaintextRejected"],
+};
+
+function metricsObject(values) {
+  const m = {};
+  let i = 0;
+  for (const k of METRIC_NAMES) m[k] = values[i++];
+  for (const [group, keys] of Object.entries(METRIC_GROUPS)) {
+    m[group] = {};
+    for (const k of keys) m[group][k] = values[i++];
+  }
+  return m;
+}
+
+const PEER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Checks `Shoal.join` options and puts them in the form the wasm façade reads (wasm/src/node.rs,
+ * `JoinOptions`): typed values, the key as 32 bytes, the full relay URL. Validation lives here rather
+ * than in Rust because every error message compiled into the wasm costs bundle size.
+ */
+export function normalizeJoinOptions(options) {
+  if (typeof options !== "object" || options === null) throw new TypeError("join needs an options object: { relay, name, ... }");
+  const opts = { ...options };
+  const str = (k, required) => {
+    const v = opts[k];
+    if (v === undefined || v === null) {
+      if (required) throw new TypeError(`options.${k} is required`);
+      return undefined;
+    }
+    if (typeof v !== "string") throw new TypeError(`options.${k} must be a string`);
+    return v;
+  };
+  const relay = str("relay", true);
+  if (relay === undefined) throw new TypeError("options.relay (the relay's ws:// URL) is required");
+  str("name", true);
+  for (const k of ["label", "token", "peer", "preset"]) str(k);
+  for (const k of ["joinTimeoutMs", "connectTimeoutMs", "eventCapacity", "relayMaxFrame"]) {
+    const v = opts[k];
+    if (v !== undefined && v !== null && !(typeof v === "number" && v >= 0)) {
+      throw new TypeError(`options.${k} must be a non-negative number`);
+    }
+  }
+  for (const k of ["WebSocket", "onEvent"]) {
+    if (opts[k] !== undefined && opts[k] !== null && typeof opts[k] !== "function") {
+      throw new TypeError(`options.${k} must be a function`);
+    }
+  }
+  if (opts.preset !== undefined && !["browser", "local", "lan", "wan"].includes(opts.preset)) {
+    throw new TypeError(`unknown preset "${opts.preset}": use browser, local, lan or wan`);
+  }
+  if (opts.iceServers !== undefined && !Array.isArray(opts.iceServers)) {
+    throw new TypeError("options.iceServers must be an array of { urls, username?, credential? }");
+  }
+  if (opts.meta !== undefined && opts.meta !== null) opts.meta = toBytes(opts.meta, "meta");
+  if (opts.key !== undefined && opts.key !== null) opts.key = parseKey(opts.key);
+  if (typeof opts.seeds === "string") opts.seeds = [opts.seeds];
+  if (opts.seeds !== undefined && opts.seeds !== null) {
+    if (!Array.isArray(opts.seeds)) throw new TypeError("options.seeds must be an array of addresses");
+    if (opts.seeds.some((a) => typeof a !== "string")) throw new TypeError("options.seeds must hold address strings");
+  }
+  let peer = opts.peer;
+  if (peer !== undefined && !PEER_ID.test(peer)) {
+    throw new TypeError(`invalid relay peer id "${peer}": use 1-64 of [A-Za-z0-9._-]`);
+  }
+  peer ??= defaultPeer(opts.name);
+  opts.url = relayUrl(relay, peer, opts.token);
+  return opts;
+}
+
+/** 64 hex digits or 32 bytes. */
+function parseKey(k) {
+  if (typeof k === "string") {
+    const hex = k.trim();
+    if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new TypeError("options.key must be 64 hex digits (32 bytes)");
+    return Uint8Array.from(hex.match(/../g), (h) => parseInt(h, 16));
+  }
+  const bytes = toBytes(k, "key");
+  if (bytes.length !== 32) throw new TypeError(`options.key must be 32 bytes, got ${bytes.length}`);
+  return bytes;
+}
+
+/** The name itself when it is a valid peer id (a reloaded page comes back at the same address),
+ * else a sanitised form with a random suffix. */
+function defaultPeer(name) {
+  if (PEER_ID.test(name)) return name;
+  const suffix = (Math.random() * 2 ** 32 >>> 0).toString(16).padStart(8, "0");
+  return name.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48) + "-" + suffix;
+}
+
+/** `ws://host:port` -> `ws://host:port/ws?peer=<peer>&token=<token>`. An explicit path is kept;
+ * `http(s)://` becomes `ws(s)://`. */
+function relayUrl(relay, peer, token) {
+  let base = relay.trim().replace(/^http(s?):\/\//, "ws$1://").replace(/\/+$/, "");
+  const rest = base.includes("://") ? base.slice(base.indexOf("://") + 3) : base;
+  let url = rest.includes("/") ? base : base + "/ws";
+  url += (url.includes("?") ? "&" : "?") + "peer=" + encodeURIComponent(peer);
+  if (token !== undefined) url += "&token=" + encodeURIComponent(token);
+  return url;
+}
+
 /**
  * Makes the `Shoal` class for one platform.
  * @param load async () => the wasm-bindgen module (initialised), exposing `ShoalNode`
@@ -81,6 +195,7 @@ export function makeShoal(load, platform = {}) {
     #closed = false;
     #closeReason = undefined;
     #unhookPageHide = null;
+    #rtc = null;
 
     /** Use `Shoal.join(options)`. */
     constructor(token) {
@@ -93,19 +208,22 @@ export function makeShoal(load, platform = {}) {
      * iterators registered right after the returned promise resolves, and `options.on` listeners.
      */
     static async join(options = {}) {
+      const opts = normalizeJoinOptions(options);
       const bindings = await load();
-      const opts = { ...options };
       if (!opts.WebSocket && typeof globalThis.WebSocket !== "function" && platform.defaultWebSocket) {
         opts.WebSocket = await platform.defaultWebSocket();
       }
-      if (opts.meta !== undefined) opts.meta = toBytes(opts.meta, "meta");
-      if (opts.key !== undefined && typeof opts.key !== "string") opts.key = toBytes(opts.key, "key");
-      if (typeof opts.seeds === "string") opts.seeds = [opts.seeds];
       const shoal = new Shoal(PRIVATE);
       for (const [type, cb] of Object.entries(options.on ?? {})) shoal.on(type, cb);
       delete opts.on;
       opts.onEvent = (e) => shoal.#receive(e);
       shoal.#node = await bindings.ShoalNode.join(opts);
+      const tuning = typeof opts.webrtc === "object" && opts.webrtc !== null ? opts.webrtc : {};
+      const rtcOptions = { ...tuning, iceServers: opts.iceServers ?? [], RTCPeerConnection: opts.RTCPeerConnection };
+      if (opts.webrtc !== false && DirectPaths.available(rtcOptions)) {
+        shoal.#rtc = new DirectPaths(shoal.#node, rtcOptions);
+        shoal.#rtc.start(shoal.#node.members());
+      }
       // Deliver the events that arrived during the join after the caller's continuation (a
       // microtask) has had the chance to register listeners: the next macrotask.
       setTimeout(() => shoal.#flushEarly(), 0);
@@ -131,6 +249,7 @@ export function makeShoal(load, platform = {}) {
     }
 
     #dispatch(e) {
+      this.#rtc?.onEvent(e);
       for (const key of [e.type, "*"]) {
         for (const cb of this.#listeners.get(key) ?? []) {
           try {
@@ -150,6 +269,7 @@ export function makeShoal(load, platform = {}) {
 
     #markClosed(e) {
       this.#closed = true;
+      this.#rtc?.close(true);
       this.#closeReason = e.reason;
       this.#unhookPageHide?.();
       this.#unhookPageHide = null;
@@ -161,6 +281,7 @@ export function makeShoal(load, platform = {}) {
       const onPageHide = () => {
         // Tell the others now: the leave gossip goes out in the microtasks that follow.
         if (!this.#closed) this.#node.leave(0).catch(() => {});
+        this.#rtc?.close();
       };
       const remove = typeof g.removeEventListener === "function" ? g.removeEventListener.bind(g) : () => {};
       g.addEventListener("pagehide", onPageHide);
@@ -314,7 +435,9 @@ export function makeShoal(load, platform = {}) {
      */
     async leave(timeoutMs = 2000) {
       if (this.#closed) return false;
-      return this.#node.leave(timeoutMs);
+      const done = await this.#node.leave(timeoutMs);
+      this.#rtc?.close();
+      return done;
     }
 
     /** Stops at once without telling anyone (others will detect a failure). */
@@ -324,7 +447,28 @@ export function makeShoal(load, platform = {}) {
 
     /** Counters and gauges as numbers. */
     metrics() {
-      return this.#node.metrics();
+      return metricsObject(this.#node.metricValues());
+    }
+
+    /**
+     * Traffic carried by this member's transport: totals, the part that went over direct WebRTC
+     * channels and the part relayed, `directShare` (direct packets / all packets, both ways), and
+     * the direct connections (`peers`, with `setupMs` from the first signal to both channels open).
+     */
+    transportStats() {
+      const [po, bo, pi, bi, dpo, dbo, dpi, dbi] = this.#node.trafficCounters();
+      const all = po + pi;
+      return {
+        packetsOut: po,
+        bytesOut: bo,
+        packetsIn: pi,
+        bytesIn: bi,
+        direct: { packetsOut: dpo, bytesOut: dbo, packetsIn: dpi, bytesIn: dbi },
+        relayed: { packetsOut: po - dpo, bytesOut: bo - dbo, packetsIn: pi - dpi, bytesIn: bi - dbi },
+        directShare: all ? (dpo + dpi) / all : 0,
+        webrtc: this.#rtc !== null,
+        ...(this.#rtc?.stats() ?? { peers: [], channelsOpened: 0, setupMs: [], glare: { won: 0, lost: 0 } }),
+      };
     }
 
     /** The metrics in the Prometheus text format. */

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
-use shoal_core::driver::relay::valid_peer_id;
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use shoal_core::driver::relay::SignalKind;
 use shoal_core::driver::{Addr, Cluster, ClusterError, EventStream, Transport};
 use shoal_core::{Config, Event, Keyring, Member, MemberState, MessageKind, NodeId, SecurityMode};
 use wasm_bindgen::prelude::*;
@@ -27,12 +27,12 @@ pub struct ShoalNode {
     callback: Callback,
 }
 
-/// What `join` read from its options object.
+/// What `join` read from its options object. The JS layer (`normalizeJoinOptions` in
+/// `wasm/js/shoal.js`) has already checked types, decoded the key and built the relay URL, so
+/// reading here needs no error messages of its own (they cost wasm size).
 struct JoinOptions {
-    relay: String,
+    url: String,
     name: String,
-    peer: Option<String>,
-    token: Option<String>,
     meta: Vec<u8>,
     key: Option<[u8; 32]>,
     seeds: Vec<Addr>,
@@ -50,14 +50,13 @@ impl ShoalNode {
     /// (rejecting if none answers within the join timeout). Without seeds the member founds a new
     /// cluster that others join through its address.
     ///
-    /// Options: `relay` (`ws://host:port`, required), `name` (required, unique in the cluster),
-    /// `meta` (string or Uint8Array), `key` (64 hex digits or a 32-byte Uint8Array: AES-256-GCM on
-    /// every packet), `label` (cluster label), `token` (relay admission token), `seeds` (array of
-    /// addresses), `preset` (`"browser"` default, `"local"`, `"lan"`, `"wan"`), `peer` (relay peer id,
-    /// default the name), `joinTimeoutMs`, `connectTimeoutMs`, `eventCapacity`, `relayMaxFrame` (the
-    /// relay's frame limit, default 64 KiB: reliable traffic is kept under it), `WebSocket` (a
-    /// constructor, for runtimes without a global one) and `onEvent` (a callback that sees every
-    /// event from the very start, including the joins of the initial join).
+    /// Options, as normalised by the JS layer (`normalizeJoinOptions` in `wasm/js/shoal.js`): `url`
+    /// (the full relay URL, peer id and token included), `name`, `meta` and `key` (Uint8Arrays),
+    /// `label`, `seeds` (array of address strings), `preset`, `joinTimeoutMs`, `connectTimeoutMs`,
+    /// `eventCapacity`, `relayMaxFrame` (the relay's frame limit, default 64 KiB: reliable traffic is
+    /// kept under it), `WebSocket` (a constructor, for runtimes without a global one) and `onEvent`
+    /// (a callback that sees every event from the very start, including the joins of the initial
+    /// join).
     pub async fn join(options: JsValue) -> Result<ShoalNode, JsError> {
         let opts = JoinOptions::parse(&options).map_err(|e| JsError::new(&e))?;
         let runtime = Arc::new(BrowserRuntime::new().map_err(|e| JsError::new(&crate::transport::describe(&e)))?);
@@ -67,12 +66,7 @@ impl ShoalNode {
                 JsError::new("encryption needs crypto.getRandomValues, which this JavaScript environment lacks")
             })?;
         }
-        let peer = match &opts.peer {
-            Some(p) if valid_peer_id(p) => p.clone(),
-            Some(p) => return Err(JsError::new(&format!("invalid relay peer id \"{p}\": use 1-64 of [A-Za-z0-9._-]"))),
-            None => default_peer(&opts.name, runtime.as_ref()),
-        };
-        let url = relay_url(&opts.relay, &peer, opts.token.as_deref());
+        let url = opts.url.clone();
         let mut ws_options = WsOptions { max_frame: opts.relay_max_frame, ..WsOptions::default() };
         if let Some(t) = opts.connect_timeout {
             ws_options.connect_timeout = t;
@@ -196,58 +190,91 @@ impl ShoalNode {
         })
     }
 
-    /// Counters and gauges as a plain object (numbers).
-    pub fn metrics(&self) -> JsValue {
+    /// Counters and gauges as numbers, in the order of `METRIC_NAMES` in `wasm/js/shoal.js` (which
+    /// builds the object: the names cost nothing in the wasm there).
+    #[wasm_bindgen(js_name = metricValues)]
+    pub fn metric_values(&self) -> Vec<f64> {
         let m = self.cluster.metrics();
         let (s, t, sec) = (&m.stats, &m.transport, &m.security);
-        Obj::new()
-            .num("membersAlive", m.members_alive)
-            .num("membersSuspect", m.members_suspect)
-            .num("membersFailed", m.members_dead)
-            .num("membersLeft", m.members_left)
-            .num("packetsSent", s.packets_sent)
-            .num("packetsReceived", s.packets_received)
-            .num("bytesSent", s.bytes_sent)
-            .num("bytesReceived", s.bytes_received)
-            .num("decodeErrors", s.decode_errors)
-            .num("probes", s.pings_sent)
-            .num("probesFailed", s.probes_failed)
-            .num("suspicionsRaised", s.suspicions_raised)
-            .num("failuresDeclared", s.failures_declared)
-            .num("refutations", s.refutations)
-            .num("broadcastsDelivered", s.broadcasts_delivered)
-            .num("broadcastsDropped", s.broadcasts_dropped)
-            .num("directDelivered", s.direct_delivered)
-            .num("pushPulls", s.push_pulls_sent)
-            .num("queuedMembershipUpdates", m.queued_membership_updates)
-            .num("queuedBroadcasts", m.queued_broadcasts)
-            .num("healthScore", m.health_score)
-            .num("incarnation", m.incarnation)
-            .num("transportErrors", m.transport_errors)
-            .num("droppedEvents", m.dropped_events)
-            .num("reliableDropped", m.reliable_dropped)
-            .set(
-                "transport",
-                Obj::new()
-                    .num("packetsIn", t.packets_in)
-                    .num("bytesIn", t.bytes_in)
-                    .num("packetsOut", t.packets_out)
-                    .num("bytesOut", t.bytes_out)
-                    .num("sendErrors", t.send_errors)
-                    .num("droppedIn", t.dropped_in)
-                    .done(),
-            )
-            .set(
-                "security",
-                Obj::new()
-                    .num("encryptedSent", sec.encrypted_sent)
-                    .num("decrypted", sec.decrypted)
-                    .num("unauthenticated", sec.unauthenticated)
-                    .num("replays", sec.replays)
-                    .num("plaintextRejected", sec.plaintext_rejected)
-                    .done(),
-            )
-            .done()
+        [
+            m.members_alive,
+            m.members_suspect,
+            m.members_dead,
+            m.members_left,
+            s.packets_sent,
+            s.packets_received,
+            s.bytes_sent,
+            s.bytes_received,
+            s.decode_errors,
+            s.pings_sent,
+            s.probes_failed,
+            s.suspicions_raised,
+            s.failures_declared,
+            s.refutations,
+            s.broadcasts_delivered,
+            s.broadcasts_dropped,
+            s.direct_delivered,
+            s.push_pulls_sent,
+            m.queued_membership_updates,
+            m.queued_broadcasts,
+            m.health_score,
+            m.incarnation,
+            m.transport_errors,
+            m.dropped_events,
+            m.reliable_dropped,
+            t.packets_in,
+            t.bytes_in,
+            t.packets_out,
+            t.bytes_out,
+            t.send_errors,
+            t.dropped_in,
+            sec.encrypted_sent,
+            sec.decrypted,
+            sec.unauthenticated,
+            sec.replays,
+            sec.plaintext_rejected,
+        ]
+        .iter()
+        .map(|n| *n as f64)
+        .collect()
+    }
+
+    /// Sends a WebRTC signalling message (`kind`: 1 offer, 2 answer, 3 ICE candidate, 4 bye) to the
+    /// member of the same relay at `to`. False when the relay connection refused it.
+    pub fn signal(&self, to: &str, kind: u8, body: &str) -> bool {
+        SignalKind::from_u8(kind).is_some_and(|k| self.transport.signal(to, k, body))
+    }
+
+    /// Sets the function receiving signalling messages: `(from, kind, body) => void`.
+    #[wasm_bindgen(js_name = onSignal)]
+    pub fn on_signal(&self, handler: Option<Function>) {
+        self.transport.on_signal(handler);
+    }
+
+    /// Registers the direct path to the member at `addr`: `send(bytes, reliable) => boolean`, false
+    /// when the packet should take the relay instead. `null` removes it.
+    #[wasm_bindgen(js_name = setDirect)]
+    pub fn set_direct(&self, addr: &str, send: Option<Function>) {
+        self.transport.set_direct(addr, send);
+    }
+
+    /// Hands over a packet that arrived on `from`'s direct path (ignored unless one is registered).
+    #[wasm_bindgen(js_name = deliverDirect)]
+    pub fn deliver_direct(&self, from: &str, data: Vec<u8>) -> bool {
+        self.transport.deliver_direct(from, data)
+    }
+
+    /// Packets and bytes carried in each direction, in total and over direct paths:
+    /// `[packetsOut, bytesOut, packetsIn, bytesIn, directPacketsOut, directBytesOut, directPacketsIn,
+    /// directBytesIn]` (the JS layer names them).
+    #[wasm_bindgen(js_name = trafficCounters)]
+    pub fn traffic_counters(&self) -> Vec<f64> {
+        let (all, direct) = self.transport.traffic();
+        [all, direct]
+            .iter()
+            .flat_map(|c| [c.packets_out, c.bytes_out, c.packets_in, c.bytes_in])
+            .map(|n| n as f64)
+            .collect()
     }
 
     /// Why the relay connection closed, once it has (`undefined` while open).
@@ -259,75 +286,52 @@ impl ShoalNode {
 
 impl JoinOptions {
     fn parse(o: &JsValue) -> Result<Self, String> {
-        if !o.is_object() {
-            return Err("join needs an options object: { relay, name, ... }".into());
-        }
-        let relay = string(o, "relay")?.ok_or("options.relay (the relay's ws:// URL) is required")?;
-        let name = string(o, "name")?.ok_or("options.name is required")?;
-        let mut config = match string(o, "preset")?.as_deref() {
-            None | Some("browser") => Config::browser(),
+        let text = |key: &str| get(o, key).and_then(|v| v.as_string());
+        let number = |key: &str| get(o, key).and_then(|v| v.as_f64());
+        let function = |key: &str| get(o, key).map(|f| f.unchecked_into::<Function>());
+        let bytes = |key: &str| get(o, key).map(|v| Uint8Array::new(&v).to_vec());
+        let mut config = match text("preset").as_deref() {
             Some("local") => Config::local(),
             Some("lan") => Config::lan(),
             Some("wan") => Config::wan(),
-            Some(p) => return Err(format!("unknown preset \"{p}\": use browser, local, lan or wan")),
+            _ => Config::browser(),
         };
         // Everything reliable (push-pull state, reliable messages, large metadata) must fit in one
         // relay frame: `[len][address][sealed packet]`.
-        let relay_max_frame = number(o, "relayMaxFrame")?.map_or(DEFAULT_MAX_FRAME, |n| n as usize);
+        let relay_max_frame = number("relayMaxFrame").map_or(DEFAULT_MAX_FRAME, |n| n as usize);
         let budget = relay_max_frame.saturating_sub(1 + 255 + shoal_core::security::OVERHEAD);
         if budget < config.max_packet_size {
-            return Err(format!("options.relayMaxFrame must leave room for {} byte packets", config.max_packet_size));
+            return Err("options.relayMaxFrame is too small for the preset's packet size".into());
         }
         config.max_reliable_size = config.max_reliable_size.min(budget);
         config.max_meta_size = config.max_meta_size.min(config.max_reliable_size / 4);
-        if let Some(ms) = number(o, "joinTimeoutMs")? {
+        if let Some(ms) = number("joinTimeoutMs") {
             config.join_timeout = Duration::from_millis(ms as u64);
         }
-        config.label = string(o, "label")?.unwrap_or_default();
-        let key = match get(o, "key") {
-            None => None,
-            Some(k) => Some(parse_key(&k)?),
-        };
+        config.label = text("label").unwrap_or_default();
+        let key = bytes("key").and_then(|k| <[u8; 32]>::try_from(k).ok());
         if key.is_some() {
             config.security = SecurityMode::Encrypted;
         }
-        let meta = match get(o, "meta") {
-            None => Vec::new(),
-            Some(m) => bytes(&m).ok_or("options.meta must be a string or a Uint8Array")?,
-        };
-        let seeds = match get(o, "seeds") {
-            None => Vec::new(),
-            Some(s) if Array::is_array(&s) => Array::from(&s)
-                .iter()
-                .map(|v| {
-                    let text = v.as_string().ok_or("options.seeds must hold address strings")?;
-                    Addr::parse(&text).map_err(|e| format!("invalid seed address \"{text}\": {e}"))
-                })
-                .collect::<Result<_, String>>()?,
-            Some(s) => match s.as_string() {
-                Some(text) => vec![Addr::parse(&text).map_err(|e| format!("invalid seed address \"{text}\": {e}"))?],
-                None => return Err("options.seeds must be an array of addresses".into()),
-            },
-        };
-        let function = |key: &str| -> Result<Option<Function>, String> {
-            match get(o, key) {
-                None => Ok(None),
-                Some(f) => f.dyn_into::<Function>().map(Some).map_err(|_| format!("options.{key} must be a function")),
+        let mut seeds = Vec::new();
+        for v in get(o, "seeds").map(|s| Array::from(&s)).unwrap_or_default().iter() {
+            let text = v.as_string().unwrap_or_default();
+            match Addr::parse(&text) {
+                Ok(a) => seeds.push(a),
+                Err(e) => return Err(["invalid seed address \"", &text, "\": ", &e.to_string()].concat()),
             }
-        };
+        }
         Ok(JoinOptions {
-            relay,
-            name,
-            peer: string(o, "peer")?,
-            token: string(o, "token")?,
-            meta,
+            url: text("url").unwrap_or_default(),
+            name: text("name").unwrap_or_default(),
+            meta: bytes("meta").unwrap_or_default(),
             key,
             seeds,
             config,
-            websocket: function("WebSocket")?,
-            on_event: function("onEvent")?,
-            connect_timeout: number(o, "connectTimeoutMs")?.map(|ms| Duration::from_millis(ms as u64)),
-            event_capacity: number(o, "eventCapacity")?.map(|n| n.max(1.0) as usize),
+            websocket: function("WebSocket"),
+            on_event: function("onEvent"),
+            connect_timeout: number("connectTimeoutMs").map(|ms| Duration::from_millis(ms as u64)),
+            event_capacity: number("eventCapacity").map(|n| n.max(1.0) as usize),
             relay_max_frame,
         })
     }
@@ -336,88 +340,6 @@ impl JoinOptions {
 /// `options[key]`, with `undefined` and `null` as absent.
 fn get(o: &JsValue, key: &str) -> Option<JsValue> {
     Reflect::get(o, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
-}
-
-fn string(o: &JsValue, key: &str) -> Result<Option<String>, String> {
-    get(o, key).map(|v| v.as_string().ok_or_else(|| format!("options.{key} must be a string"))).transpose()
-}
-
-fn number(o: &JsValue, key: &str) -> Result<Option<f64>, String> {
-    get(o, key)
-        .map(|v| v.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| format!("options.{key} must be a non-negative number")))
-        .transpose()
-}
-
-/// A string (as UTF-8), a Uint8Array or any ArrayBuffer view, or an ArrayBuffer.
-fn bytes(v: &JsValue) -> Option<Vec<u8>> {
-    if let Some(s) = v.as_string() {
-        return Some(s.into_bytes());
-    }
-    if let Some(b) = v.dyn_ref::<ArrayBuffer>() {
-        return Some(Uint8Array::new(b).to_vec());
-    }
-    if ArrayBuffer::is_view(v) {
-        let buffer = Reflect::get(v, &JsValue::from_str("buffer")).ok()?;
-        let offset = Reflect::get(v, &JsValue::from_str("byteOffset")).ok()?.as_f64()? as u32;
-        let len = Reflect::get(v, &JsValue::from_str("byteLength")).ok()?.as_f64()? as u32;
-        return Some(Uint8Array::new_with_byte_offset_and_length(&buffer, offset, len).to_vec());
-    }
-    None
-}
-
-/// 64 hex digits or 32 bytes.
-fn parse_key(k: &JsValue) -> Result<[u8; 32], String> {
-    let raw = match k.as_string() {
-        Some(hex) => {
-            let hex = hex.trim();
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err("options.key must be 64 hex digits (32 bytes)".into());
-            }
-            (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect()
-        }
-        None => bytes(k).ok_or("options.key must be a hex string or a Uint8Array")?,
-    };
-    raw.try_into().map_err(|v: Vec<u8>| format!("options.key must be 32 bytes, got {}", v.len()))
-}
-
-/// The relay peer id for `name`: the name itself when it is a valid peer id (so a reloaded page
-/// comes back at the same address), else a sanitised form with a random suffix.
-fn default_peer(name: &str, runtime: &BrowserRuntime) -> String {
-    if valid_peer_id(name) {
-        return name.to_owned();
-    }
-    use shoal_core::driver::Runtime;
-    let mut peer: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
-        .take(48)
-        .collect();
-    peer.push_str(&format!("-{:08x}", runtime.random_seed() as u32));
-    peer
-}
-
-/// `ws://host:port` -> `ws://host:port/ws?peer=<peer>&token=<token>`. An explicit path is kept;
-/// `http(s)://` becomes `ws(s)://`.
-fn relay_url(relay: &str, peer: &str, token: Option<&str>) -> String {
-    let relay = relay.trim();
-    let relay = if let Some(rest) = relay.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = relay.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
-        relay.to_owned()
-    };
-    let base = relay.trim_end_matches('/');
-    let host_and_path = base.split_once("://").map_or(base, |(_, rest)| rest);
-    let mut url = if host_and_path.contains('/') { base.to_owned() } else { format!("{base}/ws") };
-    url.push(if url.contains('?') { '&' } else { '?' });
-    url.push_str("peer=");
-    url.push_str(&String::from(js_sys::encode_uri_component(peer)));
-    if let Some(t) = token {
-        url.push_str("&token=");
-        url.push_str(&String::from(js_sys::encode_uri_component(t)));
-    }
-    url
 }
 
 /// Delivers every event to the current callback, then a final `shutdown` event.
@@ -521,11 +443,6 @@ impl Obj {
     fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
         let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value.into());
         self
-    }
-
-    /// A counter as a JS number (exact below 2^53).
-    fn num(self, key: &str, value: u64) -> Self {
-        self.set(key, JsValue::from_f64(value as f64))
     }
 
     fn done(self) -> JsValue {

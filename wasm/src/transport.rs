@@ -13,6 +13,16 @@
 //! new frames are dropped and counted in `dropped_in`, as are oversized frames (checked before they
 //! are copied into wasm memory), text frames and malformed frames.
 //!
+//! **Direct paths (WebRTC).** The JS layer (`wasm/js/rtc.js`) negotiates RTCDataChannels with other
+//! members of the same relay through signalling frames on this socket ([`WebSocketTransport::signal`]
+//! out, the handler set with [`WebSocketTransport::on_signal`] in). Once a peer's channels are open it
+//! registers a sender for that peer's `relay://` address ([`WebSocketTransport::set_direct`]); from
+//! then on packets to that address go to the sender, and to the relay only when the sender declines
+//! (channel not open, send buffer full). What arrives on a channel enters the same queue as relayed
+//! frames ([`WebSocketTransport::deliver_direct`]), accepted only from a peer with a registered path:
+//! the address was stamped by the relay during signalling, so a channel cannot claim another source.
+//! The path is a routing hint and nothing more: SWIM probes, whatever carries them, decide liveness.
+//!
 //! The WebSocket object comes from `globalThis.WebSocket` or from a constructor the caller passes
 //! (Node 20's `ws` package). Only standard members are used (`binaryType`, `readyState`,
 //! `bufferedAmount`, `send`, `close`, the `on*` handler properties), so any compatible implementation
@@ -27,7 +37,9 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use js_sys::{Array, ArrayBuffer, Function, Reflect, Uint8Array};
-use shoal_core::driver::relay::{decode_ws_frame, encode_ws_frame, RELAY_SCHEME};
+use shoal_core::driver::relay::{
+    decode_signal_frame, decode_ws_frame, encode_signal_frame, encode_ws_frame, SignalKind, RELAY_SCHEME, SIGNAL_TAG,
+};
 use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -90,7 +102,14 @@ struct Inbox {
 struct Shared {
     inbox: RefCell<Inbox>,
     counters: Cell<TransportCounters>,
+    /// The share of `counters` that went over direct paths.
+    direct_counters: Cell<TransportCounters>,
     options: WsOptions,
+    /// Receives signalling frames: `(source address, kind, body text)`.
+    on_signal: RefCell<Option<Function>>,
+    /// Peers with an open direct path, and the JS function that sends on it:
+    /// `(bytes: Uint8Array, reliable: boolean) => boolean` (false: use the relay).
+    direct: RefCell<Vec<(Addr, Function)>>,
 }
 
 impl Shared {
@@ -112,6 +131,10 @@ impl Shared {
             return;
         }
         let frame = Uint8Array::new(buffer).to_vec();
+        if frame.first() == Some(&SIGNAL_TAG) {
+            self.on_signal_frame(&frame);
+            return;
+        }
         let mut inbox = self.inbox.borrow_mut();
         if inbox.welcome.is_none() {
             let welcome = match decode_ws_frame(&frame) {
@@ -157,6 +180,56 @@ impl Shared {
         if let Some(w) = inbox.waker.take() {
             w.wake();
         }
+    }
+
+    fn on_signal_frame(&self, frame: &[u8]) {
+        let handler = self.on_signal.borrow().clone();
+        let parsed = decode_signal_frame(frame).ok().and_then(|(a, k, b)| Some((a, k, std::str::from_utf8(b).ok()?)));
+        match (handler, parsed) {
+            (Some(f), Some((from, kind, body))) => {
+                let args = Array::of3(&from.into(), &(kind as u8).into(), &body.into());
+                if let Err(e) = f.apply(&JsValue::UNDEFINED, &args) {
+                    crate::console_error(&describe(&e));
+                }
+            }
+            _ => self.count(|c| c.dropped_in += 1),
+        }
+    }
+
+    /// Queues a packet that arrived over `from`'s direct path.
+    fn deliver_direct(&self, from: &str, packet: Vec<u8>) -> bool {
+        let Some(from) = self.direct.borrow().iter().find(|(a, _)| a.as_str() == from).map(|(a, _)| a.clone()) else {
+            return false;
+        };
+        let mut inbox = self.inbox.borrow_mut();
+        if inbox.frames.len() >= self.options.queue_frames || inbox.bytes + packet.len() > self.options.queue_bytes {
+            self.count(|c| c.dropped_in += 1);
+            return false;
+        }
+        let len = packet.len() as u64;
+        self.direct_counters.set(add(self.direct_counters.get(), len, true));
+        inbox.bytes += packet.len();
+        inbox.frames.push_back((from, packet, 0));
+        if let Some(w) = inbox.waker.take() {
+            w.wake();
+        }
+        true
+    }
+
+    /// Offers `bytes` to `to`'s direct path; true if it took them.
+    fn send_direct(&self, to: &Addr, bytes: &[u8], reliable: bool) -> bool {
+        let Some(send) = self.direct.borrow().iter().find(|(a, _)| a == to).map(|(_, f)| f.clone()) else {
+            return false;
+        };
+        let taken = send
+            .call2(&JsValue::UNDEFINED, &Uint8Array::from(bytes), &JsValue::from_bool(reliable))
+            .is_ok_and(|v| v.is_truthy());
+        if taken {
+            let len = bytes.len() as u64;
+            self.direct_counters.set(add(self.direct_counters.get(), len, false));
+            self.counters.set(add(self.counters.get(), len, false));
+        }
+        taken
     }
 
     fn on_closed(&self, reason: String) {
@@ -211,7 +284,10 @@ impl WebSocketTransport {
         let shared = Rc::new(Shared {
             inbox: RefCell::new(Inbox::default()),
             counters: Cell::new(TransportCounters::default()),
+            direct_counters: Cell::new(TransportCounters::default()),
             options,
+            on_signal: RefCell::new(None),
+            direct: RefCell::new(Vec::new()),
         });
         let handlers = {
             let s = shared.clone();
@@ -287,6 +363,40 @@ impl WebSocketTransport {
         self.shared.inbox.borrow().closed.clone()
     }
 
+    /// Sends a signalling message to another member of the relay; false if the socket refused it.
+    pub fn signal(&self, to: &str, kind: SignalKind, body: &str) -> bool {
+        if self.shared.inbox.borrow().closed.is_some() || self.ws.ready_state() != OPEN {
+            return false;
+        }
+        let Some(frame) = encode_signal_frame(to, kind, body.as_bytes()) else { return false };
+        self.ws.send_with_array_buffer_view(&Uint8Array::from(&frame[..])).is_ok()
+    }
+
+    /// Sets the function that receives signalling messages, `(from, kind, body) => void`.
+    pub fn on_signal(&self, handler: Option<Function>) {
+        *self.shared.on_signal.borrow_mut() = handler;
+    }
+
+    /// Registers (or, with `None`, removes) the direct path to `peer`. See the module docs.
+    pub fn set_direct(&self, peer: &str, sender: Option<Function>) {
+        let mut direct = self.shared.direct.borrow_mut();
+        direct.retain(|(a, _)| a.as_str() != peer);
+        if let (Some(f), Ok(a)) = (sender, Addr::parse(peer)) {
+            direct.push((a, f));
+        }
+    }
+
+    /// Hands the driver a packet that arrived on `from`'s direct path. False (and nothing queued)
+    /// when `from` has no registered path or the queue is full.
+    pub fn deliver_direct(&self, from: &str, packet: Vec<u8>) -> bool {
+        self.shared.deliver_direct(from, packet)
+    }
+
+    /// All traffic, and the part of it that went over direct paths.
+    pub fn traffic(&self) -> (TransportCounters, TransportCounters) {
+        (self.shared.counters.get(), self.shared.direct_counters.get())
+    }
+
     fn shutdown(&self, reason: &str) {
         self.shared.on_closed(format!("closed locally ({reason})"));
         // Detach the handlers before dropping their closures: a late event must not call freed code.
@@ -302,6 +412,9 @@ impl WebSocketTransport {
     }
 
     fn send_frame(&self, to: &Addr, bytes: &[u8], best_effort: bool) -> Result<(), TransportError> {
+        if self.shared.send_direct(to, bytes, !best_effort) {
+            return Ok(());
+        }
         let result = self.try_send(to, bytes, best_effort);
         match &result {
             Ok(n) => self.shared.count(|c| {
@@ -321,10 +434,8 @@ impl WebSocketTransport {
             return Err(TransportError::Unreachable(to.clone()));
         }
         if best_effort && self.ws.buffered_amount() > self.shared.options.max_buffered {
-            return Err(TransportError::Io(std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                "the WebSocket send buffer is full",
-            )));
+            // A bare error kind: a message would box a custom error and pull in its formatting code.
+            return Err(TransportError::Io(std::io::ErrorKind::WouldBlock.into()));
         }
         let size = 1 + to.as_str().len() + bytes.len();
         if size > self.shared.options.max_frame {
@@ -336,7 +447,7 @@ impl WebSocketTransport {
         let data = Uint8Array::from(&frame[..]);
         self.ws
             .send_with_array_buffer_view(&data)
-            .map_err(|e| TransportError::Io(std::io::Error::other(describe(&e))))?;
+            .map_err(|_| TransportError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
         Ok(frame.len())
     }
 }
@@ -403,6 +514,18 @@ impl Transport for WebSocketTransport {
             self.shutdown("member shut down");
         }
     }
+}
+
+/// `c` with one more packet of `len` bytes in (`inbound`) or out.
+fn add(mut c: TransportCounters, len: u64, inbound: bool) -> TransportCounters {
+    if inbound {
+        c.packets_in += 1;
+        c.bytes_in += len;
+    } else {
+        c.packets_out += 1;
+        c.bytes_out += len;
+    }
+    c
 }
 
 /// A JS exception as text.

@@ -13,6 +13,8 @@ async function main(): Promise<void> {
     seeds: ["relay://127.0.0.1:8080/tab-0"],
     preset: "browser",
     WebSocket: globalThis.WebSocket,
+    webrtc: { answerGraceMs: 1000, setupTimeoutMs: 10000 },
+    iceServers: [{ urls: "stun:stun.example:3478" }, { urls: ["turn:turn.example"], username: "u", credential: "c" }],
     on: { join: (e) => console.log(e.info.addr), "*": (e) => console.log(e.type) },
   });
   const members: MemberInfo[] = s.members();
@@ -37,6 +39,9 @@ async function main(): Promise<void> {
   const m = s.metrics();
   console.log(m.membersAlive + m.transport.bytesIn + m.security.decrypted, s.metricsText(), prometheusText(m));
   console.log(toBytes("x").byteLength);
+  const t = s.transportStats();
+  const share: number = t.directShare + t.direct.packetsOut + t.relayed.bytesIn + t.glare.won;
+  console.log(share, t.peers.map((p) => `${p.addr} ${p.state} ${p.setupMs ?? "-"}`), t.webrtc, t.setupMs);
   const ok: boolean = await s.leave(1000);
   await s.shutdown();
   console.log(ok, s.closeReason);

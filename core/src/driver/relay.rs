@@ -18,6 +18,15 @@
 //!
 //! The first WebSocket message the relay sends after accepting a member is a "welcome": a frame
 //! whose address is the member's own `relay://` address and whose packet is empty.
+//!
+//! **WebRTC signalling** rides the same WebSocket in frames of their own, told apart by a leading
+//! zero byte (a packet frame starts with its address length, 1-255, so old members and relays
+//! never produce one and drop it as malformed): `[0x00][len: u8][address][kind: u8][body]`, the
+//! address being the destination on the way in and the relay-stamped source on the way out, as for
+//! packets. [`SignalKind`] names the messages (offer, answer, candidate, bye, invite); bodies are opaque to the relay (the wasm package
+//! and `shoal-webrtc` put an SDP or an ICE candidate there as JSON text). Two members that offer to
+//! each other at once resolve the glare with [`offer_wins`]: the offer of the lower address stands,
+//! the other side drops its own offer and answers.
 use std::prelude::rust_2021::*;
 
 use std::net::SocketAddr;
@@ -34,6 +43,71 @@ pub const RELAY_SCHEME: &str = "relay";
 /// with room for the envelope. Push-pull state to relayed members is cut to fit.
 pub const RELAYED_RELIABLE_LIMIT: usize = 60 * 1024;
 
+/// First byte of a signalling frame on a relay WebSocket (see the module docs).
+pub const SIGNAL_TAG: u8 = 0x00;
+
+/// The WebRTC signalling messages relayed between two members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalKind {
+    /// An SDP offer: the sender wants a direct connection.
+    Offer = 1,
+    /// The SDP answer to an offer.
+    Answer = 2,
+    /// One trickled ICE candidate.
+    Candidate = 3,
+    /// The sender closed its connection to the receiver (leave, page hidden, gave up).
+    Bye = 4,
+    /// The sender asks the receiver to offer: a native member (`shoal-webrtc`), which only answers,
+    /// invites the browsers it has traffic for. The body names the sender's member address, which
+    /// the receiver then uses for the channel's packets.
+    Invite = 5,
+}
+
+impl SignalKind {
+    /// The kind with wire value `b`.
+    pub fn from_u8(b: u8) -> Option<SignalKind> {
+        Some(match b {
+            1 => SignalKind::Offer,
+            2 => SignalKind::Answer,
+            3 => SignalKind::Candidate,
+            4 => SignalKind::Bye,
+            5 => SignalKind::Invite,
+            _ => return None,
+        })
+    }
+}
+
+/// `[0x00][len][address][kind][body]`, a signalling frame (both directions).
+pub fn encode_signal_frame(addr: &str, kind: SignalKind, body: &[u8]) -> Option<Vec<u8>> {
+    let len = u8::try_from(addr.len()).ok().filter(|l| *l > 0)?;
+    let mut out = Vec::with_capacity(3 + addr.len() + body.len());
+    out.extend_from_slice(&[SIGNAL_TAG, len]);
+    out.extend_from_slice(addr.as_bytes());
+    out.push(kind as u8);
+    out.extend_from_slice(body);
+    Some(out)
+}
+
+/// Parses a signalling frame into its address text, kind and body.
+pub fn decode_signal_frame(frame: &[u8]) -> Result<(&str, SignalKind, &[u8]), RelayFrameError> {
+    match frame.split_first() {
+        Some((&SIGNAL_TAG, rest)) => {
+            let (addr, payload) = decode_ws_frame(rest)?;
+            let (&kind, body) = payload.split_first().ok_or(RelayFrameError::Truncated)?;
+            Ok((addr, SignalKind::from_u8(kind).ok_or(RelayFrameError::BadSignal)?, body))
+        }
+        Some(_) => Err(RelayFrameError::NotRelay),
+        None => Err(RelayFrameError::Truncated),
+    }
+}
+
+/// Glare resolution: when `local` and `remote` have both sent an offer, whether `local`'s offer
+/// stands. The lower address (byte order) wins, so exactly one side keeps its offer whatever the
+/// timing; the other rolls back and answers.
+pub fn offer_wins(local: &str, remote: &str) -> bool {
+    local < remote
+}
+
 /// A frame that failed to parse. The sender's fault; drop it and count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RelayFrameError {
@@ -43,6 +117,8 @@ pub enum RelayFrameError {
     NotRelay,
     /// The address is not valid UTF-8 or not a valid address / peer id.
     BadAddress,
+    /// A signalling frame of an unknown kind.
+    BadSignal,
 }
 
 impl std::fmt::Display for RelayFrameError {
@@ -51,6 +127,7 @@ impl std::fmt::Display for RelayFrameError {
             RelayFrameError::Truncated => "relay frame truncated",
             RelayFrameError::NotRelay => "not a relay datagram",
             RelayFrameError::BadAddress => "relay frame carries an invalid address",
+            RelayFrameError::BadSignal => "signalling frame of an unknown kind",
         })
     }
 }
@@ -164,6 +241,43 @@ mod tests {
         assert_eq!(decode_ws_frame(&[1, 0xff]), Err(RelayFrameError::BadAddress));
         assert_eq!(decode_datagram(&[1, 2, 3]), Err(RelayFrameError::NotRelay));
         assert!(encode_ws_frame(&"x".repeat(256), b"").is_none());
+    }
+
+    #[test]
+    fn signalling_frames_round_trip_and_never_parse_as_packet_frames() {
+        let f = encode_signal_frame("relay://h:1/tab-2", SignalKind::Offer, b"{\"sdp\":\"v=0\"}").unwrap();
+        assert_eq!(f[0], SIGNAL_TAG);
+        assert_eq!(
+            decode_signal_frame(&f).unwrap(),
+            ("relay://h:1/tab-2", SignalKind::Offer, &b"{\"sdp\":\"v=0\"}"[..])
+        );
+        assert_eq!(decode_ws_frame(&f), Err(RelayFrameError::Truncated), "old decoders drop it");
+        let bye = encode_signal_frame("relay://h:1/tab-2", SignalKind::Bye, b"").unwrap();
+        assert_eq!(decode_signal_frame(&bye).unwrap().1, SignalKind::Bye);
+        let packet = encode_ws_frame("relay://h:1/tab-2", b"\x01").unwrap();
+        assert_eq!(decode_signal_frame(&packet), Err(RelayFrameError::NotRelay));
+    }
+
+    #[test]
+    fn signalling_frames_of_unknown_kind_or_without_kind_are_refused() {
+        let mut f = encode_signal_frame("relay://h:1/p", SignalKind::Answer, b"x").unwrap();
+        let kind_at = 2 + "relay://h:1/p".len();
+        f[kind_at] = 9;
+        assert_eq!(decode_signal_frame(&f), Err(RelayFrameError::BadSignal));
+        f.truncate(kind_at);
+        assert_eq!(decode_signal_frame(&f), Err(RelayFrameError::Truncated));
+        assert!(encode_signal_frame("", SignalKind::Bye, b"").is_none());
+        assert_eq!(decode_signal_frame(&[]), Err(RelayFrameError::Truncated));
+    }
+
+    #[test]
+    fn exactly_one_side_of_a_glare_keeps_its_offer() {
+        let (a, b) = ("relay://h:1/alice", "relay://h:1/bob");
+        assert!(offer_wins(a, b));
+        assert!(!offer_wins(b, a));
+        for (x, y) in [("relay://h:1/tab-10", "relay://h:1/tab-9"), ("relay://h:1/A", "relay://h:1/a")] {
+            assert_ne!(offer_wins(x, y), offer_wins(y, x), "{x} vs {y}");
+        }
     }
 
     #[test]

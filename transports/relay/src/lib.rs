@@ -21,7 +21,10 @@
 //!   [`shoal_core::driver::relay`]: the first message the relay sends is the welcome (the member's
 //!   own `relay://<public addr>/<id>` address and an empty packet); after that each message is
 //!   `[len][address][packet]`, where the member writes the destination and the relay the source.
-//!   A missing token answers 401, a wrong one 403, an invalid peer id 400.
+//!   A missing token answers 401, a wrong one 403, an invalid peer id 400. Messages starting with a
+//!   zero byte are WebRTC signalling (`[0][len][address][kind][body]`: offer, answer, ICE
+//!   candidate, bye, invite), forwarded between two members of this relay with the source stamped
+//!   the same way, so members can open direct data channels and stop needing the relay.
 //! - the UDP port: native members send `[0xF0][len][peer id][packet]` to reach a WebSocket member;
 //!   packets from WebSocket members to `udp://ip:port` leave from this port as
 //!   `[0xF0][len][relay://<public addr>/<id>][packet]`, which `shoal-udp` accepts only from the

@@ -83,6 +83,8 @@ pub struct RelayStats {
     pub ws_to_udp: Forwarded,
     /// Native member's UDP datagram to a WebSocket member.
     pub udp_to_ws: Forwarded,
+    /// WebRTC signalling frames between two WebSocket members.
+    pub signals: Forwarded,
     /// Frames dropped, indexed like [`DropReason::ALL`].
     pub dropped: [u64; 6],
     /// Members disconnected because their queue was full.
@@ -101,7 +103,7 @@ impl RelayStats {
 
     /// Frames forwarded on every path.
     pub fn forwarded_frames(&self) -> u64 {
-        self.ws_to_ws.frames + self.ws_to_udp.frames + self.udp_to_ws.frames
+        self.ws_to_ws.frames + self.ws_to_udp.frames + self.udp_to_ws.frames + self.signals.frames
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -132,7 +134,12 @@ impl RelayStats {
             "Admissions refused, by reason.",
             &[("{reason=\"token\"}", self.rejected_token), ("{reason=\"peer_id\"}", self.rejected_peer_id)],
         );
-        let paths = [("ws_ws", self.ws_to_ws), ("ws_udp", self.ws_to_udp), ("udp_ws", self.udp_to_ws)];
+        let paths = [
+            ("ws_ws", self.ws_to_ws),
+            ("ws_udp", self.ws_to_udp),
+            ("udp_ws", self.udp_to_ws),
+            ("signal", self.signals),
+        ];
         let frames: Vec<(String, u64)> = paths.iter().map(|(p, f)| (format!("{{path=\"{p}\"}}"), f.frames)).collect();
         let bytes: Vec<(String, u64)> = paths.iter().map(|(p, f)| (format!("{{path=\"{p}\"}}"), f.bytes)).collect();
         let frames: Vec<(&str, u64)> = frames.iter().map(|(l, v)| (l.as_str(), *v)).collect();

@@ -9,6 +9,12 @@
 //! | WS frame `[len][relay://<this relay>/Q][packet]` from peer P | Q connected | `[len][relay://<this relay>/P][packet]` queued for Q |
 //! | WS frame `[len][udp://ip:port][packet]` from peer P | | datagram `[0xF0][len][relay://<this relay>/P][packet]` for `ip:port` |
 //! | UDP datagram `[0xF0][len][Q][packet]` from socket S | Q connected | `[len][udp://S][packet]` queued for Q |
+//! | WS signal `[0][len][relay://<this relay>/Q][kind][body]` from peer P | Q connected | `[0][len][relay://<this relay>/P][kind][body]` queued for Q |
+//!
+//! Signalling frames (WebRTC offer, answer, ICE candidate, bye) only travel between two members of
+//! the same relay: the relay checks the kind, stamps the source and forwards the body untouched.
+//! Glare needs no help from the relay: both ends apply the same rule
+//! ([`shoal_core::driver::relay::offer_wins`]).
 //!
 //! Anything else is dropped and counted by [`DropReason`]. The server (`crate::server`) does the
 //! I/O around it: it calls in under one short lock per frame and performs what comes out.
@@ -31,7 +37,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shoal_core::driver::relay::{decode_datagram, decode_ws_frame, encode_datagram, encode_ws_frame, valid_peer_id};
+use shoal_core::driver::relay::{
+    decode_datagram, decode_signal_frame, decode_ws_frame, encode_datagram, encode_signal_frame, encode_ws_frame,
+    valid_peer_id, SIGNAL_TAG,
+};
 
 use crate::config::RelayConfig;
 use crate::metrics::{DropReason, RelayStats};
@@ -268,16 +277,17 @@ impl Switchboard {
         if frame.len() > self.max_frame {
             return WsRoute::Dropped(self.dropped(DropReason::Oversized));
         }
+        if frame.first() == Some(&SIGNAL_TAG) {
+            return self.route_signal(from, frame);
+        }
         let Ok((dest, packet)) = decode_ws_frame(frame) else {
             return WsRoute::Dropped(self.dropped(DropReason::Malformed));
         };
         if let Some(rest) = dest.strip_prefix("relay://") {
-            let Some((relay, peer)) = rest.rsplit_once('/') else {
-                return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+            let peer = match self.local_peer(rest) {
+                Ok(peer) => peer,
+                Err(reason) => return WsRoute::Dropped(self.dropped(reason)),
             };
-            if relay != &*self.relay || !valid_peer_id(peer) {
-                return WsRoute::Dropped(self.dropped(DropReason::UnknownDestination));
-            }
             let Some(out) = encode_ws_frame(from.addr(), packet) else {
                 return WsRoute::Dropped(self.dropped(DropReason::Malformed));
             };
@@ -301,6 +311,38 @@ impl Switchboard {
             return WsRoute::Udp { to, datagram };
         }
         WsRoute::Dropped(self.dropped(DropReason::UnknownDestination))
+    }
+
+    /// The peer id in `<relay>/<peer>` (a `relay://` address without its scheme) if it names this relay.
+    fn local_peer<'a>(&self, rest: &'a str) -> Result<&'a str, DropReason> {
+        let (relay, peer) = rest.rsplit_once('/').ok_or(DropReason::Malformed)?;
+        if relay != &*self.relay || !valid_peer_id(peer) {
+            return Err(DropReason::UnknownDestination);
+        }
+        Ok(peer)
+    }
+
+    /// Routes a signalling frame from `from`: `[0][len][relay://<this relay>/Q][kind][body]`.
+    fn route_signal(&mut self, from: &Session, frame: &[u8]) -> WsRoute {
+        let Ok((dest, kind, body)) = decode_signal_frame(frame) else {
+            return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+        };
+        let peer = dest.strip_prefix("relay://").ok_or(DropReason::UnknownDestination);
+        let peer = match peer.and_then(|rest| self.local_peer(rest)) {
+            Ok(peer) => peer,
+            Err(reason) => return WsRoute::Dropped(self.dropped(reason)),
+        };
+        let Some(out) = encode_signal_frame(from.addr(), kind, body) else {
+            return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+        };
+        let len = out.len();
+        match self.deliver(peer, out) {
+            Ok(()) => {
+                self.stats.signals.add(len);
+                WsRoute::Delivered
+            }
+            Err(reason) => WsRoute::Dropped(reason),
+        }
     }
 
     /// Routes a datagram that arrived on the relay's UDP port from `from`:
@@ -328,7 +370,7 @@ impl Switchboard {
 
 #[cfg(test)]
 mod tests {
-    use shoal_core::driver::relay::accept_relay_datagram;
+    use shoal_core::driver::relay::{accept_relay_datagram, SignalKind};
 
     use super::*;
 
@@ -585,6 +627,67 @@ mod tests {
         assert_eq!(b.check_admission(Some("late"), None), Err(Refusal::ShuttingDown));
         assert_eq!(b.admit("late").unwrap_err(), Refusal::ShuttingDown);
         assert_eq!(b.connections(), 0);
+    }
+
+    fn signal(dest: &str, kind: SignalKind, body: &[u8]) -> Vec<u8> {
+        encode_signal_frame(dest, kind, body).unwrap()
+    }
+
+    #[test]
+    fn a_signal_to_another_member_arrives_stamped_with_the_senders_address() {
+        let mut b = board();
+        let (alice, _) = join(&mut b, "alice");
+        let (_, bob_q) = join(&mut b, "bob");
+        let route = b.route_ws(&alice, &signal("relay://127.0.0.1:8080/bob", SignalKind::Offer, b"{sdp}"));
+        assert_eq!(route, WsRoute::Delivered);
+        let out = bob_q.try_pop().unwrap();
+        assert_eq!(
+            decode_signal_frame(&out).unwrap(),
+            ("relay://127.0.0.1:8080/alice", SignalKind::Offer, &b"{sdp}"[..])
+        );
+        assert_eq!(b.stats().signals.frames, 1);
+        assert_eq!(b.stats().ws_to_ws.frames, 0, "signals are counted apart from packets");
+    }
+
+    #[test]
+    fn every_signal_kind_is_forwarded_in_order() {
+        let mut b = board();
+        let (alice, _) = join(&mut b, "alice");
+        let (_, bob_q) = join(&mut b, "bob");
+        let kinds = [SignalKind::Offer, SignalKind::Candidate, SignalKind::Candidate, SignalKind::Bye];
+        for k in kinds {
+            assert_eq!(b.route_ws(&alice, &signal("relay://127.0.0.1:8080/bob", k, b"")), WsRoute::Delivered);
+        }
+        for k in kinds {
+            assert_eq!(decode_signal_frame(&bob_q.try_pop().unwrap()).unwrap().1, k);
+        }
+    }
+
+    #[test]
+    fn signals_to_native_members_other_relays_or_absent_peers_are_dropped() {
+        let mut b = board();
+        let (alice, _) = join(&mut b, "alice");
+        for dest in ["udp://127.0.0.1:9", "relay://elsewhere:1/bob", "relay://127.0.0.1:8080/nobody"] {
+            let route = b.route_ws(&alice, &signal(dest, SignalKind::Offer, b""));
+            assert_eq!(route, WsRoute::Dropped(DropReason::UnknownDestination), "{dest}");
+        }
+        let mut bad_kind = signal("relay://127.0.0.1:8080/alice", SignalKind::Bye, b"");
+        *bad_kind.last_mut().unwrap() = 0x7f;
+        assert_eq!(b.route_ws(&alice, &bad_kind), WsRoute::Dropped(DropReason::Malformed));
+        assert_eq!(b.route_ws(&alice, &[SIGNAL_TAG]), WsRoute::Dropped(DropReason::Malformed));
+        assert_eq!(b.stats().signals.frames, 0);
+    }
+
+    #[test]
+    fn a_member_cannot_forge_the_source_of_a_signal() {
+        let mut b = board();
+        let (mallory, _) = join(&mut b, "mallory");
+        let (_, bob_q) = join(&mut b, "bob");
+        // The body may claim anything; the address the receiver sees is the relay's stamp.
+        let forged = signal("relay://127.0.0.1:8080/bob", SignalKind::Answer, b"from alice");
+        assert_eq!(b.route_ws(&mallory, &forged), WsRoute::Delivered);
+        let out = bob_q.try_pop().unwrap();
+        assert_eq!(decode_signal_frame(&out).unwrap().0, "relay://127.0.0.1:8080/mallory");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod http;
 mod output;
 mod settings;
 mod view;
+mod webrtc;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +65,16 @@ async fn run(s: Settings) -> Result<(), String> {
         let options = TcpOptions { advertise: Some(advertise), ..TcpOptions::default() };
         let tcp = TcpTransport::bind(bound, options).await.map_err(|e| format!("bind tcp {bound}: {e}"))?;
         vec![udp, tcp]
+    };
+    let transports = match &s.webrtc {
+        // First in the router: it claims a browser's address only while a channel to it is open.
+        Some(relay) => {
+            let member = s.advertise.clone().unwrap_or_else(|| transports[0].local_addr());
+            let mut all = vec![webrtc::plugin(relay, &s.name, member, s.webrtc_ip).await?];
+            all.extend(transports);
+            all
+        }
+        None => transports,
     };
     let faults = s.faults.then(|| faults::Faults::new(std::process::id().into()));
     let transports = match &faults {

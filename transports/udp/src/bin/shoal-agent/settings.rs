@@ -62,6 +62,14 @@ pub struct Cli {
     /// Enable fault injection (packet loss, blocked peers) through `POST /faults` on --http.
     #[arg(long, env = "SHOAL_FAULTS")]
     pub faults: bool,
+    /// Open direct WebRTC data channels to the browser members of this relay (`ws://host:port`;
+    /// append `?token=...` if it wants one). Needs the `webrtc` feature.
+    #[arg(long, env = "SHOAL_WEBRTC", value_name = "RELAY_URL")]
+    pub webrtc: Option<String>,
+    /// The IP browsers reach our WebRTC host candidate at (a public or NAT-mapped address in real
+    /// deployments). Default: the interface holding the default route.
+    #[arg(long, env = "SHOAL_WEBRTC_IP", value_name = "IP")]
+    pub webrtc_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, Subcommand)]
@@ -122,6 +130,8 @@ pub struct Settings {
     pub keyring: Option<shoal_core::Keyring>,
     pub publish_view: Option<Duration>,
     pub faults: bool,
+    pub webrtc: Option<String>,
+    pub webrtc_ip: Option<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -210,6 +220,8 @@ impl Settings {
                 None => None,
             },
             faults: cli.faults,
+            webrtc: cli.webrtc.clone(),
+            webrtc_ip: cli.webrtc_ip,
         })
     }
 
