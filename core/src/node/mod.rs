@@ -66,6 +66,24 @@ pub enum TransmitKind {
     Direct,
 }
 
+impl TransmitKind {
+    /// Every kind, in the order of [`TransmitKind::index`].
+    pub const ALL: [TransmitKind; 7] = [
+        TransmitKind::Ping,
+        TransmitKind::Ack,
+        TransmitKind::PingReq,
+        TransmitKind::Nack,
+        TransmitKind::Gossip,
+        TransmitKind::PushPull,
+        TransmitKind::Direct,
+    ];
+
+    /// A dense index (0..7) for per-kind counters and compact encodings.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A packet or frame the driver must send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit<A> {

@@ -63,28 +63,8 @@ pub struct Recorder {
     broadcasts: Vec<BroadcastTrack>,
 }
 
-fn kind_index(kind: TransmitKind) -> usize {
-    match kind {
-        TransmitKind::Ping => 0,
-        TransmitKind::Ack => 1,
-        TransmitKind::PingReq => 2,
-        TransmitKind::Nack => 3,
-        TransmitKind::Gossip => 4,
-        TransmitKind::PushPull => 5,
-        TransmitKind::Direct => 6,
-    }
-}
-
 /// Every transmit kind, in the order of [`Recorder::packets_by_kind`].
-pub const KINDS: [TransmitKind; 7] = [
-    TransmitKind::Ping,
-    TransmitKind::Ack,
-    TransmitKind::PingReq,
-    TransmitKind::Nack,
-    TransmitKind::Gossip,
-    TransmitKind::PushPull,
-    TransmitKind::Direct,
-];
+pub const KINDS: [TransmitKind; 7] = TransmitKind::ALL;
 
 impl Recorder {
     pub fn new(n: usize) -> Self {
@@ -157,7 +137,7 @@ impl Recorder {
     pub(crate) fn on_transmit(&mut self, _from: usize, bytes: u32, kind: TransmitKind) {
         self.packets_sent += 1;
         self.bytes_sent += u64::from(bytes);
-        self.packets_by_kind[kind_index(kind)] += 1;
+        self.packets_by_kind[kind.index()] += 1;
     }
 
     pub(crate) fn on_event(&mut self, now: Instant, observer: usize, event: Event<u32>) {

@@ -18,23 +18,11 @@ pub mod view;
 use core::time::Duration;
 
 use shoal_core::sim::{LinkModel, SimConfig, Simulation};
-use shoal_core::{Config, TransmitKind};
+use shoal_core::Config;
 use wasm_bindgen::prelude::*;
 
-/// Message kind names, in the order of the `kind` codes of [`SimWorld::take_messages`].
+/// Message kind names, indexed by `TransmitKind::index`, the `kind` codes of [`SimWorld::take_messages`].
 pub const KIND_NAMES: [&str; 7] = ["ping", "ack", "ping-req", "nack", "gossip", "push-pull", "direct"];
-
-fn kind_code(kind: TransmitKind) -> u8 {
-    match kind {
-        TransmitKind::Ping => 0,
-        TransmitKind::Ack => 1,
-        TransmitKind::PingReq => 2,
-        TransmitKind::Nack => 3,
-        TransmitKind::Gossip => 4,
-        TransmitKind::PushPull => 5,
-        TransmitKind::Direct => 6,
-    }
-}
 
 /// Most trace entries kept between two `take_messages` calls (older ones are dropped).
 const MAX_PENDING_MESSAGES: usize = 200_000;
@@ -101,7 +89,7 @@ impl SimWorld {
                 arrives,
                 f64::from(t.from),
                 f64::from(t.to),
-                f64::from(kind_code(t.kind)),
+                t.kind.index() as f64,
             ]);
         }
         if self.pending.len() > MAX_PENDING_MESSAGES * 5 {
