@@ -1,0 +1,318 @@
+//! Unit tests of the [`Switchboard`](super::Switchboard): routing, admission, slow consumers and signalling.
+use shoal_core::driver::relay::{accept_relay_datagram, SignalKind};
+
+use super::*;
+
+const RELAY: &str = "127.0.0.1:8080";
+
+fn board() -> Switchboard {
+    board_with(RelayConfig::default())
+}
+
+fn board_with(config: RelayConfig) -> Switchboard {
+    Switchboard::new(RELAY, &config)
+}
+
+/// Admits `peer` and takes its welcome frame out of its queue.
+fn join(b: &mut Switchboard, peer: &str) -> (Session, Arc<Outbox>) {
+    b.check_admission(Some(peer), None).unwrap();
+    let (s, q) = b.admit(peer).unwrap();
+    q.try_pop().expect("welcome");
+    (s, q)
+}
+
+fn frame(dest: &str, packet: &[u8]) -> Vec<u8> {
+    encode_ws_frame(dest, packet).unwrap()
+}
+
+fn next(q: &Outbox) -> (String, Vec<u8>) {
+    let f = q.try_pop().expect("a frame");
+    let (addr, packet) = decode_ws_frame(&f).unwrap();
+    (addr.to_string(), packet.to_vec())
+}
+
+#[test]
+fn an_admitted_member_is_welcomed_with_its_own_relay_address_and_an_empty_packet() {
+    let mut b = board();
+    let (s, q) = b.admit("tab-7").unwrap();
+    assert_eq!(s.addr(), "relay://127.0.0.1:8080/tab-7");
+    assert_eq!(next(&q), ("relay://127.0.0.1:8080/tab-7".to_string(), vec![]));
+    assert_eq!((b.stats().connections, b.stats().accepted), (1, 1));
+}
+
+#[test]
+fn a_relay_with_a_token_refuses_a_missing_or_wrong_token_and_counts_it() {
+    let mut b = board_with(RelayConfig { token: Some("s3cret".into()), ..Default::default() });
+    assert_eq!(b.check_admission(Some("p"), None), Err(Refusal::MissingToken));
+    assert_eq!(b.check_admission(Some("p"), Some("s3cre")), Err(Refusal::WrongToken));
+    assert_eq!(b.check_admission(Some("p"), Some("s3cret!")), Err(Refusal::WrongToken));
+    assert_eq!(b.check_admission(Some("p"), Some("s3cret")), Ok(()));
+    assert_eq!(b.stats().rejected_token, 3);
+    assert_eq!(b.connections(), 0, "checking admits nobody");
+}
+
+#[test]
+fn an_open_relay_ignores_tokens() {
+    let mut b = board();
+    assert_eq!(b.check_admission(Some("p"), Some("anything")), Ok(()));
+    assert_eq!(b.check_admission(Some("p"), None), Ok(()));
+}
+
+#[test]
+fn invalid_or_missing_peer_ids_are_refused_and_counted() {
+    let mut b = board();
+    for bad in [None, Some(""), Some("a/b"), Some("sp ace"), Some(&*"x".repeat(65))] {
+        assert_eq!(b.check_admission(bad, None), Err(Refusal::BadPeerId), "{bad:?}");
+    }
+    assert_eq!(b.admit("a:b").unwrap_err(), Refusal::BadPeerId);
+    assert_eq!(b.stats().rejected_peer_id, 6);
+}
+
+#[test]
+fn the_token_is_checked_before_the_peer_id() {
+    let mut b = board_with(RelayConfig { token: Some("t".into()), ..Default::default() });
+    assert_eq!(b.check_admission(Some("bad/id"), None), Err(Refusal::MissingToken));
+}
+
+#[test]
+fn a_newer_connection_with_the_same_peer_id_replaces_the_older_one() {
+    let mut b = board();
+    let (old, old_q) = join(&mut b, "tab");
+    let (new, new_q) = join(&mut b, "tab");
+    assert!(old_q.is_closed(), "the old connection is told to go away");
+    assert!(!new_q.is_closed());
+    assert_eq!((b.connections(), b.stats().replaced), (1, 1));
+    // The old connection's cleanup must not remove the new one.
+    assert!(!b.disconnect(&old));
+    assert!(b.is_connected("tab"));
+    let (other, _) = join(&mut b, "other");
+    assert_eq!(b.route_ws(&other, &frame("relay://127.0.0.1:8080/tab", b"\x01hi")), WsRoute::Delivered);
+    assert_eq!(next(&new_q).1, b"\x01hi");
+    assert!(b.disconnect(&new));
+    assert!(!b.is_connected("tab"));
+}
+
+#[test]
+fn a_frame_to_another_member_arrives_stamped_with_the_senders_address() {
+    let mut b = board();
+    let (p, _) = join(&mut b, "p");
+    let (_, q_out) = join(&mut b, "q");
+    let f = frame("relay://127.0.0.1:8080/q", b"\x01ping");
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+    assert_eq!(next(&q_out), ("relay://127.0.0.1:8080/p".to_string(), b"\x01ping".to_vec()));
+    let s = b.stats();
+    assert_eq!(s.ws_to_ws.frames, 1);
+    assert_eq!(s.ws_to_ws.bytes, (1 + "relay://127.0.0.1:8080/p".len() + 5) as u64);
+}
+
+#[test]
+fn a_member_cannot_choose_the_source_address_its_frames_carry() {
+    let mut b = board();
+    let (mallory, _) = join(&mut b, "mallory");
+    let (_, victim_q) = join(&mut b, "victim");
+    // Whatever the frame claims, the relay writes the sender's own address.
+    let f = frame("relay://127.0.0.1:8080/victim", b"relay://127.0.0.1:8080/alice");
+    b.route_ws(&mallory, &f);
+    assert_eq!(next(&victim_q).0, "relay://127.0.0.1:8080/mallory");
+}
+
+#[test]
+fn a_frame_to_a_udp_address_becomes_a_relay_datagram_a_native_member_accepts() {
+    let mut b = board();
+    let (p, _) = join(&mut b, "tab-7");
+    let route = b.route_ws(&p, &frame("udp://10.0.0.5:7946", b"\x01probe"));
+    let WsRoute::Udp { to, datagram } = route else { panic!("{route:?}") };
+    assert_eq!(to, "10.0.0.5:7946".parse().unwrap());
+    let relay_socket: SocketAddr = RELAY.parse().unwrap();
+    let (source, packet) = accept_relay_datagram(relay_socket, &datagram).unwrap();
+    assert_eq!(source.as_str(), "relay://127.0.0.1:8080/tab-7");
+    assert_eq!(packet, b"\x01probe");
+    assert_eq!(b.stats().ws_to_udp, crate::metrics::Forwarded { frames: 1, bytes: datagram.len() as u64 });
+}
+
+#[test]
+fn a_datagram_from_a_native_member_arrives_stamped_with_its_udp_address() {
+    let mut b = board();
+    let (_, q) = join(&mut b, "tab-7");
+    let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+    let d = encode_datagram("tab-7", b"\x01ack").unwrap();
+    assert_eq!(b.route_udp(from, &d), Ok(()));
+    assert_eq!(next(&q), ("udp://10.0.0.5:7946".to_string(), b"\x01ack".to_vec()));
+    assert_eq!(b.stats().udp_to_ws.frames, 1);
+}
+
+#[test]
+fn frames_to_unknown_destinations_are_dropped_and_counted() {
+    let mut b = board();
+    let (p, _) = join(&mut b, "p");
+    for dest in [
+        "relay://127.0.0.1:8080/nobody",
+        "relay://other.relay:8080/p",
+        "relay://127.0.0.1:8080/bad:id",
+        "tcp://10.0.0.5:7946",
+        "rtc://peer",
+    ] {
+        assert_eq!(b.route_ws(&p, &frame(dest, b"\x01")), WsRoute::Dropped(DropReason::UnknownDestination), "{dest}");
+    }
+    let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+    assert_eq!(b.route_udp(from, &encode_datagram("nobody", b"\x01").unwrap()), Err(DropReason::UnknownDestination));
+    assert_eq!(b.stats().dropped(DropReason::UnknownDestination), 6);
+    assert_eq!(b.stats().forwarded_frames(), 0);
+}
+
+#[test]
+fn malformed_frames_and_datagrams_are_dropped_and_counted() {
+    let mut b = board();
+    let (p, _) = join(&mut b, "p");
+    let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+    assert_eq!(b.route_ws(&p, &[]), WsRoute::Dropped(DropReason::Malformed));
+    assert_eq!(b.route_ws(&p, &[9, b'a']), WsRoute::Dropped(DropReason::Malformed));
+    assert_eq!(b.route_ws(&p, &frame("udp://not-an-ip:1", b"x")), WsRoute::Dropped(DropReason::Malformed));
+    assert_eq!(b.route_ws(&p, &frame("relay://no-slash", b"x")), WsRoute::Dropped(DropReason::Malformed));
+    assert_eq!(b.route_udp(from, b"\x01not a relay datagram"), Err(DropReason::Malformed));
+    assert_eq!(b.route_udp(from, &encode_datagram("bad/id", b"x").unwrap()), Err(DropReason::Malformed));
+    assert_eq!(b.route_udp(from, &[]), Err(DropReason::Malformed));
+    assert_eq!(b.stats().dropped(DropReason::Malformed), 7);
+}
+
+#[test]
+fn frames_larger_than_the_cap_are_dropped_and_counted() {
+    let mut b = board_with(RelayConfig { max_frame: 1_000, ..Default::default() });
+    let (p, _) = join(&mut b, "p");
+    let (_, q) = join(&mut b, "q");
+    let dest = "relay://127.0.0.1:8080/q";
+    let at_cap = frame(dest, &vec![1u8; 1_000 - 1 - dest.len()]);
+    assert_eq!(at_cap.len(), 1_000);
+    assert_eq!(b.route_ws(&p, &at_cap), WsRoute::Delivered);
+    let over = frame(dest, &vec![1u8; 1_000 - dest.len()]);
+    assert_eq!(b.route_ws(&p, &over), WsRoute::Dropped(DropReason::Oversized));
+    let from: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+    assert_eq!(b.route_udp(from, &encode_datagram("q", &[1u8; 1_000]).unwrap()), Err(DropReason::Oversized));
+    assert_eq!(b.stats().dropped(DropReason::Oversized), 2);
+    assert_eq!(q.len(), 1);
+}
+
+#[test]
+fn a_member_whose_queue_is_full_is_disconnected_not_buffered_for() {
+    let mut b = board_with(RelayConfig { queue_frames: 4, queue_bytes: 1 << 20, ..Default::default() });
+    let (p, _) = join(&mut b, "p");
+    let (_, slow_q) = join(&mut b, "slow");
+    let f = frame("relay://127.0.0.1:8080/slow", b"\x01x");
+    for _ in 0..4 {
+        assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+    }
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
+    assert!(slow_q.is_closed(), "the server closes a connection whose queue is closed");
+    assert_eq!(slow_q.len(), 0, "its backlog is released");
+    assert!(!b.is_connected("slow"));
+    assert_eq!(b.stats().slow_consumers, 1);
+    // Later frames for it are unknown-destination drops; nothing more is queued anywhere.
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::UnknownDestination));
+}
+
+#[test]
+fn a_queue_is_full_by_bytes_as_well_as_by_frames() {
+    let mut b = board_with(RelayConfig { queue_frames: 1_000, queue_bytes: 2_000, ..Default::default() });
+    let (p, _) = join(&mut b, "p");
+    let (_, slow_q) = join(&mut b, "slow");
+    let f = frame("relay://127.0.0.1:8080/slow", &[1u8; 900]);
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
+    assert!(slow_q.is_closed());
+}
+
+#[test]
+fn a_disconnected_member_is_forgotten_and_its_queue_closed() {
+    let mut b = board();
+    let (p, p_q) = join(&mut b, "p");
+    assert!(b.disconnect(&p));
+    assert!(p_q.is_closed());
+    assert!(!b.disconnect(&p), "a second disconnect changes nothing");
+    assert_eq!(b.stats().connections, 0);
+}
+
+#[test]
+fn closing_everything_closes_every_queue() {
+    let mut b = board();
+    let (_, a) = join(&mut b, "a");
+    let (_, c) = join(&mut b, "c");
+    b.close_all();
+    assert!(a.is_closed() && c.is_closed());
+    assert_eq!(b.connections(), 0);
+}
+
+#[test]
+fn a_relay_shutting_down_admits_nobody() {
+    let mut b = board();
+    b.close_all();
+    assert_eq!(b.check_admission(Some("late"), None), Err(Refusal::ShuttingDown));
+    assert_eq!(b.admit("late").unwrap_err(), Refusal::ShuttingDown);
+    assert_eq!(b.connections(), 0);
+}
+
+fn signal(dest: &str, kind: SignalKind, body: &[u8]) -> Vec<u8> {
+    encode_signal_frame(dest, kind, body).unwrap()
+}
+
+#[test]
+fn a_signal_to_another_member_arrives_stamped_with_the_senders_address() {
+    let mut b = board();
+    let (alice, _) = join(&mut b, "alice");
+    let (_, bob_q) = join(&mut b, "bob");
+    let route = b.route_ws(&alice, &signal("relay://127.0.0.1:8080/bob", SignalKind::Offer, b"{sdp}"));
+    assert_eq!(route, WsRoute::Delivered);
+    let out = bob_q.try_pop().unwrap();
+    assert_eq!(decode_signal_frame(&out).unwrap(), ("relay://127.0.0.1:8080/alice", SignalKind::Offer, &b"{sdp}"[..]));
+    assert_eq!(b.stats().signals.frames, 1);
+    assert_eq!(b.stats().ws_to_ws.frames, 0, "signals are counted apart from packets");
+}
+
+#[test]
+fn every_signal_kind_is_forwarded_in_order() {
+    let mut b = board();
+    let (alice, _) = join(&mut b, "alice");
+    let (_, bob_q) = join(&mut b, "bob");
+    let kinds = [SignalKind::Offer, SignalKind::Candidate, SignalKind::Candidate, SignalKind::Bye];
+    for k in kinds {
+        assert_eq!(b.route_ws(&alice, &signal("relay://127.0.0.1:8080/bob", k, b"")), WsRoute::Delivered);
+    }
+    for k in kinds {
+        assert_eq!(decode_signal_frame(&bob_q.try_pop().unwrap()).unwrap().1, k);
+    }
+}
+
+#[test]
+fn signals_to_native_members_other_relays_or_absent_peers_are_dropped() {
+    let mut b = board();
+    let (alice, _) = join(&mut b, "alice");
+    for dest in ["udp://127.0.0.1:9", "relay://elsewhere:1/bob", "relay://127.0.0.1:8080/nobody"] {
+        let route = b.route_ws(&alice, &signal(dest, SignalKind::Offer, b""));
+        assert_eq!(route, WsRoute::Dropped(DropReason::UnknownDestination), "{dest}");
+    }
+    let mut bad_kind = signal("relay://127.0.0.1:8080/alice", SignalKind::Bye, b"");
+    *bad_kind.last_mut().unwrap() = 0x7f;
+    assert_eq!(b.route_ws(&alice, &bad_kind), WsRoute::Dropped(DropReason::Malformed));
+    assert_eq!(b.route_ws(&alice, &[SIGNAL_TAG]), WsRoute::Dropped(DropReason::Malformed));
+    assert_eq!(b.stats().signals.frames, 0);
+}
+
+#[test]
+fn a_member_cannot_forge_the_source_of_a_signal() {
+    let mut b = board();
+    let (mallory, _) = join(&mut b, "mallory");
+    let (_, bob_q) = join(&mut b, "bob");
+    // The body may claim anything; the address the receiver sees is the relay's stamp.
+    let forged = signal("relay://127.0.0.1:8080/bob", SignalKind::Answer, b"from alice");
+    assert_eq!(b.route_ws(&mallory, &forged), WsRoute::Delivered);
+    let out = bob_q.try_pop().unwrap();
+    assert_eq!(decode_signal_frame(&out).unwrap().0, "relay://127.0.0.1:8080/mallory");
+}
+
+#[test]
+fn a_member_may_send_to_itself() {
+    let mut b = board();
+    let (p, q) = join(&mut b, "p");
+    assert_eq!(b.route_ws(&p, &frame("relay://127.0.0.1:8080/p", b"\x01echo")), WsRoute::Delivered);
+    assert_eq!(next(&q), ("relay://127.0.0.1:8080/p".to_string(), b"\x01echo".to_vec()));
+}
