@@ -27,6 +27,13 @@
 //! and `shoal-webrtc` put an SDP or an ICE candidate there as JSON text). Two members that offer to
 //! each other at once resolve the glare with [`offer_wins`]: the offer of the lower address stands,
 //! the other side drops its own offer and answers.
+//!
+//! **Closing and reconnecting.** When the relay ends a member's connection it says why in the
+//! WebSocket close frame ([`CloseCode`]). A member whose connection dropped reconnects with the same
+//! peer id and gets the same address back, so the cluster sees no change of address; the one
+//! exception is [`CloseCode::Replaced`]: another connection now holds the peer id (a second tab with
+//! the same name, or a member that already reconnected), and reconnecting would only take it back
+//! and start a tug of war.
 use std::prelude::rust_2021::*;
 
 use std::net::SocketAddr;
@@ -45,6 +52,46 @@ pub const RELAYED_RELIABLE_LIMIT: usize = 60 * 1024;
 
 /// First byte of a signalling frame on a relay WebSocket (see the module docs).
 pub const SIGNAL_TAG: u8 = 0x00;
+
+/// Why the relay closed a member's WebSocket: the close frame's code (its reason text is for
+/// people). Codes 4000-4999 are the application's range in RFC 6455.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCode {
+    /// The relay is shutting down (1001, "going away"). Reconnect: it may be restarting.
+    ShuttingDown = 1001,
+    /// A newer connection took this peer id. Do not reconnect.
+    Replaced = 4001,
+    /// The member did not read what was sent to it fast enough and its queue filled up. Reconnect.
+    SlowConsumer = 4002,
+}
+
+impl CloseCode {
+    /// The code of a close frame, if it is one of these.
+    pub fn from_u16(code: u16) -> Option<CloseCode> {
+        match code {
+            1001 => Some(CloseCode::ShuttingDown),
+            4001 => Some(CloseCode::Replaced),
+            4002 => Some(CloseCode::SlowConsumer),
+            _ => None,
+        }
+    }
+
+    /// Whether a member whose connection closed with `code` should reconnect: every code but
+    /// [`CloseCode::Replaced`], including codes that are none of these (a dropped TCP connection,
+    /// a proxy's timeout).
+    pub fn should_reconnect(code: u16) -> bool {
+        code != CloseCode::Replaced as u16
+    }
+
+    /// The close frame's reason text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseCode::ShuttingDown => "relay shutting down",
+            CloseCode::Replaced => "replaced by a newer connection with the same peer id",
+            CloseCode::SlowConsumer => "slow consumer: queue full",
+        }
+    }
+}
 
 /// The WebRTC signalling messages relayed between two members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,6 +266,18 @@ pub fn accept_relay_datagram(from: SocketAddr, datagram: &[u8]) -> Result<(Addr,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_close_but_a_replacement_means_reconnect() {
+        for code in [CloseCode::ShuttingDown, CloseCode::Replaced, CloseCode::SlowConsumer] {
+            assert_eq!(CloseCode::from_u16(code as u16), Some(code));
+        }
+        assert!(!CloseCode::should_reconnect(CloseCode::Replaced as u16));
+        assert!(CloseCode::should_reconnect(CloseCode::ShuttingDown as u16));
+        assert!(CloseCode::should_reconnect(CloseCode::SlowConsumer as u16));
+        assert!(CloseCode::should_reconnect(1006), "an abnormal close (no close frame) reconnects");
+        assert_eq!(CloseCode::from_u16(1006), None);
+    }
 
     #[test]
     fn relay_addresses_name_the_relay_and_the_peer() {
