@@ -50,6 +50,13 @@ export interface JoinOptions {
   /** A WebSocket constructor, where there is no global one (Node 18/20: the `ws` package, which the
    * node entry also loads by itself when installed). */
   WebSocket?: WebSocketConstructor;
+  /** What to do when the relay connection drops (relay restarted, network change, proxy timeout):
+   * reconnect with the same peer id, so the member keeps its address and its place in the cluster,
+   * retrying with exponential backoff and jitter (cut short by the browser's `online` event).
+   * Default `true`: `{ initialDelayMs: 250, maxDelayMs: 5000, maxAttempts: Infinity }`. `false`:
+   * shut down at once. A connection the relay closed because another one took the peer id is
+   * never reconnected (two tabs with one name would take it from each other in turn). */
+  reconnect?: boolean | { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number };
   /** Leave the cluster when the page is hidden for good (`pagehide`). Default true in browsers. */
   leaveOnPageHide?: boolean;
   /** Upgrade traffic to other members of the same relay to direct WebRTC data channels, negotiated
@@ -151,7 +158,12 @@ export interface JoinFailedEvent { type: "join-failed"; seeds: string[] }
 export interface ConflictEvent { type: "conflict"; member: string; known: string; claimed: string }
 /** We were suspected or declared dead and refuted it. */
 export interface RefutedEvent { type: "refuted"; incarnation: number }
-/** The member stopped: it left, was shut down, or lost its relay connection (`reason`). Last event. */
+/** The relay connection dropped; the member keeps running and reconnects (unless `reconnect: false`). */
+export interface DisconnectEvent { type: "disconnect"; reason: string }
+/** The relay connection is back, at the same address, after `attempts` tries and `downtimeMs`. */
+export interface ReconnectEvent { type: "reconnect"; attempts: number; downtimeMs: number }
+/** The member stopped: it left, was shut down, or lost its relay connection for good (`reason`).
+ * Last event. */
 export interface ShutdownEvent { type: "shutdown"; reason?: string }
 
 export type ShoalEvent =
@@ -167,6 +179,8 @@ export type ShoalEvent =
   | JoinFailedEvent
   | ConflictEvent
   | RefutedEvent
+  | DisconnectEvent
+  | ReconnectEvent
   | ShutdownEvent;
 
 export type EventType = ShoalEvent["type"];
@@ -244,6 +258,8 @@ export declare class Shoal {
   readonly local: MemberInfo;
   /** True once the member has shut down. */
   readonly closed: boolean;
+  /** False while the relay connection is down and being re-established (see `reconnect`). */
+  readonly connected: boolean;
   /** Why the relay connection closed, once it has. */
   readonly closeReason: string | undefined;
 

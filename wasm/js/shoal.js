@@ -130,6 +130,7 @@ export function normalizeJoinOptions(options) {
   if (opts.preset !== undefined && !["browser", "local", "lan", "wan"].includes(opts.preset)) {
     throw new TypeError(`unknown preset "${opts.preset}": use browser, local, lan or wan`);
   }
+  opts.reconnect = reconnectOptions(opts.reconnect);
   if (opts.iceServers !== undefined && !Array.isArray(opts.iceServers)) {
     throw new TypeError("options.iceServers must be an array of { urls, username?, credential? }");
   }
@@ -147,6 +148,21 @@ export function normalizeJoinOptions(options) {
   peer ??= defaultPeer(opts.name);
   opts.url = relayUrl(relay, peer, opts.token);
   return opts;
+}
+
+/** `reconnect`: `false`, or the backoff between attempts (`true` and absent: the defaults). */
+function reconnectOptions(r) {
+  if (r === false) return false;
+  const o = { initialDelayMs: 250, maxDelayMs: 5000, maxAttempts: Infinity };
+  if (r === undefined || r === null || r === true) return o;
+  if (typeof r !== "object") throw new TypeError("options.reconnect must be a boolean or { initialDelayMs, maxDelayMs, maxAttempts }");
+  for (const k of Object.keys(o)) {
+    const v = r[k];
+    if (v === undefined) continue;
+    if (!(typeof v === "number" && v >= 0)) throw new TypeError(`options.reconnect.${k} must be a non-negative number`);
+    o[k] = v;
+  }
+  return o;
 }
 
 /** 64 hex digits or 32 bytes. */
@@ -196,6 +212,10 @@ export function makeShoal(load, platform = {}) {
     #closeReason = undefined;
     #unhookPageHide = null;
     #rtc = null;
+    #reconnect = false; // options, or false
+    #disconnectedAt = null; // Date.now() of the drop while reconnecting, else null
+    #drops = 0;
+    #wakeReconnect = null;
 
     /** Use `Shoal.join(options)`. */
     constructor(token) {
@@ -217,7 +237,14 @@ export function makeShoal(load, platform = {}) {
       for (const [type, cb] of Object.entries(options.on ?? {})) shoal.on(type, cb);
       delete opts.on;
       opts.onEvent = (e) => shoal.#receive(e);
-      shoal.#node = await bindings.ShoalNode.join(opts);
+      shoal.#reconnect = opts.reconnect;
+      if (opts.reconnect) opts.onDisconnect = (reason) => shoal.#disconnected(reason);
+      try {
+        shoal.#node = await bindings.ShoalNode.join(opts);
+      } catch (e) {
+        shoal.#closed = true;
+        throw e;
+      }
       const tuning = typeof opts.webrtc === "object" && opts.webrtc !== null ? opts.webrtc : {};
       const rtcOptions = { ...tuning, iceServers: opts.iceServers ?? [], RTCPeerConnection: opts.RTCPeerConnection };
       if (opts.webrtc !== false && DirectPaths.available(rtcOptions)) {
@@ -267,8 +294,69 @@ export function makeShoal(load, platform = {}) {
       }
     }
 
+    /** The relay connection dropped (the wasm transport calls this): say so, then reconnect. */
+    #disconnected(reason) {
+      this.#receive({ type: "disconnect", reason });
+      this.#drops++;
+      if (this.#disconnectedAt !== null) return; // the running loop sees #drops change
+      this.#disconnectedAt = Date.now();
+      this.#reconnectLoop(reason);
+    }
+
+    /**
+     * Reconnects with exponential backoff and jitter until connected, shut down, or out of
+     * attempts. The member keeps running meanwhile: direct WebRTC channels still carry packets, and
+     * SWIM sorts out who is alive once the relay path is back (a member declared failed while away
+     * refutes it on its return).
+     */
+    async #reconnectLoop(reason) {
+      const { initialDelayMs, maxDelayMs, maxAttempts } = this.#reconnect;
+      for (let attempt = 1; ; attempt++) {
+        if (attempt > maxAttempts) {
+          this.#node?.closeTransport(`relay connection lost (${reason}); no reconnect after ${maxAttempts} attempts`);
+          return;
+        }
+        const backoff = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(attempt - 1, 30));
+        await this.#pause(backoff * (0.5 + Math.random() / 2));
+        if (this.#closed) return;
+        if (!this.#node) continue; // dropped during the join: wait until it settles
+        const drops = this.#drops;
+        let failure;
+        try {
+          failure = await this.#node.reconnect();
+        } catch {
+          return; // the member shut down (its last event says why)
+        }
+        if (failure === undefined && this.#drops !== drops) failure = "the new connection dropped at once";
+        if (failure === undefined) {
+          const downtimeMs = Date.now() - this.#disconnectedAt;
+          this.#disconnectedAt = null;
+          this.#receive({ type: "reconnect", attempts: attempt, downtimeMs });
+          return;
+        }
+        reason = failure;
+      }
+    }
+
+    /** Sleeps `ms`, cut short when the platform says the network is back (`online`). */
+    #pause(ms) {
+      return new Promise((resolve) => {
+        const g = globalThis;
+        const done = () => {
+          clearTimeout(timer);
+          if (typeof g.removeEventListener === "function") g.removeEventListener("online", done);
+          this.#wakeReconnect = null;
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        if (typeof g.addEventListener === "function") g.addEventListener("online", done);
+        this.#wakeReconnect = done;
+      });
+    }
+
     #markClosed(e) {
       this.#closed = true;
+      this.#wakeReconnect?.();
       this.#rtc?.close(true);
       this.#closeReason = e.reason;
       this.#unhookPageHide?.();
@@ -303,9 +391,15 @@ export function makeShoal(load, platform = {}) {
       return decorateMember(this.#node.local());
     }
 
-    /** True once the member has shut down (left, shut down, or lost its relay connection). */
+    /** True once the member has shut down (left, shut down, or lost its relay connection for
+     * good: replaced by another connection with its peer id, or out of reconnect attempts). */
     get closed() {
       return this.#closed;
+    }
+
+    /** False while the relay connection is down and being re-established. */
+    get connected() {
+      return !this.#closed && this.#disconnectedAt === null;
     }
 
     /** Why the relay connection closed, once it has. */

@@ -39,6 +39,7 @@ struct JoinOptions {
     config: Config,
     websocket: Option<Function>,
     on_event: Option<Function>,
+    on_disconnect: Option<Function>,
     connect_timeout: Option<Duration>,
     event_capacity: Option<usize>,
     relay_max_frame: usize,
@@ -54,9 +55,11 @@ impl ShoalNode {
     /// (the full relay URL, peer id and token included), `name`, `meta` and `key` (Uint8Arrays),
     /// `label`, `seeds` (array of address strings), `preset`, `joinTimeoutMs`, `connectTimeoutMs`,
     /// `eventCapacity`, `relayMaxFrame` (the relay's frame limit, default 64 KiB: reliable traffic is
-    /// kept under it), `WebSocket` (a constructor, for runtimes without a global one) and `onEvent`
+    /// kept under it), `WebSocket` (a constructor, for runtimes without a global one), `onEvent`
     /// (a callback that sees every event from the very start, including the joins of the initial
-    /// join).
+    /// join) and `onDisconnect` (called with a reason when the relay connection drops: the member
+    /// keeps running and the caller reconnects with `reconnect()`; without it a drop shuts the
+    /// member down).
     pub async fn join(options: JsValue) -> Result<ShoalNode, JsError> {
         let opts = JoinOptions::parse(&options).map_err(|e| JsError::new(&e))?;
         let runtime = Arc::new(BrowserRuntime::new().map_err(|e| JsError::new(&crate::transport::describe(&e)))?);
@@ -72,7 +75,7 @@ impl ShoalNode {
             ws_options.connect_timeout = t;
         }
         let transport = Arc::new(
-            WebSocketTransport::connect(&url, opts.websocket.clone(), ws_options)
+            WebSocketTransport::connect(&url, opts.websocket.clone(), ws_options, opts.on_disconnect.clone())
                 .await
                 .map_err(|e| JsError::new(&e))?,
         );
@@ -277,6 +280,27 @@ impl ShoalNode {
             .collect()
     }
 
+    /// After `onDisconnect`: opens a new relay connection with the same peer id. Resolves to
+    /// `undefined` once connected again (at the same address), or to the reason this attempt failed
+    /// (try again later); rejects when the member cannot continue (it was shut down, or the relay
+    /// now gives it another address), in which case it shuts down.
+    pub fn reconnect(&self) -> Promise {
+        let transport = self.transport.clone();
+        future_to_promise(async move {
+            match transport.reconnect().await {
+                Ok(None) => Ok(JsValue::UNDEFINED),
+                Ok(Some(reason)) => Ok(reason.into()),
+                Err(reason) => Err(JsError::new(&reason).into()),
+            }
+        })
+    }
+
+    /// Gives up on the relay connection: the member shuts down with `reason` as its close reason.
+    #[wasm_bindgen(js_name = closeTransport)]
+    pub fn close_transport(&self, reason: &str) {
+        self.transport.fail(reason);
+    }
+
     /// Why the relay connection closed, once it has (`undefined` while open).
     #[wasm_bindgen(js_name = closeReason)]
     pub fn close_reason(&self) -> Option<String> {
@@ -330,6 +354,7 @@ impl JoinOptions {
             config,
             websocket: function("WebSocket"),
             on_event: function("onEvent"),
+            on_disconnect: function("onDisconnect"),
             connect_timeout: number("connectTimeoutMs").map(|ms| Duration::from_millis(ms as u64)),
             event_capacity: number("eventCapacity").map(|n| n.max(1.0) as usize),
             relay_max_frame,

@@ -38,7 +38,8 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use js_sys::{Array, ArrayBuffer, Function, Reflect, Uint8Array};
 use shoal_core::driver::relay::{
-    decode_signal_frame, decode_ws_frame, encode_signal_frame, encode_ws_frame, SignalKind, RELAY_SCHEME, SIGNAL_TAG,
+    decode_signal_frame, decode_ws_frame, encode_signal_frame, encode_ws_frame, CloseCode, SignalKind, RELAY_SCHEME,
+    SIGNAL_TAG,
 };
 use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
 use wasm_bindgen::prelude::*;
@@ -107,6 +108,8 @@ struct Shared {
     options: WsOptions,
     /// Receives signalling frames: `(source address, kind, body text)`.
     on_signal: RefCell<Option<Function>>,
+    /// Hears that the connection dropped, `(reason) => void` (see [`WebSocketTransport::connect`]).
+    on_disconnect: RefCell<Option<Function>>,
     /// Peers with an open direct path, and the JS function that sends on it:
     /// `(bytes: Uint8Array, reliable: boolean) => boolean` (false: use the relay).
     direct: RefCell<Vec<(Addr, Function)>>,
@@ -232,6 +235,7 @@ impl Shared {
         taken
     }
 
+    /// The transport is closed for good: `recv` returns `Closed` from now on.
     fn on_closed(&self, reason: String) {
         let mut inbox = self.inbox.borrow_mut();
         if inbox.closed.is_none() {
@@ -244,6 +248,31 @@ impl Shared {
             w.wake();
         }
     }
+
+    /// The socket's close event. Before the welcome it is why a (re)connect failed; afterwards the
+    /// connection dropped: the `on_disconnect` handler hears of it and may reconnect, unless there
+    /// is none or the relay said another connection took our peer id.
+    fn on_socket_closed(&self, code: u16, reason: String) {
+        {
+            let mut inbox = self.inbox.borrow_mut();
+            if inbox.welcome.is_none() {
+                inbox.welcome = Some(Err(reason));
+                if let Some(w) = inbox.welcome_waker.take() {
+                    w.wake();
+                }
+                return;
+            }
+        }
+        let handler = self.on_disconnect.borrow().clone().filter(|_| CloseCode::should_reconnect(code));
+        match handler {
+            Some(f) => {
+                if let Err(e) = f.call1(&JsValue::UNDEFINED, &reason.into()) {
+                    crate::console_error(&describe(&e));
+                }
+            }
+            None => self.on_closed(reason),
+        }
+    }
 }
 
 /// The JS handler closures, kept alive as long as the socket may call them.
@@ -253,82 +282,57 @@ struct Handlers {
     _error: Closure<dyn FnMut(JsValue)>,
 }
 
-/// A Shoal transport over one WebSocket to a relay. See the module docs.
-pub struct WebSocketTransport {
+/// One WebSocket to the relay and the handlers feeding its events into [`Shared`].
+struct Connection {
     ws: WebSocket,
-    shared: Rc<Shared>,
-    local: Addr,
-    handlers: RefCell<Option<Handlers>>,
+    handlers: Option<Handlers>,
 }
 
-impl WebSocketTransport {
-    /// Opens `url` (the full relay URL, query included) with `constructor` (or
-    /// `globalThis.WebSocket`) and waits for the welcome frame.
-    pub async fn connect(url: &str, constructor: Option<Function>, options: WsOptions) -> Result<Self, String> {
-        let constructor = match constructor {
-            Some(c) => c,
-            None => Reflect::get(&js_sys::global(), &JsValue::from_str("WebSocket"))
-                .ok()
-                .and_then(|c| c.dyn_into::<Function>().ok())
-                .ok_or_else(|| {
-                    "this JavaScript environment has no global WebSocket: pass a constructor (for Node.js, \
-                     the `ws` package's WebSocket) as the WebSocket option"
-                        .to_owned()
-                })?,
-        };
-        let ws: WebSocket = Reflect::construct(&constructor, &Array::of1(&JsValue::from_str(url)))
+impl Connection {
+    /// Opens `url` with `constructor`, its events going to `shared`.
+    fn open(url: &str, constructor: &Function, shared: &Rc<Shared>) -> Result<Connection, String> {
+        let ws: WebSocket = Reflect::construct(constructor, &Array::of1(&JsValue::from_str(url)))
             .map_err(|e| format!("cannot open {url}: {}", describe(&e)))?
             .unchecked_into();
         ws.set_binary_type(BinaryType::Arraybuffer);
-        let timeout = options.connect_timeout;
-        let shared = Rc::new(Shared {
-            inbox: RefCell::new(Inbox::default()),
-            counters: Cell::new(TransportCounters::default()),
-            direct_counters: Cell::new(TransportCounters::default()),
-            options,
-            on_signal: RefCell::new(None),
-            direct: RefCell::new(Vec::new()),
-        });
-        let handlers = {
-            let s = shared.clone();
-            let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| s.on_message(e.data()));
-            let s = shared.clone();
-            let close = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-                let code =
-                    Reflect::get(&e, &JsValue::from_str("code")).ok().and_then(|c| c.as_f64()).unwrap_or(0.0) as u32;
-                let reason = Reflect::get(&e, &JsValue::from_str("reason")).ok().and_then(|r| r.as_string());
-                s.on_closed(match reason {
+        let s = shared.clone();
+        let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| s.on_message(e.data()));
+        let s = shared.clone();
+        let close = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let code = Reflect::get(&e, &JsValue::from_str("code")).ok().and_then(|c| c.as_f64()).unwrap_or(0.0) as u16;
+            let reason = Reflect::get(&e, &JsValue::from_str("reason")).ok().and_then(|r| r.as_string());
+            s.on_socket_closed(
+                code,
+                match reason {
                     Some(r) if !r.is_empty() => format!("relay connection closed ({code}: {r})"),
                     _ => format!("relay connection closed ({code})"),
-                });
-            });
-            let s = shared.clone();
-            let error = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-                // An error is always followed by a close event; before the welcome it is the
-                // reason the connection failed.
-                let message = Reflect::get(&e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string());
-                let mut inbox = s.inbox.borrow_mut();
-                if inbox.welcome.is_none() {
-                    inbox.welcome = Some(Err(match message {
-                        Some(m) if !m.is_empty() => format!("cannot connect to the relay: {m}"),
-                        _ => "cannot connect to the relay".to_owned(),
-                    }));
-                    if let Some(w) = inbox.welcome_waker.take() {
-                        w.wake();
-                    }
+                },
+            );
+        });
+        let s = shared.clone();
+        let error = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            // An error is always followed by a close event; before the welcome it is the reason the
+            // connection failed.
+            let message = Reflect::get(&e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string());
+            let mut inbox = s.inbox.borrow_mut();
+            if inbox.welcome.is_none() {
+                inbox.welcome = Some(Err(match message {
+                    Some(m) if !m.is_empty() => format!("cannot connect to the relay: {m}"),
+                    _ => "cannot connect to the relay".to_owned(),
+                }));
+                if let Some(w) = inbox.welcome_waker.take() {
+                    w.wake();
                 }
-            });
-            ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
-            ws.set_onclose(Some(close.as_ref().unchecked_ref()));
-            ws.set_onerror(Some(error.as_ref().unchecked_ref()));
-            Handlers { _message: message, _close: close, _error: error }
-        };
-        let mut transport = WebSocketTransport {
-            ws,
-            shared: shared.clone(),
-            local: Addr::parse("relay://unconnected/-").expect("a valid placeholder"),
-            handlers: RefCell::new(Some(handlers)),
-        };
+            }
+        });
+        ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+        ws.set_onerror(Some(error.as_ref().unchecked_ref()));
+        Ok(Connection { ws, handlers: Some(Handlers { _message: message, _close: close, _error: error }) })
+    }
+
+    /// Waits for the welcome frame (our address) or the reason there will be none.
+    async fn welcome(shared: &Shared, timeout: Duration, url: &str) -> Result<Addr, String> {
         let welcome = poll_fn(|cx| {
             let mut inbox = shared.inbox.borrow_mut();
             match inbox.welcome.clone() {
@@ -340,13 +344,78 @@ impl WebSocketTransport {
             }
         });
         let sleep = Timers::new().map_err(|e| describe(&e))?.sleep(timeout);
-        let welcome = match select(Box::pin(welcome), sleep).await {
+        match select(Box::pin(welcome), sleep).await {
             Either::Left((w, _)) => w,
             Either::Right(_) => {
                 Err(format!("the relay at {url} sent no welcome within {} ms", timeout.as_millis() as u64))
             }
+        }
+    }
+
+    /// Detaches the handlers (a late event must not call freed code) and closes the socket.
+    fn close(&mut self, reason: &str) {
+        // The error handler becomes a no-op owned by JS rather than nothing: Node's `ws` emits
+        // 'error' when a connecting socket is closed, and an EventEmitter 'error' without a listener
+        // is an uncaught exception.
+        let noop = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {}).into_js_value();
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(Some(noop.unchecked_ref()));
+        let _ = self.ws.close_with_code_and_reason(1000, reason);
+        self.handlers = None;
+    }
+}
+
+/// A Shoal transport over a WebSocket to a relay. See the module docs.
+pub struct WebSocketTransport {
+    connection: RefCell<Connection>,
+    shared: Rc<Shared>,
+    local: Addr,
+    url: String,
+    constructor: Function,
+}
+
+impl WebSocketTransport {
+    /// Opens `url` (the full relay URL, query included) with `constructor` (or
+    /// `globalThis.WebSocket`) and waits for the welcome frame. With `on_disconnect`, a connection
+    /// that drops later leaves the transport waiting instead of closed, and `on_disconnect(reason)`
+    /// is called: call [`reconnect`](Self::reconnect) (with a backoff) to resume, or
+    /// [`fail`](Self::fail) to give up.
+    pub async fn connect(
+        url: &str,
+        constructor: Option<Function>,
+        options: WsOptions,
+        on_disconnect: Option<Function>,
+    ) -> Result<Self, String> {
+        let constructor = match constructor {
+            Some(c) => c,
+            None => Reflect::get(&js_sys::global(), &JsValue::from_str("WebSocket"))
+                .ok()
+                .and_then(|c| c.dyn_into::<Function>().ok())
+                .ok_or_else(|| {
+                    "this JavaScript environment has no global WebSocket: pass a constructor (for Node.js, \
+                     the `ws` package's WebSocket) as the WebSocket option"
+                        .to_owned()
+                })?,
         };
-        match welcome {
+        let timeout = options.connect_timeout;
+        let shared = Rc::new(Shared {
+            inbox: RefCell::new(Inbox::default()),
+            counters: Cell::new(TransportCounters::default()),
+            direct_counters: Cell::new(TransportCounters::default()),
+            options,
+            on_signal: RefCell::new(None),
+            on_disconnect: RefCell::new(on_disconnect),
+            direct: RefCell::new(Vec::new()),
+        });
+        let mut transport = WebSocketTransport {
+            connection: RefCell::new(Connection::open(url, &constructor, &shared)?),
+            shared: shared.clone(),
+            local: Addr::parse("relay://unconnected/-").expect("a valid placeholder"),
+            url: url.to_owned(),
+            constructor,
+        };
+        match Connection::welcome(&shared, timeout, url).await {
             Ok(addr) => {
                 transport.local = addr;
                 Ok(transport)
@@ -358,6 +427,46 @@ impl WebSocketTransport {
         }
     }
 
+    /// Opens a new connection after the last one dropped (see [`connect`](Self::connect)).
+    /// `Ok(None)`: connected again, at the same address. `Ok(Some(reason))`: this attempt failed;
+    /// try again later. `Err(reason)`: the transport is closed for good (it was shut down, or the
+    /// relay now gives us another address, which a running member cannot take).
+    pub async fn reconnect(&self) -> Result<Option<String>, String> {
+        if let Some(reason) = self.close_reason() {
+            return Err(reason);
+        }
+        self.connection.borrow_mut().close("reconnecting");
+        self.shared.inbox.borrow_mut().welcome = None;
+        let mut next = match Connection::open(&self.url, &self.constructor, &self.shared) {
+            Ok(c) => c,
+            Err(e) => return Ok(Some(e)),
+        };
+        let welcome = Connection::welcome(&self.shared, self.shared.options.connect_timeout, &self.url).await;
+        let closed = self.close_reason();
+        let result = match (welcome, closed) {
+            (_, Some(reason)) => Err(reason),
+            (Ok(addr), None) if addr == self.local => {
+                *self.connection.borrow_mut() = next;
+                return Ok(None);
+            }
+            (Ok(addr), None) => {
+                let reason = format!("the relay now gives this member the address {addr}, not {}", self.local);
+                self.fail(&reason);
+                Err(reason)
+            }
+            (Err(e), None) => Ok(Some(e)),
+        };
+        next.close("reconnect failed");
+        result
+    }
+
+    /// Closes the transport for good with `reason` (what `close_reason` reports), e.g. after giving
+    /// up reconnecting.
+    pub fn fail(&self, reason: &str) {
+        self.shared.on_closed(reason.to_owned());
+        self.connection.borrow_mut().close(reason);
+    }
+
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<String> {
         self.shared.inbox.borrow().closed.clone()
@@ -365,11 +474,12 @@ impl WebSocketTransport {
 
     /// Sends a signalling message to another member of the relay; false if the socket refused it.
     pub fn signal(&self, to: &str, kind: SignalKind, body: &str) -> bool {
-        if self.shared.inbox.borrow().closed.is_some() || self.ws.ready_state() != OPEN {
+        let connection = self.connection.borrow();
+        if self.shared.inbox.borrow().closed.is_some() || connection.ws.ready_state() != OPEN {
             return false;
         }
         let Some(frame) = encode_signal_frame(to, kind, body.as_bytes()) else { return false };
-        self.ws.send_with_array_buffer_view(&Uint8Array::from(&frame[..])).is_ok()
+        connection.ws.send_with_array_buffer_view(&Uint8Array::from(&frame[..])).is_ok()
     }
 
     /// Sets the function that receives signalling messages, `(from, kind, body) => void`.
@@ -398,17 +508,7 @@ impl WebSocketTransport {
     }
 
     fn shutdown(&self, reason: &str) {
-        self.shared.on_closed(format!("closed locally ({reason})"));
-        // Detach the handlers before dropping their closures: a late event must not call freed code.
-        // The error handler becomes a no-op owned by JS rather than nothing: Node's `ws` emits
-        // 'error' when a connecting socket is closed, and an EventEmitter 'error' without a listener
-        // is an uncaught exception.
-        let noop = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {}).into_js_value();
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        self.ws.set_onerror(Some(noop.unchecked_ref()));
-        let _ = self.ws.close_with_code_and_reason(1000, reason);
-        self.handlers.borrow_mut().take();
+        self.fail(&format!("closed locally ({reason})"));
     }
 
     fn send_frame(&self, to: &Addr, bytes: &[u8], best_effort: bool) -> Result<(), TransportError> {
@@ -427,13 +527,19 @@ impl WebSocketTransport {
     }
 
     fn try_send(&self, to: &Addr, bytes: &[u8], best_effort: bool) -> Result<usize, TransportError> {
-        if self.shared.inbox.borrow().closed.is_some() || self.ws.ready_state() != OPEN {
+        let connection = self.connection.borrow();
+        let ws = &connection.ws;
+        if self.shared.inbox.borrow().closed.is_some() {
             return Err(TransportError::Closed);
+        }
+        if ws.ready_state() != OPEN {
+            // Between connections (reconnecting): the packet is lost, as on a network outage.
+            return Err(TransportError::Io(std::io::ErrorKind::NotConnected.into()));
         }
         if to.as_str().len() > MAX_FRAME_ADDR {
             return Err(TransportError::Unreachable(to.clone()));
         }
-        if best_effort && self.ws.buffered_amount() > self.shared.options.max_buffered {
+        if best_effort && ws.buffered_amount() > self.shared.options.max_buffered {
             // A bare error kind: a message would box a custom error and pull in its formatting code.
             return Err(TransportError::Io(std::io::ErrorKind::WouldBlock.into()));
         }
@@ -445,16 +551,14 @@ impl WebSocketTransport {
         // A copy in JS memory: `send` may keep a reference (Node's `ws` while compressing), and a view
         // into wasm memory would change under it.
         let data = Uint8Array::from(&frame[..]);
-        self.ws
-            .send_with_array_buffer_view(&data)
-            .map_err(|_| TransportError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
+        ws.send_with_array_buffer_view(&data).map_err(|_| TransportError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
         Ok(frame.len())
     }
 }
 
 impl Drop for WebSocketTransport {
     fn drop(&mut self) {
-        if self.handlers.borrow().is_some() {
+        if self.close_reason().is_none() {
             self.shutdown("dropped");
         }
     }
@@ -510,7 +614,7 @@ impl Transport for WebSocketTransport {
     }
 
     async fn close(&self) {
-        if self.handlers.borrow().is_some() {
+        if self.shared.inbox.borrow().closed.is_none() {
             self.shutdown("member shut down");
         }
     }

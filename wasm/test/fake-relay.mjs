@@ -22,8 +22,9 @@ export function parseFrame(data) {
   return { addr: data.subarray(1, 1 + len).toString("utf8"), packet: data.subarray(1 + len) };
 }
 
-export async function startFakeRelay({ token, maxPayload = 8 << 20 } = {}) {
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, maxPayload });
+/** `port` 0 picks a free port; pass an earlier relay's port to restart it at the same address. */
+export async function startFakeRelay({ token, maxPayload = 8 << 20, port = 0 } = {}) {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port, maxPayload });
   await once(wss, "listening");
   const host = `127.0.0.1:${wss.address().port}`;
   const peers = new Map(); // relay address -> socket
@@ -42,7 +43,8 @@ export async function startFakeRelay({ token, maxPayload = 8 << 20 } = {}) {
     }
     stats.connections++;
     const self = `relay://${host}/${peer}`;
-    peers.get(self)?.close(1000, "replaced by a new connection");
+    // shoal-relay's close code for a connection whose peer id a newer one took (CloseCode::Replaced).
+    peers.get(self)?.close(4001, "replaced by a newer connection with the same peer id");
     peers.set(self, ws);
     ws.send(frame(self));
     ws.on("message", (data, isBinary) => {
@@ -69,8 +71,13 @@ export async function startFakeRelay({ token, maxPayload = 8 << 20 } = {}) {
     kick(peer) {
       peers.get(`relay://${host}/${peer}`)?.terminate();
     },
-    async close() {
-      for (const ws of wss.clients) ws.terminate();
+    /** Stops; `graceful` sends shoal-relay's shutdown close frame (1001) instead of cutting
+     * connections. */
+    async close({ graceful = false } = {}) {
+      for (const ws of wss.clients) {
+        if (graceful) ws.close(1001, "relay shutting down");
+        else ws.terminate();
+      }
       await new Promise((resolve) => wss.close(resolve));
     },
   };

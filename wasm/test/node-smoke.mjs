@@ -19,6 +19,8 @@ function within(ms, promise, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** The first event of `shoal` matching `pred`. */
 function waitFor(shoal, pred, what, ms = 5000) {
   let off;
@@ -148,15 +150,96 @@ test("an encrypted cluster admits members with the key, events include the found
   await Promise.all([a.shutdown(), b.shutdown()]);
 });
 
-test("a member that loses its relay connection shuts down and says why", async (t) => {
+test("a member whose relay connection drops reconnects at the same address and keeps its place", async (t) => {
   const relay = await startFakeRelay();
   t.after(() => relay.close());
-  const a = await Shoal.join({ relay: relay.url, name: "lonely", preset: "local", WebSocket });
+  const alice = await Shoal.join({ relay: relay.url, name: "alice", preset: "local", WebSocket });
+  const aliceSeesBob = waitFor(alice, (e) => e.type === "join" && e.member === "bob", "alice to see bob");
+  const bob = await Shoal.join({ relay: relay.url, name: "bob", seeds: [alice.addr], preset: "local", WebSocket });
+  t.after(() => Promise.all([alice.shutdown(), bob.shutdown()]));
+  await aliceSeesBob;
+
+  const disconnected = waitFor(bob, (e) => e.type === "disconnect", "bob's disconnect event");
+  const reconnected = waitFor(bob, (e) => e.type === "reconnect", "bob's reconnect event");
+  relay.kick("bob");
+  assert.match((await disconnected).reason, /relay connection closed \(1006/);
+  assert.equal(bob.connected, false);
+  assert.equal(bob.closed, false, "a dropped connection is not the end of the member");
+  const back = await reconnected;
+  assert.ok(back.attempts >= 1 && back.downtimeMs >= 0, JSON.stringify(back));
+  assert.equal(bob.connected, true);
+  assert.equal(bob.addr, `relay://${relay.host}/bob`, "the same address as before");
+  assert.equal(relay.stats.connections, 3);
+
+  const got = waitFor(bob, (e) => e.type === "message" && e.text === "after the drop", "bob to get alice's broadcast");
+  alice.broadcast("chat", "after the drop");
+  await got;
+  await within(5000, (async () => {
+    while (!alice.members().some((m) => m.name === "bob" && m.state === "alive")) await sleep(50);
+  })(), "alice to see bob alive");
+});
+
+test("members ride out a relay restart: they reconnect and the cluster converges again", async (t) => {
+  let relay = await startFakeRelay();
+  const port = Number(relay.host.split(":")[1]);
+  t.after(() => relay.close());
+  const opts = { relay: relay.url, preset: "local", WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 400 } };
+  const a = await Shoal.join({ ...opts, name: "a" });
+  const b = await Shoal.join({ ...opts, name: "b", seeds: [a.addr] });
+  const c = await Shoal.join({ ...opts, name: "c", seeds: [a.addr] });
+  const members = [a, b, c];
+  t.after(() => Promise.all(members.map((m) => m.shutdown())));
+  const allAlive = () => members.every((m) => m.aliveMembers().length === 2);
+  await within(5000, (async () => { while (!allAlive()) await sleep(50); })(), "everyone to see everyone alive");
+
+  const reconnects = members.map((m) => waitFor(m, (e) => e.type === "reconnect", `${m.name} to reconnect`, 15_000));
+  await relay.close({ graceful: true });
+  await sleep(1500); // down long enough for every member to suspect the others
+  relay = await startFakeRelay({ port });
+  const events = await Promise.all(reconnects);
+  assert.ok(events.every((e) => e.downtimeMs >= 1000), JSON.stringify(events));
+  await within(15_000, (async () => { while (!allAlive()) await sleep(50); })(), "everyone alive again after the restart");
+  const got = waitFor(c, (e) => e.type === "message" && e.text === "after the restart", "c to get a's broadcast");
+  a.broadcast("chat", "after the restart");
+  await got;
+});
+
+test("with reconnect: false a member that loses its relay connection shuts down and says why", async (t) => {
+  const relay = await startFakeRelay();
+  t.after(() => relay.close());
+  const a = await Shoal.join({ relay: relay.url, name: "lonely", preset: "local", WebSocket, reconnect: false });
   const shutdown = waitFor(a, (e) => e.type === "shutdown", "the shutdown event");
   relay.kick("lonely");
   const e = await shutdown;
   assert.match(e.reason, /relay connection closed/);
   assert.equal(a.closed, true);
+});
+
+test("a member gives up after maxAttempts reconnects and shuts down saying why", async () => {
+  const relay = await startFakeRelay();
+  const a = await Shoal.join({
+    relay: relay.url, name: "a", preset: "local", WebSocket,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 3 },
+  });
+  const shutdown = waitFor(a, (e) => e.type === "shutdown", "the shutdown event");
+  await relay.close(); // and it never comes back
+  const e = await shutdown;
+  assert.match(e.reason, /no reconnect after 3 attempts/);
+  assert.equal(a.closed, true);
+  assert.equal(a.connected, false);
+});
+
+test("a member whose peer id a newer connection took shuts down instead of taking it back", async (t) => {
+  const relay = await startFakeRelay();
+  t.after(() => relay.close());
+  const first = await Shoal.join({ relay: relay.url, name: "twin", preset: "local", WebSocket });
+  const shutdown = waitFor(first, (e) => e.type === "shutdown", "the first twin's shutdown");
+  const second = await Shoal.join({ relay: relay.url, name: "twin", preset: "local", WebSocket });
+  t.after(() => second.shutdown());
+  assert.match((await shutdown).reason, /4001/);
+  await sleep(1000);
+  assert.equal(relay.stats.connections, 2, "no tug of war over the peer id");
+  assert.equal(second.connected, true);
 });
 
 test("join reports bad options and refused connections", async (t) => {
@@ -165,6 +248,11 @@ test("join reports bad options and refused connections", async (t) => {
   await assert.rejects(Shoal.join({ name: "x" }), /options.relay/);
   await assert.rejects(Shoal.join({ relay: relay.url, name: "x", preset: "moon", WebSocket }), /unknown preset/);
   await assert.rejects(Shoal.join({ relay: relay.url, name: "x", key: "abc", WebSocket }), /64 hex digits/);
+  await assert.rejects(Shoal.join({ relay: relay.url, name: "x", reconnect: "yes", WebSocket }), /options.reconnect/);
+  await assert.rejects(
+    Shoal.join({ relay: relay.url, name: "x", reconnect: { maxAttempts: -1 }, WebSocket }),
+    /options.reconnect.maxAttempts/,
+  );
   await assert.rejects(
     Shoal.join({ relay: relay.url, name: "x", seeds: ["not-an-address"], WebSocket }),
     /invalid seed address/,

@@ -14,6 +14,7 @@ async function main(): Promise<void> {
     preset: "browser",
     WebSocket: globalThis.WebSocket,
     webrtc: { answerGraceMs: 1000, setupTimeoutMs: 10000 },
+    reconnect: { initialDelayMs: 100, maxDelayMs: 2000, maxAttempts: 50 },
     iceServers: [{ urls: "stun:stun.example:3478" }, { urls: ["turn:turn.example"], username: "u", credential: "c" }],
     on: { join: (e) => console.log(e.info.addr), "*": (e) => console.log(e.type) },
   });
@@ -22,6 +23,8 @@ async function main(): Promise<void> {
   const off = s.on("message", (e) => console.log(e.from, e.topic, e.text, e.data.byteLength, e.kind));
   off();
   s.on("fail", (e) => console.log(e.member, e.by, e.incarnation));
+  s.on("disconnect", (e) => console.log(e.reason, s.connected));
+  s.on("reconnect", (e) => console.log(e.attempts + e.downtimeMs));
   s.on("*", (e: ShoalEvent) => {
     if (e.type === "leave") console.log(e.member);
   });

@@ -66,7 +66,7 @@ async fn in_a_browser_a_real_websocket_that_cannot_connect_fails_the_connect() {
     assert!(global_has("WebSocket"));
     // Nothing listens on the discard port of loopback: the browser's WebSocket reports an error
     // and a close (1006) before any welcome frame.
-    let err = WebSocketTransport::connect("ws://127.0.0.1:9/ws?peer=tab-1", None, WsOptions::default())
+    let err = WebSocketTransport::connect("ws://127.0.0.1:9/ws?peer=tab-1", None, WsOptions::default(), None)
         .await
         .err()
         .expect("nothing listens on 127.0.0.1:9");
@@ -173,6 +173,11 @@ export class FakeWebSocket {
   deliver(bytes) {
     this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
   }
+  /** The relay ends the connection. */
+  drop(code, reason) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
 }
 export function fake_ctor(welcome) { FakeWebSocket.welcome = welcome; return FakeWebSocket; }
 export function fake_last() { return FakeWebSocket.last; }
@@ -180,6 +185,15 @@ export function fake_deliver(ws, bytes) { ws.deliver(bytes); }
 export function fake_deliver_text(ws, text) { ws.onmessage?.({ data: text }); }
 export function fake_sent(ws) { return ws.sent; }
 export function fake_closed_with(ws) { return ws.closedWith; }
+export function fake_drop(ws, code, reason) { ws.drop(code, reason); }
+export function fake_set_welcome(welcome) { FakeWebSocket.welcome = welcome; }
+export function reasons_collector() {
+  const reasons = [];
+  const f = (reason) => reasons.push(reason);
+  f.reasons = reasons;
+  return f;
+}
+export function collected(f) { return f.reasons.slice(); }
 "#)]
 extern "C" {
     fn fake_ctor(welcome: Option<String>) -> Function;
@@ -188,12 +202,16 @@ extern "C" {
     fn fake_deliver_text(ws: &JsValue, text: &str);
     fn fake_sent(ws: &JsValue) -> Array;
     fn fake_closed_with(ws: &JsValue) -> JsValue;
+    fn fake_drop(ws: &JsValue, code: u16, reason: &str);
+    fn fake_set_welcome(welcome: Option<String>);
+    fn reasons_collector() -> Function;
+    fn collected(f: &Function) -> Vec<String>;
 }
 
 const URL: &str = "ws://relay.test:9/ws?peer=tab-1";
 
 async fn connect(options: WsOptions) -> (WebSocketTransport, JsValue) {
-    let t = WebSocketTransport::connect(URL, Some(fake_ctor(None)), options).await.expect("welcome");
+    let t = WebSocketTransport::connect(URL, Some(fake_ctor(None)), options, None).await.expect("welcome");
     (t, fake_last())
 }
 
@@ -277,16 +295,103 @@ async fn close_ends_receiving_and_sending() {
 
 #[wasm_bindgen_test]
 async fn a_relay_that_closes_or_sends_garbage_instead_of_a_welcome_fails_the_connect() {
-    let err = WebSocketTransport::connect(URL, Some(fake_ctor(Some("close".into()))), WsOptions::default())
+    let err = WebSocketTransport::connect(URL, Some(fake_ctor(Some("close".into()))), WsOptions::default(), None)
         .await
         .err()
         .expect("no welcome");
     assert!(err.contains("1008") && err.contains("bad token"), "{err}");
-    let err = WebSocketTransport::connect(URL, Some(fake_ctor(Some("udp://1.2.3.4:5".into()))), WsOptions::default())
-        .await
-        .err()
-        .expect("not a relay address");
+    let err =
+        WebSocketTransport::connect(URL, Some(fake_ctor(Some("udp://1.2.3.4:5".into()))), WsOptions::default(), None)
+            .await
+            .err()
+            .expect("not a relay address");
     assert!(err.contains("invalid address"), "{err}");
+}
+
+/// A transport that reconnects: `on_disconnect` records the reasons it was called with.
+async fn connect_reconnecting() -> (WebSocketTransport, JsValue, Function) {
+    let on_disconnect = reasons_collector();
+    let t = WebSocketTransport::connect(URL, Some(fake_ctor(None)), WsOptions::default(), Some(on_disconnect.clone()))
+        .await
+        .expect("welcome");
+    (t, fake_last(), on_disconnect)
+}
+
+/// Whether `recv` has a result within a few event-loop turns.
+async fn recv_now(t: &WebSocketTransport) -> Option<Result<Received, TransportError>> {
+    let mut buf = Vec::new();
+    let sleep = runtime().sleep(Duration::from_millis(20));
+    let result = match futures_util::future::select(Box::pin(t.recv(&mut buf)), sleep).await {
+        futures_util::future::Either::Left((r, _)) => Some(r),
+        futures_util::future::Either::Right(_) => None,
+    };
+    result
+}
+
+#[wasm_bindgen_test]
+async fn a_dropped_connection_is_reported_and_a_reconnect_resumes_at_the_same_address() {
+    let (t, first, on_disconnect) = connect_reconnecting().await;
+    fake_drop(&first, 1001, "relay shutting down");
+    assert_eq!(collected(&on_disconnect), vec!["relay connection closed (1001: relay shutting down)".to_owned()]);
+    assert!(recv_now(&t).await.is_none(), "receiving waits for the next connection instead of ending");
+    let peer = Addr::parse("relay://relay.test:9/tab-2").unwrap();
+    let err = t.send(&peer, b"\x01lost").await.unwrap_err();
+    assert!(matches!(err, TransportError::Io(ref e) if e.kind() == std::io::ErrorKind::NotConnected), "{err}");
+    assert_eq!(t.close_reason(), None);
+
+    assert_eq!(t.reconnect().await, Ok(None));
+    let second = fake_last();
+    assert!(!second.loose_eq(&first), "a new socket");
+    assert_eq!(t.local_addr().as_str(), "relay://relay.test:9/tab-1");
+    t.send(&peer, b"\x01again").await.unwrap();
+    assert_eq!(fake_sent(&second).length(), 1);
+    fake_deliver(&second, &encode_ws_frame(peer.as_str(), b"\x01ack").unwrap());
+    let got = recv_now(&t).await.expect("a packet").unwrap();
+    assert_eq!(got.from, peer);
+    // The old socket's events no longer reach the transport.
+    fake_deliver(&first, &encode_ws_frame(peer.as_str(), b"\x01stale").unwrap());
+    assert!(recv_now(&t).await.is_none());
+}
+
+#[wasm_bindgen_test]
+async fn a_failed_reconnect_attempt_reports_why_and_a_later_one_can_succeed() {
+    let (t, first, _) = connect_reconnecting().await;
+    fake_drop(&first, 1006, "");
+    fake_set_welcome(Some("close".into()));
+    let failed = t.reconnect().await.expect("not fatal");
+    assert!(failed.is_some_and(|r| r.contains("1008")), "the attempt's own reason");
+    assert_eq!(t.close_reason(), None, "still waiting for a connection");
+    fake_set_welcome(None);
+    assert_eq!(t.reconnect().await, Ok(None));
+}
+
+#[wasm_bindgen_test]
+async fn a_connection_replaced_by_another_with_our_peer_id_closes_for_good() {
+    let (t, first, on_disconnect) = connect_reconnecting().await;
+    fake_drop(&first, 4001, "replaced by a newer connection with the same peer id");
+    assert!(collected(&on_disconnect).is_empty(), "no reconnect: it would take the peer id back");
+    assert!(matches!(recv_now(&t).await, Some(Err(TransportError::Closed))));
+    assert!(t.close_reason().is_some_and(|r| r.contains("4001")));
+    assert!(t.reconnect().await.is_err());
+}
+
+#[wasm_bindgen_test]
+async fn a_relay_that_now_gives_another_address_ends_the_transport() {
+    let (t, first, _) = connect_reconnecting().await;
+    fake_drop(&first, 1006, "");
+    fake_set_welcome(Some("relay://elsewhere:9/tab-1".into()));
+    let err = t.reconnect().await.expect_err("a member cannot change its address");
+    fake_set_welcome(None);
+    assert!(err.contains("relay://elsewhere:9/tab-1"), "{err}");
+    assert!(matches!(recv_now(&t).await, Some(Err(TransportError::Closed))));
+}
+
+#[wasm_bindgen_test]
+async fn without_a_disconnect_handler_a_dropped_connection_closes_the_transport() {
+    let (t, ws) = connect(WsOptions::default()).await;
+    fake_drop(&ws, 1001, "relay shutting down");
+    assert!(matches!(recv_now(&t).await, Some(Err(TransportError::Closed))));
+    assert!(t.close_reason().is_some_and(|r| r.contains("1001")));
 }
 
 #[wasm_bindgen_test]
@@ -295,7 +400,7 @@ async fn without_a_websocket_constructor_connect_explains_what_to_pass() {
     if global_has("WebSocket") {
         return;
     }
-    let err = WebSocketTransport::connect(URL, None, WsOptions::default()).await.err().unwrap();
+    let err = WebSocketTransport::connect(URL, None, WsOptions::default(), None).await.err().unwrap();
     assert!(err.contains("no global WebSocket"), "{err}");
 }
 
