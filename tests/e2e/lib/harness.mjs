@@ -145,9 +145,10 @@ export class Proc {
   }
 }
 
-/** Starts shoal-relay on 127.0.0.1 (port 0), optionally serving `staticDir`. */
-export async function startRelay({ staticDir, token = TOKEN } = {}) {
-  const args = ["--bind", "127.0.0.1:0", "--token", token];
+/** Starts shoal-relay on 127.0.0.1 (port 0, or `port` to restart a relay at its old address),
+ * optionally serving `staticDir`. */
+export async function startRelay({ staticDir, token = TOKEN, port = 0 } = {}) {
+  const args = ["--bind", `127.0.0.1:${port}`, "--token", token];
   if (staticDir) args.push("--static", staticDir);
   const proc = new Proc("relay", RELAY_BIN, args, { env: { ...process.env, RUST_LOG: "shoal_relay=info" } });
   const { line } = await proc.waitLine((l) => l.startsWith("listening on "), 30_000, "listening on");
