@@ -60,7 +60,22 @@ export async function startLive() {
     console.warn("join failed", e);
     return;
   }
-  status.textContent = `${shoal.name} at ${shoal.addr}`;
+  const connected = `${shoal.name} at ${shoal.addr}`;
+  status.textContent = connected;
+  // The relay connection is the page's only way in (besides direct WebRTC channels): say when it
+  // is down and being re-established, and when the member stopped for good.
+  shoal.on("disconnect", (e) => {
+    status.textContent = `relay connection lost (${e.reason}); reconnecting…`;
+    status.classList.add("warn");
+  });
+  shoal.on("reconnect", (e) => {
+    status.textContent = `${connected} (reconnected after ${(e.downtimeMs / 1000).toFixed(1)} s)`;
+    status.classList.remove("warn");
+  });
+  shoal.on("shutdown", (e) => {
+    status.textContent = `no longer a member: ${e.reason ?? "shut down"}`;
+    status.classList.add("warn");
+  });
   const control = config.control ? new DemoControl(config.control) : null;
   const natives = new Set(config.members ?? []);
   let demo: DemoStatus | null = null;
