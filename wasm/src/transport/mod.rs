@@ -9,6 +9,15 @@
 //! traffic alike (a WebSocket is reliable and ordered; "best-effort" sends are dropped only when the
 //! socket's send buffer is already full, as a UDP socket would).
 //!
+//! **Reconnecting.** Given an `on_disconnect` handler, a connection that drops after its welcome
+//! does not close the transport: `recv` keeps waiting, sends fail with `NotConnected` (packets lost
+//! as on a network outage; direct paths still carry theirs), and the handler hears the reason. The
+//! JS layer then calls [`WebSocketTransport::reconnect`] with a backoff: the same URL, so the same
+//! peer id and, from the relay's welcome, the same address (another address ends the transport, as
+//! the protocol core cannot change its own). A close with [`CloseCode::Replaced`] ends it too: a
+//! newer connection holds our peer id. Each socket is a [`Connection`] whose handlers are detached
+//! before it is replaced.
+//!
 //! Incoming frames wait in a bounded queue (frames and bytes) that `recv` drains; when it is full
 //! new frames are dropped and counted in `dropped_in`, as are oversized frames (checked before they
 //! are copied into wasm memory), text frames and malformed frames.
@@ -28,25 +37,25 @@
 //! `bufferedAmount`, `send`, `close`, the `on*` handler properties), so any compatible implementation
 //! works.
 
+mod connection;
+mod shared;
+
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use js_sys::{Array, ArrayBuffer, Function, Reflect, Uint8Array};
-use shoal_core::driver::relay::{
-    decode_signal_frame, decode_ws_frame, encode_signal_frame, encode_ws_frame, CloseCode, SignalKind, RELAY_SCHEME,
-    SIGNAL_TAG,
-};
+use js_sys::{Function, Reflect, Uint8Array};
+#[cfg(doc)]
+use shoal_core::driver::relay::CloseCode;
+use shoal_core::driver::relay::{encode_signal_frame, encode_ws_frame, SignalKind};
 use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{BinaryType, MessageEvent, WebSocket};
 
-use crate::runtime::Timers;
+use connection::Connection;
+use shared::{Inbox, Shared};
 
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
@@ -83,286 +92,6 @@ impl Default for WsOptions {
             max_buffered: 1 << 20,
             connect_timeout: Duration::from_secs(10),
         }
-    }
-}
-
-#[derive(Default)]
-struct Inbox {
-    frames: VecDeque<(Addr, Vec<u8>, usize)>,
-    bytes: usize,
-    waker: Option<Waker>,
-    /// The welcome frame's address once it arrived, or why the connection failed before it.
-    welcome: Option<Result<Addr, String>>,
-    welcome_waker: Option<Waker>,
-    closed: Option<String>,
-    /// Recently seen source addresses, most recent first, so a steady stream from a few peers
-    /// parses (and allocates) nothing.
-    sources: Vec<Addr>,
-}
-
-struct Shared {
-    inbox: RefCell<Inbox>,
-    counters: Cell<TransportCounters>,
-    /// The share of `counters` that went over direct paths.
-    direct_counters: Cell<TransportCounters>,
-    options: WsOptions,
-    /// Receives signalling frames: `(source address, kind, body text)`.
-    on_signal: RefCell<Option<Function>>,
-    /// Hears that the connection dropped, `(reason) => void` (see [`WebSocketTransport::connect`]).
-    on_disconnect: RefCell<Option<Function>>,
-    /// Peers with an open direct path, and the JS function that sends on it:
-    /// `(bytes: Uint8Array, reliable: boolean) => boolean` (false: use the relay).
-    direct: RefCell<Vec<(Addr, Function)>>,
-}
-
-impl Shared {
-    fn count(&self, f: impl FnOnce(&mut TransportCounters)) {
-        let mut c = self.counters.get();
-        f(&mut c);
-        self.counters.set(c);
-    }
-
-    fn on_message(&self, data: JsValue) {
-        let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
-            // Text frames are not part of the protocol (a Blob would mean binaryType was ignored).
-            self.count(|c| c.dropped_in += 1);
-            return;
-        };
-        let len = buffer.byte_length() as usize;
-        if len > self.options.max_frame {
-            self.count(|c| c.dropped_in += 1);
-            return;
-        }
-        let frame = Uint8Array::new(buffer).to_vec();
-        if frame.first() == Some(&SIGNAL_TAG) {
-            self.on_signal_frame(&frame);
-            return;
-        }
-        let mut inbox = self.inbox.borrow_mut();
-        if inbox.welcome.is_none() {
-            let welcome = match decode_ws_frame(&frame) {
-                Ok((addr, [])) => match Addr::parse(addr) {
-                    Ok(a) if a.scheme() == RELAY_SCHEME => Ok(a),
-                    _ => Err(format!("the relay's welcome names an invalid address: \"{addr}\"")),
-                },
-                _ => Err("the relay's first message is not a welcome frame".to_owned()),
-            };
-            inbox.welcome = Some(welcome);
-            if let Some(w) = inbox.welcome_waker.take() {
-                w.wake();
-            }
-            return;
-        }
-        let Ok((source, packet)) = decode_ws_frame(&frame) else {
-            self.count(|c| c.dropped_in += 1);
-            return;
-        };
-        if inbox.frames.len() >= self.options.queue_frames || inbox.bytes + packet.len() > self.options.queue_bytes {
-            self.count(|c| c.dropped_in += 1);
-            return;
-        }
-        let from = match inbox.sources.iter().position(|a| a.as_str() == source) {
-            Some(i) => {
-                let a = inbox.sources.remove(i);
-                inbox.sources.insert(0, a.clone());
-                a
-            }
-            None => {
-                let Ok(a) = Addr::parse(source) else {
-                    self.count(|c| c.dropped_in += 1);
-                    return;
-                };
-                inbox.sources.truncate(SOURCE_CACHE - 1);
-                inbox.sources.insert(0, a.clone());
-                a
-            }
-        };
-        let offset = 1 + source.len();
-        inbox.bytes += frame.len() - offset;
-        inbox.frames.push_back((from, frame, offset));
-        if let Some(w) = inbox.waker.take() {
-            w.wake();
-        }
-    }
-
-    fn on_signal_frame(&self, frame: &[u8]) {
-        let handler = self.on_signal.borrow().clone();
-        let parsed = decode_signal_frame(frame).ok().and_then(|(a, k, b)| Some((a, k, std::str::from_utf8(b).ok()?)));
-        match (handler, parsed) {
-            (Some(f), Some((from, kind, body))) => {
-                let args = Array::of3(&from.into(), &(kind as u8).into(), &body.into());
-                if let Err(e) = f.apply(&JsValue::UNDEFINED, &args) {
-                    crate::console_error(&describe(&e));
-                }
-            }
-            _ => self.count(|c| c.dropped_in += 1),
-        }
-    }
-
-    /// Queues a packet that arrived over `from`'s direct path.
-    fn deliver_direct(&self, from: &str, packet: Vec<u8>) -> bool {
-        let Some(from) = self.direct.borrow().iter().find(|(a, _)| a.as_str() == from).map(|(a, _)| a.clone()) else {
-            return false;
-        };
-        let mut inbox = self.inbox.borrow_mut();
-        if inbox.frames.len() >= self.options.queue_frames || inbox.bytes + packet.len() > self.options.queue_bytes {
-            self.count(|c| c.dropped_in += 1);
-            return false;
-        }
-        let len = packet.len() as u64;
-        self.direct_counters.set(add(self.direct_counters.get(), len, true));
-        inbox.bytes += packet.len();
-        inbox.frames.push_back((from, packet, 0));
-        if let Some(w) = inbox.waker.take() {
-            w.wake();
-        }
-        true
-    }
-
-    /// Offers `bytes` to `to`'s direct path; true if it took them.
-    fn send_direct(&self, to: &Addr, bytes: &[u8], reliable: bool) -> bool {
-        let Some(send) = self.direct.borrow().iter().find(|(a, _)| a == to).map(|(_, f)| f.clone()) else {
-            return false;
-        };
-        let taken = send
-            .call2(&JsValue::UNDEFINED, &Uint8Array::from(bytes), &JsValue::from_bool(reliable))
-            .is_ok_and(|v| v.is_truthy());
-        if taken {
-            let len = bytes.len() as u64;
-            self.direct_counters.set(add(self.direct_counters.get(), len, false));
-            self.counters.set(add(self.counters.get(), len, false));
-        }
-        taken
-    }
-
-    /// The transport is closed for good: `recv` returns `Closed` from now on.
-    fn on_closed(&self, reason: String) {
-        let mut inbox = self.inbox.borrow_mut();
-        if inbox.closed.is_none() {
-            inbox.closed = Some(reason.clone());
-        }
-        if inbox.welcome.is_none() {
-            inbox.welcome = Some(Err(reason));
-        }
-        for w in [inbox.waker.take(), inbox.welcome_waker.take()].into_iter().flatten() {
-            w.wake();
-        }
-    }
-
-    /// The socket's close event. Before the welcome it is why a (re)connect failed; afterwards the
-    /// connection dropped: the `on_disconnect` handler hears of it and may reconnect, unless there
-    /// is none or the relay said another connection took our peer id.
-    fn on_socket_closed(&self, code: u16, reason: String) {
-        {
-            let mut inbox = self.inbox.borrow_mut();
-            if inbox.welcome.is_none() {
-                inbox.welcome = Some(Err(reason));
-                if let Some(w) = inbox.welcome_waker.take() {
-                    w.wake();
-                }
-                return;
-            }
-        }
-        let handler = self.on_disconnect.borrow().clone().filter(|_| CloseCode::should_reconnect(code));
-        match handler {
-            Some(f) => {
-                if let Err(e) = f.call1(&JsValue::UNDEFINED, &reason.into()) {
-                    crate::console_error(&describe(&e));
-                }
-            }
-            None => self.on_closed(reason),
-        }
-    }
-}
-
-/// The JS handler closures, kept alive as long as the socket may call them.
-struct Handlers {
-    _message: Closure<dyn FnMut(MessageEvent)>,
-    _close: Closure<dyn FnMut(JsValue)>,
-    _error: Closure<dyn FnMut(JsValue)>,
-}
-
-/// One WebSocket to the relay and the handlers feeding its events into [`Shared`].
-struct Connection {
-    ws: WebSocket,
-    handlers: Option<Handlers>,
-}
-
-impl Connection {
-    /// Opens `url` with `constructor`, its events going to `shared`.
-    fn open(url: &str, constructor: &Function, shared: &Rc<Shared>) -> Result<Connection, String> {
-        let ws: WebSocket = Reflect::construct(constructor, &Array::of1(&JsValue::from_str(url)))
-            .map_err(|e| format!("cannot open {url}: {}", describe(&e)))?
-            .unchecked_into();
-        ws.set_binary_type(BinaryType::Arraybuffer);
-        let s = shared.clone();
-        let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| s.on_message(e.data()));
-        let s = shared.clone();
-        let close = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-            let code = Reflect::get(&e, &JsValue::from_str("code")).ok().and_then(|c| c.as_f64()).unwrap_or(0.0) as u16;
-            let reason = Reflect::get(&e, &JsValue::from_str("reason")).ok().and_then(|r| r.as_string());
-            s.on_socket_closed(
-                code,
-                match reason {
-                    Some(r) if !r.is_empty() => format!("relay connection closed ({code}: {r})"),
-                    _ => format!("relay connection closed ({code})"),
-                },
-            );
-        });
-        let s = shared.clone();
-        let error = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-            // An error is always followed by a close event; before the welcome it is the reason the
-            // connection failed.
-            let message = Reflect::get(&e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string());
-            let mut inbox = s.inbox.borrow_mut();
-            if inbox.welcome.is_none() {
-                inbox.welcome = Some(Err(match message {
-                    Some(m) if !m.is_empty() => format!("cannot connect to the relay: {m}"),
-                    _ => "cannot connect to the relay".to_owned(),
-                }));
-                if let Some(w) = inbox.welcome_waker.take() {
-                    w.wake();
-                }
-            }
-        });
-        ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(close.as_ref().unchecked_ref()));
-        ws.set_onerror(Some(error.as_ref().unchecked_ref()));
-        Ok(Connection { ws, handlers: Some(Handlers { _message: message, _close: close, _error: error }) })
-    }
-
-    /// Waits for the welcome frame (our address) or the reason there will be none.
-    async fn welcome(shared: &Shared, timeout: Duration, url: &str) -> Result<Addr, String> {
-        let welcome = poll_fn(|cx| {
-            let mut inbox = shared.inbox.borrow_mut();
-            match inbox.welcome.clone() {
-                Some(w) => Poll::Ready(w),
-                None => {
-                    inbox.welcome_waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        });
-        let sleep = Timers::new().map_err(|e| describe(&e))?.sleep(timeout);
-        match select(Box::pin(welcome), sleep).await {
-            Either::Left((w, _)) => w,
-            Either::Right(_) => {
-                Err(format!("the relay at {url} sent no welcome within {} ms", timeout.as_millis() as u64))
-            }
-        }
-    }
-
-    /// Detaches the handlers (a late event must not call freed code) and closes the socket.
-    fn close(&mut self, reason: &str) {
-        // The error handler becomes a no-op owned by JS rather than nothing: Node's `ws` emits
-        // 'error' when a connecting socket is closed, and an EventEmitter 'error' without a listener
-        // is an uncaught exception.
-        let noop = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {}).into_js_value();
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        self.ws.set_onerror(Some(noop.unchecked_ref()));
-        let _ = self.ws.close_with_code_and_reason(1000, reason);
-        self.handlers = None;
     }
 }
 
