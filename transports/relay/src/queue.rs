@@ -9,12 +9,20 @@
 //! One consumer (the connection's writer task) takes frames with [`Outbox::pop`]; any number of
 //! producers push. [`Outbox::close`] discards the backlog, makes `pop` return `None` and wakes
 //! everyone waiting on [`Outbox::closed`] (the connection's reader), which is how a connection is
-//! told to go away (slow consumer, replaced by a newer connection, relay shutting down).
+//! told to go away.
+//!
+//! The relay tells a member why it goes away with [`Outbox::close_with`]: a slow consumer, a
+//! connection replaced by a newer one with the same peer id, or the relay shutting down. The queue
+//! keeps the reason of the close that closed it ([`Outbox::close_reason`]; later closes change
+//! nothing) and the writer sends it as the WebSocket close frame's code ([`CloseCode`]), which is
+//! how the member knows whether to reconnect. A plain [`Outbox::close`] carries no reason: the
+//! connection ended by itself (the member left, the socket failed) and there is nobody to tell.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use shoal_core::driver::relay::CloseCode;
 use tokio::sync::Notify;
 
 /// Why a frame was not queued.
@@ -32,6 +40,8 @@ struct State {
     frames: VecDeque<Bytes>,
     bytes: usize,
     closed: bool,
+    /// Why it was closed, if the close said ([`Outbox::close_with`]).
+    reason: Option<CloseCode>,
 }
 
 /// A bounded frame queue with one consumer. See the module documentation.
@@ -107,11 +117,26 @@ impl Outbox {
     }
 
     /// Closes the queue: drops the backlog, refuses later pushes, wakes the consumer and every
-    /// [`closed`](Self::closed) waiter. Idempotent.
+    /// [`closed`](Self::closed) waiter. Idempotent. Call it when the connection ended by itself;
+    /// when the relay ends it, use [`close_with`](Self::close_with) so the member learns why.
     pub fn close(&self) {
+        self.shut(None);
+    }
+
+    /// As [`close`](Self::close), and the connection's writer then sends `reason` in a WebSocket
+    /// close frame. Only the first close counts: a queue already closed keeps its reason (or its
+    /// lack of one).
+    pub fn close_with(&self, reason: CloseCode) {
+        self.shut(Some(reason));
+    }
+
+    fn shut(&self, reason: Option<CloseCode>) {
         {
             let mut s = self.state();
-            s.closed = true;
+            if !s.closed {
+                s.closed = true;
+                s.reason = reason;
+            }
             s.frames = VecDeque::new();
             s.bytes = 0;
         }
@@ -119,9 +144,14 @@ impl Outbox {
         self.close_wake.notify_waiters();
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Whether [`close`](Self::close) or [`close_with`](Self::close_with) was called.
     pub fn is_closed(&self) -> bool {
         self.state().closed
+    }
+
+    /// The reason the queue was closed with, if it is closed and the first close gave one.
+    pub fn close_reason(&self) -> Option<CloseCode> {
+        self.state().reason
     }
 
     /// Completes once the queue is closed (at once if it already is).
@@ -212,6 +242,27 @@ mod tests {
         assert!(q.is_closed());
         assert_eq!((q.len(), q.bytes()), (0, 0));
         assert_eq!(q.try_push(frame(1)), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn a_queue_remembers_the_reason_of_the_close_that_closed_it() {
+        let q = Outbox::new(8, 1_000);
+        assert_eq!(q.close_reason(), None);
+        q.try_push(frame(3)).unwrap();
+        q.close_with(CloseCode::Replaced);
+        assert!(q.is_closed());
+        assert_eq!((q.len(), q.bytes()), (0, 0), "the backlog is dropped as for a plain close");
+        q.close_with(CloseCode::ShuttingDown);
+        q.close();
+        assert_eq!(q.close_reason(), Some(CloseCode::Replaced), "later closes change nothing");
+    }
+
+    #[test]
+    fn a_queue_closed_without_a_reason_keeps_none_even_if_a_reason_comes_later() {
+        let q = Outbox::new(8, 1_000);
+        q.close();
+        q.close_with(CloseCode::SlowConsumer);
+        assert_eq!(q.close_reason(), None);
     }
 
     #[tokio::test]

@@ -6,14 +6,21 @@
 //! flush once); its reader forwards what the member sends. A connection ends when the member
 //! closes it, on any socket error, or when its queue is closed (slow consumer, replaced, relay
 //! shutting down); both tasks then stop and the socket is released.
+//!
+//! When the queue was closed with a reason ([`Outbox::close_with`]) the writer first sends a
+//! WebSocket close frame carrying it ([`CloseCode`]: 1001 shutting down, 4001 replaced, 4002 slow
+//! consumer), waiting at most [`CLOSE_FRAME_WAIT`] (a slow consumer's socket may be full), so the
+//! member knows whether to reconnect. On shutdown, `serve` waits up to [`SHUTDOWN_WAIT`] for the
+//! connections to finish saying goodbye before it returns.
 
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +29,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use shoal_core::driver::relay::relay_addr;
+use shoal_core::driver::relay::{relay_addr, CloseCode};
 use shoal_core::driver::Addr;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -44,6 +51,10 @@ const WS_READ_BUFFER: usize = 4 << 10;
 const WS_WRITE_BUFFER: usize = 8 << 10;
 /// Pending TCP connections the listener queues.
 const LISTEN_BACKLOG: i32 = 4_096;
+/// How long a writer tries to send its close frame before dropping the socket anyway.
+const CLOSE_FRAME_WAIT: Duration = Duration::from_millis(500);
+/// How long `serve` waits, once stopped, for connections to send their close frames and end.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// Entry point: [`Relay::bind`].
 #[derive(Debug)]
@@ -95,6 +106,9 @@ fn bind_udp(addr: SocketAddr) -> io::Result<StdUdpSocket> {
 struct Shared {
     board: Mutex<Switchboard>,
     shutdown: watch::Sender<bool>,
+    /// WebSocket connections whose tasks are still running (the switchboard forgets a connection
+    /// as soon as its queue closes; this counts until its close frame is written).
+    live: watch::Sender<usize>,
     public: String,
     max_frame: usize,
 }
@@ -130,6 +144,7 @@ impl BoundRelay {
         let shared = Arc::new(Shared {
             board: Mutex::new(board),
             shutdown: watch::Sender::new(false),
+            live: watch::Sender::new(0),
             public,
             max_frame: config.max_frame,
         });
@@ -152,7 +167,9 @@ impl BoundRelay {
     }
 
     /// Serves HTTP, WebSocket and UDP until [`RelayHandle::shutdown`]. Run it on a tokio
-    /// runtime (`tokio::spawn(bound.serve())`). On shutdown every member is disconnected.
+    /// runtime (`tokio::spawn(bound.serve())`). On shutdown every member is disconnected with
+    /// close code 1001 ([`CloseCode::ShuttingDown`]); the future completes once they all are, or
+    /// after 2 s at most.
     pub fn serve(self) -> impl Future<Output = io::Result<()>> + Send + 'static {
         let BoundRelay { tcp, udp, static_dir, shared, .. } = self;
         async move {
@@ -175,6 +192,12 @@ impl BoundRelay {
             let result = axum::serve(listener, router).with_graceful_shutdown(signal).await;
             shared.board().close_all();
             udp_task.abort();
+            // Upgraded connections run on tasks of their own that axum does not wait for: give
+            // them a bounded moment to write their close frames before the runtime may go away.
+            let mut live = shared.live.subscribe();
+            if tokio::time::timeout(SHUTDOWN_WAIT, live.wait_for(|n| *n == 0)).await.is_err() {
+                tracing::debug!(left = *live.borrow(), "connections still closing at shutdown");
+            }
             tracing::info!("relay stopped");
             result
         }
@@ -279,8 +302,25 @@ async fn ws_handler(
         .on_upgrade(move |socket| connection(app, peer, socket))
 }
 
+/// Counts a connection in [`Shared::live`] while it exists.
+struct LiveGuard<'a>(&'a watch::Sender<usize>);
+
+impl<'a> LiveGuard<'a> {
+    fn new(live: &'a watch::Sender<usize>) -> Self {
+        live.send_modify(|n| *n += 1);
+        LiveGuard(live)
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// Runs one member's connection until it ends.
 async fn connection(app: App, peer: String, socket: WebSocket) {
+    let _live = LiveGuard::new(&app.shared.live);
     let admitted = app.shared.board().admit(&peer);
     let Ok((session, outbox)) = admitted else { return };
     tracing::debug!(peer, conn = session.conn(), "member connected");
@@ -344,6 +384,20 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>
     }
     // Tells the reader to stop too (idempotent when the queue was closed already).
     outbox.close();
+    if let Some(code) = outbox.close_reason() {
+        // Frames cut off mid-batch may still sit in the sink's buffer; they go out first, which is
+        // fine: the member just gets them before the close.
+        match tokio::time::timeout(CLOSE_FRAME_WAIT, sink.send(close_message(code))).await {
+            Ok(Ok(())) => tracing::trace!(?code, "close frame sent"),
+            Ok(Err(e)) => tracing::trace!(?code, error = %e, "close frame not sent"),
+            Err(_) => tracing::trace!(?code, "close frame not sent in time"),
+        }
+    }
+}
+
+/// The WebSocket close frame telling a member why the relay closed its connection.
+fn close_message(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame { code: code as u16, reason: Utf8Bytes::from_static(code.reason()) }))
 }
 
 /// Receives datagrams from native members and hands them to the switchboard.

@@ -22,15 +22,22 @@
 //! **Duplicate peer ids: the newer connection replaces the older one.** A browser tab that
 //! reloads, or a member whose network changed, reconnects with the same peer id while the old TCP
 //! connection may take minutes to time out; refusing the newcomer would lock the member out for
-//! that long. The replaced connection's queue is closed (so the server closes it) and counted in
+//! that long. The replaced connection's queue is closed with [`CloseCode::Replaced`] (so the server
+//! closes it, saying why, and the member does not reconnect to take the id back) and counted in
 //! [`RelayStats::replaced`]. Since the token already gates who may connect, a token holder can
 //! take over any peer id, exactly as it could spoof one by reconnecting.
 //!
 //! **Slow consumers are disconnected, never buffered for.** Each member's queue is bounded in
 //! frames and bytes. When a frame for member Q finds Q's queue full, Q is not keeping up with what
 //! is sent to it (its writer is blocked on a full socket): the frame is dropped, Q is removed from
-//! the table and its queue closed, which makes the server close Q's connection. Memory per member
-//! stays bounded by the queue limits whatever the traffic.
+//! the table and its queue closed with [`CloseCode::SlowConsumer`], which makes the server close Q's
+//! connection (Q may reconnect). Memory per member stays bounded by the queue limits whatever the
+//! traffic.
+//!
+//! **Every close the relay decides carries its reason** ([`CloseCode`], recorded in the queue with
+//! [`Outbox::close_with`]; the server writes it into the WebSocket close frame): replaced, slow
+//! consumer, or shutting down ([`Switchboard::close_all`]). A connection that ended by itself
+//! ([`Switchboard::disconnect`]) gets a plain close: there is nobody left to tell.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,7 +46,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use shoal_core::driver::relay::{
     decode_datagram, decode_signal_frame, decode_ws_frame, encode_datagram, encode_signal_frame, encode_ws_frame,
-    valid_peer_id, SIGNAL_TAG,
+    valid_peer_id, CloseCode, SIGNAL_TAG,
 };
 
 use crate::config::RelayConfig;
@@ -194,7 +201,8 @@ impl Switchboard {
 
     /// Registers a connection for `peer` (after [`check_admission`](Self::check_admission) and
     /// the upgrade). Its queue starts with the welcome frame (the member's own address and an
-    /// empty packet). A connection already holding `peer` is replaced: its queue is closed.
+    /// empty packet). A connection already holding `peer` is replaced: its queue is closed with
+    /// [`CloseCode::Replaced`].
     pub fn admit(&mut self, peer: &str) -> Result<(Session, Arc<Outbox>), Refusal> {
         if self.closing {
             return Err(Refusal::ShuttingDown);
@@ -210,7 +218,7 @@ impl Switchboard {
         let conn = self.next_conn;
         self.next_conn += 1;
         if let Some(old) = self.peers.insert(peer.into(), Peer { conn, outbox: outbox.clone() }) {
-            old.outbox.close();
+            old.outbox.close_with(CloseCode::Replaced);
             self.stats.replaced += 1;
         }
         self.stats.accepted += 1;
@@ -231,12 +239,12 @@ impl Switchboard {
         }
     }
 
-    /// Closes every connection's queue, empties the table, and refuses admissions from now on
-    /// (relay shutdown).
+    /// Closes every connection's queue with [`CloseCode::ShuttingDown`], empties the table, and
+    /// refuses admissions from now on. Call it when the relay shuts down.
     pub fn close_all(&mut self) {
         self.closing = true;
         for (_, p) in self.peers.drain() {
-            p.outbox.close();
+            p.outbox.close_with(CloseCode::ShuttingDown);
         }
     }
 
@@ -250,7 +258,7 @@ impl Switchboard {
         reason
     }
 
-    /// Queues `frame` for `peer`, disconnecting it if its queue is full.
+    /// Queues `frame` for `peer`, disconnecting it ([`CloseCode::SlowConsumer`]) if its queue is full.
     fn deliver(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), DropReason> {
         let Some(p) = self.peers.get(peer) else {
             return Err(self.dropped(DropReason::UnknownDestination));
@@ -259,7 +267,7 @@ impl Switchboard {
             Ok(()) => Ok(()),
             Err(PushError::Full) => {
                 if let Some(p) = self.peers.remove(peer) {
-                    p.outbox.close();
+                    p.outbox.close_with(CloseCode::SlowConsumer);
                 }
                 self.stats.slow_consumers += 1;
                 tracing::debug!(peer, "slow consumer disconnected: its queue is full");

@@ -1,5 +1,5 @@
 //! Unit tests of the [`Switchboard`](super::Switchboard): routing, admission, slow consumers and signalling.
-use shoal_core::driver::relay::{accept_relay_datagram, SignalKind};
+use shoal_core::driver::relay::{accept_relay_datagram, CloseCode, SignalKind};
 
 use super::*;
 
@@ -90,6 +90,48 @@ fn a_newer_connection_with_the_same_peer_id_replaces_the_older_one() {
     assert_eq!(next(&new_q).1, b"\x01hi");
     assert!(b.disconnect(&new));
     assert!(!b.is_connected("tab"));
+}
+
+#[test]
+fn a_replaced_connection_is_closed_with_the_replaced_code() {
+    let mut b = board();
+    let (_, old_q) = join(&mut b, "tab");
+    let (_, new_q) = join(&mut b, "tab");
+    assert_eq!(old_q.close_reason(), Some(CloseCode::Replaced));
+    assert_eq!(new_q.close_reason(), None);
+}
+
+#[test]
+fn a_slow_consumer_is_closed_with_the_slow_consumer_code() {
+    let mut b = board_with(RelayConfig { queue_frames: 1, queue_bytes: 1 << 20, ..Default::default() });
+    let (p, _) = join(&mut b, "p");
+    let (_, slow_q) = join(&mut b, "slow");
+    let f = frame("relay://127.0.0.1:8080/slow", b"\x01x");
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
+    assert_eq!(slow_q.close_reason(), Some(CloseCode::SlowConsumer));
+}
+
+#[test]
+fn shutting_down_closes_every_connection_with_the_going_away_code() {
+    let mut b = board();
+    let (_, a) = join(&mut b, "a");
+    let (_, c) = join(&mut b, "c");
+    b.close_all();
+    assert_eq!(a.close_reason(), Some(CloseCode::ShuttingDown));
+    assert_eq!(c.close_reason(), Some(CloseCode::ShuttingDown));
+}
+
+#[test]
+fn a_connection_that_ended_by_itself_is_closed_without_a_reason() {
+    let mut b = board();
+    let (p, p_q) = join(&mut b, "p");
+    assert!(b.disconnect(&p));
+    assert!(p_q.is_closed());
+    assert_eq!(p_q.close_reason(), None);
+    // The relay shutting down afterwards does not invent one.
+    b.close_all();
+    assert_eq!(p_q.close_reason(), None);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The relay server on real loopback sockets: WebSocket members, a native UDP socket, admission,
-//! slow consumers, oversized frames, HTTP endpoints.
+//! slow consumers, oversized frames, HTTP endpoints, close codes, and members reconnecting.
 
 mod common;
 
@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{bounded, eventually, http_get, next_binary, raw_client, start, ws_url};
+use common::{bounded, close_code, eventually, http_get, next_binary, raw_client, start, ws_url};
 use futures_util::SinkExt;
-use shoal_core::driver::relay::{accept_relay_datagram, decode_ws_frame, encode_datagram, encode_ws_frame};
+use shoal_core::driver::relay::{accept_relay_datagram, decode_ws_frame, encode_datagram, encode_ws_frame, CloseCode};
 use shoal_core::driver::{Addr, Transport, TransportError};
 use shoal_relay::{DropReason, RelayConfig};
-use shoal_websocket::{WsError, WsTransport};
+use shoal_websocket::{Backoff, WsError, WsOptions, WsTransport};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -224,16 +224,23 @@ async fn a_static_directory_is_served_with_index_html_at_the_root() {
 async fn a_second_connection_with_the_same_peer_id_replaces_the_first() {
     bounded(LIMIT, async {
         let (relay, handle) = start(RelayConfig::default()).await;
-        let old = WsTransport::connect(&ws_url(relay, "tab", None)).await.unwrap();
-        let new = WsTransport::connect(&ws_url(relay, "tab", None)).await.unwrap();
+        // Both reconnect quickly if they think they should: neither may take the peer id back.
+        let options = WsOptions { reconnect: Some(quick_backoff()), ..WsOptions::default() };
+        let old = WsTransport::connect_with(&ws_url(relay, "tab", None), options.clone()).await.unwrap();
+        let new = WsTransport::connect_with(&ws_url(relay, "tab", None), options).await.unwrap();
         assert_eq!(old.local_addr(), new.local_addr());
         let r = tokio::time::timeout(Duration::from_secs(5), old.recv(&mut Vec::new())).await.unwrap();
-        assert!(matches!(r, Err(TransportError::Closed)), "the old connection was closed: {r:?}");
+        assert!(matches!(r, Err(TransportError::Closed)), "the old connection was closed for good (4001): {r:?}");
+        assert!(old.is_closed());
+        assert_eq!(old.disconnects(), 0, "a replaced member does not try to reconnect");
         let other = WsTransport::connect(&ws_url(relay, "other", None)).await.unwrap();
         other.send(&new.local_addr(), b"\x01to the new one").await.unwrap();
         assert_eq!(recv(&new).await.1, b"\x01to the new one");
+        // Many backoff periods later, still no tug of war.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(new.is_connected());
         let stats = handle.stats();
-        assert_eq!((stats.replaced, stats.connections), (1, 2));
+        assert_eq!((stats.replaced, stats.connections, stats.accepted), (1, 2, 3));
     })
     .await;
 }
@@ -245,12 +252,147 @@ async fn shutting_the_relay_down_disconnects_every_member() {
         let relay: SocketAddr = bound.local_addr();
         let handle = bound.handle();
         let served = tokio::spawn(bound.serve());
+        // One member that reconnects (the default) and one that does not.
         let a = WsTransport::connect(&ws_url(relay, "a", None)).await.unwrap();
+        let once = WsOptions { reconnect: None, ..WsOptions::default() };
+        let b = WsTransport::connect_with(&ws_url(relay, "b", None), once).await.unwrap();
         handle.shutdown();
-        let r = tokio::time::timeout(Duration::from_secs(5), a.recv(&mut Vec::new())).await.unwrap();
-        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
         tokio::time::timeout(Duration::from_secs(5), served).await.expect("serve returns").unwrap().unwrap();
         assert_eq!(handle.stats().connections, 0);
+        let r = tokio::time::timeout(Duration::from_secs(5), b.recv(&mut Vec::new())).await.unwrap();
+        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
+        // The relay said it was going away (1001): a is disconnected and trying again, not closed.
+        assert!(eventually(Duration::from_secs(5), || !a.is_connected()).await);
+        assert!(!a.is_closed());
+        assert_eq!(a.disconnects(), 1);
+        let r = tokio::time::timeout(Duration::from_millis(200), a.recv(&mut Vec::new())).await;
+        assert!(r.is_err(), "recv keeps waiting: {r:?}");
+        a.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_connection_is_closed_with_code_4001_and_the_new_one_stays() {
+    bounded(LIMIT, async {
+        let (relay, handle) = start(RelayConfig::default()).await;
+        let mut old = raw_client(relay, "tab").await;
+        let mut new = raw_client(relay, "tab").await;
+        let (code, reason) = close_code(&mut old).await.expect("a close frame");
+        assert_eq!(code, CloseCode::Replaced as u16);
+        assert_eq!(reason, CloseCode::Replaced.reason());
+        assert!(!CloseCode::should_reconnect(code));
+        // The newer connection still works: it can send to itself.
+        let to_self = encode_ws_frame(&format!("relay://{relay}/tab"), b"\x01still here").unwrap();
+        new.send(Message::Binary(to_self.into())).await.unwrap();
+        let got = next_binary(&mut new).await.expect("a frame");
+        assert_eq!(decode_ws_frame(&got).unwrap().1, b"\x01still here");
+        assert_eq!(handle.stats().connections, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_closes_every_member_with_code_1001_before_serve_returns() {
+    bounded(LIMIT, async {
+        let bound = shoal_relay::Relay::bind("127.0.0.1:0".parse().unwrap(), RelayConfig::default()).unwrap();
+        let relay = bound.local_addr();
+        let handle = bound.handle();
+        let served = tokio::spawn(bound.serve());
+        let mut a = raw_client(relay, "a").await;
+        let mut b = raw_client(relay, "b").await;
+        handle.shutdown();
+        tokio::time::timeout(Duration::from_secs(5), served).await.expect("serve returns").unwrap().unwrap();
+        for ws in [&mut a, &mut b] {
+            let (code, reason) = close_code(ws).await.expect("a close frame");
+            assert_eq!(code, CloseCode::ShuttingDown as u16);
+            assert_eq!(reason, CloseCode::ShuttingDown.reason());
+            assert!(CloseCode::should_reconnect(code));
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_closes_its_own_connection_gets_no_reason_back() {
+    bounded(LIMIT, async {
+        let (relay, handle) = start(RelayConfig::default()).await;
+        let mut ws = raw_client(relay, "leaver").await;
+        ws.close(None).await.unwrap();
+        // tungstenite answers our close with the relay's reply: an echo of ours, with no code.
+        assert_eq!(close_code(&mut ws).await, None);
+        assert!(eventually(Duration::from_secs(2), || handle.stats().connections == 0).await);
+    })
+    .await;
+}
+
+/// Reconnection within tens of milliseconds, so the tests are quick.
+fn quick_backoff() -> Backoff {
+    Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(100) }
+}
+
+/// Binds a relay to exactly `addr` (the port a previous relay had), retrying while the old
+/// sockets are still being released.
+async fn rebind(addr: SocketAddr) -> shoal_relay::BoundRelay {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match shoal_relay::Relay::bind(addr, RelayConfig::default()) {
+            Ok(bound) => return bound,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("rebinding {addr}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot rebind {addr}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_reconnect_to_a_relay_restarted_on_the_same_port_and_talk_again() {
+    bounded(Duration::from_secs(20), async {
+        let bound = shoal_relay::Relay::bind("127.0.0.1:0".parse().unwrap(), RelayConfig::default()).unwrap();
+        let relay = bound.local_addr();
+        let handle = bound.handle();
+        let served = tokio::spawn(bound.serve());
+        let options = WsOptions { reconnect: Some(quick_backoff()), ..WsOptions::default() };
+        let a = WsTransport::connect_with(&ws_url(relay, "a", None), options.clone()).await.unwrap();
+        let b = WsTransport::connect_with(&ws_url(relay, "b", None), options).await.unwrap();
+        let (a_addr, b_addr) = (a.local_addr(), b.local_addr());
+        a.send(&b_addr, b"\x01before").await.unwrap();
+        assert_eq!(recv(&b).await, (a_addr.clone(), b"\x01before".to_vec()));
+        // A receive pending across the restart must see the next packet, never Closed.
+        let pending = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                b.recv(&mut buf).await.map(|got| (got.from, buf))
+            })
+        };
+
+        handle.shutdown();
+        tokio::time::timeout(Duration::from_secs(5), served).await.expect("serve returns").unwrap().unwrap();
+        assert!(eventually(Duration::from_secs(5), || !a.is_connected() && !b.is_connected()).await);
+        let r = a.send(&b_addr, b"\x01into the void").await;
+        assert!(matches!(r, Err(TransportError::Io(ref e)) if e.kind() == std::io::ErrorKind::NotConnected), "{r:?}");
+
+        let restarted = rebind(relay).await;
+        let handle = restarted.handle();
+        tokio::spawn(restarted.serve());
+        assert!(
+            eventually(Duration::from_secs(10), || a.is_connected() && b.is_connected()).await,
+            "both reconnect: a {a:?}, b {b:?}"
+        );
+        assert_eq!((a.disconnects(), a.reconnects(), b.disconnects(), b.reconnects()), (1, 1, 1, 1));
+        assert_eq!((a.local_addr(), b.local_addr()), (a_addr.clone(), b_addr.clone()), "same addresses");
+        assert_eq!(handle.stats().connections, 2);
+        a.send(&b_addr, b"\x01after").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap().expect("not Closed");
+        assert_eq!(got, (a_addr, b"\x01after".to_vec()));
+        b.send_reliable(&a.local_addr(), b"\x01and back").await.unwrap();
+        assert_eq!(recv(&a).await, (b_addr, b"\x01and back".to_vec()));
+        a.close().await;
+        b.close().await;
+        handle.shutdown();
     })
     .await;
 }

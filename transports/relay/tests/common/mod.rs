@@ -46,14 +46,28 @@ pub async fn raw_client(relay: SocketAddr, peer: &str) -> RawClient {
     ws
 }
 
-/// The next binary message within 5 s, `None` if the connection ended.
+/// The next binary message within 5 s, `None` if the connection ended (with or without a close
+/// frame).
 pub async fn next_binary(ws: &mut RawClient) -> Option<Vec<u8>> {
     loop {
         match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a message in time") {
             Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) => return None,
             Some(Ok(other)) => panic!("unexpected message {other:?}"),
             Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Reads (and discards) until the connection ends, within 5 s: the close frame's code and
+/// reason, or `None` if it ended without one.
+pub async fn close_code(ws: &mut RawClient) -> Option<(u16, String)> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("the end in time") {
+            Some(Ok(Message::Close(Some(frame)))) => return Some((frame.code.into(), frame.reason.to_string())),
+            Some(Ok(Message::Close(None))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => continue,
         }
     }
 }
