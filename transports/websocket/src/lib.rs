@@ -27,18 +27,42 @@
 //!   `relay://<relay>/<peer>` address, empty packet) and reports it as [`Transport::local_addr`](shoal_core::driver::Transport::local_addr).
 //!   A relay that refuses the connection (wrong token: 401/403, bad peer id: 400) makes `connect`
 //!   fail with [`WsError::Refused`].
-//! - **Bounded both ways.** Sends go into a bounded queue that one writer task drains in batches
+//! - **Bounded both ways.** Sends go into a bounded queue that one writer drains in batches
 //!   (many messages, one flush); a best-effort send that finds it full is dropped and counted, a
 //!   reliable one waits up to [`WsOptions::reliable_wait`] for room (the WebSocket itself is
 //!   reliable and ordered). Received messages wait in a bounded inbox; when the protocol loop falls
 //!   behind, newer ones are dropped and counted (`dropped_in`) rather than pushing back on the relay,
 //!   which would disconnect us as a slow consumer. Messages over [`WsOptions::max_frame`] are
 //!   dropped and counted too.
-//! - **No reconnect.** When the relay closes the connection the transport is closed: `recv`
-//!   returns `Err(Closed)`, so a cluster whose only transport this is stops. Build a new transport
-//!   (and member) to come back. [`Transport::close`](shoal_core::driver::Transport::close) sends a WebSocket close and releases the socket.
+//! - **A dropped connection is reconnected; the address stays.** When the connection to the relay
+//!   ends without a local [`Transport::close`](shoal_core::driver::Transport::close) (the relay
+//!   restarted, a proxy timed out, the relay dropped us as a slow consumer), the transport becomes
+//!   *disconnected*, not closed: `recv` keeps waiting, sends fail at once with
+//!   `Io(NotConnected)` (counted in `send_errors`, best-effort ones in
+//!   [`outbound_dropped`](WsTransport::outbound_dropped) too), and whatever was still queued from
+//!   before the drop is discarded rather than sent late. One supervisor task per transport retries
+//!   the handshake with the same URL (so the same peer id) after a jittered, doubling wait
+//!   ([`Backoff`], set by [`WsOptions::reconnect`]), each attempt bounded by
+//!   [`WsOptions::connect_timeout`], until it succeeds or the transport is closed. The relay gives
+//!   the peer id the same `relay://` address back, so the cluster sees the same member, briefly
+//!   unreachable, rather than one at a new address. A relay that refuses the
+//!   reconnection (401/403/400: it may be restarting with a new configuration) is retried too,
+//!   with a warning.
+//! - **Three ways to close for good.** The relay closed with code 4001
+//!   ([`CloseCode::Replaced`](shoal_core::driver::relay::CloseCode)): another connection now holds
+//!   our peer id, and reconnecting would only take it back. The relay welcomed a reconnection
+//!   with a different address (its public address changed): the protocol core cannot change its
+//!   own address, so build a new member. Or [`WsOptions::reconnect`] is `None`, and any drop
+//!   closes. Closed, `recv` returns `Err(Closed)`, so a cluster whose only transport this is
+//!   stops. [`WsTransport::is_connected`], [`WsTransport::disconnects`] and
+//!   [`WsTransport::reconnects`] tell what happened; drops and reconnections are logged at info.
+//!   [`Transport::close`](shoal_core::driver::Transport::close) sends a WebSocket close and
+//!   releases the socket, or abandons a reconnection in progress.
 //! - `ws://` only: terminate TLS in front of the relay for `wss://`.
 
+mod backoff;
+mod connection;
 mod transport;
 
+pub use backoff::Backoff;
 pub use transport::{WsError, WsOptions, WsTransport, DEFAULT_MAX_FRAME};

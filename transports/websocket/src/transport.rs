@@ -1,34 +1,25 @@
-//! [`WsTransport`]: the [`Transport`] implementation over one WebSocket to a relay.
+//! [`WsTransport`]: the [`Transport`] implementation over a WebSocket to a relay, its options and
+//! its connect errors. The connection itself (reader, writer, reconnection) is
+//! [`crate::connection`]'s.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use shoal_core::driver::relay::{decode_ws_frame, encode_ws_frame, split_relay_addr, RELAY_SCHEME};
+use shoal_core::driver::relay::{encode_ws_frame, split_relay_addr, RELAY_SCHEME};
 use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::backoff::Backoff;
+use crate::connection::{add, handshake, Outgoing, Shared, Supervisor, CLOSE_WAIT};
 
 /// Default [`WsOptions::max_frame`]: 64 KiB, the relay's default cap.
 pub const DEFAULT_MAX_FRAME: usize = 64 << 10;
-
-/// Messages a writer hands to the WebSocket before one flush.
-const WRITE_BATCH: usize = 64;
-/// Sender addresses cached; past this the cache starts over.
-const ADDR_CACHE_LIMIT: usize = 4_096;
-/// How long `close` waits for the close handshake to be written.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Settings of a [`WsTransport`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +36,13 @@ pub struct WsOptions {
     pub connect_timeout: Duration,
     /// How long `send_reliable` waits for room in the outbound queue (default 5 s).
     pub reliable_wait: Duration,
+    /// Whether and how fast to reconnect when the relay connection drops (default: on, with
+    /// [`Backoff::default`]: 250 ms doubling up to 5 s, ±50% jitter). While reconnecting the
+    /// transport is disconnected, not closed: `recv` waits and sends fail with `NotConnected`.
+    /// A relay that closes with [`CloseCode::Replaced`](shoal_core::driver::relay::CloseCode)
+    /// closes the transport for good either way. `None`: the first drop closes the transport,
+    /// and `recv` returns `Err(Closed)`.
+    pub reconnect: Option<Backoff>,
 }
 
 impl Default for WsOptions {
@@ -55,11 +53,13 @@ impl Default for WsOptions {
             inbound_frames: 1_024,
             connect_timeout: Duration::from_secs(10),
             reliable_wait: Duration::from_secs(5),
+            reconnect: Some(Backoff::default()),
         }
     }
 }
 
-/// Why [`WsTransport::connect`] failed. Nothing is left running.
+/// Why [`WsTransport::connect`] failed (the first connection only: reconnections are retried, see
+/// [`WsOptions::reconnect`]). Nothing is left running.
 #[derive(Debug)]
 pub enum WsError {
     /// The relay answered the upgrade with an HTTP error: 401 (token missing), 403 (wrong token),
@@ -105,71 +105,29 @@ impl From<tungstenite::Error> for WsError {
     }
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    packets_in: AtomicU64,
-    bytes_in: AtomicU64,
-    packets_out: AtomicU64,
-    bytes_out: AtomicU64,
-    send_errors: AtomicU64,
-    dropped_in: AtomicU64,
-    dropped_out: AtomicU64,
-}
-
-fn add(counter: &AtomicU64, n: usize) {
-    counter.fetch_add(n as u64, Ordering::Relaxed);
-}
-
-/// State the transport shares with its reader and writer tasks.
-#[derive(Debug, Default)]
-struct Shared {
-    closed: AtomicBool,
-    close_notify: Notify,
-    counters: Counters,
-}
-
-impl Shared {
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.close_notify.notify_waiters();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Completes once closed (at once if it already is).
-    async fn closed(&self) {
-        loop {
-            let notified = self.close_notify.notified();
-            tokio::pin!(notified);
-            // Register before checking, so a close in between cannot be missed.
-            notified.as_mut().enable();
-            if self.is_closed() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// A Shoal transport over one WebSocket to a `shoal-relay`. See the crate documentation.
+/// A Shoal transport over a WebSocket to a `shoal-relay`, reconnected when it drops. See the
+/// crate documentation.
 pub struct WsTransport {
     local: Addr,
     options: WsOptions,
-    outbound: mpsc::Sender<Message>,
+    outbound: mpsc::Sender<Outgoing>,
     inbox: tokio::sync::Mutex<mpsc::Receiver<(Addr, Bytes)>>,
     shared: Arc<Shared>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl fmt::Debug for WsTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WsTransport")
             .field("local", &self.local)
+            .field("connected", &self.is_connected())
             .field("closed", &self.shared.is_closed())
             .finish_non_exhaustive()
     }
+}
+
+fn not_connected() -> TransportError {
+    TransportError::Io(io::Error::new(io::ErrorKind::NotConnected, "websocket to the relay is reconnecting"))
 }
 
 impl WsTransport {
@@ -187,15 +145,24 @@ impl WsTransport {
         if options.outbound_frames == 0 || options.inbound_frames == 0 {
             return Err(WsError::InvalidOptions("queues need room for at least one message"));
         }
+        if let Some(backoff) = &options.reconnect {
+            backoff.check().map_err(WsError::InvalidOptions)?;
+        }
         let (socket, local) = tokio::time::timeout(options.connect_timeout, handshake(url, &options))
             .await
             .map_err(|_| WsError::Timeout)??;
-        let (sink, stream) = socket.split();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::connected());
         let (out_tx, out_rx) = mpsc::channel(options.outbound_frames);
         let (in_tx, in_rx) = mpsc::channel(options.inbound_frames);
-        let writer = tokio::spawn(write_loop(sink, out_rx, shared.clone()));
-        let reader = tokio::spawn(read_loop(stream, in_tx, shared.clone(), options.max_frame));
+        let supervisor = Supervisor {
+            url: url.to_string(),
+            local: local.clone(),
+            options: options.clone(),
+            outbound: out_rx,
+            inbox: in_tx,
+            shared: shared.clone(),
+        };
+        let supervisor = tokio::spawn(supervisor.run(socket));
         tracing::debug!(%local, "websocket transport connected");
         Ok(Arc::new(WsTransport {
             local,
@@ -203,7 +170,7 @@ impl WsTransport {
             outbound: out_tx,
             inbox: tokio::sync::Mutex::new(in_rx),
             shared,
-            tasks: Mutex::new(vec![writer, reader]),
+            supervisor: Mutex::new(Some(supervisor)),
         }))
     }
 
@@ -212,14 +179,33 @@ impl WsTransport {
         &self.options
     }
 
-    /// Best-effort sends dropped because the outbound queue was full.
+    /// Messages that did not reach the socket: best-effort sends refused because the outbound
+    /// queue was full or the transport was disconnected, and messages still queued when the
+    /// connection dropped (discarded rather than sent late on the next connection).
     pub fn outbound_dropped(&self) -> u64 {
         self.shared.counters.dropped_out.load(Ordering::Relaxed)
     }
 
-    /// Whether the transport is closed (by [`Transport::close`] or because the relay went away).
+    /// Whether the transport is closed for good: by [`Transport::close`], or because the relay
+    /// went away and it does not reconnect (see [`WsOptions::reconnect`]).
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// Whether a connection to the relay is up now: false while reconnecting and once closed.
+    pub fn is_connected(&self) -> bool {
+        self.shared.current_link().is_some()
+    }
+
+    /// Connections to the relay that dropped and were then retried (one per drop, however many
+    /// attempts the reconnection took).
+    pub fn disconnects(&self) -> u64 {
+        self.shared.counters.disconnects.load(Ordering::Relaxed)
+    }
+
+    /// Successful reconnections.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.counters.reconnects.load(Ordering::Relaxed)
     }
 
     /// The message for `to`, after the checks every send makes.
@@ -247,6 +233,21 @@ impl WsTransport {
         add(&self.shared.counters.packets_out, 1);
         add(&self.shared.counters.bytes_out, size);
     }
+
+    /// The connection a message sent now belongs to, or the `NotConnected` error (counted).
+    fn link(&self, best_effort: bool) -> Result<u64, TransportError> {
+        match self.shared.current_link() {
+            Some(link) => Ok(link),
+            None if self.shared.is_closed() => Err(TransportError::Closed),
+            None => {
+                add(&self.shared.counters.send_errors, 1);
+                if best_effort {
+                    add(&self.shared.counters.dropped_out, 1);
+                }
+                Err(not_connected())
+            }
+        }
+    }
 }
 
 impl Drop for WsTransport {
@@ -254,139 +255,6 @@ impl Drop for WsTransport {
     fn drop(&mut self) {
         self.shared.close();
     }
-}
-
-/// Connects, upgrades, and reads the welcome: our own `relay://` address.
-async fn handshake(url: &str, options: &WsOptions) -> Result<(Socket, Addr), WsError> {
-    // The relay never sends more than its cap; anything far beyond ours is refused unbuffered.
-    let hard_limit = options.max_frame.saturating_mul(4);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(16 << 10)
-        .write_buffer_size(16 << 10)
-        .max_message_size(Some(hard_limit))
-        .max_frame_size(Some(hard_limit));
-    let (mut socket, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-    let welcome = loop {
-        match socket.next().await {
-            Some(Ok(Message::Binary(bytes))) => break bytes,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(_)) => return Err(WsError::BadWelcome("the first message is not binary")),
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(WsError::BadWelcome("the relay closed the connection before its welcome")),
-        }
-    };
-    let (addr, packet) = decode_ws_frame(&welcome).map_err(|_| WsError::BadWelcome("not a relay frame"))?;
-    if !packet.is_empty() {
-        return Err(WsError::BadWelcome("the welcome carries a packet"));
-    }
-    let local = Addr::parse(addr).map_err(|_| WsError::BadWelcome("the welcome address does not parse"))?;
-    if split_relay_addr(&local).is_none() {
-        return Err(WsError::BadWelcome("the welcome address is not relay://host:port/peer"));
-    }
-    Ok((socket, local))
-}
-
-async fn write_loop(mut sink: SplitSink<Socket, Message>, mut queue: mpsc::Receiver<Message>, shared: Arc<Shared>) {
-    let closed = shared.closed();
-    tokio::pin!(closed);
-    loop {
-        let first = tokio::select! {
-            biased;
-            () = &mut closed => break,
-            m = queue.recv() => match m {
-                Some(m) => m,
-                None => break,
-            },
-        };
-        let batch = async {
-            sink.feed(first).await?;
-            for _ in 1..WRITE_BATCH {
-                let Ok(m) = queue.try_recv() else { break };
-                sink.feed(m).await?;
-            }
-            sink.flush().await
-        };
-        let result = tokio::select! {
-            biased;
-            () = &mut closed => break,
-            r = batch => r,
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "websocket write failed; closing");
-            break;
-        }
-    }
-    shared.close();
-    // A close handshake if the socket still takes it; never waits long.
-    let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
-}
-
-async fn read_loop(
-    mut stream: SplitStream<Socket>,
-    inbox: mpsc::Sender<(Addr, Bytes)>,
-    shared: Arc<Shared>,
-    max_frame: usize,
-) {
-    let closed = shared.closed();
-    tokio::pin!(closed);
-    let counters = &shared.counters;
-    let mut senders: HashMap<Box<str>, Addr> = HashMap::new();
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = &mut closed => return,
-            m = stream.next() => m,
-        };
-        let frame = match message {
-            Some(Ok(Message::Binary(frame))) => frame,
-            Some(Ok(Message::Text(_))) => {
-                add(&counters.dropped_in, 1);
-                continue;
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Close(_))) | None => break,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "websocket read failed");
-                break;
-            }
-        };
-        add(&counters.packets_in, 1);
-        add(&counters.bytes_in, frame.len());
-        if frame.len() > max_frame {
-            add(&counters.dropped_in, 1);
-            continue;
-        }
-        let Ok((source, packet)) = decode_ws_frame(&frame) else {
-            add(&counters.dropped_in, 1);
-            continue;
-        };
-        if packet.is_empty() {
-            // Another welcome, or an empty packet: nothing for the protocol.
-            continue;
-        }
-        let from = match senders.get(source) {
-            Some(a) => a.clone(),
-            None => {
-                let Ok(a) = Addr::parse(source) else {
-                    add(&counters.dropped_in, 1);
-                    continue;
-                };
-                if senders.len() >= ADDR_CACHE_LIMIT {
-                    senders.clear();
-                }
-                senders.insert(source.into(), a.clone());
-                a
-            }
-        };
-        let packet = frame.slice(frame.len() - packet.len()..);
-        match inbox.try_send((from, packet)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => add(&counters.dropped_in, 1),
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
-        }
-    }
-    tracing::debug!("the relay closed the connection");
-    shared.close();
 }
 
 #[async_trait::async_trait]
@@ -404,10 +272,13 @@ impl Transport for WsTransport {
         }
     }
 
+    /// Queues the packet for the writer; never waits. Fails with `Io(WouldBlock)` when the queue
+    /// is full and `Io(NotConnected)` while reconnecting (both counted).
     async fn send(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
         let message = self.message(to, bytes)?;
         let size = message.len();
-        match self.outbound.try_send(message) {
+        let link = self.link(true)?;
+        match self.outbound.try_send(Outgoing { link, message }) {
             Ok(()) => {
                 self.sent(size);
                 Ok(())
@@ -415,19 +286,21 @@ impl Transport for WsTransport {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 add(&self.shared.counters.dropped_out, 1);
                 add(&self.shared.counters.send_errors, 1);
-                Err(TransportError::Io(std::io::Error::new(
-                    std::io::ErrorKind::WouldBlock,
-                    "websocket outbound queue full",
-                )))
+                Err(TransportError::Io(io::Error::new(io::ErrorKind::WouldBlock, "websocket outbound queue full")))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
         }
     }
 
+    /// Queues the packet, waiting up to [`WsOptions::reliable_wait`] for room (then
+    /// `Io(TimedOut)`). Fails at once with `Io(NotConnected)` while reconnecting. A packet queued
+    /// just before the connection drops is lost with it, as anything in flight would be.
     async fn send_reliable(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
         let message = self.message(to, bytes)?;
         let size = message.len();
-        match tokio::time::timeout(self.options.reliable_wait, self.outbound.send(message)).await {
+        let link = self.link(false)?;
+        let queued = self.outbound.send(Outgoing { link, message });
+        match tokio::time::timeout(self.options.reliable_wait, queued).await {
             Ok(Ok(())) => {
                 self.sent(size);
                 Ok(())
@@ -435,14 +308,12 @@ impl Transport for WsTransport {
             Ok(Err(_)) => Err(TransportError::Closed),
             Err(_) => {
                 add(&self.shared.counters.send_errors, 1);
-                Err(TransportError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "websocket outbound queue stayed full",
-                )))
+                Err(TransportError::Io(io::Error::new(io::ErrorKind::TimedOut, "websocket outbound queue stayed full")))
             }
         }
     }
 
+    /// The next packet. Keeps waiting while the transport reconnects; `Err(Closed)` once closed.
     async fn recv(&self, buf: &mut Vec<u8>) -> Result<Received, TransportError> {
         if self.shared.is_closed() {
             return Err(TransportError::Closed);
@@ -476,12 +347,15 @@ impl Transport for WsTransport {
         }
     }
 
+    /// Closes for good, whatever the state: a connection gets a WebSocket close (written within
+    /// about a second), a reconnection in progress (backoff or handshake) is abandoned at once.
     async fn close(&self) {
         self.shared.close();
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
-        for task in tasks {
-            // The writer sends the close handshake within CLOSE_WAIT; the reader stops at once.
-            let _ = tokio::time::timeout(CLOSE_WAIT * 2, task).await;
+        let supervisor = self.supervisor.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = supervisor {
+            if tokio::time::timeout(CLOSE_WAIT * 2, task).await.is_err() {
+                tracing::debug!(local = %self.local, "websocket supervisor did not stop in time");
+            }
         }
         tracing::debug!(local = %self.local, "websocket transport closed");
     }

@@ -1,17 +1,21 @@
-//! The WebSocket transport against a fake relay (a plain tokio-tungstenite server on loopback).
+//! The WebSocket transport against a fake relay (a plain tokio-tungstenite server on loopback):
+//! the handshake, framing, bounded queues, and reconnection.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use shoal_core::driver::relay::{decode_ws_frame, encode_ws_frame};
 use shoal_core::driver::{Addr, Transport, TransportError};
-use shoal_websocket::{WsError, WsOptions, WsTransport};
+use shoal_websocket::{Backoff, WsError, WsOptions, WsTransport};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -299,13 +303,287 @@ async fn close_sends_a_close_frame_and_every_later_call_returns_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_relay_goes_away_the_transport_closes() {
+async fn without_reconnect_the_transport_closes_when_the_relay_goes_away() {
     bounded(async {
-        let (t, server, _) = connected(WsOptions::default()).await;
+        let (t, server, _) = connected(WsOptions { reconnect: None, ..WsOptions::default() }).await;
         drop(server);
         let r = tokio::time::timeout(Duration::from_secs(5), t.recv(&mut Vec::new())).await.unwrap();
         assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
-        assert!(t.is_closed());
+        assert!(t.is_closed() && !t.is_connected());
+        assert_eq!((t.disconnects(), t.reconnects()), (0, 0));
+        let r = t.send(&Addr::parse("udp://10.0.0.5:7946").unwrap(), b"\x01").await;
+        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
     })
     .await;
+}
+
+// Reconnection. These tests own the fake relay's listener: a connection the test has not accepted
+// yet waits in the listen backlog, so the transport stays disconnected exactly as long as the
+// test wants.
+
+/// Reconnection within tens of milliseconds, so the tests are quick.
+fn fast() -> WsOptions {
+    let backoff = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(40) };
+    WsOptions { reconnect: Some(backoff), ..WsOptions::default() }
+}
+
+/// A transport connected as `me` through `listener`, and the relay's end of the socket.
+async fn connected_on(listener: &TcpListener, options: WsOptions) -> (Arc<WsTransport>, Server) {
+    let relay = listener.local_addr().unwrap();
+    let url = format!("ws://{relay}/ws?peer=me");
+    let connecting = WsTransport::connect_with(&url, options);
+    let (t, server) = tokio::join!(connecting, accept(listener, welcome(relay, "me")));
+    (t.unwrap(), server)
+}
+
+/// Accepts the next WebSocket connection on `listener`, checks that it asks for peer id `me`, and
+/// sends `first`.
+async fn accept(listener: &TcpListener, first: Message) -> Server {
+    let (tcp, _) =
+        tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("a connection").unwrap();
+    #[allow(clippy::result_large_err)]
+    let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        assert_eq!(request.uri().query(), Some("peer=me"), "the same URL, so the same peer id");
+        Ok(response)
+    };
+    let mut ws = tokio_tungstenite::accept_hdr_async(tcp, check).await.unwrap();
+    ws.send(first).await.unwrap();
+    ws
+}
+
+/// Polls `check` every 5 ms for up to 5 s.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    check()
+}
+
+fn close_with(code: u16) -> Message {
+    Message::Close(Some(CloseFrame { code: WsCloseCode::from(code), reason: "test".into() }))
+}
+
+fn is_not_connected(r: &Result<(), TransportError>) -> bool {
+    matches!(r, Err(TransportError::Io(e)) if e.kind() == std::io::ErrorKind::NotConnected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_relay_drops_the_connection_the_transport_reconnects_as_the_same_peer() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = listener.local_addr().unwrap();
+        let (t, first) = connected_on(&listener, fast()).await;
+        let local = t.local_addr();
+        assert!(t.is_connected());
+        // A recv pending across the whole outage: it must get the next packet, not Closed.
+        let pending = {
+            let t = t.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let got = t.recv(&mut buf).await;
+                got.map(|r| (r.from, buf))
+            })
+        };
+        drop(first);
+        assert!(eventually(|| !t.is_connected()).await, "the drop is noticed");
+        assert!(!t.is_closed(), "disconnected, not closed");
+        assert_eq!(t.disconnects(), 1);
+        let dest = Addr::parse("udp://10.0.0.5:7946").unwrap();
+        let before = (t.counters().send_errors, t.outbound_dropped());
+        assert!(is_not_connected(&t.send(&dest, b"\x01lost").await));
+        assert!(is_not_connected(&t.send_reliable(&dest, b"\x01lost too").await));
+        assert_eq!((t.counters().send_errors, t.outbound_dropped()), (before.0 + 2, before.1 + 1));
+        assert!(!pending.is_finished(), "recv keeps waiting while disconnected");
+        // The reconnection has been waiting in the backlog all along; let it in.
+        let mut second = accept(&listener, welcome(relay, "me")).await;
+        assert!(eventually(|| t.is_connected()).await, "reconnected");
+        assert_eq!((t.reconnects(), t.disconnects()), (1, 1));
+        assert_eq!(t.local_addr(), local);
+        second
+            .send(Message::Binary(encode_ws_frame("udp://10.0.0.5:7946", b"\x01hello again").unwrap().into()))
+            .await
+            .unwrap();
+        let (from, packet) =
+            tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap().expect("no Closed");
+        assert_eq!((from, packet), (dest.clone(), b"\x01hello again".to_vec()));
+        t.send(&dest, b"\x01back").await.unwrap();
+        assert_eq!(decode_ws_frame(&next_binary(&mut second).await).unwrap().1, b"\x01back");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_with_any_code_but_replaced_is_followed_by_a_reconnection() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = listener.local_addr().unwrap();
+        let (t, mut server) = connected_on(&listener, fast()).await;
+        // Going away (relay restarting), slow consumer, a normal close, and a close without a code.
+        let closes = [close_with(1001), close_with(4002), close_with(1000), Message::Close(None)];
+        for (n, close) in closes.into_iter().enumerate() {
+            server.send(close).await.unwrap();
+            server = accept(&listener, welcome(relay, "me")).await;
+            assert!(eventually(|| t.reconnects() == n as u64 + 1 && t.is_connected()).await, "after close {n}");
+        }
+        assert_eq!(t.disconnects(), 4);
+        let dest = Addr::parse("udp://10.0.0.5:7946").unwrap();
+        t.send(&dest, b"\x01still me").await.unwrap();
+        assert_eq!(decode_ws_frame(&next_binary(&mut server).await).unwrap().1, b"\x01still me");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_with_code_4001_closes_the_transport_for_good() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (t, mut server) = connected_on(&listener, fast()).await;
+        server.send(close_with(4001)).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), t.recv(&mut Vec::new())).await.unwrap();
+        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
+        assert!(t.is_closed() && !t.is_connected());
+        assert_eq!((t.disconnects(), t.reconnects()), (0, 0));
+        // Nobody comes back to take the peer id from the newer connection.
+        let again = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(again.is_err(), "no reconnection attempt");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_before_a_drop_are_discarded_not_sent_on_the_next_connection() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = listener.local_addr().unwrap();
+        // The fake relay does not read: the writer blocks once the kernel buffers are full and the
+        // queue fills up behind it.
+        let (t, first) = connected_on(&listener, WsOptions { outbound_frames: 4, ..fast() }).await;
+        let dest = Addr::parse("udp://10.0.0.5:7946").unwrap();
+        let stale = vec![2u8; 60_000];
+        // Fill the queue until it stays full: then the writer is stuck on the socket, and four
+        // messages wait behind it.
+        let mut stuck = false;
+        for _ in 0..10_000 {
+            if t.send(&dest, &stale).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if t.send(&dest, &stale).await.is_err() {
+                    stuck = true;
+                    break;
+                }
+            }
+        }
+        assert!(stuck, "the queue filled up and stayed full");
+        let dropped_before = t.outbound_dropped();
+        drop(first);
+        assert!(eventually(|| !t.is_connected()).await);
+        let mut second = accept(&listener, welcome(relay, "me")).await;
+        assert!(eventually(|| t.is_connected()).await);
+        t.send(&dest, b"\x01fresh").await.unwrap();
+        let got = next_binary(&mut second).await;
+        assert_eq!(decode_ws_frame(&got).unwrap().1, b"\x01fresh", "the first message is the fresh one");
+        let discarded = t.outbound_dropped() - dropped_before;
+        assert!(discarded >= 4, "the queued ones were counted as dropped: {discarded}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reconnection_is_retried_until_the_relay_accepts() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = listener.local_addr().unwrap();
+        let (t, first) = connected_on(&listener, fast()).await;
+        drop(first);
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            #[allow(clippy::result_large_err)]
+            let refuse = |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
+                let mut e = ErrorResponse::new(Some("restarting with a new token".into()));
+                *e.status_mut() = StatusCode::FORBIDDEN;
+                Err(e)
+            };
+            let _ = tokio_tungstenite::accept_hdr_async(tcp, refuse).await;
+        }
+        assert!(!t.is_closed() && !t.is_connected());
+        let _server = accept(&listener, welcome(relay, "me")).await;
+        assert!(eventually(|| t.is_connected()).await);
+        assert_eq!((t.disconnects(), t.reconnects()), (1, 1));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_welcomes_a_reconnection_with_another_address_closes_the_transport() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (t, first) = connected_on(&listener, fast()).await;
+        drop(first);
+        // The relay came back with another public address.
+        let mut moved = accept(&listener, welcome("10.9.9.9:8080".parse().unwrap(), "me")).await;
+        let r = tokio::time::timeout(Duration::from_secs(5), t.recv(&mut Vec::new())).await.unwrap();
+        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
+        assert!(t.is_closed());
+        assert_eq!(t.reconnects(), 0);
+        // It says goodbye on that connection rather than keep it.
+        let got = tokio::time::timeout(Duration::from_secs(5), moved.next()).await.unwrap();
+        assert!(matches!(got, Some(Ok(Message::Close(_))) | None | Some(Err(_))), "{got:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_during_the_backoff_returns_promptly_and_later_calls_return_closed() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let slow = Backoff { initial: Duration::from_secs(30), max: Duration::from_secs(60) };
+        let (t, first) = connected_on(&listener, WsOptions { reconnect: Some(slow), ..WsOptions::default() }).await;
+        let pending = {
+            let t = t.clone();
+            tokio::spawn(async move { t.recv(&mut Vec::new()).await })
+        };
+        drop(first);
+        assert!(eventually(|| !t.is_connected()).await);
+        assert!(!t.is_closed());
+        let started = Instant::now();
+        t.close().await;
+        assert!(started.elapsed() < Duration::from_millis(500), "close took {:?}", started.elapsed());
+        assert!(t.is_closed());
+        let r = tokio::time::timeout(Duration::from_secs(1), pending).await.unwrap().unwrap();
+        assert!(matches!(r, Err(TransportError::Closed)), "{r:?}");
+        assert!(matches!(t.recv(&mut Vec::new()).await, Err(TransportError::Closed)));
+        let dest = Addr::parse("udp://10.0.0.5:7946").unwrap();
+        assert!(matches!(t.send(&dest, b"x").await, Err(TransportError::Closed)));
+        assert!(matches!(t.send_reliable(&dest, b"x").await, Err(TransportError::Closed)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_during_a_reconnection_handshake_returns_promptly() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (t, first) = connected_on(&listener, fast()).await;
+        drop(first);
+        // Take the TCP connection of the next attempt and never answer its upgrade.
+        let (_stalled, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap().unwrap();
+        let started = Instant::now();
+        t.close().await;
+        assert!(started.elapsed() < Duration::from_millis(500), "close took {:?}", started.elapsed());
+        assert!(matches!(t.recv(&mut Vec::new()).await, Err(TransportError::Closed)));
+        assert_eq!(t.reconnects(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_reconnect_settings_are_refused_before_connecting() {
+    let zero = Backoff { initial: Duration::ZERO, max: Duration::from_secs(1) };
+    let r =
+        WsTransport::connect_with("ws://127.0.0.1:1/ws", WsOptions { reconnect: Some(zero), ..WsOptions::default() })
+            .await;
+    assert!(matches!(r, Err(WsError::InvalidOptions(_))), "{r:?}");
 }

@@ -1,0 +1,444 @@
+//! The connection lifecycle of a [`WsTransport`](crate::WsTransport): one supervisor task per
+//! transport owns it.
+//!
+//! ```text
+//!  connect_with: handshake ──► run: reader + writer ──► ended ──► locally closed ────────► stop
+//!                                   ▲                     │ ─────► replaced (4001), or
+//!                                   │                     │        reconnect off ───────► closed
+//!                                   │                     ▼
+//!                                   └─ same address ◄── backoff, handshake (retry) ─► address
+//!                                                                                     changed ─► closed
+//! ```
+//!
+//! While a connection runs, its reader and writer are two futures of the supervisor task, driven
+//! together until either ends (the relay closed, a socket error) or the transport is closed
+//! locally. The outbound queue's receiver and the inbox's sender belong to the supervisor and
+//! outlive every connection, so the transport's handle never changes.
+//!
+//! **Which sends belong to which connection.** [`Shared`] holds a link number: `2n - 1` while the
+//! `n`-th connection is up, `2n` once it went down. A send tags its message with the link number it
+//! saw; a writer writes only messages of its own link and discards (and counts) the rest, so
+//! nothing queued before a drop is written on the next connection. While the link number is even,
+//! sends fail at once with `NotConnected`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use shoal_core::driver::relay::{decode_ws_frame, split_relay_addr, CloseCode};
+use shoal_core::driver::Addr;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::backoff::{Backoff, Jitter};
+use crate::transport::{WsError, WsOptions};
+
+/// Messages a writer hands to the WebSocket before one flush.
+const WRITE_BATCH: usize = 64;
+/// Sender addresses cached; past this the cache starts over.
+const ADDR_CACHE_LIMIT: usize = 4_096;
+/// How long a local close waits for the close handshake to be written.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// The close code reported for a close frame without one (RFC 6455 "no status received").
+const NO_STATUS: u16 = 1005;
+
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) packets_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) packets_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) dropped_in: AtomicU64,
+    pub(crate) dropped_out: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// State the transport shares with its supervisor.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    closed: AtomicBool,
+    close_notify: Notify,
+    /// Odd while connected (see the module documentation). Only the supervisor changes it.
+    link: AtomicU64,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    /// The state of a transport whose first connection is up.
+    pub(crate) fn connected() -> Shared {
+        Shared {
+            closed: AtomicBool::new(false),
+            close_notify: Notify::new(),
+            link: AtomicU64::new(1),
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.close_notify.notify_waiters();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Completes once closed (at once if it already is).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a close in between cannot be missed.
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The current link number if a connection is up and the transport open: what a send tags
+    /// its message with.
+    pub(crate) fn current_link(&self) -> Option<u64> {
+        let link = self.link.load(Ordering::Acquire);
+        (link % 2 == 1 && !self.is_closed()).then_some(link)
+    }
+
+    /// Marks the connection down (link number even).
+    fn link_down(&self) {
+        let link = self.link.load(Ordering::Acquire);
+        if link % 2 == 1 {
+            self.link.store(link + 1, Ordering::Release);
+        }
+    }
+
+    /// Marks a new connection up and returns its link number.
+    fn link_up(&self) -> u64 {
+        let link = self.link.load(Ordering::Acquire);
+        let up = if link % 2 == 1 { link + 2 } else { link + 1 };
+        self.link.store(up, Ordering::Release);
+        up
+    }
+}
+
+/// A message waiting in the outbound queue, tagged with the link it was sent on.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) link: u64,
+    pub(crate) message: Message,
+}
+
+/// Connects, upgrades, and reads the welcome: our own `relay://` address. Not bounded in time by
+/// itself: callers wrap it in [`WsOptions::connect_timeout`].
+pub(crate) async fn handshake(url: &str, options: &WsOptions) -> Result<(Socket, Addr), WsError> {
+    // The relay never sends more than its cap; anything far beyond ours is refused unbuffered.
+    let hard_limit = options.max_frame.saturating_mul(4);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(16 << 10)
+        .write_buffer_size(16 << 10)
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit));
+    let (mut socket, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    let welcome = loop {
+        match socket.next().await {
+            Some(Ok(Message::Binary(bytes))) => break bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(_)) => return Err(WsError::BadWelcome("the first message is not binary")),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(WsError::BadWelcome("the relay closed the connection before its welcome")),
+        }
+    };
+    let (addr, packet) = decode_ws_frame(&welcome).map_err(|_| WsError::BadWelcome("not a relay frame"))?;
+    if !packet.is_empty() {
+        return Err(WsError::BadWelcome("the welcome carries a packet"));
+    }
+    let local = Addr::parse(addr).map_err(|_| WsError::BadWelcome("the welcome address does not parse"))?;
+    if split_relay_addr(&local).is_none() {
+        return Err(WsError::BadWelcome("the welcome address is not relay://host:port/peer"));
+    }
+    Ok((socket, local))
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+enum Ended {
+    /// The transport was closed (or dropped) here.
+    Locally,
+    /// The relay sent a close frame ([`NO_STATUS`] if it had no code).
+    ByRelay { code: u16, reason: String },
+    /// The connection failed or ended without a close frame.
+    Lost(String),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Locally => f.write_str("closed locally"),
+            Ended::ByRelay { code, reason } if reason.is_empty() => write!(f, "relay closed it with code {code}"),
+            // The reason is the relay's text: quoted and escaped, it cannot forge log lines.
+            Ended::ByRelay { code, reason } => write!(f, "relay closed it with code {code}: {reason:?}"),
+            Ended::Lost(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Everything the supervisor owns across connections.
+pub(crate) struct Supervisor {
+    pub(crate) url: String,
+    pub(crate) local: Addr,
+    pub(crate) options: WsOptions,
+    pub(crate) outbound: mpsc::Receiver<Outgoing>,
+    pub(crate) inbox: mpsc::Sender<(Addr, Bytes)>,
+    pub(crate) shared: std::sync::Arc<Shared>,
+}
+
+impl Supervisor {
+    /// Runs connections until the transport closes: `first` (already welcomed, link 1), then
+    /// reconnections as [`WsOptions::reconnect`] allows. Spawn it once per transport.
+    pub(crate) async fn run(mut self, first: Socket) {
+        let mut senders = HashMap::new();
+        let mut jitter = Jitter::new(self.local.as_str());
+        let mut socket = first;
+        let mut link = 1;
+        loop {
+            let ended = self.connection(socket, link, &mut senders).await;
+            let next = match self.after(ended) {
+                Some(backoff) => self.reconnect(backoff, &mut jitter).await,
+                None => None,
+            };
+            let Some(next) = next else { break };
+            socket = next;
+            link = self.shared.link_up();
+        }
+        self.shared.link_down();
+        self.shared.close();
+    }
+
+    /// Runs one connection's reader and writer until either ends or the transport is closed.
+    async fn connection(&mut self, socket: Socket, link: u64, senders: &mut HashMap<Box<str>, Addr>) -> Ended {
+        let (mut sink, mut stream) = socket.split();
+        let ended = {
+            let shared = &*self.shared;
+            let reader = read_loop(&mut stream, &self.inbox, shared, self.options.max_frame, senders);
+            let writer = write_loop(&mut sink, &mut self.outbound, shared, link);
+            tokio::select! {
+                biased;
+                () = shared.closed() => Ended::Locally,
+                ended = reader => ended,
+                ended = writer => ended,
+            }
+        };
+        if let Ended::Locally = ended {
+            // A close handshake if the socket still takes it; never waits long.
+            let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
+        }
+        ended
+    }
+
+    /// Decides what follows a connection's end: the backoff to reconnect with, or `None` to stop.
+    /// When reconnecting, the transport is marked disconnected and its stale sends discarded.
+    fn after(&mut self, ended: Ended) -> Option<Backoff> {
+        let local = &self.local;
+        match (&ended, self.options.reconnect) {
+            (Ended::Locally, _) => None,
+            (Ended::ByRelay { code, .. }, _) if !CloseCode::should_reconnect(*code) => {
+                tracing::warn!(%local, reason = %ended, "websocket transport closed for good: another connection took our peer id");
+                None
+            }
+            (_, None) => {
+                tracing::debug!(%local, reason = %ended, "websocket transport closed: the connection ended");
+                None
+            }
+            (_, Some(backoff)) => {
+                self.shared.link_down();
+                add(&self.shared.counters.disconnects, 1);
+                let mut stale = 0;
+                while self.outbound.try_recv().is_ok() {
+                    stale += 1;
+                }
+                add(&self.shared.counters.dropped_out, stale);
+                tracing::info!(%local, reason = %ended, discarded = stale, "websocket transport disconnected; reconnecting");
+                Some(backoff)
+            }
+        }
+    }
+
+    /// Retries the handshake with `backoff` until it succeeds (the new socket) or the transport is
+    /// closed locally or must close (the relay gave us another address): `None`.
+    async fn reconnect(&self, backoff: Backoff, jitter: &mut Jitter) -> Option<Socket> {
+        let started = Instant::now();
+        let local = &self.local;
+        let mut attempt: u32 = 0;
+        loop {
+            let delay = backoff.delay(attempt, jitter);
+            attempt = attempt.saturating_add(1);
+            let try_once = async {
+                tokio::time::sleep(delay).await;
+                tokio::time::timeout(self.options.connect_timeout, handshake(&self.url, &self.options)).await
+            };
+            let result = tokio::select! {
+                biased;
+                () = self.shared.closed() => return None,
+                r = try_once => r,
+            };
+            match result {
+                Ok(Ok((socket, addr))) if addr == *local => {
+                    add(&self.shared.counters.reconnects, 1);
+                    let ms = started.elapsed().as_millis() as u64;
+                    tracing::info!(%local, attempts = attempt, ms, "websocket transport reconnected after {attempt} attempts, {ms} ms");
+                    return Some(socket);
+                }
+                Ok(Ok((mut socket, addr))) => {
+                    tracing::warn!(%local, welcome = %addr, "websocket transport closed for good: the relay now gives us another address, which the cluster cannot follow");
+                    let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(None)).await;
+                    return None;
+                }
+                Ok(Err(WsError::Refused { status })) => {
+                    tracing::warn!(%local, status, attempt, "the relay refused our reconnection; retrying");
+                }
+                Ok(Err(e)) => tracing::debug!(%local, attempt, error = %e, "reconnection failed"),
+                Err(_) => tracing::debug!(%local, attempt, "reconnection timed out"),
+            }
+        }
+    }
+}
+
+/// Writes the messages of `link` from `queue` in batches until a write fails. Messages of other
+/// links (queued before a drop) are discarded and counted. Cancel it to stop it.
+async fn write_loop(
+    sink: &mut SplitSink<Socket, Message>,
+    queue: &mut mpsc::Receiver<Outgoing>,
+    shared: &Shared,
+    link: u64,
+) -> Ended {
+    loop {
+        // The transport holds the queue's sender until it is dropped, which closes it too.
+        let Some(first) = queue.recv().await else { return Ended::Locally };
+        let mut stale = 0;
+        let batch = async {
+            let mut next = Some(first);
+            for _ in 0..WRITE_BATCH {
+                let Some(m) = next.take().or_else(|| queue.try_recv().ok()) else { break };
+                if m.link == link {
+                    sink.feed(m.message).await?;
+                } else {
+                    stale += 1;
+                }
+            }
+            sink.flush().await
+        };
+        let result = batch.await;
+        add(&shared.counters.dropped_out, stale);
+        if let Err(e) = result {
+            return Ended::Lost(format!("websocket write failed: {e}"));
+        }
+    }
+}
+
+/// Hands what the relay sends to the inbox until the connection ends. Cancel it to stop it.
+async fn read_loop(
+    stream: &mut SplitStream<Socket>,
+    inbox: &mpsc::Sender<(Addr, Bytes)>,
+    shared: &Shared,
+    max_frame: usize,
+    senders: &mut HashMap<Box<str>, Addr>,
+) -> Ended {
+    let counters = &shared.counters;
+    loop {
+        let frame = match stream.next().await {
+            Some(Ok(Message::Binary(frame))) => frame,
+            Some(Ok(Message::Text(_))) => {
+                add(&counters.dropped_in, 1);
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) =
+                    frame.map_or((NO_STATUS, String::new()), |f| (f.code.into(), f.reason.to_string()));
+                return Ended::ByRelay { code, reason };
+            }
+            None => return Ended::Lost("the connection ended without a close frame".into()),
+            Some(Err(e)) => return Ended::Lost(format!("websocket read failed: {e}")),
+        };
+        add(&counters.packets_in, 1);
+        add(&counters.bytes_in, frame.len());
+        if frame.len() > max_frame {
+            add(&counters.dropped_in, 1);
+            continue;
+        }
+        let Ok((source, packet)) = decode_ws_frame(&frame) else {
+            add(&counters.dropped_in, 1);
+            continue;
+        };
+        if packet.is_empty() {
+            // Another welcome, or an empty packet: nothing for the protocol.
+            continue;
+        }
+        let from = match senders.get(source) {
+            Some(a) => a.clone(),
+            None => {
+                let Ok(a) = Addr::parse(source) else {
+                    add(&counters.dropped_in, 1);
+                    continue;
+                };
+                if senders.len() >= ADDR_CACHE_LIMIT {
+                    senders.clear();
+                }
+                senders.insert(source.into(), a.clone());
+                a
+            }
+        };
+        let packet = frame.slice(frame.len() - packet.len()..);
+        match inbox.try_send((from, packet)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => add(&counters.dropped_in, 1),
+            // The transport is gone.
+            Err(mpsc::error::TrySendError::Closed(_)) => return Ended::Locally,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_number_is_odd_exactly_while_connected() {
+        let s = Shared::connected();
+        assert_eq!(s.current_link(), Some(1));
+        s.link_down();
+        assert_eq!(s.current_link(), None);
+        s.link_down();
+        assert_eq!(s.current_link(), None, "going down twice is going down once");
+        assert_eq!(s.link_up(), 3);
+        assert_eq!(s.current_link(), Some(3));
+        s.close();
+        assert_eq!(s.current_link(), None, "a closed transport is never connected");
+    }
+
+    #[test]
+    fn every_connection_gets_a_new_link_number() {
+        let s = Shared::connected();
+        let mut seen = vec![1];
+        for _ in 0..3 {
+            s.link_down();
+            seen.push(s.link_up());
+        }
+        assert_eq!(seen, [1, 3, 5, 7]);
+    }
+}
