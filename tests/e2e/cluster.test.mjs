@@ -14,7 +14,6 @@ import { mkdirSync } from "node:fs";
 import { ARTIFACTS } from "./lib/paths.mjs";
 import {
   CLEANUP,
-  agentHasFlag,
   allAlive,
   joinNodeMember,
   launchChromium,
@@ -32,9 +31,7 @@ import {
 const DETECTION_LIMIT_MS = 5000;
 
 // The way back, native -> JS: shoal-agent originates broadcasts only as `--publish-view SECS` (a
-// digest of its view on topic `shoal/view`). Agents built without the flag skip that check, saying
-// so in the test's diagnostics.
-const VIEW_FLAG = "--publish-view";
+// digest of its view on topic `shoal/view`), which agent-1 is started with.
 const VIEW_TOPIC = "shoal/view";
 
 /** Starts what the test needs, registering each stop with `t.after` (run in reverse order). */
@@ -43,13 +40,11 @@ async function setup(t, { agents: agentCount = 3 } = {}) {
   t.after(() => staticDir.remove(), CLEANUP);
   const relay = await startRelay({ staticDir: staticDir.dir });
   t.after(() => relay.stop(), CLEANUP);
-  const publishesView = agentCount > 0 && agentHasFlag(VIEW_FLAG);
-  const firstExtra = publishesView ? [VIEW_FLAG, "0.5"] : [];
-  const agents = agentCount ? await startAgents(agentCount, { firstExtra }) : [];
+  const agents = agentCount ? await startAgents(agentCount, { firstExtra: ["--publish-view", "0.5"] }) : [];
   t.after(() => Promise.all(agents.map((a) => a.stop())), CLEANUP);
   const browser = await launchChromium();
   t.after(() => browser.close(), CLEANUP);
-  return { relay, agents, browser, publishesView };
+  return { relay, agents, browser };
 }
 
 /** A view of each member (name -> async () => [{ name, state }]) for the checks below. */
@@ -136,7 +131,7 @@ const pageGot = (p, text) => async () => (await pageEvents(p.page)).some((e) => 
 const nodeGot = (n, text) => () => n.events.some((e) => e.type === "message" && e.text === text);
 
 async function mixedCluster(t, jsPreset) {
-  const { relay, agents, browser, publishesView } = await setup(t);
+  const { relay, agents, browser } = await setup(t);
   const seeds = [agents[0].addr];
   const page1 = await openMember(browser, relay, { name: "page-1", seeds, preset: jsPreset });
   // page-2 does not leave on pagehide: closing it is a tab that vanishes (crash, killed process,
@@ -170,15 +165,11 @@ async function mixedCluster(t, jsPreset) {
 
   // ...and back: agent-1's view digest, a broadcast from the native side, reaches both pages and
   // the Node member, and says agent-1 sees all 6 members alive.
-  if (publishesView) {
-    const fromAgent = (e) => e.type === "message" && e.from === "agent-1" && e.topic === VIEW_TOPIC && JSON.parse(e.text).members === 6;
-    for (const p of [page1, page2]) {
-      await waitUntil(async () => (await pageEvents(p.page)).some(fromAgent), 20_000, `${p.name} to receive agent-1's ${VIEW_TOPIC} broadcast`);
-    }
-    await waitUntil(() => node.events.some(fromAgent), 20_000, `node-1 to receive agent-1's ${VIEW_TOPIC} broadcast`);
-  } else {
-    t.diagnostic(`shoal-agent has no ${VIEW_FLAG}: the native -> JS broadcast is not checked`);
+  const fromAgent = (e) => e.type === "message" && e.from === "agent-1" && e.topic === VIEW_TOPIC && JSON.parse(e.text).members === 6;
+  for (const p of [page1, page2]) {
+    await waitUntil(async () => (await pageEvents(p.page)).some(fromAgent), 20_000, `${p.name} to receive agent-1's ${VIEW_TOPIC} broadcast`);
   }
+  await waitUntil(() => node.events.some(fromAgent), 20_000, `node-1 to receive agent-1's ${VIEW_TOPIC} broadcast`);
 
   // The Node member's broadcast reaches both pages.
   const fromNode = `hello from node-1 (${jsPreset})`;

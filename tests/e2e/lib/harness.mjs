@@ -1,7 +1,7 @@
 // Shared helpers of the end-to-end suite: processes started and always stopped by PID, the relay,
 // native agents, a static directory holding the test page and the package's web build, headless
 // Chromium, and polling with deadlines. Everything listens on 127.0.0.1 only.
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -240,12 +240,6 @@ export class Agent {
 /** Whether `members` (objects with name and state) includes every one of `names` alive. */
 export function allAlive(members, names) {
   return names.every((n) => members.some((m) => m.name === n && m.state === "alive"));
-}
-
-/** Whether this shoal-agent has a command-line flag (e.g. "--publish-view"), from its --help. */
-export function agentHasFlag(flag) {
-  const help = execFileSync(AGENT_BIN, ["--help"], { encoding: "utf8", timeout: 10_000 });
-  return help.split(/\s+/).includes(flag);
 }
 
 /** Starts `count` agents (agent-1 founds, with `firstExtra` flags; the others join through it). */
