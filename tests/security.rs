@@ -180,3 +180,26 @@ fn a_replayed_direct_message_is_not_delivered_twice() {
     assert_eq!(a.handle_packet(now, 2, &packet), Err(PacketError::Security(SecurityError::Replayed)));
     assert!(a.poll_event().is_none());
 }
+
+#[test]
+fn a_reliable_message_that_arrives_after_hundreds_of_newer_datagrams_is_delivered() {
+    let now = Instant::ZERO;
+    let mut a = node("a", 1, "prod", KEY_A);
+    let mut b = node("b", 2, "prod", KEY_A);
+    // The reliable frame waits behind a TCP connect while the datagrams sealed after it go out.
+    a.send_to_addr(2, "order", b"reliable", true).unwrap();
+    let frame = a.poll_transmit().unwrap();
+    assert!(frame.reliable);
+    for i in 0..250u32 {
+        a.send_to_addr(2, "tick", &i.to_be_bytes(), false).unwrap();
+    }
+    let datagrams = deliver(&mut a, &mut b, now);
+    assert_eq!(datagrams.len(), 250);
+    assert!(datagrams.iter().all(Result::is_ok));
+    while b.poll_event().is_some() {}
+    assert_eq!(b.handle_packet(now, 1, &frame.bytes), Ok(()));
+    let delivered = std::iter::from_fn(|| b.poll_event())
+        .any(|e| matches!(e, Event::Message { topic, payload, .. } if topic == "order" && payload == b"reliable"));
+    assert!(delivered, "the reliable message reached the application");
+    assert_eq!(b.handle_packet(now, 1, &frame.bytes), Err(PacketError::Security(SecurityError::Replayed)));
+}

@@ -50,7 +50,7 @@ impl<A: Address> Node<A> {
     }
 
     pub(super) fn push_transmit(&mut self, to: A, bytes: Vec<u8>, reliable: bool, kind: TransmitKind) {
-        let Some(bytes) = self.security.seal(bytes) else { return };
+        let Some(bytes) = self.security.seal(bytes, reliable) else { return };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         if reliable {

@@ -1,12 +1,21 @@
 //! Encryption and authentication of every packet and frame: AES-256-GCM with a keyring, the cluster
-//! label bound as associated data, and a per-sender replay window.
+//! label bound as associated data, and replay windows per sender and nonce space.
 //!
 //! An encrypted packet is `[0xE1][nonce: 12][ciphertext][tag: 16]` (29 bytes of overhead). The
 //! associated data is `"shoal/1" || len(label) || label`, so a packet sealed for another cluster fails
 //! authentication even under the same key. Nonces are `prefix || counter`: the 8-byte prefix is drawn
 //! from a ChaCha20 CSPRNG that the host seeds (the core never asks the OS for randomness), the 4-byte
-//! counter counts packets; a new prefix is drawn when it wraps. Receivers remember accepted
-//! `(prefix, counter)` pairs per sender and drop replays (see `replay`).
+//! counter counts the packets sealed under that prefix; a new prefix is drawn when it wraps.
+//!
+//! A sender has two nonce spaces, each with its own prefix and counter: one for datagrams, one for
+//! reliable frames (see `nonce`). Receivers remember accepted `(prefix, counter)` pairs per prefix
+//! and drop replays (see `replay`), so each space gets its own window. The split exists because the
+//! two paths arrive at different paces: the transport delivers a sender's reliable frames in order
+//! per destination, but a frame that waited behind a TCP connect or a large frame can land after
+//! datagrams sealed hundreds of packets later. Under a shared counter it would fall below the
+//! datagrams' window and be refused as a replay. The replay table is bounded and holds two prefixes
+//! per sender, so its capacity is twice `REPLAY_SENDERS`: a member remembers the windows of about
+//! 4,096 recently heard senders (prefixes age out one at a time, least recently used first).
 //!
 //! [`SecurityMode`] supports turning encryption on in a running cluster without downtime: move every
 //! member to `Transition { send_encrypted: false }` (accepts both, sends plaintext), then to
@@ -15,6 +24,7 @@
 //! A packet that fails any check is dropped and counted; it never reaches the protocol.
 
 mod keyring;
+mod nonce;
 mod replay;
 
 use alloc::vec::Vec;
@@ -22,10 +32,8 @@ use core::fmt;
 
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Nonce, Tag};
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
-
 pub use keyring::{Key, Keyring, KeyringError};
+use nonce::NonceSource;
 use replay::ReplayGuard;
 
 /// First byte of an encrypted packet (plaintext packets start with a protocol version, 1 to 127).
@@ -34,6 +42,9 @@ pub const ENCRYPTED_MARKER: u8 = 0xE1;
 pub const OVERHEAD: usize = 1 + 12 + 16;
 /// Longest cluster label, in bytes.
 pub const MAX_LABEL_LEN: usize = 255;
+/// Senders whose replay windows a member remembers at once. Each sender uses two prefixes (one per
+/// nonce space), so the replay table holds twice as many.
+const REPLAY_SENDERS: usize = 4_096;
 
 /// Whether packets are encrypted, and what is accepted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,14 +114,12 @@ pub struct SecurityStats {
     pub unsendable: u64,
 }
 
-/// The per-node security state: mode, label, keyring, nonce source and replay windows.
+/// The per-node security state: mode, label, keyring, nonce spaces and replay windows.
 pub(crate) struct Security {
     mode: SecurityMode,
     aad: Vec<u8>,
     keyring: Option<Keyring>,
-    rng: Option<ChaCha20Rng>,
-    prefix: u64,
-    counter: u32,
+    nonces: Option<NonceSource>,
     replay: ReplayGuard,
     plaintext: Vec<u8>,
     pub stats: SecurityStats,
@@ -140,10 +149,8 @@ impl Security {
             mode,
             aad,
             keyring: None,
-            rng: None,
-            prefix: 0,
-            counter: 0,
-            replay: ReplayGuard::new(4_096, hash_seed),
+            nonces: None,
+            replay: ReplayGuard::new(2 * REPLAY_SENDERS, hash_seed),
             plaintext: Vec::new(),
             stats: SecurityStats::default(),
         }
@@ -153,12 +160,10 @@ impl Security {
         self.mode = mode;
     }
 
-    /// Installs the keyring and seeds the nonce generator from 32 bytes of host entropy.
+    /// Installs the keyring and seeds the nonce generator from 32 bytes of host entropy; both nonce
+    /// spaces start over under fresh prefixes.
     pub fn set_keyring(&mut self, keyring: Keyring, entropy: [u8; 32]) {
-        let mut rng = ChaCha20Rng::from_seed(entropy);
-        self.prefix = rng.next_u64();
-        self.counter = 0;
-        self.rng = Some(rng);
+        self.nonces = Some(NonceSource::new(entropy));
         self.keyring = Some(keyring);
     }
 
@@ -175,23 +180,18 @@ impl Security {
         }
     }
 
-    /// Wraps an outgoing packet as the mode requires. `None`: it cannot be sent (no keyring).
-    pub fn seal(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+    /// Wraps an outgoing packet as the mode requires. Call once per transmit, just before it leaves,
+    /// with `reliable` set when it travels as a reliable frame (it then takes its nonce from the
+    /// reliable space). `None`: it cannot be sent (no keyring).
+    pub fn seal(&mut self, packet: Vec<u8>, reliable: bool) -> Option<Vec<u8>> {
         if !self.mode.sends_encrypted() {
             return Some(packet);
         }
-        let (Some(keyring), Some(rng)) = (&self.keyring, &mut self.rng) else {
+        let (Some(keyring), Some(nonces)) = (&self.keyring, &mut self.nonces) else {
             self.stats.unsendable += 1;
             return None;
         };
-        if self.counter == u32::MAX {
-            self.prefix = rng.next_u64();
-            self.counter = 0;
-        }
-        self.counter += 1;
-        let mut nonce = [0u8; 12];
-        nonce[..8].copy_from_slice(&self.prefix.to_be_bytes());
-        nonce[8..].copy_from_slice(&self.counter.to_be_bytes());
+        let nonce = nonces.next(reliable);
         let mut out = Vec::with_capacity(packet.len() + OVERHEAD);
         out.push(ENCRYPTED_MARKER);
         out.extend_from_slice(&nonce);
@@ -285,7 +285,7 @@ mod tests {
     fn a_sealed_packet_opens_to_the_same_bytes_and_only_once() {
         let mut a = secured(SecurityMode::Encrypted, "prod", [1; 32]);
         let mut b = secured(SecurityMode::Encrypted, "prod", [1; 32]);
-        let sealed = a.seal(b"\x01hello".to_vec()).unwrap();
+        let sealed = a.seal(b"\x01hello".to_vec(), false).unwrap();
         assert_eq!(sealed.len(), 6 + OVERHEAD);
         assert_eq!(open_to_vec(&mut b, &sealed).unwrap(), b"\x01hello");
         assert_eq!(b.open(&sealed).err(), Some(SecurityError::Replayed));
@@ -295,7 +295,7 @@ mod tests {
     fn another_clusters_label_fails_even_with_the_same_key() {
         let mut a = secured(SecurityMode::Encrypted, "prod", [1; 32]);
         let mut b = secured(SecurityMode::Encrypted, "staging", [1; 32]);
-        let sealed = a.seal(b"\x01x".to_vec()).unwrap();
+        let sealed = a.seal(b"\x01x".to_vec(), false).unwrap();
         assert_eq!(b.open(&sealed).err(), Some(SecurityError::Unauthenticated));
     }
 
@@ -303,7 +303,7 @@ mod tests {
     fn wrong_key_truncation_and_bit_flips_are_all_refused() {
         let mut a = secured(SecurityMode::Encrypted, "", [1; 32]);
         let mut wrong = secured(SecurityMode::Encrypted, "", [2; 32]);
-        let sealed = a.seal(b"\x01payload".to_vec()).unwrap();
+        let sealed = a.seal(b"\x01payload".to_vec(), false).unwrap();
         assert_eq!(wrong.open(&sealed).err(), Some(SecurityError::Unauthenticated));
         let mut b = secured(SecurityMode::Encrypted, "", [1; 32]);
         assert_eq!(b.open(&sealed[..20]).err(), Some(SecurityError::Truncated));
@@ -321,36 +321,49 @@ mod tests {
         let mut old = secured(SecurityMode::Encrypted, "", [1; 32]);
         let mut rotating = secured(SecurityMode::Encrypted, "", [2; 32]);
         rotating.keyring_mut().unwrap().install([1; 32]);
-        assert!(rotating.open(&old.seal(b"\x01a".to_vec()).unwrap()).is_ok());
+        assert!(rotating.open(&old.seal(b"\x01a".to_vec(), false).unwrap()).is_ok());
     }
 
     #[test]
     fn transition_mode_accepts_plaintext_and_encrypted_mode_does_not() {
         let mut t = secured(SecurityMode::Transition { send_encrypted: false }, "", [1; 32]);
         assert!(matches!(t.open(b"\x01plain"), Ok(Opened::Plain)));
-        assert_eq!(t.seal(b"\x01p".to_vec()).unwrap(), b"\x01p", "sends plaintext until told otherwise");
+        assert_eq!(t.seal(b"\x01p".to_vec(), false).unwrap(), b"\x01p", "sends plaintext until told otherwise");
         let mut e = secured(SecurityMode::Encrypted, "", [1; 32]);
         assert_eq!(e.open(b"\x01plain").err(), Some(SecurityError::PlaintextRejected));
-        assert!(t.open(&e.seal(b"\x01x".to_vec()).unwrap()).is_ok());
+        assert!(t.open(&e.seal(b"\x01x".to_vec(), false).unwrap()).is_ok());
     }
 
     #[test]
     fn without_a_keyring_nothing_encrypted_is_sent_or_accepted() {
         let mut s = Security::new(SecurityMode::Encrypted, "", 1);
-        assert_eq!(s.seal(b"\x01x".to_vec()), None);
+        assert_eq!(s.seal(b"\x01x".to_vec(), false), None);
         assert_eq!(s.stats.unsendable, 1);
         let mut other = secured(SecurityMode::Encrypted, "", [1; 32]);
-        assert_eq!(s.open(&other.seal(b"\x01x".to_vec()).unwrap()).err(), Some(SecurityError::NoKeyring));
+        assert_eq!(s.open(&other.seal(b"\x01x".to_vec(), false).unwrap()).err(), Some(SecurityError::NoKeyring));
+    }
+
+    #[test]
+    fn a_reliable_frame_sealed_before_many_datagrams_is_still_accepted() {
+        let mut a = secured(SecurityMode::Encrypted, "", [1; 32]);
+        let mut b = secured(SecurityMode::Encrypted, "", [1; 32]);
+        let frame = a.seal(b"\x01frame".to_vec(), true).unwrap();
+        let datagrams: Vec<_> = (0..300).map(|_| a.seal(b"\x01ping".to_vec(), false).unwrap()).collect();
+        for d in &datagrams {
+            assert!(b.open(d).is_ok());
+        }
+        assert_eq!(open_to_vec(&mut b, &frame).unwrap(), b"\x01frame", "late, but never seen");
+        assert_eq!(b.open(&frame).err(), Some(SecurityError::Replayed));
     }
 
     #[test]
     fn nonces_never_repeat_within_a_life() {
         let mut a = secured(SecurityMode::Encrypted, "", [1; 32]);
-        let n1 = a.seal(b"\x01x".to_vec()).unwrap()[1..13].to_vec();
-        let n2 = a.seal(b"\x01x".to_vec()).unwrap()[1..13].to_vec();
+        let n1 = a.seal(b"\x01x".to_vec(), false).unwrap()[1..13].to_vec();
+        let n2 = a.seal(b"\x01x".to_vec(), false).unwrap()[1..13].to_vec();
         assert_ne!(n1, n2);
         let mut b = secured(SecurityMode::Encrypted, "", [1; 32]);
         b.set_keyring(Keyring::new([1; 32]), [10; 32]);
-        assert_ne!(b.seal(b"\x01x".to_vec()).unwrap()[1..9], n1[..8], "different entropy, different prefix");
+        assert_ne!(b.seal(b"\x01x".to_vec(), false).unwrap()[1..9], n1[..8], "different entropy, different prefix");
     }
 }

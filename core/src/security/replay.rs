@@ -1,10 +1,17 @@
-//! Replay protection: each sender's nonces are `prefix (8 random bytes per sender life) || counter`,
-//! so a receiver can keep, per prefix, the highest counter seen and a 128-wide window below it, and
-//! drop any packet whose nonce it has already accepted. Only packets that authenticated are
-//! recorded, so forged nonces cannot poison a window.
+//! Replay protection: each sender's nonces are `prefix (8 random bytes) || counter`, so a receiver
+//! can keep, per prefix, the highest counter seen and a 128-wide window below it, and drop any
+//! packet whose nonce it has already accepted. Only packets that authenticated are recorded, so
+//! forged nonces cannot poison a window.
+//!
+//! A sender seals datagrams and reliable frames in two nonce spaces with distinct prefixes, so it
+//! has two windows here. The datagram window absorbs the reordering of a lossy network; the
+//! reliable window sees frames the transport delivers in order per destination. Neither is pushed
+//! forward by the other: a reliable frame that waited behind a TCP connect is not refused because
+//! hundreds of newer datagrams arrived first.
 //!
 //! The table is bounded: past `capacity` prefixes the least recently used one is forgotten (a
-//! replay of that sender's old packets would then be accepted once more). A restarted receiver
+//! replay of that sender's old packets would then be accepted once more). With two prefixes per
+//! sender, the capacity is twice the number of senders to remember. A restarted receiver
 //! starts with an empty table, and a replayed packet is harmless to it only as far as the protocol's
 //! own rules go (incarnations make stale membership claims no-ops; broadcasts are de-duplicated).
 
