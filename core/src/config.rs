@@ -5,7 +5,8 @@
 //! that cannot work. Durations are wall-clock times; the protocol period is `probe_interval`.
 //!
 //! Several values scale with the cluster size `n` as the papers prescribe:
-//! - retransmits per update: `retransmit_mult * ceil(log10(n + 1))`;
+//! - retransmits per update: `retransmit_mult` times a factor that grows with `log10(n + 1)` and is
+//!   never below 2 (the exact count is [`Config::retransmit_limit`]);
 //! - suspicion timeout: from `suspicion_mult * max(1, log10(n)) * probe_interval` (min) up to
 //!   `suspicion_max_timeout_mult` times that (max), shrinking with independent confirmations;
 //! - push-pull period: `push_pull_interval`, stretched logarithmically beyond 32 members.
@@ -54,7 +55,8 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// Members asked to probe indirectly (`k` in SWIM). 0 disables indirect probes. Typical 3.
     pub indirect_checks: usize,
-    /// Retransmit multiplier `λ`: each update is piggybacked `λ * ceil(log10(n + 1))` times. Range 1-16.
+    /// Retransmit multiplier `λ`: scales how many times each update is sent, see
+    /// [`Config::retransmit_limit`]. Range 1-16.
     pub retransmit_mult: u32,
     /// Suspicion multiplier `α`: minimum suspicion timeout is `α * max(1, log10 n) * probe_interval`.
     pub suspicion_mult: u32,
@@ -207,6 +209,22 @@ impl Config {
         }
     }
 
+    /// How many times each update (membership change or user broadcast) is sent before it leaves
+    /// the queue, in a cluster of `cluster_size` members counting this one:
+    /// `λ · max(2, ceil(log10(n + 1)))` with `λ = retransmit_mult`.
+    ///
+    /// SWIM prescribes `λ · log n` transmits so that every member hears an update with high
+    /// probability. The floor of 2 keeps small clusters from losing an update to bad luck: with 5
+    /// members, the bare factor of 1 lets about one broadcast in 200 miss a member. The node
+    /// evaluates this each time it fills a packet, with its current cluster size; it matters when
+    /// choosing `retransmit_mult`, which sets what an update costs in bandwidth and how surely it
+    /// reaches everyone.
+    pub fn retransmit_limit(&self, cluster_size: usize) -> u32 {
+        let n = cluster_size as f64;
+        let scale = libm::ceil(libm::log10(n + 1.0)).max(2.0) as u32;
+        self.retransmit_mult.saturating_mul(scale)
+    }
+
     /// Checks that the settings can work together. [`crate::Node::new`] calls this.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, reason| Err(ConfigError { field, reason });
@@ -283,6 +301,18 @@ mod tests {
     fn a_probe_timeout_as_long_as_the_interval_is_rejected() {
         let c = Config { probe_timeout: ms(1_000), ..Config::lan() };
         assert_eq!(c.validate().unwrap_err().field, "probe_timeout");
+    }
+
+    #[test]
+    fn the_retransmit_limit_is_lambda_times_the_decimal_log_of_n_plus_one_rounded_up_and_at_least_two() {
+        // (n, the factor λ is multiplied by), worked out by hand from the formula in the doc comment.
+        let factors = [(1, 2), (2, 2), (9, 2), (10, 2), (99, 2), (100, 3), (1000, 4)];
+        for lambda in [1, 4, 16] {
+            let c = Config { retransmit_mult: lambda, ..Config::lan() };
+            for (n, factor) in factors {
+                assert_eq!(c.retransmit_limit(n), lambda * factor, "λ = {lambda}, n = {n}");
+            }
+        }
     }
 
     #[test]

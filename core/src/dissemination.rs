@@ -3,8 +3,10 @@
 //! Every update (membership change or user broadcast) is encoded once and queued. Whenever the node
 //! sends a packet it fills the space left after the packet's own message with queued updates,
 //! fewest-transmitted first (newest first among equals), and counts one transmit for each. An update
-//! leaves the queue after `limit` transmits, where the node sets `limit = λ · ceil(log10(n + 1))`
-//! (SWIM §4.1: with λ·log n transmits every member receives it with high probability).
+//! leaves the queue after `limit` transmits, which the node takes from
+//! [`Config::retransmit_limit`](crate::Config::retransmit_limit): `λ` times a factor that grows
+//! with `log10 n`, at least 2 (SWIM §4.1: with λ·log n transmits every member receives it with high
+//! probability).
 //!
 //! Updates may carry a key: a new update with the same key replaces the queued one (a newer
 //! membership record for the same member, a newer broadcast under the same invalidation key). The

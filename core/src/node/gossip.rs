@@ -19,13 +19,10 @@ use super::timers::Timer;
 use super::{CommandError, Node, Transmit, TransmitKind};
 
 impl<A: Address> Node<A> {
-    /// How many times each update is sent: `λ · max(2, ceil(log10(n + 1)))`. The floor of 2 keeps
-    /// small clusters from losing a broadcast to bad luck (with 5 members and a factor of 1, about
-    /// one broadcast in 200 misses a member).
+    /// How many times each update is sent at the current cluster size (see
+    /// [`crate::Config::retransmit_limit`]). Call when filling a packet: the size changes over time.
     pub(super) fn retransmit_limit(&self) -> u32 {
-        let n = self.cluster_size() as f64;
-        let scale = libm::ceil(libm::log10(n + 1.0)).max(2.0) as u32;
-        self.config.retransmit_mult * scale
+        self.config.retransmit_limit(self.cluster_size())
     }
 
     /// Builds a best-effort packet: `primary` writes the packet's own message(s), then queued updates
