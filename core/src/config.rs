@@ -90,6 +90,18 @@ pub struct Config {
     pub membership_queue_depth: usize,
     /// Bound on queued user broadcasts; beyond it the most-sent, then oldest, ones are dropped.
     pub broadcast_queue_depth: usize,
+    /// How long each member keeps the broadcasts it delivered, to hand them to members that missed
+    /// them (push-pull carries them). Keep it above two push-pull periods at your cluster size;
+    /// a member that misses a broadcast for longer reports it missed.
+    pub broadcast_retention: Duration,
+    /// Bound on broadcasts kept for repair (the newest are kept).
+    pub broadcast_log_depth: usize,
+    /// How long a reliable message waits for the receiver's acknowledgement before it is sent again.
+    /// Allow for a connection setup and the transfer of `max_reliable_size` bytes.
+    pub reliable_timeout: Duration,
+    /// How many times a reliable message is sent before [`crate::Event::SendFailed`] reports it
+    /// lost. At least 1.
+    pub reliable_attempts: u32,
     /// Upper bound of the local health multiplier (Lifeguard); 1 pins probing to nominal speed.
     pub awareness_max_multiplier: u32,
     /// Lifeguard extensions, each switchable.
@@ -148,6 +160,10 @@ impl Config {
             max_meta_size: 64 << 10,
             membership_queue_depth: 4_096,
             broadcast_queue_depth: 256,
+            broadcast_retention: ms(180_000),
+            broadcast_log_depth: 1_024,
+            reliable_timeout: ms(5_000),
+            reliable_attempts: 3,
             awareness_max_multiplier: 8,
             lifeguard: Lifeguard::ON,
             security: SecurityMode::Plaintext,
@@ -168,6 +184,8 @@ impl Config {
             join_timeout: ms(15_000),
             gossip_to_the_dead_time: ms(60_000),
             dead_member_reap_time: ms(600_000),
+            broadcast_retention: ms(360_000),
+            reliable_timeout: ms(15_000),
             ..Config::lan()
         }
     }
@@ -185,6 +203,8 @@ impl Config {
             join_timeout: ms(1_000),
             gossip_to_the_dead_time: ms(10_000),
             dead_member_reap_time: ms(60_000),
+            broadcast_retention: ms(30_000),
+            reliable_timeout: ms(2_000),
             ..Config::lan()
         }
     }
@@ -205,6 +225,7 @@ impl Config {
             dead_member_reap_time: ms(120_000),
             max_packet_size: 1_200,
             max_reliable_size: 4 << 20,
+            broadcast_retention: ms(90_000),
             ..Config::lan()
         }
     }
@@ -267,6 +288,15 @@ impl Config {
         if self.membership_queue_depth == 0 || self.broadcast_queue_depth == 0 {
             return err("membership_queue_depth", "queue depths must be at least 1");
         }
+        if self.broadcast_log_depth == 0 {
+            return err("broadcast_log_depth", "must be at least 1");
+        }
+        if self.reliable_timeout.is_zero() {
+            return err("reliable_timeout", "must be non-zero");
+        }
+        if !(1..=16).contains(&self.reliable_attempts) {
+            return err("reliable_attempts", "must be between 1 and 16");
+        }
         if !(1..=64).contains(&self.awareness_max_multiplier) {
             return err("awareness_max_multiplier", "must be between 1 and 64");
         }
@@ -277,6 +307,21 @@ impl Config {
             return err("label", "must be at most 255 bytes");
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The period of push-pull anti-entropy in a cluster of `cluster_size` members (ourselves
+    /// included): `push_pull_interval`, stretched beyond 32 members by `ceil(log2(n) - log2(32)) + 1`
+    /// so that the cluster's total push-pull traffic grows like `n log n`, not `n²`. Zero when
+    /// periodic push-pull is off.
+    pub fn push_pull_period(&self, cluster_size: usize) -> Duration {
+        let n = cluster_size as f64;
+        let factor = if n <= 32.0 { 1.0 } else { libm::ceil(libm::log2(n) - libm::log2(32.0)) + 1.0 };
+        if self.push_pull_interval.is_zero() {
+            return Duration::ZERO;
+        }
+        crate::time::scale(self.push_pull_interval, factor)
     }
 }
 

@@ -16,8 +16,22 @@ pub enum MessageKind {
     Direct,
 }
 
+/// Identifies one of our own broadcasts: [`crate::Node::broadcast`] returns it and
+/// [`Event::BroadcastDropped`] names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BroadcastId {
+    /// Drawn when the node starts, so a restarted origin's broadcasts never collide with its
+    /// previous life's.
+    pub epoch: u32,
+    /// Counts this life's broadcasts from 0; keyed and unkeyed broadcasts count separately.
+    pub seq: u64,
+    /// True for a broadcast with an invalidation key.
+    pub keyed: bool,
+}
+
 /// An event for the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<A> {
     /// A member joined, or came back after it had failed or left.
     Joined(Member<A>),
@@ -44,4 +58,13 @@ pub enum Event<A> {
     /// We were suspected or declared dead (or another process used our name) and refuted it by moving
     /// to a higher incarnation.
     Refuted { incarnation: u32 },
+    /// One of our broadcasts was dropped from our full queue before it was sent its full number of
+    /// times: members may not receive it. Send less at once, or raise `broadcast_queue_depth`.
+    BroadcastDropped { id: BroadcastId, topic: String },
+    /// We learned that `origin` sent `count` broadcasts (in its life `epoch`) that never reached us
+    /// and that no member can hand us any more (they are older than `broadcast_retention`).
+    BroadcastsMissed { origin: NodeId, epoch: u32, count: u64 },
+    /// A reliable message we sent (the `id` [`crate::Node::send_reliable`] returned) was not
+    /// acknowledged after `reliable_attempts` tries: it may not have arrived.
+    SendFailed { to: NodeId, topic: String, id: u64 },
 }

@@ -58,10 +58,10 @@ pub mod sim;
 pub mod driver;
 
 pub use config::{Config, ConfigError, Lifeguard};
-pub use event::{Event, MessageKind};
+pub use event::{BroadcastId, Event, MessageKind};
 pub use identity::{Address, InvalidNodeId, NodeId};
 pub use member::{Member, MemberState, Metadata};
-pub use node::{CommandError, Node, PacketError, Transmit, TransmitKind};
+pub use node::{CommandError, Footprint, Node, PacketError, Transmit, TransmitKind};
 pub use security::{Key, Keyring, KeyringError, SecurityError, SecurityMode, SecurityStats};
 pub use stats::Stats;
 pub use time::Instant;

@@ -6,13 +6,19 @@
 //! shoal-sim partition       [--nodes 6] [--secs 60] [--preset lan] [--seed 1]
 //! shoal-sim broadcast       [--nodes 1000] [--loss 0.05] [--seed 1]
 //! shoal-sim steady          [--nodes 1000] [--periods 100] [--seed 1]
+//! shoal-sim swarm           [--seeds 500] [--from S] [--threads 2]     random scenarios, every oracle
+//! shoal-sim swarm           --seed S [--shrink]                       replay one seed (and shrink it)
+//! shoal-sim swarm           --replay SPEC                             replay a shrunk scenario
 //! ```
+//!
+//! `swarm` without `--from` starts at a fresh seed (from the clock) and prints it; a failing seed
+//! prints its scenario, what failed and the command that replays it. Exit status 1 if any failed.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
-use shoal_core::sim::{scenario, LinkModel};
+use shoal_core::sim::{scenario, swarm, LinkModel};
 use shoal_core::{Config, Lifeguard};
 
 struct Args {
@@ -25,9 +31,14 @@ impl Args {
         let mut it = std::env::args().skip(1);
         let command = it.next().ok_or("missing scenario name")?;
         let mut flags = HashMap::new();
+        let mut it = it.peekable();
         while let Some(flag) = it.next() {
             let name = flag.strip_prefix("--").ok_or_else(|| format!("unexpected argument {flag}"))?;
-            let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            // A flag followed by another flag (or nothing) is a switch.
+            let value = match it.peek() {
+                Some(v) if !v.starts_with("--") => it.next().unwrap_or_default(),
+                _ => String::from("true"),
+            };
             flags.insert(name.to_string(), value);
         }
         Ok(Args { command, flags })
@@ -145,18 +156,123 @@ fn run(args: &Args) -> Result<(), String> {
                 r.false_positives
             );
         }
+        "swarm" => return swarm(args),
         other => return Err(format!("unknown scenario {other}")),
     }
     println!("  wall time {:.2} s", wall.elapsed().as_secs_f64());
     Ok(())
 }
 
+/// Prints a failed outcome: what failed, the scenario, and how to replay it.
+fn print_failure(o: &swarm::Outcome) {
+    let oracles: Vec<String> = o.failed_oracles().iter().map(|x| x.to_string()).collect();
+    println!("FAIL seed {}: {}", o.scenario.seed, oracles.join(", "));
+    println!("  scenario: {}", o.scenario.summary());
+    for v in &o.violations {
+        println!("  {v}");
+    }
+    println!("  replay: shoal-sim swarm --replay {}", o.scenario.spec());
+}
+
+fn print_faults(s: &swarm::Scenario) {
+    for f in &s.faults {
+        println!("    {:>9} ms  {:?}", f.at_ms, f.kind);
+    }
+}
+
+fn swarm(args: &Args) -> Result<(), String> {
+    let wall = WallClock::now();
+    // A panic inside a scenario is caught and reported as a violation; say where it happened in one
+    // line instead of a backtrace per seed.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("panic at {at}: {info}");
+    }));
+    let single = match (args.flags.get("replay"), args.flags.get("seed")) {
+        (Some(spec), _) => Some(swarm::Scenario::from_spec(spec)?),
+        (None, Some(seed)) => Some(swarm::Scenario::draw(seed.parse().map_err(|_| "--seed: not a number")?)),
+        _ => None,
+    };
+    if let Some(scenario) = single {
+        println!("swarm scenario {}: {}", scenario.spec(), scenario.summary());
+        print_faults(&scenario);
+        let outcome = swarm::run(&scenario);
+        println!(
+            "  simulated {:.1} s, {} packets, {} broadcasts, {} reliable messages, wall {:.2} s",
+            outcome.simulated_ms as f64 / 1000.0,
+            outcome.packets,
+            outcome.broadcasts,
+            outcome.reliable_messages,
+            wall.elapsed().as_secs_f64()
+        );
+        if outcome.passed() {
+            println!("PASS");
+            return Ok(());
+        }
+        print_failure(&outcome);
+        if args.flags.contains_key("shrink") {
+            let oracle = outcome.failed_oracles()[0];
+            let budget: usize = args.get("budget", 200)?;
+            println!("shrinking (oracle {oracle}, at most {budget} runs)...");
+            if let Some((smaller, o)) = swarm::shrink(&scenario, oracle, budget) {
+                println!("smallest failing scenario: {}", smaller.summary());
+                print_faults(&smaller);
+                print_failure(&o);
+            }
+        }
+        return Err(String::from("the scenario failed"));
+    }
+    let count: usize = args.get("seeds", 500)?;
+    let threads: usize = args.get("threads", std::thread::available_parallelism().map_or(2, |n| n.get()))?;
+    let fresh = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().wrapping_mul(1_000_003));
+    let from: u64 = args.get("from", fresh)?;
+    println!("swarm: {count} seeds from {from} on {threads} threads");
+    let seeds: Vec<u64> = (0..count as u64).map(|k| from.wrapping_add(k)).collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let report = swarm::campaign(&seeds, threads, &|o| {
+        let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if !o.passed() {
+            print_failure(o);
+        } else if k % 1000 == 0 {
+            println!("  {k} seeds done");
+        }
+    });
+    let mut by_oracle: HashMap<String, usize> = HashMap::new();
+    for f in &report.failures {
+        for o in f.failed_oracles() {
+            *by_oracle.entry(o.to_string()).or_default() += 1;
+        }
+    }
+    println!(
+        "swarm: {} seeds, {} failed {:?}; simulated {:.0} s, {} packets, {} broadcasts, {} reliable messages; wall {:.1} s",
+        report.seeds,
+        report.failures.len(),
+        by_oracle,
+        report.simulated_ms as f64 / 1000.0,
+        report.packets,
+        report.broadcasts,
+        report.reliable_messages,
+        wall.elapsed().as_secs_f64()
+    );
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} of {} seeds failed", report.failures.len(), report.seeds))
+    }
+}
+
 fn main() -> ExitCode {
     match Args::parse().and_then(|a| run(&a)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.contains("failed") => {
+            eprintln!("shoal-sim: {e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!(
-                "shoal-sim: {e}\nusage: shoal-sim detect|false-positives|partition|broadcast|steady [--flag value]..."
+                "shoal-sim: {e}\nusage: shoal-sim detect|false-positives|partition|broadcast|steady|swarm [--flag value]..."
             );
             ExitCode::from(2)
         }

@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::dissemination::UpdateKey;
-use crate::event::{Event, MessageKind};
+use crate::event::{BroadcastId, Event, MessageKind};
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::time::Instant;
@@ -87,7 +87,7 @@ impl<A: Address> Node<A> {
         topic: &str,
         payload: &[u8],
         key: Option<&[u8]>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<BroadcastId, CommandError> {
         Self::topic_ok(topic)?;
         let seq = self.broadcast_seq;
         let b = UserBroadcast {
@@ -112,7 +112,7 @@ impl<A: Address> Node<A> {
             key: k.to_vec(),
         });
         self.user_broadcasts.push(queue_key, seq, bytes);
-        Ok(())
+        Ok(BroadcastId { epoch: self.broadcast_epoch, seq, keyed: key.is_some() })
     }
 
     pub(super) fn handle_broadcast(&mut self, b: UserBroadcast) {

@@ -40,7 +40,7 @@ use rand::{Rng, SeedableRng};
 use crate::config::{Config, ConfigError};
 use crate::dedupe::Dedupe;
 use crate::dissemination::UpdateQueue;
-use crate::event::Event;
+use crate::event::{BroadcastId, Event};
 use crate::health::LocalHealth;
 use crate::identity::{Address, NodeId};
 use crate::member::{Member, MemberState, MemberTable, Metadata};
@@ -229,6 +229,26 @@ pub struct Node<A: Address> {
     recent: RecentUpdates,
     recent_pending: Vec<u64>,
     security: Security,
+    reliable_ids: u64,
+}
+
+/// Sizes of a node's internal queues and tables, for leak checks and metrics (see
+/// [`Node::footprint`]). Each is bounded by the configuration and the cluster size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Known members in any state (bounded by reaping).
+    pub members: usize,
+    pub suspicions: usize,
+    /// Pending timers, stale ones included (they expire on their own).
+    pub timers: usize,
+    /// Probes run on behalf of others.
+    pub indirect_probes: usize,
+    pub membership_queue: usize,
+    pub broadcast_queue: usize,
+    /// Transmits and events not yet drained by the driver.
+    pub outbox: usize,
+    pub events: usize,
+    pub meta_requests: usize,
 }
 
 impl<A: Address> fmt::Debug for Node<A> {
@@ -276,6 +296,7 @@ impl<A: Address> Node<A> {
             recent: RecentUpdates::new(hash_seed ^ 6),
             recent_pending: Vec::new(),
             security: Security::new(config.security, &config.label, hash_seed ^ 7),
+            reliable_ids: 0,
             rng,
             config,
         };
@@ -348,6 +369,21 @@ impl<A: Address> Node<A> {
         s.updates_dropped = self.membership_updates.dropped();
         s.broadcasts_dropped = self.user_broadcasts.dropped();
         s
+    }
+
+    /// Sizes of the node's queues and tables. Cheap; for leak checks and metrics.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            members: self.members.len(),
+            suspicions: self.suspicions.len(),
+            timers: self.timers.len(),
+            indirect_probes: self.indirect.len(),
+            membership_queue: self.membership_updates.len(),
+            broadcast_queue: self.user_broadcasts.len(),
+            outbox: self.outbox.len(),
+            events: self.events.len(),
+            meta_requests: self.meta_requests.len(),
+        }
     }
 
     /// Transmits produced but not yet taken with [`Node::poll_transmit`].
@@ -588,7 +624,7 @@ impl<A: Address> Node<A> {
     /// [`Event::Message`]. With `key`, a newer broadcast from us under the same topic and key replaces
     /// this one in every queue it is still in (only the latest value keeps spreading). The sender does
     /// not receive its own broadcast. The encoded broadcast must fit in one packet.
-    pub fn broadcast(&mut self, topic: &str, payload: &[u8], key: Option<&[u8]>) -> Result<(), CommandError> {
+    pub fn broadcast(&mut self, topic: &str, payload: &[u8], key: Option<&[u8]>) -> Result<BroadcastId, CommandError> {
         if self.status != Status::Running {
             return Err(CommandError::NotRunning);
         }
@@ -598,11 +634,29 @@ impl<A: Address> Node<A> {
     /// Sends a message to one member by name; it arrives as [`Event::Message`]. Best-effort messages
     /// must fit in one packet; reliable ones go over the reliable path (up to `max_reliable_size`).
     pub fn send(&mut self, to: &NodeId, topic: &str, payload: &[u8], reliable: bool) -> Result<(), CommandError> {
-        let addr = match self.members.get(to) {
-            Some(m) if m.state.is_live() => m.addr.clone(),
-            _ => return Err(CommandError::UnknownMember(to.clone())),
-        };
-        self.send_to_addr(addr, topic, payload, reliable)
+        if reliable {
+            return self.send_reliable(to, topic, payload).map(|_| ());
+        }
+        let addr = self.live_addr(to)?;
+        self.send_to_addr(addr, topic, payload, false)
+    }
+
+    /// Sends a message to one member over the reliable path and returns its id. The receiver
+    /// acknowledges it; without an acknowledgement it is sent again, up to `reliable_attempts` times,
+    /// and then reported lost with [`Event::SendFailed`] carrying this id. It is delivered at most
+    /// once whatever the retries.
+    pub fn send_reliable(&mut self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<u64, CommandError> {
+        let addr = self.live_addr(to)?;
+        self.send_to_addr(addr, topic, payload, true)?;
+        self.reliable_ids += 1;
+        Ok(self.reliable_ids)
+    }
+
+    fn live_addr(&self, id: &NodeId) -> Result<A, CommandError> {
+        match self.members.get(id) {
+            Some(m) if m.state.is_live() => Ok(m.addr.clone()),
+            _ => Err(CommandError::UnknownMember(id.clone())),
+        }
     }
 
     /// Sends a message to an address, member or not (for example a seed before joining).

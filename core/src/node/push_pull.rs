@@ -98,11 +98,11 @@ impl<A: Address> Node<A> {
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
         let msg =
             Message::PushPull { from: self.local.id.clone(), join, reply, members: self.state_records(false, limit) };
-        self.send_reliable(to, &msg);
+        self.send_reliable_message(to, &msg);
         self.stats.push_pulls_sent += 1;
     }
 
-    fn send_reliable(&mut self, to: A, msg: &Message<A>) {
+    fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
         let mut w = Writer::with_capacity(256);
         begin_packet(&mut w, PROTOCOL_VERSION);
         msg.encode(&mut w);
@@ -160,10 +160,7 @@ impl<A: Address> Node<A> {
     }
 
     pub(super) fn on_push_pull_tick(&mut self, now: Instant) {
-        let n = self.cluster_size();
-        // Beyond 32 members, stretch the period logarithmically (memberlist's push-pull scale).
-        let factor = if n <= 32 { 1.0 } else { libm::ceil(libm::log2(n as f64) - libm::log2(32.0)) + 1.0 };
-        let period = crate::time::scale(self.config.push_pull_interval, factor);
+        let period = self.config.push_pull_period(self.cluster_size());
         let due = self.last_push_pull + period;
         if now < due {
             // The cluster grew since this timer was set: the period is longer now.
@@ -238,7 +235,7 @@ impl<A: Address> Node<A> {
             self.meta_requests.push(id.clone());
         }
         let msg = Message::MetaRequest { from: self.local.id.clone() };
-        self.send_reliable(addr, &msg);
+        self.send_reliable_message(addr, &msg);
     }
 
     pub(super) fn handle_meta_request(&mut self, from: &A) {
@@ -248,6 +245,6 @@ impl<A: Address> Node<A> {
             reply: true,
             members: self.state_records(true, self.config.max_reliable_size),
         };
-        self.send_reliable(from.clone(), &msg);
+        self.send_reliable_message(from.clone(), &msg);
     }
 }

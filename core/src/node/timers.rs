@@ -93,7 +93,7 @@ impl Timers {
         }
     }
 
-    #[cfg(test)]
+    /// Pending timers, stale ones included.
     pub fn len(&self) -> usize {
         self.heap.len()
     }

@@ -114,6 +114,15 @@ pub struct SecurityStats {
     pub unsendable: u64,
 }
 
+/// Seals one plaintext packet (`[version][messages...]`) as a member of the cluster labelled `label`
+/// holding `keyring` would, with nonces drawn from `entropy`. For tools and tests that inject
+/// traffic (the swarm simulation's forged claims); members seal their own packets.
+pub fn seal_packet(keyring: &Keyring, label: &str, entropy: [u8; 32], packet: Vec<u8>) -> Vec<u8> {
+    let mut s = Security::new(SecurityMode::Encrypted, label, 0);
+    s.set_keyring(keyring.clone(), entropy);
+    s.seal(packet.clone(), false).unwrap_or(packet)
+}
+
 /// The per-node security state: mode, label, keyring, nonce spaces and replay windows.
 pub(crate) struct Security {
     mode: SecurityMode,

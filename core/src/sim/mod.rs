@@ -13,6 +13,7 @@
 mod network;
 pub mod scenario;
 mod stats;
+pub mod swarm;
 #[cfg(test)]
 mod trace_tests;
 mod world;

@@ -3,9 +3,17 @@
 //! Packets handed to [`Network::send`] come back out of [`Network::poll_delivery`] once the virtual
 //! clock reaches their arrival time, or never: best-effort packets are lost with the configured
 //! probability, and a partition drops everything that crosses group boundaries, reliable frames
-//! included. Latency is a base delay plus uniform jitter, so packets may be reordered. Reliable frames
-//! are never lost to random loss (they model a TCP stream that retransmits) but arrive with twice
-//! the base latency (a handshake's worth).
+//! included. Latency is a base delay plus uniform jitter, so datagrams may be reordered.
+//!
+//! Reliable frames model a TCP stream: they are never lost to random loss, but every loss the link
+//! would have inflicted costs a retransmission timeout instead (200 ms, doubling), a frame takes
+//! `bytes / reliable_bandwidth` to transfer, and frames between one pair of nodes arrive in the order
+//! they were sent (a frame waits behind a slow one before it). They arrive with twice the base
+//! latency (a handshake's worth). So reliable frames are late relative to datagrams, as on a real
+//! network, which is what exposes assumptions that they are not.
+//!
+//! Links are symmetric by default; [`Network::set_link_between`] overrides one direction of one pair
+//! (an asymmetric route, a congested uplink).
 //!
 //! The model has its own seeded RNG: the same seed and the same sends give the same deliveries.
 
@@ -87,6 +95,9 @@ pub enum Fate {
     Partitioned,
 }
 
+/// First retransmission timeout of a reliable frame that the link would have lost (TCP's minimum).
+const RELIABLE_RTO: Duration = Duration::from_millis(200);
+
 /// Counters over the network's lifetime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetworkStats {
@@ -106,6 +117,12 @@ pub struct Network {
     order: u64,
     /// Partition group of each node; packets between different groups are dropped. Empty: no partition.
     groups: Vec<u16>,
+    /// Per-direction overrides of `link`, keyed `(from, to)`.
+    overrides: hashbrown::HashMap<(u32, u32), LinkModel>,
+    /// Arrival time of the last reliable frame per `(from, to)`: frames of one stream stay in order.
+    stream_tail: hashbrown::HashMap<(u32, u32), Instant>,
+    /// Bytes per second a reliable stream carries; 0 means unlimited.
+    reliable_bandwidth: u64,
     stats: NetworkStats,
 }
 
@@ -117,8 +134,30 @@ impl Network {
             in_flight: BinaryHeap::new(),
             order: 0,
             groups: Vec::new(),
+            overrides: hashbrown::HashMap::new(),
+            stream_tail: hashbrown::HashMap::new(),
+            reliable_bandwidth: 0,
             stats: NetworkStats::default(),
         }
+    }
+
+    /// Overrides the link model for packets from `from` to `to` only (`None` restores the default).
+    pub fn set_link_between(&mut self, from: u32, to: u32, link: Option<LinkModel>) {
+        match link {
+            Some(l) => self.overrides.insert((from, to), l),
+            None => self.overrides.remove(&(from, to)),
+        };
+    }
+
+    /// Sets how many bytes per second a reliable stream carries (0: unlimited), so large frames take
+    /// time to arrive.
+    pub fn set_reliable_bandwidth(&mut self, bytes_per_sec: u64) {
+        self.reliable_bandwidth = bytes_per_sec;
+    }
+
+    /// The link model packets from `from` to `to` see.
+    pub fn link_between(&self, from: u32, to: u32) -> LinkModel {
+        self.overrides.get(&(from, to)).copied().unwrap_or(self.link)
     }
 
     pub fn link(&self) -> LinkModel {
@@ -163,17 +202,43 @@ impl Network {
             self.stats.partitioned += 1;
             return Fate::Partitioned;
         }
-        if !reliable && self.link.loss > 0.0 && self.rng.random::<f64>() < self.link.loss {
+        let link = self.link_between(from, to);
+        if !reliable && link.loss > 0.0 && self.rng.random::<f64>() < link.loss {
             self.stats.lost += 1;
             return Fate::Lost;
         }
-        let base = if reliable { self.link.latency * 2 } else { self.link.latency };
-        let jitter_ms = crate::time::duration_millis(self.link.jitter);
+        let base = if reliable { link.latency * 2 } else { link.latency };
+        let jitter_ms = crate::time::duration_millis(link.jitter);
         let extra = if jitter_ms > 0 { self.rng.random_range(0..=jitter_ms) } else { 0 };
-        let at = now + base + Duration::from_millis(extra);
+        let mut at = now + base + Duration::from_millis(extra);
+        if reliable {
+            at = self.reliable_arrival(from, to, at, bytes.len(), link.loss);
+        }
         self.order += 1;
         self.in_flight.push(Reverse(Queued(Delivery { at, from, to, bytes, reliable, kind, held: false }, self.order)));
         Fate::Arrives(at)
+    }
+
+    /// When a reliable frame that would arrive at `at` on a fast, lossless link really arrives: after
+    /// its transfer time, one retransmission timeout per loss the link inflicts, and never before the
+    /// previous frame of the same stream.
+    fn reliable_arrival(&mut self, from: u32, to: u32, mut at: Instant, len: usize, loss: f64) -> Instant {
+        if self.reliable_bandwidth > 0 {
+            at += Duration::from_millis(len as u64 * 1_000 / self.reliable_bandwidth);
+        }
+        let mut rto = RELIABLE_RTO;
+        // Bounded: a link that loses everything still delivers after six timeouts (12.6 s).
+        for _ in 0..6 {
+            if loss <= 0.0 || self.rng.random::<f64>() >= loss {
+                break;
+            }
+            at += rto;
+            rto *= 2;
+        }
+        let tail = self.stream_tail.entry((from, to)).or_insert(Instant::ZERO);
+        at = at.max(*tail);
+        *tail = at;
+        at
     }
 
     /// Arrival time of the next packet in flight.
@@ -245,6 +310,38 @@ mod tests {
             .filter(|_| net.send(Instant::ZERO, 0, 1, alloc::vec![], true, TransmitKind::PushPull) == Fate::Lost)
             .count();
         assert_eq!(reliable_lost, 0);
+    }
+
+    #[test]
+    fn reliable_frames_of_one_stream_arrive_in_order_and_large_ones_take_time() {
+        let link = LinkModel { latency: Duration::from_millis(5), jitter: Duration::from_millis(50), loss: 0.0 };
+        let mut net = Network::new(link, 3);
+        net.set_reliable_bandwidth(1_000_000);
+        let big = net.send(Instant::ZERO, 0, 1, alloc::vec![0; 500_000], true, TransmitKind::Direct);
+        assert!(matches!(big, Fate::Arrives(at) if at >= Instant::from_millis(510)), "{big:?}");
+        let mut last = Instant::ZERO;
+        for k in 0..50u8 {
+            let Fate::Arrives(at) = net.send(Instant::ZERO, 0, 1, alloc::vec![k], true, TransmitKind::Direct) else {
+                panic!("reliable frames are not lost");
+            };
+            assert!(at >= last, "frame {k} overtook the one before it");
+            last = at;
+        }
+        let mut order = alloc::vec::Vec::new();
+        while let Some(d) = net.poll_delivery(Instant::from_millis(60_000)) {
+            order.push(d.bytes.len());
+        }
+        assert_eq!(order[0], 500_000, "the big frame was sent first and arrives first");
+    }
+
+    #[test]
+    fn one_direction_of_a_link_can_be_worse_than_the_other() {
+        let mut net = Network::new(LinkModel::LAN, 5);
+        net.set_link_between(0, 1, Some(LinkModel { loss: 1.0, ..LinkModel::LAN }));
+        assert_eq!(net.send(Instant::ZERO, 0, 1, alloc::vec![], false, TransmitKind::Ping), Fate::Lost);
+        assert!(matches!(net.send(Instant::ZERO, 1, 0, alloc::vec![], false, TransmitKind::Ping), Fate::Arrives(_)));
+        net.set_link_between(0, 1, None);
+        assert!(matches!(net.send(Instant::ZERO, 0, 1, alloc::vec![], false, TransmitKind::Ping), Fate::Arrives(_)));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use super::network::{Fate, LinkModel, Network};
 use super::stats::Recorder;
 use crate::config::Config;
+use crate::event::Event;
 use crate::identity::NodeId;
 use crate::node::{Node, TransmitKind};
 use crate::time::Instant;
@@ -44,6 +45,12 @@ pub struct SimConfig {
     pub join_spacing: Duration,
     /// Keyring every node starts with (for `SecurityMode`s other than plaintext).
     pub keyring: Option<crate::security::Keyring>,
+    /// Per-node protocol configurations (mixed presets): node `i` uses `node_configs[i]` when present,
+    /// `node` otherwise.
+    pub node_configs: Vec<Config>,
+    /// Nodes that do not exist at the start, not even in a warm start's shared view; start them
+    /// later with [`Simulation::restart`].
+    pub start_later: Vec<usize>,
 }
 
 impl SimConfig {
@@ -57,7 +64,14 @@ impl SimConfig {
             warm_start: true,
             join_spacing: Duration::from_millis(10),
             keyring: None,
+            node_configs: Vec::new(),
+            start_later: Vec::new(),
         }
+    }
+
+    /// The protocol configuration of node `i`.
+    pub fn config_of(&self, i: usize) -> &Config {
+        self.node_configs.get(i).unwrap_or(&self.node)
     }
 }
 
@@ -96,6 +110,7 @@ pub struct Simulation {
     recorder: Recorder,
     trace: Option<Vec<TraceEntry>>,
     pending_starts: Vec<(Instant, u32)>,
+    event_log: Option<Vec<(Instant, u32, Event<u32>)>>,
 }
 
 impl Simulation {
@@ -115,6 +130,7 @@ impl Simulation {
             recorder: Recorder::new(n),
             trace: None,
             pending_starts: Vec::new(),
+            event_log: None,
             rng,
             config,
         };
@@ -130,10 +146,16 @@ impl Simulation {
                 receive_delay: Duration::ZERO,
             });
         }
+        let later = sim.config.start_later.clone();
         if sim.config.warm_start {
-            let everyone: Vec<(NodeId, u32)> =
-                sim.nodes.iter().enumerate().map(|(i, s)| (s.id.clone(), i as u32)).collect();
-            for i in 0..n {
+            let everyone: Vec<(NodeId, u32)> = sim
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !later.contains(i))
+                .map(|(i, s)| (s.id.clone(), i as u32))
+                .collect();
+            for i in (0..n).filter(|i| !later.contains(i)) {
                 let mut node = sim.fresh_node(i);
                 node.reserve_members(n);
                 node.assume_alive(everyone.iter().cloned(), Instant::ZERO);
@@ -142,7 +164,7 @@ impl Simulation {
                 sim.after_input(i);
             }
         } else {
-            for i in 0..n {
+            for i in (0..n).filter(|i| !later.contains(i)) {
                 let at = Instant::ZERO + sim.config.join_spacing * i as u32;
                 sim.pending_starts.push((at, i as u32));
             }
@@ -154,8 +176,8 @@ impl Simulation {
     fn fresh_node(&mut self, i: usize) -> Node<u32> {
         let seed = self.rng.random();
         let id = self.nodes[i].id.clone();
-        let mut node =
-            Node::new(self.config.node.clone(), id, i as u32, seed, self.now).expect("simulation config must be valid");
+        let config = self.config.config_of(i).clone();
+        let mut node = Node::new(config, id, i as u32, seed, self.now).expect("simulation config must be valid");
         if let Some(keyring) = &self.config.keyring {
             node.set_keyring(keyring.clone(), self.rng.random());
         }
@@ -309,6 +331,9 @@ impl Simulation {
             }
         }
         while let Some(e) = node.poll_event() {
+            if let Some(log) = &mut self.event_log {
+                log.push((now, i as u32, e.clone()));
+            }
             self.recorder.on_event(now, i, e);
         }
         let next = node.poll_timeout();
@@ -429,6 +454,34 @@ impl Simulation {
     /// Changes the network model from now on.
     pub fn set_link(&mut self, link: LinkModel) {
         self.network.set_link(link);
+    }
+
+    /// Sends raw `bytes` from address `from` to node `to` through the network, as a hostile or buggy
+    /// peer would (`from` need not be a node). Goes through the link model like any packet.
+    pub fn inject(&mut self, from: u32, to: u32, bytes: Vec<u8>, reliable: bool) {
+        let kind = if reliable { TransmitKind::PushPull } else { TransmitKind::Gossip };
+        self.network.send(self.now, from, to, bytes, reliable, kind);
+    }
+
+    /// The keyring nodes started or restarted from now on receive (after a key rotation).
+    pub fn set_keyring(&mut self, keyring: Option<crate::security::Keyring>) {
+        self.config.keyring = keyring;
+    }
+
+    /// The network, to change per-link models or the reliable bandwidth.
+    pub fn network_mut(&mut self) -> &mut Network {
+        &mut self.network
+    }
+
+    /// Starts (or stops) keeping every event every node emits, with its time and node, for
+    /// [`Simulation::drain_events`].
+    pub fn set_event_log(&mut self, on: bool) {
+        self.event_log = if on { Some(self.event_log.take().unwrap_or_default()) } else { None };
+    }
+
+    /// Takes the events kept since the last call, in the order they were emitted.
+    pub fn drain_events(&mut self) -> Vec<(Instant, u32, Event<u32>)> {
+        self.event_log.as_mut().map(core::mem::take).unwrap_or_default()
     }
 
     /// Starts (or stops) recording every packet for visualisation.

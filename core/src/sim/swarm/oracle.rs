@@ -1,0 +1,147 @@
+//! The oracles: properties every seed must satisfy, and the time bounds they allow, derived from the
+//! members' configurations (never tuned to make a seed pass).
+//!
+//! | oracle | property |
+//! |---|---|
+//! | formation | members that started together all know each other within [`formation_bound`] of the last start |
+//! | completeness | a crashed member is declared failed by every calm member within [`detection_bound`] |
+//! | accuracy | at <= 5% loss, nobody declares a member failed while it runs, unless a partition, a stall, a slow receiver, a lossy one-way link or a forged accusation touched it or its accuser |
+//! | convergence | within [`convergence_bound`] of the last fault healing, every member lists exactly the running members as live |
+//! | agreement | once loss stops too, every member lists every running member alive at the incarnation it holds itself |
+//! | identity | a restarted member is alive in every calm member's view within [`identity_bound`] |
+//! | broadcast | an accepted broadcast reaches every member that was up for the whole run exactly once, or its loss is reported (dropped by the origin, or missed by the receiver); at most once always; at <= 5% loss with no fault touching them, all of them |
+//! | keyed | a keyed broadcast ends at its origin's latest value everywhere, and an older value never follows a newer one |
+//! | reliable | a reliable message is delivered exactly once or its failure is reported to the sender; delivered when nothing stood in the way |
+//! | growth | no queue or table outgrows its bound |
+//! | panic | nothing panics |
+
+use alloc::string::String;
+use core::fmt;
+use core::time::Duration;
+
+use super::scenario::Scenario;
+use crate::config::Config;
+use crate::suspicion::suspicion_bounds;
+
+/// Which property failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Oracle {
+    Formation,
+    Completeness,
+    Accuracy,
+    Convergence,
+    Agreement,
+    Identity,
+    Broadcast,
+    Keyed,
+    Reliable,
+    Growth,
+    Panic,
+}
+
+impl Oracle {
+    /// Every oracle, in report order.
+    pub const ALL: [Oracle; 11] = [
+        Oracle::Formation,
+        Oracle::Completeness,
+        Oracle::Accuracy,
+        Oracle::Convergence,
+        Oracle::Agreement,
+        Oracle::Identity,
+        Oracle::Broadcast,
+        Oracle::Keyed,
+        Oracle::Reliable,
+        Oracle::Growth,
+        Oracle::Panic,
+    ];
+}
+
+impl fmt::Display for Oracle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One failed property, with when and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub oracle: Oracle,
+    /// Virtual time of the failure, in ms.
+    pub at_ms: u64,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {} ms: {}", self.oracle, self.at_ms, self.detail)
+    }
+}
+
+/// The push-pull period of `config` in a cluster of `n`.
+fn push_pull_period(config: &Config, n: usize) -> Duration {
+    config.push_pull_period(n)
+}
+
+fn suspicion_max(config: &Config, n: usize) -> Duration {
+    suspicion_bounds(config, n).1
+}
+
+/// Time for news to reach every member by gossip with high probability: `O(log n)` rounds, with a
+/// wide margin for loss.
+fn dissemination(config: &Config, n: usize) -> Duration {
+    let rounds = libm::ceil(libm::log2(n.max(2) as f64)) as u32;
+    config.gossip_interval * (3 * rounds + 20)
+}
+
+/// Members that started together all know each other this long after the last one started.
+pub fn formation_bound(s: &Scenario) -> Duration {
+    super::scenario::formation_bound(s)
+}
+
+/// A crashed member is declared failed by every calm member within this bound: someone probes it
+/// within 12 of its (possibly health-stretched) protocol periods (nobody probing it for `k`
+/// periods has probability about `e^-k`), the suspicion runs its longest timeout, and the death
+/// spreads.
+pub fn detection_bound(s: &Scenario) -> Duration {
+    let slow = s.slowest();
+    let n = s.nodes;
+    slow.probe_interval * 12 * slow.awareness_max_multiplier + suspicion_max(&slow, n) + dissemination(&slow, n)
+}
+
+/// After the last fault heals, every member lists exactly the running members as live within this
+/// bound: two push-pull periods (the anti-entropy that repairs anything gossip missed), two
+/// re-announce periods (how split halves find each other again), a suspicion timeout (to refute what
+/// the other side believed), and dissemination.
+pub fn convergence_bound(s: &Scenario) -> Duration {
+    let slow = s.slowest();
+    let n = s.nodes;
+    push_pull_period(&slow, n) * 2
+        + slow.reannounce_interval * 2
+        + suspicion_max(&slow, n)
+        + slow.join_timeout
+        + dissemination(&slow, n)
+}
+
+/// A restarted member is alive in every calm member's view this long after it starts: its join, a
+/// re-announce, the refutation of its old death, and dissemination.
+pub fn identity_bound(s: &Scenario) -> Duration {
+    let slow = s.slowest();
+    let n = s.nodes;
+    slow.join_timeout + slow.reannounce_interval * 2 + suspicion_max(&slow, n) + dissemination(&slow, n)
+}
+
+/// How long a suspicion and its aftermath can take: the window in which a disturbance explains a
+/// false failure.
+pub fn accuracy_window(s: &Scenario) -> Duration {
+    let slow = s.slowest();
+    suspicion_max(&slow, s.nodes) * 2 + slow.probe_interval * 10
+}
+
+/// Time for broadcasts and reliable messages to settle after the cluster agrees again: anti-entropy
+/// repairs (push-pull periods) and the reliable retries.
+pub fn settle_bound(s: &Scenario) -> Duration {
+    let slow = s.slowest();
+    push_pull_period(&slow, s.nodes) * 3
+        + dissemination(&slow, s.nodes)
+        + slow.reliable_timeout * slow.reliable_attempts
+}

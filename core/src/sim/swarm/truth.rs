@@ -1,0 +1,109 @@
+//! Ground truth: what really happened to every member, which only the simulator knows, and what the
+//! members said about it. The oracles compare the two.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// One process life of a member: `[start, end)`, `end` unset while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Life {
+    pub start: u64,
+    pub end: Option<u64>,
+    /// When it started a graceful leave, if it did.
+    pub leaving_since: Option<u64>,
+}
+
+/// A broadcast that `broadcast()` accepted.
+#[derive(Clone, Debug)]
+pub(crate) struct SentBroadcast {
+    pub origin: u32,
+    /// Index into the origin's lives.
+    pub life: usize,
+    pub at: u64,
+    /// Unique in the run; carried at the start of the payload.
+    pub tag: u64,
+    pub key: Option<u32>,
+    pub epoch: u32,
+    pub seq: u64,
+    pub reported_dropped: bool,
+}
+
+/// A reliable direct message that `send_reliable()` accepted.
+#[derive(Clone, Debug)]
+pub(crate) struct SentReliable {
+    pub from: u32,
+    pub life: usize,
+    pub to: u32,
+    pub at: u64,
+    pub tag: u64,
+    pub id: u64,
+    pub failed_reported: bool,
+}
+
+/// Everything the runner records.
+#[derive(Debug, Default)]
+pub(crate) struct Truth {
+    pub lives: Vec<Vec<Life>>,
+    /// `[from, to)` intervals per member.
+    pub stalls: Vec<Vec<(u64, u64)>>,
+    pub slow: Vec<Vec<(u64, u64)>>,
+    /// Partitions: the cut-off side and `[from, to)`.
+    pub partitions: Vec<(Vec<u32>, u64, u64)>,
+    /// Forged accusations: `(about, at)`.
+    pub forged: Vec<(u32, u64)>,
+    pub broadcasts: Vec<SentBroadcast>,
+    pub reliable: Vec<SentReliable>,
+    /// Deliveries of broadcast tags per receiver: tag -> count.
+    pub delivered: Vec<BTreeMap<u64, u32>>,
+    /// Keyed deliveries per receiver, in order: `(origin, key) -> tags`.
+    pub keyed: Vec<BTreeMap<(u32, u32), Vec<u64>>>,
+    /// Broadcasts each receiver reported missed, per `(origin, epoch)`.
+    pub missed: Vec<BTreeMap<(u32, u32), u64>>,
+    /// Reliable deliveries per receiver: tag -> count.
+    pub reliable_delivered: Vec<BTreeMap<u64, u32>>,
+}
+
+impl Truth {
+    pub fn new(n: usize) -> Self {
+        Truth {
+            lives: vec![Vec::new(); n],
+            stalls: vec![Vec::new(); n],
+            slow: vec![Vec::new(); n],
+            delivered: vec![BTreeMap::new(); n],
+            keyed: vec![BTreeMap::new(); n],
+            missed: vec![BTreeMap::new(); n],
+            reliable_delivered: vec![BTreeMap::new(); n],
+            ..Truth::default()
+        }
+    }
+
+    /// The life of member `i` running at `t`, if any.
+    pub fn life_at(&self, i: usize, t: u64) -> Option<usize> {
+        self.lives[i].iter().position(|l| l.start <= t && l.end.is_none_or(|e| t < e))
+    }
+
+    /// Member `i` runs at `t` and has not started leaving.
+    pub fn is_up(&self, i: usize, t: u64) -> bool {
+        self.life_at(i, t).is_some_and(|l| self.lives[i][l].leaving_since.is_none_or(|s| t < s))
+    }
+
+    /// Member `i` was running, without a leave, over all of `[from, to]`, in one life.
+    pub fn up_throughout(&self, i: usize, from: u64, to: u64) -> bool {
+        self.lives[i]
+            .iter()
+            .any(|l| l.start <= from && l.end.is_none_or(|e| to < e) && l.leaving_since.is_none_or(|s| to < s))
+    }
+
+    /// Member `i` was stalled or slow to receive at some point in `[from, to]`.
+    pub fn disturbed(&self, i: usize, from: u64, to: u64) -> bool {
+        let overlaps = |&(a, b): &(u64, u64)| a <= to && from < b;
+        self.stalls[i].iter().any(overlaps) || self.slow[i].iter().any(overlaps)
+    }
+
+    /// Some partition was in force at some point in `[from, to]` (a partition touches every member:
+    /// each is cut off from someone, and news of the other side's failure reaches everyone).
+    pub fn any_partition(&self, from: u64, to: u64) -> bool {
+        self.partitions.iter().any(|(_, s, e)| *s <= to && from < *e)
+    }
+}
