@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use shoal_core::wire::{
-    begin_packet, decode_packet, Alive, MemberRecord, Message, MetaField, Ping, UserBroadcast, Writer, MAX_TOPIC_LEN,
-    PROTOCOL_VERSION,
+    begin_packet, decode_packet, Alive, DigestEntry, MemberRecord, Message, MetaField, Ping, UserBroadcast, Writer,
+    MAX_TOPIC_LEN, PROTOCOL_VERSION,
 };
 use shoal_core::{Address, MemberState, NodeId};
 
@@ -67,6 +67,18 @@ fn member_record<A: Debug + Clone>(addr: impl Strategy<Value = A>) -> impl Strat
     )
 }
 
+/// One life in a broadcast digest: holes ascending and distinct.
+fn digest_entry() -> impl Strategy<Value = DigestEntry> {
+    (node_id(), any::<u32>(), any::<u64>(), proptest::collection::btree_set(any::<u64>(), 0..=16), any::<u64>())
+        .prop_map(|(origin, epoch, next, holes, keyed)| DigestEntry {
+            origin,
+            epoch,
+            next,
+            holes: holes.into_iter().collect(),
+            keyed,
+        })
+}
+
 /// Every `Message` variant, with arbitrary valid fields.
 fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 'static) -> BoxedStrategy<Message<A>> {
     prop_oneof![
@@ -100,6 +112,10 @@ fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 
         (node_id(), any::<bool>(), any::<bool>(), vec(member_record(addr), 0..=20))
             .prop_map(|(from, join, reply, members)| Message::PushPull { from, join, reply, members }),
         node_id().prop_map(|from| Message::MetaRequest { from }),
+        vec(digest_entry(), 0..=8).prop_map(|entries| Message::BroadcastDigest { entries }),
+        (node_id(), any::<u32>(), any::<u64>(), topic(), payload())
+            .prop_map(|(from, epoch, id, topic, payload)| Message::Reliable { from, epoch, id, topic, payload }),
+        (any::<u32>(), any::<u64>()).prop_map(|(epoch, id)| Message::ReliableAck { epoch, id }),
     ]
     .boxed()
 }

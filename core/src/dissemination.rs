@@ -18,6 +18,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
+use crate::event::BroadcastId;
 use crate::identity::NodeId;
 use crate::wire::Writer;
 
@@ -30,8 +31,18 @@ pub(crate) enum UpdateKey {
     Keyed { origin: NodeId, topic: String, key: Vec<u8> },
 }
 
-/// Ordering position: fewest transmits first, then newest first.
+/// Ordering position: fewest transmits first, then by arrival (see [`Order`]).
 type Slot = (u32, Reverse<u64>);
+
+/// Which of the updates sent equally often goes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// The newest: membership news, where the latest matters most.
+    NewestFirst,
+    /// The oldest: user broadcasts leave in the order they were made, and a full queue refuses the
+    /// newest rather than dropping what it accepted earlier.
+    OldestFirst,
+}
 
 #[derive(Debug)]
 struct Queued {
@@ -39,6 +50,8 @@ struct Queued {
     /// Replacement order within a key: a queued update is only replaced by one with a higher order.
     order: u64,
     bytes: Vec<u8>,
+    /// Our own broadcast: reported if the queue drops it before its last transmit.
+    own: Option<(BroadcastId, String)>,
 }
 
 /// A bounded queue of encoded updates awaiting piggybacking.
@@ -50,10 +63,12 @@ pub(crate) struct UpdateQueue {
     next_id: u64,
     dropped: u64,
     smallest: usize,
+    order: Order,
+    dropped_own: Vec<(BroadcastId, String)>,
 }
 
 impl UpdateQueue {
-    pub fn new(depth: usize, hash_seed: u64) -> Self {
+    pub fn new(depth: usize, hash_seed: u64, order: Order) -> Self {
         UpdateQueue {
             items: BTreeMap::new(),
             by_key: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
@@ -61,7 +76,14 @@ impl UpdateQueue {
             next_id: 0,
             dropped: 0,
             smallest: usize::MAX,
+            order,
+            dropped_own: Vec::new(),
         }
+    }
+
+    /// Our own broadcasts dropped from the full queue since the last call.
+    pub fn take_dropped_own(&mut self) -> Vec<(BroadcastId, String)> {
+        core::mem::take(&mut self.dropped_own)
     }
 
     /// Updates waiting to be sent.
@@ -87,6 +109,18 @@ impl UpdateQueue {
     /// update of the same key unless that one has a higher `order` (then the new one is discarded and
     /// `false` returned).
     pub fn push(&mut self, key: Option<UpdateKey>, order: u64, bytes: Vec<u8>) -> bool {
+        self.push_own(key, order, bytes, None)
+    }
+
+    /// As [`UpdateQueue::push`], for one of our own broadcasts: if the full queue later drops it
+    /// before its last transmit, [`UpdateQueue::take_dropped_own`] returns `own`.
+    pub fn push_own(
+        &mut self,
+        key: Option<UpdateKey>,
+        order: u64,
+        bytes: Vec<u8>,
+        own: Option<(BroadcastId, String)>,
+    ) -> bool {
         if let Some(k) = &key {
             if let Some(slot) = self.by_key.get(k).copied() {
                 if self.items.get(&slot).is_some_and(|q| q.order > order) {
@@ -96,17 +130,24 @@ impl UpdateQueue {
                 self.by_key.remove(k);
             }
         }
-        let slot = (0, Reverse(self.next_id));
+        let position = match self.order {
+            Order::NewestFirst => self.next_id,
+            Order::OldestFirst => u64::MAX - self.next_id,
+        };
+        let slot = (0, Reverse(position));
         self.next_id += 1;
         self.smallest = self.smallest.min(bytes.len());
         if let Some(k) = &key {
             self.by_key.insert(k.clone(), slot);
         }
-        self.items.insert(slot, Queued { key, order, bytes });
+        self.items.insert(slot, Queued { key, order, bytes, own });
         while self.items.len() > self.depth {
             if let Some((_, evicted)) = self.items.pop_last() {
                 if let Some(k) = evicted.key {
                     self.by_key.remove(&k);
+                }
+                if let Some(own) = evicted.own {
+                    self.dropped_own.push(own);
                 }
                 self.dropped += 1;
             }
@@ -167,7 +208,7 @@ mod tests {
 
     #[test]
     fn an_update_is_retired_after_its_transmit_limit() {
-        let mut q = UpdateQueue::new(16, 0);
+        let mut q = UpdateQueue::new(16, 0, Order::NewestFirst);
         q.push(key("a"), 0, alloc::vec![1; 10]);
         for _ in 0..3 {
             let mut w = Writer::default();
@@ -180,7 +221,7 @@ mod tests {
 
     #[test]
     fn fewest_sent_updates_go_first() {
-        let mut q = UpdateQueue::new(16, 0);
+        let mut q = UpdateQueue::new(16, 0, Order::NewestFirst);
         q.push(key("old"), 0, alloc::vec![1; 10]);
         let mut w = Writer::default();
         q.fill(&mut w, 100, 10);
@@ -192,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_newer_update_with_the_same_key_replaces_the_queued_one() {
-        let mut q = UpdateQueue::new(16, 0);
+        let mut q = UpdateQueue::new(16, 0, Order::NewestFirst);
         q.push(key("a"), 1, alloc::vec![1; 4]);
         q.push(key("a"), 2, alloc::vec![2; 4]);
         assert_eq!(q.len(), 1);
@@ -204,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_the_most_sent_update_and_counts_it() {
-        let mut q = UpdateQueue::new(2, 0);
+        let mut q = UpdateQueue::new(2, 0, Order::NewestFirst);
         q.push(None, 0, alloc::vec![1; 4]);
         let mut w = Writer::default();
         q.fill(&mut w, 100, 10);
@@ -218,8 +259,23 @@ mod tests {
     }
 
     #[test]
+    fn oldest_first_sends_in_arrival_order_and_a_full_queue_drops_the_newest() {
+        let mut q = UpdateQueue::new(2, 0, Order::OldestFirst);
+        let own = |seq| Some((BroadcastId { epoch: 1, seq, keyed: false }, alloc::string::String::from("t")));
+        q.push_own(None, 0, alloc::vec![1; 4], own(0));
+        q.push_own(None, 1, alloc::vec![2; 4], own(1));
+        q.push_own(None, 2, alloc::vec![3; 4], own(2));
+        let dropped = q.take_dropped_own();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0.seq, 2, "the one the queue had no room for is reported");
+        let mut w = Writer::default();
+        assert_eq!(q.fill(&mut w, 4, 10), 1);
+        assert_eq!(w.as_slice(), &[1, 1, 1, 1], "the oldest leaves first");
+    }
+
+    #[test]
     fn updates_that_do_not_fit_are_skipped_not_split() {
-        let mut q = UpdateQueue::new(16, 0);
+        let mut q = UpdateQueue::new(16, 0, Order::NewestFirst);
         q.push(None, 0, alloc::vec![9; 50]);
         q.push(None, 0, alloc::vec![8; 5]);
         let mut w = Writer::default();

@@ -64,7 +64,7 @@ pub enum Event<A> {
     /// We learned that `origin` sent `count` broadcasts (in its life `epoch`) that never reached us
     /// and that no member can hand us any more (they are older than `broadcast_retention`).
     BroadcastsMissed { origin: NodeId, epoch: u32, count: u64 },
-    /// A reliable message we sent (the `id` [`crate::Node::send_reliable`] returned) was not
+    /// A reliable message we sent to `to` (the `id` [`crate::Node::send_reliable`] returned) was not
     /// acknowledged after `reliable_attempts` tries: it may not have arrived.
-    SendFailed { to: NodeId, topic: String, id: u64 },
+    SendFailed { id: u64, to: A, topic: String },
 }

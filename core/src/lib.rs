@@ -36,8 +36,8 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+mod broadcast;
 pub mod config;
-mod dedupe;
 mod dissemination;
 pub mod event;
 mod health;

@@ -37,6 +37,22 @@ pub struct Stats {
     pub updates_dropped: u64,
     pub broadcasts_dropped: u64,
     pub broadcasts_delivered: u64,
+    /// Broadcasts that never arrived and could no longer be repaired (see the `broadcast` module).
+    pub broadcasts_missed: u64,
+    /// Broadcasts repaired by push-pull after gossip missed them.
+    pub broadcasts_repaired: u64,
+    /// Our own broadcasts dropped from our full queue before they were sent their full number of
+    /// times (each also reported as `Event::BroadcastDropped`).
+    pub own_broadcasts_dropped: u64,
+    /// Reliable messages sent again because no acknowledgement came in time.
+    pub reliable_retries: u64,
+    /// Reliable messages reported lost (`Event::SendFailed`).
+    pub reliable_failed: u64,
+    /// Copies of reliable messages already delivered (acknowledged again, not delivered).
+    pub reliable_duplicates: u64,
+    /// Reliable messages too old to tell whether they were delivered: neither delivered nor
+    /// acknowledged.
+    pub reliable_stale: u64,
     pub direct_delivered: u64,
     pub push_pulls_sent: u64,
     pub push_pulls_received: u64,

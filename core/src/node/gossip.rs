@@ -8,6 +8,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::broadcast::Verdict;
 use crate::dissemination::UpdateKey;
 use crate::event::{BroadcastId, Event, MessageKind};
 use crate::identity::{Address, NodeId};
@@ -89,7 +90,8 @@ impl<A: Address> Node<A> {
         key: Option<&[u8]>,
     ) -> Result<BroadcastId, CommandError> {
         Self::topic_ok(topic)?;
-        let seq = self.broadcast_seq;
+        let keyed = key.is_some();
+        let seq = if keyed { self.keyed_seq } else { self.broadcast_seq };
         let b = UserBroadcast {
             origin: self.local.id.clone(),
             epoch: self.broadcast_epoch,
@@ -103,61 +105,70 @@ impl<A: Address> Node<A> {
         if bytes.len() > max {
             return Err(CommandError::TooLarge { size: bytes.len(), max });
         }
-        self.broadcast_seq += 1;
-        // We never deliver our own broadcast, including echoes of it.
-        self.dedupe.first_time(&self.local.id, self.broadcast_epoch, seq);
-        let queue_key = key.map(|k| UpdateKey::Keyed {
-            origin: self.local.id.clone(),
-            topic: String::from(topic),
-            key: k.to_vec(),
-        });
-        self.user_broadcasts.push(queue_key, seq, bytes);
-        Ok(BroadcastId { epoch: self.broadcast_epoch, seq, keyed: key.is_some() })
+        let id = BroadcastId { epoch: self.broadcast_epoch, seq, keyed };
+        if keyed {
+            self.keyed_seq += 1;
+        } else {
+            self.broadcast_seq += 1;
+        }
+        // We never deliver our own broadcast, including echoes of it; we keep it to repair others.
+        let (origin, epoch, now) = (self.local.id.clone(), self.broadcast_epoch, self.now);
+        let name = key.map(|k| (topic, k));
+        match name {
+            Some(name) => self.ledger.accept_keyed(&origin, epoch, seq, name, now),
+            None => self.ledger.accept(&origin, epoch, seq, true, now),
+        };
+        self.log.add(&origin, epoch, seq, name, bytes.clone(), now);
+        let queue_key = key.map(|k| UpdateKey::Keyed { origin, topic: String::from(topic), key: k.to_vec() });
+        let own = Some((id, String::from(topic)));
+        self.user_broadcasts.push_own(queue_key, seq, bytes, own);
+        self.report_own_drops();
+        Ok(id)
     }
 
-    pub(super) fn handle_broadcast(&mut self, b: UserBroadcast) {
-        if !self.dedupe.first_time(&b.origin, b.epoch, b.seq) {
+    /// Reports our own broadcasts that our full queue dropped before sending them their full
+    /// number of times.
+    pub(super) fn report_own_drops(&mut self) {
+        for (id, topic) in self.user_broadcasts.take_dropped_own() {
+            self.stats.own_broadcasts_dropped += 1;
+            self.emit(Event::BroadcastDropped { id, topic });
+        }
+    }
+
+    /// A broadcast arrived, by gossip or in a push-pull repair.
+    pub(super) fn handle_broadcast(&mut self, b: UserBroadcast, now: Instant) {
+        let joined = self.join.joined;
+        let verdict = match &b.key {
+            Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key), now),
+            None => self.ledger.accept(&b.origin, b.epoch, b.seq, joined, now),
+        };
+        if verdict != Verdict::Deliver {
             return;
         }
-        if let Some(key) = &b.key {
-            let name = (b.origin.clone(), b.topic.clone(), key.clone());
-            if !self.dedupe.newest_for_key(name, b.epoch, b.seq) {
-                return; // a newer value under this key was delivered already
-            }
-        }
         self.stats.broadcasts_delivered += 1;
+        if self.frame.in_push_pull {
+            self.stats.broadcasts_repaired += 1;
+        }
         let queue_key = b.key.as_ref().map(|k| UpdateKey::Keyed {
             origin: b.origin.clone(),
             topic: b.topic.clone(),
             key: k.clone(),
         });
-        let (from, topic, payload, seq) = (b.origin.clone(), b.topic.clone(), b.payload.clone(), b.seq);
-        // Re-encoding yields the same bytes the origin sent; keep spreading them.
-        self.user_broadcasts.push(queue_key, seq, Message::<A>::Broadcast(b).to_bytes());
+        let (from, topic, payload, seq, epoch) = (b.origin.clone(), b.topic.clone(), b.payload.clone(), b.seq, b.epoch);
+        let key = b.key.clone();
+        // Re-encoding yields the same bytes the origin sent; keep spreading them, and keep them.
+        let bytes = Message::<A>::Broadcast(b).to_bytes();
+        self.log.add(&from, epoch, seq, key.as_deref().map(|k| (topic.as_str(), k)), bytes.clone(), now);
+        self.user_broadcasts.push(queue_key, seq, bytes);
+        self.report_own_drops();
         self.emit(Event::Message { from, topic, payload, kind: MessageKind::Broadcast });
     }
 
-    pub(super) fn send_direct(
-        &mut self,
-        to: A,
-        topic: &str,
-        payload: &[u8],
-        reliable: bool,
-    ) -> Result<(), CommandError> {
+    /// Sends a best-effort direct message (reliable ones go through the `reliable` module).
+    pub(super) fn send_direct(&mut self, to: A, topic: &str, payload: &[u8]) -> Result<(), CommandError> {
         Self::topic_ok(topic)?;
         let msg =
             Message::<A>::Direct { from: self.local.id.clone(), topic: String::from(topic), payload: payload.to_vec() };
-        if reliable {
-            let mut w = Writer::with_capacity(payload.len() + 64);
-            begin_packet(&mut w, PROTOCOL_VERSION);
-            msg.encode(&mut w);
-            let max = self.config.max_reliable_size;
-            if w.len() > max {
-                return Err(CommandError::TooLarge { size: w.len(), max });
-            }
-            self.push_transmit(to, w.into_vec(), true, TransmitKind::Direct);
-            return Ok(());
-        }
         let bytes = msg.to_bytes();
         let max = self.packet_budget() - 1;
         if bytes.len() > max {

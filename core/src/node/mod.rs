@@ -24,6 +24,7 @@ mod membership;
 mod probe;
 mod push_pull;
 mod recent;
+mod reliable;
 mod timers;
 
 #[cfg(test)]
@@ -37,9 +38,9 @@ use core::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::broadcast::{Ledger, Log};
 use crate::config::{Config, ConfigError};
-use crate::dedupe::Dedupe;
-use crate::dissemination::UpdateQueue;
+use crate::dissemination::{Order, UpdateQueue};
 use crate::event::{BroadcastId, Event};
 use crate::health::LocalHealth;
 use crate::identity::{Address, NodeId};
@@ -50,6 +51,7 @@ use crate::suspicion::Suspicion;
 use crate::time::Instant;
 use crate::wire::{decode_packet_skipping, is_update_tag, DecodeError, Message, MAX_TOPIC_LEN};
 use recent::RecentUpdates;
+use reliable::Reliable;
 use timers::{Timer, Timers};
 
 /// What a packet is for; drivers and the simulator use it for metrics and visualisation.
@@ -210,7 +212,6 @@ pub struct Node<A: Address> {
     health: LocalHealth,
     membership_updates: UpdateQueue,
     user_broadcasts: UpdateQueue,
-    dedupe: Dedupe,
     probe: Option<Probe<A>>,
     probe_round: u64,
     indirect: FixedMap<u32, IndirectProbe<A>>,
@@ -229,7 +230,33 @@ pub struct Node<A: Address> {
     recent: RecentUpdates,
     recent_pending: Vec<u64>,
     security: Security,
-    reliable_ids: u64,
+    ledger: Ledger,
+    log: Log,
+    keyed_seq: u64,
+    reliable: Reliable<A>,
+    /// The latest time any input carried (commands without a time of their own use it).
+    now: Instant,
+    /// What the packet being handled asked for once it is all read (see `handle_plain`).
+    frame: FrameState<A>,
+}
+
+/// Things a frame's messages leave for after the whole frame is read: a push-pull is answered with
+/// the broadcasts the digest that follows it says the asker lacks.
+#[derive(Debug)]
+struct FrameState<A> {
+    /// A push-pull request to answer: `(from, join)`.
+    answer: Option<(A, bool)>,
+    /// This frame answers our join.
+    join_reply: bool,
+    /// This frame is a push-pull (broadcasts in it are repairs).
+    in_push_pull: bool,
+    digest: Option<Vec<crate::wire::DigestEntry>>,
+}
+
+impl<A> Default for FrameState<A> {
+    fn default() -> Self {
+        FrameState { answer: None, join_reply: false, in_push_pull: false, digest: None }
+    }
 }
 
 /// Sizes of a node's internal queues and tables, for leak checks and metrics (see
@@ -249,6 +276,14 @@ pub struct Footprint {
     pub outbox: usize,
     pub events: usize,
     pub meta_requests: usize,
+    /// Broadcast origins remembered for exactly-once delivery, and open holes among them.
+    pub broadcast_origins: usize,
+    pub broadcast_holes: usize,
+    /// Broadcasts kept to repair other members.
+    pub broadcast_log: usize,
+    /// Reliable messages waiting for an acknowledgement, and senders remembered for de-duplication.
+    pub reliable_pending: usize,
+    pub reliable_senders: usize,
 }
 
 impl<A: Address> fmt::Debug for Node<A> {
@@ -276,9 +311,8 @@ impl<A: Address> Node<A> {
             suspicions: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 1)),
             timers: Timers::default(),
             health: LocalHealth::new(config.awareness_max_multiplier),
-            membership_updates: UpdateQueue::new(config.membership_queue_depth, hash_seed ^ 2),
-            user_broadcasts: UpdateQueue::new(config.broadcast_queue_depth, hash_seed ^ 3),
-            dedupe: Dedupe::new(4_096, hash_seed ^ 4),
+            membership_updates: UpdateQueue::new(config.membership_queue_depth, hash_seed ^ 2, Order::NewestFirst),
+            user_broadcasts: UpdateQueue::new(config.broadcast_queue_depth, hash_seed ^ 3, Order::OldestFirst),
             probe: None,
             probe_round: 0,
             indirect: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 5)),
@@ -296,7 +330,12 @@ impl<A: Address> Node<A> {
             recent: RecentUpdates::new(hash_seed ^ 6),
             recent_pending: Vec::new(),
             security: Security::new(config.security, &config.label, hash_seed ^ 7),
-            reliable_ids: 0,
+            ledger: Ledger::new(hash_seed ^ 8),
+            log: Log::new(config.broadcast_log_depth, hash_seed ^ 9),
+            keyed_seq: 0,
+            reliable: Reliable::new(hash_seed ^ 10),
+            now,
+            frame: FrameState::default(),
             rng,
             config,
         };
@@ -383,6 +422,11 @@ impl<A: Address> Node<A> {
             outbox: self.outbox.len(),
             events: self.events.len(),
             meta_requests: self.meta_requests.len(),
+            broadcast_origins: self.ledger.len(),
+            broadcast_holes: self.ledger.holes(),
+            broadcast_log: self.log.len(),
+            reliable_pending: self.reliable.pending(),
+            reliable_senders: self.reliable.senders(),
         }
     }
 
@@ -436,6 +480,7 @@ impl<A: Address> Node<A> {
 
     /// Runs every timer due at `now`. Call when the deadline from `poll_timeout` has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.note_time(now);
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Probe { round } => self.on_probe_tick(round, now),
@@ -450,6 +495,7 @@ impl<A: Address> Node<A> {
                 Timer::PushPull => self.on_push_pull_tick(now),
                 Timer::Reannounce => self.on_reannounce_tick(now),
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
+                Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
             }
         }
     }
@@ -457,6 +503,7 @@ impl<A: Address> Node<A> {
     /// Processes one packet or reliable frame received from `from` (the address replies go to).
     /// A packet that fails to decode is counted and dropped whole: it never changes state.
     pub fn handle_packet(&mut self, now: Instant, from: A, bytes: &[u8]) -> Result<(), PacketError> {
+        self.note_time(now);
         self.stats.packets_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if bytes.len() > self.config.max_reliable_size + crate::security::OVERHEAD {
@@ -513,6 +560,7 @@ impl<A: Address> Node<A> {
             self.handle_message(now, &from, message);
         }
         self.scratch = messages;
+        self.finish_frame(now);
         Ok(())
     }
 
@@ -527,8 +575,13 @@ impl<A: Address> Node<A> {
             Message::Alive(alive) => self.apply_alive(alive, now),
             Message::Suspect { id, incarnation, from: by } => self.apply_suspect(&id, incarnation, by, now),
             Message::Dead { id, incarnation, from: by, left } => self.apply_dead(&id, incarnation, by, left, now),
-            Message::Broadcast(b) => self.handle_broadcast(b),
+            Message::Broadcast(b) => self.handle_broadcast(b, now),
             Message::Direct { from: sender, topic, payload } => self.handle_direct(sender, topic, payload),
+            Message::BroadcastDigest { entries } => self.frame.digest = Some(entries),
+            Message::Reliable { from: sender, epoch, id, topic, payload } => {
+                self.handle_reliable(from, sender, epoch, id, topic, payload)
+            }
+            Message::ReliableAck { epoch, id } => self.handle_reliable_ack(epoch, id),
             Message::PushPull { from: sender, join, reply, members } => {
                 self.handle_push_pull(sender, join, reply, members, from, now)
             }
@@ -632,24 +685,34 @@ impl<A: Address> Node<A> {
     }
 
     /// Sends a message to one member by name; it arrives as [`Event::Message`]. Best-effort messages
-    /// must fit in one packet; reliable ones go over the reliable path (up to `max_reliable_size`).
-    pub fn send(&mut self, to: &NodeId, topic: &str, payload: &[u8], reliable: bool) -> Result<(), CommandError> {
-        if reliable {
-            return self.send_reliable(to, topic, payload).map(|_| ());
-        }
+    /// must fit in one packet; reliable ones go over the reliable path (up to `max_reliable_size`),
+    /// acknowledged and retried as [`Node::send_reliable`] describes.
+    pub fn send(
+        &mut self,
+        to: &NodeId,
+        topic: &str,
+        payload: &[u8],
+        reliable: bool,
+        now: Instant,
+    ) -> Result<(), CommandError> {
         let addr = self.live_addr(to)?;
-        self.send_to_addr(addr, topic, payload, false)
+        self.send_to_addr(addr, topic, payload, reliable, now)
     }
 
     /// Sends a message to one member over the reliable path and returns its id. The receiver
-    /// acknowledges it; without an acknowledgement it is sent again, up to `reliable_attempts` times,
-    /// and then reported lost with [`Event::SendFailed`] carrying this id. It is delivered at most
-    /// once whatever the retries.
-    pub fn send_reliable(&mut self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<u64, CommandError> {
+    /// acknowledges it; without an acknowledgement it is sent again every `reliable_timeout`, up to
+    /// `reliable_attempts` times, and then reported lost with [`Event::SendFailed`] carrying this id.
+    /// It is delivered at most once whatever the retries. See the `reliable` module docs.
+    pub fn send_reliable(
+        &mut self,
+        to: &NodeId,
+        topic: &str,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<u64, CommandError> {
         let addr = self.live_addr(to)?;
-        self.send_to_addr(addr, topic, payload, true)?;
-        self.reliable_ids += 1;
-        Ok(self.reliable_ids)
+        self.note_time(now);
+        self.send_reliable_to(addr, topic, payload, now)
     }
 
     fn live_addr(&self, id: &NodeId) -> Result<A, CommandError> {
@@ -659,9 +722,21 @@ impl<A: Address> Node<A> {
         }
     }
 
-    /// Sends a message to an address, member or not (for example a seed before joining).
-    pub fn send_to_addr(&mut self, to: A, topic: &str, payload: &[u8], reliable: bool) -> Result<(), CommandError> {
-        self.send_direct(to, topic, payload, reliable)
+    /// Sends a message to an address, member or not (for example a seed before joining). Reliable
+    /// messages are acknowledged and retried as [`Node::send_reliable`] describes.
+    pub fn send_to_addr(
+        &mut self,
+        to: A,
+        topic: &str,
+        payload: &[u8],
+        reliable: bool,
+        now: Instant,
+    ) -> Result<(), CommandError> {
+        self.note_time(now);
+        if reliable {
+            return self.send_reliable_to(to, topic, payload, now).map(|_| ());
+        }
+        self.send_direct(to, topic, payload)
     }
 
     /// Starts joining the cluster through `seeds`: a push-pull state exchange with each. Emits
@@ -673,6 +748,11 @@ impl<A: Address> Node<A> {
     }
 
     // ----- helpers shared by the submodules ------------------------------------------------------
+
+    /// Remembers the latest time an input carried.
+    fn note_time(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
 
     fn jitter(&mut self, span: Duration) -> Duration {
         let ms = crate::time::duration_millis(span).max(1);

@@ -19,7 +19,10 @@ use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::time::Instant;
-use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
+use crate::wire::{
+    begin_packet, bytes_len, decode_message, Alive, Decoded, DigestEntry, MemberRecord, Message, MetaField, Reader,
+    Writer, PROTOCOL_VERSION,
+};
 
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
@@ -93,13 +96,65 @@ impl<A: Address> Node<A> {
         records
     }
 
+    /// Sends our state to `to`: our member records, then, for a request, our broadcast digest (so
+    /// the answer brings what we lack), or, for an answer, the broadcasts the asker's digest lacks
+    /// followed by our own digest (so the asker learns of broadcasts it never heard about).
     fn send_push_pull(&mut self, to: A, join: bool, reply: bool) {
+        self.send_push_pull_answering(to, join, reply, None);
+    }
+
+    fn send_push_pull_answering(&mut self, to: A, join: bool, reply: bool, asker: Option<&[DigestEntry]>) {
         // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
         let msg =
             Message::PushPull { from: self.local.id.clone(), join, reply, members: self.state_records(false, limit) };
-        self.send_reliable_message(to, &msg);
+        let mut w = Writer::with_capacity(256);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        msg.encode(&mut w);
+        let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
+        let horizon = self.config.broadcast_retention * 2;
+        let mut digest = self.ledger.digest(self.now, horizon);
+        if reply {
+            let lacking =
+                self.log.lacking(&self.ledger, asker.unwrap_or(&[]), join, budget.saturating_sub(w.len()) / 2);
+            for bytes in lacking {
+                w.raw(bytes);
+            }
+        }
+        // The digest goes last: what the answer carried is received before its holes are opened.
+        let room = budget.saturating_sub(w.len());
+        let mut encoded = Message::<A>::BroadcastDigest { entries: core::mem::take(&mut digest) }.to_bytes();
+        if encoded.len() > room {
+            // Cut short (rare: thousands of origins over a small relay frame); the rest waits.
+            if let Message::BroadcastDigest { mut entries } = decode_digest::<A>(&encoded) {
+                while !entries.is_empty() && encoded.len() > room {
+                    let keep = entries.len() / 2;
+                    entries.truncate(keep);
+                    encoded = Message::<A>::BroadcastDigest { entries: entries.clone() }.to_bytes();
+                }
+            }
+        }
+        if encoded.len() <= room {
+            w.raw(&encoded);
+        }
+        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
         self.stats.push_pulls_sent += 1;
+    }
+
+    /// Called once every message of a frame was handled: learns from the frame's digest and answers
+    /// a push-pull request with what the asker lacks.
+    pub(super) fn finish_frame(&mut self, now: Instant) {
+        let frame = core::mem::take(&mut self.frame);
+        if let Some(digest) = &frame.digest {
+            for e in digest {
+                if e.origin != self.local.id {
+                    self.ledger.learn(&e.origin, e.epoch, e.next, frame.join_reply, now);
+                }
+            }
+        }
+        if let Some((to, join)) = frame.answer {
+            self.send_push_pull_answering(to, join, true, frame.digest.as_deref());
+        }
     }
 
     fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
@@ -119,8 +174,12 @@ impl<A: Address> Node<A> {
         now: Instant,
     ) {
         self.stats.push_pulls_received += 1;
+        self.frame.in_push_pull = true;
         if !reply {
-            self.send_push_pull(from.clone(), join, true);
+            // Answered once the whole frame is read: the asker's digest follows this message.
+            self.frame.answer = Some((from.clone(), join));
+        } else if join {
+            self.frame.join_reply = true;
         }
         for record in records {
             self.merge_record(&sender, record, now);
@@ -185,6 +244,7 @@ impl<A: Address> Node<A> {
     pub(super) fn on_reannounce_tick(&mut self, now: Instant) {
         self.timers.set(now + self.config.reannounce_interval, Timer::Reannounce);
         self.reap(now);
+        self.expire_broadcasts(now);
         if self.status != Status::Running {
             return;
         }
@@ -212,6 +272,18 @@ impl<A: Address> Node<A> {
                 }
             }
         }
+    }
+
+    /// Gives up broadcast holes that can no longer be repaired (reporting them) and forgets
+    /// broadcasts kept longer than `broadcast_retention`.
+    fn expire_broadcasts(&mut self, now: Instant) {
+        let retention = self.config.broadcast_retention;
+        for (origin, epoch, count) in self.ledger.expire(now, retention) {
+            self.stats.broadcasts_missed += count;
+            self.emit(Event::BroadcastsMissed { origin, epoch, count });
+        }
+        let (members, me) = (&self.members, &self.local.id);
+        self.log.expire(now, retention, |id| id == me || members.get(id).is_some_and(|m| m.state.is_live()));
     }
 
     /// Forgets members that have been dead or gone longer than `dead_member_reap_time`.
@@ -246,5 +318,14 @@ impl<A: Address> Node<A> {
             members: self.state_records(true, self.config.max_reliable_size),
         };
         self.send_reliable_message(from.clone(), &msg);
+        self.stats.push_pulls_sent += 1;
+    }
+}
+
+/// Decodes a digest message we just encoded (to cut it short).
+fn decode_digest<A: Address>(bytes: &[u8]) -> Message<A> {
+    match decode_message::<A>(&mut Reader::new(bytes)) {
+        Ok(Decoded::Message(m)) => m,
+        _ => Message::BroadcastDigest { entries: Vec::new() },
     }
 }

@@ -45,6 +45,11 @@ pub(crate) enum Timer {
     JoinTimeout {
         attempt: u32,
     },
+    /// Attempt `attempt` of reliable message `id` may be overdue for its acknowledgement.
+    ReliableRetry {
+        id: u64,
+        attempt: u32,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]

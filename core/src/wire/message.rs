@@ -34,6 +34,9 @@ mod tag {
     pub const DIRECT: u8 = 9;
     pub const PUSH_PULL: u8 = 10;
     pub const META_REQUEST: u8 = 11;
+    pub const BROADCAST_DIGEST: u8 = 12;
+    pub const RELIABLE: u8 = 13;
+    pub const RELIABLE_ACK: u8 = 14;
 }
 
 /// A direct probe: "are you `target`? answer with an ack carrying `seq`".
@@ -86,20 +89,80 @@ pub struct UserBroadcast {
     pub payload: Vec<u8>,
 }
 
+/// One origin's life in a broadcast digest: how far its unkeyed broadcasts reached at the sender of
+/// the digest, which it never received, and a hash of the keyed values it holds (0: none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestEntry {
+    pub origin: NodeId,
+    pub epoch: u32,
+    /// One past the highest unkeyed sequence number seen.
+    pub next: u64,
+    /// Unkeyed sequence numbers below `next` not received, ascending.
+    pub holes: Vec<u64>,
+    pub keyed: u64,
+}
+
 /// Every message the protocol exchanges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message<A> {
     Ping(Ping),
-    Ack { seq: u32 },
-    PingReq { seq: u32, target: NodeId, target_addr: A, want_nack: bool },
-    Nack { seq: u32 },
+    Ack {
+        seq: u32,
+    },
+    PingReq {
+        seq: u32,
+        target: NodeId,
+        target_addr: A,
+        want_nack: bool,
+    },
+    Nack {
+        seq: u32,
+    },
     Alive(Alive<A>),
-    Suspect { id: NodeId, incarnation: u32, from: NodeId },
-    Dead { id: NodeId, incarnation: u32, from: NodeId, left: bool },
+    Suspect {
+        id: NodeId,
+        incarnation: u32,
+        from: NodeId,
+    },
+    Dead {
+        id: NodeId,
+        incarnation: u32,
+        from: NodeId,
+        left: bool,
+    },
     Broadcast(UserBroadcast),
-    Direct { from: NodeId, topic: String, payload: Vec<u8> },
-    PushPull { from: NodeId, join: bool, reply: bool, members: Vec<MemberRecord<A>> },
-    MetaRequest { from: NodeId },
+    Direct {
+        from: NodeId,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    PushPull {
+        from: NodeId,
+        join: bool,
+        reply: bool,
+        members: Vec<MemberRecord<A>>,
+    },
+    MetaRequest {
+        from: NodeId,
+    },
+    /// Which broadcasts the sender holds (rides in push-pull frames, see [`crate::broadcast`]).
+    BroadcastDigest {
+        entries: Vec<DigestEntry>,
+    },
+    /// A reliable direct message: `id` counts the sender's reliable messages in its life `epoch`;
+    /// the receiver acknowledges it with [`Message::ReliableAck`].
+    Reliable {
+        from: NodeId,
+        epoch: u32,
+        id: u64,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// "Your reliable message `id` of your life `epoch` arrived."
+    ReliableAck {
+        epoch: u32,
+        id: u64,
+    },
 }
 
 impl<A: Address> Message<A> {
@@ -131,6 +194,9 @@ impl<A: Address> Message<A> {
             Message::Direct { .. } => tag::DIRECT,
             Message::PushPull { .. } => tag::PUSH_PULL,
             Message::MetaRequest { .. } => tag::META_REQUEST,
+            Message::BroadcastDigest { .. } => tag::BROADCAST_DIGEST,
+            Message::Reliable { .. } => tag::RELIABLE,
+            Message::ReliableAck { .. } => tag::RELIABLE_ACK,
         }
     }
 
@@ -210,6 +276,33 @@ impl<A: Address> Message<A> {
                 }
             }
             Message::MetaRequest { from } => from.encode(w),
+            Message::BroadcastDigest { entries } => {
+                w.varint(entries.len() as u64);
+                for e in entries {
+                    e.origin.encode(w);
+                    w.varint(u64::from(e.epoch));
+                    w.varint(e.next);
+                    w.varint(e.holes.len() as u64);
+                    // Ascending: the first absolutely, then each as its distance from the previous.
+                    let mut prev = None;
+                    for &h in &e.holes {
+                        w.varint(prev.map_or(h, |p: u64| h.wrapping_sub(p)));
+                        prev = Some(h);
+                    }
+                    w.raw(&e.keyed.to_le_bytes());
+                }
+            }
+            Message::Reliable { from, epoch, id, topic, payload } => {
+                from.encode(w);
+                w.varint(u64::from(*epoch));
+                w.varint(*id);
+                w.str(topic);
+                w.bytes(payload);
+            }
+            Message::ReliableAck { epoch, id } => {
+                w.varint(u64::from(*epoch));
+                w.varint(*id);
+            }
         }
     }
 }
@@ -380,6 +473,47 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
             Message::PushPull { from, join: flags & 1 != 0, reply: flags & 2 != 0, members }
         }
         tag::META_REQUEST => Message::MetaRequest { from: NodeId::decode(&mut b)? },
+        tag::BROADCAST_DIGEST => {
+            let count = b.varint()?;
+            // An entry takes at least 13 bytes: reject a count the body cannot hold before reserving.
+            if count > (b.remaining() / 13) as u64 {
+                return Err(DecodeError::TooLong);
+            }
+            let mut entries = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let origin = NodeId::decode(&mut b)?;
+                let epoch = b.varint_u32()?;
+                let next = b.varint()?;
+                let holes_len = b.varint()?;
+                if holes_len > b.remaining() as u64 {
+                    return Err(DecodeError::TooLong);
+                }
+                let mut holes = Vec::with_capacity(holes_len as usize);
+                let mut prev: Option<u64> = None;
+                for _ in 0..holes_len {
+                    let d = b.varint()?;
+                    let h = match prev {
+                        None => d,
+                        // Strictly ascending, so the encoding is canonical.
+                        Some(_) if d == 0 => return Err(DecodeError::InvalidValue),
+                        Some(p) => p.checked_add(d).ok_or(DecodeError::InvalidValue)?,
+                    };
+                    holes.push(h);
+                    prev = Some(h);
+                }
+                let keyed = u64::from_le_bytes(b.array::<8>()?);
+                entries.push(DigestEntry { origin, epoch, next, holes, keyed });
+            }
+            Message::BroadcastDigest { entries }
+        }
+        tag::RELIABLE => Message::Reliable {
+            from: NodeId::decode(&mut b)?,
+            epoch: b.varint_u32()?,
+            id: b.varint()?,
+            topic: topic(&mut b)?,
+            payload: b.bytes()?.to_vec(),
+        },
+        tag::RELIABLE_ACK => Message::ReliableAck { epoch: b.varint_u32()?, id: b.varint()? },
         other => return Ok(Decoded::Unknown(other)),
     };
     if !b.is_empty() {

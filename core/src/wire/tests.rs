@@ -25,6 +25,9 @@ const BROADCAST: u8 = 8;
 const DIRECT: u8 = 9;
 const PUSH_PULL: u8 = 10;
 const META_REQUEST: u8 = 11;
+const BROADCAST_DIGEST: u8 = 12;
+const RELIABLE: u8 = 13;
+const RELIABLE_ACK: u8 = 14;
 
 /// How many pseudo-random buffers the garbage test feeds the decoder (each as three address types).
 const RANDOM_BUFFERS: usize = 200_000;
@@ -264,8 +267,31 @@ fn sample_messages<A: Address>(addrs: &[A; 3]) -> Vec<Message<A>> {
         }),
         Message::Direct { from: inline.clone(), topic: String::new(), payload: Vec::new() },
         Message::Direct { from: unicode.clone(), topic: max_topic, payload: vec![0xff; 200] },
-        Message::MetaRequest { from: short },
-        Message::MetaRequest { from: longest },
+        Message::MetaRequest { from: short.clone() },
+        Message::MetaRequest { from: longest.clone() },
+        Message::BroadcastDigest { entries: Vec::new() },
+        Message::BroadcastDigest {
+            entries: vec![
+                DigestEntry { origin: short.clone(), epoch: 0, next: 0, holes: Vec::new(), keyed: 0 },
+                DigestEntry {
+                    origin: longest.clone(),
+                    epoch: u32::MAX,
+                    next: u64::MAX,
+                    holes: vec![0, 1, 1 << 40, u64::MAX - 1],
+                    keyed: u64::MAX,
+                },
+            ],
+        },
+        Message::Reliable { from: short, epoch: 7, id: 1, topic: String::new(), payload: Vec::new() },
+        Message::Reliable {
+            from: unicode,
+            epoch: u32::MAX,
+            id: u64::MAX,
+            topic: String::from("blob"),
+            payload: vec![9; 3_000],
+        },
+        Message::ReliableAck { epoch: 0, id: 0 },
+        Message::ReliableAck { epoch: u32::MAX, id: u64::MAX },
     ];
     let records = member_records(addrs);
     for (join, reply) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -346,7 +372,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
     let mut tags: Vec<u8> = msgs.iter().map(|m| m.to_bytes()[0]).collect();
     tags.sort_unstable();
     tags.dedup();
-    assert_eq!(tags, (1..=11).collect::<Vec<u8>>());
+    assert_eq!(tags, (1..=14).collect::<Vec<u8>>());
     let states: Vec<MemberState> = member_records(&u32_addrs()).iter().map(|r| r.state).collect();
     for s in [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left] {
         assert!(states.contains(&s), "{s:?} missing from the sample records");
@@ -356,7 +382,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
 #[test]
 fn message_tags_are_stable() {
     let n = id("n");
-    let cases: [(Message<u32>, u8); 11] = [
+    let cases: [(Message<u32>, u8); 14] = [
         (Message::Ping(Ping { seq: 1, target: n.clone(), source: n.clone() }), PING),
         (Message::Ack { seq: 1 }, ACK),
         (Message::PingReq { seq: 1, target: n.clone(), target_addr: 1, want_nack: false }, PING_REQ),
@@ -387,7 +413,10 @@ fn message_tags_are_stable() {
         ),
         (Message::Direct { from: n.clone(), topic: String::new(), payload: Vec::new() }, DIRECT),
         (Message::PushPull { from: n.clone(), join: false, reply: false, members: Vec::new() }, PUSH_PULL),
-        (Message::MetaRequest { from: n }, META_REQUEST),
+        (Message::MetaRequest { from: n.clone() }, META_REQUEST),
+        (Message::BroadcastDigest { entries: Vec::new() }, BROADCAST_DIGEST),
+        (Message::Reliable { from: n, epoch: 1, id: 1, topic: String::new(), payload: Vec::new() }, RELIABLE),
+        (Message::ReliableAck { epoch: 1, id: 1 }, RELIABLE_ACK),
     ];
     for (msg, tag) in cases {
         assert_eq!(msg.to_bytes()[0], tag, "tag of {msg:?}");
@@ -410,7 +439,7 @@ fn a_body_longer_than_sixteen_kib_round_trips_with_a_three_byte_length_prefix() 
 
 #[test]
 fn a_packet_holding_only_messages_of_unknown_type_is_accepted_but_empty() {
-    let packet = packet_of(&[&frame(200, b"future"), &frame(12, &[])]);
+    let packet = packet_of(&[&frame(200, b"future"), &frame(99, &[])]);
     let (result, out) = decode::<u32>(&packet);
     assert_eq!(result, Ok(2));
     assert!(out.is_empty());
@@ -810,7 +839,7 @@ fn a_message_with_an_unknown_tag_is_skipped_and_its_neighbours_kept() {
     let after: Message<u32> = Message::Ping(Ping { seq: 2, target: id("t"), source: id("s") });
     let bodies: [(u8, Vec<u8>); 5] = [
         (0, Vec::new()),
-        (12, vec![1, 2, 3]),
+        (15, vec![1, 2, 3]),
         // Bytes that would be a malformed message of any known type.
         (99, vec![0xff; 200]),
         (255, vec![0x80; 20_000]),
@@ -1390,4 +1419,17 @@ fn an_error_in_the_middle_of_a_packet_discards_the_messages_after_it_too() {
     let bad = frame(PING_REQ, &body(|w| w.varint(1)));
     let packet = packet_of(&[&ack, &ack, &bad, &ack, &ack]);
     assert_eq!(decode::<u32>(&packet), (Err(DecodeError::Truncated), Vec::new()));
+}
+
+#[test]
+fn a_digest_whose_holes_do_not_ascend_is_rejected() {
+    let entry = |holes: Vec<u64>| DigestEntry { origin: id("o"), epoch: 1, next: 9, holes, keyed: 0 };
+    let good = Message::<u32>::BroadcastDigest { entries: vec![entry(vec![2, 5])] }.to_bytes();
+    assert_round_trip::<u32>(&[Message::BroadcastDigest { entries: vec![entry(vec![2, 5])] }]);
+    // Turn the second hole's distance (3) into 0: the same hole twice.
+    let mut repeated = good.clone();
+    let at = repeated.iter().rposition(|&b| b == 3).unwrap();
+    repeated[at] = 0;
+    let (result, _) = decode::<u32>(&packet_of(&[&repeated]));
+    assert_eq!(result, Err(DecodeError::InvalidValue));
 }

@@ -472,8 +472,9 @@ impl Runner {
             FaultKind::Reliable { from, to, size } => {
                 let (tag, payload) = self.payload(size);
                 let to_name = Self::name(to);
-                let sent =
-                    self.sim.with_node(from as usize, |n, _| n.send_reliable(&to_name, TOPIC_RELIABLE, &payload));
+                let sent = self
+                    .sim
+                    .with_node(from as usize, |n, now| n.send_reliable(&to_name, TOPIC_RELIABLE, &payload, now));
                 if let Some(Ok(id)) = sent {
                     let life = self.truth.lives[from as usize].len().saturating_sub(1);
                     self.truth.reliable.push(SentReliable { from, life, to, at: now, tag, id, failed_reported: false });
@@ -541,8 +542,18 @@ impl Runner {
     // ----- what members say ------------------------------------------------------------------------
 
     fn observe(&mut self) {
+        let watch = std::env::var("SHOAL_SWARM_WATCH").ok();
         for (at, observer, event) in self.sim.drain_events() {
             let t = at.as_millis();
+            if let Some(w) = &watch {
+                // Debugging aid: `SHOAL_SWARM_WATCH=3` prints every event node 3 emits, and every
+                // event about n3 that anyone emits.
+                let me = format!("n{w}");
+                let about = format!("{event:?}").contains(&format!("\"{me}\""));
+                if w.parse() == Ok(observer) || about {
+                    std::eprintln!("{t:>9} n{observer}: {event:?}");
+                }
+            }
             match event {
                 Event::Failed { id, by, .. } => self.check_accuracy(t, observer, &id, &by),
                 Event::Message { from, topic, payload, kind } => {

@@ -1,0 +1,153 @@
+//! The broadcasts a member keeps to repair others: events for `broadcast_retention`, the latest
+//! keyed value per key for as long as its origin lives. Both bounded by `broadcast_log_depth`.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::ledger::{DigestEntry, Ledger};
+use crate::identity::NodeId;
+use crate::time::Instant;
+
+#[derive(Debug)]
+struct Kept {
+    origin: NodeId,
+    epoch: u32,
+    seq: u64,
+    /// The encoded broadcast message, as gossiped.
+    bytes: Vec<u8>,
+    at: Instant,
+}
+
+type StateKey = (NodeId, String, Vec<u8>);
+
+/// Retained broadcasts. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Log {
+    events: VecDeque<Kept>,
+    state: hashbrown::HashMap<StateKey, Kept, foldhash::fast::FixedState>,
+    depth: usize,
+}
+
+impl Log {
+    pub fn new(depth: usize, hash_seed: u64) -> Self {
+        Log {
+            events: VecDeque::new(),
+            state: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
+            depth,
+        }
+    }
+
+    /// Broadcasts kept, events and keyed values together.
+    pub fn len(&self) -> usize {
+        self.events.len() + self.state.len()
+    }
+
+    /// Keeps a delivered (or our own) broadcast. A keyed value replaces the one held for its key.
+    pub fn add(
+        &mut self,
+        origin: &NodeId,
+        epoch: u32,
+        seq: u64,
+        name: Option<(&str, &[u8])>,
+        bytes: Vec<u8>,
+        now: Instant,
+    ) {
+        let kept = Kept { origin: origin.clone(), epoch, seq, bytes, at: now };
+        match name {
+            None => {
+                self.events.push_back(kept);
+                while self.events.len() > self.depth {
+                    self.events.pop_front();
+                }
+            }
+            Some((topic, key)) => {
+                let k = (origin.clone(), String::from(topic), key.to_vec());
+                if !self.state.contains_key(&k) && self.state.len() >= self.depth {
+                    if let Some(oldest) = self.state.iter().min_by_key(|(_, v)| v.at).map(|(k, _)| k.clone()) {
+                        self.state.remove(&oldest);
+                    }
+                }
+                self.state.insert(k, kept);
+            }
+        }
+    }
+
+    /// Forgets events older than `retention`, and keyed values of origins that are gone (`live`
+    /// says which are not) once they are older than `retention` too. Call periodically.
+    pub fn expire(&mut self, now: Instant, retention: Duration, live: impl Fn(&NodeId) -> bool) {
+        while self.events.front().is_some_and(|k| now.saturating_duration_since(k.at) >= retention) {
+            self.events.pop_front();
+        }
+        self.state.retain(|_, k| live(&k.origin) || now.saturating_duration_since(k.at) < retention);
+    }
+
+    /// The kept broadcasts a member whose digest is `digest` lacks, newest first, up to `budget`
+    /// bytes. A member `joining` gets keyed values only (events sent before it joined are not its).
+    pub fn lacking(&self, ledger: &Ledger, digest: &[DigestEntry], joining: bool, budget: usize) -> Vec<&[u8]> {
+        let index: hashbrown::HashMap<(&NodeId, u32), &DigestEntry> =
+            digest.iter().map(|e| ((&e.origin, e.epoch), e)).collect();
+        let find = |origin: &NodeId, epoch: u32| index.get(&(origin, epoch)).copied();
+        let mut out = Vec::new();
+        let mut size = 0;
+        for k in self.state.values() {
+            if ledger.keyed_differs(find(&k.origin, k.epoch), &k.origin, k.epoch) && size + k.bytes.len() <= budget {
+                size += k.bytes.len();
+                out.push(&k.bytes[..]);
+            }
+        }
+        if !joining {
+            for k in self.events.iter().rev() {
+                if Ledger::lacks(find(&k.origin, k.epoch), k.seq) && size + k.bytes.len() <= budget {
+                    size += k.bytes.len();
+                    out.push(&k.bytes[..]);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_member_gets_the_events_its_digest_lacks_and_a_joiner_only_the_state() {
+        let o = id("o");
+        let mut ours = Ledger::new(1);
+        let mut log = Log::new(16, 1);
+        for seq in 0..4 {
+            ours.accept(&o, 7, seq, true, Instant::ZERO);
+            log.add(&o, 7, seq, None, alloc::vec![seq as u8], Instant::ZERO);
+        }
+        ours.accept_keyed(&o, 7, 0, ("cursor", b"k"), Instant::ZERO);
+        log.add(&o, 7, 0, Some(("cursor", b"k")), alloc::vec![99], Instant::ZERO);
+        let mut theirs = Ledger::new(2);
+        theirs.accept(&o, 7, 0, true, Instant::ZERO);
+        theirs.accept(&o, 7, 2, true, Instant::ZERO);
+        let digest = theirs.digest(Instant::ZERO, Duration::from_secs(1));
+        let sent = log.lacking(&ours, &digest, false, usize::MAX);
+        assert_eq!(sent, [&[99u8][..], &[3], &[1]], "the keyed value, then the newest events it lacks");
+        assert_eq!(log.lacking(&ours, &[], true, usize::MAX), [&[99u8][..]]);
+        assert_eq!(log.lacking(&ours, &digest, false, 1), [&[99u8][..]], "the budget is respected");
+    }
+
+    #[test]
+    fn events_expire_and_keyed_values_live_as_long_as_their_origin() {
+        let (o, p) = (id("o"), id("p"));
+        let mut log = Log::new(16, 1);
+        log.add(&o, 1, 0, None, alloc::vec![1], Instant::ZERO);
+        log.add(&o, 1, 0, Some(("t", b"k")), alloc::vec![2], Instant::ZERO);
+        log.add(&p, 1, 0, Some(("t", b"k")), alloc::vec![3], Instant::ZERO);
+        log.add(&o, 1, 1, Some(("t", b"k")), alloc::vec![4], Instant::ZERO);
+        assert_eq!(log.len(), 3, "a newer value replaces the kept one");
+        log.expire(Instant::from_millis(10), Duration::from_millis(10), |n| *n == o);
+        assert_eq!(log.len(), 1, "o's value stays while o lives");
+    }
+}

@@ -1,0 +1,38 @@
+//! User broadcasts: exactly-once delivery, gaps that are repaired or reported, and keyed state.
+//!
+//! # Identity and order
+//! Every broadcast carries `(origin, epoch, seq)`. The epoch is drawn when the origin starts, so a
+//! restarted origin never collides with its previous life. Unkeyed broadcasts (events) and keyed
+//! broadcasts (state: a newer value under the same topic and key replaces the older) count `seq`
+//! separately; unkeyed ones count without holes, which is what lets a receiver see what it missed.
+//!
+//! # Delivery ([`Ledger`])
+//! For each origin and epoch, a receiver knows `next` (one past the highest sequence number it has
+//! seen) and the set of numbers below `next` it has not received yet, each with the time it noticed
+//! the hole. A broadcast is delivered if it fills a hole or raises `next`, never twice. A member does
+//! not expect what an origin sent before it joined: the join answer's digest tells it where each
+//! origin stood. Keyed values are delivered when newer than the value held for their key, so an
+//! older value never follows a newer one (within a life, by `seq`; across lives, the life seen later
+//! wins).
+//!
+//! # Repair ([`Log`] and digests)
+//! Gossip reaches every member with high probability, not certainty: loss, partitions and full
+//! queues can leave holes. Each member keeps what it delivered for `broadcast_retention` (keyed
+//! values for as long as their origin lives), and every push-pull repairs the initiator: its request
+//! carries a digest (per origin and epoch: `next`, the holes, a hash of the keyed values held), and
+//! the answer carries the retained broadcasts the digest lacks plus the answerer's own digest, from
+//! which the initiator learns of broadcasts it never heard about at all. Members initiate push-pull
+//! every period, so a hole closes within about one period of the member that has it.
+//!
+//! # Reporting
+//! Nothing is lost silently. A hole still open `broadcast_retention` after it was noticed can no
+//! longer be repaired; the receiver counts it (`Stats::broadcasts_missed`) and reports
+//! [`crate::Event::BroadcastsMissed`]. An origin whose full queue drops one of its own broadcasts
+//! before it was sent its full number of times reports [`crate::Event::BroadcastDropped`] (the
+//! broadcast can still be repaired from its log).
+
+mod ledger;
+mod log;
+
+pub(crate) use ledger::{Ledger, Verdict};
+pub(crate) use log::Log;

@@ -1,0 +1,204 @@
+//! Reliable direct messages: acknowledged end to end, retried, delivered at most once, and reported
+//! when lost.
+//!
+//! A reliable transport (a TCP stream, a reliable data channel) can still lose a frame: the
+//! connection breaks, the peer restarts, a driver's backlog overflows, a partition outlasts the
+//! stream. So the sender keeps each reliable message until the receiver acknowledges it, sends it
+//! again every `reliable_timeout` up to `reliable_attempts` times, and then reports
+//! [`Event::SendFailed`] with the id [`Node::send_reliable`] returned. The receiver delivers each
+//! `(sender, life, id)` once, acknowledges every copy (so the sender stops), and remembers the last
+//! [`REMEMBERED_IDS`] ids per sender; a copy older than that is neither delivered nor acknowledged,
+//! so the sender reports it failed rather than believing it delivered.
+//!
+//! What waits for an acknowledgement is bounded (count and bytes); past the bound the oldest
+//! message is reported failed at once instead of growing memory behind a dead peer.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::event::{Event, MessageKind};
+use crate::identity::{Address, NodeId};
+use crate::time::Instant;
+use crate::wire::{begin_packet, Message, Writer, PROTOCOL_VERSION};
+
+use super::timers::Timer;
+use super::{CommandError, Node, TransmitKind};
+
+/// Ids remembered per sender for de-duplication.
+pub(crate) const REMEMBERED_IDS: usize = 1_024;
+/// Senders remembered.
+const MAX_SENDERS: usize = 4_096;
+/// Messages waiting for an acknowledgement.
+const MAX_PENDING: usize = 4_096;
+
+#[derive(Debug)]
+pub(crate) struct Outgoing<A> {
+    to: A,
+    topic: String,
+    /// The plaintext frame, sealed anew for each attempt.
+    frame: Vec<u8>,
+    attempt: u32,
+}
+
+/// Ids of one sender's life seen lately: delivered once, older ones refused.
+#[derive(Debug, Default)]
+struct Seen {
+    epoch: u32,
+    /// Ids at or below this were forgotten.
+    floor: u64,
+    ids: BTreeSet<u64>,
+}
+
+/// Both directions of reliable messaging for one node.
+#[derive(Debug)]
+pub(crate) struct Reliable<A> {
+    next_id: u64,
+    pending: BTreeMap<u64, Outgoing<A>>,
+    pending_bytes: usize,
+    seen: hashbrown::HashMap<NodeId, Seen, foldhash::fast::FixedState>,
+}
+
+impl<A> Reliable<A> {
+    pub fn new(hash_seed: u64) -> Self {
+        Reliable {
+            next_id: 0,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            seen: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
+        }
+    }
+
+    /// Messages waiting for their acknowledgement.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Senders remembered for de-duplication.
+    pub fn senders(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+impl<A: Address> Node<A> {
+    /// Sends a reliable message to `to` and tracks it until acknowledged. Returns its id.
+    pub(super) fn send_reliable_to(
+        &mut self,
+        to: A,
+        topic: &str,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<u64, CommandError> {
+        Self::topic_ok(topic)?;
+        let id = self.reliable.next_id + 1;
+        let msg = Message::<A>::Reliable {
+            from: self.local.id.clone(),
+            epoch: self.broadcast_epoch,
+            id,
+            topic: String::from(topic),
+            payload: payload.to_vec(),
+        };
+        let mut w = Writer::with_capacity(payload.len() + 64);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        msg.encode(&mut w);
+        let max = self.config.max_reliable_size;
+        if w.len() > max {
+            return Err(CommandError::TooLarge { size: w.len(), max });
+        }
+        self.reliable.next_id = id;
+        let frame = w.into_vec();
+        self.push_transmit(to.clone(), frame.clone(), true, TransmitKind::Direct);
+        self.reliable.pending_bytes += frame.len();
+        self.reliable.pending.insert(id, Outgoing { to, topic: String::from(topic), frame, attempt: 1 });
+        self.timers.set(now + self.config.reliable_timeout, Timer::ReliableRetry { id, attempt: 1 });
+        // Bounded: past the limits the oldest is given up now rather than memory growing.
+        let byte_limit = 4 * self.config.max_reliable_size;
+        while self.reliable.pending.len() > MAX_PENDING || self.reliable.pending_bytes > byte_limit {
+            let Some((&oldest, _)) = self.reliable.pending.first_key_value() else { break };
+            if oldest == id {
+                break;
+            }
+            self.give_up_reliable(oldest);
+        }
+        Ok(id)
+    }
+
+    fn give_up_reliable(&mut self, id: u64) {
+        if let Some(out) = self.reliable.pending.remove(&id) {
+            self.reliable.pending_bytes -= out.frame.len();
+            self.stats.reliable_failed += 1;
+            self.emit(Event::SendFailed { id, to: out.to, topic: out.topic });
+        }
+    }
+
+    /// The acknowledgement of attempt `attempt` of message `id` is overdue: send again, or give up.
+    pub(super) fn on_reliable_retry(&mut self, id: u64, attempt: u32, now: Instant) {
+        let Some(out) = self.reliable.pending.get_mut(&id) else { return };
+        if out.attempt != attempt {
+            return;
+        }
+        if attempt >= self.config.reliable_attempts {
+            self.give_up_reliable(id);
+            return;
+        }
+        out.attempt += 1;
+        let (to, frame) = (out.to.clone(), out.frame.clone());
+        self.stats.reliable_retries += 1;
+        self.push_transmit(to, frame, true, TransmitKind::Direct);
+        self.timers.set(now + self.config.reliable_timeout, Timer::ReliableRetry { id, attempt: attempt + 1 });
+    }
+
+    pub(super) fn handle_reliable(
+        &mut self,
+        from: &A,
+        sender: NodeId,
+        epoch: u32,
+        id: u64,
+        topic: String,
+        payload: Vec<u8>,
+    ) {
+        let fresh = {
+            if !self.reliable.seen.contains_key(&sender) && self.reliable.seen.len() >= MAX_SENDERS {
+                if let Some(victim) = self.reliable.seen.keys().next().cloned() {
+                    self.reliable.seen.remove(&victim);
+                }
+            }
+            let seen = self.reliable.seen.entry(sender.clone()).or_default();
+            if seen.epoch != epoch {
+                *seen = Seen { epoch, floor: 0, ids: BTreeSet::new() };
+            }
+            if id <= seen.floor {
+                // Too old to tell whether it was delivered: no delivery and no acknowledgement, so
+                // the sender reports it failed instead of believing it arrived.
+                self.stats.reliable_stale += 1;
+                return;
+            }
+            let fresh = seen.ids.insert(id);
+            while seen.ids.len() > REMEMBERED_IDS {
+                if let Some(oldest) = seen.ids.pop_first() {
+                    seen.floor = oldest;
+                }
+            }
+            fresh
+        };
+        let mut w = Writer::with_capacity(24);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        Message::<A>::ReliableAck { epoch, id }.encode(&mut w);
+        self.push_transmit(from.clone(), w.into_vec(), true, TransmitKind::Ack);
+        if fresh {
+            self.stats.direct_delivered += 1;
+            self.emit(Event::Message { from: sender, topic, payload, kind: MessageKind::Direct });
+        } else {
+            self.stats.reliable_duplicates += 1;
+        }
+    }
+
+    pub(super) fn handle_reliable_ack(&mut self, epoch: u32, id: u64) {
+        if epoch != self.broadcast_epoch {
+            return;
+        }
+        if let Some(out) = self.reliable.pending.remove(&id) {
+            self.reliable.pending_bytes -= out.frame.len();
+        }
+    }
+}
