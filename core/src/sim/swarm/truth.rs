@@ -54,13 +54,17 @@ pub(crate) struct Truth {
     pub forged: Vec<(u32, u64)>,
     pub broadcasts: Vec<SentBroadcast>,
     pub reliable: Vec<SentReliable>,
-    /// Deliveries of broadcast tags per receiver: tag -> count.
+    /// Deliveries of broadcast tags per receiver's current life: tag -> count.
     pub delivered: Vec<BTreeMap<u64, u32>>,
+    /// Broadcast tags delivered by anyone, ever.
+    pub delivered_anywhere: alloc::collections::BTreeSet<u64>,
+    /// Reliable message tags delivered by any life of their receiver.
+    pub reliable_ever: alloc::collections::BTreeSet<u64>,
     /// Keyed deliveries per receiver, in order: `(origin, key) -> tags`.
     pub keyed: Vec<BTreeMap<(u32, u32), Vec<u64>>>,
     /// Broadcasts each receiver reported missed, per `(origin, epoch)`.
     pub missed: Vec<BTreeMap<(u32, u32), u64>>,
-    /// Reliable deliveries per receiver: tag -> count.
+    /// Reliable deliveries per receiver's current life: tag -> count.
     pub reliable_delivered: Vec<BTreeMap<u64, u32>>,
 }
 
@@ -76,6 +80,14 @@ impl Truth {
             reliable_delivered: vec![BTreeMap::new(); n],
             ..Truth::default()
         }
+    }
+
+    /// A new life of member `i` starts: what it delivered is its previous life's business.
+    pub fn new_life(&mut self, i: usize) {
+        self.delivered[i].clear();
+        self.keyed[i].clear();
+        self.missed[i].clear();
+        self.reliable_delivered[i].clear();
     }
 
     /// The life of member `i` running at `t`, if any.
