@@ -42,6 +42,6 @@ pub enum Event<A> {
     /// Someone claims the name of a live member from another address. The claim was rejected.
     AddressConflict { id: NodeId, known: A, claimed: A },
     /// We were suspected or declared dead (or another process used our name) and refuted it by moving
-    /// to a higher incarnation.
+    /// to a newer incarnation (serial order, see [`crate::incarnation`]: it wraps past `u32::MAX`).
     Refuted { incarnation: u32 },
 }

@@ -229,6 +229,11 @@ pub struct Node<A: Address> {
     recent: RecentUpdates,
     recent_pending: Vec<u64>,
     security: Security,
+    /// Counts our announcements about ourselves; their order in the update queue (incarnations wrap,
+    /// this does not).
+    announcements: u64,
+    /// Forward travel of the incarnations we hold since `recent` started (see `incarnation_moved`).
+    incarnation_travel: u64,
 }
 
 impl<A: Address> fmt::Debug for Node<A> {
@@ -276,6 +281,8 @@ impl<A: Address> Node<A> {
             recent: RecentUpdates::new(hash_seed ^ 6),
             recent_pending: Vec::new(),
             security: Security::new(config.security, &config.label, hash_seed ^ 7),
+            announcements: 0,
+            incarnation_travel: 0,
             rng,
             config,
         };
@@ -558,8 +565,10 @@ impl<A: Address> Node<A> {
             return Err(CommandError::TooLarge { size: meta.len(), max: self.config.max_meta_size });
         }
         self.local.meta = Metadata::new(meta);
-        // Saturates: a (hostile) claim at `u32::MAX` already pushed us to the ceiling.
-        self.local.incarnation = self.local.incarnation.saturating_add(1);
+        // Wraps past `u32::MAX`: incarnations are serial numbers, the next one is always newer.
+        let old_incarnation = self.local.incarnation;
+        self.local.incarnation = crate::incarnation::next(old_incarnation);
+        self.incarnation_moved(old_incarnation, self.local.incarnation);
         self.enqueue_self_alive();
         Ok(())
     }
@@ -571,15 +580,18 @@ impl<A: Address> Node<A> {
             return;
         }
         self.status = Status::Leaving;
-        // Saturates: at `u32::MAX` the departure still wins, as `Dead` beats `Alive` at equal incarnation.
-        self.local.incarnation = self.local.incarnation.saturating_add(1);
+        // Wraps past `u32::MAX`: the departure is newer than any alive record of ours.
+        let old_incarnation = self.local.incarnation;
+        self.local.incarnation = crate::incarnation::next(old_incarnation);
+        self.incarnation_moved(old_incarnation, self.local.incarnation);
         let msg = Message::<A>::Dead {
             id: self.local.id.clone(),
             incarnation: self.local.incarnation,
             from: self.local.id.clone(),
             left: true,
         };
-        self.membership_updates.push(Some(self.local_key()), u64::from(self.local.incarnation), msg.to_bytes());
+        let order = self.next_announcement();
+        self.membership_updates.push(Some(self.local_key()), order, msg.to_bytes());
         // Tell a few members right away rather than waiting for the next gossip tick.
         self.gossip_round(now, self.config.gossip_nodes.max(3));
     }

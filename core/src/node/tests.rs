@@ -1107,28 +1107,194 @@ fn a_spurious_or_early_timeout_call_is_harmless() {
 
 // ----- hostile incarnations ---------------------------------------------------------------------
 
-#[test]
-fn leave_and_metadata_at_the_incarnation_ceiling_do_not_overflow() {
-    // Found by the `node_inputs` fuzz target: a claim about us at u32::MAX makes us refute at the
-    // ceiling, and a later metadata change or leave must stay there instead of overflowing.
-    let now = Instant::from_millis(0);
-    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
-    a.assume_alive([(id("b"), 1)], now);
+/// A packet carrying `messages`, encoded with the crate's wire types (to forge claims in tests).
+fn packet_of(messages: &[Message<u32>]) -> Vec<u8> {
     let mut w = Writer::default();
     begin_packet(&mut w, PROTOCOL_VERSION);
-    Message::<u32>::Suspect { id: id("a"), incarnation: u32::MAX, from: id("b") }.encode(&mut w);
-    a.handle_packet(now, 1, w.as_slice()).unwrap();
-    assert_eq!(a.incarnation(), u32::MAX, "refutation saturates at the ceiling");
+    for m in messages {
+        m.encode(&mut w);
+    }
+    w.into_vec()
+}
+
+/// A forged `Suspect` of `who` at `incarnation`, as if `by` had sent it.
+fn forged_suspect(who: &str, incarnation: u32, by: &str) -> Vec<u8> {
+    packet_of(&[Message::Suspect { id: id(who), incarnation, from: id(by) }])
+}
+
+/// Half the incarnation circle: claims further ahead than this are stale.
+const HALF: u32 = 1 << 31;
+
+/// True when every member other than `x` holds `x` alive at `x`'s own current incarnation.
+fn everyone_holds_alive(c: &Cluster, x: u32) -> bool {
+    let x_id = c.node(x).local_id().clone();
+    let inc = c.node(x).incarnation();
+    c.live()
+        .into_iter()
+        .filter(|i| *i != x)
+        .all(|i| c.node(i).member(&x_id).is_some_and(|m| m.state == MemberState::Alive && m.incarnation == inc))
+}
+
+/// Claims from just after `from` up to `to`, each at most a quarter of the circle ahead of the one
+/// before, so that old (integer) and new (serial) incarnation rules agree that each is newer.
+fn claims_up_to(from: u32, to: u32) -> Vec<u32> {
+    let mut claims = Vec::new();
+    let mut cur = from;
+    while to.wrapping_sub(cur) > HALF / 2 {
+        cur = cur.wrapping_add(HALF / 2);
+        claims.push(cur);
+    }
+    claims.push(to);
+    claims
+}
+
+/// Forges claims against node `x` (sent to `x` itself from `from`) that make it refute its way up to
+/// `target`, then waits until every member holds the new incarnation.
+fn raise_incarnation(c: &mut Cluster, x: u32, from: u32, target: u32) {
+    let (who, by) = (name_of(x as usize), name_of(from as usize));
+    for claim in claims_up_to(c.node(x).incarnation(), target - 1) {
+        let now = c.now;
+        c.nodes[x as usize].handle_packet(now, from, &forged_suspect(&who, claim, &by)).unwrap();
+        assert_eq!(c.node(x).incarnation(), claim + 1, "{who} refutes the claim at {claim}");
+        assert!(c.advance_until(2_000, |c| everyone_holds_alive(c, x)), "everyone learns {who}'s refutation");
+    }
+}
+
+#[test]
+fn leave_and_metadata_after_a_refutation_past_u32_max_wrap_to_newer_incarnations() {
+    // Found by the `node_inputs` fuzz target: a claim about us at u32::MAX made us refute at the
+    // ceiling, and a later metadata change or leave overflowed the incarnation. Incarnations are
+    // serial numbers now: from the upper half of the circle (where u32::MAX is a newer claim) the
+    // refutation wraps to 0, which is newer than u32::MAX, and the metadata change and the leave
+    // keep moving on from there without overflow.
+    let now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
+    let mut b: Node<u32> = Node::new(Config::local(), id("b"), 1, 12, now).unwrap();
+    a.assume_alive([(id("b"), 1)], now);
+    b.assume_alive([(id("a"), 0)], now);
+    for claim in claims_up_to(0, u32::MAX) {
+        let forged = forged_suspect("a", claim, "b");
+        b.handle_packet(now, 0, &forged).unwrap();
+        a.handle_packet(now, 1, &forged).unwrap();
+    }
+    assert_eq!(b.member(&id("a")).unwrap().incarnation, u32::MAX, "b believes every claim");
+    assert_eq!(a.incarnation(), 0, "the refutation of the claim at u32::MAX wraps to 0");
+    assert!(crate::incarnation::is_newer(0, u32::MAX));
 
     a.set_metadata(b"role=web", now).unwrap();
-    assert_eq!(a.incarnation(), u32::MAX);
+    assert_eq!(a.incarnation(), 1);
     a.leave(now);
-    assert_eq!(a.incarnation(), u32::MAX);
+    assert_eq!(a.incarnation(), 2);
     let mut announced_leave = false;
     while let Some(t) = a.poll_transmit() {
         announced_leave |= decode(&t.bytes)
             .iter()
-            .any(|m| matches!(m, Message::Dead { id: d, left: true, incarnation, .. } if *d == id("a") && *incarnation == u32::MAX));
+            .any(|m| matches!(m, Message::Dead { id: d, left: true, incarnation: 2, .. } if *d == id("a")));
+        if t.to == 1 {
+            b.handle_packet(now, 0, &t.bytes).unwrap();
+        }
     }
-    assert!(announced_leave, "the departure is still announced at the ceiling");
+    assert!(announced_leave, "the departure is announced at the wrapped incarnation");
+    let seen = b.member(&id("a")).unwrap();
+    assert_eq!((seen.state, seen.incarnation), (MemberState::Left, 2), "the leave wins over the claim at u32::MAX");
+}
+
+#[test]
+fn a_member_accused_at_u32_max_refutes_and_is_alive_again_everywhere() {
+    let config = Config::local();
+    let mut c = Cluster::formed(4, config.clone());
+    let x = 2u32;
+    let x_id = id("c");
+    // c sits in the upper half of the circle, where a claim at u32::MAX is newer than its own.
+    raise_incarnation(&mut c, x, 1, HALF + HALF / 2);
+    c.clear_events();
+
+    // One forged claim of a dozen plaintext bytes, as if b sent it, lands at a.
+    let forged = forged_suspect("c", u32::MAX, "b");
+    assert!(forged.len() <= 14, "{} bytes", forged.len());
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &forged).unwrap();
+    assert_eq!(c.node(0).member(&x_id).unwrap().state, MemberState::Suspect);
+
+    // The refutation must win before anyone's suspicion could time out.
+    let (min_timeout, max_timeout) = crate::suspicion::suspicion_bounds(&config, 4);
+    let refuted = c.advance_until(min_timeout.as_millis() as u64, |c| {
+        c.count(x, |e| matches!(e, Event::Refuted { .. })) > 0 && everyone_holds_alive(c, x)
+    });
+    let views: Vec<_> =
+        (0..4u32).filter(|i| *i != x).map(|i| c.node(i).member(&x_id).map(|m| (m.state, m.incarnation))).collect();
+    assert!(
+        refuted,
+        "c refutes the claim at u32::MAX and everyone holds it alive at {}: views {views:?}",
+        c.node(x).incarnation()
+    );
+    assert_eq!(c.node(x).incarnation(), 0, "the refutation wrapped to 0");
+
+    // And it stays that way: nobody's suspicion of c survives.
+    c.advance(2 * max_timeout.as_millis() as u64);
+    assert!(everyone_holds_alive(&c, x));
+    for i in 0..4u32 {
+        assert_eq!(c.count(i, |e| is_failed(e, &x_id)), 0, "node {i} never declares c failed");
+    }
+}
+
+#[test]
+fn a_claim_more_than_half_the_circle_ahead_is_ignored_as_stale() {
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    c.clear_events();
+    let x_id = id("c");
+    // From incarnation 0, u32::MAX and HALF + 1 lie behind: an absurd jump is not news.
+    for claim in [u32::MAX, HALF + 1] {
+        let now = c.now;
+        c.nodes[0].handle_packet(now, 1, &forged_suspect("c", claim, "b")).unwrap();
+        c.nodes[2].handle_packet(now, 1, &forged_suspect("c", claim, "b")).unwrap();
+        let m = c.node(0).member(&x_id).unwrap();
+        assert_eq!((m.state, m.incarnation), (MemberState::Alive, 0), "a ignores the claim at {claim}");
+        assert_eq!(c.node(2).incarnation(), 0, "c does not jump after the claim at {claim}");
+    }
+    let (_, max_timeout) = crate::suspicion::suspicion_bounds(&config, 3);
+    c.advance(2 * max_timeout.as_millis() as u64);
+    for i in 0..3u32 {
+        assert_eq!(c.count(i, |e| matches!(e, Event::Suspected { .. } | Event::Failed { .. })), 0, "node {i}");
+    }
+    assert!(everyone_holds_alive(&c, 2));
+}
+
+#[test]
+fn a_member_at_a_high_incarnation_keeps_refuting_across_the_wrap() {
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    let x = 2u32;
+    let x_id = id("c");
+    raise_incarnation(&mut c, x, 1, u32::MAX - 1);
+
+    // Now genuine suspicions, again and again: c's acks get lost until someone suspects it.
+    let (min_timeout, _) = crate::suspicion::suspicion_bounds(&config, 3);
+    let mut incarnations = vec![c.node(x).incarnation()];
+    for round in 0..4 {
+        c.clear_events();
+        let before = c.node(x).incarnation();
+        c.drop_rule = Some(Box::new(move |from, t: &Transmit<u32>| from == x && t.kind == TransmitKind::Ack));
+        let suspected = c.advance_until(3_000, |c| {
+            (0..2u32).any(|i| c.events(i).iter().any(|e| matches!(e, Event::Suspected { id, .. } if *id == x_id)))
+        });
+        assert!(suspected, "round {round}: c is suspected");
+        c.drop_rule = None;
+        let refuted = c.advance_until(min_timeout.as_millis() as u64, |c| {
+            crate::incarnation::is_newer(c.node(x).incarnation(), before) && everyone_holds_alive(c, x)
+        });
+        let views: Vec<_> = (0..2u32).map(|i| c.node(i).member(&x_id).map(|m| (m.state, m.incarnation))).collect();
+        assert!(
+            refuted,
+            "round {round}: c refutes from {before} (now at {}) and everyone holds it alive: {views:?}",
+            c.node(x).incarnation()
+        );
+        incarnations.push(c.node(x).incarnation());
+    }
+    let wrapped = incarnations.windows(2).any(|w| w[1] < w[0]);
+    assert!(wrapped, "the incarnation wrapped past u32::MAX: {incarnations:?}");
+    for i in 0..2u32 {
+        assert_eq!(c.count(i, |e| is_failed(e, &x_id)), 0, "node {i} never declared c failed");
+    }
 }
