@@ -19,7 +19,13 @@
 //!   refuted, or an absurd jump more than 2^31 ahead) is answered with our current record instead.
 //!   A restarted member that learns it was declared dead therefore takes over with an incarnation
 //!   newer than the old one;
-//! - an `Alive` claim for a live member's name from another address is a conflict: reported, ignored.
+//! - an `Alive` claim for a live member's name from another address is a conflict: reported, ignored;
+//! - stale news gets answered: a `Suspect` or `Dead` claim that arrives in a packet and is older than
+//!   the record we hold of a member we hold alive is answered with that record (an `Alive` at the
+//!   newer incarnation), sent straight back to the packet's sender; a stale claim against ourselves
+//!   is answered with our current `Alive`, to the sender and to the claimant. A member that missed
+//!   every copy of a refutation would otherwise keep, and spread, its stale view until a push-pull.
+//!   Answers are rate limited to one per (subject, destination) per probe interval (see `answers`).
 //!
 //! What this leaves a hostile sender (any peer in a plaintext cluster, a key holder in an encrypted
 //! one): it can cause false suspicions and false deaths, each of which the member refutes when the
@@ -124,7 +130,11 @@ impl<A: Address> Node<A> {
     /// refuted, and an older one means our refutation has not reached everyone yet. A claim exactly
     /// 2^31 away is unordered; it is refuted too, since members holding it would not take our
     /// current record as newer.
-    fn claim_against_us(&mut self, incarnation: u32) {
+    ///
+    /// A stale claim that came in a packet is also answered directly: our current `Alive` goes to the
+    /// packet's sender (`reply_to`) and to the claimant `by`, so those spreading the old news learn
+    /// the new record even if our gossip never picks them.
+    fn claim_against_us(&mut self, incarnation: u32, by: &NodeId, reply_to: Option<&A>, now: Instant) {
         if self.status != Status::Running {
             return;
         }
@@ -132,6 +142,9 @@ impl<A: Address> Node<A> {
             self.refute(incarnation);
         } else {
             self.reannounce_self();
+            if let Some(sender) = reply_to {
+                self.answer_stale_claim_about_us(sender, by, now);
+            }
         }
     }
 
@@ -262,16 +275,31 @@ impl<A: Address> Node<A> {
         }
     }
 
-    /// Applies a `Suspect` claim raised by `by` (ourselves after a failed probe).
-    pub(super) fn apply_suspect(&mut self, id: &NodeId, incarnation: u32, by: NodeId, now: Instant) {
+    /// Applies a `Suspect` claim raised by `by` (ourselves after a failed probe). `reply_to` is the
+    /// sender of the packet that carried it, if it came in one: a stale claim is answered there.
+    pub(super) fn apply_suspect(
+        &mut self,
+        id: &NodeId,
+        incarnation: u32,
+        by: NodeId,
+        reply_to: Option<&A>,
+        now: Instant,
+    ) {
         if *id == self.local.id {
-            self.claim_against_us(incarnation);
+            self.claim_against_us(incarnation, &by, reply_to, now);
             return;
         }
         let n = self.cluster_size();
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
+        if is_newer(m.incarnation, incarnation) {
+            let alive = m.state == MemberState::Alive;
+            if let (true, Some(sender)) = (alive, reply_to) {
+                self.answer_stale_claim(id, sender, now);
+            }
+            return;
+        }
         if !is_at_least(incarnation, m.incarnation) || !m.state.is_live() {
             return;
         }
@@ -310,18 +338,35 @@ impl<A: Address> Node<A> {
         }
         self.stats.failures_declared += 1;
         let me = self.local.id.clone();
-        self.apply_dead(id, incarnation, me, false, now);
+        self.apply_dead(id, incarnation, me, false, None, now);
     }
 
     /// Applies a `Dead` claim (failure declared by `by`) or, with `left`, a graceful departure.
-    pub(super) fn apply_dead(&mut self, id: &NodeId, incarnation: u32, by: NodeId, left: bool, now: Instant) {
+    /// `reply_to` is the sender of the packet that carried it, if it came in one: a stale claim is
+    /// answered there.
+    pub(super) fn apply_dead(
+        &mut self,
+        id: &NodeId,
+        incarnation: u32,
+        by: NodeId,
+        left: bool,
+        reply_to: Option<&A>,
+        now: Instant,
+    ) {
         if *id == self.local.id {
-            self.claim_against_us(incarnation);
+            self.claim_against_us(incarnation, &by, reply_to, now);
             return;
         }
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
+        if is_newer(m.incarnation, incarnation) {
+            let alive = m.state == MemberState::Alive;
+            if let (true, Some(sender)) = (alive, reply_to) {
+                self.answer_stale_claim(id, sender, now);
+            }
+            return;
+        }
         if !is_at_least(incarnation, m.incarnation) {
             return;
         }

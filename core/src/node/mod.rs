@@ -19,6 +19,7 @@
 //! produce the same outputs, which is what makes the simulator deterministic. Drivers seed it from the
 //! operating system's CSPRNG.
 
+mod answers;
 mod gossip;
 mod membership;
 mod probe;
@@ -49,6 +50,7 @@ use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 use crate::wire::{decode_packet_skipping, is_update_tag, DecodeError, Message, MAX_TOPIC_LEN};
+use answers::AnswerLimit;
 use recent::RecentUpdates;
 use timers::{Timer, Timers};
 
@@ -214,6 +216,10 @@ pub struct Node<A: Address> {
     probe: Option<Probe<A>>,
     probe_round: u64,
     indirect: FixedMap<u32, IndirectProbe<A>>,
+    /// Rate limit of answers to stale claims (see `answers`).
+    answer_limit: AnswerLimit<A>,
+    /// Answers owed for the packet being handled: (destination, subject).
+    answers_owed: Vec<(A, NodeId)>,
     next_seq: u32,
     broadcast_epoch: u32,
     broadcast_seq: u64,
@@ -267,6 +273,8 @@ impl<A: Address> Node<A> {
             probe: None,
             probe_round: 0,
             indirect: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 5)),
+            answer_limit: AnswerLimit::new(hash_seed ^ 8),
+            answers_owed: Vec::new(),
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,
@@ -484,6 +492,7 @@ impl<A: Address> Node<A> {
             self.handle_message(now, &from, message);
         }
         self.scratch = messages;
+        self.send_answers();
         Ok(())
     }
 
@@ -496,8 +505,10 @@ impl<A: Address> Node<A> {
             }
             Message::Nack { seq } => self.handle_nack(seq, now),
             Message::Alive(alive) => self.apply_alive(alive, now),
-            Message::Suspect { id, incarnation, from: by } => self.apply_suspect(&id, incarnation, by, now),
-            Message::Dead { id, incarnation, from: by, left } => self.apply_dead(&id, incarnation, by, left, now),
+            Message::Suspect { id, incarnation, from: by } => self.apply_suspect(&id, incarnation, by, Some(from), now),
+            Message::Dead { id, incarnation, from: by, left } => {
+                self.apply_dead(&id, incarnation, by, left, Some(from), now)
+            }
             Message::Broadcast(b) => self.handle_broadcast(b),
             Message::Direct { from: sender, topic, payload } => self.handle_direct(sender, topic, payload),
             Message::PushPull { from: sender, join, reply, members } => {

@@ -150,12 +150,12 @@ impl<A: Address> Node<A> {
                 };
                 self.apply_alive(alive, now);
                 if suspect {
-                    self.apply_suspect(&id, incarnation, sender.clone(), now);
+                    self.apply_suspect(&id, incarnation, sender.clone(), None, now);
                 }
             }
             // The remote may be the one cut off: suspect rather than declare, so a live member refutes.
-            MemberState::Dead => self.apply_suspect(&r.id, r.incarnation, sender.clone(), now),
-            MemberState::Left => self.apply_dead(&r.id, r.incarnation, r.id.clone(), true, now),
+            MemberState::Dead => self.apply_suspect(&r.id, r.incarnation, sender.clone(), None, now),
+            MemberState::Left => self.apply_dead(&r.id, r.incarnation, r.id.clone(), true, None, now),
         }
     }
 

@@ -6,7 +6,9 @@
 //! timer deadline of some node. Every transmit is logged so tests can inspect what went on the wire.
 
 use std::boxed::Box;
+use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
 use std::string::String;
 use std::vec::Vec;
 use std::{format, vec};
@@ -22,7 +24,7 @@ use crate::event::{Event, MessageKind};
 use crate::identity::NodeId;
 use crate::member::{Member, MemberState};
 use crate::time::Instant;
-use crate::wire::{begin_packet, decode_packet, Message, Writer, PROTOCOL_VERSION};
+use crate::wire::{begin_packet, decode_packet, Alive, Message, MetaField, Writer, PROTOCOL_VERSION};
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.
 const MAX_STEPS: usize = 200_000;
@@ -1297,4 +1299,158 @@ fn a_member_at_a_high_incarnation_keeps_refuting_across_the_wrap() {
     for i in 0..2u32 {
         assert_eq!(c.count(i, |e| is_failed(e, &x_id)), 0, "node {i} never declared c failed");
     }
+}
+
+// ----- stale news --------------------------------------------------------------------------------
+
+/// Whether transmit `t` carries an `Alive` about `who` at an incarnation newer than `than`.
+fn carries_newer_alive(t: &Transmit<u32>, who: &NodeId, than: u32) -> bool {
+    decode(&t.bytes)
+        .iter()
+        .any(|m| matches!(m, Message::Alive(a) if a.id == *who && crate::incarnation::is_newer(a.incarnation, than)))
+}
+
+#[test]
+fn a_member_that_missed_a_refutation_is_answered_when_it_spreads_the_stale_failure() {
+    // No periodic push-pull and no re-announce within the test: only answers to stale news can
+    // repair the member that missed the refutation.
+    let config = Config {
+        push_pull_interval: Duration::ZERO,
+        reannounce_interval: Duration::from_secs(3_600),
+        ..Config::local()
+    };
+    let n = 20;
+    let mut c = Cluster::formed(n, config.clone());
+    c.clear_events();
+    let (x, m) = (3u32, 7u32);
+    let x_id = id(&name_of(x as usize));
+    let before = c.node(x).incarnation();
+    let pulls_before = c.node(m).stats().push_pulls_received;
+
+    // x's acks get lost until someone suspects it; every copy of its refutation to m gets lost until m
+    // has declared it failed.
+    let acks_lost = Rc::new(Cell::new(true));
+    let refutation_lost = Rc::new(Cell::new(true));
+    let (acks, refutation, who) = (acks_lost.clone(), refutation_lost.clone(), x_id.clone());
+    c.drop_rule = Some(Box::new(move |from, t: &Transmit<u32>| {
+        (acks.get() && from == x && t.kind == TransmitKind::Ack)
+            || (refutation.get() && t.to == m && carries_newer_alive(t, &who, before))
+    }));
+    let suspected = c.advance_until(3_000, |c| {
+        (0..n as u32).any(|i| c.events(i).iter().any(|e| matches!(e, Event::Suspected { id, .. } if *id == x_id)))
+    });
+    assert!(suspected, "x is suspected");
+    acks_lost.set(false);
+
+    let (_, max_timeout) = crate::suspicion::suspicion_bounds(&config, n);
+    let failed =
+        c.advance_until(2 * max_timeout.as_millis() as u64, |c| c.events(m).iter().any(|e| is_failed(e, &x_id)));
+    assert!(failed, "m, deaf to the refutation, declares x failed");
+    assert!(crate::incarnation::is_newer(c.node(x).incarnation(), before), "x refuted");
+    let others_alive = (0..n as u32).filter(|i| *i != x && *i != m).all(|i| {
+        c.node(i)
+            .member(&x_id)
+            .is_some_and(|mm| mm.state == MemberState::Alive && mm.incarnation == c.node(x).incarnation())
+    });
+    assert!(others_alive, "everyone but m got the refutation");
+    refutation_lost.set(false);
+
+    // m gossips its stale Dead claim at its next gossip tick, at most one gossip interval away; the
+    // members it reaches hold x's newer record and answer at once. Three intervals leave room for a
+    // round whose answers were held back by the rate limit.
+    let bound = config.gossip_interval * 3;
+    let repaired = c.advance_until(bound.as_millis() as u64, |c| {
+        c.node(m)
+            .member(&x_id)
+            .is_some_and(|mm| mm.state == MemberState::Alive && mm.incarnation == c.node(x).incarnation())
+    });
+    let view = c.node(m).member(&x_id).map(|mm| (mm.state, mm.incarnation));
+    assert!(repaired, "m sees x alive at {} within {bound:?}: it holds {view:?}", c.node(x).incarnation());
+    assert_eq!(c.node(m).stats().push_pulls_received, pulls_before, "no push-pull did the repair");
+    let answered: u64 = (0..n as u32).map(|i| c.node(i).stats().stale_claims_answered).sum();
+    assert!(answered > 0, "the repair came from answers to the stale claim");
+}
+
+#[test]
+fn a_member_answers_a_stale_claim_against_it_to_the_sender_and_the_claimant_once_per_interval() {
+    let config = Config::local();
+    let mut now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(config.clone(), id("a"), 0, 11, now).unwrap();
+    a.assume_alive([(id("b"), 1), (id("c"), 2)], now);
+    a.handle_packet(now, 1, &forged_suspect("a", 0, "b")).unwrap();
+    assert_eq!(a.incarnation(), 1, "a refuted a first claim");
+    while a.poll_transmit().is_some() {}
+
+    let answers_to = |a: &mut Node<u32>| -> Vec<u32> {
+        let mut to: Vec<u32> = core::iter::from_fn(|| a.poll_transmit())
+            .filter(|t| {
+                decode(&t.bytes)
+                    .iter()
+                    .any(|m| matches!(m, Message::Alive(al) if al.id == id("a") && al.incarnation == 1))
+            })
+            .map(|t| t.to)
+            .collect();
+        to.sort_unstable();
+        to
+    };
+    // c's old claim, relayed by b: both hear a's current record at once.
+    let stale = packet_of(&[Message::Dead { id: id("a"), incarnation: 0, from: id("c"), left: false }]);
+    a.handle_packet(now, 1, &stale).unwrap();
+    assert_eq!(answers_to(&mut a), [1, 2], "answered to the sender and to the claimant");
+    assert_eq!(a.stats().stale_claims_answered, 2);
+
+    // More stale copies within the probe interval: no more answers, each one counted.
+    now += config.probe_interval / 2;
+    a.handle_packet(now, 1, &forged_suspect("a", 0, "c")).unwrap();
+    assert_eq!(answers_to(&mut a), [] as [u32; 0], "rate limited");
+    assert_eq!(a.stats().stale_answers_suppressed, 2);
+
+    now += config.probe_interval;
+    // (A claim with other bytes: repeats of the very same bytes are skipped before decoding.)
+    let another = packet_of(&[Message::Dead { id: id("a"), incarnation: 0, from: id("b"), left: false }]);
+    a.handle_packet(now, 2, &another).unwrap();
+    assert_eq!(answers_to(&mut a), [1, 2], "a probe interval later, answers flow again");
+    assert_eq!(a.incarnation(), 1, "stale claims never raise the incarnation");
+}
+
+#[test]
+fn a_stale_claim_about_a_live_member_is_answered_with_the_newer_record() {
+    let mut now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
+    a.assume_alive([(id("b"), 1)], now);
+    let newer = Alive {
+        id: id("c"),
+        addr: 2,
+        incarnation: 5,
+        meta: MetaField::Included(b"role=db".to_vec()),
+        min_version: crate::wire::MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+    };
+    a.handle_packet(now, 2, &packet_of(&[Message::Alive(newer.clone())])).unwrap();
+    while a.poll_transmit().is_some() {}
+
+    now += Duration::from_millis(10);
+    a.handle_packet(now, 1, &forged_suspect("c", 4, "b")).unwrap();
+    let m = a.member(&id("c")).unwrap();
+    assert_eq!((m.state, m.incarnation), (MemberState::Alive, 5), "the stale claim changes nothing");
+    let answers: Vec<Transmit<u32>> = core::iter::from_fn(|| a.poll_transmit()).collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!((answers[0].to, answers[0].kind), (1, TransmitKind::Gossip));
+    assert!(decode(&answers[0].bytes).contains(&Message::Alive(newer)), "b gets c's newer record");
+
+    // The same stale claim inside a push-pull exchange is not answered: the exchange carries our state.
+    let records = vec![crate::wire::MemberRecord {
+        id: id("c"),
+        addr: 2,
+        incarnation: 4,
+        state: MemberState::Dead,
+        meta: Vec::new(),
+        min_version: crate::wire::MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+    }];
+    let pp = packet_of(&[Message::PushPull { from: id("b"), join: false, reply: true, members: records }]);
+    now += Duration::from_secs(5);
+    a.handle_packet(now, 1, &pp).unwrap();
+    assert!(a.poll_transmit().is_none());
+    assert_eq!(a.stats().stale_claims_answered, 1);
 }
