@@ -14,6 +14,7 @@
 use alloc::vec::Vec;
 
 use rand::seq::IndexedRandom;
+use rand::Rng;
 
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
@@ -21,6 +22,7 @@ use crate::member::MemberState;
 use crate::time::Instant;
 use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
+use super::recent::RecentUpdates;
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
 
@@ -218,6 +220,12 @@ impl<A: Address> Node<A> {
     }
 
     /// Forgets members that have been dead or gone longer than `dead_member_reap_time`.
+    ///
+    /// Forgetting a member also forgets the filter of recent updates: the filter skips a record seen
+    /// before because applying it again would change nothing, and for a member no longer in the table
+    /// that is false. After a partition longer than the reap time the other side comes back with the
+    /// very `Alive` records we learned it from the first time; skipped as repeats, they would leave
+    /// us relying on push-pull alone to relearn those members.
     fn reap(&mut self, now: Instant) {
         let horizon = self.config.dead_member_reap_time;
         let expired: Vec<NodeId> = self
@@ -226,10 +234,14 @@ impl<A: Address> Node<A> {
             .filter(|m| !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon)
             .map(|m| m.id.clone())
             .collect();
+        if expired.is_empty() {
+            return;
+        }
         for id in expired {
             self.members.remove(&id);
             self.suspicions.remove(&id);
         }
+        self.recent = RecentUpdates::new(self.rng.random());
     }
 
     /// Asks a member for its own record, to fetch metadata too large for gossip.

@@ -27,6 +27,10 @@ pub(crate) struct RecentUpdates {
 }
 
 impl RecentUpdates {
+    /// An empty filter. Besides at start, the node makes a fresh one whenever it forgets members:
+    /// once reaped, a member's old `Alive` is news again (after a partition longer than the reap
+    /// time, the other side comes back with exactly the records it was first learned from), so
+    /// skipping it as a repeat would be wrong.
     pub fn new(seed: u64) -> Self {
         RecentUpdates { slots: Vec::new(), hasher: foldhash::fast::FixedState::with_seed(seed) }
     }

@@ -724,6 +724,53 @@ fn a_healed_partition_merges_back_without_operator_action() {
 }
 
 #[test]
+fn a_reaped_member_is_relearned_from_the_same_alive_record_it_was_first_learned_from() {
+    let config = Config { push_pull_interval: Duration::ZERO, ..Config::local() };
+    let mut now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(config.clone(), id("a"), 0, 11, now).unwrap();
+    a.assume_alive([(id("b"), 1)], now);
+    let packet = |m: Message<u32>| {
+        let mut w = Writer::default();
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        m.encode(&mut w);
+        w.into_vec()
+    };
+    let alive_c = packet(Message::Alive(crate::wire::Alive {
+        id: id("c"),
+        addr: 2,
+        incarnation: 0,
+        meta: crate::wire::MetaField::Included(Vec::new()),
+        min_version: crate::wire::MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+    }));
+    a.handle_packet(now, 1, &alive_c).unwrap();
+    assert!(a.member(&id("c")).is_some(), "a learns c from b's gossip");
+    let dead_c = packet(Message::Dead { id: id("c"), incarnation: 0, from: id("b"), left: false });
+    a.handle_packet(now, 1, &dead_c).unwrap();
+    assert_eq!(a.member(&id("c")).unwrap().state, MemberState::Dead);
+
+    // Run a's timers (b answers nothing) until c has been dead long enough to be reaped.
+    let reap_by = now + config.dead_member_reap_time + config.reannounce_interval * 3;
+    while a.member(&id("c")).is_some() && now < reap_by {
+        now = a.poll_timeout().unwrap();
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+        while a.poll_event().is_some() {}
+    }
+    assert!(a.member(&id("c")).is_none(), "c was reaped");
+
+    // c comes back with the very record it was first announced with: news again, not a repeat.
+    let skipped_before = a.stats().repeated_updates_skipped;
+    a.handle_packet(now, 1, &alive_c).unwrap();
+    let skipped = a.stats().repeated_updates_skipped - skipped_before;
+    assert!(
+        a.member(&id("c")).is_some_and(|m| m.state == MemberState::Alive),
+        "c is relearned ({skipped} skipped as a repeat)"
+    );
+    assert!(matches!(a.poll_event(), Some(Event::Joined(m)) if m.id == id("c")));
+}
+
+#[test]
 fn an_alive_claim_from_another_address_for_a_live_name_is_reported_not_accepted() {
     let config = Config::local();
     let mut c = Cluster::formed(3, config.clone());
