@@ -129,3 +129,41 @@ fn push_pull_repairs_a_member_that_missed_the_gossip() {
     assert!(sim.node(9).unwrap().stats().push_pulls_received > pulls_before);
     assert_eq!(sim.recorder().false_positives(), 0);
 }
+
+/// True when every node is up and lists every other node alive.
+fn everyone_alive(s: &Simulation) -> bool {
+    (0..s.len()).all(|i| {
+        s.node(i).is_some_and(|node| node.members().filter(|m| m.state == MemberState::Alive).count() == s.len() - 1)
+    })
+}
+
+#[test]
+fn members_forgotten_during_a_long_partition_are_relearned_through_gossip_once_it_heals() {
+    // No periodic push-pull: after the heal, only the re-announce to the seed and gossip can bring
+    // the halves together again. This test is about records being accepted, not about gossip
+    // coverage: with the default λ = 4, a member misses every copy of the seed's news in a few runs
+    // out of a hundred and, push-pull being off, has no other way to learn it; λ = 8 makes that
+    // negligible.
+    let node = Config { push_pull_interval: Duration::ZERO, retransmit_mult: 8, ..Config::local() };
+    let n = 12;
+    let half = n / 2;
+    let cfg = SimConfig { warm_start: false, node: node.clone(), ..SimConfig::lan(n, 9) };
+    let mut sim = Simulation::new(cfg);
+    sim.run_until_condition(secs(30), everyone_alive).expect("the cluster forms through its seed");
+
+    // Longer than `dead_member_reap_time`: each side declares the other failed (a few seconds) and,
+    // a reap time later, forgets it entirely.
+    sim.partition((0..n).map(|i| u16::from(i >= half)).collect());
+    let forgotten = |s: &Simulation| (0..s.len()).all(|i| s.node(i).unwrap().members().count() == half - 1);
+    sim.run_until_condition(node.dead_member_reap_time + secs(20), forgotten).expect("each side forgets the other");
+    sim.heal();
+
+    // The other side's members re-announce to the seed within one re-announce interval; the seed
+    // merges their state and gossips every member it learns, which reaches everyone within a few
+    // dozen gossip rounds. Push-pull, were it on, would need several of its periods.
+    let bound = node.reannounce_interval * 3 + node.gossip_interval * 40;
+    let took = sim.run_until_condition(bound, everyone_alive);
+    let known: Vec<usize> =
+        (0..n).map(|i| sim.node(i).unwrap().members().filter(|m| m.state == MemberState::Alive).count()).collect();
+    assert!(took.is_some(), "within {bound:?} of the heal every member lists the {} others alive: {known:?}", n - 1);
+}

@@ -56,7 +56,7 @@ pub enum Event<A> {
     /// Someone claims the name of a live member from another address. The claim was rejected.
     AddressConflict { id: NodeId, known: A, claimed: A },
     /// We were suspected or declared dead (or another process used our name) and refuted it by moving
-    /// to a higher incarnation.
+    /// to a newer incarnation (serial order, see [`crate::incarnation`]: it wraps past `u32::MAX`).
     Refuted { incarnation: u32 },
     /// One of our broadcasts was dropped from our full queue before it was sent its full number of
     /// times: members may not receive it. Send less at once, or raise `broadcast_queue_depth`.

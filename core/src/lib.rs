@@ -42,6 +42,7 @@ mod dissemination;
 pub mod event;
 mod health;
 pub mod identity;
+pub mod incarnation;
 pub mod member;
 pub mod node;
 pub mod security;

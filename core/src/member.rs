@@ -91,6 +91,7 @@ pub struct Member<A> {
     /// Where it receives packets.
     pub addr: A,
     /// Its incarnation: only the member itself raises it, to refute suspicion or publish new metadata.
+    /// Compare incarnations with [`crate::incarnation::is_newer`], not `>`: they wrap.
     pub incarnation: u32,
     /// Our belief about it.
     pub state: MemberState,

@@ -60,4 +60,10 @@ pub struct Stats {
     pub address_conflicts: u64,
     /// Members ignored because they speak no protocol version we do.
     pub incompatible_members: u64,
+    /// Records sent straight back to a member that spread a claim older than the record we hold
+    /// (stale news gets answered, see the membership rules).
+    pub stale_claims_answered: u64,
+    /// Answers to stale claims held back by the rate limit (one per subject and destination per
+    /// probe interval) or for lack of room.
+    pub stale_answers_suppressed: u64,
 }

@@ -9,7 +9,8 @@
 //! - `poll_timeout()` is `Some`;
 //! - a node never lists itself in `members()`;
 //! - `cluster_size() == 1 + members in state Alive or Suspect`;
-//! - a node's own incarnation never decreases (SWIM relies on it to order claims).
+//! - a node's own incarnation never moves back: each input leaves it equal or newer in serial order
+//!   (`shoal_core::incarnation::is_at_least`; it wraps past `u32::MAX`, SWIM relies on the order).
 //!
 //! Command errors (unknown member, too large, not running) are expected and ignored; anything else
 //! that panics is a bug in shoal-core.
@@ -376,7 +377,11 @@ impl Harness {
         let live = node.members().filter(|m| m.state.is_live()).count();
         assert_eq!(node.cluster_size(), 1 + live, "node {i}: cluster_size disagrees with the member table");
         let inc = node.incarnation();
-        assert!(inc >= self.incarnations[i], "node {i}: incarnation went back from {} to {inc}", self.incarnations[i]);
+        assert!(
+            shoal_core::incarnation::is_at_least(inc, self.incarnations[i]),
+            "node {i}: incarnation went back from {} to {inc}",
+            self.incarnations[i]
+        );
         self.incarnations[i] = inc;
     }
 

@@ -66,7 +66,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 29] = [
+        let counters: [(&str, &str, u64); 31] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -88,6 +88,16 @@ impl Metrics {
             ("direct_delivered_total", "Direct messages delivered", s.direct_delivered),
             ("push_pulls_total", "Push-pull exchanges started", s.push_pulls_sent),
             ("address_conflicts_total", "Alive claims rejected as address conflicts", s.address_conflicts),
+            (
+                "stale_claims_answered_total",
+                "Newer records sent back to members spreading stale claims",
+                s.stale_claims_answered,
+            ),
+            (
+                "stale_answers_suppressed_total",
+                "Answers to stale claims held back by the rate limit",
+                s.stale_answers_suppressed,
+            ),
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
             ("transport_bytes_out_total", "Bytes written by transports", self.transport.bytes_out),
             ("transport_bytes_in_total", "Bytes read by transports", self.transport.bytes_in),

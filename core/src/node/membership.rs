@@ -1,30 +1,56 @@
 //! Membership updates: how alive, suspect and dead claims change what we believe, with incarnation
 //! numbers deciding which claim wins.
 //!
+//! Incarnations are ordered as serial numbers ([`crate::incarnation`]): "newer" means less than 2^31
+//! ahead modulo 2^32, "older" the reverse, and raising one wraps from `u32::MAX` to 0. There is no
+//! largest incarnation, so no claim can leave a member unable to refute.
+//!
 //! The rules (SWIM §4.2, with memberlist's and Lifeguard's refinements):
-//! - a claim about a member at a lower incarnation than we hold is stale and ignored;
-//! - `Alive` at a higher incarnation overrides anything; at an equal incarnation it changes nothing
+//! - a claim about a member at an incarnation older than the one we hold (or exactly 2^31 away from
+//!   it, which is neither older nor newer) is stale and ignored;
+//! - `Alive` at a newer incarnation overrides anything; at an equal incarnation it changes nothing
 //!   (except filling in metadata that was too large to gossip);
-//! - `Suspect` overrides `Alive` at the same or a higher incarnation; further suspects of a suspect
+//! - `Suspect` overrides `Alive` at the same or a newer incarnation; further suspects of a suspect
 //!   member are confirmations that shrink its timeout;
-//! - `Dead`/`Left` override `Alive` and `Suspect` at the same or a higher incarnation;
+//! - `Dead`/`Left` override `Alive` and `Suspect` at the same or a newer incarnation;
 //! - only a member raises its own incarnation: on hearing it is suspected or dead (refutation), or to
-//!   publish new metadata. A restarted member that learns it was declared dead therefore takes over
-//!   with an incarnation above the old one;
-//! - an `Alive` claim for a live member's name from another address is a conflict: reported, ignored.
+//!   publish new metadata. A refutation takes the incarnation just after the claim's, which is always
+//!   newer than the claim, even at `u32::MAX`. A claim older than our own incarnation (one we already
+//!   refuted, or an absurd jump more than 2^31 ahead) is answered with our current record instead.
+//!   A restarted member that learns it was declared dead therefore takes over with an incarnation
+//!   newer than the old one;
+//! - an `Alive` claim for a live member's name from another address is a conflict: reported, ignored;
+//! - stale news gets answered: a `Suspect` or `Dead` claim that arrives in a packet and is older than
+//!   the record we hold of a member we hold alive is answered with that record (an `Alive` at the
+//!   newer incarnation), sent straight back to the packet's sender; a stale claim against ourselves
+//!   is answered with our current `Alive`, to the sender and to the claimant. A member that missed
+//!   every copy of a refutation would otherwise keep, and spread, its stale view until a push-pull.
+//!   Answers are rate limited to one per (subject, destination) per probe interval (see `answers`).
+//!
+//! What this leaves a hostile sender (any peer in a plaintext cluster, a key holder in an encrypted
+//! one): it can cause false suspicions and false deaths, each of which the member refutes when the
+//! claim reaches it; it cannot make a death permanent, since every claim has a newer successor.
 //!
 //! Every accepted change is queued for dissemination and reported as an event.
+
+use rand::Rng;
 
 use crate::dissemination::UpdateKey;
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
+use crate::incarnation::{is_at_least, is_newer, next};
 use crate::member::{MemberState, Metadata};
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 use crate::wire::{Alive, Message, MetaField, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
+use super::recent::RecentUpdates;
 use super::timers::Timer;
 use super::{Node, Status};
+
+/// Total forward travel of held incarnations after which the filter of recent updates is started
+/// afresh: a quarter of the circle (see [`Node::incarnation_moved`]).
+const FILTER_TRAVEL_LIMIT: u64 = 1 << 30;
 
 impl<A: Address> Node<A> {
     pub(super) fn local_key(&self) -> UpdateKey {
@@ -48,9 +74,37 @@ impl<A: Address> Node<A> {
         })
     }
 
+    /// Queues our own alive announcement, replacing any earlier one of ours still queued.
     pub(super) fn enqueue_self_alive(&mut self) {
         let bytes = self.self_alive().to_bytes();
-        self.membership_updates.push(Some(self.local_key()), u64::from(self.local.incarnation), bytes);
+        let order = self.next_announcement();
+        self.membership_updates.push(Some(self.local_key()), order, bytes);
+    }
+
+    /// The queue order of our next announcement about ourselves. Incarnations wrap, so they cannot
+    /// order queued announcements; this counter of our own announcements never does.
+    pub(super) fn next_announcement(&mut self) -> u64 {
+        self.announcements += 1;
+        self.announcements
+    }
+
+    /// Records that an incarnation we hold (ours or a member's) moved forward from `old` to `new`.
+    /// Call after every such move.
+    ///
+    /// The filter of recent updates skips a byte-identical repeat because applying it again would
+    /// change nothing. With serial order that stays true only while the incarnations we hold do not
+    /// travel far: a record that was half a circle behind when we first saw it becomes newer once
+    /// its member's incarnation has gone round, and a member that refutes past `u32::MAX` can come
+    /// back to a value whose record we saw long ago. Once the incarnations we hold have travelled a
+    /// quarter of the circle in total since the filter started, the filter is started afresh, so no
+    /// record that was less than a quarter circle behind when we saw it is ever skipped as old news.
+    /// Honest members move by one per refutation, so in practice only forged jumps trigger this.
+    pub(super) fn incarnation_moved(&mut self, old: u32, new: u32) {
+        self.incarnation_travel += u64::from(new.wrapping_sub(old));
+        if self.incarnation_travel >= FILTER_TRAVEL_LIMIT {
+            self.incarnation_travel = 0;
+            self.recent = RecentUpdates::new(self.rng.random());
+        }
     }
 
     /// Queues a membership message about `id` for gossip, replacing older news about the same member.
@@ -58,9 +112,13 @@ impl<A: Address> Node<A> {
         self.membership_updates.push(Some(UpdateKey::Member(id.clone())), 0, message.to_bytes());
     }
 
-    /// Raises our incarnation above `incarnation` and announces we are alive.
+    /// Moves our incarnation just past `incarnation` (a claim not older than ours) and announces we
+    /// are alive. The result is newer than the claim, whatever its value.
     fn refute(&mut self, incarnation: u32) {
-        self.local.incarnation = self.local.incarnation.max(incarnation).saturating_add(1);
+        let old_incarnation = self.local.incarnation;
+        let base = if is_newer(old_incarnation, incarnation) { old_incarnation } else { incarnation };
+        self.local.incarnation = next(base);
+        self.incarnation_moved(old_incarnation, self.local.incarnation);
         self.enqueue_self_alive();
         self.stats.refutations += 1;
         self.adjust_health(1);
@@ -68,16 +126,25 @@ impl<A: Address> Node<A> {
     }
 
     /// Someone suspects us or declared us dead or gone. While we run we have not left in this life, so
-    /// a claim at our incarnation or above (a previous life's, or a mistake) is refuted, and an older
-    /// one means our refutation has not reached everyone yet.
-    fn claim_against_us(&mut self, incarnation: u32) {
+    /// a claim that is not older than our incarnation (a previous life's, a mistake, or a forgery) is
+    /// refuted, and an older one means our refutation has not reached everyone yet. A claim exactly
+    /// 2^31 away is unordered; it is refuted too, since members holding it would not take our
+    /// current record as newer.
+    ///
+    /// A stale claim that came in a packet is also answered directly: our current `Alive` goes to the
+    /// packet's sender (`reply_to`) and to the claimant `by`, so those spreading the old news learn
+    /// the new record even if our gossip never picks them.
+    fn claim_against_us(&mut self, incarnation: u32, by: &NodeId, reply_to: Option<&A>, now: Instant) {
         if self.status != Status::Running {
             return;
         }
-        if incarnation >= self.local.incarnation {
+        if !is_newer(self.local.incarnation, incarnation) {
             self.refute(incarnation);
         } else {
             self.reannounce_self();
+            if let Some(sender) = reply_to {
+                self.answer_stale_claim_about_us(sender, by, now);
+            }
         }
     }
 
@@ -128,7 +195,7 @@ impl<A: Address> Node<A> {
             self.emit(event);
             return;
         }
-        if a.incarnation < m.incarnation {
+        if !is_at_least(a.incarnation, m.incarnation) {
             return;
         }
         if a.incarnation == m.incarnation {
@@ -146,6 +213,7 @@ impl<A: Address> Node<A> {
         let old_state = m.state;
         // Metadata still being fetched is reported by the fetch's own `Updated`, not here.
         let meta_changed = meta_complete && meta.as_ref().is_some_and(|new| *new != m.meta);
+        let old_incarnation = m.incarnation;
         m.addr = a.addr.clone();
         m.incarnation = a.incarnation;
         m.versions = (a.min_version, a.max_version);
@@ -154,6 +222,7 @@ impl<A: Address> Node<A> {
         }
         m.meta_complete = meta_complete;
         self.members.set_state(&a.id, MemberState::Alive, now);
+        self.incarnation_moved(old_incarnation, a.incarnation);
         self.suspicions.remove(&a.id);
         if !meta_complete {
             self.request_meta(&a.id, a.addr.clone());
@@ -185,7 +254,7 @@ impl<A: Address> Node<A> {
     /// Someone announced us. Our own echo is harmless; a claim that contradicts us is refuted.
     fn alive_about_us(&mut self, a: &Alive<A>) {
         if a.addr != self.local.addr {
-            if a.incarnation >= self.local.incarnation {
+            if !is_newer(self.local.incarnation, a.incarnation) {
                 self.stats.address_conflicts += 1;
                 let event = Event::AddressConflict {
                     id: a.id.clone(),
@@ -199,23 +268,39 @@ impl<A: Address> Node<A> {
             }
             return;
         }
-        // Our own address at a higher incarnation: a previous life of ours. Take over above it.
-        if a.incarnation > self.local.incarnation && self.status == Status::Running {
+        // Our own address at an incarnation not older than ours (other than ours): a previous life of
+        // ours. Take over past it.
+        if !is_at_least(self.local.incarnation, a.incarnation) && self.status == Status::Running {
             self.refute(a.incarnation);
         }
     }
 
-    /// Applies a `Suspect` claim raised by `by` (ourselves after a failed probe).
-    pub(super) fn apply_suspect(&mut self, id: &NodeId, incarnation: u32, by: NodeId, now: Instant) {
+    /// Applies a `Suspect` claim raised by `by` (ourselves after a failed probe). `reply_to` is the
+    /// sender of the packet that carried it, if it came in one: a stale claim is answered there.
+    pub(super) fn apply_suspect(
+        &mut self,
+        id: &NodeId,
+        incarnation: u32,
+        by: NodeId,
+        reply_to: Option<&A>,
+        now: Instant,
+    ) {
         if *id == self.local.id {
-            self.claim_against_us(incarnation);
+            self.claim_against_us(incarnation, &by, reply_to, now);
             return;
         }
         let n = self.cluster_size();
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
-        if incarnation < m.incarnation || !m.state.is_live() {
+        if is_newer(m.incarnation, incarnation) {
+            let alive = m.state == MemberState::Alive;
+            if let (true, Some(sender)) = (alive, reply_to) {
+                self.answer_stale_claim(id, sender, now);
+            }
+            return;
+        }
+        if !is_at_least(incarnation, m.incarnation) || !m.state.is_live() {
             return;
         }
         if m.state == MemberState::Suspect && incarnation == m.incarnation {
@@ -230,8 +315,10 @@ impl<A: Address> Node<A> {
             }
             return;
         }
+        let old_incarnation = m.incarnation;
         m.incarnation = incarnation;
         self.members.set_state(id, MemberState::Suspect, now);
+        self.incarnation_moved(old_incarnation, incarnation);
         let suspicion = Suspicion::new(&self.config, n, incarnation, by.clone(), now);
         self.timers.set(suspicion.deadline(), Timer::Suspicion { id: id.clone(), incarnation });
         self.suspicions.insert(id.clone(), suspicion);
@@ -251,32 +338,53 @@ impl<A: Address> Node<A> {
         }
         self.stats.failures_declared += 1;
         let me = self.local.id.clone();
-        self.apply_dead(id, incarnation, me, false, now);
+        self.apply_dead(id, incarnation, me, false, None, now);
     }
 
     /// Applies a `Dead` claim (failure declared by `by`) or, with `left`, a graceful departure.
-    pub(super) fn apply_dead(&mut self, id: &NodeId, incarnation: u32, by: NodeId, left: bool, now: Instant) {
+    /// `reply_to` is the sender of the packet that carried it, if it came in one: a stale claim is
+    /// answered there.
+    pub(super) fn apply_dead(
+        &mut self,
+        id: &NodeId,
+        incarnation: u32,
+        by: NodeId,
+        left: bool,
+        reply_to: Option<&A>,
+        now: Instant,
+    ) {
         if *id == self.local.id {
-            self.claim_against_us(incarnation);
+            self.claim_against_us(incarnation, &by, reply_to, now);
             return;
         }
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
-        if incarnation < m.incarnation {
+        if is_newer(m.incarnation, incarnation) {
+            let alive = m.state == MemberState::Alive;
+            if let (true, Some(sender)) = (alive, reply_to) {
+                self.answer_stale_claim(id, sender, now);
+            }
+            return;
+        }
+        if !is_at_least(incarnation, m.incarnation) {
             return;
         }
         let new_state = if left { MemberState::Left } else { MemberState::Dead };
         if !m.state.is_live() {
             // Already gone; a leave may still upgrade a failure to a departure, silently.
             if left && m.state == MemberState::Dead {
+                let old_incarnation = m.incarnation;
                 m.incarnation = incarnation;
                 self.members.set_state(id, new_state, now);
+                self.incarnation_moved(old_incarnation, incarnation);
             }
             return;
         }
+        let old_incarnation = m.incarnation;
         m.incarnation = incarnation;
         self.members.set_state(id, new_state, now);
+        self.incarnation_moved(old_incarnation, incarnation);
         self.suspicions.remove(id);
         self.enqueue_member(id, &Message::Dead { id: id.clone(), incarnation, from: by.clone(), left });
         if left {

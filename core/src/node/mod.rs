@@ -19,6 +19,7 @@
 //! produce the same outputs, which is what makes the simulator deterministic. Drivers seed it from the
 //! operating system's CSPRNG.
 
+mod answers;
 mod gossip;
 mod membership;
 mod probe;
@@ -50,6 +51,7 @@ use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 use crate::wire::{decode_packet_skipping, is_update_tag, DecodeError, Message, MAX_TOPIC_LEN};
+use answers::AnswerLimit;
 use recent::RecentUpdates;
 use reliable::Reliable;
 use timers::{Timer, Timers};
@@ -215,6 +217,10 @@ pub struct Node<A: Address> {
     probe: Option<Probe<A>>,
     probe_round: u64,
     indirect: FixedMap<u32, IndirectProbe<A>>,
+    /// Rate limit of answers to stale claims (see `answers`).
+    answer_limit: AnswerLimit<A>,
+    /// Answers owed for the packet being handled: (destination, subject).
+    answers_owed: Vec<(A, NodeId)>,
     next_seq: u32,
     broadcast_epoch: u32,
     broadcast_seq: u64,
@@ -238,6 +244,11 @@ pub struct Node<A: Address> {
     now: Instant,
     /// What the packet being handled asked for once it is all read (see `handle_plain`).
     frame: FrameState<A>,
+    /// Counts our announcements about ourselves; their order in the update queue (incarnations wrap,
+    /// this does not).
+    announcements: u64,
+    /// Forward travel of the incarnations we hold since `recent` started (see `incarnation_moved`).
+    incarnation_travel: u64,
 }
 
 /// Things a frame's messages leave for after the whole frame is read: a push-pull is answered with
@@ -316,6 +327,8 @@ impl<A: Address> Node<A> {
             probe: None,
             probe_round: 0,
             indirect: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 5)),
+            answer_limit: AnswerLimit::new(hash_seed ^ 8),
+            answers_owed: Vec::new(),
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,
@@ -336,6 +349,8 @@ impl<A: Address> Node<A> {
             reliable: Reliable::new(hash_seed ^ 10),
             now,
             frame: FrameState::default(),
+            announcements: 0,
+            incarnation_travel: 0,
             rng,
             config,
         };
@@ -560,6 +575,7 @@ impl<A: Address> Node<A> {
             self.handle_message(now, &from, message);
         }
         self.scratch = messages;
+        self.send_answers();
         self.finish_frame(now);
         Ok(())
     }
@@ -573,8 +589,10 @@ impl<A: Address> Node<A> {
             }
             Message::Nack { seq } => self.handle_nack(seq, now),
             Message::Alive(alive) => self.apply_alive(alive, now),
-            Message::Suspect { id, incarnation, from: by } => self.apply_suspect(&id, incarnation, by, now),
-            Message::Dead { id, incarnation, from: by, left } => self.apply_dead(&id, incarnation, by, left, now),
+            Message::Suspect { id, incarnation, from: by } => self.apply_suspect(&id, incarnation, by, Some(from), now),
+            Message::Dead { id, incarnation, from: by, left } => {
+                self.apply_dead(&id, incarnation, by, left, Some(from), now)
+            }
             Message::Broadcast(b) => self.handle_broadcast(b, now),
             Message::Direct { from: sender, topic, payload } => self.handle_direct(sender, topic, payload),
             Message::BroadcastDigest { entries } => self.frame.digest = Some(entries),
@@ -647,8 +665,10 @@ impl<A: Address> Node<A> {
             return Err(CommandError::TooLarge { size: meta.len(), max: self.config.max_meta_size });
         }
         self.local.meta = Metadata::new(meta);
-        // Saturates: a (hostile) claim at `u32::MAX` already pushed us to the ceiling.
-        self.local.incarnation = self.local.incarnation.saturating_add(1);
+        // Wraps past `u32::MAX`: incarnations are serial numbers, the next one is always newer.
+        let old_incarnation = self.local.incarnation;
+        self.local.incarnation = crate::incarnation::next(old_incarnation);
+        self.incarnation_moved(old_incarnation, self.local.incarnation);
         self.enqueue_self_alive();
         Ok(())
     }
@@ -660,15 +680,18 @@ impl<A: Address> Node<A> {
             return;
         }
         self.status = Status::Leaving;
-        // Saturates: at `u32::MAX` the departure still wins, as `Dead` beats `Alive` at equal incarnation.
-        self.local.incarnation = self.local.incarnation.saturating_add(1);
+        // Wraps past `u32::MAX`: the departure is newer than any alive record of ours.
+        let old_incarnation = self.local.incarnation;
+        self.local.incarnation = crate::incarnation::next(old_incarnation);
+        self.incarnation_moved(old_incarnation, self.local.incarnation);
         let msg = Message::<A>::Dead {
             id: self.local.id.clone(),
             incarnation: self.local.incarnation,
             from: self.local.id.clone(),
             left: true,
         };
-        self.membership_updates.push(Some(self.local_key()), u64::from(self.local.incarnation), msg.to_bytes());
+        let order = self.next_announcement();
+        self.membership_updates.push(Some(self.local_key()), order, msg.to_bytes());
         // Tell a few members right away rather than waiting for the next gossip tick.
         self.gossip_round(now, self.config.gossip_nodes.max(3));
     }

@@ -133,7 +133,7 @@ impl<A: Address> Node<A> {
         let incarnation = m.incarnation;
         self.stats.suspicions_raised += 1;
         let me = self.local.id.clone();
-        self.apply_suspect(&target, incarnation, me, now);
+        self.apply_suspect(&target, incarnation, me, None, now);
     }
 
     pub(super) fn handle_ping(&mut self, ping: Ping, from: &A) {

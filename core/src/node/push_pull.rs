@@ -14,6 +14,7 @@
 use alloc::vec::Vec;
 
 use rand::seq::IndexedRandom;
+use rand::Rng;
 
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
@@ -24,6 +25,7 @@ use crate::wire::{
     Writer, PROTOCOL_VERSION,
 };
 
+use super::recent::RecentUpdates;
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
 
@@ -209,12 +211,12 @@ impl<A: Address> Node<A> {
                 };
                 self.apply_alive(alive, now);
                 if suspect {
-                    self.apply_suspect(&id, incarnation, sender.clone(), now);
+                    self.apply_suspect(&id, incarnation, sender.clone(), None, now);
                 }
             }
             // The remote may be the one cut off: suspect rather than declare, so a live member refutes.
-            MemberState::Dead => self.apply_suspect(&r.id, r.incarnation, sender.clone(), now),
-            MemberState::Left => self.apply_dead(&r.id, r.incarnation, r.id.clone(), true, now),
+            MemberState::Dead => self.apply_suspect(&r.id, r.incarnation, sender.clone(), None, now),
+            MemberState::Left => self.apply_dead(&r.id, r.incarnation, r.id.clone(), true, None, now),
         }
     }
 
@@ -287,6 +289,12 @@ impl<A: Address> Node<A> {
     }
 
     /// Forgets members that have been dead or gone longer than `dead_member_reap_time`.
+    ///
+    /// Forgetting a member also forgets the filter of recent updates: the filter skips a record seen
+    /// before because applying it again would change nothing, and for a member no longer in the table
+    /// that is false. After a partition longer than the reap time the other side comes back with the
+    /// very `Alive` records we learned it from the first time; skipped as repeats, they would leave
+    /// us relying on push-pull alone to relearn those members.
     fn reap(&mut self, now: Instant) {
         let horizon = self.config.dead_member_reap_time;
         let expired: Vec<NodeId> = self
@@ -295,10 +303,14 @@ impl<A: Address> Node<A> {
             .filter(|m| !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon)
             .map(|m| m.id.clone())
             .collect();
+        if expired.is_empty() {
+            return;
+        }
         for id in expired {
             self.members.remove(&id);
             self.suspicions.remove(&id);
         }
+        self.recent = RecentUpdates::new(self.rng.random());
     }
 
     /// Asks a member for its own record, to fetch metadata too large for gossip.

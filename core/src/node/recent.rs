@@ -7,6 +7,11 @@
 //! A slot collision only means a repeat gets decoded and applied again, which is harmless because
 //! updates are idempotent; a false "seen" would need a 64-bit hash collision under a seed the sender
 //! cannot know.
+//!
+//! Skipping a repeat is right only while applying it again would change nothing. Incarnations wrap
+//! (serial order, [`crate::incarnation`]), so a record seen long ago can become news once the
+//! incarnations the node holds have moved round; the node replaces the filter with a fresh one when
+//! they have travelled a quarter of the circle (`Node::incarnation_moved`).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -22,6 +27,10 @@ pub(crate) struct RecentUpdates {
 }
 
 impl RecentUpdates {
+    /// An empty filter. Besides at start, the node makes a fresh one whenever it forgets members:
+    /// once reaped, a member's old `Alive` is news again (after a partition longer than the reap
+    /// time, the other side comes back with exactly the records it was first learned from), so
+    /// skipping it as a repeat would be wrong.
     pub fn new(seed: u64) -> Self {
         RecentUpdates { slots: Vec::new(), hasher: foldhash::fast::FixedState::with_seed(seed) }
     }

@@ -6,7 +6,9 @@
 //! timer deadline of some node. Every transmit is logged so tests can inspect what went on the wire.
 
 use std::boxed::Box;
+use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
 use std::string::String;
 use std::vec::Vec;
 use std::{format, vec};
@@ -22,7 +24,7 @@ use crate::event::{Event, MessageKind};
 use crate::identity::NodeId;
 use crate::member::{Member, MemberState};
 use crate::time::Instant;
-use crate::wire::{begin_packet, decode_packet, Message, Writer, PROTOCOL_VERSION};
+use crate::wire::{begin_packet, decode_packet, Alive, Message, MetaField, Writer, PROTOCOL_VERSION};
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.
 const MAX_STEPS: usize = 200_000;
@@ -722,6 +724,53 @@ fn a_healed_partition_merges_back_without_operator_action() {
 }
 
 #[test]
+fn a_reaped_member_is_relearned_from_the_same_alive_record_it_was_first_learned_from() {
+    let config = Config { push_pull_interval: Duration::ZERO, ..Config::local() };
+    let mut now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(config.clone(), id("a"), 0, 11, now).unwrap();
+    a.assume_alive([(id("b"), 1)], now);
+    let packet = |m: Message<u32>| {
+        let mut w = Writer::default();
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        m.encode(&mut w);
+        w.into_vec()
+    };
+    let alive_c = packet(Message::Alive(crate::wire::Alive {
+        id: id("c"),
+        addr: 2,
+        incarnation: 0,
+        meta: crate::wire::MetaField::Included(Vec::new()),
+        min_version: crate::wire::MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+    }));
+    a.handle_packet(now, 1, &alive_c).unwrap();
+    assert!(a.member(&id("c")).is_some(), "a learns c from b's gossip");
+    let dead_c = packet(Message::Dead { id: id("c"), incarnation: 0, from: id("b"), left: false });
+    a.handle_packet(now, 1, &dead_c).unwrap();
+    assert_eq!(a.member(&id("c")).unwrap().state, MemberState::Dead);
+
+    // Run a's timers (b answers nothing) until c has been dead long enough to be reaped.
+    let reap_by = now + config.dead_member_reap_time + config.reannounce_interval * 3;
+    while a.member(&id("c")).is_some() && now < reap_by {
+        now = a.poll_timeout().unwrap();
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+        while a.poll_event().is_some() {}
+    }
+    assert!(a.member(&id("c")).is_none(), "c was reaped");
+
+    // c comes back with the very record it was first announced with: news again, not a repeat.
+    let skipped_before = a.stats().repeated_updates_skipped;
+    a.handle_packet(now, 1, &alive_c).unwrap();
+    let skipped = a.stats().repeated_updates_skipped - skipped_before;
+    assert!(
+        a.member(&id("c")).is_some_and(|m| m.state == MemberState::Alive),
+        "c is relearned ({skipped} skipped as a repeat)"
+    );
+    assert!(matches!(a.poll_event(), Some(Event::Joined(m)) if m.id == id("c")));
+}
+
+#[test]
 fn an_alive_claim_from_another_address_for_a_live_name_is_reported_not_accepted() {
     let config = Config::local();
     let mut c = Cluster::formed(3, config.clone());
@@ -1108,28 +1157,348 @@ fn a_spurious_or_early_timeout_call_is_harmless() {
 
 // ----- hostile incarnations ---------------------------------------------------------------------
 
-#[test]
-fn leave_and_metadata_at_the_incarnation_ceiling_do_not_overflow() {
-    // Found by the `node_inputs` fuzz target: a claim about us at u32::MAX makes us refute at the
-    // ceiling, and a later metadata change or leave must stay there instead of overflowing.
-    let now = Instant::from_millis(0);
-    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
-    a.assume_alive([(id("b"), 1)], now);
+/// A packet carrying `messages`, encoded with the crate's wire types (to forge claims in tests).
+fn packet_of(messages: &[Message<u32>]) -> Vec<u8> {
     let mut w = Writer::default();
     begin_packet(&mut w, PROTOCOL_VERSION);
-    Message::<u32>::Suspect { id: id("a"), incarnation: u32::MAX, from: id("b") }.encode(&mut w);
-    a.handle_packet(now, 1, w.as_slice()).unwrap();
-    assert_eq!(a.incarnation(), u32::MAX, "refutation saturates at the ceiling");
+    for m in messages {
+        m.encode(&mut w);
+    }
+    w.into_vec()
+}
+
+/// A forged `Suspect` of `who` at `incarnation`, as if `by` had sent it.
+fn forged_suspect(who: &str, incarnation: u32, by: &str) -> Vec<u8> {
+    packet_of(&[Message::Suspect { id: id(who), incarnation, from: id(by) }])
+}
+
+/// Half the incarnation circle: claims further ahead than this are stale.
+const HALF: u32 = 1 << 31;
+
+/// True when every member other than `x` holds `x` alive at `x`'s own current incarnation.
+fn everyone_holds_alive(c: &Cluster, x: u32) -> bool {
+    let x_id = c.node(x).local_id().clone();
+    let inc = c.node(x).incarnation();
+    c.live()
+        .into_iter()
+        .filter(|i| *i != x)
+        .all(|i| c.node(i).member(&x_id).is_some_and(|m| m.state == MemberState::Alive && m.incarnation == inc))
+}
+
+/// Claims from just after `from` up to `to`, each at most a quarter of the circle ahead of the one
+/// before, so that old (integer) and new (serial) incarnation rules agree that each is newer.
+fn claims_up_to(from: u32, to: u32) -> Vec<u32> {
+    let mut claims = Vec::new();
+    let mut cur = from;
+    while to.wrapping_sub(cur) > HALF / 2 {
+        cur = cur.wrapping_add(HALF / 2);
+        claims.push(cur);
+    }
+    claims.push(to);
+    claims
+}
+
+/// Forges claims against node `x` (sent to `x` itself from `from`) that make it refute its way up to
+/// `target`, then waits until every member holds the new incarnation.
+fn raise_incarnation(c: &mut Cluster, x: u32, from: u32, target: u32) {
+    let (who, by) = (name_of(x as usize), name_of(from as usize));
+    for claim in claims_up_to(c.node(x).incarnation(), target - 1) {
+        let now = c.now;
+        c.nodes[x as usize].handle_packet(now, from, &forged_suspect(&who, claim, &by)).unwrap();
+        assert_eq!(c.node(x).incarnation(), claim + 1, "{who} refutes the claim at {claim}");
+        assert!(c.advance_until(2_000, |c| everyone_holds_alive(c, x)), "everyone learns {who}'s refutation");
+    }
+}
+
+#[test]
+fn leave_and_metadata_after_a_refutation_past_u32_max_wrap_to_newer_incarnations() {
+    // Found by the `node_inputs` fuzz target: a claim about us at u32::MAX made us refute at the
+    // ceiling, and a later metadata change or leave overflowed the incarnation. Incarnations are
+    // serial numbers now: from the upper half of the circle (where u32::MAX is a newer claim) the
+    // refutation wraps to 0, which is newer than u32::MAX, and the metadata change and the leave
+    // keep moving on from there without overflow.
+    let now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
+    let mut b: Node<u32> = Node::new(Config::local(), id("b"), 1, 12, now).unwrap();
+    a.assume_alive([(id("b"), 1)], now);
+    b.assume_alive([(id("a"), 0)], now);
+    for claim in claims_up_to(0, u32::MAX) {
+        let forged = forged_suspect("a", claim, "b");
+        b.handle_packet(now, 0, &forged).unwrap();
+        a.handle_packet(now, 1, &forged).unwrap();
+    }
+    assert_eq!(b.member(&id("a")).unwrap().incarnation, u32::MAX, "b believes every claim");
+    assert_eq!(a.incarnation(), 0, "the refutation of the claim at u32::MAX wraps to 0");
+    assert!(crate::incarnation::is_newer(0, u32::MAX));
 
     a.set_metadata(b"role=web", now).unwrap();
-    assert_eq!(a.incarnation(), u32::MAX);
+    assert_eq!(a.incarnation(), 1);
     a.leave(now);
-    assert_eq!(a.incarnation(), u32::MAX);
+    assert_eq!(a.incarnation(), 2);
     let mut announced_leave = false;
     while let Some(t) = a.poll_transmit() {
         announced_leave |= decode(&t.bytes)
             .iter()
-            .any(|m| matches!(m, Message::Dead { id: d, left: true, incarnation, .. } if *d == id("a") && *incarnation == u32::MAX));
+            .any(|m| matches!(m, Message::Dead { id: d, left: true, incarnation: 2, .. } if *d == id("a")));
+        if t.to == 1 {
+            b.handle_packet(now, 0, &t.bytes).unwrap();
+        }
     }
-    assert!(announced_leave, "the departure is still announced at the ceiling");
+    assert!(announced_leave, "the departure is announced at the wrapped incarnation");
+    let seen = b.member(&id("a")).unwrap();
+    assert_eq!((seen.state, seen.incarnation), (MemberState::Left, 2), "the leave wins over the claim at u32::MAX");
+}
+
+#[test]
+fn a_member_accused_at_u32_max_refutes_and_is_alive_again_everywhere() {
+    let config = Config::local();
+    let mut c = Cluster::formed(4, config.clone());
+    let x = 2u32;
+    let x_id = id("c");
+    // c sits in the upper half of the circle, where a claim at u32::MAX is newer than its own.
+    raise_incarnation(&mut c, x, 1, HALF + HALF / 2);
+    c.clear_events();
+
+    // One forged claim of a dozen plaintext bytes, as if b sent it, lands at a.
+    let forged = forged_suspect("c", u32::MAX, "b");
+    assert!(forged.len() <= 14, "{} bytes", forged.len());
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &forged).unwrap();
+    assert_eq!(c.node(0).member(&x_id).unwrap().state, MemberState::Suspect);
+
+    // The refutation must win before anyone's suspicion could time out.
+    let (min_timeout, max_timeout) = crate::suspicion::suspicion_bounds(&config, 4);
+    let refuted = c.advance_until(min_timeout.as_millis() as u64, |c| {
+        c.count(x, |e| matches!(e, Event::Refuted { .. })) > 0 && everyone_holds_alive(c, x)
+    });
+    let views: Vec<_> =
+        (0..4u32).filter(|i| *i != x).map(|i| c.node(i).member(&x_id).map(|m| (m.state, m.incarnation))).collect();
+    assert!(
+        refuted,
+        "c refutes the claim at u32::MAX and everyone holds it alive at {}: views {views:?}",
+        c.node(x).incarnation()
+    );
+    assert_eq!(c.node(x).incarnation(), 0, "the refutation wrapped to 0");
+
+    // And it stays that way: nobody's suspicion of c survives.
+    c.advance(2 * max_timeout.as_millis() as u64);
+    assert!(everyone_holds_alive(&c, x));
+    for i in 0..4u32 {
+        assert_eq!(c.count(i, |e| is_failed(e, &x_id)), 0, "node {i} never declares c failed");
+    }
+}
+
+#[test]
+fn a_claim_more_than_half_the_circle_ahead_is_ignored_as_stale() {
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    c.clear_events();
+    let x_id = id("c");
+    // From incarnation 0, u32::MAX and HALF + 1 lie behind: an absurd jump is not news.
+    for claim in [u32::MAX, HALF + 1] {
+        let now = c.now;
+        c.nodes[0].handle_packet(now, 1, &forged_suspect("c", claim, "b")).unwrap();
+        c.nodes[2].handle_packet(now, 1, &forged_suspect("c", claim, "b")).unwrap();
+        let m = c.node(0).member(&x_id).unwrap();
+        assert_eq!((m.state, m.incarnation), (MemberState::Alive, 0), "a ignores the claim at {claim}");
+        assert_eq!(c.node(2).incarnation(), 0, "c does not jump after the claim at {claim}");
+    }
+    let (_, max_timeout) = crate::suspicion::suspicion_bounds(&config, 3);
+    c.advance(2 * max_timeout.as_millis() as u64);
+    for i in 0..3u32 {
+        assert_eq!(c.count(i, |e| matches!(e, Event::Suspected { .. } | Event::Failed { .. })), 0, "node {i}");
+    }
+    assert!(everyone_holds_alive(&c, 2));
+}
+
+#[test]
+fn a_member_at_a_high_incarnation_keeps_refuting_across_the_wrap() {
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    let x = 2u32;
+    let x_id = id("c");
+    raise_incarnation(&mut c, x, 1, u32::MAX - 1);
+
+    // Now genuine suspicions, again and again: c's acks get lost until someone suspects it.
+    let (min_timeout, _) = crate::suspicion::suspicion_bounds(&config, 3);
+    let mut incarnations = vec![c.node(x).incarnation()];
+    for round in 0..4 {
+        c.clear_events();
+        let before = c.node(x).incarnation();
+        c.drop_rule = Some(Box::new(move |from, t: &Transmit<u32>| from == x && t.kind == TransmitKind::Ack));
+        let suspected = c.advance_until(3_000, |c| {
+            (0..2u32).any(|i| c.events(i).iter().any(|e| matches!(e, Event::Suspected { id, .. } if *id == x_id)))
+        });
+        assert!(suspected, "round {round}: c is suspected");
+        c.drop_rule = None;
+        let refuted = c.advance_until(min_timeout.as_millis() as u64, |c| {
+            crate::incarnation::is_newer(c.node(x).incarnation(), before) && everyone_holds_alive(c, x)
+        });
+        let views: Vec<_> = (0..2u32).map(|i| c.node(i).member(&x_id).map(|m| (m.state, m.incarnation))).collect();
+        assert!(
+            refuted,
+            "round {round}: c refutes from {before} (now at {}) and everyone holds it alive: {views:?}",
+            c.node(x).incarnation()
+        );
+        incarnations.push(c.node(x).incarnation());
+    }
+    let wrapped = incarnations.windows(2).any(|w| w[1] < w[0]);
+    assert!(wrapped, "the incarnation wrapped past u32::MAX: {incarnations:?}");
+    for i in 0..2u32 {
+        assert_eq!(c.count(i, |e| is_failed(e, &x_id)), 0, "node {i} never declared c failed");
+    }
+}
+
+// ----- stale news --------------------------------------------------------------------------------
+
+/// Whether transmit `t` carries an `Alive` about `who` at an incarnation newer than `than`.
+fn carries_newer_alive(t: &Transmit<u32>, who: &NodeId, than: u32) -> bool {
+    decode(&t.bytes)
+        .iter()
+        .any(|m| matches!(m, Message::Alive(a) if a.id == *who && crate::incarnation::is_newer(a.incarnation, than)))
+}
+
+#[test]
+fn a_member_that_missed_a_refutation_is_answered_when_it_spreads_the_stale_failure() {
+    // No periodic push-pull and no re-announce within the test: only answers to stale news can
+    // repair the member that missed the refutation.
+    let config = Config {
+        push_pull_interval: Duration::ZERO,
+        reannounce_interval: Duration::from_secs(3_600),
+        ..Config::local()
+    };
+    let n = 20;
+    let mut c = Cluster::formed(n, config.clone());
+    c.clear_events();
+    let (x, m) = (3u32, 7u32);
+    let x_id = id(&name_of(x as usize));
+    let before = c.node(x).incarnation();
+    let pulls_before = c.node(m).stats().push_pulls_received;
+
+    // x's acks get lost until someone suspects it; every copy of its refutation to m gets lost until m
+    // has declared it failed.
+    let acks_lost = Rc::new(Cell::new(true));
+    let refutation_lost = Rc::new(Cell::new(true));
+    let (acks, refutation, who) = (acks_lost.clone(), refutation_lost.clone(), x_id.clone());
+    c.drop_rule = Some(Box::new(move |from, t: &Transmit<u32>| {
+        (acks.get() && from == x && t.kind == TransmitKind::Ack)
+            || (refutation.get() && t.to == m && carries_newer_alive(t, &who, before))
+    }));
+    let suspected = c.advance_until(3_000, |c| {
+        (0..n as u32).any(|i| c.events(i).iter().any(|e| matches!(e, Event::Suspected { id, .. } if *id == x_id)))
+    });
+    assert!(suspected, "x is suspected");
+    acks_lost.set(false);
+
+    let (_, max_timeout) = crate::suspicion::suspicion_bounds(&config, n);
+    let failed =
+        c.advance_until(2 * max_timeout.as_millis() as u64, |c| c.events(m).iter().any(|e| is_failed(e, &x_id)));
+    assert!(failed, "m, deaf to the refutation, declares x failed");
+    assert!(crate::incarnation::is_newer(c.node(x).incarnation(), before), "x refuted");
+    let others_alive = (0..n as u32).filter(|i| *i != x && *i != m).all(|i| {
+        c.node(i)
+            .member(&x_id)
+            .is_some_and(|mm| mm.state == MemberState::Alive && mm.incarnation == c.node(x).incarnation())
+    });
+    assert!(others_alive, "everyone but m got the refutation");
+    refutation_lost.set(false);
+
+    // m gossips its stale Dead claim at its next gossip tick, at most one gossip interval away; the
+    // members it reaches hold x's newer record and answer at once. Three intervals leave room for a
+    // round whose answers were held back by the rate limit.
+    let bound = config.gossip_interval * 3;
+    let repaired = c.advance_until(bound.as_millis() as u64, |c| {
+        c.node(m)
+            .member(&x_id)
+            .is_some_and(|mm| mm.state == MemberState::Alive && mm.incarnation == c.node(x).incarnation())
+    });
+    let view = c.node(m).member(&x_id).map(|mm| (mm.state, mm.incarnation));
+    assert!(repaired, "m sees x alive at {} within {bound:?}: it holds {view:?}", c.node(x).incarnation());
+    assert_eq!(c.node(m).stats().push_pulls_received, pulls_before, "no push-pull did the repair");
+    let answered: u64 = (0..n as u32).map(|i| c.node(i).stats().stale_claims_answered).sum();
+    assert!(answered > 0, "the repair came from answers to the stale claim");
+}
+
+#[test]
+fn a_member_answers_a_stale_claim_against_it_to_the_sender_and_the_claimant_once_per_interval() {
+    let config = Config::local();
+    let mut now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(config.clone(), id("a"), 0, 11, now).unwrap();
+    a.assume_alive([(id("b"), 1), (id("c"), 2)], now);
+    a.handle_packet(now, 1, &forged_suspect("a", 0, "b")).unwrap();
+    assert_eq!(a.incarnation(), 1, "a refuted a first claim");
+    while a.poll_transmit().is_some() {}
+
+    let answers_to = |a: &mut Node<u32>| -> Vec<u32> {
+        let mut to: Vec<u32> = core::iter::from_fn(|| a.poll_transmit())
+            .filter(|t| {
+                decode(&t.bytes)
+                    .iter()
+                    .any(|m| matches!(m, Message::Alive(al) if al.id == id("a") && al.incarnation == 1))
+            })
+            .map(|t| t.to)
+            .collect();
+        to.sort_unstable();
+        to
+    };
+    // c's old claim, relayed by b: both hear a's current record at once.
+    let stale = packet_of(&[Message::Dead { id: id("a"), incarnation: 0, from: id("c"), left: false }]);
+    a.handle_packet(now, 1, &stale).unwrap();
+    assert_eq!(answers_to(&mut a), [1, 2], "answered to the sender and to the claimant");
+    assert_eq!(a.stats().stale_claims_answered, 2);
+
+    // More stale copies within the probe interval: no more answers, each one counted.
+    now += config.probe_interval / 2;
+    a.handle_packet(now, 1, &forged_suspect("a", 0, "c")).unwrap();
+    assert_eq!(answers_to(&mut a), [] as [u32; 0], "rate limited");
+    assert_eq!(a.stats().stale_answers_suppressed, 2);
+
+    now += config.probe_interval;
+    // (A claim with other bytes: repeats of the very same bytes are skipped before decoding.)
+    let another = packet_of(&[Message::Dead { id: id("a"), incarnation: 0, from: id("b"), left: false }]);
+    a.handle_packet(now, 2, &another).unwrap();
+    assert_eq!(answers_to(&mut a), [1, 2], "a probe interval later, answers flow again");
+    assert_eq!(a.incarnation(), 1, "stale claims never raise the incarnation");
+}
+
+#[test]
+fn a_stale_claim_about_a_live_member_is_answered_with_the_newer_record() {
+    let mut now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
+    a.assume_alive([(id("b"), 1)], now);
+    let newer = Alive {
+        id: id("c"),
+        addr: 2,
+        incarnation: 5,
+        meta: MetaField::Included(b"role=db".to_vec()),
+        min_version: crate::wire::MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+    };
+    a.handle_packet(now, 2, &packet_of(&[Message::Alive(newer.clone())])).unwrap();
+    while a.poll_transmit().is_some() {}
+
+    now += Duration::from_millis(10);
+    a.handle_packet(now, 1, &forged_suspect("c", 4, "b")).unwrap();
+    let m = a.member(&id("c")).unwrap();
+    assert_eq!((m.state, m.incarnation), (MemberState::Alive, 5), "the stale claim changes nothing");
+    let answers: Vec<Transmit<u32>> = core::iter::from_fn(|| a.poll_transmit()).collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!((answers[0].to, answers[0].kind), (1, TransmitKind::Gossip));
+    assert!(decode(&answers[0].bytes).contains(&Message::Alive(newer)), "b gets c's newer record");
+
+    // The same stale claim inside a push-pull exchange is not answered: the exchange carries our state.
+    let records = vec![crate::wire::MemberRecord {
+        id: id("c"),
+        addr: 2,
+        incarnation: 4,
+        state: MemberState::Dead,
+        meta: Vec::new(),
+        min_version: crate::wire::MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+    }];
+    let pp = packet_of(&[Message::PushPull { from: id("b"), join: false, reply: true, members: records }]);
+    now += Duration::from_secs(5);
+    a.handle_packet(now, 1, &pp).unwrap();
+    assert!(a.poll_transmit().is_none());
+    assert_eq!(a.stats().stale_claims_answered, 1);
 }
