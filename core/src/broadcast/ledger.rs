@@ -254,14 +254,13 @@ impl Ledger {
         }
     }
 
-    /// This member's digest: every life active within `horizon`, newest first.
-    pub fn digest(&self, now: Instant, horizon: Duration) -> Vec<DigestEntry> {
+    /// This member's digest: every life it knows of, however old. A member cut off for longer than
+    /// any retention still learns from it what it never heard of, and reports it missed: a digest
+    /// that forgot quiet origins would let that loss go unnoticed.
+    pub fn digest(&self) -> Vec<DigestEntry> {
         let mut out = Vec::new();
         for (id, o) in &self.origins {
             for life in o.lives.iter().rev() {
-                if now.saturating_duration_since(life.last_active) >= horizon {
-                    continue;
-                }
                 out.push(DigestEntry {
                     origin: id.clone(),
                     epoch: life.epoch,
@@ -350,7 +349,7 @@ mod tests {
         l.accept(&o, 7, 0, true, T);
         l.learn(&o, 7, 4, false, T);
         assert_eq!(l.holes(), 3);
-        let d = l.digest(T, Duration::from_secs(1));
+        let d = l.digest();
         assert_eq!(d[0].next, 4);
         assert_eq!(d[0].holes, [1, 2, 3]);
         assert!(Ledger::lacks(Some(&d[0]), 2));

@@ -511,6 +511,7 @@ impl<A: Address> Node<A> {
                 Timer::Reannounce => self.on_reannounce_tick(now),
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
                 Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
+                Timer::CatchUp { round } => self.on_catch_up(round, now),
             }
         }
     }
@@ -650,6 +651,18 @@ impl<A: Address> Node<A> {
         }
         self.members.shuffle_order(&mut self.rng);
         self.join.joined |= self.members.live_count() > 0;
+    }
+
+    /// Remembers `seeds` as addresses to re-announce to whenever they are not live members, as
+    /// [`Node::join`] does, without contacting them now. For members restored from a snapshot (and
+    /// the simulator's warm start): after a partition longer than `dead_member_reap_time`, the seeds
+    /// are how the two sides find each other again.
+    pub fn remember_seeds(&mut self, seeds: &[A]) {
+        for seed in seeds {
+            if *seed != self.local.addr && !self.join.seeds.contains(seed) {
+                self.join.seeds.push(seed.clone());
+            }
+        }
     }
 
     /// Reserves room for `n` members ahead of a large join.

@@ -29,6 +29,11 @@ use super::recent::RecentUpdates;
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
 
+/// Push-pulls a member runs with random members right after its first join (after 1, 2 and 4
+/// protocol periods): two members that joined a moment apart through different seeds may each have
+/// missed the news of the other, and would otherwise wait for a periodic push-pull.
+pub(crate) const CATCH_UP_ROUNDS: u32 = 3;
+
 impl<A: Address> Node<A> {
     pub(super) fn start_join(&mut self, seeds: &[A], now: Instant) -> Result<(), CommandError> {
         if self.status != Status::Running {
@@ -114,11 +119,27 @@ impl<A: Address> Node<A> {
         begin_packet(&mut w, PROTOCOL_VERSION);
         msg.encode(&mut w);
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
-        let horizon = self.config.broadcast_retention * 2;
-        let mut digest = self.ledger.digest(self.now, horizon);
+        let mut digest = self.ledger.digest();
         if reply {
-            let lacking =
-                self.log.lacking(&self.ledger, asker.unwrap_or(&[]), join, budget.saturating_sub(w.len()) / 2);
+            // A member that joins knowing no broadcast gets the keyed state, not the past events; one
+            // that re-announces itself (it has a digest) gets what its digest lacks.
+            let asker = asker.unwrap_or(&[]);
+            let joining = join && asker.is_empty();
+            let lacking = self.log.lacking(&self.ledger, asker, joining, budget.saturating_sub(w.len()) / 2);
+            #[cfg(feature = "std")]
+            if std::env::var("SHOAL_DEBUG_PP").is_ok() {
+                std::eprintln!(
+                    "{} {} answers join={join} digest={:?} with {} broadcasts (log {})",
+                    self.now.as_millis(),
+                    self.local.id,
+                    Some(asker).map(|d| d
+                        .iter()
+                        .map(|e| (alloc::string::ToString::to_string(e.origin.as_str()), e.next, e.holes.len()))
+                        .collect::<Vec<_>>()),
+                    lacking.len(),
+                    self.log.len()
+                );
+            }
             for bytes in lacking {
                 w.raw(bytes);
             }
@@ -180,13 +201,21 @@ impl<A: Address> Node<A> {
         if !reply {
             // Answered once the whole frame is read: the asker's digest follows this message.
             self.frame.answer = Some((from.clone(), join));
-        } else if join {
+        } else if join && !self.join.joined {
+            // The answer to our first join: broadcasts sent before it are not ours to expect. (A
+            // member already in the cluster that re-announces itself with `join` still expects
+            // everything.)
             self.frame.join_reply = true;
         }
         for record in records {
             self.merge_record(&sender, record, now);
         }
         if reply && (self.join.pending || !self.join.joined) {
+            if !self.join.joined {
+                // Members that started together may each have joined before hearing of the other:
+                // catch up with a few random members soon instead of waiting a push-pull period.
+                self.timers.set(now + self.config.probe_interval, Timer::CatchUp { round: 1 });
+            }
             self.join.pending = false;
             self.join.joined = true;
             self.emit(Event::JoinSucceeded { via: from.clone() });
@@ -240,6 +269,26 @@ impl<A: Address> Node<A> {
             .map(|m| m.addr.clone());
         if let Some(to) = target {
             self.send_push_pull(to, false, false);
+        }
+    }
+
+    /// Catch-up push-pull number `round` after our first join: with a random member, then again
+    /// after twice the wait, [`CATCH_UP_ROUNDS`] times in all.
+    pub(super) fn on_catch_up(&mut self, round: u32, now: Instant) {
+        if self.status != Status::Running {
+            return;
+        }
+        let target = self
+            .members
+            .random_members(1, &mut self.rng, |m| m.state == MemberState::Alive)
+            .first()
+            .map(|m| m.addr.clone());
+        if let Some(to) = target {
+            self.send_push_pull(to, false, false);
+        }
+        if round < CATCH_UP_ROUNDS {
+            let wait = self.config.probe_interval * (1 << round);
+            self.timers.set(now + wait, Timer::CatchUp { round: round + 1 });
         }
     }
 

@@ -45,6 +45,10 @@ pub(crate) enum Timer {
     JoinTimeout {
         attempt: u32,
     },
+    /// Catch-up push-pull `round` after the first join.
+    CatchUp {
+        round: u32,
+    },
     /// Attempt `attempt` of reliable message `id` may be overdue for its acknowledgement.
     ReliableRetry {
         id: u64,

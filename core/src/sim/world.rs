@@ -159,6 +159,8 @@ impl Simulation {
                 let mut node = sim.fresh_node(i);
                 node.reserve_members(n);
                 node.assume_alive(everyone.iter().cloned(), Instant::ZERO);
+                // As if they had joined through the first three members, like a real deployment.
+                node.remember_seeds(&[0, 1, 2]);
                 sim.nodes[i].node = Some(node);
                 sim.recorder.on_up(i);
                 sim.after_input(i);

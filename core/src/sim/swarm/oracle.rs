@@ -137,11 +137,17 @@ pub fn accuracy_window(s: &Scenario) -> Duration {
     suspicion_max(&slow, s.nodes) * 2 + slow.probe_interval * 10
 }
 
-/// Time for broadcasts and reliable messages to settle after the cluster agrees again: anti-entropy
-/// repairs (push-pull periods) and the reliable retries.
+/// Time for broadcasts and reliable messages to settle after the cluster agrees again: push-pull
+/// periods for the repairs, or, for a hole nobody can fill any more, the time for the news of it to
+/// reach every member by digests plus the retention after which it is given up and reported; and
+/// the reliable retries.
 pub fn settle_bound(s: &Scenario) -> Duration {
     let slow = s.slowest();
-    push_pull_period(&slow, s.nodes) * 3
-        + dissemination(&slow, s.nodes)
-        + slow.reliable_timeout * slow.reliable_attempts
+    let pp = push_pull_period(&slow, s.nodes);
+    let repairs = pp * 3 + dissemination(&slow, s.nodes);
+    // News of a broadcast nobody holds any more spreads from digest to digest, one push-pull at a
+    // time: an epidemic over push-pull periods, `log2 n` of them and a margin.
+    let rounds = libm::ceil(libm::log2(s.nodes.max(2) as f64)) as u32 + 3;
+    let reports = pp * rounds + slow.broadcast_retention + slow.reannounce_interval * 2;
+    repairs.max(reports) + slow.reliable_timeout * slow.reliable_attempts
 }

@@ -165,7 +165,9 @@ impl Runner {
                 Start::Warm => 0,
                 Start::Cold { spacing_ms } => spacing_ms * i as u64,
             };
-            truth.lives[i].push(Life { start, end: None, leaving_since: None });
+            // Warm members, and the first member of a cold start, are members from the start.
+            let joined = (matches!(s.start, Start::Warm) || i == 0).then_some(start);
+            truth.lives[i].push(Life { start, end: None, leaving_since: None, joined });
         }
         let mut runner = Runner {
             s,
@@ -342,7 +344,7 @@ impl Runner {
     fn start_life(&mut self, i: u32) {
         let now = self.now();
         self.truth.new_life(i as usize);
-        self.truth.lives[i as usize].push(Life { start: now, end: None, leaving_since: None });
+        self.truth.lives[i as usize].push(Life { start: now, end: None, leaving_since: None, joined: None });
     }
 
     fn end_life(&mut self, i: u32) {
@@ -557,6 +559,11 @@ impl Runner {
             }
             match event {
                 Event::Failed { id, by, .. } => self.check_accuracy(t, observer, &id, &by),
+                Event::JoinSucceeded { .. } => {
+                    if let Some(l) = self.truth.lives[observer as usize].last_mut() {
+                        l.joined.get_or_insert(t);
+                    }
+                }
                 Event::Message { from, topic, payload, kind } => {
                     let Some(tag) = payload.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) else {
                         continue;
@@ -774,9 +781,10 @@ impl Runner {
         let now = self.now();
         let broadcasts_done =
             self.truth.broadcasts.iter().filter(|b| b.key.is_none() && !b.reported_dropped).all(|b| {
-                (0..self.s.nodes as u32)
-                    .filter(|&r| r != b.origin && self.truth.is_up(r as usize, now))
-                    .all(|r| self.truth.delivered[r as usize].contains_key(&b.tag))
+                (0..self.s.nodes as u32).filter(|&r| r != b.origin && self.truth.is_up(r as usize, now)).all(|r| {
+                    self.truth.delivered[r as usize].contains_key(&b.tag)
+                        || self.truth.missed[r as usize].contains_key(&(b.origin, b.epoch))
+                })
             });
         let mut latest: BTreeMap<(u32, u32), u64> = BTreeMap::new();
         for b in &self.truth.broadcasts {
@@ -794,12 +802,12 @@ impl Runner {
         broadcasts_done && keyed_done && reliable_done
     }
 
-    /// The receiver must hold the broadcast: up from before it was sent (long enough to be known)
-    /// until the end, in one life.
+    /// The receiver must hold the broadcast: a member from before it was sent (long enough to be
+    /// known) until the end, in one life. Broadcasts sent before a member joined are not its own.
     fn eligible(&self, r: u32, sent_at: u64) -> bool {
         let now = self.now();
         let known_after = ms(oracle::formation_bound(&self.s));
-        self.truth.up_throughout(r as usize, sent_at.saturating_sub(known_after), now)
+        self.truth.member_throughout(r as usize, sent_at.saturating_sub(known_after), now)
     }
 
     fn calm(&self, a: u32, b: u32) -> bool {
@@ -903,14 +911,7 @@ impl Runner {
         let slow = self.s.slowest();
         let bound = ms(slow.reliable_timeout * slow.reliable_attempts) + ms(slow.probe_interval);
         for r in self.truth.reliable.clone() {
-            let count = self.truth.reliable_delivered[r.to as usize].get(&r.tag).copied().unwrap_or(0);
-            if count > 1 {
-                self.violation(
-                    Oracle::Reliable,
-                    format!("n{} delivered reliable message #{} {count} times", r.to, r.tag),
-                );
-                continue;
-            }
+            let count = u32::from(self.truth.reliable_ever.contains(&r.tag));
             let sender_lived = self.truth.lives[r.from as usize][r.life].end.is_none_or(|e| e >= r.at + bound);
             if count == 1 || !sender_lived {
                 continue;

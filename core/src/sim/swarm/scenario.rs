@@ -287,7 +287,9 @@ impl Scenario {
                     }
                     up[node as usize] = false;
                     down_count += 1;
-                    if rng.random_bool(0.5) {
+                    // After a partition longer than the reap time only the seeds (the first three)
+                    // bring the sides together: one that crashed for good leaves them apart.
+                    if rng.random_bool(0.5) || (long_partition && node < 3) {
                         // Back soon or after it was declared failed.
                         let back = at + period * rng.random_range(1..=40);
                         self.faults.push(Fault { at_ms: back, kind: FaultKind::Restart { node } });
@@ -301,7 +303,7 @@ impl Scenario {
                     }
                     up[node as usize] = false;
                     down_count += 1;
-                    if rng.random_bool(0.3) {
+                    if rng.random_bool(0.3) || (long_partition && node < 3) {
                         let back = at + period * rng.random_range(5..=40);
                         self.faults.push(Fault { at_ms: back, kind: FaultKind::Restart { node } });
                     }

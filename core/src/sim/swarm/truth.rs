@@ -12,6 +12,9 @@ pub(crate) struct Life {
     pub end: Option<u64>,
     /// When it started a graceful leave, if it did.
     pub leaving_since: Option<u64>,
+    /// When it joined the cluster (its first `JoinSucceeded`, or its start when it began as a
+    /// member); unset while it has not.
+    pub joined: Option<u64>,
 }
 
 /// A broadcast that `broadcast()` accepted.
@@ -98,6 +101,13 @@ impl Truth {
     /// Member `i` runs at `t` and has not started leaving.
     pub fn is_up(&self, i: usize, t: u64) -> bool {
         self.life_at(i, t).is_some_and(|l| self.lives[i][l].leaving_since.is_none_or(|s| t < s))
+    }
+
+    /// Member `i` joined before `t` and ran, without a leave, from then until `to`, in one life.
+    pub fn member_throughout(&self, i: usize, t: u64, to: u64) -> bool {
+        self.lives[i].iter().any(|l| {
+            l.joined.is_some_and(|j| j <= t) && l.end.is_none_or(|e| to < e) && l.leaving_since.is_none_or(|s| to < s)
+        })
     }
 
     /// Member `i` was running, without a leave, over all of `[from, to]`, in one life.
