@@ -19,6 +19,8 @@ pub struct Stats {
     pub repeated_updates_skipped: u64,
     /// Pings addressed to another name (stale address or a misrouted packet).
     pub misdirected_pings: u64,
+    /// Pings from members we did not know, whose record we then asked for.
+    pub unknown_pingers_asked: u64,
     pub pings_sent: u64,
     pub acks_received: u64,
     pub ping_reqs_sent: u64,

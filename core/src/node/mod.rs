@@ -343,7 +343,7 @@ impl<A: Address> Node<A> {
             recent: RecentUpdates::new(hash_seed ^ 6),
             recent_pending: Vec::new(),
             security: Security::new(config.security, &config.label, hash_seed ^ 7),
-            ledger: Ledger::new(hash_seed ^ 8),
+            ledger: Ledger::new(hash_seed ^ 11),
             log: Log::new(config.broadcast_log_depth, hash_seed ^ 9),
             keyed_seq: 0,
             reliable: Reliable::new(hash_seed ^ 10),
@@ -583,7 +583,7 @@ impl<A: Address> Node<A> {
 
     fn handle_message(&mut self, now: Instant, from: &A, message: Message<A>) {
         match message {
-            Message::Ping(ping) => self.handle_ping(ping, from),
+            Message::Ping(ping) => self.handle_ping(ping, from, now),
             Message::Ack { seq } => self.handle_ack(seq, now),
             Message::PingReq { seq, target, target_addr, want_nack } => {
                 self.handle_ping_req(seq, target, target_addr, want_nack, from, now)

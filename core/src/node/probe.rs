@@ -136,13 +136,23 @@ impl<A: Address> Node<A> {
         self.apply_suspect(&target, incarnation, me, None, now);
     }
 
-    pub(super) fn handle_ping(&mut self, ping: Ping, from: &A) {
+    pub(super) fn handle_ping(&mut self, ping: Ping, from: &A, now: Instant) {
         if ping.target != self.local.id {
             self.stats.misdirected_pings += 1;
             return;
         }
         let ack = Message::<A>::Ack { seq: ping.seq };
         self.send_packet(from.clone(), TransmitKind::Ack, |w| ack.encode(w));
+        // A member that knows us and that we do not know (we missed every copy of its news): ask it
+        // for its record. The request and the answer are both small, and rate limited per pinger.
+        if ping.source != self.local.id
+            && self.members.get(&ping.source).is_none()
+            && self.answer_limit.allow(&ping.source, from, now, self.config.probe_interval)
+        {
+            self.stats.unknown_pingers_asked += 1;
+            let msg = Message::MetaRequest { from: self.local.id.clone() };
+            self.send_reliable_message(from.clone(), &msg);
+        }
     }
 
     pub(super) fn handle_ack(&mut self, seq: u32, now: Instant) {

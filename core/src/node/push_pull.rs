@@ -180,7 +180,7 @@ impl<A: Address> Node<A> {
         }
     }
 
-    fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
+    pub(super) fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
         let mut w = Writer::with_capacity(256);
         begin_packet(&mut w, PROTOCOL_VERSION);
         msg.encode(&mut w);

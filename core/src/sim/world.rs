@@ -51,6 +51,8 @@ pub struct SimConfig {
     /// Nodes that do not exist at the start, not even in a warm start's shared view; start them
     /// later with [`Simulation::restart`].
     pub start_later: Vec<usize>,
+    /// The seeds every node joins through in a cold start (a node never joins through itself).
+    pub cold_seeds: Vec<u32>,
 }
 
 impl SimConfig {
@@ -66,6 +68,7 @@ impl SimConfig {
             keyring: None,
             node_configs: Vec::new(),
             start_later: Vec::new(),
+            cold_seeds: alloc::vec![0],
         }
     }
 
@@ -261,7 +264,8 @@ impl Simulation {
                 break;
             }
             self.pending_starts.pop();
-            self.start_node(i as usize, &[0]);
+            let seeds = self.config.cold_seeds.clone();
+            self.start_node(i as usize, &seeds);
         }
         while let Some(d) = self.network.poll_delivery(now) {
             let to = d.to as usize;

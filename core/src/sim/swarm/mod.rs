@@ -22,7 +22,8 @@ mod shrink;
 mod truth;
 
 pub use oracle::{
-    convergence_bound, detection_bound, formation_bound, identity_bound, settle_bound, Oracle, Violation,
+    convergence_bound, detection_bound, formation_bound, identity_bound, recovery_bound, settle_bound, Oracle,
+    Violation,
 };
 pub use run::{run, Outcome};
 pub use scenario::{Encryption, Fault, FaultKind, Preset, Scenario, Start};

@@ -12,6 +12,8 @@
 //! | broadcast | an accepted broadcast reaches every member that was up for the whole run exactly once, or its loss is reported (dropped by the origin, or missed by the receiver); at most once always; at <= 5% loss with no fault touching them, all of them |
 //! | keyed | a keyed broadcast ends at its origin's latest value everywhere, and an older value never follows a newer one |
 //! | reliable | a reliable message is delivered exactly once or its failure is reported to the sender; delivered when nothing stood in the way |
+//! | recovery | a member declared failed while it runs is alive again in its accuser's view within [`recovery_bound`], when nothing stands between them |
+//! | intake | no honest packet is refused on arrival: nothing undecodable, oversized, unauthenticated or taken for a replay |
 //! | growth | no queue or table outgrows its bound |
 //! | panic | nothing panics |
 
@@ -35,13 +37,15 @@ pub enum Oracle {
     Broadcast,
     Keyed,
     Reliable,
+    Recovery,
+    Intake,
     Growth,
     Panic,
 }
 
 impl Oracle {
     /// Every oracle, in report order.
-    pub const ALL: [Oracle; 11] = [
+    pub const ALL: [Oracle; 13] = [
         Oracle::Formation,
         Oracle::Completeness,
         Oracle::Accuracy,
@@ -51,6 +55,8 @@ impl Oracle {
         Oracle::Broadcast,
         Oracle::Keyed,
         Oracle::Reliable,
+        Oracle::Recovery,
+        Oracle::Intake,
         Oracle::Growth,
         Oracle::Panic,
     ];
@@ -128,6 +134,14 @@ pub fn identity_bound(s: &Scenario) -> Duration {
     let slow = s.slowest();
     let n = s.nodes;
     slow.join_timeout + slow.reannounce_interval * 2 + suspicion_max(&slow, n) + dissemination(&slow, n)
+}
+
+/// A member falsely declared failed is alive again in its accuser's view this long after: the
+/// accuser gossips the failure within a gossip interval, whoever holds the member's newer record
+/// answers at once, and the member refutes a claim at its own incarnation as soon as it hears it.
+pub fn recovery_bound(s: &Scenario) -> Duration {
+    let slow = s.slowest();
+    slow.probe_interval + slow.gossip_interval * 15
 }
 
 /// How long a suspicion and its aftermath can take: the window in which a disturbance explains a

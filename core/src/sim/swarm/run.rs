@@ -70,6 +70,7 @@ enum Action {
     CheckFormation,
     CheckCompleteness { victim: u32, crashed_at: u64 },
     CheckIdentity { node: u32, restarted_at: u64 },
+    CheckRecovery { observer: u32, subject: u32, failed_at: u64 },
 }
 
 struct Runner {
@@ -151,6 +152,7 @@ impl Runner {
             keyring: (s.encryption != Encryption::Off).then(|| Keyring::new(keys.0)),
             node_configs,
             start_later: s.late_nodes(),
+            cold_seeds: alloc::vec![0, 1, 2],
         };
         let mut sim = Simulation::new(config);
         sim.set_event_log(true);
@@ -275,6 +277,9 @@ impl Runner {
         self.check_keyed();
         self.check_reliable();
         self.check_growth();
+        for i in self.up_nodes() {
+            self.check_intake(i);
+        }
         let mut violations = self.violations;
         for (oracle, count) in self.counts {
             if count > DETAILS_PER_ORACLE {
@@ -372,6 +377,7 @@ impl Runner {
                 let leaving =
                     self.truth.lives[i as usize].last().is_some_and(|l| l.end.is_none() && l.leaving_since.is_some());
                 if leaving && self.sim.is_up(i as usize) {
+                    self.check_intake(i);
                     self.sim.shut_down(i as usize);
                     self.end_life(i);
                 }
@@ -395,6 +401,9 @@ impl Runner {
             Action::CheckFormation => self.check_formation(),
             Action::CheckCompleteness { victim, crashed_at } => self.check_completeness(victim, crashed_at, now),
             Action::CheckIdentity { node, restarted_at } => self.check_identity(node, restarted_at, now),
+            Action::CheckRecovery { observer, subject, failed_at } => {
+                self.check_recovery(observer, subject, failed_at, now)
+            }
         }
     }
 
@@ -403,6 +412,7 @@ impl Runner {
         match kind {
             FaultKind::Crash { node } => {
                 if self.sim.is_up(node as usize) {
+                    self.check_intake(node);
                     self.sim.crash(node as usize);
                     self.end_life(node);
                     let at = now + ms(oracle::detection_bound(&self.s));
@@ -412,6 +422,7 @@ impl Runner {
             FaultKind::Restart { node } | FaultKind::StartLate { node } => {
                 if self.sim.is_up(node as usize) {
                     // Still gossiping its departure: stop it first, as a supervisor would.
+                    self.check_intake(node);
                     self.sim.shut_down(node as usize);
                     self.end_life(node);
                 }
@@ -570,10 +581,7 @@ impl Runner {
                     };
                     let o = observer as usize;
                     let counts = match (kind, topic.as_str()) {
-                        (MessageKind::Broadcast, TOPIC_BROADCAST | TOPIC_KEYED) => {
-                            self.truth.delivered_anywhere.insert(tag);
-                            &mut self.truth.delivered[o]
-                        }
+                        (MessageKind::Broadcast, TOPIC_BROADCAST | TOPIC_KEYED) => &mut self.truth.delivered[o],
                         (MessageKind::Direct, TOPIC_RELIABLE) => {
                             self.truth.reliable_ever.insert(tag);
                             &mut self.truth.reliable_delivered[o]
@@ -646,9 +654,14 @@ impl Runner {
     }
 
     fn live_sets_agree(&self) -> Result<(), String> {
+        self.live_sets_agree_except(&[])
+    }
+
+    /// As [`Runner::live_sets_agree`], ignoring the members in `skip`.
+    fn live_sets_agree_except(&self, skip: &[u32]) -> Result<(), String> {
         let now = self.now();
-        for o in self.observers() {
-            for j in (0..self.s.nodes as u32).filter(|&j| j != o && !self.leaving(j)) {
+        for o in self.observers().into_iter().filter(|o| !skip.contains(o)) {
+            for j in (0..self.s.nodes as u32).filter(|&j| j != o && !self.leaving(j) && !skip.contains(&j)) {
                 let expected = self.truth.is_up(j as usize, now);
                 if self.believes_live(o, j) != expected {
                     let what = if expected { "running but not live" } else { "down but live" };
@@ -687,7 +700,10 @@ impl Runner {
     }
 
     fn check_formation(&mut self) {
-        if let Err(why) = self.live_sets_agree() {
+        // A member behind a lossy one-way link joins late (its join frame waits out retransmission
+        // timeouts); the bound is for the network the presets are made for.
+        let lossy: Vec<u32> = self.s.asymmetric.iter().flat_map(|&(a, b, _)| [a, b]).collect();
+        if let Err(why) = self.live_sets_agree_except(&lossy) {
             let bound = ms(oracle::formation_bound(&self.s));
             self.violation(Oracle::Formation, format!("{bound} ms after the last member started: {why}"));
         }
@@ -752,7 +768,12 @@ impl Runner {
 
     fn check_accuracy(&mut self, t: u64, observer: u32, id: &NodeId, by: &NodeId) {
         let (Some(x), Some(c)) = (Self::index(id), Self::index(by)) else { return };
-        if !self.truth.is_up(x as usize, t) || self.s.loss > 0.05 {
+        if !self.truth.is_up(x as usize, t) {
+            return;
+        }
+        let at = t + ms(oracle::recovery_bound(&self.s));
+        self.schedule(at, Action::CheckRecovery { observer, subject: x, failed_at: t });
+        if self.s.loss > 0.05 {
             return;
         }
         let w = ms(oracle::accuracy_window(&self.s));
@@ -775,17 +796,70 @@ impl Runner {
         }
     }
 
+    /// `observer` declared running `subject` failed at `failed_at`: by now it must list it live again,
+    /// unless something stood between them meanwhile.
+    fn check_recovery(&mut self, observer: u32, subject: u32, failed_at: u64, now: u64) {
+        let (o, x) = (observer as usize, subject as usize);
+        let lossy = |n: u32| self.s.asymmetric.iter().any(|&(a, b, _)| a == n || b == n);
+        // The storm of claims and refutations after a partition or a stall is the accuracy oracle's
+        // business; this one asks for a quick repair of a failure declared in calm conditions.
+        let from = failed_at.saturating_sub(ms(oracle::accuracy_window(&self.s)));
+        if !self.truth.up_throughout(o, failed_at, now)
+            || !self.truth.up_throughout(x, failed_at, now)
+            || self.truth.any_partition(from, now)
+            || self.truth.disturbed(o, from, now)
+            || self.truth.disturbed(x, from, now)
+            || lossy(observer)
+            || lossy(subject)
+        {
+            return;
+        }
+        if !self.believes_live(observer, subject) {
+            let state = self.sim.node(o).and_then(|n| n.member(&Self::name(subject))).map(|m| (m.state, m.incarnation));
+            self.violation(
+                Oracle::Recovery,
+                format!(
+                    "n{observer} still lists running n{subject} as {state:?} {} ms after declaring it failed at {failed_at} ms",
+                    now - failed_at
+                ),
+            );
+        }
+    }
+
+    /// Checks that node `i` refused no honest packet on arrival. Call before it stops, and at the end.
+    fn check_intake(&mut self, i: u32) {
+        let Some(node) = self.sim.node(i as usize) else { return };
+        let (st, sec) = (node.stats(), node.security_stats());
+        // A member frozen while the key changed could not have applied the change in time.
+        let rotation = self.s.faults.iter().find_map(|f| match f.kind {
+            FaultKind::RotateKey { step_ms } => Some((f.at_ms, f.at_ms + 2 * step_ms)),
+            _ => None,
+        });
+        let frozen_in_rotation = rotation.is_some_and(|(a, b)| self.truth.disturbed(i as usize, a, b));
+        let refused = [
+            ("undecodable", st.decode_errors),
+            ("oversized", st.oversized_dropped),
+            ("taken for replays", sec.replays),
+            ("plaintext while encrypted", sec.plaintext_rejected),
+            ("truncated", sec.truncated),
+            ("without a keyring", sec.no_keyring),
+            ("unsendable", sec.unsendable),
+            ("unauthenticated", if frozen_in_rotation { 0 } else { sec.unauthenticated }),
+        ];
+        for (what, count) in refused {
+            if count > 0 {
+                self.violation(Oracle::Intake, format!("n{i} refused {count} honest packets as {what}"));
+            }
+        }
+    }
+
     /// True when every tracked broadcast and reliable message has reached every member it must
     /// reach, or been reported lost.
     fn settled(&self) -> bool {
         let now = self.now();
-        let broadcasts_done =
-            self.truth.broadcasts.iter().filter(|b| b.key.is_none() && !b.reported_dropped).all(|b| {
-                (0..self.s.nodes as u32).filter(|&r| r != b.origin && self.truth.is_up(r as usize, now)).all(|r| {
-                    self.truth.delivered[r as usize].contains_key(&b.tag)
-                        || self.truth.missed[r as usize].contains_key(&(b.origin, b.epoch))
-                })
-            });
+        let broadcasts_done = self.owed_broadcasts().iter().all(|(&(r, origin, epoch), (count, _, _))| {
+            self.truth.missed[r as usize].get(&(origin, epoch)).copied().unwrap_or(0) >= *count
+        });
         let mut latest: BTreeMap<(u32, u32), u64> = BTreeMap::new();
         for b in &self.truth.broadcasts {
             if let Some(k) = b.key {
@@ -819,42 +893,47 @@ impl Runner {
             && !self.truth.disturbed(b as usize, 0, now)
     }
 
-    fn check_broadcasts(&mut self) {
-        let now = self.now();
+    /// The unkeyed broadcasts owed to each eligible receiver that it neither delivered nor can blame
+    /// on a drop its origin reported, per `(receiver, origin, epoch)`: how many, which tags, and
+    /// whether any of them went missing on a calm network (where nothing excuses a loss).
+    fn owed_broadcasts(&self) -> BTreeMap<(u32, u32, u32), (u64, Vec<u64>, bool)> {
         let n = self.s.nodes as u32;
-        // Exactly once, or reported lost.
-        let mut unaccounted: BTreeMap<(u32, u32, u32), (u64, Vec<u64>)> = BTreeMap::new();
-        let sent = self.truth.broadcasts.clone();
-        for b in sent.iter().filter(|b| b.key.is_none()) {
+        let mut owed: BTreeMap<(u32, u32, u32), (u64, Vec<u64>, bool)> = BTreeMap::new();
+        for b in self.truth.broadcasts.iter().filter(|b| b.key.is_none() && !b.reported_dropped) {
             let origin_ran_on = self.truth.lives[b.origin as usize][b.life].end.is_none();
-            let anyone = self.truth.delivered_anywhere.contains(&b.tag);
+            // A broadcast whose origin stopped is owed to everyone only if a member that still runs
+            // holds it: what only stopped members knew is gone with them.
+            let anyone =
+                (0..n).any(|r| self.sim.is_up(r as usize) && self.truth.delivered[r as usize].contains_key(&b.tag));
             if !origin_ran_on && !anyone {
                 continue;
             }
-            let receivers: Vec<u32> = (0..n).filter(|&r| r != b.origin && self.eligible(r, b.at)).collect();
-            for r in receivers {
+            for r in (0..n).filter(|&r| r != b.origin && self.eligible(r, b.at)) {
                 if self.truth.delivered[r as usize].contains_key(&b.tag) {
                     continue;
                 }
-                if !b.reported_dropped && origin_ran_on && self.calm(r, b.origin) {
-                    self.violation(
-                        Oracle::Broadcast,
-                        format!(
-                            "n{r} never received broadcast #{} (n{} seq {}) on a calm network",
-                            b.tag, b.origin, b.seq
-                        ),
-                    );
-                    continue;
-                }
-                if b.reported_dropped {
-                    continue;
-                }
-                let e = unaccounted.entry((r, b.origin, b.epoch)).or_insert((0, Vec::new()));
+                let e = owed.entry((r, b.origin, b.epoch)).or_insert((0, Vec::new(), false));
                 e.0 += 1;
                 e.1.push(b.tag);
+                e.2 |= origin_ran_on && self.calm(r, b.origin);
             }
         }
-        for ((r, origin, epoch), (count, tags)) in unaccounted {
+        owed
+    }
+
+    fn check_broadcasts(&mut self) {
+        let now = self.now();
+        for ((r, origin, epoch), (count, tags, calm)) in self.owed_broadcasts() {
+            if calm {
+                self.violation(
+                    Oracle::Broadcast,
+                    format!(
+                        "n{r} never received {count} of n{origin}'s broadcasts (first #{}) on a calm network",
+                        tags[0]
+                    ),
+                );
+                continue;
+            }
             let reported = self.truth.missed[r as usize].get(&(origin, epoch)).copied().unwrap_or(0);
             if reported < count {
                 self.violation(

@@ -370,14 +370,14 @@ impl Scenario {
                 }
                 _ if self.encryption == Encryption::Rotating && !rotated => {
                     rotated = true;
-                    FaultKind::RotateKey { step_ms: slow.gossip_interval.as_millis() as u64 * 10 }
+                    FaultKind::RotateKey { step_ms: rotation_step(&slow) }
                 }
                 _ => continue,
             };
             self.faults.push(Fault { at_ms: at, kind });
         }
         if self.encryption == Encryption::Rotating && !rotated {
-            let step_ms = slow.gossip_interval.as_millis() as u64 * 10;
+            let step_ms = rotation_step(&slow);
             self.faults.push(Fault { at_ms: self.faults_from + span / 2, kind: FaultKind::RotateKey { step_ms } });
         }
         self.faults.sort_by_key(|f| f.at_ms);
@@ -501,6 +501,13 @@ impl Scenario {
         self.encryption = Encryption::Off;
         self.faults.retain(|f| !matches!(f.kind, FaultKind::RotateKey { .. }));
     }
+}
+
+/// Time between the steps of a key rotation: longer than any packet or frame stays in flight (a
+/// reliable frame held back by retransmission timeouts takes up to 12.6 s), as an operator waits
+/// before retiring the old key.
+fn rotation_step(slow: &Config) -> u64 {
+    (slow.gossip_interval.as_millis() as u64 * 10).max(15_000)
 }
 
 /// True when every node the fault names exists among `nodes` (partitions are trimmed instead).

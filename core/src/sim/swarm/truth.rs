@@ -59,8 +59,6 @@ pub(crate) struct Truth {
     pub reliable: Vec<SentReliable>,
     /// Deliveries of broadcast tags per receiver's current life: tag -> count.
     pub delivered: Vec<BTreeMap<u64, u32>>,
-    /// Broadcast tags delivered by anyone, ever.
-    pub delivered_anywhere: alloc::collections::BTreeSet<u64>,
     /// Reliable message tags delivered by any life of their receiver.
     pub reliable_ever: alloc::collections::BTreeSet<u64>,
     /// Keyed deliveries per receiver, in order: `(origin, key) -> tags`.
