@@ -113,6 +113,7 @@ fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 
             .prop_map(|(from, join, reply, members)| Message::PushPull { from, join, reply, members }),
         node_id().prop_map(|from| Message::MetaRequest { from }),
         vec(digest_entry(), 0..=8).prop_map(|entries| Message::BroadcastDigest { entries }),
+        vec(digest_entry(), 0..=8).prop_map(|entries| Message::BroadcastPull { entries }),
         (node_id(), any::<u32>(), any::<u64>(), topic(), payload())
             .prop_map(|(from, epoch, id, topic, payload)| Message::Reliable { from, epoch, id, topic, payload }),
         (any::<u32>(), any::<u64>()).prop_map(|(epoch, id)| Message::ReliableAck { epoch, id }),

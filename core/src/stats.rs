@@ -19,7 +19,7 @@ pub struct Stats {
     pub repeated_updates_skipped: u64,
     /// Pings addressed to another name (stale address or a misrouted packet).
     pub misdirected_pings: u64,
-    /// Pings from members we did not know, whose record we then asked for.
+    /// Pings from members we did not know (or held as failed or gone), whose record we then asked for.
     pub unknown_pingers_asked: u64,
     pub pings_sent: u64,
     pub acks_received: u64,
@@ -41,8 +41,10 @@ pub struct Stats {
     pub broadcasts_delivered: u64,
     /// Broadcasts that never arrived and could no longer be repaired (see the `broadcast` module).
     pub broadcasts_missed: u64,
-    /// Broadcasts repaired by push-pull after gossip missed them.
+    /// Broadcasts received through push-pull or a repair request after gossip missed them.
     pub broadcasts_repaired: u64,
+    /// Repair requests sent for broadcasts we had holes in.
+    pub broadcast_pulls_sent: u64,
     /// Our own broadcasts dropped from our full queue before they were sent their full number of
     /// times (each also reported as `Event::BroadcastDropped`).
     pub own_broadcasts_dropped: u64,

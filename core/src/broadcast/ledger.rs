@@ -231,6 +231,22 @@ impl Ledger {
         missed
     }
 
+    /// An origin we have a hole in noticed `age` ago or more, if any.
+    pub fn origin_with_hole_older_than(&self, now: Instant, age: Duration) -> Option<NodeId> {
+        self.origins.iter().find_map(|(id, o)| {
+            let old =
+                o.lives.iter().any(|l| l.holes.values().any(|&noticed| now.saturating_duration_since(noticed) >= age));
+            old.then(|| id.clone())
+        })
+    }
+
+    /// The digest of the lives we have holes in: what a repair request asks for.
+    pub fn digest_of_holes(&self) -> Vec<DigestEntry> {
+        let mut d = self.digest();
+        d.retain(|e| !e.holes.is_empty());
+        d
+    }
+
     /// Open holes, all origins together.
     pub fn holes(&self) -> usize {
         self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum()

@@ -21,7 +21,7 @@ use super::signal::{lock, EventQueue, Rounds, Wakeup};
 use super::transport::{Packet, Router, Transport};
 use super::{ClusterError, EventStream};
 use crate::config::Config;
-use crate::event::{Event, MessageKind};
+use crate::event::{BroadcastId, Event, MessageKind};
 use crate::identity::NodeId;
 use crate::member::{Member, MemberState};
 use crate::node::{Node, Transmit};
@@ -245,30 +245,36 @@ impl Cluster {
         Err(ClusterError::Shutdown)
     }
 
-    /// Broadcasts to every member (each receives it once as a message event).
-    pub fn broadcast(&self, topic: &str, payload: &[u8]) -> Result<(), ClusterError> {
+    /// Broadcasts to every member (each receives it once as a message event; one that misses it gets
+    /// it from another member's push-pull, or reports it in `Event::BroadcastsMissed`). Returns its id,
+    /// which `Event::BroadcastDropped` names if our full queue drops it.
+    pub fn broadcast(&self, topic: &str, payload: &[u8]) -> Result<BroadcastId, ClusterError> {
         self.command(|n, _| n.broadcast(topic, payload, None))?.map_err(ClusterError::Command)
     }
 
     /// Broadcasts under an invalidation key: a newer broadcast from us with the same topic and key
-    /// replaces this one wherever it is still queued (latest-value semantics, e.g. presence state).
-    pub fn broadcast_keyed(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), ClusterError> {
+    /// replaces this one wherever it is still queued (latest-value semantics, e.g. presence state),
+    /// and members that join later receive the latest value.
+    pub fn broadcast_keyed(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<BroadcastId, ClusterError> {
         self.command(|n, _| n.broadcast(topic, payload, Some(key)))?.map_err(ClusterError::Command)
     }
 
     /// Sends a best-effort message to a member (must fit in one packet).
     pub fn send(&self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<(), ClusterError> {
-        self.command(|n, _| n.send(to, topic, payload, false))?.map_err(ClusterError::Command)
+        self.command(|n, now| n.send(to, topic, payload, false, now))?.map_err(ClusterError::Command)
     }
 
-    /// Sends a message to a member over the reliable path (large payloads, up to `max_reliable_size`).
-    pub fn send_reliable(&self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<(), ClusterError> {
-        self.command(|n, _| n.send(to, topic, payload, true))?.map_err(ClusterError::Command)
+    /// Sends a message to a member over the reliable path (large payloads, up to
+    /// `max_reliable_size`). The receiver acknowledges it; it is sent again until it does, and
+    /// `Event::SendFailed` with the returned id reports it lost after `reliable_attempts` tries.
+    pub fn send_reliable(&self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<u64, ClusterError> {
+        self.command(|n, now| n.send_reliable(to, topic, payload, now))?.map_err(ClusterError::Command)
     }
 
-    /// Sends a message to an address, member or not.
+    /// Sends a message to an address, member or not (reliable ones acknowledged as
+    /// [`Cluster::send_reliable`] says).
     pub fn send_to_addr(&self, to: &Addr, topic: &str, payload: &[u8], reliable: bool) -> Result<(), ClusterError> {
-        self.command(|n, _| n.send_to_addr(to.clone(), topic, payload, reliable))?.map_err(ClusterError::Command)
+        self.command(|n, now| n.send_to_addr(to.clone(), topic, payload, reliable, now))?.map_err(ClusterError::Command)
     }
 
     /// Waits until the driver has handed every packet produced so far to the transports. Best-effort
@@ -593,6 +599,13 @@ fn log_event(event: &ClusterEvent) {
             tracing::warn!(member = %id, %known, %claimed, "address conflict")
         }
         Event::JoinFailed { .. } => tracing::warn!("no seed answered the join"),
+        Event::SendFailed { id, to, topic } => tracing::warn!(id, %to, %topic, "reliable message lost"),
+        Event::BroadcastsMissed { origin, count, .. } => {
+            tracing::warn!(%origin, count, "broadcasts missed and no longer repairable")
+        }
+        Event::BroadcastDropped { id, topic } => {
+            tracing::warn!(seq = id.seq, %topic, "own broadcast dropped from a full queue")
+        }
         _ => tracing::trace!(?event, "event"),
     }
 }

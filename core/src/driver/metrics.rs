@@ -66,7 +66,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 31] = [
+        let counters: [(&str, &str, u64); 39] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -86,6 +86,34 @@ impl Metrics {
             ("broadcasts_dropped_total", "Broadcasts dropped from a full queue", s.broadcasts_dropped),
             ("broadcasts_delivered_total", "Broadcasts delivered", s.broadcasts_delivered),
             ("direct_delivered_total", "Direct messages delivered", s.direct_delivered),
+            (
+                "broadcasts_missed_total",
+                "Broadcasts that never arrived and could no longer be repaired",
+                s.broadcasts_missed,
+            ),
+            ("broadcasts_repaired_total", "Broadcasts received through push-pull repair", s.broadcasts_repaired),
+            (
+                "own_broadcasts_dropped_total",
+                "Own broadcasts dropped from a full queue before their last transmit",
+                s.own_broadcasts_dropped,
+            ),
+            (
+                "reliable_retries_total",
+                "Reliable messages sent again for lack of an acknowledgement",
+                s.reliable_retries,
+            ),
+            ("reliable_failed_total", "Reliable messages reported lost", s.reliable_failed),
+            (
+                "reliable_duplicates_total",
+                "Repeated reliable messages acknowledged, not delivered",
+                s.reliable_duplicates,
+            ),
+            ("reliable_stale_total", "Reliable messages too old to tell whether they were delivered", s.reliable_stale),
+            (
+                "unknown_pingers_asked_total",
+                "Pings from unknown members whose record was asked for",
+                s.unknown_pingers_asked,
+            ),
             ("push_pulls_total", "Push-pull exchanges started", s.push_pulls_sent),
             ("address_conflicts_total", "Alive claims rejected as address conflicts", s.address_conflicts),
             (

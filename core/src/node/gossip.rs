@@ -60,6 +60,7 @@ impl<A: Address> Node<A> {
     pub(super) fn on_gossip_tick(&mut self, now: Instant) {
         self.timers.set(now + self.config.gossip_interval, Timer::Gossip);
         self.gossip_round(now, self.config.gossip_nodes);
+        self.pull_repairs(now);
     }
 
     /// Sends queued updates to `fanout` random members: live ones, and ones that died recently enough
@@ -146,9 +147,7 @@ impl<A: Address> Node<A> {
             return;
         }
         self.stats.broadcasts_delivered += 1;
-        if self.frame.in_push_pull {
-            self.stats.broadcasts_repaired += 1;
-        }
+        self.frame.delivered += 1;
         let queue_key = b.key.as_ref().map(|k| UpdateKey::Keyed {
             origin: b.origin.clone(),
             topic: b.topic.clone(),

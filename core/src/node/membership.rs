@@ -108,8 +108,21 @@ impl<A: Address> Node<A> {
     }
 
     /// Queues a membership message about `id` for gossip, replacing older news about the same member.
+    /// Metadata too large for gossip (an `Alive` learned by push-pull carries it whole) is replaced by
+    /// its length, as its owner announces it: receivers fetch it. Left whole, the update would never
+    /// fit in a packet and the news would never spread.
     fn enqueue_member(&mut self, id: &NodeId, message: &Message<A>) {
-        self.membership_updates.push(Some(UpdateKey::Member(id.clone())), 0, message.to_bytes());
+        let bytes = match message {
+            Message::Alive(a) => match &a.meta {
+                MetaField::Included(meta) if meta.len() > self.config.max_gossip_meta => {
+                    let len = meta.len() as u32;
+                    Message::Alive(Alive { meta: MetaField::Omitted { len }, ..a.clone() }).to_bytes()
+                }
+                _ => message.to_bytes(),
+            },
+            _ => message.to_bytes(),
+        };
+        self.membership_updates.push(Some(UpdateKey::Member(id.clone())), 0, bytes);
     }
 
     /// Moves our incarnation just past `incarnation` (a claim not older than ours) and announces we

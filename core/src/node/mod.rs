@@ -242,6 +242,8 @@ pub struct Node<A: Address> {
     reliable: Reliable<A>,
     /// The latest time any input carried (commands without a time of their own use it).
     now: Instant,
+    /// When we last asked a member for broadcasts we have holes in (see `broadcast` repairs).
+    last_repair: Instant,
     /// What the packet being handled asked for once it is all read (see `handle_plain`).
     frame: FrameState<A>,
     /// Counts our announcements about ourselves; their order in the update queue (incarnations wrap,
@@ -259,14 +261,16 @@ struct FrameState<A> {
     answer: Option<(A, bool)>,
     /// This frame answers our join.
     join_reply: bool,
-    /// This frame is a push-pull (broadcasts in it are repairs).
-    in_push_pull: bool,
+    /// Broadcasts this frame delivered (repairs, when the frame turns out to carry a digest).
+    delivered: u64,
     digest: Option<Vec<crate::wire::DigestEntry>>,
+    /// A repair request to answer: the asker and its digest of the lives it has holes in.
+    pull: Option<(A, Vec<crate::wire::DigestEntry>)>,
 }
 
 impl<A> Default for FrameState<A> {
     fn default() -> Self {
-        FrameState { answer: None, join_reply: false, in_push_pull: false, digest: None }
+        FrameState { answer: None, join_reply: false, delivered: 0, digest: None, pull: None }
     }
 }
 
@@ -348,6 +352,7 @@ impl<A: Address> Node<A> {
             keyed_seq: 0,
             reliable: Reliable::new(hash_seed ^ 10),
             now,
+            last_repair: now,
             frame: FrameState::default(),
             announcements: 0,
             incarnation_travel: 0,
@@ -597,6 +602,7 @@ impl<A: Address> Node<A> {
             Message::Broadcast(b) => self.handle_broadcast(b, now),
             Message::Direct { from: sender, topic, payload } => self.handle_direct(sender, topic, payload),
             Message::BroadcastDigest { entries } => self.frame.digest = Some(entries),
+            Message::BroadcastPull { entries } => self.frame.pull = Some((from.clone(), entries)),
             Message::Reliable { from: sender, epoch, id, topic, payload } => {
                 self.handle_reliable(from, sender, epoch, id, topic, payload)
             }

@@ -143,10 +143,11 @@ impl<A: Address> Node<A> {
         }
         let ack = Message::<A>::Ack { seq: ping.seq };
         self.send_packet(from.clone(), TransmitKind::Ack, |w| ack.encode(w));
-        // A member that knows us and that we do not know (we missed every copy of its news): ask it
-        // for its record. The request and the answer are both small, and rate limited per pinger.
+        // A member that knows us and that we do not know, or hold as failed or gone (we missed every
+        // copy of its news: a join, a restart, a refutation): ask it for its record. The request and
+        // the answer are both small, and rate limited per pinger.
         if ping.source != self.local.id
-            && self.members.get(&ping.source).is_none()
+            && self.members.get(&ping.source).is_none_or(|m| !m.state.is_live())
             && self.answer_limit.allow(&ping.source, from, now, self.config.probe_interval)
         {
             self.stats.unknown_pingers_asked += 1;

@@ -126,20 +126,6 @@ impl<A: Address> Node<A> {
             let asker = asker.unwrap_or(&[]);
             let joining = join && asker.is_empty();
             let lacking = self.log.lacking(&self.ledger, asker, joining, budget.saturating_sub(w.len()) / 2);
-            #[cfg(feature = "std")]
-            if std::env::var("SHOAL_DEBUG_PP").is_ok() {
-                std::eprintln!(
-                    "{} {} answers join={join} digest={:?} with {} broadcasts (log {})",
-                    self.now.as_millis(),
-                    self.local.id,
-                    Some(asker).map(|d| d
-                        .iter()
-                        .map(|e| (alloc::string::ToString::to_string(e.origin.as_str()), e.next, e.holes.len()))
-                        .collect::<Vec<_>>()),
-                    lacking.len(),
-                    self.log.len()
-                );
-            }
             for bytes in lacking {
                 w.raw(bytes);
             }
@@ -164,10 +150,14 @@ impl<A: Address> Node<A> {
         self.stats.push_pulls_sent += 1;
     }
 
-    /// Called once every message of a frame was handled: learns from the frame's digest and answers
-    /// a push-pull request with what the asker lacks.
+    /// Called once every message of a frame was handled: learns from the frame's digest, answers a
+    /// push-pull request with what the asker lacks, and a repair request likewise.
     pub(super) fn finish_frame(&mut self, now: Instant) {
         let frame = core::mem::take(&mut self.frame);
+        if frame.digest.is_some() {
+            // Broadcasts that came with a digest came from a push-pull or a repair.
+            self.stats.broadcasts_repaired += frame.delivered;
+        }
         if let Some(digest) = &frame.digest {
             for e in digest {
                 if e.origin != self.local.id {
@@ -177,7 +167,59 @@ impl<A: Address> Node<A> {
         }
         if let Some((to, join)) = frame.answer {
             self.send_push_pull_answering(to, join, true, frame.digest.as_deref());
+        } else if let Some((to, asked)) = frame.pull {
+            self.answer_repair(to, &asked);
         }
+    }
+
+    /// Asks a member for the broadcasts we have holes in, once they have had a few gossip rounds to
+    /// arrive on their own, at most once per protocol period: a hole closes long before a push-pull
+    /// period ends, and members that keep broadcasts a shorter time than we do still hold them.
+    pub(super) fn pull_repairs(&mut self, now: Instant) {
+        if self.status != Status::Running || now < self.last_repair + self.config.probe_interval {
+            return;
+        }
+        let settled = self.config.gossip_interval * 4;
+        let Some(origin) = self.ledger.origin_with_hole_older_than(now, settled) else { return };
+        // The origin keeps what it sent; anyone else may hold it too.
+        let origin_addr = self.members.get(&origin).filter(|m| m.state == MemberState::Alive).map(|m| m.addr.clone());
+        let random = self
+            .members
+            .random_members(1, &mut self.rng, |m| m.state == MemberState::Alive)
+            .first()
+            .map(|m| m.addr.clone());
+        let to = match origin_addr {
+            Some(a) if self.rng.random_bool(0.5) => Some(a),
+            _ => random,
+        };
+        let Some(to) = to else { return };
+        self.last_repair = now;
+        self.stats.broadcast_pulls_sent += 1;
+        let msg = Message::<A>::BroadcastPull { entries: self.ledger.digest_of_holes() };
+        self.send_reliable_message(to, &msg);
+    }
+
+    /// Answers a repair request: the broadcasts the asker's digest lacks that we keep, and our own
+    /// view of those lives (so it learns how far they reached).
+    fn answer_repair(&mut self, to: A, asked: &[DigestEntry]) {
+        let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
+        let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
+        let mut w = Writer::with_capacity(256);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        for bytes in self.log.lacking(&self.ledger, asked, false, budget / 2) {
+            w.raw(bytes);
+        }
+        let ours: Vec<DigestEntry> = self
+            .ledger
+            .digest()
+            .into_iter()
+            .filter(|e| asked.iter().any(|a| a.origin == e.origin && a.epoch == e.epoch))
+            .collect();
+        let digest = Message::<A>::BroadcastDigest { entries: ours }.to_bytes();
+        if w.len() + digest.len() <= budget {
+            w.raw(&digest);
+        }
+        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
     }
 
     pub(super) fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
@@ -197,7 +239,6 @@ impl<A: Address> Node<A> {
         now: Instant,
     ) {
         self.stats.push_pulls_received += 1;
-        self.frame.in_push_pull = true;
         if !reply {
             // Answered once the whole frame is read: the asker's digest follows this message.
             self.frame.answer = Some((from.clone(), join));
@@ -227,6 +268,10 @@ impl<A: Address> Node<A> {
 
     fn merge_record(&mut self, sender: &NodeId, r: MemberRecord<A>, now: Instant) {
         match r.state {
+            // A suspect we do not know of is no news to act on: only the member's own alive record (or
+            // one whose life we can vouch for) should make it a member. Learning it from a suspicion
+            // raises members that died and were forgotten long ago.
+            MemberState::Suspect if self.members.get(&r.id).is_none() => {}
             MemberState::Alive | MemberState::Suspect => {
                 let suspect = r.state == MemberState::Suspect;
                 let (id, incarnation) = (r.id.clone(), r.incarnation);

@@ -128,11 +128,15 @@ impl Cluster {
 
     /// `start`, then run until every node counts all `n` members.
     fn formed(n: usize, config: Config) -> Self {
-        let mut c = Cluster::start(n, config);
+        let mut c = Cluster::start(n, config.clone());
         // Gossip usually converges within a few hundred ms; a member that missed a newcomer's
         // announcement learns it at the next push-pull (5 to 10 s with `Config::local`).
         let converged = c.advance_until(20_000, |c| c.nodes.iter().all(|m| m.cluster_size() == n));
         assert!(converged, "a {n}-node cluster did not converge");
+        // Let the catch-up push-pulls that follow each join run their course: tests that follow
+        // start from a quiet cluster.
+        let catch_up = config.probe_interval * ((1 << super::push_pull::CATCH_UP_ROUNDS) + 1);
+        c.advance(catch_up.as_millis() as u64);
         c
     }
 

@@ -8,9 +8,9 @@
 //! so no nonce repeats within a life and the two spaces never share a prefix.
 //!
 //! Why two: receivers keep one replay window per prefix (see `replay`), and a window only reaches
-//! 128 counters below the newest one it saw. Datagrams go out at once, but a reliable frame may
+//! 1,024 counters below the newest one it saw. Datagrams go out at once, but a reliable frame may
 //! wait behind a TCP connect or a large frame; with one shared counter it could arrive after
-//! datagrams sealed more than 128 packets later and be refused as a replay. In a space of their
+//! datagrams sealed more than 1,024 packets later and be refused as a replay. In a space of their
 //! own, reliable frames only compete with each other, and the transport delivers those in order
 //! per destination.
 

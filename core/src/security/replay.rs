@@ -1,5 +1,5 @@
 //! Replay protection: each sender's nonces are `prefix (8 random bytes) || counter`, so a receiver
-//! can keep, per prefix, the highest counter seen and a 128-wide window below it, and drop any
+//! can keep, per prefix, the highest counter seen and a 1,024-wide window below it, and drop any
 //! packet whose nonce it has already accepted. Only packets that authenticated are recorded, so
 //! forged nonces cannot poison a window.
 //!
@@ -72,8 +72,8 @@ mod tests {
         assert!(g.accept(7, 11), "late but new");
         assert!(!g.accept(7, 11));
         assert!(!g.accept(7, 12));
-        assert!(g.accept(7, 500));
-        assert!(!g.accept(7, 300), "older than the window");
+        assert!(g.accept(7, 5_000));
+        assert!(!g.accept(7, 3_000), "older than the window");
         assert!(g.accept(8, 11), "another sender has its own window");
     }
 

@@ -37,6 +37,7 @@ mod tag {
     pub const BROADCAST_DIGEST: u8 = 12;
     pub const RELIABLE: u8 = 13;
     pub const RELIABLE_ACK: u8 = 14;
+    pub const BROADCAST_PULL: u8 = 15;
 }
 
 /// A direct probe: "are you `target`? answer with an ack carrying `seq`".
@@ -163,6 +164,11 @@ pub enum Message<A> {
         epoch: u32,
         id: u64,
     },
+    /// "Send me what I lack of these lives": a repair request for broadcasts the sender has holes in,
+    /// answered with the broadcasts and a [`Message::BroadcastDigest`].
+    BroadcastPull {
+        entries: Vec<DigestEntry>,
+    },
 }
 
 impl<A: Address> Message<A> {
@@ -197,6 +203,7 @@ impl<A: Address> Message<A> {
             Message::BroadcastDigest { .. } => tag::BROADCAST_DIGEST,
             Message::Reliable { .. } => tag::RELIABLE,
             Message::ReliableAck { .. } => tag::RELIABLE_ACK,
+            Message::BroadcastPull { .. } => tag::BROADCAST_PULL,
         }
     }
 
@@ -276,7 +283,7 @@ impl<A: Address> Message<A> {
                 }
             }
             Message::MetaRequest { from } => from.encode(w),
-            Message::BroadcastDigest { entries } => {
+            Message::BroadcastDigest { entries } | Message::BroadcastPull { entries } => {
                 w.varint(entries.len() as u64);
                 for e in entries {
                     e.origin.encode(w);
@@ -473,7 +480,7 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
             Message::PushPull { from, join: flags & 1 != 0, reply: flags & 2 != 0, members }
         }
         tag::META_REQUEST => Message::MetaRequest { from: NodeId::decode(&mut b)? },
-        tag::BROADCAST_DIGEST => {
+        tag::BROADCAST_DIGEST | tag::BROADCAST_PULL => {
             let count = b.varint()?;
             // An entry takes at least 13 bytes: reject a count the body cannot hold before reserving.
             if count > (b.remaining() / 13) as u64 {
@@ -504,7 +511,11 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
                 let keyed = u64::from_le_bytes(b.array::<8>()?);
                 entries.push(DigestEntry { origin, epoch, next, holes, keyed });
             }
-            Message::BroadcastDigest { entries }
+            if t == tag::BROADCAST_PULL {
+                Message::BroadcastPull { entries }
+            } else {
+                Message::BroadcastDigest { entries }
+            }
         }
         tag::RELIABLE => Message::Reliable {
             from: NodeId::decode(&mut b)?,

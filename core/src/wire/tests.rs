@@ -28,6 +28,7 @@ const META_REQUEST: u8 = 11;
 const BROADCAST_DIGEST: u8 = 12;
 const RELIABLE: u8 = 13;
 const RELIABLE_ACK: u8 = 14;
+const BROADCAST_PULL: u8 = 15;
 
 /// How many pseudo-random buffers the garbage test feeds the decoder (each as three address types).
 const RANDOM_BUFFERS: usize = 200_000;
@@ -291,6 +292,10 @@ fn sample_messages<A: Address>(addrs: &[A; 3]) -> Vec<Message<A>> {
             payload: vec![9; 3_000],
         },
         Message::ReliableAck { epoch: 0, id: 0 },
+        Message::BroadcastPull { entries: Vec::new() },
+        Message::BroadcastPull {
+            entries: vec![DigestEntry { origin: inline_name(), epoch: 3, next: 7, holes: vec![2, 4, 6], keyed: 9 }],
+        },
         Message::ReliableAck { epoch: u32::MAX, id: u64::MAX },
     ];
     let records = member_records(addrs);
@@ -372,7 +377,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
     let mut tags: Vec<u8> = msgs.iter().map(|m| m.to_bytes()[0]).collect();
     tags.sort_unstable();
     tags.dedup();
-    assert_eq!(tags, (1..=14).collect::<Vec<u8>>());
+    assert_eq!(tags, (1..=15).collect::<Vec<u8>>());
     let states: Vec<MemberState> = member_records(&u32_addrs()).iter().map(|r| r.state).collect();
     for s in [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left] {
         assert!(states.contains(&s), "{s:?} missing from the sample records");
@@ -382,7 +387,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
 #[test]
 fn message_tags_are_stable() {
     let n = id("n");
-    let cases: [(Message<u32>, u8); 14] = [
+    let cases: [(Message<u32>, u8); 15] = [
         (Message::Ping(Ping { seq: 1, target: n.clone(), source: n.clone() }), PING),
         (Message::Ack { seq: 1 }, ACK),
         (Message::PingReq { seq: 1, target: n.clone(), target_addr: 1, want_nack: false }, PING_REQ),
@@ -417,6 +422,7 @@ fn message_tags_are_stable() {
         (Message::BroadcastDigest { entries: Vec::new() }, BROADCAST_DIGEST),
         (Message::Reliable { from: n, epoch: 1, id: 1, topic: String::new(), payload: Vec::new() }, RELIABLE),
         (Message::ReliableAck { epoch: 1, id: 1 }, RELIABLE_ACK),
+        (Message::BroadcastPull { entries: Vec::new() }, BROADCAST_PULL),
     ];
     for (msg, tag) in cases {
         assert_eq!(msg.to_bytes()[0], tag, "tag of {msg:?}");
@@ -839,7 +845,7 @@ fn a_message_with_an_unknown_tag_is_skipped_and_its_neighbours_kept() {
     let after: Message<u32> = Message::Ping(Ping { seq: 2, target: id("t"), source: id("s") });
     let bodies: [(u8, Vec<u8>); 5] = [
         (0, Vec::new()),
-        (15, vec![1, 2, 3]),
+        (16, vec![1, 2, 3]),
         // Bytes that would be a malformed message of any known type.
         (99, vec![0xff; 200]),
         (255, vec![0x80; 20_000]),
@@ -1432,4 +1438,8 @@ fn a_digest_whose_holes_do_not_ascend_is_rejected() {
     repeated[at] = 0;
     let (result, _) = decode::<u32>(&packet_of(&[&repeated]));
     assert_eq!(result, Err(DecodeError::InvalidValue));
+}
+
+fn inline_name() -> NodeId {
+    id("puller")
 }

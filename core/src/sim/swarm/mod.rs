@@ -27,7 +27,7 @@ pub use oracle::{
 };
 pub use run::{run, Outcome};
 pub use scenario::{Encryption, Fault, FaultKind, Preset, Scenario, Start};
-pub use shrink::shrink;
+pub use shrink::{shrink, shrink_by};
 
 /// Draws the scenario of `seed` and runs it.
 pub fn run_seed(seed: u64) -> Outcome {

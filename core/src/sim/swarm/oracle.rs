@@ -9,8 +9,8 @@
 //! | convergence | within [`convergence_bound`] of the last fault healing, every member lists exactly the running members as live |
 //! | agreement | once loss stops too, every member lists every running member alive at the incarnation it holds itself |
 //! | identity | a restarted member is alive in every calm member's view within [`identity_bound`] |
-//! | broadcast | an accepted broadcast reaches every member that was up for the whole run exactly once, or its loss is reported (dropped by the origin, or missed by the receiver); at most once always; at <= 5% loss with no fault touching them, all of them |
-//! | keyed | a keyed broadcast ends at its origin's latest value everywhere, and an older value never follows a newer one |
+//! | broadcast | (with push-pull on: it is what repairs and reports) an accepted broadcast reaches every member that was up for the whole run exactly once, or its loss is reported (dropped by the origin, or missed by the receiver); at most once always; at <= 5% loss with no fault touching them, all of them |
+//! | keyed | (with push-pull on) a keyed broadcast ends at its origin's latest value everywhere, and an older value never follows a newer one |
 //! | reliable | a reliable message is delivered exactly once or its failure is reported to the sender; delivered when nothing stood in the way |
 //! | recovery | a member declared failed while it runs is alive again in its accuser's view within [`recovery_bound`], when nothing stands between them |
 //! | intake | no honest packet is refused on arrival: nothing undecodable, oversized, unauthenticated or taken for a replay |
@@ -117,23 +117,37 @@ pub fn detection_bound(s: &Scenario) -> Duration {
 /// After the last fault heals, every member lists exactly the running members as live within this
 /// bound: two push-pull periods (the anti-entropy that repairs anything gossip missed), two
 /// re-announce periods (how split halves find each other again), a suspicion timeout (to refute what
-/// the other side believed), and dissemination.
+/// the other side believed), and dissemination. With push-pull off, a member that missed the news of
+/// another learns of it when that one probes it: within two rounds of probes, `2n` periods.
 pub fn convergence_bound(s: &Scenario) -> Duration {
     let slow = s.slowest();
     let n = s.nodes;
-    push_pull_period(&slow, n) * 2
+    anti_entropy(s)
         + slow.reannounce_interval * 2
         + suspicion_max(&slow, n)
         + slow.join_timeout
         + dissemination(&slow, n)
 }
 
+/// How long anti-entropy takes to repair anything gossip missed: two push-pull periods, or with
+/// push-pull off, two rounds of probes (the member that was missed probes the one that missed it
+/// and is asked for its record), `2n` protocol periods.
+fn anti_entropy(s: &Scenario) -> Duration {
+    let slow = s.slowest();
+    match push_pull_period(&slow, s.nodes) {
+        d if d.is_zero() => slow.probe_interval * (2 * s.nodes as u32),
+        d => d * 2,
+    }
+}
+
 /// A restarted member is alive in every calm member's view this long after it starts: its join, a
-/// re-announce, the refutation of its old death, and dissemination.
+/// re-announce, the refutation of its old death, and dissemination (with push-pull off, a member
+/// that missed all that learns it when the restarted one probes it).
 pub fn identity_bound(s: &Scenario) -> Duration {
     let slow = s.slowest();
     let n = s.nodes;
-    slow.join_timeout + slow.reannounce_interval * 2 + suspicion_max(&slow, n) + dissemination(&slow, n)
+    let repair = if s.push_pull_off { anti_entropy(s) } else { Duration::ZERO };
+    slow.join_timeout + slow.reannounce_interval * 2 + suspicion_max(&slow, n) + dissemination(&slow, n) + repair
 }
 
 /// A member falsely declared failed is alive again in its accuser's view this long after: the

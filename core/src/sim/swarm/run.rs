@@ -857,6 +857,9 @@ impl Runner {
     /// reach, or been reported lost.
     fn settled(&self) -> bool {
         let now = self.now();
+        if self.s.push_pull_off {
+            return self.truth.reliable.iter().all(|r| r.failed_reported || self.truth.reliable_ever.contains(&r.tag));
+        }
         let broadcasts_done = self.owed_broadcasts().iter().all(|(&(r, origin, epoch), (count, _, _))| {
             self.truth.missed[r as usize].get(&(origin, epoch)).copied().unwrap_or(0) >= *count
         });
@@ -923,6 +926,11 @@ impl Runner {
 
     fn check_broadcasts(&mut self) {
         let now = self.now();
+        if self.s.push_pull_off {
+            // Without push-pull nothing repairs or reports a lost broadcast: only at-most-once
+            // (checked as they arrive) is promised.
+            return;
+        }
         for ((r, origin, epoch), (count, tags, calm)) in self.owed_broadcasts() {
             if calm {
                 self.violation(
@@ -950,6 +958,7 @@ impl Runner {
 
     fn check_keyed(&mut self) {
         let n = self.s.nodes as u32;
+        let repaired = !self.s.push_pull_off;
         for r in 0..n {
             let lists: Vec<((u32, u32), Vec<u64>)> =
                 self.truth.keyed[r as usize].iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -969,7 +978,7 @@ impl Runner {
             }
         }
         for ((origin, key), b) in latest {
-            if b.reported_dropped || self.truth.lives[origin as usize][b.life].end.is_some() {
+            if !repaired || b.reported_dropped || self.truth.lives[origin as usize][b.life].end.is_some() {
                 continue;
             }
             let receivers: Vec<u32> = (0..n).filter(|&r| r != origin && self.eligible(r, b.at)).collect();

@@ -123,6 +123,9 @@ pub struct Scenario {
     pub start: Start,
     /// Bytes per second a reliable stream carries.
     pub bandwidth: u64,
+    /// Periodic push-pull switched off on every member (`push_pull_interval = 0`, a valid choice):
+    /// gossip, re-announcing and the pinger look-up must then bring everyone together alone.
+    pub push_pull_off: bool,
     /// The schedule, sorted by time.
     pub faults: Vec<Fault>,
     /// When the fault phase starts (formation is checked just before).
@@ -139,17 +142,28 @@ fn log_uniform(rng: &mut SmallRng, lo: f64, hi: f64) -> f64 {
 impl Scenario {
     /// The configuration member `i` runs.
     pub fn config_of(&self, i: usize) -> Config {
-        self.presets[i % self.presets.len()].config()
+        self.preset_config(self.presets[i % self.presets.len()])
+    }
+
+    fn preset_config(&self, p: Preset) -> Config {
+        let c = p.config();
+        if self.push_pull_off {
+            Config { push_pull_interval: Duration::ZERO, ..c }
+        } else {
+            c
+        }
     }
 
     /// The shortest probe interval in use (what the network must keep up with).
     pub fn fastest(&self) -> Config {
-        self.presets.iter().map(|p| p.config()).min_by_key(|c| c.probe_interval).unwrap_or_else(Config::lan)
+        let c = self.presets.iter().map(|&p| self.preset_config(p)).min_by_key(|c| c.probe_interval);
+        c.unwrap_or_else(Config::lan)
     }
 
     /// The longest probe interval in use (what the bounds must wait for).
     pub fn slowest(&self) -> Config {
-        self.presets.iter().map(|p| p.config()).max_by_key(|c| c.probe_interval).unwrap_or_else(Config::lan)
+        let c = self.presets.iter().map(|&p| self.preset_config(p)).max_by_key(|c| c.probe_interval);
+        c.unwrap_or_else(Config::lan)
     }
 
     /// When the last member of a cold start starts (0 for a warm start).
@@ -183,10 +197,13 @@ impl Scenario {
         self.faults.iter().map(end).max().unwrap_or(self.faults_from).max(self.faults_from)
     }
 
-    /// Draws the scenario of `seed`.
+    /// Draws the scenario of `seed`. Each aspect (the cluster, the network, the fault schedule, each
+    /// later addition) draws from a stream of its own, so that a new aspect leaves every existing
+    /// seed's other draws as they were: a regression seed keeps meaning the same scenario.
     pub fn draw(seed: u64) -> Scenario {
-        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5357_4152_4d21);
-        let nodes = libm::round(log_uniform(&mut rng, 3.0, 200.0)) as usize;
+        let stream = |aspect: u64| SmallRng::seed_from_u64(seed ^ aspect.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = stream(1);
+        let nodes = (libm::floor(log_uniform(&mut rng, 3.0, 201.0)) as usize).min(200);
         let all = [Preset::Local, Preset::Local, Preset::Browser, Preset::Lan, Preset::Lan, Preset::Wan];
         let presets = if rng.random_bool(0.3) {
             let a = all[rng.random_range(0..all.len())];
@@ -209,12 +226,15 @@ impl Scenario {
             encryption: Encryption::Off,
             start: Start::Warm,
             bandwidth: 0,
+            push_pull_off: false,
             faults: Vec::new(),
             faults_from: 0,
             removed: Vec::new(),
         };
+        s.push_pull_off = stream(5).random_bool(0.1);
         // The network must be one the fastest preset is configured for: round trips well inside its
         // probe timeout (the preset docs' advice).
+        let mut rng = stream(2);
         let cap = (s.fastest().probe_timeout.as_millis() as u64 / 8).max(1);
         s.latency_ms = rng.random_range(0..=cap);
         s.jitter_ms = rng.random_range(0..=cap / 2);
@@ -230,6 +250,7 @@ impl Scenario {
                 s.asymmetric.push((from, to, rng.random_range(0.3..=1.0)));
             }
         }
+        let mut rng = stream(4);
         s.encryption = match rng.random_range(0..20) {
             0..=11 => Encryption::Off,
             12..=16 => Encryption::On,
@@ -240,7 +261,7 @@ impl Scenario {
             s.start = Start::Cold { spacing_ms: spacing };
         }
         s.bandwidth = [1_000_000, 10_000_000, 100_000_000][rng.random_range(0..3)];
-        s.draw_faults(&mut rng);
+        s.draw_faults(&mut stream(3));
         s
     }
 
@@ -391,9 +412,10 @@ impl Scenario {
             Start::Cold { spacing_ms } => format!("cold/{spacing_ms}ms"),
         };
         format!(
-            "n={} presets={} latency={}ms jitter={}ms loss={:.3} asymmetric={:?} encryption={:?} start={} faults={}",
+            "n={} presets={}{} latency={}ms jitter={}ms loss={:.3} asymmetric={:?} encryption={:?} start={} faults={}",
             self.nodes,
             presets.join("+"),
+            if self.push_pull_off { " (push-pull off)" } else { "" },
             self.latency_ms,
             self.jitter_ms,
             self.loss,

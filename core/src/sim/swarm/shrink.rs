@@ -11,10 +11,19 @@ use super::scenario::Scenario;
 /// A smaller scenario that still fails `oracle`, and its outcome, after at most `budget` runs.
 /// Returns `None` if `scenario` does not fail `oracle` in the first place.
 pub fn shrink(scenario: &Scenario, oracle: Oracle, budget: usize) -> Option<(Scenario, Outcome)> {
-    let fails = |s: &Scenario| {
+    shrink_by(scenario, budget, |s| {
         let o = run(s);
         o.violations.iter().any(|v| v.oracle == oracle).then_some(o)
-    };
+    })
+}
+
+/// The shrinking search with any failure test: `fails` returns the outcome of a scenario that still
+/// fails, `None` otherwise.
+pub fn shrink_by(
+    scenario: &Scenario,
+    budget: usize,
+    fails: impl Fn(&Scenario) -> Option<Outcome>,
+) -> Option<(Scenario, Outcome)> {
     let mut best_outcome = fails(scenario)?;
     let mut best = scenario.clone();
     let mut runs = 1;

@@ -70,7 +70,16 @@ impl Printer {
                 self.note(&format!("refuted a suspicion of us (incarnation {incarnation})"))
             }
             Event::HealthChanged { score, .. } => self.note(&format!("local health score {score}")),
-            Event::Message { .. } | Event::JoinSucceeded { .. } | Event::JoinFailed { .. } => {}
+            Event::SendFailed { id, to, topic } => {
+                self.note(&format!("reliable message {id} ({topic}) to {to} was not acknowledged: lost"))
+            }
+            Event::BroadcastsMissed { origin, count, .. } => {
+                self.note(&format!("missed {count} broadcasts from {origin} that can no longer be repaired"))
+            }
+            Event::BroadcastDropped { id, topic } => {
+                self.note(&format!("our broadcast {} ({topic}) was dropped from the full queue", id.seq))
+            }
+            _ => {}
         }
     }
 }

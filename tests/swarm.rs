@@ -1,0 +1,115 @@
+//! The swarm simulation's own guarantees: a seed replays bit for bit, the shrinker keeps only what a
+//! failure needs, a shrunk scenario replays from its spec, and every regression seed passes every
+//! oracle. (The campaign of fresh seeds runs from `tests/run-all` with the release build:
+//! `shoal-sim swarm --seeds 500`.)
+
+use shoal_core::sim::swarm::{self, FaultKind, Oracle, Outcome, Scenario, Violation};
+
+/// Seeds whose scenario failed an oracle once, each with what it found. They must pass forever.
+const REGRESSION_SEEDS: &[(u64, &str)] = &[];
+
+#[test]
+fn every_regression_seed_passes_every_oracle() {
+    let seeds: Vec<u64> = REGRESSION_SEEDS.iter().map(|&(s, _)| s).collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let report = swarm::campaign(&seeds, threads, &|_| {});
+    for o in &report.failures {
+        let what = REGRESSION_SEEDS.iter().find(|&&(s, _)| s == o.scenario.seed).map_or("", |&(_, w)| w);
+        eprintln!("seed {} ({what}) failed: {:?}", o.scenario.seed, o.violations);
+    }
+    assert!(report.failures.is_empty(), "{} regression seeds failed", report.failures.len());
+    assert_eq!(report.seeds, seeds.len());
+}
+
+#[test]
+fn a_seed_replays_bit_for_bit() {
+    for seed in [3, 44, 1_000_001] {
+        let (a, b) = (swarm::run_seed(seed), swarm::run_seed(seed));
+        assert_eq!(a.scenario, b.scenario);
+        assert_eq!((a.simulated_ms, a.packets, a.broadcasts), (b.simulated_ms, b.packets, b.broadcasts), "seed {seed}");
+        assert_eq!(a.violations, b.violations, "seed {seed}");
+        assert!(a.packets > 0, "seed {seed} simulated something");
+    }
+}
+
+/// A stand-in for a protocol defect: a scenario "fails" whenever it crashes a member.
+fn fails_when_a_member_crashes(s: &Scenario) -> Option<Outcome> {
+    let crashes = s.faults.iter().any(|f| matches!(f.kind, FaultKind::Crash { .. }));
+    crashes.then(|| Outcome {
+        scenario: s.clone(),
+        violations: vec![Violation { oracle: Oracle::Completeness, at_ms: 0, detail: String::from("a crash") }],
+        simulated_ms: 0,
+        packets: 0,
+        broadcasts: 0,
+        reliable_messages: 0,
+    })
+}
+
+#[test]
+fn the_shrinker_keeps_only_what_a_failure_needs() {
+    // A large scenario with many faults, among them a crash of one of the first three members.
+    let seed = (0..10_000)
+        .find(|&s| {
+            let sc = Scenario::draw(s);
+            sc.nodes > 20
+                && sc.faults.len() > 6
+                && sc.faults.iter().any(|f| matches!(f.kind, FaultKind::Crash { node } if node < 3))
+        })
+        .expect("some seed draws a large scenario with such a crash");
+    let scenario = Scenario::draw(seed);
+    let (smaller, outcome) = swarm::shrink_by(&scenario, 500, fails_when_a_member_crashes).expect("it fails");
+    assert_eq!(outcome.violations[0].oracle, Oracle::Completeness);
+    assert_eq!(smaller.faults.len(), 1, "only one crash is left: {:?}", smaller.faults);
+    assert!(matches!(smaller.faults[0].kind, FaultKind::Crash { .. }));
+    assert_eq!(smaller.nodes, 3, "the cluster shrank from {} to the smallest", scenario.nodes);
+    assert_eq!(smaller.loss, 0.0);
+    assert!(smaller.asymmetric.is_empty());
+}
+
+#[test]
+fn a_shrunk_scenario_replays_from_its_spec() {
+    let seed = (0..10_000).find(|&s| Scenario::draw(s).faults.len() > 4).expect("a scenario with faults");
+    let (smaller, _) = swarm::shrink_by(&Scenario::draw(seed), 50, fails_when_a_member_crashes)
+        .or_else(|| Some((Scenario::draw(seed), swarm::run_seed(seed))))
+        .expect("a scenario");
+    let spec = smaller.spec();
+    assert_eq!(Scenario::from_spec(&spec).as_ref(), Ok(&smaller), "spec {spec}");
+    assert_eq!(Scenario::from_spec(&seed.to_string()), Ok(Scenario::draw(seed)));
+    assert!(Scenario::from_spec("12:n=abc").is_err());
+    assert!(Scenario::from_spec("12:bogus").is_err());
+}
+
+#[test]
+fn a_drawn_scenario_stays_within_the_ranges_the_issue_asks_for() {
+    let mut sizes = (usize::MAX, 0);
+    let (mut long_partitions, mut mixed, mut encrypted, mut cold, mut lossy) = (0, 0, 0, 0, 0);
+    for seed in 0..2_000 {
+        let s = Scenario::draw(seed);
+        sizes = (sizes.0.min(s.nodes), sizes.1.max(s.nodes));
+        assert!((0.0..=0.2).contains(&s.loss), "seed {seed}: loss {}", s.loss);
+        let reap = s.slowest().dead_member_reap_time.as_millis() as u64;
+        long_partitions += usize::from(
+            s.faults.iter().any(|f| matches!(&f.kind, FaultKind::Partition { for_ms, .. } if *for_ms > reap)),
+        );
+        mixed += usize::from(s.presets.len() > 1);
+        encrypted += usize::from(s.encryption != swarm::Encryption::Off);
+        cold += usize::from(matches!(s.start, swarm::Start::Cold { .. }));
+        lossy += usize::from(s.loss > 0.05);
+        let depth = s.config_of(0).broadcast_queue_depth as u32;
+        for f in &s.faults {
+            if let FaultKind::Broadcasts { count, .. } = f.kind {
+                assert!(count <= depth, "bursts stay within the queue depth");
+            }
+        }
+    }
+    assert_eq!(sizes, (3, 200));
+    for (what, count) in [
+        ("long partitions", long_partitions),
+        ("mixed presets", mixed),
+        ("encrypted", encrypted),
+        ("cold starts", cold),
+        ("lossy", lossy),
+    ] {
+        assert!(count > 100, "{what}: only {count} of 2,000 seeds");
+    }
+}
