@@ -24,6 +24,8 @@ mod gossip;
 mod membership;
 mod probe;
 mod push_pull;
+#[cfg(feature = "sim")]
+pub(crate) use push_pull::CATCH_UP_ROUNDS;
 mod recent;
 mod reliable;
 mod timers;

@@ -3,11 +3,11 @@
 //!
 //! | oracle | property |
 //! |---|---|
-//! | formation | members that started together all know each other within [`formation_bound`] of the last start |
+//! | formation | at <= 5% loss, members that started together all know each other within [`formation_bound`] of the last start |
 //! | completeness | a crashed member is declared failed by every calm member within [`detection_bound`] |
 //! | accuracy | at <= 5% loss, nobody declares a member failed while it runs, unless a partition, a stall, a slow receiver, a lossy one-way link or a forged accusation touched it or its accuser |
 //! | convergence | within [`convergence_bound`] of the last fault healing, every member lists exactly the running members as live |
-//! | agreement | once loss stops too, every member lists every running member alive at the incarnation it holds itself |
+//! | agreement | (with push-pull on: it repairs missed incarnations) once loss stops too, every member lists every running member alive at the incarnation it holds itself |
 //! | identity | a restarted member is alive in every calm member's view within [`identity_bound`] |
 //! | broadcast | (with push-pull on: it is what repairs and reports) an accepted broadcast reaches every member that was up for the whole run exactly once, or its loss is reported (dropped by the origin, or missed by the receiver); at most once always; at <= 5% loss with no fault touching them, all of them |
 //! | keyed | (with push-pull on) a keyed broadcast ends at its origin's latest value everywhere, and an older value never follows a newer one |

@@ -247,7 +247,9 @@ impl Runner {
         for &(from, to, _) in &self.s.asymmetric.clone() {
             self.sim.network_mut().set_link_between(from, to, None);
         }
-        if converged {
+        // With push-pull off nothing repairs an incarnation a member missed (a refutation, new
+        // metadata) until the next change: only the live sets must agree.
+        if converged && !self.s.push_pull_off {
             let deadline = self.now() + bound;
             loop {
                 match self.incarnations_agree() {
@@ -700,6 +702,11 @@ impl Runner {
     }
 
     fn check_formation(&mut self) {
+        // Gossip reaches everyone with high probability, not certainty: at more than 5% loss a member
+        // may miss a join and learn of it from anti-entropy (the convergence oracle's bound).
+        if self.s.loss > 0.05 {
+            return;
+        }
         // A member behind a lossy one-way link joins late (its join frame waits out retransmission
         // timeouts); the bound is for the network the presets are made for.
         let lossy: Vec<u32> = self.s.asymmetric.iter().flat_map(|&(a, b, _)| [a, b]).collect();

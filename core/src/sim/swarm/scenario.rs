@@ -550,11 +550,13 @@ fn fault_fits(f: &Fault, nodes: u32) -> bool {
 }
 
 /// How long after the last member of a cold start starts every member must know every other: the
-/// join round trip, then a few gossip rounds for the news of each join to reach everyone. Far below
-/// a push-pull period, which is what members that started together used to wait for.
+/// join (up to `join_timeout`), the catch-up push-pulls that follow it (done `2^rounds` protocol
+/// periods later), and dissemination of the news with a margin for loss. Far below a push-pull
+/// period, which is what members that started together used to wait for.
 pub fn formation_bound(s: &Scenario) -> Duration {
     let slow = s.slowest();
     let n = s.nodes.max(2) as f64;
-    let rounds = libm::ceil(libm::log2(n)) as u32 + 10;
-    slow.join_timeout + slow.probe_interval * 4 + slow.gossip_interval * rounds
+    let rounds = 3 * libm::ceil(libm::log2(n)) as u32 + 20;
+    let catch_up = slow.probe_interval * (1 << crate::node::CATCH_UP_ROUNDS);
+    slow.join_timeout + catch_up + slow.gossip_interval * rounds
 }

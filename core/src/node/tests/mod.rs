@@ -24,7 +24,11 @@ use crate::event::{Event, MessageKind};
 use crate::identity::NodeId;
 use crate::member::{Member, MemberState};
 use crate::time::Instant;
-use crate::wire::{begin_packet, decode_packet, Alive, Message, MetaField, Writer, PROTOCOL_VERSION};
+use crate::wire::{begin_packet, decode_packet, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
+
+mod broadcasts;
+mod findings;
+mod reliable;
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.
 const MAX_STEPS: usize = 200_000;

@@ -1,0 +1,86 @@
+//! Defects the swarm simulation found, each kept fixed.
+
+use super::*;
+
+#[test]
+fn metadata_too_large_for_gossip_learned_by_push_pull_still_spreads_by_gossip() {
+    // Found by the swarm (seed 30037): an `Alive` learned from a push-pull record carries the
+    // metadata whole; queued for gossip as it was, it never fit in a packet, so the news of the new
+    // incarnation never spread and half the cluster kept the old one for good.
+    let config = Config { push_pull_interval: Duration::ZERO, ..Config::local() };
+    let mut c = Cluster::formed(3, config.clone());
+    let big = vec![b'm'; config.max_gossip_meta + 100];
+    let now = c.now;
+    c.nodes[2].set_metadata(&big, now).unwrap();
+    // Member 1 learns the new record only through a push-pull with member 2.
+    c.blocked.insert((2, 1));
+    c.deliver_all();
+    c.blocked.clear();
+    let now = c.now;
+    c.nodes[1].join(&[2], now).unwrap();
+    c.deliver_all();
+    let incarnation = c.node(2).incarnation();
+    assert_eq!(c.node(1).member(&id("c")).map(|m| m.incarnation), Some(incarnation));
+    // Whatever member 1 gossips about member 2 now fits in a packet, metadata announced by length.
+    let mark = c.log.len();
+    c.advance(2_000);
+    let carried = c.log[mark..].iter().filter(|s| s.from == 1 && !s.reliable).any(|s| {
+        decode(&s.bytes).iter().any(|m| {
+            matches!(m, Message::Alive(a) if a.id == id("c") && a.incarnation == incarnation
+                && matches!(a.meta, MetaField::Omitted { len } if len as usize == big.len()))
+        })
+    });
+    assert!(carried, "member 1 gossips member 2's new record");
+    assert_eq!(c.node(1).queued_updates().0, 0, "nothing is stuck in the queue");
+}
+
+#[test]
+fn a_suspicion_of_a_member_nobody_remembers_does_not_bring_it_back() {
+    // Found by the swarm (seed 31895): a member cut off for long still held a long-dead member as
+    // suspect; its push-pull records made everyone who had forgotten the dead member learn it again
+    // (`Joined`), suspect it and fail it, over and over.
+    let mut c = Cluster::formed(2, Config::local());
+    c.clear_events();
+    let ghost = MemberRecord {
+        id: id("ghost"),
+        addr: 99u32,
+        incarnation: 3,
+        state: MemberState::Suspect,
+        meta: Vec::new(),
+        min_version: 1,
+        max_version: 1,
+    };
+    let msg = Message::PushPull { from: id("b"), join: false, reply: true, members: vec![ghost] };
+    let mut w = Writer::default();
+    begin_packet(&mut w, PROTOCOL_VERSION);
+    msg.encode(&mut w);
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, w.as_slice()).unwrap();
+    c.collect();
+    assert!(c.node(0).member(&id("ghost")).is_none());
+    assert!(!c.events(0).iter().any(|e| matches!(e, Event::Joined(m) if m.id == id("ghost"))));
+}
+
+#[test]
+fn a_member_that_missed_a_restart_learns_of_it_when_the_restarted_member_probes_it() {
+    // Found by the swarm (seed 32461), push-pull off: a member that held a restarted member as left
+    // kept it so; now a ping from a member it holds as gone makes it ask for that member's record.
+    let config = Config { push_pull_interval: Duration::ZERO, ..Config::local() };
+    let mut c = Cluster::formed(3, config.clone());
+    let now = c.now;
+    c.nodes[2].leave(now);
+    c.advance(1_000);
+    assert_eq!(c.node(0).member(&id("c")).map(|m| m.state), Some(MemberState::Left));
+    // c comes back; a hears nothing of it from b, and from c only its probes and the answer to a's
+    // request for its record (a reliable frame).
+    c.restart(2, "c", config.clone());
+    c.blocked.insert((1, 0));
+    c.drop_rule =
+        Some(Box::new(|from, t: &Transmit<u32>| from == 2 && t.to == 0 && t.kind != TransmitKind::Ping && !t.reliable));
+    let now = c.now;
+    c.nodes[2].join(&[1], now).unwrap();
+    let back = c.advance_until(20_000, |c| c.node(0).member(&id("c")).is_some_and(|m| m.state.is_live()));
+    c.drop_rule = None;
+    assert!(back, "a learns c is back from c's own record");
+    assert!(c.node(0).stats().unknown_pingers_asked >= 1);
+}
