@@ -52,6 +52,8 @@ struct Queued {
     bytes: Vec<u8>,
     /// Our own broadcast: reported if the queue drops it before its last transmit.
     own: Option<(BroadcastId, String)>,
+    /// Sent twice the usual number of times (news of a member joining).
+    boost: bool,
 }
 
 /// A bounded queue of encoded updates awaiting piggybacking.
@@ -109,7 +111,14 @@ impl UpdateQueue {
     /// update of the same key unless that one has a higher `order` (then the new one is discarded and
     /// `false` returned).
     pub fn push(&mut self, key: Option<UpdateKey>, order: u64, bytes: Vec<u8>) -> bool {
-        self.push_own(key, order, bytes, None)
+        self.push_item(key, order, bytes, None, false)
+    }
+
+    /// As [`UpdateQueue::push`], for news that must reach everyone with near certainty (a member
+    /// joining, which otherwise goes unnoticed until anti-entropy): sent twice the usual number of
+    /// times, so the chance a member misses every copy is squared.
+    pub fn push_boosted(&mut self, key: Option<UpdateKey>, order: u64, bytes: Vec<u8>) -> bool {
+        self.push_item(key, order, bytes, None, true)
     }
 
     /// As [`UpdateQueue::push`], for one of our own broadcasts: if the full queue later drops it
@@ -120,6 +129,17 @@ impl UpdateQueue {
         order: u64,
         bytes: Vec<u8>,
         own: Option<(BroadcastId, String)>,
+    ) -> bool {
+        self.push_item(key, order, bytes, own, false)
+    }
+
+    fn push_item(
+        &mut self,
+        key: Option<UpdateKey>,
+        order: u64,
+        bytes: Vec<u8>,
+        own: Option<(BroadcastId, String)>,
+        boost: bool,
     ) -> bool {
         if let Some(k) = &key {
             if let Some(slot) = self.by_key.get(k).copied() {
@@ -140,7 +160,7 @@ impl UpdateQueue {
         if let Some(k) = &key {
             self.by_key.insert(k.clone(), slot);
         }
-        self.items.insert(slot, Queued { key, order, bytes, own });
+        self.items.insert(slot, Queued { key, order, bytes, own, boost });
         while self.items.len() > self.depth {
             if let Some((_, evicted)) = self.items.pop_last() {
                 if let Some(k) = evicted.key {
@@ -178,7 +198,7 @@ impl UpdateQueue {
         for slot in &chosen {
             if let Some(q) = self.items.remove(slot) {
                 let transmits = slot.0 + 1;
-                if transmits >= limit {
+                if transmits >= limit << u32::from(q.boost) {
                     if let Some(k) = &q.key {
                         self.by_key.remove(k);
                     }
@@ -271,6 +291,14 @@ mod tests {
         let mut w = Writer::default();
         assert_eq!(q.fill(&mut w, 4, 10), 1);
         assert_eq!(w.as_slice(), &[1, 1, 1, 1], "the oldest leaves first");
+    }
+
+    #[test]
+    fn a_boosted_update_is_sent_twice_as_many_times() {
+        let mut q = UpdateQueue::new(16, 0, Order::NewestFirst);
+        q.push_boosted(key("joined"), 0, alloc::vec![1; 4]);
+        let sent = (0..10).take_while(|_| q.fill(&mut Writer::default(), 100, 3) == 1).count();
+        assert_eq!(sent, 6);
     }
 
     #[test]

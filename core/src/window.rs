@@ -10,6 +10,15 @@
 pub(crate) const WINDOW: u64 = 1_024;
 const WORDS: usize = (WINDOW / 64) as usize;
 
+/// What [`SeqWindow::classify`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Seen {
+    New,
+    Before,
+    /// Older than the window reaches: whether it was seen is no longer known.
+    TooOld,
+}
+
 /// The highest sequence number seen and a bitmap of the ones just below it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SeqWindow {
@@ -24,6 +33,17 @@ impl SeqWindow {
         let mut seen = [0; WORDS];
         seen[0] = 1;
         SeqWindow { highest: first, seen }
+    }
+
+    /// Records `seq` and says whether it is new, seen before, or too old to tell.
+    pub fn classify(&mut self, seq: u64) -> Seen {
+        if seq.saturating_add(WINDOW) <= self.highest {
+            Seen::TooOld
+        } else if self.accept(seq) {
+            Seen::New
+        } else {
+            Seen::Before
+        }
     }
 
     /// Records `seq`; true if it was not seen before. Anything older than the window counts as seen.

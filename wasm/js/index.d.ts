@@ -158,6 +158,12 @@ export interface JoinFailedEvent { type: "join-failed"; seeds: string[] }
 export interface ConflictEvent { type: "conflict"; member: string; known: string; claimed: string }
 /** We were suspected or declared dead and refuted it. */
 export interface RefutedEvent { type: "refuted"; incarnation: number }
+/** A reliable message we sent (`id`, as `send` returned it) was never acknowledged: it may be lost. */
+export interface SendFailedEvent { type: "send-failed"; id: number; to: string; topic: string }
+/** `origin` sent `count` broadcasts that never reached us and that no member can hand over any more. */
+export interface BroadcastsMissedEvent { type: "broadcasts-missed"; origin: string; count: number }
+/** Our full queue dropped one of our broadcasts before it was sent its full number of times. */
+export interface BroadcastDroppedEvent { type: "broadcast-dropped"; topic: string }
 /** The relay connection dropped; the member keeps running and reconnects (unless `reconnect: false`). */
 export interface DisconnectEvent { type: "disconnect"; reason: string }
 /** The relay connection is back, at the same address, after `attempts` tries and `downtimeMs`. */
@@ -179,6 +185,9 @@ export type ShoalEvent =
   | JoinFailedEvent
   | ConflictEvent
   | RefutedEvent
+  | SendFailedEvent
+  | BroadcastsMissedEvent
+  | BroadcastDroppedEvent
   | DisconnectEvent
   | ReconnectEvent
   | ShutdownEvent;
@@ -204,7 +213,13 @@ export interface Metrics {
   refutations: number;
   broadcastsDelivered: number;
   broadcastsDropped: number;
+  /** Broadcasts that never arrived and could no longer be repaired. */
+  broadcastsMissed: number;
+  /** Broadcasts received from another member's log after gossip missed them. */
+  broadcastsRepaired: number;
   directDelivered: number;
+  reliableRetries: number;
+  reliableFailed: number;
   pushPulls: number;
   queuedMembershipUpdates: number;
   queuedBroadcasts: number;
@@ -285,7 +300,8 @@ export declare class Shoal {
    * the same topic and key replaces this one where still queued. Must fit in one packet. */
   broadcast(topic: string, data: Bytes, options?: { key?: Bytes }): void;
   /** Sends to the member named `name` (best-effort unless `reliable`). */
-  send(name: string, topic: string, data: Bytes, options?: SendOptions | boolean): void;
+  /** A reliable send returns its id (see `send-failed`); a best-effort one returns undefined. */
+  send(name: string, topic: string, data: Bytes, options?: SendOptions | boolean): number | undefined;
   /** Sends to an address, member or not. */
   sendTo(addr: string, topic: string, data: Bytes, options?: SendOptions | boolean): void;
   /** Replaces our metadata and announces it. */

@@ -73,8 +73,8 @@ export function prometheusText(m) {
 const METRIC_NAMES = [
   "membersAlive", "membersSuspect", "membersFailed", "membersLeft", "packetsSent", "packetsReceived",
   "bytesSent", "bytesReceived", "decodeErrors", "probes", "probesFailed", "suspicionsRaised",
-  "failuresDeclared", "refutations", "broadcastsDelivered", "broadcastsDropped", "directDelivered",
-  "pushPulls", "queuedMembershipUpdates", "queuedBroadcasts", "healthScore", "incarnation",
+  "failuresDeclared", "refutations", "broadcastsDelivered", "broadcastsDropped", "broadcastsMissed",
+  "broadcastsRepaired", "directDelivered", "reliableRetries", "reliableFailed", "pushPulls", "queuedMembershipUpdates", "queuedBroadcasts", "healthScore", "incarnation",
   "transportErrors", "droppedEvents", "reliableDropped",
 ];
 const METRIC_GROUPS = {
@@ -506,10 +506,14 @@ export function makeShoal(load, platform = {}) {
       this.#node.broadcast(topic, toBytes(data), key === undefined ? undefined : toBytes(key, "key"));
     }
 
-    /** Sends `data` to the member called `name`: one best-effort packet, or `{ reliable: true }`. */
+    /**
+     * Sends `data` to the member called `name`: one best-effort packet, or `{ reliable: true }`,
+     * acknowledged and retried; a reliable send returns its id, which a `send-failed` event names if
+     * it is never acknowledged.
+     */
     send(name, topic, data, options = {}) {
       const reliable = typeof options === "boolean" ? options : !!options.reliable;
-      this.#node.send(name, topic, toBytes(data), reliable);
+      return this.#node.send(name, topic, toBytes(data), reliable);
     }
 
     /** Sends `data` to an address, member or not. */

@@ -143,16 +143,19 @@ impl ShoalNode {
             Some(k) => self.cluster.broadcast_keyed(topic, &k, data),
             None => self.cluster.broadcast(topic, data),
         }
+        .map(|_| ())
         .map_err(js_error)
     }
 
-    /// Sends a message to the member named `name`: best-effort (one packet) unless `reliable`.
-    pub fn send(&self, name: &str, topic: &str, data: &[u8], reliable: Option<bool>) -> Result<(), JsError> {
+    /// Sends a message to the member named `name`: best-effort (one packet) unless `reliable`. A
+    /// reliable message returns its id, which a `send-failed` event names if it is never
+    /// acknowledged.
+    pub fn send(&self, name: &str, topic: &str, data: &[u8], reliable: Option<bool>) -> Result<Option<f64>, JsError> {
         let to = NodeId::new(name).map_err(|e| JsError::new(&format!("invalid member name: {e}")))?;
         if reliable.unwrap_or(false) {
-            self.cluster.send_reliable(&to, topic, data)
+            self.cluster.send_reliable(&to, topic, data).map(|id| Some(id as f64))
         } else {
-            self.cluster.send(&to, topic, data)
+            self.cluster.send(&to, topic, data).map(|()| None)
         }
         .map_err(js_error)
     }
@@ -216,7 +219,11 @@ impl ShoalNode {
             s.refutations,
             s.broadcasts_delivered,
             s.broadcasts_dropped,
+            s.broadcasts_missed,
+            s.broadcasts_repaired,
             s.direct_delivered,
+            s.reliable_retries,
+            s.reliable_failed,
             s.push_pulls_sent,
             m.queued_membership_updates,
             m.queued_broadcasts,
@@ -427,6 +434,14 @@ fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
                 ev("conflict").set("member", id.as_str()).set("known", known.as_str()).set("claimed", claimed.as_str())
             }
             Event::Refuted { incarnation } => ev("refuted").set("incarnation", *incarnation),
+            Event::SendFailed { id, to, topic } => {
+                ev("send-failed").set("id", *id as f64).set("to", to.as_str()).set("topic", topic.as_str())
+            }
+            Event::BroadcastsMissed { origin, count, .. } => {
+                ev("broadcasts-missed").set("origin", origin.as_str()).set("count", *count as f64)
+            }
+            Event::BroadcastDropped { topic, .. } => ev("broadcast-dropped").set("topic", topic.as_str()),
+            _ => return None,
         }
         .done(),
     )

@@ -36,11 +36,15 @@ async function main(): Promise<void> {
   }
   s.broadcast("chat", "hi");
   s.broadcast("presence", new Uint8Array([1]), { key: "cursor" });
-  s.send("tab-0", "dm", "hello", { reliable: true });
+  const id: number | undefined = s.send("tab-0", "dm", "hello", { reliable: true });
+  s.on("send-failed", (e) => console.log(e.id === id, e.to, e.topic));
+  s.on("broadcasts-missed", (e) => console.log(e.origin, e.count));
+  s.on("broadcast-dropped", (e) => console.log(e.topic));
   s.sendTo("udp://10.0.0.1:7946", "dm", new ArrayBuffer(4));
   s.setMetadata("role=idle");
   const m = s.metrics();
   console.log(m.membersAlive + m.transport.bytesIn + m.security.decrypted, s.metricsText(), prometheusText(m));
+  console.log(m.broadcastsMissed + m.broadcastsRepaired + m.reliableRetries + m.reliableFailed);
   console.log(toBytes("x").byteLength);
   const t = s.transportStats();
   const share: number = t.directShare + t.direct.packetsOut + t.relayed.bytesIn + t.glare.won;

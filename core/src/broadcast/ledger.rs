@@ -4,7 +4,6 @@
 //! most [`MAX_EPOCHS`] lives per origin, at most [`MAX_HOLES`] holes per life (past that the oldest
 //! are given up and reported), at most [`MAX_KEYS`] keyed values per origin.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::hash::{BuildHasher, Hash, Hasher};
@@ -44,17 +43,25 @@ struct Life {
     /// Unkeyed sequence numbers below `start` are before our time.
     start: u64,
     next: u64,
-    /// Holes: sequence number -> when we noticed it.
-    holes: BTreeMap<u64, Instant>,
-    last_active: Instant,
+    /// Holes, ascending: sequence number and when we noticed it. (A vector: holes are few, and opened
+    /// in order, above every hole already there.)
+    holes: Vec<(u64, Instant)>,
+}
+
+#[derive(Debug)]
+struct Keyed {
+    topic: String,
+    key: Vec<u8>,
+    epoch: u32,
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
 struct Origin {
     /// In the order first seen: the last is the newest life.
     lives: Vec<Life>,
-    /// `(topic, key) -> (epoch, seq)` of the newest value delivered.
-    keyed: BTreeMap<(String, Vec<u8>), (u32, u64)>,
+    /// The newest value delivered per `(topic, key)`: its life and sequence number.
+    keyed: Vec<Keyed>,
     last_active: u64,
 }
 
@@ -64,14 +71,14 @@ impl Origin {
     }
 
     /// The life `epoch`, created (as the newest) if unknown.
-    fn life_mut(&mut self, epoch: u32, start: u64, now: Instant) -> &mut Life {
+    fn life_mut(&mut self, epoch: u32, start: u64) -> &mut Life {
         let i = match self.life_rank(epoch) {
             Some(i) => i,
             None => {
                 if self.lives.len() >= MAX_EPOCHS {
                     self.lives.remove(0);
                 }
-                self.lives.push(Life { epoch, start, next: start, holes: BTreeMap::new(), last_active: now });
+                self.lives.push(Life { epoch, start, next: start, holes: Vec::new() });
                 self.lives.len() - 1
             }
         };
@@ -126,13 +133,18 @@ impl Ledger {
     pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, joined: bool, now: Instant) -> Verdict {
         let start = if joined { 0 } else { seq };
         let o = self.origin_mut(origin);
-        let life = o.life_mut(epoch, start, now);
-        life.last_active = now;
+        let life = o.life_mut(epoch, start);
         if seq < life.start {
             return Verdict::BeforeOurTime;
         }
         if seq < life.next {
-            return if life.holes.remove(&seq).is_some() { Verdict::Deliver } else { Verdict::Duplicate };
+            return match life.holes.binary_search_by_key(&seq, |h| h.0) {
+                Ok(i) => {
+                    life.holes.remove(i);
+                    Verdict::Deliver
+                }
+                Err(_) => Verdict::Duplicate,
+            };
         }
         let (from, to) = (life.next, seq);
         life.next = seq + 1;
@@ -152,14 +164,12 @@ impl Ledger {
         // More holes than we keep: the oldest of them are given up at once.
         let span = to - from;
         let keep = (MAX_HOLES as u64).min(span);
-        let dropped = span - keep;
-        for seq in (to - keep)..to {
-            life.holes.insert(seq, now);
-        }
-        let mut dropped = dropped;
-        while life.holes.len() > MAX_HOLES {
-            life.holes.pop_first();
-            dropped += 1;
+        let mut dropped = span - keep;
+        life.holes.extend(((to - keep)..to).map(|seq| (seq, now)));
+        if life.holes.len() > MAX_HOLES {
+            let excess = life.holes.len() - MAX_HOLES;
+            life.holes.drain(..excess);
+            dropped += excess as u64;
         }
         if dropped > 0 {
             self.overflow.push((origin.clone(), epoch, dropped));
@@ -167,31 +177,27 @@ impl Ledger {
     }
 
     /// Decides about a keyed broadcast and records it when delivered.
-    pub fn accept_keyed(
-        &mut self,
-        origin: &NodeId,
-        epoch: u32,
-        seq: u64,
-        name: (&str, &[u8]),
-        now: Instant,
-    ) -> Verdict {
+    pub fn accept_keyed(&mut self, origin: &NodeId, epoch: u32, seq: u64, name: (&str, &[u8])) -> Verdict {
         let o = self.origin_mut(origin);
         // Keyed values do not use the unkeyed sequence; the life just has to be known.
         let next = o.life_rank(epoch).map_or(0, |i| o.lives[i].next);
-        o.life_mut(epoch, next, now).last_active = now;
+        o.life_mut(epoch, next);
         let rank = o.life_rank(epoch);
-        let key = (String::from(name.0), name.1.to_vec());
-        if let Some(&(held_epoch, held_seq)) = o.keyed.get(&key) {
-            let newer = if held_epoch == epoch { seq > held_seq } else { rank > o.life_rank(held_epoch) };
+        let held = o.keyed.iter().position(|k| k.topic == name.0 && k.key == name.1);
+        if let Some(i) = held {
+            let k = &o.keyed[i];
+            let newer = if k.epoch == epoch { seq > k.seq } else { rank > o.life_rank(k.epoch) };
             if !newer {
-                return if held_epoch == epoch && seq == held_seq { Verdict::Duplicate } else { Verdict::Superseded };
+                return if k.epoch == epoch && seq == k.seq { Verdict::Duplicate } else { Verdict::Superseded };
             }
-        } else if o.keyed.len() >= MAX_KEYS {
-            if let Some(victim) = o.keyed.keys().next().cloned() {
-                o.keyed.remove(&victim);
+            o.keyed[i].epoch = epoch;
+            o.keyed[i].seq = seq;
+        } else {
+            if o.keyed.len() >= MAX_KEYS {
+                o.keyed.remove(0);
             }
+            o.keyed.push(Keyed { topic: String::from(name.0), key: name.1.to_vec(), epoch, seq });
         }
-        o.keyed.insert(key, (epoch, seq));
         Verdict::Deliver
     }
 
@@ -199,11 +205,11 @@ impl Ledger {
     /// where its time starts; a member already in the cluster opens holes for what it never saw.
     pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, joining: bool, now: Instant) {
         let o = self.origin_mut(origin);
-        let life = o.life_mut(epoch, if joining { next } else { 0 }, now);
+        let life = o.life_mut(epoch, if joining { next } else { 0 });
         if joining {
             // Everything below `next` was sent before we joined.
             life.start = life.start.max(next);
-            life.holes.retain(|&seq, _| seq >= next);
+            life.holes.retain(|&(seq, _)| seq >= next);
             life.next = life.next.max(next);
             return;
         }
@@ -221,7 +227,7 @@ impl Ledger {
         for (id, o) in &mut self.origins {
             for life in &mut o.lives {
                 let before = life.holes.len();
-                life.holes.retain(|_, noticed| now.saturating_duration_since(*noticed) < retention);
+                life.holes.retain(|&(_, noticed)| now.saturating_duration_since(noticed) < retention);
                 let gone = (before - life.holes.len()) as u64;
                 if gone > 0 {
                     missed.push((id.clone(), life.epoch, gone));
@@ -234,8 +240,10 @@ impl Ledger {
     /// An origin we have a hole in noticed `age` ago or more, if any.
     pub fn origin_with_hole_older_than(&self, now: Instant, age: Duration) -> Option<NodeId> {
         self.origins.iter().find_map(|(id, o)| {
-            let old =
-                o.lives.iter().any(|l| l.holes.values().any(|&noticed| now.saturating_duration_since(noticed) >= age));
+            let old = o
+                .lives
+                .iter()
+                .any(|l| l.holes.iter().any(|&(_, noticed)| now.saturating_duration_since(noticed) >= age));
             old.then(|| id.clone())
         })
     }
@@ -252,22 +260,18 @@ impl Ledger {
         self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum()
     }
 
+    /// A hash of the keyed values held for `o`'s life `epoch`, the same whatever order they came in
+    /// (a sum of per-value hashes). 0 when there are none.
     fn keyed_hash(&self, o: &Origin, epoch: u32) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        let mut any = false;
-        for ((topic, key), &(e, seq)) in &o.keyed {
-            if e == epoch {
-                any = true;
-                topic.hash(&mut h);
-                key.hash(&mut h);
-                seq.hash(&mut h);
-            }
+        let mut sum = 0u64;
+        for k in o.keyed.iter().filter(|k| k.epoch == epoch) {
+            let mut h = self.hasher.build_hasher();
+            k.topic.hash(&mut h);
+            k.key.hash(&mut h);
+            k.seq.hash(&mut h);
+            sum = sum.wrapping_add(h.finish() | 1);
         }
-        if any {
-            h.finish() | 1
-        } else {
-            0
-        }
+        sum
     }
 
     /// This member's digest: every life it knows of, however old. A member cut off for longer than
@@ -281,7 +285,7 @@ impl Ledger {
                     origin: id.clone(),
                     epoch: life.epoch,
                     next: life.next,
-                    holes: life.holes.keys().take(MAX_DIGEST_HOLES).copied().collect(),
+                    holes: life.holes.iter().take(MAX_DIGEST_HOLES).map(|h| h.0).collect(),
                     keyed: self.keyed_hash(o, life.epoch),
                 });
             }
@@ -378,11 +382,11 @@ mod tests {
         let mut l = Ledger::new(1);
         let o = id("o");
         let k = ("cursor", &b"x"[..]);
-        assert_eq!(l.accept_keyed(&o, 1, 5, k, T), Verdict::Deliver);
-        assert_eq!(l.accept_keyed(&o, 1, 4, k, T), Verdict::Superseded);
-        assert_eq!(l.accept_keyed(&o, 1, 5, k, T), Verdict::Duplicate);
-        assert_eq!(l.accept_keyed(&o, 2, 0, k, T), Verdict::Deliver, "a new life replaces the old one's value");
-        assert_eq!(l.accept_keyed(&o, 1, 9, k, T), Verdict::Superseded, "the older life never comes back");
+        assert_eq!(l.accept_keyed(&o, 1, 5, k), Verdict::Deliver);
+        assert_eq!(l.accept_keyed(&o, 1, 4, k), Verdict::Superseded);
+        assert_eq!(l.accept_keyed(&o, 1, 5, k), Verdict::Duplicate);
+        assert_eq!(l.accept_keyed(&o, 2, 0, k), Verdict::Deliver, "a new life replaces the old one's value");
+        assert_eq!(l.accept_keyed(&o, 1, 9, k), Verdict::Superseded, "the older life never comes back");
     }
 
     #[test]

@@ -110,13 +110,26 @@ impl<A: Address> Node<A> {
         }
     }
 
-    /// Our current record of `subject` as an `Alive` message: ours, or a member's while we hold it
-    /// alive with complete metadata. `None` when we have no such record to give.
+    /// Our current record of `subject`: our own `Alive`; a member's `Alive` while we hold it alive
+    /// with complete metadata; its failure or departure while we hold it dead or gone (a restarted
+    /// member told of its old death refutes past it). `None` when we have no record worth giving.
     fn record_of(&self, subject: &NodeId) -> Option<Message<A>> {
         if *subject == self.local.id {
             return Some(self.self_alive());
         }
-        let m = self.members.get(subject).filter(|m| m.state == MemberState::Alive && m.meta_complete)?;
+        let m = self.members.get(subject)?;
+        match m.state {
+            MemberState::Alive if m.meta_complete => {}
+            MemberState::Dead => {
+                let (id, incarnation, from) = (m.id.clone(), m.incarnation, self.local.id.clone());
+                return Some(Message::Dead { id, incarnation, from, left: false });
+            }
+            MemberState::Left => {
+                let (id, incarnation) = (m.id.clone(), m.incarnation);
+                return Some(Message::Dead { from: id.clone(), id, incarnation, left: true });
+            }
+            _ => return None,
+        }
         let meta = if m.meta.len() <= self.config.max_gossip_meta {
             MetaField::Included(m.meta.as_bytes().to_vec())
         } else {

@@ -116,7 +116,7 @@ impl<A: Address> Node<A> {
         let (origin, epoch, now) = (self.local.id.clone(), self.broadcast_epoch, self.now);
         let name = key.map(|k| (topic, k));
         match name {
-            Some(name) => self.ledger.accept_keyed(&origin, epoch, seq, name, now),
+            Some(name) => self.ledger.accept_keyed(&origin, epoch, seq, name),
             None => self.ledger.accept(&origin, epoch, seq, true, now),
         };
         self.log.add(&origin, epoch, seq, name, bytes.clone(), now);
@@ -140,7 +140,7 @@ impl<A: Address> Node<A> {
     pub(super) fn handle_broadcast(&mut self, b: UserBroadcast, now: Instant) {
         let joined = self.join.joined;
         let verdict = match &b.key {
-            Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key), now),
+            Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key)),
             None => self.ledger.accept(&b.origin, b.epoch, b.seq, joined, now),
         };
         if verdict != Verdict::Deliver {

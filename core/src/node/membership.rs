@@ -112,6 +112,16 @@ impl<A: Address> Node<A> {
     /// its length, as its owner announces it: receivers fetch it. Left whole, the update would never
     /// fit in a packet and the news would never spread.
     fn enqueue_member(&mut self, id: &NodeId, message: &Message<A>) {
+        self.enqueue_member_with(id, message, false);
+    }
+
+    /// Queues the news that `id` joined (or came back): sent twice as often as other news, since a
+    /// member that misses it would not know the newcomer until anti-entropy.
+    fn enqueue_join(&mut self, id: &NodeId, message: &Message<A>) {
+        self.enqueue_member_with(id, message, true);
+    }
+
+    fn enqueue_member_with(&mut self, id: &NodeId, message: &Message<A>, boost: bool) {
         let bytes = match message {
             Message::Alive(a) => match &a.meta {
                 MetaField::Included(meta) if meta.len() > self.config.max_gossip_meta => {
@@ -122,7 +132,12 @@ impl<A: Address> Node<A> {
             },
             _ => message.to_bytes(),
         };
-        self.membership_updates.push(Some(UpdateKey::Member(id.clone())), 0, bytes);
+        let key = Some(UpdateKey::Member(id.clone()));
+        if boost {
+            self.membership_updates.push_boosted(key, 0, bytes);
+        } else {
+            self.membership_updates.push(key, 0, bytes);
+        }
     }
 
     /// Moves our incarnation just past `incarnation` (a claim not older than ours) and announces we
@@ -170,9 +185,13 @@ impl<A: Address> Node<A> {
     }
 
     /// Applies an `Alive` claim (from gossip, or from a push-pull record).
-    pub(super) fn apply_alive(&mut self, a: Alive<A>, now: Instant) {
+    /// Applies an `Alive` claim. `reply_to` is the sender of the packet that carried it, if it came in
+    /// one: an `Alive` older than our record is answered there with the record, and one that does not
+    /// beat our record of the member's death or departure is answered to the member itself too, so
+    /// that a restarted member hears what it must refute.
+    pub(super) fn apply_alive(&mut self, a: Alive<A>, reply_to: Option<&A>, now: Instant) {
         if a.id == self.local.id {
-            self.alive_about_us(&a);
+            self.alive_about_us(&a, reply_to, now);
             return;
         }
         if a.max_version < MIN_PROTOCOL_VERSION || a.min_version > PROTOCOL_VERSION {
@@ -198,7 +217,7 @@ impl<A: Address> Node<A> {
                 self.request_meta(&a.id, a.addr.clone());
             }
             let id = a.id.clone();
-            self.enqueue_member(&id, &Message::Alive(a));
+            self.enqueue_join(&id, &Message::Alive(a));
             self.emit(Event::Joined(member));
             return;
         };
@@ -208,7 +227,15 @@ impl<A: Address> Node<A> {
             self.emit(event);
             return;
         }
-        if !is_at_least(a.incarnation, m.incarnation) {
+        if !is_newer(a.incarnation, m.incarnation) && (!m.state.is_live() || a.incarnation != m.incarnation) {
+            // Old news (or an alive claim our record of its death or departure beats).
+            let (id, addr, gone) = (a.id.clone(), a.addr.clone(), !m.state.is_live());
+            if let Some(sender) = reply_to {
+                self.answer_stale_claim(&id, sender, now);
+                if gone && addr != *sender {
+                    self.answer_stale_claim(&id, &addr, now);
+                }
+            }
             return;
         }
         if a.incarnation == m.incarnation {
@@ -242,7 +269,7 @@ impl<A: Address> Node<A> {
         }
         let id = a.id.clone();
         let incarnation = a.incarnation;
-        self.enqueue_member(&id, &Message::Alive(a));
+        self.enqueue_member_with(&id, &Message::Alive(a), !old_state.is_live());
         let Some(member) = self.members.get(&id).cloned() else {
             return;
         };
@@ -265,7 +292,7 @@ impl<A: Address> Node<A> {
     }
 
     /// Someone announced us. Our own echo is harmless; a claim that contradicts us is refuted.
-    fn alive_about_us(&mut self, a: &Alive<A>) {
+    fn alive_about_us(&mut self, a: &Alive<A>, reply_to: Option<&A>, now: Instant) {
         if a.addr != self.local.addr {
             if !is_newer(self.local.incarnation, a.incarnation) {
                 self.stats.address_conflicts += 1;
@@ -285,6 +312,12 @@ impl<A: Address> Node<A> {
         // ours. Take over past it.
         if !is_at_least(self.local.incarnation, a.incarnation) && self.status == Status::Running {
             self.refute(a.incarnation);
+        } else if is_newer(self.local.incarnation, a.incarnation) {
+            // Someone spreads an old record of us (it missed a refutation or new metadata): tell it.
+            if let Some(sender) = reply_to {
+                let me = self.local.id.clone();
+                self.answer_stale_claim(&me, sender, now);
+            }
         }
     }
 

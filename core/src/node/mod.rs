@@ -596,7 +596,7 @@ impl<A: Address> Node<A> {
                 self.handle_ping_req(seq, target, target_addr, want_nack, from, now)
             }
             Message::Nack { seq } => self.handle_nack(seq, now),
-            Message::Alive(alive) => self.apply_alive(alive, now),
+            Message::Alive(alive) => self.apply_alive(alive, Some(from), now),
             Message::Suspect { id, incarnation, from: by } => self.apply_suspect(&id, incarnation, by, Some(from), now),
             Message::Dead { id, incarnation, from: by, left } => {
                 self.apply_dead(&id, incarnation, by, left, Some(from), now)

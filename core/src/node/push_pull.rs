@@ -283,7 +283,7 @@ impl<A: Address> Node<A> {
                     min_version: r.min_version,
                     max_version: r.max_version,
                 };
-                self.apply_alive(alive, now);
+                self.apply_alive(alive, None, now);
                 if suspect {
                     self.apply_suspect(&id, incarnation, sender.clone(), None, now);
                 }

@@ -7,26 +7,28 @@
 //! again every `reliable_timeout` up to `reliable_attempts` times, and then reports
 //! [`Event::SendFailed`] with the id [`Node::send_reliable`] returned. The receiver delivers each
 //! `(sender, life, id)` once, acknowledges every copy (so the sender stops), and remembers the last
-//! [`REMEMBERED_IDS`] ids per sender; a copy older than that is neither delivered nor acknowledged,
+//! 1,024 ids per sender (the width of a replay window); a copy older than that is neither delivered nor acknowledged,
 //! so the sender reports it failed rather than believing it delivered.
 //!
 //! What waits for an acknowledgement is bounded (count and bytes); past the bound the oldest
 //! message is reported failed at once instead of growing memory behind a dead peer.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::event::{Event, MessageKind};
 use crate::identity::{Address, NodeId};
 use crate::time::Instant;
+use crate::window::{self, SeqWindow};
 use crate::wire::{begin_packet, Message, Writer, PROTOCOL_VERSION};
 
 use super::timers::Timer;
 use super::{CommandError, Node, TransmitKind};
 
 /// Ids remembered per sender for de-duplication.
-pub(crate) const REMEMBERED_IDS: usize = 1_024;
+#[cfg(test)]
+pub(crate) const REMEMBERED_IDS: usize = crate::window::WINDOW as usize;
 /// Senders remembered.
 const MAX_SENDERS: usize = 4_096;
 /// Messages waiting for an acknowledgement.
@@ -34,6 +36,7 @@ const MAX_PENDING: usize = 4_096;
 
 #[derive(Debug)]
 pub(crate) struct Outgoing<A> {
+    id: u64,
     to: A,
     topic: String,
     /// The plaintext frame, sealed anew for each attempt.
@@ -42,19 +45,18 @@ pub(crate) struct Outgoing<A> {
 }
 
 /// Ids of one sender's life seen lately: delivered once, older ones refused.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Seen {
     epoch: u32,
-    /// Ids at or below this were forgotten.
-    floor: u64,
-    ids: BTreeSet<u64>,
+    ids: SeqWindow,
 }
 
 /// Both directions of reliable messaging for one node.
 #[derive(Debug)]
 pub(crate) struct Reliable<A> {
     next_id: u64,
-    pending: BTreeMap<u64, Outgoing<A>>,
+    /// Ordered by id (ids only grow).
+    pending: VecDeque<Outgoing<A>>,
     pending_bytes: usize,
     seen: hashbrown::HashMap<NodeId, Seen, foldhash::fast::FixedState>,
 }
@@ -63,7 +65,7 @@ impl<A> Reliable<A> {
     pub fn new(hash_seed: u64) -> Self {
         Reliable {
             next_id: 0,
-            pending: BTreeMap::new(),
+            pending: VecDeque::new(),
             pending_bytes: 0,
             seen: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
         }
@@ -72,6 +74,10 @@ impl<A> Reliable<A> {
     /// Messages waiting for their acknowledgement.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    fn position(&self, id: u64) -> Option<usize> {
+        self.pending.binary_search_by_key(&id, |o| o.id).ok()
     }
 
     /// Senders remembered for de-duplication.
@@ -109,12 +115,12 @@ impl<A: Address> Node<A> {
         let frame = w.into_vec();
         self.push_transmit(to.clone(), frame.clone(), true, TransmitKind::Direct);
         self.reliable.pending_bytes += frame.len();
-        self.reliable.pending.insert(id, Outgoing { to, topic: String::from(topic), frame, attempt: 1 });
+        self.reliable.pending.push_back(Outgoing { id, to, topic: String::from(topic), frame, attempt: 1 });
         self.timers.set(now + self.config.reliable_timeout, Timer::ReliableRetry { id, attempt: 1 });
         // Bounded: past the limits the oldest is given up now rather than memory growing.
         let byte_limit = 4 * self.config.max_reliable_size;
         while self.reliable.pending.len() > MAX_PENDING || self.reliable.pending_bytes > byte_limit {
-            let Some((&oldest, _)) = self.reliable.pending.first_key_value() else { break };
+            let Some(oldest) = self.reliable.pending.front().map(|o| o.id) else { break };
             if oldest == id {
                 break;
             }
@@ -124,7 +130,8 @@ impl<A: Address> Node<A> {
     }
 
     fn give_up_reliable(&mut self, id: u64) {
-        if let Some(out) = self.reliable.pending.remove(&id) {
+        let out = self.reliable.position(id).and_then(|i| self.reliable.pending.remove(i));
+        if let Some(out) = out {
             self.reliable.pending_bytes -= out.frame.len();
             self.stats.reliable_failed += 1;
             self.emit(Event::SendFailed { id, to: out.to, topic: out.topic });
@@ -133,7 +140,8 @@ impl<A: Address> Node<A> {
 
     /// The acknowledgement of attempt `attempt` of message `id` is overdue: send again, or give up.
     pub(super) fn on_reliable_retry(&mut self, id: u64, attempt: u32, now: Instant) {
-        let Some(out) = self.reliable.pending.get_mut(&id) else { return };
+        let Some(i) = self.reliable.position(id) else { return };
+        let out = &mut self.reliable.pending[i];
         if out.attempt != attempt {
             return;
         }
@@ -157,29 +165,24 @@ impl<A: Address> Node<A> {
         topic: String,
         payload: Vec<u8>,
     ) {
-        let fresh = {
-            if !self.reliable.seen.contains_key(&sender) && self.reliable.seen.len() >= MAX_SENDERS {
-                if let Some(victim) = self.reliable.seen.keys().next().cloned() {
-                    self.reliable.seen.remove(&victim);
-                }
+        if !self.reliable.seen.contains_key(&sender) && self.reliable.seen.len() >= MAX_SENDERS {
+            if let Some(victim) = self.reliable.seen.keys().next().cloned() {
+                self.reliable.seen.remove(&victim);
             }
-            let seen = self.reliable.seen.entry(sender.clone()).or_default();
-            if seen.epoch != epoch {
-                *seen = Seen { epoch, floor: 0, ids: BTreeSet::new() };
-            }
-            if id <= seen.floor {
+        }
+        let seen = self.reliable.seen.entry(sender.clone()).or_insert(Seen { epoch, ids: SeqWindow::starting_at(0) });
+        if seen.epoch != epoch {
+            *seen = Seen { epoch, ids: SeqWindow::starting_at(0) };
+        }
+        let fresh = match seen.ids.classify(id) {
+            window::Seen::New => true,
+            window::Seen::Before => false,
+            window::Seen::TooOld => {
                 // Too old to tell whether it was delivered: no delivery and no acknowledgement, so
                 // the sender reports it failed instead of believing it arrived.
                 self.stats.reliable_stale += 1;
                 return;
             }
-            let fresh = seen.ids.insert(id);
-            while seen.ids.len() > REMEMBERED_IDS {
-                if let Some(oldest) = seen.ids.pop_first() {
-                    seen.floor = oldest;
-                }
-            }
-            fresh
         };
         let mut w = Writer::with_capacity(24);
         begin_packet(&mut w, PROTOCOL_VERSION);
@@ -197,7 +200,8 @@ impl<A: Address> Node<A> {
         if epoch != self.broadcast_epoch {
             return;
         }
-        if let Some(out) = self.reliable.pending.remove(&id) {
+        let out = self.reliable.position(id).and_then(|i| self.reliable.pending.remove(i));
+        if let Some(out) = out {
             self.reliable.pending_bytes -= out.frame.len();
         }
     }
