@@ -15,28 +15,26 @@ struct Kept {
     origin: NodeId,
     epoch: u32,
     seq: u64,
+    /// `(topic, key)` of a keyed value.
+    name: Option<(String, Vec<u8>)>,
     /// The encoded broadcast message, as gossiped.
     bytes: Vec<u8>,
     at: Instant,
 }
 
-type StateKey = (NodeId, String, Vec<u8>);
-
 /// Retained broadcasts. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Log {
     events: VecDeque<Kept>,
-    state: hashbrown::HashMap<StateKey, Kept, foldhash::fast::FixedState>,
+    /// The latest value per `(origin, topic, key)` (a vector: bounded by `depth`, and searched only
+    /// when a keyed broadcast arrives).
+    state: Vec<Kept>,
     depth: usize,
 }
 
 impl Log {
-    pub fn new(depth: usize, hash_seed: u64) -> Self {
-        Log {
-            events: VecDeque::new(),
-            state: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
-            depth,
-        }
+    pub fn new(depth: usize) -> Self {
+        Log { events: VecDeque::new(), state: Vec::new(), depth }
     }
 
     /// Broadcasts kept, events and keyed values together.
@@ -54,22 +52,24 @@ impl Log {
         bytes: Vec<u8>,
         now: Instant,
     ) {
-        let kept = Kept { origin: origin.clone(), epoch, seq, bytes, at: now };
-        match name {
-            None => {
-                self.events.push_back(kept);
-                while self.events.len() > self.depth {
-                    self.events.pop_front();
-                }
+        let name = name.map(|(topic, key)| (String::from(topic), key.to_vec()));
+        let keyed = name.is_some();
+        let kept = Kept { origin: origin.clone(), epoch, seq, name, bytes, at: now };
+        if !keyed {
+            self.events.push_back(kept);
+            while self.events.len() > self.depth {
+                self.events.pop_front();
             }
-            Some((topic, key)) => {
-                let k = (origin.clone(), String::from(topic), key.to_vec());
-                if !self.state.contains_key(&k) && self.state.len() >= self.depth {
-                    if let Some(oldest) = self.state.iter().min_by_key(|(_, v)| v.at).map(|(k, _)| k.clone()) {
-                        self.state.remove(&oldest);
-                    }
+            return;
+        }
+        match self.state.iter().position(|k| k.origin == kept.origin && k.name == kept.name) {
+            Some(i) => self.state[i] = kept,
+            None => {
+                if self.state.len() >= self.depth {
+                    // The oldest value goes: the first of the vector (values are appended).
+                    self.state.remove(0);
                 }
-                self.state.insert(k, kept);
+                self.state.push(kept);
             }
         }
     }
@@ -80,18 +80,16 @@ impl Log {
         while self.events.front().is_some_and(|k| now.saturating_duration_since(k.at) >= retention) {
             self.events.pop_front();
         }
-        self.state.retain(|_, k| live(&k.origin) || now.saturating_duration_since(k.at) < retention);
+        self.state.retain(|k| live(&k.origin) || now.saturating_duration_since(k.at) < retention);
     }
 
     /// The kept broadcasts a member whose digest is `digest` lacks, newest first, up to `budget`
     /// bytes. A member `joining` gets keyed values only (events sent before it joined are not its).
     pub fn lacking(&self, ledger: &Ledger, digest: &[DigestEntry], joining: bool, budget: usize) -> Vec<&[u8]> {
-        let index: hashbrown::HashMap<(&NodeId, u32), &DigestEntry> =
-            digest.iter().map(|e| ((&e.origin, e.epoch), e)).collect();
-        let find = |origin: &NodeId, epoch: u32| index.get(&(origin, epoch)).copied();
+        let find = |origin: &NodeId, epoch: u32| digest.iter().find(|e| e.epoch == epoch && e.origin == *origin);
         let mut out = Vec::new();
         let mut size = 0;
-        for k in self.state.values() {
+        for k in &self.state {
             if ledger.keyed_differs(find(&k.origin, k.epoch), &k.origin, k.epoch) && size + k.bytes.len() <= budget {
                 size += k.bytes.len();
                 out.push(&k.bytes[..]);
@@ -121,7 +119,7 @@ mod tests {
     fn a_member_gets_the_events_its_digest_lacks_and_a_joiner_only_the_state() {
         let o = id("o");
         let mut ours = Ledger::new(1);
-        let mut log = Log::new(16, 1);
+        let mut log = Log::new(16);
         for seq in 0..4 {
             ours.accept(&o, 7, seq, true, Instant::ZERO);
             log.add(&o, 7, seq, None, alloc::vec![seq as u8], Instant::ZERO);
@@ -141,7 +139,7 @@ mod tests {
     #[test]
     fn events_expire_and_keyed_values_live_as_long_as_their_origin() {
         let (o, p) = (id("o"), id("p"));
-        let mut log = Log::new(16, 1);
+        let mut log = Log::new(16);
         log.add(&o, 1, 0, None, alloc::vec![1], Instant::ZERO);
         log.add(&o, 1, 0, Some(("t", b"k")), alloc::vec![2], Instant::ZERO);
         log.add(&p, 1, 0, Some(("t", b"k")), alloc::vec![3], Instant::ZERO);

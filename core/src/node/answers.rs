@@ -37,7 +37,7 @@ use crate::member::MemberState;
 use crate::time::Instant;
 use crate::wire::{Alive, Message, MetaField};
 
-use super::{FixedMap, Node, TransmitKind};
+use super::{Node, TransmitKind};
 
 /// Bound on the (subject, destination) pairs remembered by the rate limit.
 const CAPACITY: usize = 256;
@@ -45,38 +45,33 @@ const CAPACITY: usize = 256;
 /// Remembers when we last answered each destination about each subject.
 #[derive(Debug)]
 pub(crate) struct AnswerLimit<A: Address> {
-    last: FixedMap<(NodeId, A), Instant>,
-    /// No entry expires before this, so a purge before then would find nothing to remove.
-    next_expiry: Instant,
+    /// `(subject, destination, when)`; at most [`CAPACITY`] (a vector: answers are rare, the table
+    /// small, and a map type of its own would cost the wasm build more than the scans cost the CPU).
+    last: Vec<(NodeId, A, Instant)>,
 }
 
 impl<A: Address> AnswerLimit<A> {
-    pub fn new(hash_seed: u64) -> Self {
-        AnswerLimit {
-            last: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
-            next_expiry: Instant::ZERO,
-        }
+    pub fn new(_hash_seed: u64) -> Self {
+        AnswerLimit { last: Vec::new() }
     }
 
     /// Whether we may answer `to` about `subject` now, at most once per `interval`. Records the answer
     /// when it is allowed. Call once per answer about to be sent.
     pub fn allow(&mut self, subject: &NodeId, to: &A, now: Instant, interval: Duration) -> bool {
-        let key = (subject.clone(), to.clone());
-        if let Some(at) = self.last.get(&key) {
-            if now < *at + interval {
+        if let Some(entry) = self.last.iter_mut().find(|(s, d, _)| s == subject && d == to) {
+            if now < entry.2 + interval {
                 return false;
             }
-        } else if self.last.len() >= CAPACITY {
-            if now < self.next_expiry {
-                return false;
-            }
-            self.last.retain(|_, at| now < *at + interval);
-            self.next_expiry = self.last.values().map(|at| *at + interval).min().unwrap_or(now);
+            entry.2 = now;
+            return true;
+        }
+        if self.last.len() >= CAPACITY {
+            self.last.retain(|(_, _, at)| now < *at + interval);
             if self.last.len() >= CAPACITY {
                 return false;
             }
         }
-        self.last.insert(key, now);
+        self.last.push((subject.clone(), to.clone(), now));
         true
     }
 }
@@ -152,15 +147,21 @@ impl<A: Address> Node<A> {
             return;
         }
         let mut owed = core::mem::take(&mut self.answers_owed);
-        owed.sort_unstable();
-        owed.dedup();
         let room = self.packet_budget() - 1;
-        let mut start = 0;
-        while start < owed.len() {
-            let to = owed[start].0.clone();
-            let end = start + owed[start..].iter().take_while(|(dest, _)| *dest == to).count();
+        // A handful per packet: group by destination in place, keeping each pair once.
+        while let Some((to, first)) = owed.pop() {
+            let mut subjects = alloc::vec![first];
+            owed.retain(|(dest, subject)| {
+                if *dest != to {
+                    return true;
+                }
+                if !subjects.contains(subject) {
+                    subjects.push(subject.clone());
+                }
+                false
+            });
             let mut records: Vec<u8> = Vec::new();
-            for (_, subject) in &owed[start..end] {
+            for subject in &subjects {
                 let Some(bytes) = self.record_of(subject).map(|m| m.to_bytes()) else { continue };
                 if records.len() + bytes.len() <= room {
                     records.extend_from_slice(&bytes);
@@ -172,9 +173,7 @@ impl<A: Address> Node<A> {
             if !records.is_empty() {
                 self.send_packet(to, TransmitKind::Gossip, |w| w.raw(&records));
             }
-            start = end;
         }
-        owed.clear();
         self.answers_owed = owed;
     }
 }

@@ -147,7 +147,7 @@ impl<A: Address> Node<A> {
         // copy of its news: a join, a restart, a refutation): ask it for its record. The request and
         // the answer are both small, and rate limited per pinger.
         if ping.source != self.local.id
-            && self.members.get(&ping.source).is_none_or(|m| !m.state.is_live())
+            && self.members.get(&ping.source).map_or(true, |m| !m.state.is_live())
             && self.answer_limit.allow(&ping.source, from, now, self.config.probe_interval)
         {
             self.stats.unknown_pingers_asked += 1;

@@ -58,17 +58,13 @@ pub(crate) struct Reliable<A> {
     /// Ordered by id (ids only grow).
     pending: VecDeque<Outgoing<A>>,
     pending_bytes: usize,
-    seen: hashbrown::HashMap<NodeId, Seen, foldhash::fast::FixedState>,
+    /// Per sender (a vector: searched once per reliable message).
+    seen: Vec<(NodeId, Seen)>,
 }
 
 impl<A> Reliable<A> {
-    pub fn new(hash_seed: u64) -> Self {
-        Reliable {
-            next_id: 0,
-            pending: VecDeque::new(),
-            pending_bytes: 0,
-            seen: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
-        }
+    pub fn new() -> Self {
+        Reliable { next_id: 0, pending: VecDeque::new(), pending_bytes: 0, seen: Vec::new() }
     }
 
     /// Messages waiting for their acknowledgement.
@@ -165,12 +161,17 @@ impl<A: Address> Node<A> {
         topic: String,
         payload: Vec<u8>,
     ) {
-        if !self.reliable.seen.contains_key(&sender) && self.reliable.seen.len() >= MAX_SENDERS {
-            if let Some(victim) = self.reliable.seen.keys().next().cloned() {
-                self.reliable.seen.remove(&victim);
+        let at = match self.reliable.seen.iter().position(|(s, _)| *s == sender) {
+            Some(i) => i,
+            None => {
+                if self.reliable.seen.len() >= MAX_SENDERS {
+                    self.reliable.seen.remove(0);
+                }
+                self.reliable.seen.push((sender.clone(), Seen { epoch, ids: SeqWindow::starting_at(0) }));
+                self.reliable.seen.len() - 1
             }
-        }
-        let seen = self.reliable.seen.entry(sender.clone()).or_insert(Seen { epoch, ids: SeqWindow::starting_at(0) });
+        };
+        let seen = &mut self.reliable.seen[at].1;
         if seen.epoch != epoch {
             *seen = Seen { epoch, ids: SeqWindow::starting_at(0) };
         }

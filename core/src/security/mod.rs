@@ -4,7 +4,7 @@
 //! An encrypted packet is `[0xE1][nonce: 12][ciphertext][tag: 16]` (29 bytes of overhead). The
 //! associated data is `"shoal/1" || len(label) || label`, so a packet sealed for another cluster fails
 //! authentication even under the same key. Nonces are `prefix || counter`: the 8-byte prefix is drawn
-//! from a ChaCha20 CSPRNG that the host seeds (the core never asks the OS for randomness), the 4-byte
+//! from an AES-256 counter-mode CSPRNG that the host seeds (the core never asks the OS for randomness), the 4-byte
 //! counter counts the packets sealed under that prefix; a new prefix is drawn when it wraps.
 //!
 //! A sender has two nonce spaces, each with its own prefix and counter: one for datagrams, one for

@@ -223,8 +223,8 @@ impl Network {
     /// its transfer time, one retransmission timeout per loss the link inflicts, and never before the
     /// previous frame of the same stream.
     fn reliable_arrival(&mut self, from: u32, to: u32, mut at: Instant, len: usize, loss: f64) -> Instant {
-        if self.reliable_bandwidth > 0 {
-            at += Duration::from_millis(len as u64 * 1_000 / self.reliable_bandwidth);
+        if let Some(ms) = (len as u64 * 1_000).checked_div(self.reliable_bandwidth) {
+            at += Duration::from_millis(ms);
         }
         let mut rto = RELIABLE_RTO;
         // Bounded: a link that loses everything still delivers after six timeouts (12.6 s).

@@ -28,6 +28,10 @@ use crate::wire::{begin_packet, Message, Writer, PROTOCOL_VERSION};
 const TOPIC_BROADCAST: &str = "swarm/b";
 const TOPIC_KEYED: &str = "swarm/k";
 const TOPIC_RELIABLE: &str = "swarm/r";
+/// Broadcasts owed, per `(receiver, origin, epoch)`: how many, their tags, and whether one went
+/// missing on a calm network.
+type Owed = BTreeMap<(u32, u32, u32), (u64, Vec<u64>, bool)>;
+
 /// Violations of one oracle beyond this many are counted, not described.
 const DETAILS_PER_ORACLE: usize = 3;
 
@@ -794,7 +798,7 @@ impl Runner {
             || self.truth.any_partition(from, t)
             || self.truth.forged.iter().any(|&(a, at)| a == x && at >= from)
             || life_start(x).is_some_and(|s| s >= from)
-            || life_start(c).is_none_or(|s| s >= from);
+            || life_start(c).map_or(true, |s| s >= from);
         if !excused {
             self.violation(
                 Oracle::Accuracy,
@@ -906,9 +910,9 @@ impl Runner {
     /// The unkeyed broadcasts owed to each eligible receiver that it neither delivered nor can blame
     /// on a drop its origin reported, per `(receiver, origin, epoch)`: how many, which tags, and
     /// whether any of them went missing on a calm network (where nothing excuses a loss).
-    fn owed_broadcasts(&self) -> BTreeMap<(u32, u32, u32), (u64, Vec<u64>, bool)> {
+    fn owed_broadcasts(&self) -> Owed {
         let n = self.s.nodes as u32;
-        let mut owed: BTreeMap<(u32, u32, u32), (u64, Vec<u64>, bool)> = BTreeMap::new();
+        let mut owed = Owed::new();
         for b in self.truth.broadcasts.iter().filter(|b| b.key.is_none() && !b.reported_dropped) {
             let origin_ran_on = self.truth.lives[b.origin as usize][b.life].end.is_none();
             // A broadcast whose origin stopped is owed to everyone only if a member that still runs
@@ -1007,7 +1011,7 @@ impl Runner {
         let bound = ms(slow.reliable_timeout * slow.reliable_attempts) + ms(slow.probe_interval);
         for r in self.truth.reliable.clone() {
             let count = u32::from(self.truth.reliable_ever.contains(&r.tag));
-            let sender_lived = self.truth.lives[r.from as usize][r.life].end.is_none_or(|e| e >= r.at + bound);
+            let sender_lived = self.truth.lives[r.from as usize][r.life].end.map_or(true, |e| e >= r.at + bound);
             if count == 1 || !sender_lived {
                 continue;
             }

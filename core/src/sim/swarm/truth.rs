@@ -93,18 +93,20 @@ impl Truth {
 
     /// The life of member `i` running at `t`, if any.
     pub fn life_at(&self, i: usize, t: u64) -> Option<usize> {
-        self.lives[i].iter().position(|l| l.start <= t && l.end.is_none_or(|e| t < e))
+        self.lives[i].iter().position(|l| l.start <= t && l.end.map_or(true, |e| t < e))
     }
 
     /// Member `i` runs at `t` and has not started leaving.
     pub fn is_up(&self, i: usize, t: u64) -> bool {
-        self.life_at(i, t).is_some_and(|l| self.lives[i][l].leaving_since.is_none_or(|s| t < s))
+        self.life_at(i, t).is_some_and(|l| self.lives[i][l].leaving_since.map_or(true, |s| t < s))
     }
 
     /// Member `i` joined before `t` and ran, without a leave, from then until `to`, in one life.
     pub fn member_throughout(&self, i: usize, t: u64, to: u64) -> bool {
         self.lives[i].iter().any(|l| {
-            l.joined.is_some_and(|j| j <= t) && l.end.is_none_or(|e| to < e) && l.leaving_since.is_none_or(|s| to < s)
+            l.joined.is_some_and(|j| j <= t)
+                && l.end.map_or(true, |e| to < e)
+                && l.leaving_since.map_or(true, |s| to < s)
         })
     }
 
@@ -112,7 +114,7 @@ impl Truth {
     pub fn up_throughout(&self, i: usize, from: u64, to: u64) -> bool {
         self.lives[i]
             .iter()
-            .any(|l| l.start <= from && l.end.is_none_or(|e| to < e) && l.leaving_since.is_none_or(|s| to < s))
+            .any(|l| l.start <= from && l.end.map_or(true, |e| to < e) && l.leaving_since.map_or(true, |s| to < s))
     }
 
     /// Member `i` was stalled or slow to receive at some point in `[from, to]`.
