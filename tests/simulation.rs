@@ -167,3 +167,36 @@ fn members_forgotten_during_a_long_partition_are_relearned_through_gossip_once_i
         (0..n).map(|i| sim.node(i).unwrap().members().filter(|m| m.state == MemberState::Alive).count()).collect();
     assert!(took.is_some(), "within {bound:?} of the heal every member lists the {} others alive: {known:?}", n - 1);
 }
+
+#[test]
+fn members_that_start_together_all_know_each_other_long_before_the_first_push_pull() {
+    // Defect: 2 of 48 cold starts of 20 agents left a member unaware of another for 30-76 s, until
+    // push-pull (members that joined a moment apart through different seeds each missed the other's
+    // news). Now a member catches up with three push-pulls right after joining, and news of a join
+    // is gossiped twice as often.
+    let config = Config::lan();
+    let first_push_pull = config.push_pull_interval;
+    let mut slowest = Duration::ZERO;
+    for seed in 0..24 {
+        for (n, spacing) in [(20, 20), (50, 5), (50, 300)] {
+            let cfg = SimConfig {
+                warm_start: false,
+                join_spacing: Duration::from_millis(spacing),
+                cold_seeds: vec![0, 1, 2],
+                node: config.clone(),
+                ..SimConfig::lan(n, seed)
+            };
+            let mut sim = Simulation::new(cfg);
+            let last_start = Duration::from_millis(spacing * (n as u64 - 1));
+            sim.run_for(last_start);
+            let took = sim.run_until_condition(first_push_pull, |s| s.converged()).unwrap_or_else(|| {
+                panic!("seed {seed}, {n} members {spacing} ms apart: agreement only {}", sim.agreement())
+            });
+            slowest = slowest.max(took);
+        }
+    }
+    println!("slowest formation after the last start: {slowest:?}");
+    // A few protocol periods: the joins' own gossip and catch-ups, nothing periodic.
+    let bound = config.probe_interval * 4;
+    assert!(slowest < bound, "took {slowest:?}, more than {bound:?}");
+}

@@ -5,8 +5,22 @@
 
 use shoal_core::sim::swarm::{self, FaultKind, Oracle, Outcome, Scenario, Violation};
 
-/// Seeds whose scenario failed an oracle once, each with what it found. They must pass forever.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[];
+/// Seeds whose scenario failed an oracle once, each with what it found (most found again by the
+/// swarm with that fix reverted, as BENCHMARKS.md records). They must pass forever.
+const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (5, "a broadcast burst above the old 128-wide duplicate window, delivered short without a word"),
+    (14, "a broadcast burst above the old duplicate window"),
+    (4, "a forged suspicion at u32::MAX killed a name for good (saturating incarnations)"),
+    (7, "incarnations that ran out"),
+    (81, "encrypted frames held up behind a slow receiver refused as replays"),
+    (119, "encrypted reliable frames refused as replays"),
+    (79, "members that started together did not know each other until push-pull"),
+    (391, "members that started together missed each other"),
+    (40, "a member that missed a refutation kept a healthy member failed (stale claims unanswered)"),
+    (202, "a false failure nobody answered"),
+    (43611, "a restarted member never heard of the departure it had to refute"),
+    (43802, "the news of a join missed by one member at 0% loss"),
+];
 
 #[test]
 fn every_regression_seed_passes_every_oracle() {

@@ -432,6 +432,9 @@ impl<A: Address> Node<A> {
         self.members.set_state(id, new_state, now);
         self.incarnation_moved(old_incarnation, incarnation);
         self.suspicions.remove(id);
+        // Records of the member from before are stale now and must be decoded when they come back (a
+        // restarted member's alive is answered with this death): start a fresh filter of repeats.
+        self.recent = RecentUpdates::new(self.rng.random());
         self.enqueue_member(id, &Message::Dead { id: id.clone(), incarnation, from: by.clone(), left });
         if left {
             self.emit(Event::Left { id: id.clone(), incarnation });
