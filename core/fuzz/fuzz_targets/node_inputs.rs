@@ -19,7 +19,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shoal_core::wire::{
-    begin_packet, decode_packet, Alive, MemberRecord, Message, MetaField, Ping, UserBroadcast, Writer, MAX_TOPIC_LEN,
+    begin_packet, decode_packet, Alive, DigestEntry, MemberRecord, Message, MetaField, Ping, UserBroadcast, Writer, MAX_TOPIC_LEN,
 };
 use shoal_core::{Config, Instant, MemberState, Node, NodeId, Transmit};
 
@@ -127,6 +127,32 @@ enum Msg {
     Direct { from: Name, topic: String, payload: Vec<u8> },
     PushPull { from: Name, join: bool, reply: bool, members: Vec<Record> },
     MetaRequest { from: Name },
+    BroadcastDigest { entries: Vec<Digest> },
+    BroadcastPull { entries: Vec<Digest> },
+    Reliable { from: Name, epoch: u32, id: u64, topic: String, payload: Vec<u8> },
+    ReliableAck { epoch: u32, id: u64 },
+}
+
+/// One life in a broadcast digest (holes made ascending and distinct, as the decoder demands).
+#[derive(Arbitrary, Debug)]
+struct Digest {
+    origin: Name,
+    epoch: u32,
+    next: u64,
+    holes: Vec<u64>,
+    keyed: u64,
+}
+
+fn digest(entries: &[Digest]) -> Vec<DigestEntry> {
+    entries
+        .iter()
+        .map(|d| {
+            let mut holes = d.holes.clone();
+            holes.sort_unstable();
+            holes.dedup();
+            DigestEntry { origin: d.origin.id(), epoch: d.epoch, next: d.next, holes, keyed: d.keyed }
+        })
+        .collect()
 }
 
 /// Versions as the decoder accepts them: `1 <= min <= max`.
@@ -214,6 +240,12 @@ impl Msg {
                     .collect(),
             },
             Msg::MetaRequest { from } => Message::MetaRequest { from: from.id() },
+            Msg::BroadcastDigest { entries } => Message::BroadcastDigest { entries: digest(entries) },
+            Msg::BroadcastPull { entries } => Message::BroadcastPull { entries: digest(entries) },
+            Msg::Reliable { from, epoch, id, topic: t, payload } => {
+                Message::Reliable { from: from.id(), epoch: *epoch, id: *id, topic: topic(t), payload: payload.clone() }
+            }
+            Msg::ReliableAck { epoch, id } => Message::ReliableAck { epoch: *epoch, id: *id },
         }
     }
 }
@@ -459,12 +491,12 @@ impl Harness {
             }
             Op::Send { node: n, to, topic, payload, reliable } => {
                 let i = node(*n);
-                let _ = self.nodes[i].send(&to.id(), topic, payload, *reliable);
+                let _ = self.nodes[i].send(&to.id(), topic, payload, *reliable, self.now);
                 self.check(i);
             }
             Op::SendToAddr { node: n, to, topic, payload, reliable } => {
                 let i = node(*n);
-                let _ = self.nodes[i].send_to_addr(to.get(), topic, payload, *reliable);
+                let _ = self.nodes[i].send_to_addr(to.get(), topic, payload, *reliable, self.now);
                 self.check(i);
             }
             Op::SetMetadata { node: n, meta } => {

@@ -147,7 +147,10 @@ impl<A: Address> Node<A> {
         let base = if is_newer(old_incarnation, incarnation) { old_incarnation } else { incarnation };
         self.local.incarnation = next(base);
         self.incarnation_moved(old_incarnation, self.local.incarnation);
-        self.enqueue_self_alive();
+        // A refutation that misses a member lets that member declare us failed: sent twice as often.
+        let bytes = self.self_alive().to_bytes();
+        let order = self.next_announcement();
+        self.membership_updates.push_boosted(Some(self.local_key()), order, bytes);
         self.stats.refutations += 1;
         self.adjust_health(1);
         self.emit(Event::Refuted { incarnation: self.local.incarnation });
@@ -368,7 +371,8 @@ impl<A: Address> Node<A> {
         let suspicion = Suspicion::new(&self.config, n, incarnation, by.clone(), now);
         self.timers.set(suspicion.deadline(), Timer::Suspicion { id: id.clone(), incarnation });
         self.suspicions.insert(id.clone(), suspicion);
-        self.enqueue_member(id, &Message::Suspect { id: id.clone(), incarnation, from: by.clone() });
+        // The suspect must hear of it to refute in time: sent twice as often as other news.
+        self.enqueue_member_with(id, &Message::Suspect { id: id.clone(), incarnation, from: by.clone() }, true);
         self.emit(Event::Suspected { id: id.clone(), incarnation, by });
     }
 

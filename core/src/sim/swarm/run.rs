@@ -283,6 +283,16 @@ impl Runner {
         self.check_keyed();
         self.check_reliable();
         self.check_growth();
+        if let Some(i) = std::env::var("SHOAL_SWARM_WATCH").ok().and_then(|w| w.parse::<usize>().ok()) {
+            if let Some(node) = self.sim.node(i) {
+                std::eprintln!(
+                    "n{i} at the end: {:?}\n{:?}\n{:?}",
+                    node.stats(),
+                    node.security_stats(),
+                    node.footprint()
+                );
+            }
+        }
         for i in self.up_nodes() {
             self.check_intake(i);
         }
@@ -329,17 +339,17 @@ impl Runner {
         (0..self.s.nodes as u32).filter(|&i| self.sim.is_up(i as usize)).collect()
     }
 
+    /// The seeds a member (re)starting joins through: the first three members, as a deployment lists
+    /// a few stable seed addresses, and up to three other members that are up.
     fn random_seeds(&mut self, except: u32) -> Vec<u32> {
-        let up: Vec<u32> = self.up_nodes().into_iter().filter(|&i| i != except).collect();
-        let mut seeds = Vec::new();
+        let mut seeds: Vec<u32> = (0..3.min(self.s.nodes as u32)).filter(|&i| i != except).collect();
+        let mut up: Vec<u32> = self.up_nodes().into_iter().filter(|&i| i != except && !seeds.contains(&i)).collect();
         for _ in 0..3 {
             if up.is_empty() {
                 break;
             }
-            let pick = up[self.sim.rng().random_range(0..up.len())];
-            if !seeds.contains(&pick) {
-                seeds.push(pick);
-            }
+            let pick = self.sim.rng().random_range(0..up.len());
+            seeds.push(up.swap_remove(pick));
         }
         seeds
     }
