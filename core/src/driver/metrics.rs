@@ -66,7 +66,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 39] = [
+        let counters: [(&str, &str, u64); 40] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -92,6 +92,7 @@ impl Metrics {
                 s.broadcasts_missed,
             ),
             ("broadcasts_repaired_total", "Broadcasts received through push-pull repair", s.broadcasts_repaired),
+            ("broadcast_pulls_total", "Repair requests sent for broadcasts missed", s.broadcast_pulls_sent),
             (
                 "own_broadcasts_dropped_total",
                 "Own broadcasts dropped from a full queue before their last transmit",

@@ -183,11 +183,7 @@ impl<A: Address> Node<A> {
         let Some(origin) = self.ledger.origin_with_hole_older_than(now, settled) else { return };
         // The origin keeps what it sent; anyone else may hold it too.
         let origin_addr = self.members.get(&origin).filter(|m| m.state == MemberState::Alive).map(|m| m.addr.clone());
-        let random = self
-            .members
-            .random_members(1, &mut self.rng, |m| m.state == MemberState::Alive)
-            .first()
-            .map(|m| m.addr.clone());
+        let random = self.random_alive_addr();
         let to = match origin_addr {
             Some(a) if self.rng.random_bool(0.5) => Some(a),
             _ => random,
@@ -304,17 +300,23 @@ impl<A: Address> Node<A> {
         }
         self.last_push_pull = now;
         self.timers.set(now + period, Timer::PushPull);
+        self.push_pull_with_random_member();
+    }
+
+    /// A push-pull with one random alive member (none while we leave).
+    fn push_pull_with_random_member(&mut self) {
         if self.status != Status::Running {
             return;
         }
-        let target = self
-            .members
-            .random_members(1, &mut self.rng, |m| m.state == MemberState::Alive)
-            .first()
-            .map(|m| m.addr.clone());
+        let target = self.random_alive_addr();
         if let Some(to) = target {
             self.send_push_pull(to, false, false);
         }
+    }
+
+    /// The address of a random alive member, if there is one.
+    fn random_alive_addr(&mut self) -> Option<A> {
+        self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive).first().map(|m| m.addr.clone())
     }
 
     /// Catch-up push-pull number `round` after our first join: with a random member, then again
@@ -323,14 +325,7 @@ impl<A: Address> Node<A> {
         if self.status != Status::Running {
             return;
         }
-        let target = self
-            .members
-            .random_members(1, &mut self.rng, |m| m.state == MemberState::Alive)
-            .first()
-            .map(|m| m.addr.clone());
-        if let Some(to) = target {
-            self.send_push_pull(to, false, false);
-        }
+        self.push_pull_with_random_member();
         if round < CATCH_UP_ROUNDS {
             let wait = self.config.probe_interval * (1 << round);
             self.timers.set(now + wait, Timer::CatchUp { round: round + 1 });
