@@ -20,6 +20,8 @@
 //! operating system's CSPRNG.
 
 mod answers;
+mod errors;
+mod footprint;
 mod gossip;
 mod membership;
 mod probe;
@@ -48,12 +50,14 @@ use crate::event::{BroadcastId, Event};
 use crate::health::LocalHealth;
 use crate::identity::{Address, NodeId};
 use crate::member::{Member, MemberState, MemberTable, Metadata};
-use crate::security::{Keyring, Opened, Security, SecurityError, SecurityMode, SecurityStats};
+use crate::security::{Keyring, Opened, Security, SecurityMode, SecurityStats};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
-use crate::wire::{decode_packet_skipping, is_update_tag, DecodeError, Message, MAX_TOPIC_LEN};
+use crate::wire::{decode_packet_skipping, is_update_tag, Message, MAX_TOPIC_LEN};
 use answers::AnswerLimit;
+pub use errors::{CommandError, PacketError};
+pub use footprint::Footprint;
 use recent::RecentUpdates;
 use reliable::Reliable;
 use timers::{Timer, Timers};
@@ -100,63 +104,6 @@ pub struct Transmit<A> {
     pub reliable: bool,
     pub kind: TransmitKind,
 }
-
-/// Why a command was refused. No state changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CommandError {
-    /// The caller named a member this node does not know (or that is dead or left).
-    UnknownMember(NodeId),
-    /// The payload does not fit: best-effort messages and broadcasts must fit in one packet.
-    TooLarge { size: usize, max: usize },
-    /// Topics are at most 255 bytes.
-    TopicTooLong,
-    /// `join` needs at least one seed address other than our own.
-    NoSeeds,
-    /// The node has left the cluster and accepts no more commands of this kind.
-    NotRunning,
-}
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommandError::UnknownMember(id) => write!(f, "unknown or dead member {id}"),
-            CommandError::TooLarge { size, max } => {
-                write!(f, "payload of {size} bytes exceeds {max}")
-            }
-            CommandError::TopicTooLong => write!(f, "topic longer than {MAX_TOPIC_LEN} bytes"),
-            CommandError::NoSeeds => f.write_str("no seed address to join"),
-            CommandError::NotRunning => f.write_str("the node has left the cluster"),
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl std::error::Error for CommandError {}
-
-/// Why an incoming packet was dropped (already counted in [`Stats`]; no state changed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PacketError {
-    /// The packet is malformed or from an incompatible version: the sender's fault.
-    Decode(DecodeError),
-    /// Larger than `max_reliable_size`.
-    Oversized(usize),
-    /// Refused by the security layer (wrong key or label, tampered, replayed, or plaintext when
-    /// encryption is required).
-    Security(SecurityError),
-}
-
-impl fmt::Display for PacketError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PacketError::Decode(e) => write!(f, "dropped undecodable packet: {e}"),
-            PacketError::Oversized(n) => write!(f, "dropped oversized packet of {n} bytes"),
-            PacketError::Security(e) => write!(f, "dropped packet: {e}"),
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl std::error::Error for PacketError {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
@@ -274,33 +221,6 @@ impl<A> Default for FrameState<A> {
     fn default() -> Self {
         FrameState { answer: None, join_reply: false, delivered: 0, digest: None, pull: None }
     }
-}
-
-/// Sizes of a node's internal queues and tables, for leak checks and metrics (see
-/// [`Node::footprint`]). Each is bounded by the configuration and the cluster size.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Footprint {
-    /// Known members in any state (bounded by reaping).
-    pub members: usize,
-    pub suspicions: usize,
-    /// Pending timers, stale ones included (they expire on their own).
-    pub timers: usize,
-    /// Probes run on behalf of others.
-    pub indirect_probes: usize,
-    pub membership_queue: usize,
-    pub broadcast_queue: usize,
-    /// Transmits and events not yet drained by the driver.
-    pub outbox: usize,
-    pub events: usize,
-    pub meta_requests: usize,
-    /// Broadcast origins remembered for exactly-once delivery, and open holes among them.
-    pub broadcast_origins: usize,
-    pub broadcast_holes: usize,
-    /// Broadcasts kept to repair other members.
-    pub broadcast_log: usize,
-    /// Reliable messages waiting for an acknowledgement, and senders remembered for de-duplication.
-    pub reliable_pending: usize,
-    pub reliable_senders: usize,
 }
 
 impl<A: Address> fmt::Debug for Node<A> {
@@ -430,26 +350,6 @@ impl<A: Address> Node<A> {
         s.updates_dropped = self.membership_updates.dropped();
         s.broadcasts_dropped = self.user_broadcasts.dropped();
         s
-    }
-
-    /// Sizes of the node's queues and tables. Cheap; for leak checks and metrics.
-    pub fn footprint(&self) -> Footprint {
-        Footprint {
-            members: self.members.len(),
-            suspicions: self.suspicions.len(),
-            timers: self.timers.len(),
-            indirect_probes: self.indirect.len(),
-            membership_queue: self.membership_updates.len(),
-            broadcast_queue: self.user_broadcasts.len(),
-            outbox: self.outbox.len(),
-            events: self.events.len(),
-            meta_requests: self.meta_requests.len(),
-            broadcast_origins: self.ledger.len(),
-            broadcast_holes: self.ledger.holes(),
-            broadcast_log: self.log.len(),
-            reliable_pending: self.reliable.pending(),
-            reliable_senders: self.reliable.senders(),
-        }
     }
 
     /// Transmits produced but not yet taken with [`Node::poll_transmit`].

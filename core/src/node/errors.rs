@@ -1,0 +1,65 @@
+//! Why a command was refused or a packet dropped: error values that say whose fault it was and that
+//! nothing changed.
+
+use core::fmt;
+
+use crate::identity::NodeId;
+use crate::security::SecurityError;
+use crate::wire::{DecodeError, MAX_TOPIC_LEN};
+
+/// Why a command was refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    /// The caller named a member this node does not know (or that is dead or left).
+    UnknownMember(NodeId),
+    /// The payload does not fit: best-effort messages and broadcasts must fit in one packet.
+    TooLarge { size: usize, max: usize },
+    /// Topics are at most 255 bytes.
+    TopicTooLong,
+    /// `join` needs at least one seed address other than our own.
+    NoSeeds,
+    /// The node has left the cluster and accepts no more commands of this kind.
+    NotRunning,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::UnknownMember(id) => write!(f, "unknown or dead member {id}"),
+            CommandError::TooLarge { size, max } => {
+                write!(f, "payload of {size} bytes exceeds {max}")
+            }
+            CommandError::TopicTooLong => write!(f, "topic longer than {MAX_TOPIC_LEN} bytes"),
+            CommandError::NoSeeds => f.write_str("no seed address to join"),
+            CommandError::NotRunning => f.write_str("the node has left the cluster"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for CommandError {}
+
+/// Why an incoming packet was dropped (already counted in [`Stats`]; no state changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketError {
+    /// The packet is malformed or from an incompatible version: the sender's fault.
+    Decode(DecodeError),
+    /// Larger than `max_reliable_size`.
+    Oversized(usize),
+    /// Refused by the security layer (wrong key or label, tampered, replayed, or plaintext when
+    /// encryption is required).
+    Security(SecurityError),
+}
+
+impl fmt::Display for PacketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PacketError::Decode(e) => write!(f, "dropped undecodable packet: {e}"),
+            PacketError::Oversized(n) => write!(f, "dropped oversized packet of {n} bytes"),
+            PacketError::Security(e) => write!(f, "dropped packet: {e}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for PacketError {}
