@@ -54,7 +54,7 @@ use crate::security::{Keyring, Opened, Security, SecurityMode, SecurityStats};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
-use crate::wire::{decode_packet_skipping, is_update_tag, Message, MAX_TOPIC_LEN};
+use crate::wire::{decode_packet_skipping, skips_repeats, Message, MAX_TOPIC_LEN};
 use answers::AnswerLimit;
 pub use errors::{CommandError, PacketError};
 pub use footprint::Footprint;
@@ -452,7 +452,7 @@ impl<A: Address> Node<A> {
         let recent = &self.recent;
         let mut repeats = 0u64;
         let decoded = decode_packet_skipping(bytes, &mut messages, |tag, body| {
-            if !is_update_tag(tag) {
+            if !skips_repeats(tag) {
                 return false;
             }
             let hash = recent.hash(tag, body);

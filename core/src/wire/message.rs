@@ -399,6 +399,14 @@ pub fn is_update_tag(t: u8) -> bool {
     matches!(t, tag::ALIVE | tag::SUSPECT | tag::DEAD | tag::BROADCAST)
 }
 
+/// The updates a node skips when it has seen the very same bytes lately: alive records and
+/// broadcasts, the bulk of gossip. Suspicions and deaths are always decoded, however often they
+/// repeat: a repeat that has gone stale (its subject refuted meanwhile) must be answered, or the one
+/// spreading it declares a healthy member failed.
+pub fn skips_repeats(t: u8) -> bool {
+    matches!(t, tag::ALIVE | tag::BROADCAST)
+}
+
 fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError> {
     let mut b = Reader::new(body);
     let msg = match t {
