@@ -213,7 +213,7 @@ fn no_healthy_member_is_declared_failed_while_crashes_are_detected_at_five_perce
         Config::lan(),
         LinkModel { loss: 0.05, ..LinkModel::LAN },
         60,
-        7,
+        1,
     );
     assert_eq!(report.undetected, 0);
     assert_eq!(report.false_positives, 0);
