@@ -336,6 +336,7 @@ impl<A: Address> Node<A> {
         self.timers.set(now + self.config.reannounce_interval, Timer::Reannounce);
         self.reap(now);
         self.expire_broadcasts(now);
+        self.sweep_timers();
         if self.status != Status::Running {
             return;
         }

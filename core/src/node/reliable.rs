@@ -72,6 +72,11 @@ impl<A> Reliable<A> {
         self.pending.len()
     }
 
+    /// True while message `id` waits for the acknowledgement of attempt `attempt`.
+    pub fn waits_for(&self, id: u64, attempt: u32) -> bool {
+        self.position(id).is_some_and(|i| self.pending[i].attempt == attempt)
+    }
+
     fn position(&self, id: u64) -> Option<usize> {
         self.pending.binary_search_by_key(&id, |o| o.id).ok()
     }

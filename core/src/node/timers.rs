@@ -1,5 +1,11 @@
 //! The node's timers: a min-heap of deadlines that are never cancelled.
 //!
+//! Stale timers wait for their deadline and then do nothing, so the heap holds every timer set within
+//! the longest deadline ahead: a suspicion refuted at once still leaves its timer for the maximum
+//! suspicion timeout, minutes at WAN settings. Under heavy churn that is thousands of entries, so
+//! the node sweeps the heap now and then ([`Timers::retain`]), dropping the timers whose handler
+//! would find nothing current to act on. The sweep only removes no-ops; it never changes what fires.
+//!
 //! Each timer names what it is about (a probe sequence number, a member and incarnation, a round
 //! counter). When it fires, the handler checks that the thing it refers to is still current and does
 //! nothing otherwise. That keeps cancellation out of the state machine entirely and makes a spurious
@@ -106,6 +112,12 @@ impl Timers {
     pub fn len(&self) -> usize {
         self.heap.len()
     }
+
+    /// Keeps only the timers `current(at, timer)` accepts. Call with a test that rejects only timers
+    /// whose handler would do nothing.
+    pub fn retain(&mut self, mut current: impl FnMut(Instant, &Timer) -> bool) {
+        self.heap.retain(|Reverse(e)| current(e.at, &e.timer));
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +136,30 @@ mod tests {
         assert_eq!(t.pop_due(Instant::from_millis(15)), Some(Timer::Reannounce));
         assert_eq!(t.pop_due(Instant::from_millis(15)), None);
         assert_eq!(t.len(), 1);
+    }
+}
+
+impl<A: crate::identity::Address> super::Node<A> {
+    /// Drops stale timers (see the module docs) once they outnumber the current ones several times.
+    pub(super) fn sweep_timers(&mut self) {
+        let current = 16 + self.suspicions.len() + 2 * self.indirect.len() + self.reliable.pending();
+        if self.timers.len() <= 4 * current {
+            return;
+        }
+        let (suspicions, indirect, probe, probe_round) =
+            (&self.suspicions, &self.indirect, &self.probe, self.probe_round);
+        let (join_attempt, reliable) = (self.join.attempt, &self.reliable);
+        self.timers.retain(|at, timer| match timer {
+            Timer::Probe { round } => *round >= probe_round,
+            Timer::ProbeTimeout { seq } | Timer::ProbeEnd { seq } => probe.as_ref().is_some_and(|p| p.seq == *seq),
+            Timer::IndirectNack { seq } | Timer::IndirectExpire { seq } => indirect.contains_key(seq),
+            // A confirmation moved the deadline earlier and set a timer there: later ones are spent.
+            Timer::Suspicion { id, incarnation } => {
+                suspicions.get(id).is_some_and(|s| s.incarnation == *incarnation && at <= s.deadline())
+            }
+            Timer::JoinTimeout { attempt } => *attempt == join_attempt,
+            Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
+            Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::CatchUp { .. } => true,
+        });
     }
 }
