@@ -120,25 +120,6 @@ impl Timers {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timers_fire_earliest_first_and_only_when_due() {
-        let mut t = Timers::default();
-        t.set(Instant::from_millis(20), Timer::Gossip);
-        t.set(Instant::from_millis(10), Timer::PushPull);
-        t.set(Instant::from_millis(10), Timer::Reannounce);
-        assert_eq!(t.next_deadline(), Some(Instant::from_millis(10)));
-        assert_eq!(t.pop_due(Instant::from_millis(5)), None);
-        assert_eq!(t.pop_due(Instant::from_millis(15)), Some(Timer::PushPull));
-        assert_eq!(t.pop_due(Instant::from_millis(15)), Some(Timer::Reannounce));
-        assert_eq!(t.pop_due(Instant::from_millis(15)), None);
-        assert_eq!(t.len(), 1);
-    }
-}
-
 impl<A: crate::identity::Address> super::Node<A> {
     /// Drops stale timers (see the module docs) once they outnumber the current ones several times.
     pub(super) fn sweep_timers(&mut self) {
@@ -161,5 +142,24 @@ impl<A: crate::identity::Address> super::Node<A> {
             Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
             Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::CatchUp { .. } => true,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_earliest_first_and_only_when_due() {
+        let mut t = Timers::default();
+        t.set(Instant::from_millis(20), Timer::Gossip);
+        t.set(Instant::from_millis(10), Timer::PushPull);
+        t.set(Instant::from_millis(10), Timer::Reannounce);
+        assert_eq!(t.next_deadline(), Some(Instant::from_millis(10)));
+        assert_eq!(t.pop_due(Instant::from_millis(5)), None);
+        assert_eq!(t.pop_due(Instant::from_millis(15)), Some(Timer::PushPull));
+        assert_eq!(t.pop_due(Instant::from_millis(15)), Some(Timer::Reannounce));
+        assert_eq!(t.pop_due(Instant::from_millis(15)), None);
+        assert_eq!(t.len(), 1);
     }
 }
