@@ -20,6 +20,10 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (202, "a false failure nobody answered"),
     (43611, "a restarted member never heard of the departure it had to refute"),
     (43802, "the news of a join missed by one member at 0% loss"),
+    (101479, "a repeated suspicion skipped as already seen, so the suspect never refuted it"),
+    (115076, "a member that came back after its death was filtered as a repeat and never rejoined"),
+    (118625, "refuted suspicions left their timers in the heap until it grew without bound"),
+    (119073, "the oracle blamed a sender frozen until it was shut down for a missing failure report"),
 ];
 
 #[test]

@@ -123,6 +123,13 @@ impl Truth {
         self.stalls[i].iter().any(overlaps) || self.slow[i].iter().any(overlaps)
     }
 
+    /// How long member `i` ran (was not stalled) between `from` and `to`. Time spent stalled does not
+    /// count: a frozen process fires no timers, so nothing it owes can come due then.
+    pub fn running_time(&self, i: usize, from: u64, to: u64) -> u64 {
+        let stalled: u64 = self.stalls[i].iter().map(|&(a, b)| b.min(to).saturating_sub(a.max(from))).sum();
+        to.saturating_sub(from).saturating_sub(stalled)
+    }
+
     /// Some partition was in force at some point in `[from, to]` (a partition touches every member:
     /// each is cut off from someone, and news of the other side's failure reaches everyone).
     pub fn any_partition(&self, from: u64, to: u64) -> bool {

@@ -467,7 +467,10 @@ impl Runner {
         let bound = ms(slow.reliable_timeout * slow.reliable_attempts) + ms(slow.probe_interval);
         for r in self.truth.reliable.clone() {
             let count = u32::from(self.truth.reliable_ever.contains(&r.tag));
-            let sender_lived = self.truth.lives[r.from as usize][r.life].end.map_or(true, |e| e >= r.at + bound);
+            // A sender that was stopped, or frozen, before the last retry came due owes no report.
+            let sender_lived = self.truth.lives[r.from as usize][r.life]
+                .end
+                .map_or(true, |e| self.truth.running_time(r.from as usize, r.at, e) >= bound);
             if count == 1 || !sender_lived {
                 continue;
             }
