@@ -1,6 +1,8 @@
 //! Native runtime figures for BENCHMARKS.md.
 //! `cargo bench -p shoal-tests --bench native -- send` (direct-send rate vs a raw tokio socket)
 //! `cargo bench -p shoal-tests --bench native -- idle` (CPU of 200 idle members over 60 s)
+//! `cargo bench -p shoal-tests --bench native -- cold-start` (48 staggered starts of 20 and of 50
+//! members, each joining a random earlier one: how long until every member lists every other)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,6 +154,60 @@ async fn idle() {
     }
 }
 
+/// One cold start: `n` members start `20..=300` ms apart (as processes launched by a script or a
+/// scheduler do), each joining one member started before it, picked at random (so two members that
+/// start a moment apart often join through different seeds). Returns the seconds from the last start
+/// until every member lists every other alive, or `None` if that took over `limit`.
+async fn cold_start_once(n: usize, run: u64, rng: &mut impl rand::Rng, limit: Duration) -> Option<f64> {
+    let mut all: Vec<Cluster> = Vec::with_capacity(n);
+    let mut joins = Vec::new();
+    for i in 0..n {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(20..=300))).await;
+        }
+        let m = member_with(&format!("cold-{run}-{i}"), run * 1000 + i as u64, Config::lan()).await;
+        if !all.is_empty() {
+            let (m2, seed) = (m.clone(), all[rng.random_range(0..all.len())].local_addr());
+            joins.push(tokio::spawn(async move { m2.join(&[seed]).await }));
+        }
+        all.push(m);
+    }
+    let last_start = Instant::now();
+    let formed = eventually(limit, || all.iter().all(|m| alive_count(m) == n - 1)).await;
+    let took = last_start.elapsed().as_secs_f64();
+    for j in joins {
+        let _ = j.await;
+    }
+    for m in &all {
+        m.shutdown().await;
+    }
+    formed.then_some(took)
+}
+
+async fn cold_start(n: usize, runs: u64) {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(n as u64);
+    let limit = Duration::from_secs(90);
+    let mut times = Vec::new();
+    let mut never = 0;
+    for run in 0..runs {
+        match cold_start_once(n, run, &mut rng, limit).await {
+            Some(t) => times.push(t),
+            None => never += 1,
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let slow = times.iter().filter(|&&t| t > 5.0).count();
+    println!(
+        "cold-start: {n} members (LAN preset, UDP + TCP) started 20-300 ms apart, each joining a random earlier one, {runs} starts: every member lists every other {:.2} s after the last start (median), p90 {:.2} s, max {:.2} s; {slow} starts took over 5 s; {never} not formed in {} s",
+        at(0.5),
+        at(0.9),
+        at(1.0),
+        limit.as_secs()
+    );
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
@@ -165,6 +221,10 @@ fn main() {
         }
         if wants("idle") {
             idle().await;
+        }
+        if wants("cold-start") {
+            cold_start(20, 48).await;
+            cold_start(50, 48).await;
         }
     });
 }
