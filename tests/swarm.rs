@@ -24,6 +24,7 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (115076, "a member that came back after its death was filtered as a repeat and never rejoined"),
     (118625, "refuted suspicions left their timers in the heap until it grew without bound"),
     (119073, "the oracle blamed a sender frozen until it was shut down for a missing failure report"),
+    (22347, "the oracle's push-pull-off bound ignored how far poor local health stretches probing"),
 ];
 
 #[test]

@@ -127,7 +127,12 @@ impl Runner {
                 let expected = self.truth.is_up(j as usize, now);
                 if self.believes_live(o, j) != expected {
                     let what = if expected { "running but not live" } else { "down but live" };
-                    return Err(format!("n{o} lists n{j} as {what}"));
+                    let held = self
+                        .sim
+                        .node(o as usize)
+                        .and_then(|n| n.member(&Self::name(j)))
+                        .map(|m| (m.state, m.incarnation, m.addr));
+                    return Err(format!("n{o} lists n{j} as {what} (it holds {held:?})"));
                 }
             }
         }
