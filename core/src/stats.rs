@@ -57,6 +57,11 @@ pub struct Stats {
     /// Reliable messages too old to tell whether they were delivered: neither delivered nor
     /// acknowledged.
     pub reliable_stale: u64,
+    /// Reliable messages refused because every de-duplication record was still needed (a flood of
+    /// sender names): neither delivered nor acknowledged, so their senders report them failed.
+    pub reliable_refused: u64,
+    /// Reliable acknowledgements that came from somewhere other than the message's destination.
+    pub reliable_acks_misdirected: u64,
     pub direct_delivered: u64,
     pub push_pulls_sent: u64,
     pub push_pulls_received: u64,

@@ -110,6 +110,12 @@ impl Metrics {
                 s.reliable_duplicates,
             ),
             ("reliable_stale_total", "Reliable messages too old to tell whether they were delivered", s.reliable_stale),
+            ("reliable_refused_total", "Reliable messages refused: no de-duplication record free", s.reliable_refused),
+            (
+                "reliable_acks_misdirected_total",
+                "Reliable acknowledgements from a source other than the destination",
+                s.reliable_acks_misdirected,
+            ),
             (
                 "unknown_pingers_asked_total",
                 "Pings from unknown members whose record was asked for",

@@ -231,11 +231,14 @@ impl<A: Address> Node<A> {
             return;
         }
         if !is_newer(a.incarnation, m.incarnation) && (!m.state.is_live() || a.incarnation != m.incarnation) {
-            // Old news (or an alive claim our record of its death or departure beats).
-            let (id, addr, gone) = (a.id.clone(), a.addr.clone(), !m.state.is_live());
+            // Old news (or an alive claim our record of its death or departure beats). A member we
+            // hold gone is told too, at the address we hold for it (never at one the claim names:
+            // that would let one packet aim our answers anywhere).
+            let (id, gone) = (a.id.clone(), !m.state.is_live());
+            let addr = (gone && a.addr == m.addr).then(|| m.addr.clone());
             if let Some(sender) = reply_to {
                 self.answer_stale_claim(&id, sender, now);
-                if gone && addr != *sender {
+                if let Some(addr) = addr.filter(|addr| addr != sender) {
                     self.answer_stale_claim(&id, &addr, now);
                 }
             }

@@ -168,6 +168,9 @@ pub struct Node<A: Address> {
     indirect: FixedMap<u32, IndirectProbe<A>>,
     /// Rate limit of answers to stale claims (see `answers`).
     answer_limit: AnswerLimit<A>,
+    /// Rate limit of the record requests sent to unknown pingers, per pinger address: apart from
+    /// `answer_limit`, so that pings under made-up names cannot crowd out stale-claim answers.
+    pinger_limit: AnswerLimit<A>,
     /// Answers owed for the packet being handled: (destination, subject).
     answers_owed: Vec<(A, NodeId)>,
     next_seq: u32,
@@ -254,6 +257,7 @@ impl<A: Address> Node<A> {
             probe_round: 0,
             indirect: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 5)),
             answer_limit: AnswerLimit::new(hash_seed ^ 8),
+            pinger_limit: AnswerLimit::new(hash_seed ^ 9),
             answers_owed: Vec::new(),
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
@@ -483,6 +487,7 @@ impl<A: Address> Node<A> {
             self.handle_message(now, &from, message);
         }
         self.scratch = messages;
+        self.send_reliable_acks(&from);
         self.send_answers();
         self.finish_frame(now);
         Ok(())
@@ -506,9 +511,9 @@ impl<A: Address> Node<A> {
             Message::BroadcastDigest { entries } => self.frame.digest = Some(entries),
             Message::BroadcastPull { entries } => self.frame.pull = Some((from.clone(), entries)),
             Message::Reliable { from: sender, epoch, id, topic, payload } => {
-                self.handle_reliable(from, sender, epoch, id, topic, payload)
+                self.handle_reliable(sender, epoch, id, topic, payload, now)
             }
-            Message::ReliableAck { epoch, id } => self.handle_reliable_ack(epoch, id),
+            Message::ReliableAck { epoch, id } => self.handle_reliable_ack(from, epoch, id),
             Message::PushPull { from: sender, join, reply, members } => {
                 self.handle_push_pull(sender, join, reply, members, from, now)
             }

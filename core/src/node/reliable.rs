@@ -7,8 +7,15 @@
 //! again every `reliable_timeout` up to `reliable_attempts` times, and then reports
 //! [`Event::SendFailed`] with the id [`Node::send_reliable`] returned. The receiver delivers each
 //! `(sender, life, id)` once, acknowledges every copy (so the sender stops), and remembers the last
-//! 1,024 ids per sender (the width of a replay window); a copy older than that is neither delivered nor acknowledged,
-//! so the sender reports it failed rather than believing it delivered.
+//! 1,024 ids per sender (the width of a replay window); a copy older than that is neither delivered
+//! nor acknowledged, so the sender reports it failed rather than believing it delivered.
+//! Acknowledgements are counted only from the address the message went to, and the copies a frame
+//! carries are acknowledged together, in as few frames as fit.
+//!
+//! A sender's record is needed only while the sender may still send a copy: `reliable_attempts`
+//! timeouts after its last message. Records are bounded (4,096); when all are still needed (a flood
+//! of made-up sender names), a message from a new sender is refused, neither delivered nor
+//! acknowledged, rather than a record being forgotten early and a message delivered twice.
 //!
 //! What waits for an acknowledgement is bounded (count and bytes); past the bound the oldest
 //! message is reported failed at once instead of growing memory behind a dead peer.
@@ -49,6 +56,8 @@ pub(crate) struct Outgoing<A> {
 struct Seen {
     epoch: u32,
     ids: SeqWindow,
+    /// When the sender's last message arrived: the record is needed until its retries are over.
+    last: Instant,
 }
 
 /// Both directions of reliable messaging for one node.
@@ -60,11 +69,13 @@ pub(crate) struct Reliable<A> {
     pending_bytes: usize,
     /// Per sender (a vector: searched once per reliable message).
     seen: Vec<(NodeId, Seen)>,
+    /// Acknowledgements owed for the frame being read: `(epoch, id)`, all to the frame's sender.
+    acks_owed: Vec<(u32, u64)>,
 }
 
 impl<A> Reliable<A> {
     pub fn new() -> Self {
-        Reliable { next_id: 0, pending: VecDeque::new(), pending_bytes: 0, seen: Vec::new() }
+        Reliable { next_id: 0, pending: VecDeque::new(), pending_bytes: 0, seen: Vec::new(), acks_owed: Vec::new() }
     }
 
     /// Messages waiting for their acknowledgement.
@@ -157,29 +168,53 @@ impl<A: Address> Node<A> {
         self.timers.set(now + self.config.reliable_timeout, Timer::ReliableRetry { id, attempt: attempt + 1 });
     }
 
+    /// How long a sender's de-duplication record is needed after its last message: until every
+    /// copy it may still send has arrived.
+    fn retry_horizon(&self) -> core::time::Duration {
+        self.config.reliable_timeout * (self.config.reliable_attempts + 1)
+    }
+
+    /// The index of `sender`'s record, made if there is room; `None` when every record is still
+    /// needed.
+    fn seen_record(&mut self, sender: &NodeId, epoch: u32, now: Instant) -> Option<usize> {
+        if let Some(i) = self.reliable.seen.iter().position(|(s, _)| s == sender) {
+            return Some(i);
+        }
+        let fresh = Seen { epoch, ids: SeqWindow::starting_at(0), last: now };
+        if self.reliable.seen.len() < MAX_SENDERS {
+            self.reliable.seen.push((sender.clone(), fresh));
+            return Some(self.reliable.seen.len() - 1);
+        }
+        // Full: reuse the record idle longest, if its sender can no longer send a copy.
+        let horizon = self.retry_horizon();
+        let (i, idle) = self.reliable.seen.iter().enumerate().min_by_key(|(_, (_, seen))| seen.last)?;
+        if now.saturating_duration_since(idle.1.last) < horizon {
+            return None;
+        }
+        self.reliable.seen[i] = (sender.clone(), fresh);
+        Some(i)
+    }
+
+    /// A reliable message arrived from `from`: deliver it once, and owe its acknowledgement (sent
+    /// by [`Node::send_reliable_acks`] when the frame is read).
     pub(super) fn handle_reliable(
         &mut self,
-        from: &A,
         sender: NodeId,
         epoch: u32,
         id: u64,
         topic: String,
         payload: Vec<u8>,
+        now: Instant,
     ) {
-        let at = match self.reliable.seen.iter().position(|(s, _)| *s == sender) {
-            Some(i) => i,
-            None => {
-                if self.reliable.seen.len() >= MAX_SENDERS {
-                    self.reliable.seen.remove(0);
-                }
-                self.reliable.seen.push((sender.clone(), Seen { epoch, ids: SeqWindow::starting_at(0) }));
-                self.reliable.seen.len() - 1
-            }
+        let Some(at) = self.seen_record(&sender, epoch, now) else {
+            self.stats.reliable_refused += 1;
+            return;
         };
         let seen = &mut self.reliable.seen[at].1;
         if seen.epoch != epoch {
-            *seen = Seen { epoch, ids: SeqWindow::starting_at(0) };
+            *seen = Seen { epoch, ids: SeqWindow::starting_at(0), last: now };
         }
+        seen.last = now;
         let fresh = match seen.ids.classify(id) {
             window::Seen::New => true,
             window::Seen::Before => false,
@@ -190,10 +225,7 @@ impl<A: Address> Node<A> {
                 return;
             }
         };
-        let mut w = Writer::with_capacity(24);
-        begin_packet(&mut w, PROTOCOL_VERSION);
-        Message::<A>::ReliableAck { epoch, id }.encode(&mut w);
-        self.push_transmit(from.clone(), w.into_vec(), true, TransmitKind::Ack);
+        self.reliable.acks_owed.push((epoch, id));
         if fresh {
             self.stats.direct_delivered += 1;
             self.emit(Event::Message { from: sender, topic, payload, kind: MessageKind::Direct });
@@ -202,12 +234,46 @@ impl<A: Address> Node<A> {
         }
     }
 
-    pub(super) fn handle_reliable_ack(&mut self, epoch: u32, id: u64) {
+    /// Sends the acknowledgements a frame from `to` left owed, as many per frame as fit. Call once a
+    /// whole frame is read.
+    pub(super) fn send_reliable_acks(&mut self, to: &A) {
+        if self.reliable.acks_owed.is_empty() {
+            return;
+        }
+        let owed = core::mem::take(&mut self.reliable.acks_owed);
+        let room = self.config.max_reliable_size;
+        let mut w = Writer::with_capacity(64);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        let empty = w.len();
+        for &(epoch, id) in &owed {
+            let mut one = Writer::with_capacity(24);
+            Message::<A>::ReliableAck { epoch, id }.encode(&mut one);
+            if w.len() + one.len() > room && w.len() > empty {
+                let full = core::mem::replace(&mut w, Writer::with_capacity(64));
+                self.push_transmit(to.clone(), full.into_vec(), true, TransmitKind::Ack);
+                begin_packet(&mut w, PROTOCOL_VERSION);
+            }
+            w.raw(one.as_slice());
+        }
+        self.push_transmit(to.clone(), w.into_vec(), true, TransmitKind::Ack);
+        let mut owed = owed;
+        owed.clear();
+        if self.reliable.acks_owed.is_empty() {
+            self.reliable.acks_owed = owed;
+        }
+    }
+
+    /// An acknowledgement arrived from `from`; it counts only if `from` is where the message went.
+    pub(super) fn handle_reliable_ack(&mut self, from: &A, epoch: u32, id: u64) {
         if epoch != self.broadcast_epoch {
             return;
         }
-        let out = self.reliable.position(id).and_then(|i| self.reliable.pending.remove(i));
-        if let Some(out) = out {
+        let Some(i) = self.reliable.position(id) else { return };
+        if self.reliable.pending[i].to != *from {
+            self.stats.reliable_acks_misdirected += 1;
+            return;
+        }
+        if let Some(out) = self.reliable.pending.remove(i) {
             self.reliable.pending_bytes -= out.frame.len();
         }
     }

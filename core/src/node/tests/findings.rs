@@ -199,3 +199,119 @@ fn timers_of_suspicions_refuted_long_ago_do_not_pile_up() {
     let timers = c.node(0).footprint().timers;
     assert!(timers < 100, "{timers} timers pending");
 }
+
+// ----- found by review ---------------------------------------------------------------------------
+
+#[test]
+fn a_reliable_message_is_delivered_once_even_after_a_flood_of_made_up_sender_names() {
+    // De-duplication records were evicted oldest first once 4,096 senders were remembered: a frame
+    // of messages under made-up names pushed out a real sender's record, and its next copy of a
+    // message already delivered was delivered again.
+    let mut c = Cluster::formed(2, Config::local());
+    let real =
+        Message::<u32>::Reliable { from: id("b"), epoch: 77, id: 1, topic: "t".into(), payload: b"once".to_vec() };
+    let flood: Vec<Message<u32>> = (0..4_096u32)
+        .map(|i| Message::Reliable {
+            from: id(&format!("f{i}")),
+            epoch: 1,
+            id: 1,
+            topic: String::new(),
+            payload: vec![],
+        })
+        .collect();
+    for pkt in [packet_of(core::slice::from_ref(&real)), packet_of(&flood), packet_of(&[real])] {
+        let now = c.now;
+        c.nodes[0].handle_packet(now, 1, &pkt).unwrap();
+    }
+    c.collect();
+    let got = c.count(0, |e| matches!(e, Event::Message { payload, .. } if payload == b"once"));
+    assert_eq!(got, 1, "delivered {got} times");
+    assert!(c.node(0).stats().reliable_refused > 0, "the sender that found no record is counted");
+}
+
+#[test]
+fn the_copies_one_frame_carries_are_acknowledged_in_one_frame() {
+    // Every reliable message was acknowledged with a frame of its own: one frame of 4,096 tiny
+    // messages made the receiver send 4,096 frames back.
+    let mut c = Cluster::formed(2, Config::local());
+    let batch: Vec<Message<u32>> = (1..=500u64)
+        .map(|i| Message::Reliable { from: id("b"), epoch: 3, id: i, topic: String::new(), payload: vec![] })
+        .collect();
+    let mark = c.log.len();
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &packet_of(&batch)).unwrap();
+    c.deliver_all();
+    let acks: Vec<_> = c.log[mark..].iter().filter(|s| s.from == 0 && s.kind == TransmitKind::Ack).collect();
+    assert_eq!(acks.len(), 1, "{} frames of acknowledgements", acks.len());
+    let acked = decode(&acks[0].bytes).iter().filter(|m| matches!(m, Message::ReliableAck { .. })).count();
+    assert_eq!(acked, 500);
+}
+
+#[test]
+fn only_the_receiver_can_acknowledge_a_reliable_message() {
+    // An acknowledgement counted from anyone: the epoch is public (every broadcast carries it) and
+    // ids count up from 1, so any member could forge one and make a lost message look delivered.
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    c.clear_events();
+    let epoch = c.nodes[0].broadcast("x", b"x", None).unwrap().epoch;
+    c.blocked.insert((0, 2));
+    let now = c.now;
+    let rid = c.nodes[0].send_reliable(&id("c"), "t", b"p", now).unwrap();
+    c.nodes[0].handle_packet(now, 1, &packet_of(&[Message::ReliableAck { epoch, id: rid }])).unwrap();
+    c.advance(config.reliable_timeout.as_millis() as u64 * (u64::from(config.reliable_attempts) + 1));
+    assert_eq!(c.count(0, |e| matches!(e, Event::SendFailed { id, .. } if *id == rid)), 1);
+    assert_eq!(c.node(0).stats().reliable_acks_misdirected, 1);
+}
+
+#[test]
+fn a_stale_alive_is_answered_only_at_addresses_we_hold_not_at_ones_it_names() {
+    // An `Alive` older than our record of a departed member was answered at the address the claim
+    // named: one packet of 40 claims made a member send 40 packets to addresses of the sender's
+    // choosing (a reflector).
+    let mut c = Cluster::formed(3, Config::local());
+    let now = c.now;
+    c.nodes[2].leave(now);
+    c.advance(1_000);
+    c.crash(2);
+    let claims: Vec<Message<u32>> = (100..140u32)
+        .map(|victim| {
+            let meta = MetaField::Included(Vec::new());
+            Message::Alive(Alive { id: id("c"), addr: victim, incarnation: 0, meta, min_version: 1, max_version: 1 })
+        })
+        .collect();
+    let mark = c.log.len();
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &packet_of(&claims)).unwrap();
+    c.deliver_all();
+    let reflected = c.log[mark..].iter().filter(|s| s.from == 0 && s.to >= 100).count();
+    assert_eq!(reflected, 0, "one packet made a send {reflected} packets to addresses it named");
+}
+
+#[test]
+fn pings_under_made_up_names_do_not_silence_stale_claim_answers() {
+    // Record requests to unknown pingers shared the stale-claim answers' rate table: 256 pings
+    // under made-up names filled it, and a member spreading a stale suspicion went unanswered.
+    let mut c = Cluster::formed(3, Config::local());
+    let now = c.now;
+    c.nodes[2].handle_packet(now, 1, &forged_suspect("c", 0, "b")).unwrap();
+    assert!(c.advance_until(2_000, |c| everyone_holds_alive(c, 2)));
+    for chunk in 0..4u32 {
+        let pings: Vec<Message<u32>> = (0..64u32)
+            .map(|i| {
+                Message::Ping(crate::wire::Ping {
+                    seq: i,
+                    target: id("a"),
+                    source: id(&format!("g{}", chunk * 64 + i)),
+                })
+            })
+            .collect();
+        let now = c.now;
+        c.nodes[0].handle_packet(now, 1, &packet_of(&pings)).unwrap();
+    }
+    let before = c.node(0).stats().stale_claims_answered;
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &forged_suspect("c", 0, "b")).unwrap();
+    assert_eq!(c.node(0).stats().stale_claims_answered, before + 1, "{:?}", c.node(0).stats());
+    assert_eq!(c.node(0).stats().unknown_pingers_asked, 1, "one record request per pinger address");
+}
