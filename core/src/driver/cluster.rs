@@ -7,6 +7,7 @@
 //! driver, which sends what the node asked for and sleeps until the next packet or deadline.
 
 use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::prelude::rust_2021::*;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,9 @@ use super::addr::Addr;
 use super::metrics::Metrics;
 use super::reliable::{Push, ReliableOutbox};
 use super::runtime::Runtime;
-use super::signal::{lock, EventQueue, Rounds, Wakeup};
+use super::signal::{lock, EventQueue, Latch, Rounds, Wakeup};
 use super::transport::{Packet, Router, Transport};
-use super::{ClusterError, EventStream};
+use super::{CloseReason, ClusterError, EventStream};
 use crate::config::Config;
 use crate::event::{BroadcastId, Event, MessageKind};
 use crate::identity::NodeId;
@@ -43,11 +44,23 @@ type MessageHandler = Arc<dyn Fn(&ClusterMessage) + Send + Sync>;
 #[cfg(target_arch = "wasm32")]
 type MessageHandler = Arc<dyn Fn(&ClusterMessage)>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum RunState {
     Running,
-    Stopping,
-    Stopped,
+    /// Asked to stop; the driver has not finished yet.
+    Stopping(CloseReason),
+    /// The driver has finished (or died): commands fail with the reason's error.
+    Stopped(CloseReason),
+}
+
+impl RunState {
+    /// `Err` with what commands return once the member is stopping or stopped.
+    fn check(&self) -> Result<(), ClusterError> {
+        match self {
+            RunState::Running => Ok(()),
+            RunState::Stopping(reason) | RunState::Stopped(reason) => Err(reason.error()),
+        }
+    }
 }
 
 struct Inner {
@@ -56,6 +69,7 @@ struct Inner {
     handlers: Vec<MessageHandler>,
     state: RunState,
     transport_errors: u64,
+    callback_panics: u64,
 }
 
 pub(crate) struct Shared {
@@ -64,9 +78,31 @@ pub(crate) struct Shared {
     rounds: Rounds,
     runtime: Arc<dyn Runtime>,
     router: Router,
-    done: Arc<EventQueue<()>>,
+    /// Set once, with the reason, when the member has stopped (however its driver ended).
+    closed: Latch<CloseReason>,
     event_capacity: usize,
     reliable: ReliableOutbox,
+}
+
+impl Shared {
+    /// Publishes the member's end: commands fail from now on, every event stream ends, and
+    /// `shutdown`, `leave`, `flush` and `closed` return. Only the first call counts. Called from a
+    /// `Drop` during unwinding too, so it must not panic (the lock recovers from poisoning).
+    fn publish_close(&self, reason: CloseReason) {
+        let subscribers = {
+            let mut inner = lock(&self.inner);
+            if matches!(inner.state, RunState::Stopped(_)) {
+                return;
+            }
+            inner.state = RunState::Stopped(reason.clone());
+            std::mem::take(&mut inner.subscribers)
+        };
+        for s in subscribers {
+            s.close();
+        }
+        self.rounds.bump();
+        self.closed.set(reason);
+    }
 }
 
 /// Bytes of reliable frames that may wait for their destinations, all destinations together.
@@ -154,16 +190,18 @@ impl ClusterBuilder {
                 handlers: Vec::new(),
                 state: RunState::Running,
                 transport_errors: 0,
+                callback_panics: 0,
             }),
             wakeup: Wakeup::default(),
             rounds: Rounds::default(),
             runtime,
             router: router.clone(),
-            done: EventQueue::new(1),
+            closed: Latch::default(),
             event_capacity: self.event_capacity,
             reliable: ReliableOutbox::new(RELIABLE_BACKLOG),
         });
-        Ok((Cluster { shared: shared.clone() }, Driver { shared, router }))
+        let exit = PublishOnExit { shared: shared.clone(), reason: None };
+        Ok((Cluster { shared: shared.clone() }, Driver { shared, router, exit }))
     }
 
     /// Builds and spawns the driver on the current tokio runtime.
@@ -206,9 +244,7 @@ impl Cluster {
         let now = self.shared.runtime.now();
         let out = {
             let mut inner = lock(&self.shared.inner);
-            if inner.state != RunState::Running {
-                return Err(ClusterError::Shutdown);
-            }
+            inner.state.check()?;
             f(&mut inner.node, now)
         };
         self.shared.wakeup.notify();
@@ -242,7 +278,8 @@ impl Cluster {
                 _ => {}
             }
         }
-        Err(ClusterError::Shutdown)
+        // The stream ends only once the member has stopped.
+        Err(lock(&self.shared.inner).state.check().err().unwrap_or(ClusterError::Shutdown))
     }
 
     /// Broadcasts to every member (each receives it once as a message event; one that misses it gets
@@ -296,7 +333,8 @@ impl Cluster {
     }
 
     /// Calls `f` for every broadcast and direct message received, on the driver's task. Keep it short;
-    /// hand heavy work to another task.
+    /// hand heavy work to another task. A panic in `f` does not stop the member: it is logged,
+    /// counted in [`Metrics::callback_panics`], and `f` is called again for the next message.
     pub fn on_message(&self, f: impl Fn(&ClusterMessage) + super::MaybeSendSync + 'static) {
         lock(&self.shared.inner).handlers.push(Arc::new(f));
     }
@@ -306,7 +344,7 @@ impl Cluster {
     pub fn events(&self) -> EventStream {
         let queue = EventQueue::new(self.shared.event_capacity);
         let mut inner = lock(&self.shared.inner);
-        if inner.state == RunState::Stopped {
+        if matches!(inner.state, RunState::Stopped(_)) {
             queue.close();
         }
         inner.subscribers.push(queue.clone());
@@ -376,17 +414,24 @@ impl Cluster {
         let dropped_events = inner.subscribers.iter().map(|s| s.dropped()).sum();
         let mut m = Metrics::collect(&inner.node, transport, inner.transport_errors, dropped_events);
         m.reliable_dropped = self.shared.reliable.dropped();
+        m.callback_panics = inner.callback_panics;
         m
     }
 
     /// Leaves gracefully: announces the departure, waits until it has been gossiped (or `timeout`),
-    /// then shuts down. Others see us as left, not failed.
+    /// then shuts down. Others see us as left, not failed. Returns at once with the member's
+    /// closing error if it stops meanwhile for another reason.
     pub async fn leave(&self, timeout: Duration) -> Result<(), ClusterError> {
         self.command(|n, now| n.leave(now))?;
         let step = Duration::from_millis(20);
         let mut waited = Duration::ZERO;
         let done = loop {
-            if self.read(|n| n.leave_disseminated()) {
+            let disseminated = {
+                let inner = lock(&self.shared.inner);
+                inner.state.check()?;
+                inner.node.leave_disseminated()
+            };
+            if disseminated {
                 break true;
             }
             if waited >= timeout {
@@ -395,7 +440,7 @@ impl Cluster {
             self.shared.runtime.sleep(step).await;
             waited += step;
         };
-        self.shutdown().await;
+        self.stop(CloseReason::Left).await;
         if done {
             Ok(())
         } else {
@@ -404,17 +449,28 @@ impl Cluster {
     }
 
     /// Stops the driver and closes the transports, without telling anyone (others will detect a
-    /// failure). Use [`Cluster::leave`] for a graceful exit. Completes when the driver has stopped.
+    /// failure). Use [`Cluster::leave`] for a graceful exit. Completes when the driver has stopped
+    /// (at once if it already has).
     pub async fn shutdown(&self) {
+        self.stop(CloseReason::Shutdown).await;
+    }
+
+    async fn stop(&self, reason: CloseReason) {
         {
             let mut inner = lock(&self.shared.inner);
             if inner.state == RunState::Running {
-                inner.state = RunState::Stopping;
+                inner.state = RunState::Stopping(reason);
             }
         }
         self.shared.wakeup.notify();
-        let done = self.shared.done.clone();
-        poll_fn(|cx| done.poll_next(cx)).await;
+        self.shared.closed.wait().await;
+    }
+
+    /// Completes once the member has stopped, with the reason: shut down, left, or its driver died
+    /// (panicked, was dropped, or lost every transport). Completes at once if it already has.
+    /// From then on every command fails ([`CloseReason`] says with what) and event streams end.
+    pub async fn closed(&self) -> CloseReason {
+        self.shared.closed.wait().await
     }
 }
 
@@ -422,6 +478,8 @@ impl Cluster {
 pub struct Driver {
     shared: Arc<Shared>,
     router: Router,
+    /// Publishes the member's end when the driver is dropped, run to the end or not.
+    exit: PublishOnExit,
 }
 
 impl std::fmt::Debug for Driver {
@@ -438,13 +496,37 @@ enum Wake {
 
 impl Driver {
     /// Runs until [`Cluster::shutdown`] or [`Cluster::leave`] (or every transport closes).
-    pub async fn run(self) {
+    ///
+    /// However it ends (finishing, panicking, or dropped unfinished, even unpolled), the member's
+    /// handle learns it: [`Cluster::closed`] resolves with the reason and every command fails from
+    /// then on. A panic in the protocol loop or in a transport's receive future is caught here and
+    /// logged; the future then closes the transports and completes normally.
+    pub async fn run(mut self) {
+        use futures_util::FutureExt;
         use tracing::Instrument;
         let name = lock(&self.shared.inner).node.local_id().clone();
-        self.run_loop().instrument(tracing::info_span!("shoal", node = %name)).await
+        let span = tracing::info_span!("shoal", node = %name);
+        let outcome = AssertUnwindSafe(self.run_loop()).catch_unwind().instrument(span.clone()).await;
+        let reason = match outcome {
+            Ok(reason) => reason,
+            Err(panic) => {
+                let message = panic_message(&*panic);
+                span.in_scope(|| tracing::error!(panic = %message, "the driver panicked; the member has stopped"));
+                let reason = CloseReason::Panicked(message);
+                // At once, before closing the transports: commands fail and waiters return now.
+                self.shared.publish_close(reason.clone());
+                reason
+            }
+        };
+        if AssertUnwindSafe(self.router.close()).catch_unwind().await.is_err() {
+            span.in_scope(|| tracing::error!("a transport panicked while closing"));
+        }
+        // Published as `self` drops, now.
+        self.exit.reason = Some(reason);
     }
 
-    async fn run_loop(self) {
+    /// The protocol loop. Returns why it stopped.
+    async fn run_loop(&self) -> CloseReason {
         let mut receiver = self.router.receiver();
         let mut timer: Option<(Option<crate::Instant>, super::BoxFuture<'static, ()>)> = None;
         loop {
@@ -454,8 +536,8 @@ impl Driver {
                 self.transmit(t).await;
             }
             self.shared.rounds.bump();
-            if stopping {
-                break;
+            if let Some(reason) = stopping {
+                return reason;
             }
             // Re-arm the timer only when the deadline moved: most wakeups are packets, and a fresh
             // timer per packet costs more than handling the packet.
@@ -501,7 +583,9 @@ impl Driver {
                 }
                 Wake::Packet(None) => {
                     tracing::warn!("every transport closed; stopping");
-                    inner.state = RunState::Stopping;
+                    if inner.state == RunState::Running {
+                        inner.state = RunState::Stopping(CloseReason::TransportsClosed);
+                    }
                 }
                 Wake::Timer => {
                     timer = None;
@@ -510,23 +594,15 @@ impl Driver {
                 Wake::Command => {}
             }
         }
-        self.router.close().await;
-        let subscribers = {
-            let mut inner = lock(&self.shared.inner);
-            inner.state = RunState::Stopped;
-            std::mem::take(&mut inner.subscribers)
-        };
-        for s in subscribers {
-            s.close();
-        }
-        self.shared.rounds.bump();
-        self.shared.done.close();
     }
 
     /// Takes everything the node produced: transmits, events (fanned out to subscribers here,
-    /// messages returned for the callbacks), the next deadline, and whether to stop.
+    /// messages returned for the callbacks), the next deadline, and the reason to stop if asked to.
     #[allow(clippy::type_complexity)]
-    fn drain(&self) -> (Vec<Transmit<Addr>>, Vec<(ClusterMessage, Vec<MessageHandler>)>, Option<crate::Instant>, bool) {
+    fn drain(
+        &self,
+    ) -> (Vec<Transmit<Addr>>, Vec<(ClusterMessage, Vec<MessageHandler>)>, Option<crate::Instant>, Option<CloseReason>)
+    {
         let mut inner = lock(&self.shared.inner);
         let mut transmits = Vec::new();
         while let Some(t) = inner.node.poll_transmit() {
@@ -551,14 +627,27 @@ impl Driver {
                 s.push(event.clone());
             }
         }
-        let stopping = inner.state != RunState::Running;
+        let stopping = match &inner.state {
+            RunState::Running => None,
+            RunState::Stopping(reason) | RunState::Stopped(reason) => Some(reason.clone()),
+        };
         (transmits, messages, inner.node.poll_timeout(), stopping)
     }
 
+    /// Calls the `on_message` callbacks. A panicking callback is logged and counted; the loop and
+    /// the other callbacks carry on.
     fn dispatch(&self, messages: &[(ClusterMessage, Vec<MessageHandler>)]) {
         for (msg, handlers) in messages {
             for h in handlers {
-                h(msg);
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| h(msg))) {
+                    lock(&self.shared.inner).callback_panics += 1;
+                    tracing::error!(
+                        from = %msg.from,
+                        topic = %msg.topic,
+                        panic = %panic_message(&*panic),
+                        "an on_message callback panicked; the member carries on"
+                    );
+                }
             }
         }
     }
@@ -586,6 +675,38 @@ impl Driver {
                 }));
             }
         }
+    }
+}
+
+/// Publishes the member's end when dropped: after the driver finished (with its reason), while a
+/// panic unwinds through it, or when the driver (or its future, run or not) is dropped unfinished.
+/// A `Drop` runs on every one of those paths, so no handle outlives its driver without knowing.
+struct PublishOnExit {
+    shared: Arc<Shared>,
+    reason: Option<CloseReason>,
+}
+
+impl Drop for PublishOnExit {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or_else(|| {
+            if std::thread::panicking() {
+                CloseReason::Panicked(String::from("panicked while stopping"))
+            } else {
+                CloseReason::DriverDropped
+            }
+        });
+        self.shared.publish_close(reason);
+    }
+}
+
+/// The message a panic was raised with (`panic!` with a literal or a format string).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        String::from(*s)
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        String::from("a panic without a message")
     }
 }
 

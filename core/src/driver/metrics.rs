@@ -21,6 +21,8 @@ pub struct Metrics {
     pub dropped_events: u64,
     /// Reliable frames dropped because too many bytes were waiting for slow or dead peers.
     pub reliable_dropped: u64,
+    /// Panics raised by `on_message` callbacks (each caught and logged; the member carried on).
+    pub callback_panics: u64,
     pub members_alive: u64,
     pub members_suspect: u64,
     pub members_dead: u64,
@@ -66,7 +68,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 42] = [
+        let counters: [(&str, &str, u64); 43] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -134,6 +136,7 @@ impl Metrics {
                 s.stale_answers_suppressed,
             ),
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
+            ("callback_panics_total", "Panics caught in on_message callbacks", self.callback_panics),
             ("transport_bytes_out_total", "Bytes written by transports", self.transport.bytes_out),
             ("transport_bytes_in_total", "Bytes read by transports", self.transport.bytes_in),
             (

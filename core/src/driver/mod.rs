@@ -15,6 +15,8 @@ pub mod relay;
 mod reliable;
 mod runtime;
 mod signal;
+#[cfg(all(test, feature = "tokio"))]
+mod tests;
 mod transport;
 
 use std::fmt;
@@ -52,8 +54,13 @@ pub enum ClusterError {
     JoinFailed { seeds: Vec<Addr> },
     /// The leave announcement was not fully gossiped before the timeout; the member shut down anyway.
     LeaveTimeout,
-    /// The member has been shut down.
+    /// The member was stopped on purpose ([`Cluster::shutdown`] or [`Cluster::leave`]); nothing
+    /// changed. Build a new member to rejoin.
     Shutdown,
+    /// The member stopped without being asked to: the reason says why (its driver panicked, its
+    /// driver future was dropped, or every transport closed). Nothing changed; the member is gone
+    /// and [`Cluster::closed`] has resolved with the same reason. Build a new member to rejoin.
+    Closed(CloseReason),
     /// A key operation needs a keyring, and the member was built without one.
     NoKeyring,
     /// The keyring refused the operation (unknown key, or removing the primary).
@@ -70,6 +77,7 @@ impl fmt::Display for ClusterError {
             ClusterError::JoinFailed { seeds } => write!(f, "no seed answered: {seeds:?}"),
             ClusterError::LeaveTimeout => f.write_str("leave was not fully disseminated before the timeout"),
             ClusterError::Shutdown => f.write_str("the cluster member has shut down"),
+            ClusterError::Closed(reason) => write!(f, "the cluster member has stopped: {reason}"),
             ClusterError::NoKeyring => f.write_str("the member was built without a keyring"),
             ClusterError::Keyring(e) => write!(f, "{e}"),
         }
@@ -77,6 +85,48 @@ impl fmt::Display for ClusterError {
 }
 
 impl std::error::Error for ClusterError {}
+
+/// Why a member stopped, from [`Cluster::closed`]. Once a member has stopped, every command on its
+/// handle fails, `leave` and `shutdown` return at once and every event stream ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// [`Cluster::shutdown`] stopped it.
+    Shutdown,
+    /// [`Cluster::leave`] stopped it after announcing the departure.
+    Left,
+    /// Every transport closed, so nothing could arrive any more.
+    TransportsClosed,
+    /// The driver panicked: in the protocol loop or in a transport's receive future. Holds the
+    /// panic's message. (A panicking `on_message` callback does not stop the member: the panic is
+    /// logged and counted in [`Metrics::callback_panics`].)
+    Panicked(String),
+    /// The driver future was dropped before it finished (its task was cancelled, or the executor
+    /// running it shut down).
+    DriverDropped,
+}
+
+impl CloseReason {
+    /// The error commands return once the member has stopped for this reason.
+    fn error(&self) -> ClusterError {
+        match self {
+            CloseReason::Shutdown | CloseReason::Left => ClusterError::Shutdown,
+            other => ClusterError::Closed(other.clone()),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Shutdown => f.write_str("shut down"),
+            CloseReason::Left => f.write_str("left the cluster"),
+            CloseReason::TransportsClosed => f.write_str("every transport closed"),
+            CloseReason::Panicked(message) => write!(f, "the driver panicked: {message}"),
+            CloseReason::DriverDropped => f.write_str("the driver future was dropped before it finished"),
+        }
+    }
+}
 
 /// Events of one subscriber, from [`Cluster::events`]. Use [`EventStream::next`] or, as a
 /// `futures::Stream`, any stream combinator.

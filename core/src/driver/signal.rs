@@ -1,5 +1,6 @@
-//! Two small synchronisation pieces the driver needs without depending on a runtime:
-//! [`Wakeup`], a single-consumer "something changed" flag, and [`EventQueue`], a bounded per-subscriber
+//! Small synchronisation pieces the driver needs without depending on a runtime: [`Wakeup`], a
+//! single-consumer "something changed" flag, [`Rounds`], a counter of the driver's send rounds,
+//! [`Latch`], a value set once and awaited by many, and [`EventQueue`], a bounded per-subscriber
 //! event queue that drops the oldest event (and counts it) when a subscriber falls behind.
 //! Locks are held only for a few instructions and never across an `.await`.
 
@@ -92,6 +93,49 @@ impl Rounds {
     }
 }
 
+/// A value set once and awaited by any number of waiters: how the member's end is announced.
+#[derive(Debug)]
+pub(crate) struct Latch<T> {
+    state: Mutex<(Option<T>, Vec<Waker>)>,
+}
+
+impl<T> Default for Latch<T> {
+    fn default() -> Self {
+        Latch { state: Mutex::new((None, Vec::new())) }
+    }
+}
+
+impl<T: Clone> Latch<T> {
+    /// Sets the value and wakes every waiter. Only the first call counts.
+    pub fn set(&self, value: T) {
+        let wakers = {
+            let mut s = lock(&self.state);
+            if s.0.is_some() {
+                return;
+            }
+            s.0 = Some(value);
+            std::mem::take(&mut s.1)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Completes with the value once it is set.
+    pub fn wait(&self) -> impl Future<Output = T> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut s = lock(&self.state);
+            if let Some(v) = &s.0 {
+                return Poll::Ready(v.clone());
+            }
+            // A waiter polled again replaces its waker instead of adding one more.
+            s.1.retain(|w| !w.will_wake(cx.waker()));
+            s.1.push(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+}
+
 #[derive(Debug)]
 struct QueueState<T> {
     items: VecDeque<T>,
@@ -180,6 +224,22 @@ mod tests {
         assert_eq!(q.poll_next(&mut cx), Poll::Pending);
         q.close();
         assert_eq!(q.poll_next(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_latch_wakes_every_waiter_and_keeps_its_first_value() {
+        let latch = Latch::default();
+        let flags: Vec<_> = (0..2).map(|_| Arc::new(Flag(Mutex::new(false)))).collect();
+        let wakers: Vec<_> = flags.iter().map(|f| Waker::from(f.clone())).collect();
+        let mut first = std::pin::pin!(latch.wait());
+        let mut second = std::pin::pin!(latch.wait());
+        assert_eq!(first.as_mut().poll(&mut Context::from_waker(&wakers[0])), Poll::Pending);
+        assert_eq!(second.as_mut().poll(&mut Context::from_waker(&wakers[1])), Poll::Pending);
+        latch.set(1);
+        latch.set(2);
+        assert!(flags.iter().all(|f| *lock(&f.0)), "both waiters woken");
+        assert_eq!(first.as_mut().poll(&mut Context::from_waker(&wakers[0])), Poll::Ready(1));
+        assert_eq!(second.as_mut().poll(&mut Context::from_waker(&wakers[1])), Poll::Ready(1));
     }
 
     #[test]

@@ -1,0 +1,298 @@
+//! The driver over an in-memory network whose transports misbehave on demand: sends to chosen
+//! addresses that never complete or take a while, a receive future that panics, a send that
+//! panics. Every wait has a deadline; nothing sleeps a fixed time to let something happen.
+
+use std::boxed::Box;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::poll_fn;
+use std::string::{String, ToString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+use std::vec::Vec;
+
+use futures_util::FutureExt;
+
+use super::signal::lock;
+use super::{Addr, CloseReason, Cluster, ClusterError, Received, TokioRuntime, Transport, TransportError};
+use crate::Config;
+
+/// Generous for a loaded machine; a wedged driver misses it by forever.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Mailbox {
+    queue: VecDeque<(Addr, Vec<u8>, bool)>,
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+type Net = Arc<Mutex<HashMap<Addr, Arc<Mutex<Mailbox>>>>>;
+
+/// One member's transport on a [`Net`]. Claims every address, best-effort and reliable alike (like
+/// TCP-only mode, it has no separate datagram path); sends to addresses outside the net vanish.
+struct Mem {
+    me: Addr,
+    net: Net,
+    inbox: Arc<Mutex<Mailbox>>,
+    /// Sends to these never complete.
+    hang: Mutex<HashSet<Addr>>,
+    /// Sends to these take this long.
+    slow: Mutex<HashMap<Addr, Duration>>,
+    /// Sends to these panic.
+    panic_to: Mutex<HashSet<Addr>>,
+    /// Set: the receive future panics when next polled.
+    recv_panics: AtomicBool,
+    /// Frames whose send completed, by destination.
+    sent: Mutex<HashMap<Addr, usize>>,
+}
+
+impl Mem {
+    fn new(net: &Net, addr: &str) -> Arc<Mem> {
+        let me = Addr::parse(addr).unwrap();
+        let inbox = Arc::new(Mutex::new(Mailbox::default()));
+        lock(net).insert(me.clone(), inbox.clone());
+        Arc::new(Mem {
+            me,
+            net: net.clone(),
+            inbox,
+            hang: Mutex::default(),
+            slow: Mutex::default(),
+            panic_to: Mutex::default(),
+            recv_panics: AtomicBool::new(false),
+            sent: Mutex::default(),
+        })
+    }
+
+    /// Makes the pending receive future panic.
+    fn explode_receive(&self) {
+        self.recv_panics.store(true, Ordering::SeqCst);
+        if let Some(w) = lock(&self.inbox).waker.take() {
+            w.wake();
+        }
+    }
+
+    async fn deliver(&self, to: &Addr, bytes: &[u8], reliable: bool) -> Result<(), TransportError> {
+        if lock(&self.panic_to).contains(to) {
+            panic!("send to {to} exploded");
+        }
+        if lock(&self.hang).contains(to) {
+            std::future::pending::<()>().await;
+        }
+        let delay = lock(&self.slow).get(to).copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let dest = lock(&self.net).get(to).cloned();
+        if let Some(dest) = dest {
+            let mut mailbox = lock(&dest);
+            mailbox.queue.push_back((self.me.clone(), bytes.to_vec(), reliable));
+            if let Some(w) = mailbox.waker.take() {
+                w.wake();
+            }
+        }
+        *lock(&self.sent).entry(to.clone()).or_default() += 1;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for Mem {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn claims(&self, _to: &Addr, _reliable: bool) -> bool {
+        true
+    }
+
+    async fn send(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        self.deliver(to, bytes, false).await
+    }
+
+    async fn send_reliable(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        self.deliver(to, bytes, true).await
+    }
+
+    async fn recv(&self, buf: &mut Vec<u8>) -> Result<Received, TransportError> {
+        poll_fn(|cx| {
+            if self.recv_panics.load(Ordering::SeqCst) {
+                panic!("receive future exploded");
+            }
+            let mut inbox = lock(&self.inbox);
+            if let Some((from, bytes, reliable)) = inbox.queue.pop_front() {
+                *buf = bytes;
+                return Poll::Ready(Ok(Received { from, reliable }));
+            }
+            if inbox.closed {
+                return Poll::Ready(Err(TransportError::Closed));
+            }
+            inbox.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn local_addr(&self) -> Addr {
+        self.me.clone()
+    }
+
+    async fn close(&self) {
+        lock(&self.net).remove(&self.me);
+        let mut inbox = lock(&self.inbox);
+        inbox.closed = true;
+        if let Some(w) = inbox.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+fn addr(host: u8) -> Addr {
+    Addr::parse(&format!("udp://10.0.0.{host}:7946")).unwrap()
+}
+
+/// A member on `net` at `udp://10.0.0.<host>:7946`, its driver spawned; also the driver's task.
+fn member_with(net: &Net, name: &str, host: u8, config: Config) -> (Cluster, Arc<Mem>, tokio::task::JoinHandle<()>) {
+    let mem = Mem::new(net, &addr(host).to_string());
+    let transports: Vec<Arc<dyn Transport>> = vec![mem.clone()];
+    let (cluster, driver) = Cluster::builder(name)
+        .unwrap()
+        .config(config)
+        .seed(u64::from(host))
+        .build(transports, Arc::new(TokioRuntime::new()))
+        .unwrap();
+    let task = tokio::spawn(driver.run());
+    (cluster, mem, task)
+}
+
+fn member(net: &Net, name: &str, host: u8) -> (Cluster, Arc<Mem>) {
+    let (cluster, mem, _) = member_with(net, name, host, Config::local());
+    (cluster, mem)
+}
+
+/// Waits until `check` holds, looking every few milliseconds; false if `DEADLINE` passes first.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    check()
+}
+
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(DEADLINE, f).await {
+        Ok(out) => out,
+        Err(_) => panic!("{what} did not complete within {DEADLINE:?}"),
+    }
+}
+
+/// Counts the messages a member receives, by topic.
+fn count_messages(cluster: &Cluster) -> Arc<Mutex<HashMap<String, usize>>> {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let sink = counts.clone();
+    cluster.on_message(move |m| *lock(&sink).entry(m.topic.clone()).or_default() += 1);
+    counts
+}
+
+fn count(counts: &Mutex<HashMap<String, usize>>, topic: &str) -> usize {
+    lock(counts).get(topic).copied().unwrap_or(0)
+}
+
+// ----- Defect: a panic left a zombie handle -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_message_callback_is_counted_and_the_member_carries_on() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    a.on_message(|m| {
+        if m.payload == b"boom" {
+            panic!("callback exploded");
+        }
+    });
+    let seen = count_messages(&a);
+    b.send_to_addr(&a.local_addr(), "first", b"boom", false).unwrap();
+    b.send_to_addr(&a.local_addr(), "second", b"fine", false).unwrap();
+    let both = eventually(|| count(&seen, "first") == 1 && count(&seen, "second") == 1).await;
+    assert!(both, "a's callbacks saw {:?}", lock(&seen));
+    assert_eq!(a.metrics().callback_panics, 1);
+    assert!(a.metrics().to_prometheus().contains("shoal_callback_panics_total 1"));
+    assert!(a.broadcast("still", b"here").is_ok());
+    assert_eq!(a.closed().now_or_never(), None, "the member still runs");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_driver_stops_the_member_and_every_command_and_waiter_learns_why() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let mut events = a.events();
+    mem.explode_receive();
+
+    let reason = within("closed()", a.closed()).await;
+    match &reason {
+        CloseReason::Panicked(message) => assert!(message.contains("receive future exploded"), "{message}"),
+        other => panic!("closed for {other:?}"),
+    }
+    fn closed<T>(r: Result<T, ClusterError>) -> bool {
+        matches!(r, Err(ClusterError::Closed(CloseReason::Panicked(_))))
+    }
+    assert!(closed(a.broadcast("t", b"x")), "broadcast after the driver died");
+    assert!(closed(a.send_to_addr(&addr(9), "t", b"x", true)));
+    assert!(closed(a.set_metadata(b"m")));
+    assert!(closed(a.join(&[addr(9)]).await));
+    assert!(closed(within("leave", a.leave(Duration::from_millis(100))).await));
+    within("shutdown", a.shutdown()).await;
+    within("flush", a.flush()).await;
+    within("an earlier event stream", async { while events.next().await.is_some() {} }).await;
+    assert!(within("a new event stream", a.events().next()).await.is_none());
+    assert_eq!(within("closed() again", a.closed()).await, reason);
+    assert_eq!(a.metrics().callback_panics, 0, "the handle still reads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_driver_future_is_dropped_says_so() {
+    let net = Net::default();
+    let (a, _, task) = member_with(&net, "a", 1, Config::local());
+    task.abort();
+    assert_eq!(within("closed()", a.closed()).await, CloseReason::DriverDropped);
+    assert!(matches!(
+        a.send_to_addr(&addr(9), "t", b"x", false),
+        Err(ClusterError::Closed(CloseReason::DriverDropped))
+    ));
+    within("shutdown", a.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_leave_report_their_own_reason_and_return_in_every_waiting_task() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.closed().await })
+        })
+        .collect();
+    let shutdowns: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.shutdown().await })
+        })
+        .collect();
+    for s in shutdowns {
+        within("a concurrent shutdown", s).await.unwrap();
+    }
+    for w in waiters {
+        assert_eq!(within("a closed() waiter", w).await.unwrap(), CloseReason::Shutdown);
+    }
+    assert!(matches!(a.broadcast("t", b"x"), Err(ClusterError::Shutdown)));
+
+    let (b, _) = member(&net, "b", 2);
+    let _ = within("leave", b.leave(Duration::from_millis(100))).await;
+    assert_eq!(b.closed().now_or_never(), Some(CloseReason::Left));
+}
