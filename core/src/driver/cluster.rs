@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::addr::Addr;
 use super::metrics::Metrics;
-use super::reliable::{Push, ReliableOutbox};
+use super::reliable::{Limits, Push, ReliableOutbox};
 use super::runtime::Runtime;
 use super::signal::{lock, EventQueue, Latch, Rounds, Wakeup};
 use super::transport::{Packet, Router, Transport};
@@ -108,6 +108,14 @@ impl Shared {
 /// Bytes of reliable frames that may wait for their destinations, all destinations together.
 const RELIABLE_BACKLOG: usize = 64 << 20;
 
+/// Bytes of reliable frames that may wait for one destination: an eighth of the backlog, or one
+/// largest frame if that is more. A black-holed peer holds no more than this.
+fn reliable_limits(config: &Config) -> Limits {
+    let largest = config.max_reliable_size + crate::security::OVERHEAD;
+    let per_destination = (RELIABLE_BACKLOG / 8).max(largest);
+    Limits { total: RELIABLE_BACKLOG.max(per_destination), per_destination }
+}
+
 /// Builds a [`Cluster`]: name, configuration, metadata and transports.
 #[derive(Debug)]
 pub struct ClusterBuilder {
@@ -169,6 +177,7 @@ impl ClusterBuilder {
         let advertise = self.advertise.unwrap_or_else(|| first.local_addr());
         let seed = self.seed.unwrap_or_else(|| runtime.random_seed());
         let now = runtime.now();
+        let reliable = ReliableOutbox::new(reliable_limits(&self.config));
         let mut node = Node::new(self.config, self.name, advertise, seed, now).map_err(ClusterError::Config)?;
         if let Some(keyring) = self.keyring {
             let mut entropy = [0u8; 32];
@@ -198,7 +207,7 @@ impl ClusterBuilder {
             router: router.clone(),
             closed: Latch::default(),
             event_capacity: self.event_capacity,
-            reliable: ReliableOutbox::new(RELIABLE_BACKLOG),
+            reliable,
         });
         let exit = PublishOnExit { shared: shared.clone(), reason: None };
         Ok((Cluster { shared: shared.clone() }, Driver { shared, router, exit }))
@@ -662,7 +671,7 @@ impl Driver {
         }
         match self.shared.reliable.push(t.to.clone(), t.bytes) {
             Push::Queued => {}
-            Push::Dropped => tracing::debug!(to = %t.to, "reliable backlog full: frame dropped"),
+            Push::Dropped => tracing::debug!(to = %t.to, "reliable backlog full for this destination: frame dropped"),
             Push::StartSender => {
                 let (router, shared, to) = (self.router.clone(), self.shared.clone(), t.to);
                 self.shared.runtime.spawn(Box::pin(async move {

@@ -296,3 +296,31 @@ async fn shutdown_and_leave_report_their_own_reason_and_return_in_every_waiting_
     let _ = within("leave", b.leave(Duration::from_millis(100))).await;
     assert_eq!(b.closed().now_or_never(), Some(CloseReason::Left));
 }
+
+// ----- Defect: one reliable budget for every destination ------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_destination_cannot_starve_reliable_sends_to_healthy_ones() {
+    let net = Net::default();
+    let config = Config { max_reliable_size: 1 << 20, ..Config::local() };
+    let (a, mem, _) = member_with(&net, "a", 1, config);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let dead = addr(66);
+    lock(&mem.hang).insert(dead.clone());
+    // 70 MiB for a peer whose sends never complete, more than the whole reliable backlog, in large
+    // frames and then small ones (which fill what room the large ones leave).
+    for (frames, size) in [(140, 512 << 10), (1_000, 1 << 10)] {
+        for _ in 0..frames {
+            a.send_to_addr(&dead, "bulk", &vec![7u8; size], true).unwrap();
+        }
+        within("flush", a.flush()).await;
+    }
+    a.send_to_addr(&b.local_addr(), "healthy", &[1u8; 4 << 10], true).unwrap();
+    let delivered = eventually(|| count(&seen, "healthy") == 1).await;
+    assert!(delivered, "the healthy peer got nothing; {} frames dropped", a.metrics().reliable_dropped);
+    // The dead peer kept one frame in flight and its 8 MiB share: most of the rest was dropped.
+    assert!(a.metrics().reliable_dropped >= 120, "{} dropped", a.metrics().reliable_dropped);
+    a.shutdown().await;
+    b.shutdown().await;
+}
