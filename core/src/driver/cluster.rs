@@ -4,7 +4,9 @@
 //! driver is a future the caller runs on the executor of its choice (`tokio::spawn(driver.run())`,
 //! or `wasm_bindgen_futures::spawn_local`). With feature `tokio`, [`ClusterBuilder::spawn`] does that
 //! for you. Commands on the handle apply to the node at once (under a short lock) and wake the
-//! driver, which sends what the node asked for and sleeps until the next packet or deadline.
+//! driver, which sends what the node asked for and sleeps until the next packet or deadline. It
+//! never waits for a send: what cannot leave at once waits, boundedly, for its destination's sender
+//! task (see [`super::outbox`]).
 
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,10 +18,10 @@ use std::time::Duration;
 
 use super::addr::Addr;
 use super::metrics::Metrics;
-use super::reliable::{Limits, Push, ReliableOutbox};
+use super::outbox::{Lane, Limits, Outbox, Push};
 use super::runtime::Runtime;
 use super::signal::{lock, EventQueue, Latch, Rounds, Wakeup};
-use super::transport::{Packet, Router, Transport};
+use super::transport::{BoxFuture, Packet, Router, Transport, TransportError};
 use super::{CloseReason, ClusterError, EventStream};
 use crate::config::Config;
 use crate::event::{BroadcastId, Event, MessageKind};
@@ -81,7 +83,8 @@ pub(crate) struct Shared {
     /// Set once, with the reason, when the member has stopped (however its driver ended).
     closed: Latch<CloseReason>,
     event_capacity: usize,
-    reliable: ReliableOutbox,
+    /// Transmits waiting for their destinations' sender tasks.
+    outbox: Outbox,
 }
 
 impl Shared {
@@ -105,15 +108,24 @@ impl Shared {
     }
 }
 
-/// Bytes of reliable frames that may wait for their destinations, all destinations together.
-const RELIABLE_BACKLOG: usize = 64 << 20;
+/// Bytes of frames that may wait for their destinations, all destinations together.
+const OUTBOX_BACKLOG: usize = 64 << 20;
 
-/// Bytes of reliable frames that may wait for one destination: an eighth of the backlog, or one
-/// largest frame if that is more. A black-holed peer holds no more than this.
-fn reliable_limits(config: &Config) -> Limits {
+/// Bytes of best-effort frames that may wait for one destination: about 45 full UDP packets. They
+/// wait only behind a send that could not complete at once (a full socket, a TCP-only peer being
+/// connected to), and a probe that waited longer than that would be answered too late anyway.
+const BEST_EFFORT_PER_DESTINATION: usize = 64 << 10;
+
+/// The outbox's bounds: reliable frames for one destination may take an eighth of the backlog, or
+/// one largest frame if that is more. A black-holed peer holds no more than this.
+fn outbox_limits(config: &Config) -> Limits {
     let largest = config.max_reliable_size + crate::security::OVERHEAD;
-    let per_destination = (RELIABLE_BACKLOG / 8).max(largest);
-    Limits { total: RELIABLE_BACKLOG.max(per_destination), per_destination }
+    let per_destination = (OUTBOX_BACKLOG / 8).max(largest);
+    Limits {
+        total: OUTBOX_BACKLOG.max(per_destination),
+        per_destination,
+        best_effort_per_destination: BEST_EFFORT_PER_DESTINATION,
+    }
 }
 
 /// Builds a [`Cluster`]: name, configuration, metadata and transports.
@@ -177,7 +189,7 @@ impl ClusterBuilder {
         let advertise = self.advertise.unwrap_or_else(|| first.local_addr());
         let seed = self.seed.unwrap_or_else(|| runtime.random_seed());
         let now = runtime.now();
-        let reliable = ReliableOutbox::new(reliable_limits(&self.config));
+        let outbox = Outbox::new(outbox_limits(&self.config));
         let mut node = Node::new(self.config, self.name, advertise, seed, now).map_err(ClusterError::Config)?;
         if let Some(keyring) = self.keyring {
             let mut entropy = [0u8; 32];
@@ -207,7 +219,7 @@ impl ClusterBuilder {
             router: router.clone(),
             closed: Latch::default(),
             event_capacity: self.event_capacity,
-            reliable,
+            outbox,
         });
         let exit = PublishOnExit { shared: shared.clone(), reason: None };
         Ok((Cluster { shared: shared.clone() }, Driver { shared, router, exit }))
@@ -323,17 +335,18 @@ impl Cluster {
         self.command(|n, now| n.send_to_addr(to.clone(), topic, payload, reliable, now))?.map_err(ClusterError::Command)
     }
 
-    /// Waits until the driver has handed every packet produced so far to the transports. Best-effort
-    /// sends are not queued by the transports, so a sender that calls this every few hundred messages
-    /// never builds an unbounded backlog.
+    /// Waits until the driver has handed every packet produced so far to the transports (best-effort
+    /// ones that could not be sent at once included: they wait for their destination's sender task).
+    /// Best-effort sends are not queued by the transports, so a sender that calls this every few
+    /// hundred messages never has more than that waiting.
     pub async fn flush(&self) {
         loop {
             let seen = self.shared.rounds.current();
-            let pending = {
+            let (running, produced) = {
                 let inner = lock(&self.shared.inner);
-                inner.state == RunState::Running && inner.node.pending_transmits() > 0
+                (inner.state == RunState::Running, inner.node.pending_transmits() > 0)
             };
-            if !pending {
+            if !running || (!produced && self.shared.outbox.best_effort_waiting() == 0) {
                 return;
             }
             self.shared.wakeup.notify();
@@ -422,7 +435,8 @@ impl Cluster {
         let inner = lock(&self.shared.inner);
         let dropped_events = inner.subscribers.iter().map(|s| s.dropped()).sum();
         let mut m = Metrics::collect(&inner.node, transport, inner.transport_errors, dropped_events);
-        m.reliable_dropped = self.shared.reliable.dropped();
+        m.reliable_dropped = self.shared.outbox.dropped(Lane::Reliable);
+        m.best_effort_dropped = self.shared.outbox.dropped(Lane::BestEffort);
         m.callback_panics = inner.callback_panics;
         m
     }
@@ -661,27 +675,90 @@ impl Driver {
         }
     }
 
+    /// Hands a transmit to the transports without ever waiting for one: a best-effort send is
+    /// polled once here and, if it would wait, finished by its destination's sender task; anything
+    /// else joins the queue of its destination's lane (see [`super::outbox`]).
     async fn transmit(&self, t: Transmit<Addr>) {
-        if !t.reliable {
-            if let Err(e) = self.router.send(&t.to, &t.bytes, false).await {
-                lock(&self.shared.inner).transport_errors += 1;
-                tracing::debug!(to = %t.to, error = %e, "send failed");
+        let lane = if t.reliable { Lane::Reliable } else { Lane::BestEffort };
+        if lane == Lane::BestEffort && self.shared.outbox.is_idle(&t.to, lane) {
+            let mut send = send_future(self.shared.clone(), t.to.clone(), t.bytes, false);
+            match poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+                Poll::Ready(result) => self.shared.sent(&t.to, result),
+                Poll::Pending => {
+                    self.shared.outbox.claim(t.to.clone(), lane);
+                    start_sender(&self.shared, t.to, lane, Some(send));
+                }
             }
             return;
         }
-        match self.shared.reliable.push(t.to.clone(), t.bytes) {
+        match self.shared.outbox.push(t.to.clone(), lane, t.bytes) {
             Push::Queued => {}
-            Push::Dropped => tracing::debug!(to = %t.to, "reliable backlog full for this destination: frame dropped"),
-            Push::StartSender => {
-                let (router, shared, to) = (self.router.clone(), self.shared.clone(), t.to);
-                self.shared.runtime.spawn(Box::pin(async move {
-                    while let Some(frame) = shared.reliable.pop(&to) {
-                        if let Err(e) = router.send(&to, &frame, true).await {
-                            lock(&shared.inner).transport_errors += 1;
-                            tracing::debug!(to = %to, error = %e, "reliable send failed");
-                        }
-                    }
-                }));
+            Push::Dropped => tracing::debug!(to = %t.to, ?lane, "no room waiting for this destination: frame dropped"),
+            Push::StartSender => start_sender(&self.shared, t.to, lane, None),
+        }
+    }
+}
+
+/// A send's outcome; `Err` holds the panic of a transport's send future.
+type SendOutcome = std::thread::Result<Result<(), TransportError>>;
+
+/// One send through the router, owning what it needs, with a panic of the transport's future
+/// caught as its outcome.
+fn send_future(shared: Arc<Shared>, to: Addr, bytes: Vec<u8>, reliable: bool) -> BoxFuture<'static, SendOutcome> {
+    use futures_util::FutureExt;
+    Box::pin(AssertUnwindSafe(async move { shared.router.send(&to, &bytes, reliable).await }).catch_unwind())
+}
+
+/// Spawns the sender task of one lane of `to` (already claimed in the outbox): finishes `first`,
+/// a send that could not complete at once, then sends what the lane holds until it is empty.
+fn start_sender(shared: &Arc<Shared>, to: Addr, lane: Lane, first: Option<BoxFuture<'static, SendOutcome>>) {
+    let runtime = shared.runtime.clone();
+    let shared = shared.clone();
+    let task = async move {
+        let mut running = SenderRunning { shared: shared.clone(), to: to.clone(), lane, done: false };
+        if let Some(send) = first {
+            shared.sent(&to, send.await);
+        }
+        while let Some(frame) = shared.outbox.pop(&to, lane) {
+            let result = send_future(shared.clone(), to.clone(), frame, lane == Lane::Reliable).await;
+            shared.sent(&to, result);
+        }
+        running.done = true;
+        // `flush` waits for best-effort lanes to empty.
+        shared.rounds.bump();
+    };
+    runtime.spawn(Box::pin(task));
+}
+
+/// Forgets a lane whose sender task is dropped before it drained it (its runtime shut down), so the
+/// next frame for that lane starts a new task instead of waiting behind one that is gone.
+struct SenderRunning {
+    shared: Arc<Shared>,
+    to: Addr,
+    lane: Lane,
+    done: bool,
+}
+
+impl Drop for SenderRunning {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.outbox.abandon(&self.to, self.lane);
+        }
+    }
+}
+
+impl Shared {
+    /// Counts and logs a failed or panicked send (the protocol treats it as a lost packet).
+    fn sent(&self, to: &Addr, outcome: SendOutcome) {
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                lock(&self.inner).transport_errors += 1;
+                tracing::debug!(%to, error = %e, "send failed");
+            }
+            Err(panic) => {
+                lock(&self.inner).transport_errors += 1;
+                tracing::error!(%to, panic = %panic_message(&*panic), "a transport's send panicked");
             }
         }
     }

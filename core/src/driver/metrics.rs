@@ -21,6 +21,8 @@ pub struct Metrics {
     pub dropped_events: u64,
     /// Reliable frames dropped because too many bytes were waiting for slow or dead peers.
     pub reliable_dropped: u64,
+    /// Best-effort frames dropped because too many were waiting for a slow peer (or for all).
+    pub best_effort_dropped: u64,
     /// Panics raised by `on_message` callbacks (each caught and logged; the member carried on).
     pub callback_panics: u64,
     pub members_alive: u64,
@@ -68,7 +70,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 43] = [
+        let counters: [(&str, &str, u64); 44] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -137,6 +139,11 @@ impl Metrics {
             ),
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
             ("callback_panics_total", "Panics caught in on_message callbacks", self.callback_panics),
+            (
+                "best_effort_dropped_total",
+                "Best-effort frames dropped behind slow peers or for want of room",
+                self.best_effort_dropped,
+            ),
             ("transport_bytes_out_total", "Bytes written by transports", self.transport.bytes_out),
             ("transport_bytes_in_total", "Bytes read by transports", self.transport.bytes_in),
             (

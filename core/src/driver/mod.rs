@@ -11,8 +11,8 @@ use std::prelude::rust_2021::*;
 mod addr;
 mod cluster;
 mod metrics;
+mod outbox;
 pub mod relay;
-mod reliable;
 mod runtime;
 mod signal;
 #[cfg(all(test, feature = "tokio"))]

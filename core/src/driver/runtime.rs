@@ -13,7 +13,7 @@ pub trait Runtime: MaybeSendSync + 'static {
     fn now(&self) -> Instant;
     /// Completes after `d`.
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
-    /// Runs a future in the background (reliable sends, which may wait on a connection).
+    /// Runs a future in the background (the sender tasks of destinations whose sends may wait).
     fn spawn(&self, task: BoxFuture<'static, ()>);
     /// A seed from the operating system's CSPRNG for the node's protocol randomness.
     fn random_seed(&self) -> u64;

@@ -65,6 +65,10 @@ impl Mem {
         })
     }
 
+    fn sent_to(&self, to: &Addr) -> usize {
+        lock(&self.sent).get(to).copied().unwrap_or(0)
+    }
+
     /// Makes the pending receive future panic.
     fn explode_receive(&self) {
         self.recv_panics.store(true, Ordering::SeqCst);
@@ -321,6 +325,72 @@ async fn a_black_holed_destination_cannot_starve_reliable_sends_to_healthy_ones(
     assert!(delivered, "the healthy peer got nothing; {} frames dropped", a.metrics().reliable_dropped);
     // The dead peer kept one frame in flight and its 8 MiB share: most of the rest was dropped.
     assert!(a.metrics().reliable_dropped >= 120, "{} dropped", a.metrics().reliable_dropped);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+// ----- Defect: sends could stall the protocol loop -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_effort_sends_to_stuck_or_slow_peers_never_hold_up_the_protocol_loop() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let stuck: Vec<Addr> = (100..104).map(addr).collect();
+    let slow: Vec<Addr> = (110..120).map(addr).collect();
+    lock(&mem.hang).extend(stuck.iter().cloned());
+    lock(&mem.slow).extend(slow.iter().map(|a| (a.clone(), Duration::from_millis(50))));
+    for to in stuck.iter().chain(&slow) {
+        a.send_to_addr(to, "gossip", b"x", false).unwrap();
+    }
+    a.send_to_addr(&b.local_addr(), "ping", b"x", false).unwrap();
+    assert!(eventually(|| count(&seen, "ping") == 1).await, "the loop is stuck behind a send");
+    within("flush", a.flush()).await;
+    assert!(eventually(|| slow.iter().all(|to| mem.sent_to(to) == 1)).await, "the slow sends completed");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_effort_frames_behind_a_stuck_peer_are_bounded_dropped_and_counted() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let stuck = addr(100);
+    lock(&mem.hang).insert(stuck.clone());
+    for _ in 0..1_000 {
+        a.send_to_addr(&stuck, "flood", &[0u8; 1_000], false).unwrap();
+    }
+    // One frame in flight, 64 KiB of the newest waiting (about 60 frames); the rest dropped.
+    let dropped = eventually(|| a.metrics().best_effort_dropped >= 900).await;
+    assert!(dropped, "{} dropped", a.metrics().best_effort_dropped);
+    assert!(a.metrics().to_prometheus().contains("shoal_best_effort_dropped_total"));
+    assert_eq!(a.metrics().reliable_dropped, 0);
+    a.send_to_addr(&b.local_addr(), "datagram", b"x", false).unwrap();
+    a.send_to_addr(&b.local_addr(), "reliable", b"x", true).unwrap();
+    assert!(eventually(|| count(&seen, "datagram") == 1 && count(&seen, "reliable") == 1).await);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_send_that_panics_counts_as_an_error_and_its_destination_keeps_working() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    lock(&mem.panic_to).insert(b.local_addr());
+    a.send_to_addr(&b.local_addr(), "lost", b"x", false).unwrap();
+    a.send_to_addr(&b.local_addr(), "lost", b"x", true).unwrap();
+    assert!(eventually(|| a.metrics().transport_errors >= 2).await, "both panics counted");
+    lock(&mem.panic_to).clear();
+    a.send_to_addr(&b.local_addr(), "datagram", b"x", false).unwrap();
+    a.send_to_addr(&b.local_addr(), "reliable", b"x", true).unwrap();
+    let delivered = eventually(|| count(&seen, "datagram") == 1 && count(&seen, "reliable") >= 1).await;
+    assert!(delivered, "b saw {:?}", lock(&seen));
+    assert_eq!(a.closed().now_or_never(), None, "the member still runs");
     a.shutdown().await;
     b.shutdown().await;
 }

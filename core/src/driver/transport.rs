@@ -102,10 +102,14 @@ pub trait Transport: MaybeSendSync {
     /// True when this plugin carries packets to `to` (reliable frames when `reliable`).
     fn claims(&self, to: &Addr, reliable: bool) -> bool;
 
-    /// Sends one best-effort datagram. Call only for addresses the plugin claims.
+    /// Sends one best-effort datagram. Call only for addresses the plugin claims. The driver polls
+    /// it once on its protocol loop and, if it is not done, finishes it in the destination's sender
+    /// task, with later datagrams to that destination queued behind it (boundedly): it may wait (a
+    /// full socket, a connection being made) but should not wait long.
     async fn send(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError>;
 
-    /// Sends one reliable frame (delivered whole and in order per peer, or an error).
+    /// Sends one reliable frame (delivered whole and in order per peer, or an error). The driver
+    /// awaits it in the destination's sender task, never on its protocol loop.
     async fn send_reliable(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError>;
 
     /// Waits for the next packet or frame and puts its bytes in `buf` (replacing its contents; reuse
