@@ -57,8 +57,8 @@ pub enum ClusterError {
     /// The member was stopped on purpose ([`Cluster::shutdown`] or [`Cluster::leave`]); nothing
     /// changed. Build a new member to rejoin.
     Shutdown,
-    /// The member stopped without being asked to: the reason says why (its driver panicked, its
-    /// driver future was dropped, or every transport closed). Nothing changed; the member is gone
+    /// The member stopped without being asked to: the reason says why (its driver panicked, was
+    /// dropped, or lost every transport). Nothing changed; the member is gone
     /// and [`Cluster::closed`] has resolved with the same reason. Build a new member to rejoin.
     Closed(CloseReason),
     /// A key operation needs a keyring, and the member was built without one.
@@ -101,8 +101,8 @@ pub enum CloseReason {
     /// panic's message. (A panicking `on_message` callback does not stop the member: the panic is
     /// logged and counted in [`Metrics::callback_panics`].)
     Panicked(String),
-    /// The driver future was dropped before it finished (its task was cancelled, or the executor
-    /// running it shut down).
+    /// The driver was dropped before it finished: never run, its task cancelled, or the executor
+    /// running it shut down.
     DriverDropped,
 }
 
@@ -123,7 +123,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Left => f.write_str("left the cluster"),
             CloseReason::TransportsClosed => f.write_str("every transport closed"),
             CloseReason::Panicked(message) => write!(f, "the driver panicked: {message}"),
-            CloseReason::DriverDropped => f.write_str("the driver future was dropped before it finished"),
+            CloseReason::DriverDropped => f.write_str("the driver was dropped before it finished"),
         }
     }
 }
