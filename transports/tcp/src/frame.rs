@@ -43,7 +43,7 @@ pub(crate) fn deadline_after(d: Duration) -> Instant {
 pub(crate) enum ReadEnd {
     /// The peer closed the connection between frames.
     Eof,
-    /// No frame for `idle_timeout`.
+    /// No non-empty frame for `idle_timeout`.
     Idle,
     /// The transport is closing.
     Closed,

@@ -13,7 +13,8 @@
 //! - frames waiting for `recv` are capped by a byte budget: a reader waits up to `io_timeout` for
 //!   room, then drops the frame (counted);
 //! - a full inbox makes a reader wait up to `io_timeout`, then drop the frame (counted);
-//! - a connection with no frame for `idle_timeout` is closed.
+//! - a connection with no frame for `idle_timeout` is closed: zero-length frames are read and
+//!   ignored, they do not hold a connection open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,7 +68,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         () = shared.closing.wait() => ReadEnd::Closed,
         end = handshake_then_frames(&shared, &mut rd) => end,
     };
-    log_end(&end, "inbound", peer);
+    note_end(&shared, &end, "inbound", peer);
     sub(&shared.counters.inbound_open, 1);
 }
 
@@ -83,7 +84,7 @@ async fn handshake_then_frames<R: AsyncRead + Unpin>(shared: &Shared, rd: &mut R
 }
 
 /// Reads frames until the connection ends, reporting each as coming from `from`. `activity` is
-/// touched per frame; the connection ends once it has been idle for `idle_timeout`.
+/// touched per non-empty frame; the connection ends once it has been idle for `idle_timeout`.
 pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
     shared: &Shared,
     rd: &mut R,
@@ -96,9 +97,10 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
             Ok(len) => len,
             Err(end) => return count_violation(shared, end),
         };
-        activity.touch();
         if len == 0 {
-            continue; // keep-alive
+            // A keep-alive: read and ignored, and not activity, or a peer could hold a
+            // connection open forever by sending nothing else.
+            continue;
         }
         if len as usize > options.max_frame {
             return count_violation(shared, ReadEnd::Protocol("frame longer than max_frame"));
@@ -135,7 +137,12 @@ fn count_violation(shared: &Shared, end: ReadEnd) -> ReadEnd {
     end
 }
 
-pub(crate) fn log_end(end: &ReadEnd, direction: &'static str, peer: SocketAddr) {
+/// Logs why a connection's reader stopped and counts idle connections. Call once per
+/// connection, when its reader returns.
+pub(crate) fn note_end(shared: &Shared, end: &ReadEnd, direction: &'static str, peer: SocketAddr) {
+    if matches!(end, ReadEnd::Idle) {
+        add(&shared.counters.idle_closed, 1);
+    }
     match end {
         ReadEnd::Protocol(why) => {
             tracing::debug!(%peer, direction, why, "tcp peer disconnected for a protocol violation")

@@ -58,8 +58,8 @@ pub struct TcpOptions {
     /// How long writing one frame, or reading one once its first byte arrived, may take (default
     /// 5 s). A 16 MiB frame therefore needs about 27 Mbit/s; raise it for slow links.
     pub io_timeout: Duration,
-    /// Connections that carried no frame either way for this long are closed (default 60 s). The
-    /// next send reconnects.
+    /// Connections that carried no frame either way for this long are closed (default 60 s).
+    /// Zero-length keep-alive frames do not count. The next send reconnects.
     pub idle_timeout: Duration,
     /// TCP-only mode: also carry best-effort packets to `tcp://` addresses (default false). A
     /// best-effort packet never waits for a connection: the first one to a peer is sent by a

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use crate::frame::{self, ReadEnd};
-use crate::inbound::{log_end, read_frames, READ_BUFFER};
+use crate::inbound::{note_end, read_frames, READ_BUFFER};
 use crate::shared::{add, sub, Activity, Shared};
 
 /// Longest a best-effort send waits for a busy connection or a full socket buffer.
@@ -303,7 +303,7 @@ impl Pool {
                 () = shared.closing.wait() => ReadEnd::Closed,
                 end = read_frames(&shared, &mut rd, &from, &activity) => end,
             };
-            log_end(&end, "outbound", sa);
+            note_end(&shared, &end, "outbound", sa);
             alive.store(false, Ordering::Release);
             pool.forget(sa, &peer, id).await;
             sub(&shared.counters.outbound_open, 1);

@@ -68,6 +68,7 @@ pub(crate) struct Counters {
     pub dialled: AtomicU64,
     pub inbound_open: AtomicU64,
     pub outbound_open: AtomicU64,
+    pub idle_closed: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: usize) {
@@ -100,6 +101,7 @@ impl Counters {
             dialled: load(&self.dialled),
             inbound_open: load(&self.inbound_open),
             outbound_open: load(&self.outbound_open),
+            idle_closed: load(&self.idle_closed),
         }
     }
 }
@@ -115,6 +117,9 @@ pub struct ConnectionStats {
     pub inbound_open: u64,
     /// Outbound connections open now.
     pub outbound_open: u64,
+    /// Connections, either way, closed after
+    /// [`TcpOptions::idle_timeout`](crate::TcpOptions::idle_timeout) without a frame.
+    pub idle_closed: u64,
 }
 
 /// The close signal: a flag plus a wake-up for everyone waiting on it.
@@ -150,7 +155,8 @@ impl Closing {
     }
 }
 
-/// When a connection last carried a frame, for closing idle ones. Readers and writers touch it.
+/// When a connection last carried a non-empty frame, for closing idle ones. Readers and writers
+/// touch it.
 #[derive(Debug)]
 pub(crate) struct Activity {
     epoch: Instant,

@@ -411,3 +411,42 @@ async fn ipv6_loopback_works_when_the_host_has_it() {
     })
     .await;
 }
+
+/// A raw connection from `source` (any address on loopback) to `to`, handshake sent.
+async fn try_raw_peer_from(source: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().unwrap())?;
+    let mut stream = socket.connect(to).await?;
+    stream.write_all(&handshake(&format!("tcp://{source}:9"))).await?;
+    Ok(stream)
+}
+
+async fn raw_peer_from(source: &str, to: SocketAddr) -> TcpStream {
+    try_raw_peer_from(source, to).await.expect("connect from a loopback source address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_only_zero_length_frames_is_disconnected_after_the_idle_timeout() {
+    bounded(async {
+        let idle = Duration::from_millis(300);
+        let b = bind(TcpOptions { idle_timeout: idle, ..TcpOptions::default() }).await;
+        let raw = raw_peer_from("127.0.0.1", b.local_socket_addr()).await;
+        let started = tokio::time::Instant::now();
+        let (mut rd, mut wr) = raw.into_split();
+        // Keep-alives ten times per idle timeout, until the connection is gone.
+        let keep_alive = tokio::spawn(async move {
+            while wr.write_all(&0u32.to_be_bytes()).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        });
+        let mut buf = [0u8; 16];
+        let closed = timeout(Duration::from_secs(5), rd.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0) | Err(_))), "still connected after 5 s of keep-alives: {closed:?}");
+        assert!(started.elapsed() >= idle, "closed after {:?}, before the idle timeout", started.elapsed());
+        let stats = || b.connection_stats();
+        assert!(eventually(|| stats().idle_closed == 1 && stats().inbound_open == 0).await, "{:?}", stats());
+        timeout(Duration::from_secs(5), keep_alive).await.expect("the keep-alive writer stops").unwrap();
+        nothing_arrives(&b).await;
+    })
+    .await;
+}
