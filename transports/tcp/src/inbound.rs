@@ -7,6 +7,9 @@
 //! into the transport's bounded inbox; `recv` takes them from there.
 //!
 //! Backpressure and limits, all without blocking a reader forever:
+//! - an accepted connection past `max_inbound`, or past `max_inbound_per_ip` from its source
+//!   address, is closed at once with a reset, before anything is read or spawned (counted in
+//!   `refused` and `dropped_in`);
 //! - a frame longer than `max_frame` disconnects the peer (counted in `dropped_in`), before any
 //!   allocation;
 //! - a body buffer grows as its bytes arrive, so memory follows what peers actually sent;
@@ -27,7 +30,8 @@ use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio::time::timeout;
 
 use crate::frame::{self, ReadEnd};
-use crate::shared::{add, sub, Activity, Inbound, Shared};
+use crate::shared::{add, Activity, Inbound, InboundSlot, Shared};
+use crate::socket;
 
 /// Read buffer per connection: several small frames per system call.
 pub(crate) const READ_BUFFER: usize = 16 << 10;
@@ -44,10 +48,18 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                add(&shared.counters.accepted, 1);
-                tokio::spawn(serve(shared.clone(), stream, peer));
-            }
+            Ok((stream, peer)) => match shared.admit(peer.ip()) {
+                Ok(slot) => {
+                    add(&shared.counters.accepted, 1);
+                    tokio::spawn(serve(shared.clone(), stream, peer, slot));
+                }
+                Err(why) => {
+                    socket::refuse(stream);
+                    add(&shared.counters.refused, 1);
+                    add(&shared.counters.dropped_in, 1);
+                    tracing::debug!(%peer, why, "inbound tcp connection refused");
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "tcp accept failed");
                 tokio::select! {
@@ -59,9 +71,10 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Runs one inbound connection: handshake, then frames until it ends or the transport closes.
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    add(&shared.counters.inbound_open, 1);
+/// Runs one admitted inbound connection: handshake, then frames until it ends or the transport
+/// closes. Holds `slot` (its place under the caps) until then.
+async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: InboundSlot) {
+    let _slot = slot;
     let _ = stream.set_nodelay(true);
     let mut rd = BufReader::with_capacity(READ_BUFFER, stream);
     let end = tokio::select! {
@@ -69,7 +82,6 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         end = handshake_then_frames(&shared, &mut rd) => end,
     };
     note_end(&shared, &end, "inbound", peer);
-    sub(&shared.counters.inbound_open, 1);
 }
 
 async fn handshake_then_frames<R: AsyncRead + Unpin>(shared: &Shared, rd: &mut R) -> ReadEnd {

@@ -26,6 +26,10 @@
 //! - Nothing blocks forever: connects, frame writes and frame reads each have a timeout, a full
 //!   inbox or memory budget makes a reader wait `io_timeout` and then drop the frame, and
 //!   best-effort packets never wait for a connect.
+//! - Inbound connections are capped, in total ([`TcpOptions::max_inbound`]) and per source
+//!   address ([`TcpOptions::max_inbound_per_ip`]); one past a cap is refused at once with a reset
+//!   and counted. A connection whose peer sends no non-empty frame for `idle_timeout` is closed:
+//!   zero-length keep-alive frames do not hold it open.
 //! - [`Transport::close`](shoal_core::driver::Transport::close) (or dropping the transport) stops
 //!   the listener and every connection task.
 
@@ -33,6 +37,7 @@ mod frame;
 mod inbound;
 mod outbound;
 mod shared;
+mod socket;
 mod transport;
 
 use std::time::Duration;
@@ -46,7 +51,7 @@ pub use transport::TcpTransport;
 /// Handshake prefix of protocol version 1 (followed by the advertised address).
 pub const HANDSHAKE_MAGIC: &[u8] = frame::MAGIC;
 
-/// Settings of a [`TcpTransport`]. Every duration must be non-zero.
+/// Settings of a [`TcpTransport`]. Every duration and every cap must be non-zero.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpOptions {
     /// Largest frame sent or accepted, in bytes (default 16 MiB + 1 KiB: the core's default
@@ -61,6 +66,16 @@ pub struct TcpOptions {
     /// Connections that carried no frame either way for this long are closed (default 60 s).
     /// Zero-length keep-alive frames do not count. The next send reconnects.
     pub idle_timeout: Duration,
+    /// Inbound connections open at once, handshakes in progress included (default 1,024). One
+    /// more is refused at once (closed with a reset) and counted in
+    /// [`ConnectionStats::refused`] and `dropped_in`. Raise it for TCP-only clusters of more
+    /// than about a thousand members, where most members may hold a connection to us.
+    pub max_inbound: usize,
+    /// Inbound connections open at once from one source IP address (default 128), refused and
+    /// counted like those past `max_inbound`. A host normally needs one per member it runs;
+    /// raise it for many members behind one address (a NAT, or a test with every member on
+    /// loopback). IPv6 sources are capped per address, not per prefix.
+    pub max_inbound_per_ip: usize,
     /// TCP-only mode: also carry best-effort packets to `tcp://` addresses (default false). A
     /// best-effort packet never waits for a connection: the first one to a peer is sent by a
     /// background task, and one that would wait longer than [`BEST_EFFORT_WAIT`] is dropped.
@@ -78,6 +93,8 @@ impl Default for TcpOptions {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            max_inbound: 1_024,
+            max_inbound_per_ip: 128,
             best_effort: false,
             advertise: None,
         }
@@ -93,6 +110,9 @@ impl TcpOptions {
         }
         if self.connect_timeout.is_zero() || self.io_timeout.is_zero() || self.idle_timeout.is_zero() {
             return invalid("TcpOptions timeouts must be non-zero");
+        }
+        if self.max_inbound == 0 || self.max_inbound_per_ip == 0 {
+            return invalid("TcpOptions::max_inbound and max_inbound_per_ip must be at least 1");
         }
         Ok(())
     }

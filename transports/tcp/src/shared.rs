@@ -1,12 +1,15 @@
 //! State shared by the transport handle and its background tasks: options, counters, the close
-//! signal, the inbox of received frames and the memory budget for frames waiting for `recv`.
+//! signal, the inbox of received frames, the memory budget for frames waiting for `recv`, and the
+//! count of inbound connections per source address that the caps are checked against.
 //!
 //! Every task (the accept loop, one reader per connection, spawned connects) holds an
 //! `Arc<Shared>` and stops when [`Closing::wait`] completes, so [`Closing::close`] is the single
 //! switch that ends them all.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use shoal_core::driver::{Addr, TransportCounters};
@@ -39,6 +42,9 @@ pub(crate) struct Shared {
     pub closing: Closing,
     pub inbox: mpsc::Sender<Inbound>,
     pub budget: Arc<Semaphore>,
+    /// Inbound connections open now per source address (canonical form: an IPv4-mapped IPv6
+    /// address counts as the IPv4 one). Entries go when their count drops to zero.
+    inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Shared {
@@ -51,7 +57,46 @@ impl Shared {
             closing: Closing::default(),
             inbox,
             budget: Arc::new(Semaphore::new(budget)),
+            inbound_per_ip: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Admits an inbound connection from `ip` under [`TcpOptions::max_inbound`] and
+    /// [`TcpOptions::max_inbound_per_ip`], or says which cap refuses it. Call for every accepted
+    /// connection before serving it; the slot is given back when dropped.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<InboundSlot, &'static str> {
+        let ip = ip.to_canonical();
+        let mut per_ip = self.inbound_per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if load(&self.counters.inbound_open) >= self.options.max_inbound as u64 {
+            return Err("max_inbound reached");
+        }
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.options.max_inbound_per_ip {
+            return Err("max_inbound_per_ip reached");
+        }
+        *n += 1;
+        add(&self.counters.inbound_open, 1);
+        Ok(InboundSlot { shared: self.clone(), ip })
+    }
+}
+
+/// An admitted inbound connection's place under the caps, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct InboundSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for InboundSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.inbound_per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        sub(&self.shared.counters.inbound_open, 1);
     }
 }
 
@@ -68,6 +113,7 @@ pub(crate) struct Counters {
     pub dialled: AtomicU64,
     pub inbound_open: AtomicU64,
     pub outbound_open: AtomicU64,
+    pub refused: AtomicU64,
     pub idle_closed: AtomicU64,
 }
 
@@ -101,6 +147,7 @@ impl Counters {
             dialled: load(&self.dialled),
             inbound_open: load(&self.inbound_open),
             outbound_open: load(&self.outbound_open),
+            refused: load(&self.refused),
             idle_closed: load(&self.idle_closed),
         }
     }
@@ -109,7 +156,8 @@ impl Counters {
 /// Connection counts of a [`TcpTransport`](crate::TcpTransport), for monitoring and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionStats {
-    /// Inbound connections accepted since bind (including ones later rejected at the handshake).
+    /// Inbound connections accepted since bind (including ones later rejected at the handshake,
+    /// not those refused at a cap).
     pub accepted: u64,
     /// Outbound connections opened since bind (one per peer while it stays up).
     pub dialled: u64,
@@ -117,6 +165,12 @@ pub struct ConnectionStats {
     pub inbound_open: u64,
     /// Outbound connections open now.
     pub outbound_open: u64,
+    /// Inbound connections refused at once because [`TcpOptions::max_inbound`] or
+    /// [`TcpOptions::max_inbound_per_ip`] was reached (also counted in `dropped_in`).
+    ///
+    /// [`TcpOptions::max_inbound`]: crate::TcpOptions::max_inbound
+    /// [`TcpOptions::max_inbound_per_ip`]: crate::TcpOptions::max_inbound_per_ip
+    pub refused: u64,
     /// Connections, either way, closed after
     /// [`TcpOptions::idle_timeout`](crate::TcpOptions::idle_timeout) without a frame.
     pub idle_closed: u64,

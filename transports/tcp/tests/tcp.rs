@@ -412,6 +412,21 @@ async fn ipv6_loopback_works_when_the_host_has_it() {
     .await;
 }
 
+/// True once the peer closed the connection (EOF or reset) within `limit`; reads and discards
+/// whatever arrives before that.
+async fn disconnected_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    let closed = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    timeout(limit, closed).await.is_ok()
+}
+
 /// A raw connection from `source` (any address on loopback) to `to`, handshake sent.
 async fn try_raw_peer_from(source: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4()?;
@@ -423,6 +438,66 @@ async fn try_raw_peer_from(source: &str, to: SocketAddr) -> std::io::Result<TcpS
 
 async fn raw_peer_from(source: &str, to: SocketAddr) -> TcpStream {
     try_raw_peer_from(source, to).await.expect("connect from a loopback source address")
+}
+
+/// True when a connection from `source` is closed at once: reset before the connect completes
+/// or the handshake is written, or closed within a few seconds after.
+async fn refused(source: &str, to: SocketAddr) -> bool {
+    match try_raw_peer_from(source, to).await {
+        Ok(mut stream) => disconnected_within(&mut stream, Duration::from_secs(5)).await,
+        Err(e) => matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_the_per_source_cap_is_refused_at_once_and_counted() {
+    bounded(async {
+        let b = bind(TcpOptions { max_inbound_per_ip: 3, ..TcpOptions::default() }).await;
+        let mut admitted = Vec::new();
+        for _ in 0..3 {
+            admitted.push(raw_peer_from("127.0.0.1", b.local_socket_addr()).await);
+        }
+        assert!(eventually(|| b.connection_stats().inbound_open == 3).await, "{:?}", b.connection_stats());
+        assert!(refused("127.0.0.1", b.local_socket_addr()).await, "the fourth connection stayed open");
+        assert!(eventually(|| b.connection_stats().refused == 1).await, "{:?}", b.connection_stats());
+        assert_eq!(b.counters().dropped_in, 1, "a refused connection is a drop");
+        assert_eq!((b.connection_stats().accepted, b.connection_stats().inbound_open), (3, 3));
+        // The admitted ones still work...
+        for (i, conn) in admitted.iter_mut().enumerate() {
+            conn.write_all(&frame(&[i as u8; 10])).await.unwrap();
+        }
+        let mut got: Vec<u8> = Vec::new();
+        for _ in 0..3 {
+            got.push(recv(&b).await.1[0]);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+        // ...and a slot given back admits the next one.
+        drop(admitted.pop());
+        assert!(eventually(|| b.connection_stats().inbound_open == 2).await, "{:?}", b.connection_stats());
+        let mut next = raw_peer_from("127.0.0.1", b.local_socket_addr()).await;
+        next.write_all(&frame(b"admitted again")).await.unwrap();
+        assert_eq!(recv(&b).await.1, b"admitted again");
+        assert_eq!(b.connection_stats().refused, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_total_cap_are_refused_whatever_their_source() {
+    bounded(async {
+        let b = bind(TcpOptions { max_inbound: 2, ..TcpOptions::default() }).await;
+        let _first = raw_peer_from("127.0.0.2", b.local_socket_addr()).await;
+        let _second = raw_peer_from("127.0.0.3", b.local_socket_addr()).await;
+        assert!(eventually(|| b.connection_stats().inbound_open == 2).await, "{:?}", b.connection_stats());
+        assert!(refused("127.0.0.4", b.local_socket_addr()).await, "a third connection stayed open");
+        assert!(eventually(|| b.connection_stats().refused == 1).await, "{:?}", b.connection_stats());
+        // A transport's own sends are outbound and unaffected by its inbound cap.
+        let c = bind(TcpOptions::default()).await;
+        b.send_reliable(&c.local_addr(), b"out").await.unwrap();
+        assert_eq!(recv(&c).await.1, b"out");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
