@@ -16,8 +16,10 @@
 //! - frames waiting for `recv` are capped by a byte budget: a reader waits up to `io_timeout` for
 //!   room, then drops the frame (counted);
 //! - a full inbox makes a reader wait up to `io_timeout`, then drop the frame (counted);
-//! - a connection with no frame for `idle_timeout` is closed: zero-length frames are read and
-//!   ignored, they do not hold a connection open.
+//! - a connection whose peer makes no progress for `idle_timeout` is closed: zero-length frames
+//!   are read and ignored, they do not count as progress ([`crate::shared::Activity`]);
+//! - a peer that stops acknowledging (keepalive probes, inbound) fails the connection after
+//!   `ack_timeout` ([`crate::socket`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use tokio::time::timeout;
 
 use crate::frame::{self, ReadEnd};
 use crate::shared::{add, Activity, Inbound, InboundSlot, Shared};
-use crate::socket;
+use crate::socket::{self, SendQueue};
 
 /// Read buffer per connection: several small frames per system call.
 pub(crate) const READ_BUFFER: usize = 16 << 10;
@@ -75,7 +77,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 /// closes. Holds `slot` (its place under the caps) until then.
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: InboundSlot) {
     let _slot = slot;
-    let _ = stream.set_nodelay(true);
+    socket::configure(&stream, &shared.options);
     let mut rd = BufReader::with_capacity(READ_BUFFER, stream);
     let end = tokio::select! {
         () = shared.closing.wait() => ReadEnd::Closed,
@@ -92,26 +94,31 @@ async fn handshake_then_frames<R: AsyncRead + Unpin>(shared: &Shared, rd: &mut R
             return end;
         }
     };
-    read_frames(shared, rd, &from, &Activity::new()).await
+    // We never write to an inbound connection: only frames read are progress.
+    read_frames(shared, rd, &from, &Activity::new(), SendQueue::none()).await
 }
 
-/// Reads frames until the connection ends, reporting each as coming from `from`. `activity` is
-/// touched per non-empty frame; the connection ends once it has been idle for `idle_timeout`.
+/// Reads frames until the connection ends, reporting each as coming from `from`. Each non-empty
+/// frame is progress on `activity`; the connection ends once the peer has made no progress for
+/// `idle_timeout`. `queue` is the connection's send queue when we write to it too (outbound), so
+/// that bytes the peer acknowledged count as progress.
 pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
     shared: &Shared,
     rd: &mut R,
     from: &Addr,
     activity: &Activity,
+    queue: SendQueue,
 ) -> ReadEnd {
     let options = &shared.options;
+    let idle_at = || activity.idle_at(options.idle_timeout, &queue);
     loop {
-        let len = match frame::read_header(rd, options.io_timeout, || activity.idle_at(options.idle_timeout)).await {
+        let len = match frame::read_header(rd, options.io_timeout, idle_at).await {
             Ok(len) => len,
             Err(end) => return count_violation(shared, end),
         };
         if len == 0 {
-            // A keep-alive: read and ignored, and not activity, or a peer could hold a
-            // connection open forever by sending nothing else.
+            // A keep-alive: read and ignored, and not progress, or a peer could hold a
+            // connection (and its place under the caps) forever by sending nothing else.
             continue;
         }
         if len as usize > options.max_frame {
@@ -121,7 +128,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
             Ok(bytes) => bytes,
             Err(end) => return count_violation(shared, end),
         };
-        activity.touch();
+        activity.frame_read();
         // Charged for bytes that actually arrived, so a peer announcing big frames and sending
         // little cannot starve the others of budget.
         let Ok(Ok(permit)) = timeout(options.io_timeout, shared.budget.clone().acquire_many_owned(len)).await else {
@@ -149,11 +156,13 @@ fn count_violation(shared: &Shared, end: ReadEnd) -> ReadEnd {
     end
 }
 
-/// Logs why a connection's reader stopped and counts idle connections. Call once per
-/// connection, when its reader returns.
+/// Logs why a connection's reader stopped and counts idle and timed-out connections. Call once
+/// per connection, when its reader returns.
 pub(crate) fn note_end(shared: &Shared, end: &ReadEnd, direction: &'static str, peer: SocketAddr) {
-    if matches!(end, ReadEnd::Idle) {
-        add(&shared.counters.idle_closed, 1);
+    match end {
+        ReadEnd::Idle => add(&shared.counters.idle_closed, 1),
+        ReadEnd::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => add(&shared.counters.timed_out, 1),
+        _ => {}
     }
     match end {
         ReadEnd::Protocol(why) => {

@@ -16,6 +16,7 @@ use shoal_core::driver::{Addr, TransportCounters};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::socket::SendQueue;
 use crate::TcpOptions;
 
 /// Frames waiting for `recv`: past this, readers wait (then drop) instead of queueing more.
@@ -115,6 +116,7 @@ pub(crate) struct Counters {
     pub outbound_open: AtomicU64,
     pub refused: AtomicU64,
     pub idle_closed: AtomicU64,
+    pub timed_out: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: usize) {
@@ -149,6 +151,7 @@ impl Counters {
             outbound_open: load(&self.outbound_open),
             refused: load(&self.refused),
             idle_closed: load(&self.idle_closed),
+            timed_out: load(&self.timed_out),
         }
     }
 }
@@ -171,9 +174,12 @@ pub struct ConnectionStats {
     /// [`TcpOptions::max_inbound`]: crate::TcpOptions::max_inbound
     /// [`TcpOptions::max_inbound_per_ip`]: crate::TcpOptions::max_inbound_per_ip
     pub refused: u64,
-    /// Connections, either way, closed after
-    /// [`TcpOptions::idle_timeout`](crate::TcpOptions::idle_timeout) without a frame.
+    /// Connections, either way, closed because the peer made no progress for
+    /// [`TcpOptions::idle_timeout`](crate::TcpOptions::idle_timeout).
     pub idle_closed: u64,
+    /// Connections the system failed because the peer acknowledged nothing, neither data nor
+    /// keepalive probes, for [`TcpOptions::ack_timeout`](crate::TcpOptions::ack_timeout).
+    pub timed_out: u64,
 }
 
 /// The close signal: a flag plus a wake-up for everyone waiting on it.
@@ -209,31 +215,99 @@ impl Closing {
     }
 }
 
-/// When a connection last carried a non-empty frame, for closing idle ones. Readers and writers
-/// touch it.
+/// Progress on one connection, for closing idle and dead ones. The connection's reader asks
+/// [`Activity::idle_at`] when to give up; readers and writers report what they did.
+///
+/// Progress is a non-empty frame read ([`Activity::frame_read`]), or bytes we wrote that the peer
+/// has since acknowledged. A write alone ([`Activity::wrote`]) is not progress: into a black hole,
+/// writes keep succeeding until the kernel's send buffer is full. Acknowledgements are read from
+/// the socket's [`SendQueue`] only when the idle deadline comes, so a busy connection costs one
+/// system call per `idle_timeout`. Where the send queue cannot be read, a write counts as
+/// progress (the best left to go on); `TCP_USER_TIMEOUT` does not exist there either.
 #[derive(Debug)]
 pub(crate) struct Activity {
     epoch: Instant,
-    last_ms: AtomicU64,
+    /// Last progress, in milliseconds since `epoch`.
+    progress_ms: AtomicU64,
+    /// Bytes handed to the kernel so far, and when the last of them were.
+    written: AtomicU64,
+    written_ms: AtomicU64,
+    /// Bytes the peer had acknowledged when we last looked (`written` minus the send queue).
+    acked: AtomicU64,
 }
 
 impl Activity {
+    /// Starts the idle clock: a new connection has until `now + idle_timeout` to make progress.
     pub fn new() -> Activity {
-        Activity { epoch: Instant::now(), last_ms: AtomicU64::new(0) }
+        Activity {
+            epoch: Instant::now(),
+            progress_ms: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            written_ms: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+        }
     }
 
-    pub fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis().min(u128::from(u64::MAX)) as u64
     }
 
-    /// When the connection becomes idle if nothing happens before.
-    pub fn idle_at(&self, idle: Duration) -> Instant {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+    /// Call when a non-empty frame has arrived whole. Zero-length frames are not progress.
+    pub fn frame_read(&self) {
+        self.progress_ms.fetch_max(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Call after every complete write of `n` bytes into the connection.
+    pub fn wrote(&self, n: usize) {
+        let now = self.now_ms();
+        self.written_ms.store(now, Ordering::Relaxed);
+        // Release: whoever sees the new total also sees the time above.
+        self.written.fetch_add(n as u64, Ordering::Release);
+        if !SendQueue::SUPPORTED {
+            self.progress_ms.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    /// When the connection becomes idle unless the peer makes progress before. Once that moment
+    /// has come, first counts the acknowledgements that arrived since the last look (from
+    /// `queue`, the connection's send queue) and answers with the deadline they push back.
+    pub fn idle_at(&self, idle: Duration, queue: &SendQueue) -> Instant {
+        let at = self.deadline(idle);
+        if at > Instant::now() || !self.saw_acks(queue) {
+            return at;
+        }
+        self.deadline(idle)
+    }
+
+    fn deadline(&self, idle: Duration) -> Instant {
+        let last = Duration::from_millis(self.progress_ms.load(Ordering::Relaxed));
         // A huge idle_timeout means "never": saturate instead of overflowing the clock.
         match self.epoch.checked_add(last).and_then(|t| t.checked_add(idle)) {
             Some(t) => t,
             None => crate::frame::deadline_after(idle),
         }
+    }
+
+    /// True when the peer acknowledged bytes since the last look; records that progress. Only
+    /// the connection's reader calls this.
+    fn saw_acks(&self, queue: &SendQueue) -> bool {
+        // Read the total before the queue: a write landing in between makes the acknowledged
+        // count look smaller, never larger, so progress is never invented.
+        let written = self.written.load(Ordering::Acquire);
+        let written_ms = self.written_ms.load(Ordering::Relaxed);
+        let Some(unacked) = queue.unacknowledged() else {
+            return false;
+        };
+        let acked = written.saturating_sub(unacked);
+        if acked <= self.acked.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.acked.store(acked, Ordering::Relaxed);
+        // All acknowledged: the last write was the last use (its bytes were acknowledged soon
+        // after, at least on a healthy link). Some still in flight: acknowledgements are arriving
+        // now.
+        let at = if unacked == 0 { written_ms } else { self.now_ms() };
+        self.progress_ms.fetch_max(at, Ordering::Relaxed);
+        true
     }
 }

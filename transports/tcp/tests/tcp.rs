@@ -525,3 +525,29 @@ async fn a_peer_sending_only_zero_length_frames_is_disconnected_after_the_idle_t
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_frames_the_peer_acknowledges_stays_open_past_the_idle_timeout() {
+    bounded(async {
+        let idle = Duration::from_millis(300);
+        let a = bind(TcpOptions { idle_timeout: idle, ..TcpOptions::default() }).await;
+        let b = bind(TcpOptions::default()).await;
+        // The peer never answers on our connection: only its acknowledgements show progress.
+        let until = tokio::time::Instant::now() + idle * 4;
+        let mut sent = 0;
+        while tokio::time::Instant::now() < until {
+            a.send_reliable(&b.local_addr(), b"busy").await.unwrap();
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        for _ in 0..sent {
+            recv(&b).await;
+        }
+        assert_eq!(a.connection_stats().dialled, 1, "{:?}", a.connection_stats());
+        assert_eq!(a.connection_stats().idle_closed, 0);
+        // Unused, it does close.
+        assert!(eventually(|| a.connection_stats().outbound_open == 0).await, "{:?}", a.connection_stats());
+        assert_eq!(a.connection_stats().idle_closed, 1);
+    })
+    .await;
+}
