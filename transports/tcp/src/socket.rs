@@ -68,6 +68,7 @@ fn probes(ack_timeout: Duration, interval: Duration) -> u32 {
 
 /// Refuses an accepted connection at once: closes it with a reset (no FIN handshake, no
 /// `TIME_WAIT` left on our side), so a flood of refused connections costs us nothing afterwards.
+/// Call it, instead of serving the connection, when a cap turns the connection away.
 pub(crate) fn refuse(stream: TcpStream) {
     let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     drop(stream);
@@ -106,7 +107,8 @@ impl SendQueue {
         }
     }
 
-    /// Bytes written and not yet acknowledged by the peer, or `None` when unknown.
+    /// Bytes written and not yet acknowledged by the peer, or `None` when unknown. One system
+    /// call: the connection's reader calls it when an idle deadline comes, not per frame.
     pub fn unacknowledged(&self) -> Option<u64> {
         #[cfg(any(target_os = "android", target_os = "linux"))]
         {
