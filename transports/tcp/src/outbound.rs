@@ -246,11 +246,18 @@ impl Pool {
         bytes: &[u8],
     ) -> Result<bool, TransportError> {
         let peer = self.peer(sa);
-        if peer.connecting.load(Ordering::Acquire) > 0 {
-            return Err(dropped("connection being opened; best-effort packet dropped"));
-        }
-        let Ok(mut st) = timeout(BEST_EFFORT_WAIT, peer.state.lock()).await else {
-            return Err(dropped("connection busy; best-effort packet dropped"));
+        let mut st = if peer.connecting.load(Ordering::Acquire) > 0 {
+            // A connect is under way. Its connection may be up already (the task that opened it
+            // has written its frame and not yet finished): use it if the slot is free, never wait.
+            match peer.state.try_lock() {
+                Ok(st) if st.conn.as_ref().is_some_and(|c| c.is_alive()) => st,
+                _ => return Err(dropped("connection being opened; best-effort packet dropped")),
+            }
+        } else {
+            let Ok(st) = timeout(BEST_EFFORT_WAIT, peer.state.lock()).await else {
+                return Err(dropped("connection busy; best-effort packet dropped"));
+            };
+            st
         };
         if st.retired {
             return Err(dropped("peer being forgotten; best-effort packet dropped"));
