@@ -12,6 +12,7 @@ use core::time::Duration;
 use crate::identity::NodeId;
 use crate::time::Instant;
 pub(crate) use crate::wire::DigestEntry;
+use crate::wire::MAX_DIGEST_HOLES;
 
 /// Origins remembered; past this the least recently active one is forgotten.
 pub(crate) const MAX_ORIGINS: usize = 4_096;
@@ -21,8 +22,6 @@ pub(crate) const MAX_EPOCHS: usize = 4;
 pub(crate) const MAX_HOLES: usize = 4_096;
 /// Keyed values remembered per origin.
 pub(crate) const MAX_KEYS: usize = 1_024;
-/// Holes listed per life in a digest.
-pub(crate) const MAX_DIGEST_HOLES: usize = 256;
 
 /// What to do with an arriving broadcast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
