@@ -34,6 +34,9 @@ pub(crate) enum Verdict {
     BeforeOurTime,
     /// A keyed value older than the one held for its key.
     Superseded,
+    /// Impossible: an unkeyed sequence number no origin reaches (`u64::MAX`, past which `next` could
+    /// not count). Hostile or corrupt input, dropped and counted by the caller.
+    Invalid,
 }
 
 #[derive(Debug)]
@@ -130,6 +133,7 @@ impl Ledger {
     /// this member had joined when it arrived (before that, a life first seen starts at `seq`; after,
     /// at 0, so everything it sent is expected).
     pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, joined: bool, now: Instant) -> Verdict {
+        let Some(after) = seq.checked_add(1) else { return Verdict::Invalid };
         let start = if joined { 0 } else { seq };
         let o = self.origin_mut(origin);
         let life = o.life_mut(epoch, start);
@@ -146,7 +150,7 @@ impl Ledger {
             };
         }
         let (from, to) = (life.next, seq);
-        life.next = seq + 1;
+        life.next = after;
         self.open_holes(origin, epoch, from, to, now);
         Verdict::Deliver
     }
@@ -330,6 +334,16 @@ mod tests {
         for seq in 0..300 {
             assert_eq!(l.accept(&o, 7, seq, true, T), Verdict::Duplicate);
         }
+        assert_eq!(l.holes(), 0);
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_invalid_and_changes_nothing() {
+        let mut l = Ledger::new(1);
+        let o = id("o");
+        assert_eq!(l.accept(&o, 7, u64::MAX, true, T), Verdict::Invalid);
+        assert_eq!(l.accept(&o, 7, u64::MAX - 1, false, T), Verdict::Deliver, "the one before is a number like any");
+        assert_eq!(l.accept(&o, 7, u64::MAX, true, T), Verdict::Invalid);
         assert_eq!(l.holes(), 0);
     }
 

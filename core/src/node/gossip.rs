@@ -143,8 +143,13 @@ impl<A: Address> Node<A> {
             Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key)),
             None => self.ledger.accept(&b.origin, b.epoch, b.seq, joined, now),
         };
-        if verdict != Verdict::Deliver {
-            return;
+        match verdict {
+            Verdict::Deliver => {}
+            Verdict::Invalid => {
+                self.stats.broadcasts_rejected += 1;
+                return;
+            }
+            Verdict::Duplicate | Verdict::BeforeOurTime | Verdict::Superseded => return,
         }
         self.stats.broadcasts_delivered += 1;
         self.frame.delivered += 1;
