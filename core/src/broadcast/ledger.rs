@@ -1,8 +1,10 @@
 //! What a member has delivered, per origin and epoch: exactly-once delivery and the holes left.
 //!
 //! Bounded everywhere: at most [`MAX_ORIGINS`] origins (the least recently active is forgotten), at
-//! most [`MAX_EPOCHS`] lives per origin, at most [`MAX_HOLES`] holes per life (past that the oldest
-//! are given up and reported), at most [`MAX_KEYS`] keyed values per origin.
+//! most [`MAX_EPOCHS`] lives per origin, at most [`MAX_HOLES`] holes per life and [`MAX_OPEN_HOLES`]
+//! in all (past that the oldest are given up and reported), at most [`MAX_KEYS`] keyed values per
+//! origin. A hole is never dropped silently: whether it expires, overflows a bound, or goes with the
+//! life or origin that held it, the next [`Ledger::expire`] reports it.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -20,6 +22,11 @@ pub(crate) const MAX_ORIGINS: usize = 4_096;
 pub(crate) const MAX_EPOCHS: usize = 4;
 /// Holes remembered per life; past this the oldest are given up.
 pub(crate) const MAX_HOLES: usize = 4_096;
+/// Holes remembered in all, every origin and life together (16 bytes each); past this, new holes are
+/// given up as they open. What one member can make us expect of made-up lives stays small.
+pub(crate) const MAX_OPEN_HOLES: usize = 8_192;
+/// Lives whose given-up holes are told apart in a report; past this, given-up holes are only counted.
+pub(crate) const MAX_GIVEN_UP_LIVES: usize = 1_024;
 /// Keyed values remembered per origin.
 pub(crate) const MAX_KEYS: usize = 1_024;
 
@@ -72,13 +79,16 @@ impl Origin {
         self.lives.iter().position(|l| l.epoch == epoch)
     }
 
-    /// The life `epoch`, created (as the newest) if unknown.
-    fn life_mut(&mut self, epoch: u32, start: u64) -> &mut Life {
+    /// The life `epoch` of origin `id`, created (as the newest) if unknown; the oldest life makes
+    /// room, its holes given up.
+    fn life_mut(&mut self, id: &NodeId, epoch: u32, start: u64, tally: &mut Tally) -> &mut Life {
         let i = match self.life_rank(epoch) {
             Some(i) => i,
             None => {
                 if self.lives.len() >= MAX_EPOCHS {
-                    self.lives.remove(0);
+                    let old = self.lives.remove(0);
+                    tally.close(old.holes.len());
+                    tally.give_up(id, old.epoch, old.holes.len() as u64);
                 }
                 self.lives.push(Life { epoch, start, next: start, holes: Vec::new() });
                 self.lives.len() - 1
@@ -91,14 +101,73 @@ impl Origin {
 /// Holes given up: `(origin, epoch, count)`.
 pub(crate) type Missed = (NodeId, u32, u64);
 
+/// Holes given up since the last [`Ledger::expire`]: per life where there is room to say which,
+/// and a bare count past that.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct GivenUp {
+    pub per_life: Vec<Missed>,
+    /// Given up in lives beyond the [`MAX_GIVEN_UP_LIVES`] listed: counted, not attributed.
+    pub unattributed: u64,
+}
+
+/// The ledger's hole accounting: how many are open, and which were given up before they expired.
+#[derive(Debug, Default)]
+struct Tally {
+    open: usize,
+    given_up: GivenUp,
+}
+
+impl Tally {
+    fn close(&mut self, n: usize) {
+        debug_assert!(n <= self.open, "closing {n} of {} open holes", self.open);
+        self.open = self.open.saturating_sub(n);
+    }
+
+    /// Records `count` holes of `origin`'s life `epoch` given up, for the next report.
+    fn give_up(&mut self, origin: &NodeId, epoch: u32, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let g = &mut self.given_up;
+        if let Some(m) = g.per_life.iter_mut().find(|m| m.1 == epoch && m.0 == *origin) {
+            m.2 = m.2.saturating_add(count);
+        } else if g.per_life.len() < MAX_GIVEN_UP_LIVES {
+            g.per_life.push((origin.clone(), epoch, count));
+        } else {
+            g.unattributed = g.unattributed.saturating_add(count);
+        }
+    }
+
+    /// Records holes `[from, to)` in `life` of `origin`, within [`MAX_HOLES`] for the life and
+    /// [`MAX_OPEN_HOLES`] in all: the newest are kept (the likeliest still held somewhere), the
+    /// others given up at once.
+    fn open_holes(&mut self, origin: &NodeId, life: &mut Life, from: u64, to: u64, now: Instant) {
+        if from >= to {
+            return;
+        }
+        let span = to - from;
+        let room = MAX_OPEN_HOLES.saturating_sub(self.open).min(MAX_HOLES);
+        let keep = (room as u64).min(span);
+        let mut dropped = span - keep;
+        life.holes.extend(((to - keep)..to).map(|seq| (seq, now)));
+        self.open += keep as usize;
+        if life.holes.len() > MAX_HOLES {
+            let excess = life.holes.len() - MAX_HOLES;
+            life.holes.drain(..excess);
+            self.close(excess);
+            dropped += excess as u64;
+        }
+        self.give_up(origin, life.epoch, dropped);
+    }
+}
+
 /// Exactly-once delivery state of one member. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     origins: hashbrown::HashMap<NodeId, Origin, foldhash::fast::FixedState>,
     hasher: foldhash::fast::FixedState,
     clock: u64,
-    /// Holes dropped to stay within [`MAX_HOLES`], reported at the next [`Ledger::expire`].
-    overflow: Vec<Missed>,
+    tally: Tally,
 }
 
 impl Ledger {
@@ -107,7 +176,7 @@ impl Ledger {
             origins: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
             hasher: foldhash::fast::FixedState::with_seed(hash_seed ^ 0x6b),
             clock: 0,
-            overflow: Vec::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -116,16 +185,26 @@ impl Ledger {
         self.origins.len()
     }
 
-    fn origin_mut(&mut self, origin: &NodeId) -> &mut Origin {
-        self.clock += 1;
-        if !self.origins.contains_key(origin) && self.origins.len() >= MAX_ORIGINS {
-            if let Some(victim) = self.origins.iter().min_by_key(|(_, o)| o.last_active).map(|(k, _)| k.clone()) {
-                self.origins.remove(&victim);
+    /// The record of `origin`, created if unknown; the least recently active origin makes room, its
+    /// holes given up.
+    fn origin_mut<'a>(
+        origins: &'a mut hashbrown::HashMap<NodeId, Origin, foldhash::fast::FixedState>,
+        clock: &mut u64,
+        tally: &mut Tally,
+        origin: &NodeId,
+    ) -> &'a mut Origin {
+        *clock += 1;
+        if !origins.contains_key(origin) && origins.len() >= MAX_ORIGINS {
+            let victim = origins.iter().min_by_key(|(_, o)| o.last_active).map(|(k, _)| k.clone());
+            if let Some((id, gone)) = victim.and_then(|v| origins.remove_entry(&v)) {
+                for life in gone.lives {
+                    tally.close(life.holes.len());
+                    tally.give_up(&id, life.epoch, life.holes.len() as u64);
+                }
             }
         }
-        let clock = self.clock;
-        let o = self.origins.entry(origin.clone()).or_default();
-        o.last_active = clock;
+        let o = origins.entry(origin.clone()).or_default();
+        o.last_active = *clock;
         o
     }
 
@@ -135,8 +214,9 @@ impl Ledger {
     pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, joined: bool, now: Instant) -> Verdict {
         let Some(after) = seq.checked_add(1) else { return Verdict::Invalid };
         let start = if joined { 0 } else { seq };
-        let o = self.origin_mut(origin);
-        let life = o.life_mut(epoch, start);
+        let tally = &mut self.tally;
+        let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
+        let life = o.life_mut(origin, epoch, start, tally);
         if seq < life.start {
             return Verdict::BeforeOurTime;
         }
@@ -144,47 +224,24 @@ impl Ledger {
             return match life.holes.binary_search_by_key(&seq, |h| h.0) {
                 Ok(i) => {
                     life.holes.remove(i);
+                    tally.close(1);
                     Verdict::Deliver
                 }
                 Err(_) => Verdict::Duplicate,
             };
         }
-        let (from, to) = (life.next, seq);
+        let from = life.next;
         life.next = after;
-        self.open_holes(origin, epoch, from, to, now);
+        tally.open_holes(origin, life, from, seq, now);
         Verdict::Deliver
-    }
-
-    /// Records holes `[from, to)` in `origin`'s life `epoch`, giving up the oldest past the bound.
-    fn open_holes(&mut self, origin: &NodeId, epoch: u32, from: u64, to: u64, now: Instant) {
-        if from >= to {
-            return;
-        }
-        let Some(life) = self.origins.get_mut(origin).and_then(|o| o.lives.iter_mut().find(|l| l.epoch == epoch))
-        else {
-            return;
-        };
-        // More holes than we keep: the oldest of them are given up at once.
-        let span = to - from;
-        let keep = (MAX_HOLES as u64).min(span);
-        let mut dropped = span - keep;
-        life.holes.extend(((to - keep)..to).map(|seq| (seq, now)));
-        if life.holes.len() > MAX_HOLES {
-            let excess = life.holes.len() - MAX_HOLES;
-            life.holes.drain(..excess);
-            dropped += excess as u64;
-        }
-        if dropped > 0 {
-            self.overflow.push((origin.clone(), epoch, dropped));
-        }
     }
 
     /// Decides about a keyed broadcast and records it when delivered.
     pub fn accept_keyed(&mut self, origin: &NodeId, epoch: u32, seq: u64, name: (&str, &[u8])) -> Verdict {
-        let o = self.origin_mut(origin);
+        let o = Self::origin_mut(&mut self.origins, &mut self.clock, &mut self.tally, origin);
         // Keyed values do not use the unkeyed sequence; the life just has to be known.
         let next = o.life_rank(epoch).map_or(0, |i| o.lives[i].next);
-        o.life_mut(epoch, next);
+        o.life_mut(origin, epoch, next, &mut self.tally);
         let rank = o.life_rank(epoch);
         let held = o.keyed.iter().position(|k| k.topic == name.0 && k.key == name.1);
         if let Some(i) = held {
@@ -205,43 +262,52 @@ impl Ledger {
     }
 
     /// Learns from a digest that `origin`'s life `epoch` reached `next`. A member joining takes it as
-    /// where its time starts; a member already in the cluster opens holes for what it never saw.
+    /// where its time starts; a member already in the cluster opens holes for what it never saw, at
+    /// most [`MAX_HOLES`] past what it holds per digest (a digest that claims more is believed a step
+    /// at a time: a forged one cannot make us expect, or report missed, more than that at once).
+    /// Call only for origins the caller knows (members), never for ourselves.
     pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, joining: bool, now: Instant) {
-        let o = self.origin_mut(origin);
-        let life = o.life_mut(epoch, if joining { next } else { 0 });
+        let tally = &mut self.tally;
+        let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
+        let life = o.life_mut(origin, epoch, if joining { next } else { 0 }, tally);
         if joining {
             // Everything below `next` was sent before we joined.
             life.start = life.start.max(next);
+            let before = life.holes.len();
             life.holes.retain(|&(seq, _)| seq >= next);
+            tally.close(before - life.holes.len());
             life.next = life.next.max(next);
             return;
         }
+        let next = next.min(life.next.saturating_add(MAX_HOLES as u64));
         if next > life.next {
             let from = life.next;
             life.next = next;
-            self.open_holes(origin, epoch, from, next, now);
+            tally.open_holes(origin, life, from, next, now);
         }
     }
 
-    /// Gives up holes noticed `retention` ago or more (and those dropped for space), returning how
-    /// many per origin and life. Call periodically.
-    pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<Missed> {
-        let mut missed = core::mem::take(&mut self.overflow);
+    /// Gives up holes noticed `retention` ago or more, and returns them with those given up earlier
+    /// (past a bound, or with a life or origin forgotten). Call periodically, and report them all.
+    pub fn expire(&mut self, now: Instant, retention: Duration) -> GivenUp {
+        let tally = &mut self.tally;
         for (id, o) in &mut self.origins {
             for life in &mut o.lives {
                 let before = life.holes.len();
                 life.holes.retain(|&(_, noticed)| now.saturating_duration_since(noticed) < retention);
-                let gone = (before - life.holes.len()) as u64;
-                if gone > 0 {
-                    missed.push((id.clone(), life.epoch, gone));
-                }
+                let gone = before - life.holes.len();
+                tally.close(gone);
+                tally.give_up(id, life.epoch, gone as u64);
             }
         }
-        missed
+        core::mem::take(&mut tally.given_up)
     }
 
     /// An origin we have a hole in noticed `age` ago or more, if any.
     pub fn origin_with_hole_older_than(&self, now: Instant, age: Duration) -> Option<NodeId> {
+        if self.tally.open == 0 {
+            return None;
+        }
         self.origins.iter().find_map(|(id, o)| {
             let old = o
                 .lives
@@ -260,7 +326,8 @@ impl Ledger {
 
     /// Open holes, all origins together.
     pub fn holes(&self) -> usize {
-        self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum()
+        debug_assert_eq!(self.tally.open, self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum());
+        self.tally.open
     }
 
     /// A hash of the keyed values held for `o`'s life `epoch`, the same whatever order they came in
@@ -354,9 +421,9 @@ mod tests {
         l.accept(&o, 7, 0, true, T);
         l.accept(&o, 7, 3, true, T);
         assert_eq!(l.holes(), 2);
-        assert!(l.expire(Instant::from_millis(999), Duration::from_secs(1)).is_empty());
+        assert_eq!(l.expire(Instant::from_millis(999), Duration::from_secs(1)), GivenUp::default());
         assert_eq!(l.accept(&o, 7, 1, true, T), Verdict::Deliver, "a late arrival fills its hole");
-        assert_eq!(l.expire(Instant::from_millis(1_000), Duration::from_secs(1)), [(o.clone(), 7, 1)]);
+        assert_eq!(l.expire(Instant::from_millis(1_000), Duration::from_secs(1)).per_life, [(o.clone(), 7, 1)]);
         assert_eq!(l.holes(), 0);
         assert_eq!(l.accept(&o, 7, 2, true, T), Verdict::Duplicate, "given up, it counts as handled");
     }
@@ -403,6 +470,37 @@ mod tests {
     }
 
     #[test]
+    fn holes_of_every_life_together_stay_within_the_global_bound_and_the_rest_are_counted() {
+        let mut l = Ledger::new(1);
+        let lives = (MAX_OPEN_HOLES / MAX_HOLES + 2) as u32;
+        for epoch in 0..lives {
+            let o = id(&alloc::format!("o{epoch}"));
+            l.accept(&o, epoch, 0, true, T);
+            l.accept(&o, epoch, MAX_HOLES as u64 + 1, true, T);
+        }
+        assert_eq!(l.holes(), MAX_OPEN_HOLES);
+        let given_up = l.expire(T, Duration::from_secs(1));
+        let counted: u64 = given_up.per_life.iter().map(|m| m.2).sum();
+        assert_eq!(counted, (lives as usize * MAX_HOLES - MAX_OPEN_HOLES) as u64);
+        assert_eq!(given_up.unattributed, 0);
+        let later = l.expire(Instant::from_millis(1_000), Duration::from_secs(1));
+        assert_eq!(later.per_life.iter().map(|m| m.2).sum::<u64>(), MAX_OPEN_HOLES as u64);
+        assert_eq!(l.holes(), 0);
+    }
+
+    #[test]
+    fn a_life_pushed_out_gives_up_its_holes_and_counts_them() {
+        let mut l = Ledger::new(1);
+        let o = id("o");
+        l.accept(&o, 0, 3, true, T);
+        for epoch in 1..=MAX_EPOCHS as u32 {
+            l.accept(&o, epoch, 0, true, T);
+        }
+        assert_eq!(l.holes(), 0);
+        assert_eq!(l.expire(T, Duration::from_secs(1)).per_life, [(o, 0, 3)]);
+    }
+
+    #[test]
     fn holes_beyond_the_bound_are_given_up_and_counted() {
         let mut l = Ledger::new(1);
         let o = id("o");
@@ -410,6 +508,6 @@ mod tests {
         l.accept(&o, 1, MAX_HOLES as u64 + 11, true, T);
         assert_eq!(l.holes(), MAX_HOLES);
         let missed = l.expire(T, Duration::from_secs(1));
-        assert_eq!(missed, [(o, 1, 10)]);
+        assert_eq!(missed.per_life, [(o, 1, 10)]);
     }
 }

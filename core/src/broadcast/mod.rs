@@ -35,4 +35,6 @@ mod ledger;
 mod log;
 
 pub(crate) use ledger::{Ledger, Verdict};
+#[cfg(test)]
+pub(crate) use ledger::{MAX_HOLES, MAX_OPEN_HOLES};
 pub(crate) use log::Log;

@@ -159,10 +159,11 @@ impl<A: Address> Node<A> {
             self.stats.broadcasts_repaired += frame.delivered;
         }
         if let Some(digest) = &frame.digest {
-            for e in digest {
-                if e.origin != self.local.id {
-                    self.ledger.learn(&e.origin, e.epoch, e.next, frame.join_reply, now);
-                }
+            // Only lives of members we know (in any state: the broadcasts of one that just died are
+            // still repaired and reported): made-up origins in a forged digest open no holes.
+            let known = |e: &&DigestEntry| e.origin != self.local.id && self.members.get(&e.origin).is_some();
+            for e in digest.iter().filter(known) {
+                self.ledger.learn(&e.origin, e.epoch, e.next, frame.join_reply, now);
             }
         }
         if let Some((to, join)) = frame.answer {
@@ -370,8 +371,10 @@ impl<A: Address> Node<A> {
     /// broadcasts kept longer than `broadcast_retention`.
     fn expire_broadcasts(&mut self, now: Instant) {
         let retention = self.config.broadcast_retention;
-        for (origin, epoch, count) in self.ledger.expire(now, retention) {
-            self.stats.broadcasts_missed += count;
+        let given_up = self.ledger.expire(now, retention);
+        self.stats.broadcasts_missed = self.stats.broadcasts_missed.saturating_add(given_up.unattributed);
+        for (origin, epoch, count) in given_up.per_life {
+            self.stats.broadcasts_missed = self.stats.broadcasts_missed.saturating_add(count);
             self.emit(Event::BroadcastsMissed { origin, epoch, count });
         }
         let (members, me) = (&self.members, &self.local.id);

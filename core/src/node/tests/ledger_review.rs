@@ -48,3 +48,52 @@ fn a_broadcast_at_the_last_sequence_number_is_dropped_and_counted_not_a_panic() 
     assert_eq!(stats.broadcasts_rejected, 1, "the impossible one is counted");
     assert_eq!(stats.broadcasts_delivered, 1, "the rest of the packet is delivered");
 }
+
+#[test]
+fn a_digest_claiming_the_last_sequence_number_overflows_no_counter() {
+    // Each entry made us expect (and, past the bound, give up and count) everything below `next`:
+    // two entries at `u64::MAX` overflowed `broadcasts_missed` (`+=`) and panicked a debug build.
+    let config = Config::local();
+    let mut c = Cluster::formed(2, config.clone());
+    let digest = Message::BroadcastDigest { entries: vec![life_at("x", 1, u64::MAX), life_at("y", 1, u64::MAX)] };
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &packet_of(&[digest])).unwrap();
+    c.advance(2 * config.reannounce_interval.as_millis() as u64);
+    assert_eq!(c.node(0).stats().broadcasts_missed, 0, "no life of x or y was ever ours to miss");
+}
+
+#[test]
+fn made_up_lives_in_a_forged_digest_open_no_holes() {
+    // A digest entry opened up to 4,096 holes for any origin it named, known or not: sixty made-up
+    // lives in one datagram held 245,760 holes (16 bytes each), and a stream of them about 1 GiB.
+    let mut c = Cluster::formed(2, Config::local());
+    let entries = (0..60).map(|i| life_at(&format!("o{i}"), 1, 1 << 40)).collect();
+    let pkt = packet_of(&[Message::BroadcastDigest { entries }]);
+    assert!(pkt.len() <= 1_400);
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &pkt).unwrap();
+    let f = c.node(0).footprint();
+    assert_eq!((f.broadcast_holes, f.broadcast_origins), (0, 0), "from one {}-byte datagram", pkt.len());
+}
+
+#[test]
+fn a_digest_moves_a_members_life_forward_a_bounded_step_at_a_time() {
+    // A member's name is easy to forge too: however far a digest says its life reached, we expect
+    // at most `MAX_HOLES` more per digest, and every life's holes together stay bounded.
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    c.clear_events();
+    let bound = crate::broadcast::MAX_HOLES;
+    let now = c.now;
+    for epoch in 1..=3 {
+        let entries = vec![life_at("b", epoch, u64::MAX), life_at("c", epoch, u64::MAX)];
+        c.nodes[0].handle_packet(now, 1, &packet_of(&[Message::BroadcastDigest { entries }])).unwrap();
+    }
+    let holes = c.node(0).footprint().broadcast_holes;
+    assert!(holes <= crate::broadcast::MAX_OPEN_HOLES, "{holes} holes");
+    assert!(holes >= bound, "a real gap is still expected: {holes} holes");
+    c.advance(config.broadcast_retention.as_millis() as u64 + 5_000);
+    let stats = c.node(0).stats();
+    assert_eq!(stats.broadcasts_missed, 6 * bound as u64, "expected, given up and counted, no more");
+    assert_eq!(c.node(0).footprint().broadcast_holes, 0);
+}
