@@ -37,4 +37,4 @@ mod log;
 pub(crate) use ledger::{Ledger, Verdict};
 #[cfg(test)]
 pub(crate) use ledger::{MAX_HOLES, MAX_OPEN_HOLES};
-pub(crate) use log::Log;
+pub(crate) use log::{Log, Wanted};

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
+use crate::broadcast::Wanted;
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
@@ -124,8 +125,8 @@ impl<A: Address> Node<A> {
             // A member that joins knowing no broadcast gets the keyed state, not the past events; one
             // that re-announces itself (it has a digest) gets what its digest lacks.
             let asker = asker.unwrap_or(&[]);
-            let joining = join && asker.is_empty();
-            let lacking = self.log.lacking(&self.ledger, asker, joining, budget.saturating_sub(w.len()) / 2);
+            let wanted = if join && asker.is_empty() { Wanted::State } else { Wanted::Lacking(asker) };
+            let lacking = self.log.lacking(&self.ledger, wanted, budget.saturating_sub(w.len()) / 2);
             for bytes in lacking {
                 w.raw(bytes);
             }
@@ -196,22 +197,26 @@ impl<A: Address> Node<A> {
         self.send_reliable_message(to, &msg);
     }
 
-    /// Answers a repair request: the broadcasts the asker's digest lacks that we keep, and our own
-    /// view of those lives (so it learns how far they reached).
+    /// Answers a repair request: the broadcasts we keep of the lives it lists that the asker lacks,
+    /// and our own view of those lives (so it learns how far they reached). Nothing else, and nothing
+    /// at all when we know none of them: the answer never outgrows what was asked.
     fn answer_repair(&mut self, to: A, asked: &[DigestEntry]) {
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
-        let mut w = Writer::with_capacity(256);
-        begin_packet(&mut w, PROTOCOL_VERSION);
-        for bytes in self.log.lacking(&self.ledger, asked, false, budget / 2) {
-            w.raw(bytes);
-        }
         let ours: Vec<DigestEntry> = self
             .ledger
             .digest()
             .into_iter()
             .filter(|e| asked.iter().any(|a| a.origin == e.origin && a.epoch == e.epoch))
             .collect();
+        if ours.is_empty() {
+            return;
+        }
+        let mut w = Writer::with_capacity(256);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        for bytes in self.log.lacking(&self.ledger, Wanted::Listed(asked), budget / 2) {
+            w.raw(bytes);
+        }
         let digest = Message::<A>::BroadcastDigest { entries: ours }.to_bytes();
         if w.len() + digest.len() <= budget {
             w.raw(&digest);

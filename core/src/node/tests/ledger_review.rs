@@ -97,3 +97,47 @@ fn a_digest_moves_a_members_life_forward_a_bounded_step_at_a_time() {
     assert_eq!(stats.broadcasts_missed, 6 * bound as u64, "expected, given up and counted, no more");
     assert_eq!(c.node(0).footprint().broadcast_holes, 0);
 }
+
+#[test]
+fn an_empty_repair_request_draws_no_answer() {
+    // A repair request was answered with everything the asker's digest did not list, and an empty
+    // one lists nothing: a 4-byte datagram made a member send 61 KB of its log.
+    let mut c = Cluster::formed(3, Config::local());
+    for i in 0..60u8 {
+        c.nodes[0].broadcast("news", &[i; 1_000], None).unwrap();
+        c.advance(100);
+    }
+    c.advance(3_000);
+    let mark = c.log.len();
+    let now = c.now;
+    // [version, BROADCAST_PULL, body length 1, no entries]
+    c.nodes[1].handle_packet(now, 2, &[PROTOCOL_VERSION, 15, 1, 0]).unwrap();
+    c.deliver_all();
+    let sent: usize = c.log[mark..].iter().filter(|s| s.from == 1 && s.to == 2).map(|s| s.bytes.len()).sum();
+    assert!(sent < 1_000, "a 4-byte datagram made member 1 send {sent} bytes");
+}
+
+#[test]
+fn a_repair_request_for_one_life_gets_only_that_life() {
+    // The same flaw with a real request: asking for one broadcast of c brought a all of its own.
+    let mut c = Cluster::formed(3, Config::local());
+    for i in 0..40u8 {
+        c.nodes[0].broadcast("a-news", &[i; 200], None).unwrap();
+        c.advance(100);
+    }
+    let cid = c.nodes[2].broadcast("c-news", b"one", None).unwrap();
+    c.advance(3_000);
+    // a asks b for c's broadcast 0, and for nothing else.
+    let asked = DigestEntry { origin: id("c"), epoch: cid.epoch, next: 1, holes: vec![0], keyed: 0 };
+    let mark = c.log.len();
+    let now = c.now;
+    c.nodes[1].handle_packet(now, 0, &packet_of(&[Message::BroadcastPull { entries: vec![asked] }])).unwrap();
+    c.deliver_all();
+    let answer: Vec<Message<u32>> = c.log[mark..]
+        .iter()
+        .filter(|s| s.from == 1 && s.to == 0 && s.reliable)
+        .flat_map(|s| decode(&s.bytes))
+        .collect();
+    let of = |who: &str| answer.iter().filter(|m| matches!(m, Message::Broadcast(b) if b.origin == id(who))).count();
+    assert_eq!((of("a"), of("c")), (0, 1), "a was sent {} of its own broadcasts", of("a"));
+}
