@@ -8,9 +8,9 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::hash::{BuildHasher, Hash, Hasher};
 use core::time::Duration;
 
+use super::fingerprint::Fingerprint;
 use crate::identity::NodeId;
 use crate::time::Instant;
 pub(crate) use crate::wire::DigestEntry;
@@ -165,7 +165,6 @@ impl Tally {
 #[derive(Debug)]
 pub(crate) struct Ledger {
     origins: hashbrown::HashMap<NodeId, Origin, foldhash::fast::FixedState>,
-    hasher: foldhash::fast::FixedState,
     clock: u64,
     tally: Tally,
 }
@@ -174,7 +173,6 @@ impl Ledger {
     pub fn new(hash_seed: u64) -> Self {
         Ledger {
             origins: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
-            hasher: foldhash::fast::FixedState::with_seed(hash_seed ^ 0x6b),
             clock: 0,
             tally: Tally::default(),
         }
@@ -331,15 +329,13 @@ impl Ledger {
     }
 
     /// A hash of the keyed values held for `o`'s life `epoch`, the same whatever order they came in
-    /// (a sum of per-value hashes). 0 when there are none.
-    fn keyed_hash(&self, o: &Origin, epoch: u32) -> u64 {
+    /// (a sum of per-value hashes) and on every member (a [`Fingerprint`]: members holding the same
+    /// values agree, and their push-pulls send none of them). 0 when there are none.
+    fn keyed_hash(o: &Origin, epoch: u32) -> u64 {
         let mut sum = 0u64;
         for k in o.keyed.iter().filter(|k| k.epoch == epoch) {
-            let mut h = self.hasher.build_hasher();
-            k.topic.hash(&mut h);
-            k.key.hash(&mut h);
-            k.seq.hash(&mut h);
-            sum = sum.wrapping_add(h.finish() | 1);
+            let h = Fingerprint::new().field(k.topic.as_bytes()).field(&k.key).u64(k.seq).finish();
+            sum = sum.wrapping_add(h | 1);
         }
         sum
     }
@@ -356,7 +352,7 @@ impl Ledger {
                     epoch: life.epoch,
                     next: life.next,
                     holes: life.holes.iter().take(MAX_DIGEST_HOLES).map(|h| h.0).collect(),
-                    keyed: self.keyed_hash(o, life.epoch),
+                    keyed: Self::keyed_hash(o, life.epoch),
                 });
             }
         }
@@ -375,7 +371,7 @@ impl Ledger {
     /// True when a member whose digest says `entry` holds other keyed values than we do for
     /// `origin`'s life `epoch`.
     pub fn keyed_differs(&self, entry: Option<&DigestEntry>, origin: &NodeId, epoch: u32) -> bool {
-        let ours = self.origins.get(origin).map_or(0, |o| self.keyed_hash(o, epoch));
+        let ours = self.origins.get(origin).map_or(0, |o| Self::keyed_hash(o, epoch));
         ours != entry.map_or(0, |e| e.keyed)
     }
 }

@@ -31,6 +31,7 @@
 //! before it was sent its full number of times reports [`crate::Event::BroadcastDropped`] (the
 //! broadcast can still be repaired from its log).
 
+mod fingerprint;
 mod ledger;
 mod log;
 
