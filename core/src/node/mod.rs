@@ -30,6 +30,7 @@ mod push_pull;
 pub(crate) use push_pull::CATCH_UP_ROUNDS;
 mod recent;
 mod reliable;
+mod repair;
 mod timers;
 
 #[cfg(test)]

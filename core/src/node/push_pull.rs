@@ -16,14 +16,12 @@ use alloc::vec::Vec;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-use crate::broadcast::Wanted;
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::time::Instant;
 use crate::wire::{
-    begin_packet, bytes_len, decode_message, Alive, Decoded, DigestEntry, MemberRecord, Message, MetaField, Reader,
-    Writer, PROTOCOL_VERSION,
+    begin_packet, bytes_len, Alive, DigestEntry, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION,
 };
 
 use super::recent::RecentUpdates;
@@ -111,7 +109,7 @@ impl<A: Address> Node<A> {
         self.send_push_pull_answering(to, join, reply, None);
     }
 
-    fn send_push_pull_answering(&mut self, to: A, join: bool, reply: bool, asker: Option<&[DigestEntry]>) {
+    pub(super) fn send_push_pull_answering(&mut self, to: A, join: bool, reply: bool, asker: Option<&[DigestEntry]>) {
         // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
         let msg =
@@ -120,108 +118,9 @@ impl<A: Address> Node<A> {
         begin_packet(&mut w, PROTOCOL_VERSION);
         msg.encode(&mut w);
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
-        let mut digest = self.ledger.digest();
-        if reply {
-            // A member that joins knowing no broadcast gets the keyed state, not the past events; one
-            // that re-announces itself (it has a digest) gets what its digest lacks.
-            let asker = asker.unwrap_or(&[]);
-            let wanted = if join && asker.is_empty() { Wanted::State } else { Wanted::Lacking(asker) };
-            let lacking = self.log.lacking(&self.ledger, wanted, budget.saturating_sub(w.len()) / 2);
-            for bytes in lacking {
-                w.raw(bytes);
-            }
-        }
-        // The digest goes last: what the answer carried is received before its holes are opened.
-        let room = budget.saturating_sub(w.len());
-        let mut encoded = Message::<A>::BroadcastDigest { entries: core::mem::take(&mut digest) }.to_bytes();
-        if encoded.len() > room {
-            // Cut short (rare: thousands of origins over a small relay frame); the rest waits.
-            if let Message::BroadcastDigest { mut entries } = decode_digest::<A>(&encoded) {
-                while !entries.is_empty() && encoded.len() > room {
-                    let keep = entries.len() / 2;
-                    entries.truncate(keep);
-                    encoded = Message::<A>::BroadcastDigest { entries: entries.clone() }.to_bytes();
-                }
-            }
-        }
-        if encoded.len() <= room {
-            w.raw(&encoded);
-        }
+        self.write_broadcast_state(&mut w, join, reply, asker, budget);
         self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
         self.stats.push_pulls_sent += 1;
-    }
-
-    /// Called once every message of a frame was handled: learns from the frame's digest, answers a
-    /// push-pull request with what the asker lacks, and a repair request likewise.
-    pub(super) fn finish_frame(&mut self, now: Instant) {
-        let frame = core::mem::take(&mut self.frame);
-        if frame.digest.is_some() {
-            // Broadcasts that came with a digest came from a push-pull or a repair.
-            self.stats.broadcasts_repaired += frame.delivered;
-        }
-        if let Some(digest) = &frame.digest {
-            // Only lives of members we know (in any state: the broadcasts of one that just died are
-            // still repaired and reported): made-up origins in a forged digest open no holes.
-            let known = |e: &&DigestEntry| e.origin != self.local.id && self.members.get(&e.origin).is_some();
-            for e in digest.iter().filter(known) {
-                self.ledger.learn(&e.origin, e.epoch, e.next, frame.join_reply, now);
-            }
-        }
-        if let Some((to, join)) = frame.answer {
-            self.send_push_pull_answering(to, join, true, frame.digest.as_deref());
-        } else if let Some((to, asked)) = frame.pull {
-            self.answer_repair(to, &asked);
-        }
-    }
-
-    /// Asks a member for the broadcasts we have holes in, once they have had a few gossip rounds to
-    /// arrive on their own, at most once per protocol period: a hole closes long before a push-pull
-    /// period ends, and members that keep broadcasts a shorter time than we do still hold them.
-    pub(super) fn pull_repairs(&mut self, now: Instant) {
-        if self.status != Status::Running || now < self.last_repair + self.config.probe_interval {
-            return;
-        }
-        let settled = self.config.gossip_interval * 4;
-        let Some(origin) = self.ledger.origin_with_hole_older_than(now, settled) else { return };
-        // The origin keeps what it sent; anyone else may hold it too.
-        let origin_addr = self.members.get(&origin).filter(|m| m.state == MemberState::Alive).map(|m| m.addr.clone());
-        let random = self.random_alive_addr();
-        let to = match origin_addr {
-            Some(a) if self.rng.random_bool(0.5) => Some(a),
-            _ => random,
-        };
-        let Some(to) = to else { return };
-        self.last_repair = now;
-        self.stats.broadcast_pulls_sent += 1;
-        let msg = Message::<A>::BroadcastPull { entries: self.ledger.digest_of_holes() };
-        self.send_reliable_message(to, &msg);
-    }
-
-    /// Answers a repair request: the broadcasts we keep of the lives it lists that the asker lacks,
-    /// and our own view of those lives (so it learns how far they reached). Nothing else, and nothing
-    /// at all when we know none of them: the answer never outgrows what was asked.
-    fn answer_repair(&mut self, to: A, asked: &[DigestEntry]) {
-        let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
-        let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
-        let ours: Vec<DigestEntry> = self
-            .ledger
-            .digest()
-            .into_iter()
-            .filter(|e| asked.iter().any(|a| a.origin == e.origin && a.epoch == e.epoch))
-            .collect();
-        if ours.is_empty() {
-            return;
-        }
-        let mut w = Writer::with_capacity(256);
-        begin_packet(&mut w, PROTOCOL_VERSION);
-        for bytes in self.log.lacking(&self.ledger, Wanted::Listed(asked), budget / 2) {
-            w.raw(bytes);
-        }
-        let digest = Message::<A>::BroadcastDigest { entries: ours }.to_bytes();
-        if w.len() + digest.len() <= budget {
-            w.raw(&digest);
-        }
-        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
     }
 
     pub(super) fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
@@ -321,7 +220,7 @@ impl<A: Address> Node<A> {
     }
 
     /// The address of a random alive member, if there is one.
-    fn random_alive_addr(&mut self) -> Option<A> {
+    pub(super) fn random_alive_addr(&mut self) -> Option<A> {
         self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive).first().map(|m| m.addr.clone())
     }
 
@@ -372,20 +271,6 @@ impl<A: Address> Node<A> {
         }
     }
 
-    /// Gives up broadcast holes that can no longer be repaired (reporting them) and forgets
-    /// broadcasts kept longer than `broadcast_retention`.
-    fn expire_broadcasts(&mut self, now: Instant) {
-        let retention = self.config.broadcast_retention;
-        let given_up = self.ledger.expire(now, retention);
-        self.stats.broadcasts_missed = self.stats.broadcasts_missed.saturating_add(given_up.unattributed);
-        for (origin, epoch, count) in given_up.per_life {
-            self.stats.broadcasts_missed = self.stats.broadcasts_missed.saturating_add(count);
-            self.emit(Event::BroadcastsMissed { origin, epoch, count });
-        }
-        let (members, me) = (&self.members, &self.local.id);
-        self.log.expire(now, retention, |id| id == me || members.get(id).is_some_and(|m| m.state.is_live()));
-    }
-
     /// Forgets members that have been dead or gone longer than `dead_member_reap_time`.
     ///
     /// Forgetting a member also forgets the filter of recent updates: the filter skips a record seen
@@ -429,13 +314,5 @@ impl<A: Address> Node<A> {
         };
         self.send_reliable_message(from.clone(), &msg);
         self.stats.push_pulls_sent += 1;
-    }
-}
-
-/// Decodes a digest message we just encoded (to cut it short).
-fn decode_digest<A: Address>(bytes: &[u8]) -> Message<A> {
-    match decode_message::<A>(&mut Reader::new(bytes)) {
-        Ok(Decoded::Message(m)) => m,
-        _ => Message::BroadcastDigest { entries: Vec::new() },
     }
 }
