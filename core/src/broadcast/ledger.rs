@@ -206,12 +206,12 @@ impl Ledger {
         o
     }
 
-    /// Decides about an unkeyed broadcast `(origin, epoch, seq)` and records it. `joined`: whether
-    /// this member had joined when it arrived (before that, a life first seen starts at `seq`; after,
-    /// at 0, so everything it sent is expected).
-    pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, joined: bool, now: Instant) -> Verdict {
+    /// Decides about an unkeyed broadcast `(origin, epoch, seq)` and records it. `baseline`: whether
+    /// this member knew, when it arrived, where the cluster's broadcasts stood (see [`Ledger::learn`];
+    /// before that, a life first seen starts at `seq`; after, at 0, so everything it sent is expected).
+    pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, baseline: bool, now: Instant) -> Verdict {
         let Some(after) = seq.checked_add(1) else { return Verdict::Invalid };
-        let start = if joined { 0 } else { seq };
+        let start = if baseline { 0 } else { seq };
         let tally = &mut self.tally;
         let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
         let life = o.life_mut(origin, epoch, start, tally);
@@ -259,22 +259,21 @@ impl Ledger {
         Verdict::Deliver
     }
 
-    /// Learns from a digest that `origin`'s life `epoch` reached `next`. A member joining takes it as
-    /// where its time starts; a member already in the cluster opens holes for what it never saw, at
-    /// most [`MAX_HOLES`] past what it holds per digest (a digest that claims more is believed a step
-    /// at a time: a forged one cannot make us expect, or report missed, more than that at once).
-    /// Call only for origins the caller knows (members), never for ourselves.
-    pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, joining: bool, now: Instant) {
+    /// Learns from a digest that `origin`'s life `epoch` reached `next`. A member `arriving` (the
+    /// first digest of its life) takes it as where its time starts in a life none of whose events it
+    /// has seen: everything below `next` was sent before it came. Otherwise, and in a life whose
+    /// events it has seen since it came, it opens holes for what it never saw, at most [`MAX_HOLES`] past what it holds per
+    /// digest (a digest that claims more is believed a step at a time: a forged one cannot make us
+    /// expect, or report missed, more than that at once). Call only for origins the caller knows
+    /// (members), never for ourselves.
+    pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, arriving: bool, now: Instant) {
         let tally = &mut self.tally;
         let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
-        let life = o.life_mut(origin, epoch, if joining { next } else { 0 }, tally);
-        if joining {
-            // Everything below `next` was sent before we joined.
+        let life = o.life_mut(origin, epoch, 0, tally);
+        // No event of the life seen (it is new, or known from keyed values only): no hole either.
+        if arriving && life.next == life.start {
             life.start = life.start.max(next);
-            let before = life.holes.len();
-            life.holes.retain(|&(seq, _)| seq >= next);
-            tally.close(before - life.holes.len());
-            life.next = life.next.max(next);
+            life.next = life.start;
             return;
         }
         let next = next.min(life.next.saturating_add(MAX_HOLES as u64));
@@ -436,6 +435,17 @@ mod tests {
         let p = id("p");
         assert_eq!(l.accept(&p, 1, 40, false, T), Verdict::Deliver);
         assert_eq!(l.holes(), 2);
+    }
+
+    #[test]
+    fn a_life_heard_of_before_the_first_digest_is_expected_from_where_it_was_first_seen() {
+        let mut l = Ledger::new(1);
+        let o = id("o");
+        assert_eq!(l.accept(&o, 7, 5, false, T), Verdict::Deliver, "first seen at 5");
+        l.learn(&o, 7, 9, true, T);
+        assert_eq!(l.holes(), 3, "6 to 8 were sent after we came");
+        assert_eq!(l.accept(&o, 7, 4, true, T), Verdict::BeforeOurTime);
+        assert_eq!(l.accept(&o, 7, 7, true, T), Verdict::Deliver);
     }
 
     #[test]

@@ -98,8 +98,9 @@ impl Log {
     }
 
     /// The kept broadcasts a member `wanted`, keyed values first, then events newest first, up to
-    /// `budget` bytes. Call to answer a push-pull or a repair request.
-    pub fn lacking(&self, ledger: &Ledger, wanted: Wanted<'_>, budget: usize) -> Vec<&[u8]> {
+    /// `budget` bytes, none whose origin is `asker` (a member never delivers its own broadcasts, of
+    /// any life). Call to answer a push-pull or a repair request.
+    pub fn lacking(&self, ledger: &Ledger, wanted: Wanted<'_>, asker: Option<&NodeId>, budget: usize) -> Vec<&[u8]> {
         let (digest, listed_only) = match wanted {
             Wanted::State => (&[][..], false),
             Wanted::Lacking(d) => (d, false),
@@ -107,6 +108,9 @@ impl Log {
         };
         // `None`: a life the digest does not list (`Some(None)`), or one that is not asked for.
         let find = |k: &Kept| {
+            if asker == Some(&k.origin) {
+                return None;
+            }
             let entry = digest.iter().find(|e| e.epoch == k.epoch && e.origin == k.origin);
             (entry.is_some() || !listed_only).then_some(entry)
         };
@@ -156,10 +160,10 @@ mod tests {
         theirs.accept(&o, 7, 0, true, Instant::ZERO);
         theirs.accept(&o, 7, 2, true, Instant::ZERO);
         let digest = theirs.digest();
-        let sent = log.lacking(&ours, Wanted::Lacking(&digest), usize::MAX);
+        let sent = log.lacking(&ours, Wanted::Lacking(&digest), None, usize::MAX);
         assert_eq!(sent, [&[99u8][..], &[3], &[1]], "the keyed value, then the newest events it lacks");
-        assert_eq!(log.lacking(&ours, Wanted::State, usize::MAX), [&[99u8][..]]);
-        assert_eq!(log.lacking(&ours, Wanted::Lacking(&digest), 1), [&[99u8][..]], "the budget is respected");
+        assert_eq!(log.lacking(&ours, Wanted::State, None, usize::MAX), [&[99u8][..]]);
+        assert_eq!(log.lacking(&ours, Wanted::Lacking(&digest), None, 1), [&[99u8][..]], "the budget is respected");
     }
 
     #[test]
@@ -173,10 +177,13 @@ mod tests {
                 log.add(origin, 7, seq, None, alloc::vec![byte, seq as u8], Instant::ZERO);
             }
         }
-        assert!(log.lacking(&ours, Wanted::Listed(&[]), usize::MAX).is_empty(), "asking for nothing gets nothing");
+        assert!(
+            log.lacking(&ours, Wanted::Listed(&[]), None, usize::MAX).is_empty(),
+            "asking for nothing gets nothing"
+        );
         let asked = [DigestEntry { origin: p.clone(), epoch: 7, next: 2, holes: alloc::vec![0], keyed: 0 }];
-        assert_eq!(log.lacking(&ours, Wanted::Listed(&asked), usize::MAX), [&[2u8, 0][..]]);
-        assert_eq!(log.lacking(&ours, Wanted::Lacking(&asked), usize::MAX).len(), 3, "a push-pull gets o's too");
+        assert_eq!(log.lacking(&ours, Wanted::Listed(&asked), None, usize::MAX), [&[2u8, 0][..]]);
+        assert_eq!(log.lacking(&ours, Wanted::Lacking(&asked), None, usize::MAX).len(), 3, "a push-pull gets o's too");
     }
 
     #[test]

@@ -20,11 +20,10 @@ use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::time::Instant;
-use crate::wire::{
-    begin_packet, bytes_len, Alive, DigestEntry, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION,
-};
+use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
 use super::recent::RecentUpdates;
+use super::repair::Asker;
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
 
@@ -46,7 +45,7 @@ impl<A: Address> Node<A> {
             if !self.join.seeds.contains(seed) {
                 self.join.seeds.push(seed.clone());
             }
-            self.send_push_pull(seed.clone(), true, false);
+            self.send_push_pull(seed.clone(), true);
         }
         self.join.attempt += 1;
         self.join.pending = true;
@@ -105,11 +104,15 @@ impl<A: Address> Node<A> {
     /// Sends our state to `to`: our member records, then, for a request, our broadcast digest (so
     /// the answer brings what we lack), or, for an answer, the broadcasts the asker's digest lacks
     /// followed by our own digest (so the asker learns of broadcasts it never heard about).
-    fn send_push_pull(&mut self, to: A, join: bool, reply: bool) {
-        self.send_push_pull_answering(to, join, reply, None);
+    fn send_push_pull(&mut self, to: A, join: bool) {
+        self.send_push_pull_answering(to, join, None);
     }
 
-    pub(super) fn send_push_pull_answering(&mut self, to: A, join: bool, reply: bool, asker: Option<&[DigestEntry]>) {
+    /// Sends a push-pull request (`asker` is `None`) or the answer to one.
+    pub(super) fn send_push_pull_answering(&mut self, to: A, join: bool, asker: Option<Asker<'_>>) {
+        let reply = asker.is_some();
+        // New here (in this life): we ask as a member that joins, the past events are not ours.
+        let join = join || (!reply && !self.join.baseline);
         // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
         let msg =
@@ -118,7 +121,7 @@ impl<A: Address> Node<A> {
         begin_packet(&mut w, PROTOCOL_VERSION);
         msg.encode(&mut w);
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
-        self.write_broadcast_state(&mut w, join, reply, asker, budget);
+        self.write_broadcast_state(&mut w, asker, budget);
         self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
         self.stats.push_pulls_sent += 1;
     }
@@ -140,17 +143,16 @@ impl<A: Address> Node<A> {
         now: Instant,
     ) {
         self.stats.push_pulls_received += 1;
+        self.frame.push_pull = true;
         if !reply {
             // Answered once the whole frame is read: the asker's digest follows this message.
-            self.frame.answer = Some((from.clone(), join));
-        } else if join && !self.join.joined {
-            // The answer to our first join: broadcasts sent before it are not ours to expect. (A
-            // member already in the cluster that re-announces itself with `join` still expects
-            // everything.)
-            self.frame.join_reply = true;
+            self.frame.answer = Some((from.clone(), join, sender.clone()));
         }
         for record in records {
             self.merge_record(&sender, record, now);
+        }
+        if !self.join.joined {
+            self.frame.found = Some(from.clone());
         }
         if reply && (self.join.pending || !self.join.joined) {
             if !self.join.joined {
@@ -215,7 +217,7 @@ impl<A: Address> Node<A> {
         }
         let target = self.random_alive_addr();
         if let Some(to) = target {
-            self.send_push_pull(to, false, false);
+            self.send_push_pull(to, false);
         }
     }
 
@@ -249,7 +251,7 @@ impl<A: Address> Node<A> {
         let lonely_seeds: Vec<A> = self.join.seeds.iter().filter(|s| !live_addrs.contains(s)).cloned().collect();
         drop(live_addrs);
         if let Some(seed) = lonely_seeds.choose(&mut self.rng).cloned() {
-            self.send_push_pull(seed, true, false);
+            self.send_push_pull(seed, true);
         }
         let dead = self
             .members
@@ -257,7 +259,7 @@ impl<A: Address> Node<A> {
             .first()
             .map(|m| m.addr.clone());
         if let Some(to) = dead {
-            self.send_push_pull(to, false, false);
+            self.send_push_pull(to, false);
         }
         // Retry metadata fetches that got no answer.
         let pending: Vec<NodeId> = core::mem::take(&mut self.meta_requests);

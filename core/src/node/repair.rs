@@ -8,36 +8,45 @@ use rand::Rng;
 
 use crate::broadcast::Wanted;
 use crate::event::Event;
-use crate::identity::Address;
+use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::time::Instant;
 use crate::wire::{begin_packet, decode_message, Decoded, DigestEntry, Message, Reader, Writer, PROTOCOL_VERSION};
 
 use super::{Node, Status, TransmitKind};
 
+/// The member a push-pull answer goes to: its name, whether it joins, and the digest its request
+/// carried (none from a member new here).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Asker<'a> {
+    pub id: &'a NodeId,
+    pub join: bool,
+    pub digest: Option<&'a [DigestEntry]>,
+}
+
 impl<A: Address> Node<A> {
     /// Writes the broadcast part of a push-pull into `w`, within `budget` bytes in all: for an
     /// answer, the broadcasts the asker lacks; then our digest (so the other side learns of
-    /// broadcasts it never heard about, and for a request, so the answer brings what we lack).
-    pub(super) fn write_broadcast_state(
-        &self,
-        w: &mut Writer,
-        join: bool,
-        reply: bool,
-        asker: Option<&[DigestEntry]>,
-        budget: usize,
-    ) {
-        let mut digest = self.ledger.digest();
-        if reply {
-            // A member that joins knowing no broadcast gets the keyed state, not the past events; one
-            // that re-announces itself (it has a digest) gets what its digest lacks.
-            let asker = asker.unwrap_or(&[]);
-            let wanted = if join && asker.is_empty() { Wanted::State } else { Wanted::Lacking(asker) };
-            let lacking = self.log.lacking(&self.ledger, wanted, budget.saturating_sub(w.len()) / 2);
+    /// broadcasts it never heard about, and for a request, so the answer brings what we lack). A
+    /// request from a member new here carries nothing: it has no past to compare.
+    pub(super) fn write_broadcast_state(&self, w: &mut Writer, asker: Option<Asker<'_>>, budget: usize) {
+        if let Some(asker) = asker {
+            let wanted = match asker.digest {
+                // New here in this life: the keyed state, not the past events.
+                None => Wanted::State,
+                // So for a member that joins knowing no broadcast (older versions send an empty
+                // digest); one that re-announces itself gets what its digest lacks.
+                Some([]) if asker.join => Wanted::State,
+                Some(digest) => Wanted::Lacking(digest),
+            };
+            let lacking = self.log.lacking(&self.ledger, wanted, Some(asker.id), budget.saturating_sub(w.len()) / 2);
             for bytes in lacking {
                 w.raw(bytes);
             }
+        } else if !self.join.baseline {
+            return;
         }
+        let mut digest = self.ledger.digest();
         // The digest goes last: what the answer carried is received before its holes are opened.
         let room = budget.saturating_sub(w.len());
         let mut encoded = Message::<A>::BroadcastDigest { entries: core::mem::take(&mut digest) }.to_bytes();
@@ -68,13 +77,23 @@ impl<A: Address> Node<A> {
             // Only lives of members we know (in any state: the broadcasts of one that just died are
             // still repaired and reported): made-up origins in a forged digest open no holes.
             let known = |e: &&DigestEntry| e.origin != self.local.id && self.members.get(&e.origin).is_some();
+            // The first push-pull digest of our life says where the cluster stood when we arrived.
+            let arriving = !self.join.baseline;
             for e in digest.iter().filter(known) {
-                self.ledger.learn(&e.origin, e.epoch, e.next, frame.join_reply, now);
+                self.ledger.learn(&e.origin, e.epoch, e.next, arriving, now);
             }
+            self.join.baseline |= frame.push_pull;
         }
-        if let Some((to, join)) = frame.answer {
-            self.send_push_pull_answering(to, join, true, frame.digest.as_deref());
-        } else if let Some((to, asked)) = frame.pull {
+        if let Some((to, join, id)) = &frame.answer {
+            let asker = Asker { id, join: *join, digest: frame.digest.as_deref() };
+            self.send_push_pull_answering(to.clone(), *join, Some(asker));
+        }
+        if let Some(to) = frame.found.filter(|_| !self.join.baseline) {
+            // Found by a member (a seed that started, or came back, without joining): ask it at once
+            // where the cluster's broadcasts stand, so that what is sent from now on is all ours.
+            self.send_push_pull_answering(to, true, None);
+        }
+        if let Some((to, asked)) = frame.pull.filter(|_| frame.answer.is_none()) {
             self.answer_repair(to, &asked);
         }
     }
@@ -119,7 +138,7 @@ impl<A: Address> Node<A> {
         }
         let mut w = Writer::with_capacity(256);
         begin_packet(&mut w, PROTOCOL_VERSION);
-        for bytes in self.log.lacking(&self.ledger, Wanted::Listed(asked), budget / 2) {
+        for bytes in self.log.lacking(&self.ledger, Wanted::Listed(asked), None, budget / 2) {
             w.raw(bytes);
         }
         let digest = Message::<A>::BroadcastDigest { entries: ours }.to_bytes();

@@ -160,3 +160,67 @@ fn push_pulls_between_members_holding_the_same_keyed_values_do_not_resend_them()
         .sum();
     assert_eq!(resent, 0, "{resent} keyed values sent again to members holding them");
 }
+
+#[test]
+fn a_restarted_member_is_not_handed_its_previous_lifes_broadcasts() {
+    // Its new life's ledger did not know the old one, and nothing stopped a member from delivering a
+    // broadcast of its own name: the catch-up push-pulls after its join handed it all 4 back.
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    for i in 0..3u8 {
+        c.nodes[2].broadcast("mine", &[i], None).unwrap();
+    }
+    c.nodes[2].broadcast("mine", b"state", Some(b"k")).unwrap();
+    c.advance(2_000);
+    c.crash(2);
+    c.restart(2, "c", config.clone());
+    let now = c.now;
+    c.nodes[2].join(&[0], now).unwrap();
+    c.advance(10_000);
+    let own = c.count(2, |e| matches!(e, Event::Message { from, .. } if *from == id("c")));
+    assert_eq!(own, 0, "c was handed {own} of its previous life's broadcasts");
+}
+
+#[test]
+fn a_seed_restarted_without_joining_is_not_handed_the_old_broadcasts() {
+    // Only the answer to a join said "broadcasts before this are not yours". A seed that comes back
+    // without joining is found by the others (they ping it, it asks for their records); its catch-up
+    // push-pulls then got every past event its empty digest lacked, and their digests opened holes
+    // for the rest: all 5 old broadcasts were delivered to it.
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    for i in 0..5u8 {
+        c.nodes[1].broadcast("old", &[i], None).unwrap();
+        c.advance(100);
+    }
+    c.advance(2_000);
+    c.crash(0);
+    c.restart(0, "a", config.clone());
+    c.advance(10_000);
+    let old = c.count(0, |e| matches!(e, Event::Message { topic, .. } if topic == "old"));
+    assert_eq!(old, 0, "a was delivered {old} broadcasts sent before it came back");
+    // It is a member like any other for what follows.
+    c.nodes[1].broadcast("new", b"1", None).unwrap();
+    c.advance(2_000);
+    assert_eq!(c.count(0, |e| matches!(e, Event::Message { topic, .. } if topic == "new")), 1);
+    assert_eq!(c.node(0).stats().broadcasts_missed, 0);
+}
+
+#[test]
+fn a_founding_member_found_by_joiners_still_expects_every_broadcast_of_theirs() {
+    // The other side of the rule above: a member that never joins, found by the members that join
+    // through it, catches up at once and then expects everything, so a lost broadcast is repaired.
+    let config = Config::local();
+    let mut c = Cluster::start(3, config.clone());
+    c.advance(100);
+    c.drop_rule = Some(Box::new(|_, t: &Transmit<u32>| {
+        !t.reliable && decode(&t.bytes).iter().any(|m| matches!(m, Message::Broadcast(b) if b.seq == 0))
+    }));
+    c.nodes[1].broadcast("early", b"0", None).unwrap();
+    c.advance(500);
+    c.drop_rule = None;
+    c.nodes[1].broadcast("early", b"1", None).unwrap();
+    c.advance(10_000);
+    let got = c.count(0, |e| matches!(e, Event::Message { topic, .. } if topic == "early"));
+    assert_eq!(got, 2, "the founder got both, the lost one by repair");
+}
