@@ -20,6 +20,9 @@ use crate::wire::MAX_DIGEST_HOLES;
 pub(crate) const MAX_ORIGINS: usize = 4_096;
 /// Lives remembered per origin (a restarted origin starts a new one).
 pub(crate) const MAX_EPOCHS: usize = 4;
+/// Lives pushed out remembered per origin, by epoch: a broadcast or digest entry of one is old news,
+/// never a life to start again (that would push out a newer one, and so on round).
+pub(crate) const MAX_GONE: usize = 16;
 /// Holes remembered per life; past this the oldest are given up.
 pub(crate) const MAX_HOLES: usize = 4_096;
 /// Holes remembered in all, every origin and life together (16 bytes each); past this, new holes are
@@ -71,6 +74,8 @@ struct Origin {
     lives: Vec<Life>,
     /// The newest value delivered per `(topic, key)`: its life and sequence number.
     keyed: Vec<Keyed>,
+    /// Epochs of the lives pushed out of `lives`, the latest last.
+    gone: Vec<u32>,
     last_active: u64,
 }
 
@@ -80,21 +85,26 @@ impl Origin {
     }
 
     /// The life `epoch` of origin `id`, created (as the newest) if unknown; the oldest life makes
-    /// room, its holes given up.
-    fn life_mut(&mut self, id: &NodeId, epoch: u32, start: u64, tally: &mut Tally) -> &mut Life {
+    /// room, its holes given up. `None` for a life pushed out before.
+    fn life_mut(&mut self, id: &NodeId, epoch: u32, start: u64, tally: &mut Tally) -> Option<&mut Life> {
         let i = match self.life_rank(epoch) {
             Some(i) => i,
+            None if self.gone.contains(&epoch) => return None,
             None => {
                 if self.lives.len() >= MAX_EPOCHS {
                     let old = self.lives.remove(0);
                     tally.close(old.holes.len());
                     tally.give_up(id, old.epoch, old.holes.len() as u64);
+                    if self.gone.len() >= MAX_GONE {
+                        self.gone.remove(0);
+                    }
+                    self.gone.push(old.epoch);
                 }
                 self.lives.push(Life { epoch, start, next: start, holes: Vec::new() });
                 self.lives.len() - 1
             }
         };
-        &mut self.lives[i]
+        Some(&mut self.lives[i])
     }
 }
 
@@ -214,7 +224,8 @@ impl Ledger {
         let start = if baseline { 0 } else { seq };
         let tally = &mut self.tally;
         let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
-        let life = o.life_mut(origin, epoch, start, tally);
+        // A life pushed out by newer ones: whatever it sent counts as handled.
+        let Some(life) = o.life_mut(origin, epoch, start, tally) else { return Verdict::Duplicate };
         if seq < life.start {
             return Verdict::BeforeOurTime;
         }
@@ -239,7 +250,10 @@ impl Ledger {
         let o = Self::origin_mut(&mut self.origins, &mut self.clock, &mut self.tally, origin);
         // Keyed values do not use the unkeyed sequence; the life just has to be known.
         let next = o.life_rank(epoch).map_or(0, |i| o.lives[i].next);
-        o.life_mut(origin, epoch, next, &mut self.tally);
+        // A life pushed out by newer ones: its values are older than theirs.
+        if o.life_mut(origin, epoch, next, &mut self.tally).is_none() {
+            return Verdict::Superseded;
+        }
         let rank = o.life_rank(epoch);
         let held = o.keyed.iter().position(|k| k.topic == name.0 && k.key == name.1);
         if let Some(i) = held {
@@ -269,7 +283,7 @@ impl Ledger {
     pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, arriving: bool, now: Instant) {
         let tally = &mut self.tally;
         let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
-        let life = o.life_mut(origin, epoch, 0, tally);
+        let Some(life) = o.life_mut(origin, epoch, 0, tally) else { return };
         // No event of the life seen (it is new, or known from keyed values only): no hole either.
         if arriving && life.next == life.start {
             life.start = life.start.max(next);
@@ -356,6 +370,12 @@ impl Ledger {
             }
         }
         out
+    }
+
+    /// True when `origin`'s life `epoch` was pushed out by newer ones: old news to us, and likely to a
+    /// member whose digest does not list it either.
+    pub fn is_gone(&self, origin: &NodeId, epoch: u32) -> bool {
+        self.origins.get(origin).is_some_and(|o| o.gone.contains(&epoch))
     }
 
     /// True when a member whose digest says `entry` (or nothing about this life, `None`) lacks the
@@ -504,6 +524,25 @@ mod tests {
         }
         assert_eq!(l.holes(), 0);
         assert_eq!(l.expire(T, Duration::from_secs(1)).per_life, [(o, 0, 3)]);
+    }
+
+    #[test]
+    fn a_life_pushed_out_by_newer_ones_never_comes_back() {
+        let (o, k) = (id("o"), ("cursor", &b"x"[..]));
+        let mut l = Ledger::new(1);
+        assert_eq!(l.accept(&o, 1, 0, true, T), Verdict::Deliver);
+        assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Deliver);
+        for epoch in 2..=MAX_EPOCHS as u32 + 1 {
+            l.accept(&o, epoch, 0, true, T);
+            l.accept_keyed(&o, epoch, 0, k);
+        }
+        assert!(l.is_gone(&o, 1));
+        l.learn(&o, 1, 9, false, T);
+        assert_eq!(l.holes(), 0, "a digest listing it opens no hole");
+        assert_eq!(l.accept(&o, 1, 3, true, T), Verdict::Duplicate);
+        assert_eq!(l.accept_keyed(&o, 1, 7, k), Verdict::Superseded);
+        assert!(l.digest().iter().all(|e| e.epoch != 1));
+        assert_eq!(l.accept(&o, MAX_EPOCHS as u32 + 1, 1, true, T), Verdict::Deliver, "the newest is still there");
     }
 
     #[test]

@@ -106,13 +106,16 @@ impl Log {
             Wanted::Lacking(d) => (d, false),
             Wanted::Listed(d) => (d, true),
         };
-        // `None`: a life the digest does not list (`Some(None)`), or one that is not asked for.
+        // `Some(None)`: a life the digest does not list. `None`: one not to send at all, because
+        // it is not asked for, or the asker's own, or pushed out of our ledger by newer lives (and,
+        // not listed, most likely out of the asker's too).
         let find = |k: &Kept| {
             if asker == Some(&k.origin) {
                 return None;
             }
             let entry = digest.iter().find(|e| e.epoch == k.epoch && e.origin == k.origin);
-            (entry.is_some() || !listed_only).then_some(entry)
+            let skip = entry.is_none() && (listed_only || ledger.is_gone(&k.origin, k.epoch));
+            (!skip).then_some(entry)
         };
         let mut out = Vec::new();
         let mut size = 0;

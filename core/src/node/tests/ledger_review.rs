@@ -224,3 +224,52 @@ fn a_founding_member_found_by_joiners_still_expects_every_broadcast_of_theirs() 
     let got = c.count(0, |e| matches!(e, Event::Message { topic, .. } if topic == "early"));
     assert_eq!(got, 2, "the founder got both, the lost one by repair");
 }
+
+#[test]
+fn an_origin_restarted_four_times_within_retention_leaves_no_phantom_holes() {
+    // A member remembers four lives per origin. The fifth pushed the first out, and the next digest
+    // or repair that mentioned the first started it again as the newest, pushing out the second,
+    // and so on round: holes for broadcasts long delivered (4 here), 312 repair pulls in a minute,
+    // and as many false `BroadcastsMissed`.
+    let config = Config { broadcast_retention: Duration::from_secs(60), ..Config::local() };
+    let mut c = Cluster::formed(3, config.clone());
+    c.clear_events();
+    c.nodes[2].broadcast("event", b"1", None).unwrap();
+    c.advance(1_000);
+    for life in 2..=5u8 {
+        c.crash(2);
+        c.advance(4_000);
+        c.restart(2, "c", config.clone());
+        let now = c.now;
+        c.nodes[2].join(&[0], now).unwrap();
+        c.advance(1_000);
+        c.nodes[2].broadcast("event", &[b'0' + life], None).unwrap();
+        c.advance(1_000);
+    }
+    c.advance(10_000);
+    let holes = c.node(0).footprint().broadcast_holes;
+    let pulls = c.node(0).stats().broadcast_pulls_sent;
+    c.advance(config.broadcast_retention.as_millis() as u64 + 5_000);
+    let delivered = c.count(0, |e| matches!(e, Event::Message { topic, .. } if topic == "event"));
+    let missed: u64 =
+        c.events(0).iter().map(|e| if let Event::BroadcastsMissed { count, .. } = e { *count } else { 0 }).sum();
+    assert_eq!((delivered, holes, missed), (5, 0, 0));
+    assert_eq!(c.node(0).stats().broadcast_pulls_sent, pulls, "no repair pulls for lives long gone");
+}
+
+#[test]
+fn a_life_pushed_out_by_four_newer_ones_is_not_delivered_again() {
+    // The same, in the ledger: life 1 of an origin, pushed out by lives 2 to 5, came back as new;
+    // its old broadcast was delivered a second time and its old keyed value replaced life 5's.
+    use crate::broadcast::{Ledger, Verdict};
+    let (o, t, k) = (id("o"), Instant::from_millis(0), ("cursor", &b"x"[..]));
+    let mut l = Ledger::new(1);
+    assert_eq!(l.accept(&o, 1, 0, true, t), Verdict::Deliver);
+    assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Deliver);
+    for epoch in 2..=5 {
+        l.accept(&o, epoch, 0, true, t);
+        l.accept_keyed(&o, epoch, 0, k);
+    }
+    assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Superseded, "life 1's value replaces life 5's");
+    assert_eq!(l.accept(&o, 1, 0, true, t), Verdict::Duplicate, "delivered twice");
+}
