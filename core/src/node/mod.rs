@@ -23,6 +23,7 @@ mod answers;
 mod errors;
 mod footprint;
 mod gossip;
+mod housekeeping;
 mod membership;
 mod probe;
 mod push_pull;
@@ -303,6 +304,7 @@ impl<A: Address> Node<A> {
             let at = now + node.config.reannounce_interval + node.jitter(node.config.reannounce_interval);
             node.timers.set(at, Timer::Reannounce);
         }
+        node.timers.set(now + node.config.housekeeping_period(), Timer::Housekeeping);
         Ok(node)
     }
 
@@ -425,6 +427,7 @@ impl<A: Address> Node<A> {
                 Timer::Gossip => self.on_gossip_tick(now),
                 Timer::PushPull => self.on_push_pull_tick(now),
                 Timer::Reannounce => self.on_reannounce_tick(now),
+                Timer::Housekeeping => self.on_housekeeping_tick(now),
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
                 Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
                 Timer::CatchUp { round } => self.on_catch_up(round, now),

@@ -1,4 +1,4 @@
-//! Push-pull anti-entropy, joining, re-announcing and forgetting.
+//! Push-pull anti-entropy, joining and re-announcing.
 //!
 //! Gossip is probabilistic: a member that was partitioned away, restarted, or simply unlucky can miss
 //! updates. Push-pull repairs that: two members exchange their complete membership over a reliable
@@ -14,7 +14,6 @@
 use alloc::vec::Vec;
 
 use rand::seq::IndexedRandom;
-use rand::Rng;
 
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
@@ -22,7 +21,6 @@ use crate::member::MemberState;
 use crate::time::Instant;
 use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
-use super::recent::RecentUpdates;
 use super::repair::Asker;
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
@@ -241,9 +239,6 @@ impl<A: Address> Node<A> {
 
     pub(super) fn on_reannounce_tick(&mut self, now: Instant) {
         self.timers.set(now + self.config.reannounce_interval, Timer::Reannounce);
-        self.reap(now);
-        self.expire_broadcasts(now);
-        self.sweep_timers();
         if self.status != Status::Running {
             return;
         }
@@ -271,31 +266,6 @@ impl<A: Address> Node<A> {
                 }
             }
         }
-    }
-
-    /// Forgets members that have been dead or gone longer than `dead_member_reap_time`.
-    ///
-    /// Forgetting a member also forgets the filter of recent updates: the filter skips a record seen
-    /// before because applying it again would change nothing, and for a member no longer in the table
-    /// that is false. After a partition longer than the reap time the other side comes back with the
-    /// very `Alive` records we learned it from the first time; skipped as repeats, they would leave
-    /// us relying on push-pull alone to relearn those members.
-    fn reap(&mut self, now: Instant) {
-        let horizon = self.config.dead_member_reap_time;
-        let expired: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|m| !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon)
-            .map(|m| m.id.clone())
-            .collect();
-        if expired.is_empty() {
-            return;
-        }
-        for id in expired {
-            self.members.remove(&id);
-            self.suspicions.remove(&id);
-        }
-        self.recent = RecentUpdates::new(self.rng.random());
     }
 
     /// Asks a member for its own record, to fetch metadata too large for gossip.

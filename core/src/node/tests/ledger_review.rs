@@ -273,3 +273,27 @@ fn a_life_pushed_out_by_four_newer_ones_is_not_delivered_again() {
     assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Superseded, "life 1's value replaces life 5's");
     assert_eq!(l.accept(&o, 1, 0, true, t), Verdict::Duplicate, "delivered twice");
 }
+
+#[test]
+fn with_reannounce_off_holes_still_expire_and_are_reported() {
+    // Expiring holes (and kept broadcasts), reaping dead members and sweeping spent timers rode on
+    // the re-announce timer: with `reannounce_interval = 0` none of them ever ran.
+    let config = Config { reannounce_interval: Duration::ZERO, ..Config::local() };
+    let mut c = Cluster::formed(2, config.clone());
+    c.clear_events();
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 1, &packet_of(&[forged_broadcast("x", 1, 0), forged_broadcast("x", 1, 2)])).unwrap();
+    c.advance(2 * config.broadcast_retention.as_millis() as u64);
+    assert_eq!(c.node(0).footprint().broadcast_holes, 0, "the hole at 1 is never given up");
+    assert!(c.events(0).iter().any(|e| matches!(e, Event::BroadcastsMissed { count: 1, .. })));
+    assert_eq!(c.node(0).footprint().broadcast_log, 0, "what was kept is forgotten after retention");
+}
+
+#[test]
+fn with_reannounce_off_a_dead_member_is_still_forgotten() {
+    let config = Config { reannounce_interval: Duration::ZERO, ..Config::local() };
+    let mut c = Cluster::formed(3, config.clone());
+    c.crash(2);
+    c.advance(config.dead_member_reap_time.as_millis() as u64 + 20_000);
+    assert!(c.node(0).member(&id("c")).is_none(), "c is reaped");
+}
