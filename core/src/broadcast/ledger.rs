@@ -273,14 +273,19 @@ impl Ledger {
         Verdict::Deliver
     }
 
-    /// Learns from a digest that `origin`'s life `epoch` reached `next`. A member `arriving` (the
-    /// first digest of its life) takes it as where its time starts in a life none of whose events it
-    /// has seen: everything below `next` was sent before it came. Otherwise, and in a life whose
-    /// events it has seen since it came, it opens holes for what it never saw, at most [`MAX_HOLES`] past what it holds per
-    /// digest (a digest that claims more is believed a step at a time: a forged one cannot make us
-    /// expect, or report missed, more than that at once). Call only for origins the caller knows
-    /// (members), never for ourselves.
-    pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, arriving: bool, now: Instant) {
+    /// Learns from a digest that `origin`'s life `epoch` reached `next`. Call for every entry but
+    /// our own lives.
+    ///
+    /// A member `arriving` (the first digest of its life) takes it as where its time starts in a
+    /// life none of whose events it has seen: everything below `next` was sent before it came.
+    /// Otherwise, and in a life whose events it has seen since it came, it opens holes for what it
+    /// never saw, at most [`MAX_HOLES`] past what it holds per digest (a digest that claims more is
+    /// believed a step at a time: a forged one cannot make us expect, or report missed, more than
+    /// that at once). Holes are kept only for origins the caller knows as `member`s (in any state):
+    /// for any other origin (a member forgotten while we were cut off, or a name made up) what we
+    /// lack is given up at once, so that it is reported, not silently lost, and a forged digest
+    /// cannot fill the hole bounds with lives nobody will ever repair.
+    pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, arriving: bool, member: bool, now: Instant) {
         let tally = &mut self.tally;
         let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
         let Some(life) = o.life_mut(origin, epoch, 0, tally) else { return };
@@ -294,7 +299,11 @@ impl Ledger {
         if next > life.next {
             let from = life.next;
             life.next = next;
-            tally.open_holes(origin, life, from, next, now);
+            if member {
+                tally.open_holes(origin, life, from, next, now);
+            } else {
+                tally.give_up(origin, epoch, next - from);
+            }
         }
     }
 
@@ -447,7 +456,7 @@ mod tests {
     fn a_member_joining_does_not_expect_what_was_sent_before_it() {
         let mut l = Ledger::new(1);
         let o = id("o");
-        l.learn(&o, 7, 10, true, T);
+        l.learn(&o, 7, 10, true, true, T);
         assert_eq!(l.accept(&o, 7, 9, true, T), Verdict::BeforeOurTime);
         assert_eq!(l.accept(&o, 7, 12, true, T), Verdict::Deliver);
         assert_eq!(l.holes(), 2, "10 and 11 were sent after it joined");
@@ -462,10 +471,22 @@ mod tests {
         let mut l = Ledger::new(1);
         let o = id("o");
         assert_eq!(l.accept(&o, 7, 5, false, T), Verdict::Deliver, "first seen at 5");
-        l.learn(&o, 7, 9, true, T);
+        l.learn(&o, 7, 9, true, true, T);
         assert_eq!(l.holes(), 3, "6 to 8 were sent after we came");
         assert_eq!(l.accept(&o, 7, 4, true, T), Verdict::BeforeOurTime);
         assert_eq!(l.accept(&o, 7, 7, true, T), Verdict::Deliver);
+    }
+
+    #[test]
+    fn what_a_digest_says_we_lack_of_an_origin_we_do_not_know_is_given_up_at_once() {
+        let mut l = Ledger::new(1);
+        let o = id("o");
+        l.learn(&o, 7, 5, false, false, T);
+        l.learn(&o, 7, 5, false, false, T);
+        assert_eq!(l.holes(), 0);
+        assert_eq!(l.expire(T, Duration::from_secs(1)).per_life, [(o.clone(), 7, 5)], "once");
+        l.learn(&o, 7, u64::MAX, false, false, T);
+        assert_eq!(l.expire(T, Duration::from_secs(1)).per_life, [(o, 7, MAX_HOLES as u64)], "a bounded step");
     }
 
     #[test]
@@ -473,7 +494,7 @@ mod tests {
         let mut l = Ledger::new(1);
         let o = id("o");
         l.accept(&o, 7, 0, true, T);
-        l.learn(&o, 7, 4, false, T);
+        l.learn(&o, 7, 4, false, true, T);
         assert_eq!(l.holes(), 3);
         let d = l.digest();
         assert_eq!(d[0].next, 4);
@@ -537,7 +558,7 @@ mod tests {
             l.accept_keyed(&o, epoch, 0, k);
         }
         assert!(l.is_gone(&o, 1));
-        l.learn(&o, 1, 9, false, T);
+        l.learn(&o, 1, 9, false, true, T);
         assert_eq!(l.holes(), 0, "a digest listing it opens no hole");
         assert_eq!(l.accept(&o, 1, 3, true, T), Verdict::Duplicate);
         assert_eq!(l.accept_keyed(&o, 1, 7, k), Verdict::Superseded);

@@ -74,13 +74,13 @@ impl<A: Address> Node<A> {
             self.stats.broadcasts_repaired += frame.delivered;
         }
         if let Some(digest) = &frame.digest {
-            // Only lives of members we know (in any state: the broadcasts of one that just died are
-            // still repaired and reported): made-up origins in a forged digest open no holes.
-            let known = |e: &&DigestEntry| e.origin != self.local.id && self.members.get(&e.origin).is_some();
             // The first push-pull digest of our life says where the cluster stood when we arrived.
             let arriving = !self.join.baseline;
-            for e in digest.iter().filter(known) {
-                self.ledger.learn(&e.origin, e.epoch, e.next, arriving, now);
+            for e in digest.iter().filter(|e| e.origin != self.local.id) {
+                // Holes are kept for members only (see `Ledger::learn`); a forged digest's made-up
+                // lives are counted as missed, not expected.
+                let member = self.members.get(&e.origin).is_some();
+                self.ledger.learn(&e.origin, e.epoch, e.next, arriving, member, now);
             }
             self.join.baseline |= frame.push_pull;
         }
