@@ -26,7 +26,7 @@ pub(crate) const MAX_GONE: usize = 16;
 /// Holes remembered per life; past this the oldest are given up.
 pub(crate) const MAX_HOLES: usize = 4_096;
 /// Holes remembered in all, every origin and life together (16 bytes each); past this, new holes are
-/// given up as they open. What one member can make us expect of made-up lives stays small.
+/// given up (and reported) as they open.
 pub(crate) const MAX_OPEN_HOLES: usize = 8_192;
 /// Lives whose given-up holes are told apart in a report; past this, given-up holes are only counted.
 pub(crate) const MAX_GIVEN_UP_LIVES: usize = 1_024;
@@ -129,7 +129,8 @@ struct Tally {
 
 impl Tally {
     fn close(&mut self, n: usize) {
-        debug_assert!(n <= self.open, "closing {n} of {} open holes", self.open);
+        #[cfg(test)]
+        assert!(n <= self.open, "closing {n} of {} open holes", self.open);
         self.open = self.open.saturating_sub(n);
     }
 
@@ -346,7 +347,8 @@ impl Ledger {
 
     /// Open holes, all origins together.
     pub fn holes(&self) -> usize {
-        debug_assert_eq!(self.tally.open, self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum());
+        #[cfg(test)]
+        assert_eq!(self.tally.open, self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum());
         self.tally.open
     }
 

@@ -100,8 +100,9 @@ impl<A: Address> Node<A> {
     }
 
     /// Sends our state to `to`: our member records, then, for a request, our broadcast digest (so
-    /// the answer brings what we lack), or, for an answer, the broadcasts the asker's digest lacks
-    /// followed by our own digest (so the asker learns of broadcasts it never heard about).
+    /// the answer brings what we lack; none while we are new here), or, for an answer, the
+    /// broadcasts the asker's digest lacks followed by our own digest (so the asker learns of
+    /// broadcasts it never heard about).
     fn send_push_pull(&mut self, to: A, join: bool) {
         self.send_push_pull_answering(to, join, None);
     }

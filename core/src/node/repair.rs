@@ -34,8 +34,8 @@ impl<A: Address> Node<A> {
             let wanted = match asker.digest {
                 // New here in this life: the keyed state, not the past events.
                 None => Wanted::State,
-                // So for a member that joins knowing no broadcast (older versions send an empty
-                // digest); one that re-announces itself gets what its digest lacks.
+                // The same for a member that joins knowing no broadcast (older versions send an
+                // empty digest then); one that re-announces itself gets what its digest lacks.
                 Some([]) if asker.join => Wanted::State,
                 Some(digest) => Wanted::Lacking(digest),
             };
