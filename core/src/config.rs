@@ -315,7 +315,7 @@ impl Config {
     /// reports broadcast holes that can no longer be repaired, sweeps spent timers): every five
     /// protocol periods, whatever else is on or off.
     pub(crate) fn housekeeping_period(&self) -> Duration {
-        self.probe_interval * 5
+        crate::time::scale(self.probe_interval, 5.0)
     }
 
     /// The period of push-pull anti-entropy in a cluster of `cluster_size` members (ourselves

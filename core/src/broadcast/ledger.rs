@@ -28,8 +28,9 @@ pub(crate) const MAX_HOLES: usize = 4_096;
 /// Holes remembered in all, every origin and life together (16 bytes each); past this, new holes are
 /// given up (and reported) as they open.
 pub(crate) const MAX_OPEN_HOLES: usize = 8_192;
-/// Lives whose given-up holes are told apart in a report; past this, given-up holes are only counted.
-pub(crate) const MAX_GIVEN_UP_LIVES: usize = 1_024;
+/// Reports of given-up holes (a life and a count) kept for the next [`Ledger::expire`]; past this,
+/// given-up holes are only counted.
+pub(crate) const MAX_GIVEN_UP_REPORTS: usize = 1_024;
 /// Keyed values remembered per origin.
 pub(crate) const MAX_KEYS: usize = 1_024;
 
@@ -68,14 +69,17 @@ struct Keyed {
     seq: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Origin {
+    id: NodeId,
     /// In the order first seen: the last is the newest life.
     lives: Vec<Life>,
     /// The newest value delivered per `(topic, key)`: its life and sequence number.
     keyed: Vec<Keyed>,
-    /// Epochs of the lives pushed out of `lives`, the latest last.
+    /// Epochs of the lives pushed out of `lives`: the latest [`MAX_GONE`], in a ring.
     gone: Vec<u32>,
+    /// Lives pushed out so far (where the next goes in the ring).
+    pushed_out: u32,
     last_active: u64,
 }
 
@@ -93,12 +97,13 @@ impl Origin {
             None => {
                 if self.lives.len() >= MAX_EPOCHS {
                     let old = self.lives.remove(0);
-                    tally.close(old.holes.len());
-                    tally.give_up(id, old.epoch, old.holes.len() as u64);
-                    if self.gone.len() >= MAX_GONE {
-                        self.gone.remove(0);
+                    tally.forget(id, &old);
+                    let at = self.pushed_out as usize % MAX_GONE;
+                    match self.gone.get_mut(at) {
+                        Some(slot) => *slot = old.epoch,
+                        None => self.gone.push(old.epoch),
                     }
-                    self.gone.push(old.epoch);
+                    self.pushed_out = self.pushed_out.wrapping_add(1);
                 }
                 self.lives.push(Life { epoch, start, next: start, holes: Vec::new() });
                 self.lives.len() - 1
@@ -111,12 +116,12 @@ impl Origin {
 /// Holes given up: `(origin, epoch, count)`.
 pub(crate) type Missed = (NodeId, u32, u64);
 
-/// Holes given up since the last [`Ledger::expire`]: per life where there is room to say which,
-/// and a bare count past that.
+/// Holes given up since the last [`Ledger::expire`]: per life where there is room to say which (a
+/// life may be listed more than once), and a bare count past that.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct GivenUp {
     pub per_life: Vec<Missed>,
-    /// Given up in lives beyond the [`MAX_GIVEN_UP_LIVES`] listed: counted, not attributed.
+    /// Given up past the [`MAX_GIVEN_UP_REPORTS`] listed: counted, not attributed.
     pub unattributed: u64,
 }
 
@@ -140,13 +145,17 @@ impl Tally {
             return;
         }
         let g = &mut self.given_up;
-        if let Some(m) = g.per_life.iter_mut().find(|m| m.1 == epoch && m.0 == *origin) {
-            m.2 = m.2.saturating_add(count);
-        } else if g.per_life.len() < MAX_GIVEN_UP_LIVES {
+        if g.per_life.len() < MAX_GIVEN_UP_REPORTS {
             g.per_life.push((origin.clone(), epoch, count));
         } else {
             g.unattributed = g.unattributed.saturating_add(count);
         }
+    }
+
+    /// Gives up every hole of `life`, which goes.
+    fn forget(&mut self, origin: &NodeId, life: &Life) {
+        self.close(life.holes.len());
+        self.give_up(origin, life.epoch, life.holes.len() as u64);
     }
 
     /// Records holes `[from, to)` in `life` of `origin`, within [`MAX_HOLES`] for the life and
@@ -175,18 +184,16 @@ impl Tally {
 /// Exactly-once delivery state of one member. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    origins: hashbrown::HashMap<NodeId, Origin, foldhash::fast::FixedState>,
+    /// Sorted by name: a binary search finds one (a vector's code is far smaller than a hash map's
+    /// in a wasm build, and new origins are rare).
+    origins: Vec<Origin>,
     clock: u64,
     tally: Tally,
 }
 
 impl Ledger {
-    pub fn new(hash_seed: u64) -> Self {
-        Ledger {
-            origins: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
-            clock: 0,
-            tally: Tally::default(),
-        }
+    pub fn new() -> Self {
+        Ledger { origins: Vec::new(), clock: 0, tally: Tally::default() }
     }
 
     /// Origins remembered.
@@ -194,25 +201,43 @@ impl Ledger {
         self.origins.len()
     }
 
+    fn find(&self, origin: &NodeId) -> Option<&Origin> {
+        self.origins.binary_search_by(|o| o.id.cmp(origin)).ok().map(|i| &self.origins[i])
+    }
+
     /// The record of `origin`, created if unknown; the least recently active origin makes room, its
     /// holes given up.
     fn origin_mut<'a>(
-        origins: &'a mut hashbrown::HashMap<NodeId, Origin, foldhash::fast::FixedState>,
+        origins: &'a mut Vec<Origin>,
         clock: &mut u64,
         tally: &mut Tally,
         origin: &NodeId,
     ) -> &'a mut Origin {
         *clock += 1;
-        if !origins.contains_key(origin) && origins.len() >= MAX_ORIGINS {
-            let victim = origins.iter().min_by_key(|(_, o)| o.last_active).map(|(k, _)| k.clone());
-            if let Some((id, gone)) = victim.and_then(|v| origins.remove_entry(&v)) {
-                for life in gone.lives {
-                    tally.close(life.holes.len());
-                    tally.give_up(&id, life.epoch, life.holes.len() as u64);
+        let i = match origins.binary_search_by(|o| o.id.cmp(origin)) {
+            Ok(i) => i,
+            Err(mut i) => {
+                if origins.len() >= MAX_ORIGINS {
+                    let victim = (0..origins.len()).min_by_key(|&v| origins[v].last_active).unwrap_or(0);
+                    let gone = origins.remove(victim);
+                    for life in &gone.lives {
+                        tally.forget(&gone.id, life);
+                    }
+                    i -= usize::from(victim < i);
                 }
+                let o = Origin {
+                    id: origin.clone(),
+                    lives: Vec::new(),
+                    keyed: Vec::new(),
+                    gone: Vec::new(),
+                    pushed_out: 0,
+                    last_active: 0,
+                };
+                origins.insert(i, o);
+                i
             }
-        }
-        let o = origins.entry(origin.clone()).or_default();
+        };
+        let o = &mut origins[i];
         o.last_active = *clock;
         o
     }
@@ -312,7 +337,8 @@ impl Ledger {
     /// (past a bound, or with a life or origin forgotten). Call periodically, and report them all.
     pub fn expire(&mut self, now: Instant, retention: Duration) -> GivenUp {
         let tally = &mut self.tally;
-        for (id, o) in &mut self.origins {
+        for o in &mut self.origins {
+            let id = &o.id;
             for life in &mut o.lives {
                 let before = life.holes.len();
                 life.holes.retain(|&(_, noticed)| now.saturating_duration_since(noticed) < retention);
@@ -329,7 +355,8 @@ impl Ledger {
         if self.tally.open == 0 {
             return None;
         }
-        self.origins.iter().find_map(|(id, o)| {
+        self.origins.iter().find_map(|o| {
+            let id = &o.id;
             let old = o
                 .lives
                 .iter()
@@ -348,7 +375,7 @@ impl Ledger {
     /// Open holes, all origins together.
     pub fn holes(&self) -> usize {
         #[cfg(test)]
-        assert_eq!(self.tally.open, self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum());
+        assert_eq!(self.tally.open, self.origins.iter().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum());
         self.tally.open
     }
 
@@ -369,7 +396,8 @@ impl Ledger {
     /// that forgot quiet origins would let that loss go unnoticed.
     pub fn digest(&self) -> Vec<DigestEntry> {
         let mut out = Vec::new();
-        for (id, o) in &self.origins {
+        for o in &self.origins {
+            let id = &o.id;
             for life in o.lives.iter().rev() {
                 out.push(DigestEntry {
                     origin: id.clone(),
@@ -386,7 +414,7 @@ impl Ledger {
     /// True when `origin`'s life `epoch` was pushed out by newer ones: old news to us, and likely to a
     /// member whose digest does not list it either.
     pub fn is_gone(&self, origin: &NodeId, epoch: u32) -> bool {
-        self.origins.get(origin).is_some_and(|o| o.gone.contains(&epoch))
+        self.find(origin).is_some_and(|o| o.gone.contains(&epoch))
     }
 
     /// True when a member whose digest says `entry` (or nothing about this life, `None`) lacks the
@@ -401,7 +429,7 @@ impl Ledger {
     /// True when a member whose digest says `entry` holds other keyed values than we do for
     /// `origin`'s life `epoch`.
     pub fn keyed_differs(&self, entry: Option<&DigestEntry>, origin: &NodeId, epoch: u32) -> bool {
-        let ours = self.origins.get(origin).map_or(0, |o| Self::keyed_hash(o, epoch));
+        let ours = self.find(origin).map_or(0, |o| Self::keyed_hash(o, epoch));
         ours != entry.map_or(0, |e| e.keyed)
     }
 }
@@ -418,7 +446,7 @@ mod tests {
 
     #[test]
     fn every_broadcast_is_delivered_once_however_far_out_of_order() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         // Newest first, as a queue that sends the newest first would: 300 apart, all delivered.
         for seq in (0..300).rev() {
@@ -432,7 +460,7 @@ mod tests {
 
     #[test]
     fn the_last_sequence_number_is_invalid_and_changes_nothing() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         assert_eq!(l.accept(&o, 7, u64::MAX, true, T), Verdict::Invalid);
         assert_eq!(l.accept(&o, 7, u64::MAX - 1, false, T), Verdict::Deliver, "the one before is a number like any");
@@ -442,7 +470,7 @@ mod tests {
 
     #[test]
     fn a_hole_is_reported_once_when_it_expires() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.accept(&o, 7, 0, true, T);
         l.accept(&o, 7, 3, true, T);
@@ -456,7 +484,7 @@ mod tests {
 
     #[test]
     fn a_member_joining_does_not_expect_what_was_sent_before_it() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.learn(&o, 7, 10, true, true, T);
         assert_eq!(l.accept(&o, 7, 9, true, T), Verdict::BeforeOurTime);
@@ -470,7 +498,7 @@ mod tests {
 
     #[test]
     fn a_life_heard_of_before_the_first_digest_is_expected_from_where_it_was_first_seen() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         assert_eq!(l.accept(&o, 7, 5, false, T), Verdict::Deliver, "first seen at 5");
         l.learn(&o, 7, 9, true, true, T);
@@ -481,7 +509,7 @@ mod tests {
 
     #[test]
     fn what_a_digest_says_we_lack_of_an_origin_we_do_not_know_is_given_up_at_once() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.learn(&o, 7, 5, false, false, T);
         l.learn(&o, 7, 5, false, false, T);
@@ -493,7 +521,7 @@ mod tests {
 
     #[test]
     fn a_digest_reveals_broadcasts_a_member_never_heard_of() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.accept(&o, 7, 0, true, T);
         l.learn(&o, 7, 4, false, true, T);
@@ -508,7 +536,7 @@ mod tests {
 
     #[test]
     fn keyed_values_only_move_forward_within_and_across_lives() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         let k = ("cursor", &b"x"[..]);
         assert_eq!(l.accept_keyed(&o, 1, 5, k), Verdict::Deliver);
@@ -520,7 +548,7 @@ mod tests {
 
     #[test]
     fn holes_of_every_life_together_stay_within_the_global_bound_and_the_rest_are_counted() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let lives = (MAX_OPEN_HOLES / MAX_HOLES + 2) as u32;
         for epoch in 0..lives {
             let o = id(&alloc::format!("o{epoch}"));
@@ -539,7 +567,7 @@ mod tests {
 
     #[test]
     fn a_life_pushed_out_gives_up_its_holes_and_counts_them() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.accept(&o, 0, 3, true, T);
         for epoch in 1..=MAX_EPOCHS as u32 {
@@ -552,7 +580,7 @@ mod tests {
     #[test]
     fn a_life_pushed_out_by_newer_ones_never_comes_back() {
         let (o, k) = (id("o"), ("cursor", &b"x"[..]));
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         assert_eq!(l.accept(&o, 1, 0, true, T), Verdict::Deliver);
         assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Deliver);
         for epoch in 2..=MAX_EPOCHS as u32 + 1 {
@@ -570,7 +598,7 @@ mod tests {
 
     #[test]
     fn holes_beyond_the_bound_are_given_up_and_counted() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.accept(&o, 1, 0, true, T);
         l.accept(&o, 1, MAX_HOLES as u64 + 11, true, T);

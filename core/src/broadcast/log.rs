@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn a_member_gets_the_events_its_digest_lacks_and_a_joiner_only_the_state() {
         let o = id("o");
-        let mut ours = Ledger::new(1);
+        let mut ours = Ledger::new();
         let mut log = Log::new(16);
         for seq in 0..4 {
             ours.accept(&o, 7, seq, true, Instant::ZERO);
@@ -159,7 +159,7 @@ mod tests {
         }
         ours.accept_keyed(&o, 7, 0, ("cursor", b"k"));
         log.add(&o, 7, 0, Some(("cursor", b"k")), alloc::vec![99], Instant::ZERO);
-        let mut theirs = Ledger::new(2);
+        let mut theirs = Ledger::new();
         theirs.accept(&o, 7, 0, true, Instant::ZERO);
         theirs.accept(&o, 7, 2, true, Instant::ZERO);
         let digest = theirs.digest();
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn a_repair_request_gets_only_what_it_lacks_of_the_lives_it_lists() {
         let (o, p) = (id("o"), id("p"));
-        let mut ours = Ledger::new(1);
+        let mut ours = Ledger::new();
         let mut log = Log::new(16);
         for (origin, byte) in [(&o, 1u8), (&p, 2)] {
             for seq in 0..2 {

@@ -217,9 +217,6 @@ struct FrameState<A> {
     answer: Option<(A, bool, NodeId)>,
     /// The frame carried a push-pull (request or answer): its digest is a member's whole view.
     push_pull: bool,
-    /// The frame made us part of a cluster (it answers our join, or someone found us): the member
-    /// it came from.
-    found: Option<A>,
     /// Broadcasts this frame delivered (repairs, when the frame turns out to carry a digest).
     delivered: u64,
     digest: Option<Vec<crate::wire::DigestEntry>>,
@@ -229,7 +226,7 @@ struct FrameState<A> {
 
 impl<A> Default for FrameState<A> {
     fn default() -> Self {
-        FrameState { answer: None, push_pull: false, found: None, delivered: 0, digest: None, pull: None }
+        FrameState { answer: None, push_pull: false, delivered: 0, digest: None, pull: None }
     }
 }
 
@@ -279,7 +276,7 @@ impl<A: Address> Node<A> {
             recent: RecentUpdates::new(hash_seed ^ 6),
             recent_pending: Vec::new(),
             security: Security::new(config.security, &config.label, hash_seed ^ 7),
-            ledger: Ledger::new(hash_seed ^ 11),
+            ledger: Ledger::new(),
             log: Log::new(config.broadcast_log_depth),
             keyed_seq: 0,
             reliable: Reliable::new(),

@@ -292,7 +292,7 @@ fn a_life_pushed_out_by_four_newer_ones_is_not_delivered_again() {
     // its old broadcast was delivered a second time and its old keyed value replaced life 5's.
     use crate::broadcast::{Ledger, Verdict};
     let (o, t, k) = (id("o"), Instant::from_millis(0), ("cursor", &b"x"[..]));
-    let mut l = Ledger::new(1);
+    let mut l = Ledger::new();
     assert_eq!(l.accept(&o, 1, 0, true, t), Verdict::Deliver);
     assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Deliver);
     for epoch in 2..=5 {
