@@ -17,7 +17,7 @@
 //! # Arriving
 //! A member does not expect what was sent before it arrived (in this life: a restarted member is new
 //! too). The first push-pull digest it learns from tells it where each origin stood: the join
-//! answer's or, for a member found without joining, the answer to the catch-up it then runs at once.
+//! answer's or, for a member found without joining, the answer to the request it then sends at once.
 //! Until then its push-pulls carry no digest, so the answers bring keyed values and no past events,
 //! and a life it first hears of starts where it first sees it. A member restored out of band
 //! ([`crate::Node::assume_alive`]) counts as arrived from its start.

@@ -217,6 +217,9 @@ struct FrameState<A> {
     answer: Option<(A, bool, NodeId)>,
     /// The frame carried a push-pull (request or answer): its digest is a member's whole view.
     push_pull: bool,
+    /// The frame made us part of a cluster (it answers our join, or someone found us): the member
+    /// it came from.
+    found: Option<A>,
     /// Broadcasts this frame delivered (repairs, when the frame turns out to carry a digest).
     delivered: u64,
     digest: Option<Vec<crate::wire::DigestEntry>>,
@@ -226,7 +229,7 @@ struct FrameState<A> {
 
 impl<A> Default for FrameState<A> {
     fn default() -> Self {
-        FrameState { answer: None, push_pull: false, delivered: 0, digest: None, pull: None }
+        FrameState { answer: None, push_pull: false, found: None, delivered: 0, digest: None, pull: None }
     }
 }
 

@@ -150,6 +150,9 @@ impl<A: Address> Node<A> {
         for record in records {
             self.merge_record(&sender, record, now);
         }
+        if !self.join.joined {
+            self.frame.found = Some(from.clone());
+        }
         if reply && (self.join.pending || !self.join.joined) {
             if !self.join.joined {
                 // Members that started together may each have joined before hearing of the other:
@@ -160,12 +163,7 @@ impl<A: Address> Node<A> {
             self.join.joined = true;
             self.emit(Event::JoinSucceeded { via: from.clone() });
         } else if !reply {
-            // Someone found us: we are part of a cluster now. Started (or restarted) without joining,
-            // we do not know where the cluster's broadcasts stand: catch up at once, as after a join,
-            // so that what is sent from now on is all ours.
-            if !self.join.joined && !self.join.baseline {
-                self.timers.set(now, Timer::CatchUp { round: 1 });
-            }
+            // Someone found us: we are part of a cluster now.
             self.join.joined = true;
         }
     }

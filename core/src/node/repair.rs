@@ -88,6 +88,11 @@ impl<A: Address> Node<A> {
             let asker = Asker { id, join: *join, digest: frame.digest.as_deref() };
             self.send_push_pull_answering(to.clone(), *join, Some(asker));
         }
+        if let Some(to) = frame.found.filter(|_| !self.join.baseline) {
+            // Found by a member (a seed that started, or came back, without joining): ask it at once
+            // where the cluster's broadcasts stand, so that what is sent from now on is all ours.
+            self.send_push_pull_answering(to, true, None);
+        }
         if let Some((to, asked)) = frame.pull.filter(|_| frame.answer.is_none()) {
             self.answer_repair(to, &asked);
         }
