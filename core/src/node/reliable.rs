@@ -195,8 +195,8 @@ impl<A: Address> Node<A> {
         Some(i)
     }
 
-    /// A reliable message arrived from `from`: deliver it once, and owe its acknowledgement (sent
-    /// by [`Node::send_reliable_acks`] when the frame is read).
+    /// A reliable message arrived: deliver it once, and owe its acknowledgement to the frame's
+    /// sender (sent by [`Node::send_reliable_acks`] when the whole frame is read).
     pub(super) fn handle_reliable(
         &mut self,
         sender: NodeId,
@@ -240,7 +240,7 @@ impl<A: Address> Node<A> {
         if self.reliable.acks_owed.is_empty() {
             return;
         }
-        let owed = core::mem::take(&mut self.reliable.acks_owed);
+        let mut owed = core::mem::take(&mut self.reliable.acks_owed);
         let room = self.config.max_reliable_size;
         let mut w = Writer::with_capacity(64);
         begin_packet(&mut w, PROTOCOL_VERSION);
@@ -256,11 +256,9 @@ impl<A: Address> Node<A> {
             w.raw(one.as_slice());
         }
         self.push_transmit(to.clone(), w.into_vec(), true, TransmitKind::Ack);
-        let mut owed = owed;
+        // Nothing adds to the list while it is sent: give its buffer back for the next frame.
         owed.clear();
-        if self.reliable.acks_owed.is_empty() {
-            self.reliable.acks_owed = owed;
-        }
+        self.reliable.acks_owed = owed;
     }
 
     /// An acknowledgement arrived from `from`; it counts only if `from` is where the message went.
