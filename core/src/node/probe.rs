@@ -147,10 +147,9 @@ impl<A: Address> Node<A> {
         // copy of its news: a join, a restart, a refutation): ask it for its record. The request and
         // the answer are both small, and rate limited per pinger address (whatever name it gives:
         // the one at that address answers with its own record), in a table of their own.
-        let me = self.local.id.clone();
-        if ping.source != me
+        if ping.source != self.local.id
             && self.members.get(&ping.source).map_or(true, |m| !m.state.is_live())
-            && self.pinger_limit.allow(&me, from, now, self.config.probe_interval)
+            && self.pinger_limit.allow(&self.local.id, from, now, self.config.probe_interval)
         {
             self.stats.unknown_pingers_asked += 1;
             let msg = Message::MetaRequest { from: self.local.id.clone() };
