@@ -147,6 +147,10 @@ struct IndirectProbe<A> {
 #[derive(Debug)]
 struct JoinState<A> {
     seeds: Vec<A>,
+    /// The seeds the pending `join` call asked: once we are a member, only an answer from one of
+    /// them completes it (a catch-up answer from a member we already knew proves nothing about
+    /// the seeds the caller named).
+    asked: Vec<A>,
     attempt: u32,
     pending: bool,
     joined: bool,
@@ -272,7 +276,14 @@ impl<A: Address> Node<A> {
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,
-            join: JoinState { seeds: Vec::new(), attempt: 0, pending: false, joined: false, baseline: false },
+            join: JoinState {
+                seeds: Vec::new(),
+                asked: Vec::new(),
+                attempt: 0,
+                pending: false,
+                joined: false,
+                baseline: false,
+            },
             meta_requests: Vec::new(),
             last_push_pull: now,
             status: Status::Running,

@@ -45,6 +45,7 @@ impl<A: Address> Node<A> {
             }
             self.send_push_pull(seed.clone(), true);
         }
+        self.join.asked = seeds;
         self.join.attempt += 1;
         self.join.pending = true;
         self.timers.set(now + self.config.join_timeout, Timer::JoinTimeout { attempt: self.join.attempt });
@@ -143,6 +144,9 @@ impl<A: Address> Node<A> {
     ) {
         self.stats.push_pulls_received += 1;
         self.frame.push_pull = true;
+        // The address the sender advertises for itself (its first record), for a seed that
+        // answers from another address than the one it was asked at.
+        let advertised = records.first().filter(|r| r.id == sender).map(|r| r.addr.clone());
         if !reply {
             // Answered once the whole frame is read: the asker's digest follows this message.
             self.frame.answer = Some((from.clone(), join, sender.clone()));
@@ -153,7 +157,11 @@ impl<A: Address> Node<A> {
         if !self.join.joined {
             self.frame.found = Some(from.clone());
         }
-        if reply && (self.join.pending || !self.join.joined) {
+        let answers_the_join = self.join.pending
+            && (!self.join.joined
+                || self.join.asked.contains(from)
+                || advertised.as_ref().is_some_and(|a| self.join.asked.contains(a)));
+        if reply && (answers_the_join || !self.join.joined) {
             if !self.join.joined {
                 // Members that started together may each have joined before hearing of the other:
                 // catch up with a few random members soon instead of waiting a push-pull period.

@@ -315,3 +315,28 @@ fn pings_under_made_up_names_do_not_silence_stale_claim_answers() {
     assert_eq!(c.node(0).stats().stale_claims_answered, before + 1, "{:?}", c.node(0).stats());
     assert_eq!(c.node(0).stats().unknown_pingers_asked, 1, "one record request per pinger address");
 }
+
+#[test]
+fn a_join_call_made_once_already_a_member_completes_only_when_one_of_its_seeds_answers() {
+    // Found by CI (the relay's end-to-end test): a member found by another is a member already;
+    // its own `join` through a third then reported success via the member that found it (whose
+    // answer to its catch-up arrived first), though the seed it named had not answered yet.
+    let mut c = Cluster::new();
+    for _ in 0..3 {
+        c.add(Config::local());
+    }
+    let now = c.now;
+    c.nodes[1].join(&[0], now).unwrap();
+    c.collect();
+    let (from, ask, _) = c.in_flight.pop_front().expect("member 1 asks member 0");
+    assert_eq!((from, ask.to, ask.kind), (1, 0, TransmitKind::PushPull));
+    c.nodes[0].handle_packet(now, 1, &ask.bytes).unwrap();
+    assert!(c.node(0).is_joined(), "member 0 was found by member 1");
+    // Member 0 answers member 1 and asks it back; its join through member 2 goes out after that,
+    // so member 1's answer arrives first.
+    c.nodes[0].join(&[2], now).unwrap();
+    c.deliver_all();
+    let joins: Vec<_> = c.events(0).iter().filter(|e| matches!(e, Event::JoinSucceeded { .. })).collect();
+    assert_eq!(joins, [&Event::JoinSucceeded { via: 2 }], "the join names the seed it asked");
+    assert_eq!(c.node(0).cluster_size(), 3);
+}
