@@ -26,6 +26,7 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (119073, "the oracle blamed a sender frozen until it was shut down for a missing failure report"),
     (22347, "the oracle's push-pull-off bound ignored how far poor local health stretches probing"),
     (101158, "digests learned for members only: broadcasts of a member reaped during a partition, silently lost"),
+    (206195, "the accuracy oracle judged a failure declared right after a partition again when a stalled member heard of it 15 s later"),
 ];
 
 #[test]

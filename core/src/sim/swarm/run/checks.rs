@@ -31,7 +31,7 @@ impl Runner {
                 }
             }
             match event {
-                Event::Failed { id, by, .. } => self.check_accuracy(t, observer, &id, &by),
+                Event::Failed { id, incarnation, by } => self.check_accuracy(t, observer, &id, incarnation, &by),
                 Event::JoinSucceeded { .. } => {
                     if let Some(l) = self.truth.lives[observer as usize].last_mut() {
                         l.joined.get_or_insert(t);
@@ -238,14 +238,18 @@ impl Runner {
         }
     }
 
-    pub(super) fn check_accuracy(&mut self, t: u64, observer: u32, id: &NodeId, by: &NodeId) {
+    pub(super) fn check_accuracy(&mut self, t: u64, observer: u32, id: &NodeId, incarnation: u32, by: &NodeId) {
         let (Some(x), Some(c)) = (Self::index(id), Self::index(by)) else { return };
         if !self.truth.is_up(x as usize, t) {
             return;
         }
+        let Some(life) = self.truth.life_at(x as usize, t) else { return };
         let at = t + ms(oracle::recovery_bound(&self.s));
         self.schedule(at, Action::CheckRecovery { observer, subject: x, failed_at: t });
-        if self.s.loss > 0.05 {
+        // Every member reports the same declaration as it hears of it; it was made by the first
+        // report at the latest, and is judged then.
+        let first_report = self.declarations.entry((c, x, life, incarnation)).or_insert(t);
+        if *first_report != t || self.s.loss > 0.05 {
             return;
         }
         let w = ms(oracle::accuracy_window(&self.s));

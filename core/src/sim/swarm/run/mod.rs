@@ -88,6 +88,10 @@ struct Runner {
     counts: BTreeMap<Oracle, usize>,
     next_tag: u64,
     keys: (Key, Key),
+    /// When each failure declaration (declarer, subject, the subject's life and incarnation) was
+    /// first reported by anyone: the accuracy oracle judges a declaration once, at the earliest
+    /// time it is known to have been made, not when a member stalled meanwhile hears of it late.
+    declarations: BTreeMap<(u32, u32, usize, u32), u64>,
 }
 
 /// Runs `scenario` and checks every oracle. A panic anywhere in the protocol is caught and reported
@@ -186,6 +190,7 @@ impl Runner {
             counts: BTreeMap::new(),
             next_tag: 1,
             keys,
+            declarations: BTreeMap::new(),
         };
         for (i, f) in runner.s.faults.clone().iter().enumerate() {
             runner.schedule(f.at_ms, Action::Fault(i));
