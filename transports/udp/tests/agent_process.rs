@@ -113,7 +113,8 @@ fn agents_form_a_cluster_detect_a_kill_and_see_a_graceful_leave() {
 
     c.signal("-KILL");
     a.wait_for(&["failed", " c "], limit);
-    b.wait_for(&["\"event\":\"failed\"", "\"member\":\"c\""], limit);
+    let failed = b.wait_for(&["\"event\":\"failed\"", "\"member\":\"c\""], limit);
+    assert!(failed.contains("\"by\":\"a\"") || failed.contains("\"by\":\"b\""), "names who declared it: {failed}");
 
     b.signal("-TERM");
     a.wait_for(&["left", " b "], limit);
