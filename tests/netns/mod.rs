@@ -260,6 +260,7 @@ impl Lab {
             report(&format!("SKIP {}: {reason}", spec.title));
             return None;
         }
+        let agent = agent_binary();
         sweep_stale_namespaces();
         let tag = format!("{PREFIX}{}-{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed));
         let logs = std::env::temp_dir().join(format!("{tag}-{}", spec.title));
@@ -272,7 +273,7 @@ impl Lab {
             seeds: spec.seeds.clone(),
             namespaces: Vec::new(),
             delays: Vec::new(),
-            agent: agent_binary(),
+            agent,
             logs,
             events: Arc::default(),
             end: Instant::now() + spec.budget,
