@@ -25,6 +25,7 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (118625, "refuted suspicions left their timers in the heap until it grew without bound"),
     (119073, "the oracle blamed a sender frozen until it was shut down for a missing failure report"),
     (22347, "the oracle's push-pull-off bound ignored how far poor local health stretches probing"),
+    (101158, "digests learned for members only: broadcasts of a member reaped during a partition, silently lost"),
 ];
 
 #[test]

@@ -311,6 +311,13 @@ impl Config {
 }
 
 impl Config {
+    /// How often a node does its housekeeping (forgets members dead long enough, gives up and
+    /// reports broadcast holes that can no longer be repaired, sweeps spent timers): every five
+    /// protocol periods, whatever else is on or off.
+    pub(crate) fn housekeeping_period(&self) -> Duration {
+        crate::time::scale(self.probe_interval, 5.0)
+    }
+
     /// The period of push-pull anti-entropy in a cluster of `cluster_size` members (ourselves
     /// included): `push_pull_interval`, stretched beyond 32 members by `ceil(log2(n) - log2(32)) + 1`
     /// so that the cluster's total push-pull traffic grows like `n log n`, not `n²`. Zero when

@@ -41,6 +41,8 @@ pub struct Stats {
     pub broadcasts_delivered: u64,
     /// Broadcasts that never arrived and could no longer be repaired (see the `broadcast` module).
     pub broadcasts_missed: u64,
+    /// Broadcasts dropped as impossible (a sequence number no origin reaches): hostile or corrupt.
+    pub broadcasts_rejected: u64,
     /// Broadcasts received through push-pull or a repair request after gossip missed them.
     pub broadcasts_repaired: u64,
     /// Repair requests sent for broadcasts we had holes in.

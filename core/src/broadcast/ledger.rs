@@ -1,28 +1,38 @@
 //! What a member has delivered, per origin and epoch: exactly-once delivery and the holes left.
 //!
 //! Bounded everywhere: at most [`MAX_ORIGINS`] origins (the least recently active is forgotten), at
-//! most [`MAX_EPOCHS`] lives per origin, at most [`MAX_HOLES`] holes per life (past that the oldest
-//! are given up and reported), at most [`MAX_KEYS`] keyed values per origin.
+//! most [`MAX_EPOCHS`] lives per origin, at most [`MAX_HOLES`] holes per life and [`MAX_OPEN_HOLES`]
+//! in all (past that the oldest are given up and reported), at most [`MAX_KEYS`] keyed values per
+//! origin. A hole is never dropped silently: whether it expires, overflows a bound, or goes with the
+//! life or origin that held it, the next [`Ledger::expire`] reports it.
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::hash::{BuildHasher, Hash, Hasher};
 use core::time::Duration;
 
+use super::fingerprint::Fingerprint;
 use crate::identity::NodeId;
 use crate::time::Instant;
 pub(crate) use crate::wire::DigestEntry;
+use crate::wire::MAX_DIGEST_HOLES;
 
 /// Origins remembered; past this the least recently active one is forgotten.
 pub(crate) const MAX_ORIGINS: usize = 4_096;
 /// Lives remembered per origin (a restarted origin starts a new one).
 pub(crate) const MAX_EPOCHS: usize = 4;
+/// Lives pushed out remembered per origin, by epoch: a broadcast or digest entry of one is old news,
+/// never a life to start again (that would push out a newer one, and so on round).
+pub(crate) const MAX_GONE: usize = 16;
 /// Holes remembered per life; past this the oldest are given up.
 pub(crate) const MAX_HOLES: usize = 4_096;
+/// Holes remembered in all, every origin and life together (16 bytes each); past this, new holes are
+/// given up (and reported) as they open.
+pub(crate) const MAX_OPEN_HOLES: usize = 8_192;
+/// Reports of given-up holes (a life and a count) kept for the next [`Ledger::expire`]; past this,
+/// given-up holes are only counted.
+pub(crate) const MAX_GIVEN_UP_REPORTS: usize = 1_024;
 /// Keyed values remembered per origin.
 pub(crate) const MAX_KEYS: usize = 1_024;
-/// Holes listed per life in a digest.
-pub(crate) const MAX_DIGEST_HOLES: usize = 256;
 
 /// What to do with an arriving broadcast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +45,9 @@ pub(crate) enum Verdict {
     BeforeOurTime,
     /// A keyed value older than the one held for its key.
     Superseded,
+    /// Impossible: an unkeyed sequence number no origin reaches (`u64::MAX`, past which `next` could
+    /// not count). Hostile or corrupt input, dropped and counted by the caller.
+    Invalid,
 }
 
 #[derive(Debug)]
@@ -56,12 +69,17 @@ struct Keyed {
     seq: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Origin {
+    id: NodeId,
     /// In the order first seen: the last is the newest life.
     lives: Vec<Life>,
     /// The newest value delivered per `(topic, key)`: its life and sequence number.
     keyed: Vec<Keyed>,
+    /// Epochs of the lives pushed out of `lives`: the latest [`MAX_GONE`], in a ring.
+    gone: Vec<u32>,
+    /// Lives pushed out so far (where the next goes in the ring).
+    pushed_out: u32,
     last_active: u64,
 }
 
@@ -70,43 +88,112 @@ impl Origin {
         self.lives.iter().position(|l| l.epoch == epoch)
     }
 
-    /// The life `epoch`, created (as the newest) if unknown.
-    fn life_mut(&mut self, epoch: u32, start: u64) -> &mut Life {
+    /// The life `epoch` of origin `id`, created (as the newest) if unknown; the oldest life makes
+    /// room, its holes given up. `None` for a life pushed out before.
+    fn life_mut(&mut self, id: &NodeId, epoch: u32, start: u64, tally: &mut Tally) -> Option<&mut Life> {
         let i = match self.life_rank(epoch) {
             Some(i) => i,
+            None if self.gone.contains(&epoch) => return None,
             None => {
                 if self.lives.len() >= MAX_EPOCHS {
-                    self.lives.remove(0);
+                    let old = self.lives.remove(0);
+                    tally.forget(id, &old);
+                    let at = self.pushed_out as usize % MAX_GONE;
+                    match self.gone.get_mut(at) {
+                        Some(slot) => *slot = old.epoch,
+                        None => self.gone.push(old.epoch),
+                    }
+                    self.pushed_out = self.pushed_out.wrapping_add(1);
                 }
                 self.lives.push(Life { epoch, start, next: start, holes: Vec::new() });
                 self.lives.len() - 1
             }
         };
-        &mut self.lives[i]
+        Some(&mut self.lives[i])
     }
 }
 
 /// Holes given up: `(origin, epoch, count)`.
 pub(crate) type Missed = (NodeId, u32, u64);
 
+/// Holes given up since the last [`Ledger::expire`]: per life where there is room to say which (a
+/// life may be listed more than once), and a bare count past that.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct GivenUp {
+    pub per_life: Vec<Missed>,
+    /// Given up past the [`MAX_GIVEN_UP_REPORTS`] listed: counted, not attributed.
+    pub unattributed: u64,
+}
+
+/// The ledger's hole accounting: how many are open, and which were given up before they expired.
+#[derive(Debug, Default)]
+struct Tally {
+    open: usize,
+    given_up: GivenUp,
+}
+
+impl Tally {
+    fn close(&mut self, n: usize) {
+        #[cfg(test)]
+        assert!(n <= self.open, "closing {n} of {} open holes", self.open);
+        self.open = self.open.saturating_sub(n);
+    }
+
+    /// Records `count` holes of `origin`'s life `epoch` given up, for the next report.
+    fn give_up(&mut self, origin: &NodeId, epoch: u32, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let g = &mut self.given_up;
+        if g.per_life.len() < MAX_GIVEN_UP_REPORTS {
+            g.per_life.push((origin.clone(), epoch, count));
+        } else {
+            g.unattributed = g.unattributed.saturating_add(count);
+        }
+    }
+
+    /// Gives up every hole of `life`, which goes.
+    fn forget(&mut self, origin: &NodeId, life: &Life) {
+        self.close(life.holes.len());
+        self.give_up(origin, life.epoch, life.holes.len() as u64);
+    }
+
+    /// Records holes `[from, to)` in `life` of `origin`, within [`MAX_HOLES`] for the life and
+    /// [`MAX_OPEN_HOLES`] in all: the newest are kept (the likeliest still held somewhere), the
+    /// others given up at once.
+    fn open_holes(&mut self, origin: &NodeId, life: &mut Life, from: u64, to: u64, now: Instant) {
+        if from >= to {
+            return;
+        }
+        let span = to - from;
+        let room = MAX_OPEN_HOLES.saturating_sub(self.open).min(MAX_HOLES);
+        let keep = (room as u64).min(span);
+        let mut dropped = span - keep;
+        life.holes.extend(((to - keep)..to).map(|seq| (seq, now)));
+        self.open += keep as usize;
+        if life.holes.len() > MAX_HOLES {
+            let excess = life.holes.len() - MAX_HOLES;
+            life.holes.drain(..excess);
+            self.close(excess);
+            dropped += excess as u64;
+        }
+        self.give_up(origin, life.epoch, dropped);
+    }
+}
+
 /// Exactly-once delivery state of one member. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    origins: hashbrown::HashMap<NodeId, Origin, foldhash::fast::FixedState>,
-    hasher: foldhash::fast::FixedState,
+    /// Sorted by name: a binary search finds one (a vector's code is far smaller than a hash map's
+    /// in a wasm build, and new origins are rare).
+    origins: Vec<Origin>,
     clock: u64,
-    /// Holes dropped to stay within [`MAX_HOLES`], reported at the next [`Ledger::expire`].
-    overflow: Vec<Missed>,
+    tally: Tally,
 }
 
 impl Ledger {
-    pub fn new(hash_seed: u64) -> Self {
-        Ledger {
-            origins: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
-            hasher: foldhash::fast::FixedState::with_seed(hash_seed ^ 0x6b),
-            clock: 0,
-            overflow: Vec::new(),
-        }
+    pub fn new() -> Self {
+        Ledger { origins: Vec::new(), clock: 0, tally: Tally::default() }
     }
 
     /// Origins remembered.
@@ -114,26 +201,57 @@ impl Ledger {
         self.origins.len()
     }
 
-    fn origin_mut(&mut self, origin: &NodeId) -> &mut Origin {
-        self.clock += 1;
-        if !self.origins.contains_key(origin) && self.origins.len() >= MAX_ORIGINS {
-            if let Some(victim) = self.origins.iter().min_by_key(|(_, o)| o.last_active).map(|(k, _)| k.clone()) {
-                self.origins.remove(&victim);
+    fn find(&self, origin: &NodeId) -> Option<&Origin> {
+        self.origins.binary_search_by(|o| o.id.cmp(origin)).ok().map(|i| &self.origins[i])
+    }
+
+    /// The record of `origin`, created if unknown; the least recently active origin makes room, its
+    /// holes given up.
+    fn origin_mut<'a>(
+        origins: &'a mut Vec<Origin>,
+        clock: &mut u64,
+        tally: &mut Tally,
+        origin: &NodeId,
+    ) -> &'a mut Origin {
+        *clock += 1;
+        let i = match origins.binary_search_by(|o| o.id.cmp(origin)) {
+            Ok(i) => i,
+            Err(mut i) => {
+                if origins.len() >= MAX_ORIGINS {
+                    let victim = (0..origins.len()).min_by_key(|&v| origins[v].last_active).unwrap_or(0);
+                    let gone = origins.remove(victim);
+                    for life in &gone.lives {
+                        tally.forget(&gone.id, life);
+                    }
+                    i -= usize::from(victim < i);
+                }
+                let o = Origin {
+                    id: origin.clone(),
+                    lives: Vec::new(),
+                    keyed: Vec::new(),
+                    gone: Vec::new(),
+                    pushed_out: 0,
+                    last_active: 0,
+                };
+                origins.insert(i, o);
+                i
             }
-        }
-        let clock = self.clock;
-        let o = self.origins.entry(origin.clone()).or_default();
-        o.last_active = clock;
+        };
+        let o = &mut origins[i];
+        o.last_active = *clock;
         o
     }
 
-    /// Decides about an unkeyed broadcast `(origin, epoch, seq)` and records it. `joined`: whether
-    /// this member had joined when it arrived (before that, a life first seen starts at `seq`; after,
-    /// at 0, so everything it sent is expected).
-    pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, joined: bool, now: Instant) -> Verdict {
-        let start = if joined { 0 } else { seq };
-        let o = self.origin_mut(origin);
-        let life = o.life_mut(epoch, start);
+    /// Decides about an unkeyed broadcast `(origin, epoch, seq)` and records it. `baseline`: whether
+    /// this member knew, when it arrived, where the cluster's broadcasts stood (see [`Ledger::learn`];
+    /// before that, a life first seen starts at `seq`; after, at 0, so everything it sent is expected).
+    pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, baseline: bool, now: Instant) -> Verdict {
+        let Some(after) = seq.checked_add(1) else { return Verdict::Invalid };
+        let start = if baseline { 0 } else { seq };
+        let tally = &mut self.tally;
+        let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
+        // A life pushed out by newer ones: whatever it sent counts as handled.
+        let Some(life) = o.life_mut(origin, epoch, start, tally) else { return Verdict::Duplicate };
         if seq < life.start {
             return Verdict::BeforeOurTime;
         }
@@ -141,47 +259,27 @@ impl Ledger {
             return match life.holes.binary_search_by_key(&seq, |h| h.0) {
                 Ok(i) => {
                     life.holes.remove(i);
+                    tally.close(1);
                     Verdict::Deliver
                 }
                 Err(_) => Verdict::Duplicate,
             };
         }
-        let (from, to) = (life.next, seq);
-        life.next = seq + 1;
-        self.open_holes(origin, epoch, from, to, now);
+        let from = life.next;
+        life.next = after;
+        tally.open_holes(origin, life, from, seq, now);
         Verdict::Deliver
-    }
-
-    /// Records holes `[from, to)` in `origin`'s life `epoch`, giving up the oldest past the bound.
-    fn open_holes(&mut self, origin: &NodeId, epoch: u32, from: u64, to: u64, now: Instant) {
-        if from >= to {
-            return;
-        }
-        let Some(life) = self.origins.get_mut(origin).and_then(|o| o.lives.iter_mut().find(|l| l.epoch == epoch))
-        else {
-            return;
-        };
-        // More holes than we keep: the oldest of them are given up at once.
-        let span = to - from;
-        let keep = (MAX_HOLES as u64).min(span);
-        let mut dropped = span - keep;
-        life.holes.extend(((to - keep)..to).map(|seq| (seq, now)));
-        if life.holes.len() > MAX_HOLES {
-            let excess = life.holes.len() - MAX_HOLES;
-            life.holes.drain(..excess);
-            dropped += excess as u64;
-        }
-        if dropped > 0 {
-            self.overflow.push((origin.clone(), epoch, dropped));
-        }
     }
 
     /// Decides about a keyed broadcast and records it when delivered.
     pub fn accept_keyed(&mut self, origin: &NodeId, epoch: u32, seq: u64, name: (&str, &[u8])) -> Verdict {
-        let o = self.origin_mut(origin);
+        let o = Self::origin_mut(&mut self.origins, &mut self.clock, &mut self.tally, origin);
         // Keyed values do not use the unkeyed sequence; the life just has to be known.
         let next = o.life_rank(epoch).map_or(0, |i| o.lives[i].next);
-        o.life_mut(epoch, next);
+        // A life pushed out by newer ones: its values are older than theirs.
+        if o.life_mut(origin, epoch, next, &mut self.tally).is_none() {
+            return Verdict::Superseded;
+        }
         let rank = o.life_rank(epoch);
         let held = o.keyed.iter().position(|k| k.topic == name.0 && k.key == name.1);
         if let Some(i) = held {
@@ -201,45 +299,64 @@ impl Ledger {
         Verdict::Deliver
     }
 
-    /// Learns from a digest that `origin`'s life `epoch` reached `next`. A member joining takes it as
-    /// where its time starts; a member already in the cluster opens holes for what it never saw.
-    pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, joining: bool, now: Instant) {
-        let o = self.origin_mut(origin);
-        let life = o.life_mut(epoch, if joining { next } else { 0 });
-        if joining {
-            // Everything below `next` was sent before we joined.
+    /// Learns from a digest that `origin`'s life `epoch` reached `next`. Call for every entry but
+    /// our own lives.
+    ///
+    /// A member `arriving` (the first digest of its life) takes it as where its time starts in a
+    /// life none of whose events it has seen: everything below `next` was sent before it came.
+    /// Otherwise, and in a life whose events it has seen since it came, it opens holes for what it
+    /// never saw, at most [`MAX_HOLES`] past what it holds per digest (a digest that claims more is
+    /// believed a step at a time: a forged one cannot make us expect, or report missed, more than
+    /// that at once). Holes are kept only for origins the caller knows as `member`s (in any state):
+    /// for any other origin (a member forgotten while we were cut off, or a name made up) what we
+    /// lack is given up at once, so that it is reported, not silently lost, and a forged digest
+    /// cannot fill the hole bounds with lives nobody will ever repair.
+    pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, arriving: bool, member: bool, now: Instant) {
+        let tally = &mut self.tally;
+        let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
+        let Some(life) = o.life_mut(origin, epoch, 0, tally) else { return };
+        // No event of the life seen (it is new, or known from keyed values only): no hole either.
+        if arriving && life.next == life.start {
             life.start = life.start.max(next);
-            life.holes.retain(|&(seq, _)| seq >= next);
-            life.next = life.next.max(next);
+            life.next = life.start;
             return;
         }
+        let next = next.min(life.next.saturating_add(MAX_HOLES as u64));
         if next > life.next {
             let from = life.next;
             life.next = next;
-            self.open_holes(origin, epoch, from, next, now);
+            if member {
+                tally.open_holes(origin, life, from, next, now);
+            } else {
+                tally.give_up(origin, epoch, next - from);
+            }
         }
     }
 
-    /// Gives up holes noticed `retention` ago or more (and those dropped for space), returning how
-    /// many per origin and life. Call periodically.
-    pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<Missed> {
-        let mut missed = core::mem::take(&mut self.overflow);
-        for (id, o) in &mut self.origins {
+    /// Gives up holes noticed `retention` ago or more, and returns them with those given up earlier
+    /// (past a bound, or with a life or origin forgotten). Call periodically, and report them all.
+    pub fn expire(&mut self, now: Instant, retention: Duration) -> GivenUp {
+        let tally = &mut self.tally;
+        for o in &mut self.origins {
+            let id = &o.id;
             for life in &mut o.lives {
                 let before = life.holes.len();
                 life.holes.retain(|&(_, noticed)| now.saturating_duration_since(noticed) < retention);
-                let gone = (before - life.holes.len()) as u64;
-                if gone > 0 {
-                    missed.push((id.clone(), life.epoch, gone));
-                }
+                let gone = before - life.holes.len();
+                tally.close(gone);
+                tally.give_up(id, life.epoch, gone as u64);
             }
         }
-        missed
+        core::mem::take(&mut tally.given_up)
     }
 
     /// An origin we have a hole in noticed `age` ago or more, if any.
     pub fn origin_with_hole_older_than(&self, now: Instant, age: Duration) -> Option<NodeId> {
-        self.origins.iter().find_map(|(id, o)| {
+        if self.tally.open == 0 {
+            return None;
+        }
+        self.origins.iter().find_map(|o| {
+            let id = &o.id;
             let old = o
                 .lives
                 .iter()
@@ -257,19 +374,19 @@ impl Ledger {
 
     /// Open holes, all origins together.
     pub fn holes(&self) -> usize {
-        self.origins.values().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum()
+        #[cfg(test)]
+        assert_eq!(self.tally.open, self.origins.iter().flat_map(|o| &o.lives).map(|l| l.holes.len()).sum());
+        self.tally.open
     }
 
     /// A hash of the keyed values held for `o`'s life `epoch`, the same whatever order they came in
-    /// (a sum of per-value hashes). 0 when there are none.
-    fn keyed_hash(&self, o: &Origin, epoch: u32) -> u64 {
+    /// (a sum of per-value hashes) and on every member (a [`Fingerprint`]: members holding the same
+    /// values agree, and their push-pulls send none of them). 0 when there are none.
+    fn keyed_hash(o: &Origin, epoch: u32) -> u64 {
         let mut sum = 0u64;
         for k in o.keyed.iter().filter(|k| k.epoch == epoch) {
-            let mut h = self.hasher.build_hasher();
-            k.topic.hash(&mut h);
-            k.key.hash(&mut h);
-            k.seq.hash(&mut h);
-            sum = sum.wrapping_add(h.finish() | 1);
+            let h = Fingerprint::new().field(k.topic.as_bytes()).field(&k.key).u64(k.seq).finish();
+            sum = sum.wrapping_add(h | 1);
         }
         sum
     }
@@ -279,18 +396,25 @@ impl Ledger {
     /// that forgot quiet origins would let that loss go unnoticed.
     pub fn digest(&self) -> Vec<DigestEntry> {
         let mut out = Vec::new();
-        for (id, o) in &self.origins {
+        for o in &self.origins {
+            let id = &o.id;
             for life in o.lives.iter().rev() {
                 out.push(DigestEntry {
                     origin: id.clone(),
                     epoch: life.epoch,
                     next: life.next,
                     holes: life.holes.iter().take(MAX_DIGEST_HOLES).map(|h| h.0).collect(),
-                    keyed: self.keyed_hash(o, life.epoch),
+                    keyed: Self::keyed_hash(o, life.epoch),
                 });
             }
         }
         out
+    }
+
+    /// True when `origin`'s life `epoch` was pushed out by newer ones: old news to us, and likely to a
+    /// member whose digest does not list it either.
+    pub fn is_gone(&self, origin: &NodeId, epoch: u32) -> bool {
+        self.find(origin).is_some_and(|o| o.gone.contains(&epoch))
     }
 
     /// True when a member whose digest says `entry` (or nothing about this life, `None`) lacks the
@@ -305,7 +429,7 @@ impl Ledger {
     /// True when a member whose digest says `entry` holds other keyed values than we do for
     /// `origin`'s life `epoch`.
     pub fn keyed_differs(&self, entry: Option<&DigestEntry>, origin: &NodeId, epoch: u32) -> bool {
-        let ours = self.origins.get(origin).map_or(0, |o| self.keyed_hash(o, epoch));
+        let ours = self.find(origin).map_or(0, |o| Self::keyed_hash(o, epoch));
         ours != entry.map_or(0, |e| e.keyed)
     }
 }
@@ -322,7 +446,7 @@ mod tests {
 
     #[test]
     fn every_broadcast_is_delivered_once_however_far_out_of_order() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         // Newest first, as a queue that sends the newest first would: 300 apart, all delivered.
         for seq in (0..300).rev() {
@@ -335,24 +459,34 @@ mod tests {
     }
 
     #[test]
+    fn the_last_sequence_number_is_invalid_and_changes_nothing() {
+        let mut l = Ledger::new();
+        let o = id("o");
+        assert_eq!(l.accept(&o, 7, u64::MAX, true, T), Verdict::Invalid);
+        assert_eq!(l.accept(&o, 7, u64::MAX - 1, false, T), Verdict::Deliver, "the one before is a number like any");
+        assert_eq!(l.accept(&o, 7, u64::MAX, true, T), Verdict::Invalid);
+        assert_eq!(l.holes(), 0);
+    }
+
+    #[test]
     fn a_hole_is_reported_once_when_it_expires() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.accept(&o, 7, 0, true, T);
         l.accept(&o, 7, 3, true, T);
         assert_eq!(l.holes(), 2);
-        assert!(l.expire(Instant::from_millis(999), Duration::from_secs(1)).is_empty());
+        assert_eq!(l.expire(Instant::from_millis(999), Duration::from_secs(1)), GivenUp::default());
         assert_eq!(l.accept(&o, 7, 1, true, T), Verdict::Deliver, "a late arrival fills its hole");
-        assert_eq!(l.expire(Instant::from_millis(1_000), Duration::from_secs(1)), [(o.clone(), 7, 1)]);
+        assert_eq!(l.expire(Instant::from_millis(1_000), Duration::from_secs(1)).per_life, [(o.clone(), 7, 1)]);
         assert_eq!(l.holes(), 0);
         assert_eq!(l.accept(&o, 7, 2, true, T), Verdict::Duplicate, "given up, it counts as handled");
     }
 
     #[test]
     fn a_member_joining_does_not_expect_what_was_sent_before_it() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
-        l.learn(&o, 7, 10, true, T);
+        l.learn(&o, 7, 10, true, true, T);
         assert_eq!(l.accept(&o, 7, 9, true, T), Verdict::BeforeOurTime);
         assert_eq!(l.accept(&o, 7, 12, true, T), Verdict::Deliver);
         assert_eq!(l.holes(), 2, "10 and 11 were sent after it joined");
@@ -363,11 +497,34 @@ mod tests {
     }
 
     #[test]
+    fn a_life_heard_of_before_the_first_digest_is_expected_from_where_it_was_first_seen() {
+        let mut l = Ledger::new();
+        let o = id("o");
+        assert_eq!(l.accept(&o, 7, 5, false, T), Verdict::Deliver, "first seen at 5");
+        l.learn(&o, 7, 9, true, true, T);
+        assert_eq!(l.holes(), 3, "6 to 8 were sent after we came");
+        assert_eq!(l.accept(&o, 7, 4, true, T), Verdict::BeforeOurTime);
+        assert_eq!(l.accept(&o, 7, 7, true, T), Verdict::Deliver);
+    }
+
+    #[test]
+    fn what_a_digest_says_we_lack_of_an_origin_we_do_not_know_is_given_up_at_once() {
+        let mut l = Ledger::new();
+        let o = id("o");
+        l.learn(&o, 7, 5, false, false, T);
+        l.learn(&o, 7, 5, false, false, T);
+        assert_eq!(l.holes(), 0);
+        assert_eq!(l.expire(T, Duration::from_secs(1)).per_life, [(o.clone(), 7, 5)], "once");
+        l.learn(&o, 7, u64::MAX, false, false, T);
+        assert_eq!(l.expire(T, Duration::from_secs(1)).per_life, [(o, 7, MAX_HOLES as u64)], "a bounded step");
+    }
+
+    #[test]
     fn a_digest_reveals_broadcasts_a_member_never_heard_of() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.accept(&o, 7, 0, true, T);
-        l.learn(&o, 7, 4, false, T);
+        l.learn(&o, 7, 4, false, true, T);
         assert_eq!(l.holes(), 3);
         let d = l.digest();
         assert_eq!(d[0].next, 4);
@@ -379,7 +536,7 @@ mod tests {
 
     #[test]
     fn keyed_values_only_move_forward_within_and_across_lives() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         let k = ("cursor", &b"x"[..]);
         assert_eq!(l.accept_keyed(&o, 1, 5, k), Verdict::Deliver);
@@ -390,13 +547,63 @@ mod tests {
     }
 
     #[test]
+    fn holes_of_every_life_together_stay_within_the_global_bound_and_the_rest_are_counted() {
+        let mut l = Ledger::new();
+        let lives = (MAX_OPEN_HOLES / MAX_HOLES + 2) as u32;
+        for epoch in 0..lives {
+            let o = id(&alloc::format!("o{epoch}"));
+            l.accept(&o, epoch, 0, true, T);
+            l.accept(&o, epoch, MAX_HOLES as u64 + 1, true, T);
+        }
+        assert_eq!(l.holes(), MAX_OPEN_HOLES);
+        let given_up = l.expire(T, Duration::from_secs(1));
+        let counted: u64 = given_up.per_life.iter().map(|m| m.2).sum();
+        assert_eq!(counted, (lives as usize * MAX_HOLES - MAX_OPEN_HOLES) as u64);
+        assert_eq!(given_up.unattributed, 0);
+        let later = l.expire(Instant::from_millis(1_000), Duration::from_secs(1));
+        assert_eq!(later.per_life.iter().map(|m| m.2).sum::<u64>(), MAX_OPEN_HOLES as u64);
+        assert_eq!(l.holes(), 0);
+    }
+
+    #[test]
+    fn a_life_pushed_out_gives_up_its_holes_and_counts_them() {
+        let mut l = Ledger::new();
+        let o = id("o");
+        l.accept(&o, 0, 3, true, T);
+        for epoch in 1..=MAX_EPOCHS as u32 {
+            l.accept(&o, epoch, 0, true, T);
+        }
+        assert_eq!(l.holes(), 0);
+        assert_eq!(l.expire(T, Duration::from_secs(1)).per_life, [(o, 0, 3)]);
+    }
+
+    #[test]
+    fn a_life_pushed_out_by_newer_ones_never_comes_back() {
+        let (o, k) = (id("o"), ("cursor", &b"x"[..]));
+        let mut l = Ledger::new();
+        assert_eq!(l.accept(&o, 1, 0, true, T), Verdict::Deliver);
+        assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Deliver);
+        for epoch in 2..=MAX_EPOCHS as u32 + 1 {
+            l.accept(&o, epoch, 0, true, T);
+            l.accept_keyed(&o, epoch, 0, k);
+        }
+        assert!(l.is_gone(&o, 1));
+        l.learn(&o, 1, 9, false, true, T);
+        assert_eq!(l.holes(), 0, "a digest listing it opens no hole");
+        assert_eq!(l.accept(&o, 1, 3, true, T), Verdict::Duplicate);
+        assert_eq!(l.accept_keyed(&o, 1, 7, k), Verdict::Superseded);
+        assert!(l.digest().iter().all(|e| e.epoch != 1));
+        assert_eq!(l.accept(&o, MAX_EPOCHS as u32 + 1, 1, true, T), Verdict::Deliver, "the newest is still there");
+    }
+
+    #[test]
     fn holes_beyond_the_bound_are_given_up_and_counted() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new();
         let o = id("o");
         l.accept(&o, 1, 0, true, T);
         l.accept(&o, 1, MAX_HOLES as u64 + 11, true, T);
         assert_eq!(l.holes(), MAX_HOLES);
         let missed = l.expire(T, Duration::from_secs(1));
-        assert_eq!(missed, [(o, 1, 10)]);
+        assert_eq!(missed.per_life, [(o, 1, 10)]);
     }
 }

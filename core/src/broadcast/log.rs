@@ -22,6 +22,20 @@ struct Kept {
     at: Instant,
 }
 
+/// Which kept broadcasts a member asks for (see [`Log::lacking`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wanted<'a> {
+    /// The keyed values only: a member that joins knowing no broadcast gets the current state, not
+    /// the past events.
+    State,
+    /// A push-pull: whatever its digest lacks, lives it does not list included (it never heard of
+    /// them).
+    Lacking(&'a [DigestEntry]),
+    /// A repair request: what its digest lacks of the lives it lists, and nothing else. (Answering
+    /// an empty request with the whole log would let a 4-byte datagram draw a full frame.)
+    Listed(&'a [DigestEntry]),
+}
+
 /// Retained broadcasts. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Log {
@@ -83,24 +97,43 @@ impl Log {
         self.state.retain(|k| live(&k.origin) || now.saturating_duration_since(k.at) < retention);
     }
 
-    /// The kept broadcasts a member whose digest is `digest` lacks, newest first, up to `budget`
-    /// bytes. A member `joining` gets keyed values only (events sent before it joined are not its).
-    pub fn lacking(&self, ledger: &Ledger, digest: &[DigestEntry], joining: bool, budget: usize) -> Vec<&[u8]> {
-        let find = |origin: &NodeId, epoch: u32| digest.iter().find(|e| e.epoch == epoch && e.origin == *origin);
+    /// The kept broadcasts a member `wanted`, keyed values first, then events newest first, up to
+    /// `budget` bytes, none whose origin is `asker` (a member never delivers its own broadcasts, of
+    /// any life). Call to answer a push-pull or a repair request.
+    pub fn lacking(&self, ledger: &Ledger, wanted: Wanted<'_>, asker: Option<&NodeId>, budget: usize) -> Vec<&[u8]> {
+        let (digest, listed_only) = match wanted {
+            Wanted::State => (&[][..], false),
+            Wanted::Lacking(d) => (d, false),
+            Wanted::Listed(d) => (d, true),
+        };
+        // `Some(None)`: a life the digest does not list. `None`: one not to send at all, because
+        // it is not asked for, or the asker's own, or pushed out of our ledger by newer lives (and,
+        // not listed, most likely out of the asker's too).
+        let find = |k: &Kept| {
+            if asker == Some(&k.origin) {
+                return None;
+            }
+            let entry = digest.iter().find(|e| e.epoch == k.epoch && e.origin == k.origin);
+            let skip = entry.is_none() && (listed_only || ledger.is_gone(&k.origin, k.epoch));
+            (!skip).then_some(entry)
+        };
         let mut out = Vec::new();
         let mut size = 0;
         for k in &self.state {
-            if ledger.keyed_differs(find(&k.origin, k.epoch), &k.origin, k.epoch) && size + k.bytes.len() <= budget {
+            let Some(entry) = find(k) else { continue };
+            if ledger.keyed_differs(entry, &k.origin, k.epoch) && size + k.bytes.len() <= budget {
                 size += k.bytes.len();
                 out.push(&k.bytes[..]);
             }
         }
-        if !joining {
-            for k in self.events.iter().rev() {
-                if Ledger::lacks(find(&k.origin, k.epoch), k.seq) && size + k.bytes.len() <= budget {
-                    size += k.bytes.len();
-                    out.push(&k.bytes[..]);
-                }
+        if matches!(wanted, Wanted::State) {
+            return out;
+        }
+        for k in self.events.iter().rev() {
+            let Some(entry) = find(k) else { continue };
+            if Ledger::lacks(entry, k.seq) && size + k.bytes.len() <= budget {
+                size += k.bytes.len();
+                out.push(&k.bytes[..]);
             }
         }
         out
@@ -118,7 +151,7 @@ mod tests {
     #[test]
     fn a_member_gets_the_events_its_digest_lacks_and_a_joiner_only_the_state() {
         let o = id("o");
-        let mut ours = Ledger::new(1);
+        let mut ours = Ledger::new();
         let mut log = Log::new(16);
         for seq in 0..4 {
             ours.accept(&o, 7, seq, true, Instant::ZERO);
@@ -126,14 +159,34 @@ mod tests {
         }
         ours.accept_keyed(&o, 7, 0, ("cursor", b"k"));
         log.add(&o, 7, 0, Some(("cursor", b"k")), alloc::vec![99], Instant::ZERO);
-        let mut theirs = Ledger::new(2);
+        let mut theirs = Ledger::new();
         theirs.accept(&o, 7, 0, true, Instant::ZERO);
         theirs.accept(&o, 7, 2, true, Instant::ZERO);
         let digest = theirs.digest();
-        let sent = log.lacking(&ours, &digest, false, usize::MAX);
+        let sent = log.lacking(&ours, Wanted::Lacking(&digest), None, usize::MAX);
         assert_eq!(sent, [&[99u8][..], &[3], &[1]], "the keyed value, then the newest events it lacks");
-        assert_eq!(log.lacking(&ours, &[], true, usize::MAX), [&[99u8][..]]);
-        assert_eq!(log.lacking(&ours, &digest, false, 1), [&[99u8][..]], "the budget is respected");
+        assert_eq!(log.lacking(&ours, Wanted::State, None, usize::MAX), [&[99u8][..]]);
+        assert_eq!(log.lacking(&ours, Wanted::Lacking(&digest), None, 1), [&[99u8][..]], "the budget is respected");
+    }
+
+    #[test]
+    fn a_repair_request_gets_only_what_it_lacks_of_the_lives_it_lists() {
+        let (o, p) = (id("o"), id("p"));
+        let mut ours = Ledger::new();
+        let mut log = Log::new(16);
+        for (origin, byte) in [(&o, 1u8), (&p, 2)] {
+            for seq in 0..2 {
+                ours.accept(origin, 7, seq, true, Instant::ZERO);
+                log.add(origin, 7, seq, None, alloc::vec![byte, seq as u8], Instant::ZERO);
+            }
+        }
+        assert!(
+            log.lacking(&ours, Wanted::Listed(&[]), None, usize::MAX).is_empty(),
+            "asking for nothing gets nothing"
+        );
+        let asked = [DigestEntry { origin: p.clone(), epoch: 7, next: 2, holes: alloc::vec![0], keyed: 0 }];
+        assert_eq!(log.lacking(&ours, Wanted::Listed(&asked), None, usize::MAX), [&[2u8, 0][..]]);
+        assert_eq!(log.lacking(&ours, Wanted::Lacking(&asked), None, usize::MAX).len(), 3, "a push-pull gets o's too");
     }
 
     #[test]

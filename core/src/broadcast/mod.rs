@@ -9,11 +9,18 @@
 //! # Delivery ([`Ledger`])
 //! For each origin and epoch, a receiver knows `next` (one past the highest sequence number it has
 //! seen) and the set of numbers below `next` it has not received yet, each with the time it noticed
-//! the hole. A broadcast is delivered if it fills a hole or raises `next`, never twice. A member does
-//! not expect what an origin sent before it joined: the join answer's digest tells it where each
-//! origin stood. Keyed values are delivered when newer than the value held for their key, so an
-//! older value never follows a newer one (within a life, by `seq`; across lives, the life seen later
-//! wins).
+//! the hole. A broadcast is delivered if it fills a hole or raises `next`, never twice, and never by
+//! its own origin (not even one of a life before a restart). Keyed values are delivered when newer
+//! than the value held for their key, so an older value never follows a newer one (within a life, by
+//! `seq`; across lives, the life seen later wins).
+//!
+//! # Arriving
+//! A member does not expect what was sent before it arrived (in this life: a restarted member is new
+//! too). The first push-pull digest it learns from tells it where each origin stood: the join
+//! answer's or, for a member found without joining, the answer to the request it then sends at once.
+//! Until then its push-pulls carry no digest, so the answers bring keyed values and no past events,
+//! and a life it first hears of starts where it first sees it. A member restored out of band
+//! ([`crate::Node::assume_alive`]) counts as arrived from its start.
 //!
 //! # Repair ([`Log`] and digests)
 //! Gossip reaches every member with high probability, not certainty: loss, partitions and full
@@ -31,8 +38,11 @@
 //! before it was sent its full number of times reports [`crate::Event::BroadcastDropped`] (the
 //! broadcast can still be repaired from its log).
 
+mod fingerprint;
 mod ledger;
 mod log;
 
 pub(crate) use ledger::{Ledger, Verdict};
-pub(crate) use log::Log;
+#[cfg(test)]
+pub(crate) use ledger::{MAX_HOLES, MAX_OPEN_HOLES};
+pub(crate) use log::{Log, Wanted};

@@ -70,7 +70,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 44] = [
+        let counters: [(&str, &str, u64); 45] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -94,6 +94,11 @@ impl Metrics {
                 "broadcasts_missed_total",
                 "Broadcasts that never arrived and could no longer be repaired",
                 s.broadcasts_missed,
+            ),
+            (
+                "broadcasts_rejected_total",
+                "Broadcasts dropped as impossible (a sequence number no origin reaches)",
+                s.broadcasts_rejected,
             ),
             ("broadcasts_repaired_total", "Broadcasts received through push-pull repair", s.broadcasts_repaired),
             ("broadcast_pulls_total", "Repair requests sent for broadcasts missed", s.broadcast_pulls_sent),

@@ -138,13 +138,22 @@ impl<A: Address> Node<A> {
 
     /// A broadcast arrived, by gossip or in a push-pull repair.
     pub(super) fn handle_broadcast(&mut self, b: UserBroadcast, now: Instant) {
-        let joined = self.join.joined;
+        if b.origin == self.local.id {
+            // Ours: an echo of this life's, or one of a life before a restart. Never delivered.
+            return;
+        }
+        let baseline = self.join.baseline;
         let verdict = match &b.key {
             Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key)),
-            None => self.ledger.accept(&b.origin, b.epoch, b.seq, joined, now),
+            None => self.ledger.accept(&b.origin, b.epoch, b.seq, baseline, now),
         };
-        if verdict != Verdict::Deliver {
-            return;
+        match verdict {
+            Verdict::Deliver => {}
+            Verdict::Invalid => {
+                self.stats.broadcasts_rejected += 1;
+                return;
+            }
+            Verdict::Duplicate | Verdict::BeforeOurTime | Verdict::Superseded => return,
         }
         self.stats.broadcasts_delivered += 1;
         self.frame.delivered += 1;

@@ -23,6 +23,7 @@ mod answers;
 mod errors;
 mod footprint;
 mod gossip;
+mod housekeeping;
 mod membership;
 mod probe;
 mod push_pull;
@@ -30,6 +31,7 @@ mod push_pull;
 pub(crate) use push_pull::CATCH_UP_ROUNDS;
 mod recent;
 mod reliable;
+mod repair;
 mod timers;
 
 #[cfg(test)]
@@ -148,6 +150,11 @@ struct JoinState<A> {
     attempt: u32,
     pending: bool,
     joined: bool,
+    /// A push-pull digest told us where every origin's broadcasts stood when we arrived (in this
+    /// life): what they sent before is not ours. Until then we ask as a member that joins (our
+    /// push-pulls carry no digest, so the answers bring the keyed state and no past events), and a
+    /// life we first hear of starts where we first see it.
+    baseline: bool,
 }
 
 type FixedMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
@@ -209,10 +216,13 @@ pub struct Node<A: Address> {
 /// the broadcasts the digest that follows it says the asker lacks.
 #[derive(Debug)]
 struct FrameState<A> {
-    /// A push-pull request to answer: `(from, join)`.
-    answer: Option<(A, bool)>,
-    /// This frame answers our join.
-    join_reply: bool,
+    /// A push-pull request to answer: `(from, join, the asker's name)`.
+    answer: Option<(A, bool, NodeId)>,
+    /// The frame carried a push-pull (request or answer): its digest is a member's whole view.
+    push_pull: bool,
+    /// The frame made us part of a cluster (it answers our join, or someone found us): the member
+    /// it came from.
+    found: Option<A>,
     /// Broadcasts this frame delivered (repairs, when the frame turns out to carry a digest).
     delivered: u64,
     digest: Option<Vec<crate::wire::DigestEntry>>,
@@ -222,7 +232,7 @@ struct FrameState<A> {
 
 impl<A> Default for FrameState<A> {
     fn default() -> Self {
-        FrameState { answer: None, join_reply: false, delivered: 0, digest: None, pull: None }
+        FrameState { answer: None, push_pull: false, found: None, delivered: 0, digest: None, pull: None }
     }
 }
 
@@ -262,7 +272,7 @@ impl<A: Address> Node<A> {
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,
-            join: JoinState { seeds: Vec::new(), attempt: 0, pending: false, joined: false },
+            join: JoinState { seeds: Vec::new(), attempt: 0, pending: false, joined: false, baseline: false },
             meta_requests: Vec::new(),
             last_push_pull: now,
             status: Status::Running,
@@ -273,7 +283,7 @@ impl<A: Address> Node<A> {
             recent: RecentUpdates::new(hash_seed ^ 6),
             recent_pending: Vec::new(),
             security: Security::new(config.security, &config.label, hash_seed ^ 7),
-            ledger: Ledger::new(hash_seed ^ 11),
+            ledger: Ledger::new(),
             log: Log::new(config.broadcast_log_depth),
             keyed_seq: 0,
             reliable: Reliable::new(),
@@ -298,6 +308,7 @@ impl<A: Address> Node<A> {
             let at = now + node.config.reannounce_interval + node.jitter(node.config.reannounce_interval);
             node.timers.set(at, Timer::Reannounce);
         }
+        node.timers.set(now + node.config.housekeeping_period(), Timer::Housekeeping);
         Ok(node)
     }
 
@@ -420,6 +431,7 @@ impl<A: Address> Node<A> {
                 Timer::Gossip => self.on_gossip_tick(now),
                 Timer::PushPull => self.on_push_pull_tick(now),
                 Timer::Reannounce => self.on_reannounce_tick(now),
+                Timer::Housekeeping => self.on_housekeeping_tick(now),
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
                 Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
                 Timer::CatchUp { round } => self.on_catch_up(round, now),
@@ -553,7 +565,9 @@ impl<A: Address> Node<A> {
     // ----- commands ------------------------------------------------------------------------------
 
     /// Adds members known out of band (a saved snapshot, or the simulator's warm start) as alive at
-    /// incarnation 0, without events or gossip. Members already known are left as they are.
+    /// incarnation 0, without events or gossip. Members already known are left as they are. The node
+    /// counts as a member from the start: it expects every broadcast of the lives it hears of, from
+    /// the first.
     pub fn assume_alive(&mut self, members: impl IntoIterator<Item = (NodeId, A)>, now: Instant) {
         for (id, addr) in members {
             if id == self.local.id || self.members.get(&id).is_some() {
@@ -564,6 +578,7 @@ impl<A: Address> Node<A> {
         }
         self.members.shuffle_order(&mut self.rng);
         self.join.joined |= self.members.live_count() > 0;
+        self.join.baseline |= self.join.joined;
     }
 
     /// Remembers `seeds` as addresses to re-announce to whenever they are not live members, as

@@ -1,4 +1,4 @@
-//! Push-pull anti-entropy, joining, re-announcing and forgetting.
+//! Push-pull anti-entropy, joining and re-announcing.
 //!
 //! Gossip is probabilistic: a member that was partitioned away, restarted, or simply unlucky can miss
 //! updates. Push-pull repairs that: two members exchange their complete membership over a reliable
@@ -14,18 +14,14 @@
 use alloc::vec::Vec;
 
 use rand::seq::IndexedRandom;
-use rand::Rng;
 
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::time::Instant;
-use crate::wire::{
-    begin_packet, bytes_len, decode_message, Alive, Decoded, DigestEntry, MemberRecord, Message, MetaField, Reader,
-    Writer, PROTOCOL_VERSION,
-};
+use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
-use super::recent::RecentUpdates;
+use super::repair::Asker;
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
 
@@ -47,7 +43,7 @@ impl<A: Address> Node<A> {
             if !self.join.seeds.contains(seed) {
                 self.join.seeds.push(seed.clone());
             }
-            self.send_push_pull(seed.clone(), true, false);
+            self.send_push_pull(seed.clone(), true);
         }
         self.join.attempt += 1;
         self.join.pending = true;
@@ -104,13 +100,18 @@ impl<A: Address> Node<A> {
     }
 
     /// Sends our state to `to`: our member records, then, for a request, our broadcast digest (so
-    /// the answer brings what we lack), or, for an answer, the broadcasts the asker's digest lacks
-    /// followed by our own digest (so the asker learns of broadcasts it never heard about).
-    fn send_push_pull(&mut self, to: A, join: bool, reply: bool) {
-        self.send_push_pull_answering(to, join, reply, None);
+    /// the answer brings what we lack; none while we are new here), or, for an answer, the
+    /// broadcasts the asker's digest lacks followed by our own digest (so the asker learns of
+    /// broadcasts it never heard about).
+    fn send_push_pull(&mut self, to: A, join: bool) {
+        self.send_push_pull_answering(to, join, None);
     }
 
-    fn send_push_pull_answering(&mut self, to: A, join: bool, reply: bool, asker: Option<&[DigestEntry]>) {
+    /// Sends a push-pull request (`asker` is `None`) or the answer to one.
+    pub(super) fn send_push_pull_answering(&mut self, to: A, join: bool, asker: Option<Asker<'_>>) {
+        let reply = asker.is_some();
+        // New here (in this life): we ask as a member that joins, the past events are not ours.
+        let join = join || (!reply && !self.join.baseline);
         // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
         let msg =
@@ -119,103 +120,9 @@ impl<A: Address> Node<A> {
         begin_packet(&mut w, PROTOCOL_VERSION);
         msg.encode(&mut w);
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
-        let mut digest = self.ledger.digest();
-        if reply {
-            // A member that joins knowing no broadcast gets the keyed state, not the past events; one
-            // that re-announces itself (it has a digest) gets what its digest lacks.
-            let asker = asker.unwrap_or(&[]);
-            let joining = join && asker.is_empty();
-            let lacking = self.log.lacking(&self.ledger, asker, joining, budget.saturating_sub(w.len()) / 2);
-            for bytes in lacking {
-                w.raw(bytes);
-            }
-        }
-        // The digest goes last: what the answer carried is received before its holes are opened.
-        let room = budget.saturating_sub(w.len());
-        let mut encoded = Message::<A>::BroadcastDigest { entries: core::mem::take(&mut digest) }.to_bytes();
-        if encoded.len() > room {
-            // Cut short (rare: thousands of origins over a small relay frame); the rest waits.
-            if let Message::BroadcastDigest { mut entries } = decode_digest::<A>(&encoded) {
-                while !entries.is_empty() && encoded.len() > room {
-                    let keep = entries.len() / 2;
-                    entries.truncate(keep);
-                    encoded = Message::<A>::BroadcastDigest { entries: entries.clone() }.to_bytes();
-                }
-            }
-        }
-        if encoded.len() <= room {
-            w.raw(&encoded);
-        }
+        self.write_broadcast_state(&mut w, asker, budget);
         self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
         self.stats.push_pulls_sent += 1;
-    }
-
-    /// Called once every message of a frame was handled: learns from the frame's digest, answers a
-    /// push-pull request with what the asker lacks, and a repair request likewise.
-    pub(super) fn finish_frame(&mut self, now: Instant) {
-        let frame = core::mem::take(&mut self.frame);
-        if frame.digest.is_some() {
-            // Broadcasts that came with a digest came from a push-pull or a repair.
-            self.stats.broadcasts_repaired += frame.delivered;
-        }
-        if let Some(digest) = &frame.digest {
-            for e in digest {
-                if e.origin != self.local.id {
-                    self.ledger.learn(&e.origin, e.epoch, e.next, frame.join_reply, now);
-                }
-            }
-        }
-        if let Some((to, join)) = frame.answer {
-            self.send_push_pull_answering(to, join, true, frame.digest.as_deref());
-        } else if let Some((to, asked)) = frame.pull {
-            self.answer_repair(to, &asked);
-        }
-    }
-
-    /// Asks a member for the broadcasts we have holes in, once they have had a few gossip rounds to
-    /// arrive on their own, at most once per protocol period: a hole closes long before a push-pull
-    /// period ends, and members that keep broadcasts a shorter time than we do still hold them.
-    pub(super) fn pull_repairs(&mut self, now: Instant) {
-        if self.status != Status::Running || now < self.last_repair + self.config.probe_interval {
-            return;
-        }
-        let settled = self.config.gossip_interval * 4;
-        let Some(origin) = self.ledger.origin_with_hole_older_than(now, settled) else { return };
-        // The origin keeps what it sent; anyone else may hold it too.
-        let origin_addr = self.members.get(&origin).filter(|m| m.state == MemberState::Alive).map(|m| m.addr.clone());
-        let random = self.random_alive_addr();
-        let to = match origin_addr {
-            Some(a) if self.rng.random_bool(0.5) => Some(a),
-            _ => random,
-        };
-        let Some(to) = to else { return };
-        self.last_repair = now;
-        self.stats.broadcast_pulls_sent += 1;
-        let msg = Message::<A>::BroadcastPull { entries: self.ledger.digest_of_holes() };
-        self.send_reliable_message(to, &msg);
-    }
-
-    /// Answers a repair request: the broadcasts the asker's digest lacks that we keep, and our own
-    /// view of those lives (so it learns how far they reached).
-    fn answer_repair(&mut self, to: A, asked: &[DigestEntry]) {
-        let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
-        let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
-        let mut w = Writer::with_capacity(256);
-        begin_packet(&mut w, PROTOCOL_VERSION);
-        for bytes in self.log.lacking(&self.ledger, asked, false, budget / 2) {
-            w.raw(bytes);
-        }
-        let ours: Vec<DigestEntry> = self
-            .ledger
-            .digest()
-            .into_iter()
-            .filter(|e| asked.iter().any(|a| a.origin == e.origin && a.epoch == e.epoch))
-            .collect();
-        let digest = Message::<A>::BroadcastDigest { entries: ours }.to_bytes();
-        if w.len() + digest.len() <= budget {
-            w.raw(&digest);
-        }
-        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
     }
 
     pub(super) fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
@@ -235,17 +142,16 @@ impl<A: Address> Node<A> {
         now: Instant,
     ) {
         self.stats.push_pulls_received += 1;
+        self.frame.push_pull = true;
         if !reply {
             // Answered once the whole frame is read: the asker's digest follows this message.
-            self.frame.answer = Some((from.clone(), join));
-        } else if join && !self.join.joined {
-            // The answer to our first join: broadcasts sent before it are not ours to expect. (A
-            // member already in the cluster that re-announces itself with `join` still expects
-            // everything.)
-            self.frame.join_reply = true;
+            self.frame.answer = Some((from.clone(), join, sender.clone()));
         }
         for record in records {
             self.merge_record(&sender, record, now);
+        }
+        if !self.join.joined {
+            self.frame.found = Some(from.clone());
         }
         if reply && (self.join.pending || !self.join.joined) {
             if !self.join.joined {
@@ -310,12 +216,12 @@ impl<A: Address> Node<A> {
         }
         let target = self.random_alive_addr();
         if let Some(to) = target {
-            self.send_push_pull(to, false, false);
+            self.send_push_pull(to, false);
         }
     }
 
     /// The address of a random alive member, if there is one.
-    fn random_alive_addr(&mut self) -> Option<A> {
+    pub(super) fn random_alive_addr(&mut self) -> Option<A> {
         self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive).first().map(|m| m.addr.clone())
     }
 
@@ -334,9 +240,6 @@ impl<A: Address> Node<A> {
 
     pub(super) fn on_reannounce_tick(&mut self, now: Instant) {
         self.timers.set(now + self.config.reannounce_interval, Timer::Reannounce);
-        self.reap(now);
-        self.expire_broadcasts(now);
-        self.sweep_timers();
         if self.status != Status::Running {
             return;
         }
@@ -344,7 +247,7 @@ impl<A: Address> Node<A> {
         let lonely_seeds: Vec<A> = self.join.seeds.iter().filter(|s| !live_addrs.contains(s)).cloned().collect();
         drop(live_addrs);
         if let Some(seed) = lonely_seeds.choose(&mut self.rng).cloned() {
-            self.send_push_pull(seed, true, false);
+            self.send_push_pull(seed, true);
         }
         let dead = self
             .members
@@ -352,7 +255,7 @@ impl<A: Address> Node<A> {
             .first()
             .map(|m| m.addr.clone());
         if let Some(to) = dead {
-            self.send_push_pull(to, false, false);
+            self.send_push_pull(to, false);
         }
         // Retry metadata fetches that got no answer.
         let pending: Vec<NodeId> = core::mem::take(&mut self.meta_requests);
@@ -364,43 +267,6 @@ impl<A: Address> Node<A> {
                 }
             }
         }
-    }
-
-    /// Gives up broadcast holes that can no longer be repaired (reporting them) and forgets
-    /// broadcasts kept longer than `broadcast_retention`.
-    fn expire_broadcasts(&mut self, now: Instant) {
-        let retention = self.config.broadcast_retention;
-        for (origin, epoch, count) in self.ledger.expire(now, retention) {
-            self.stats.broadcasts_missed += count;
-            self.emit(Event::BroadcastsMissed { origin, epoch, count });
-        }
-        let (members, me) = (&self.members, &self.local.id);
-        self.log.expire(now, retention, |id| id == me || members.get(id).is_some_and(|m| m.state.is_live()));
-    }
-
-    /// Forgets members that have been dead or gone longer than `dead_member_reap_time`.
-    ///
-    /// Forgetting a member also forgets the filter of recent updates: the filter skips a record seen
-    /// before because applying it again would change nothing, and for a member no longer in the table
-    /// that is false. After a partition longer than the reap time the other side comes back with the
-    /// very `Alive` records we learned it from the first time; skipped as repeats, they would leave
-    /// us relying on push-pull alone to relearn those members.
-    fn reap(&mut self, now: Instant) {
-        let horizon = self.config.dead_member_reap_time;
-        let expired: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|m| !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon)
-            .map(|m| m.id.clone())
-            .collect();
-        if expired.is_empty() {
-            return;
-        }
-        for id in expired {
-            self.members.remove(&id);
-            self.suspicions.remove(&id);
-        }
-        self.recent = RecentUpdates::new(self.rng.random());
     }
 
     /// Asks a member for its own record, to fetch metadata too large for gossip.
@@ -421,13 +287,5 @@ impl<A: Address> Node<A> {
         };
         self.send_reliable_message(from.clone(), &msg);
         self.stats.push_pulls_sent += 1;
-    }
-}
-
-/// Decodes a digest message we just encoded (to cut it short).
-fn decode_digest<A: Address>(bytes: &[u8]) -> Message<A> {
-    match decode_message::<A>(&mut Reader::new(bytes)) {
-        Ok(Decoded::Message(m)) => m,
-        _ => Message::BroadcastDigest { entries: Vec::new() },
     }
 }

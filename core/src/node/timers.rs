@@ -47,6 +47,8 @@ pub(crate) enum Timer {
     Gossip,
     PushPull,
     Reannounce,
+    /// Reap, expire broadcasts, sweep timers (see the `housekeeping` module).
+    Housekeeping,
     /// Join attempt `attempt` may have timed out.
     JoinTimeout {
         attempt: u32,
@@ -140,7 +142,7 @@ impl<A: crate::identity::Address> super::Node<A> {
             }
             Timer::JoinTimeout { attempt } => *attempt == join_attempt,
             Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
-            Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::CatchUp { .. } => true,
+            Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::Housekeeping | Timer::CatchUp { .. } => true,
         });
     }
 }

@@ -22,6 +22,10 @@ pub const MIN_PROTOCOL_VERSION: u8 = 1;
 /// Longest topic accepted for broadcasts and direct messages, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
 
+/// Most holes one digest entry may list (a sender lists its oldest this many); a longer list is a
+/// decode error.
+pub const MAX_DIGEST_HOLES: usize = 256;
+
 mod tag {
     pub const PING: u8 = 1;
     pub const ACK: u8 = 2;
@@ -494,16 +498,16 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
             if count > (b.remaining() / 13) as u64 {
                 return Err(DecodeError::TooLong);
             }
-            let mut entries = Vec::with_capacity(count as usize);
+            let mut entries = Vec::with_capacity(reservable::<DigestEntry>(count, b.remaining()));
             for _ in 0..count {
                 let origin = NodeId::decode(&mut b)?;
                 let epoch = b.varint_u32()?;
                 let next = b.varint()?;
                 let holes_len = b.varint()?;
-                if holes_len > b.remaining() as u64 {
+                if holes_len > MAX_DIGEST_HOLES as u64 || holes_len > b.remaining() as u64 {
                     return Err(DecodeError::TooLong);
                 }
-                let mut holes = Vec::with_capacity(holes_len as usize);
+                let mut holes = Vec::with_capacity(reservable::<u64>(holes_len, b.remaining()));
                 let mut prev: Option<u64> = None;
                 for _ in 0..holes_len {
                     let d = b.varint()?;
@@ -539,6 +543,14 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
         return Err(DecodeError::TrailingBytes);
     }
     Ok(Decoded::Message(msg))
+}
+
+/// How many items of type `T` to reserve room for when a length field claims `claimed` and `left`
+/// bytes remain: never more memory than the input itself takes (the vector grows if the items are
+/// really there), so a lying length cannot make a small packet reserve a large buffer.
+fn reservable<T>(claimed: u64, left: usize) -> usize {
+    let fits = left / core::mem::size_of::<T>().max(1);
+    usize::try_from(claimed).map_or(fits, |c| c.min(fits))
 }
 
 fn flag(r: &mut Reader<'_>) -> Result<bool, DecodeError> {

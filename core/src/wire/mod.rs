@@ -16,6 +16,6 @@ mod tests;
 pub use codec::{bytes_len, varint_len, DecodeError, Reader, Writer};
 pub use message::{
     begin_packet, decode_message, decode_packet, decode_packet_skipping, is_update_tag, skips_repeats, Alive, Decoded,
-    DigestEntry, MemberRecord, Message, MetaField, Ping, UserBroadcast, MAX_TOPIC_LEN, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    DigestEntry, MemberRecord, Message, MetaField, Ping, UserBroadcast, MAX_DIGEST_HOLES, MAX_TOPIC_LEN,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };

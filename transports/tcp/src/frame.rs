@@ -23,6 +23,9 @@ use tokio::time::{timeout, Instant};
 /// Start of every handshake: protocol name and version, then a space.
 pub(crate) const MAGIC: &[u8] = b"SHOAL-TCP/1 ";
 
+/// Bytes of the length prefix in front of every frame body.
+pub(crate) const HEADER_LEN: usize = 4;
+
 /// Longest acceptable handshake body.
 pub(crate) const MAX_HANDSHAKE: usize = MAGIC.len() + MAX_ADDR_LEN;
 
@@ -43,7 +46,7 @@ pub(crate) fn deadline_after(d: Duration) -> Instant {
 pub(crate) enum ReadEnd {
     /// The peer closed the connection between frames.
     Eof,
-    /// No frame for `idle_timeout`.
+    /// No progress from the peer for `idle_timeout`.
     Idle,
     /// The transport is closing.
     Closed,
@@ -91,15 +94,15 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Reads a frame header. The first byte may take until `idle_at()` (re-read whenever it passes,
-/// since writers may have pushed it back); once a frame has started, the rest of the header must
-/// arrive within `io_timeout`.
+/// Reads a frame header. The first byte may take until `idle_at()` (asked again whenever that
+/// moment passes, since progress may have pushed it back); once a frame has started, the rest of
+/// the header must arrive within `io_timeout`.
 pub(crate) async fn read_header<R: AsyncRead + Unpin>(
     rd: &mut R,
     io_timeout: Duration,
     idle_at: impl Fn() -> Instant,
 ) -> Result<u32, ReadEnd> {
-    let mut header = [0u8; 4];
+    let mut header = [0u8; HEADER_LEN];
     let n = loop {
         let deadline = idle_at();
         tokio::select! {

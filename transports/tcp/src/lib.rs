@@ -20,12 +20,26 @@
 //! - The accepting side reports every frame of a connection as coming from the address in its
 //!   handshake: a reply goes to the peer's listener, not to the connection's ephemeral port.
 //! - One outbound connection per peer, opened lazily by the first send and reused until it fails
-//!   or idles for [`TcpOptions::idle_timeout`]. Inbound connections are read by one task each,
+//!   or the peer makes no progress on it for [`TcpOptions::idle_timeout`] (see below). Inbound connections are read by one task each,
 //!   which pushes frames into a bounded inbox that [`Transport::recv`](shoal_core::driver::Transport::recv)
 //!   drains. Replies go out on our own outbound connection to the peer's advertised address.
 //! - Nothing blocks forever: connects, frame writes and frame reads each have a timeout, a full
 //!   inbox or memory budget makes a reader wait `io_timeout` and then drop the frame, and
 //!   best-effort packets never wait for a connect.
+//! - A dead peer is noticed within seconds, even one that vanished without a reset (a partition,
+//!   a crash, a black-holed link). Writes into such a connection still succeed, since they only
+//!   fill our kernel's send buffer, so a write is never taken as a sign of life. What counts is
+//!   progress: a non-empty frame read, or bytes we wrote that the peer acknowledged. Every
+//!   connection, outbound and inbound, carries `TCP_USER_TIMEOUT` = [`TcpOptions::ack_timeout`]
+//!   (Linux, Android) and TCP keepalive after [`TcpOptions::keepalive`] of quiet: the kernel fails a
+//!   connection whose data or keepalive probes go unacknowledged that long, its reader sees the
+//!   error, and the next frame to the peer opens a fresh connection. Without this, the kernel
+//!   keeps retransmitting with a backoff that grows to two minutes, and frames queued behind
+//!   cross a healed link only at its next retry.
+//! - Inbound connections are capped, in total ([`TcpOptions::max_inbound`]) and per source
+//!   address ([`TcpOptions::max_inbound_per_ip`]); one past a cap is refused at once with a reset
+//!   and counted. A connection whose peer delivers no non-empty frame for `idle_timeout` is
+//!   closed: zero-length keep-alive frames do not hold it open.
 //! - [`Transport::close`](shoal_core::driver::Transport::close) (or dropping the transport) stops
 //!   the listener and every connection task.
 
@@ -33,6 +47,7 @@ mod frame;
 mod inbound;
 mod outbound;
 mod shared;
+mod socket;
 mod transport;
 
 use std::time::Duration;
@@ -46,7 +61,7 @@ pub use transport::TcpTransport;
 /// Handshake prefix of protocol version 1 (followed by the advertised address).
 pub const HANDSHAKE_MAGIC: &[u8] = frame::MAGIC;
 
-/// Settings of a [`TcpTransport`]. Every duration must be non-zero.
+/// Settings of a [`TcpTransport`]. Every duration and every cap must be non-zero.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpOptions {
     /// Largest frame sent or accepted, in bytes (default 16 MiB + 1 KiB: the core's default
@@ -58,9 +73,34 @@ pub struct TcpOptions {
     /// How long writing one frame, or reading one once its first byte arrived, may take (default
     /// 5 s). A 16 MiB frame therefore needs about 27 Mbit/s; raise it for slow links.
     pub io_timeout: Duration,
-    /// Connections that carried no frame either way for this long are closed (default 60 s). The
+    /// Connections on which the peer made no progress for this long are closed (default 60 s):
+    /// no non-empty frame arrived, and none of the bytes we wrote were acknowledged. Zero-length
+    /// frames do not count, nor do writes the peer has not acknowledged. (Where the send queue
+    /// cannot be read, on systems other than Linux and Android, a write counts as progress.) The
     /// next send reconnects.
     pub idle_timeout: Duration,
+    /// How long data we wrote, or a keepalive probe, may stay unacknowledged by the peer before
+    /// the connection is declared dead and closed (default 5 s, like `io_timeout`). Set as
+    /// `TCP_USER_TIMEOUT` on every connection (Linux and Android; elsewhere the keepalive probe
+    /// count approximates it for quiet connections). A peer that keeps its receive window shut
+    /// this long (it stopped reading) counts as dead too. Raise it for links that can lose
+    /// several retransmissions of the same segment in a row. Rounded to milliseconds.
+    pub ack_timeout: Duration,
+    /// A connection quiet for this long is probed with TCP keepalive, then again every
+    /// `keepalive` until the peer answers or `ack_timeout` passes (default 2 s; whole seconds,
+    /// at least 1 s). This notices a dead peer when we have nothing to send, as on an inbound
+    /// connection, which only reads.
+    pub keepalive: Duration,
+    /// Inbound connections open at once, handshakes in progress included (default 1,024). One
+    /// more is refused at once (closed with a reset) and counted in
+    /// [`ConnectionStats::refused`] and `dropped_in`. Raise it for TCP-only clusters of more
+    /// than about a thousand members, where most members may hold a connection to us.
+    pub max_inbound: usize,
+    /// Inbound connections open at once from one source IP address (default 128), refused and
+    /// counted like those past `max_inbound`. A host normally needs one per member it runs;
+    /// raise it for many members behind one address (a NAT, or a test with every member on
+    /// loopback). IPv6 sources are capped per address, not per prefix.
+    pub max_inbound_per_ip: usize,
     /// TCP-only mode: also carry best-effort packets to `tcp://` addresses (default false). A
     /// best-effort packet never waits for a connection: the first one to a peer is sent by a
     /// background task, and one that would wait longer than [`BEST_EFFORT_WAIT`] is dropped.
@@ -78,6 +118,10 @@ impl Default for TcpOptions {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            ack_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(2),
+            max_inbound: 1_024,
+            max_inbound_per_ip: 128,
             best_effort: false,
             advertise: None,
         }
@@ -91,8 +135,12 @@ impl TcpOptions {
         if self.max_frame == 0 {
             return invalid("TcpOptions::max_frame must be at least 1");
         }
-        if self.connect_timeout.is_zero() || self.io_timeout.is_zero() || self.idle_timeout.is_zero() {
+        let timeouts = [self.connect_timeout, self.io_timeout, self.idle_timeout, self.ack_timeout, self.keepalive];
+        if timeouts.iter().any(Duration::is_zero) {
             return invalid("TcpOptions timeouts must be non-zero");
+        }
+        if self.max_inbound == 0 || self.max_inbound_per_ip == 0 {
+            return invalid("TcpOptions::max_inbound and max_inbound_per_ip must be at least 1");
         }
         Ok(())
     }

@@ -8,8 +8,12 @@
 //! an old one (the peer may have restarted), is retried once on a fresh one.
 //!
 //! Every connection gets a reader task too ([`crate::inbound::read_frames`]): a peer may answer on
-//! the connection we opened, and the reader notices when the peer closes it or when it has been
-//! idle (no frame either way) for `idle_timeout`. It then empties the slot and forgets the peer.
+//! the connection we opened, and the reader notices when the peer closes it, when the system
+//! fails it (the peer acknowledged nothing for `ack_timeout`, see [`crate::socket`]) or when the
+//! peer made no progress for `idle_timeout`: no frame read and none of our bytes acknowledged.
+//! Writing into the socket buffer is not progress, so a connection we keep writing into a black
+//! hole is not kept open by those writes. The reader then empties the slot and forgets the peer,
+//! and the next frame to the peer opens a fresh connection.
 //!
 //! Best-effort packets (TCP-only mode) must not hold up the protocol loop: they never wait for a
 //! connect (the first packet to a peer is sent by a spawned task), wait at most
@@ -30,8 +34,9 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use crate::frame::{self, ReadEnd};
-use crate::inbound::{log_end, read_frames, READ_BUFFER};
+use crate::inbound::{note_end, read_frames, READ_BUFFER};
 use crate::shared::{add, sub, Activity, Shared};
+use crate::socket::{self, SendQueue};
 
 /// Longest a best-effort send waits for a busy connection or a full socket buffer.
 pub const BEST_EFFORT_WAIT: Duration = Duration::from_millis(50);
@@ -78,13 +83,22 @@ struct Conn {
 }
 
 impl Conn {
-    async fn write(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
+    /// Writes one frame within `limit`. Success means the kernel took the bytes, not that the
+    /// peer got them: the reader watches for their acknowledgement.
+    async fn write(&mut self, shared: &Shared, bytes: &[u8], limit: Duration) -> io::Result<()> {
         match timeout(limit, frame::write_frame(&mut self.wr, bytes, &mut self.scratch)).await {
             Ok(Ok(())) => {
-                self.activity.touch();
+                self.activity.wrote(frame::HEADER_LEN + bytes.len());
                 Ok(())
             }
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => {
+                // The system gave up on the peer (ack_timeout); whichever of the writer and the
+                // reader sees the error first counts it, the other one sees a closed socket.
+                if e.kind() == io::ErrorKind::TimedOut {
+                    add(&shared.counters.timed_out, 1);
+                }
+                Err(e)
+            }
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "frame write timed out")),
         }
     }
@@ -185,7 +199,7 @@ impl Pool {
     ) -> Result<(), TransportError> {
         let io_timeout = self.shared.options.io_timeout;
         if let Some(conn) = st.conn.as_mut().filter(|c| c.is_alive()) {
-            match conn.write(bytes, io_timeout).await {
+            match conn.write(&self.shared, bytes, io_timeout).await {
                 Ok(()) => return Ok(()),
                 // An old connection may have died without us noticing (peer restarted): retry once.
                 Err(e) => tracing::debug!(%to, error = %e, "write on a reused connection failed; reconnecting"),
@@ -200,7 +214,7 @@ impl Pool {
             }
         };
         st.backoff_until = None;
-        conn.write(bytes, io_timeout).await?;
+        conn.write(&self.shared, bytes, io_timeout).await?;
         st.conn = Some(conn);
         Ok(())
     }
@@ -232,17 +246,24 @@ impl Pool {
         bytes: &[u8],
     ) -> Result<bool, TransportError> {
         let peer = self.peer(sa);
-        if peer.connecting.load(Ordering::Acquire) > 0 {
-            return Err(dropped("connection being opened; best-effort packet dropped"));
-        }
-        let Ok(mut st) = timeout(BEST_EFFORT_WAIT, peer.state.lock()).await else {
-            return Err(dropped("connection busy; best-effort packet dropped"));
+        let mut st = if peer.connecting.load(Ordering::Acquire) > 0 {
+            // A connect is under way. Its connection may be up already (the task that opened it
+            // has written its frame and not yet finished): use it if the slot is free, never wait.
+            match peer.state.try_lock() {
+                Ok(st) if st.conn.as_ref().is_some_and(|c| c.is_alive()) => st,
+                _ => return Err(dropped("connection being opened; best-effort packet dropped")),
+            }
+        } else {
+            let Ok(st) = timeout(BEST_EFFORT_WAIT, peer.state.lock()).await else {
+                return Err(dropped("connection busy; best-effort packet dropped"));
+            };
+            st
         };
         if st.retired {
             return Err(dropped("peer being forgotten; best-effort packet dropped"));
         }
         if let Some(conn) = st.conn.as_mut().filter(|c| c.is_alive()) {
-            return match conn.write(bytes, BEST_EFFORT_WAIT).await {
+            return match conn.write(&self.shared, bytes, BEST_EFFORT_WAIT).await {
                 Ok(()) => Ok(true),
                 Err(e) => {
                     // A partly written frame ruins the stream: start over on a new connection.
@@ -282,7 +303,8 @@ impl Pool {
             Ok(stream) => stream?,
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out").into()),
         };
-        let _ = stream.set_nodelay(true);
+        socket::configure(&stream, options);
+        let queue = SendQueue::of(&stream);
         let (rd, wr) = stream.into_split();
         let mut conn = Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -291,19 +313,20 @@ impl Pool {
             activity: Arc::new(Activity::new()),
             scratch: Vec::new(),
         };
-        conn.write(&frame::handshake(&self.shared.advertise), options.io_timeout).await?;
+        conn.write(&self.shared, &frame::handshake(&self.shared.advertise), options.io_timeout).await?;
         add(&self.shared.counters.dialled, 1);
         add(&self.shared.counters.outbound_open, 1);
         let (pool, peer, from) = (self.clone(), peer.clone(), to.clone());
         let (id, alive, activity) = (conn.id, conn.alive.clone(), conn.activity.clone());
         tokio::spawn(async move {
             let shared = pool.shared.clone();
+            // `rd` holds the socket open for as long as `queue` is read (inside read_frames).
             let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
             let end = tokio::select! {
                 () = shared.closing.wait() => ReadEnd::Closed,
-                end = read_frames(&shared, &mut rd, &from, &activity) => end,
+                end = read_frames(&shared, &mut rd, &from, &activity, queue) => end,
             };
-            log_end(&end, "outbound", sa);
+            note_end(&shared, &end, "outbound", sa);
             alive.store(false, Ordering::Release);
             pool.forget(sa, &peer, id).await;
             sub(&shared.counters.outbound_open, 1);

@@ -411,3 +411,143 @@ async fn ipv6_loopback_works_when_the_host_has_it() {
     })
     .await;
 }
+
+/// True once the peer closed the connection (EOF or reset) within `limit`; reads and discards
+/// whatever arrives before that.
+async fn disconnected_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    let closed = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    timeout(limit, closed).await.is_ok()
+}
+
+/// A raw connection from `source` (any address on loopback) to `to`, handshake sent.
+async fn try_raw_peer_from(source: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().unwrap())?;
+    let mut stream = socket.connect(to).await?;
+    stream.write_all(&handshake(&format!("tcp://{source}:9"))).await?;
+    Ok(stream)
+}
+
+async fn raw_peer_from(source: &str, to: SocketAddr) -> TcpStream {
+    try_raw_peer_from(source, to).await.expect("connect from a loopback source address")
+}
+
+/// True when a connection from `source` is closed at once: reset before the connect completes
+/// or the handshake is written, or closed within a few seconds after.
+async fn refused(source: &str, to: SocketAddr) -> bool {
+    match try_raw_peer_from(source, to).await {
+        Ok(mut stream) => disconnected_within(&mut stream, Duration::from_secs(5)).await,
+        Err(e) => matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_the_per_source_cap_is_refused_at_once_and_counted() {
+    bounded(async {
+        let b = bind(TcpOptions { max_inbound_per_ip: 3, ..TcpOptions::default() }).await;
+        let mut admitted = Vec::new();
+        for _ in 0..3 {
+            admitted.push(raw_peer_from("127.0.0.1", b.local_socket_addr()).await);
+        }
+        assert!(eventually(|| b.connection_stats().inbound_open == 3).await, "{:?}", b.connection_stats());
+        assert!(refused("127.0.0.1", b.local_socket_addr()).await, "the fourth connection stayed open");
+        assert!(eventually(|| b.connection_stats().refused == 1).await, "{:?}", b.connection_stats());
+        assert_eq!(b.counters().dropped_in, 1, "a refused connection is a drop");
+        assert_eq!((b.connection_stats().accepted, b.connection_stats().inbound_open), (3, 3));
+        // The admitted ones still work...
+        for (i, conn) in admitted.iter_mut().enumerate() {
+            conn.write_all(&frame(&[i as u8; 10])).await.unwrap();
+        }
+        let mut got: Vec<u8> = Vec::new();
+        for _ in 0..3 {
+            got.push(recv(&b).await.1[0]);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+        // ...and a slot given back admits the next one.
+        drop(admitted.pop());
+        assert!(eventually(|| b.connection_stats().inbound_open == 2).await, "{:?}", b.connection_stats());
+        let mut next = raw_peer_from("127.0.0.1", b.local_socket_addr()).await;
+        next.write_all(&frame(b"admitted again")).await.unwrap();
+        assert_eq!(recv(&b).await.1, b"admitted again");
+        assert_eq!(b.connection_stats().refused, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_total_cap_are_refused_whatever_their_source() {
+    bounded(async {
+        let b = bind(TcpOptions { max_inbound: 2, ..TcpOptions::default() }).await;
+        let _first = raw_peer_from("127.0.0.2", b.local_socket_addr()).await;
+        let _second = raw_peer_from("127.0.0.3", b.local_socket_addr()).await;
+        assert!(eventually(|| b.connection_stats().inbound_open == 2).await, "{:?}", b.connection_stats());
+        assert!(refused("127.0.0.4", b.local_socket_addr()).await, "a third connection stayed open");
+        assert!(eventually(|| b.connection_stats().refused == 1).await, "{:?}", b.connection_stats());
+        // A transport's own sends are outbound and unaffected by its inbound cap.
+        let c = bind(TcpOptions::default()).await;
+        b.send_reliable(&c.local_addr(), b"out").await.unwrap();
+        assert_eq!(recv(&c).await.1, b"out");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_only_zero_length_frames_is_disconnected_after_the_idle_timeout() {
+    bounded(async {
+        let idle = Duration::from_millis(300);
+        let b = bind(TcpOptions { idle_timeout: idle, ..TcpOptions::default() }).await;
+        let raw = raw_peer_from("127.0.0.1", b.local_socket_addr()).await;
+        let started = tokio::time::Instant::now();
+        let (mut rd, mut wr) = raw.into_split();
+        // Keep-alives ten times per idle timeout, until the connection is gone.
+        let keep_alive = tokio::spawn(async move {
+            while wr.write_all(&0u32.to_be_bytes()).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        });
+        let mut buf = [0u8; 16];
+        let closed = timeout(Duration::from_secs(5), rd.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0) | Err(_))), "still connected after 5 s of keep-alives: {closed:?}");
+        assert!(started.elapsed() >= idle, "closed after {:?}, before the idle timeout", started.elapsed());
+        let stats = || b.connection_stats();
+        assert!(eventually(|| stats().idle_closed == 1 && stats().inbound_open == 0).await, "{:?}", stats());
+        timeout(Duration::from_secs(5), keep_alive).await.expect("the keep-alive writer stops").unwrap();
+        nothing_arrives(&b).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_frames_the_peer_acknowledges_stays_open_past_the_idle_timeout() {
+    bounded(async {
+        let idle = Duration::from_millis(300);
+        let a = bind(TcpOptions { idle_timeout: idle, ..TcpOptions::default() }).await;
+        let b = bind(TcpOptions::default()).await;
+        // The peer never answers on our connection: only its acknowledgements show progress.
+        let until = tokio::time::Instant::now() + idle * 4;
+        let mut sent = 0;
+        while tokio::time::Instant::now() < until {
+            a.send_reliable(&b.local_addr(), b"busy").await.unwrap();
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        for _ in 0..sent {
+            recv(&b).await;
+        }
+        assert_eq!(a.connection_stats().dialled, 1, "{:?}", a.connection_stats());
+        assert_eq!(a.connection_stats().idle_closed, 0);
+        // Unused, it does close.
+        assert!(eventually(|| a.connection_stats().outbound_open == 0).await, "{:?}", a.connection_stats());
+        assert_eq!(a.connection_stats().idle_closed, 1);
+    })
+    .await;
+}

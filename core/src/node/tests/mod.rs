@@ -28,6 +28,7 @@ use crate::wire::{begin_packet, decode_packet, Alive, MemberRecord, Message, Met
 
 mod broadcasts;
 mod findings;
+mod ledger_review;
 mod reliable;
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.

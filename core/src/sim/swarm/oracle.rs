@@ -180,6 +180,6 @@ pub fn settle_bound(s: &Scenario) -> Duration {
     // News of a broadcast nobody holds any more spreads from digest to digest, one push-pull at a
     // time: an epidemic over push-pull periods, `log2 n` of them and a margin.
     let rounds = libm::ceil(libm::log2(s.nodes.max(2) as f64)) as u32 + 3;
-    let reports = pp * rounds + slow.broadcast_retention + slow.reannounce_interval * 2;
+    let reports = pp * rounds + slow.broadcast_retention + slow.housekeeping_period() * 2;
     repairs.max(reports) + slow.reliable_timeout * slow.reliable_attempts
 }
