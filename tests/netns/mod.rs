@@ -374,12 +374,16 @@ impl Lab {
             .arg(&self.agent)
             .args(["--name", &slot.name, "--preset", "lan", "--json"])
             .args(["--bind", &format!("{}:{PORT}", slot.ip), "--http", &format!("{}:{HTTP_PORT}", slot.ip)])
-            .env("SHOAL_LOG", "warn")
+            // `SHOAL_LAB_LOG=shoal_tcp=debug` (say) to read what the agents did in their .err logs.
+            .env("SHOAL_LOG", std::env::var("SHOAL_LAB_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
         if !join.is_empty() {
             cmd.args(["--join", &join.join(",")]);
+        }
+        if let Ok(path) = std::env::var("SHOAL_LAB_CONFIG") {
+            cmd.args(["--config", &path]);
         }
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe { cmd.pre_exec(sys::die_with_parent) };
