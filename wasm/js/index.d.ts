@@ -227,7 +227,14 @@ export interface Metrics {
   incarnation: number;
   transportErrors: number;
   droppedEvents: number;
+  /** Reliable frames dropped behind slow or dead peers, or for want of room. */
   reliableDropped: number;
+  /** Best-effort frames dropped behind slow peers, or for want of room. */
+  bestEffortDropped: number;
+  /** Panics caught in `onMessage` callbacks (each logged; the member carried on). */
+  callbackPanics: number;
+  /** Transport sends given up after the send deadline. */
+  sendsAbandoned: number;
   transport: {
     packetsIn: number;
     bytesIn: number;

@@ -47,7 +47,6 @@ export function prometheusText(m) {
     "healthScore",
     "incarnation",
     "droppedEvents",
-    "reliableDropped",
   ]);
   const lines = [];
   const put = (name, value, gauge) => {
@@ -75,7 +74,7 @@ const METRIC_NAMES = [
   "bytesSent", "bytesReceived", "decodeErrors", "probes", "probesFailed", "suspicionsRaised",
   "failuresDeclared", "refutations", "broadcastsDelivered", "broadcastsDropped", "broadcastsMissed",
   "broadcastsRepaired", "directDelivered", "reliableRetries", "reliableFailed", "pushPulls", "queuedMembershipUpdates", "queuedBroadcasts", "healthScore", "incarnation",
-  "transportErrors", "droppedEvents", "reliableDropped",
+  "transportErrors", "droppedEvents", "reliableDropped", "bestEffortDropped", "callbackPanics", "sendsAbandoned",
 ];
 const METRIC_GROUPS = {
   transport: ["packetsIn", "bytesIn", "packetsOut", "bytesOut", "sendErrors", "droppedIn"],

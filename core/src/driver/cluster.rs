@@ -72,6 +72,7 @@ struct Inner {
     state: RunState,
     transport_errors: u64,
     callback_panics: u64,
+    sends_abandoned: u64,
 }
 
 pub(crate) struct Shared {
@@ -212,6 +213,7 @@ impl ClusterBuilder {
                 state: RunState::Running,
                 transport_errors: 0,
                 callback_panics: 0,
+                sends_abandoned: 0,
             }),
             wakeup: Wakeup::default(),
             rounds: Rounds::default(),
@@ -338,7 +340,9 @@ impl Cluster {
     /// Waits until the driver has handed every packet produced so far to the transports (best-effort
     /// ones that could not be sent at once included: they wait for their destination's sender task).
     /// Best-effort sends are not queued by the transports, so a sender that calls this every few
-    /// hundred messages never has more than that waiting.
+    /// hundred messages never has more than that waiting. A transport whose send never completes
+    /// holds it up at most [`super::BEST_EFFORT_SEND_DEADLINE`]: that send is given up and counted
+    /// ([`Metrics::sends_abandoned`]), and what waits behind it for the same destination dropped.
     pub async fn flush(&self) {
         loop {
             let seen = self.shared.rounds.current();
@@ -438,6 +442,7 @@ impl Cluster {
         m.reliable_dropped = self.shared.outbox.dropped(Lane::Reliable);
         m.best_effort_dropped = self.shared.outbox.dropped(Lane::BestEffort);
         m.callback_panics = inner.callback_panics;
+        m.sends_abandoned = inner.sends_abandoned;
         m
     }
 
@@ -717,11 +722,11 @@ fn start_sender(shared: &Arc<Shared>, to: Addr, lane: Lane, first: Option<BoxFut
     let task = async move {
         let mut running = SenderRunning { shared: shared.clone(), to: to.clone(), lane, done: false };
         if let Some(send) = first {
-            shared.sent(&to, send.await);
+            shared.sent_by_deadline(&to, lane, send).await;
         }
         while let Some(frame) = shared.outbox.pop(&to, lane) {
-            let result = send_future(shared.clone(), to.clone(), frame, lane == Lane::Reliable).await;
-            shared.sent(&to, result);
+            let send = send_future(shared.clone(), to.clone(), frame, lane == Lane::Reliable);
+            shared.sent_by_deadline(&to, lane, send).await;
         }
         running.done = true;
         // `flush` waits for best-effort lanes to empty.
@@ -748,6 +753,27 @@ impl Drop for SenderRunning {
 }
 
 impl Shared {
+    /// Finishes `send` on a sender task, or gives it up at the lane's deadline: a transport whose
+    /// send never completes must not hold its destination's lane (and `flush`) forever.
+    async fn sent_by_deadline(&self, to: &Addr, lane: Lane, send: BoxFuture<'static, SendOutcome>) {
+        use futures_util::future::{select, Either};
+        let limit = match lane {
+            Lane::BestEffort => super::BEST_EFFORT_SEND_DEADLINE,
+            Lane::Reliable => super::RELIABLE_SEND_DEADLINE,
+        };
+        match select(send, self.runtime.sleep(limit)).await {
+            Either::Left((outcome, _)) => self.sent(to, outcome),
+            Either::Right(_) => {
+                let mut inner = lock(&self.inner);
+                inner.sends_abandoned += 1;
+                inner.transport_errors += 1;
+                drop(inner);
+                self.outbox.shed(to, lane);
+                tracing::warn!(%to, ?lane, ?limit, "a transport's send did not complete in time; given up");
+            }
+        }
+    }
+
     /// Counts and logs a failed or panicked send (the protocol treats it as a lost packet).
     fn sent(&self, to: &Addr, outcome: SendOutcome) {
         match outcome {

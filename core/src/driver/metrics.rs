@@ -25,6 +25,9 @@ pub struct Metrics {
     pub best_effort_dropped: u64,
     /// Panics raised by `on_message` callbacks (each caught and logged; the member carried on).
     pub callback_panics: u64,
+    /// Sends a transport had not finished by the send deadline (see [`super::SEND_DEADLINE`]):
+    /// given up, counted as transport errors too, like lost packets.
+    pub sends_abandoned: u64,
     pub members_alive: u64,
     pub members_suspect: u64,
     pub members_dead: u64,
@@ -70,7 +73,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 45] = [
+        let counters: [(&str, &str, u64); 49] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -149,6 +152,18 @@ impl Metrics {
                 "Best-effort frames dropped behind slow peers or for want of room",
                 self.best_effort_dropped,
             ),
+            (
+                "reliable_dropped_total",
+                "Reliable frames dropped behind slow or dead peers or for want of room",
+                self.reliable_dropped,
+            ),
+            ("sends_abandoned_total", "Transport sends given up after the send deadline", self.sends_abandoned),
+            ("transport_send_errors_total", "Sends the transports reported failed", self.transport.send_errors),
+            (
+                "transport_dropped_in_total",
+                "Received frames the transports dropped (inbox full, memory budget)",
+                self.transport.dropped_in,
+            ),
             ("transport_bytes_out_total", "Bytes written by transports", self.transport.bytes_out),
             ("transport_bytes_in_total", "Bytes read by transports", self.transport.bytes_in),
             (
@@ -184,7 +199,6 @@ impl Metrics {
             ("local_health", "Lifeguard local health score (0 is healthy)", self.health_score),
             ("incarnation", "This member's incarnation", self.incarnation),
             ("dropped_events", "Events dropped by slow subscribers", self.dropped_events),
-            ("reliable_dropped", "Reliable frames dropped behind slow or dead peers", self.reliable_dropped),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP shoal_{name} {help}\n# TYPE shoal_{name} gauge\nshoal_{name} {value}");

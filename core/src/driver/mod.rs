@@ -27,6 +27,15 @@ use std::task::{Context, Poll};
 pub use addr::{Addr, AddrError, MAX_ADDR_LEN};
 pub use cluster::{Cluster, ClusterBuilder, ClusterEvent, ClusterMessage, Driver};
 pub use metrics::Metrics;
+
+/// Longest the driver lets a transport take over one best-effort send (on the destination's sender
+/// task) before it gives the send up and counts it in [`Metrics::sends_abandoned`]. Transports
+/// bound their own sends far below this; it guards against one that never completes.
+pub const BEST_EFFORT_SEND_DEADLINE: core::time::Duration = core::time::Duration::from_secs(5);
+
+/// Longest the driver lets a transport take over one reliable send (connect, handshake and write
+/// included) before it gives the send up, as [`BEST_EFFORT_SEND_DEADLINE`] for best-effort ones.
+pub const RELIABLE_SEND_DEADLINE: core::time::Duration = core::time::Duration::from_secs(30);
 pub use runtime::Runtime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;

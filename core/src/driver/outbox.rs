@@ -22,8 +22,11 @@
 //!   long as it holds more than the frame's own; otherwise the frame is dropped. A destination with
 //!   little waiting, a healthy one, therefore always finds room, however many dead ones are full.
 //!
-//! Every frame refused or pushed out is counted, per lane, like a lost packet: the protocol probes
-//! again, sends push-pulls again and retries reliable messages until they are acknowledged.
+//! A send the transport has not finished by its lane's deadline (see the driver's
+//! `BEST_EFFORT_SEND_DEADLINE`) is given up, and the frames waiting behind it are dropped.
+//!
+//! Every frame refused, pushed out or shed is counted, per lane, like a lost packet: the protocol
+//! probes again, sends push-pulls again and retries reliable messages until they are acknowledged.
 use std::prelude::rust_2021::*;
 
 use std::collections::{HashMap, VecDeque};
@@ -168,6 +171,20 @@ impl Outbox {
         s.forget_bytes(lane, queue.bytes);
         s.dropped[lane as usize] += queue.frames.len() as u64;
         s.end_lane(to, lane);
+    }
+
+    /// A send of this lane of `to` was given up at its deadline: the peer, or the transport's way
+    /// to it, is stuck, so what waits behind it is dropped (counted) rather than given the same
+    /// wait each. The lane stays claimed by its sender task, which finds it empty and ends.
+    pub fn shed(&self, to: &Addr, lane: Lane) {
+        let mut s = lock(&self.state);
+        let Some(queue) = s.destinations.get_mut(to).and_then(|lanes| lanes[lane as usize].as_mut()) else {
+            return;
+        };
+        let (bytes, frames) = (queue.bytes, queue.frames.len());
+        *queue = Queue::default();
+        s.forget_bytes(lane, bytes);
+        s.dropped[lane as usize] += frames as u64;
     }
 
     /// Bytes of best-effort frames waiting for their sender tasks.
@@ -416,6 +433,22 @@ mod tests {
         assert_eq!(drain(&out, &b, R), vec![vec![5; 4]]);
         assert!(drain(&out, &a, B).is_empty() && drain(&out, &b, B).is_empty());
         assert_eq!(lock(&out.state).bytes, 0);
+    }
+
+    #[test]
+    fn a_shed_lane_drops_what_waits_counted_and_its_sender_ends() {
+        let out = outbox(1 << 20, 1 << 16, 1 << 16);
+        let to = addr(1);
+        assert_eq!(out.push(to.clone(), Lane::BestEffort, vec![1; 10]), Push::StartSender);
+        assert_eq!(out.pop(&to, Lane::BestEffort), Some(vec![1; 10]), "in flight");
+        for _ in 0..3 {
+            assert_eq!(out.push(to.clone(), Lane::BestEffort, vec![2; 10]), Push::Queued);
+        }
+        out.shed(&to, Lane::BestEffort);
+        assert_eq!((out.dropped(Lane::BestEffort), out.best_effort_waiting()), (3, 0));
+        assert_eq!(out.push(to.clone(), Lane::BestEffort, vec![3; 10]), Push::Queued, "the sender still runs");
+        assert_eq!(drain(&out, &to, Lane::BestEffort), [vec![3; 10]]);
+        assert_eq!(out.push(to.clone(), Lane::BestEffort, vec![4; 10]), Push::StartSender, "it ended");
     }
 
     #[test]

@@ -15,7 +15,10 @@ use std::vec::Vec;
 use futures_util::FutureExt;
 
 use super::signal::lock;
-use super::{Addr, CloseReason, Cluster, ClusterError, Received, TokioRuntime, Transport, TransportError};
+use super::{
+    Addr, CloseReason, Cluster, ClusterError, Received, TokioRuntime, Transport, TransportError,
+    BEST_EFFORT_SEND_DEADLINE,
+};
 use crate::Config;
 
 /// Generous for a loaded machine; a wedged driver misses it by forever.
@@ -371,6 +374,36 @@ async fn best_effort_frames_behind_a_stuck_peer_are_bounded_dropped_and_counted(
     a.send_to_addr(&b.local_addr(), "datagram", b"x", false).unwrap();
     a.send_to_addr(&b.local_addr(), "reliable", b"x", true).unwrap();
     assert!(eventually(|| count(&seen, "datagram") == 1 && count(&seen, "reliable") == 1).await);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_never_completes_is_given_up_at_its_deadline_so_flush_returns() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let stuck = addr(100);
+    lock(&mem.hang).insert(stuck.clone());
+    // One send in flight that never completes, twenty waiting behind it.
+    for _ in 0..21 {
+        a.send_to_addr(&stuck, "gossip", b"x", false).unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    within("flush", a.flush()).await;
+    let waited = started.elapsed();
+    assert!(waited >= BEST_EFFORT_SEND_DEADLINE - Duration::from_millis(100), "flush returned after {waited:?}");
+    let m = a.metrics();
+    assert_eq!((m.sends_abandoned, m.best_effort_dropped), (1, 20), "{m:?}");
+    assert!(m.to_prometheus().contains("shoal_sends_abandoned_total 1"), "{}", m.to_prometheus());
+    // The member carries on, to the healthy peer and to the stuck one alike.
+    a.send_to_addr(&b.local_addr(), "ping", b"x", false).unwrap();
+    assert!(eventually(|| count(&seen, "ping") == 1).await);
+    lock(&mem.hang).clear();
+    a.send_to_addr(&stuck, "gossip", b"x", false).unwrap();
+    within("flush", a.flush()).await;
+    assert!(eventually(|| mem.sent_to(&stuck) == 1).await, "the destination works again once its transport does");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! [`RelayConfig`]: what a relay admits, how large its frames and queues may be, what it serves.
 
 use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use shoal_core::driver::relay::relay_addr;
@@ -21,7 +22,10 @@ pub struct RelayConfig {
     /// The `host:port` written into `relay://<host:port>/<peer>` addresses, that is, how members
     /// reach this relay. Empty (the default) means the bound address. Native members accept a
     /// relay datagram only from the socket address named here, so behind a wildcard bind
-    /// (`0.0.0.0`) or NAT set it to the `ip:port` members see.
+    /// (`0.0.0.0`) or NAT set it to the `ip:port` members see. A host name is resolved once, when
+    /// the relay binds, and the addresses carry the resulting `ip:port` (an address of the bound
+    /// IP's family; the bound IP itself if the name resolves to it); a name that does not resolve
+    /// is refused then. Members must reach the relay at the address the relay's own resolver gives.
     pub public_addr: String,
     /// Largest frame forwarded, in bytes, address header included (default 64 KiB, at least 256).
     /// Larger WebSocket messages and UDP datagrams are dropped and counted; a WebSocket message
@@ -87,6 +91,42 @@ impl RelayConfig {
     }
 }
 
+/// The `ip:port` to write into `relay://` addresses for the configured `public` address (already
+/// validated) of a relay bound to `bound`. An `ip:port` is kept as it is. A host name is resolved
+/// with the system resolver (blocking): native members compare the socket a relay datagram came
+/// from with the one its `relay://` source names, so the addresses must name an IP. Of the
+/// results, the bound IP wins, then the first of the bound IP's family (any, behind an IPv6
+/// wildcard bind, which also receives IPv4).
+pub(crate) fn resolve_public_addr(public: &str, bound: SocketAddr) -> Result<String, String> {
+    if public.parse::<SocketAddr>().is_ok() {
+        return Ok(public.to_string());
+    }
+    let found: Vec<SocketAddr> = public
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!(
+                "relay config: public_addr {public} does not resolve ({e}); give the ip:port members reach the \
+                 relay at, or a host name this machine resolves"
+            )
+        })?
+        .collect();
+    pick_public_addr(&found, bound).map(|a| a.to_string()).ok_or_else(|| {
+        format!(
+            "relay config: public_addr {public} resolves to {found:?}, none of them an address of the bound \
+             {bound}'s family; give the ip:port members reach the relay at"
+        )
+    })
+}
+
+fn pick_public_addr(found: &[SocketAddr], bound: SocketAddr) -> Option<SocketAddr> {
+    let dual_stack = bound.ip().is_unspecified() && bound.is_ipv6();
+    found
+        .iter()
+        .find(|a| a.ip() == bound.ip())
+        .or_else(|| found.iter().find(|a| a.is_ipv4() == bound.is_ipv4() || dual_stack))
+        .copied()
+}
+
 /// Whether `addr` makes valid `relay://<addr>/<peer>` addresses that end in `:port`.
 pub(crate) fn valid_public_addr(addr: &str) -> bool {
     !addr.contains('/')
@@ -113,6 +153,27 @@ mod tests {
         assert_eq!(bad(RelayConfig { public_addr: "relay.example".into(), ..Default::default() }), "public_addr");
         assert_eq!(bad(RelayConfig { public_addr: "ws://h:1".into(), ..Default::default() }), "public_addr");
         assert_eq!(bad(RelayConfig { public_addr: "h:1/x".into(), ..Default::default() }), "public_addr");
+    }
+
+    #[test]
+    fn a_public_ip_is_kept_and_a_host_name_becomes_an_ip_of_the_bound_family() {
+        let bound: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(resolve_public_addr("203.0.113.7:9000", bound).unwrap(), "203.0.113.7:9000");
+        assert_eq!(resolve_public_addr("[2001:db8::1]:9000", bound).unwrap(), "[2001:db8::1]:9000");
+        assert_eq!(resolve_public_addr("localhost:9000", bound).unwrap(), "127.0.0.1:9000");
+        let e = resolve_public_addr("no-such-relay.invalid:9000", bound).unwrap_err();
+        assert!(e.contains("public_addr no-such-relay.invalid:9000 does not resolve"), "{e}");
+    }
+
+    #[test]
+    fn of_several_resolved_addresses_the_bound_ip_then_its_family_is_picked() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let found = [sa("[::1]:80"), sa("10.0.0.1:80"), sa("127.0.0.1:80")];
+        assert_eq!(pick_public_addr(&found, sa("127.0.0.1:80")), Some(sa("127.0.0.1:80")));
+        assert_eq!(pick_public_addr(&found, sa("0.0.0.0:80")), Some(sa("10.0.0.1:80")));
+        assert_eq!(pick_public_addr(&found, sa("[::]:80")), Some(sa("[::1]:80")));
+        assert_eq!(pick_public_addr(&found[1..], sa("[::]:80")), Some(sa("10.0.0.1:80")), "dual stack");
+        assert_eq!(pick_public_addr(&found[1..], sa("[::1]:80")), None);
     }
 
     #[test]

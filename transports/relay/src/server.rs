@@ -35,7 +35,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use crate::config::{valid_public_addr, RelayConfig};
+use crate::config::{resolve_public_addr, valid_public_addr, RelayConfig};
 use crate::metrics::{DropReason, RelayStats};
 use crate::queue::Outbox;
 use crate::switchboard::{Refusal, Session, Switchboard, WsRoute};
@@ -65,9 +65,17 @@ impl Relay {
     /// TCP first, then UDP on the port TCP got. With port 0 a port free for both is searched
     /// (retrying when the UDP port is taken). Needs no runtime; [`BoundRelay::serve`] does.
     ///
-    /// Fails with `InvalidInput` if `config` does not validate, or with the OS error.
-    pub fn bind(addr: SocketAddr, config: RelayConfig) -> io::Result<BoundRelay> {
+    /// A host name in [`RelayConfig::public_addr`] is resolved here, once (blocking on the system
+    /// resolver), and the `relay://` addresses carry the resulting `ip:port`.
+    ///
+    /// Fails with `InvalidInput` if `config` does not validate or its public host name does not
+    /// resolve (to an address of the bound IP's family), or with the OS error.
+    pub fn bind(addr: SocketAddr, mut config: RelayConfig) -> io::Result<BoundRelay> {
         config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if !config.public_addr.is_empty() {
+            config.public_addr = resolve_public_addr(&config.public_addr, addr)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        }
         let attempts = if addr.port() == 0 { 32 } else { 1 };
         let mut last = None;
         for _ in 0..attempts {
@@ -156,7 +164,7 @@ impl BoundRelay {
         self.local
     }
 
-    /// The `host:port` written into `relay://` addresses.
+    /// The `ip:port` written into `relay://` addresses (a configured host name, resolved).
     pub fn public_addr(&self) -> &str {
         &self.shared.public
     }
@@ -227,7 +235,7 @@ impl RelayHandle {
         self.shared.board().stats()
     }
 
-    /// The `host:port` written into `relay://` addresses.
+    /// The `ip:port` written into `relay://` addresses (a configured host name, resolved).
     pub fn public_addr(&self) -> &str {
         &self.shared.public
     }

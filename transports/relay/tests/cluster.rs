@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bounded, eventually, start, ws_url};
+use common::{bounded, eventually, start, start_named, ws_url};
 use shoal_core::driver::{Addr, Cluster, Transport};
 use shoal_core::{Config, MemberState, MessageKind};
 use shoal_relay::RelayConfig;
@@ -98,6 +98,34 @@ async fn native_and_websocket_members_form_one_cluster_through_the_relay() {
         assert_eq!(state_of(&native, "tab2"), Some(MemberState::Alive));
         native.shutdown().await;
         tab2.shutdown().await;
+    })
+    .await;
+}
+
+/// Issue 13, defect 6: a relay configured with a host name (`localhost:PORT`) used to write the
+/// name into `relay://` addresses; native members then had no transport for those addresses and
+/// dropped every datagram from the relay, so they never met the relay's members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_public_address_is_a_host_name_still_connects_native_and_websocket_members() {
+    bounded(Duration::from_secs(30), async {
+        let (relay, handle) = start_named("localhost").await;
+        let native = native_member("native", 1).await;
+        let tab = ws_member(relay, "tab", 2).await;
+
+        let via = native.join(&[tab.local_addr()]).await.expect("the native member reaches the tab through the relay");
+        assert_eq!(via, tab.local_addr());
+        let formed = eventually(Duration::from_secs(10), || {
+            state_of(&native, "tab") == Some(MemberState::Alive) && state_of(&tab, "native") == Some(MemberState::Alive)
+        })
+        .await;
+        assert!(formed, "native sees {:?}, tab sees {:?}", state_of(&native, "tab"), state_of(&tab, "native"));
+        let stats = handle.stats();
+        assert!(stats.ws_to_udp.frames > 0 && stats.udp_to_ws.frames > 0, "{stats:?}");
+        // The name was resolved once, at startup, to the address the relay's datagrams come from.
+        assert_eq!(handle.public_addr(), relay.to_string());
+        assert_eq!(tab.local_addr().as_str(), format!("relay://{relay}/tab"));
+        native.shutdown().await;
+        tab.shutdown().await;
     })
     .await;
 }

@@ -412,3 +412,25 @@ async fn binding_port_zero_gives_tcp_and_udp_the_same_port() {
     let e = shoal_relay::Relay::bind("127.0.0.1:0".parse().unwrap(), invalid).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// Issue 13, defect 6: a public address whose host name does not resolve would make `relay://`
+/// addresses no native member can use; the relay refuses to start and says why.
+#[test]
+fn a_public_host_name_that_does_not_resolve_is_refused_at_startup_with_a_clear_error() {
+    // `.invalid` never resolves (RFC 6761).
+    let config = RelayConfig { public_addr: "no-such-relay.invalid:8080".into(), ..RelayConfig::default() };
+    let e = shoal_relay::Relay::bind("127.0.0.1:0".parse().unwrap(), config).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("public_addr no-such-relay.invalid:8080 does not resolve"), "{text}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-relay"))
+        .args(["--bind", "127.0.0.1:0", "--public-addr", "no-such-relay.invalid:8080"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run shoal-relay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "shoal-relay started with an unresolvable public address: {stderr}");
+    assert!(stderr.contains("public_addr no-such-relay.invalid:8080 does not resolve"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"), "nothing was bound");
+}

@@ -1,8 +1,10 @@
 //! [`TcpTransport`]: the [`Transport`] implementation tying the listener, the outbound pool and
 //! the inbox together.
 //!
-//! `send_reliable` is spawned by the driver and may wait for a connection; `send` (TCP-only mode)
-//! is awaited inline by the protocol loop and returns within about [`crate::BEST_EFFORT_WAIT`].
+//! The driver never awaits a send on its protocol loop (see `shoal_core::driver`'s outbox): it
+//! polls a best-effort `send` once and hands it to the destination's sender task if it would wait,
+//! and calls `send_reliable` from that task. `send_reliable` may wait for a connection; `send`
+//! (TCP-only mode) never waits for a connect and returns within about [`crate::BEST_EFFORT_WAIT`].
 //! `recv` takes the next frame from the inbox and swaps its bytes into the caller's buffer.
 
 use std::net::SocketAddr;

@@ -113,7 +113,8 @@ fn agents_form_a_cluster_detect_a_kill_and_see_a_graceful_leave() {
 
     c.signal("-KILL");
     a.wait_for(&["failed", " c "], limit);
-    b.wait_for(&["\"event\":\"failed\"", "\"member\":\"c\""], limit);
+    let failed = b.wait_for(&["\"event\":\"failed\"", "\"member\":\"c\""], limit);
+    assert!(failed.contains("\"by\":\"a\"") || failed.contains("\"by\":\"b\""), "names who declared it: {failed}");
 
     b.signal("-TERM");
     a.wait_for(&["left", " b "], limit);
@@ -123,4 +124,22 @@ fn agents_form_a_cluster_detect_a_kill_and_see_a_graceful_leave() {
     let metrics = http_get(&http, "/metrics");
     assert!(metrics.contains("shoal_probes_total"), "{metrics}");
     assert!(metrics.contains("shoal_members{state=\"left\"} 1"), "{metrics}");
+}
+
+#[test]
+fn an_agent_stopped_while_its_join_is_still_pending_leaves_gracefully() {
+    // A seed that accepts connections and datagrams but never answers: the join waits out the
+    // LAN preset's 5 s join timeout.
+    let silent_tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let seed = silent_tcp.local_addr().unwrap();
+    let _silent_udp = std::net::UdpSocket::bind(seed).unwrap();
+    let mut a = Agent::start(&["--name", "a", "--bind", "127.0.0.1:0", "--join", &seed.to_string(), "--json"]);
+    a.wait_for(&["\"event\":\"started\""], Duration::from_secs(15));
+    let sent = Instant::now();
+    a.signal("-TERM");
+    let status = a.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM during the join leads to a graceful exit, got {status}");
+    assert!(sent.elapsed() < Duration::from_secs(4), "exited {:?} after SIGTERM, not at once", sent.elapsed());
+    a.wait_for(&["\"event\":\"note\"", "leaving"], Duration::from_secs(1));
+    assert!(!a.seen.iter().any(|l| l.contains("joined the cluster")), "the join never completed: {:?}", a.seen);
 }

@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, env = "SHOAL_RELAY_BIND", default_value = "0.0.0.0:8080")]
     bind: SocketAddr,
     /// host:port members reach this relay at, written into relay:// addresses (default: --bind).
-    /// Needed when binding 0.0.0.0 or behind NAT.
+    /// Needed when binding 0.0.0.0 or behind NAT. A host name is resolved once, at startup.
     #[arg(long, env = "SHOAL_RELAY_PUBLIC_ADDR")]
     public_addr: Option<String>,
     /// Admission token WebSocket members must pass as `token=` (default: none, an open relay).
@@ -69,6 +69,11 @@ fn main() -> ExitCode {
     };
     let bound = match Relay::bind(args.bind, config) {
         Ok(b) => b,
+        // The settings (a public address that does not resolve, a frame cap too small, ...).
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("shoal-relay: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("shoal-relay: cannot bind {}: {e}", args.bind);
             return ExitCode::FAILURE;

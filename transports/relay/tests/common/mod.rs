@@ -96,3 +96,23 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
     }
     check()
 }
+
+/// A relay on 127.0.0.1 that writes `host:PORT` into `relay://` addresses, where PORT is its own
+/// (a port found free first, retried if something takes it in between).
+pub async fn start_named(host: &str) -> (SocketAddr, RelayHandle) {
+    for _ in 0..20 {
+        let free =
+            Relay::bind("127.0.0.1:0".parse().unwrap(), RelayConfig::default()).expect("bind relay").local_addr();
+        let config = RelayConfig { public_addr: format!("{host}:{}", free.port()), ..RelayConfig::default() };
+        match Relay::bind(free, config) {
+            Ok(bound) => {
+                let handle = bound.handle();
+                tokio::spawn(bound.serve());
+                return (free, handle);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("bind a relay named {host}: {e}"),
+        }
+    }
+    panic!("no loopback port stayed free for the relay");
+}

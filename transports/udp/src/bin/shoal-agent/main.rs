@@ -50,6 +50,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(s: Settings) -> Result<(), String> {
+    // Handlers first: a SIGTERM that arrives while we bind or join must lead to a graceful leave,
+    // not kill the process.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
@@ -102,14 +106,20 @@ async fn run(s: Settings) -> Result<(), String> {
     if let Some(period) = s.publish_view {
         tokio::spawn(view::publish(cluster.clone(), period));
     }
-    if !s.join.is_empty() {
-        match cluster.join(&s.join).await {
-            Ok(via) => printer.note(&format!("joined the cluster through {via}")),
-            Err(e) => printer.note(&format!("join failed ({e}); re-announcing to the seeds in the background")),
-        }
+    let stopped_while_joining = !s.join.is_empty()
+        && tokio::select! {
+            joined = cluster.join(&s.join) => {
+                match joined {
+                    Ok(via) => printer.note(&format!("joined the cluster through {via}")),
+                    Err(e) => printer.note(&format!("join failed ({e}); re-announcing to the seeds in the background")),
+                }
+                false
+            }
+            () = &mut shutdown => true,
+        };
+    if !stopped_while_joining {
+        shutdown.await;
     }
-
-    wait_for_shutdown_signal().await;
     printer.note("leaving");
     let left = cluster.leave(Duration::from_secs(5)).await;
     if let Err(e) = left {
@@ -119,24 +129,36 @@ async fn run(s: Settings) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() {
+/// Completes at the first SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so signals are caught from then on.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn first(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+        async move {
+            if term.is_none() && int.is_none() {
                 let _ = tokio::signal::ctrl_c().await;
                 return;
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            tokio::select! {
+                () = first(term) => {}
+                () = first(int) => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

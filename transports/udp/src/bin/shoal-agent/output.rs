@@ -27,7 +27,7 @@ impl Printer {
 
     pub fn started(&self, cluster: &Cluster) {
         let me = cluster.local_member();
-        self.line("started", me.id.as_str(), Some(&me.addr), me.incarnation, &meta_text(me.meta.as_bytes()));
+        self.line("started", me.id.as_str(), Some(&me.addr), me.incarnation, &meta_text(me.meta.as_bytes()), None);
     }
 
     pub fn note(&self, text: &str) {
@@ -38,13 +38,20 @@ impl Printer {
         }
     }
 
-    fn line(&self, what: &str, member: &str, addr: Option<&Addr>, incarnation: u32, meta: &str) {
+    /// One membership line. `by` names the member that raised a suspicion or declared a failure;
+    /// JSON lines carry it as `"by"` (suspect and failed only), text lines as `by=NAME`.
+    fn line(&self, what: &str, member: &str, addr: Option<&Addr>, incarnation: u32, meta: &str, by: Option<&str>) {
         if self.json {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "ts": now(), "event": what, "member": member,
                 "addr": addr.map(|a| a.to_string()), "incarnation": incarnation, "meta": meta,
             });
+            if let Some(by) = by {
+                v["by"] = by.into();
+            }
             println!("{v}");
+        } else if let Some(by) = by {
+            println!("{} {what:<8} {member} inc={incarnation} by={by}", now());
         } else {
             let addr = addr.map(|a| a.to_string()).unwrap_or_default();
             println!("{} {what:<8} {member} {addr} inc={incarnation} {meta}", now());
@@ -52,17 +59,21 @@ impl Printer {
     }
 
     fn member(&self, what: &str, m: &Member<Addr>) {
-        self.line(what, m.id.as_str(), Some(&m.addr), m.incarnation, &meta_text(m.meta.as_bytes()));
+        self.line(what, m.id.as_str(), Some(&m.addr), m.incarnation, &meta_text(m.meta.as_bytes()), None);
     }
 
     pub fn event(&self, e: &ClusterEvent) {
         match e {
             Event::Joined(m) => self.member("joined", m),
             Event::Updated(m) => self.member("updated", m),
-            Event::Suspected { id, incarnation, .. } => self.line("suspect", id.as_str(), None, *incarnation, ""),
-            Event::Alive { id, incarnation } => self.line("alive", id.as_str(), None, *incarnation, ""),
-            Event::Failed { id, incarnation, .. } => self.line("failed", id.as_str(), None, *incarnation, ""),
-            Event::Left { id, incarnation } => self.line("left", id.as_str(), None, *incarnation, ""),
+            Event::Suspected { id, incarnation, by } => {
+                self.line("suspect", id.as_str(), None, *incarnation, "", Some(by.as_str()))
+            }
+            Event::Alive { id, incarnation } => self.line("alive", id.as_str(), None, *incarnation, "", None),
+            Event::Failed { id, incarnation, by } => {
+                self.line("failed", id.as_str(), None, *incarnation, "", Some(by.as_str()))
+            }
+            Event::Left { id, incarnation } => self.line("left", id.as_str(), None, *incarnation, "", None),
             Event::AddressConflict { id, known, claimed } => {
                 self.note(&format!("address conflict: {id} is live at {known}, {claimed} claims the name"))
             }

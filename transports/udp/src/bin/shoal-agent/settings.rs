@@ -113,6 +113,8 @@ struct ProtocolOverrides {
     gossip_interval_ms: Option<u64>,
     suspicion_mult: Option<u32>,
     push_pull_interval_ms: Option<u64>,
+    reannounce_interval_ms: Option<u64>,
+    dead_member_reap_time_ms: Option<u64>,
 }
 
 /// Everything the agent runs with.
@@ -179,6 +181,12 @@ impl Settings {
             }
             if let Some(v) = p.push_pull_interval_ms {
                 config.push_pull_interval = ms(v);
+            }
+            if let Some(v) = p.reannounce_interval_ms {
+                config.reannounce_interval = ms(v);
+            }
+            if let Some(v) = p.dead_member_reap_time_ms {
+                config.dead_member_reap_time = ms(v);
             }
         }
         let key_text = if cli.key.is_empty() { file.keys.unwrap_or_default() } else { cli.key.clone() };
