@@ -77,4 +77,8 @@ pub struct Stats {
     /// Answers to stale claims held back by the rate limit (one per subject and destination per
     /// probe interval) or for lack of room.
     pub stale_answers_suppressed: u64,
+    /// Requests for our record (`MetaRequest`) left unanswered: the same address asked again within
+    /// a probe interval (a hostile sender could otherwise make us send our record, metadata and all,
+    /// as fast as it sends small requests).
+    pub meta_requests_refused: u64,
 }

@@ -73,7 +73,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 49] = [
+        let counters: [(&str, &str, u64); 50] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -144,6 +144,11 @@ impl Metrics {
                 "stale_answers_suppressed_total",
                 "Answers to stale claims held back by the rate limit",
                 s.stale_answers_suppressed,
+            ),
+            (
+                "meta_requests_refused_total",
+                "Requests for our record refused: the same address asked again within a probe interval",
+                s.meta_requests_refused,
             ),
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
             ("callback_panics_total", "Panics caught in on_message callbacks", self.callback_panics),

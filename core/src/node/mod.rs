@@ -182,6 +182,8 @@ pub struct Node<A: Address> {
     /// Rate limit of the record requests sent to unknown pingers, per pinger address: apart from
     /// `answer_limit`, so that pings under made-up names cannot crowd out stale-claim answers.
     pinger_limit: AnswerLimit<A>,
+    /// Rate limit on answers to requests for our record, per requesting address.
+    meta_answer_limit: AnswerLimit<A>,
     /// Answers owed for the packet being handled: (destination, subject).
     answers_owed: Vec<(A, NodeId)>,
     next_seq: u32,
@@ -272,6 +274,7 @@ impl<A: Address> Node<A> {
             indirect: FixedMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed ^ 5)),
             answer_limit: AnswerLimit::new(hash_seed ^ 8),
             pinger_limit: AnswerLimit::new(hash_seed ^ 9),
+            meta_answer_limit: AnswerLimit::new(hash_seed ^ 10),
             answers_owed: Vec::new(),
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
@@ -540,7 +543,7 @@ impl<A: Address> Node<A> {
             Message::PushPull { from: sender, join, reply, members } => {
                 self.handle_push_pull(sender, join, reply, members, from, now)
             }
-            Message::MetaRequest { from: _ } => self.handle_meta_request(from),
+            Message::MetaRequest { from: _ } => self.handle_meta_request(from, now),
         }
     }
 

@@ -286,7 +286,13 @@ impl<A: Address> Node<A> {
         self.send_reliable_message(addr, &msg);
     }
 
-    pub(super) fn handle_meta_request(&mut self, from: &A) {
+    /// Answers a request for our record with a push-pull carrying it alone, at most once per probe
+    /// interval per requesting address (a member asks once per re-announce period at most).
+    pub(super) fn handle_meta_request(&mut self, from: &A, now: Instant) {
+        if !self.meta_answer_limit.allow(&self.local.id, from, now, self.config.probe_interval) {
+            self.stats.meta_requests_refused += 1;
+            return;
+        }
         let msg = Message::PushPull {
             from: self.local.id.clone(),
             join: false,

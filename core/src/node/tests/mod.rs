@@ -28,6 +28,7 @@ use crate::wire::{begin_packet, decode_packet, Alive, MemberRecord, Message, Met
 
 mod broadcasts;
 mod findings;
+mod hostile;
 mod ledger_review;
 mod reliable;
 

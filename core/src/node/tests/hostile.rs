@@ -1,0 +1,42 @@
+//! Hostile senders: requests that would make a member work or send for free are bounded and
+//! counted.
+
+use super::*;
+
+#[test]
+fn a_flood_of_record_requests_from_one_address_is_answered_once_per_probe_interval_and_counted() {
+    // A `MetaRequest` is a few bytes; its answer carries our record, metadata and all. Repeated
+    // at will (or with a forged source), it would make us send our record as fast as it arrives.
+    let config = Config::local();
+    let mut c = Cluster::formed(2, config.clone());
+    let meta = vec![b'm'; 1_000];
+    let now = c.now;
+    c.nodes[0].set_metadata(&meta, now).unwrap();
+    c.deliver_all();
+    let request = |from: &str| {
+        let mut w = Writer::default();
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        Message::<u32>::MetaRequest { from: id(from) }.encode(&mut w);
+        w.into_vec()
+    };
+    let answers = |c: &mut Cluster, to: u32| {
+        let mut n = 0;
+        while let Some(t) = c.nodes[0].poll_transmit() {
+            n += usize::from(t.to == to && t.kind == TransmitKind::PushPull);
+        }
+        n
+    };
+    let refused_before = c.node(0).stats().meta_requests_refused;
+    let now = c.now;
+    for _ in 0..100 {
+        c.nodes[0].handle_packet(now, 7, &request("mallory")).unwrap();
+    }
+    assert_eq!(answers(&mut c, 7), 1, "one answer per probe interval to one address");
+    assert_eq!(c.node(0).stats().meta_requests_refused - refused_before, 99, "every refusal counted");
+    // Another address is answered; the first one again after a probe interval.
+    c.nodes[0].handle_packet(now, 8, &request("other")).unwrap();
+    assert_eq!(answers(&mut c, 8), 1);
+    let later = now + config.probe_interval;
+    c.nodes[0].handle_packet(later, 7, &request("mallory")).unwrap();
+    assert_eq!(answers(&mut c, 7), 1);
+}
