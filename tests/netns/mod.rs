@@ -6,8 +6,8 @@
 //! exists only inside the lab), with a fixed MAC, and holds permanent neighbour entries for every
 //! other member (the kernel's neighbour table is shared by all namespaces and holds about 1,024
 //! entries). A slow member's veth ends in a third namespace instead, where a userspace
-//! [`DelayLine`] forwards its frames to and from the bridge. Partitions are nftables rules in the
-//! bridge namespace.
+//! [`DelayLine`] forwards its frames to and from the bridge. Partitions and random loss are
+//! nftables rules in the bridge namespace.
 //!
 //! Every member runs a real `shoal-agent` (`ip netns exec NS shoal-agent --json --http ...`, LAN
 //! preset). The test reads each agent's membership by polling its `/members` from a thread that
@@ -21,6 +21,9 @@
 //! (`PR_SET_PDEATHSIG`), so a killed test run leaves no processes behind.
 //!
 //! `NETNS_DEBUG=1` prints every poll that did not satisfy a wait, with the reason.
+
+// Included by the fault tests and by the soak bench (`benches/soak.rs`), each using part of it.
+#![allow(dead_code)]
 
 pub mod delay;
 pub mod sys;
@@ -46,6 +49,8 @@ const PORT: u16 = 7946;
 const HTTP_PORT: u16 = 8946;
 /// How often the wait helpers poll.
 const POLL: Duration = Duration::from_millis(100);
+/// The bridge's nftables table of random loss (apart from the partitions' `shoal_partition`).
+const LOSS_TABLE: &str = "shoal_loss";
 
 static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
 
@@ -97,8 +102,8 @@ fn agent_binary() -> PathBuf {
     let path = exe.parent().and_then(Path::parent).map(|dir| dir.join("shoal-agent")).expect("target directory");
     assert!(
         path.is_file(),
-        "{} is missing: build it first (`cargo build -p shoal-udp --bin shoal-agent`; `cargo test --workspace` \
-         builds it) or point SHOAL_AGENT_BIN at one",
+        "{} is missing: build it first (`cargo build -p shoal-udp --bin shoal-agent`, with `--release` for a \
+         bench; `cargo test --workspace` builds it) or point SHOAL_AGENT_BIN at one",
         path.display()
     );
     path
@@ -479,6 +484,70 @@ impl Lab {
         Instant::now()
     }
 
+    /// Drops each IPv4 packet between members with probability `fraction`, independently per
+    /// packet and direction (an nftables `numgen random` rule on the bridge, in a table of its own
+    /// so that partitions still work alongside). Replaces any previous loss; 0 removes it.
+    pub fn set_loss(&mut self, fraction: f64) {
+        assert!((0.0..=1.0).contains(&fraction), "a loss rate is a fraction, not {fraction}");
+        let ppm = (fraction * 1e6).round() as u32;
+        // Declaring the table first makes the delete succeed when there is none yet; the whole
+        // file is one transaction.
+        let mut rules = format!("table bridge {LOSS_TABLE}\ndelete table bridge {LOSS_TABLE}\n");
+        if ppm > 0 {
+            rules += &format!(
+                "table bridge {LOSS_TABLE} {{\n  chain loss {{\n    type filter hook forward priority -10; policy \
+                 accept;\n    ether type ip counter\n    ether type ip numgen random mod 1000000 < {ppm} counter drop\n  \
+                 }}\n}}\n"
+            );
+        }
+        run("ip", &["netns", "exec", &self.bridge, "nft", "-f", "-"], Some(&rules)).expect("nft loss");
+    }
+
+    /// IPv4 packets between members the loss rule has seen and dropped so far, or `None` without
+    /// one (see [`set_loss`](Self::set_loss)).
+    pub fn loss_counters(&self) -> Option<(u64, u64)> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.bridge, "nft", "list", "table", "bridge", LOSS_TABLE])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let packets = |line: &str| {
+            let (_, after) = line.split_once("counter packets ")?;
+            after.split_whitespace().next()?.parse::<u64>().ok()
+        };
+        let (mut seen, mut dropped) = (None, None);
+        for line in text.lines() {
+            if let Some(n) = packets(line) {
+                *(if line.contains("drop") { &mut dropped } else { &mut seen }) = Some(n);
+            }
+        }
+        seen.zip(dropped)
+    }
+
+    /// The process id of member `i`'s agent, while it runs (`ip netns exec` execs the agent, so
+    /// this is the agent itself).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.slots[i].agent.as_ref().map(|a| a.child.id())
+    }
+
+    /// The namespaces of the lab (members, the bridge, delay lines).
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
+    /// Ports of the bridge that are up.
+    pub fn bridge_ports_up(&self) -> Result<usize, String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.bridge, "-o", "link", "show", "master", "br0", "up"])
+            .output()
+            .map_err(|e| format!("ip: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("ip link show master br0: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).lines().count())
+    }
+
     /// The members each of `observers` lists (one entry per observer, in order).
     pub fn views(&self, observers: &[usize]) -> Vec<Result<Vec<Row>, String>> {
         let targets: Vec<(&File, SocketAddr, &str)> = observers
@@ -625,6 +694,13 @@ impl Lab {
     /// Every event read so far.
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The events read after the first `first` (events are kept in the order they were read), for
+    /// a long run that takes them as they come rather than copying them all each time.
+    pub fn events_from(&self, first: usize) -> Vec<Event> {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        events.get(first..).unwrap_or_default().to_vec()
     }
 
     /// Frames the delay line of slow member `i` forwarded, `[from it, to it]`, and its errors.
