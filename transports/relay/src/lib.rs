@@ -37,14 +37,27 @@
 //! connection with the same peer id **replaces** the first, and a member whose queue is full is a
 //! **slow consumer and is disconnected** rather than buffered for.
 
+mod accept;
+mod cidr;
+mod close;
 mod config;
+mod conn_caps;
+mod member;
 mod metrics;
 mod queue;
+mod rate;
 mod server;
 mod switchboard;
+mod udp_policy;
 
-pub use config::{ConfigError, RelayConfig, DEFAULT_MAX_FRAME, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES};
-pub use metrics::{DropReason, Forwarded, RelayStats};
+pub use cidr::{Cidr, CidrError};
+pub use close::CloseReason;
+pub use config::{
+    ConfigError, Limits, RelayConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_FRAME, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
+};
+pub use metrics::{ConnectionDrop, DropReason, Forwarded, RelayStats};
 pub use queue::{Outbox, PushError};
+pub use rate::{BudgetLimit, RateLimit};
 pub use server::{BoundRelay, Relay, RelayHandle};
 pub use switchboard::{ConnId, Refusal, Session, Switchboard, WsRoute};
