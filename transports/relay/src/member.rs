@@ -110,8 +110,10 @@ async fn read_loop(
         let message = tokio::select! {
             biased;
             () = &mut closed => return None,
-            () = sleep_until(deadline) => return Some(CloseReason::Idle),
+            // Before the deadline: what already arrived counts (a relay stopped for a while and
+            // resumed must not close members whose frames wait in its socket buffers).
             m = stream.next() => m,
+            () = sleep_until(deadline) => return Some(CloseReason::Idle),
         };
         deadline = Instant::now() + idle;
         let bytes = match message {
