@@ -140,8 +140,11 @@ async fn read_loop(
 /// would hear it).
 fn read_error_reason(e: axum::Error) -> Option<CloseReason> {
     let inner = e.into_inner();
+    use tungstenite::error::ProtocolError;
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => Some(CloseReason::MessageTooBig),
+        // The member went away without a close frame: its socket is gone, like any reset.
+        Some(tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => None,
         Some(tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_)) => Some(CloseReason::ProtocolError),
         _ => None,
     }

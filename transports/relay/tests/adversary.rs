@@ -326,6 +326,8 @@ async fn ask_to_forward(relay: SocketAddr, peer: &str, target: &str, n: usize, s
     for _ in 0..n {
         ws.send(Message::Binary(frame.clone())).await.unwrap();
     }
+    // A proper close: the relay reads every frame before it.
+    let _ = ws.close(None).await;
     let Some(sink) = sink else { return 0 };
     let mut arrived = 0;
     let mut buf = vec![0u8; 2_048];
@@ -348,8 +350,10 @@ async fn the_relay_is_not_an_open_forwarder_to_loopback_or_to_targets_that_never
         let victim_service = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let target = format!("udp://{}", victim_service.local_addr().unwrap());
         let arrived = ask_to_forward(relay, "mallory", &target, 1_000, Some(&victim_service)).await;
-        for special in ["udp://0.0.0.0:9", "udp://224.0.0.1:9", "udp://255.255.255.255:9", "udp://[ff02::1]:9"] {
-            ask_to_forward(relay, "mallory", special, 10, None).await;
+        for (i, special) in
+            ["udp://0.0.0.0:9", "udp://224.0.0.1:9", "udp://255.255.255.255:9", "udp://[ff02::1]:9"].iter().enumerate()
+        {
+            ask_to_forward(relay, &format!("mallory-{i}"), special, 10, None).await;
         }
         let ok = eventually(Duration::from_secs(5), || handle.stats().dropped(DropReason::ForbiddenTarget) == 1_040).await;
         let stats = handle.stats();

@@ -238,8 +238,12 @@ async fn health_and_metrics_answer_over_http() {
             assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
         }
         assert_eq!(http_get(relay, "/nothing-here").await.0, 404);
-        // Not a WebSocket upgrade: refused by the upgrade extractor, not routed.
+        // Not a WebSocket upgrade: refused by the upgrade extractor, not routed; and a query
+        // string that does not parse. Both 400s are counted.
         assert!(http_get(relay, "/ws?peer=x").await.0 >= 400);
+        assert_eq!(http_get(relay, "/ws?peer=a&peer=b").await.0, 400);
+        let (_, metrics) = http_get(relay, "/metrics").await;
+        assert!(metrics.contains("shoal_relay_rejected_total{reason=\"request\"} 2"), "{metrics}");
     })
     .await;
 }
