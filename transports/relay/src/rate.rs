@@ -77,7 +77,7 @@ impl Bucket {
     }
 }
 
-/// The limits of a [`Budget`]: frames and bytes.
+/// Limits in frames and in bytes: a frame passes when both allow it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetLimit {
     pub frames: RateLimit,

@@ -193,7 +193,7 @@ impl BoundRelay {
 
     /// Serves HTTP, WebSocket and UDP until [`RelayHandle::shutdown`]. Run it on a tokio
     /// runtime (`tokio::spawn(bound.serve())`). On shutdown every member is disconnected with
-    /// close code 1001 ([`CloseCode::ShuttingDown`]); the future completes once they all are, or
+    /// close code 1001 ([`CloseReason::ShuttingDown`](crate::CloseReason::ShuttingDown)); the future completes once they all are, or
     /// after 2 s at most.
     pub fn serve(self) -> impl Future<Output = io::Result<()>> + Send + 'static {
         let BoundRelay { tcp, udp, static_dir, shared, .. } = self;

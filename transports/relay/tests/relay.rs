@@ -478,3 +478,16 @@ fn a_public_host_name_that_does_not_resolve_is_refused_at_startup_with_a_clear_e
     assert!(stderr.contains("public_addr no-such-relay.invalid:8080 does not resolve"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"), "nothing was bound");
 }
+
+#[test]
+fn a_udp_allow_entry_that_is_not_a_network_is_refused_at_startup_with_a_clear_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-relay"))
+        .args(["--bind", "127.0.0.1:0", "--udp-allow", "10.0.0.0/8,10.0.0.0/33"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run shoal-relay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "shoal-relay started with a bad --udp-allow: {stderr}");
+    assert!(stderr.contains("--udp-allow: \"10.0.0.0/33\" is not an IP network"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"), "nothing was bound");
+}
