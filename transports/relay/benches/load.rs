@@ -76,7 +76,8 @@ fn memory_kib(pid: u32) -> (u64, u64) {
 /// Starts the relay binary on a free loopback port; returns the child and the bound address.
 fn start_relay() -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-relay"))
-        .args(["--bind", "127.0.0.1:0"])
+        // Every client connects from 127.0.0.1: lift the per-IP connection cap (256 by default).
+        .args(["--bind", "127.0.0.1:0", "--max-connections-per-ip", "1000000"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

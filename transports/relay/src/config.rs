@@ -3,8 +3,12 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use shoal_core::driver::relay::relay_addr;
+
+use crate::cidr::Cidr;
+use crate::rate::{BudgetLimit, RateLimit};
 
 /// Default [`RelayConfig::max_frame`]: 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 << 10;
@@ -12,6 +16,19 @@ pub const DEFAULT_MAX_FRAME: usize = 64 << 10;
 pub const DEFAULT_QUEUE_FRAMES: usize = 512;
 /// Default [`RelayConfig::queue_bytes`]: 256 KiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 256 << 10;
+/// Default [`RelayConfig::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`RelayConfig::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`RelayConfig::ping_interval`].
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Default [`RelayConfig::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Default [`RelayConfig::max_connections_per_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// File descriptors kept back from the connection cap derived from the process's limit: the UDP
+/// socket, the listener, static files, logs.
+const FD_RESERVE: usize = 64;
 
 /// Settings of a relay. `Default` gives an open relay (no token) with 64 KiB frames.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,11 +50,85 @@ pub struct RelayConfig {
     pub max_frame: usize,
     /// Most frames waiting for one WebSocket member (default 512, at least 1).
     pub queue_frames: usize,
-    /// Most bytes waiting for one WebSocket member (default 256 KiB, at least 1). A member whose
-    /// queue is full when a frame arrives for it is a slow consumer: it is disconnected.
+    /// Most bytes waiting for one WebSocket member (default 256 KiB, at least 1). A frame that
+    /// finds the queue full is dropped and counted (`queue_full`); the member stays connected.
     pub queue_bytes: usize,
     /// A directory served under `/` (`index.html` at `/`), for the dashboard or a demo page.
     pub static_dir: Option<PathBuf>,
+    /// A member whose connection took nothing from its queue for this long while frames waited
+    /// (its socket does not drain: it stopped reading) is a slow consumer and is disconnected with
+    /// code 4002. Default 10 s: long enough for a few 60 KiB push-pull replies on a slow link.
+    pub stall_timeout: Duration,
+    /// A client must send a complete HTTP request head within this (from connecting, or from the
+    /// previous response on a kept-alive connection), or the connection is closed. Default 10 s.
+    pub header_timeout: Duration,
+    /// How often the relay pings a WebSocket member (default 15 s).
+    pub ping_interval: Duration,
+    /// A WebSocket member from which nothing arrived (no frame, no pong) for this long is closed
+    /// with code 4003 (default 45 s: three pings unanswered). Ends half-open connections.
+    pub idle_timeout: Duration,
+    /// Most TCP connections (HTTP and WebSocket) open at once. `None` (the default): the process's
+    /// open-file limit less 64, so that the relay refuses connections cleanly before the OS
+    /// refuses it sockets.
+    pub max_connections: Option<usize>,
+    /// Most TCP connections open at once from one IP address (default 256: many browsers can share
+    /// one NAT address, and one address must not take every file descriptor).
+    pub max_connections_per_ip: usize,
+    /// IP networks trusted on the UDP port: datagrams from them reach members at full rate, and
+    /// members may send to them at full rate, loopback included. `None` (the default): loopback
+    /// when the relay's public address is loopback (tests, the local demo: everything is on one
+    /// host), nothing otherwise. See the crate's threat model.
+    pub udp_allow: Option<Vec<Cidr>>,
+    /// Only ever exchange datagrams with addresses inside [`udp_allow`](Self::udp_allow): for a
+    /// cluster whose native members all live in known networks. Default false.
+    pub udp_allow_only: bool,
+    /// Rate limits (see [`Limits`]).
+    pub limits: Limits,
+}
+
+/// The relay's rate limits. A frame or datagram over a limit is dropped and counted by reason; the
+/// member stays connected. The defaults are many times what a SWIM member sends (a few packets a
+/// second per peer, and 60 KiB push-pull replies every few seconds) and far under what a flood
+/// sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Per sender (a WebSocket member, or a UDP source socket): 1,000 frames/s in bursts of 2,000,
+    /// and 1 MiB/s in bursts of 2 MiB (thirty-odd push-pull replies at once).
+    pub source: BudgetLimit,
+    /// Per receiver (a WebSocket member, or a UDP target socket), all senders together: 2,000
+    /// frames/s in bursts of 4,000, and 2 MiB/s in bursts of 4 MiB. Larger than `source` so that
+    /// one flooding sender cannot use up a member's share alone.
+    pub destination: BudgetLimit,
+    /// Datagrams from an unknown source (not trusted, and not a socket the destination member sent
+    /// to within `known_ttl`), per source IP: 1 a second in bursts of 4. Enough for a new native
+    /// member's first probes; SWIM's indirect probes through known members do the rest.
+    pub unknown_source: RateLimit,
+    /// Datagrams from unknown sources, all together: 20 a second in bursts of 50.
+    pub unknown_sources: RateLimit,
+    /// Datagrams to an unverified target (not trusted, and no datagram from it within
+    /// `known_ttl`), per target: 2 a second in bursts of 10. Enough to join through a seed or
+    /// probe a new member, which then answers and is verified.
+    pub unverified_target: RateLimit,
+    /// Datagrams to unverified targets, all together: 50 a second in bursts of 100.
+    pub unverified_targets: RateLimit,
+    /// How long a source stays known to a member after the member sent to it, and a target
+    /// verified after it sent a datagram to the relay (default 5 minutes: every pair of SWIM
+    /// members exchanges packets far more often than that).
+    pub known_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            source: BudgetLimit { frames: RateLimit::new(1_000, 2_000), bytes: RateLimit::new(1 << 20, 2 << 20) },
+            destination: BudgetLimit { frames: RateLimit::new(2_000, 4_000), bytes: RateLimit::new(2 << 20, 4 << 20) },
+            unknown_source: RateLimit::new(1, 4),
+            unknown_sources: RateLimit::new(20, 50),
+            unverified_target: RateLimit::new(2, 10),
+            unverified_targets: RateLimit::new(50, 100),
+            known_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Default for RelayConfig {
@@ -49,6 +140,15 @@ impl Default for RelayConfig {
             queue_frames: DEFAULT_QUEUE_FRAMES,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             static_dir: None,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: None,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            udp_allow: None,
+            udp_allow_only: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -87,8 +187,63 @@ impl RelayConfig {
         if !self.public_addr.is_empty() && !valid_public_addr(&self.public_addr) {
             return err("public_addr", "must be host:port without scheme or path");
         }
+        for (field, d) in [
+            ("stall_timeout", self.stall_timeout),
+            ("header_timeout", self.header_timeout),
+            ("ping_interval", self.ping_interval),
+        ] {
+            if d.is_zero() {
+                return err(field, "must be longer than zero");
+            }
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return err("idle_timeout", "must be longer than ping_interval");
+        }
+        if self.max_connections == Some(0) {
+            return err("max_connections", "must be at least 1");
+        }
+        if self.max_connections_per_ip == 0 {
+            return err("max_connections_per_ip", "must be at least 1");
+        }
+        let l = &self.limits;
+        if [l.source, l.destination].iter().any(|b| b.frames.burst == 0 || b.bytes.burst == 0) {
+            return err("limits", "source and destination bursts must be at least 1");
+        }
         Ok(())
     }
+
+    /// The connection cap in force: [`max_connections`](Self::max_connections), or the process's
+    /// open-file limit less a reserve.
+    pub fn effective_max_connections(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| open_file_limit().saturating_sub(FD_RESERVE).max(16))
+    }
+
+    /// The trusted networks in force for a relay whose public address is `public`: the configured
+    /// [`udp_allow`](Self::udp_allow), or loopback for a relay on loopback.
+    pub(crate) fn effective_udp_allow(&self, public: &str) -> Vec<Cidr> {
+        match &self.udp_allow {
+            Some(list) => list.clone(),
+            None if public_is_loopback(public) => Cidr::loopback().to_vec(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Whether the relay's public `ip:port` is a loopback address.
+pub(crate) fn public_is_loopback(public: &str) -> bool {
+    public.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+}
+
+/// The soft limit on open files: from `/proc/self/limits` on Linux, 1,024 where it cannot be read
+/// (the usual default).
+fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(1_024)
 }
 
 /// The `ip:port` to write into `relay://` addresses for the configured `public` address (already
@@ -153,6 +308,32 @@ mod tests {
         assert_eq!(bad(RelayConfig { public_addr: "relay.example".into(), ..Default::default() }), "public_addr");
         assert_eq!(bad(RelayConfig { public_addr: "ws://h:1".into(), ..Default::default() }), "public_addr");
         assert_eq!(bad(RelayConfig { public_addr: "h:1/x".into(), ..Default::default() }), "public_addr");
+        assert_eq!(bad(RelayConfig { header_timeout: Duration::ZERO, ..Default::default() }), "header_timeout");
+        let idle = RelayConfig {
+            ping_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        assert_eq!(bad(idle), "idle_timeout");
+        assert_eq!(bad(RelayConfig { max_connections_per_ip: 0, ..Default::default() }), "max_connections_per_ip");
+        assert_eq!(bad(RelayConfig { max_connections: Some(0), ..Default::default() }), "max_connections");
+    }
+
+    #[test]
+    fn a_relay_on_loopback_trusts_loopback_unless_told_otherwise() {
+        let auto = RelayConfig::default();
+        assert_eq!(auto.effective_udp_allow("127.0.0.1:8080"), Cidr::loopback().to_vec());
+        assert_eq!(auto.effective_udp_allow("[::1]:8080"), Cidr::loopback().to_vec());
+        assert!(auto.effective_udp_allow("203.0.113.7:8080").is_empty());
+        let none = RelayConfig { udp_allow: Some(vec![]), ..Default::default() };
+        assert!(none.effective_udp_allow("127.0.0.1:8080").is_empty());
+    }
+
+    #[test]
+    fn the_default_connection_cap_leaves_room_under_the_open_file_limit() {
+        let cap = RelayConfig::default().effective_max_connections();
+        assert!(cap >= 16 && cap < open_file_limit().max(80), "{cap}");
+        assert_eq!(RelayConfig { max_connections: Some(7), ..Default::default() }.effective_max_connections(), 7);
     }
 
     #[test]

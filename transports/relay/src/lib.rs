@@ -32,19 +32,83 @@
 //! - `GET /health` (`ok`), `GET /metrics` (Prometheus text), and a static directory if configured.
 //!
 //! Routing lives in the I/O-free [`Switchboard`] (admission, peer table, per-connection bounded
-//! queues, frame cap, routing decisions); the server ([`Relay`], [`BoundRelay`]) is the axum and tokio shell
-//! around it. The [`Switchboard`] documentation explains the two policies that matter operationally: a second
-//! connection with the same peer id **replaces** the first, and a member whose queue is full is a
-//! **slow consumer and is disconnected** rather than buffered for.
+//! queues, frame cap, rate limits, the UDP policy, routing decisions); the server ([`Relay`],
+//! [`BoundRelay`]) is the axum, hyper and tokio shell around it. The [`Switchboard`] documentation
+//! explains the policies that matter operationally: a second connection with the same peer id
+//! **replaces** the first; a frame that finds its destination's queue full is **dropped**, and
+//! only a member that **stops reading** (nothing taken from its queue for `stall_timeout`) is
+//! disconnected as a slow consumer.
+//!
+//! Every frame, datagram and connection the relay drops or refuses is counted by reason in
+//! [`RelayStats`] and on `/metrics` (`shoal_relay_dropped_frames_total{reason}`,
+//! `shoal_relay_connections_dropped_total{reason}`, `shoal_relay_rejected_total{reason}`), next to
+//! gauges of what it holds (queued bytes, TCP connections, addresses tracked).
+//!
+//! # Threat model
+//!
+//! The relay faces the Internet. Peer ids are public (they are in every member's address), the
+//! UDP port takes datagrams from anyone, and without a token anyone can open a WebSocket. What
+//! the relay guarantees, against whom:
+//!
+//! - **Strangers on the UDP port cannot disconnect or silence a member.** A datagram reaches a
+//!   relayed member M at full rate only from a *known source*: a socket M itself sent a datagram
+//!   to through the relay within `known_ttl` (5 minutes), or one inside `udp_allow`. Anything else
+//!   passes at 1 datagram a second per source IP and 20 a second in all: enough for a new native
+//!   member's first probe, and SWIM's indirect probes through members M already knows carry the
+//!   rest until M answers it, which makes it known. A flood from a stranger costs M nothing but
+//!   those few datagrams. Known is per member: an attacker must get M itself to talk to it, which
+//!   on a cluster whose members authenticate (the keyring) means being a member.
+//! - **Nobody can kick a member by filling its queue.** A full queue drops frames (counted); the
+//!   member stays. Every sender (WebSocket member or UDP socket) is limited to 1,000 frames and
+//!   1 MiB a second (bursts twice that), every receiver to 2,000 frames and 2 MiB a second from
+//!   everyone together, so one flooder cannot use up a member's share. Only a member that stops
+//!   reading is closed (4002), after `stall_timeout` (10 s) without progress.
+//! - **The relay is not an open UDP forwarder.** A WebSocket member may have the relay send
+//!   datagrams at full rate only to *verified targets*: sockets that sent the relay a datagram
+//!   within `known_ttl` (or inside `udp_allow`). Others get 2 a second per target and 50 a second
+//!   in all: enough to join through a seed or probe a new member (which answers and is verified),
+//!   useless for flooding a third party. Loopback, unspecified, multicast and broadcast targets
+//!   are refused outright, unless the relay's own public address is loopback (tests, the local
+//!   demo: everything is on one host anyway) or `udp_allow` names them. Private ranges are not
+//!   refused: native members usually live there; they are rate limited like any other target.
+//!   `udp_allow_only` restricts the UDP port to `udp_allow` both ways.
+//! - **Idle, slow and half-open connections end.** A client has `header_timeout` (10 s) to send
+//!   its request head; a WebSocket member is pinged every 15 s and closed (4003) after 45 s
+//!   without anything from it. Connections are capped per IP (256) and in total (the open-file
+//!   limit less 64), checked at accept before anything is read: one address cannot lock members
+//!   out, and the relay refuses connections cleanly (`503`) instead of running out of sockets.
+//!
+//! What it does not guarantee: a token holder (anyone, on an open relay) can take over a peer id
+//! (replacement, see [`Switchboard`]) and can send to members at the per-sender rate; the token is
+//! the gate, the limits only bound the harm. UDP source addresses can be spoofed on networks
+//! without source address validation: a spoofed datagram can make a socket *verified* (the
+//! relay then sends to it at the per-target rate, 2 MiB/s at most) or pose as a member's known
+//! source (limited per source and per destination). Many attackers from many addresses share
+//! the strangers' total rate and can use it up, delaying a new native member's first contact (not
+//! existing members). Members behind one NAT share its per-IP connection cap. Volumetric attacks
+//! on the link are out of scope.
 
+mod accept;
+mod cidr;
+mod close;
 mod config;
+mod conn_caps;
+mod member;
 mod metrics;
 mod queue;
+mod rate;
 mod server;
 mod switchboard;
+mod udp_policy;
 
-pub use config::{ConfigError, RelayConfig, DEFAULT_MAX_FRAME, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES};
-pub use metrics::{DropReason, Forwarded, RelayStats};
+pub use cidr::{Cidr, CidrError};
+pub use close::CloseReason;
+pub use config::{
+    ConfigError, Limits, RelayConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_FRAME, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
+};
+pub use metrics::{ConnectionDrop, DropReason, Forwarded, RelayStats};
 pub use queue::{Outbox, PushError};
+pub use rate::{BudgetLimit, RateLimit};
 pub use server::{BoundRelay, Relay, RelayHandle};
 pub use switchboard::{ConnId, Refusal, Session, Switchboard, WsRoute};

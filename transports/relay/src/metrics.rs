@@ -15,21 +15,51 @@ pub enum DropReason {
     UnknownDestination,
     /// A WebSocket text message (the relay speaks binary messages only).
     NotBinary,
-    /// The destination's queue was full: the frame is dropped and the destination disconnected.
+    /// Waiting for a member closed as a slow consumer: its backlog, discarded.
     SlowConsumer,
     /// The relay's UDP socket refused the datagram.
     UdpSend,
+    /// The destination member's queue was full (it is not draining as fast as frames arrive). The
+    /// member stays connected.
+    QueueFull,
+    /// The sender (a WebSocket member or a UDP source socket) is over its rate limit.
+    SourceRate,
+    /// The receiver (a WebSocket member or a UDP target) is over its rate limit.
+    DestinationRate,
+    /// A datagram from a source the destination member does not know, over the strangers' rate.
+    UnknownSource,
+    /// A datagram to a target that never sent the relay one, over the unverified targets' rate.
+    UnverifiedTarget,
+    /// A datagram to an address the relay never sends to: loopback, unspecified, multicast,
+    /// broadcast, or outside `udp_allow` when `udp_allow_only` is set.
+    ForbiddenTarget,
+    /// A datagram from outside `udp_allow` when `udp_allow_only` is set.
+    ForbiddenSource,
+    /// Waiting for a member whose connection closed for another reason (replaced, idle, shutting
+    /// down): its backlog, discarded.
+    ConnectionClosed,
 }
+
+/// How many [`DropReason`]s there are.
+pub const DROP_REASONS: usize = 14;
 
 impl DropReason {
     /// Every reason, in the order of [`RelayStats::dropped`].
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; DROP_REASONS] = [
         DropReason::Oversized,
         DropReason::Malformed,
         DropReason::UnknownDestination,
         DropReason::NotBinary,
         DropReason::SlowConsumer,
         DropReason::UdpSend,
+        DropReason::QueueFull,
+        DropReason::SourceRate,
+        DropReason::DestinationRate,
+        DropReason::UnknownSource,
+        DropReason::UnverifiedTarget,
+        DropReason::ForbiddenTarget,
+        DropReason::ForbiddenSource,
+        DropReason::ConnectionClosed,
     ];
 
     /// The `reason` label in metrics.
@@ -41,6 +71,70 @@ impl DropReason {
             DropReason::NotBinary => "not_binary",
             DropReason::SlowConsumer => "slow_consumer",
             DropReason::UdpSend => "udp_send",
+            DropReason::QueueFull => "queue_full",
+            DropReason::SourceRate => "source_rate",
+            DropReason::DestinationRate => "destination_rate",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::UnverifiedTarget => "unverified_target",
+            DropReason::ForbiddenTarget => "forbidden_target",
+            DropReason::ForbiddenSource => "forbidden_source",
+            DropReason::ConnectionClosed => "connection_closed",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why the relay refused or closed a connection before or outside the WebSocket protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionDrop {
+    /// Refused at accept: the client's IP already has `max_connections_per_ip` connections.
+    PerIpCap,
+    /// Refused at accept: the relay already has `max_connections` connections.
+    TotalCap,
+    /// Closed: no complete HTTP request head within `header_timeout`.
+    HeaderTimeout,
+    /// Closed: the HTTP connection failed otherwise (malformed request, reset).
+    HttpError,
+    /// The OS refused to accept a connection (out of file descriptors, ...).
+    AcceptError,
+    /// A WebSocket closed for sending nothing, not even a pong, for `idle_timeout`.
+    Idle,
+    /// A WebSocket closed for a message over four times `max_frame`.
+    MessageTooBig,
+    /// A WebSocket closed for breaking the protocol.
+    ProtocolError,
+}
+
+/// How many [`ConnectionDrop`]s there are.
+pub const CONNECTION_DROPS: usize = 8;
+
+impl ConnectionDrop {
+    /// Every reason, in the order of [`RelayStats::connection_drops`].
+    pub const ALL: [ConnectionDrop; CONNECTION_DROPS] = [
+        ConnectionDrop::PerIpCap,
+        ConnectionDrop::TotalCap,
+        ConnectionDrop::HeaderTimeout,
+        ConnectionDrop::HttpError,
+        ConnectionDrop::AcceptError,
+        ConnectionDrop::Idle,
+        ConnectionDrop::MessageTooBig,
+        ConnectionDrop::ProtocolError,
+    ];
+
+    /// The `reason` label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionDrop::PerIpCap => "per_ip_cap",
+            ConnectionDrop::TotalCap => "total_cap",
+            ConnectionDrop::HeaderTimeout => "header_timeout",
+            ConnectionDrop::HttpError => "http_error",
+            ConnectionDrop::AcceptError => "accept_error",
+            ConnectionDrop::Idle => "idle",
+            ConnectionDrop::MessageTooBig => "message_too_big",
+            ConnectionDrop::ProtocolError => "protocol_error",
         }
     }
 
@@ -77,6 +171,17 @@ pub struct RelayStats {
     pub rejected_token: u64,
     /// Admissions refused for a missing or invalid peer id.
     pub rejected_peer_id: u64,
+    /// `/ws` requests answered 400 before admission: not a WebSocket upgrade, or a query string
+    /// that does not parse.
+    pub rejected_request: u64,
+    /// TCP connections (HTTP and WebSocket) open now.
+    pub tcp_connections: u64,
+    /// Frames waiting in members' queues now, all members together.
+    pub queued_frames: u64,
+    /// Bytes waiting in members' queues now, all members together.
+    pub queued_bytes: u64,
+    /// Addresses the UDP policy tracks now (budgets, verified targets, known sources): its memory.
+    pub udp_tracked: u64,
     /// WebSocket member to WebSocket member.
     pub ws_to_ws: Forwarded,
     /// WebSocket member to a native member's UDP socket (handed to the relay's socket).
@@ -86,9 +191,12 @@ pub struct RelayStats {
     /// WebRTC signalling frames between two WebSocket members.
     pub signals: Forwarded,
     /// Frames dropped, indexed like [`DropReason::ALL`].
-    pub dropped: [u64; 6],
-    /// Members disconnected because their queue was full.
+    pub dropped: [u64; DROP_REASONS],
+    /// Members disconnected because they stopped reading (nothing taken from a queue with frames
+    /// waiting for `stall_timeout`).
     pub slow_consumers: u64,
+    /// Connections refused or closed outside the routing, indexed like [`ConnectionDrop::ALL`].
+    pub connection_drops: [u64; CONNECTION_DROPS],
 }
 
 impl RelayStats {
@@ -98,7 +206,25 @@ impl RelayStats {
     }
 
     pub(crate) fn drop(&mut self, reason: DropReason) {
-        self.dropped[reason.index()] += 1;
+        self.drop_many(reason, 1);
+    }
+
+    pub(crate) fn drop_many(&mut self, reason: DropReason, n: u64) {
+        self.dropped[reason.index()] += n;
+    }
+
+    /// Connections refused or closed for `reason`.
+    pub fn connection_drops(&self, reason: ConnectionDrop) -> u64 {
+        self.connection_drops[reason.index()]
+    }
+
+    pub(crate) fn connection_drop(&mut self, reason: ConnectionDrop) {
+        self.connection_drops[reason.index()] += 1;
+    }
+
+    /// Frames and datagrams dropped, every reason together.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
     }
 
     /// Frames forwarded on every path.
@@ -132,7 +258,35 @@ impl RelayStats {
             "shoal_relay_rejected_total",
             "counter",
             "Admissions refused, by reason.",
-            &[("{reason=\"token\"}", self.rejected_token), ("{reason=\"peer_id\"}", self.rejected_peer_id)],
+            &[
+                ("{reason=\"token\"}", self.rejected_token),
+                ("{reason=\"peer_id\"}", self.rejected_peer_id),
+                ("{reason=\"request\"}", self.rejected_request),
+            ],
+        );
+        metric(
+            "shoal_relay_tcp_connections",
+            "gauge",
+            "TCP connections (HTTP and WebSocket) open now.",
+            &[("", self.tcp_connections)],
+        );
+        metric(
+            "shoal_relay_queued_frames",
+            "gauge",
+            "Frames waiting in members' queues now.",
+            &[("", self.queued_frames)],
+        );
+        metric(
+            "shoal_relay_queued_bytes",
+            "gauge",
+            "Bytes waiting in members' queues now.",
+            &[("", self.queued_bytes)],
+        );
+        metric(
+            "shoal_relay_udp_tracked_addresses",
+            "gauge",
+            "Addresses the UDP policy tracks now (budgets, verified targets, known sources).",
+            &[("", self.udp_tracked)],
         );
         let paths = [
             ("ws_ws", self.ws_to_ws),
@@ -153,8 +307,19 @@ impl RelayStats {
         metric(
             "shoal_relay_slow_consumers_disconnected_total",
             "counter",
-            "Members disconnected because their outbound queue was full.",
+            "Members disconnected because they stopped reading.",
             &[("", self.slow_consumers)],
+        );
+        let conn: Vec<(String, u64)> = ConnectionDrop::ALL
+            .iter()
+            .map(|r| (format!("{{reason=\"{}\"}}", r.label()), self.connection_drops(*r)))
+            .collect();
+        let conn: Vec<(&str, u64)> = conn.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "shoal_relay_connections_dropped_total",
+            "counter",
+            "Connections refused at accept or closed for misbehaving, by reason.",
+            &conn,
         );
         out
     }
@@ -169,6 +334,9 @@ mod tests {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
+        for (i, r) in ConnectionDrop::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 
     #[test]
@@ -176,13 +344,19 @@ mod tests {
         let mut s = RelayStats { connections: 3, slow_consumers: 1, ..Default::default() };
         s.ws_to_udp.add(100);
         s.drop(DropReason::Oversized);
+        s.drop_many(DropReason::UnknownSource, 3);
+        s.connection_drop(ConnectionDrop::HeaderTimeout);
         let text = s.to_prometheus();
+        assert!(text.contains("shoal_relay_dropped_frames_total{reason=\"unknown_source\"} 3\n"));
+        assert!(text.contains("shoal_relay_connections_dropped_total{reason=\"header_timeout\"} 1\n"));
+        assert!(text.contains("shoal_relay_rejected_total{reason=\"request\"} 0\n"));
+        assert_eq!(s.dropped_total(), 4);
         assert!(text.contains("# TYPE shoal_relay_connections gauge\nshoal_relay_connections 3\n"));
         assert!(text.contains("shoal_relay_forwarded_frames_total{path=\"ws_udp\"} 1\n"));
         assert!(text.contains("shoal_relay_forwarded_bytes_total{path=\"ws_udp\"} 100\n"));
         assert!(text.contains("shoal_relay_dropped_frames_total{reason=\"oversized\"} 1\n"));
         assert!(text.contains("shoal_relay_slow_consumers_disconnected_total 1\n"));
         assert!(text.contains("shoal_relay_rejected_total{reason=\"token\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 8);
+        assert_eq!(text.matches("# TYPE").count(), 13);
     }
 }

@@ -4,7 +4,10 @@
 //! `queue_frames` frames nor `queue_bytes` bytes (plus one frame: a frame is always accepted
 //! into an empty queue, so a frame larger than `queue_bytes` does not make a healthy consumer
 //! look slow). A push that does not fit fails at once with [`PushError::Full`]: the switchboard
-//! then treats the consumer as slow and disconnects it. Nothing here waits for room.
+//! drops that frame and counts it; the member stays connected. A full queue says only that frames
+//! arrive faster than the member's link drains them (a burst, or someone flooding it), not that
+//! the member stopped reading: that is judged by its writer, from how long the socket takes
+//! nothing (`stall_timeout`). Nothing here waits for room.
 //!
 //! One consumer (the connection's writer task) takes frames with [`Outbox::pop`]; any number of
 //! producers push. [`Outbox::close`] discards the backlog, makes `pop` return `None` and wakes
@@ -12,18 +15,19 @@
 //! told to go away.
 //!
 //! The relay tells a member why it goes away with [`Outbox::close_with`]: a slow consumer, a
-//! connection replaced by a newer one with the same peer id, or the relay shutting down. The queue
-//! keeps the reason of the close that closed it ([`Outbox::close_reason`]; later closes change
-//! nothing) and the writer sends it as the WebSocket close frame's code ([`CloseCode`]), which is
-//! how the member knows whether to reconnect. A plain [`Outbox::close`] carries no reason: the
+//! connection replaced by a newer one with the same peer id, the relay shutting down, an idle or
+//! misbehaving connection ([`CloseReason`]). The queue keeps the reason of the close that closed
+//! it ([`Outbox::close_reason`]; later closes change nothing) and the writer sends it in the
+//! WebSocket close frame, which is how the member knows whether to reconnect. A plain [`Outbox::close`] carries no reason: the
 //! connection ended by itself (the member left, the socket failed) and there is nobody to tell.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use shoal_core::driver::relay::CloseCode;
 use tokio::sync::Notify;
+
+use crate::close::CloseReason;
 
 /// Why a frame was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +45,7 @@ struct State {
     bytes: usize,
     closed: bool,
     /// Why it was closed, if the close said ([`Outbox::close_with`]).
-    reason: Option<CloseCode>,
+    reason: Option<CloseReason>,
 }
 
 /// A bounded frame queue with one consumer. See the module documentation.
@@ -119,29 +123,33 @@ impl Outbox {
     /// Closes the queue: drops the backlog, refuses later pushes, wakes the consumer and every
     /// [`closed`](Self::closed) waiter. Idempotent. Call it when the connection ended by itself;
     /// when the relay ends it, use [`close_with`](Self::close_with) so the member learns why.
-    pub fn close(&self) {
-        self.shut(None);
+    /// Returns how many frames of the backlog were discarded (for the drop counters).
+    pub fn close(&self) -> usize {
+        self.shut(None)
     }
 
     /// As [`close`](Self::close), and the connection's writer then sends `reason` in a WebSocket
     /// close frame. Only the first close counts: a queue already closed keeps its reason (or its
     /// lack of one).
-    pub fn close_with(&self, reason: CloseCode) {
-        self.shut(Some(reason));
+    pub fn close_with(&self, reason: impl Into<CloseReason>) -> usize {
+        self.shut(Some(reason.into()))
     }
 
-    fn shut(&self, reason: Option<CloseCode>) {
+    fn shut(&self, reason: Option<CloseReason>) -> usize {
+        let discarded;
         {
             let mut s = self.state();
             if !s.closed {
                 s.closed = true;
                 s.reason = reason;
             }
+            discarded = s.frames.len();
             s.frames = VecDeque::new();
             s.bytes = 0;
         }
         self.wake.notify_one();
         self.close_wake.notify_waiters();
+        discarded
     }
 
     /// Whether [`close`](Self::close) or [`close_with`](Self::close_with) was called.
@@ -150,7 +158,7 @@ impl Outbox {
     }
 
     /// The reason the queue was closed with, if it is closed and the first close gave one.
-    pub fn close_reason(&self) -> Option<CloseCode> {
+    pub fn close_reason(&self) -> Option<CloseReason> {
         self.state().reason
     }
 
@@ -188,6 +196,8 @@ impl Outbox {
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;
+
+    use shoal_core::driver::relay::CloseCode;
 
     use super::*;
 
@@ -238,7 +248,7 @@ mod tests {
     fn a_closed_queue_drops_its_backlog_and_refuses_pushes() {
         let q = Outbox::new(8, 1_000);
         q.try_push(frame(3)).unwrap();
-        q.close();
+        assert_eq!(q.close(), 1, "one frame discarded");
         assert!(q.is_closed());
         assert_eq!((q.len(), q.bytes()), (0, 0));
         assert_eq!(q.try_push(frame(1)), Err(PushError::Closed));
@@ -254,7 +264,7 @@ mod tests {
         assert_eq!((q.len(), q.bytes()), (0, 0), "the backlog is dropped as for a plain close");
         q.close_with(CloseCode::ShuttingDown);
         q.close();
-        assert_eq!(q.close_reason(), Some(CloseCode::Replaced), "later closes change nothing");
+        assert_eq!(q.close_reason(), Some(CloseReason::Replaced), "later closes change nothing");
     }
 
     #[test]

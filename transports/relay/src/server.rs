@@ -1,17 +1,11 @@
-//! The I/O shell around the [`Switchboard`]: sockets, the axum router, one reader and one writer
-//! task per WebSocket connection, and the UDP receive loop.
+//! The I/O shell around the [`Switchboard`]: sockets, the axum router and its handlers, and the
+//! UDP receive loop. Accepting TCP connections (caps, header timeout) is `crate::accept`'s;
+//! running one WebSocket member (reader, writer, ping, idle and stall timers) is
+//! `crate::member`'s.
 //!
-//! Every frame takes the switchboard's lock once, for a table lookup and a queue push; nothing
-//! awaits under it. Each connection's writer drains its bounded [`Outbox`] in batches (feed many,
-//! flush once); its reader forwards what the member sends. A connection ends when the member
-//! closes it, on any socket error, or when its queue is closed (slow consumer, replaced, relay
-//! shutting down); both tasks then stop and the socket is released.
-//!
-//! When the queue was closed with a reason ([`Outbox::close_with`]) the writer first sends a
-//! WebSocket close frame carrying it ([`CloseCode`]: 1001 shutting down, 4001 replaced, 4002 slow
-//! consumer), waiting at most [`CLOSE_FRAME_WAIT`] (a slow consumer's socket may be full), so the
-//! member knows whether to reconnect. On shutdown, `serve` waits up to [`SHUTDOWN_WAIT`] for the
-//! connections to finish saying goodbye before it returns.
+//! Every frame takes the switchboard's lock once, for a table lookup, a few budget updates and a
+//! queue push; nothing awaits under it. On shutdown, `serve` waits up to [`SHUTDOWN_WAIT`] for the
+//! WebSocket connections to finish saying goodbye before it returns.
 
 use std::future::Future;
 use std::io;
@@ -20,30 +14,29 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use shoal_core::driver::relay::{relay_addr, CloseCode};
+use shoal_core::driver::relay::relay_addr;
 use shoal_core::driver::Addr;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use crate::accept::{accept_loop, HttpTimers};
 use crate::config::{resolve_public_addr, valid_public_addr, RelayConfig};
-use crate::metrics::{DropReason, RelayStats};
-use crate::queue::Outbox;
-use crate::switchboard::{Refusal, Session, Switchboard, WsRoute};
+use crate::conn_caps::ConnectionCaps;
+use crate::member::{member_connection, MemberTimers};
+use crate::metrics::{ConnectionDrop, RelayStats};
+use crate::switchboard::{Refusal, Switchboard};
 
 /// Kernel buffer asked for on the relay's UDP socket, each way.
 const UDP_BUFFER: usize = 4 << 20;
-/// How many frames a writer hands to the WebSocket before one flush.
-const WRITE_BATCH: usize = 64;
 /// WebSocket read buffer per connection. Small: tungstenite zero-fills the whole buffer, so its
 /// size is resident memory per connection (frames larger than it are still read whole).
 const WS_READ_BUFFER: usize = 4 << 10;
@@ -51,8 +44,6 @@ const WS_READ_BUFFER: usize = 4 << 10;
 const WS_WRITE_BUFFER: usize = 8 << 10;
 /// Pending TCP connections the listener queues.
 const LISTEN_BACKLOG: i32 = 4_096;
-/// How long a writer tries to send its close frame before dropping the socket anyway.
-const CLOSE_FRAME_WAIT: Duration = Duration::from_millis(500);
 /// How long `serve` waits, once stopped, for connections to send their close frames and end.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
@@ -111,20 +102,38 @@ fn bind_udp(addr: SocketAddr) -> io::Result<StdUdpSocket> {
     Ok(socket.into())
 }
 
-struct Shared {
+pub(crate) struct Shared {
     board: Mutex<Switchboard>,
-    shutdown: watch::Sender<bool>,
+    caps: Mutex<ConnectionCaps>,
+    pub(crate) shutdown: watch::Sender<bool>,
     /// WebSocket connections whose tasks are still running (the switchboard forgets a connection
     /// as soon as its queue closes; this counts until its close frame is written).
-    live: watch::Sender<usize>,
+    pub(crate) live: watch::Sender<usize>,
     public: String,
     max_frame: usize,
+    pub(crate) member_timers: MemberTimers,
+    pub(crate) http_timers: HttpTimers,
 }
 
 impl Shared {
-    fn board(&self) -> MutexGuard<'_, Switchboard> {
+    fn stats(&self) -> RelayStats {
+        let tcp = self.caps().open() as u64;
+        RelayStats { tcp_connections: tcp, ..self.board().stats() }
+    }
+
+    pub(crate) fn board(&self) -> MutexGuard<'_, Switchboard> {
         // Every switchboard method leaves it consistent, so a panic elsewhere cannot corrupt it.
         self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn caps(&self) -> MutexGuard<'_, ConnectionCaps> {
+        // Each method leaves the counts consistent.
+        self.caps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a connection refused or closed outside the routing.
+    pub(crate) fn record(&self, reason: ConnectionDrop) {
+        self.board().record_connection_drop(reason);
     }
 }
 
@@ -149,12 +158,20 @@ impl BoundRelay {
         let public = if config.public_addr.is_empty() { local.to_string() } else { config.public_addr.clone() };
         debug_assert!(valid_public_addr(&public));
         let board = Switchboard::new(&public, &config);
+        let caps = ConnectionCaps::new(config.max_connections_per_ip, config.effective_max_connections());
         let shared = Arc::new(Shared {
             board: Mutex::new(board),
+            caps: Mutex::new(caps),
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
             public,
             max_frame: config.max_frame,
+            member_timers: MemberTimers {
+                stall: config.stall_timeout,
+                ping: config.ping_interval,
+                idle: config.idle_timeout,
+            },
+            http_timers: HttpTimers { header: config.header_timeout },
         });
         BoundRelay { tcp, udp, local, static_dir: config.static_dir, shared }
     }
@@ -176,7 +193,7 @@ impl BoundRelay {
 
     /// Serves HTTP, WebSocket and UDP until [`RelayHandle::shutdown`]. Run it on a tokio
     /// runtime (`tokio::spawn(bound.serve())`). On shutdown every member is disconnected with
-    /// close code 1001 ([`CloseCode::ShuttingDown`]); the future completes once they all are, or
+    /// close code 1001 ([`CloseReason::ShuttingDown`](crate::CloseReason::ShuttingDown)); the future completes once they all are, or
     /// after 2 s at most.
     pub fn serve(self) -> impl Future<Output = io::Result<()>> + Send + 'static {
         let BoundRelay { tcp, udp, static_dir, shared, .. } = self;
@@ -194,10 +211,7 @@ impl BoundRelay {
                     shared.board().close_all();
                 }
             };
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let result = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+            accept_loop(listener, router, shared.clone(), signal).await;
             shared.board().close_all();
             udp_task.abort();
             // Upgraded connections run on tasks of their own that axum does not wait for: give
@@ -207,7 +221,7 @@ impl BoundRelay {
                 tracing::debug!(left = *live.borrow(), "connections still closing at shutdown");
             }
             tracing::info!("relay stopped");
-            result
+            Ok(())
         }
     }
 }
@@ -230,9 +244,9 @@ impl RelayHandle {
         self.shared.shutdown.send_replace(true);
     }
 
-    /// Counters and the connection gauge.
+    /// Counters and gauges.
     pub fn stats(&self) -> RelayStats {
-        self.shared.board().stats()
+        self.shared.stats()
     }
 
     /// The `ip:port` written into `relay://` addresses (a configured host name, resolved).
@@ -260,9 +274,9 @@ fn router(app: App, static_dir: Option<PathBuf>) -> Router {
 }
 
 #[derive(Clone)]
-struct App {
-    shared: Arc<Shared>,
-    udp: Arc<UdpSocket>,
+pub(crate) struct App {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) udp: Arc<UdpSocket>,
 }
 
 /// The query string of `/ws`: `peer=<id>&token=<t>`, percent-decoded.
@@ -273,16 +287,20 @@ struct WsParams {
 }
 
 async fn metrics_handler(State(app): State<App>) -> Response {
-    let stats = app.shared.board().stats();
+    let stats = app.shared.stats();
     let text = stats.to_prometheus();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 async fn ws_handler(
     State(app): State<App>,
-    Query(params): Query<WsParams>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    params: Result<Query<WsParams>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let Ok(Query(params)) = params else {
+        app.shared.board().record_rejected_request();
+        return (StatusCode::BAD_REQUEST, "BadQuery").into_response();
+    };
     let checked = app.shared.board().check_admission(params.peer.as_deref(), params.token.as_deref());
     if let Err(refusal) = checked {
         let status = match refusal {
@@ -296,7 +314,10 @@ async fn ws_handler(
     }
     let upgrade = match upgrade {
         Ok(u) => u,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            app.shared.board().record_rejected_request();
+            return rejection.into_response();
+        }
     };
     let peer = params.peer.unwrap_or_default();
     // Messages up to max_frame are forwarded or dropped by the switchboard; the WebSocket layer
@@ -307,105 +328,7 @@ async fn ws_handler(
         .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| connection(app, peer, socket))
-}
-
-/// Counts a connection in [`Shared::live`] while it exists.
-struct LiveGuard<'a>(&'a watch::Sender<usize>);
-
-impl<'a> LiveGuard<'a> {
-    fn new(live: &'a watch::Sender<usize>) -> Self {
-        live.send_modify(|n| *n += 1);
-        LiveGuard(live)
-    }
-}
-
-impl Drop for LiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
-/// Runs one member's connection until it ends.
-async fn connection(app: App, peer: String, socket: WebSocket) {
-    let _live = LiveGuard::new(&app.shared.live);
-    let admitted = app.shared.board().admit(&peer);
-    let Ok((session, outbox)) = admitted else { return };
-    tracing::debug!(peer, conn = session.conn(), "member connected");
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, outbox.clone()));
-    read_loop(&app, &session, stream, &outbox).await;
-    app.shared.board().disconnect(&session);
-    outbox.close();
-    let _ = writer.await;
-    tracing::debug!(peer, conn = session.conn(), "member disconnected");
-}
-
-async fn read_loop(app: &App, session: &Session, mut stream: SplitStream<WebSocket>, outbox: &Outbox) {
-    let closed = outbox.closed();
-    tokio::pin!(closed);
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = &mut closed => return,
-            m = stream.next() => m,
-        };
-        let bytes = match message {
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Text(_))) => {
-                app.shared.board().record_drop(DropReason::NotBinary);
-                continue;
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-        };
-        let route = app.shared.board().route_ws(session, &bytes);
-        if let WsRoute::Udp { to, datagram } = route {
-            if let Err(e) = app.udp.send_to(&datagram, to).await {
-                tracing::trace!(%to, error = %e, "udp send failed");
-                app.shared.board().record_drop(DropReason::UdpSend);
-            }
-        }
-    }
-}
-
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
-    let closed = outbox.closed();
-    tokio::pin!(closed);
-    while let Some(first) = outbox.pop().await {
-        let batch = async {
-            sink.feed(Message::Binary(first)).await?;
-            for _ in 1..WRITE_BATCH {
-                let Some(frame) = outbox.try_pop() else { break };
-                sink.feed(Message::Binary(frame)).await?;
-            }
-            sink.flush().await
-        };
-        let result = tokio::select! {
-            biased;
-            () = &mut closed => break,
-            r = batch => r,
-        };
-        if result.is_err() {
-            break;
-        }
-    }
-    // Tells the reader to stop too (idempotent when the queue was closed already).
-    outbox.close();
-    if let Some(code) = outbox.close_reason() {
-        // Frames cut off mid-batch may still sit in the sink's buffer; they go out first, which is
-        // fine: the member just gets them before the close.
-        match tokio::time::timeout(CLOSE_FRAME_WAIT, sink.send(close_message(code))).await {
-            Ok(Ok(())) => tracing::trace!(?code, "close frame sent"),
-            Ok(Err(e)) => tracing::trace!(?code, error = %e, "close frame not sent"),
-            Err(_) => tracing::trace!(?code, "close frame not sent in time"),
-        }
-    }
-}
-
-/// The WebSocket close frame telling a member why the relay closed its connection.
-fn close_message(code: CloseCode) -> Message {
-    Message::Close(Some(CloseFrame { code: code as u16, reason: Utf8Bytes::from_static(code.reason()) }))
+        .on_upgrade(move |socket| member_connection(app, peer, socket))
 }
 
 /// Receives datagrams from native members and hands them to the switchboard.
@@ -414,6 +337,7 @@ async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>) {
     loop {
         match udp.recv_from(&mut buf).await {
             Ok((n, from)) => {
+                // Refusals are counted by the switchboard.
                 let _ = shared.board().route_udp(from, &buf[..n]);
             }
             // ICMP "port unreachable" about an earlier datagram: nothing to do with this call.

@@ -22,36 +22,58 @@
 //! **Duplicate peer ids: the newer connection replaces the older one.** A browser tab that
 //! reloads, or a member whose network changed, reconnects with the same peer id while the old TCP
 //! connection may take minutes to time out; refusing the newcomer would lock the member out for
-//! that long. The replaced connection's queue is closed with [`CloseCode::Replaced`] (so the server
+//! that long. The replaced connection's queue is closed with [`CloseReason::Replaced`] (so the server
 //! closes it, saying why, and the member does not reconnect to take the id back) and counted in
 //! [`RelayStats::replaced`]. Since the token already gates who may connect, a token holder can
 //! take over any peer id, exactly as it could spoof one by reconnecting.
 //!
-//! **Slow consumers are disconnected, never buffered for.** Each member's queue is bounded in
-//! frames and bytes. When a frame for member Q finds Q's queue full, Q is not keeping up with what
-//! is sent to it (its writer is blocked on a full socket): the frame is dropped, Q is removed from
-//! the table and its queue closed with [`CloseCode::SlowConsumer`], which makes the server close Q's
-//! connection (Q may reconnect). Memory per member stays bounded by the queue limits whatever the
-//! traffic.
+//! **A full queue drops frames; only a member that stops reading is disconnected.** Each member's
+//! queue is bounded in frames and bytes. A frame that finds its destination's queue full is
+//! dropped and counted ([`DropReason::QueueFull`]); the member stays connected. Frames arriving
+//! faster than a member's link drains them (a burst of push-pull replies, or someone flooding the
+//! member) say nothing about the member, and disconnecting it for them would hand anyone who can
+//! reach the relay a way to kick members out of the cluster. A member that stops reading is told
+//! apart by its connection's writer, from time: nothing taken from its queue for
+//! `stall_timeout` while frames wait. The server then calls [`Switchboard::close`] with
+//! [`CloseReason::SlowConsumer`]. Memory per member stays bounded by the queue limits whatever
+//! the traffic.
 //!
-//! **Every close the relay decides carries its reason** ([`CloseCode`], recorded in the queue with
-//! [`Outbox::close_with`]; the server writes it into the WebSocket close frame): replaced, slow
-//! consumer, or shutting down ([`Switchboard::close_all`]). A connection that ended by itself
-//! ([`Switchboard::disconnect`]) gets a plain close: there is nobody left to tell.
+//! **Rates are limited per sender and per receiver**, in frames and bytes ([`Limits`]): a frame
+//! over its sender's budget is dropped as [`DropReason::SourceRate`], one over its receiver's as
+//! [`DropReason::DestinationRate`]. Senders are WebSocket members and UDP source sockets;
+//! receivers are WebSocket members and UDP target sockets. The UDP port's own rules (who may
+//! send to relayed members, where relayed members may send) are the [`UdpPolicy`]'s; the
+//! switchboard keeps, per member, the sockets it sent to (its *known sources*).
+//!
+//! **Every close the relay decides carries its reason** ([`CloseReason`], recorded in the queue
+//! with [`Outbox::close_with`]; the server writes it into the WebSocket close frame): replaced,
+//! shutting down ([`Switchboard::close_all`]), or what the server saw ([`Switchboard::close`]:
+//! slow consumer, idle, a message too big, a protocol error). A connection that ended by itself
+//! ([`Switchboard::disconnect`]) gets a plain close: there is nobody left to tell. Frames still
+//! queued for a closed connection are counted as dropped.
+//!
+//! Functions taking `now` are the ones that spend budgets; their twins without it read the clock.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use shoal_core::driver::relay::{
     decode_datagram, decode_signal_frame, decode_ws_frame, encode_datagram, encode_signal_frame, encode_ws_frame,
-    valid_peer_id, CloseCode, SIGNAL_TAG,
+    valid_peer_id, SIGNAL_TAG,
 };
 
-use crate::config::RelayConfig;
-use crate::metrics::{DropReason, RelayStats};
+use crate::close::CloseReason;
+use crate::config::{Limits, RelayConfig};
+use crate::metrics::{ConnectionDrop, DropReason, RelayStats};
 use crate::queue::{Outbox, PushError};
+use crate::rate::{Budget, Recent};
+use crate::udp_policy::UdpPolicy;
+
+/// Most sockets remembered as one member's known sources.
+const KNOWN_SOURCES_PER_MEMBER: usize = 1_024;
 
 /// Identifies one admitted connection (peer ids are reused across reconnects, these are not).
 pub type ConnId = u64;
@@ -108,6 +130,12 @@ pub enum WsRoute {
 struct Peer {
     conn: ConnId,
     outbox: Arc<Outbox>,
+    /// What this member may send.
+    source: Budget,
+    /// What may be sent to this member.
+    destination: Budget,
+    /// Sockets this member sent datagrams to: their datagrams to it pass at full rate.
+    known: Recent<SocketAddr>,
 }
 
 /// The routing state of one relay. See the module documentation.
@@ -117,6 +145,8 @@ pub struct Switchboard {
     max_frame: usize,
     queue_frames: usize,
     queue_bytes: usize,
+    limits: Limits,
+    udp: UdpPolicy,
     peers: HashMap<Box<str>, Peer>,
     next_conn: ConnId,
     stats: RelayStats,
@@ -148,6 +178,8 @@ impl Switchboard {
             max_frame: config.max_frame,
             queue_frames: config.queue_frames,
             queue_bytes: config.queue_bytes,
+            limits: config.limits,
+            udp: UdpPolicy::new(relay, config, Instant::now()),
             peers: HashMap::new(),
             next_conn: 1,
             stats: RelayStats::default(),
@@ -160,9 +192,37 @@ impl Switchboard {
         &self.relay
     }
 
-    /// Counters so far.
+    /// Counters so far, and the gauges now (connections, queued frames and bytes, addresses
+    /// tracked).
     pub fn stats(&self) -> RelayStats {
-        RelayStats { connections: self.peers.len() as u64, ..self.stats }
+        let (mut frames, mut bytes, mut known) = (0, 0, 0);
+        for p in self.peers.values() {
+            frames += p.outbox.len() as u64;
+            bytes += p.outbox.bytes() as u64;
+            known += p.known.len() as u64;
+        }
+        RelayStats {
+            connections: self.peers.len() as u64,
+            queued_frames: frames,
+            queued_bytes: bytes,
+            udp_tracked: self.udp.tracked() as u64 + known,
+            ..self.stats
+        }
+    }
+
+    /// Counts a `/ws` request refused before admission (not an upgrade, a query that does not parse).
+    pub fn record_rejected_request(&mut self) {
+        self.stats.rejected_request += 1;
+    }
+
+    /// Whether `addr` sent the relay a datagram that passed its policy within `known_ttl`.
+    pub fn is_verified(&self, addr: SocketAddr) -> bool {
+        self.udp.is_verified(addr, Instant::now())
+    }
+
+    /// Whether the member `peer` sent a datagram to `addr` within `known_ttl`.
+    pub fn knows(&self, peer: &str, addr: SocketAddr) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.known.contains(&addr, Instant::now()))
     }
 
     /// Members connected now.
@@ -202,7 +262,7 @@ impl Switchboard {
     /// Registers a connection for `peer` (after [`check_admission`](Self::check_admission) and
     /// the upgrade). Its queue starts with the welcome frame (the member's own address and an
     /// empty packet). A connection already holding `peer` is replaced: its queue is closed with
-    /// [`CloseCode::Replaced`].
+    /// [`CloseReason::Replaced`].
     pub fn admit(&mut self, peer: &str) -> Result<(Session, Arc<Outbox>), Refusal> {
         if self.closing {
             return Err(Refusal::ShuttingDown);
@@ -217,8 +277,17 @@ impl Switchboard {
         outbox.try_push(Bytes::from(welcome)).expect("a new queue takes one frame");
         let conn = self.next_conn;
         self.next_conn += 1;
-        if let Some(old) = self.peers.insert(peer.into(), Peer { conn, outbox: outbox.clone() }) {
-            old.outbox.close_with(CloseCode::Replaced);
+        let now = Instant::now();
+        let entry = Peer {
+            conn,
+            outbox: outbox.clone(),
+            source: Budget::full(self.limits.source, now),
+            destination: Budget::full(self.limits.destination, now),
+            known: Recent::new(self.limits.known_ttl, KNOWN_SOURCES_PER_MEMBER),
+        };
+        if let Some(old) = self.peers.insert(peer.into(), entry) {
+            let discarded = old.outbox.close_with(CloseReason::Replaced);
+            self.stats.drop_many(DropReason::ConnectionClosed, discarded as u64);
             self.stats.replaced += 1;
         }
         self.stats.accepted += 1;
@@ -239,12 +308,43 @@ impl Switchboard {
         }
     }
 
-    /// Closes every connection's queue with [`CloseCode::ShuttingDown`], empties the table, and
+    /// Closes every connection's queue with [`CloseReason::ShuttingDown`], empties the table, and
     /// refuses admissions from now on. Call it when the relay shuts down.
     pub fn close_all(&mut self) {
         self.closing = true;
         for (_, p) in self.peers.drain() {
-            p.outbox.close_with(CloseCode::ShuttingDown);
+            let discarded = p.outbox.close_with(CloseReason::ShuttingDown);
+            self.stats.drop_many(DropReason::ConnectionClosed, discarded as u64);
+        }
+    }
+
+    /// Ends `session` for `reason`, which the server saw (a member that stopped reading, sent
+    /// nothing for too long, or broke the protocol): closes its queue with the reason, counts the
+    /// close and the discarded backlog, and forgets the member if the peer id is still this
+    /// connection's. Call it instead of [`disconnect`](Self::disconnect) when the relay ends the
+    /// connection.
+    pub fn close(&mut self, session: &Session, outbox: &Outbox, reason: CloseReason) {
+        let discarded = outbox.close_with(reason) as u64;
+        match reason {
+            CloseReason::SlowConsumer => {
+                self.stats.slow_consumers += 1;
+                self.stats.drop_many(DropReason::SlowConsumer, discarded);
+            }
+            other => {
+                let counted = match other {
+                    CloseReason::Idle => Some(ConnectionDrop::Idle),
+                    CloseReason::MessageTooBig => Some(ConnectionDrop::MessageTooBig),
+                    CloseReason::ProtocolError => Some(ConnectionDrop::ProtocolError),
+                    _ => None,
+                };
+                if let Some(c) = counted {
+                    self.stats.connection_drop(c);
+                }
+                self.stats.drop_many(DropReason::ConnectionClosed, discarded);
+            }
+        }
+        if self.peers.get(session.peer()).is_some_and(|p| p.conn == session.conn) {
+            self.peers.remove(session.peer());
         }
     }
 
@@ -253,26 +353,29 @@ impl Switchboard {
         self.stats.drop(reason);
     }
 
+    /// Counts a connection the server refused or closed outside the routing (caps, timeouts).
+    pub fn record_connection_drop(&mut self, reason: ConnectionDrop) {
+        self.stats.connection_drop(reason);
+    }
+
     fn dropped(&mut self, reason: DropReason) -> DropReason {
         self.stats.drop(reason);
         reason
     }
 
-    /// Queues `frame` for `peer`, disconnecting it ([`CloseCode::SlowConsumer`]) if its queue is full.
-    fn deliver(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), DropReason> {
-        let Some(p) = self.peers.get(peer) else {
+    /// Queues `frame` for `peer` if its destination budget allows and its queue has room;
+    /// otherwise drops it (counted). Never disconnects anyone.
+    fn deliver(&mut self, peer: &str, frame: Vec<u8>, now: Instant) -> Result<(), DropReason> {
+        let limit = self.limits.destination;
+        let Some(p) = self.peers.get_mut(peer) else {
             return Err(self.dropped(DropReason::UnknownDestination));
         };
+        if !p.destination.take(limit, frame.len(), now) {
+            return Err(self.dropped(DropReason::DestinationRate));
+        }
         match p.outbox.try_push(Bytes::from(frame)) {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => {
-                if let Some(p) = self.peers.remove(peer) {
-                    p.outbox.close_with(CloseCode::SlowConsumer);
-                }
-                self.stats.slow_consumers += 1;
-                tracing::debug!(peer, "slow consumer disconnected: its queue is full");
-                Err(self.dropped(DropReason::SlowConsumer))
-            }
+            Err(PushError::Full) => Err(self.dropped(DropReason::QueueFull)),
             Err(PushError::Closed) => {
                 self.peers.remove(peer);
                 Err(self.dropped(DropReason::UnknownDestination))
@@ -280,13 +383,37 @@ impl Switchboard {
         }
     }
 
+    /// Spends one frame of `len` bytes from `from`'s source budget.
+    fn charge_source(&mut self, from: &Session, len: usize, now: Instant) -> Result<(), DropReason> {
+        let limit = self.limits.source;
+        match self.peers.get_mut(from.peer()) {
+            Some(p) if p.conn == from.conn => {
+                if p.source.take(limit, len, now) {
+                    Ok(())
+                } else {
+                    Err(self.dropped(DropReason::SourceRate))
+                }
+            }
+            // Replaced or closed: its reader is about to stop.
+            _ => Err(self.dropped(DropReason::ConnectionClosed)),
+        }
+    }
+
     /// Routes a binary WebSocket message from `from`: `[len][destination][packet]`.
     pub fn route_ws(&mut self, from: &Session, frame: &[u8]) -> WsRoute {
+        self.route_ws_at(from, frame, Instant::now())
+    }
+
+    /// [`route_ws`](Self::route_ws) at `now`.
+    pub fn route_ws_at(&mut self, from: &Session, frame: &[u8], now: Instant) -> WsRoute {
         if frame.len() > self.max_frame {
             return WsRoute::Dropped(self.dropped(DropReason::Oversized));
         }
+        if let Err(reason) = self.charge_source(from, frame.len(), now) {
+            return WsRoute::Dropped(reason);
+        }
         if frame.first() == Some(&SIGNAL_TAG) {
-            return self.route_signal(from, frame);
+            return self.route_signal(from, frame, now);
         }
         let Ok((dest, packet)) = decode_ws_frame(frame) else {
             return WsRoute::Dropped(self.dropped(DropReason::Malformed));
@@ -300,7 +427,7 @@ impl Switchboard {
                 return WsRoute::Dropped(self.dropped(DropReason::Malformed));
             };
             let len = out.len();
-            return match self.deliver(peer, out) {
+            return match self.deliver(peer, out, now) {
                 Ok(()) => {
                     self.stats.ws_to_ws.add(len);
                     WsRoute::Delivered
@@ -315,6 +442,14 @@ impl Switchboard {
             let Some(datagram) = encode_datagram(from.addr(), packet) else {
                 return WsRoute::Dropped(self.dropped(DropReason::Malformed));
             };
+            let allowed = self.udp.permitted_target(to).and_then(|()| self.udp.outbound(to, datagram.len(), now));
+            if let Err(reason) = allowed {
+                return WsRoute::Dropped(self.dropped(reason));
+            }
+            if let Some(p) = self.peers.get_mut(from.peer()) {
+                // Its answers are welcome now. A full table only costs them the full rate.
+                p.known.note(to, now);
+            }
             self.stats.ws_to_udp.add(datagram.len());
             return WsRoute::Udp { to, datagram };
         }
@@ -331,7 +466,7 @@ impl Switchboard {
     }
 
     /// Routes a signalling frame from `from`: `[0][len][relay://<this relay>/Q][kind][body]`.
-    fn route_signal(&mut self, from: &Session, frame: &[u8]) -> WsRoute {
+    fn route_signal(&mut self, from: &Session, frame: &[u8], now: Instant) -> WsRoute {
         let Ok((dest, kind, body)) = decode_signal_frame(frame) else {
             return WsRoute::Dropped(self.dropped(DropReason::Malformed));
         };
@@ -344,7 +479,7 @@ impl Switchboard {
             return WsRoute::Dropped(self.dropped(DropReason::Malformed));
         };
         let len = out.len();
-        match self.deliver(peer, out) {
+        match self.deliver(peer, out, now) {
             Ok(()) => {
                 self.stats.signals.add(len);
                 WsRoute::Delivered
@@ -356,6 +491,11 @@ impl Switchboard {
     /// Routes a datagram that arrived on the relay's UDP port from `from`:
     /// `[0xF0][len][destination peer id][packet]`.
     pub fn route_udp(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<(), DropReason> {
+        self.route_udp_at(from, datagram, Instant::now())
+    }
+
+    /// [`route_udp`](Self::route_udp) at `now`.
+    pub fn route_udp_at(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) -> Result<(), DropReason> {
         if datagram.len() > self.max_frame {
             return Err(self.dropped(DropReason::Oversized));
         }
@@ -365,12 +505,18 @@ impl Switchboard {
         if !valid_peer_id(peer) {
             return Err(self.dropped(DropReason::Malformed));
         }
+        let Some(known) = self.peers.get(peer).map(|p| p.known.contains(&from, now)) else {
+            return Err(self.dropped(DropReason::UnknownDestination));
+        };
+        if let Err(reason) = self.udp.inbound(from, known, datagram.len(), now) {
+            return Err(self.dropped(reason));
+        }
         let source = format!("udp://{from}");
         let Some(out) = encode_ws_frame(&source, packet) else {
             return Err(self.dropped(DropReason::Malformed));
         };
         let len = out.len();
-        self.deliver(peer, out)?;
+        self.deliver(peer, out, now)?;
         self.stats.udp_to_ws.add(len);
         Ok(())
     }

@@ -1,5 +1,11 @@
-//! Unit tests of the [`Switchboard`](super::Switchboard): routing, admission, slow consumers and signalling.
-use shoal_core::driver::relay::{accept_relay_datagram, CloseCode, SignalKind};
+//! Unit tests of the [`Switchboard`](super::Switchboard): routing, admission, full queues, closes,
+//! rate limits, the UDP policy and signalling.
+use std::time::Duration;
+
+use shoal_core::driver::relay::{accept_relay_datagram, SignalKind};
+
+use crate::cidr::Cidr;
+use crate::rate::RateLimit;
 
 use super::*;
 
@@ -97,19 +103,34 @@ fn a_replaced_connection_is_closed_with_the_replaced_code() {
     let mut b = board();
     let (_, old_q) = join(&mut b, "tab");
     let (_, new_q) = join(&mut b, "tab");
-    assert_eq!(old_q.close_reason(), Some(CloseCode::Replaced));
+    assert_eq!(old_q.close_reason(), Some(CloseReason::Replaced));
     assert_eq!(new_q.close_reason(), None);
 }
 
 #[test]
-fn a_slow_consumer_is_closed_with_the_slow_consumer_code() {
-    let mut b = board_with(RelayConfig { queue_frames: 1, queue_bytes: 1 << 20, ..Default::default() });
+fn a_member_the_server_finds_stalled_is_closed_as_a_slow_consumer_and_its_backlog_counted() {
+    let mut b = board_with(RelayConfig { queue_frames: 8, queue_bytes: 1 << 20, ..Default::default() });
     let (p, _) = join(&mut b, "p");
-    let (_, slow_q) = join(&mut b, "slow");
+    let (slow, slow_q) = join(&mut b, "slow");
     let f = frame("relay://127.0.0.1:8080/slow", b"\x01x");
     assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
-    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
-    assert_eq!(slow_q.close_reason(), Some(CloseCode::SlowConsumer));
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+    b.close(&slow, &slow_q, CloseReason::SlowConsumer);
+    assert_eq!(slow_q.close_reason(), Some(CloseReason::SlowConsumer));
+    assert!(!b.is_connected("slow"));
+    let s = b.stats();
+    assert_eq!((s.slow_consumers, s.dropped(DropReason::SlowConsumer)), (1, 2));
+    assert_eq!(s.queued_frames, 0, "nothing held for it any more");
+}
+
+#[test]
+fn closing_an_old_session_leaves_the_newer_connection_with_its_peer_id_alone() {
+    let mut b = board();
+    let (old, old_q) = join(&mut b, "tab");
+    let (_, new_q) = join(&mut b, "tab");
+    b.close(&old, &old_q, CloseReason::Idle);
+    assert!(b.is_connected("tab") && !new_q.is_closed());
+    assert_eq!(b.stats().connection_drops(ConnectionDrop::Idle), 1);
 }
 
 #[test]
@@ -118,8 +139,8 @@ fn shutting_down_closes_every_connection_with_the_going_away_code() {
     let (_, a) = join(&mut b, "a");
     let (_, c) = join(&mut b, "c");
     b.close_all();
-    assert_eq!(a.close_reason(), Some(CloseCode::ShuttingDown));
-    assert_eq!(c.close_reason(), Some(CloseCode::ShuttingDown));
+    assert_eq!(a.close_reason(), Some(CloseReason::ShuttingDown));
+    assert_eq!(c.close_reason(), Some(CloseReason::ShuttingDown));
 }
 
 #[test]
@@ -235,33 +256,35 @@ fn frames_larger_than_the_cap_are_dropped_and_counted() {
 }
 
 #[test]
-fn a_member_whose_queue_is_full_is_disconnected_not_buffered_for() {
+fn a_full_queue_drops_the_frame_and_keeps_the_member_connected() {
     let mut b = board_with(RelayConfig { queue_frames: 4, queue_bytes: 1 << 20, ..Default::default() });
     let (p, _) = join(&mut b, "p");
-    let (_, slow_q) = join(&mut b, "slow");
-    let f = frame("relay://127.0.0.1:8080/slow", b"\x01x");
+    let (_, busy_q) = join(&mut b, "busy");
+    let f = frame("relay://127.0.0.1:8080/busy", b"\x01x");
     for _ in 0..4 {
         assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
     }
-    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
-    assert!(slow_q.is_closed(), "the server closes a connection whose queue is closed");
-    assert_eq!(slow_q.len(), 0, "its backlog is released");
-    assert!(!b.is_connected("slow"));
-    assert_eq!(b.stats().slow_consumers, 1);
-    // Later frames for it are unknown-destination drops; nothing more is queued anywhere.
-    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::UnknownDestination));
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::QueueFull));
+    assert!(!busy_q.is_closed(), "a full queue says nothing about whether the member reads");
+    assert!(b.is_connected("busy"));
+    assert_eq!((b.stats().slow_consumers, b.stats().dropped(DropReason::QueueFull)), (0, 1));
+    // Once it has taken a frame, the next one fits again.
+    busy_q.try_pop().unwrap();
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
+    assert_eq!(b.stats().queued_frames, 4);
 }
 
 #[test]
 fn a_queue_is_full_by_bytes_as_well_as_by_frames() {
     let mut b = board_with(RelayConfig { queue_frames: 1_000, queue_bytes: 2_000, ..Default::default() });
     let (p, _) = join(&mut b, "p");
-    let (_, slow_q) = join(&mut b, "slow");
-    let f = frame("relay://127.0.0.1:8080/slow", &[1u8; 900]);
+    let (_, busy_q) = join(&mut b, "busy");
+    let f = frame("relay://127.0.0.1:8080/busy", &[1u8; 900]);
     assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
     assert_eq!(b.route_ws(&p, &f), WsRoute::Delivered);
-    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::SlowConsumer));
-    assert!(slow_q.is_closed());
+    assert_eq!(b.route_ws(&p, &f), WsRoute::Dropped(DropReason::QueueFull));
+    assert!(!busy_q.is_closed());
+    assert_eq!(b.stats().queued_bytes, busy_q.bytes() as u64);
 }
 
 #[test]
@@ -357,4 +380,211 @@ fn a_member_may_send_to_itself() {
     let (p, q) = join(&mut b, "p");
     assert_eq!(b.route_ws(&p, &frame("relay://127.0.0.1:8080/p", b"\x01echo")), WsRoute::Delivered);
     assert_eq!(next(&q), ("relay://127.0.0.1:8080/p".to_string(), b"\x01echo".to_vec()));
+}
+
+/// A relay on a public (not loopback) address, so nothing is trusted by default.
+const PUBLIC_RELAY: &str = "203.0.113.7:8080";
+
+fn public_board(config: RelayConfig) -> Switchboard {
+    Switchboard::new(PUBLIC_RELAY, &config)
+}
+
+fn public_join(b: &mut Switchboard, peer: &str) -> (Session, Arc<Outbox>) {
+    let (s, q) = b.admit(peer).unwrap();
+    q.try_pop().expect("welcome");
+    (s, q)
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn datagrams_from_a_stranger_pass_at_the_strangers_rate_only() {
+    let limits = Limits { unknown_source: RateLimit::new(1, 2), ..Limits::default() };
+    let mut b = public_board(RelayConfig { limits, ..Default::default() });
+    let (_, q) = public_join(&mut b, "tab");
+    let t0 = Instant::now();
+    let d = encode_datagram("tab", b"\x01flood").unwrap();
+    let stranger = sa("198.51.100.9:4000");
+    let results: Vec<_> = (0..10).map(|_| b.route_udp_at(stranger, &d, t0)).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2, "the burst");
+    assert_eq!(b.stats().dropped(DropReason::UnknownSource), 8);
+    // Another port of the same IP is the same stranger.
+    assert_eq!(b.route_udp_at(sa("198.51.100.9:4001"), &d, t0), Err(DropReason::UnknownSource));
+    assert_eq!(b.route_udp_at(stranger, &d, t0 + Duration::from_secs(1)), Ok(()), "one a second");
+    assert_eq!(q.len(), 3);
+    assert!(b.is_connected("tab"));
+}
+
+#[test]
+fn strangers_together_pass_at_the_total_rate_only() {
+    let limits = Limits { unknown_sources: RateLimit::new(1, 3), ..Limits::default() };
+    let mut b = public_board(RelayConfig { limits, ..Default::default() });
+    public_join(&mut b, "tab");
+    let t0 = Instant::now();
+    let d = encode_datagram("tab", b"\x01").unwrap();
+    let passed = (0..20).filter(|i| b.route_udp_at(sa(&format!("198.51.100.{i}:4000")), &d, t0).is_ok()).count();
+    assert_eq!(passed, 3);
+}
+
+#[test]
+fn a_socket_a_member_sent_to_is_known_to_it_and_reaches_it_at_full_rate() {
+    let mut b = public_board(RelayConfig::default());
+    let (tab, q) = public_join(&mut b, "tab");
+    public_join(&mut b, "other");
+    let native = sa("198.51.100.9:7946");
+    let t0 = Instant::now();
+    assert!(matches!(b.route_ws_at(&tab, &frame("udp://198.51.100.9:7946", b"\x01probe"), t0), WsRoute::Udp { .. }));
+    assert!(b.knows("tab", native) && !b.knows("other", native));
+    let d = encode_datagram("tab", b"\x01ack").unwrap();
+    for _ in 0..100 {
+        assert_eq!(b.route_udp_at(native, &d, t0), Ok(()));
+    }
+    assert_eq!(q.len(), 100);
+    // To a member that never sent to it, the same socket is a stranger.
+    let to_other = encode_datagram("other", b"\x01").unwrap();
+    let passed = (0..10).filter(|_| b.route_udp_at(native, &to_other, t0).is_ok()).count();
+    assert_eq!(passed, Limits::default().unknown_source.burst as usize);
+    // Known for known_ttl, then a stranger again.
+    let later = t0 + Limits::default().known_ttl + Duration::from_secs(1);
+    let passed = (0..10).filter(|_| b.route_udp_at(native, &d, later).is_ok()).count();
+    assert_eq!(passed, Limits::default().unknown_source.burst as usize);
+}
+
+#[test]
+fn a_known_source_is_still_limited_per_source() {
+    let source = crate::rate::BudgetLimit { frames: RateLimit::new(10, 20), bytes: RateLimit::new(1 << 20, 1 << 20) };
+    let limits = Limits { source, ..Limits::default() };
+    let mut b = public_board(RelayConfig { limits, ..Default::default() });
+    let (tab, _) = public_join(&mut b, "tab");
+    let t0 = Instant::now();
+    b.route_ws_at(&tab, &frame("udp://198.51.100.9:7946", b"\x01"), t0);
+    let d = encode_datagram("tab", b"\x01").unwrap();
+    let passed = (0..100).filter(|_| b.route_udp_at(sa("198.51.100.9:7946"), &d, t0).is_ok()).count();
+    assert_eq!(passed, 20);
+    assert_eq!(b.stats().dropped(DropReason::SourceRate), 80);
+}
+
+#[test]
+fn sources_inside_udp_allow_are_trusted_and_with_allow_only_nothing_else_passes() {
+    let allow: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+    let mut b = public_board(RelayConfig { udp_allow: Some(allow.clone()), ..Default::default() });
+    let (tab, q) = public_join(&mut b, "tab");
+    let t0 = Instant::now();
+    let d = encode_datagram("tab", b"\x01").unwrap();
+    for _ in 0..50 {
+        assert_eq!(b.route_udp_at(sa("10.1.2.3:7946"), &d, t0), Ok(()));
+    }
+    assert_eq!(q.len(), 50);
+    let mut only = public_board(RelayConfig { udp_allow: Some(allow), udp_allow_only: true, ..Default::default() });
+    let (tab2, _) = public_join(&mut only, "tab");
+    assert_eq!(only.route_udp_at(sa("198.51.100.9:7946"), &d, t0), Err(DropReason::ForbiddenSource));
+    let out = only.route_ws_at(&tab2, &frame("udp://198.51.100.9:7946", b"\x01"), t0);
+    assert_eq!(out, WsRoute::Dropped(DropReason::ForbiddenTarget));
+    assert!(matches!(only.route_ws_at(&tab2, &frame("udp://10.9.9.9:7946", b"\x01"), t0), WsRoute::Udp { .. }));
+    let _ = tab;
+}
+
+#[test]
+fn the_relay_refuses_to_send_to_loopback_multicast_broadcast_or_unspecified_targets() {
+    let mut b = public_board(RelayConfig::default());
+    let (tab, _) = public_join(&mut b, "tab");
+    for dest in [
+        "udp://127.0.0.1:22",
+        "udp://[::1]:53",
+        "udp://0.0.0.0:7946",
+        "udp://224.0.0.251:5353",
+        "udp://255.255.255.255:7946",
+        "udp://198.51.100.9:0",
+    ] {
+        assert_eq!(b.route_ws(&tab, &frame(dest, b"\x01")), WsRoute::Dropped(DropReason::ForbiddenTarget), "{dest}");
+    }
+    assert_eq!(b.stats().dropped(DropReason::ForbiddenTarget), 6);
+    assert_eq!(b.stats().ws_to_udp.frames, 0);
+    // Private ranges are where native members usually live: not refused, only rate limited.
+    assert!(matches!(b.route_ws(&tab, &frame("udp://10.0.0.5:7946", b"\x01")), WsRoute::Udp { .. }));
+}
+
+#[test]
+fn a_relay_on_loopback_sends_to_loopback_targets() {
+    let mut b = board_with(RelayConfig { udp_allow: Some(vec![]), ..Default::default() });
+    let (tab, _) = join(&mut b, "tab");
+    assert!(matches!(b.route_ws(&tab, &frame("udp://127.0.0.1:7946", b"\x01")), WsRoute::Udp { .. }));
+    assert_eq!(b.route_ws(&tab, &frame("udp://0.0.0.0:7946", b"\x01")), WsRoute::Dropped(DropReason::ForbiddenTarget));
+}
+
+#[test]
+fn an_unverified_target_gets_a_few_datagrams_and_a_verified_one_full_rate() {
+    let limits = Limits { unverified_target: RateLimit::new(1, 3), ..Limits::default() };
+    let mut b = public_board(RelayConfig { limits, ..Default::default() });
+    let (tab, _) = public_join(&mut b, "tab");
+    let t0 = Instant::now();
+    let to = frame("udp://198.51.100.9:7946", b"\x01");
+    let sent = (0..50).filter(|_| matches!(b.route_ws_at(&tab, &to, t0), WsRoute::Udp { .. })).count();
+    assert_eq!(sent, 3);
+    assert_eq!(b.stats().dropped(DropReason::UnverifiedTarget), 47);
+    // The target answers: it is verified, and taken at full rate.
+    let answer = encode_datagram("tab", b"\x01ack").unwrap();
+    assert_eq!(b.route_udp_at(sa("198.51.100.9:7946"), &answer, t0), Ok(()));
+    assert!(b.is_verified(sa("198.51.100.9:7946")));
+    let sent = (0..50).filter(|_| matches!(b.route_ws_at(&tab, &to, t0), WsRoute::Udp { .. })).count();
+    assert_eq!(sent, 50);
+}
+
+#[test]
+fn unverified_targets_together_get_the_total_rate_only() {
+    let limits = Limits { unverified_targets: RateLimit::new(1, 5), ..Limits::default() };
+    let mut b = public_board(RelayConfig { limits, ..Default::default() });
+    let (tab, _) = public_join(&mut b, "tab");
+    let t0 = Instant::now();
+    let sent = (0..40)
+        .filter(|i| {
+            matches!(
+                b.route_ws_at(&tab, &frame(&format!("udp://198.51.100.{i}:7946"), b"\x01"), t0),
+                WsRoute::Udp { .. }
+            )
+        })
+        .count();
+    assert_eq!(sent, 5);
+}
+
+#[test]
+fn a_flooding_member_is_limited_per_source_and_stays_connected() {
+    let source = crate::rate::BudgetLimit { frames: RateLimit::new(100, 10), bytes: RateLimit::new(1 << 20, 1 << 20) };
+    let mut b = board_with(RelayConfig { limits: Limits { source, ..Limits::default() }, ..Default::default() });
+    let (flooder, _) = join(&mut b, "flooder");
+    let (_, victim_q) = join(&mut b, "victim");
+    let t0 = Instant::now();
+    let f = frame("relay://127.0.0.1:8080/victim", b"\x01");
+    let passed = (0..100).filter(|_| b.route_ws_at(&flooder, &f, t0) == WsRoute::Delivered).count();
+    assert_eq!(passed, 10);
+    assert_eq!(b.stats().dropped(DropReason::SourceRate), 90);
+    assert_eq!(victim_q.len(), 10);
+    assert!(b.is_connected("flooder") && b.is_connected("victim"));
+    assert_eq!(b.route_ws_at(&flooder, &f, t0 + Duration::from_millis(100)), WsRoute::Delivered, "refilled");
+}
+
+#[test]
+fn a_member_is_limited_per_destination_across_all_its_senders() {
+    let destination =
+        crate::rate::BudgetLimit { frames: RateLimit::new(100, 10), bytes: RateLimit::new(1 << 20, 1 << 20) };
+    let mut b = board_with(RelayConfig { limits: Limits { destination, ..Limits::default() }, ..Default::default() });
+    let senders: Vec<_> = (0..5).map(|i| join(&mut b, &format!("s{i}")).0).collect();
+    let (_, q) = join(&mut b, "target");
+    let t0 = Instant::now();
+    let f = frame("relay://127.0.0.1:8080/target", b"\x01");
+    let passed = senders.iter().cycle().take(50).filter(|s| b.route_ws_at(s, &f, t0) == WsRoute::Delivered).count();
+    assert_eq!(passed, 10);
+    assert_eq!(b.stats().dropped(DropReason::DestinationRate), 40);
+    assert_eq!(q.len(), 10);
+}
+
+#[test]
+fn the_addresses_the_policy_tracks_are_counted() {
+    let mut b = public_board(RelayConfig::default());
+    let (tab, _) = public_join(&mut b, "tab");
+    assert_eq!(b.stats().udp_tracked, 0);
+    b.route_ws(&tab, &frame("udp://198.51.100.9:7946", b"\x01"));
+    assert!(b.stats().udp_tracked >= 2, "a target budget and a known source: {}", b.stats().udp_tracked);
 }

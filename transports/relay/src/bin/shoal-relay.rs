@@ -11,9 +11,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use shoal_relay::{Relay, RelayConfig, DEFAULT_MAX_FRAME, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES};
+use shoal_relay::{
+    Cidr, Limits, Relay, RelayConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_FRAME, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "shoal-relay", version, about = "Shoal relay: WebSocket members, UDP forwarding, /metrics")]
@@ -34,12 +38,50 @@ struct Args {
     /// Largest frame forwarded, in bytes.
     #[arg(long, env = "SHOAL_RELAY_MAX_FRAME", default_value_t = DEFAULT_MAX_FRAME)]
     max_frame: usize,
-    /// Most frames queued for one member before it is disconnected as a slow consumer.
+    /// Most frames queued for one member; more are dropped (and counted).
     #[arg(long, env = "SHOAL_RELAY_QUEUE_FRAMES", default_value_t = DEFAULT_QUEUE_FRAMES)]
     queue_frames: usize,
-    /// Most bytes queued for one member before it is disconnected as a slow consumer.
+    /// Most bytes queued for one member; more are dropped (and counted).
     #[arg(long, env = "SHOAL_RELAY_QUEUE_BYTES", default_value_t = DEFAULT_QUEUE_BYTES)]
     queue_bytes: usize,
+    /// Seconds a member may take nothing from its queue while frames wait before it is closed as a
+    /// slow consumer (4002).
+    #[arg(long, env = "SHOAL_RELAY_STALL_TIMEOUT", default_value_t = DEFAULT_STALL_TIMEOUT.as_secs())]
+    stall_timeout: u64,
+    /// Seconds a client has to send a complete HTTP request head.
+    #[arg(long, env = "SHOAL_RELAY_HEADER_TIMEOUT", default_value_t = DEFAULT_HEADER_TIMEOUT.as_secs())]
+    header_timeout: u64,
+    /// Seconds between the relay's pings to each member.
+    #[arg(long, env = "SHOAL_RELAY_PING_INTERVAL", default_value_t = DEFAULT_PING_INTERVAL.as_secs())]
+    ping_interval: u64,
+    /// Seconds without anything from a member (no frame, no pong) before it is closed (4003).
+    #[arg(long, env = "SHOAL_RELAY_IDLE_TIMEOUT", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
+    /// Most TCP connections open at once (default: the open-file limit less 64).
+    #[arg(long, env = "SHOAL_RELAY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most TCP connections open at once from one IP address.
+    #[arg(long, env = "SHOAL_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: usize,
+    /// IP networks trusted on the UDP port (e.g. 10.0.0.0/8,fd00::/8): their datagrams reach members
+    /// at full rate and members may send to them at full rate. Repeat or separate with commas; an
+    /// empty value trusts nothing. Default: loopback if the public address is loopback, else none.
+    #[arg(long, env = "SHOAL_RELAY_UDP_ALLOW", value_delimiter = ',', num_args = 0..)]
+    udp_allow: Option<Vec<String>>,
+    /// Exchange datagrams only with addresses inside --udp-allow.
+    #[arg(long, env = "SHOAL_RELAY_UDP_ALLOW_ONLY")]
+    udp_allow_only: bool,
+}
+
+/// The networks of `--udp-allow`; empty strings (from `--udp-allow ''`) are skipped.
+fn parse_networks(list: Option<Vec<String>>) -> Result<Option<Vec<Cidr>>, String> {
+    let Some(list) = list else { return Ok(None) };
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<Cidr>().map_err(|e| format!("--udp-allow: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 fn main() -> ExitCode {
@@ -59,6 +101,13 @@ fn main() -> ExitCode {
             args.bind
         );
     }
+    let udp_allow = match parse_networks(args.udp_allow) {
+        Ok(list) => list,
+        Err(e) => {
+            eprintln!("shoal-relay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = RelayConfig {
         token: args.token,
         public_addr: args.public_addr.unwrap_or_default(),
@@ -66,6 +115,15 @@ fn main() -> ExitCode {
         queue_frames: args.queue_frames,
         queue_bytes: args.queue_bytes,
         static_dir: args.static_dir,
+        stall_timeout: Duration::from_secs(args.stall_timeout),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        ping_interval: Duration::from_secs(args.ping_interval),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        udp_allow,
+        udp_allow_only: args.udp_allow_only,
+        limits: Limits::default(),
     };
     let bound = match Relay::bind(args.bind, config) {
         Ok(b) => b,
