@@ -111,7 +111,7 @@ async fn run(s: Settings) -> Result<(), String> {
     let events = cluster.events();
     let print_task = tokio::spawn(output::print_events(events, printer));
     if let Some(addr) = s.http {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind http {addr}: {e}"))?;
+        let listener = http::bind(addr).map_err(|e| format!("bind http {addr}: {e}"))?;
         let options = http::Options {
             token: s.http_token.clone(),
             allowed_hosts: s.http_allow_hosts.clone(),

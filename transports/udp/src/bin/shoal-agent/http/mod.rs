@@ -57,6 +57,22 @@ pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
+/// Connections the kernel may hold for the endpoint before it accepts them (it caps the number at
+/// `net.core.somaxconn`). A burst of connections beyond the queue has its handshakes dropped or
+/// answered with SYN cookies, which delays an honest client by a second or more; so the queue is
+/// long, and the accept loop empties it fast (admission never waits).
+pub const LISTEN_BACKLOG: u32 = 4_096;
+
+/// Binds the endpoint's listener on `addr` with a [`LISTEN_BACKLOG`] listen queue.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std and tokio do on Unix: a restarted agent can bind at once despite TIME_WAIT sockets.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How the endpoint is configured.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
