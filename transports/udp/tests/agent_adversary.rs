@@ -76,8 +76,30 @@ struct Agent {
 impl Agent {
     /// Starts `name` on loopback with `--http` (and `extra` flags, `env` variables), its
     /// descriptors limited to `fd_limit` if given, joined to `join` if given; returns once its
-    /// `/health` answers.
+    /// `/health` answers. An agent that exits at once (a port picked for it was taken meanwhile,
+    /// likelier beside thousands of attack sockets) is started again on other ports.
     fn start(name: &str, fd_limit: Option<u32>, join: Option<&Agent>, extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            match Agent::launch(name, fd_limit, join, extra, env) {
+                Ok(agent) => return agent,
+                Err(why) => {
+                    report(&format!("{name} exited before starting, started again: {why}"));
+                    failures.push(why);
+                }
+            }
+        }
+        panic!("{name} never started: {failures:#?}");
+    }
+
+    /// One try of [`start`](Agent::start): the agent, or its output if it exited before starting.
+    fn launch(
+        name: &str,
+        fd_limit: Option<u32>,
+        join: Option<&Agent>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Agent, String> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
         let mut args: Vec<String> = ["--name", name, "--bind", "127.0.0.1:0", "--preset", "local", "--json"]
             .iter()
@@ -119,21 +141,19 @@ impl Agent {
                 }
             });
         }
+        // Only the readers hold senders now: the channel ends when the process does.
+        drop(tx);
         let mut agent = Agent { name: name.into(), child, lines, seen: Vec::new(), http, udp: http };
-        let started = agent.wait_for("\"event\":\"started\"", SETTLE);
+        let Some(started) = agent.try_wait_for("\"event\":\"started\"", SETTLE) else {
+            return Err(agent.seen.join("\n"));
+        };
         let v: serde_json::Value = serde_json::from_str(&started).expect("a JSON event line");
         let addr = v["addr"].as_str().and_then(|a| a.strip_prefix("udp://")).expect("a udp:// address");
         agent.udp = addr.parse().expect("a socket address");
-        assert!(health_within(http, SETTLE).is_some(), "{name}'s /health never answered");
-        agent
-    }
-
-    /// Waits for an output line containing `fragment`; returns it.
-    fn wait_for(&mut self, fragment: &str, limit: Duration) -> String {
-        match self.try_wait_for(fragment, limit) {
-            Some(line) => line,
-            None => panic!("{}: no line with {fragment:?} within {limit:?}; saw:\n{}", self.name, self.seen.join("\n")),
+        if health_within(http, SETTLE).is_none() {
+            return Err(format!("/health never answered; output:\n{}", agent.seen.join("\n")));
         }
+        Ok(agent)
     }
 
     /// Waits for an output line containing `fragment`, up to `limit`.
