@@ -58,7 +58,7 @@ pub struct Cli {
     #[arg(long, env = "SHOAL_TCP_ONLY")]
     pub tcp_only: bool,
     /// AES-256-GCM key as 64 hex digits (repeatable: the first encrypts, all decrypt).
-    #[arg(long, env = "SHOAL_KEY", value_delimiter = ',')]
+    #[arg(long, env = "SHOAL_KEY", value_delimiter = ',', hide_env_values = true)]
     pub key: Vec<String>,
     /// Cluster label bound into every encrypted packet.
     #[arg(long, env = "SHOAL_LABEL")]
