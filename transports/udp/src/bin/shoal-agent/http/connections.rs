@@ -70,7 +70,7 @@ impl Registry {
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.open.remove(&id)?;
         if let Some(n) = self.per_ip.get_mut(&entry.ip) {
-            *n -= 1;
+            *n = n.saturating_sub(1);
             if *n == 0 {
                 self.per_ip.remove(&entry.ip);
             }
