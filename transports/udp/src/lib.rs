@@ -41,9 +41,13 @@
 //!   datagram, reported as coming from the `relay://` source the relay stamped in it, and accepted
 //!   only from the relay that source names (no spoofing a relayed member from elsewhere). Reliable
 //!   frames to relayed members travel as single relay datagrams too (no stream reaches them).
+//! - **Every drop is counted.** A refused relay datagram counts in `dropped_in` (exported by the
+//!   driver as `shoal_transport_dropped_in_total`) and under its reason, malformed or spoofed, in
+//!   [`UdpTransport::relay_drops`] (exported by `shoal-agent` as
+//!   `shoal_udp_relay_dropped_total{reason=...}`).
 //! - **Hostile input never panics.** Any datagram is handed to the protocol as bytes; decoding is the
 //!   core's job and never panics either.
 
 mod transport;
 
-pub use transport::{BufferSizes, UdpTransport, MAX_DATAGRAM, WANTED_BUFFER};
+pub use transport::{BufferSizes, RelayDrops, UdpTransport, MAX_DATAGRAM, WANTED_BUFFER};

@@ -18,7 +18,10 @@
 //! the packet as `[0xF0][len][peer][packet]` and sends it to the relay's socket; a received
 //! datagram starting with [`RELAY_DATAGRAM_MARKER`] is unwrapped in place and reported as coming
 //! from the `relay://` source the relay stamped, provided it came from the socket that source
-//! names (anything else is dropped and counted in `dropped_in`). Reliable frames to relayed
+//! names. Anything else is dropped and counted twice: in `dropped_in` (so the driver's
+//! `shoal_transport_dropped_in_total` sees it) and under its reason in [`RelayDrops`]:
+//! `malformed` (truncated, or the source is not an address) or `spoofed` (a valid address the
+//! datagram cannot have come from: a member of another relay, or not a relayed member at all). Reliable frames to relayed
 //! members (push-pull, reliable messages) travel the same way: no stream reaches a browser tab
 //! but the relay's WebSocket, whose UDP leg is as reliable as UDP is, so they must fit in one
 //! datagram and a lost one is repaired by the protocol like a lost packet.
@@ -30,7 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use shoal_core::driver::relay::{
-    accept_relay_datagram, encode_datagram, relay_socket, split_relay_addr, RELAY_DATAGRAM_MARKER, RELAY_SCHEME,
+    accept_relay_datagram, decode_datagram, encode_datagram, relay_socket, split_relay_addr, RELAY_DATAGRAM_MARKER,
+    RELAY_SCHEME,
 };
 use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -75,6 +79,24 @@ fn bind_socket(addr: SocketAddr) -> io::Result<(UdpSocket, BufferSizes)> {
 /// Largest datagram [`Transport::send`] accepts: the IPv4 UDP payload limit (65,535 - 8 - 20).
 pub const MAX_DATAGRAM: usize = 65_507;
 
+/// Relay datagrams dropped so far, by reason (see [`UdpTransport::relay_drops`]). Every one is also
+/// in [`TransportCounters::dropped_in`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayDrops {
+    /// Unreadable: shorter than its header says, or the source it names is not an address.
+    pub malformed: u64,
+    /// Readable, but naming a source it cannot have come from: a member of a relay other than the
+    /// socket that sent it, or an address that is not a relayed member's (an impersonation attempt).
+    pub spoofed: u64,
+}
+
+impl RelayDrops {
+    /// Both reasons together.
+    pub fn total(&self) -> u64 {
+        self.malformed + self.spoofed
+    }
+}
+
 /// Receive buffer capacity: room for any datagram, so nothing is ever truncated.
 const RECV_CAPACITY: usize = 65_536;
 
@@ -114,10 +136,19 @@ struct Counters {
     send_errors: AtomicU64,
     icmp_errors: AtomicU64,
     dropped_in: AtomicU64,
+    relay_malformed: AtomicU64,
+    relay_spoofed: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: usize) {
     counter.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// Whether a relay datagram the envelope check refused was at least readable, with a valid source
+/// address: then it was refused for naming a source it cannot have come from (spoofed), not for
+/// being malformed. Only called for refused datagrams, off the hot path.
+fn names_a_valid_source(datagram: &[u8]) -> bool {
+    decode_datagram(datagram).is_ok_and(|(source, _)| Addr::parse(source).is_ok())
 }
 
 /// Errors the OS reports on a UDP socket because an earlier datagram hit a closed port (an ICMP
@@ -202,6 +233,14 @@ impl UdpTransport {
         self.counters.dropped_in.load(Ordering::Relaxed)
     }
 
+    /// Relay datagrams dropped so far, by reason (their sum is [`relay_dropped`](Self::relay_dropped)).
+    pub fn relay_drops(&self) -> RelayDrops {
+        RelayDrops {
+            malformed: self.counters.relay_malformed.load(Ordering::Relaxed),
+            spoofed: self.counters.relay_spoofed.load(Ordering::Relaxed),
+        }
+    }
+
     /// Sends `bytes` to a relayed member: one relay datagram to the relay's UDP socket.
     async fn send_relayed(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
         let (Some(relay), Some((_, peer))) = (relay_socket(to), split_relay_addr(to)) else {
@@ -243,7 +282,9 @@ impl UdpTransport {
             Ok((source, packet)) => (source, packet.len()),
             Err(e) => {
                 add(&self.counters.dropped_in, 1);
-                tracing::trace!(%from, error = %e, "dropped a relay datagram");
+                let spoofed = names_a_valid_source(buf);
+                add(if spoofed { &self.counters.relay_spoofed } else { &self.counters.relay_malformed }, 1);
+                tracing::trace!(%from, error = %e, spoofed, "dropped a relay datagram");
                 return None;
             }
         };

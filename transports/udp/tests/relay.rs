@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shoal_core::driver::relay::{decode_datagram, encode_datagram};
 use shoal_core::driver::{Addr, Transport, TransportError};
-use shoal_udp::{UdpTransport, MAX_DATAGRAM};
+use shoal_udp::{RelayDrops, UdpTransport, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
@@ -131,6 +131,30 @@ async fn a_relay_datagram_naming_another_relay_is_dropped_and_counted() {
     assert_eq!(t.relay_dropped(), 3);
     assert_eq!(t.counters().dropped_in, 3);
     assert_eq!(t.counters().packets_in, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_relay_datagrams_are_counted_under_their_reason_malformed_or_spoofed() {
+    let t = bind().await;
+    let (impostor, _) = fake_relay().await;
+    let (relay, relay_addr) = fake_relay().await;
+    let to = t.local_socket_addr();
+    // Spoofed: readable, with a valid source the datagram cannot have come from.
+    let another_relays_member = encode_datagram(relayed(relay_addr, "alice").as_str(), b"\x01forged").unwrap();
+    impostor.send_to(&another_relays_member, to).await.unwrap();
+    let not_a_relayed_member = encode_datagram(Addr::udp(relay_addr).as_str(), b"\x01forged").unwrap();
+    relay.send_to(&not_a_relayed_member, to).await.unwrap();
+    // Malformed: shorter than the header says, an empty header, a source that is no address.
+    relay.send_to(&[0xF0, 40, b'r'], to).await.unwrap();
+    relay.send_to(&[0xF0], to).await.unwrap();
+    relay.send_to(&encode_datagram("not an address", b"\x01x").unwrap(), to).await.unwrap();
+    let genuine = encode_datagram(relayed(relay_addr, "bob").as_str(), b"\x01real").unwrap();
+    relay.send_to(&genuine, to).await.unwrap();
+    let mut buf = Vec::new();
+    let got = timeout(LIMIT, t.recv(&mut buf)).await.expect("the genuine one arrives").unwrap();
+    assert_eq!(got.from, relayed(relay_addr, "bob"));
+    assert_eq!(t.relay_drops(), RelayDrops { malformed: 3, spoofed: 2 });
+    assert_eq!(t.relay_drops().total(), t.counters().dropped_in);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,14 @@
 //!   accepted from; blocking the other side's members on both sides makes a partition.
 //!
 //! A dropped send reports success, as a packet lost on the wire would; a blocked reliable send
-//! fails as an unreachable peer. Without `--faults` nothing is wrapped and none of this costs.
+//! fails as an unreachable peer. Every packet or frame the faults drop is counted, by direction, and
+//! exported on `/metrics` as `shoal_agent_faults_dropped_total{direction="out"|"in"}`. Without
+//! `--faults` nothing is wrapped and none of this costs.
+//!
+//! Changing the faults is a state-changing request: `POST /faults` needs the agent's HTTP token
+//! (see `crate::http`'s access checks); `GET /faults` reads them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -26,20 +32,54 @@ pub struct FaultState {
 
 /// Shared, mutable fault settings plus the random stream that decides losses.
 #[derive(Clone, Debug, Default)]
-pub struct Faults(Arc<Mutex<(FaultState, u64)>>);
+pub struct Faults(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<(FaultState, u64)>,
+    dropped_out: AtomicU64,
+    dropped_in: AtomicU64,
+}
 
 impl Faults {
     /// No faults; `seed` drives the loss decisions.
     pub fn new(seed: u64) -> Self {
-        Faults(Arc::new(Mutex::new((FaultState::default(), seed | 1))))
+        Faults(Arc::new(Shared { state: Mutex::new((FaultState::default(), seed | 1)), ..Shared::default() }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (FaultState, u64)> {
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn get(&self) -> FaultState {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
+        self.lock().0.clone()
     }
 
     pub fn set(&self, state: FaultState) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).0 = state;
+        self.lock().0 = state;
+    }
+
+    /// Packets and frames dropped so far, `(out, in)`.
+    pub fn dropped(&self) -> (u64, u64) {
+        (self.0.dropped_out.load(Ordering::Relaxed), self.0.dropped_in.load(Ordering::Relaxed))
+    }
+
+    fn count_out(&self) {
+        self.0.dropped_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_in(&self) {
+        self.0.dropped_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `shoal_agent_faults_dropped_total{direction=...}`.
+    pub fn to_prometheus(&self) -> String {
+        let (out, inbound) = self.dropped();
+        let name = "shoal_agent_faults_dropped_total";
+        format!(
+            "# HELP {name} Packets and frames dropped by injected faults (--faults)\n# TYPE {name} counter\n\
+             {name}{{direction=\"out\"}} {out}\n{name}{{direction=\"in\"}} {inbound}\n"
+        )
     }
 
     /// Applies a query string: `loss=F` and/or `block=A,B` (an empty `block=` clears the list).
@@ -65,14 +105,14 @@ impl Faults {
     }
 
     fn blocked(&self, addr: &Addr) -> bool {
-        let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self.lock();
         let text = addr.as_str();
         guard.0.block.iter().any(|prefix| text.starts_with(prefix.as_str()))
     }
 
     /// True when a best-effort packet to or from `addr` must be dropped.
     fn drop_datagram(&self, addr: &Addr) -> bool {
-        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.lock();
         let (state, rng) = &mut *guard;
         if state.block.iter().any(|prefix| addr.as_str().starts_with(prefix.as_str())) {
             return true;
@@ -143,6 +183,7 @@ impl Transport for Faulty {
 
     async fn send(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
         if self.faults.drop_datagram(to) {
+            self.faults.count_out();
             return Ok(());
         }
         self.inner.send(to, bytes).await
@@ -150,6 +191,7 @@ impl Transport for Faulty {
 
     async fn send_reliable(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
         if self.faults.blocked(to) {
+            self.faults.count_out();
             return Err(TransportError::Unreachable(to.clone()));
         }
         self.inner.send_reliable(to, bytes).await
@@ -166,6 +208,7 @@ impl Transport for Faulty {
             if !dropped {
                 return Ok(received);
             }
+            self.faults.count_in();
         }
     }
 
@@ -246,5 +289,9 @@ mod tests {
         b.send(&a_addr, b"four").await.unwrap();
         let got = tokio::time::timeout(wait, fa.recv(&mut buf)).await.unwrap().unwrap();
         assert_eq!((buf.as_slice(), got.from), (&b"four"[..], b_addr));
+        assert_eq!(faults.dropped(), (1, 1), "each drop is counted, by direction");
+        let text = faults.to_prometheus();
+        assert!(text.contains("shoal_agent_faults_dropped_total{direction=\"out\"} 1\n"), "{text}");
+        assert!(text.contains("shoal_agent_faults_dropped_total{direction=\"in\"} 1\n"), "{text}");
     }
 }

@@ -11,6 +11,17 @@
 //! timestamps (text or `--json` lines), serves `/members`, `/metrics` (Prometheus) and `/health` on
 //! `--http`, and leaves gracefully on Ctrl-C or SIGTERM. Settings come from flags, then `SHOAL_*`
 //! environment variables, then the TOML file, then defaults.
+//!
+//! The HTTP endpoint ([`http`]) is built to face hostile clients: it caps connections and cuts
+//! off slow ones, never stops accepting, answers only requests addressed to it by its own IP,
+//! `localhost` or an `--http-allow-host` name (DNS rebinding), and takes state-changing requests
+//! (`POST /faults` with `--faults`) only with the `--http-token` (`SHOAL_HTTP_TOKEN`) as
+//! `Authorization: Bearer`, same-origin and not form-encoded:
+//!
+//! ```text
+//! SHOAL_HTTP_TOKEN=$(openssl rand -hex 16) shoal-agent --name n1 --http 127.0.0.1:8946 --faults
+//! curl -X POST -H "Authorization: Bearer $SHOAL_HTTP_TOKEN" '127.0.0.1:8946/faults?loss=0.2'
+//! ```
 
 mod faults;
 mod http;
@@ -57,18 +68,18 @@ async fn run(s: Settings) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let transports: Vec<Arc<dyn Transport>> = if s.tcp_only {
+    let (transports, udp): (Vec<Arc<dyn Transport>>, _) = if s.tcp_only {
         let advertise = s.advertise.clone().unwrap_or_else(|| Addr::tcp(s.bind));
         let options = TcpOptions { best_effort: true, advertise: Some(advertise), ..TcpOptions::default() };
         let tcp = TcpTransport::bind(s.bind, options).await.map_err(|e| format!("bind tcp {}: {e}", s.bind))?;
-        vec![tcp]
+        (vec![tcp], None)
     } else {
         let udp = UdpTransport::bind(s.bind).await.map_err(|e| format!("bind udp {}: {e}", s.bind))?;
         let bound = udp.local_socket_addr();
         let advertise = s.advertise.clone().unwrap_or_else(|| Addr::udp(bound));
         let options = TcpOptions { advertise: Some(advertise), ..TcpOptions::default() };
         let tcp = TcpTransport::bind(bound, options).await.map_err(|e| format!("bind tcp {bound}: {e}"))?;
-        vec![udp, tcp]
+        (vec![udp.clone(), tcp], Some(udp))
     };
     let transports = match &s.webrtc {
         // First in the router: it claims a browser's address only while a channel to it is open.
@@ -100,8 +111,14 @@ async fn run(s: Settings) -> Result<(), String> {
     let events = cluster.events();
     let print_task = tokio::spawn(output::print_events(events, printer));
     if let Some(addr) = s.http {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind http {addr}: {e}"))?;
-        tokio::spawn(http::serve(listener, cluster.clone(), faults.clone()));
+        let listener = http::bind(addr).map_err(|e| format!("bind http {addr}: {e}"))?;
+        let options = http::Options {
+            token: s.http_token.clone(),
+            allowed_hosts: s.http_allow_hosts.clone(),
+            ..http::Options::default()
+        };
+        let endpoint = http::Endpoint::new(cluster.clone(), faults.clone(), udp.clone(), addr.ip(), &options);
+        tokio::spawn(http::serve(listener, endpoint));
     }
     if let Some(period) = s.publish_view {
         tokio::spawn(view::publish(cluster.clone(), period));

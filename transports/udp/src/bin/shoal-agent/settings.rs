@@ -40,14 +40,25 @@ pub struct Cli {
     /// Print events as JSON lines.
     #[arg(long, env = "SHOAL_JSON")]
     pub json: bool,
-    /// Serve /members, /metrics and /health on this address.
+    /// Serve /members, /metrics and /health (and /faults with --faults) on this address. Reads need
+    /// no token; a request whose Host is not this IP, localhost or an --http-allow-host name is
+    /// refused (DNS rebinding). Loopback is the safe choice: the endpoint has no TLS.
     #[arg(long, env = "SHOAL_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Token state-changing HTTP requests (POST /faults) must carry as `Authorization: Bearer
+    /// TOKEN`: 16 to 256 visible characters. Without one they are refused. Prefer SHOAL_HTTP_TOKEN
+    /// or `http_token` in the config file: a flag is visible to every local user in `ps`.
+    #[arg(long, env = "SHOAL_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
+    /// A host name the HTTP endpoint also answers to (repeatable), besides its IP and localhost:
+    /// the name clients use to reach it, such as a DNS name or a NAT address.
+    #[arg(long, env = "SHOAL_HTTP_ALLOW_HOST", value_delimiter = ',', value_name = "NAME")]
+    pub http_allow_host: Vec<String>,
     /// Use TCP only (for networks that drop UDP).
     #[arg(long, env = "SHOAL_TCP_ONLY")]
     pub tcp_only: bool,
     /// AES-256-GCM key as 64 hex digits (repeatable: the first encrypts, all decrypt).
-    #[arg(long, env = "SHOAL_KEY", value_delimiter = ',')]
+    #[arg(long, env = "SHOAL_KEY", value_delimiter = ',', hide_env_values = true)]
     pub key: Vec<String>,
     /// Cluster label bound into every encrypted packet.
     #[arg(long, env = "SHOAL_LABEL")]
@@ -59,7 +70,8 @@ pub struct Cli {
     /// Broadcast a digest of our view of the cluster on topic `shoal/view` every SECS seconds.
     #[arg(long, env = "SHOAL_PUBLISH_VIEW", value_name = "SECS")]
     pub publish_view: Option<f64>,
-    /// Enable fault injection (packet loss, blocked peers) through `POST /faults` on --http.
+    /// Enable fault injection (packet loss, blocked peers) through `POST /faults` on --http, which
+    /// needs --http-token and refuses cross-origin requests.
     #[arg(long, env = "SHOAL_FAULTS")]
     pub faults: bool,
     /// Open direct WebRTC data channels to the browser members of this relay (`ws://host:port`;
@@ -97,6 +109,8 @@ struct FileSettings {
     preset: Option<String>,
     json: Option<bool>,
     http: Option<SocketAddr>,
+    http_token: Option<String>,
+    http_allow_hosts: Option<Vec<String>>,
     tcp_only: Option<bool>,
     keys: Option<Vec<String>>,
     label: Option<String>,
@@ -128,6 +142,8 @@ pub struct Settings {
     pub config: Config,
     pub json: bool,
     pub http: Option<SocketAddr>,
+    pub http_token: Option<String>,
+    pub http_allow_hosts: Vec<String>,
     pub tcp_only: bool,
     pub keyring: Option<shoal_core::Keyring>,
     pub publish_view: Option<Duration>,
@@ -209,6 +225,15 @@ impl Settings {
         if config.security != SecurityMode::Plaintext && keyring.is_none() {
             return Err("this security mode needs --key".into());
         }
+        let http_token = cli.http_token.clone().or(file.http_token);
+        if let Some(token) = &http_token {
+            crate::http::validate_token(token)?;
+        }
+        let http_allow_hosts = if cli.http_allow_host.is_empty() {
+            file.http_allow_hosts.unwrap_or_default()
+        } else {
+            cli.http_allow_host.clone()
+        };
         config.label = cli.label.clone().or(file.label).unwrap_or_default();
         config.validate().map_err(|e| e.to_string())?;
         Ok(Settings {
@@ -220,6 +245,8 @@ impl Settings {
             config,
             json: cli.json || file.json.unwrap_or(false),
             http: cli.http.or(file.http),
+            http_token,
+            http_allow_hosts,
             tcp_only,
             keyring,
             publish_view: match cli.publish_view {
@@ -323,6 +350,27 @@ mod tests {
         assert_eq!(s.keyring.unwrap().primary()[1], 0x11);
         assert!(Settings::resolve(&cli(&["--name", "x", "--key", "abc"])).is_err());
         assert!(Settings::resolve(&cli(&["--name", "x", "--security", "encrypted"])).is_err());
+    }
+
+    #[test]
+    fn the_http_token_comes_from_the_flag_or_the_file_and_a_short_one_is_refused() {
+        let dir = std::env::temp_dir().join(format!("shoal-agent-token-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            "name = \"n\"\nhttp_token = \"from-the-file-0123456789\"\nhttp_allow_hosts = [\"agent.lan\"]\n",
+        )
+        .unwrap();
+        let from_file = Settings::resolve(&cli(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(from_file.http_token.as_deref(), Some("from-the-file-0123456789"));
+        assert_eq!(from_file.http_allow_hosts, ["agent.lan"]);
+        let from_flag =
+            Settings::resolve(&cli(&["--config", path.to_str().unwrap(), "--http-token", "from-the-flag-0123456789"]))
+                .unwrap();
+        assert_eq!(from_flag.http_token.as_deref(), Some("from-the-flag-0123456789"));
+        assert!(Settings::resolve(&cli(&["--name", "x", "--http-token", "short"])).unwrap_err().contains("16"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! above the incarnation it was declared dead at).
 //!
 //! Faults go through each agent's `--faults` endpoint (`POST /faults?loss=..&block=..`); the
-//! supervisor remembers what it asked for and applies it again after a restart.
+//! supervisor remembers what it asked for and applies it again after a restart. That endpoint
+//! takes state changes only with the agent's HTTP token: each member gets a fresh random one,
+//! handed over in `SHOAL_HTTP_TOKEN` (not on the command line, where `ps` shows it) and sent back
+//! as `Authorization: Bearer`.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -21,6 +24,8 @@ pub struct Agent {
     pub bind: SocketAddr,
     pub http: SocketAddr,
     pub role: String,
+    /// The token its `POST /faults` needs.
+    http_token: String,
     state: Mutex<AgentState>,
 }
 
@@ -59,7 +64,7 @@ impl Agent {
     pub fn new(name: String, role: String, taken: &mut Vec<u16>) -> std::io::Result<Agent> {
         let bind = SocketAddr::from(([127, 0, 0, 1], free_port(taken)?));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port(taken)?));
-        Ok(Agent { name, bind, http, role, state: Mutex::default() })
+        Ok(Agent { name, bind, http, role, http_token: fresh_token()?, state: Mutex::default() })
     }
 
     pub fn addr(&self) -> String {
@@ -80,6 +85,7 @@ impl Agent {
         cmd.args(["--name", &self.name, "--bind", &self.bind.to_string(), "--http", &self.http.to_string()])
             .args(["--preset", &launch.preset, "--meta", &format!("role={}", self.role), "--json", "--faults"])
             .args(["--publish-view", &launch.publish_view.to_string()])
+            .env("SHOAL_HTTP_TOKEN", &self.http_token)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -160,7 +166,7 @@ impl Agent {
     pub async fn push_faults(&self) -> Result<(), String> {
         let (loss, block, _) = self.faults();
         let query = format!("loss={loss}&block={}", block.join(","));
-        post(self.http, &format!("/faults?{query}")).await.map(drop)
+        post(self.http, &format!("/faults?{query}"), &self.http_token).await.map(drop)
     }
 
     /// Pushes the remembered faults once the (re)started agent answers, for up to 10 s.
@@ -174,13 +180,24 @@ impl Agent {
     }
 }
 
-/// A bodiless POST to a local HTTP endpoint; the response body on 2xx.
-async fn post(addr: SocketAddr, path: &str) -> Result<String, String> {
+/// 32 hex digits from the operating system's random source.
+fn fresh_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A bodiless POST with a bearer token to a local HTTP endpoint; the response body on 2xx.
+async fn post(addr: SocketAddr, path: &str, token: &str) -> Result<String, String> {
     let io = async {
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(
-            format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\n\
+                 connection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .await?;
         let mut response = Vec::new();

@@ -6,8 +6,9 @@
 //!
 //! It copies the dashboard (`--static`) to a temporary directory with a `demo.json` describing the
 //! demo (the seeds the page joins through and the control API's URL), starts `shoal-relay` serving
-//! that directory, starts the native members (`shoal-agent --faults --publish-view 1`) as child
-//! processes with fixed loopback addresses, serves the control API ([`control`]) and prints
+//! that directory, starts the native members (`shoal-agent --faults --publish-view 1`, each with
+//! its own random `SHOAL_HTTP_TOKEN` for `POST /faults`) as child processes with fixed loopback
+//! addresses, serves the control API ([`control`]) and prints
 //! `dashboard: http://...` once everything runs. Ctrl-C or SIGTERM stops it all: the members leave
 //! gracefully, the relay stops, the temporary directory is removed.
 
