@@ -1,5 +1,12 @@
-//! The demo's control API, called by the dashboard (CORS open: the page is served by the relay on
-//! another port). One request per connection, no body: parameters are in the query string.
+//! The demo's control API, called by the dashboard. One request per connection, no body:
+//! parameters are in the query string.
+//!
+//! The page is served by the relay on another port, so the API answers cross-origin requests, but
+//! from the dashboard's origin only (`http://<relay address>`, or `localhost` with its port): any
+//! other page could otherwise kill or partition the demo's members with a plain cross-site POST,
+//! which browsers send without asking first. A request with another `Origin` is refused (403), and
+//! so is one whose `Host` is not a loopback name or address (421: a DNS-rebinding page). Requests
+//! without `Origin` (curl, scripts on this machine) are served.
 //!
 //! | request | effect |
 //! |---|---|
@@ -113,6 +120,47 @@ impl Demo {
     }
 }
 
+/// The value of the request head's header `name` (lower case), trimmed.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// A `Host` (or the host of an `Origin`) that names this machine's loopback: `127.0.0.1`,
+/// `localhost` or `[::1]`, with any port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']') => {
+            name
+        }
+        _ => host,
+    };
+    matches!(name, "localhost" | "[::1]") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Demo {
+    /// The dashboard's origins: the relay that serves the page, by its address and as localhost.
+    fn dashboard_origins(&self) -> Vec<String> {
+        let port = self.relay.rsplit_once(':').map_or("", |(_, p)| p);
+        vec![format!("http://{}", self.relay), format!("http://localhost:{port}")]
+    }
+
+    /// Admits a request by its `Host` and `Origin` headers (see the module docs), or says why not.
+    fn admit(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), (u16, String)> {
+        if let Some(host) = host.filter(|h| !is_loopback_host(h)) {
+            return Err((421, format!("this API answers on loopback only, not for host {host:?}")));
+        }
+        match origin {
+            Some(o) if !self.dashboard_origins().iter().any(|d| d == o) => {
+                Err((403, format!("requests from origin {o:?} are refused; only the dashboard's are served")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Serves the API until the listener fails.
 pub async fn serve(listener: TcpListener, demo: Arc<Demo>) {
     while let Ok((stream, _)) = listener.accept().await {
@@ -137,20 +185,31 @@ async fn respond(mut stream: TcpStream, demo: Arc<Demo>) -> std::io::Result<()> 
     let mut words = text.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let (status, body) = match demo.handle(method, path, query).await {
-        Ok(body) => (200, body),
-        Err((status, message)) => (status, serde_json::json!({ "error": message }).to_string()),
+    let origin = header(&text, "origin");
+    let (status, body) = match demo.admit(header(&text, "host"), origin) {
+        Err(refusal) => refusal,
+        Ok(()) => match demo.handle(method, path, query).await {
+            Ok(body) => (200, body),
+            Err(error) => error,
+        },
     };
+    let body = if status == 200 { body } else { serde_json::json!({ "error": body }).to_string() };
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
+        421 => "Misdirected Request",
         _ => "Error",
     };
+    // Only the dashboard's origin may read the answers (and was admitted above).
+    let cors = origin
+        .filter(|_| status != 403)
+        .map(|o| format!("access-control-allow-origin: {o}\r\nvary: origin\r\naccess-control-allow-methods: GET, POST, OPTIONS\r\n"))
+        .unwrap_or_default();
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\naccess-control-allow-origin: *\r\n\
-         access-control-allow-methods: GET, POST, OPTIONS\r\ncache-control: no-store\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n{cors}cache-control: no-store\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;
@@ -193,6 +252,39 @@ mod tests {
         assert_eq!(d.handle("POST", "/demo/loss", "").await.unwrap_err().0, 400);
         assert_eq!(d.handle("DELETE", "/demo", "").await.unwrap_err().0, 404);
         assert!(d.agents.iter().all(|a| a.faults() == (0.0, Vec::new(), 0)));
+    }
+
+    #[tokio::test]
+    async fn a_cross_site_post_or_a_rebinding_host_is_refused_and_changes_nothing_while_the_dashboard_is_served() {
+        let d = demo();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::clone(&d)));
+        let ask = |head: String| async move {
+            let mut s = TcpStream::connect(at).await.unwrap();
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        let post = |origin: &str, host: &str| {
+            format!("POST /demo/partition HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nContent-Length: 0\r\n\r\n")
+        };
+        let here = at.to_string();
+        let evil = ask(post("https://evil.example", &here)).await;
+        assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+        assert!(!evil.contains("access-control-allow-origin"), "{evil}");
+        let rebound = ask(post("http://evil.example:8080", "evil.example:8080")).await;
+        assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+        let read = ask(format!("GET /demo HTTP/1.1\r\nHost: evil.example:{}\r\n\r\n", at.port())).await;
+        assert!(read.starts_with("HTTP/1.1 421"), "a rebinding page cannot read the status either: {read}");
+        assert!(d.agents.iter().all(|a| a.faults().1.is_empty()), "nothing was partitioned");
+        // The dashboard (served by the relay) and local tools without an Origin are served.
+        let dashboard = ask(post("http://127.0.0.1:1", &here)).await;
+        assert!(dashboard.starts_with("HTTP/1.1 200"), "{dashboard}");
+        assert!(dashboard.contains("access-control-allow-origin: http://127.0.0.1:1"), "{dashboard}");
+        let curl = ask(format!("POST /demo/heal HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", at.port())).await;
+        assert!(curl.starts_with("HTTP/1.1 200"), "{curl}");
     }
 
     #[tokio::test]
