@@ -122,11 +122,22 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "?".into(), |s| s.trim().to_string())
 }
 
-/// `VmRSS` of a process, KB; `None` once it is gone.
-fn rss_kb(pid: u32) -> Option<u64> {
+/// A KB field (`VmRSS`, `RssAnon`) of a process's status; `None` once it is gone.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `VmRSS` of a process, KB: everything resident, pages of the binary and libraries included
+/// (which grow as code paths run for the first time).
+fn rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS")
+}
+
+/// `RssAnon` of a process, KB: resident heap and stacks, what a leak would grow.
+fn anon_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "RssAnon")
 }
 
 /// User plus system CPU time of a process, clock ticks.
@@ -229,6 +240,7 @@ struct Sample {
     t: f64,
     at: Instant,
     rss: Vec<Option<u64>>,
+    anon: Vec<Option<u64>>,
     cpu: Vec<Option<u64>>,
 }
 
@@ -240,6 +252,7 @@ impl Sample {
             t: at.saturating_duration_since(t0).as_secs_f64() / 60.0,
             at,
             rss: pids.iter().map(|p| p.and_then(rss_kb)).collect(),
+            anon: pids.iter().map(|p| p.and_then(anon_kb)).collect(),
             cpu: pids.iter().map(|p| p.and_then(cpu_ticks)).collect(),
         }
     }
@@ -250,6 +263,10 @@ impl Sample {
 
     fn mean_rss(&self) -> Option<f64> {
         mean(self.rss.iter().flatten().map(|&r| r as f64))
+    }
+
+    fn mean_anon(&self) -> Option<f64> {
+        mean(self.anon.iter().flatten().map(|&r| r as f64))
     }
 
     /// Each agent's CPU use between `earlier` and this sample, percent of one core.
@@ -437,11 +454,12 @@ fn run(lab: &mut Lab, args: &Args, soak: Duration, interval: Duration, form: Dur
             |(seen, dropped)| format!("{:.2} %", dropped as f64 * 100.0 / seen.max(1) as f64),
         );
         say(&format!(
-            "t = {:5.1} min  RSS mean {:.0} KB max {} KB  CPU per agent mean {:.2} % max {:.2} %  suspicions {}  \
+            "t = {:5.1} min  RSS mean {:.0} KB max {} KB (anon mean {:.0} KB)  CPU per agent mean {:.2} % max {:.2} %  suspicions {}  \
              failed {}  loss {measured}  load {}{}",
             sample.t,
             sample.mean_rss().unwrap_or(0.0),
             sample.rss.iter().flatten().max().copied().unwrap_or(0),
+            sample.mean_anon().unwrap_or(0.0),
             mean(cpu.iter().copied()).unwrap_or(0.0),
             cpu.iter().copied().fold(0.0, f64::max),
             counts.suspicions.show(),
@@ -570,6 +588,14 @@ fn run(lab: &mut Lab, args: &Args, soak: Duration, interval: Duration, form: Dur
             Some(false) => "MISSED",
             None => "n/a (too few samples)",
         }
+    ));
+    let anon_points: Vec<(f64, f64)> = window.iter().filter_map(|s| Some((s.t, s.mean_anon()?))).collect();
+    say(&format!(
+        "  anonymous memory (heap and stacks, RssAnon) per agent: {:.0} KB at t = 0, {:.0} KB at the end; slope from \
+         t = {from:.1} min: {} (the rest of RSS is pages of the binary and libraries)",
+        samples[0].mean_anon().unwrap_or(0.0),
+        last.mean_anon().unwrap_or(0.0),
+        kb(slope(&anon_points)),
     ));
     say(&format!("  final check: {final_check}"));
     say(&format!(
