@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{bounded, eventually, start, ws_url};
+use common::{bounded, eventually, native_member, start, ws_url};
 use futures_util::SinkExt;
 use shoal_core::driver::relay::{encode_datagram, encode_ws_frame};
 use shoal_core::driver::{Addr, Cluster, Transport};
@@ -26,8 +26,6 @@ use shoal_core::{Config, Event};
 use shoal_relay::{
     BudgetLimit, CloseReason, ConnectionDrop, DropReason, Limits, RateLimit, RelayConfig, RelayHandle, RelayStats,
 };
-use shoal_tcp::{TcpOptions, TcpTransport};
-use shoal_udp::UdpTransport;
 use shoal_websocket::WsTransport;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::Instant;
@@ -45,20 +43,6 @@ fn attack_time() -> Duration {
 /// A relay on loopback that trusts no address: what a relay on a public address does.
 fn hostile_config() -> RelayConfig {
     RelayConfig { udp_allow: Some(vec![]), ..RelayConfig::default() }
-}
-
-/// A native member on 127.0.0.1: UDP and TCP on one port.
-async fn native_member(name: &str, seed: u64) -> Cluster {
-    for _ in 0..20 {
-        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind udp");
-        let sa: SocketAddr = udp.local_socket_addr();
-        let options = TcpOptions { advertise: Some(Addr::udp(sa)), ..TcpOptions::default() };
-        if let Ok(tcp) = TcpTransport::bind(sa, options).await {
-            let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
-            return Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap();
-        }
-    }
-    panic!("no loopback port free for both UDP and TCP");
 }
 
 /// A member on a WebSocket to the relay, and its transport (for its disconnect count).

@@ -8,27 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bounded, eventually, start, start_named, ws_url};
-use shoal_core::driver::{Addr, Cluster, Transport};
+use common::{bounded, eventually, native_member, start, start_named, ws_url};
+use shoal_core::driver::{Cluster, Transport};
 use shoal_core::{Config, MemberState, MessageKind};
 use shoal_relay::RelayConfig;
-use shoal_tcp::{TcpOptions, TcpTransport};
-use shoal_udp::UdpTransport;
 use shoal_websocket::WsTransport;
-
-/// A native member: UDP and TCP on the same loopback port, as in the workspace tests.
-async fn native_member(name: &str, seed: u64) -> Cluster {
-    for _ in 0..20 {
-        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind udp");
-        let sa: SocketAddr = udp.local_socket_addr();
-        let options = TcpOptions { advertise: Some(Addr::udp(sa)), ..TcpOptions::default() };
-        if let Ok(tcp) = TcpTransport::bind(sa, options).await {
-            let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
-            return Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap();
-        }
-    }
-    panic!("no loopback port free for both UDP and TCP");
-}
 
 /// A member whose only transport is a WebSocket to the relay.
 async fn ws_member(relay: SocketAddr, name: &str, seed: u64) -> Cluster {

@@ -4,10 +4,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use shoal_core::driver::{Addr, Cluster, Transport};
+use shoal_core::Config;
 use shoal_relay::{Relay, RelayConfig, RelayHandle};
+use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal_udp::UdpTransport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -115,4 +120,18 @@ pub async fn start_named(host: &str) -> (SocketAddr, RelayHandle) {
         }
     }
     panic!("no loopback port stayed free for the relay");
+}
+
+/// A native member: UDP and TCP on the same loopback port, as in the workspace tests.
+pub async fn native_member(name: &str, seed: u64) -> Cluster {
+    for _ in 0..20 {
+        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind udp");
+        let sa: SocketAddr = udp.local_socket_addr();
+        let options = TcpOptions { advertise: Some(Addr::udp(sa)), ..TcpOptions::default() };
+        if let Ok(tcp) = TcpTransport::bind(sa, options).await {
+            let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
+            return Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap();
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
 }
