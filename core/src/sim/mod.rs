@@ -2,7 +2,8 @@
 //!
 //! A [`Simulation`] holds thousands of [`crate::Node`]s connected by a sans-IO [`Network`] model
 //! (latency, jitter, loss, partitions) and drives them with a virtual clock that jumps to the next
-//! deadline. Faults are injected between steps: crashes, restarts, stalls, partitions, leaves.
+//! deadline. Faults are injected between steps: crashes, restarts, stalls, partitions, leaves; and
+//! members can be added and removed for good, for churn through a long run.
 //! A [`Recorder`] compares what the nodes believe with the ground truth and produces the figures
 //! the protocol is judged by: detection times, false positives, convergence, traffic.
 //!

@@ -9,8 +9,14 @@
 //! [`Simulation::stall`] freezes a node for a while (a GC pause or an overloaded CPU: packets queue up
 //! and timers are late, then timers run before the backlog), and the network can lose packets or be
 //! partitioned.
+//!
+//! Members can also come and go for good: [`Simulation::add_node`] starts a member that never
+//! existed before (a new name) after the world was built, and [`Simulation::remove_node`] drops one
+//! such member entirely, so that a run in which 100,000 short-lived members pass through holds memory
+//! for the members present only. Their addresses are reused, after a quarantine the caller chooses.
+//! The [`Recorder`]'s ground truth covers the nodes the world was built with only.
 
-use alloc::collections::BinaryHeap;
+use alloc::collections::{BinaryHeap, VecDeque};
 use alloc::format;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
@@ -99,6 +105,26 @@ struct SimNode {
     scheduled: Option<Instant>,
     restarts: u32,
     receive_delay: Duration,
+    /// Started a graceful leave in its current life (the recorder keeps this for the first nodes).
+    left: bool,
+    /// Removed for good by [`Simulation::remove_node`]; the slot waits to be reused.
+    removed: bool,
+}
+
+impl SimNode {
+    fn empty(id: NodeId) -> Self {
+        SimNode {
+            node: None,
+            id,
+            stalled_until: None,
+            held: Vec::new(),
+            scheduled: None,
+            restarts: 0,
+            receive_delay: Duration::ZERO,
+            left: false,
+            removed: false,
+        }
+    }
 }
 
 /// A deterministic many-node simulation.
@@ -114,6 +140,12 @@ pub struct Simulation {
     trace: Option<Vec<TraceEntry>>,
     pending_starts: Vec<(Instant, u32)>,
     event_log: Option<Vec<(Instant, u32, Event<u32>)>>,
+    /// Nodes below this index are the ones the world was built with: the recorder knows them.
+    recorded: usize,
+    /// Slots freed by [`Simulation::remove_node`], oldest first, with when they were freed.
+    freed: VecDeque<(Instant, u32)>,
+    /// Nodes added so far by [`Simulation::add_node`] (the next one's name).
+    added: u64,
 }
 
 impl Simulation {
@@ -134,20 +166,15 @@ impl Simulation {
             trace: None,
             pending_starts: Vec::new(),
             event_log: None,
+            recorded: n,
+            freed: VecDeque::new(),
+            added: 0,
             rng,
             config,
         };
         for i in 0..n {
             let id = NodeId::new(&format!("n{i}")).expect("generated names are valid");
-            sim.nodes.push(SimNode {
-                node: None,
-                id,
-                stalled_until: None,
-                held: Vec::new(),
-                scheduled: None,
-                restarts: 0,
-                receive_delay: Duration::ZERO,
-            });
+            sim.nodes.push(SimNode::empty(id));
         }
         let later = sim.config.start_later.clone();
         if sim.config.warm_start {
@@ -340,7 +367,9 @@ impl Simulation {
             if let Some(log) = &mut self.event_log {
                 log.push((now, i as u32, e.clone()));
             }
-            self.recorder.on_event(now, i, e);
+            if i < self.recorded {
+                self.recorder.on_event(now, i, e);
+            }
         }
         let next = node.poll_timeout();
         let slot = &mut self.nodes[i];
@@ -363,7 +392,10 @@ impl Simulation {
         self.nodes[i].node = Some(node);
         self.nodes[i].held.clear();
         self.nodes[i].stalled_until = None;
-        self.recorder.on_up(i);
+        self.nodes[i].left = false;
+        if i < self.recorded {
+            self.recorder.on_up(i);
+        }
         let seeds: Vec<u32> = seeds.iter().copied().filter(|&s| s as usize != i).collect();
         if let Some(node) = self.nodes[i].node.as_mut() {
             if !seeds.is_empty() {
@@ -378,13 +410,16 @@ impl Simulation {
         if self.nodes[i].node.take().is_some() {
             self.nodes[i].scheduled = None;
             self.nodes[i].held.clear();
-            self.recorder.on_crash(self.now, i);
+            if i < self.recorded {
+                self.recorder.on_crash(self.now, i);
+            }
         }
     }
 
     /// Starts a crashed node again as a new process with the same name, joining through `seeds`.
+    /// A node removed with [`Simulation::remove_node`] stays removed.
     pub fn restart(&mut self, i: usize, seeds: &[u32]) {
-        if self.nodes[i].node.is_none() {
+        if self.nodes[i].node.is_none() && !self.nodes[i].removed {
             self.nodes[i].restarts += 1;
             self.start_node(i, seeds);
         }
@@ -400,7 +435,9 @@ impl Simulation {
         slot.stalled_until = Some(slot.stalled_until.map_or(until, |u| u.max(until)));
         slot.scheduled = Some(until);
         self.wakeups.push(Reverse((until, i as u32)));
-        self.recorder.on_stall(i, until);
+        if i < self.recorded {
+            self.recorder.on_stall(i, until);
+        }
     }
 
     /// Makes node `i` slow to process its input: every packet it receives waits `delay` before it is
@@ -408,7 +445,7 @@ impl Simulation {
     /// processing", as under CPU exhaustion). `Duration::ZERO` makes it healthy again.
     pub fn set_receive_delay(&mut self, i: usize, delay: Duration) {
         self.nodes[i].receive_delay = delay;
-        if !delay.is_zero() {
+        if !delay.is_zero() && i < self.recorded {
             // Accusations of a slow member are not counted as accusations of a healthy one.
             self.recorder.on_stall(i, Instant::from_millis(u64::MAX / 2));
         }
@@ -419,7 +456,10 @@ impl Simulation {
         let now = self.now;
         if let Some(node) = self.nodes[i].node.as_mut() {
             node.leave(now);
-            self.recorder.on_leave(now, i);
+            self.nodes[i].left = true;
+            if i < self.recorded {
+                self.recorder.on_leave(now, i);
+            }
             self.after_input(i);
         }
     }
@@ -428,6 +468,52 @@ impl Simulation {
     pub fn shut_down(&mut self, i: usize) {
         self.nodes[i].node = None;
         self.nodes[i].scheduled = None;
+    }
+
+    /// Starts a member that never existed before, after the world was built, joining through `seeds`,
+    /// and returns its index (its address). It is named `a{k}` for the `k`-th node added, so it is
+    /// never mistaken for one of the nodes the world was built with (`n{i}`), and the [`Recorder`]
+    /// leaves it out of its ground truth; its packets still count in the traffic totals.
+    ///
+    /// Its slot is one freed by [`Simulation::remove_node`] at least `reuse_after` ago, if any, or a
+    /// new one. A reused slot means a reused address: choose `reuse_after` longer than the other
+    /// members can still send to the previous occupant (its detection, gossip to the dead, re-announces
+    /// to dead members, reaping) unless address reuse is what the run is about.
+    pub fn add_node(&mut self, seeds: &[u32], reuse_after: Duration) -> usize {
+        let id = NodeId::new(&format!("a{}", self.added)).expect("generated names are valid");
+        self.added += 1;
+        let i = match self.freed.front() {
+            Some(&(at, i)) if self.now.saturating_duration_since(at) >= reuse_after => {
+                self.freed.pop_front();
+                self.nodes[i as usize] = SimNode::empty(id);
+                i as usize
+            }
+            _ => {
+                self.nodes.push(SimNode::empty(id));
+                self.nodes.len() - 1
+            }
+        };
+        self.start_node(i, seeds);
+        i
+    }
+
+    /// Removes node `i`, one added with [`Simulation::add_node`], for good: stops it at once if it
+    /// still runs (as a crash: no goodbye; after [`Simulation::leave`], the end of its departure),
+    /// drops everything the simulator holds for it, and offers its slot to later
+    /// [`Simulation::add_node`] calls. Packets still on their way to it are dropped when they arrive,
+    /// as for a crashed node. Removing a removed node does nothing.
+    ///
+    /// # Panics
+    /// If `i` is one of the nodes the world was built with.
+    pub fn remove_node(&mut self, i: usize) {
+        assert!(i >= self.recorded, "only nodes added with add_node can be removed");
+        let slot = &mut self.nodes[i];
+        if slot.removed {
+            return;
+        }
+        let id = slot.id.clone();
+        *slot = SimNode { removed: true, ..SimNode::empty(id) };
+        self.freed.push_back((self.now, i as u32));
     }
 
     /// Node `i` broadcasts a user message.
@@ -519,6 +605,15 @@ impl Simulation {
         self.nodes[i].node.is_some()
     }
 
+    /// Node `i` started a graceful leave in its current life.
+    pub fn has_left(&self, i: usize) -> bool {
+        if i < self.recorded {
+            self.recorder.has_left(i)
+        } else {
+            self.nodes[i].left
+        }
+    }
+
     pub fn is_stalled(&self, i: usize) -> bool {
         self.nodes[i].stalled_until.is_some_and(|u| u > self.now)
     }
@@ -573,7 +668,7 @@ impl Simulation {
         for (i, slot) in self.nodes.iter().enumerate() {
             let Some(node) = &slot.node else { continue };
             for (j, other) in self.nodes.iter().enumerate() {
-                if i == j || self.recorder.has_left(j) {
+                if i == j || self.has_left(j) {
                     continue;
                 }
                 total += 1;
@@ -588,5 +683,44 @@ impl Simulation {
         } else {
             right as f64 / total as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn added_nodes_join_and_removed_ones_give_their_slot_back_after_the_quarantine() {
+        let mut sim = Simulation::new(SimConfig::lan(3, 11));
+        let quarantine = Duration::from_secs(60);
+        let a = sim.add_node(&[0, 1], quarantine);
+        assert_eq!((a, sim.name(a).as_str()), (3, "a0"));
+        sim.run_for(Duration::from_secs(10));
+        for i in 0..3 {
+            let m = sim.node(i).unwrap().member(sim.name(a)).expect("the added node joined");
+            assert!(m.state.is_live());
+        }
+        sim.leave(a);
+        assert!(sim.has_left(a) && !sim.recorder().has_left(0));
+        sim.run_for(Duration::from_secs(2));
+        sim.remove_node(a);
+        sim.remove_node(a);
+        assert!(!sim.is_up(a));
+        sim.restart(a, &[0]);
+        assert!(!sim.is_up(a), "a removed node stays removed");
+        // Within the quarantine the slot is not reused; after it, it is, under a new name.
+        let b = sim.add_node(&[0], quarantine);
+        assert_eq!((b, sim.name(b).as_str()), (4, "a1"));
+        sim.run_for(quarantine);
+        let c = sim.add_node(&[0], quarantine);
+        assert_eq!((c, sim.name(c).as_str()), (3, "a2"));
+        assert_eq!(sim.len(), 5);
+        sim.run_for(Duration::from_secs(10));
+        let seen = sim.node(0).unwrap();
+        assert!(seen.member(&NodeId::new("a0").unwrap()).is_some_and(|m| !m.state.is_live()));
+        assert!(seen.member(&NodeId::new("a2").unwrap()).is_some_and(|m| m.state.is_live()));
+        assert!(sim.converged());
+        assert_eq!(sim.recorder().false_positives(), 0);
     }
 }
