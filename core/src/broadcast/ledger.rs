@@ -5,6 +5,18 @@
 //! in all (past that the oldest are given up and reported), at most [`MAX_KEYS`] keyed values per
 //! origin. A hole is never dropped silently: whether it expires, overflows a bound, or goes with the
 //! life or origin that held it, the next [`Ledger::expire`] reports it.
+//!
+//! Forgetting an origin must not undo exactly-once: other members keep its broadcasts for repair
+//! and list its lives in their digests long after we dropped it. So the ledger keeps, for each
+//! life of a forgotten origin, where it stood ([`MAX_FORGOTTEN`] of them, 40 bytes each): a
+//! broadcast or digest entry of such a life that brings nothing newer is old news, and changes
+//! nothing; one that brings something newer brings the origin back, expected from where it stood.
+//! Activity is what a member delivers (or receives again), never what a digest lists: a digest
+//! lists every origin, so counting its entries would make every origin as recent as any other, and
+//! the one forgotten could be the one delivered a moment ago. Past [`MAX_FORGOTTEN`] too, the life
+//! forgotten the longest ago goes for good; a broadcast of it that still circulates would then be
+//! delivered again (a cluster through which more than 12,288 broadcasting members passed within
+//! one [`crate::Config::broadcast_retention`]).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,6 +45,8 @@ pub(crate) const MAX_OPEN_HOLES: usize = 8_192;
 pub(crate) const MAX_GIVEN_UP_REPORTS: usize = 1_024;
 /// Keyed values remembered per origin.
 pub(crate) const MAX_KEYS: usize = 1_024;
+/// Lives of forgotten origins remembered (40 bytes each); past this the longest forgotten goes.
+pub(crate) const MAX_FORGOTTEN: usize = 8_192;
 
 /// What to do with an arriving broadcast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +73,39 @@ struct Life {
     /// Holes, ascending: sequence number and when we noticed it. (A vector: holes are few, and opened
     /// in order, above every hole already there.)
     holes: Vec<(u64, Instant)>,
+    /// Keyed values below this sequence number were delivered before the origin was forgotten (0
+    /// for a life never forgotten): one arriving now for a key we hold nothing for is recorded,
+    /// not delivered again.
+    keyed_floor: u64,
+}
+
+impl Life {
+    fn new(epoch: u32, start: u64) -> Self {
+        Life { epoch, start, next: start, holes: Vec::new(), keyed_floor: 0 }
+    }
+}
+
+/// One life of a forgotten origin: where it stood when the origin was forgotten.
+#[derive(Clone, Copy, Debug)]
+struct Forgotten {
+    /// The origin's name, hashed (see [`name_hash`]).
+    origin: u64,
+    epoch: u32,
+    /// Where its unkeyed sequence stood; [`u64::MAX`] for a life pushed out by newer ones, old
+    /// news whatever it brings.
+    next: u64,
+    /// Keyed values below this were delivered (or superseded).
+    keyed_next: u64,
+    /// When it was forgotten, in lives forgotten before it: the oldest goes first.
+    order: u64,
+    /// When it was forgotten.
+    at: Instant,
+}
+
+/// The hash a forgotten origin is remembered by (64 bits: a collision between two names, which
+/// would take a deliberate search, only mixes what the two origins' forgotten lives remember).
+fn name_hash(id: &NodeId) -> u64 {
+    Fingerprint::new().field(id.as_str().as_bytes()).finish()
 }
 
 #[derive(Debug)]
@@ -80,10 +127,31 @@ struct Origin {
     gone: Vec<u32>,
     /// Lives pushed out so far (where the next goes in the ring).
     pushed_out: u32,
+    /// When it last delivered a broadcast (or sent one again), on the ledger's clock.
     last_active: u64,
+    /// When a broadcast of it last arrived; [`Instant::ZERO`] if none did (made from a digest).
+    last_heard: Instant,
 }
 
 impl Origin {
+    fn new(id: NodeId) -> Self {
+        Origin {
+            id,
+            lives: Vec::new(),
+            keyed: Vec::new(),
+            gone: Vec::new(),
+            pushed_out: 0,
+            last_active: 0,
+            last_heard: Instant::ZERO,
+        }
+    }
+
+    /// Where the keyed values of life `epoch` stand: one past the newest held, at least its floor.
+    fn keyed_next(&self, life: &Life) -> u64 {
+        let held = self.keyed.iter().filter(|k| k.epoch == life.epoch).map(|k| k.seq.saturating_add(1)).max();
+        held.unwrap_or(0).max(life.keyed_floor)
+    }
+
     fn life_rank(&self, epoch: u32) -> Option<usize> {
         self.lives.iter().position(|l| l.epoch == epoch)
     }
@@ -105,7 +173,7 @@ impl Origin {
                     }
                     self.pushed_out = self.pushed_out.wrapping_add(1);
                 }
-                self.lives.push(Life { epoch, start, next: start, holes: Vec::new() });
+                self.lives.push(Life::new(epoch, start));
                 self.lives.len() - 1
             }
         };
@@ -187,13 +255,27 @@ pub(crate) struct Ledger {
     /// Sorted by name: a binary search finds one (a vector's code is far smaller than a hash map's
     /// in a wasm build, and new origins are rare).
     origins: Vec<Origin>,
+    /// Lives of forgotten origins, sorted by `(origin, epoch)`. See the module docs.
+    forgotten: Vec<Forgotten>,
+    /// Lives forgotten so far (the next one's `order`).
+    forgotten_count: u64,
     clock: u64,
     tally: Tally,
 }
 
+/// Whether an arrival about an origin we do not hold brings anything new.
+enum Recall {
+    /// We hold it: its index.
+    Held(usize),
+    /// Forgotten, and what arrived is no newer than where it stood.
+    OldNews,
+    /// Never known, or forgotten and what arrived is newer: hold it (again).
+    Hold,
+}
+
 impl Ledger {
     pub fn new() -> Self {
-        Ledger { origins: Vec::new(), clock: 0, tally: Tally::default() }
+        Ledger { origins: Vec::new(), forgotten: Vec::new(), forgotten_count: 0, clock: 0, tally: Tally::default() }
     }
 
     /// Origins remembered.
@@ -205,41 +287,109 @@ impl Ledger {
         self.origins.binary_search_by(|o| o.id.cmp(origin)).ok().map(|i| &self.origins[i])
     }
 
-    /// The record of `origin`, created if unknown; the least recently active origin makes room, its
-    /// holes given up.
-    fn origin_mut<'a>(
-        origins: &'a mut Vec<Origin>,
-        clock: &mut u64,
-        tally: &mut Tally,
-        origin: &NodeId,
-    ) -> &'a mut Origin {
-        *clock += 1;
-        let i = match origins.binary_search_by(|o| o.id.cmp(origin)) {
-            Ok(i) => i,
-            Err(mut i) => {
-                if origins.len() >= MAX_ORIGINS {
-                    let victim = (0..origins.len()).min_by_key(|&v| origins[v].last_active).unwrap_or(0);
-                    let gone = origins.remove(victim);
-                    for life in &gone.lives {
-                        tally.forget(&gone.id, life);
-                    }
-                    i -= usize::from(victim < i);
+    /// Where `origin` stands: held, or forgotten and `old_news` says of its forgotten life
+    /// `epoch` (`None` if that life is not among them) that what arrived is no newer.
+    fn recall(&self, origin: &NodeId, epoch: u32, old_news: impl Fn(Option<&Forgotten>) -> bool) -> Recall {
+        if let Ok(i) = self.origins.binary_search_by(|o| o.id.cmp(origin)) {
+            return Recall::Held(i);
+        }
+        let h = name_hash(origin);
+        let from = self.forgotten.partition_point(|f| f.origin < h);
+        if self.forgotten.get(from).is_none_or(|f| f.origin != h) {
+            return Recall::Hold;
+        }
+        let life = self.forgotten[from..].iter().take_while(|f| f.origin == h).find(|f| f.epoch == epoch);
+        if old_news(life) {
+            Recall::OldNews
+        } else {
+            Recall::Hold
+        }
+    }
+
+    /// Holds `origin`, which [`Ledger::recall`] said we do not: brought back with the lives it was
+    /// forgotten with, if it was, or new. The least recently active origin makes room (and is
+    /// forgotten). Returns its index.
+    fn hold(&mut self, origin: &NodeId, now: Instant) -> usize {
+        if self.origins.len() >= MAX_ORIGINS {
+            let victim = (0..self.origins.len()).min_by_key(|&v| self.origins[v].last_active).unwrap_or(0);
+            let gone = self.origins.remove(victim);
+            self.forget(gone, now);
+        }
+        // Heard of, not yet heard from (`origin_index` marks it when a broadcast brought it): a
+        // record a digest made must not keep a departed origin in every ledger, each one's digest
+        // making it afresh in the others' after they forgot it.
+        let mut o = Origin::new(origin.clone());
+        let h = name_hash(origin);
+        let from = self.forgotten.partition_point(|f| f.origin < h);
+        let to = from + self.forgotten[from..].iter().take_while(|f| f.origin == h).count();
+        let mut lives: Vec<Forgotten> = self.forgotten.drain(from..to).collect();
+        lives.sort_by_key(|f| f.order);
+        for f in lives {
+            if f.next == u64::MAX {
+                if o.gone.len() < MAX_GONE {
+                    o.gone.push(f.epoch);
+                    o.pushed_out += 1;
                 }
-                let o = Origin {
-                    id: origin.clone(),
-                    lives: Vec::new(),
-                    keyed: Vec::new(),
-                    gone: Vec::new(),
-                    pushed_out: 0,
-                    last_active: 0,
-                };
-                origins.insert(i, o);
-                i
+            } else if o.lives.len() < MAX_EPOCHS {
+                let mut life = Life::new(f.epoch, f.next);
+                life.keyed_floor = f.keyed_next;
+                o.lives.push(life);
             }
+        }
+        self.clock += 1;
+        o.last_active = self.clock;
+        let i = self.origins.binary_search_by(|x| x.id.cmp(origin)).unwrap_or_else(|i| i);
+        self.origins.insert(i, o);
+        i
+    }
+
+    /// Forgets origin `o` to make room: its holes are given up, and where each of its lives stood
+    /// is remembered (see the module docs).
+    fn forget(&mut self, o: Origin, now: Instant) {
+        let h = name_hash(&o.id);
+        let mut remember = Vec::with_capacity(o.lives.len() + o.gone.len());
+        for &epoch in &o.gone {
+            remember.push((epoch, u64::MAX, u64::MAX));
+        }
+        for life in &o.lives {
+            self.tally.forget(&o.id, life);
+            remember.push((life.epoch, life.next, o.keyed_next(life)));
+        }
+        for (epoch, next, keyed_next) in remember {
+            if self.forgotten.len() >= MAX_FORGOTTEN {
+                let oldest = (0..self.forgotten.len()).min_by_key(|&i| self.forgotten[i].order).unwrap_or(0);
+                self.forgotten.remove(oldest);
+            }
+            let f = Forgotten { origin: h, epoch, next, keyed_next, order: self.forgotten_count, at: now };
+            self.forgotten_count += 1;
+            match self.forgotten.binary_search_by_key(&(h, epoch), |f| (f.origin, f.epoch)) {
+                Ok(i) => self.forgotten[i] = f,
+                Err(i) => self.forgotten.insert(i, f),
+            }
+        }
+    }
+
+    /// The index of `origin`, held now, or `None` for old news of a forgotten origin; marked active
+    /// when `active` (a broadcast of it arrived).
+    fn origin_index(
+        &mut self,
+        origin: &NodeId,
+        epoch: u32,
+        now: Instant,
+        active: bool,
+        old_news: impl Fn(Option<&Forgotten>) -> bool,
+    ) -> Option<usize> {
+        let i = match self.recall(origin, epoch, old_news) {
+            Recall::Held(i) => i,
+            Recall::OldNews => return None,
+            Recall::Hold => self.hold(origin, now),
         };
-        let o = &mut origins[i];
-        o.last_active = *clock;
-        o
+        if active {
+            self.clock += 1;
+            self.origins[i].last_active = self.clock;
+            self.origins[i].last_heard = now;
+        }
+        Some(i)
     }
 
     /// Decides about an unkeyed broadcast `(origin, epoch, seq)` and records it. `baseline`: whether
@@ -248,8 +398,11 @@ impl Ledger {
     pub fn accept(&mut self, origin: &NodeId, epoch: u32, seq: u64, baseline: bool, now: Instant) -> Verdict {
         let Some(after) = seq.checked_add(1) else { return Verdict::Invalid };
         let start = if baseline { 0 } else { seq };
-        let tally = &mut self.tally;
-        let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
+        // A forgotten life that reached past `seq` delivered it, or gave it up and reported it.
+        let Some(i) = self.origin_index(origin, epoch, now, true, |f| f.is_some_and(|f| seq < f.next)) else {
+            return Verdict::Duplicate;
+        };
+        let (o, tally) = (&mut self.origins[i], &mut self.tally);
         // A life pushed out by newer ones: whatever it sent counts as handled.
         let Some(life) = o.life_mut(origin, epoch, start, tally) else { return Verdict::Duplicate };
         if seq < life.start {
@@ -272,8 +425,18 @@ impl Ledger {
     }
 
     /// Decides about a keyed broadcast and records it when delivered.
-    pub fn accept_keyed(&mut self, origin: &NodeId, epoch: u32, seq: u64, name: (&str, &[u8])) -> Verdict {
-        let o = Self::origin_mut(&mut self.origins, &mut self.clock, &mut self.tally, origin);
+    pub fn accept_keyed(
+        &mut self,
+        origin: &NodeId,
+        epoch: u32,
+        seq: u64,
+        name: (&str, &[u8]),
+        now: Instant,
+    ) -> Verdict {
+        let Some(i) = self.origin_index(origin, epoch, now, true, |f| f.is_some_and(|f| seq < f.keyed_next)) else {
+            return Verdict::Duplicate;
+        };
+        let o = &mut self.origins[i];
         // Keyed values do not use the unkeyed sequence; the life just has to be known.
         let next = o.life_rank(epoch).map_or(0, |i| o.lives[i].next);
         // A life pushed out by newer ones: its values are older than theirs.
@@ -282,6 +445,10 @@ impl Ledger {
         }
         let rank = o.life_rank(epoch);
         let held = o.keyed.iter().position(|k| k.topic == name.0 && k.key == name.1);
+        // Below the floor of a life brought back, a value for a key we hold nothing for was
+        // delivered before the origin was forgotten: hold it again, do not deliver it again.
+        let floor = rank.map_or(0, |r| o.lives[r].keyed_floor);
+        let delivered_before = held.is_none() && seq < floor;
         if let Some(i) = held {
             let k = &o.keyed[i];
             let newer = if k.epoch == epoch { seq > k.seq } else { rank > o.life_rank(k.epoch) };
@@ -296,7 +463,11 @@ impl Ledger {
             }
             o.keyed.push(Keyed { topic: String::from(name.0), key: name.1.to_vec(), epoch, seq });
         }
-        Verdict::Deliver
+        if delivered_before {
+            Verdict::Duplicate
+        } else {
+            Verdict::Deliver
+        }
     }
 
     /// Learns from a digest that `origin`'s life `epoch` reached `next`. Call for every entry but
@@ -311,9 +482,14 @@ impl Ledger {
     /// for any other origin (a member forgotten while we were cut off, or a name made up) what we
     /// lack is given up at once, so that it is reported, not silently lost, and a forged digest
     /// cannot fill the hole bounds with lives nobody will ever repair.
+    ///
+    /// A digest entry is no activity of its origin: it never keeps an origin from being forgotten,
+    /// and one that says no more than where a forgotten life stood changes nothing.
     pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, arriving: bool, member: bool, now: Instant) {
-        let tally = &mut self.tally;
-        let o = Self::origin_mut(&mut self.origins, &mut self.clock, tally, origin);
+        // A forgotten life listed no further than it stood, or an old one listed at all: old news.
+        let old_news = |f: Option<&Forgotten>| f.is_some_and(|f| next <= f.next);
+        let Some(i) = self.origin_index(origin, epoch, now, false, old_news) else { return };
+        let (o, tally) = (&mut self.origins[i], &mut self.tally);
         let Some(life) = o.life_mut(origin, epoch, 0, tally) else { return };
         // No event of the life seen (it is new, or known from keyed values only): no hole either.
         if arriving && life.next == life.start {
@@ -348,6 +524,28 @@ impl Ledger {
             }
         }
         core::mem::take(&mut tally.given_up)
+    }
+
+    /// Forgets the origins that are no longer members (`member` says which are) and sent nothing
+    /// for `quiet` (longer than broadcasts are kept anywhere for repair), and the lives forgotten
+    /// `horizon` ago (by then every member forgot them too, and no digest lists them). Call
+    /// periodically, before [`Ledger::expire`]: what holes such an origin had are given up and
+    /// reported.
+    ///
+    /// Without this the ledger held every origin that ever broadcast, up to [`MAX_ORIGINS`], and
+    /// every push-pull digest listed them all. The price: a member cut off for longer than `quiet`
+    /// no longer hears of the broadcasts it missed from members that departed meanwhile.
+    pub fn forget_quiet(&mut self, now: Instant, quiet: Duration, horizon: Duration, member: impl Fn(&NodeId) -> bool) {
+        let is_quiet = |o: &Origin| now.saturating_duration_since(o.last_heard) >= quiet && !member(&o.id);
+        if self.origins.iter().any(is_quiet) {
+            let (gone, kept): (Vec<Origin>, Vec<Origin>) =
+                core::mem::take(&mut self.origins).into_iter().partition(is_quiet);
+            self.origins = kept;
+            for o in gone {
+                self.forget(o, now);
+            }
+        }
+        self.forgotten.retain(|f| now.saturating_duration_since(f.at) < horizon);
     }
 
     /// An origin we have a hole in noticed `age` ago or more, if any.
@@ -414,7 +612,19 @@ impl Ledger {
     /// True when `origin`'s life `epoch` was pushed out by newer ones: old news to us, and likely to a
     /// member whose digest does not list it either.
     pub fn is_gone(&self, origin: &NodeId, epoch: u32) -> bool {
-        self.find(origin).is_some_and(|o| o.gone.contains(&epoch))
+        match self.find(origin) {
+            Some(o) => o.gone.contains(&epoch),
+            None => {
+                let h = name_hash(origin);
+                let i = self.forgotten.binary_search_by_key(&(h, epoch), |f| (f.origin, f.epoch));
+                i.is_ok_and(|i| self.forgotten[i].next == u64::MAX)
+            }
+        }
+    }
+
+    /// Lives of forgotten origins remembered.
+    pub fn forgotten(&self) -> usize {
+        self.forgotten.len()
     }
 
     /// True when a member whose digest says `entry` (or nothing about this life, `None`) lacks the
@@ -539,11 +749,11 @@ mod tests {
         let mut l = Ledger::new();
         let o = id("o");
         let k = ("cursor", &b"x"[..]);
-        assert_eq!(l.accept_keyed(&o, 1, 5, k), Verdict::Deliver);
-        assert_eq!(l.accept_keyed(&o, 1, 4, k), Verdict::Superseded);
-        assert_eq!(l.accept_keyed(&o, 1, 5, k), Verdict::Duplicate);
-        assert_eq!(l.accept_keyed(&o, 2, 0, k), Verdict::Deliver, "a new life replaces the old one's value");
-        assert_eq!(l.accept_keyed(&o, 1, 9, k), Verdict::Superseded, "the older life never comes back");
+        assert_eq!(l.accept_keyed(&o, 1, 5, k, T), Verdict::Deliver);
+        assert_eq!(l.accept_keyed(&o, 1, 4, k, T), Verdict::Superseded);
+        assert_eq!(l.accept_keyed(&o, 1, 5, k, T), Verdict::Duplicate);
+        assert_eq!(l.accept_keyed(&o, 2, 0, k, T), Verdict::Deliver, "a new life replaces the old one's value");
+        assert_eq!(l.accept_keyed(&o, 1, 9, k, T), Verdict::Superseded, "the older life never comes back");
     }
 
     #[test]
@@ -582,18 +792,113 @@ mod tests {
         let (o, k) = (id("o"), ("cursor", &b"x"[..]));
         let mut l = Ledger::new();
         assert_eq!(l.accept(&o, 1, 0, true, T), Verdict::Deliver);
-        assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Deliver);
+        assert_eq!(l.accept_keyed(&o, 1, 0, k, T), Verdict::Deliver);
         for epoch in 2..=MAX_EPOCHS as u32 + 1 {
             l.accept(&o, epoch, 0, true, T);
-            l.accept_keyed(&o, epoch, 0, k);
+            l.accept_keyed(&o, epoch, 0, k, T);
         }
         assert!(l.is_gone(&o, 1));
         l.learn(&o, 1, 9, false, true, T);
         assert_eq!(l.holes(), 0, "a digest listing it opens no hole");
         assert_eq!(l.accept(&o, 1, 3, true, T), Verdict::Duplicate);
-        assert_eq!(l.accept_keyed(&o, 1, 7, k), Verdict::Superseded);
+        assert_eq!(l.accept_keyed(&o, 1, 7, k, T), Verdict::Superseded);
         assert!(l.digest().iter().all(|e| e.epoch != 1));
         assert_eq!(l.accept(&o, MAX_EPOCHS as u32 + 1, 1, true, T), Verdict::Deliver, "the newest is still there");
+    }
+
+    /// `MAX_ORIGINS + extra` origins, each of which delivered one broadcast (and a keyed value),
+    /// with the push-pull digests of their members learned in between, as a long-lived member sees
+    /// a cluster that more members than the ledger holds have passed through.
+    fn overflowing(extra: usize) -> (Ledger, Vec<NodeId>) {
+        let mut l = Ledger::new();
+        let names: Vec<NodeId> = (0..MAX_ORIGINS + extra).map(|i| id(&alloc::format!("o{i}"))).collect();
+        for (i, o) in names.iter().enumerate() {
+            assert_eq!(l.accept(o, 1, 0, true, T), Verdict::Deliver, "{o}");
+            assert_eq!(l.accept_keyed(o, 1, 0, ("k", b"v"), T), Verdict::Deliver, "{o}");
+            if i % 256 == 0 {
+                for e in l.digest() {
+                    l.learn(&e.origin, e.epoch, e.next, false, true, T);
+                }
+            }
+        }
+        assert_eq!(l.len(), MAX_ORIGINS);
+        (l, names)
+    }
+
+    #[test]
+    fn a_broadcast_delivered_before_its_origin_was_forgotten_is_never_delivered_again() {
+        let (mut l, names) = overflowing(500);
+        for o in &names {
+            assert_eq!(l.accept(o, 1, 0, true, T), Verdict::Duplicate, "{o}");
+            assert_ne!(l.accept_keyed(o, 1, 0, ("k", b"v"), T), Verdict::Deliver, "{o}");
+        }
+        assert_eq!(l.expire(T, Duration::from_secs(1)), GivenUp::default());
+    }
+
+    #[test]
+    fn the_digest_of_a_member_that_still_holds_forgotten_origins_reports_nothing_missed() {
+        let (mut l, names) = overflowing(500);
+        // Another member's digest still lists every origin, most of them gone from the member table.
+        for o in &names {
+            l.learn(o, 1, 1, false, false, T);
+        }
+        assert_eq!(l.expire(T, Duration::from_secs(1)), GivenUp::default());
+        assert_eq!(l.holes(), 0);
+        let first = &names[0];
+        assert_eq!(l.accept(first, 1, 0, true, T), Verdict::Duplicate, "still remembered as delivered");
+    }
+
+    #[test]
+    fn a_forgotten_origin_that_broadcasts_again_is_expected_from_where_it_was_forgotten() {
+        let (mut l, names) = overflowing(500);
+        let first = &names[0];
+        assert_eq!(l.accept(first, 1, 3, true, T), Verdict::Deliver, "new since it was forgotten");
+        assert_eq!(l.holes(), 2, "1 and 2 are holes; 0 was delivered before");
+        assert_eq!(l.accept(first, 1, 1, true, T), Verdict::Deliver);
+        assert_ne!(l.accept(first, 1, 0, true, T), Verdict::Deliver, "delivered before it was forgotten");
+        assert_eq!(l.accept_keyed(first, 1, 1, ("k", b"v"), T), Verdict::Deliver, "a newer value");
+        assert_eq!(l.accept(first, 2, 0, true, T), Verdict::Deliver, "a new life");
+        assert_eq!(l.len(), MAX_ORIGINS);
+    }
+
+    #[test]
+    fn forgotten_lives_stay_within_their_bound() {
+        let (l, _) = overflowing(MAX_FORGOTTEN + 100);
+        assert_eq!(l.forgotten.len(), MAX_FORGOTTEN);
+    }
+
+    #[test]
+    fn an_origin_that_departed_and_went_quiet_is_forgotten_and_what_it_sent_stays_delivered() {
+        let mut l = Ledger::new();
+        let (gone, here) = (id("gone"), id("here"));
+        let q = Duration::from_secs(10);
+        l.accept(&gone, 1, 0, true, T);
+        l.accept(&here, 1, 0, true, T);
+        l.forget_quiet(Instant::from_millis(9_999), q, 3 * q, |o| *o == here);
+        assert_eq!(l.len(), 2, "not quiet long enough");
+        l.forget_quiet(Instant::from_millis(10_000), q, 3 * q, |o| *o == here);
+        assert_eq!((l.len(), l.forgotten()), (1, 1), "the member stays, however quiet");
+        assert!(l.digest().iter().all(|e| e.origin != gone), "no longer listed");
+        assert_eq!(l.accept(&gone, 1, 0, true, T), Verdict::Duplicate);
+        l.forget_quiet(Instant::from_millis(40_000), q, 3 * q, |o| *o == here);
+        assert_eq!(l.forgotten(), 0, "remembered for the horizon only");
+    }
+
+    #[test]
+    fn a_departed_origin_only_heard_of_in_digests_is_forgotten_at_once_and_not_made_again() {
+        // Each member that made it from another's digest kept it as if just heard from, and listed
+        // it in its own digest for a quiet period more: a departed origin went round for ever, and
+        // each member that had forgotten it long enough counted its broadcasts missed again.
+        let mut l = Ledger::new();
+        let gone = id("gone");
+        let q = Duration::from_secs(10);
+        let late = Instant::from_millis(100_000);
+        l.learn(&gone, 1, 1, false, false, late);
+        assert_eq!(l.expire(late, q).per_life, [(gone.clone(), 1, 1)], "reported missed, once");
+        l.forget_quiet(late, q, 3 * q, |_| false);
+        assert_eq!(l.len(), 0);
+        l.learn(&gone, 1, 1, false, false, late);
+        assert_eq!((l.len(), l.expire(late, q)), (0, GivenUp::default()), "old news");
     }
 
     #[test]

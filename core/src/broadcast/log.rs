@@ -157,7 +157,7 @@ mod tests {
             ours.accept(&o, 7, seq, true, Instant::ZERO);
             log.add(&o, 7, seq, None, alloc::vec![seq as u8], Instant::ZERO);
         }
-        ours.accept_keyed(&o, 7, 0, ("cursor", b"k"));
+        ours.accept_keyed(&o, 7, 0, ("cursor", b"k"), Instant::ZERO);
         log.add(&o, 7, 0, Some(("cursor", b"k")), alloc::vec![99], Instant::ZERO);
         let mut theirs = Ledger::new();
         theirs.accept(&o, 7, 0, true, Instant::ZERO);

@@ -24,6 +24,8 @@ pub struct Footprint {
     /// Broadcast origins remembered for exactly-once delivery, and open holes among them.
     pub broadcast_origins: usize,
     pub broadcast_holes: usize,
+    /// Lives of origins forgotten to make room, remembered so that none is delivered again.
+    pub broadcast_forgotten: usize,
     /// Broadcasts kept to repair other members.
     pub broadcast_log: usize,
     /// Reliable messages waiting for an acknowledgement, and senders remembered for de-duplication.
@@ -46,6 +48,7 @@ impl<A: Address> Node<A> {
             meta_requests: self.meta_requests.len(),
             broadcast_origins: self.ledger.len(),
             broadcast_holes: self.ledger.holes(),
+            broadcast_forgotten: self.ledger.forgotten(),
             broadcast_log: self.log.len(),
             reliable_pending: self.reliable.pending(),
             reliable_senders: self.reliable.senders(),

@@ -116,7 +116,7 @@ impl<A: Address> Node<A> {
         let (origin, epoch, now) = (self.local.id.clone(), self.broadcast_epoch, self.now);
         let name = key.map(|k| (topic, k));
         match name {
-            Some(name) => self.ledger.accept_keyed(&origin, epoch, seq, name),
+            Some(name) => self.ledger.accept_keyed(&origin, epoch, seq, name, now),
             None => self.ledger.accept(&origin, epoch, seq, true, now),
         };
         self.log.add(&origin, epoch, seq, name, bytes.clone(), now);
@@ -144,7 +144,7 @@ impl<A: Address> Node<A> {
         }
         let baseline = self.join.baseline;
         let verdict = match &b.key {
-            Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key)),
+            Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key), now),
             None => self.ledger.accept(&b.origin, b.epoch, b.seq, baseline, now),
         };
         match verdict {

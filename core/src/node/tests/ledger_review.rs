@@ -294,12 +294,12 @@ fn a_life_pushed_out_by_four_newer_ones_is_not_delivered_again() {
     let (o, t, k) = (id("o"), Instant::from_millis(0), ("cursor", &b"x"[..]));
     let mut l = Ledger::new();
     assert_eq!(l.accept(&o, 1, 0, true, t), Verdict::Deliver);
-    assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Deliver);
+    assert_eq!(l.accept_keyed(&o, 1, 0, k, t), Verdict::Deliver);
     for epoch in 2..=5 {
         l.accept(&o, epoch, 0, true, t);
-        l.accept_keyed(&o, epoch, 0, k);
+        l.accept_keyed(&o, epoch, 0, k, t);
     }
-    assert_eq!(l.accept_keyed(&o, 1, 0, k), Verdict::Superseded, "life 1's value replaces life 5's");
+    assert_eq!(l.accept_keyed(&o, 1, 0, k, t), Verdict::Superseded, "life 1's value replaces life 5's");
     assert_eq!(l.accept(&o, 1, 0, true, t), Verdict::Duplicate, "delivered twice");
 }
 
