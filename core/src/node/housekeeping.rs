@@ -1,7 +1,8 @@
 //! Housekeeping, on its own timer every `Config::housekeeping_period()` (five protocol periods)
 //! whatever else is configured (re-announcing, which it once rode on, may be off): forgetting members
 //! dead or gone long enough, giving up broadcast holes that can no longer be repaired (and reporting
-//! them) and forgetting kept broadcasts past retention, and sweeping spent timers. Each is local work
+//! them) and forgetting kept broadcasts past retention, forgetting reliable senders whose retries are
+//! over, and sweeping spent timers. Each is local work
 //! that sends nothing.
 
 use alloc::vec::Vec;
@@ -21,6 +22,7 @@ impl<A: Address> Node<A> {
         self.timers.set(now + self.config.housekeeping_period(), Timer::Housekeeping);
         self.reap(now);
         self.expire_broadcasts(now);
+        self.forget_spent_senders(now);
         self.sweep_timers();
     }
 

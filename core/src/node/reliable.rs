@@ -13,7 +13,7 @@
 //! carries are acknowledged together, in as few frames as fit.
 //!
 //! A sender's record is needed only while the sender may still send a copy: `reliable_attempts`
-//! timeouts after its last message. Records are bounded (4,096); when all are still needed (a flood
+//! timeouts after its last message, and housekeeping forgets it after that. Records are bounded (4,096); when all are still needed (a flood
 //! of made-up sender names), a message from a new sender is refused, neither delivered nor
 //! acknowledged, rather than a record being forgotten early and a message delivered twice.
 //!
@@ -172,6 +172,14 @@ impl<A: Address> Node<A> {
     /// copy it may still send has arrived.
     fn retry_horizon(&self) -> core::time::Duration {
         self.config.reliable_timeout * (self.config.reliable_attempts + 1)
+    }
+
+    /// Forgets the de-duplication records of senders whose copies have all arrived or timed out
+    /// (no message from them within the retry horizon). Call from housekeeping: a record kept past
+    /// its need holds memory for every member that ever sent one reliable message.
+    pub(super) fn forget_spent_senders(&mut self, now: Instant) {
+        let horizon = self.retry_horizon();
+        self.reliable.seen.retain(|(_, seen)| now.saturating_duration_since(seen.last) < horizon);
     }
 
     /// The index of `sender`'s record, made if there is room; `None` when every record is still

@@ -97,3 +97,22 @@ fn a_replayed_reliable_frame_older_than_the_receivers_memory_is_neither_delivere
     assert!(c.in_flight.iter().all(|(from, _, _)| *from != 1), "no acknowledgement: the sender will report it");
     assert!(first > 0);
 }
+
+#[test]
+fn a_senders_de_duplication_record_is_forgotten_once_its_retries_are_over() {
+    // The records were reused only once 4,096 were held: a member that 4,000 others had each sent
+    // one reliable message kept 4,000 records, though each was needed for 20 s at most.
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    let now = c.now;
+    c.nodes[1].send_reliable(&id("a"), "job", b"1", now).unwrap();
+    c.nodes[2].send_reliable(&id("a"), "job", b"2", now).unwrap();
+    assert!(c.advance_until(10_000, |c| reliable_received(c, 0, "job") == 2));
+    assert_eq!(c.node(0).footprint().reliable_senders, 2);
+    let horizon = config.reliable_timeout * (config.reliable_attempts + 1) + config.housekeeping_period();
+    assert!(
+        c.advance_until(horizon.as_millis() as u64 + 1_000, |c| c.node(0).footprint().reliable_senders == 0),
+        "records still held: {}",
+        c.node(0).footprint().reliable_senders
+    );
+}
