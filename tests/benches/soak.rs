@@ -18,7 +18,8 @@
 //! At the end: every agent's `/members` must list everyone alive (polled once, then again for up
 //! to a minute if not), and a summary with the RSS slope after the first 10 minutes (least squares
 //! over the samples; over the second half when the run is shorter than 20 minutes) and the goals:
-//! slope under 1 KB/min, no false failure.
+//! slope under 1 KB/min, no false failure. It samples each agent's live heap too (`shoal_agent_heap_bytes` on
+//! `/metrics`), which tells a leak (the heap grows) from memory the allocator keeps (RSS grows, the heap not).
 //!
 //! Ctrl-C, SIGTERM or SIGHUP end the soak early with a summary of the samples taken so far (a
 //! terminal's Ctrl-C also reaches the agents, which then leave); a second one kills the process
@@ -242,6 +243,9 @@ struct Sample {
     rss: Vec<Option<u64>>,
     anon: Vec<Option<u64>>,
     cpu: Vec<Option<u64>>,
+    /// Live heap, bytes (`shoal_agent_heap_bytes` on `/metrics`): what a leak would grow.
+    heap: Vec<Option<f64>>,
+    threads: Vec<Option<u64>>,
 }
 
 impl Sample {
@@ -254,7 +258,18 @@ impl Sample {
             rss: pids.iter().map(|p| p.and_then(rss_kb)).collect(),
             anon: pids.iter().map(|p| p.and_then(anon_kb)).collect(),
             cpu: pids.iter().map(|p| p.and_then(cpu_ticks)).collect(),
+            heap: lab.metric(&lab.all(), "shoal_agent_heap_bytes"),
+            threads: pids.iter().map(|p| p.and_then(|p| status_kb(p, "Threads"))).collect(),
         }
+    }
+
+    /// Mean live heap per agent, KB.
+    fn mean_heap(&self) -> Option<f64> {
+        mean(self.heap.iter().flatten().map(|&b| b / 1024.0))
+    }
+
+    fn max_threads(&self) -> u64 {
+        self.threads.iter().flatten().copied().max().unwrap_or(0)
     }
 
     fn gone(&self) -> usize {
@@ -454,12 +469,14 @@ fn run(lab: &mut Lab, args: &Args, soak: Duration, interval: Duration, form: Dur
             |(seen, dropped)| format!("{:.2} %", dropped as f64 * 100.0 / seen.max(1) as f64),
         );
         say(&format!(
-            "t = {:5.1} min  RSS mean {:.0} KB max {} KB (anon mean {:.0} KB)  CPU per agent mean {:.2} % max {:.2} %  suspicions {}  \
+            "t = {:5.1} min  RSS mean {:.0} KB max {} KB (anon mean {:.0} KB, live heap mean {:.1} KB, threads max {})  CPU per agent mean {:.2} % max {:.2} %  suspicions {}  \
              failed {}  loss {measured}  load {}{}",
             sample.t,
             sample.mean_rss().unwrap_or(0.0),
             sample.rss.iter().flatten().max().copied().unwrap_or(0),
             sample.mean_anon().unwrap_or(0.0),
+            sample.mean_heap().unwrap_or(0.0),
+            sample.max_threads(),
             mean(cpu.iter().copied()).unwrap_or(0.0),
             cpu.iter().copied().fold(0.0, f64::max),
             counts.suspicions.show(),
@@ -596,6 +613,15 @@ fn run(lab: &mut Lab, args: &Args, soak: Duration, interval: Duration, form: Dur
         samples[0].mean_anon().unwrap_or(0.0),
         last.mean_anon().unwrap_or(0.0),
         kb(slope(&anon_points)),
+    ));
+    let heap_points: Vec<(f64, f64)> = window.iter().filter_map(|s| Some((s.t, s.mean_heap()?))).collect();
+    say(&format!(
+        "  live heap per agent (shoal_agent_heap_bytes): {:.1} KB at t = 0, {:.1} KB at the end; slope from t = \
+         {from:.1} min: {}; threads per agent at most {}",
+        samples[0].mean_heap().unwrap_or(0.0),
+        last.mean_heap().unwrap_or(0.0),
+        kb(slope(&heap_points)),
+        samples.iter().map(Sample::max_threads).max().unwrap_or(0),
     ));
     say(&format!("  final check: {final_check}"));
     say(&format!(

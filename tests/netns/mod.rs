@@ -573,6 +573,31 @@ impl Lab {
         })
     }
 
+    /// The value of metric `name` (a line `name value` of `/metrics`) at each of `observers`;
+    /// `None` where the agent did not answer or has no such line.
+    pub fn metric(&self, observers: &[usize], name: &str) -> Vec<Option<f64>> {
+        let targets: Vec<(&File, SocketAddr)> = observers
+            .iter()
+            .map(|&i| (&self.slots[i].netns, SocketAddr::from((self.slots[i].ip, HTTP_PORT))))
+            .collect();
+        let prefix = format!("{name} ");
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    targets
+                        .iter()
+                        .map(|(ns, addr)| {
+                            sys::enter_netns(ns).ok()?;
+                            let body = get(*addr, "/metrics").ok()?;
+                            body.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+                        })
+                        .collect()
+                })
+                .join()
+                .expect("poller thread")
+        })
+    }
+
     /// Ok when each observer lists each of `subjects` as satisfying `ok` (a missing row is passed
     /// as `None`); otherwise the first disagreement.
     pub fn check(
@@ -748,16 +773,22 @@ impl Drop for Lab {
     }
 }
 
-/// `GET /members` from an agent, parsed.
-fn members_of(addr: SocketAddr) -> Result<Vec<Row>, String> {
+/// The body of `GET path` from an agent.
+fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
-    write!(stream, "GET /members HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
     let (_, body) = response.split_once("\r\n\r\n").ok_or("no HTTP body")?;
-    let rows: Vec<serde_json::Value> = serde_json::from_str(body).map_err(|e| format!("bad JSON: {e}"))?;
+    Ok(body.to_string())
+}
+
+/// `GET /members` from an agent, parsed.
+fn members_of(addr: SocketAddr) -> Result<Vec<Row>, String> {
+    let body = get(addr, "/members")?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).map_err(|e| format!("bad JSON: {e}"))?;
     Ok(rows
         .into_iter()
         .map(|r| Row {

@@ -24,6 +24,7 @@
 //! ```
 
 mod faults;
+mod heap;
 mod http;
 mod output;
 mod settings;
@@ -40,6 +41,10 @@ use shoal_tcp::{TcpOptions, TcpTransport};
 use shoal_udp::UdpTransport;
 
 use settings::{Cli, Command, Settings};
+
+/// Counts the live heap for `/metrics` (see `heap`).
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 #[tokio::main]
 async fn main() -> ExitCode {

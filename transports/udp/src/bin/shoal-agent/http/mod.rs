@@ -252,7 +252,8 @@ impl Endpoint {
         answer
     }
 
-    /// The member's metrics, then the endpoint's, the UDP plugin's relay drops and the faults'.
+    /// The member's metrics, then the endpoint's, the UDP plugin's relay drops, the faults' and the
+    /// live heap's.
     fn metrics(&self) -> String {
         let mut text = self.cluster.metrics().to_prometheus();
         text.push_str(&self.counters.to_prometheus(self.connections.open()));
@@ -262,6 +263,7 @@ impl Endpoint {
         if let Some(faults) = &self.faults {
             text.push_str(&faults.to_prometheus());
         }
+        text.push_str(&crate::heap::to_prometheus());
         text
     }
 }
