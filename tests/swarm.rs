@@ -27,6 +27,8 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (22347, "the oracle's push-pull-off bound ignored how far poor local health stretches probing"),
     (101158, "digests learned for members only: broadcasts of a member reaped during a partition, silently lost"),
     (206195, "the accuracy oracle judged a failure declared right after a partition again when a stalled member heard of it 15 s later"),
+    (400032, "a departed origin forgotten for a while only: a member that delivered its broadcasts later handed them on, delivered twice"),
+    (400192, "a sender's de-duplication record forgotten while it was a member: a late copy of its message delivered twice"),
 ];
 
 #[test]

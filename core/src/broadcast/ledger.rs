@@ -6,17 +6,19 @@
 //! origin. A hole is never dropped silently: whether it expires, overflows a bound, or goes with the
 //! life or origin that held it, the next [`Ledger::expire`] reports it.
 //!
-//! Forgetting an origin must not undo exactly-once: other members keep its broadcasts for repair
-//! and list its lives in their digests long after we dropped it. So the ledger keeps, for each
-//! life of a forgotten origin, where it stood ([`MAX_FORGOTTEN`] of them, 40 bytes each): a
-//! broadcast or digest entry of such a life that brings nothing newer is old news, and changes
-//! nothing; one that brings something newer brings the origin back, expected from where it stood.
-//! Activity is what a member delivers (or receives again), never what a digest lists: a digest
-//! lists every origin, so counting its entries would make every origin as recent as any other, and
-//! the one forgotten could be the one delivered a moment ago. Past [`MAX_FORGOTTEN`] too, the life
-//! forgotten the longest ago goes for good; a broadcast of it that still circulates would then be
-//! delivered again (a cluster through which more than 12,288 broadcasting members passed within
-//! one [`crate::Config::broadcast_retention`]).
+//! Origins are forgotten two ways: the least recently active makes room past [`MAX_ORIGINS`], and
+//! a departed one (no longer a member) that sent nothing for a while goes at housekeeping
+//! ([`Ledger::forget_quiet`]), so that a ledger and its digests hold the members present and the
+//! recent past, not every member ever seen. Forgetting must not undo exactly-once: other members
+//! keep its broadcasts for repair and list its lives in their digests long after we dropped it. So
+//! the ledger keeps, for each life of a forgotten origin, where it stood ([`MAX_FORGOTTEN`] of
+//! them, 40 bytes each): a broadcast or digest entry of such a life that brings nothing newer is
+//! old news, and changes nothing; one that brings something newer brings the origin back,
+//! expected from where it stood. Activity is what a member delivers (or receives again), never
+//! what a digest lists: a digest lists every origin, so counting its entries would make every
+//! origin as recent as any other, and the one forgotten could be the one delivered a moment ago.
+//! Past [`MAX_FORGOTTEN`] the life forgotten the longest ago goes for good; a broadcast of it that
+//! still circulated then would be delivered again.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -98,8 +100,6 @@ struct Forgotten {
     keyed_next: u64,
     /// When it was forgotten, in lives forgotten before it: the oldest goes first.
     order: u64,
-    /// When it was forgotten.
-    at: Instant,
 }
 
 /// The hash a forgotten origin is remembered by (64 bits: a collision between two names, which
@@ -309,11 +309,11 @@ impl Ledger {
     /// Holds `origin`, which [`Ledger::recall`] said we do not: brought back with the lives it was
     /// forgotten with, if it was, or new. The least recently active origin makes room (and is
     /// forgotten). Returns its index.
-    fn hold(&mut self, origin: &NodeId, now: Instant) -> usize {
+    fn hold(&mut self, origin: &NodeId) -> usize {
         if self.origins.len() >= MAX_ORIGINS {
             let victim = (0..self.origins.len()).min_by_key(|&v| self.origins[v].last_active).unwrap_or(0);
             let gone = self.origins.remove(victim);
-            self.forget(gone, now);
+            self.forget(gone);
         }
         // Heard of, not yet heard from (`origin_index` marks it when a broadcast brought it): a
         // record a digest made must not keep a departed origin in every ledger, each one's digest
@@ -345,7 +345,7 @@ impl Ledger {
 
     /// Forgets origin `o` to make room: its holes are given up, and where each of its lives stood
     /// is remembered (see the module docs).
-    fn forget(&mut self, o: Origin, now: Instant) {
+    fn forget(&mut self, o: Origin) {
         let h = name_hash(&o.id);
         let mut remember = Vec::with_capacity(o.lives.len() + o.gone.len());
         for &epoch in &o.gone {
@@ -360,7 +360,7 @@ impl Ledger {
                 let oldest = (0..self.forgotten.len()).min_by_key(|&i| self.forgotten[i].order).unwrap_or(0);
                 self.forgotten.remove(oldest);
             }
-            let f = Forgotten { origin: h, epoch, next, keyed_next, order: self.forgotten_count, at: now };
+            let f = Forgotten { origin: h, epoch, next, keyed_next, order: self.forgotten_count };
             self.forgotten_count += 1;
             match self.forgotten.binary_search_by_key(&(h, epoch), |f| (f.origin, f.epoch)) {
                 Ok(i) => self.forgotten[i] = f,
@@ -382,7 +382,7 @@ impl Ledger {
         let i = match self.recall(origin, epoch, old_news) {
             Recall::Held(i) => i,
             Recall::OldNews => return None,
-            Recall::Hold => self.hold(origin, now),
+            Recall::Hold => self.hold(origin),
         };
         if active {
             self.clock += 1;
@@ -527,25 +527,25 @@ impl Ledger {
     }
 
     /// Forgets the origins that are no longer members (`member` says which are) and sent nothing
-    /// for `quiet` (longer than broadcasts are kept anywhere for repair), and the lives forgotten
-    /// `horizon` ago (by then every member forgot them too, and no digest lists them). Call
-    /// periodically, before [`Ledger::expire`]: what holes such an origin had are given up and
-    /// reported.
+    /// for `quiet` (longer than broadcasts are kept anywhere for repair). Call periodically, before
+    /// [`Ledger::expire`]: what holes such an origin had are given up and reported. Where each of
+    /// its lives stood is remembered (see the module docs), for as long as room allows: members
+    /// hand a broadcast on, and keep it for repair, each for its own retention from when it
+    /// arrived, so no time is known after which none could bring it back.
     ///
     /// Without this the ledger held every origin that ever broadcast, up to [`MAX_ORIGINS`], and
     /// every push-pull digest listed them all. The price: a member cut off for longer than `quiet`
     /// no longer hears of the broadcasts it missed from members that departed meanwhile.
-    pub fn forget_quiet(&mut self, now: Instant, quiet: Duration, horizon: Duration, member: impl Fn(&NodeId) -> bool) {
+    pub fn forget_quiet(&mut self, now: Instant, quiet: Duration, member: impl Fn(&NodeId) -> bool) {
         let is_quiet = |o: &Origin| now.saturating_duration_since(o.last_heard) >= quiet && !member(&o.id);
         if self.origins.iter().any(is_quiet) {
             let (gone, kept): (Vec<Origin>, Vec<Origin>) =
                 core::mem::take(&mut self.origins).into_iter().partition(is_quiet);
             self.origins = kept;
             for o in gone {
-                self.forget(o, now);
+                self.forget(o);
             }
         }
-        self.forgotten.retain(|f| now.saturating_duration_since(f.at) < horizon);
     }
 
     /// An origin we have a hole in noticed `age` ago or more, if any.
@@ -874,14 +874,16 @@ mod tests {
         let q = Duration::from_secs(10);
         l.accept(&gone, 1, 0, true, T);
         l.accept(&here, 1, 0, true, T);
-        l.forget_quiet(Instant::from_millis(9_999), q, 3 * q, |o| *o == here);
+        l.forget_quiet(Instant::from_millis(9_999), q, |o| *o == here);
         assert_eq!(l.len(), 2, "not quiet long enough");
-        l.forget_quiet(Instant::from_millis(10_000), q, 3 * q, |o| *o == here);
+        l.forget_quiet(Instant::from_millis(10_000), q, |o| *o == here);
         assert_eq!((l.len(), l.forgotten()), (1, 1), "the member stays, however quiet");
         assert!(l.digest().iter().all(|e| e.origin != gone), "no longer listed");
-        assert_eq!(l.accept(&gone, 1, 0, true, T), Verdict::Duplicate);
-        l.forget_quiet(Instant::from_millis(40_000), q, 3 * q, |o| *o == here);
-        assert_eq!(l.forgotten(), 0, "remembered for the horizon only");
+        // Another member that delivered it much later still keeps it, and hands it on (swarm seed
+        // 400032: remembered for a while only, it was delivered again).
+        let day = Instant::from_millis(86_400_000);
+        l.forget_quiet(day, q, |o| *o == here);
+        assert_eq!(l.accept(&gone, 1, 0, true, day), Verdict::Duplicate);
     }
 
     #[test]
@@ -895,7 +897,7 @@ mod tests {
         let late = Instant::from_millis(100_000);
         l.learn(&gone, 1, 1, false, false, late);
         assert_eq!(l.expire(late, q).per_life, [(gone.clone(), 1, 1)], "reported missed, once");
-        l.forget_quiet(late, q, 3 * q, |_| false);
+        l.forget_quiet(late, q, |_| false);
         assert_eq!(l.len(), 0);
         l.learn(&gone, 1, 1, false, false, late);
         assert_eq!((l.len(), l.expire(late, q)), (0, GivenUp::default()), "old news");

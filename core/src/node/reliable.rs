@@ -13,7 +13,8 @@
 //! carries are acknowledged together, in as few frames as fit.
 //!
 //! A sender's record is needed only while the sender may still send a copy: `reliable_attempts`
-//! timeouts after its last message, and housekeeping forgets it after that. Records are bounded (4,096); when all are still needed (a flood
+//! timeouts after its last message; housekeeping forgets it once the sender is no longer a member
+//! (reaped) and that time has passed. Records are bounded (4,096); when all are still needed (a flood
 //! of made-up sender names), a message from a new sender is refused, neither delivered nor
 //! acknowledged, rather than a record being forgotten early and a message delivered twice.
 //!
@@ -174,12 +175,18 @@ impl<A: Address> Node<A> {
         self.config.reliable_timeout * (self.config.reliable_attempts + 1)
     }
 
-    /// Forgets the de-duplication records of senders whose copies have all arrived or timed out
-    /// (no message from them within the retry horizon). Call from housekeeping: a record kept past
-    /// its need holds memory for every member that ever sent one reliable message.
+    /// Forgets the de-duplication records of senders that are no longer members (reaped: dead or
+    /// gone for the reap time) and sent nothing within the retry horizon. Call from housekeeping:
+    /// kept until the table filled, a record held memory for every member that ever sent one
+    /// reliable message. A member's record stays, however quiet: a copy of its message may arrive
+    /// late (behind a slow link or a stall here), and a record forgotten then would let it be
+    /// delivered twice.
     pub(super) fn forget_spent_senders(&mut self, now: Instant) {
         let horizon = self.retry_horizon();
-        self.reliable.seen.retain(|(_, seen)| now.saturating_duration_since(seen.last) < horizon);
+        let members = &self.members;
+        self.reliable.seen.retain(|(sender, seen)| {
+            members.get(sender).is_some() || now.saturating_duration_since(seen.last) < horizon
+        });
     }
 
     /// The index of `sender`'s record, made if there is room; `None` when every record is still

@@ -154,12 +154,10 @@ impl<A: Address> Node<A> {
         let retention = self.config.broadcast_retention;
         // A departed origin is forgotten once reaped and quiet for twice the reap time and a
         // retention: longer than a partition after which a member cut off still hears, from the
-        // digests of the other side, of the broadcasts it missed. What it was forgotten at is kept
-        // until every member has had the time to forget it too.
-        let reap = self.config.dead_member_reap_time;
-        let quiet = reap * 2 + retention;
+        // digests of the other side, of the broadcasts it missed.
+        let quiet = self.config.dead_member_reap_time * 2 + retention;
         let (members, me) = (&self.members, &self.local.id);
-        self.ledger.forget_quiet(now, quiet, quiet + reap, |id| id == me || members.get(id).is_some());
+        self.ledger.forget_quiet(now, quiet, |id| id == me || members.get(id).is_some());
         let given_up = self.ledger.expire(now, retention);
         self.stats.broadcasts_missed = self.stats.broadcasts_missed.saturating_add(given_up.unattributed);
         for (origin, epoch, count) in given_up.per_life {

@@ -99,9 +99,9 @@ fn a_replayed_reliable_frame_older_than_the_receivers_memory_is_neither_delivere
 }
 
 #[test]
-fn a_senders_de_duplication_record_is_forgotten_once_its_retries_are_over() {
-    // The records were reused only once 4,096 were held: a member that 4,000 others had each sent
-    // one reliable message kept 4,000 records, though each was needed for 20 s at most.
+fn a_departed_senders_de_duplication_record_is_forgotten_once_it_is_reaped() {
+    // The records were reused only once 4,096 were held: a member that 4,000 passing members had
+    // each sent one reliable message kept 4,000 records.
     let config = Config::local();
     let mut c = Cluster::formed(3, config.clone());
     let now = c.now;
@@ -109,10 +109,16 @@ fn a_senders_de_duplication_record_is_forgotten_once_its_retries_are_over() {
     c.nodes[2].send_reliable(&id("a"), "job", b"2", now).unwrap();
     assert!(c.advance_until(10_000, |c| reliable_received(c, 0, "job") == 2));
     assert_eq!(c.node(0).footprint().reliable_senders, 2);
+    c.crash(2);
     let horizon = config.reliable_timeout * (config.reliable_attempts + 1) + config.housekeeping_period();
+    c.advance(horizon.as_millis() as u64 + 1_000);
+    assert_eq!(c.node(0).footprint().reliable_senders, 2, "a member's record stays while it is one");
+    // Declared failed within a minute (local preset), then reaped.
+    let reaped = config.dead_member_reap_time + Duration::from_secs(60) + horizon;
     assert!(
-        c.advance_until(horizon.as_millis() as u64 + 1_000, |c| c.node(0).footprint().reliable_senders == 0),
+        c.advance_until(reaped.as_millis() as u64 + 10_000, |c| c.node(0).footprint().reliable_senders == 1),
         "records still held: {}",
         c.node(0).footprint().reliable_senders
     );
+    assert!(c.node(0).member(&id("c")).is_none(), "c is reaped");
 }
