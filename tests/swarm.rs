@@ -29,6 +29,7 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (206195, "the accuracy oracle judged a failure declared right after a partition again when a stalled member heard of it 15 s later"),
     (400032, "a departed origin forgotten for a while only: a member that delivered its broadcasts later handed them on, delivered twice"),
     (400192, "a sender's de-duplication record forgotten while it was a member: a late copy of its message delivered twice"),
+    (411310, "a sender's de-duplication record forgotten by a receiver with a shorter retry schedule: a late copy delivered twice"),
 ];
 
 #[test]

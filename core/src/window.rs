@@ -35,6 +35,11 @@ impl SeqWindow {
         SeqWindow { highest: first, seen }
     }
 
+    /// The highest sequence number seen.
+    pub fn highest(&self) -> u64 {
+        self.highest
+    }
+
     /// Records `seq` and says whether it is new, seen before, or too old to tell.
     pub fn classify(&mut self, seq: u64) -> Seen {
         if seq.saturating_add(WINDOW) <= self.highest {

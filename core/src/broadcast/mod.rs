@@ -42,6 +42,7 @@ mod fingerprint;
 mod ledger;
 mod log;
 
+pub(crate) use fingerprint::Fingerprint;
 pub(crate) use ledger::{Ledger, Verdict};
 #[cfg(test)]
 pub(crate) use ledger::{MAX_HOLES, MAX_OPEN_HOLES};

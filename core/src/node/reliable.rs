@@ -12,11 +12,14 @@
 //! Acknowledgements are counted only from the address the message went to, and the copies a frame
 //! carries are acknowledged together, in as few frames as fit.
 //!
-//! A sender's record is needed only while the sender may still send a copy: `reliable_attempts`
-//! timeouts after its last message; housekeeping forgets it once the sender is no longer a member
-//! (reaped) and that time has passed. Records are bounded (4,096); when all are still needed (a flood
-//! of made-up sender names), a message from a new sender is refused, neither delivered nor
-//! acknowledged, rather than a record being forgotten early and a message delivered twice.
+//! A sender's record is needed only while the sender may still send a copy. Housekeeping forgets a
+//! record once its sender is no longer a member (reaped) and has been quiet for the retry horizon or
+//! the reap time, whichever is longer; what is kept of it (24 bytes: the name hashed, the life, one
+//! past the highest id) makes a copy that still arrives (its sender retries on a longer schedule
+//! than ours, or came back) too old: refused, never delivered again. Records are bounded (4,096);
+//! when all are still needed (a flood of made-up sender names), a message from a new sender is
+//! refused, neither delivered nor acknowledged, rather than a record being forgotten early and a
+//! message delivered twice.
 //!
 //! What waits for an acknowledgement is bounded (count and bytes); past the bound the oldest
 //! message is reported failed at once instead of growing memory behind a dead peer.
@@ -57,8 +60,33 @@ pub(crate) struct Outgoing<A> {
 struct Seen {
     epoch: u32,
     ids: SeqWindow,
+    /// Ids below this are refused as too old: the record was forgotten once, and brought back.
+    floor: u64,
     /// When the sender's last message arrived: the record is needed until its retries are over.
     last: Instant,
+}
+
+impl Seen {
+    fn new(epoch: u32, now: Instant) -> Self {
+        Seen { epoch, ids: SeqWindow::starting_at(0), floor: 0, last: now }
+    }
+}
+
+/// What is kept of a forgotten sender's record: its name hashed, its life, and one past the
+/// highest id it had sent us. A copy that arrives after the record was forgotten is refused as
+/// too old, never delivered again.
+#[derive(Debug, Clone, Copy)]
+struct ForgottenSender {
+    name: u64,
+    epoch: u32,
+    floor: u64,
+}
+
+/// Forgotten senders remembered (24 bytes each); past this the longest forgotten goes.
+const MAX_FORGOTTEN_SENDERS: usize = 4_096;
+
+fn name_hash(id: &NodeId) -> u64 {
+    crate::broadcast::Fingerprint::new().field(id.as_str().as_bytes()).finish()
 }
 
 /// Both directions of reliable messaging for one node.
@@ -70,13 +98,22 @@ pub(crate) struct Reliable<A> {
     pending_bytes: usize,
     /// Per sender (a vector: searched once per reliable message).
     seen: Vec<(NodeId, Seen)>,
+    /// Senders whose records were forgotten, oldest first.
+    forgotten: VecDeque<ForgottenSender>,
     /// Acknowledgements owed for the frame being read: `(epoch, id)`, all to the frame's sender.
     acks_owed: Vec<(u32, u64)>,
 }
 
 impl<A> Reliable<A> {
     pub fn new() -> Self {
-        Reliable { next_id: 0, pending: VecDeque::new(), pending_bytes: 0, seen: Vec::new(), acks_owed: Vec::new() }
+        Reliable {
+            next_id: 0,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            seen: Vec::new(),
+            forgotten: VecDeque::new(),
+            acks_owed: Vec::new(),
+        }
     }
 
     /// Messages waiting for their acknowledgement.
@@ -96,6 +133,28 @@ impl<A> Reliable<A> {
     /// Senders remembered for de-duplication.
     pub fn senders(&self) -> usize {
         self.seen.len()
+    }
+
+    /// Keeps where `sender`'s record stood as it is forgotten.
+    fn forget(&mut self, sender: &NodeId, seen: &Seen) {
+        if self.forgotten.len() >= MAX_FORGOTTEN_SENDERS {
+            self.forgotten.pop_front();
+        }
+        let floor = seen.ids.highest().saturating_add(1).max(seen.floor);
+        self.forgotten.push_back(ForgottenSender { name: name_hash(sender), epoch: seen.epoch, floor });
+    }
+
+    /// A new record for `sender`: where its forgotten one stood, if it was forgotten.
+    fn record_for(&mut self, sender: &NodeId, epoch: u32, now: Instant) -> Seen {
+        let mut seen = Seen::new(epoch, now);
+        let name = name_hash(sender);
+        if let Some(i) = self.forgotten.iter().rposition(|f| f.name == name) {
+            let f = self.forgotten.remove(i).expect("found");
+            if f.epoch == epoch {
+                seen.floor = f.floor;
+            }
+        }
+        seen
     }
 }
 
@@ -176,17 +235,29 @@ impl<A: Address> Node<A> {
     }
 
     /// Forgets the de-duplication records of senders that are no longer members (reaped: dead or
-    /// gone for the reap time) and sent nothing within the retry horizon. Call from housekeeping:
+    /// gone for the reap time) and sent nothing for the retry horizon or the reap time, whichever
+    /// is longer. Call from housekeeping:
     /// kept until the table filled, a record held memory for every member that ever sent one
     /// reliable message. A member's record stays, however quiet: a copy of its message may arrive
     /// late (behind a slow link or a stall here), and a record forgotten then would let it be
     /// delivered twice.
     pub(super) fn forget_spent_senders(&mut self, now: Instant) {
-        let horizon = self.retry_horizon();
+        // A sender we do not list may still be sending (we forgot it while it was cut off, and its
+        // copies come through before its record does): a reap time of quiet, at least, first.
+        let horizon = self.retry_horizon().max(self.config.dead_member_reap_time);
         let members = &self.members;
-        self.reliable.seen.retain(|(sender, seen)| {
-            members.get(sender).is_some() || now.saturating_duration_since(seen.last) < horizon
-        });
+        let spent = |(sender, seen): &(NodeId, Seen)| {
+            members.get(sender).is_none() && now.saturating_duration_since(seen.last) >= horizon
+        };
+        if !self.reliable.seen.iter().any(spent) {
+            return;
+        }
+        let (gone, kept): (Vec<(NodeId, Seen)>, Vec<(NodeId, Seen)>) =
+            core::mem::take(&mut self.reliable.seen).into_iter().partition(spent);
+        self.reliable.seen = kept;
+        for (sender, seen) in &gone {
+            self.reliable.forget(sender, seen);
+        }
     }
 
     /// The index of `sender`'s record, made if there is room; `None` when every record is still
@@ -195,7 +266,7 @@ impl<A: Address> Node<A> {
         if let Some(i) = self.reliable.seen.iter().position(|(s, _)| s == sender) {
             return Some(i);
         }
-        let fresh = Seen { epoch, ids: SeqWindow::starting_at(0), last: now };
+        let fresh = self.reliable.record_for(sender, epoch, now);
         if self.reliable.seen.len() < MAX_SENDERS {
             self.reliable.seen.push((sender.clone(), fresh));
             return Some(self.reliable.seen.len() - 1);
@@ -206,7 +277,8 @@ impl<A: Address> Node<A> {
         if now.saturating_duration_since(idle.1.last) < horizon {
             return None;
         }
-        self.reliable.seen[i] = (sender.clone(), fresh);
+        let (old, seen) = core::mem::replace(&mut self.reliable.seen[i], (sender.clone(), fresh));
+        self.reliable.forget(&old, &seen);
         Some(i)
     }
 
@@ -227,10 +299,10 @@ impl<A: Address> Node<A> {
         };
         let seen = &mut self.reliable.seen[at].1;
         if seen.epoch != epoch {
-            *seen = Seen { epoch, ids: SeqWindow::starting_at(0), last: now };
+            *seen = Seen::new(epoch, now);
         }
         seen.last = now;
-        let fresh = match seen.ids.classify(id) {
+        let fresh = match if id < seen.floor { window::Seen::TooOld } else { seen.ids.classify(id) } {
             window::Seen::New => true,
             window::Seen::Before => false,
             window::Seen::TooOld => {

@@ -122,3 +122,29 @@ fn a_departed_senders_de_duplication_record_is_forgotten_once_it_is_reaped() {
     );
     assert!(c.node(0).member(&id("c")).is_none(), "c is reaped");
 }
+
+#[test]
+fn a_copy_that_arrives_after_its_senders_record_was_forgotten_is_refused_not_delivered_again() {
+    // Swarm seed 411310: a sender with a longer retry schedule than ours (another preset) sent a
+    // copy after we had forgotten its record, and it was delivered a second time.
+    let config = Config::local();
+    let mut c = Cluster::formed(3, config.clone());
+    let now = c.now;
+    c.nodes[2].send_reliable(&id("a"), "job", b"once", now).unwrap();
+    c.collect();
+    let at = c.in_flight.iter().position(|(from, t, _)| *from == 2 && t.reliable && t.kind == TransmitKind::Direct);
+    let (_, copy, _) = c.in_flight.get(at.expect("the frame")).cloned().expect("it is there");
+    assert!(c.advance_until(5_000, |c| reliable_received(c, 0, "job") == 1));
+    c.crash(2);
+    let reaped = config.dead_member_reap_time * 2 + Duration::from_secs(60);
+    assert!(
+        c.advance_until(reaped.as_millis() as u64, |c| c.node(0).footprint().reliable_senders == 0),
+        "the record is forgotten"
+    );
+    let before = c.node(0).stats().reliable_stale;
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 2, &copy.bytes).unwrap();
+    c.collect();
+    assert_eq!(reliable_received(&c, 0, "job"), 1, "delivered once");
+    assert_eq!(c.node(0).stats().reliable_stale, before + 1, "refused as too old, so never acknowledged");
+}
