@@ -33,6 +33,9 @@ pub struct Stats {
     pub suspicions_raised: u64,
     /// Members this node declared failed when a suspicion timed out.
     pub failures_declared: u64,
+    /// Times our own link came back after the transport said it was down (see
+    /// [`crate::Node::set_link_up`]).
+    pub link_outages: u64,
     /// Times this node refuted a suspicion or death about itself.
     pub refutations: u64,
     /// Membership updates and broadcasts dropped from full queues.

@@ -95,6 +95,11 @@ impl ShoalNode {
                 return Err(js_error(e));
             }
         };
+        // A relay outage is our link's, not the other members' fault: accuse nobody meanwhile.
+        let link = cluster.clone();
+        transport.on_link(move |up| {
+            let _ = link.set_link_up(up);
+        });
         // Subscribe before the driver runs, so the callback sees every event.
         let callback: Callback = Rc::new(RefCell::new(opts.on_event));
         wasm_bindgen_futures::spawn_local(pump(cluster.events(), callback.clone(), transport.clone()));

@@ -407,6 +407,13 @@ impl Cluster {
         self.command(|n, now| n.set_metadata(meta, now))?.map_err(ClusterError::Command)
     }
 
+    /// Tells the member whether its own link to the cluster is up: call with `false` when a
+    /// transport that can tell (a relay connection) drops, and with `true` once it is back. While
+    /// it is down the member accuses nobody (see [`crate::Node::set_link_up`]).
+    pub fn set_link_up(&self, up: bool) -> Result<(), ClusterError> {
+        self.command(|n, now| n.set_link_up(up, now))
+    }
+
     /// Adds a decryption key (step 1 of a rotation; see [`crate::Keyring`]). The member must have
     /// been built with a keyring.
     pub fn install_key(&self, key: crate::Key) -> Result<(), ClusterError> {

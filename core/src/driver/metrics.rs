@@ -73,7 +73,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 50] = [
+        let counters: [(&str, &str, u64); 51] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -88,6 +88,11 @@ impl Metrics {
             ("probes_failed_total", "Probes with neither direct nor indirect ack", s.probes_failed),
             ("suspicions_raised_total", "Suspicions raised by this member", s.suspicions_raised),
             ("failures_declared_total", "Members declared failed by this member", s.failures_declared),
+            (
+                "link_outages_total",
+                "Outages of this member's own link (relay connection) it came back from",
+                s.link_outages,
+            ),
             ("refutations_total", "Suspicions of this member it refuted (false positives avoided)", s.refutations),
             ("updates_dropped_total", "Membership updates dropped from a full queue", s.updates_dropped),
             ("broadcasts_dropped_total", "Broadcasts dropped from a full queue", s.broadcasts_dropped),

@@ -389,6 +389,11 @@ impl<A: Address> Node<A> {
         if !due || !still_suspect {
             return;
         }
+        if let Some(later) = self.accusation_deferred_to(now) {
+            // Our own link is or was just down: the refutation may be on its way (see `link`).
+            self.timers.set(later, Timer::Suspicion { id: id.clone(), incarnation });
+            return;
+        }
         self.stats.failures_declared += 1;
         let me = self.local.id.clone();
         self.apply_dead(id, incarnation, me, false, None, now);

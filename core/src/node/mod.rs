@@ -24,6 +24,7 @@ mod errors;
 mod footprint;
 mod gossip;
 mod housekeeping;
+mod link;
 mod membership;
 mod probe;
 mod push_pull;
@@ -216,6 +217,8 @@ pub struct Node<A: Address> {
     announcements: u64,
     /// Forward travel of the incarnations we hold since `recent` started (see `incarnation_moved`).
     incarnation_travel: u64,
+    /// Our own link: up, or known to be down (see `link`).
+    link: link::Link,
 }
 
 /// Things a frame's messages leave for after the whole frame is read: a push-pull is answered with
@@ -306,6 +309,7 @@ impl<A: Address> Node<A> {
             frame: FrameState::default(),
             announcements: 0,
             incarnation_travel: 0,
+            link: link::Link::default(),
             rng,
             config,
         };

@@ -49,7 +49,8 @@ impl<A: Address> Node<A> {
         let mult = self.probe_multiplier();
         let next = now + self.config.probe_interval * mult;
         self.timers.set(next, Timer::Probe { round: self.probe_round });
-        if self.status != Status::Running {
+        // A member whose link is down would only hear silence (see `link`).
+        if self.status != Status::Running || self.link_down() {
             return;
         }
         let Some(target) = self.members.next_probe_target(&mut self.rng) else {
@@ -92,7 +93,9 @@ impl<A: Address> Node<A> {
 
     pub(super) fn on_probe_timeout(&mut self, seq: u32, _now: Instant) {
         let (target, target_addr) = match &self.probe {
-            Some(p) if p.seq == seq && !p.acked && !p.concluded => (p.target.clone(), p.target_addr.clone()),
+            Some(p) if p.seq == seq && !p.acked && !p.concluded && !self.link_down() => {
+                (p.target.clone(), p.target_addr.clone())
+            }
             _ => return,
         };
         let k = self.config.indirect_checks;
@@ -120,6 +123,10 @@ impl<A: Address> Node<A> {
         }
         p.concluded = true;
         let (target, expected, nacks) = (p.target.clone(), p.expected_nacks, p.nacks);
+        if !self.may_accuse(now) {
+            // Our link was down during the probe: the silence says nothing about the target.
+            return;
+        }
         self.stats.probes_failed += 1;
         // Lifeguard: every nack that did not come suggests the problem is on our side.
         let delta = if expected > 0 { (expected - nacks.min(expected)) as i32 } else { 1 };

@@ -228,6 +228,12 @@ impl<A: Address> Node<A> {
         }
     }
 
+    /// Our link is back after an outage: a push-pull with a random member now, not at the next
+    /// period, so that we learn at once what we missed (see `link`).
+    pub(super) fn catch_up_after_outage(&mut self) {
+        self.push_pull_with_random_member();
+    }
+
     /// The address of a random alive member, if there is one.
     pub(super) fn random_alive_addr(&mut self) -> Option<A> {
         self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive).first().map(|m| m.addr.clone())

@@ -135,6 +135,7 @@ impl WebSocketTransport {
             options,
             on_signal: RefCell::new(None),
             on_disconnect: RefCell::new(on_disconnect),
+            on_link: RefCell::new(None),
             direct: RefCell::new(Vec::new()),
         });
         let mut transport = WebSocketTransport {
@@ -176,6 +177,7 @@ impl WebSocketTransport {
             (_, Some(reason)) => Err(reason),
             (Ok(addr), None) if addr == self.local => {
                 *self.connection.borrow_mut() = next;
+                self.shared.link_changed(true);
                 return Ok(None);
             }
             (Ok(addr), None) => {
@@ -187,6 +189,13 @@ impl WebSocketTransport {
         };
         next.close("reconnect failed");
         result
+    }
+
+    /// Sets the listener that hears when the link goes down (a drop the `on_disconnect` handler
+    /// will reconnect from: `false`) and comes back (`true`). Call once, after building the
+    /// member: it passes both to [`shoal_core::driver::Cluster::set_link_up`].
+    pub fn on_link(&self, listener: impl Fn(bool) + 'static) {
+        *self.shared.on_link.borrow_mut() = Some(Rc::new(listener));
     }
 
     /// Closes the transport for good with `reason` (what `close_reason` reports), e.g. after giving

@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::task::Waker;
 
 use js_sys::{Array, ArrayBuffer, Function, Uint8Array};
@@ -39,12 +40,23 @@ pub(super) struct Shared {
     pub(super) on_signal: RefCell<Option<Function>>,
     /// Hears that the connection dropped, `(reason) => void` (see [`WebSocketTransport::connect`]).
     pub(super) on_disconnect: RefCell<Option<Function>>,
+    /// Hears that the link went down (`false`: a reconnectable drop) or came back (`true`): the
+    /// member accuses nobody meanwhile (see [`WebSocketTransport::on_link`]).
+    pub(super) on_link: RefCell<Option<Rc<dyn Fn(bool)>>>,
     /// Peers with an open direct path, and the JS function that sends on it:
     /// `(bytes: Uint8Array, reliable: boolean) => boolean` (false: use the relay).
     pub(super) direct: RefCell<Vec<(Addr, Function)>>,
 }
 
 impl Shared {
+    /// Tells the `on_link` listener, if any, that the link went down or came back.
+    pub(super) fn link_changed(&self, up: bool) {
+        let listener = self.on_link.borrow().clone();
+        if let Some(f) = listener {
+            f(up);
+        }
+    }
+
     pub(super) fn count(&self, f: impl FnOnce(&mut TransportCounters)) {
         let mut c = self.counters.get();
         f(&mut c);
@@ -195,6 +207,7 @@ impl Shared {
         let handler = self.on_disconnect.borrow().clone().filter(|_| CloseCode::should_reconnect(code));
         match handler {
             Some(f) => {
+                self.link_changed(false);
                 if let Err(e) = f.call1(&JsValue::UNDEFINED, &reason.into()) {
                     crate::console_error(&describe(&e));
                 }

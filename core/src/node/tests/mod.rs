@@ -30,6 +30,7 @@ mod broadcasts;
 mod findings;
 mod hostile;
 mod ledger_review;
+mod link;
 mod reliable;
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.

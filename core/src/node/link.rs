@@ -1,0 +1,75 @@
+//! The member's own link: up, or known to be down.
+//!
+//! A member that reaches the cluster through one link it can watch (a browser tab's relay
+//! connection) knows when that link is down. Every probe it sends then goes unanswered, and SWIM
+//! alone would have it suspect, then declare failed, every member it probes: the fault is its own,
+//! as Lifeguard puts it, not theirs. So while the link is down the member accuses nobody: it sends
+//! no probe, settles none as failed, raises no suspicion and declares no failure. Suspicions it
+//! already held wait: their timers fire again after the link is back and a grace period (one
+//! probe interval) has passed, so refutations it could not hear arrive first. When the link comes
+//! back it asks a random member at once for a push-pull, to catch up on what it missed.
+//!
+//! Members that cannot tell (a UDP socket never knows) never call [`Node::set_link_up`]: the link
+//! is up, and nothing here changes their behaviour.
+
+use crate::identity::Address;
+use crate::time::Instant;
+
+use super::Node;
+
+/// Whether the link is up, and since when the member may accuse again.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Link {
+    /// When the link went down, while it is down.
+    down_since: Option<Instant>,
+    /// No failure is declared before this (the grace after the link came back).
+    accuse_from: Instant,
+}
+
+impl<A: Address> Node<A> {
+    /// Tells the node whether its own link to the cluster is up. Call with `false` when the
+    /// transport knows the member reaches nobody (a relayed member whose relay connection
+    /// dropped), and with `true` once it is connected again. Calls that change nothing are
+    /// ignored. See the `link` module docs for what changes while it is down.
+    pub fn set_link_up(&mut self, up: bool, now: Instant) {
+        self.now = self.now.max(now);
+        match (up, self.link.down_since) {
+            (false, None) => {
+                self.link.down_since = Some(now);
+                // The probe in flight cannot be answered: it ends without a verdict.
+                if let Some(p) = &mut self.probe {
+                    p.concluded = true;
+                }
+            }
+            (true, Some(_)) => {
+                self.link.down_since = None;
+                self.link.accuse_from = now + self.config.probe_interval;
+                self.stats.link_outages += 1;
+                self.catch_up_after_outage();
+            }
+            _ => {}
+        }
+    }
+
+    /// True while the link is known to be down.
+    pub fn link_down(&self) -> bool {
+        self.link.down_since.is_some()
+    }
+
+    /// Whether the member may accuse anyone at `now`: its link is up, and was long enough to hear
+    /// what it missed.
+    pub(super) fn may_accuse(&self, now: Instant) -> bool {
+        self.link.down_since.is_none() && now >= self.link.accuse_from
+    }
+
+    /// When a suspicion due at `now` may be settled instead, if not now.
+    pub(super) fn accusation_deferred_to(&self, now: Instant) -> Option<Instant> {
+        if self.may_accuse(now) {
+            return None;
+        }
+        Some(match self.link.down_since {
+            Some(_) => now + self.config.probe_interval,
+            None => self.link.accuse_from,
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! A member that knows its own link is down (a browser tab whose relay connection dropped).
+
+use super::*;
+
+/// Cuts node `i` off from every other node, both ways.
+fn cut_off(c: &mut Cluster, i: u32) {
+    for other in 0..c.nodes.len() as u32 {
+        if other != i {
+            c.blocked.insert((i, other));
+            c.blocked.insert((other, i));
+        }
+    }
+}
+
+fn accusations_by(c: &Cluster, i: u32) -> Vec<Event<u32>> {
+    c.events(i).iter().filter(|e| matches!(e, Event::Suspected { .. } | Event::Failed { .. })).cloned().collect()
+}
+
+fn all_alive_everywhere(c: &Cluster) -> bool {
+    let n = c.nodes.len();
+    c.nodes.iter().all(|node| node.members().filter(|m| m.state == MemberState::Alive).count() == n - 1)
+}
+
+#[test]
+fn a_member_whose_relay_link_drops_for_3_s_accuses_nobody_and_converges_within_2_s_of_the_reconnect() {
+    // A tab declared every native member failed 2.2-4.5 s into a relay outage, and its accusations
+    // reached the natives after the reconnect.
+    for seed_shift in 0..10u64 {
+        let mut c = Cluster::formed(6, Config::lan());
+        c.advance(seed_shift * 137);
+        c.clear_events();
+        cut_off(&mut c, 0);
+        let now = c.now;
+        c.nodes[0].set_link_up(false, now);
+        c.advance(3_000);
+        c.blocked.clear();
+        let now = c.now;
+        c.nodes[0].set_link_up(true, now);
+        let converged = c.advance_until(2_000, all_alive_everywhere);
+        c.advance(10_000);
+        assert_eq!(accusations_by(&c, 0), [], "shift {seed_shift}: the member cut off accused others");
+        for i in 1..6 {
+            assert!(
+                !c.events(i).iter().any(|e| matches!(e, Event::Failed { .. })),
+                "shift {seed_shift}: n{i} declared a failure"
+            );
+        }
+        assert!(converged, "shift {seed_shift}: not converged 2 s after the reconnect");
+        assert_eq!(c.node(0).stats().link_outages, 1);
+    }
+}
+
+#[test]
+fn a_suspicion_held_when_the_link_drops_is_not_settled_until_the_link_is_back_and_a_grace_has_passed() {
+    let config = Config::lan();
+    let mut c = Cluster::formed(4, config.clone());
+    c.clear_events();
+    // n3 really crashes; n0 suspects it, then n0's own link drops before the suspicion times out.
+    c.crash(3);
+    assert!(c.advance_until(10_000, |c| c.events(0).iter().any(|e| matches!(e, Event::Suspected { .. }))));
+    cut_off(&mut c, 0);
+    let now = c.now;
+    c.nodes[0].set_link_up(false, now);
+    c.advance(30_000);
+    assert!(!c.events(0).iter().any(|e| matches!(e, Event::Failed { .. })), "declared while its link was down");
+    c.blocked.clear();
+    let now = c.now;
+    c.nodes[0].set_link_up(true, now);
+    // Back: the crash is real, so it is declared (by n0 or learned from the others) soon after.
+    let declared = c.advance_until(config.probe_interval.as_millis() as u64 + 5_000, |c| {
+        c.node(0).member(&id(&name_of(3))).is_some_and(|m| m.state == MemberState::Dead)
+    });
+    assert!(declared, "the real crash is still declared once the link is back");
+}
+
+#[test]
+fn a_member_that_never_reports_its_link_behaves_as_before() {
+    // UDP members never call `set_link_up`: a crash is declared as ever.
+    let mut c = Cluster::formed(4, Config::local());
+    c.crash(3);
+    assert!(
+        c.advance_until(20_000, |c| c.node(0).member(&id(&name_of(3))).is_some_and(|m| m.state == MemberState::Dead))
+    );
+    assert_eq!(c.node(0).stats().link_outages, 0);
+}
