@@ -289,7 +289,7 @@ impl Ledger {
 
     /// Where `origin` stands: held, or forgotten and `old_news` says of its forgotten life
     /// `epoch` (`None` if that life is not among them) that what arrived is no newer.
-    fn recall(&self, origin: &NodeId, epoch: u32, old_news: impl Fn(Option<&Forgotten>) -> bool) -> Recall {
+    fn recall(&self, origin: &NodeId, epoch: u32, old_news: &dyn Fn(Option<&Forgotten>) -> bool) -> Recall {
         if let Ok(i) = self.origins.binary_search_by(|o| o.id.cmp(origin)) {
             return Recall::Held(i);
         }
@@ -322,9 +322,13 @@ impl Ledger {
         let h = name_hash(origin);
         let from = self.forgotten.partition_point(|f| f.origin < h);
         let to = from + self.forgotten[from..].iter().take_while(|f| f.origin == h).count();
-        let mut lives: Vec<Forgotten> = self.forgotten.drain(from..to).collect();
-        lives.sort_by_key(|f| f.order);
-        for f in lives {
+        // Taken out in the order they were forgotten, the order the lives had (a handful: at
+        // most `MAX_EPOCHS + MAX_GONE`).
+        let mut left = to - from;
+        while left > 0 {
+            let next = (from..from + left).min_by_key(|&i| self.forgotten[i].order).unwrap_or(from);
+            let f = self.forgotten.remove(next);
+            left -= 1;
             if f.next == u64::MAX {
                 if o.gone.len() < MAX_GONE {
                     o.gone.push(f.epoch);
@@ -377,7 +381,7 @@ impl Ledger {
         epoch: u32,
         now: Instant,
         active: bool,
-        old_news: impl Fn(Option<&Forgotten>) -> bool,
+        old_news: &dyn Fn(Option<&Forgotten>) -> bool,
     ) -> Option<usize> {
         let i = match self.recall(origin, epoch, old_news) {
             Recall::Held(i) => i,
@@ -399,7 +403,7 @@ impl Ledger {
         let Some(after) = seq.checked_add(1) else { return Verdict::Invalid };
         let start = if baseline { 0 } else { seq };
         // A forgotten life that reached past `seq` delivered it, or gave it up and reported it.
-        let Some(i) = self.origin_index(origin, epoch, now, true, |f| f.is_some_and(|f| seq < f.next)) else {
+        let Some(i) = self.origin_index(origin, epoch, now, true, &|f| f.is_some_and(|f| seq < f.next)) else {
             return Verdict::Duplicate;
         };
         let (o, tally) = (&mut self.origins[i], &mut self.tally);
@@ -433,7 +437,7 @@ impl Ledger {
         name: (&str, &[u8]),
         now: Instant,
     ) -> Verdict {
-        let Some(i) = self.origin_index(origin, epoch, now, true, |f| f.is_some_and(|f| seq < f.keyed_next)) else {
+        let Some(i) = self.origin_index(origin, epoch, now, true, &|f| f.is_some_and(|f| seq < f.keyed_next)) else {
             return Verdict::Duplicate;
         };
         let o = &mut self.origins[i];
@@ -488,7 +492,7 @@ impl Ledger {
     pub fn learn(&mut self, origin: &NodeId, epoch: u32, next: u64, arriving: bool, member: bool, now: Instant) {
         // A forgotten life listed no further than it stood, or an old one listed at all: old news.
         let old_news = |f: Option<&Forgotten>| f.is_some_and(|f| next <= f.next);
-        let Some(i) = self.origin_index(origin, epoch, now, false, old_news) else { return };
+        let Some(i) = self.origin_index(origin, epoch, now, false, &old_news) else { return };
         let (o, tally) = (&mut self.origins[i], &mut self.tally);
         let Some(life) = o.life_mut(origin, epoch, 0, tally) else { return };
         // No event of the life seen (it is new, or known from keyed values only): no hole either.
@@ -538,11 +542,11 @@ impl Ledger {
     /// no longer hears of the broadcasts it missed from members that departed meanwhile.
     pub fn forget_quiet(&mut self, now: Instant, quiet: Duration, member: impl Fn(&NodeId) -> bool) {
         let is_quiet = |o: &Origin| now.saturating_duration_since(o.last_heard) >= quiet && !member(&o.id);
-        if self.origins.iter().any(is_quiet) {
-            let (gone, kept): (Vec<Origin>, Vec<Origin>) =
-                core::mem::take(&mut self.origins).into_iter().partition(is_quiet);
-            self.origins = kept;
-            for o in gone {
+        let mut i = self.origins.len();
+        while i > 0 {
+            i -= 1;
+            if is_quiet(&self.origins[i]) {
+                let o = self.origins.remove(i);
                 self.forget(o);
             }
         }

@@ -99,7 +99,7 @@ pub(crate) struct Reliable<A> {
     /// Per sender (a vector: searched once per reliable message).
     seen: Vec<(NodeId, Seen)>,
     /// Senders whose records were forgotten, oldest first.
-    forgotten: VecDeque<ForgottenSender>,
+    forgotten: Vec<ForgottenSender>,
     /// Acknowledgements owed for the frame being read: `(epoch, id)`, all to the frame's sender.
     acks_owed: Vec<(u32, u64)>,
 }
@@ -111,7 +111,7 @@ impl<A> Reliable<A> {
             pending: VecDeque::new(),
             pending_bytes: 0,
             seen: Vec::new(),
-            forgotten: VecDeque::new(),
+            forgotten: Vec::new(),
             acks_owed: Vec::new(),
         }
     }
@@ -138,10 +138,10 @@ impl<A> Reliable<A> {
     /// Keeps where `sender`'s record stood as it is forgotten.
     fn forget(&mut self, sender: &NodeId, seen: &Seen) {
         if self.forgotten.len() >= MAX_FORGOTTEN_SENDERS {
-            self.forgotten.pop_front();
+            self.forgotten.remove(0);
         }
         let floor = seen.ids.highest().saturating_add(1).max(seen.floor);
-        self.forgotten.push_back(ForgottenSender { name: name_hash(sender), epoch: seen.epoch, floor });
+        self.forgotten.push(ForgottenSender { name: name_hash(sender), epoch: seen.epoch, floor });
     }
 
     /// A new record for `sender`: where its forgotten one stood, if it was forgotten.
@@ -149,7 +149,7 @@ impl<A> Reliable<A> {
         let mut seen = Seen::new(epoch, now);
         let name = name_hash(sender);
         if let Some(i) = self.forgotten.iter().rposition(|f| f.name == name) {
-            let f = self.forgotten.remove(i).expect("found");
+            let f = self.forgotten.remove(i);
             if f.epoch == epoch {
                 seen.floor = f.floor;
             }
@@ -249,14 +249,13 @@ impl<A: Address> Node<A> {
         let spent = |(sender, seen): &(NodeId, Seen)| {
             members.get(sender).is_none() && now.saturating_duration_since(seen.last) >= horizon
         };
-        if !self.reliable.seen.iter().any(spent) {
-            return;
-        }
-        let (gone, kept): (Vec<(NodeId, Seen)>, Vec<(NodeId, Seen)>) =
-            core::mem::take(&mut self.reliable.seen).into_iter().partition(spent);
-        self.reliable.seen = kept;
-        for (sender, seen) in &gone {
-            self.reliable.forget(sender, seen);
+        let mut i = self.reliable.seen.len();
+        while i > 0 {
+            i -= 1;
+            if spent(&self.reliable.seen[i]) {
+                let (sender, seen) = self.reliable.seen.swap_remove(i);
+                self.reliable.forget(&sender, &seen);
+            }
         }
     }
 
