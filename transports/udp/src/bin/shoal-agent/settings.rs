@@ -31,7 +31,8 @@ pub struct Cli {
     /// Metadata entry key=value (repeatable).
     #[arg(long, env = "SHOAL_META", value_delimiter = ',')]
     pub meta: Vec<String>,
-    /// Protocol preset: lan, wan, local.
+    /// Protocol preset: lan, wan, local, or browser (for agents that watch browser members: a
+    /// closed tab is declared failed within seconds).
     #[arg(long, env = "SHOAL_PRESET")]
     pub preset: Option<String>,
     /// TOML configuration file.
@@ -179,7 +180,8 @@ impl Settings {
             "lan" => Config::lan(),
             "wan" => Config::wan(),
             "local" => Config::local(),
-            other => return Err(format!("unknown preset {other} (lan, wan or local)")),
+            "browser" => Config::browser(),
+            other => return Err(format!("unknown preset {other} (lan, wan, local or browser)")),
         };
         if let Some(p) = file.protocol {
             let ms = Duration::from_millis;
@@ -378,6 +380,8 @@ mod tests {
         assert!(Settings::resolve(&cli(&[])).unwrap_err().contains("--name"));
         assert!(Settings::resolve(&cli(&["--name", "x", "--meta", "novalue"])).is_err());
         assert!(Settings::resolve(&cli(&["--name", "x", "--preset", "mars"])).is_err());
+        let browser = Settings::resolve(&cli(&["--name", "x", "--preset", "browser"])).unwrap();
+        assert_eq!(browser.config.probe_interval, Config::browser().probe_interval);
         assert!(Settings::resolve(&cli(&["--name", "x", "--join", "nowhere"])).is_err());
     }
 }
