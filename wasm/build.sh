@@ -2,7 +2,7 @@
 # Builds the `shoal` npm package's WebAssembly: wasm/pkg/{web,bundler,nodejs,deno}/.
 #
 #   wasm/build.sh                 build every target
-#   wasm/build.sh --check-size    also fail if the gzipped .wasm exceeds 114,000 bytes
+#   wasm/build.sh --check-size    also fail if the gzipped .wasm exceeds 117,000 bytes
 #   SHOAL_WASM_TARGETS="nodejs web" wasm/build.sh    only some targets
 #
 # Idempotent, installs nothing: it checks for the tools and says how to get what is missing
@@ -14,7 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 wasm_bindgen_version="0.2.130"
-size_limit=114000
+size_limit=117000
 targets="${SHOAL_WASM_TARGETS:-web bundler nodejs deno}"
 check_size=0
 for arg in "$@"; do
