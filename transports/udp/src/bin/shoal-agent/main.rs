@@ -115,6 +115,7 @@ async fn run(s: Settings) -> Result<(), String> {
 
     let events = cluster.events();
     let print_task = tokio::spawn(output::print_events(events, printer));
+    tokio::spawn(heap::trim_every(Duration::from_secs(60)));
     if let Some(addr) = s.http {
         let listener = http::bind(addr).map_err(|e| format!("bind http {addr}: {e}"))?;
         let options = http::Options {
