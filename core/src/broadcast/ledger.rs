@@ -295,7 +295,7 @@ impl Ledger {
         }
         let h = name_hash(origin);
         let from = self.forgotten.partition_point(|f| f.origin < h);
-        if self.forgotten.get(from).is_none_or(|f| f.origin != h) {
+        if !self.forgotten.get(from).is_some_and(|f| f.origin == h) {
             return Recall::Hold;
         }
         let life = self.forgotten[from..].iter().take_while(|f| f.origin == h).find(|f| f.epoch == epoch);
