@@ -20,7 +20,8 @@
 //!
 //! A stale claim keeps circulating for a while (every member that spreads it sends it several
 //! times), and a hostile sender can repeat one at will, so answers are rate limited: at most one per
-//! (subject, destination) per probe interval, tracked in a bounded table. When the table is full of
+//! (subject, destination) per probe interval or second, whichever is shorter, tracked in a bounded
+//! table. When the table is full of
 //! recent answers, further answers are suppressed rather than the table grown. All the answers owed
 //! for one incoming packet go out together, one packet per destination. Suppressed answers are
 //! counted in [`crate::Stats::stale_answers_suppressed`], sent ones in
@@ -84,11 +85,19 @@ impl<A: Address> Node<A> {
         if *to == self.local.addr {
             return;
         }
-        if self.answer_limit.allow(subject, to, now, self.config.probe_interval) {
+        if self.answer_limit.allow(subject, to, now, self.answer_interval()) {
             self.answers_owed.push((to.clone(), subject.clone()));
         } else {
             self.stats.stale_answers_suppressed += 1;
         }
+    }
+
+    /// How often one (subject, destination) pair may be answered: a probe interval, at most one
+    /// second. A member with a slow preset (5 s probes) answering one with a fast one (which gossips
+    /// a stale claim to the member it holds dead for 10 s only) must answer more than twice in that
+    /// window, or at high loss every answer may be lost and nothing else tells the claimant.
+    fn answer_interval(&self) -> core::time::Duration {
+        self.config.probe_interval.min(core::time::Duration::from_secs(1))
     }
 
     /// A claim against us older than our incarnation arrived from `sender`, raised by `claimant`:

@@ -340,3 +340,23 @@ fn a_join_call_made_once_already_a_member_completes_only_when_one_of_its_seeds_a
     assert_eq!(joins, [&Event::JoinSucceeded { via: 2 }], "the join names the seed it asked");
     assert_eq!(c.node(0).cluster_size(), 3);
 }
+
+#[test]
+fn a_slow_preset_member_answers_a_stale_claim_about_itself_every_second_not_every_probe_interval() {
+    // Swarm seed 432724: a wan member (5 s probes) answered a local member's stale claim of its
+    // death once per 5 s; the local member gossips to a member it holds dead for 10 s only, so at
+    // 18% loss both answers could be lost, and it kept the live member dead for over 39 s.
+    let mut c = Cluster::formed(2, Config::wan());
+    let now = c.now;
+    c.nodes[1].handle_packet(now, 0, &forged_suspect("b", 0, "a")).unwrap();
+    assert!(c.node(1).incarnation() > 0, "refuted");
+    c.drop_rule = Some(Box::new(|_, _| true)); // nothing gets through: the claims keep coming
+    let before = c.node(1).stats().stale_claims_answered;
+    for step in 0..100u64 {
+        let at = now + Duration::from_millis(100 * step);
+        c.nodes[1].handle_packet(at, 0, &forged_suspect("b", 0, "a")).unwrap();
+    }
+    let answered = c.node(1).stats().stale_claims_answered - before;
+    assert!(answered >= 9, "{answered} answers in 10 s of stale claims");
+    assert!(answered <= 11, "{answered} answers: still rate limited");
+}
