@@ -68,6 +68,17 @@ pub fn trim() {
     }
 }
 
+/// Keeps glibc to one arena: a per-thread arena for each runtime worker holds its own free lists,
+/// and what it keeps of each burst adds to RSS. Call once, first thing in `main`, before any
+/// thread starts.
+pub fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Calls [`trim`] every `period`, for as long as the agent runs. Spawn once at start.
 pub async fn trim_every(period: std::time::Duration) {
     let mut ticks = tokio::time::interval(period);

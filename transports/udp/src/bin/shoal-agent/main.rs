@@ -46,8 +46,20 @@ use settings::{Cli, Command, Settings};
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime starts its worker threads, so that they share the one arena.
+    heap::one_arena();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shoal-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(agent_main())
+}
+
+async fn agent_main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.clone() {
         Some(Command::Members { http, json }) => http::print_members(&http, json).await,
