@@ -40,6 +40,13 @@ impl Fingerprint {
         x = x.wrapping_mul(PRIME);
         x ^ (x >> 29)
     }
+
+    /// The hash of a member's name alone: what the ledger's forgotten origins and the reliable
+    /// module's forgotten senders are remembered by (64 bits; a collision, which would take a
+    /// deliberate search, only mixes what the two names' forgotten records say).
+    pub fn of_name(id: &crate::identity::NodeId) -> u64 {
+        Fingerprint::new().field(id.as_str().as_bytes()).finish()
+    }
 }
 
 #[cfg(test)]

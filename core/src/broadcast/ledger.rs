@@ -90,7 +90,7 @@ impl Life {
 /// One life of a forgotten origin: where it stood when the origin was forgotten.
 #[derive(Clone, Copy, Debug)]
 struct Forgotten {
-    /// The origin's name, hashed (see [`name_hash`]).
+    /// The origin's name, hashed (see [`Fingerprint::of_name`]).
     origin: u64,
     epoch: u32,
     /// Where its unkeyed sequence stood; [`u64::MAX`] for a life pushed out by newer ones, old
@@ -100,12 +100,6 @@ struct Forgotten {
     keyed_next: u64,
     /// When it was forgotten, in lives forgotten before it: the oldest goes first.
     order: u64,
-}
-
-/// The hash a forgotten origin is remembered by (64 bits: a collision between two names, which
-/// would take a deliberate search, only mixes what the two origins' forgotten lives remember).
-fn name_hash(id: &NodeId) -> u64 {
-    Fingerprint::new().field(id.as_str().as_bytes()).finish()
 }
 
 #[derive(Debug)]
@@ -293,7 +287,7 @@ impl Ledger {
         if let Ok(i) = self.origins.binary_search_by(|o| o.id.cmp(origin)) {
             return Recall::Held(i);
         }
-        let h = name_hash(origin);
+        let h = Fingerprint::of_name(origin);
         let from = self.forgotten.partition_point(|f| f.origin < h);
         if !self.forgotten.get(from).is_some_and(|f| f.origin == h) {
             return Recall::Hold;
@@ -319,7 +313,7 @@ impl Ledger {
         // record a digest made must not keep a departed origin in every ledger, each one's digest
         // making it afresh in the others' after they forgot it.
         let mut o = Origin::new(origin.clone());
-        let h = name_hash(origin);
+        let h = Fingerprint::of_name(origin);
         let from = self.forgotten.partition_point(|f| f.origin < h);
         let to = from + self.forgotten[from..].iter().take_while(|f| f.origin == h).count();
         // Taken out in the order they were forgotten, the order the lives had (a handful: at
@@ -350,7 +344,7 @@ impl Ledger {
     /// Forgets origin `o` to make room: its holes are given up, and where each of its lives stood
     /// is remembered (see the module docs).
     fn forget(&mut self, o: Origin) {
-        let h = name_hash(&o.id);
+        let h = Fingerprint::of_name(&o.id);
         let mut remember = Vec::with_capacity(o.lives.len() + o.gone.len());
         for &epoch in &o.gone {
             remember.push((epoch, u64::MAX, u64::MAX));
@@ -619,7 +613,7 @@ impl Ledger {
         match self.find(origin) {
             Some(o) => o.gone.contains(&epoch),
             None => {
-                let h = name_hash(origin);
+                let h = Fingerprint::of_name(origin);
                 let i = self.forgotten.binary_search_by_key(&(h, epoch), |f| (f.origin, f.epoch));
                 i.is_ok_and(|i| self.forgotten[i].next == u64::MAX)
             }

@@ -85,10 +85,6 @@ struct ForgottenSender {
 /// Forgotten senders remembered (24 bytes each); past this the longest forgotten goes.
 const MAX_FORGOTTEN_SENDERS: usize = 4_096;
 
-fn name_hash(id: &NodeId) -> u64 {
-    crate::broadcast::Fingerprint::new().field(id.as_str().as_bytes()).finish()
-}
-
 /// Both directions of reliable messaging for one node.
 #[derive(Debug)]
 pub(crate) struct Reliable<A> {
@@ -141,13 +137,17 @@ impl<A> Reliable<A> {
             self.forgotten.remove(0);
         }
         let floor = seen.ids.highest().saturating_add(1).max(seen.floor);
-        self.forgotten.push(ForgottenSender { name: name_hash(sender), epoch: seen.epoch, floor });
+        self.forgotten.push(ForgottenSender {
+            name: crate::broadcast::Fingerprint::of_name(sender),
+            epoch: seen.epoch,
+            floor,
+        });
     }
 
     /// A new record for `sender`: where its forgotten one stood, if it was forgotten.
     fn record_for(&mut self, sender: &NodeId, epoch: u32, now: Instant) -> Seen {
         let mut seen = Seen::new(epoch, now);
-        let name = name_hash(sender);
+        let name = crate::broadcast::Fingerprint::of_name(sender);
         if let Some(i) = self.forgotten.iter().rposition(|f| f.name == name) {
             let f = self.forgotten.remove(i);
             if f.epoch == epoch {
