@@ -36,6 +36,9 @@ pub struct Stats {
     /// Times our own link came back after the transport said it was down (see
     /// [`crate::Node::set_link_up`]).
     pub link_outages: u64,
+    /// Times this node's timers fired a whole probe interval late: it did not run (a frozen page,
+    /// a stopped or starved process), so it accused nobody until it had caught up.
+    pub stalls: u64,
     /// Times this node refuted a suspicion or death about itself.
     pub refutations: u64,
     /// Membership updates and broadcasts dropped from full queues.

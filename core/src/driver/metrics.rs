@@ -73,7 +73,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 51] = [
+        let counters: [(&str, &str, u64); 52] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -93,6 +93,7 @@ impl Metrics {
                 "Outages of this member's own link (relay connection) it came back from",
                 s.link_outages,
             ),
+            ("stalls_total", "Times this member did not run for a probe interval or more (frozen, stopped)", s.stalls),
             ("refutations_total", "Suspicions of this member it refuted (false positives avoided)", s.refutations),
             ("updates_dropped_total", "Membership updates dropped from a full queue", s.updates_dropped),
             ("broadcasts_dropped_total", "Broadcasts dropped from a full queue", s.broadcasts_dropped),

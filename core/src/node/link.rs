@@ -11,6 +11,15 @@
 //!
 //! Members that cannot tell (a UDP socket never knows) never call [`Node::set_link_up`]: the link
 //! is up, and nothing here changes their behaviour.
+//!
+//! A member that did not run at all is in the same position. A page frozen by the browser, a
+//! process stopped by a debugger or starved of CPU, a laptop waking from sleep: when it runs again
+//! its timers are overdue together, and the probe in flight and the suspicions it held would all
+//! expire before it reads the answers waiting for it. So a timer that fires a whole probe interval
+//! or more after its deadline counts as a stall ([`Stats::stalls`](crate::Stats::stalls)): the
+//! probe in flight ends without a verdict, nobody is accused for one more probe interval, and the
+//! member asks a random member for a push-pull at once, which also tells it, within a round trip,
+//! whether others suspected it meanwhile so that it refutes.
 
 use crate::identity::Address;
 use crate::time::Instant;
@@ -48,6 +57,23 @@ impl<A: Address> Node<A> {
                 self.catch_up_after_outage();
             }
             _ => {}
+        }
+    }
+
+    /// Treats timers that fire a whole probe interval late as a stall of this member (see the module
+    /// docs). Called by `handle_timeout` before it runs the timers due.
+    pub(super) fn notice_stall(&mut self, now: Instant) {
+        let Some(due) = self.timers.next_deadline() else { return };
+        if now < due + self.config.probe_interval {
+            return;
+        }
+        self.stats.stalls += 1;
+        if let Some(p) = &mut self.probe {
+            p.concluded = true;
+        }
+        self.link.accuse_from = self.link.accuse_from.max(now + self.config.probe_interval);
+        if self.link.down_since.is_none() {
+            self.catch_up_after_outage();
         }
     }
 

@@ -435,6 +435,7 @@ impl<A: Address> Node<A> {
 
     /// Runs every timer due at `now`. Call when the deadline from `poll_timeout` has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.notice_stall(now);
         self.note_time(now);
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {

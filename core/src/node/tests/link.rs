@@ -83,3 +83,32 @@ fn a_member_that_never_reports_its_link_behaves_as_before() {
     );
     assert_eq!(c.node(0).stats().link_outages, 0);
 }
+
+fn alive_everywhere(c: &Cluster, i: u32) -> bool {
+    let who = id(&name_of(i as usize));
+    (0..c.nodes.len() as u32)
+        .filter(|&j| j != i)
+        .all(|j| c.node(j).member(&who).is_some_and(|m| m.state == MemberState::Alive))
+}
+
+#[test]
+fn a_member_that_did_not_run_for_10_s_accuses_nobody_when_it_runs_again_and_is_alive_everywhere_within_1_s() {
+    // A frozen page, a process stopped in a debugger: when it runs again every timer is overdue at
+    // once, and the probe in flight and the suspicions it held expired before it read a reply.
+    for seed_shift in 0..10u64 {
+        let mut c = Cluster::formed(6, Config::lan());
+        c.advance(seed_shift * 137);
+        c.clear_events();
+        c.down.insert(0);
+        c.advance(10_000);
+        c.resume(0);
+        let back = c.advance_until(1_000, |c| alive_everywhere(c, 0));
+        c.advance(10_000);
+        assert_eq!(accusations_by(&c, 0), [], "shift {seed_shift}: the member that stalled accused others");
+        assert!(back, "shift {seed_shift}: not alive everywhere 1 s after it ran again");
+        assert_eq!(c.node(0).stats().stalls, 1, "shift {seed_shift}");
+        for i in 1..6 {
+            assert_eq!(c.node(i).stats().stalls, 0, "shift {seed_shift}: n{i} counted a stall it never had");
+        }
+    }
+}
