@@ -1,17 +1,61 @@
 // Entry for browsers (and any runtime with `fetch` and ES modules): wasm-bindgen's `web` build.
-// The .wasm is fetched next to this package's pkg/web/shoal_wasm.js on first use; call
-// `init(urlOrModuleOrBytes)` first to load it from elsewhere.
-import initWasm, * as bindings from "../pkg/web/shoal_wasm.js";
-import { makeShoal } from "./shoal.js";
+//
+// In a page, `Shoal.join` runs the member in a dedicated worker (worker.js), so that a busy main
+// thread cannot make the tab look dead; `{ worker: "shared" }` shares one member between the tabs
+// of an origin that join with the same name, and `{ mainThread: true }` runs it on the page's own
+// thread. Outside pages (workers, Deno, other runtimes) the member runs where it is created. The
+// wasm glue and the member's own code are loaded on demand (a dynamic import), so a page whose
+// member runs in a worker ships only the page's side (remote.js) and the worker.
+import { normalizeJoinOptions } from "./common.js";
+import { joinInWorker } from "./remote.js";
 
-let ready = null;
+let thread = null; // Promise<{ bindings, Shoal }> for members on this thread
 
-/** Loads the wasm module (optional: `Shoal.join` does it). Accepts what wasm-bindgen's init does. */
-export function init(input) {
-  ready ??= initWasm(input === undefined ? undefined : { module_or_path: input }).then(() => bindings);
-  return ready;
+function onThisThread(input) {
+  thread ??= Promise.all([import("../pkg/web/shoal_wasm.js"), import("./shoal.js")]).then(async ([glue, { makeShoal }]) => {
+    await glue.default(input === undefined ? undefined : { module_or_path: input });
+    return { bindings: glue, Shoal: makeShoal(() => Promise.resolve(glue)) };
+  });
+  return thread;
 }
 
-export const Shoal = makeShoal(() => init());
-export { toBytes, prometheusText } from "./shoal.js";
+/** Loads the wasm module for members on this thread (optional: `Shoal.join` does it). Accepts what
+ * wasm-bindgen's init does: a URL, Response, bytes or WebAssembly.Module. A member in a worker loads
+ * its own copy next to worker.js. */
+export function init(input) {
+  return onThisThread(input).then((t) => t.bindings);
+}
+
+/** Whether `Shoal.join(options)` runs the member in a worker: in pages, unless told otherwise. */
+function inWorker(options) {
+  const g = globalThis;
+  if (options?.mainThread === true) return false;
+  if (typeof g.document === "undefined") return false;
+  if (options?.worker === "shared") return typeof g.SharedWorker === "function";
+  return typeof g.Worker === "function";
+}
+
+/** A member of a Shoal cluster (see index.d.ts). */
+export class Shoal {
+  constructor() {
+    throw new TypeError("use `await Shoal.join(options)` to create a member");
+  }
+
+  static async join(options = {}) {
+    if (!inWorker(options)) return (await onThisThread()).Shoal.join(options);
+    const opts = normalizeJoinOptions(options);
+    if (options.WebSocket) throw new TypeError("options.WebSocket cannot cross into a worker: add mainThread: true");
+    // (The `new ...Worker(new URL("./worker.js", import.meta.url), { type: "module" ...` form is
+    // what bundlers look for to bundle the worker: keep it literal.)
+    if (opts.worker === "shared") {
+      // One member per name and origin: tabs joining with another name get their own.
+      const worker = new SharedWorker(new URL("./worker.js", import.meta.url), { type: "module", name: `shoal:${opts.name}` });
+      return joinInWorker(opts, options.on, { port: worker.port, shared: true, onError: (report) => (worker.onerror = report) });
+    }
+    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: `shoal:${opts.name}` });
+    return joinInWorker(opts, options.on, { port: worker, shared: false, onError: (report) => (worker.onerror = report) });
+  }
+}
+
+export { toBytes, prometheusText } from "./common.js";
 export default Shoal;

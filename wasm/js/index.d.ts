@@ -57,8 +57,22 @@ export interface JoinOptions {
    * shut down at once. A connection the relay closed because another one took the peer id is
    * never reconnected (two tabs with one name would take it from each other in turn). */
   reconnect?: boolean | { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number };
-  /** Leave the cluster when the page is hidden for good (`pagehide`). Default true in browsers. */
+  /** Leave the cluster when the page goes away (`pagehide`). Default true in browsers. A page that
+   * enters the back/forward cache leaves too, and joins again under the same name when it is
+   * restored (`suspend`, then `resume` events; the same `Shoal` object carries on). */
   leaveOnPageHide?: boolean;
+  /** Run the member on the page's own thread instead of a worker. In a page the member runs in a
+   * dedicated worker by default, so a busy main thread (a long script, `alert()`, a debugger pause,
+   * a heavy render) cannot make the tab look dead. On the main thread, a page blocked for longer
+   * than its watchers' probe timeout is suspected: about 0.6 s when `browser`-preset members watch,
+   * then declared failed after the suspicion timeout, and it refutes when it runs again. Ignored
+   * outside pages (Node, Deno, workerd, a worker): the member runs where it is created. */
+  mainThread?: boolean;
+  /** `"dedicated"` (default): one worker per page. `"shared"`: a SharedWorker, so the tabs of one
+   * origin that join with the same `name` are one member: the first tab's options make it, every
+   * tab gets its events from the moment it attaches, and it leaves when its last tab goes away. A
+   * shared member has no direct WebRTC channels (the relay carries everything). */
+  worker?: "dedicated" | "shared";
   /** Upgrade traffic to other members of the same relay to direct WebRTC data channels, negotiated
    * through the relay, with the relay as fallback. Default true where `RTCPeerConnection` exists. */
   webrtc?: boolean | {
@@ -170,6 +184,14 @@ export interface DisconnectEvent { type: "disconnect"; reason: string }
 export interface ReconnectEvent { type: "reconnect"; attempts: number; downtimeMs: number }
 /** The member stopped: it left, was shut down, or lost its relay connection for good (`reason`).
  * Last event. */
+/** The page entered the back/forward cache: the member left the cluster; it joins again on restore. */
+export interface SuspendEvent { type: "suspend"; reason: string }
+/** The page came back from the back/forward cache and the member joined again under its name. */
+export interface ResumeEvent { type: "resume"; seeds: string[] }
+/** A command the member refused after the call had returned: only with the member in a worker,
+ * where `broadcast`, `send`, `sendTo` and `setMetadata` check on the page what they can (see there)
+ * and the member checks the rest (a payload over the packet budget). */
+export interface ErrorEvent { type: "error"; op: "broadcast" | "send" | "sendTo" | "setMetadata"; message: string }
 export interface ShutdownEvent { type: "shutdown"; reason?: string }
 
 export type ShoalEvent =
@@ -190,6 +212,9 @@ export type ShoalEvent =
   | BroadcastDroppedEvent
   | DisconnectEvent
   | ReconnectEvent
+  | SuspendEvent
+  | ResumeEvent
+  | ErrorEvent
   | ShutdownEvent;
 
 export type EventType = ShoalEvent["type"];
@@ -235,6 +260,11 @@ export interface Metrics {
   callbackPanics: number;
   /** Transport sends given up after the send deadline. */
   sendsAbandoned: number;
+  /** Relay outages this member came back from (it accused nobody while its link was down). */
+  linkOutages: number;
+  /** Times the member did not run for a probe interval or more (a frozen page, a stopped
+   * process): it accused nobody until it had caught up. */
+  stalls: number;
   transport: {
     packetsIn: number;
     bytesIn: number;
@@ -268,8 +298,12 @@ export interface SendOptions {
 export declare class Shoal {
   private constructor(token: never);
 
-  /** Connects to the relay and joins (or, without seeds, founds) a cluster. Rejects when no seed
-   * answers within the join timeout, the relay refuses the connection, or an option is invalid. */
+  /** Connects to the relay and joins (or, without seeds, founds) a cluster. In a page the member
+   * runs in a worker (see `mainThread`). When it resolves, `members()` holds the state the seed
+   * sent (every member it knew); the `join` events of those members reach listeners registered
+   * right after the await, in the next task. Rejects when no seed answers within the join timeout,
+   * the relay refuses the connection (for example another tab holds the peer id), or an option is
+   * invalid (`TypeError`). */
   static join(options: JoinOptions): Promise<Shoal>;
 
   /** Our name. */
@@ -303,15 +337,30 @@ export declare class Shoal {
    * `bufferSize` (default 1,024) undelivered events are kept, the oldest dropped first. */
   events<T extends EventType = EventType>(options?: { bufferSize?: number; types?: T | T[] }): EventIterator<EventOf<T>>;
 
-  /** Broadcasts to every member (each gets one `message` event). With `key`, a newer broadcast under
-   * the same topic and key replaces this one where still queued. Must fit in one packet. */
+  /** Broadcasts to every member alive now (each gets one `message` event). With `key`, a newer
+   * broadcast under the same topic and key replaces this one where still queued. Must fit in one
+   * packet. A member that joins later does not get it: send what joiners need when they `join`.
+   * @throws {Error} when the member has shut down, the topic is over 255 bytes, or (member on this
+   * thread) the payload does not fit in one packet; with the member in a worker an oversized
+   * payload is reported by an `error` event instead.
+   * @throws {TypeError} when `data` or `key` is not a string or bytes. */
   broadcast(topic: string, data: Bytes, options?: { key?: Bytes }): void;
-  /** Sends to the member named `name` (best-effort unless `reliable`). */
-  /** A reliable send returns its id (see `send-failed`); a best-effort one returns undefined. */
+  /** Sends to the member named `name`: best-effort (one packet) unless `reliable`. A reliable send
+   * returns its id (a `send-failed` event names it if it is never acknowledged); a best-effort one
+   * returns undefined.
+   * @throws {Error} `unknown or dead member <name>` when `name` is not a member this one believes
+   * alive or suspect (check `members()` or wait for its `join` event); when the member has shut
+   * down; when the topic is over 255 bytes; or (member on this thread) when the payload is too
+   * large (in a worker: an `error` event).
+   * @throws {TypeError} when `data` is not a string or bytes. */
   send(name: string, topic: string, data: Bytes, options?: SendOptions | boolean): number | undefined;
-  /** Sends to an address, member or not. */
+  /** Sends to an address, member or not.
+   * @throws {Error} when the member has shut down, the topic is over 255 bytes, or (member on this
+   * thread) the address is invalid or the payload too large (in a worker: an `error` event). */
   sendTo(addr: string, topic: string, data: Bytes, options?: SendOptions | boolean): void;
-  /** Replaces our metadata and announces it. */
+  /** Replaces our metadata and announces it.
+   * @throws {Error} when the member has shut down, or (member on this thread) the metadata is over
+   * the preset's limit (in a worker: an `error` event). */
   setMetadata(meta: Bytes): void;
 
   /** Leaves gracefully and shuts down: `true` when the departure was gossiped within `timeoutMs`
@@ -327,7 +376,9 @@ export declare class Shoal {
   /** Where the traffic went: direct WebRTC channels versus the relay. */
   transportStats(): TransportStats;
 
-  /** The underlying wasm-bindgen object. */
+  /** Where the member runs: `"thread"` (this one), `"worker"` or `"shared-worker"`. */
+  readonly runsIn: "thread" | "worker" | "shared-worker";
+  /** The underlying wasm-bindgen object; null when the member runs in a worker. */
   readonly raw: unknown;
 }
 

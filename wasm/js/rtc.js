@@ -40,6 +40,36 @@ const INVITE = 5;
 /** Best-effort packets go to the relay instead while the channel has more than this queued. */
 const MAX_BUFFERED = 256 * 1024;
 
+/**
+ * Wires the two data channels of one connection: `opened()` once both are open, `message(bytes)`
+ * for each packet, `closed()` when either closes. Returns the sender to register with the wasm
+ * transport (`setDirect`): `send(bytes, reliable) => boolean`, false when the packet should take
+ * the relay instead (channel not open, best-effort send buffer full). Used where the member runs:
+ * on this thread, or in the worker the channels were transferred to.
+ */
+export function wireChannels(dgram, rel, { opened, message, closed }) {
+  for (const ch of [dgram, rel]) {
+    ch.binaryType = "arraybuffer";
+    ch.onopen = () => {
+      if (dgram.readyState === "open" && rel.readyState === "open") opened();
+    };
+    ch.onmessage = (e) => {
+      if (e.data instanceof ArrayBuffer) message(new Uint8Array(e.data));
+    };
+    ch.onclose = () => closed();
+  }
+  return (bytes, reliable) => {
+    const ch = reliable ? rel : dgram;
+    if (ch.readyState !== "open" || (!reliable && ch.bufferedAmount > MAX_BUFFERED)) return false;
+    try {
+      ch.send(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+}
+
 export class DirectPaths {
   #node;
   #local;
@@ -58,7 +88,8 @@ export class DirectPaths {
   /**
    * @param node the raw ShoalNode
    * @param options { iceServers?: RTCIceServer[], RTCPeerConnection?: constructor,
-   *   answerGraceMs?: number, setupTimeoutMs?: number }
+   *   answerGraceMs?: number, setupTimeoutMs?: number, adopt?: (member, dgram, rel, { opened,
+   *   closed }) => { close() } (the member runs in a worker: transfer the channels to it) }
    */
   constructor(node, options = {}) {
     this.#node = node;
@@ -147,16 +178,7 @@ export class DirectPaths {
     const p = { pc, member, name: this.#memberName(member), open: false, started: Date.now(), pending: [] };
     p.dgram = pc.createDataChannel("shoal-dgram", { negotiated: true, id: 0, ordered: false, maxRetransmits: 0 });
     p.rel = pc.createDataChannel("shoal-rel", { negotiated: true, id: 1 });
-    const send = (bytes, reliable) => {
-      const ch = reliable ? p.rel : p.dgram;
-      if (ch.readyState !== "open" || (!reliable && ch.bufferedAmount > MAX_BUFFERED)) return false;
-      try {
-        ch.send(bytes);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    let send = null;
     const opened = () => {
       if (p.open || this.#peers.get(addr) !== p) return;
       p.open = true;
@@ -165,21 +187,26 @@ export class DirectPaths {
       this.#setupMs.push(p.setupMs);
       if (this.#setupMs.length > 64) this.#setupMs.shift();
       this.#retry.set(addr, { attempts: 0, at: 0 });
-      this.#node.setDirect(p.member, send);
+      if (send) this.#node.setDirect(p.member, send);
     };
-    for (const ch of [p.dgram, p.rel]) {
-      ch.binaryType = "arraybuffer";
-      ch.onopen = () => {
-        if (p.dgram.readyState === "open" && p.rel.readyState === "open") opened();
-      };
-      ch.onmessage = (e) => {
-        if (this.#peers.get(addr) !== p || !(e.data instanceof ArrayBuffer)) return;
-        opened(); // a message proves the channel works, even if our other channel is late
-        this.#node.deliverDirect(p.member, new Uint8Array(e.data));
-      };
-      ch.onclose = () => {
-        if (this.#peers.get(addr) === p) this.#drop(addr, false, true);
-      };
+    const closed = () => {
+      if (this.#peers.get(addr) === p) this.#drop(addr, false, true);
+    };
+    if (this.#options.adopt) {
+      // The member runs in a worker: hand both channels over now (a channel can only be
+      // transferred in the task that created it); the worker sends and receives on them and
+      // tells us when they open or close.
+      p.adopted = this.#options.adopt(p.member, p.dgram, p.rel, { opened, closed });
+    } else {
+      send = wireChannels(p.dgram, p.rel, {
+        opened,
+        closed,
+        message: (bytes) => {
+          if (this.#peers.get(addr) !== p) return;
+          opened(); // a message proves the channel works, even if our other channel is late
+          this.#node.deliverDirect(p.member, bytes);
+        },
+      });
     }
     pc.onicecandidate = (e) => {
       if (e.candidate && this.#peers.get(addr) === p) this.#signal(addr, CANDIDATE, e.candidate.toJSON());
@@ -217,8 +244,11 @@ export class DirectPaths {
     const p = this.#peers.get(addr);
     if (!p) return;
     this.#peers.delete(addr);
-    this.#node.setDirect(p.member, null);
-    for (const ch of [p.dgram, p.rel]) ch.onopen = ch.onmessage = ch.onclose = null;
+    if (p.adopted) p.adopted.close();
+    else {
+      this.#node.setDirect(p.member, null);
+      for (const ch of [p.dgram, p.rel]) ch.onopen = ch.onmessage = ch.onclose = null;
+    }
     p.pc.onicecandidate = p.pc.onconnectionstatechange = null;
     try {
       p.pc.close();

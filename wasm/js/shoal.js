@@ -1,199 +1,14 @@
-// The JavaScript layer of the `shoal` package, shared by every entry point (browser, bundler, Node.js,
-// Deno, workerd). The wasm façade (`ShoalNode`, from wasm/src/node.rs) stays small; ergonomics live
-// here: string payloads, listeners, async iteration of events, `pagehide`, Prometheus text.
+// The member that runs on this thread: the `Shoal` class of every entry point (Node.js, Deno,
+// workerd, bundlers, a page with `mainThread: true`, and the worker a page's member runs in). The
+// wasm façade (`ShoalNode`, from wasm/src/node.rs) stays small; ergonomics live here and in
+// common.js and hub.js: string payloads, listeners, async iteration of events, reconnecting, the
+// page lifecycle, WebRTC direct paths.
 
 import { DirectPaths } from "./rtc.js";
+import { EventHub } from "./hub.js";
+import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Bytes from a string (UTF-8), Uint8Array, ArrayBuffer or other ArrayBuffer view. */
-export function toBytes(data, what = "data") {
-  if (data === undefined || data === null) return new Uint8Array(0);
-  if (typeof data === "string") return encoder.encode(data);
-  if (data instanceof Uint8Array) return data;
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  throw new TypeError(`${what} must be a string, Uint8Array or ArrayBuffer`);
-}
-
-function decorateMember(m) {
-  let text;
-  Object.defineProperty(m, "metaText", {
-    enumerable: true,
-    get: () => (text ??= decoder.decode(m.meta)),
-  });
-  return m;
-}
-
-function decorateEvent(e) {
-  if (e.info) decorateMember(e.info);
-  if (e.type === "message") {
-    let text;
-    Object.defineProperty(e, "text", {
-      enumerable: true,
-      get: () => (text ??= decoder.decode(e.data)),
-    });
-  }
-  return e;
-}
-
-/** Renders a `metrics()` object in the Prometheus text format (names prefixed `shoal_`). */
-export function prometheusText(m) {
-  const snake = (k) => k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
-  const gauges = new Set([
-    "queuedMembershipUpdates",
-    "queuedBroadcasts",
-    "healthScore",
-    "incarnation",
-    "droppedEvents",
-  ]);
-  const lines = [];
-  const put = (name, value, gauge) => {
-    lines.push(`# TYPE shoal_${name} ${gauge ? "gauge" : "counter"}`, `shoal_${name} ${value}`);
-  };
-  lines.push("# TYPE shoal_members gauge");
-  for (const state of ["Alive", "Suspect", "Failed", "Left"]) {
-    lines.push(`shoal_members{state="${state.toLowerCase()}"} ${m["members" + state]}`);
-  }
-  for (const [k, v] of Object.entries(m)) {
-    if (typeof v === "number" && !k.startsWith("members")) {
-      put(snake(k) + (gauges.has(k) ? "" : "_total"), v, gauges.has(k));
-    }
-  }
-  for (const group of ["transport", "security"]) {
-    for (const [k, v] of Object.entries(m[group] ?? {})) put(`${group}_${snake(k)}_total`, v, false);
-  }
-  return lines.join("\n") + "\n";
-}
-
-// The order of `ShoalNode.metricValues()` (wasm/src/node.rs): top-level counters and gauges, then
-// the transport and security groups.
-const METRIC_NAMES = [
-  "membersAlive", "membersSuspect", "membersFailed", "membersLeft", "packetsSent", "packetsReceived",
-  "bytesSent", "bytesReceived", "decodeErrors", "probes", "probesFailed", "suspicionsRaised",
-  "failuresDeclared", "refutations", "broadcastsDelivered", "broadcastsDropped", "broadcastsMissed",
-  "broadcastsRepaired", "directDelivered", "reliableRetries", "reliableFailed", "pushPulls", "queuedMembershipUpdates", "queuedBroadcasts", "healthScore", "incarnation",
-  "transportErrors", "droppedEvents", "reliableDropped", "bestEffortDropped", "callbackPanics", "sendsAbandoned",
-];
-const METRIC_GROUPS = {
-  transport: ["packetsIn", "bytesIn", "packetsOut", "bytesOut", "sendErrors", "droppedIn"],
-  security: ["encryptedSent", "decrypted", "unauthenticated", "replays", "plaintextRejected"],
-};
-
-function metricsObject(values) {
-  const m = {};
-  let i = 0;
-  for (const k of METRIC_NAMES) m[k] = values[i++];
-  for (const [group, keys] of Object.entries(METRIC_GROUPS)) {
-    m[group] = {};
-    for (const k of keys) m[group][k] = values[i++];
-  }
-  return m;
-}
-
-const PEER_ID = /^[A-Za-z0-9._-]{1,64}$/;
-
-/**
- * Checks `Shoal.join` options and puts them in the form the wasm façade reads (wasm/src/node.rs,
- * `JoinOptions`): typed values, the key as 32 bytes, the full relay URL. Validation lives here rather
- * than in Rust because every error message compiled into the wasm costs bundle size.
- */
-export function normalizeJoinOptions(options) {
-  if (typeof options !== "object" || options === null) throw new TypeError("join needs an options object: { relay, name, ... }");
-  const opts = { ...options };
-  const str = (k, required) => {
-    const v = opts[k];
-    if (v === undefined || v === null) {
-      if (required) throw new TypeError(`options.${k} is required`);
-      return undefined;
-    }
-    if (typeof v !== "string") throw new TypeError(`options.${k} must be a string`);
-    return v;
-  };
-  const relay = str("relay", true);
-  if (relay === undefined) throw new TypeError("options.relay (the relay's ws:// URL) is required");
-  str("name", true);
-  for (const k of ["label", "token", "peer", "preset"]) str(k);
-  for (const k of ["joinTimeoutMs", "connectTimeoutMs", "eventCapacity", "relayMaxFrame"]) {
-    const v = opts[k];
-    if (v !== undefined && v !== null && !(typeof v === "number" && v >= 0)) {
-      throw new TypeError(`options.${k} must be a non-negative number`);
-    }
-  }
-  for (const k of ["WebSocket", "onEvent"]) {
-    if (opts[k] !== undefined && opts[k] !== null && typeof opts[k] !== "function") {
-      throw new TypeError(`options.${k} must be a function`);
-    }
-  }
-  if (opts.preset !== undefined && !["browser", "local", "lan", "wan"].includes(opts.preset)) {
-    throw new TypeError(`unknown preset "${opts.preset}": use browser, local, lan or wan`);
-  }
-  opts.reconnect = reconnectOptions(opts.reconnect);
-  if (opts.iceServers !== undefined && !Array.isArray(opts.iceServers)) {
-    throw new TypeError("options.iceServers must be an array of { urls, username?, credential? }");
-  }
-  if (opts.meta !== undefined && opts.meta !== null) opts.meta = toBytes(opts.meta, "meta");
-  if (opts.key !== undefined && opts.key !== null) opts.key = parseKey(opts.key);
-  if (typeof opts.seeds === "string") opts.seeds = [opts.seeds];
-  if (opts.seeds !== undefined && opts.seeds !== null) {
-    if (!Array.isArray(opts.seeds)) throw new TypeError("options.seeds must be an array of addresses");
-    if (opts.seeds.some((a) => typeof a !== "string")) throw new TypeError("options.seeds must hold address strings");
-  }
-  let peer = opts.peer;
-  if (peer !== undefined && !PEER_ID.test(peer)) {
-    throw new TypeError(`invalid relay peer id "${peer}": use 1-64 of [A-Za-z0-9._-]`);
-  }
-  peer ??= defaultPeer(opts.name);
-  opts.url = relayUrl(relay, peer, opts.token);
-  return opts;
-}
-
-/** `reconnect`: `false`, or the backoff between attempts (`true` and absent: the defaults). */
-function reconnectOptions(r) {
-  if (r === false) return false;
-  const o = { initialDelayMs: 250, maxDelayMs: 5000, maxAttempts: Infinity };
-  if (r === undefined || r === null || r === true) return o;
-  if (typeof r !== "object") throw new TypeError("options.reconnect must be a boolean or { initialDelayMs, maxDelayMs, maxAttempts }");
-  for (const k of Object.keys(o)) {
-    const v = r[k];
-    if (v === undefined) continue;
-    if (!(typeof v === "number" && v >= 0)) throw new TypeError(`options.reconnect.${k} must be a non-negative number`);
-    o[k] = v;
-  }
-  return o;
-}
-
-/** 64 hex digits or 32 bytes. */
-function parseKey(k) {
-  if (typeof k === "string") {
-    const hex = k.trim();
-    if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new TypeError("options.key must be 64 hex digits (32 bytes)");
-    return Uint8Array.from(hex.match(/../g), (h) => parseInt(h, 16));
-  }
-  const bytes = toBytes(k, "key");
-  if (bytes.length !== 32) throw new TypeError(`options.key must be 32 bytes, got ${bytes.length}`);
-  return bytes;
-}
-
-/** The name itself when it is a valid peer id (a reloaded page comes back at the same address),
- * else a sanitised form with a random suffix. */
-function defaultPeer(name) {
-  if (PEER_ID.test(name)) return name;
-  const suffix = (Math.random() * 2 ** 32 >>> 0).toString(16).padStart(8, "0");
-  return name.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48) + "-" + suffix;
-}
-
-/** `ws://host:port` -> `ws://host:port/ws?peer=<peer>&token=<token>`. An explicit path is kept;
- * `http(s)://` becomes `ws(s)://`. */
-function relayUrl(relay, peer, token) {
-  let base = relay.trim().replace(/^http(s?):\/\//, "ws$1://").replace(/\/+$/, "");
-  const rest = base.includes("://") ? base.slice(base.indexOf("://") + 3) : base;
-  let url = rest.includes("/") ? base : base + "/ws";
-  url += (url.includes("?") ? "&" : "?") + "peer=" + encodeURIComponent(peer);
-  if (token !== undefined) url += "&token=" + encodeURIComponent(token);
-  return url;
-}
+export { decorateEvent, decorateMember, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
 
 /**
  * Makes the `Shoal` class for one platform.
@@ -203,18 +18,22 @@ function relayUrl(relay, peer, token) {
 export function makeShoal(load, platform = {}) {
   class Shoal {
     #node = null;
-    #listeners = new Map(); // type -> Set<callback>
-    #iterators = new Set();
-    #ready = false;
-    #early = [];
+    #hub = new EventHub({
+      before: (e) => this.#rtc?.onEvent(e),
+      onShutdown: (e) => this.#markClosed(e),
+    });
     #closed = false;
     #closeReason = undefined;
-    #unhookPageHide = null;
+    #unhookPage = null;
     #rtc = null;
+    #opts = null;
+    #bindings = null;
     #reconnect = false; // options, or false
     #disconnectedAt = null; // Date.now() of the drop while reconnecting, else null
     #drops = 0;
     #wakeReconnect = null;
+    #away = null; // while the page is in the back/forward cache: { seeds }
+    #life = null;
 
     /** Use `Shoal.join(options)`. */
     constructor(token) {
@@ -235,62 +54,44 @@ export function makeShoal(load, platform = {}) {
       const shoal = new Shoal(PRIVATE);
       for (const [type, cb] of Object.entries(options.on ?? {})) shoal.on(type, cb);
       delete opts.on;
-      opts.onEvent = (e) => shoal.#receive(e);
+      shoal.#opts = opts;
+      shoal.#bindings = bindings;
       shoal.#reconnect = opts.reconnect;
-      if (opts.reconnect) opts.onDisconnect = (reason) => shoal.#disconnected(reason);
       try {
-        shoal.#node = await bindings.ShoalNode.join(opts);
+        await shoal.#start(opts.seeds);
       } catch (e) {
         shoal.#closed = true;
         throw e;
       }
+      shoal.#hub.open();
+      shoal.#hookPage();
+      return shoal;
+    }
+
+    /** Starts the wasm member (at join, and again when the page comes back from the back/forward
+     * cache) and its direct paths. */
+    async #start(seeds) {
+      const opts = { ...this.#opts, seeds };
+      // Each start is a life of its own: events and drops of an earlier life are ignored.
+      const life = (this.#life = {});
+      const node = await this.#bindings.ShoalNode.join({
+        ...opts,
+        onEvent: (e) => this.#life === life && this.#receive(e),
+        onDisconnect: opts.reconnect ? (reason) => this.#life === life && this.#disconnected(reason) : undefined,
+      });
+      this.#node = node;
       const tuning = typeof opts.webrtc === "object" && opts.webrtc !== null ? opts.webrtc : {};
       const rtcOptions = { ...tuning, iceServers: opts.iceServers ?? [], RTCPeerConnection: opts.RTCPeerConnection };
       if (opts.webrtc !== false && DirectPaths.available(rtcOptions)) {
-        shoal.#rtc = new DirectPaths(shoal.#node, rtcOptions);
-        shoal.#rtc.start(shoal.#node.members());
+        this.#rtc = new DirectPaths(node, rtcOptions);
+        this.#rtc.start(node.members());
       }
-      // Deliver the events that arrived during the join after the caller's continuation (a
-      // microtask) has had the chance to register listeners: the next macrotask.
-      setTimeout(() => shoal.#flushEarly(), 0);
-      if (opts.leaveOnPageHide !== false) shoal.#hookPageHide();
-      return shoal;
     }
 
     #receive(e) {
       decorateEvent(e);
-      if (!this.#ready) {
-        if (this.#early.length < 4096) this.#early.push(e);
-        if (e.type === "shutdown") this.#markClosed(e);
-        return;
-      }
-      this.#dispatch(e);
-    }
-
-    #flushEarly() {
-      this.#ready = true;
-      const early = this.#early;
-      this.#early = [];
-      for (const e of early) this.#dispatch(e);
-    }
-
-    #dispatch(e) {
-      this.#rtc?.onEvent(e);
-      for (const key of [e.type, "*"]) {
-        for (const cb of this.#listeners.get(key) ?? []) {
-          try {
-            cb(e);
-          } catch (err) {
-            console.error(`shoal: a '${key}' listener threw`, err);
-          }
-        }
-      }
-      for (const it of this.#iterators) it.push(e);
-      if (e.type === "shutdown") {
-        this.#markClosed(e);
-        for (const it of this.#iterators) it.end();
-        this.#iterators.clear();
-      }
+      if (this.#away && (e.type === "shutdown" || e.type === "leave")) return; // our own bfcache leave
+      this.#hub.receive(e);
     }
 
     /** The relay connection dropped (the wasm transport calls this): say so, then reconnect. */
@@ -358,21 +159,71 @@ export function makeShoal(load, platform = {}) {
       this.#wakeReconnect?.();
       this.#rtc?.close(true);
       this.#closeReason = e.reason;
-      this.#unhookPageHide?.();
-      this.#unhookPageHide = null;
+      this.#unhookPage?.();
+      this.#unhookPage = null;
     }
 
-    #hookPageHide() {
+    /**
+     * The page lifecycle, where there is one. `pagehide`: leave at once (the leave gossip goes out
+     * in the microtasks that follow), unless `leaveOnPageHide` is false. A page that may be
+     * restored from the back/forward cache (`persisted`) leaves too (an open relay connection
+     * would keep it out of the cache, and a member frozen there for minutes would be declared
+     * failed) but keeps this object: on `pageshow` it joins again under the same name, through the
+     * members it knew, and says so with a `resume` event. A page frozen in place (`freeze`, then
+     * `resume`) needs nothing here: the member notices it did not run, accuses nobody until it has
+     * caught up, and refutes what others said meanwhile (the core's stall handling).
+     */
+    #hookPage() {
       const g = globalThis;
+      if (this.#opts.leaveOnPageHide === false) return;
       if (typeof g.addEventListener !== "function" || typeof g.document === "undefined") return;
-      const onPageHide = () => {
-        // Tell the others now: the leave gossip goes out in the microtasks that follow.
-        if (!this.#closed) this.#node.leave(0).catch(() => {});
+      const onPageHide = (e) => {
+        if (e?.persisted) return void this[SUSPEND]();
+        if (this.#closed || this.#away) return;
+        this.#node.leave(0).catch(() => {});
         this.#rtc?.close();
+      };
+      const onPageShow = (e) => {
+        if (e?.persisted) this[RESUME]();
       };
       const remove = typeof g.removeEventListener === "function" ? g.removeEventListener.bind(g) : () => {};
       g.addEventListener("pagehide", onPageHide);
-      this.#unhookPageHide = () => remove("pagehide", onPageHide);
+      g.addEventListener("pageshow", onPageShow);
+      this.#unhookPage = () => {
+        remove("pagehide", onPageHide);
+        remove("pageshow", onPageShow);
+      };
+    }
+
+    /** The page may go into the back/forward cache: leave, keep this object (see `#hookPage`). */
+    [SUSPEND]() {
+      if (this.#closed || this.#away) return;
+      const node = this.#node;
+      this.#away = { seeds: this.#rejoinSeeds() };
+      this.#rtc?.close();
+      this.#rtc = null;
+      this.#hub.receive({ type: "suspend", reason: "the page entered the back/forward cache" });
+      node.leave(0).catch(() => {});
+    }
+
+    /** The page is back from the back/forward cache: join again under the same name. */
+    async [RESUME]() {
+      if (!this.#away || this.#closed) return;
+      const { seeds } = this.#away;
+      try {
+        await this.#start(seeds);
+        this.#away = null;
+        this.#hub.receive({ type: "resume", seeds });
+      } catch (err) {
+        this.#away = null;
+        this.#hub.receive({ type: "shutdown", reason: `could not rejoin after the back/forward cache: ${err?.message ?? err}` });
+      }
+    }
+
+    /** Where to join again after the back/forward cache: the members alive now, then the seeds. */
+    #rejoinSeeds() {
+      const alive = this.#node.members().filter((m) => m.state === "alive").map((m) => m.addr);
+      return [...new Set([...alive.slice(0, 8), ...(this.#opts.seeds ?? [])])];
     }
 
     /** Our name. */
@@ -418,29 +269,17 @@ export function makeShoal(load, platform = {}) {
 
     /** Calls `cb` for every event of `type` ('*' for all). Returns a function that unsubscribes. */
     on(type, cb) {
-      if (typeof cb !== "function") throw new TypeError("listener must be a function");
-      let set = this.#listeners.get(type);
-      if (!set) this.#listeners.set(type, (set = new Set()));
-      set.add(cb);
-      return () => this.off(type, cb);
+      return this.#hub.on(type, cb);
     }
 
     /** Removes a listener added with `on`. */
     off(type, cb) {
-      this.#listeners.get(type)?.delete(cb);
+      this.#hub.off(type, cb);
     }
 
     /** Resolves with the next event of `type` (rejects if the member shuts down first). */
     once(type) {
-      return new Promise((resolve, reject) => {
-        if (this.#closed) return reject(new Error("the member has shut down"));
-        const offs = [];
-        const done = () => offs.forEach((f) => f());
-        offs.push(this.on(type, (e) => (done(), resolve(e))));
-        if (type !== "shutdown" && type !== "*") {
-          offs.push(this.on("shutdown", () => (done(), reject(new Error("the member has shut down")))));
-        }
-      });
+      return this.#hub.once(type);
     }
 
     /**
@@ -448,53 +287,8 @@ export function makeShoal(load, platform = {}) {
      * Holds at most `bufferSize` undelivered events, dropping the oldest (counted in `dropped`).
      * Ends when the member shuts down, or when the loop breaks.
      */
-    events({ bufferSize = 1024, types } = {}) {
-      const filter = types ? new Set(Array.isArray(types) ? types : [types]) : null;
-      const buffer = [];
-      let waiting = null;
-      let ended = this.#closed;
-      const iterators = this.#iterators;
-      const it = {
-        dropped: 0,
-        push(e) {
-          if (filter && !filter.has(e.type)) return;
-          if (waiting) {
-            const w = waiting;
-            waiting = null;
-            w({ value: e, done: false });
-            return;
-          }
-          if (buffer.length >= bufferSize) {
-            buffer.shift();
-            it.dropped++;
-          }
-          buffer.push(e);
-        },
-        end() {
-          ended = true;
-          if (waiting) {
-            const w = waiting;
-            waiting = null;
-            w({ value: undefined, done: true });
-          }
-        },
-        next() {
-          if (buffer.length) return Promise.resolve({ value: buffer.shift(), done: false });
-          if (ended) return Promise.resolve({ value: undefined, done: true });
-          return new Promise((resolve) => (waiting = resolve));
-        },
-        return() {
-          iterators.delete(it);
-          buffer.length = 0;
-          it.end();
-          return Promise.resolve({ value: undefined, done: true });
-        },
-        [Symbol.asyncIterator]() {
-          return it;
-        },
-      };
-      if (!ended) iterators.add(it);
-      return it;
+    events(options) {
+      return this.#hub.events(options);
     }
 
     /**
@@ -553,24 +347,17 @@ export function makeShoal(load, platform = {}) {
      * the direct connections (`peers`, with `setupMs` from the first signal to both channels open).
      */
     transportStats() {
-      const [po, bo, pi, bi, dpo, dbo, dpi, dbi] = this.#node.trafficCounters();
-      const all = po + pi;
-      return {
-        packetsOut: po,
-        bytesOut: bo,
-        packetsIn: pi,
-        bytesIn: bi,
-        direct: { packetsOut: dpo, bytesOut: dbo, packetsIn: dpi, bytesIn: dbi },
-        relayed: { packetsOut: po - dpo, bytesOut: bo - dbo, packetsIn: pi - dpi, bytesIn: bi - dbi },
-        directShare: all ? (dpo + dpi) / all : 0,
-        webrtc: this.#rtc !== null,
-        ...(this.#rtc?.stats() ?? { peers: [], channelsOpened: 0, setupMs: [], glare: { won: 0, lost: 0 } }),
-      };
+      return trafficStats(this.#node.trafficCounters(), this.#rtc);
     }
 
     /** The metrics in the Prometheus text format. */
     metricsText() {
       return prometheusText(this.metrics());
+    }
+
+    /** Where the member runs: on this thread. */
+    get runsIn() {
+      return "thread";
     }
 
     /** The underlying wasm object (advanced use). */
@@ -582,3 +369,6 @@ export function makeShoal(load, platform = {}) {
 }
 
 const PRIVATE = Symbol("shoal.private");
+/** Lifecycle hooks, for the worker that runs a page's member (worker.js). */
+export const SUSPEND = Symbol("shoal.suspend");
+export const RESUME = Symbol("shoal.resume");

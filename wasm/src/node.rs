@@ -240,6 +240,8 @@ impl ShoalNode {
             m.best_effort_dropped,
             m.callback_panics,
             m.sends_abandoned,
+            s.link_outages,
+            s.stalls,
             t.packets_in,
             t.bytes_in,
             t.packets_out,

@@ -25,6 +25,13 @@ async function main(): Promise<void> {
   s.on("fail", (e) => console.log(e.member, e.by, e.incarnation));
   s.on("disconnect", (e) => console.log(e.reason, s.connected));
   s.on("reconnect", (e) => console.log(e.attempts + e.downtimeMs));
+  s.on("suspend", (e) => console.log(e.reason));
+  s.on("resume", (e) => console.log(e.seeds.length));
+  s.on("error", (e) => console.log(e.op, e.message));
+  const where: "thread" | "worker" | "shared-worker" = s.runsIn;
+  console.log(where, s.metrics().stalls + s.metrics().linkOutages);
+  await Shoal.join({ relay: "ws://127.0.0.1:8080", name: "tab-2", mainThread: true });
+  await Shoal.join({ relay: "ws://127.0.0.1:8080", name: "tab-3", worker: "shared" });
   s.on("*", (e: ShoalEvent) => {
     if (e.type === "leave") console.log(e.member);
   });

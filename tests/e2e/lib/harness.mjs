@@ -292,8 +292,10 @@ export async function launchChromium() {
 }
 
 /** Page URL of the test page with its join options in the query string. */
-export function pageUrl(relay, { name, seeds = [], preset = "local", leaveOnPageHide = true, token = relay.token }) {
+export function pageUrl(relay, { name, seeds = [], preset = "local", leaveOnPageHide = true, token = relay.token, mainThread = false, worker }) {
   const q = new URLSearchParams({ name, seeds: seeds.join(","), preset, token, leave: leaveOnPageHide ? "1" : "0" });
+  if (mainThread) q.set("mainThread", "1");
+  if (worker) q.set("worker", worker);
   return `${relay.http}/index.html?${q}`;
 }
 

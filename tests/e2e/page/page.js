@@ -1,5 +1,6 @@
 // The e2e test page: joins the cluster through the relay that serves it, with the options in the
-// query string (name, seeds comma-separated, preset, token, leave=0 to not leave on pagehide).
+// query string (name, seeds comma-separated, preset, token, leave=0 to not leave on pagehide,
+// mainThread=1 to run the member on the page's thread, worker=shared for a SharedWorker member).
 // Exposes window.shoal, window.joinState ("joining", "joined", or "error: ..."), and
 // window.shoalEvents (every event with its Date.now() arrival time); renders the member list.
 import { Shoal } from "./shoal/js/browser.js";
@@ -37,6 +38,8 @@ try {
     preset: q.get("preset") ?? "local",
     meta: "role=page",
     leaveOnPageHide: q.get("leave") !== "0",
+    mainThread: q.get("mainThread") === "1",
+    worker: q.get("worker") ?? undefined,
     on: {
       "*": (e) => {
         const { type, member, from, topic, kind } = e;

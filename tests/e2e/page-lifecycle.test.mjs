@@ -1,0 +1,312 @@
+// What real pages do to a member: a blocked main thread, a frozen page, the back/forward cache, a
+// hidden tab with the browser's real timer throttling, and several tabs sharing one member.
+//
+// Native agents run the `browser` preset (the README's setup for clusters with browsers), so a
+// silent tab is suspected within about a second: any suspicion the page's own state causes shows.
+// The browser is Chromium started by hand and attached over CDP: Playwright's own launch keeps
+// every page "visible" and turns the back/forward cache off.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+import {
+  CHROMIUM,
+  CLEANUP,
+  allAlive,
+  pageEvents,
+  pageMembers,
+  pageUrl,
+  prepareStaticDir,
+  saveArtifact,
+  sleep,
+  startAgents,
+  startRelay,
+  waitUntil,
+} from "./lib/harness.mjs";
+
+/** Chromium with a DevTools port, attached over CDP: real visibility, throttling and bfcache. */
+async function chromiumOverCdp(t, extraArgs = []) {
+  const profile = mkdtempSync(path.join(tmpdir(), "shoal-e2e-cdp-"));
+  const proc = spawn(
+    CHROMIUM,
+    [
+      "--headless",
+      "--no-sandbox",
+      "--remote-debugging-port=0",
+      `--user-data-dir=${profile}`,
+      "--no-first-run",
+      "--disable-gpu",
+      "--disable-quic",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-features=WebRtcHideLocalIpsWithMdns",
+      ...extraArgs,
+      "about:blank",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  const wsUrl = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no DevTools URL from chromium: ${stderr}`)), 30_000);
+    proc.stderr.on("data", (d) => {
+      stderr += d;
+      const m = stderr.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`chromium exited (${code}): ${stderr}`)));
+  });
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.connectOverCDP(wsUrl, { noDefaults: true });
+  const exited = new Promise((resolve) => proc.once("exit", resolve));
+  t.after(async () => {
+    await browser.close().catch(() => {});
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    await exited;
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+  }, CLEANUP);
+  return browser.contexts()[0];
+}
+
+/** Opens the test page in `context` and waits until it has joined. */
+async function open(context, relay, options) {
+  const page = await context.newPage();
+  const log = [];
+  page.on("console", (m) => log.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`));
+  await page.goto(pageUrl(relay, options), { timeout: 30_000 });
+  await page.waitForFunction(() => window.joinState && window.joinState !== "joining", null, { timeout: 30_000 });
+  const state = await page.evaluate(() => window.joinState);
+  if (state !== "joined") throw new Error(`${options.name}: ${state}\n${log.join("\n")}`);
+  return { page, name: options.name, log };
+}
+
+/** A small cluster: relay, 2 agents (browser preset), and the pages `names` (browser preset). */
+async function cluster(t, context, names, pageOptions = {}) {
+  const staticDir = prepareStaticDir();
+  t.after(() => staticDir.remove(), CLEANUP);
+  const relay = await startRelay({ staticDir: staticDir.dir });
+  t.after(() => relay.stop(), CLEANUP);
+  const agents = await startAgents(2, { preset: "browser" });
+  t.after(() => Promise.all(agents.map((a) => a.stop())), CLEANUP);
+  const seeds = [agents[0].addr];
+  const pages = [];
+  for (const name of names) pages.push(await open(context, relay, { name, seeds, preset: "browser", ...(pageOptions[name] ?? {}) }));
+  const all = [...agents.map((a) => a.name), ...names];
+  const converged = async () => {
+    for (const a of agents) if (!allAlive(await a.members(), all.filter((n) => n !== a.name))) return false;
+    for (const p of pages) if (!allAlive(await pageMembers(p.page), all.filter((n) => n !== p.name))) return false;
+    return true;
+  };
+  await waitUntil(converged, 30_000, "every member to see every other alive", 100);
+  return { relay, agents, pages, seeds, converged };
+}
+
+/** Suspicions and failures of `who` anywhere, from the agents' and the other pages' events. */
+async function accusationsOf(who, { agents, pages }, since = 0) {
+  const out = [];
+  for (const a of agents) {
+    for (const e of a.events()) {
+      if (e.at >= since && e.member === who && (e.event === "suspect" || e.event === "failed" || e.event === "fail")) out.push(`${a.name}: ${e.event} at +${e.at - since} ms`);
+    }
+  }
+  for (const p of pages) {
+    if (p.name === who || p.page.isClosed()) continue;
+    for (const e of await pageEvents(p.page)) {
+      if (e.at >= since && e.member === who && (e.type === "suspect" || e.type === "fail")) out.push(`${p.name}: ${e.type} at +${e.at - since} ms`);
+    }
+  }
+  return out;
+}
+
+/** Blocks the page's main thread for `ms` (a long script; `alert()` and a debugger pause do the same). */
+function blockMainThread(page, ms) {
+  return page.evaluate((ms) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end);
+  }, ms);
+}
+
+test("a page whose main thread is blocked for 10 s is suspected by nobody: its member runs in a worker", { timeout: 120_000 }, async (t) => {
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["page-1", "page-2"]);
+  const page1 = c.pages[0];
+  assert.equal(await page1.page.evaluate(() => window.shoal.runsIn), "worker");
+  const blockedAt = Date.now();
+  await blockMainThread(page1.page, 10_000);
+  // Two more seconds for any suspicion raised during the block to show.
+  await sleep(2000);
+  assert.deepEqual(await accusationsOf("page-1", c, blockedAt), [], "page-1 was suspected while its page was busy");
+  assert.ok(await c.converged(), "every member still sees every other alive");
+  // The page's own events, held while it was blocked, arrive after it: nothing lost.
+  await page1.page.evaluate(() => window.shoal.broadcast("e2e", "after the block"));
+  await waitUntil(async () => (await pageEvents(c.pages[1].page)).some((e) => e.text === "after the block"), 10_000, "page-2 to get page-1's broadcast");
+});
+
+test("with mainThread: true, a blocked main thread gets the tab suspected (the documented threshold)", { timeout: 120_000 }, async (t) => {
+  // The contrast that shows the worker matters, and the figure the README gives for mainThread.
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["page-1"], { "page-1": { mainThread: true } });
+  const blockedAt = Date.now();
+  await blockMainThread(c.pages[0].page, 10_000);
+  const suspectedAt = await waitUntil(
+    async () => {
+      const first = c.agents.flatMap((a) => a.events()).filter((e) => e.at >= blockedAt && e.member === "page-1" && e.event === "suspect")[0];
+      return first?.at;
+    },
+    10_000,
+    "an agent to suspect page-1",
+  );
+  const figures = { firstSuspicionAfterMs: suspectedAt - blockedAt };
+  t.diagnostic(`mainThread: true: page-1 first suspected ${figures.firstSuspicionAfterMs} ms into a 10 s block`);
+  saveArtifact("main-thread-block.json", figures);
+  assert.ok(figures.firstSuspicionAfterMs < 10_000);
+  // It refutes once it runs again, and the cluster converges.
+  await waitUntil(c.converged, 15_000, "the cluster to converge after the block", 100);
+});
+
+test("a page frozen for 10 s is alive everywhere again within 1 s of resuming", { timeout: 120_000 }, async (t) => {
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["page-1", "page-2"]);
+  const page1 = c.pages[0];
+  const cdp = await context.newCDPSession(page1.page);
+  await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+  await sleep(10_000);
+  await cdp.send("Page.setWebLifecycleState", { state: "active" });
+  const resumedAt = Date.now();
+  const aliveAt = await waitUntil(
+    async () => {
+      for (const a of c.agents) if (!allAlive(await a.members(), ["page-1"])) return false;
+      return allAlive(await pageMembers(c.pages[1].page), ["page-1"]) && Date.now();
+    },
+    10_000,
+    "page-1 alive everywhere after it resumed",
+    50,
+  );
+  const figures = {
+    aliveEverywhereAfterResumeMs: aliveAt - resumedAt,
+    // Whether the member (in its worker) was frozen with the page: then it counted a stall, and
+    // the others suspected it meanwhile.
+    memberStalls: await page1.page.evaluate(() => window.shoal.metrics().stalls),
+    accusationsWhileFrozen: (await accusationsOf("page-1", c, resumedAt - 10_000)).length,
+  };
+  t.diagnostic(`frozen 10 s: alive everywhere ${figures.aliveEverywhereAfterResumeMs} ms after resuming (${JSON.stringify(figures)})`);
+  saveArtifact("page-freeze.json", figures);
+  assert.ok(figures.aliveEverywhereAfterResumeMs <= 1000, `took ${figures.aliveEverywhereAfterResumeMs} ms`);
+  // The frozen page accused nobody on resuming.
+  const own = (await pageEvents(page1.page)).filter((e) => e.at >= resumedAt && (e.type === "suspect" || e.type === "fail"));
+  assert.deepEqual(own, [], "page-1 accused others after it resumed");
+});
+
+test("a page restored from the back/forward cache rejoins under its name within 1 s", { timeout: 120_000 }, async (t) => {
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["page-1"]);
+  const page1 = c.pages[0];
+  const url = page1.page.url();
+  await page1.page.evaluate(() => {
+    window.addEventListener("pageshow", (e) => (window.restoredFromCache = e.persisted));
+  });
+  await page1.page.goto(`${c.relay.http}/blank.html`);
+  // Away: the member left gracefully (a `leave`, not a failure).
+  await waitUntil(async () => (await c.agents[0].members()).some((m) => m.name === "page-1" && m.state === "left"), 10_000, "agent-1 to see page-1 leave");
+  // A restore fires no `load`: wait for the commit, then for `pageshow`.
+  await page1.page.goBack({ waitUntil: "commit" });
+  const backAt = Date.now();
+  assert.equal(page1.page.url(), url);
+  await waitUntil(() => page1.page.evaluate(() => window.restoredFromCache !== undefined), 10_000, "pageshow after going back");
+  assert.equal(await page1.page.evaluate(() => window.restoredFromCache), true, "the page came from the back/forward cache");
+  const aliveAt = await waitUntil(
+    async () => {
+      for (const a of c.agents) if (!allAlive(await a.members(), ["page-1"])) return false;
+      return Date.now();
+    },
+    10_000,
+    "page-1 alive at every agent after the restore",
+    50,
+  );
+  const figures = { aliveEverywhereAfterRestoreMs: aliveAt - backAt };
+  t.diagnostic(`back/forward cache: page-1 alive everywhere ${figures.aliveEverywhereAfterRestoreMs} ms after the restore`);
+  saveArtifact("page-bfcache.json", figures);
+  assert.ok(figures.aliveEverywhereAfterRestoreMs <= 1000, `took ${figures.aliveEverywhereAfterRestoreMs} ms`);
+  const types = (await pageEvents(page1.page)).map((e) => e.type);
+  assert.ok(types.includes("suspend") && types.includes("resume"), types.join(","));
+  assert.ok(!types.includes("shutdown"), "the page's member object kept going");
+  assert.equal(await page1.page.evaluate(() => window.shoal.closed), false);
+});
+
+test("a hidden tab under Chromium's real once-a-minute timer throttling stays a member, suspected by nobody", { timeout: 300_000 }, async (t) => {
+  // Intensive wake-up throttling after 10 s hidden instead of 5 minutes: the page's timers then
+  // run once a minute. The member runs in a worker, whose timers are not throttled.
+  const context = await chromiumOverCdp(t, ["--enable-features=IntensiveWakeUpThrottling:grace_period_seconds/10"]);
+  const c = await cluster(t, context, ["page-1"]);
+  const page1 = c.pages[0];
+  await page1.page.evaluate(() => {
+    window.ticks = [];
+    setInterval(() => window.ticks.push(Date.now()), 1000);
+  });
+  const front = await context.newPage();
+  await front.goto("about:blank");
+  await front.bringToFront();
+  await waitUntil(() => page1.page.evaluate(() => document.visibilityState === "hidden"), 10_000, "page-1 to be hidden");
+  const hiddenAt = Date.now();
+  // Chromium turns the once-a-minute throttling on about a minute after the tab is hidden; then
+  // the page's 1 s timer runs once a minute. Stay hidden until that has shown, then a minute more.
+  const throttledAt = await waitUntil(
+    async () => {
+      const ticks = await page1.page.evaluate(() => window.ticks);
+      const last = ticks.at(-1) ?? hiddenAt;
+      return Date.now() - last >= 30_000 && Date.now();
+    },
+    150_000,
+    "the hidden page's 1 s timer to be throttled to once a minute",
+    1000,
+  );
+  await sleep(60_000);
+  const ticks = await page1.page.evaluate((since) => window.ticks.filter((at) => at >= since), hiddenAt);
+  const gaps = ticks.slice(1).map((at, i) => at - ticks[i]);
+  const hiddenMs = Date.now() - hiddenAt;
+  t.diagnostic(`hidden ${Math.round(hiddenMs / 1000)} s (throttled from +${Math.round((throttledAt - hiddenAt) / 1000)} s): the page's 1 s timer ran ${ticks.length} times, longest gap ${Math.max(...gaps)} ms`);
+  assert.ok(Math.max(...gaps) >= 50_000, "the page's timers were never throttled to once a minute: the test proves nothing");
+  assert.deepEqual(await accusationsOf("page-1", c, hiddenAt), [], "the hidden tab was suspected");
+  for (const a of c.agents) assert.ok(allAlive(await a.members(), ["page-1"]), `${a.name} sees page-1 alive`);
+  saveArtifact("page-hidden.json", { hiddenMs, pageTimerTicks: ticks.length, longestGapMs: Math.max(...gaps) });
+});
+
+test("tabs that join with the same name in shared-worker mode are one member, which leaves with the last tab", { timeout: 120_000 }, async (t) => {
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["page-2"]);
+  const opts = { name: "shared-1", seeds: c.seeds, preset: "browser", worker: "shared" };
+  const tabA = await open(context, c.relay, opts);
+  const tabB = await open(context, c.relay, opts);
+  for (const tab of [tabA, tabB]) assert.equal(await tab.page.evaluate(() => window.shoal.runsIn), "shared-worker");
+  assert.equal(await tabA.page.evaluate(() => window.shoal.addr), await tabB.page.evaluate(() => window.shoal.addr));
+  await waitUntil(async () => allAlive(await c.agents[0].members(), ["shared-1"]), 10_000, "agent-1 to see shared-1");
+  // Both tabs hear what reaches the one member.
+  await c.pages[0].page.evaluate(() => window.shoal.broadcast("e2e", "to the shared member"));
+  for (const tab of [tabA, tabB]) {
+    await waitUntil(async () => (await pageEvents(tab.page)).some((e) => e.text === "to the shared member"), 10_000, "both tabs to get the broadcast");
+  }
+  // The first tab closes: the member stays.
+  await tabA.page.close({ runBeforeUnload: true });
+  await sleep(3000);
+  assert.ok(allAlive(await c.agents[0].members(), ["shared-1"]), "shared-1 left with the first tab");
+  assert.equal(await tabB.page.evaluate(() => window.shoal.closed), false);
+  // The last tab closes: the member leaves.
+  const closedAt = Date.now();
+  await tabB.page.close({ runBeforeUnload: true });
+  const goneAt = await waitUntil(
+    async () => (await c.agents[0].members()).some((m) => m.name === "shared-1" && (m.state === "left" || m.state === "failed")) && Date.now(),
+    15_000,
+    "agent-1 to see shared-1 gone",
+    50,
+  );
+  const state = (await c.agents[0].members()).find((m) => m.name === "shared-1").state;
+  t.diagnostic(`shared-1 ${state} at agent-1 ${goneAt - closedAt} ms after its last tab closed`);
+  assert.equal(state, "left", "the last tab's close is a graceful leave");
+});

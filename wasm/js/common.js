@@ -1,0 +1,220 @@
+// What every entry of the `shoal` package shares, whether the member runs on this thread (shoal.js)
+// or in a worker (remote.js): payloads as bytes, member and event decoration, metrics in the
+// Prometheus text format, traffic statistics and the checking of `Shoal.join` options. Kept apart
+// from shoal.js so that a page whose member runs in a worker does not ship the wasm glue.
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Bytes from a string (UTF-8), Uint8Array, ArrayBuffer or other ArrayBuffer view. */
+export function toBytes(data, what = "data") {
+  if (data === undefined || data === null) return new Uint8Array(0);
+  if (typeof data === "string") return encoder.encode(data);
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError(`${what} must be a string, Uint8Array or ArrayBuffer`);
+}
+
+export function decorateMember(m) {
+  let text;
+  Object.defineProperty(m, "metaText", {
+    enumerable: true,
+    get: () => (text ??= decoder.decode(m.meta)),
+  });
+  return m;
+}
+
+export function decorateEvent(e) {
+  if (e.info) decorateMember(e.info);
+  if (e.type === "message") {
+    let text;
+    Object.defineProperty(e, "text", {
+      enumerable: true,
+      get: () => (text ??= decoder.decode(e.data)),
+    });
+  }
+  return e;
+}
+
+/** Renders a `metrics()` object in the Prometheus text format (names prefixed `shoal_`). */
+export function prometheusText(m) {
+  const snake = (k) => k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+  const gauges = new Set([
+    "queuedMembershipUpdates",
+    "queuedBroadcasts",
+    "healthScore",
+    "incarnation",
+    "droppedEvents",
+  ]);
+  const lines = [];
+  const put = (name, value, gauge) => {
+    lines.push(`# TYPE shoal_${name} ${gauge ? "gauge" : "counter"}`, `shoal_${name} ${value}`);
+  };
+  lines.push("# TYPE shoal_members gauge");
+  for (const state of ["Alive", "Suspect", "Failed", "Left"]) {
+    lines.push(`shoal_members{state="${state.toLowerCase()}"} ${m["members" + state]}`);
+  }
+  for (const [k, v] of Object.entries(m)) {
+    if (typeof v === "number" && !k.startsWith("members")) {
+      put(snake(k) + (gauges.has(k) ? "" : "_total"), v, gauges.has(k));
+    }
+  }
+  for (const group of ["transport", "security"]) {
+    for (const [k, v] of Object.entries(m[group] ?? {})) put(`${group}_${snake(k)}_total`, v, false);
+  }
+  return lines.join("\n") + "\n";
+}
+
+// The order of `ShoalNode.metricValues()` (wasm/src/node.rs): top-level counters and gauges, then
+// the transport and security groups.
+const METRIC_NAMES = [
+  "membersAlive", "membersSuspect", "membersFailed", "membersLeft", "packetsSent", "packetsReceived",
+  "bytesSent", "bytesReceived", "decodeErrors", "probes", "probesFailed", "suspicionsRaised",
+  "failuresDeclared", "refutations", "broadcastsDelivered", "broadcastsDropped", "broadcastsMissed",
+  "broadcastsRepaired", "directDelivered", "reliableRetries", "reliableFailed", "pushPulls", "queuedMembershipUpdates", "queuedBroadcasts", "healthScore", "incarnation",
+  "transportErrors", "droppedEvents", "reliableDropped", "bestEffortDropped", "callbackPanics", "sendsAbandoned",
+  "linkOutages", "stalls",
+];
+const METRIC_GROUPS = {
+  transport: ["packetsIn", "bytesIn", "packetsOut", "bytesOut", "sendErrors", "droppedIn"],
+  security: ["encryptedSent", "decrypted", "unauthenticated", "replays", "plaintextRejected"],
+};
+
+export function metricsObject(values) {
+  const m = {};
+  let i = 0;
+  for (const k of METRIC_NAMES) m[k] = values[i++];
+  for (const [group, keys] of Object.entries(METRIC_GROUPS)) {
+    m[group] = {};
+    for (const k of keys) m[group][k] = values[i++];
+  }
+  return m;
+}
+
+/** `transportStats()` from the transport's counters (`trafficCounters()`) and the direct paths. */
+export function trafficStats([po, bo, pi, bi, dpo, dbo, dpi, dbi], rtc) {
+  const all = po + pi;
+  return {
+    packetsOut: po,
+    bytesOut: bo,
+    packetsIn: pi,
+    bytesIn: bi,
+    direct: { packetsOut: dpo, bytesOut: dbo, packetsIn: dpi, bytesIn: dbi },
+    relayed: { packetsOut: po - dpo, bytesOut: bo - dbo, packetsIn: pi - dpi, bytesIn: bi - dbi },
+    directShare: all ? (dpo + dpi) / all : 0,
+    webrtc: !!rtc,
+    ...(rtc?.stats() ?? { peers: [], channelsOpened: 0, setupMs: [], glare: { won: 0, lost: 0 } }),
+  };
+}
+
+const PEER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Checks `Shoal.join` options and puts them in the form the wasm façade reads (wasm/src/node.rs,
+ * `JoinOptions`): typed values, the key as 32 bytes, the full relay URL. Validation lives here rather
+ * than in Rust because every error message compiled into the wasm costs bundle size.
+ */
+export function normalizeJoinOptions(options) {
+  if (typeof options !== "object" || options === null) throw new TypeError("join needs an options object: { relay, name, ... }");
+  const opts = { ...options };
+  const str = (k, required) => {
+    const v = opts[k];
+    if (v === undefined || v === null) {
+      if (required) throw new TypeError(`options.${k} is required`);
+      return undefined;
+    }
+    if (typeof v !== "string") throw new TypeError(`options.${k} must be a string`);
+    return v;
+  };
+  const relay = str("relay", true);
+  if (relay === undefined) throw new TypeError("options.relay (the relay's ws:// URL) is required");
+  str("name", true);
+  for (const k of ["label", "token", "peer", "preset"]) str(k);
+  for (const k of ["joinTimeoutMs", "connectTimeoutMs", "eventCapacity", "relayMaxFrame"]) {
+    const v = opts[k];
+    if (v !== undefined && v !== null && !(typeof v === "number" && v >= 0)) {
+      throw new TypeError(`options.${k} must be a non-negative number`);
+    }
+  }
+  for (const k of ["WebSocket", "onEvent"]) {
+    if (opts[k] !== undefined && opts[k] !== null && typeof opts[k] !== "function") {
+      throw new TypeError(`options.${k} must be a function`);
+    }
+  }
+  if (opts.preset !== undefined && !["browser", "local", "lan", "wan"].includes(opts.preset)) {
+    throw new TypeError(`unknown preset "${opts.preset}": use browser, local, lan or wan`);
+  }
+  opts.reconnect = reconnectOptions(opts.reconnect);
+  if (opts.mainThread !== undefined && typeof opts.mainThread !== "boolean") {
+    throw new TypeError("options.mainThread must be a boolean");
+  }
+  if (opts.worker !== undefined && opts.worker !== "dedicated" && opts.worker !== "shared") {
+    throw new TypeError(`options.worker must be "dedicated" or "shared", got ${JSON.stringify(opts.worker)}`);
+  }
+  if (opts.iceServers !== undefined && !Array.isArray(opts.iceServers)) {
+    throw new TypeError("options.iceServers must be an array of { urls, username?, credential? }");
+  }
+  if (opts.meta !== undefined && opts.meta !== null) opts.meta = toBytes(opts.meta, "meta");
+  if (opts.key !== undefined && opts.key !== null) opts.key = parseKey(opts.key);
+  if (typeof opts.seeds === "string") opts.seeds = [opts.seeds];
+  if (opts.seeds !== undefined && opts.seeds !== null) {
+    if (!Array.isArray(opts.seeds)) throw new TypeError("options.seeds must be an array of addresses");
+    if (opts.seeds.some((a) => typeof a !== "string")) throw new TypeError("options.seeds must hold address strings");
+  }
+  let peer = opts.peer;
+  if (peer !== undefined && !PEER_ID.test(peer)) {
+    throw new TypeError(`invalid relay peer id "${peer}": use 1-64 of [A-Za-z0-9._-]`);
+  }
+  peer ??= defaultPeer(opts.name);
+  opts.peer = peer; // normalizing again (in the worker) gives the same address
+  opts.url = relayUrl(relay, peer, opts.token);
+  return opts;
+}
+
+/** `reconnect`: `false`, or the backoff between attempts (`true` and absent: the defaults). */
+function reconnectOptions(r) {
+  if (r === false) return false;
+  const o = { initialDelayMs: 250, maxDelayMs: 5000, maxAttempts: Infinity };
+  if (r === undefined || r === null || r === true) return o;
+  if (typeof r !== "object") throw new TypeError("options.reconnect must be a boolean or { initialDelayMs, maxDelayMs, maxAttempts }");
+  for (const k of Object.keys(o)) {
+    const v = r[k];
+    if (v === undefined) continue;
+    if (!(typeof v === "number" && v >= 0)) throw new TypeError(`options.reconnect.${k} must be a non-negative number`);
+    o[k] = v;
+  }
+  return o;
+}
+
+/** 64 hex digits or 32 bytes. */
+function parseKey(k) {
+  if (typeof k === "string") {
+    const hex = k.trim();
+    if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new TypeError("options.key must be 64 hex digits (32 bytes)");
+    return Uint8Array.from(hex.match(/../g), (h) => parseInt(h, 16));
+  }
+  const bytes = toBytes(k, "key");
+  if (bytes.length !== 32) throw new TypeError(`options.key must be 32 bytes, got ${bytes.length}`);
+  return bytes;
+}
+
+/** The name itself when it is a valid peer id (a reloaded page comes back at the same address),
+ * else a sanitised form with a random suffix. */
+function defaultPeer(name) {
+  if (PEER_ID.test(name)) return name;
+  const suffix = (Math.random() * 2 ** 32 >>> 0).toString(16).padStart(8, "0");
+  return name.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48) + "-" + suffix;
+}
+
+/** `ws://host:port` -> `ws://host:port/ws?peer=<peer>&token=<token>`. An explicit path is kept;
+ * `http(s)://` becomes `ws(s)://`. */
+function relayUrl(relay, peer, token) {
+  let base = relay.trim().replace(/^http(s?):\/\//, "ws$1://").replace(/\/+$/, "");
+  const rest = base.includes("://") ? base.slice(base.indexOf("://") + 3) : base;
+  let url = rest.includes("/") ? base : base + "/ws";
+  url += (url.includes("?") ? "&" : "?") + "peer=" + encodeURIComponent(peer);
+  if (token !== undefined) url += "&token=" + encodeURIComponent(token);
+  return url;
+}
+
