@@ -310,3 +310,43 @@ test("tabs that join with the same name in shared-worker mode are one member, wh
   t.diagnostic(`shared-1 ${state} at agent-1 ${goneAt - closedAt} ms after its last tab closed`);
   assert.equal(state, "left", "the last tab's close is a graceful leave");
 });
+
+test("with the member in a worker, the page throws at once for what it can check and reports an oversized payload as an error event", { timeout: 120_000 }, async (t) => {
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["page-1"]);
+  const page = c.pages[0].page;
+  const outcome = await page.evaluate(async () => {
+    const s = window.shoal;
+    const threw = (f) => {
+      try {
+        f();
+        return null;
+      } catch (e) {
+        return e.message;
+      }
+    };
+    const errors = [];
+    s.on("error", (e) => errors.push(e));
+    const r = {
+      unknownMember: threw(() => s.send("nobody-here", "t", "x")),
+      longTopic: threw(() => s.broadcast("t".repeat(256), "x")),
+      notBytes: threw(() => s.broadcast("t", 42)),
+      reliableId: s.send("agent-1", "t", "x", { reliable: true }),
+      oversized: threw(() => s.broadcast("t", new Uint8Array(200_000))),
+    };
+    const until = Date.now() + 5000;
+    while (errors.length === 0 && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+    r.errorEvents = errors.map((e) => `${e.op}: ${e.message}`);
+    return r;
+  });
+  assert.match(outcome.unknownMember, /unknown or dead member nobody-here/);
+  assert.match(outcome.longTopic, /topic longer than 255 bytes/);
+  assert.match(outcome.notBytes, /string, Uint8Array or ArrayBuffer/);
+  assert.equal(typeof outcome.reliableId, "number");
+  assert.equal(outcome.oversized, null, "the page cannot know the packet budget: the member checks it");
+  assert.equal(outcome.errorEvents.length, 1, JSON.stringify(outcome.errorEvents));
+  assert.match(outcome.errorEvents[0], /^broadcast: payload of \d+ bytes exceeds \d+/);
+  // `leave` resolves with the member's answer, which arrives after its own shutdown event.
+  assert.equal(await page.evaluate(() => window.shoal.leave(2000)), true, "a gossiped leave resolves true");
+  assert.equal(await page.evaluate(() => window.shoal.closed), true);
+});

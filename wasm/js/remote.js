@@ -145,13 +145,14 @@ class RemoteShoal {
     this.#rtc?.close(true);
     this.#unhookPage?.();
     this.#unhookPage = null;
-    for (const c of this.#calls.values()) c.reject(new Error("the member has shut down"));
-    this.#calls.clear();
-    // Let the worker finish what the shutdown started (the leave gossip), then end it.
+    // Let the worker finish what the shutdown started (the leave gossip, the replies to calls in
+    // flight: `leave` resolves after its own shutdown event), then end it.
     setTimeout(() => this.#terminate(), 1000);
   }
 
   #terminate() {
+    for (const c of this.#calls.values()) c.reject(new Error("the member has shut down"));
+    this.#calls.clear();
     if (this.#shared) this.#port.postMessage?.({ t: "detach" });
     else this.#port.terminate?.();
   }
