@@ -47,7 +47,8 @@ async function chromiumOverCdp(t, extraArgs = []) {
       ...extraArgs,
       "about:blank",
     ],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    // Its own process group: the cleanup ends the renderers and helpers too, not only the browser.
+    { stdio: ["ignore", "ignore", "pipe"], detached: true },
   );
   let stderr = "";
   const wsUrl = await new Promise((resolve, reject) => {
@@ -67,9 +68,13 @@ async function chromiumOverCdp(t, extraArgs = []) {
   const exited = new Promise((resolve) => proc.once("exit", resolve));
   t.after(async () => {
     await browser.close().catch(() => {});
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+    await Promise.race([exited, sleep(5000)]);
+    try {
+      process.kill(-proc.pid, "SIGKILL");
+    } catch {} // the group is gone already
     await exited;
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
   }, CLEANUP);
   return browser.contexts()[0];
 }
@@ -349,4 +354,16 @@ test("with the member in a worker, the page throws at once for what it can check
   // `leave` resolves with the member's answer, which arrives after its own shutdown event.
   assert.equal(await page.evaluate(() => window.shoal.leave(2000)), true, "a gossiped leave resolves true");
   assert.equal(await page.evaluate(() => window.shoal.closed), true);
+});
+
+test("a second tab with the same fixed name stops the first, which says why on its console", { timeout: 120_000 }, async (t) => {
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["tab-42"]);
+  const first = c.pages[0];
+  const second = await open(context, c.relay, { name: "tab-42", seeds: c.seeds, preset: "browser" });
+  await waitUntil(() => first.page.evaluate(() => window.shoal.closed), 10_000, "the first tab's member to stop");
+  const shutdown = (await pageEvents(first.page)).find((e) => e.type === "shutdown");
+  assert.ok(shutdown, "the first tab got a shutdown event");
+  await waitUntil(() => first.log.some((l) => l.startsWith("warning: shoal: this page's member stopped")), 5_000, "the console warning");
+  assert.equal(await second.page.evaluate(() => window.shoal.closed), false);
 });

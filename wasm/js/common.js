@@ -218,3 +218,13 @@ function relayUrl(relay, peer, token) {
   return url;
 }
 
+
+/** Says on the page's console why its member stopped when another connection took its peer id: a
+ * second tab (or client) that joined with the same name. Silent outside pages. */
+export function warnIfReplaced(reason) {
+  if (typeof globalThis.document === "undefined" || !/replaced by a newer connection/.test(reason ?? "")) return;
+  console.warn(
+    `shoal: this page's member stopped: ${reason}. Another tab or client joined with the same name; ` +
+      'give each tab its own name, or share one member between tabs with worker: "shared".',
+  );
+}

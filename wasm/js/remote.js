@@ -11,7 +11,7 @@
 
 import { EventHub } from "./hub.js";
 import { DirectPaths } from "./rtc.js";
-import { decorateEvent, decorateMember, prometheusText, toBytes, trafficStats } from "./common.js";
+import { decorateEvent, decorateMember, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
 const encoder = new TextEncoder();
 
@@ -141,6 +141,7 @@ class RemoteShoal {
 
   #markClosed(e) {
     this.#closed = true;
+    warnIfReplaced(e.reason);
     this.#closeReason = e.reason;
     this.#rtc?.close(true);
     this.#unhookPage?.();

@@ -6,7 +6,7 @@
 
 import { DirectPaths } from "./rtc.js";
 import { EventHub } from "./hub.js";
-import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
+import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
 export { decorateEvent, decorateMember, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
 
@@ -156,6 +156,7 @@ export function makeShoal(load, platform = {}) {
 
     #markClosed(e) {
       this.#closed = true;
+      warnIfReplaced(e.reason);
       this.#wakeReconnect?.();
       this.#rtc?.close(true);
       this.#closeReason = e.reason;
