@@ -3,7 +3,8 @@
 // documented in index.d.ts:
 //
 //   - the synchronous getters (`members()`, `local`, `metrics()`, `connected`, ...) read the
-//     snapshot the worker sends with every batch of events and once a second;
+//     snapshot the worker sends with every batch of events (the member list: at the join and once
+//     a second, patched by the membership events in between);
 //   - `broadcast`, `send`, `sendTo` and `setMetadata` throw at once for what the page can check
 //     (shut down, an unknown or dead member, a topic over 255 bytes); what only the member can
 //     check (a payload over the packet budget) is reported by an `error` event;
@@ -35,6 +36,7 @@ class RemoteShoal {
   #shared;
   #hub = new EventHub({ before: (e) => this.#rtc?.onEvent(e), onShutdown: (e) => this.#markClosed(e) });
   #state = null;
+  #members = new Map(); // name -> record: the worker's list, patched by events in between
   #calls = new Map(); // id -> { resolve, reject }
   #nextCall = 0;
   #nextSend = 0;
@@ -68,7 +70,7 @@ class RemoteShoal {
     });
     if (rtc) {
       this.#rtc = new DirectPaths(this.#rtcNode(), { ...rtcOptions, adopt: (...a) => this.#adopt(...a) });
-      this.#rtc.start(this.#state.members ?? []);
+      this.#rtc.start([...this.#members.values()]);
     }
     this.#hub.open();
     this.#hookPage();
@@ -92,7 +94,10 @@ class RemoteShoal {
       }
       case "events":
         if (msg.state) this.#setState(msg.state);
-        for (const e of msg.events) this.#hub.receive(decorateEvent(e));
+        for (const e of msg.events) {
+          this.#patchMembers(e);
+          this.#hub.receive(decorateEvent(e));
+        }
         return;
       case "state":
         this.#setState(msg.state);
@@ -135,8 +140,22 @@ class RemoteShoal {
 
   #setState(s) {
     if (!s) return;
-    if (!s.members && this.#state) s.members = this.#state.members;
+    if (s.members) this.#members = new Map(s.members.map((m) => [m.name, m]));
     this.#state = s;
+  }
+
+  /** Applies a membership event to the page's copy of the member list, so that a listener sees the
+   * state the event left. (The worker sends the whole list only at the join and once a second:
+   * with a thousand members, a copy per event would cost more than the events.) */
+  #patchMembers(e) {
+    const members = this.#members;
+    if (e.info && (e.type === "join" || e.type === "update")) {
+      members.set(e.member, { ...e.info });
+      return;
+    }
+    const state = { suspect: "suspect", alive: "alive", fail: "failed", leave: "left" }[e.type];
+    const m = state && members.get(e.member);
+    if (m) members.set(e.member, { ...m, state, incarnation: e.incarnation ?? m.incarnation });
   }
 
   #markClosed(e) {
@@ -162,7 +181,7 @@ class RemoteShoal {
   #rtcNode() {
     return {
       localAddr: () => this.#state.addr,
-      members: () => this.#state.members ?? [],
+      members: () => [...this.#members.values()],
       onSignal: (h) => (this.#signalHandler = h),
       signal: (to, kind, body) => (this.#port.postMessage({ t: "signal", to, kind, body }), true),
     };
@@ -270,7 +289,7 @@ class RemoteShoal {
   }
 
   members() {
-    return (this.#state.members ?? []).map((m) => decorateMember({ ...m }));
+    return [...this.#members.values()].map((m) => decorateMember({ ...m }));
   }
 
   aliveMembers() {
@@ -300,7 +319,7 @@ class RemoteShoal {
 
   send(name, topic, data, options = {}) {
     this.#checkCommand(topic);
-    const m = (this.#state.members ?? []).find((x) => x.name === name);
+    const m = this.#members.get(name);
     if (!m || m.state === "failed" || m.state === "left") throw new Error(`unknown or dead member ${name}`);
     const reliable = typeof options === "boolean" ? options : !!options.reliable;
     const id = reliable ? ++this.#nextSend : undefined;

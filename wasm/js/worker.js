@@ -13,9 +13,11 @@
 //                    reply {id, value | error}, signal {from, kind, body}, rtc-open {id},
 //                    rtc-closed {id}
 //
-// `state` is the snapshot the page's synchronous getters read (`members()`, `local`, `metrics()`,
-// `connected`, ...): sent with every batch of events, so a listener sees the state the event left,
-// and once a second for what changes without events (round-trip times, counters).
+// `state` is the snapshot the page's synchronous getters read (`local`, `metrics()`, `connected`,
+// ...): sent with every batch of events, so a listener sees the state the event left, and once a
+// second for what changes without events (round-trip times, counters). The member list rides only
+// in `joined`, the once-a-second `state` and replies: in between the page patches its copy from the
+// membership events.
 //
 // WebRTC: RTCPeerConnection exists only on the page, so the page negotiates each connection and
 // transfers its two data channels here at creation; packets then flow between this worker and the
@@ -37,13 +39,11 @@ const ports = new Set();
 let member = null; // the Shoal, once joined
 let joining = null; // Promise<Shoal> while the first join runs
 let batch = null; // events waiting for the end of this task
-let membershipChanged = false;
 const sent = new Map(); // core reliable id -> { port, id } (the page's own id)
 const channels = new Map(); // "port id/channel id" -> { member, dgram, rel, port, id }
 let portIds = 0;
 
 const MAX_SENDS_TRACKED = 65536;
-const MEMBERSHIP = new Set(["join", "update", "suspect", "alive", "fail", "leave", "conflict", "resume"]);
 
 function state(withMembers) {
   if (!member) return null;
@@ -82,7 +82,6 @@ function onEvent(e) {
     if (owner) post(owner.port, { t: "events", events: [{ ...e, id: owner.id }], state: state(false) });
     return;
   }
-  if (MEMBERSHIP.has(e.type)) membershipChanged = true;
   if (!batch) {
     batch = [];
     queueMicrotask(flush);
@@ -95,8 +94,7 @@ function onEvent(e) {
 function flush() {
   const events = batch;
   batch = null;
-  const s = state(membershipChanged);
-  membershipChanged = false;
+  const s = state(false); // the page patches its member list from the events themselves
   for (const port of ports) post(port, { t: "events", events, state: s });
 }
 
@@ -163,7 +161,7 @@ async function call(port, { id, method, args }) {
       default:
         throw new TypeError(`unknown method ${method}`);
     }
-    post(port, { t: "reply", id, value, state: state(true) });
+    post(port, { t: "reply", id, value, state: state(false) });
   } catch (err) {
     post(port, { t: "reply", id, error: { name: err?.name, message: err?.message ?? String(err) } });
   }
