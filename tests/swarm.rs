@@ -31,6 +31,10 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (400192, "a sender's de-duplication record forgotten while it was a member: a late copy of its message delivered twice"),
     (411310, "a sender's de-duplication record forgotten by a receiver with a shorter retry schedule: a late copy delivered twice"),
     (432724, "a slow-preset member answered a fast one's stale claims of its death once per 5 s: at 18% loss it stayed dead for the fast one"),
+    (
+        1796232721682010,
+        "a suspicion timer shortened into the past read as a stall of the member: accusations deferred again and again, a departed member suspect for good",
+    ),
 ];
 
 #[test]

@@ -4,7 +4,7 @@
 //! The run is a pure function of the [`Scenario`]: the same scenario gives the same packets, events
 //! and violations on every machine.
 
-use alloc::collections::{BTreeMap, BinaryHeap};
+use alloc::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -238,8 +238,14 @@ impl Runner {
         let sample = ms(self.s.fastest().probe_interval);
         let deadline = self.now() + bound;
         let mut converged = false;
+        let mut seen_live = BTreeSet::new();
         loop {
-            if let Err(why) = self.live_sets_agree() {
+            for o in self.observers() {
+                for j in (0..self.s.nodes as u32).filter(|&j| j != o && self.believes_live(o, j)) {
+                    seen_live.insert((o, j));
+                }
+            }
+            if let Err(why) = self.live_sets_converged(&seen_live) {
                 if self.now() >= deadline {
                     self.violation(Oracle::Convergence, format!("{bound} ms after the last fault healed: {why}"));
                     break;
