@@ -1,6 +1,7 @@
-// Entry for browsers (and any runtime with `fetch` and ES modules): wasm-bindgen's `web` build.
-// The .wasm is fetched next to this package's pkg/web/shoal_wasm.js on first use; call
-// `init(urlOrModuleOrBytes)` first to load it from elsewhere.
+// Entry for browsers and bundlers (Vite, webpack 5), and any runtime with `fetch` and ES modules:
+// wasm-bindgen's `web` build. On first use the .wasm is fetched from next to pkg/web/shoal_wasm.js
+// (`new URL("shoal_wasm_bg.wasm", import.meta.url)`, which bundlers turn into an emitted asset); call
+// `init(urlOrResponseOrBytesOrModule)` first to load it from elsewhere.
 import initWasm, * as bindings from "../pkg/web/shoal_wasm.js";
 import { makeShoal } from "./shoal.js";
 
