@@ -29,8 +29,10 @@
 //! probes again, sends push-pulls again and retries reliable messages until they are acknowledged.
 use std::prelude::rust_2021::*;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
+
+use hashbrown::HashMap;
 
 use super::addr::Addr;
 use super::signal::lock;
