@@ -49,8 +49,10 @@ remap="--remap-path-prefix=$root/="
 for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
   [[ -d "$dir" ]] && remap="$remap --remap-path-prefix=$dir="
 done
+# The `aes` crate's compact AES (`--cfg aes_compact`): the same cipher in less code (about 1.4 KB
+# less wasm), a little slower, which a member sealing a few hundred packets a second never notices.
 echo "==> cargo build -p shoal-wasm --profile release-wasm --target wasm32-unknown-unknown"
-(cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} $remap" cargo build -p shoal-wasm --profile release-wasm \
+(cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} $remap --cfg aes_compact" cargo build -p shoal-wasm --profile release-wasm \
   --target wasm32-unknown-unknown)
 target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps | node -e \
   'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
