@@ -58,7 +58,7 @@ fn count<'a>(events: impl IntoIterator<Item = &'a Event>) -> usize {
     events.into_iter().count()
 }
 
-/// Accusations (`suspect` or `failed`), each counted once however many agents printed it.
+/// Accusations (`suspect` or `fail`), each counted once however many agents printed it.
 fn distinct(events: &[&Event]) -> usize {
     let mut keys: Vec<_> = events.iter().map(|e| (&e.kind, &e.member, e.incarnation, &e.by)).collect();
     keys.sort();
@@ -102,7 +102,7 @@ fn partition_heals(title: &'static str, hold: Duration) {
     let events = lab.events();
     let half = |name: &str| if a.iter().any(|&i| lab.name(i) == name) { 0 } else { 1 };
     let inside: Vec<&Event> =
-        events.iter().filter(|e| e.at >= cut && e.kind == "failed" && half(&e.observer) == half(&e.member)).collect();
+        events.iter().filter(|e| e.at >= cut && e.kind == "fail" && half(&e.observer) == half(&e.member)).collect();
     report(&format!(
         "{title}: formed in {}; each half listed the other dead {} after the cut; held {}{}; full agreement {} \
          after the heal (goal {}); members declared failed by their own half: {}",
@@ -179,12 +179,11 @@ fn killed_and_restarted(title: &'static str, wait_until_failed: bool) {
 
     let events = lab.events();
     let victim = |name: &str| victims.iter().any(|&v| lab.name(v) == name);
-    let late: Vec<&Event> =
-        events.iter().filter(|e| e.at >= agreed && e.kind == "failed" && victim(&e.member)).collect();
+    let late: Vec<&Event> = events.iter().filter(|e| e.at >= agreed && e.kind == "fail" && victim(&e.member)).collect();
     let suspects: Vec<&Event> =
         events.iter().filter(|e| e.at >= restarted && e.kind == "suspect" && victim(&e.member)).collect();
     let wrongly: Vec<&Event> =
-        events.iter().filter(|e| matches!(e.kind.as_str(), "failed" | "suspect") && !victim(&e.member)).collect();
+        events.iter().filter(|e| matches!(e.kind.as_str(), "fail" | "suspect") && !victim(&e.member)).collect();
     report(&format!(
         "{title}: formed in {}; {}all 10 alive everywhere {} after the restart (bound {}); watched {} more: {} \
          sightings of a restarted name dead, {} failed events about them, {} suspicions of them after the \
@@ -244,8 +243,8 @@ fn a_rolling_restart_ends_with_everyone_alive_and_only_the_restarting_member_is_
     let events = lab.events();
     let restarting_then =
         |e: &Event| windows.iter().any(|(name, from, to)| *name == e.member && (*from..=*to).contains(&e.at));
-    let wrong: Vec<&Event> = events.iter().filter(|e| e.kind == "failed" && !restarting_then(e)).collect();
-    let failed = events.iter().filter(|e| e.kind == "failed").collect::<Vec<_>>();
+    let wrong: Vec<&Event> = events.iter().filter(|e| e.kind == "fail" && !restarting_then(e)).collect();
+    let failed = events.iter().filter(|e| e.kind == "fail").collect::<Vec<_>>();
     let suspects = events.iter().filter(|e| e.kind == "suspect").collect::<Vec<_>>();
     let calm_suspected = suspects.iter().copied().filter(|e| !restarting_then(e)).collect::<Vec<_>>();
     let slowest = rejoins.iter().max().copied().unwrap_or_default();
@@ -262,7 +261,7 @@ fn a_rolling_restart_ends_with_everyone_alive_and_only_the_restarting_member_is_
         distinct(&wrong),
         distinct(&suspects),
         distinct(&calm_suspected),
-        count(events.iter().filter(|e| e.kind == "left")),
+        count(events.iter().filter(|e| e.kind == "leave")),
     ));
     assert!(wrong.is_empty(), "a calm member was declared failed during the rolling restart: {wrong:?}");
     lab.all_alive(&all, &all).unwrap_or_else(|e| panic!("after the rolling restart: {e}"));
@@ -292,10 +291,10 @@ fn a_slow_member_among_twenty_is_never_declared_failed_and_the_healthy_never_acc
 
     let slow_name = lab.name(slow).to_string();
     let events = lab.events();
-    let accusation = |e: &&Event| matches!(e.kind.as_str(), "suspect" | "failed");
+    let accusation = |e: &&Event| matches!(e.kind.as_str(), "suspect" | "fail");
     let by_slow = |e: &&Event| e.by.as_deref() == Some(slow_name.as_str());
     let of_slow: Vec<&Event> = events.iter().filter(accusation).filter(|e| e.member == slow_name).collect();
-    let failed_slow: Vec<&Event> = of_slow.iter().copied().filter(|e| e.kind == "failed").collect();
+    let failed_slow: Vec<&Event> = of_slow.iter().copied().filter(|e| e.kind == "fail").collect();
     let healthy_by_healthy: Vec<&Event> =
         events.iter().filter(accusation).filter(|e| e.member != slow_name && !by_slow(e)).collect();
     let healthy_by_slow: Vec<&Event> =

@@ -20,7 +20,7 @@ stale() {
 }
 
 if stale wasm/pkg/web/shoal_wasm_bg.wasm core/src core/Cargo.toml wasm/src wasm/Cargo.toml; then
-  SHOAL_WASM_TARGETS=web bash wasm/build.sh
+  bash wasm/build.sh
 fi
 if stale www/sim/pkg/shoal_sim_wasm_bg.wasm core/src core/Cargo.toml www/sim/src www/sim/Cargo.toml; then
   bash www/build-sim.sh

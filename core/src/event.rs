@@ -68,3 +68,77 @@ pub enum Event<A> {
     /// acknowledged after `reliable_attempts` tries: it may not have arrived.
     SendFailed { id: u64, to: A, topic: String },
 }
+
+impl<A> Event<A> {
+    /// The event's name in Shoal's one vocabulary of events: the `type` of the npm package's event
+    /// objects and the `event` of the agent's `--json` lines (and the word its text lines start
+    /// with). Membership changes are verbs about another member (`join`, `update`, `suspect`,
+    /// `alive`, `fail`, `leave`); `joined` and `join-failed` are about our own join.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Joined(_) => "join",
+            Event::Updated(_) => "update",
+            Event::Suspected { .. } => "suspect",
+            Event::Alive { .. } => "alive",
+            Event::Failed { .. } => "fail",
+            Event::Left { .. } => "leave",
+            Event::Message { .. } => "message",
+            Event::HealthChanged { .. } => "health",
+            Event::JoinSucceeded { .. } => "joined",
+            Event::JoinFailed { .. } => "join-failed",
+            Event::AddressConflict { .. } => "conflict",
+            Event::Refuted { .. } => "refuted",
+            Event::BroadcastDropped { .. } => "broadcast-dropped",
+            Event::BroadcastsMissed { .. } => "broadcasts-missed",
+            Event::SendFailed { .. } => "send-failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::{MemberState, Metadata};
+
+    #[test]
+    fn event_names_are_the_npm_packages_event_types() {
+        let id = NodeId::new("b").unwrap();
+        let member = Member {
+            id: id.clone(),
+            addr: 7u32,
+            incarnation: 1,
+            state: MemberState::Alive,
+            meta_complete: true,
+            versions: (1, 1),
+            rtt_ms: u32::MAX,
+            state_since: crate::Instant::ZERO,
+            meta: Metadata::default(),
+        };
+        let all: [(Event<u32>, &str); 15] = [
+            (Event::Joined(member.clone()), "join"),
+            (Event::Updated(member), "update"),
+            (Event::Suspected { id: id.clone(), incarnation: 1, by: id.clone() }, "suspect"),
+            (Event::Alive { id: id.clone(), incarnation: 2 }, "alive"),
+            (Event::Failed { id: id.clone(), incarnation: 2, by: id.clone() }, "fail"),
+            (Event::Left { id: id.clone(), incarnation: 2 }, "leave"),
+            (
+                Event::Message { from: id.clone(), topic: "t".into(), payload: Vec::new(), kind: MessageKind::Direct },
+                "message",
+            ),
+            (Event::HealthChanged { score: 1, multiplier: 2 }, "health"),
+            (Event::JoinSucceeded { via: 7 }, "joined"),
+            (Event::JoinFailed { seeds: alloc::vec![7] }, "join-failed"),
+            (Event::AddressConflict { id: id.clone(), known: 7, claimed: 8 }, "conflict"),
+            (Event::Refuted { incarnation: 3 }, "refuted"),
+            (
+                Event::BroadcastDropped { id: BroadcastId { epoch: 1, seq: 2, keyed: false }, topic: "t".into() },
+                "broadcast-dropped",
+            ),
+            (Event::BroadcastsMissed { origin: id.clone(), epoch: 1, count: 2 }, "broadcasts-missed"),
+            (Event::SendFailed { id: 1, to: 7, topic: "t".into() }, "send-failed"),
+        ];
+        for (event, name) in &all {
+            assert_eq!(event.name(), *name, "{event:?}");
+        }
+    }
+}

@@ -12,8 +12,8 @@
 //! other alive, then add the loss (an nftables rule on the bridge dropping each IPv4 packet between
 //! members with probability `--loss`, each way independently) and start the clock. Every
 //! `--sample-secs` one line: each agent's RSS (`VmRSS`) and CPU time (`utime + stime`) from
-//! `/proc`, and the cumulative `suspect` and `failed` events the agents printed since the clock
-//! started. Every member runs the whole time, so every `failed` is a false failure; events are
+//! `/proc`, and the cumulative `suspect` and `fail` events the agents printed since the clock
+//! started. Every member runs the whole time, so every `fail` is a false failure; events are
 //! counted as printed (each observer prints its own) and distinct by (member, incarnation, by).
 //! At the end: every agent's `/members` must list everyone alive (polled once, then again for up
 //! to a minute if not), and a summary with the RSS slope after the first 10 minutes (least squares
@@ -225,7 +225,7 @@ impl Counts {
             "suspect" => {
                 self.suspicions.add(e);
             }
-            "failed" => {
+            "fail" => {
                 if self.failures.add(e) {
                     let t = e.at.saturating_duration_since(t0).as_secs_f64() / 60.0;
                     self.failure_list.push((t, e.member.clone(), e.incarnation, e.by.clone().unwrap_or_default()));

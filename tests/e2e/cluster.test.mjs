@@ -81,13 +81,13 @@ async function waitAllAlive(members, ms = 30_000) {
 
 /**
  * The time from `t0` until each member reported `victim` as `type` ("fail" or "leave"), in ms:
- * agents by the timestamp of their --json line, pages and Node by the event's arrival time.
+ * agents by the timestamp of their --json line (the agent names events as the npm package does),
+ * pages and Node by the event's arrival time.
  */
 async function reportTimes({ agents, pages, nodes }, victim, type, t0) {
-  const agentType = type === "fail" ? "failed" : "left";
   const times = {};
   for (const a of agents) {
-    const e = a.events().find((e) => e.event === agentType && e.member === victim);
+    const e = a.events().find((e) => e.event === type && e.member === victim);
     times[a.name] = e ? e.at - t0 : null;
   }
   for (const p of pages) {

@@ -64,7 +64,7 @@ test("a Deno member joins through the relay, is seen alive by a native agent, an
     "agent-1 to see deno-1 alive",
   );
   assert.match((await agent.members()).find((m) => m.name === "deno-1").meta, /^runtime=deno /);
-  const joinedAt = (await agent.waitEvent((e) => e.event === "joined" && e.member === "deno-1", 1000, "joined deno-1")).at;
+  const joinedAt = (await agent.waitEvent((e) => e.event === "join" && e.member === "deno-1", 1000, "joined deno-1")).at;
   const join = { processToReadyMs: ready.at - t0, processToSeenByAgentMs: joinedAt - t0 };
   t.diagnostic(`deno-1: process start to joined ${join.processToReadyMs} ms, to agent-1's joined event ${join.processToSeenByAgentMs} ms`);
   deno.child.stdin.write("members\n");
@@ -92,6 +92,6 @@ test("a Deno member joins through the relay, is seen alive by a native agent, an
   await deno.stop(5000);
   assert.equal(deno.exitCode, 0, deno.tail());
   assert.ok(deno.lines.some((l) => l.line.includes('"left-cluster"')), deno.tail());
-  const left = await agent.waitEvent((e) => e.event === "left" && e.member === "deno-1", 5000, "deno-1 left");
+  const left = await agent.waitEvent((e) => e.event === "leave" && e.member === "deno-1", 5000, "deno-1 left");
   saveArtifact("deno.json", { member: "deno-1", deno: version, preset: "local", ...join, sigtermToLeftMs: left.at - stopAt });
 });

@@ -106,7 +106,7 @@ test("pages and a Node member ride out a relay crash and restart, and the cluste
   }
   for (const a of agents) {
     for (const e of a.events()) {
-      if ((e.event === "suspect" || e.event === "failed") && agentNames.has(e.member)) accusations.push(`${a.name}: ${e.event} ${e.member} by ${e.by}`);
+      if ((e.event === "suspect" || e.event === "fail") && agentNames.has(e.member)) accusations.push(`${a.name}: ${e.event} ${e.member} by ${e.by}`);
     }
   }
   assert.deepEqual(accusations, [], "no native member suspected or declared failed anywhere");

@@ -110,7 +110,7 @@ test("a workerd member (Durable Object) joins through the relay, exchanges broad
   });
   const joinCallMs = Date.now() - t0;
   assert.equal(addr, `relay://${relay.addr}/workerd-1`);
-  const joined = await agent.waitEvent((e) => e.event === "joined" && e.member === "workerd-1", 20_000, "joined workerd-1");
+  const joined = await agent.waitEvent((e) => e.event === "join" && e.member === "workerd-1", 20_000, "joined workerd-1");
   await waitUntil(
     async () => (await agent.members()).some((m) => m.name === "workerd-1" && m.state === "alive" && m.addr === addr),
     20_000,
@@ -159,7 +159,7 @@ test("a workerd member (Durable Object) joins through the relay, exchanges broad
   // others must find out from the protocol.
   const t1 = Date.now();
   await workerd.proc.stop(5000);
-  const gone = (e) => (e.event === "failed" || e.event === "left") && e.member === "workerd-1";
+  const gone = (e) => (e.event === "fail" || e.event === "leave") && e.member === "workerd-1";
   const byAgent = await agent.waitEvent(gone, 20_000, "workerd-1 failed or left");
   await waitUntil(
     () => node.events.some((e) => (e.type === "fail" || e.type === "leave") && e.member === "workerd-1"),

@@ -175,11 +175,12 @@ pub struct Event {
     pub at: Instant,
     /// The agent that printed it.
     pub observer: String,
-    /// `started`, `joined`, `suspect`, `alive`, `failed`, `left`, `updated`, `note`.
+    /// `started`, `note`, or an event named as in the npm package: `join`, `suspect`, `alive`, `fail`,
+    /// `leave`, `update`, `joined`, `health`, ...
     pub kind: String,
     /// The member it is about.
     pub member: String,
-    /// Who raised the suspicion or declared the failure (`suspect` and `failed` only).
+    /// Who raised the suspicion or declared the failure (`suspect` and `fail` only).
     pub by: Option<String>,
     pub incarnation: u64,
 }

@@ -192,7 +192,7 @@ test("a page and a native agent exchange gossip over a direct channel", { timeou
     page.evaluate(() => window.events.some((e) => e.type === "message" && e.from === "agent-1" && e.topic === "shoal/view")),
   );
   assert.equal(await stateOf(page, "agent-1"), "alive");
-  assert.ok(agent.lines.some((e) => e.event === "joined" && e.member === "page-1"), "the agent saw the page join");
+  assert.ok(agent.lines.some((e) => e.event === "join" && e.member === "page-1"), "the agent saw the page join");
 
   // The relay frozen for 10 s: the page and the agent keep each other alive over the channel.
   const frozeAt = Date.now();
@@ -205,7 +205,7 @@ test("a page and a native agent exchange gossip over a direct channel", { timeou
   } finally {
     relay.signal("SIGCONT");
   }
-  const bad = agent.lines.filter((e) => e.member === "page-1" && e.ts && ["suspect", "failed"].includes(e.event));
+  const bad = agent.lines.filter((e) => e.member === "page-1" && e.ts && ["suspect", "fail"].includes(e.event));
   assert.deepEqual(bad, [], "the agent never suspected the page");
   const s2 = await stats(page);
   console.log(

@@ -1,11 +1,14 @@
-// Entry for browsers (and any runtime with `fetch` and ES modules): wasm-bindgen's `web` build.
+// Entry for browsers and bundlers (Vite, webpack 5), and any runtime with `fetch` and ES modules:
+// wasm-bindgen's `web` build. The .wasm is fetched from next to pkg/web/shoal_wasm.js
+// (`new URL("shoal_wasm_bg.wasm", import.meta.url)`, which bundlers turn into an emitted asset); call
+// `init(urlOrResponseOrBytesOrModule)` first to load it from elsewhere.
 //
 // In a page, `Shoal.join` runs the member in a dedicated worker (worker.js), so that a busy main
 // thread cannot make the tab look dead; `{ worker: "shared" }` shares one member between the tabs
 // of an origin that join with the same name, and `{ mainThread: true }` runs it on the page's own
 // thread. Outside pages (workers, Deno, other runtimes) the member runs where it is created. The
 // wasm glue and the member's own code are loaded on demand (a dynamic import), so a page whose
-// member runs in a worker ships only the page's side (remote.js) and the worker.
+// member runs in a worker loads only the page's side (remote.js) and the worker.
 import { normalizeJoinOptions } from "./common.js";
 import { joinInWorker } from "./remote.js";
 

@@ -1,13 +1,5 @@
-// Entry for bundlers (webpack 5 with asyncWebAssembly, Vite with vite-plugin-wasm, ...): wasm-bindgen's
-// `bundler` build, which imports the .wasm as an ES module.
-import * as bindings from "../pkg/bundler/shoal_wasm.js";
-import { makeShoal } from "./shoal.js";
-
-/** Nothing to load: the bundler instantiated the module. Kept for API parity with the browser entry. */
-export function init() {
-  return Promise.resolve(bindings);
-}
-
-export const Shoal = makeShoal(init);
-export { toBytes, prometheusText } from "./shoal.js";
-export default Shoal;
+// `shoal/bundler`, kept for imports written against earlier versions: the browser entry itself.
+// Bundlers need no build of their own: wasm-bindgen's `web` glue finds its .wasm with
+// `new URL("shoal_wasm_bg.wasm", import.meta.url)`, which Vite and webpack 5 emit as an asset and
+// rewrite to its final URL, with no plugin and no configuration.
+export { Shoal, init, toBytes, prometheusText, default } from "./browser.js";

@@ -1,11 +1,12 @@
-// Entry for Node.js: wasm-bindgen's `nodejs` build (CommonJS, loaded synchronously). Node 22+ has a
-// global WebSocket; on Node 18/20 the optional peer dependency `ws` is used, or pass `WebSocket` to
-// `Shoal.join`.
-import { createRequire } from "node:module";
+// Entry for Node.js (and Bun): the package's one wasm build (wasm-bindgen's `web` glue), its .wasm
+// read from disk and instantiated synchronously on import. Node 22+ has a global WebSocket; on
+// Node 18/20 the optional peer dependency `ws` is used, or pass `WebSocket` to `Shoal.join`.
+import { readFileSync } from "node:fs";
+import { initSync } from "../pkg/web/shoal_wasm.js";
+import * as bindings from "../pkg/web/shoal_wasm.js";
 import { makeShoal } from "./shoal.js";
 
-const require = createRequire(import.meta.url);
-const bindings = require("../pkg/nodejs/shoal_wasm.js");
+initSync({ module: readFileSync(new URL("../pkg/web/shoal_wasm_bg.wasm", import.meta.url)) });
 
 /** Nothing to load: the module is instantiated on import. Kept for API parity. */
 export function init() {

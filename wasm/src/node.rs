@@ -408,21 +408,20 @@ fn deliver(callback: &Callback, event: &JsValue) {
     }
 }
 
+/// The event as the JS object the npm package hands out: `type` is the event's name in Shoal's one
+/// vocabulary ([`Event::name`], also the agent's `--json` `event`).
 fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
-    let ev = |t: &str| Obj::new().set("type", t);
+    let ev = Obj::new().set("type", event.name());
     Some(
         match event {
-            Event::Joined(m) => ev("join").set("member", m.id.as_str()).set("info", member_to_js(m)),
-            Event::Updated(m) => ev("update").set("member", m.id.as_str()).set("info", member_to_js(m)),
-            Event::Suspected { id, incarnation, by } => {
-                ev("suspect").set("member", id.as_str()).set("incarnation", *incarnation).set("by", by.as_str())
+            Event::Joined(m) | Event::Updated(m) => ev.set("member", m.id.as_str()).set("info", member_to_js(m)),
+            Event::Suspected { id, incarnation, by } | Event::Failed { id, incarnation, by } => {
+                ev.set("member", id.as_str()).set("incarnation", *incarnation).set("by", by.as_str())
             }
-            Event::Alive { id, incarnation } => ev("alive").set("member", id.as_str()).set("incarnation", *incarnation),
-            Event::Failed { id, incarnation, by } => {
-                ev("fail").set("member", id.as_str()).set("incarnation", *incarnation).set("by", by.as_str())
+            Event::Alive { id, incarnation } | Event::Left { id, incarnation } => {
+                ev.set("member", id.as_str()).set("incarnation", *incarnation)
             }
-            Event::Left { id, incarnation } => ev("leave").set("member", id.as_str()).set("incarnation", *incarnation),
-            Event::Message { from, topic, payload, kind } => ev("message")
+            Event::Message { from, topic, payload, kind } => ev
                 .set("from", from.as_str())
                 .set("topic", topic.as_str())
                 .set("data", Uint8Array::from(&payload[..]))
@@ -433,24 +432,22 @@ fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
                         MessageKind::Direct => "direct",
                     },
                 ),
-            Event::HealthChanged { score, multiplier } => {
-                ev("health").set("score", *score).set("multiplier", *multiplier)
-            }
-            Event::JoinSucceeded { via } => ev("joined").set("via", via.as_str()),
+            Event::HealthChanged { score, multiplier } => ev.set("score", *score).set("multiplier", *multiplier),
+            Event::JoinSucceeded { via } => ev.set("via", via.as_str()),
             Event::JoinFailed { seeds } => {
-                ev("join-failed").set("seeds", seeds.iter().map(|s| JsValue::from_str(s.as_str())).collect::<Array>())
+                ev.set("seeds", seeds.iter().map(|s| JsValue::from_str(s.as_str())).collect::<Array>())
             }
             Event::AddressConflict { id, known, claimed } => {
-                ev("conflict").set("member", id.as_str()).set("known", known.as_str()).set("claimed", claimed.as_str())
+                ev.set("member", id.as_str()).set("known", known.as_str()).set("claimed", claimed.as_str())
             }
-            Event::Refuted { incarnation } => ev("refuted").set("incarnation", *incarnation),
+            Event::Refuted { incarnation } => ev.set("incarnation", *incarnation),
             Event::SendFailed { id, to, topic } => {
-                ev("send-failed").set("id", *id as f64).set("to", to.as_str()).set("topic", topic.as_str())
+                ev.set("id", *id as f64).set("to", to.as_str()).set("topic", topic.as_str())
             }
             Event::BroadcastsMissed { origin, count, .. } => {
-                ev("broadcasts-missed").set("origin", origin.as_str()).set("count", *count as f64)
+                ev.set("origin", origin.as_str()).set("count", *count as f64)
             }
-            Event::BroadcastDropped { topic, .. } => ev("broadcast-dropped").set("topic", topic.as_str()),
+            Event::BroadcastDropped { topic, .. } => ev.set("topic", topic.as_str()),
             _ => return None,
         }
         .done(),

@@ -190,7 +190,8 @@ impl ClusterBuilder {
         let advertise = self.advertise.unwrap_or_else(|| first.local_addr());
         let seed = self.seed.unwrap_or_else(|| runtime.random_seed());
         let now = runtime.now();
-        let outbox = Outbox::new(outbox_limits(&self.config));
+        // Its own hash seed, derived from the protocol's without touching the node's random stream.
+        let outbox = Outbox::new(outbox_limits(&self.config), seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
         let mut node = Node::new(self.config, self.name, advertise, seed, now).map_err(ClusterError::Config)?;
         if let Some(keyring) = self.keyring {
             let mut entropy = [0u8; 32];

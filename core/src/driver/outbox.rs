@@ -29,8 +29,11 @@
 //! probes again, sends push-pulls again and retries reliable messages until they are acknowledged.
 use std::prelude::rust_2021::*;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
 
 use super::addr::Addr;
 use super::signal::lock;
@@ -89,9 +92,9 @@ impl Queue {
 /// A destination's lanes, indexed by [`Lane`]; `Some` while the lane's sender task runs.
 type Lanes = [Option<Queue>; 2];
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
-    destinations: HashMap<Addr, Lanes>,
+    destinations: HashMap<Addr, Lanes, FixedState>,
     /// Bytes waiting in every lane.
     bytes: usize,
     /// Bytes waiting in best-effort lanes.
@@ -107,8 +110,15 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(limits: Limits) -> Self {
-        Outbox { state: Mutex::new(State::default()), limits }
+    /// `hash_seed` seeds the hashing of destinations (anything unpredictable to others).
+    pub fn new(limits: Limits, hash_seed: u64) -> Self {
+        let state = State {
+            destinations: HashMap::with_hasher(FixedState::with_seed(hash_seed)),
+            bytes: 0,
+            best_effort_bytes: 0,
+            dropped: [0; 2],
+        };
+        Outbox { state: Mutex::new(state), limits }
     }
 
     /// Queues a frame for `to` (see the module docs for when it is dropped instead).
@@ -310,7 +320,7 @@ mod tests {
     }
 
     fn outbox(total: usize, per_destination: usize, best_effort_per_destination: usize) -> Outbox {
-        Outbox::new(Limits { total, per_destination, best_effort_per_destination })
+        Outbox::new(Limits { total, per_destination, best_effort_per_destination }, 7)
     }
 
     fn drain(out: &Outbox, to: &Addr, lane: Lane) -> Vec<Vec<u8>> {

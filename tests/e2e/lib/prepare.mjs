@@ -1,9 +1,9 @@
 // `npm test`'s pretest step: makes sure what the suite runs exists, before any test file starts
 // (the test files only check, never build, so they cannot race each other).
-//   - target/debug/shoal-relay and shoal-agent: `cargo build -p shoal-relay -p shoal-udp --bins`
+//   - target/debug/shoal-relay and shoal-agent (under $CARGO_TARGET_DIR when set): `cargo build -p shoal-relay -p shoal-udp --bins`
 //     (a no-op when they are up to date; SHOAL_E2E_NO_BUILD=1 skips it when both exist);
-//   - wasm/pkg/{web,bundler,nodejs,deno}: `bash wasm/build.sh` when one is missing (after `npm ci` in
-//     wasm/ when its wasm-opt is missing) or when SHOAL_E2E_BUILD=1. A build older than the Rust
+//   - wasm/pkg/web (the package's one wasm build): `bash wasm/build.sh` when it is missing (after
+//     `npm ci` in wasm/ when its wasm-opt is missing) or when SHOAL_E2E_BUILD=1. A build older than the Rust
 //     sources is used as it is, with a warning: other work may be rebuilding it at the same time.
 //   - Chromium at $CHROMIUM or /usr/bin/chromium (`bash tests/setup` installs Debian's).
 import { execFileSync } from "node:child_process";
@@ -38,8 +38,7 @@ function newest(dir) {
   );
 }
 
-const targets = ["web", "bundler", "nodejs", "deno"];
-const wasmFiles = targets.map((t) => `${PKG}/${t}/shoal_wasm_bg.wasm`);
+const wasmFiles = [`${PKG}/web/shoal_wasm.js`, `${PKG}/web/shoal_wasm_bg.wasm`];
 if (process.env.SHOAL_E2E_BUILD === "1" || wasmFiles.some((f) => !existsSync(f))) {
   if (!existsSync(`${ROOT}/wasm/node_modules/.bin/wasm-opt`)) run("npm", ["ci", "--no-audit", "--no-fund"], `${ROOT}/wasm`);
   run("bash", ["wasm/build.sh"]);

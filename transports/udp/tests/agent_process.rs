@@ -101,10 +101,13 @@ fn agents_form_a_cluster_detect_a_kill_and_see_a_graceful_leave() {
     let seed = started.split_whitespace().find(|w| w.starts_with("udp://")).expect("advertised address").to_string();
     let mut b = Agent::start(&["--name", "b", "--bind", "127.0.0.1:0", "--preset", "local", "--join", &seed, "--json"]);
     let c = Agent::start(&["--name", "c", "--bind", "127.0.0.1:0", "--preset", "local", "--join", &seed]);
-    a.wait_for(&["joined", " b "], limit);
-    a.wait_for(&["joined", " c "], limit);
-    let json = b.wait_for(&["\"event\":\"joined\"", "\"member\":\"c\""], limit);
+    a.wait_for(&[" join ", " b "], limit);
+    a.wait_for(&[" join ", " c "], limit);
+    let json = b.wait_for(&["\"event\":\"join\"", "\"member\":\"c\""], limit);
     assert!(json.starts_with('{') && json.contains("\"ts\":"), "{json}");
+    // Our own join is `joined` (as in the npm package), another member's is `join`.
+    let ours = b.wait_for(&["\"event\":\"joined\""], limit);
+    assert!(ours.contains(&format!("\"via\":\"{seed}\"")), "{ours}");
 
     let table = Command::new(AGENT).args(["members", "--http", &http]).output().unwrap();
     let table = String::from_utf8_lossy(&table.stdout).to_string();
@@ -112,12 +115,12 @@ fn agents_form_a_cluster_detect_a_kill_and_see_a_graceful_leave() {
     assert_eq!(table.lines().filter(|l| l.contains("alive")).count(), 3, "{table}");
 
     c.signal("-KILL");
-    a.wait_for(&["failed", " c "], limit);
-    let failed = b.wait_for(&["\"event\":\"failed\"", "\"member\":\"c\""], limit);
+    a.wait_for(&[" fail ", " c "], limit);
+    let failed = b.wait_for(&["\"event\":\"fail\"", "\"member\":\"c\""], limit);
     assert!(failed.contains("\"by\":\"a\"") || failed.contains("\"by\":\"b\""), "names who declared it: {failed}");
 
     b.signal("-TERM");
-    a.wait_for(&["left", " b "], limit);
+    a.wait_for(&[" leave ", " b "], limit);
     let status = b.child.wait().unwrap();
     assert!(status.success(), "SIGTERM leads to a graceful exit, got {status}");
 
@@ -141,5 +144,5 @@ fn an_agent_stopped_while_its_join_is_still_pending_leaves_gracefully() {
     assert!(status.success(), "SIGTERM during the join leads to a graceful exit, got {status}");
     assert!(sent.elapsed() < Duration::from_secs(4), "exited {:?} after SIGTERM, not at once", sent.elapsed());
     a.wait_for(&["\"event\":\"note\"", "leaving"], Duration::from_secs(1));
-    assert!(!a.seen.iter().any(|l| l.contains("joined the cluster")), "the join never completed: {:?}", a.seen);
+    assert!(!a.seen.iter().any(|l| l.contains("\"event\":\"joined\"")), "the join never completed: {:?}", a.seen);
 }

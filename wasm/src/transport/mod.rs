@@ -370,10 +370,23 @@ fn add(mut c: TransportCounters, len: u64, inbound: bool) -> TransportCounters {
     c
 }
 
-/// A JS exception as text.
+#[wasm_bindgen]
+extern "C" {
+    /// JavaScript's `String(value)` (throws for a Symbol).
+    #[wasm_bindgen(catch, js_name = String)]
+    fn js_string(value: &JsValue) -> Result<String, JsValue>;
+}
+
+/// A JS exception as text: a string as it is, an `Error`'s `message`, anything else through
+/// `String(value)` (wasm-bindgen's debug formatting of a `JsValue` costs a JS function of its own in
+/// every bundle).
 pub(crate) fn describe(e: &JsValue) -> String {
     if let Some(s) = e.as_string() {
         return s;
     }
-    Reflect::get(e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string()).unwrap_or_else(|| format!("{e:?}"))
+    Reflect::get(e, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| js_string(e).ok())
+        .unwrap_or_else(|| "a JavaScript value that cannot be shown".into())
 }

@@ -144,9 +144,9 @@ async fn run(s: Settings) -> Result<(), String> {
     let stopped_while_joining = !s.join.is_empty()
         && tokio::select! {
             joined = cluster.join(&s.join) => {
-                match joined {
-                    Ok(via) => printer.note(&format!("joined the cluster through {via}")),
-                    Err(e) => printer.note(&format!("join failed ({e}); re-announcing to the seeds in the background")),
+                // Success prints itself: the `joined` event.
+                if let Err(e) = joined {
+                    printer.note(&format!("join failed ({e}); re-announcing to the seeds in the background"));
                 }
                 false
             }
