@@ -24,7 +24,11 @@ const run = promisify(execFile);
  * ceiling the test enforces, the figure reached plus a small margin (see BENCHMARKS.md), lowered
  * as the package shrinks.
  */
-const SHIPPED_LIMIT = 118_500;
+// 118,500 before the member moved into a worker; the worker bundle carries the wasm glue and the
+// member's code, and the main-thread fallback (`mainThread: true`) is emitted as lazy chunks a page
+// loads only when it asks for that mode: what a page whose member runs in a worker loads is
+// measured and printed too.
+const SHIPPED_LIMIT = 136_000;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 
@@ -150,6 +154,8 @@ test("the npm-packed package installs into a fresh Vite project, builds within t
   page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e.message}`));
   const wasmResponses = [];
+  const jsLoaded = new Set();
+  page.on("response", (r) => /\.m?js$/.test(r.url()) && jsLoaded.add(path.basename(new URL(r.url()).pathname)));
   page.on("response", (r) => r.url().endsWith(".wasm") && wasmResponses.push({ url: r.url(), status: r.status(), type: r.headers()["content-type"] }));
 
   const q = new URLSearchParams({ name: "vite-page", seeds: agent.addr, token: relay.token });
@@ -163,6 +169,10 @@ test("the npm-packed package installs into a fresh Vite project, builds within t
   assert.equal(await page.evaluate(() => window.joinState), "joined", consoleLines.join("\n"));
   timing.pageJoinedMs = Date.now() - t0;
   assert.equal(wasmResponses.length, 1, JSON.stringify(wasmResponses));
+  const loaded = Object.entries(gzipped).filter(([f]) => f.endsWith(".wasm") || jsLoaded.has(path.basename(f)));
+  const loadedGzip = loaded.reduce((n, [, b]) => n + b, 0);
+  t.diagnostic(`a page whose member runs in a worker loads ${loadedGzip} bytes gzipped: ${loaded.map(([f]) => path.basename(f)).join(", ")}`);
+  saveArtifact("vite-loaded.json", { loadedGzip, files: Object.fromEntries(loaded) });
   assert.equal(wasmResponses[0].status, 200);
   assert.equal(wasmResponses[0].type, "application/wasm", "served as application/wasm (streaming compilation)");
 

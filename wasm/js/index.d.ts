@@ -1,6 +1,6 @@
 // Type declarations of the `shoal` npm package (every entry point: browser, bundler, node, deno,
-// workerd). Written by hand; the wasm-bindgen declarations of the raw `ShoalNode` are in
-// pkg/<target>/shoal_wasm.d.ts.
+// workerd). Written by hand; the raw wasm-bindgen `ShoalNode` (`shoal.raw`, on the thread the member
+// runs on) is not part of the typed API.
 
 /** Anything accepted as a payload: strings are sent as UTF-8. */
 export type Bytes = string | Uint8Array | ArrayBuffer | ArrayBufferView;
