@@ -115,10 +115,6 @@ impl Runner {
         self.truth.life_at(j as usize, now).is_some() && !self.truth.is_up(j as usize, now)
     }
 
-    pub(super) fn live_sets_agree(&self) -> Result<(), String> {
-        self.live_sets_agree_except(&[])
-    }
-
     /// The convergence oracle's check: the live sets agree, except that two members left alone on
     /// either end of a link that almost never carries anything one way need only each have seen
     /// the other live at some moment since the faults healed (`seen_live`, pairs observer and
@@ -134,7 +130,7 @@ impl Runner {
         self.live_sets_agree_where(&[], |o, j| flapping(o, j) && seen_live.contains(&(o, j)))
     }
 
-    /// As [`Runner::live_sets_agree`], ignoring the members in `skip`.
+    /// As the convergence oracle's check, ignoring the members in `skip`.
     pub(super) fn live_sets_agree_except(&self, skip: &[u32]) -> Result<(), String> {
         self.live_sets_agree_where(skip, |_, _| false)
     }
