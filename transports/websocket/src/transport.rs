@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_core::driver::relay::{encode_ws_frame, split_relay_addr, RELAY_SCHEME};
-use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal_core::driver::{Addr, LinkListener, Received, Transport, TransportCounters, TransportError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -345,6 +345,15 @@ impl Transport for WsTransport {
             send_errors: load(&c.send_errors),
             dropped_in: load(&c.dropped_in),
         }
+    }
+
+    /// Tells `listener` when the relay connection drops (`false`, whether a reconnection
+    /// follows or the transport closes for good) and when a reconnection succeeds (`true`). The
+    /// member's driver calls this when the member is built: a member whose only transport this
+    /// is accuses nobody while its relay connection is down (its outage is not the others' fault)
+    /// and catches up with a push-pull once it is back.
+    fn watch_link(&self, listener: LinkListener) {
+        self.shared.watch(listener);
     }
 
     /// Closes for good, whatever the state: a connection gets a WebSocket close (written within
