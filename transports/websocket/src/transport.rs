@@ -37,8 +37,9 @@ pub struct WsOptions {
     /// How long `send_reliable` waits for room in the outbound queue (default 5 s).
     pub reliable_wait: Duration,
     /// Whether and how fast to reconnect when the relay connection drops (default: on, with
-    /// [`Backoff::default`]: 250 ms doubling up to 5 s, ±50% jitter). While reconnecting the
-    /// transport is disconnected, not closed: `recv` waits and sends fail with `NotConnected`.
+    /// [`Backoff::default`]: 250 ms doubling up to 5 s, each wait drawn between half and all of
+    /// that). While reconnecting the transport is disconnected, not closed: `recv` waits and sends
+    /// fail with `NotConnected`.
     /// A relay that closes with [`CloseCode::Replaced`](shoal_core::driver::relay::CloseCode)
     /// closes the transport for good either way. `None`: the first drop closes the transport,
     /// and `recv` returns `Err(Closed)`.
