@@ -12,7 +12,7 @@ use shoal_core::{Config, Event};
 use shoal_relay::{BoundRelay, Relay, RelayConfig, RelayHandle};
 use shoal_tcp::{TcpOptions, TcpTransport};
 use shoal_udp::UdpTransport;
-use shoal_websocket::{Backoff, WsOptions, WsTransport};
+use shoal_websocket::WsTransport;
 
 /// How long the relay stays away: the length of the outage under test, not a wait for something.
 const OUTAGE: Duration = Duration::from_secs(3);
@@ -81,11 +81,10 @@ impl Accusations {
     }
 }
 
-/// A member whose only transport is a WebSocket to the relay, reconnecting quickly.
+/// A member whose only transport is a WebSocket to the relay, with the default reconnect schedule:
+/// after a 3 s outage, members come back up to seconds apart.
 async fn ws_member(relay: SocketAddr, name: &str, seed: u64) -> (Cluster, Arc<WsTransport>) {
-    let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_millis(800) };
-    let options = WsOptions { reconnect: Some(backoff), ..WsOptions::default() };
-    let ws = WsTransport::connect_with(&format!("ws://{relay}/ws?peer={name}"), options).await.expect("connect");
+    let ws = WsTransport::connect(&format!("ws://{relay}/ws?peer={name}")).await.expect("connect");
     let transports: Vec<Arc<dyn Transport>> = vec![ws.clone()];
     let cluster = Cluster::builder(name).unwrap().config(Config::browser()).seed(seed).spawn(transports).unwrap();
     (cluster, ws)
@@ -138,8 +137,10 @@ async fn ride_out_a_relay_restart(
     let down_at = Instant::now();
     tokio::time::sleep(OUTAGE.saturating_sub(down_at.elapsed())).await;
     let (_, handle, _served) = serve_relay(relay).await;
+    let restarted = Instant::now();
     assert!(eventually(Duration::from_secs(10), || sockets.iter().all(|s| s.is_connected())).await, "reconnected");
     let reconnected = Instant::now();
+    eprintln!("the last member reconnected {:?} after the restart", reconnected - restarted);
     let converged = eventually(Duration::from_secs(10), || all_alive(members)).await;
     let converged_after_reconnect = reconnected.elapsed();
     assert!(converged, "the cluster converged again: {:?}", members.iter().map(|m| m.members()).collect::<Vec<_>>());
@@ -148,6 +149,30 @@ async fn ride_out_a_relay_restart(
     assert!(eventually(Duration::from_secs(10), probed_again).await, "every member probed again");
     handle.shutdown();
     Outage { converged_after_reconnect, accusations: accusations.lines() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_websocket_member_whose_relay_restarts_for_3_s_suspects_nobody_and_is_suspected_by_nobody() {
+    bounded(async {
+        let (relay, handle, served) = serve_relay("127.0.0.1:0".parse().unwrap()).await;
+        let (a, a_ws) = ws_member(relay, "ws-a", 1).await;
+        let (b, b_ws) = ws_member(relay, "ws-b", 2).await;
+        let (c, c_ws) = ws_member(relay, "ws-c", 3).await;
+        b.join(&[a.local_addr()]).await.expect("b joins a");
+        c.join(&[a.local_addr()]).await.expect("c joins a");
+
+        let outage = ride_out_a_relay_restart(relay, handle, served, &[&a, &b, &c], &[&a_ws, &b_ws, &c_ws]).await;
+        eprintln!("converged {:?} after the last reconnection", outage.converged_after_reconnect);
+        assert_eq!(outage.accusations, Vec::<String>::new(), "nobody suspected or declared failed anywhere");
+        assert!(outage.converged_after_reconnect <= CONVERGED_WITHIN, "{:?}", outage.converged_after_reconnect);
+        for m in [&a, &b, &c] {
+            assert_eq!(m.metrics().stats.link_outages, 1, "{}", m.name());
+        }
+        for m in [a, b, c] {
+            m.shutdown().await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
