@@ -73,4 +73,4 @@ mod connection;
 mod transport;
 
 pub use backoff::Backoff;
-pub use transport::{WsError, WsOptions, WsTransport, DEFAULT_MAX_FRAME};
+pub use transport::{member_url, WsError, WsOptions, WsTransport, DEFAULT_MAX_FRAME};
