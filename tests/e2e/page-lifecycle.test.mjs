@@ -118,7 +118,7 @@ async function accusationsOf(who, { agents, pages }, since = 0) {
   const out = [];
   for (const a of agents) {
     for (const e of a.events()) {
-      if (e.at >= since && e.member === who && (e.event === "suspect" || e.event === "failed" || e.event === "fail")) out.push(`${a.name}: ${e.event} at +${e.at - since} ms`);
+      if (e.at >= since && e.member === who && (e.event === "suspect" || e.event === "fail")) out.push(`${a.name}: ${e.event} at +${e.at - since} ms`);
     }
   }
   for (const p of pages) {

@@ -224,6 +224,9 @@ impl ClusterBuilder {
             event_capacity: self.event_capacity,
             outbox,
         });
+        // The wasm package wires its relay connection to `set_link_up` itself (and counts bytes).
+        #[cfg(not(target_arch = "wasm32"))]
+        watch_links(&shared);
         let exit = PublishOnExit { shared: shared.clone(), reason: None };
         Ok((Cluster { shared: shared.clone() }, Driver { shared, router, exit }))
     }
@@ -234,6 +237,30 @@ impl ClusterBuilder {
         let (cluster, driver) = self.build(transports, Arc::new(super::runtime::TokioRuntime::new()))?;
         tokio::spawn(driver.run());
         Ok(cluster)
+    }
+}
+
+/// Has every plugin that can tell report its link (see [`Transport::watch_link`]): the member's
+/// own link is down while every plugin's is, and up as soon as one is back. A plugin that cannot
+/// tell never reports, so a member with one (a UDP socket beside a relay connection) never counts
+/// as cut off. The listeners hold the member weakly: they keep nothing alive.
+#[cfg(not(target_arch = "wasm32"))]
+fn watch_links(shared: &Arc<Shared>) {
+    let plugins = shared.router.plugins();
+    let down = Arc::new(Mutex::new(vec![false; plugins.len()]));
+    for (i, plugin) in plugins.iter().enumerate() {
+        let member = Arc::downgrade(shared);
+        let down = down.clone();
+        plugin.watch_link(Box::new(move |up| {
+            // Held while the member is told, so that two plugins' reports reach it in order.
+            let mut down = lock(&down);
+            down[i] = !up;
+            let link_up = !down.iter().all(|d| *d);
+            if let Some(shared) = member.upgrade() {
+                // Refused only once the member is stopping: nobody left to tell.
+                let _ = Cluster { shared }.set_link_up(link_up);
+            }
+        }));
     }
 }
 
@@ -410,7 +437,9 @@ impl Cluster {
 
     /// Tells the member whether its own link to the cluster is up: call with `false` when a
     /// transport that can tell (a relay connection) drops, and with `true` once it is back. While
-    /// it is down the member accuses nobody (see [`crate::Node::set_link_up`]).
+    /// it is down the member accuses nobody (see [`crate::Node::set_link_up`]). Plugins that
+    /// implement [`Transport::watch_link`] (`shoal-websocket`'s) are wired to this when the member
+    /// is built; call it yourself only for a link the plugins cannot see.
     pub fn set_link_up(&self, up: bool) -> Result<(), ClusterError> {
         self.command(|n, now| n.set_link_up(up, now))
     }

@@ -40,7 +40,8 @@ pub use runtime::Runtime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;
 pub use transport::{
-    BoxFuture, MaybeSendSync, Packet, Received, Receiver, Router, Transport, TransportCounters, TransportError,
+    BoxFuture, LinkListener, MaybeSendSync, Packet, Received, Receiver, Router, Transport, TransportCounters,
+    TransportError,
 };
 
 use crate::config::ConfigError;

@@ -16,10 +16,10 @@ use futures_util::FutureExt;
 
 use super::signal::lock;
 use super::{
-    Addr, CloseReason, Cluster, ClusterError, Received, TokioRuntime, Transport, TransportError,
+    Addr, CloseReason, Cluster, ClusterError, LinkListener, Received, TokioRuntime, Transport, TransportError,
     BEST_EFFORT_SEND_DEADLINE,
 };
-use crate::Config;
+use crate::{Config, MemberState};
 
 /// Generous for a loaded machine; a wedged driver misses it by forever.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -49,10 +49,18 @@ struct Mem {
     recv_panics: AtomicBool,
     /// Frames whose send completed, by destination.
     sent: Mutex<HashMap<Addr, usize>>,
+    /// Whether it says when it reaches nobody (see [`Transport::watch_link`]), and whom it tells.
+    tells_link: bool,
+    link: Mutex<Option<LinkListener>>,
 }
 
 impl Mem {
     fn new(net: &Net, addr: &str) -> Arc<Mem> {
+        Mem::with_link(net, addr, false)
+    }
+
+    /// A transport that, with `tells_link`, reports its link as a relay connection does.
+    fn with_link(net: &Net, addr: &str, tells_link: bool) -> Arc<Mem> {
         let me = Addr::parse(addr).unwrap();
         let inbox = Arc::new(Mutex::new(Mailbox::default()));
         lock(net).insert(me.clone(), inbox.clone());
@@ -65,7 +73,25 @@ impl Mem {
             panic_to: Mutex::default(),
             recv_panics: AtomicBool::new(false),
             sent: Mutex::default(),
+            tells_link,
+            link: Mutex::default(),
         })
+    }
+
+    /// Reports the link down or up to whoever watches it, as a transport that can tell would.
+    fn report_link(&self, up: bool) {
+        if let Some(tell) = lock(&self.link).as_ref() {
+            tell(up);
+        }
+    }
+
+    /// Cuts this member off the net both ways (`false`) or plugs it back in (`true`).
+    fn plug(&self, plugged: bool) {
+        if plugged {
+            lock(&self.net).insert(self.me.clone(), self.inbox.clone());
+        } else {
+            lock(&self.net).remove(&self.me);
+        }
     }
 
     fn sent_to(&self, to: &Addr) -> usize {
@@ -145,6 +171,12 @@ impl Transport for Mem {
         self.me.clone()
     }
 
+    fn watch_link(&self, listener: LinkListener) {
+        if self.tells_link {
+            *lock(&self.link) = Some(listener);
+        }
+    }
+
     async fn close(&self) {
         lock(&self.net).remove(&self.me);
         let mut inbox = lock(&self.inbox);
@@ -162,7 +194,17 @@ fn addr(host: u8) -> Addr {
 /// A member on `net` at `udp://10.0.0.<host>:7946`, its driver spawned; also the driver's task.
 fn member_with(net: &Net, name: &str, host: u8, config: Config) -> (Cluster, Arc<Mem>, tokio::task::JoinHandle<()>) {
     let mem = Mem::new(net, &addr(host).to_string());
-    let transports: Vec<Arc<dyn Transport>> = vec![mem.clone()];
+    let (cluster, task) = member_over(name, host, config, vec![mem.clone()]);
+    (cluster, mem, task)
+}
+
+/// A member over `transports`, its driver spawned; also the driver's task.
+fn member_over(
+    name: &str,
+    host: u8,
+    config: Config,
+    transports: Vec<Arc<dyn Transport>>,
+) -> (Cluster, tokio::task::JoinHandle<()>) {
     let (cluster, driver) = Cluster::builder(name)
         .unwrap()
         .config(config)
@@ -170,7 +212,7 @@ fn member_with(net: &Net, name: &str, host: u8, config: Config) -> (Cluster, Arc
         .build(transports, Arc::new(TokioRuntime::new()))
         .unwrap();
     let task = tokio::spawn(driver.run());
-    (cluster, mem, task)
+    (cluster, task)
 }
 
 fn member(net: &Net, name: &str, host: u8) -> (Cluster, Arc<Mem>) {
@@ -424,6 +466,85 @@ async fn a_transport_send_that_panics_counts_as_an_error_and_its_destination_kee
     let delivered = eventually(|| count(&seen, "datagram") == 1 && count(&seen, "reliable") >= 1).await;
     assert!(delivered, "b saw {:?}", lock(&seen));
     assert_eq!(a.closed().now_or_never(), None, "the member still runs");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+// ----- Defect: a native member on a relay connection accused everyone while the relay was away ---
+
+/// Suspicions and failures `cluster` raises itself from now on, collected in the background.
+fn accusations_by(cluster: &Cluster) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let me = cluster.name();
+    let mut events = cluster.events();
+    tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            match e {
+                crate::Event::Suspected { id, by, .. } if by == me => lock(&sink).push(format!("suspect {id}")),
+                crate::Event::Failed { id, by, .. } if by == me => lock(&sink).push(format!("fail {id}")),
+                _ => {}
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_only_transport_reports_its_link_down_accuses_nobody_until_it_is_back() {
+    let net = Net::default();
+    let mem = Mem::with_link(&net, &addr(1).to_string(), true);
+    let (a, _) = member_over("a", 1, Config::local(), vec![mem.clone()]);
+    let (b, _) = member(&net, "b", 2);
+    let (c, _) = member(&net, "c", 3);
+    within("join", a.join(&[b.local_addr(), c.local_addr()])).await.unwrap();
+    assert!(eventually(|| a.alive_members().len() == 2 && b.alive_members().len() == 2).await);
+    let accused = accusations_by(&a);
+
+    // The relay goes away: a reaches nobody and nobody reaches a, and its transport says so.
+    mem.plug(false);
+    mem.report_link(false);
+    // b and c, which cannot tell, declare a failed after a suspicion timeout: many of a's probe
+    // periods, in which a probes nobody and accuses nobody.
+    let pings = a.metrics().stats.pings_sent;
+    let a_failed =
+        || [&b, &c].iter().all(|m| m.members().iter().any(|m| m.id == a.name() && m.state == MemberState::Dead));
+    assert!(eventually(a_failed).await, "b and c declared a failed");
+    assert_eq!(a.metrics().stats.pings_sent, pings, "a probed while its link was down");
+    assert_eq!(*lock(&accused), Vec::<String>::new(), "a accused others while its link was down");
+
+    mem.plug(true);
+    mem.report_link(true);
+    let everyone_alive = || [&a, &b, &c].iter().all(|m| m.alive_members().len() == 2);
+    assert!(eventually(everyone_alive).await, "converged after the link came back");
+    assert_eq!(*lock(&accused), Vec::<String>::new(), "a accused others after its link came back");
+    assert_eq!(a.metrics().stats.link_outages, 1);
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_counts_as_cut_off_only_while_every_transport_says_so_and_never_beside_one_that_cannot_tell() {
+    let net = Net::default();
+    // Two relay connections: the member is cut off only while both are down.
+    let (one, two) = (Mem::with_link(&net, "relay://r1:1/a", true), Mem::with_link(&net, "relay://r2:1/a", true));
+    let (a, _) = member_over("a", 1, Config::local(), vec![one.clone(), two.clone()]);
+    one.report_link(false);
+    one.report_link(true);
+    assert_eq!(a.metrics().stats.link_outages, 0, "one connection of two dropped: not cut off");
+    one.report_link(false);
+    two.report_link(false);
+    one.report_link(true);
+    two.report_link(true);
+    assert_eq!(a.metrics().stats.link_outages, 1, "both dropped: cut off until the first came back");
+    // Beside a plugin that cannot tell (a UDP socket), a relay connection that drops cuts nothing off.
+    let relay = Mem::with_link(&net, "relay://r3:1/b", true);
+    let udp = Mem::new(&net, &addr(2).to_string());
+    let (b, _) = member_over("b", 2, Config::local(), vec![relay.clone(), udp]);
+    relay.report_link(false);
+    relay.report_link(true);
+    assert_eq!(b.metrics().stats.link_outages, 0);
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -92,6 +92,13 @@ pub struct TransportCounters {
     pub dropped_in: u64,
 }
 
+/// Hears a plugin's link go down (`false`) and come back (`true`): see [`Transport::watch_link`].
+#[cfg(not(target_arch = "wasm32"))]
+pub type LinkListener = Box<dyn Fn(bool) + Send + Sync>;
+/// Hears a plugin's link go down (`false`) and come back (`true`): see [`Transport::watch_link`].
+#[cfg(target_arch = "wasm32")]
+pub type LinkListener = Box<dyn Fn(bool)>;
+
 /// A transport plugin. Implement it to carry Shoal over a new medium.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -128,6 +135,20 @@ pub trait Transport: MaybeSendSync {
 
     /// Stops receiving and releases sockets. Pending `recv` calls return `Err(Closed)`.
     async fn close(&self);
+
+    /// For a plugin that knows when it reaches nobody at all (one connection to a relay, which
+    /// can drop): from now on, tell `listener` each time that becomes true (`false`) and stops
+    /// being true (`true`), starting with `false` at once if it is true now. The native driver
+    /// calls this once per plugin when the member is built (the wasm package wires its relay
+    /// connection itself) and, while every plugin of the member says it reaches nobody, the member accuses nobody (see [`crate::Node::set_link_up`]): its own link,
+    /// not the others' health, is at fault. Call the listener from any task, never while holding a
+    /// lock the driver may wait for; it returns quickly.
+    ///
+    /// The default ignores the listener: a plugin that cannot tell (a UDP socket never knows
+    /// whether anyone hears it) counts as always reaching someone.
+    fn watch_link(&self, listener: LinkListener) {
+        drop(listener);
+    }
 }
 
 /// Several plugins behind one interface: sends go to the first plugin claiming the address,

@@ -4,10 +4,17 @@
 //! connection) knows when that link is down. Every probe it sends then goes unanswered, and SWIM
 //! alone would have it suspect, then declare failed, every member it probes: the fault is its own,
 //! as Lifeguard puts it, not theirs. So while the link is down the member accuses nobody: it sends
-//! no probe, settles none as failed, raises no suspicion and declares no failure. Suspicions it
-//! already held wait: their timers fire again after the link is back and a grace period (one
-//! probe interval) has passed, so refutations it could not hear arrive first. When the link comes
-//! back it asks a random member at once for a push-pull, to catch up on what it missed.
+//! no probe, settles none as failed, raises no suspicion and declares no failure. When the link
+//! comes back it asks a random member at once for a push-pull, to catch up on what it missed.
+//!
+//! It accuses nobody for a grace period after that either: one probe interval, so that
+//! refutations it could not hear arrive first, plus twice the outage, up to 5 s
+//! ([`STRAGGLERS_MAX_MS`]). A relay that restarts cuts all its members off at once, and they come
+//! back one by one: each retries on its own jittered, doubling schedule (`shoal-websocket` and the
+//! npm package wait 250 ms, then twice as long each time, up to 5 s, each wait drawn between half
+//! and all of that), so a member may come back up to about twice the outage, or 5 s, after the
+//! first. Probed before then, a straggler would be suspected for an outage it shares. Suspicions
+//! the member already held wait until the grace has passed: their timers fire again then.
 //!
 //! Members that cannot tell (a UDP socket never knows) never call [`Node::set_link_up`]: the link
 //! is up, and nothing here changes their behaviour.
@@ -21,10 +28,16 @@
 //! member asks a random member for a push-pull at once, which also tells it, within a round trip,
 //! whether others suspected it meanwhile so that it refutes.
 
+use core::time::Duration;
+
 use crate::identity::Address;
 use crate::time::Instant;
 
 use super::Node;
+
+/// The longest a member cut off by an outage may come back after another one cut off by the same
+/// outage: the longest reconnect wait of the relay clients (see the module documentation).
+const STRAGGLERS_MAX_MS: u64 = 5_000;
 
 /// Whether the link is up, and since when the member may accuse again.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,9 +63,12 @@ impl<A: Address> Node<A> {
                     p.concluded = true;
                 }
             }
-            (true, Some(_)) => {
+            (true, Some(since)) => {
                 self.link.down_since = None;
-                self.link.accuse_from = now + self.config.probe_interval;
+                // In milliseconds: Duration arithmetic costs the wasm package more bytes.
+                let stragglers =
+                    now.as_millis().saturating_sub(since.as_millis()).saturating_mul(2).min(STRAGGLERS_MAX_MS);
+                self.link.accuse_from = now + self.config.probe_interval + Duration::from_millis(stragglers);
                 self.stats.link_outages += 1;
                 self.catch_up_after_outage();
             }

@@ -83,6 +83,7 @@ export class Proc {
     this.label = label;
     this.lines = [];
     this.stderr = [];
+    this.stderrAt = []; // { at, line }: the same lines with their arrival times
     this.waiters = new Set();
     this.child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...options });
     this.pid = this.child.pid;
@@ -104,6 +105,7 @@ export class Proc {
     });
     createInterface({ input: this.child.stderr }).on("line", (line) => {
       this.stderr.push(line);
+      this.stderrAt.push({ at: Date.now(), line });
       if (process.env.SHOAL_E2E_VERBOSE) console.error(`[${label}] ${line}`);
     });
   }
@@ -161,14 +163,22 @@ export async function startRelay({ staticDir, token = TOKEN, port = 0 } = {}) {
  * endpoint. Its event lines (joined, failed, suspect, left...) are parsed with their timestamps.
  */
 export class Agent {
-  static async start({ name, join = [], preset = "local", meta, extra = [] } = {}) {
+  /**
+   * With `websocket` (a relay from `startRelay`), the agent joins through that relay over a
+   * WebSocket (`--websocket`) instead of binding UDP: a native member on shoal-websocket, whose
+   * reconnections are logged on stderr (see `reconnects()`).
+   */
+  static async start({ name, join = [], preset = "local", meta, extra = [], websocket } = {}) {
     const httpPort = await freePort();
-    const args = ["--name", name, "--bind", "127.0.0.1:0", "--preset", preset, "--json"];
+    const args = ["--name", name, "--preset", preset, "--json"];
+    if (websocket) args.push("--websocket", `${websocket.ws}?token=${websocket.token}`);
+    else args.push("--bind", "127.0.0.1:0");
     args.push("--http", `127.0.0.1:${httpPort}`);
     for (const j of [join].flat()) args.push("--join", j);
     if (meta) args.push("--meta", meta);
     args.push(...extra);
-    const agent = new Agent(name, new Proc(name, AGENT_BIN, args), `http://127.0.0.1:${httpPort}`);
+    const env = websocket ? { ...process.env, SHOAL_LOG: "warn,shoal_websocket=info", NO_COLOR: "1" } : process.env;
+    const agent = new Agent(name, new Proc(name, AGENT_BIN, args, { env }), `http://127.0.0.1:${httpPort}`);
     const started = await agent.waitEvent((e) => e.event === "started", 30_000, "started");
     agent.addr = started.addr;
     await waitUntil(() => agent.health(), 30_000, `${name}'s http endpoint`);
@@ -207,6 +217,11 @@ export class Agent {
     );
     const e = JSON.parse(line);
     return { ...e, at: Date.parse(e.ts) };
+  }
+
+  /** Arrival times of the WebSocket transport's "reconnected" log lines (`websocket` agents). */
+  reconnects() {
+    return this.proc.stderrAt.filter((e) => e.line.includes("websocket transport reconnected")).map((e) => e.at);
   }
 
   async get(p) {
@@ -345,7 +360,7 @@ export async function joinNodeMember(relay, { name, seeds = [], preset = "local"
     WebSocket,
     on: {
       "*": (e) =>
-        events.push({ type: e.type, member: e.member, from: e.from, topic: e.topic, text: e.type === "message" ? e.text : undefined, at: Date.now() }),
+        events.push({ type: e.type, member: e.member, by: e.by, from: e.from, topic: e.topic, text: e.type === "message" ? e.text : undefined, at: Date.now() }),
     },
   });
   return { shoal, events, name };

@@ -42,8 +42,8 @@ try {
     worker: q.get("worker") ?? undefined,
     on: {
       "*": (e) => {
-        const { type, member, from, topic, kind } = e;
-        window.shoalEvents.push({ type, member, from, topic, kind, text: type === "message" ? e.text : undefined, at: Date.now() });
+        const { type, member, by, from, topic, kind } = e;
+        window.shoalEvents.push({ type, member, by, from, topic, kind, text: type === "message" ? e.text : undefined, at: Date.now() });
         if (type === "message") {
           const line = document.createElement("div");
           line.textContent = `message from ${from} on ${topic}: ${e.text}`;

@@ -2,11 +2,14 @@
 //! attempt to reconnect.
 //!
 //! The wait before attempt `n` (counting from 0) is `min(initial · 2ⁿ, max)`, scaled by a random
-//! factor in `[0.5, 1.5)`. The first attempt waits too: when a relay restarts, every member it had
-//! loses its connection at the same instant, and the jitter spreads their returns instead of
-//! having them all knock at once. The randomness only has to differ between members, not resist
-//! an adversary: a xorshift generator seeded from the process's hash keys and the member's
-//! address.
+//! factor in `[0.5, 1)`: the npm package's schedule. The first attempt waits too: when a relay
+//! restarts, every member it had loses its connection at the same instant, and the jitter spreads
+//! their returns instead of having them all knock at once. The spread stays bounded: whatever the
+//! draws, a wait is at most about twice the time waited before it, and never more than `max`, so
+//! members cut off together come back within about twice the outage, or `max`, of each other
+//! (what the protocol core allows for before it accuses anyone after an outage). The randomness
+//! only has to differ between members, not resist an adversary: a xorshift generator seeded from
+//! the process's hash keys and the member's address.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -17,7 +20,7 @@ use std::time::Duration;
 pub struct Backoff {
     /// The wait before the first attempt, before jitter (default 250 ms, at least 1 ms).
     pub initial: Duration,
-    /// The longest wait before jitter; the doubling stops here (default 5 s, at least `initial`).
+    /// The longest wait; the doubling stops here (default 5 s, at least `initial`).
     pub max: Duration,
 }
 
@@ -51,7 +54,7 @@ impl Backoff {
     }
 }
 
-/// A tiny xorshift64 generator of jitter factors in `[0.5, 1.5)`. Not for anything secret.
+/// A tiny xorshift64 generator of jitter factors in `[0.5, 1)`. Not for anything secret.
 #[derive(Debug)]
 pub(crate) struct Jitter(u64);
 
@@ -76,11 +79,11 @@ impl Jitter {
         x
     }
 
-    /// A factor in `[0.5, 1.5)`.
+    /// A factor in `[0.5, 1)`.
     pub(crate) fn factor(&mut self) -> f64 {
         // The top 53 bits, as a fraction in [0, 1).
         let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        0.5 + unit
+        0.5 + unit / 2.0
     }
 }
 
@@ -104,16 +107,32 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_half_and_one_and_a_half_of_the_base_wait() {
+    fn jitter_stays_between_half_the_base_wait_and_the_base_wait() {
         let b = Backoff::default();
         let mut j = Jitter::from_seed(42);
         let mut seen = (f64::MAX, f64::MIN);
         for n in 0..1_000 {
             let ratio = b.delay(n % 8, &mut j).as_secs_f64() / b.base(n % 8).as_secs_f64();
-            assert!((0.5..1.5).contains(&ratio), "{ratio}");
+            assert!((0.5..1.0).contains(&ratio), "{ratio}");
             seen = (seen.0.min(ratio), seen.1.max(ratio));
         }
-        assert!(seen.0 < 0.6 && seen.1 > 1.4, "the whole range is used: {seen:?}");
+        assert!(seen.0 < 0.55 && seen.1 > 0.95, "the whole range is used: {seen:?}");
+    }
+
+    #[test]
+    fn after_any_outage_the_next_wait_is_at_most_about_twice_the_time_already_waited_or_max() {
+        // What bounds how far apart members cut off together come back (see the module docs).
+        let b = Backoff::default();
+        for seed in 1..200u64 {
+            let mut j = Jitter::from_seed(seed);
+            let mut waited = std::time::Duration::ZERO;
+            for n in 0..12 {
+                let next = b.delay(n, &mut j);
+                let bound = (waited * 2 + b.initial).min(b.max);
+                assert!(next <= bound, "seed {seed}, attempt {n}: {next:?} after {waited:?}");
+                waited += next;
+            }
+        }
     }
 
     #[test]

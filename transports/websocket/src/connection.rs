@@ -23,13 +23,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use shoal_core::driver::relay::{decode_ws_frame, split_relay_addr, CloseCode};
-use shoal_core::driver::Addr;
+use shoal_core::driver::{Addr, LinkListener};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -69,13 +70,25 @@ pub(crate) fn add(counter: &AtomicU64, n: usize) {
 }
 
 /// State the transport shares with its supervisor.
-#[derive(Debug)]
 pub(crate) struct Shared {
     closed: AtomicBool,
     close_notify: Notify,
-    /// Odd while connected (see the module documentation). Only the supervisor changes it.
+    /// Odd while connected (see the module documentation). Only the supervisor changes it, under
+    /// the `listener` lock.
     link: AtomicU64,
+    /// Hears the link go down and come back (the member, which accuses nobody meanwhile).
+    listener: Mutex<Option<LinkListener>>,
     pub(crate) counters: Counters,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("closed", &self.is_closed())
+            .field("link", &self.link.load(Ordering::Relaxed))
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -85,8 +98,24 @@ impl Shared {
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
             link: AtomicU64::new(1),
+            listener: Mutex::new(None),
             counters: Counters::default(),
         }
+    }
+
+    /// The listener slot. Every holder leaves it consistent, so a panic elsewhere cannot poison it.
+    fn listener(&self) -> std::sync::MutexGuard<'_, Option<LinkListener>> {
+        self.listener.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the listener that hears each change of the link (the transport's `watch_link`),
+    /// telling it at once if the link is down now.
+    pub(crate) fn watch(&self, listener: LinkListener) {
+        let mut slot = self.listener();
+        if self.link.load(Ordering::Acquire) % 2 == 0 {
+            listener(false);
+        }
+        *slot = Some(listener);
     }
 
     pub(crate) fn close(&self) {
@@ -119,19 +148,30 @@ impl Shared {
         (link % 2 == 1 && !self.is_closed()).then_some(link)
     }
 
-    /// Marks the connection down (link number even).
+    /// Marks the connection down (link number even), and tells the listener if it was up.
     fn link_down(&self) {
+        let listener = self.listener();
         let link = self.link.load(Ordering::Acquire);
         if link % 2 == 1 {
             self.link.store(link + 1, Ordering::Release);
+            if let Some(tell) = listener.as_ref() {
+                tell(false);
+            }
         }
     }
 
-    /// Marks a new connection up and returns its link number.
+    /// Marks a new connection up and returns its link number; tells the listener if it was down.
+    /// Sends tagged from now on go out on the new connection.
     fn link_up(&self) -> u64 {
+        let listener = self.listener();
         let link = self.link.load(Ordering::Acquire);
         let up = if link % 2 == 1 { link + 2 } else { link + 1 };
         self.link.store(up, Ordering::Release);
+        if link % 2 == 0 {
+            if let Some(tell) = listener.as_ref() {
+                tell(true);
+            }
+        }
         up
     }
 }

@@ -48,6 +48,14 @@
 //!   unreachable, rather than one at a new address. A relay that refuses the
 //!   reconnection (401/403/400: it may be restarting with a new configuration) is retried too,
 //!   with a warning.
+//! - **While the connection is down, the member accuses nobody.** The transport reports its link
+//!   ([`Transport::watch_link`](shoal_core::driver::Transport::watch_link)): down when the
+//!   connection drops, up when a reconnection succeeds. A member whose only transport this is
+//!   then knows that the silence of the others is its own outage, not theirs: it probes nobody,
+//!   suspects nobody and declares nobody failed until it is back (see
+//!   [`Node::set_link_up`](shoal_core::Node::set_link_up)), and asks a member for a push-pull as
+//!   soon as it is. A member with another transport beside it (a UDP socket) may still reach
+//!   others, and carries on as before.
 //! - **Three ways to close for good.** The relay closed with code 4001
 //!   ([`CloseCode::Replaced`](shoal_core::driver::relay::CloseCode)): another connection now holds
 //!   our peer id, and reconnecting would only take it back. The relay welcomed a reconnection
@@ -65,4 +73,4 @@ mod connection;
 mod transport;
 
 pub use backoff::Backoff;
-pub use transport::{WsError, WsOptions, WsTransport, DEFAULT_MAX_FRAME};
+pub use transport::{member_url, WsError, WsOptions, WsTransport, DEFAULT_MAX_FRAME};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_core::driver::relay::{encode_ws_frame, split_relay_addr, RELAY_SCHEME};
-use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal_core::driver::{Addr, LinkListener, Received, Transport, TransportCounters, TransportError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -20,6 +20,32 @@ use crate::connection::{add, handshake, Outgoing, Shared, Supervisor, CLOSE_WAIT
 
 /// Default [`WsOptions::max_frame`]: 64 KiB, the relay's default cap.
 pub const DEFAULT_MAX_FRAME: usize = 64 << 10;
+
+/// The URL a member with peer id `peer` connects to, from a relay's base URL: `ws://host:port`
+/// (or `http://`, `https://`, `wss://`) gets the `/ws` endpoint unless it names a path, and
+/// `peer=<peer>` joins whatever query it has (`?token=...`). `peer` is used as given: check it with
+/// [`valid_peer_id`](shoal_core::driver::relay::valid_peer_id) first.
+///
+/// ```
+/// use shoal_websocket::member_url;
+/// assert_eq!(member_url("ws://10.0.0.9:8080", "edge-1"), "ws://10.0.0.9:8080/ws?peer=edge-1");
+/// assert_eq!(member_url("http://r:80/?token=t", "a"), "ws://r:80/ws?token=t&peer=a");
+/// ```
+pub fn member_url(relay: &str, peer: &str) -> String {
+    let relay = relay.trim();
+    let (base, query) = relay.split_once('?').unwrap_or((relay, ""));
+    let base = base.trim_end_matches('/');
+    let (scheme, rest) = match base.split_once("://") {
+        Some(("http", rest)) => ("ws", rest),
+        Some(("https", rest)) => ("wss", rest),
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("ws", base),
+    };
+    let path = if rest.contains('/') { "" } else { "/ws" };
+    let query = query.trim_matches('&');
+    let sep = if query.is_empty() { "" } else { "&" };
+    format!("{scheme}://{rest}{path}?{query}{sep}peer={peer}")
+}
 
 /// Settings of a [`WsTransport`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +63,9 @@ pub struct WsOptions {
     /// How long `send_reliable` waits for room in the outbound queue (default 5 s).
     pub reliable_wait: Duration,
     /// Whether and how fast to reconnect when the relay connection drops (default: on, with
-    /// [`Backoff::default`]: 250 ms doubling up to 5 s, ±50% jitter). While reconnecting the
-    /// transport is disconnected, not closed: `recv` waits and sends fail with `NotConnected`.
+    /// [`Backoff::default`]: 250 ms doubling up to 5 s, each wait drawn between half and all of
+    /// that). While reconnecting the transport is disconnected, not closed: `recv` waits and sends
+    /// fail with `NotConnected`.
     /// A relay that closes with [`CloseCode::Replaced`](shoal_core::driver::relay::CloseCode)
     /// closes the transport for good either way. `None`: the first drop closes the transport,
     /// and `recv` returns `Err(Closed)`.
@@ -347,6 +374,15 @@ impl Transport for WsTransport {
         }
     }
 
+    /// Tells `listener` when the relay connection drops (`false`, whether a reconnection
+    /// follows or the transport closes for good) and when a reconnection succeeds (`true`). The
+    /// member's driver calls this when the member is built: a member whose only transport this
+    /// is accuses nobody while its relay connection is down (its outage is not the others' fault)
+    /// and catches up with a push-pull once it is back.
+    fn watch_link(&self, listener: LinkListener) {
+        self.shared.watch(listener);
+    }
+
     /// Closes for good, whatever the state: a connection gets a WebSocket close (written within
     /// about a second), a reconnection in progress (backoff or handshake) is abandoned at once.
     async fn close(&self) {
@@ -358,5 +394,20 @@ impl Transport for WsTransport {
             }
         }
         tracing::debug!(local = %self.local, "websocket transport closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_url;
+
+    #[test]
+    fn a_member_url_is_the_relays_ws_endpoint_with_the_peer_id_after_any_query() {
+        assert_eq!(member_url("ws://127.0.0.1:8080", "n1"), "ws://127.0.0.1:8080/ws?peer=n1");
+        assert_eq!(member_url("ws://127.0.0.1:8080/", "n1"), "ws://127.0.0.1:8080/ws?peer=n1");
+        assert_eq!(member_url("127.0.0.1:8080", "n1"), "ws://127.0.0.1:8080/ws?peer=n1");
+        assert_eq!(member_url("ws://h:1?token=s3cret", "n1"), "ws://h:1/ws?token=s3cret&peer=n1");
+        assert_eq!(member_url("https://h/relay/ws?token=t", "n1"), "wss://h/relay/ws?token=t&peer=n1");
+        assert_eq!(member_url(" http://h:1/ ", "n1"), "ws://h:1/ws?peer=n1");
     }
 }

@@ -50,6 +50,66 @@ fn a_member_whose_relay_link_drops_for_3_s_accuses_nobody_and_converges_within_2
     }
 }
 
+/// Links of `i` with every node not in `still_out`, restored both ways.
+fn plug_back(c: &mut Cluster, i: u32, still_out: &[u32]) {
+    for other in 0..c.nodes.len() as u32 {
+        if !still_out.contains(&other) {
+            c.blocked.remove(&(i, other));
+            c.blocked.remove(&(other, i));
+        }
+    }
+}
+
+#[test]
+fn members_cut_off_by_one_relay_outage_do_not_accuse_each_other_when_they_come_back_one_by_one() {
+    // A relay restart cuts every relayed member off at once; they reconnect on their own jittered
+    // backoff schedules, up to seconds apart. The first one back used to suspect (and, given time,
+    // declare failed) the ones still reconnecting.
+    for seed_shift in 0..10u64 {
+        let config = Config::browser();
+        // n0, n1, n2 are relayed; n3 and n4 are native members, which cannot tell and may accuse.
+        let mut c = Cluster::formed(5, config.clone());
+        c.advance(seed_shift * 137);
+        c.clear_events();
+        let relayed = [0u32, 1, 2];
+        for &i in &relayed {
+            cut_off(&mut c, i);
+            let now = c.now;
+            c.nodes[i as usize].set_link_up(false, now);
+        }
+        c.advance(3_000);
+        // Back at 3 s, 4.5 s and 8 s: the last one 5 s after the first, the longest a reconnect
+        // wait lasts.
+        let mut out = relayed.to_vec();
+        for (i, wait) in [(0u32, 0u64), (1, 1_500), (2, 3_500)] {
+            c.advance(wait);
+            out.retain(|&o| o != i);
+            plug_back(&mut c, i, &out);
+            let now = c.now;
+            c.nodes[i as usize].set_link_up(true, now);
+        }
+        let converged = c.advance_until(2_000, all_alive_everywhere);
+        c.advance(10_000);
+        // Nobody heard of an accusation raised by a relayed member. (What the native members
+        // raised, they raise for an outage they cannot tell from crashes.)
+        let relayed_names: Vec<NodeId> = relayed.iter().map(|&i| id(&name_of(i as usize))).collect();
+        for i in 0..5 {
+            let raised_by_relayed = c
+                .events(i)
+                .iter()
+                .filter(|e| matches!(e, Event::Suspected { by, .. } | Event::Failed { by, .. } if relayed_names.contains(by)))
+                .count();
+            assert_eq!(
+                raised_by_relayed,
+                0,
+                "shift {seed_shift}: n{i} heard a relayed member accuse: {:?}",
+                c.events(i)
+            );
+        }
+        assert!(converged, "shift {seed_shift}: not converged 2 s after the last one came back");
+    }
+}
+
 #[test]
 fn a_suspicion_held_when_the_link_drops_is_not_settled_until_the_link_is_back_and_a_grace_has_passed() {
     let config = Config::lan();

@@ -7,9 +7,10 @@
 //! ```
 //!
 //! It joins (or founds) a cluster over UDP with a TCP listener on the same port for push-pull and
-//! reliable messages (`--tcp-only` for networks that drop UDP), prints membership changes with
-//! timestamps (text or `--json` lines), serves `/members`, `/metrics` (Prometheus) and `/health` on
-//! `--http`, and leaves gracefully on Ctrl-C or SIGTERM. Settings come from flags, then `SHOAL_*`
+//! reliable messages (`--tcp-only` for networks that drop UDP; `--websocket ws://relay:8080` to
+//! join through a relay, as browsers do, where only outbound HTTP gets through), prints
+//! membership changes with timestamps (text or `--json` lines), serves `/members`, `/metrics`
+//! (Prometheus) and `/health` on `--http`, and leaves gracefully on Ctrl-C or SIGTERM. Settings come from flags, then `SHOAL_*`
 //! environment variables, then the TOML file, then defaults.
 //!
 //! The HTTP endpoint ([`http`]) is built to face hostile clients: it caps connections and cuts
@@ -39,6 +40,7 @@ use clap::Parser;
 use shoal_core::driver::{Addr, Cluster, Transport};
 use shoal_tcp::{TcpOptions, TcpTransport};
 use shoal_udp::UdpTransport;
+use shoal_websocket::WsTransport;
 
 use settings::{Cli, Command, Settings};
 
@@ -85,7 +87,10 @@ async fn run(s: Settings) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let (transports, udp): (Vec<Arc<dyn Transport>>, _) = if s.tcp_only {
+    let (transports, udp): (Vec<Arc<dyn Transport>>, _) = if let Some(url) = &s.websocket {
+        let ws = WsTransport::connect(url).await.map_err(|e| format!("--websocket: {e}"))?;
+        (vec![ws], None)
+    } else if s.tcp_only {
         let advertise = s.advertise.clone().unwrap_or_else(|| Addr::tcp(s.bind));
         let options = TcpOptions { best_effort: true, advertise: Some(advertise), ..TcpOptions::default() };
         let tcp = TcpTransport::bind(s.bind, options).await.map_err(|e| format!("bind tcp {}: {e}", s.bind))?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
+use shoal_core::driver::relay::valid_peer_id;
 use shoal_core::driver::Addr;
 use shoal_core::{Config, SecurityMode};
 
@@ -58,6 +59,12 @@ pub struct Cli {
     /// Use TCP only (for networks that drop UDP).
     #[arg(long, env = "SHOAL_TCP_ONLY")]
     pub tcp_only: bool,
+    /// Join through this relay over a WebSocket instead of binding UDP and TCP (`ws://host:port`;
+    /// append `?token=...` if it wants one), as browsers do: for hosts that only get outbound
+    /// HTTP. The peer id is the member name. While the connection is down the member accuses
+    /// nobody and reconnects by itself.
+    #[arg(long, env = "SHOAL_WEBSOCKET", value_name = "RELAY_URL", conflicts_with_all = ["tcp_only", "advertise"])]
+    pub websocket: Option<String>,
     /// AES-256-GCM key as 64 hex digits (repeatable: the first encrypts, all decrypt).
     #[arg(long, env = "SHOAL_KEY", value_delimiter = ',', hide_env_values = true)]
     pub key: Vec<String>,
@@ -113,6 +120,7 @@ struct FileSettings {
     http_token: Option<String>,
     http_allow_hosts: Option<Vec<String>>,
     tcp_only: Option<bool>,
+    websocket: Option<String>,
     keys: Option<Vec<String>>,
     label: Option<String>,
     security: Option<String>,
@@ -146,6 +154,8 @@ pub struct Settings {
     pub http_token: Option<String>,
     pub http_allow_hosts: Vec<String>,
     pub tcp_only: bool,
+    /// The relay URL with `peer=<name>` (see `--websocket`).
+    pub websocket: Option<String>,
     pub keyring: Option<shoal_core::Keyring>,
     pub publish_view: Option<Duration>,
     pub faults: bool,
@@ -236,6 +246,19 @@ impl Settings {
         } else {
             cli.http_allow_host.clone()
         };
+        let websocket = match cli.websocket.clone().or(file.websocket) {
+            Some(_) if tcp_only => return Err("--websocket and --tcp-only exclude each other".into()),
+            Some(_) if advertise.is_some() => {
+                return Err("--websocket members are advertised at the address the relay gives them".into())
+            }
+            Some(_) if !valid_peer_id(&name) => {
+                return Err(format!(
+                    "--websocket: the name {name:?} is not a relay peer id (1-64 of A-Z a-z 0-9 . _ -)"
+                ))
+            }
+            Some(relay) => Some(shoal_websocket::member_url(&relay, &name)),
+            None => None,
+        };
         config.label = cli.label.clone().or(file.label).unwrap_or_default();
         config.validate().map_err(|e| e.to_string())?;
         Ok(Settings {
@@ -250,6 +273,7 @@ impl Settings {
             http_token,
             http_allow_hosts,
             tcp_only,
+            websocket,
             keyring,
             publish_view: match cli.publish_view {
                 Some(secs) if secs.is_finite() && secs >= 0.05 => Some(Duration::from_secs_f64(secs)),
@@ -373,6 +397,16 @@ mod tests {
         assert_eq!(from_flag.http_token.as_deref(), Some("from-the-flag-0123456789"));
         assert!(Settings::resolve(&cli(&["--name", "x", "--http-token", "short"])).unwrap_err().contains("16"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn websocket_takes_the_relay_url_and_the_name_as_peer_id() {
+        let s = Settings::resolve(&cli(&["--name", "edge-1", "--websocket", "ws://127.0.0.1:8080?token=t"])).unwrap();
+        assert_eq!(s.websocket.as_deref(), Some("ws://127.0.0.1:8080/ws?token=t&peer=edge-1"));
+        assert!(Settings::resolve(&cli(&["--name", "a/b", "--websocket", "ws://r:1"]))
+            .unwrap_err()
+            .contains("peer id"));
+        assert!(Cli::try_parse_from(["shoal-agent", "--name", "x", "--websocket", "ws://r:1", "--tcp-only"]).is_err());
     }
 
     #[test]
