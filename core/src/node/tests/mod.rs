@@ -1132,6 +1132,28 @@ fn local_health_rises_when_nacks_go_missing() {
 }
 
 #[test]
+fn with_every_preset_the_helpers_nacks_reach_the_prober_within_its_protocol_period() {
+    // A helper waited 80% of the probe timeout before its nack, whatever the period: with `wan`
+    // (5 s period, 3 s timeout) and a browser preset whose period is under 1.8 timeouts, every nack
+    // came after the prober's period ended, and every probe of a crashed member made the prober
+    // blame itself (its health score rose, and it slowed its own probing down).
+    let d = id("d");
+    for (name, config) in
+        [("lan", Config::lan()), ("wan", Config::wan()), ("local", Config::local()), ("browser", Config::browser())]
+    {
+        let mut c = Cluster::formed(4, config);
+        c.clear_events();
+        c.crash(3);
+        let failed = c.advance_until(120_000, |c| (0..3u32).all(|i| c.events(i).iter().any(|e| is_failed(e, &d))));
+        assert!(failed, "{name}: the crash was declared");
+        for i in 0..3u32 {
+            assert!(c.node(i).stats().nacks_received > 0 || c.node(i).stats().ping_reqs_sent == 0, "{name}: node {i}");
+            assert_eq!(c.count(i, |e| matches!(e, Event::HealthChanged { .. })), 0, "{name}: node {i} blamed itself");
+        }
+    }
+}
+
+#[test]
 fn a_spurious_or_early_timeout_call_is_harmless() {
     let mut c = Cluster::formed(3, Config::local());
     c.advance(500);
