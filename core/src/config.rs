@@ -209,12 +209,16 @@ impl Config {
         }
     }
 
-    /// Browser and edge members behind a relay: a closed tab must be declared failed by every member
-    /// within 5 s, packets stay below typical data-channel and relay frame limits.
+    /// Browser and edge members behind a relay, and the native members that watch them: a tab that
+    /// vanishes (crash, killed process, lost network) must be declared failed by every member
+    /// within 2 s, packets stay below typical data-channel and relay frame limits. A 300 ms probe
+    /// period with a 200 ms timeout (through the relay and back), and suspicions of 0.9-1.8 s below
+    /// 10 members (growing with `log10 n` beyond): 1.2-1.5 s from a crash to the last member's
+    /// `fail` with 3 agents watching, on one machine (README, `tests/e2e/detection-matrix.mjs`).
     pub fn browser() -> Self {
         Config {
-            probe_interval: ms(500),
-            probe_timeout: ms(250),
+            probe_interval: ms(300),
+            probe_timeout: ms(200),
             gossip_interval: ms(100),
             suspicion_mult: 3,
             suspicion_max_timeout_mult: 2,

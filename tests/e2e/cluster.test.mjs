@@ -3,10 +3,11 @@
 // every member sees the 5 others alive, that broadcasts cross between the browser, Node and native
 // sides, and measures how long every remaining member takes to declare a closed tab failed.
 //
-// Variants: everything on the `local` preset; the JS members on `browser` with the agents on
-// `local` (shoal-agent accepts only lan, wan and local: mixed presets); and a cluster of JS members
-// only, all on `browser`, which is the preset's own figure (and where a tab that closes normally
-// leaves through `pagehide`).
+// Variants: everything on the `local` preset; the setup the README recommends for clusters with
+// browsers and agents, everyone on `browser` (target: a vanished tab declared failed by every
+// member within 2 s); and a cluster of JS members only, all on `browser` (where a tab that closes
+// normally leaves through `pagehide`), where the 2 s bound is asserted. The figures of every
+// preset mix are `detection-matrix.mjs`'s.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -29,18 +30,25 @@ import {
 } from "./lib/harness.mjs";
 
 const DETECTION_LIMIT_MS = 5000;
+// The target for the setups the README recommends for clusters with browsers (everyone on
+// `browser`). Asserted for JS members only: 1.2-1.65 s in 22 runs beside `stress-ng --cpu 2`.
+const RECOMMENDED_LIMIT_MS = 2000;
+// With 3 agents, 2 pages and a Node member (7 members, the Node member sharing this process) the
+// same setup took 1.2-1.9 s in most runs but 2.03 and 2.10 s in 2 of 10 beside `stress-ng --cpu 2`:
+// 2 s is printed there, and this guard asserted (BENCHMARKS.md).
+const RECOMMENDED_MIXED_GUARD_MS = 3000;
 
 // The way back, native -> JS: shoal-agent originates broadcasts only as `--publish-view SECS` (a
 // digest of its view on topic `shoal/view`), which agent-1 is started with.
 const VIEW_TOPIC = "shoal/view";
 
 /** Starts what the test needs, registering each stop with `t.after` (run in reverse order). */
-async function setup(t, { agents: agentCount = 3 } = {}) {
+async function setup(t, { agents: agentCount = 3, agentPreset = "local" } = {}) {
   const staticDir = prepareStaticDir();
   t.after(() => staticDir.remove(), CLEANUP);
   const relay = await startRelay({ staticDir: staticDir.dir });
   t.after(() => relay.stop(), CLEANUP);
-  const agents = agentCount ? await startAgents(agentCount, { firstExtra: ["--publish-view", "0.5"] }) : [];
+  const agents = agentCount ? await startAgents(agentCount, { preset: agentPreset, firstExtra: ["--publish-view", "0.5"] }) : [];
   t.after(() => Promise.all(agents.map((a) => a.stop())), CLEANUP);
   const browser = await launchChromium();
   t.after(() => browser.close(), CLEANUP);
@@ -130,8 +138,8 @@ const delivered = (agents) => Promise.all(agents.map((a) => a.metric("shoal_broa
 const pageGot = (p, text) => async () => (await pageEvents(p.page)).some((e) => e.type === "message" && e.text === text);
 const nodeGot = (n, text) => () => n.events.some((e) => e.type === "message" && e.text === text);
 
-async function mixedCluster(t, jsPreset) {
-  const { relay, agents, browser } = await setup(t);
+async function mixedCluster(t, jsPreset, { agentPreset = "local", limitMs = DETECTION_LIMIT_MS } = {}) {
+  const { relay, agents, browser } = await setup(t, { agentPreset });
   const seeds = [agents[0].addr];
   const page1 = await openMember(browser, relay, { name: "page-1", seeds, preset: jsPreset });
   // page-2 does not leave on pagehide: closing it is a tab that vanishes (crash, killed process,
@@ -184,7 +192,7 @@ async function mixedCluster(t, jsPreset) {
   mkdirSync(ARTIFACTS, { recursive: true });
   await page1.page.screenshot({ path: `${ARTIFACTS}/page-1-${jsPreset}-all-alive.png` });
 
-  const result = await closeAndMeasure(t, cluster, page2, "fail", DETECTION_LIMIT_MS);
+  const result = await closeAndMeasure(t, cluster, page2, "fail", limitMs);
   await waitUntil(
     async () => (await pageMembers(page1.page)).some((m) => m.name === "page-2" && m.state === "failed"),
     2000,
@@ -192,10 +200,10 @@ async function mixedCluster(t, jsPreset) {
   );
   await sleep(300);
   await page1.page.screenshot({ path: `${ARTIFACTS}/page-1-${jsPreset}-after-close.png` });
-  saveArtifact(`failure-detection-mixed-${jsPreset}.json`, { agents: "local", js: jsPreset, ...result });
+  saveArtifact(`failure-detection-mixed-${jsPreset}.json`, { agents: agentPreset, js: jsPreset, ...result });
   assert.ok(
-    result.worstMs <= DETECTION_LIMIT_MS,
-    `every member should declare the closed tab failed within ${DETECTION_LIMIT_MS} ms: ${JSON.stringify(result.times)}`,
+    result.worstMs <= limitMs,
+    `every member should declare the closed tab failed within ${limitMs} ms: ${JSON.stringify(result.times)}`,
   );
 
   // The rest of the cluster stays healthy.
@@ -209,10 +217,10 @@ async function mixedCluster(t, jsPreset) {
 test("3 agents, 2 Chromium pages and a Node member on the local preset: membership, broadcasts, closed-tab failure", { timeout: 180_000 }, (t) =>
   mixedCluster(t, "local"));
 
-test("the same with the JS members on the browser preset (agents on local: mixed presets)", { timeout: 180_000 }, (t) =>
-  mixedCluster(t, "browser"));
+test("the README's setup for clusters with browsers and agents, everyone on the browser preset: membership, broadcasts, closed-tab failure", { timeout: 180_000 }, (t) =>
+  mixedCluster(t, "browser", { agentPreset: "browser", limitMs: RECOMMENDED_MIXED_GUARD_MS }));
 
-test("JS members only, all on the browser preset: a vanished tab fails, a closed tab leaves", { timeout: 180_000 }, async (t) => {
+test("JS members only, all on the browser preset: a vanished tab fails everywhere within 2 s, a closed tab leaves", { timeout: 180_000 }, async (t) => {
   const { relay, browser } = await setup(t, { agents: 0 });
   const preset = "browser";
   const page1 = await openMember(browser, relay, { name: "page-1", preset }); // founds the cluster
@@ -224,11 +232,11 @@ test("JS members only, all on the browser preset: a vanished tab fails, a closed
   const cluster = { agents: [], pages: [page1, page2, page3], nodes: [node] };
   await waitAllAlive(views(cluster));
 
-  const failed = await closeAndMeasure(t, cluster, page3, "fail", DETECTION_LIMIT_MS);
+  const failed = await closeAndMeasure(t, cluster, page3, "fail", RECOMMENDED_LIMIT_MS);
   saveArtifact("failure-detection-browser-only.json", { js: preset, ...failed });
   assert.ok(
-    failed.worstMs <= DETECTION_LIMIT_MS,
-    `every member should declare the vanished tab failed within ${DETECTION_LIMIT_MS} ms: ${JSON.stringify(failed.times)}`,
+    failed.worstMs <= RECOMMENDED_LIMIT_MS,
+    `every member should declare the vanished tab failed within ${RECOMMENDED_LIMIT_MS} ms: ${JSON.stringify(failed.times)}`,
   );
 
   cluster.pages = [page1, page2];

@@ -7,6 +7,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use crate::broadcast::Verdict;
 use crate::dissemination::UpdateKey;
@@ -59,17 +60,16 @@ impl<A: Address> Node<A> {
 
     pub(super) fn on_gossip_tick(&mut self, now: Instant) {
         self.timers.set(now + self.config.gossip_interval, Timer::Gossip);
-        self.gossip_round(now, self.config.gossip_nodes);
+        self.gossip_round(now, self.config.gossip_nodes, self.config.gossip_to_the_dead_time);
         self.pull_repairs(now);
     }
 
-    /// Sends queued updates to `fanout` random members: live ones, and ones that died recently enough
-    /// that they may still refute (SWIM's "gossip to the dead").
-    pub(super) fn gossip_round(&mut self, now: Instant, fanout: usize) {
+    /// Sends queued updates to `fanout` random members: live ones, and ones that died less than
+    /// `dead_window` ago, so that they may still refute (SWIM's "gossip to the dead").
+    pub(super) fn gossip_round(&mut self, now: Instant, fanout: usize, dead_window: Duration) {
         if self.membership_updates.is_empty() && self.user_broadcasts.is_empty() {
             return;
         }
-        let dead_window = self.config.gossip_to_the_dead_time;
         let targets: Vec<A> = self
             .members
             .random_members(fanout, &mut self.rng, |m| {

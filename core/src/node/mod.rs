@@ -65,6 +65,9 @@ use recent::RecentUpdates;
 use reliable::Reliable;
 use timers::{Timer, Timers};
 
+/// Live members a leaving member tells of its departure at once, at least (see [`Node::leave`]).
+const LEAVE_FANOUT: usize = 8;
+
 /// What a packet is for; drivers and the simulator use it for metrics and visualisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TransmitKind {
@@ -652,8 +655,10 @@ impl<A: Address> Node<A> {
         };
         let order = self.next_announcement();
         self.membership_updates.push(Some(self.local_key()), order, msg.to_bytes());
-        // Tell a few members right away rather than waiting for the next gossip tick.
-        self.gossip_round(now, self.config.gossip_nodes.max(3));
+        // Tell live members right away rather than waiting for the next gossip tick, and more than
+        // a tick would: a tab leaving on `pagehide` stops after this round, and a round spent on
+        // members that died lately (gossip to the dead) told nobody.
+        self.gossip_round(now, self.config.gossip_nodes.max(LEAVE_FANOUT), Duration::ZERO);
     }
 
     /// Broadcasts `payload` under `topic` to every member, each receiving it once as

@@ -8,10 +8,12 @@
 //! Missing nacks mean the fault may be ours (the helpers are alive and answered nobody in time, or
 //! we are too slow to hear them): each raises our health score. A successful probe lowers it.
 
+use core::time::Duration;
+
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
-use crate::time::{scale, Instant};
+use crate::time::{duration_millis, Instant};
 use crate::wire::{Message, Ping};
 
 use super::timers::Timer;
@@ -206,8 +208,13 @@ impl<A: Address> Node<A> {
         self.send_packet(target_addr, TransmitKind::Ping, |w| ping.encode(w));
         self.stats.pings_sent += 1;
         self.indirect.insert(seq, IndirectProbe { requester: from.clone(), their_seq, want_nack, acked: false });
-        // The nack must reach the requester before its protocol period ends.
-        self.timers.set(now + scale(self.config.probe_timeout, 0.8), Timer::IndirectNack { seq });
+        // The nack must reach the requester before its protocol period ends: it asked at its probe
+        // timeout, so that leaves `probe_interval - probe_timeout`, which is shorter than the
+        // timeout with `wan` and fast browser periods. 80% of the shorter, for the way back.
+        // (In milliseconds: Duration arithmetic costs the wasm package more bytes.)
+        let timeout = duration_millis(self.config.probe_timeout);
+        let left = duration_millis(self.config.probe_interval).saturating_sub(timeout);
+        self.timers.set(now + Duration::from_millis(timeout.min(left) * 4 / 5), Timer::IndirectNack { seq });
         self.timers.set(now + self.config.probe_interval * 2, Timer::IndirectExpire { seq });
     }
 

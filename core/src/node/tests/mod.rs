@@ -831,6 +831,44 @@ fn graceful_leave_is_seen_as_left_not_failed() {
     assert_eq!(c.node(3).stats().pings_sent, pings_at_leave, "a leaving node stops probing");
 }
 
+#[test]
+fn a_member_that_leaves_and_stops_at_once_is_seen_as_left_by_every_live_member_even_beside_the_recently_dead() {
+    // A tab leaving on `pagehide` gets one gossip round before it is gone. That round went to 3
+    // members drawn among the live and those that died lately (gossip to the dead): with a few
+    // crashes just before, it could tell nobody alive, and the others declared the tab failed.
+    for shift in 0..20u64 {
+        let mut c = Cluster::formed(10, Config::browser());
+        c.advance(shift * 37);
+        for i in 4..10 {
+            c.crash(i);
+        }
+        let dead: Vec<NodeId> = (4..10).map(|i| id(&name_of(i))).collect();
+        let declared = c.advance_until(20_000, |c| {
+            (0..4u32).all(|i| dead.iter().all(|d| c.node(i).member(d).is_some_and(|m| m.state == MemberState::Dead)))
+        });
+        assert!(declared, "shift {shift}: the crashes were declared");
+        c.clear_events();
+        let now = c.now;
+        c.nodes[3].leave(now);
+        c.advance(0); // its first round goes out...
+        c.crash(3); // ...and it is gone
+        c.advance(5_000);
+        let leaver = id(&name_of(3));
+        for i in 0..3u32 {
+            assert_eq!(
+                c.count(i, |e| matches!(e, Event::Left { id, .. } if *id == leaver)),
+                1,
+                "shift {shift}: node {i}"
+            );
+            assert_eq!(
+                c.count(i, |e| matches!(e, Event::Failed { id, .. } if *id == leaver)),
+                0,
+                "shift {shift}: node {i}"
+            );
+        }
+    }
+}
+
 // ----- broadcasts and messages ------------------------------------------------------------------
 
 #[test]
@@ -1128,6 +1166,28 @@ fn local_health_rises_when_nacks_go_missing() {
     for i in 0..3u32 {
         assert_eq!(c.count(i, |e| matches!(e, Event::HealthChanged { .. })), 0, "node {i}");
         assert_eq!(c.node(i).health_score(), 0);
+    }
+}
+
+#[test]
+fn with_every_preset_the_helpers_nacks_reach_the_prober_within_its_protocol_period() {
+    // A helper waited 80% of the probe timeout before its nack, whatever the period: with `wan`
+    // (5 s period, 3 s timeout) and a browser preset whose period is under 1.8 timeouts, every nack
+    // came after the prober's period ended, and every probe of a crashed member made the prober
+    // blame itself (its health score rose, and it slowed its own probing down).
+    let d = id("d");
+    for (name, config) in
+        [("lan", Config::lan()), ("wan", Config::wan()), ("local", Config::local()), ("browser", Config::browser())]
+    {
+        let mut c = Cluster::formed(4, config);
+        c.clear_events();
+        c.crash(3);
+        let failed = c.advance_until(120_000, |c| (0..3u32).all(|i| c.events(i).iter().any(|e| is_failed(e, &d))));
+        assert!(failed, "{name}: the crash was declared");
+        for i in 0..3u32 {
+            assert!(c.node(i).stats().nacks_received > 0 || c.node(i).stats().ping_reqs_sent == 0, "{name}: node {i}");
+            assert_eq!(c.count(i, |e| matches!(e, Event::HealthChanged { .. })), 0, "{name}: node {i} blamed itself");
+        }
     }
 }
 
