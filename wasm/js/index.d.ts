@@ -11,8 +11,9 @@ export type MemberState = "alive" | "suspect" | "failed" | "left";
 /** A WebSocket constructor (the browser's, Deno's, or Node's `ws` package). */
 export type WebSocketConstructor = new (url: string) => unknown;
 
-/** Protocol presets: `browser` (default; a crashed tab is declared failed within about 1.3 s when every member watching it runs this preset; a closed one leaves at once), `local` (one
- * machine, everything fast), `lan`, `wan`. */
+/** Protocol presets: `browser` (default; a crashed tab is declared failed in about 1.3 s when every
+ * member watching it runs this preset, and a closed one leaves at once), `local` (one machine,
+ * everything fast), `lan`, `wan`. */
 export type Preset = "browser" | "local" | "lan" | "wan";
 
 export interface JoinOptions {
