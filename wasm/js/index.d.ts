@@ -65,7 +65,7 @@ export interface JoinOptions {
   /** Run the member on the page's own thread instead of a worker. In a page the member runs in a
    * dedicated worker by default, so a busy main thread (a long script, `alert()`, a debugger pause,
    * a heavy render) cannot make the tab look dead. On the main thread, a page blocked for longer
-   * than its watchers' probe timeout is suspected: about 0.6 s when `browser`-preset members watch,
+   * than its watchers' probe timeout is suspected: about 0.3 s when `browser`-preset members watch,
    * then declared failed after the suspicion timeout, and it refutes when it runs again. Ignored
    * outside pages (Node, Deno, workerd, a worker): the member runs where it is created. */
   mainThread?: boolean;
