@@ -11,7 +11,7 @@
 //   - `raw` is null: the wasm object lives in the worker.
 
 import { EventHub } from "./hub.js";
-import { DirectPaths } from "./rtc.js";
+import { DirectPaths, directPathOptions } from "./rtc.js";
 import { decorateEvent, decorateMember, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
 const encoder = new TextEncoder();
@@ -59,11 +59,9 @@ class RemoteShoal {
   }
 
   async join() {
-    const { WebSocket: _ws, RTCPeerConnection: Peer, onEvent: _e, on: _on, ...options } = this.#opts;
-    const rtcWanted = !this.#shared && options.webrtc !== false;
-    const tuning = typeof options.webrtc === "object" && options.webrtc !== null ? options.webrtc : {};
-    const rtcOptions = { ...tuning, iceServers: options.iceServers ?? [], RTCPeerConnection: Peer };
-    const rtc = rtcWanted && DirectPaths.available(rtcOptions);
+    const options = this.#joinOptions();
+    const rtcOptions = directPathOptions(this.#opts);
+    const rtc = !this.#shared && options.webrtc !== false && DirectPaths.available(rtcOptions);
     await new Promise((resolve, reject) => {
       this.#joined = { resolve, reject };
       this.#port.postMessage({ t: "join", options, rtc });
@@ -254,6 +252,7 @@ class RemoteShoal {
     };
   }
 
+  /** The join options that cross into the worker: all but the functions, which cannot. */
   #joinOptions() {
     const { WebSocket: _ws, RTCPeerConnection: _p, onEvent: _e, on: _on, ...options } = this.#opts;
     return options;

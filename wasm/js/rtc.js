@@ -70,6 +70,13 @@ export function wireChannels(dgram, rel, { opened, message, closed }) {
   };
 }
 
+/** The options of `DirectPaths` from `Shoal.join`'s: the `webrtc` tuning object (if one), the ICE
+ * servers and the RTCPeerConnection constructor. */
+export function directPathOptions(opts) {
+  const tuning = typeof opts.webrtc === "object" && opts.webrtc !== null ? opts.webrtc : {};
+  return { ...tuning, iceServers: opts.iceServers ?? [], RTCPeerConnection: opts.RTCPeerConnection };
+}
+
 export class DirectPaths {
   #node;
   #local;

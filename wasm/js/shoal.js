@@ -4,7 +4,7 @@
 // common.js and hub.js: string payloads, listeners, async iteration of events, reconnecting, the
 // page lifecycle, WebRTC direct paths.
 
-import { DirectPaths } from "./rtc.js";
+import { DirectPaths, directPathOptions } from "./rtc.js";
 import { EventHub } from "./hub.js";
 import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
@@ -80,8 +80,7 @@ export function makeShoal(load, platform = {}) {
         onDisconnect: opts.reconnect ? (reason) => this.#life === life && this.#disconnected(reason) : undefined,
       });
       this.#node = node;
-      const tuning = typeof opts.webrtc === "object" && opts.webrtc !== null ? opts.webrtc : {};
-      const rtcOptions = { ...tuning, iceServers: opts.iceServers ?? [], RTCPeerConnection: opts.RTCPeerConnection };
+      const rtcOptions = directPathOptions(opts);
       if (opts.webrtc !== false && DirectPaths.available(rtcOptions)) {
         this.#rtc = new DirectPaths(node, rtcOptions);
         this.#rtc.start(node.members());
