@@ -180,8 +180,9 @@ impl<A: Address> Node<A> {
         match r.state {
             // A suspect we do not know of is no news to act on: only the member's own alive record (or
             // one whose life we can vouch for) should make it a member. Learning it from a suspicion
-            // raises members that died and were forgotten long ago.
-            MemberState::Suspect if self.members.get(&r.id).is_none() => {}
+            // raises members that died and were forgotten long ago. (We are never among our own
+            // members: a suspicion of us is always news, which we refute.)
+            MemberState::Suspect if r.id != self.local.id && self.members.get(&r.id).is_none() => {}
             MemberState::Alive | MemberState::Suspect => {
                 let suspect = r.state == MemberState::Suspect;
                 let (id, incarnation) = (r.id.clone(), r.incarnation);
