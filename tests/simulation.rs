@@ -218,3 +218,27 @@ fn no_healthy_member_is_declared_failed_while_crashes_are_detected_at_five_perce
     assert_eq!(report.undetected, 0);
     assert_eq!(report.false_positives, 0);
 }
+
+/// The browser preset on 30 ms links: probers of a crashed member get every helper's nack before
+/// their period ends, so none blames itself (Lifeguard's health score) for the target's silence.
+/// With the nack sent at 80% of the probe timeout, each came 30 ms late and every prober's health
+/// score rose, stretching its probing while the crash was being detected.
+#[test]
+fn nacks_reach_the_prober_in_time_on_links_a_quarter_of_the_indirect_window_long() {
+    use shoal_core::Event;
+    let link = LinkModel { latency: Duration::from_millis(30), jitter: Duration::ZERO, loss: 0.0 };
+    let mut sim = Simulation::new(SimConfig { node: Config::browser(), link, ..SimConfig::lan(10, 11) });
+    sim.run_for(secs(3));
+    sim.set_event_log(true);
+    sim.crash(7);
+    let took = sim.run_until_condition(secs(20), |s| s.converged()).expect("everyone agrees n7 failed");
+    let events = sim.drain_events();
+    let failed = events.iter().filter(|(_, _, e)| matches!(e, Event::Failed { .. })).count();
+    assert_eq!(failed, 9, "the log holds every member's verdict");
+    let nacks: u64 = (0..10).filter(|&i| i != 7).map(|i| sim.node(i).unwrap().stats().nacks_received).sum();
+    assert!(nacks > 0, "helpers sent nacks for the silent target");
+    let blamed: Vec<_> =
+        events.iter().filter(|(_, _, e)| matches!(e, Event::HealthChanged { score, .. } if *score > 0)).collect();
+    assert!(blamed.is_empty(), "probers blamed themselves ({took:?} to converge): {blamed:?}");
+    assert_eq!(sim.recorder().false_positives(), 0);
+}

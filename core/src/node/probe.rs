@@ -208,13 +208,16 @@ impl<A: Address> Node<A> {
         self.send_packet(target_addr, TransmitKind::Ping, |w| ping.encode(w));
         self.stats.pings_sent += 1;
         self.indirect.insert(seq, IndirectProbe { requester: from.clone(), their_seq, want_nack, acked: false });
-        // The nack must reach the requester before its protocol period ends: it asked at its probe
-        // timeout, so that leaves `probe_interval - probe_timeout`, which is shorter than the
-        // timeout with `wan` and fast browser periods. 80% of the shorter, for the way back.
-        // (In milliseconds: Duration arithmetic costs the wasm package more bytes.)
+        // The requester asked at its probe timeout, so the window `probe_interval - probe_timeout`
+        // holds four one-way trips: to us, to the target, back to us, back to it. Our nack waits
+        // half the window: a target up to a quarter window away answers us before it, and the nack
+        // reaches a requester up to a quarter window away before its period ends. (At 80% of the
+        // shorter of timeout and window, a nack came late past 15 ms links with the browser preset,
+        // raising a healthy prober's health score.) In milliseconds: Duration arithmetic costs the
+        // wasm package more bytes.
         let timeout = duration_millis(self.config.probe_timeout);
-        let left = duration_millis(self.config.probe_interval).saturating_sub(timeout);
-        self.timers.set(now + Duration::from_millis(timeout.min(left) * 4 / 5), Timer::IndirectNack { seq });
+        let window = duration_millis(self.config.probe_interval).saturating_sub(timeout);
+        self.timers.set(now + Duration::from_millis(window / 2), Timer::IndirectNack { seq });
         self.timers.set(now + self.config.probe_interval * 2, Timer::IndirectExpire { seq });
     }
 
