@@ -6,44 +6,60 @@
 use shoal_core::sim::swarm::{self, FaultKind, Oracle, Outcome, Scenario, Violation};
 
 /// Seeds whose scenario failed an oracle once, each with what it found (most found again by the
-/// swarm with that fix reverted, as BENCHMARKS.md records). They must pass forever.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[
-    (5, "a broadcast burst above the old 128-wide duplicate window, delivered short without a word"),
-    (14, "a broadcast burst above the old duplicate window"),
-    (4, "a forged suspicion at u32::MAX killed a name for good (saturating incarnations)"),
-    (7, "incarnations that ran out"),
-    (81, "encrypted frames held up behind a slow receiver refused as replays"),
-    (119, "encrypted reliable frames refused as replays"),
-    (79, "members that started together did not know each other until push-pull"),
-    (391, "members that started together missed each other"),
-    (40, "a member that missed a refutation kept a healthy member failed (stale claims unanswered)"),
-    (202, "a false failure nobody answered"),
-    (43611, "a restarted member never heard of the departure it had to refute"),
-    (43802, "the news of a join missed by one member at 0% loss"),
-    (101479, "a repeated suspicion skipped as already seen, so the suspect never refuted it"),
-    (115076, "a member that came back after its death was filtered as a repeat and never rejoined"),
-    (118625, "refuted suspicions left their timers in the heap until it grew without bound"),
-    (119073, "the oracle blamed a sender frozen until it was shut down for a missing failure report"),
-    (22347, "the oracle's push-pull-off bound ignored how far poor local health stretches probing"),
-    (101158, "digests learned for members only: broadcasts of a member reaped during a partition, silently lost"),
-    (206195, "the accuracy oracle judged a failure declared right after a partition again when a stalled member heard of it 15 s later"),
-    (400032, "a departed origin forgotten for a while only: a member that delivered its broadcasts later handed them on, delivered twice"),
-    (400192, "a sender's de-duplication record forgotten while it was a member: a late copy of its message delivered twice"),
-    (411310, "a sender's de-duplication record forgotten by a receiver with a shorter retry schedule: a late copy delivered twice"),
-    (432724, "a slow-preset member answered a fast one's stale claims of its death once per 5 s: at 18% loss it stayed dead for the fast one"),
+/// swarm with that fix reverted, as BENCHMARKS.md records). They must pass forever. Each is a spec
+/// (`shoal-sim swarm --replay SPEC`): a seed, with the network it drew pinned where a later preset
+/// change would draw another.
+const REGRESSION_SEEDS: &[(&str, &str)] = &[
+    ("5", "a broadcast burst above the old 128-wide duplicate window, delivered short without a word"),
+    ("14", "a broadcast burst above the old duplicate window"),
+    ("4", "a forged suspicion at u32::MAX killed a name for good (saturating incarnations)"),
+    ("7", "incarnations that ran out"),
+    ("81", "encrypted frames held up behind a slow receiver refused as replays"),
+    ("119", "encrypted reliable frames refused as replays"),
+    ("79", "members that started together did not know each other until push-pull"),
+    ("391", "members that started together missed each other"),
+    ("40", "a member that missed a refutation kept a healthy member failed (stale claims unanswered)"),
+    ("202", "a false failure nobody answered"),
+    ("43611", "a restarted member never heard of the departure it had to refute"),
+    ("43802", "the news of a join missed by one member at 0% loss"),
+    ("101479", "a repeated suspicion skipped as already seen, so the suspect never refuted it"),
+    ("115076", "a member that came back after its death was filtered as a repeat and never rejoined"),
+    ("118625", "refuted suspicions left their timers in the heap until it grew without bound"),
+    ("119073", "the oracle blamed a sender frozen until it was shut down for a missing failure report"),
+    ("22347", "the oracle's push-pull-off bound ignored how far poor local health stretches probing"),
+    ("101158", "digests learned for members only: broadcasts of a member reaped during a partition, silently lost"),
+    ("206195", "the accuracy oracle judged a failure declared right after a partition again when a stalled member heard of it 15 s later"),
+    ("400032", "a departed origin forgotten for a while only: a member that delivered its broadcasts later handed them on, delivered twice"),
+    ("400192", "a sender's de-duplication record forgotten while it was a member: a late copy of its message delivered twice"),
+    ("411310", "a sender's de-duplication record forgotten by a receiver with a shorter retry schedule: a late copy delivered twice"),
+    ("432724", "a slow-preset member answered a fast one's stale claims of its death once per 5 s: at 18% loss it stayed dead for the fast one"),
     (
-        1796232721682010,
+        "1796232721682010",
         "a suspicion timer shortened into the past read as a stall of the member: accusations deferred again and again, a departed member suspect for good",
+    ),
+    (
+        "1796238738700118:latency=25:jitter=6",
+        "browser preset with 25 ms links: the indirect probe had 100 ms for two round trips, so every lost ping made a suspect; one refutation late, a healthy member failed",
+    ),
+    (
+        "1796240581706215:latency=24:jitter=9",
+        "browser preset with 24 ms links at 4.7% loss: suspicions several times a second, two healthy members declared failed",
+    ),
+    (
+        "1796240581705925",
+        "the oracle owed a member cut off 850 s the broadcasts of an origin that died meanwhile, which its holders (local preset) had forgotten as documented",
     ),
 ];
 
 #[test]
 fn every_regression_seed_passes_every_oracle() {
-    let seeds: Vec<u64> = REGRESSION_SEEDS.iter().map(|&(s, _)| s).collect();
+    let seeds: Vec<Scenario> =
+        REGRESSION_SEEDS.iter().map(|&(spec, _)| Scenario::from_spec(spec).expect("a valid spec")).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let report = swarm::campaign(&seeds, threads, &|_| {});
+    let report = swarm::campaign_scenarios(&seeds, threads, &|_| {});
     for o in &report.failures {
-        let what = REGRESSION_SEEDS.iter().find(|&&(s, _)| s == o.scenario.seed).map_or("", |&(_, w)| w);
+        let seed = o.scenario.seed.to_string();
+        let what = REGRESSION_SEEDS.iter().find(|&&(s, _)| s.split(':').next() == Some(&seed)).map_or("", |&(_, w)| w);
         eprintln!("seed {} ({what}) failed: {:?}", o.scenario.seed, o.violations);
     }
     assert!(report.failures.is_empty(), "{} regression seeds failed", report.failures.len());

@@ -212,13 +212,17 @@ impl Config {
     /// Browser and edge members behind a relay, and the native members that watch them: a tab that
     /// vanishes (crash, killed process, lost network) must be declared failed by every member
     /// within 2 s, packets stay below typical data-channel and relay frame limits. A 300 ms probe
-    /// period with a 200 ms timeout (through the relay and back), and suspicions of 0.9-1.8 s below
+    /// period with a 150 ms timeout: a direct ping's round trip (through the relay and back) gets
+    /// 150 ms, and the indirect probe that follows a lost one gets the other 150 ms for two round
+    /// trips (prober, helper, target and back), so round trips up to about 75 ms never turn a
+    /// lost packet into a suspicion (with a 200 ms timeout the indirect probe had 100 ms, and
+    /// 25 ms links made healthy members suspects several times a second). Suspicions of 0.9-1.8 s below
     /// 10 members (growing with `log10 n` beyond): 1.2-1.5 s from a crash to the last member's
     /// `fail` with 3 agents watching, on one machine (README, `tests/e2e/detection-matrix.mjs`).
     pub fn browser() -> Self {
         Config {
             probe_interval: ms(300),
-            probe_timeout: ms(200),
+            probe_timeout: ms(150),
             gossip_interval: ms(100),
             suspicion_mult: 3,
             suspicion_max_timeout_mult: 2,

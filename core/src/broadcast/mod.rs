@@ -37,6 +37,12 @@
 //! [`crate::Event::BroadcastsMissed`]. An origin whose full queue drops one of its own broadcasts
 //! before it was sent its full number of times reports [`crate::Event::BroadcastDropped`] (the
 //! broadcast can still be repaired from its log).
+//!
+//! One bound: members forget an origin that departed once it has been quiet for twice their reap
+//! time plus a retention (`Ledger::forget_quiet`; 150 s on `local`, 13 min on `lan`), and stop
+//! listing it in their digests. A member cut off from every member that held such an origin's
+//! broadcasts for longer than that, while the origin departed, hears nothing of them when it
+//! comes back, so it cannot report them either.
 
 mod fingerprint;
 mod ledger;

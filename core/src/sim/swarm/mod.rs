@@ -51,6 +51,25 @@ pub struct CampaignReport {
 /// the thread count). `progress` is called after each seed with its outcome, from the thread that
 /// ran it.
 pub fn campaign(seeds: &[u64], threads: usize, progress: &(dyn Fn(&Outcome) + Sync)) -> CampaignReport {
+    campaign_of(seeds.len(), &|i| Scenario::draw(seeds[i]), threads, progress)
+}
+
+/// Runs every scenario in `scenarios` (seeds with what a spec changed, see [`Scenario::from_spec`])
+/// as [`campaign`] runs seeds.
+pub fn campaign_scenarios(
+    scenarios: &[Scenario],
+    threads: usize,
+    progress: &(dyn Fn(&Outcome) + Sync),
+) -> CampaignReport {
+    campaign_of(scenarios.len(), &|i| scenarios[i].clone(), threads, progress)
+}
+
+fn campaign_of(
+    count: usize,
+    scenario: &(dyn Fn(usize) -> Scenario + Sync),
+    threads: usize,
+    progress: &(dyn Fn(&Outcome) + Sync),
+) -> CampaignReport {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let next = AtomicUsize::new(0);
@@ -59,8 +78,10 @@ pub fn campaign(seeds: &[u64], threads: usize, progress: &(dyn Fn(&Outcome) + Sy
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(i) else { break };
-                let outcome = run_seed(seed);
+                if i >= count {
+                    break;
+                }
+                let outcome = run(&scenario(i));
                 progress(&outcome);
                 let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
                 r.seeds += 1;

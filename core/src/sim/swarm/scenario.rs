@@ -443,6 +443,12 @@ impl Scenario {
         if self.encryption == Encryption::Off && drawn.encryption != Encryption::Off {
             spec.push_str(":plain");
         }
+        if self.latency_ms != drawn.latency_ms {
+            spec.push_str(&format!(":latency={}", self.latency_ms));
+        }
+        if self.jitter_ms != drawn.jitter_ms {
+            spec.push_str(&format!(":jitter={}", self.jitter_ms));
+        }
         if !self.removed.is_empty() {
             let list: Vec<String> = self.removed.iter().map(|i| format!("{i}")).collect();
             spec.push_str(&format!(":drop={}", list.join(",")));
@@ -461,6 +467,13 @@ impl Scenario {
                 "lossless" => s.loss = 0.0,
                 "symmetric" => s.asymmetric.clear(),
                 "plain" => s.make_plain(),
+                // The network a seed drew under an earlier preset (a regression seed keeps its own).
+                p if p.starts_with("latency=") => {
+                    s.latency_ms = p[8..].parse().map_err(|_| format!("bad latency in {p:?}"))?;
+                }
+                p if p.starts_with("jitter=") => {
+                    s.jitter_ms = p[7..].parse().map_err(|_| format!("bad jitter in {p:?}"))?;
+                }
                 p if p.starts_with("n=") => {
                     nodes = Some(p[2..].parse::<usize>().map_err(|_| format!("bad node count in {p:?}"))?);
                 }

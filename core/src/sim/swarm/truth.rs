@@ -130,6 +130,22 @@ impl Truth {
         to.saturating_sub(from).saturating_sub(stalled)
     }
 
+    /// Member `r` was cut off from `origin` by a partition in force when `origin` sent at `at`, that
+    /// lasted `at_least` or longer, and `origin`'s life `life` ended (crash or leave) before it
+    /// healed: the case the broadcast ledger documents as its price (`Ledger::forget_quiet`), where
+    /// the members that held the broadcast forgot its origin before `r` could hear of it.
+    pub fn cut_off_while_origin_departed(&self, r: u32, origin: u32, life: usize, at: u64, at_least: u64) -> bool {
+        let l = &self.lives[origin as usize][life];
+        let departed = l.end.into_iter().chain(l.leaving_since).min();
+        self.partitions.iter().any(|(side, s, e)| {
+            side.contains(&r) != side.contains(&origin)
+                && *s <= at
+                && at < *e
+                && e - s >= at_least
+                && departed.is_some_and(|d| d < *e)
+        })
+    }
+
     /// Some partition was in force at some point in `[from, to]` (a partition touches every member:
     /// each is cut off from someone, and news of the other side's failure reaches everyone).
     pub fn any_partition(&self, from: u64, to: u64) -> bool {

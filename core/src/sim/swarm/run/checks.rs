@@ -395,6 +395,15 @@ impl Runner {
     pub(super) fn owed_broadcasts(&self) -> Owed {
         let n = self.s.nodes as u32;
         let mut owed = Owed::new();
+        // Members forget a departed origin's broadcasts (and stop listing it in their digests) once
+        // it is quiet for twice the reap time and a retention; the shortest preset's bound.
+        let forgotten_after = (0..n as usize)
+            .map(|i| {
+                let c = self.s.config_of(i);
+                ms(c.dead_member_reap_time * 2 + c.broadcast_retention)
+            })
+            .min()
+            .unwrap_or(u64::MAX);
         for b in self.truth.broadcasts.iter().filter(|b| b.key.is_none() && !b.reported_dropped) {
             let origin_ran_on = self.truth.lives[b.origin as usize][b.life].end.is_none();
             // A broadcast whose origin stopped is owed to everyone only if a member that still runs
@@ -405,6 +414,9 @@ impl Runner {
                 continue;
             }
             for r in (0..n).filter(|&r| r != b.origin && self.eligible(r, b.at)) {
+                if self.truth.cut_off_while_origin_departed(r, b.origin, b.life, b.at, forgotten_after) {
+                    continue;
+                }
                 if self.truth.delivered[r as usize].contains_key(&b.tag) {
                     continue;
                 }
