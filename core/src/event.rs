@@ -37,7 +37,8 @@ pub enum Event<A> {
     Joined(Member<A>),
     /// A member's metadata changed.
     Updated(Member<A>),
-    /// A member is suspected of having failed (`by` raised the suspicion).
+    /// A member is suspected of having failed (`by` raised the suspicion, or, for one learned from
+    /// a push-pull, whose records do not say who raised it, the member that sent it).
     Suspected { id: NodeId, incarnation: u32, by: NodeId },
     /// A suspected member refuted the suspicion and is alive.
     Alive { id: NodeId, incarnation: u32 },

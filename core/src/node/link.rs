@@ -23,8 +23,9 @@
 //! process stopped by a debugger or starved of CPU, a laptop waking from sleep: when it runs again
 //! its timers are overdue together, and the probe in flight and the suspicions it held would all
 //! expire before it reads the answers waiting for it. So a timer that fires a whole probe interval
-//! or more after its deadline counts as a stall ([`Stats::stalls`](crate::Stats::stalls)): the
-//! probe in flight ends without a verdict, nobody is accused for one more probe interval, and the
+//! or more after its deadline counts as a stall ([`Stats::stalls`](crate::Stats::stalls)): nobody
+//! is accused for one more probe interval (the probe in flight, settled meanwhile, raises no
+//! suspicion: `on_probe_end` asks `may_accuse` first), and the
 //! member asks a random member for a push-pull at once, which also tells it, within a round trip,
 //! whether others suspected it meanwhile so that it refutes.
 

@@ -30,6 +30,9 @@ pub(super) struct Inbox {
     sources: Vec<Addr>,
 }
 
+/// Hears that the member's link went down (`false`) or came back (`true`).
+pub(super) type LinkListener = Rc<dyn Fn(bool)>;
+
 pub(super) struct Shared {
     pub(super) inbox: RefCell<Inbox>,
     pub(super) counters: Cell<TransportCounters>,
@@ -42,7 +45,7 @@ pub(super) struct Shared {
     pub(super) on_disconnect: RefCell<Option<Function>>,
     /// Hears that the link went down (`false`: a reconnectable drop) or came back (`true`): the
     /// member accuses nobody meanwhile (see [`WebSocketTransport::on_link`]).
-    pub(super) on_link: RefCell<Option<Rc<dyn Fn(bool)>>>,
+    pub(super) on_link: RefCell<Option<LinkListener>>,
     /// Peers with an open direct path, and the JS function that sends on it:
     /// `(bytes: Uint8Array, reliable: boolean) => boolean` (false: use the relay).
     pub(super) direct: RefCell<Vec<(Addr, Function)>>,
