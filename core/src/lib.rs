@@ -55,8 +55,12 @@ pub mod wire;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+#[cfg(feature = "relay")]
+pub mod addr;
 #[cfg(feature = "driver")]
 pub mod driver;
+#[cfg(feature = "relay")]
+pub mod relay;
 
 pub use config::{Config, ConfigError, Lifeguard};
 pub use event::{BroadcastId, Event, MessageKind};

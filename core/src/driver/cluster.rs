@@ -2,7 +2,7 @@
 //!
 //! `ClusterBuilder::build` returns both: the handle is cheap to clone and usable from any task; the
 //! driver is a future the caller runs on the executor of its choice (`tokio::spawn(driver.run())`,
-//! or `wasm_bindgen_futures::spawn_local`). With feature `tokio`, [`ClusterBuilder::spawn`] does that
+//! or any other executor). With feature `tokio`, [`ClusterBuilder::spawn`] does that
 //! for you. Commands on the handle apply to the node at once (under a short lock) and wake the
 //! driver, which sends what the node asked for and sleeps until the next packet or deadline. It
 //! never waits for a send: what cannot leave at once waits, boundedly, for its destination's sender
@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use super::addr::Addr;
 use super::metrics::Metrics;
 use super::outbox::{Lane, Limits, Outbox, Push};
 use super::runtime::Runtime;
 use super::signal::{lock, EventQueue, Latch, Rounds, Wakeup};
 use super::transport::{BoxFuture, Packet, Router, Transport, TransportError};
 use super::{CloseReason, ClusterError, EventStream};
+use crate::addr::Addr;
 use crate::config::Config;
 use crate::event::{BroadcastId, Event, MessageKind};
 use crate::identity::NodeId;

@@ -3,8 +3,8 @@
 use std::fmt::Write;
 use std::prelude::rust_2021::*;
 
-use super::addr::Addr;
 use super::transport::TransportCounters;
+use crate::addr::Addr;
 use crate::member::MemberState;
 use crate::node::Node;
 use crate::stats::Stats;

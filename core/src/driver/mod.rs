@@ -8,11 +8,9 @@
 //!   [`Driver`], the future that runs the protocol loop.
 
 use std::prelude::rust_2021::*;
-mod addr;
 mod cluster;
 mod metrics;
 mod outbox;
-pub mod relay;
 mod runtime;
 mod signal;
 #[cfg(all(test, feature = "tokio"))]
@@ -24,7 +22,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-pub use addr::{Addr, AddrError, MAX_ADDR_LEN};
+pub use crate::addr::{Addr, AddrError, MAX_ADDR_LEN};
+/// The relay envelope (moved to [`crate::relay`], feature `relay`; kept here for existing paths).
+pub use crate::relay;
 pub use cluster::{Cluster, ClusterBuilder, ClusterEvent, ClusterMessage, Driver};
 pub use metrics::Metrics;
 

@@ -35,8 +35,8 @@ use std::sync::Mutex;
 use foldhash::fast::FixedState;
 use hashbrown::HashMap;
 
-use super::addr::Addr;
 use super::signal::lock;
+use crate::addr::Addr;
 
 /// Which path a frame takes. Each destination has a queue (and a sender task) per lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

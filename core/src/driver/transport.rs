@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::addr::Addr;
+use crate::addr::Addr;
 
 /// A boxed future: `Send` natively, not on wasm32.
 #[cfg(not(target_arch = "wasm32"))]

@@ -14,7 +14,7 @@
 //! | 1009 | message too big | a message over four times `max_frame` |
 //! | 1002 | protocol error | the WebSocket layer could not parse what the member sent |
 
-use shoal_core::driver::relay::CloseCode;
+use shoal_core::relay::CloseCode;
 
 /// Why the relay closed a member's connection. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

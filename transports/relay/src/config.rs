@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shoal_core::driver::relay::relay_addr;
+use shoal_core::relay::relay_addr;
 
 use crate::cidr::Cidr;
 use crate::rate::{BudgetLimit, RateLimit};

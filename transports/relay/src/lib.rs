@@ -18,7 +18,7 @@
 //! The relay binds one port for both TCP and UDP:
 //!
 //! - `GET /ws?peer=<id>&token=<t>`: a member's WebSocket. Binary messages only, in the envelope of
-//!   [`shoal_core::driver::relay`]: the first message the relay sends is the welcome (the member's
+//!   [`shoal_core::relay`]: the first message the relay sends is the welcome (the member's
 //!   own `relay://<public addr>/<id>` address and an empty packet); after that each message is
 //!   `[len][address][packet]`, where the member writes the destination and the relay the source.
 //!   A missing token answers 401, a wrong one 403, an invalid peer id 400. Messages starting with a

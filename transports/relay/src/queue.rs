@@ -197,7 +197,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use shoal_core::driver::relay::CloseCode;
+    use shoal_core::relay::CloseCode;
 
     use super::*;
 

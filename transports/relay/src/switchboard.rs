@@ -2,7 +2,7 @@
 //!
 //! It owns the peer table (peer id -> connection id and bounded [`Outbox`]), decides admissions,
 //! and turns every incoming WebSocket frame or UDP datagram into a routing decision, stamping the
-//! true source on the way (the envelope is defined in [`shoal_core::driver::relay`]):
+//! true source on the way (the envelope is defined in [`shoal_core::relay`]):
 //!
 //! | input | destination | result |
 //! |---|---|---|
@@ -14,7 +14,7 @@
 //! Signalling frames (WebRTC offer, answer, ICE candidate, bye) only travel between two members of
 //! the same relay: the relay checks the kind, stamps the source and forwards the body untouched.
 //! Glare needs no help from the relay: both ends apply the same rule
-//! ([`shoal_core::driver::relay::offer_wins`]).
+//! ([`shoal_core::relay::offer_wins`]).
 //!
 //! Anything else is dropped and counted by [`DropReason`]. The server (`crate::server`) does the
 //! I/O around it: it calls in under one short lock per frame and performs what comes out.
@@ -60,7 +60,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use shoal_core::driver::relay::{
+use shoal_core::relay::{
     decode_datagram, decode_signal_frame, decode_ws_frame, encode_datagram, encode_signal_frame, encode_ws_frame,
     valid_peer_id, SIGNAL_TAG,
 };

@@ -2,7 +2,7 @@
 //! rate limits, the UDP policy and signalling.
 use std::time::Duration;
 
-use shoal_core::driver::relay::{accept_relay_datagram, SignalKind};
+use shoal_core::relay::{accept_relay_datagram, SignalKind};
 
 use crate::cidr::Cidr;
 use crate::rate::RateLimit;

@@ -38,7 +38,7 @@ use std::prelude::rust_2021::*;
 
 use std::net::SocketAddr;
 
-use super::addr::Addr;
+use crate::addr::Addr;
 
 /// First byte of a relay datagram (Shoal packets start with a protocol version 1-127 or 0xE1).
 pub const RELAY_DATAGRAM_MARKER: u8 = 0xF0;

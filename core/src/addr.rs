@@ -159,7 +159,7 @@ impl Address for Addr {
     }
 
     fn reliable_limit(&self) -> Option<usize> {
-        (self.scheme() == super::relay::RELAY_SCHEME).then_some(super::relay::RELAYED_RELIABLE_LIMIT)
+        (self.scheme() == crate::relay::RELAY_SCHEME).then_some(crate::relay::RELAYED_RELIABLE_LIMIT)
     }
 }
 
