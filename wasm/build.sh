@@ -3,7 +3,7 @@
 # wasm-bindgen's `web` build, the one copy every entry of the package loads (js/*.js).
 #
 #   wasm/build.sh                 build
-#   wasm/build.sh --check-size    also fail if the gzipped .wasm exceeds 107,500 bytes
+#   wasm/build.sh --check-size    also fail if the gzipped .wasm exceeds 75,500 bytes
 #
 # Idempotent, installs nothing: it checks for the tools and says how to get what is missing
 #   rustup target add wasm32-unknown-unknown
@@ -14,7 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 wasm_bindgen_version="0.2.130"
-size_limit=107500
+size_limit=75500
 check_size=0
 for arg in "$@"; do
   case "$arg" in

@@ -24,11 +24,12 @@ const run = promisify(execFile);
  * ceiling the test enforces, the figure reached plus a small margin (see BENCHMARKS.md), lowered
  * as the package shrinks.
  */
-// 118,500 before the member moved into a worker; the worker bundle carries the wasm glue and the
-// member's code, and the main-thread fallback (`mainThread: true`) is emitted as lazy chunks a page
-// loads only when it asks for that mode: what a page whose member runs in a worker loads is
-// measured and printed too.
-const SHIPPED_LIMIT = 136_000;
+// 118,500 before the member moved into a worker, 136,000 with the worker; 106,500 since the wasm
+// holds only the sans-IO protocol and the driver is JS (member.js). The worker bundle carries the
+// wasm glue and the member's code, and the main-thread fallback (`mainThread: true`) is emitted as
+// lazy chunks a page loads only when it asks for that mode: what a page whose member runs in a
+// worker loads is measured and printed too.
+const SHIPPED_LIMIT = 106_500;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 

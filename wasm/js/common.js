@@ -66,7 +66,7 @@ export function prometheusText(m) {
   return lines.join("\n") + "\n";
 }
 
-// The order of `ShoalNode.metricValues()` (wasm/src/node.rs): top-level counters and gauges, then
+// The order of `ShoalNode.metricValues()` (wasm/js/member.js): top-level counters and gauges, then
 // the transport and security groups.
 const METRIC_NAMES = [
   "membersAlive", "membersSuspect", "membersFailed", "membersLeft", "packetsSent", "packetsReceived",
@@ -111,9 +111,10 @@ export function trafficStats([po, bo, pi, bi, dpo, dbo, dpi, dbi], rtc) {
 const PEER_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
- * Checks `Shoal.join` options and puts them in the form the wasm façade reads (wasm/src/node.rs,
- * `JoinOptions`): typed values, the key as 32 bytes, the full relay URL. Validation lives here rather
- * than in Rust because every error message compiled into the wasm costs bundle size.
+ * Checks `Shoal.join` options and puts them in the form the driver (member.js) and the wasm
+ * (`Protocol::new` in wasm/src/protocol.rs) read: typed values, the key as 32 bytes, the full relay
+ * URL. Validation lives here rather than in Rust because every error message compiled into the wasm
+ * costs bundle size.
  */
 export function normalizeJoinOptions(options) {
   if (typeof options !== "object" || options === null) throw new TypeError("join needs an options object: { relay, name, ... }");

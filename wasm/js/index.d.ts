@@ -1,6 +1,6 @@
 // Type declarations of the `shoal` npm package (every entry point: browser, bundler, node, deno,
-// workerd). Written by hand; the raw wasm-bindgen `ShoalNode` (`shoal.raw`, on the thread the member
-// runs on) is not part of the typed API.
+// workerd). Written by hand; the raw driver object (`shoal.raw`, member.js's `ShoalNode`, on the
+// thread the member runs on) is not part of the typed API.
 
 /** Anything accepted as a payload: strings are sent as UTF-8. */
 export type Bytes = string | Uint8Array | ArrayBuffer | ArrayBufferView;
@@ -379,7 +379,7 @@ export declare class Shoal {
 
   /** Where the member runs: `"thread"` (this one), `"worker"` or `"shared-worker"`. */
   readonly runsIn: "thread" | "worker" | "shared-worker";
-  /** The underlying wasm-bindgen object; null when the member runs in a worker. */
+  /** The underlying driver object (advanced use, untyped); null when the member runs in a worker. */
   readonly raw: unknown;
 }
 

@@ -1,18 +1,19 @@
 // The member that runs on this thread: the `Shoal` class of every entry point (Node.js, Deno,
 // workerd, bundlers, a page with `mainThread: true`, and the worker a page's member runs in). The
-// wasm façade (`ShoalNode`, from wasm/src/node.rs) stays small; ergonomics live here and in
-// common.js and hub.js: string payloads, listeners, async iteration of events, reconnecting, the
+// wasm holds the sans-IO protocol; member.js drives it (`ShoalNode`: relay socket, timer, direct
+// paths); ergonomics live here and in common.js and hub.js: string payloads, listeners, async iteration of events, reconnecting, the
 // page lifecycle, WebRTC direct paths.
 
 import { DirectPaths, directPathOptions } from "./rtc.js";
 import { EventHub } from "./hub.js";
+import { memberClass } from "./member.js";
 import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
 export { decorateEvent, decorateMember, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
 
 /**
  * Makes the `Shoal` class for one platform.
- * @param load async () => the wasm-bindgen module (initialised), exposing `ShoalNode`
+ * @param load async () => the wasm-bindgen module (initialised), exposing `Protocol`
  * @param platform { defaultWebSocket?: async () => constructor | undefined }
  */
 export function makeShoal(load, platform = {}) {
@@ -27,7 +28,7 @@ export function makeShoal(load, platform = {}) {
     #unhookPage = null;
     #rtc = null;
     #opts = null;
-    #bindings = null;
+    #ShoalNode = null;
     #reconnect = false; // options, or false
     #disconnectedAt = null; // Date.now() of the drop while reconnecting, else null
     #drops = 0;
@@ -55,7 +56,7 @@ export function makeShoal(load, platform = {}) {
       for (const [type, cb] of Object.entries(options.on ?? {})) shoal.on(type, cb);
       delete opts.on;
       shoal.#opts = opts;
-      shoal.#bindings = bindings;
+      shoal.#ShoalNode = (classes.get(bindings) ?? classes.set(bindings, memberClass(bindings)).get(bindings));
       shoal.#reconnect = opts.reconnect;
       try {
         await shoal.#start(opts.seeds);
@@ -74,7 +75,7 @@ export function makeShoal(load, platform = {}) {
       const opts = { ...this.#opts, seeds };
       // Each start is a life of its own: events and drops of an earlier life are ignored.
       const life = (this.#life = {});
-      const node = await this.#bindings.ShoalNode.join({
+      const node = await this.#ShoalNode.join({
         ...opts,
         onEvent: (e) => this.#life === life && this.#receive(e),
         onDisconnect: opts.reconnect ? (reason) => this.#life === life && this.#disconnected(reason) : undefined,
@@ -369,6 +370,8 @@ export function makeShoal(load, platform = {}) {
 }
 
 const PRIVATE = Symbol("shoal.private");
+/** The driver class (member.js) made for each wasm module. */
+const classes = new WeakMap();
 /** Lifecycle hooks, for the worker that runs a page's member (worker.js). */
 export const SUSPEND = Symbol("shoal.suspend");
 export const RESUME = Symbol("shoal.resume");

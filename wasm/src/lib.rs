@@ -1,26 +1,18 @@
 //! # shoal-wasm
 //!
 //! Shoal cluster membership for browsers and edge runtimes (Node.js, Deno, workerd), compiled to
-//! `wasm32-unknown-unknown` with wasm-bindgen:
-//!
-//! - [`BrowserRuntime`]: the driver's clock (`performance.now()`), timers (`setTimeout`), spawning
-//!   (`spawn_local`) and seeding (`crypto.getRandomValues`), all found on `globalThis`;
-//! - [`WebSocketTransport`]: packets to and from a `shoal-relay` over the standard WebSocket API;
-//! - [`ShoalNode`]: the small façade exported to JavaScript. Ergonomics (string payloads, event
-//!   listeners and async iteration, `pagehide`) live in the npm package's JS layer (`wasm/js/`).
+//! `wasm32-unknown-unknown` with wasm-bindgen. The wasm holds the sans-IO protocol only
+//! ([`Protocol`]); the npm package's JS (`wasm/js/member.js`) is its driver: the relay WebSocket,
+//! timers, clock, randomness and WebRTC direct paths, and the ergonomics (string payloads, event
+//! listeners and async iteration, the page lifecycle) on top.
 //!
 //! On other targets the crate is empty.
 #![cfg(target_arch = "wasm32")]
-#![allow(clippy::arc_with_non_send_sync)] // the driver's API takes Arcs; on wasm32 nothing is Send
 
-mod node;
-mod runtime;
-mod transport;
+mod protocol;
 
-pub use node::ShoalNode;
-pub use runtime::BrowserRuntime;
+pub use protocol::{check_address, Protocol};
 pub use shoal_core;
-pub use transport::{WebSocketTransport, WsOptions};
 
 use wasm_bindgen::prelude::*;
 
