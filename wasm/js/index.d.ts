@@ -46,7 +46,8 @@ export interface JoinOptions {
   /** The relay's frame limit in bytes (shoal-relay's `max_frame`, default 65,536). Reliable traffic
    * (push-pull state, reliable messages, metadata) is kept under it; larger reliable sends throw. */
   relayMaxFrame?: number;
-  /** Events the core buffers for the JS layer before dropping the oldest (default 4,096). */
+  /** Accepted and ignored: events reach the JS layer as the protocol produces them, so nothing
+   * buffers them in between any more (an `events()` iterator has its own `bufferSize`). */
   eventCapacity?: number;
   /** A WebSocket constructor, where there is no global one (Node 18/20: the `ws` package, which the
    * node entry also loads by itself when installed). */

@@ -183,6 +183,7 @@ export function memberClass(bindings) {
     #closeReason = undefined; // why the relay link closed for good
     #stopped = null; // why the member stopped ("shut down", "left the cluster", ...)
     #waiters = new Set(); // resolve() of promises to settle when the member stops
+    #reconnecting = null; // the attempt under way
 
     constructor(token) {
       if (token !== PRIVATE) throw new TypeError("use `await ShoalNode.join(options)`");
@@ -587,7 +588,12 @@ export function memberClass(bindings) {
      * (try again later); rejects when the member cannot continue (it stopped, or the relay now
      * gives it another address, in which case it shuts down).
      */
-    async reconnect() {
+    reconnect() {
+      // One attempt at a time: a second connection with our peer id would replace the first (4001).
+      return (this.#reconnecting ??= this.#reconnectOnce().finally(() => (this.#reconnecting = null)));
+    }
+
+    async #reconnectOnce() {
       if (this.#stopped) throw new Error(this.#closeReason ?? this.#stopped);
       this.#connection.close("reconnecting");
       let next;

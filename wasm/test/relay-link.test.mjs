@@ -573,6 +573,20 @@ test("a failed reconnect attempt resolves to its reason and a later attempt can 
   assert.equal(onDisconnect.reasons.length, 1, "failed attempts are not reported as drops");
 });
 
+test("reconnect() called again while an attempt is under way joins that attempt instead of opening a second socket", async (t) => {
+  const Socket = scriptedRelay();
+  const onDisconnect = reasonsCollector();
+  const a = await joinScripted(t, Socket, "tab-1", { onDisconnect });
+  Socket.last.drop(1006, "");
+  await waitUntil(() => onDisconnect.reasons.length > 0, "onDisconnect");
+  const opened = Socket.instances.length;
+  const [first, second] = [a.reconnect(), a.reconnect()];
+  assert.deepEqual(await within(2000, Promise.all([first, second]), "both reconnect() calls"), [undefined, undefined]);
+  assert.equal(Socket.instances.length, opened + 1, "one new socket");
+  assert.equal(a.closeReason(), undefined);
+  assert.equal(a.events.filter((e) => e.type === "shutdown").length, 0, "still running");
+});
+
 test("a connection replaced by another with the same peer id (4001) closes the member for good", async (t) => {
   const Socket = scriptedRelay();
   const onDisconnect = reasonsCollector();
