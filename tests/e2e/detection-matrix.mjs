@@ -64,8 +64,8 @@ export async function startMix(mix, cleanups) {
 async function goneTimes({ agents, pages }, victim, t0) {
   const times = {};
   for (const a of agents) {
-    const e = a.events().find((e) => (e.event === "left" || e.event === "failed") && e.member === victim);
-    times[a.name] = e ? { ms: e.at - t0, as: e.event === "left" ? "leave" : "fail" } : null;
+    const e = a.events().find((e) => (e.event === "leave" || e.event === "fail") && e.member === victim);
+    times[a.name] = e ? { ms: e.at - t0, as: e.event } : null;
   }
   for (const p of pages) {
     const e = (await pageEvents(p.page)).find((e) => (e.type === "leave" || e.type === "fail") && e.member === victim);
