@@ -2,7 +2,6 @@
 // native agents, a static directory holding the test page and the package's web build, headless
 // Chromium, and polling with deadlines. Everything listens on 127.0.0.1 only.
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -68,15 +67,6 @@ export function saveArtifact(name, data) {
   writeFileSync(`${ARTIFACTS}/${name}`, typeof data === "string" ? data : JSON.stringify(data, null, 2) + "\n");
 }
 
-/** A free TCP port on 127.0.0.1 (for the agents' --http, which needs a fixed port). */
-export async function freePort() {
-  const srv = createServer();
-  await new Promise((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
-
 /** A child process whose stdout lines are kept (and can be awaited), stopped by PID. */
 export class Proc {
   constructor(label, cmd, args, options = {}) {
@@ -89,13 +79,21 @@ export class Proc {
     this.pid = this.child.pid;
     if (this.pid === undefined) throw new Error(`${label}: could not start ${cmd}`);
     live.set(this.pid, this);
+    const closed = new Promise((resolve) => this.child.on("close", resolve));
     this.exited = new Promise((resolve) =>
       this.child.on("exit", (code, signal) => {
         live.delete(this.pid);
         this.exitCode = code;
         this.exitSignal = signal;
-        for (const w of this.waiters) w.fail(new Error(`${label} exited (${code ?? signal}) first`));
         resolve({ code, signal });
+        // What is waited for never comes: say why with the last stderr lines, once the pipes have
+        // delivered them ("exit" can come first; a grandchild holding them open is not waited for).
+        Promise.race([closed, sleep(500, undefined, { ref: false })]).then(() => {
+          if (this.waiters.size === 0) return;
+          const why = this.stderr.slice(-20).join("\n");
+          const error = new Error(`${label} exited (${code ?? signal}) first${why ? `; its last stderr lines:\n${why}` : " (nothing on stderr)"}`);
+          for (const w of this.waiters) w.fail(error);
+        });
       }),
     );
     createInterface({ input: this.child.stdout }).on("line", (line) => {
@@ -122,7 +120,7 @@ export class Proc {
     const p = new Promise((resolve, reject) => {
       w = { check: (e) => pred(e.line) && resolve(e), fail: reject };
       this.waiters.add(w);
-      if (!this.running) reject(new Error(`${this.label} is not running`));
+      if (!this.running) reject(new Error(`${this.label} is not running (exited ${this.exitCode ?? this.exitSignal}); its last output:\n${this.tail()}`));
     });
     return within(ms, p, `${this.label}: ${what}`).finally(() => this.waiters.delete(w));
   }
@@ -169,18 +167,21 @@ export class Agent {
    * reconnections are logged on stderr (see `reconnects()`).
    */
   static async start({ name, join = [], preset = "local", meta, extra = [], websocket } = {}) {
-    const httpPort = await freePort();
     const args = ["--name", name, "--preset", preset, "--json"];
     if (websocket) args.push("--websocket", `${websocket.ws}?token=${websocket.token}`);
     else args.push("--bind", "127.0.0.1:0");
-    args.push("--http", `127.0.0.1:${httpPort}`);
+    // Port 0: the agent binds before printing `started`, which reports the address (no port
+    // picked here that another process could take before the agent binds it).
+    args.push("--http", "127.0.0.1:0");
     for (const j of [join].flat()) args.push("--join", j);
     if (meta) args.push("--meta", meta);
     args.push(...extra);
     const env = websocket ? { ...process.env, SHOAL_LOG: "warn,shoal_websocket=info", NO_COLOR: "1" } : process.env;
-    const agent = new Agent(name, new Proc(name, AGENT_BIN, args, { env }), `http://127.0.0.1:${httpPort}`);
+    const agent = new Agent(name, new Proc(name, AGENT_BIN, args, { env }));
     const started = await agent.waitEvent((e) => e.event === "started", 30_000, "started");
+    if (!started.http) throw new Error(`${name}: no http address in ${JSON.stringify(started)} (an agent built before --http port 0?)`);
     agent.addr = started.addr;
+    agent.http = `http://${started.http}`;
     await waitUntil(() => agent.health(), 30_000, `${name}'s http endpoint`);
     return agent;
   }

@@ -77,14 +77,10 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn agents_form_a_cluster_detect_a_kill_and_see_a_graceful_leave() {
     let limit = Duration::from_secs(15);
-    let http = format!("127.0.0.1:{}", free_tcp_port());
+    // Port 0 for both: the `started` line reports the addresses bound.
     let mut a = Agent::start(&[
         "--name",
         "a",
@@ -93,12 +89,14 @@ fn agents_form_a_cluster_detect_a_kill_and_see_a_graceful_leave() {
         "--preset",
         "local",
         "--http",
-        &http,
+        "127.0.0.1:0",
         "--meta",
         "role=seed",
     ]);
     let started = a.wait_for(&["started", "a"], limit);
     let seed = started.split_whitespace().find(|w| w.starts_with("udp://")).expect("advertised address").to_string();
+    let http = started.split_whitespace().find_map(|w| w.strip_prefix("http=")).expect("http address").to_string();
+    assert!(!http.ends_with(":0"), "{started}");
     let mut b = Agent::start(&["--name", "b", "--bind", "127.0.0.1:0", "--preset", "local", "--join", &seed, "--json"]);
     let c = Agent::start(&["--name", "c", "--bind", "127.0.0.1:0", "--preset", "local", "--join", &seed]);
     a.wait_for(&[" join ", " b "], limit);

@@ -13,6 +13,11 @@
 //! (Prometheus) and `/health` on `--http`, and leaves gracefully on Ctrl-C or SIGTERM. Settings come from flags, then `SHOAL_*`
 //! environment variables, then the TOML file, then defaults.
 //!
+//! Port 0 picks free ports: `--bind 127.0.0.1:0` a port free for both UDP and TCP ([`bind`]),
+//! `--http 127.0.0.1:0` one for the HTTP endpoint. The first line, `started`, reports the
+//! addresses bound: the member's address, and with `--http` the endpoint's (JSON `"http"`, text
+//! `http=ADDR`), so a script can start an agent on port 0 and read where it listens.
+//!
 //! The HTTP endpoint ([`http`]) is built to face hostile clients: it caps connections and cuts
 //! off slow ones, never stops accepting, answers only requests addressed to it by its own IP,
 //! `localhost` or an `--http-allow-host` name (DNS rebinding), and takes state-changing requests
@@ -24,6 +29,7 @@
 //! curl -X POST -H "Authorization: Bearer $SHOAL_HTTP_TOKEN" '127.0.0.1:8946/faults?loss=0.2'
 //! ```
 
+mod bind;
 mod faults;
 mod heap;
 mod http;
@@ -91,16 +97,22 @@ async fn run(s: Settings) -> Result<(), String> {
         let ws = WsTransport::connect(url).await.map_err(|e| format!("--websocket: {e}"))?;
         (vec![ws], None)
     } else if s.tcp_only {
-        let advertise = s.advertise.clone().unwrap_or_else(|| Addr::tcp(s.bind));
-        let options = TcpOptions { best_effort: true, advertise: Some(advertise), ..TcpOptions::default() };
+        // Without --advertise the transport advertises the address it bound (with port 0, the port
+        // the OS picked).
+        let options = TcpOptions { best_effort: true, advertise: s.advertise.clone(), ..TcpOptions::default() };
         let tcp = TcpTransport::bind(s.bind, options).await.map_err(|e| format!("bind tcp {}: {e}", s.bind))?;
         (vec![tcp], None)
     } else {
-        let udp = UdpTransport::bind(s.bind).await.map_err(|e| format!("bind udp {}: {e}", s.bind))?;
-        let bound = udp.local_socket_addr();
-        let advertise = s.advertise.clone().unwrap_or_else(|| Addr::udp(bound));
-        let options = TcpOptions { advertise: Some(advertise), ..TcpOptions::default() };
-        let tcp = TcpTransport::bind(bound, options).await.map_err(|e| format!("bind tcp {bound}: {e}"))?;
+        let bind_udp = |addr| async move {
+            let udp = UdpTransport::bind(addr).await?;
+            let bound = udp.local_socket_addr();
+            Ok((udp, bound))
+        };
+        let bind_tcp = |bound| {
+            let advertise = s.advertise.clone().unwrap_or_else(|| Addr::udp(bound));
+            TcpTransport::bind(bound, TcpOptions { advertise: Some(advertise), ..TcpOptions::default() })
+        };
+        let (udp, tcp, _) = bind::udp_and_tcp(s.bind, bind_udp, bind_tcp).await?;
         (vec![udp.clone(), tcp], Some(udp))
     };
     let transports = match &s.webrtc {
@@ -118,6 +130,15 @@ async fn run(s: Settings) -> Result<(), String> {
         Some(f) => transports.into_iter().map(|t| faults::Faulty::wrap(t, f.clone())).collect(),
         None => transports,
     };
+    // Before the `started` line, which reports the address (the port the OS picked for port 0).
+    let http_listener = match s.http {
+        Some(addr) => {
+            let listener = http::bind(addr).map_err(|e| format!("bind http {addr}: {e}"))?;
+            let bound = listener.local_addr().map_err(|e| format!("bind http {addr}: {e}"))?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
     let mut builder = Cluster::builder(&s.name).map_err(|e| e.to_string())?.config(s.config.clone());
     builder = builder.metadata(s.meta_bytes());
     if let Some(keyring) = s.keyring.clone() {
@@ -128,19 +149,18 @@ async fn run(s: Settings) -> Result<(), String> {
     }
     let cluster = builder.spawn(transports).map_err(|e| e.to_string())?;
     let printer = output::Printer::new(s.json);
-    printer.started(&cluster);
+    printer.started(&cluster, http_listener.as_ref().map(|(_, bound)| *bound));
 
     let events = cluster.events();
     let print_task = tokio::spawn(output::print_events(events, printer));
     tokio::spawn(heap::trim_every(Duration::from_secs(60)));
-    if let Some(addr) = s.http {
-        let listener = http::bind(addr).map_err(|e| format!("bind http {addr}: {e}"))?;
+    if let Some((listener, bound)) = http_listener {
         let options = http::Options {
             token: s.http_token.clone(),
             allowed_hosts: s.http_allow_hosts.clone(),
             ..http::Options::default()
         };
-        let endpoint = http::Endpoint::new(cluster.clone(), faults.clone(), udp.clone(), addr.ip(), &options);
+        let endpoint = http::Endpoint::new(cluster.clone(), faults.clone(), udp.clone(), bound.ip(), &options);
         tokio::spawn(http::serve(listener, endpoint));
     }
     if let Some(period) = s.publish_view {

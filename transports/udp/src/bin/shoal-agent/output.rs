@@ -5,8 +5,10 @@
 //! are the JSON lines' `event`s and the first word of the text lines: `join`, `update`, `suspect`,
 //! `alive`, `fail` and `leave` about other members; `joined` and `join-failed` about our own join;
 //! `health`, `conflict`, `refuted`, `send-failed`, `broadcasts-missed` and `broadcast-dropped`, with
-//! the npm package's fields. The agent adds `started` (its own record, first) and `note`.
+//! the npm package's fields. The agent adds `started` (its own record, first, with the bound
+//! `--http` address if any) and `note`.
 
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -64,6 +66,18 @@ impl Line {
 
     fn record(name: &'static str, m: &Member<Addr>) -> Line {
         Line::member(name, m.id.as_str(), Some(&m.addr), m.incarnation, &meta_text(m.meta.as_bytes()), None)
+    }
+
+    /// The agent's own record, first: a member line, plus the address of its HTTP endpoint when it
+    /// serves one (JSON `http`, text `http=ADDR` at the end), with the port the OS picked for
+    /// `--http IP:0`.
+    fn started(m: &Member<Addr>, http: Option<SocketAddr>) -> Line {
+        let mut line = Line::record("started", m);
+        if let Some(http) = http {
+            line.fields["http"] = http.to_string().into();
+            line.text = format!("{} http={http}", line.text.trim_end());
+        }
+        line
     }
 
     /// Any other event: its fields as JSON, a sentence as text.
@@ -143,8 +157,9 @@ impl Printer {
         Printer { json }
     }
 
-    pub fn started(&self, cluster: &Cluster) {
-        println!("{}", Line::record("started", &cluster.local_member()).render(&now(), self.json));
+    /// The `started` line; `http` is the bound `--http` address, if any.
+    pub fn started(&self, cluster: &Cluster, http: Option<SocketAddr>) {
+        println!("{}", Line::started(&cluster.local_member(), http).render(&now(), self.json));
     }
 
     pub fn note(&self, text: &str) {
@@ -248,5 +263,34 @@ mod tests {
             assert_eq!(v, want);
             assert_eq!(e.name(), want["event"]);
         }
+    }
+
+    #[test]
+    fn the_started_line_reports_the_bound_http_address_only_when_there_is_one() {
+        let us = Member {
+            id: NodeId::new("n1").unwrap(),
+            addr: Addr::parse("udp://127.0.0.1:7946").unwrap(),
+            incarnation: 1,
+            state: shoal_core::MemberState::Alive,
+            meta_complete: true,
+            versions: (1, 1),
+            rtt_ms: u32::MAX,
+            state_since: shoal_core::Instant::ZERO,
+            meta: shoal_core::Metadata::new(b"role=web"),
+        };
+        let http: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        let v: Value = serde_json::from_str(&Line::started(&us, Some(http)).render("T", true)).unwrap();
+        assert_eq!(v["event"], "started", "{v}");
+        assert_eq!(v["addr"], "udp://127.0.0.1:7946", "{v}");
+        assert_eq!(v["http"], "127.0.0.1:41234", "{v}");
+        let text = Line::started(&us, Some(http)).render("T", false);
+        assert_eq!(text, "T started  n1 udp://127.0.0.1:7946 inc=1 role=web http=127.0.0.1:41234");
+
+        let v: Value = serde_json::from_str(&Line::started(&us, None).render("T", true)).unwrap();
+        assert!(v.get("http").is_none(), "no --http, no field: {v}");
+        assert!(!Line::started(&us, None).render("T", false).contains("http="));
+        let bare = Member { meta: shoal_core::Metadata::default(), ..us };
+        let text = Line::started(&bare, Some(http)).render("T", false);
+        assert_eq!(text, "T started  n1 udp://127.0.0.1:7946 inc=1 http=127.0.0.1:41234");
     }
 }

@@ -20,7 +20,8 @@ pub struct Cli {
     /// Unique member name.
     #[arg(long, env = "SHOAL_NAME")]
     pub name: Option<String>,
-    /// UDP (and TCP) address to bind, e.g. 127.0.0.1:7946.
+    /// UDP (and TCP) address to bind, e.g. 127.0.0.1:7946; port 0 picks a port free for both (the
+    /// `started` line reports it).
     #[arg(long, env = "SHOAL_BIND")]
     pub bind: Option<SocketAddr>,
     /// Address to advertise to other members (default `udp://BIND`, or `tcp://BIND` with --tcp-only).
@@ -42,9 +43,10 @@ pub struct Cli {
     /// Print events as JSON lines.
     #[arg(long, env = "SHOAL_JSON")]
     pub json: bool,
-    /// Serve /members, /metrics and /health (and /faults with --faults) on this address. Reads need
-    /// no token; a request whose Host is not this IP, localhost or an --http-allow-host name is
-    /// refused (DNS rebinding). Loopback is the safe choice: the endpoint has no TLS.
+    /// Serve /members, /metrics and /health (and /faults with --faults) on this address (port 0
+    /// picks a free port; the `started` line reports the address bound). Reads need no token; a
+    /// request whose Host is not this IP, localhost or an --http-allow-host name is refused (DNS
+    /// rebinding). Loopback is the safe choice: the endpoint has no TLS.
     #[arg(long, env = "SHOAL_HTTP")]
     pub http: Option<SocketAddr>,
     /// Token state-changing HTTP requests (POST /faults) must carry as `Authorization: Bearer
