@@ -11,13 +11,15 @@
 //! | relay → member over WebSocket | `[len: u8][source address][packet]`; the relay stamps the source |
 //! | native UDP member → relay UDP port | `[0xF0][len: u8][destination peer id][packet]` |
 //! | relay UDP port → native UDP member | `[0xF0][len: u8][source address][packet]` |
+//! | page → relay, `POST /farewell` (HTTP body) | `[peer_len: u8][peer id][secret: 16 bytes]` then 0-16 × `[frame_len: u16 BE][member → relay frame]` |
 //!
 //! The relay always writes the source itself (from the WebSocket session or the UDP source address),
 //! so a member cannot spoof another. A native member accepts a relay datagram only if it came from
 //! the socket address named in the source's `relay://host:port` part.
 //!
 //! The first WebSocket message the relay sends after accepting a member is a "welcome": a frame
-//! whose address is the member's own `relay://` address and whose packet is empty.
+//! whose address is the member's own `relay://` address and whose packet is empty, or, for a
+//! member that asked for a farewell secret (below), the 16-byte secret.
 //!
 //! **WebRTC signalling** rides the same WebSocket in frames of their own, told apart by a leading
 //! zero byte (a packet frame starts with its address length, 1-255, so old members and relays
@@ -34,6 +36,32 @@
 //! exception is [`CloseCode::Replaced`]: another connection now holds the peer id (a second tab with
 //! the same name, or a member that already reconnected), and reconnecting would only take it back
 //! and start a tug of war.
+//!
+//! **Farewells: a leave that outlives the page.** A browser member running in a Web Worker loses
+//! its leave announcement when the tab closes and the worker is killed before sending it. The
+//! page's main thread can still hand the relay the leave packets, precomputed, in an HTTP request
+//! the browser delivers after the page is gone (`navigator.sendBeacon`); the relay forwards them as
+//! if the member had sent them over its WebSocket. The steps:
+//!
+//! 1. The member connects with `GET /ws?peer=P&token=T&farewell=1`. The relay's welcome then
+//!    carries a fresh random [`FarewellSecret`] (16 bytes) as its packet, the secret of this
+//!    connection. Without `farewell=1` the welcome's packet stays empty (members that predate
+//!    farewells refuse a welcome with a packet); a relay that predates farewells ignores the
+//!    parameter and sends an empty welcome, so an empty packet always means "no farewell here".
+//! 2. The member prepares its leave packets, each as the WebSocket frame it would send
+//!    (`[len][destination][packet]`), and the page keeps [`encode_farewell`]`(P, secret, frames)`.
+//! 3. When the page goes away it sends that body in `POST /farewell` (no `Content-Type` needed).
+//!    The relay ([`decode_farewell`]) accepts it only from the connection that holds the secret:
+//!    the peer must be connected now, or its connection have ended by itself within the last few
+//!    seconds (the worker's socket closes before the beacon arrives), with that secret, not yet
+//!    used (a secret works once). It
+//!    routes each frame exactly as a frame from that connection (same source stamp, same rate
+//!    limits) and answers `204`; otherwise `400` (malformed), `403` (unknown peer, no secret, wrong
+//!    or used secret: one status for all), `413` (over [`MAX_FAREWELL_BODY`] bytes or
+//!    [`MAX_FAREWELL_FRAMES`] frames) or `503` (shutting down). The answer is informational:
+//!    a beacon's response is never read.
+//!
+//! Signalling frames have no place in a farewell: a body carrying one is malformed.
 use std::prelude::rust_2021::*;
 
 use std::net::SocketAddr;
@@ -263,6 +291,197 @@ pub fn accept_relay_datagram(from: SocketAddr, datagram: &[u8]) -> Result<(Addr,
     }
 }
 
+/// Bytes of a [`FarewellSecret`].
+pub const FAREWELL_SECRET_LEN: usize = 16;
+/// The secret a relay hands a connection in its welcome when asked (`farewell=1`); the page
+/// presents it in `POST /farewell`. Random, single use, valid while that connection holds its
+/// peer id.
+pub type FarewellSecret = [u8; FAREWELL_SECRET_LEN];
+/// Most frames one farewell carries.
+pub const MAX_FAREWELL_FRAMES: usize = 16;
+/// Largest farewell body, in bytes (header included). The relay answers `413` above it.
+pub const MAX_FAREWELL_BODY: usize = 16 * 1024;
+
+/// A farewell that failed to parse ([`decode_farewell`]). The sender's fault; the relay refuses
+/// the whole body and changes nothing (the secret stays unused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FarewellError {
+    /// Longer than [`MAX_FAREWELL_BODY`].
+    TooLarge,
+    /// More than [`MAX_FAREWELL_FRAMES`] frames.
+    TooManyFrames,
+    /// Shorter than a header says, or bytes after the last frame that are not a whole frame.
+    Truncated,
+    /// The peer id is empty, longer than [`MAX_PEER_ID_LEN`] or not `[A-Za-z0-9._-]`.
+    BadPeerId,
+    /// A frame of length zero.
+    EmptyFrame,
+    /// A signalling frame (leading zero byte): a farewell carries packet frames only.
+    SignalFrame,
+    /// A frame that is not a packet frame `[len][destination][packet]`.
+    BadFrame(RelayFrameError),
+}
+
+impl std::fmt::Display for FarewellError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FarewellError::TooLarge => write!(f, "farewell over {MAX_FAREWELL_BODY} bytes"),
+            FarewellError::TooManyFrames => write!(f, "farewell with more than {MAX_FAREWELL_FRAMES} frames"),
+            FarewellError::Truncated => f.write_str("farewell truncated"),
+            FarewellError::BadPeerId => f.write_str("farewell names an invalid peer id"),
+            FarewellError::EmptyFrame => f.write_str("farewell carries an empty frame"),
+            FarewellError::SignalFrame => f.write_str("farewell carries a signalling frame"),
+            FarewellError::BadFrame(e) => write!(f, "farewell carries a bad frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FarewellError {}
+
+/// A decoded `POST /farewell` body, borrowing from it. Every frame was checked by
+/// [`decode_farewell`]: [`frames`](Self::frames) yields them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Farewell<'a> {
+    peer: &'a str,
+    secret: FarewellSecret,
+    frames: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Farewell<'a> {
+    /// The peer id whose connection the farewell claims to come from.
+    pub fn peer(&self) -> &'a str {
+        self.peer
+    }
+
+    /// The secret presented (compare it in constant time).
+    pub fn secret(&self) -> &FarewellSecret {
+        &self.secret
+    }
+
+    /// How many frames it carries (0 to [`MAX_FAREWELL_FRAMES`]).
+    pub fn frame_count(&self) -> usize {
+        self.count
+    }
+
+    /// The frames, in order, each exactly as a member sends it over its WebSocket.
+    pub fn frames(&self) -> FarewellFrames<'a> {
+        FarewellFrames { rest: self.frames }
+    }
+}
+
+/// The frames of a [`Farewell`], in order.
+#[derive(Clone, Debug)]
+pub struct FarewellFrames<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for FarewellFrames<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // Checked by decode_farewell; stop rather than panic if it somehow is not.
+        let Ok((frame, rest)) = split_farewell_frame(self.rest) else {
+            self.rest = &[];
+            return None;
+        };
+        self.rest = rest;
+        Some(frame)
+    }
+}
+
+/// `[frame_len: u16 BE][frame]` off the front of `body`.
+fn split_farewell_frame(body: &[u8]) -> Result<(&[u8], &[u8]), FarewellError> {
+    let [hi, lo, rest @ ..] = body else {
+        return Err(FarewellError::Truncated);
+    };
+    let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+    if len == 0 {
+        return Err(FarewellError::EmptyFrame);
+    }
+    if rest.len() < len {
+        return Err(FarewellError::Truncated);
+    }
+    Ok(rest.split_at(len))
+}
+
+/// A frame a farewell may carry: a packet frame, not a signalling one.
+fn check_farewell_frame(frame: &[u8]) -> Result<(), FarewellError> {
+    match frame.first() {
+        None => Err(FarewellError::EmptyFrame),
+        Some(&SIGNAL_TAG) => Err(FarewellError::SignalFrame),
+        Some(_) => decode_ws_frame(frame).map(|_| ()).map_err(FarewellError::BadFrame),
+    }
+}
+
+/// The body of `POST /farewell`: `[peer_len: u8][peer][secret: 16 bytes]` then, for each frame,
+/// `[frame_len: u16 big-endian][frame]`, each frame being exactly what the member would send over
+/// its WebSocket (`[len][destination][packet]`, as [`encode_ws_frame`] makes it). Call it while
+/// the page is alive (when the leave packets are ready) and keep the bytes for the moment it goes
+/// away. `None` if the relay would refuse it: an invalid peer id, more than
+/// [`MAX_FAREWELL_FRAMES`] frames, an empty, signalling or malformed frame, or more than
+/// [`MAX_FAREWELL_BODY`] bytes in all.
+pub fn encode_farewell<F: AsRef<[u8]>>(peer: &str, secret: &FarewellSecret, frames: &[F]) -> Option<Vec<u8>> {
+    if !valid_peer_id(peer) || frames.len() > MAX_FAREWELL_FRAMES {
+        return None;
+    }
+    let mut total = 1 + peer.len() + FAREWELL_SECRET_LEN;
+    for frame in frames {
+        let frame = frame.as_ref();
+        check_farewell_frame(frame).ok()?;
+        u16::try_from(frame.len()).ok()?;
+        total = total.saturating_add(2 + frame.len());
+    }
+    if total > MAX_FAREWELL_BODY {
+        return None;
+    }
+    let mut out = Vec::with_capacity(total);
+    // valid_peer_id: at most MAX_PEER_ID_LEN (64) bytes.
+    out.push(peer.len() as u8);
+    out.extend_from_slice(peer.as_bytes());
+    out.extend_from_slice(secret);
+    for frame in frames {
+        let frame = frame.as_ref();
+        out.extend_from_slice(&(frame.len() as u16).to_be_bytes());
+        out.extend_from_slice(frame);
+    }
+    Some(out)
+}
+
+/// Parses a `POST /farewell` body (see [`encode_farewell`]), checking every frame, so that what
+/// it returns is whole. Never panics and allocates nothing, whatever the bytes.
+pub fn decode_farewell(body: &[u8]) -> Result<Farewell<'_>, FarewellError> {
+    if body.len() > MAX_FAREWELL_BODY {
+        return Err(FarewellError::TooLarge);
+    }
+    let (&peer_len, rest) = body.split_first().ok_or(FarewellError::Truncated)?;
+    let peer_len = usize::from(peer_len);
+    if peer_len == 0 || peer_len > MAX_PEER_ID_LEN {
+        return Err(FarewellError::BadPeerId);
+    }
+    if rest.len() < peer_len + FAREWELL_SECRET_LEN {
+        return Err(FarewellError::Truncated);
+    }
+    let (peer, rest) = rest.split_at(peer_len);
+    let peer = std::str::from_utf8(peer).ok().filter(|p| valid_peer_id(p)).ok_or(FarewellError::BadPeerId)?;
+    let (secret, frames) = rest.split_at(FAREWELL_SECRET_LEN);
+    let secret = FarewellSecret::try_from(secret).map_err(|_| FarewellError::Truncated)?;
+    let (mut count, mut rest) = (0, frames);
+    while !rest.is_empty() {
+        let (frame, after) = split_farewell_frame(rest)?;
+        count += 1;
+        if count > MAX_FAREWELL_FRAMES {
+            return Err(FarewellError::TooManyFrames);
+        }
+        check_farewell_frame(frame)?;
+        rest = after;
+    }
+    Ok(Farewell { peer, secret, frames, count })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +585,171 @@ mod tests {
         assert_eq!(pkt, b"\x01x");
         let impostor: SocketAddr = "127.0.0.1:9999".parse().unwrap();
         assert_eq!(accept_relay_datagram(impostor, &d).err(), Some(RelayFrameError::BadAddress));
+    }
+
+    const SECRET: FarewellSecret = *b"0123456789abcdef";
+
+    fn leave_frames() -> Vec<Vec<u8>> {
+        vec![
+            encode_ws_frame("relay://127.0.0.1:8080/tab-2", b"\x01leave").unwrap(),
+            encode_ws_frame("udp://10.0.0.1:7946", &[1u8; 300]).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn a_farewell_round_trips_with_its_peer_secret_and_frames() {
+        let frames = leave_frames();
+        let body = encode_farewell("tab-7", &SECRET, &frames).unwrap();
+        assert_eq!(&body[..6], b"\x05tab-7");
+        assert_eq!(&body[6..22], &SECRET);
+        assert_eq!(&body[22..24], &(frames[0].len() as u16).to_be_bytes());
+        let f = decode_farewell(&body).unwrap();
+        assert_eq!((f.peer(), f.secret(), f.frame_count()), ("tab-7", &SECRET, 2));
+        assert_eq!(f.frames().collect::<Vec<_>>(), frames.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // Slices work as well as vectors, and no frames at all is a farewell too.
+        let slices: [&[u8]; 1] = [&frames[0]];
+        assert_eq!(decode_farewell(&encode_farewell("p", &SECRET, &slices).unwrap()).unwrap().frame_count(), 1);
+        let empty = encode_farewell::<&[u8]>("p", &SECRET, &[]).unwrap();
+        assert_eq!(empty.len(), 1 + 1 + FAREWELL_SECRET_LEN);
+        let f = decode_farewell(&empty).unwrap();
+        assert_eq!((f.peer(), f.frame_count(), f.frames().next()), ("p", 0, None));
+    }
+
+    #[test]
+    fn every_truncation_of_a_farewell_is_refused_or_ends_at_a_frame_boundary() {
+        let frames = leave_frames();
+        let body = encode_farewell("tab-7", &SECRET, &frames).unwrap();
+        let header = 1 + 5 + FAREWELL_SECRET_LEN;
+        let boundaries = [header, header + 2 + frames[0].len(), body.len()];
+        for cut in 0..body.len() {
+            match decode_farewell(&body[..cut]) {
+                Ok(f) => {
+                    let at = boundaries.iter().position(|b| *b == cut).expect("only whole frames decode");
+                    assert_eq!(f.frame_count(), at, "cut at {cut}");
+                }
+                Err(e) => assert_eq!(e, FarewellError::Truncated, "cut at {cut}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_farewell_with_trailing_garbage_is_refused() {
+        let body = encode_farewell("tab-7", &SECRET, &leave_frames()).unwrap();
+        for garbage in [&[0x01][..], &[0x00, 0x09, 0x01], &[0xff, 0xff]] {
+            let mut b = body.clone();
+            b.extend_from_slice(garbage);
+            assert_eq!(decode_farewell(&b), Err(FarewellError::Truncated), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn a_farewell_with_a_zero_length_frame_is_refused() {
+        let mut body = encode_farewell::<&[u8]>("tab-7", &SECRET, &[]).unwrap();
+        body.extend_from_slice(&[0, 0]);
+        assert_eq!(decode_farewell(&body), Err(FarewellError::EmptyFrame));
+        assert!(encode_farewell("tab-7", &SECRET, &[&[][..]]).is_none());
+    }
+
+    #[test]
+    fn a_farewell_with_an_invalid_or_over_long_peer_id_is_refused() {
+        let long = "x".repeat(MAX_PEER_ID_LEN + 1);
+        assert!(encode_farewell::<&[u8]>(&long, &SECRET, &[]).is_none());
+        assert!(encode_farewell::<&[u8]>("a/b", &SECRET, &[]).is_none());
+        assert!(encode_farewell::<&[u8]>("", &SECRET, &[]).is_none());
+        for (len, id) in [(65u8, long.as_bytes()), (255, long.as_bytes()), (0, &b""[..]), (3, b"a/b"), (2, b"\xff\xfe")]
+        {
+            let mut body = vec![len];
+            body.extend_from_slice(id);
+            body.extend_from_slice(&SECRET);
+            body.extend_from_slice(&[0u8; 300]);
+            assert_eq!(decode_farewell(&body), Err(FarewellError::BadPeerId), "{len} {id:?}");
+        }
+        let max = "x".repeat(MAX_PEER_ID_LEN);
+        assert_eq!(decode_farewell(&encode_farewell::<&[u8]>(&max, &SECRET, &[]).unwrap()).unwrap().peer(), max);
+    }
+
+    #[test]
+    fn a_farewell_carries_packet_frames_only() {
+        let signal = encode_signal_frame("relay://h:1/p", SignalKind::Bye, b"").unwrap();
+        assert!(encode_farewell("tab-7", &SECRET, &[&signal]).is_none());
+        let mut body = encode_farewell::<&[u8]>("tab-7", &SECRET, &[]).unwrap();
+        body.extend_from_slice(&(signal.len() as u16).to_be_bytes());
+        body.extend_from_slice(&signal);
+        assert_eq!(decode_farewell(&body), Err(FarewellError::SignalFrame));
+        // A frame whose address runs past its end, or is not UTF-8, is not a packet frame.
+        for bad in [&[9u8, b'a'][..], &[1, 0xff, 1]] {
+            assert!(encode_farewell("tab-7", &SECRET, &[bad]).is_none());
+            let mut body = encode_farewell::<&[u8]>("tab-7", &SECRET, &[]).unwrap();
+            body.extend_from_slice(&(bad.len() as u16).to_be_bytes());
+            body.extend_from_slice(bad);
+            assert!(matches!(decode_farewell(&body), Err(FarewellError::BadFrame(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_farewell_is_limited_in_frames_and_bytes() {
+        let frame = encode_ws_frame("relay://h:1/p", b"\x01").unwrap();
+        let sixteen = vec![frame.clone(); MAX_FAREWELL_FRAMES];
+        let body = encode_farewell("tab-7", &SECRET, &sixteen).unwrap();
+        assert_eq!(decode_farewell(&body).unwrap().frame_count(), MAX_FAREWELL_FRAMES);
+        assert!(encode_farewell("tab-7", &SECRET, &vec![frame.clone(); MAX_FAREWELL_FRAMES + 1]).is_none());
+        let mut seventeen = body.clone();
+        seventeen.extend_from_slice(&(frame.len() as u16).to_be_bytes());
+        seventeen.extend_from_slice(&frame);
+        assert_eq!(decode_farewell(&seventeen), Err(FarewellError::TooManyFrames));
+        // Bytes: one frame as large as fits, then one byte more.
+        let room = MAX_FAREWELL_BODY - (1 + 5 + FAREWELL_SECRET_LEN + 2);
+        let big = encode_ws_frame("relay://h:1/p", &vec![1u8; room - 1 - "relay://h:1/p".len()]).unwrap();
+        let body = encode_farewell("tab-7", &SECRET, &[&big]).unwrap();
+        assert_eq!(body.len(), MAX_FAREWELL_BODY);
+        assert!(decode_farewell(&body).is_ok());
+        let bigger = encode_ws_frame("relay://h:1/p", &vec![1u8; room - "relay://h:1/p".len()]).unwrap();
+        assert!(encode_farewell("tab-7", &SECRET, &[&bigger]).is_none());
+        let mut over = body;
+        over.push(0);
+        assert_eq!(decode_farewell(&over), Err(FarewellError::TooLarge));
+        assert!(encode_farewell("tab-7", &SECRET, &[vec![1u8; 70_000]]).is_none(), "a frame over u16");
+    }
+
+    #[test]
+    fn decoding_a_farewell_never_panics_on_arbitrary_or_mangled_bytes() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(0xfa2e);
+        let valid = encode_farewell("tab-7", &SECRET, &leave_frames()).unwrap();
+        let mut ok = 0;
+        for i in 0..50_000 {
+            let body = if i % 2 == 0 {
+                let mut b = vec![0u8; rng.random_range(0..600usize)];
+                rng.fill(&mut b[..]);
+                if let Some(first) = b.first_mut() {
+                    // Often a plausible peer id length, so the frames get parsed too.
+                    *first = rng.random_range(0..70);
+                }
+                b
+            } else {
+                let mut b = valid.clone();
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..b.len());
+                    match rng.random_range(0..3) {
+                        0 => b[at] = rng.random(),
+                        1 => b.truncate(at),
+                        _ => b.insert(at, rng.random()),
+                    }
+                    if b.is_empty() {
+                        break;
+                    }
+                }
+                b
+            };
+            if let Ok(f) = decode_farewell(&body) {
+                ok += 1;
+                let frames: Vec<&[u8]> = f.frames().collect();
+                assert_eq!(frames.len(), f.frame_count());
+                assert!(frames.iter().all(|fr| decode_ws_frame(fr).is_ok() && fr[0] != SIGNAL_TAG));
+                assert_eq!(encode_farewell(f.peer(), f.secret(), &frames).as_deref(), Some(&body[..]), "re-encodes");
+            }
+        }
+        assert!(ok > 0, "some mangled bodies still decode");
     }
 }

@@ -176,6 +176,49 @@ test("with mainThread: true, a blocked main thread gets the tab suspected (the d
   await waitUntil(c.converged, 15_000, "the cluster to converge after the block", 100);
 });
 
+test("a closed tab whose worker is busy still leaves: the page posts its member's farewell to the relay", { timeout: 120_000 }, async (t) => {
+  // A tab's member runs in a worker the browser kills with the tab, often before the worker reads
+  // the page's last message and sends its leave (1 close in 4, measured). Here the worker is
+  // kept busy while the tab closes, so it certainly cannot: only the farewell the page posts with
+  // sendBeacon, which the relay forwards, can tell the others.
+  const context = await chromiumOverCdp(t);
+  const c = await cluster(t, context, ["page-1", "page-2"]);
+  const page2 = c.pages[1];
+  const worker = await waitUntil(() => page2.page.workers()[0], 10_000, "page-2's worker");
+  await page2.page.evaluate(() => {
+    const ch = new BroadcastChannel("e2e-busy");
+    window.workerBusy = new Promise((resolve) => (ch.onmessage = () => resolve(true)));
+  });
+  worker
+    .evaluate(() => {
+      new BroadcastChannel("e2e-busy").postMessage("busy");
+      const end = Date.now() + 8_000;
+      while (Date.now() < end);
+    })
+    .catch(() => {}); // ends with the worker
+  assert.equal(await page2.page.evaluate(() => window.workerBusy), true);
+  const closedAt = Date.now();
+  await page2.page.close();
+  const others = [...c.agents, c.pages[0]];
+  const reported = async () => {
+    const times = {};
+    for (const a of c.agents) {
+      const e = a.events().find((e) => e.at >= closedAt && e.member === "page-2" && (e.event === "leave" || e.event === "fail"));
+      times[a.name] = e && { event: e.event, ms: e.at - closedAt };
+    }
+    const e = (await pageEvents(c.pages[0].page)).find((e) => e.at >= closedAt && e.member === "page-2" && (e.type === "leave" || e.type === "fail"));
+    times["page-1"] = e && { event: e.type, ms: e.at - closedAt };
+    return Object.values(times).every(Boolean) && times;
+  };
+  const times = await waitUntil(reported, 10_000, `every member (${others.length}) to report page-2 gone`, 50);
+  t.diagnostic(`page-2 closed with its worker busy; reported (ms): ${JSON.stringify(times)}`);
+  saveArtifact("closed-tab-busy-worker.json", times);
+  for (const [who, { event, ms }] of Object.entries(times)) {
+    assert.equal(event, "leave", `${who} saw page-2 ${event}, not leave`);
+    assert.ok(ms <= 2000, `${who} saw the leave after ${ms} ms`);
+  }
+});
+
 test("a page frozen for 10 s is alive everywhere again within 1 s of resuming", { timeout: 120_000 }, async (t) => {
   const context = await chromiumOverCdp(t);
   const c = await cluster(t, context, ["page-1", "page-2"]);

@@ -14,8 +14,15 @@
 //
 // Relay envelope (core/src/relay.rs): packet frames are `[len][address][packet]` both ways (the
 // relay stamps the source); the first frame after connecting is the welcome, naming our address
-// with an empty packet; signalling frames are `[0x00][len][address][kind][body]`. Close code 4001
-// means another connection took our peer id: reconnecting would only start a tug of war.
+// with an empty packet, or with the connection's 16-byte farewell secret as its packet when we
+// asked for one (`farewell=1`); signalling frames are `[0x00][len][address][kind][body]`. Close
+// code 4001 means another connection took our peer id: reconnecting would only start a tug of war.
+//
+// Farewell: a page whose member runs in a worker loses the worker the moment the tab closes, often
+// before the worker has sent its leave. So the member keeps its departure ready
+// (`farewellBeacon()`: the packets `leave` would send first, built without leaving, with the
+// secret) and the page posts it to the relay's `/farewell` with `navigator.sendBeacon`, which the
+// browser delivers after the page is gone; the relay forwards the packets as if we had sent them.
 
 const OPEN = 1;
 const SIGNAL_TAG = 0;
@@ -25,6 +32,12 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
 const MAX_BUFFERED = 1 << 20;
 const DEFAULT_MAX_FRAME = 64 << 10;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** Bytes of the per-connection secret a farewell carries. */
+const FAREWELL_SECRET_LEN = 16;
+/** Members a farewell tells directly (the core's own leave tells as many at once). */
+const FAREWELL_FANOUT = 8;
+/** The relay's limit on the body of one farewell (it also takes at most 16 frames). */
+const MAX_FAREWELL_BODY = 16 << 10;
 /** How often `leave` checks whether the departure has been gossiped. */
 const LEAVE_POLL_MS = 20;
 
@@ -72,6 +85,8 @@ export function memberClass(bindings) {
     #onClose;
     #welcome;
     #welcomed = false;
+    /** The secret that lets a farewell speak for this connection (from the welcome), or null. */
+    farewellSecret = null;
 
     /**
      * @param onFrame (bytes: Uint8Array) => void, for every frame after the welcome
@@ -116,10 +131,14 @@ export function memberClass(bindings) {
       if (this.#welcome.resolve && frame[0] !== SIGNAL_TAG) {
         const len = frame[0] ?? 0;
         let addr = null;
-        if (len > 0 && frame.length === 1 + len) {
+        // An empty packet, or the farewell secret we asked for (a relay that does not know
+        // farewells ignores the request and sends an empty one).
+        const secret = frame.length - 1 - len;
+        if (len > 0 && (secret === 0 || secret === FAREWELL_SECRET_LEN)) {
           try {
-            addr = strictDecoder.decode(frame.subarray(1));
+            addr = strictDecoder.decode(frame.subarray(1, 1 + len));
           } catch {}
+          if (secret > 0) this.farewellSecret = frame.slice(1 + len);
         }
         return void this.#settle(
           addr === null
@@ -257,7 +276,7 @@ export function memberClass(bindings) {
 
     #open() {
       return new RelayConnection(
-        this.#url,
+        this.#url + "&farewell=1",
         this.#WebSocket,
         (frame) => this.#frame(frame),
         (code, reason) => this.#dropped(code, reason),
@@ -509,6 +528,40 @@ export function memberClass(bindings) {
       const done = this.#protocol.leaveDisseminated();
       this.#stop("left the cluster");
       return done;
+    }
+
+    /**
+     * Our departure, ready for the page to post when the tab closes: `{ url, body }` for
+     * `navigator.sendBeacon(url, body)` (the relay's `/farewell`, and the packets `leave` would
+     * send first with this connection's secret), or `null` when there is nothing to post (not
+     * connected, leaving or stopped, nobody to tell, or a relay without farewells). Build a fresh
+     * one whenever the membership or our incarnation changes.
+     */
+    farewellBeacon() {
+      const secret = this.#connection?.farewellSecret;
+      if (this.#stopped || !secret || this.#closeReason !== undefined) return null;
+      let url;
+      try {
+        url = new URL(this.#url);
+      } catch {
+        return null;
+      }
+      const peer = encoder.encode(url.searchParams.get("peer") ?? "");
+      if (peer.length === 0 || peer.length > 255) return null;
+      const head = 1 + peer.length + secret.length;
+      const frames = this.#protocol.farewell(FAREWELL_FANOUT, Math.min(this.#maxFrame, 0xffff), MAX_FAREWELL_BODY - head);
+      if (frames.length === 0) return null;
+      const body = new Uint8Array(head + frames.length);
+      body[0] = peer.length;
+      body.set(peer, 1);
+      body.set(secret, 1 + peer.length);
+      body.set(frames, head);
+      // ws://host/path/ws -> http://host/path/farewell
+      url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+      url.pathname = url.pathname.replace(/[^/]*$/, "farewell");
+      url.search = "";
+      url.hash = "";
+      return { url: url.href, body };
     }
 
     /** Stops at once without telling anyone. */

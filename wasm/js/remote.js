@@ -48,6 +48,7 @@ class RemoteShoal {
   #closeReason = undefined;
   #unhookPage = null;
   #joined = null; // { resolve, reject } while joining
+  #farewell = null; // { url, body }: the departure to post if the tab closes (worker.js)
 
   constructor(port, opts, shared) {
     this.#port = port;
@@ -139,7 +140,21 @@ class RemoteShoal {
   #setState(s) {
     if (!s) return;
     if (s.members) this.#members = new Map(s.members.map((m) => [m.name, m]));
+    if (s.farewell !== undefined) this.#farewell = s.farewell;
     this.#state = s;
+  }
+
+  /** Posts the member's departure straight to the relay (see worker.js): the worker may be gone
+   * before it reads the message that tells it to leave. True if the browser took it. */
+  #postFarewell() {
+    const f = this.#farewell;
+    this.#farewell = null;
+    if (!f || typeof globalThis.navigator?.sendBeacon !== "function") return false;
+    try {
+      return globalThis.navigator.sendBeacon(f.url, f.body);
+    } catch {
+      return false;
+    }
   }
 
   /** Applies a membership event to the page's copy of the member list, so that a listener sees the
@@ -235,6 +250,7 @@ class RemoteShoal {
       if (this.#closed) return;
       if (this.#shared) return void this.#port.postMessage({ t: "detach" });
       if (!leave) return;
+      this.#postFarewell();
       this.#rtc?.close();
       this.#rtc = null;
       this.#port.postMessage({ t: e?.persisted ? "suspend" : "detach" });

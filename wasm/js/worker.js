@@ -13,6 +13,11 @@
 //                    reply {id, value | error}, signal {from, kind, body}, rtc-open {id},
 //                    rtc-closed {id}
 //
+// `farewell` ({url, body} or null), in a dedicated worker only, rides along with the state when it
+// may have changed (a change of membership or of our incarnation, a reconnect, and once a second):
+// the departure the page posts with `navigator.sendBeacon` when the tab closes, because the
+// browser may kill this worker before it gets to run `leave` (member.js explains it).
+//
 // `state` is the snapshot the page's synchronous getters read (`local`, `metrics()`, `connected`,
 // ...): sent with every batch of events, so a listener sees the state the event left, and once a
 // second for what changes without events (round-trip times, counters). The member list rides only
@@ -44,8 +49,11 @@ const channels = new Map(); // "port id/channel id" -> { member, dgram, rel, por
 let portIds = 0;
 
 const MAX_SENDS_TRACKED = 65536;
+const SHARED = typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorkerGlobalScope;
+/** Events after which the farewell is built again: they change who to tell or our incarnation. */
+const FAREWELL_STALE = new Set(["join", "alive", "suspect", "fail", "leave", "joined", "refuted", "conflict", "update"]);
 
-function state(withMembers) {
+function state(withMembers, withFarewell = withMembers) {
   if (!member) return null;
   const s = {
     name: member.name,
@@ -58,6 +66,7 @@ function state(withMembers) {
     traffic: member.raw.trafficCounters(),
   };
   if (withMembers) s.members = member.raw.members();
+  if (withFarewell && !SHARED) s.farewell = member.closed ? null : member.raw.farewellBeacon();
   return s;
 }
 
@@ -94,7 +103,8 @@ function onEvent(e) {
 function flush() {
   const events = batch;
   batch = null;
-  const s = state(false); // the page patches its member list from the events themselves
+  // The page patches its member list from the events themselves.
+  const s = state(false, events.some((e) => FAREWELL_STALE.has(e.type)));
   for (const port of ports) post(port, { t: "events", events, state: s });
 }
 
@@ -161,7 +171,7 @@ async function call(port, { id, method, args }) {
       default:
         throw new TypeError(`unknown method ${method}`);
     }
-    post(port, { t: "reply", id, value, state: state(false) });
+    post(port, { t: "reply", id, value, state: state(false, method === "setMetadata") });
   } catch (err) {
     post(port, { t: "reply", id, error: { name: err?.name, message: err?.message ?? String(err) } });
   }
@@ -240,7 +250,7 @@ function attach(port) {
   port.start?.();
 }
 
-if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorkerGlobalScope) {
+if (SHARED) {
   self.onconnect = (e) => attach(e.ports[0]);
 } else {
   attach(self);

@@ -158,6 +158,24 @@ impl Protocol {
         Array::of3(&t.to.as_str().into(), &Uint8Array::from(&frame[..]), &t.reliable.into()).into()
     }
 
+    /// Our departure, built without leaving: the relay frames (`[len][destination][packet]`) of
+    /// what `leave` would send first, each preceded by its length (`u16`, big-endian): the tail of
+    /// the body the page posts to the relay's `/farewell` (`navigator.sendBeacon`) if the tab
+    /// closes before the worker can call `leave`. At most `max_frames` frames of at most
+    /// `max_frame` bytes, `max_bytes` in all. Call again whenever the membership or our
+    /// incarnation changes; empty once leaving or with nobody to tell.
+    pub fn farewell(&mut self, max_frames: usize, max_frame: usize, max_bytes: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for t in self.node.farewell(max_frames) {
+            let Some(frame) = encode_ws_frame(t.to.as_str(), &t.bytes) else { continue };
+            if frame.len() <= max_frame && out.len() + 2 + frame.len() <= max_bytes {
+                out.extend_from_slice(&(frame.len() as u16).to_be_bytes());
+                out.extend_from_slice(&frame);
+            }
+        }
+        out
+    }
+
     /// The next event as the object the npm package hands out (`type` is the event's name in
     /// Shoal's one vocabulary, [`Event::name`]), or `undefined`.
     #[wasm_bindgen(js_name = pollEvent)]

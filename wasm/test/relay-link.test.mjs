@@ -223,7 +223,7 @@ test("the relay's welcome frame gives the member its relay address", async (t) =
   assert.deepEqual(node.members(), [], "a founder starts alone");
   assert.equal(node.closeReason(), undefined, "open");
   assert.equal(Socket.instances.length, 1);
-  assert.equal(Socket.last.url, url("tab-1"), "the socket was opened with the given URL");
+  assert.equal(Socket.last.url, `${url("tab-1")}&farewell=1`, "the socket was opened with the given URL, asking for a farewell secret");
   assert.equal(Socket.last.binaryType, "arraybuffer");
 });
 
@@ -423,6 +423,99 @@ test("a relay that closes the connection instead of welcoming fails the join wit
       return true;
     },
   );
+});
+
+test("a welcome whose packet is neither empty nor a 16-byte farewell secret fails the join", async () => {
+  for (const extra of [1, 15, 17]) {
+    const Socket = scriptedRelay();
+    const welcome = frame(`${R}tab-1`, new Uint8Array(extra));
+    Socket.welcome = welcome;
+    await assert.rejects(
+      ShoalNode.join({ url: url("tab-1"), name: "tab-1", WebSocket: Socket }),
+      /not a welcome frame/,
+      `a welcome with a ${extra}-byte packet`,
+    );
+  }
+});
+
+test("a relay without farewells (an empty welcome) leaves the member without a farewell beacon", async (t) => {
+  const Socket = scriptedRelay();
+  const a = await joinScripted(t, Socket, "a");
+  assert.equal(a.farewellBeacon(), null);
+});
+
+/**
+ * Member "a" (welcomed with `secret`, its socket opened at `aUrl`) and member "b" joined to it over
+ * scripted sockets, with the test carrying frames between them until each sees the other alive.
+ */
+async function scriptedPair(t, secret, aUrl = url("a")) {
+  const Socket = scriptedRelay();
+  Socket.welcome = frame(`${R}a`, secret);
+  const a = await joinScripted(t, Socket, "a", { url: aUrl });
+  Socket.welcome = "auto";
+  let b = null;
+  const joining = joinScripted(t, Socket, "b", { seeds: [`${R}a`] }).then((node) => (b = node));
+  const carry = (from, fromSocket, toSocket) => {
+    for (const f of fromSocket?.sent.splice(0) ?? []) toSocket.deliver(frame(from, parseFrame(f).packet));
+  };
+  const sees = (n, who) => n?.members().some((m) => m.name === who && m.state === "alive");
+  await waitUntil(() => {
+    const [wsA, wsB] = Socket.instances;
+    carry(`${R}b`, wsB, wsA);
+    carry(`${R}a`, wsA, wsB);
+    return sees(a, "b") && sees(b, "a");
+  }, "a and b to see each other");
+  await joining;
+  const [wsA, wsB] = Socket.instances;
+  return { a, b, wsA, wsB };
+}
+
+test("the farewell beacon carries the peer id, the welcome's secret and a leave for each member, for the relay's /farewell", async (t) => {
+  const secret = Uint8Array.from({ length: 16 }, (_, i) => 200 + i);
+  const { a, b, wsA, wsB } = await scriptedPair(t, secret);
+  const sentBefore = wsA.sent.length;
+  const beacon = a.farewellBeacon();
+  assert.equal(beacon.url, "http://relay.test:9/farewell");
+  const body = beacon.body;
+  assert.equal(body[0], 1);
+  assert.equal(text(body.subarray(1, 2)), "a");
+  assert.deepEqual([...body.subarray(2, 18)], [...secret]);
+  const frames = [];
+  for (let at = 18; at < body.length; ) {
+    const n = (body[at] << 8) | body[at + 1];
+    frames.push(body.subarray(at + 2, at + 2 + n));
+    at += 2 + n;
+  }
+  assert.equal(frames.length, 1, "one frame per member to tell");
+  const { addr, packet } = parseFrame(frames[0]);
+  assert.equal(addr, `${R}b`);
+  assert.equal(a.events.filter((e) => e.type === "shutdown").length, 0, "building it does not leave");
+  assert.equal(wsA.sent.length, sentBefore, "nor sends anything");
+
+  // The tab is gone before the member could leave; the relay forwards the farewell.
+  await a.shutdown();
+  wsB.deliver(frame(`${R}a`, packet));
+  await waitUntil(() => b.events.find((e) => e.type === "leave" && e.member === "a"), "b to see a leave");
+  assert.equal(b.members().find((m) => m.name === "a").state, "left");
+  assert.equal(a.farewellBeacon(), null, "a stopped member has none");
+});
+
+test("the farewell URL keeps the relay's host and path: wss -> https, the last segment -> farewell", async (t) => {
+  for (const [aUrl, expected] of [
+    ["wss://relay.test:9/cluster/ws?peer=a&token=x", "https://relay.test:9/cluster/farewell"],
+    ["ws://relay.test:9/?peer=a", "http://relay.test:9/farewell"],
+  ]) {
+    const { a } = await scriptedPair(t, new Uint8Array(16), aUrl);
+    assert.equal(a.farewellBeacon().url, expected, aUrl);
+  }
+});
+
+test("a member that is leaving has no farewell beacon: its leave is under way", async (t) => {
+  const { a } = await scriptedPair(t, new Uint8Array(16));
+  assert.ok(a.farewellBeacon());
+  const leaving = a.leave(50);
+  assert.equal(a.farewellBeacon(), null);
+  await leaving;
 });
 
 test("a relay that sends garbage instead of a welcome fails the join", async () => {
@@ -902,6 +995,25 @@ test("setMetadata produces an update elsewhere, and leave() is seen as leave", a
     await waitEvent(n, (e) => (e.type === "leave" || e.type === "fail") && e.member === "b", `${n.name()} to see b go`);
     assert.equal(n.events.find((e) => e.member === "b" && (e.type === "leave" || e.type === "fail")).type, "leave");
     assert.equal(n.members().find((m) => m.name === "b").state, "left");
+  }
+});
+
+test("a member gone without leaving, whose farewell the relay forwards, is seen to leave, not fail", async (t) => {
+  const relay = await startFakeRelay();
+  t.after(() => relay.close());
+  const a = await joinRelay(t, relay, "a");
+  const b = await joinRelay(t, relay, "b", { seeds: [a.localAddr()] });
+  const c = await joinRelay(t, relay, "c", { seeds: [a.localAddr()] });
+  await waitUntil(() => [a, b, c].every((n) => aliveNames(n).length === 2), "everyone to see everyone alive");
+
+  const beacon = c.farewellBeacon();
+  assert.ok(beacon, "c has its farewell ready");
+  await within(2000, c.shutdown(), "shutdown()"); // the worker killed with the tab: no leave sent
+  assert.equal(relay.farewell(beacon.body), true, "the relay takes it");
+  assert.equal(relay.farewell(beacon.body), false, "once");
+  for (const n of [a, b]) {
+    await waitEvent(n, (e) => (e.type === "leave" || e.type === "fail") && e.member === "c", `${n.name()} to see c go`, 8000);
+    assert.equal(n.events.find((e) => e.member === "c" && (e.type === "leave" || e.type === "fail")).type, "leave");
   }
 });
 

@@ -70,18 +70,22 @@ impl<A: Address> Node<A> {
         if self.membership_updates.is_empty() && self.user_broadcasts.is_empty() {
             return;
         }
-        let targets: Vec<A> = self
-            .members
+        for to in self.gossip_targets(now, fanout, dead_window) {
+            self.send_packet(to, TransmitKind::Gossip, |_| {});
+        }
+    }
+
+    /// Up to `fanout` random members to gossip to: live ones, and ones that died less than
+    /// `dead_window` ago.
+    pub(super) fn gossip_targets(&mut self, now: Instant, fanout: usize, dead_window: Duration) -> Vec<A> {
+        self.members
             .random_members(fanout, &mut self.rng, |m| {
                 m.state.is_live()
                     || (m.state == MemberState::Dead && now.saturating_duration_since(m.state_since) < dead_window)
             })
             .into_iter()
             .map(|m| m.addr.clone())
-            .collect();
-        for to in targets {
-            self.send_packet(to, TransmitKind::Gossip, |_| {});
-        }
+            .collect()
     }
 
     pub(super) fn start_broadcast(

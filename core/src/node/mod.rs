@@ -57,7 +57,9 @@ use crate::security::{Keyring, Opened, Security, SecurityMode, SecurityStats};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
-use crate::wire::{decode_packet_skipping, skips_repeats, Message, MAX_TOPIC_LEN};
+use crate::wire::{
+    begin_packet, decode_packet_skipping, skips_repeats, Message, Writer, MAX_TOPIC_LEN, PROTOCOL_VERSION,
+};
 use answers::AnswerLimit;
 pub use errors::{CommandError, PacketError};
 pub use footprint::Footprint;
@@ -659,6 +661,39 @@ impl<A: Address> Node<A> {
         // a tick would: a tab leaving on `pagehide` stops after this round, and a round spent on
         // members that died lately (gossip to the dead) told nobody.
         self.gossip_round(now, self.config.gossip_nodes.max(LEAVE_FANOUT), Duration::ZERO);
+    }
+
+    /// Packets that say what [`Node::leave`] would say first, built now without leaving: our
+    /// departure at the incarnation `leave` would take, each to one of up to `fanout` random live
+    /// members. Nothing changes here but the random state; the packets are not counted as sent.
+    ///
+    /// For a driver that may be stopped before it gets to call `leave`: a browser tab's member
+    /// runs in a worker that the browser kills when the tab closes, so the page keeps a fresh
+    /// farewell at hand and posts it (`navigator.sendBeacon` to the relay) on `pagehide`. Build a
+    /// new one whenever our incarnation or the membership changes: a farewell below our current
+    /// incarnation is ignored. Empty once leaving, or with nobody to tell.
+    pub fn farewell(&mut self, fanout: usize) -> Vec<Transmit<A>> {
+        if self.status != Status::Running {
+            return Vec::new();
+        }
+        let msg = Message::<A>::Dead {
+            id: self.local.id.clone(),
+            incarnation: crate::incarnation::next(self.local.incarnation),
+            from: self.local.id.clone(),
+            left: true,
+        };
+        let body = msg.to_bytes();
+        let targets = self.gossip_targets(self.now, fanout, Duration::ZERO);
+        let mut out = Vec::with_capacity(targets.len());
+        for to in targets {
+            let mut w = Writer::with_capacity(body.len() + 1);
+            begin_packet(&mut w, PROTOCOL_VERSION);
+            w.raw(&body);
+            if let Some(bytes) = self.security.seal(w.into_vec(), false) {
+                out.push(Transmit { to, bytes, reliable: false, kind: TransmitKind::Gossip });
+            }
+        }
+        out
     }
 
     /// Broadcasts `payload` under `topic` to every member, each receiving it once as

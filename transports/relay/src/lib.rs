@@ -17,14 +17,24 @@
 //!
 //! The relay binds one port for both TCP and UDP:
 //!
-//! - `GET /ws?peer=<id>&token=<t>`: a member's WebSocket. Binary messages only, in the envelope of
-//!   [`shoal_core::relay`]: the first message the relay sends is the welcome (the member's
-//!   own `relay://<public addr>/<id>` address and an empty packet); after that each message is
+//! - `GET /ws?peer=<id>&token=<t>[&farewell=1]`: a member's WebSocket. Binary messages only, in the
+//!   envelope of [`shoal_core::relay`]: the first message the relay sends is the welcome (the
+//!   member's own `relay://<public addr>/<id>` address and an empty packet, or with `farewell=1`
+//!   the connection's 16-byte farewell secret as the packet); after that each message is
 //!   `[len][address][packet]`, where the member writes the destination and the relay the source.
 //!   A missing token answers 401, a wrong one 403, an invalid peer id 400. Messages starting with a
 //!   zero byte are WebRTC signalling (`[0][len][address][kind][body]`: offer, answer, ICE
 //!   candidate, bye, invite), forwarded between two members of this relay with the source stamped
 //!   the same way, so members can open direct data channels and stop needing the relay.
+//! - `POST /farewell`: a page's last words for its member's connection, sent with
+//!   `navigator.sendBeacon` as the tab closes (a member in a Web Worker is killed before it can
+//!   send its leave). The body ([`shoal_core::relay::encode_farewell`]) names the peer id, the
+//!   secret from its welcome and up to 16 frames (16 KiB in all) written as the member would
+//!   write them on its WebSocket; the relay routes them as if that connection had sent them.
+//!   Accepted once per connection, only while the connection holds the peer id: `204`; else
+//!   `400` malformed, `403` (unknown peer, no secret, wrong or used secret: one status for all),
+//!   `413` too large, `503` shutting down. Any content type; no CORS headers (a beacon is a
+//!   no-cors request whose answer is never read).
 //! - the UDP port: native members send `[0xF0][len][peer id][packet]` to reach a WebSocket member;
 //!   packets from WebSocket members to `udp://ip:port` leave from this port as
 //!   `[0xF0][len][relay://<public addr>/<id>][packet]`, which `shoal-udp` accepts only from the
@@ -41,8 +51,9 @@
 //!
 //! Every frame, datagram and connection the relay drops or refuses is counted by reason in
 //! [`RelayStats`] and on `/metrics` (`shoal_relay_dropped_frames_total{reason}`,
-//! `shoal_relay_connections_dropped_total{reason}`, `shoal_relay_rejected_total{reason}`), next to
-//! gauges of what it holds (queued bytes, TCP connections, addresses tracked).
+//! `shoal_relay_connections_dropped_total{reason}`, `shoal_relay_rejected_total{reason}`,
+//! `shoal_relay_farewells_refused_total{reason}`, beside `shoal_relay_farewells_accepted_total`),
+//! next to gauges of what it holds (queued bytes, TCP connections, addresses tracked).
 //!
 //! # Threat model
 //!
@@ -78,6 +89,14 @@
 //!   limit less 64), checked at accept before anything is read: one address cannot lock members
 //!   out, and the relay refuses connections cleanly (`503`) instead of running out of sockets.
 //!
+//! - **Nobody but the page that holds a connection can say farewell for it.** `POST /farewell`
+//!   needs no token, but it needs the connection's secret: 16 random bytes from the OS, sent only
+//!   in that connection's welcome, compared in constant time, valid once and only while that
+//!   connection holds the peer id (a newer connection, or the end of this one, voids it). A wrong
+//!   guess is answered exactly like an unknown peer (`403`). What an accepted farewell carries
+//!   is routed with the connection's own rate limits and source stamp: it can do nothing the
+//!   member could not do over its WebSocket.
+//!
 //! What it does not guarantee: a token holder (anyone, on an open relay) can take over a peer id
 //! (replacement, see [`Switchboard`]) and can send to members at the per-sender rate; the token is
 //! the gate, the limits only bound the harm. UDP source addresses can be spoofed on networks
@@ -107,8 +126,8 @@ pub use config::{
     ConfigError, Limits, RelayConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_MAX_FRAME, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
 };
-pub use metrics::{ConnectionDrop, DropReason, Forwarded, RelayStats};
+pub use metrics::{ConnectionDrop, DropReason, FarewellRefusal, Forwarded, RelayStats};
 pub use queue::{Outbox, PushError};
 pub use rate::{BudgetLimit, RateLimit};
 pub use server::{BoundRelay, Relay, RelayHandle};
-pub use switchboard::{ConnId, Refusal, Session, Switchboard, WsRoute};
+pub use switchboard::{ConnId, Refusal, Session, Switchboard, WsRoute, FAREWELL_GRACE, MAX_DEPARTED};

@@ -24,6 +24,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use rand::TryRngCore;
+use shoal_core::relay::FarewellSecret;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -31,7 +33,7 @@ use crate::close::CloseReason;
 use crate::metrics::DropReason;
 use crate::queue::Outbox;
 use crate::server::App;
-use crate::switchboard::{Session, WsRoute};
+use crate::switchboard::Session;
 
 /// How many frames a writer hands to the WebSocket before one flush.
 const WRITE_BATCH: usize = 64;
@@ -62,10 +64,27 @@ impl Drop for LiveGuard<'_> {
     }
 }
 
-/// Runs one member's connection until it ends. Call once the WebSocket upgrade is done.
-pub(crate) async fn member_connection(app: App, peer: String, socket: WebSocket) {
+/// A fresh farewell secret from the OS's cryptographic RNG; `None` (logged) if the OS has none
+/// to give, in which case the member is welcomed without a secret, exactly as by a relay that
+/// predates farewells.
+pub(crate) fn farewell_secret() -> Option<FarewellSecret> {
+    let mut secret = FarewellSecret::default();
+    match rand::rngs::OsRng.try_fill_bytes(&mut secret) {
+        Ok(()) => Some(secret),
+        Err(e) => {
+            tracing::warn!(error = %e, "no randomness for a farewell secret; welcoming without one");
+            None
+        }
+    }
+}
+
+/// Runs one member's connection until it ends. Call once the WebSocket upgrade is done, with
+/// `farewell` set if the member asked for a farewell secret (`farewell=1`).
+pub(crate) async fn member_connection(app: App, peer: String, farewell: bool, socket: WebSocket) {
     let _live = LiveGuard::new(&app.shared.live);
-    let admitted = app.shared.board().admit(&peer);
+    // Drawn before taking the lock.
+    let secret = if farewell { farewell_secret() } else { None };
+    let admitted = app.shared.board().admit(&peer, secret);
     let Ok((session, outbox)) = admitted else { return };
     tracing::debug!(peer, conn = session.conn(), "member connected");
     let (sink, mut stream) = socket.split();
@@ -127,12 +146,7 @@ async fn read_loop(
             Some(Err(e)) => return read_error_reason(e),
         };
         let route = app.shared.board().route_ws(session, &bytes);
-        if let WsRoute::Udp { to, datagram } = route {
-            if let Err(e) = app.udp.send_to(&datagram, to).await {
-                tracing::trace!(%to, error = %e, "udp send failed");
-                app.shared.board().record_drop(DropReason::UdpSend);
-            }
-        }
+        app.send_route(route).await;
     }
 }
 

@@ -143,6 +143,76 @@ impl ConnectionDrop {
     }
 }
 
+/// Why the relay refused a `POST /farewell` (see [`shoal_core::relay`]). Nothing was forwarded
+/// and the connection's secret, if any, is unchanged. The answer tells the client only the HTTP
+/// status ([`status`](Self::status)): every refusal about the secret is the same `403`, so
+/// nobody learns from it whether a peer is connected or asked for a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FarewellRefusal {
+    /// The body does not decode: truncated, an invalid peer id, an empty, signalling or malformed
+    /// frame (`400`).
+    Malformed,
+    /// Over `MAX_FAREWELL_BODY` bytes or `MAX_FAREWELL_FRAMES` frames (`413`).
+    TooLarge,
+    /// No connection holds the peer id now (`403`).
+    UnknownPeer,
+    /// The peer's connection did not ask for a secret (`farewell=1`) (`403`).
+    NoSecret,
+    /// The secret is not the one of the peer's current connection (`403`).
+    WrongSecret,
+    /// The connection's secret was used already: a farewell is accepted once (`403`).
+    AlreadyUsed,
+    /// The relay is shutting down (`503`).
+    ShuttingDown,
+}
+
+/// How many [`FarewellRefusal`]s there are.
+pub const FAREWELL_REFUSALS: usize = 7;
+
+impl FarewellRefusal {
+    /// Every reason, in the order of [`RelayStats::farewells_refused`].
+    pub const ALL: [FarewellRefusal; FAREWELL_REFUSALS] = [
+        FarewellRefusal::Malformed,
+        FarewellRefusal::TooLarge,
+        FarewellRefusal::UnknownPeer,
+        FarewellRefusal::NoSecret,
+        FarewellRefusal::WrongSecret,
+        FarewellRefusal::AlreadyUsed,
+        FarewellRefusal::ShuttingDown,
+    ];
+
+    /// The `reason` label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            FarewellRefusal::Malformed => "malformed",
+            FarewellRefusal::TooLarge => "too_large",
+            FarewellRefusal::UnknownPeer => "unknown_peer",
+            FarewellRefusal::NoSecret => "no_secret",
+            FarewellRefusal::WrongSecret => "wrong_secret",
+            FarewellRefusal::AlreadyUsed => "already_used",
+            FarewellRefusal::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// The HTTP status the relay answers with: 400, 413, 403 (every reason about the peer or
+    /// its secret) or 503.
+    pub fn status(self) -> u16 {
+        match self {
+            FarewellRefusal::Malformed => 400,
+            FarewellRefusal::TooLarge => 413,
+            FarewellRefusal::UnknownPeer
+            | FarewellRefusal::NoSecret
+            | FarewellRefusal::WrongSecret
+            | FarewellRefusal::AlreadyUsed => 403,
+            FarewellRefusal::ShuttingDown => 503,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Frames and bytes forwarded along one path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Forwarded {
@@ -197,6 +267,11 @@ pub struct RelayStats {
     pub slow_consumers: u64,
     /// Connections refused or closed outside the routing, indexed like [`ConnectionDrop::ALL`].
     pub connection_drops: [u64; CONNECTION_DROPS],
+    /// `POST /farewell` bodies accepted (their frames were then routed, and counted, like a
+    /// member's frames).
+    pub farewells_accepted: u64,
+    /// `POST /farewell` bodies refused, indexed like [`FarewellRefusal::ALL`].
+    pub farewells_refused: [u64; FAREWELL_REFUSALS],
 }
 
 impl RelayStats {
@@ -220,6 +295,15 @@ impl RelayStats {
 
     pub(crate) fn connection_drop(&mut self, reason: ConnectionDrop) {
         self.connection_drops[reason.index()] += 1;
+    }
+
+    /// Farewells refused for `reason`.
+    pub fn farewells_refused(&self, reason: FarewellRefusal) -> u64 {
+        self.farewells_refused[reason.index()]
+    }
+
+    pub(crate) fn farewell_refused(&mut self, reason: FarewellRefusal) {
+        self.farewells_refused[reason.index()] += 1;
     }
 
     /// Frames and datagrams dropped, every reason together.
@@ -321,6 +405,18 @@ impl RelayStats {
             "Connections refused at accept or closed for misbehaving, by reason.",
             &conn,
         );
+        metric(
+            "shoal_relay_farewells_accepted_total",
+            "counter",
+            "Farewells (POST /farewell) accepted and their frames routed.",
+            &[("", self.farewells_accepted)],
+        );
+        let refused: Vec<(String, u64)> = FarewellRefusal::ALL
+            .iter()
+            .map(|r| (format!("{{reason=\"{}\"}}", r.label()), self.farewells_refused(*r)))
+            .collect();
+        let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric("shoal_relay_farewells_refused_total", "counter", "Farewells refused, by reason.", &refused);
         out
     }
 }
@@ -337,6 +433,17 @@ mod tests {
         for (i, r) in ConnectionDrop::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
+        for (i, r) in FarewellRefusal::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+
+    #[test]
+    fn every_farewell_refusal_about_the_peer_or_its_secret_answers_the_same_status() {
+        use FarewellRefusal::*;
+        let statuses: Vec<u16> = [UnknownPeer, NoSecret, WrongSecret, AlreadyUsed].map(|r| r.status()).to_vec();
+        assert_eq!(statuses, [403; 4]);
+        assert_eq!((Malformed.status(), TooLarge.status(), ShuttingDown.status()), (400, 413, 503));
     }
 
     #[test]
@@ -346,7 +453,13 @@ mod tests {
         s.drop(DropReason::Oversized);
         s.drop_many(DropReason::UnknownSource, 3);
         s.connection_drop(ConnectionDrop::HeaderTimeout);
+        s.farewells_accepted = 2;
+        s.farewell_refused(FarewellRefusal::WrongSecret);
         let text = s.to_prometheus();
+        assert!(text
+            .contains("# TYPE shoal_relay_farewells_accepted_total counter\nshoal_relay_farewells_accepted_total 2\n"));
+        assert!(text.contains("shoal_relay_farewells_refused_total{reason=\"wrong_secret\"} 1\n"));
+        assert!(text.contains("shoal_relay_farewells_refused_total{reason=\"already_used\"} 0\n"));
         assert!(text.contains("shoal_relay_dropped_frames_total{reason=\"unknown_source\"} 3\n"));
         assert!(text.contains("shoal_relay_connections_dropped_total{reason=\"header_timeout\"} 1\n"));
         assert!(text.contains("shoal_relay_rejected_total{reason=\"request\"} 0\n"));
@@ -357,6 +470,6 @@ mod tests {
         assert!(text.contains("shoal_relay_dropped_frames_total{reason=\"oversized\"} 1\n"));
         assert!(text.contains("shoal_relay_slow_consumers_disconnected_total 1\n"));
         assert!(text.contains("shoal_relay_rejected_total{reason=\"token\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 13);
+        assert_eq!(text.matches("# TYPE").count(), 15);
     }
 }

@@ -1,7 +1,9 @@
 //! The I/O shell around the [`Switchboard`]: sockets, the axum router and its handlers, and the
 //! UDP receive loop. Accepting TCP connections (caps, header timeout) is `crate::accept`'s;
 //! running one WebSocket member (reader, writer, ping, idle and stall timers) is
-//! `crate::member`'s.
+//! `crate::member`'s. `POST /farewell` hands a page's farewell (its member's leave, sent by the
+//! browser after the page is gone) to [`Switchboard::farewell`], with the body capped at
+//! [`MAX_FAREWELL_BODY`] bytes before it is read.
 //!
 //! Every frame takes the switchboard's lock once, for a table lookup, a few budget updates and a
 //! queue push; nothing awaits under it. On shutdown, `serve` waits up to [`SHUTDOWN_WAIT`] for the
@@ -14,16 +16,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use bytes::Bytes;
 use shoal_core::addr::Addr;
-use shoal_core::relay::relay_addr;
+use shoal_core::relay::{relay_addr, MAX_FAREWELL_BODY};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -32,8 +35,8 @@ use crate::accept::{accept_loop, HttpTimers};
 use crate::config::{resolve_public_addr, valid_public_addr, RelayConfig};
 use crate::conn_caps::ConnectionCaps;
 use crate::member::{member_connection, MemberTimers};
-use crate::metrics::{ConnectionDrop, RelayStats};
-use crate::switchboard::{Refusal, Switchboard};
+use crate::metrics::{ConnectionDrop, DropReason, FarewellRefusal, RelayStats};
+use crate::switchboard::{Refusal, Switchboard, WsRoute};
 
 /// Kernel buffer asked for on the relay's UDP socket, each way.
 const UDP_BUFFER: usize = 4 << 20;
@@ -260,10 +263,11 @@ impl RelayHandle {
     }
 }
 
-/// `/ws`, `/health`, `/metrics`, and the static directory as the fallback.
+/// `/ws`, `/farewell`, `/health`, `/metrics`, and the static directory as the fallback.
 fn router(app: App, static_dir: Option<PathBuf>) -> Router {
     let router = Router::new()
         .route("/ws", get(ws_handler))
+        .route("/farewell", post(farewell_handler).layer(DefaultBodyLimit::max(MAX_FAREWELL_BODY)))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
         .with_state(app);
@@ -279,11 +283,28 @@ pub(crate) struct App {
     pub(crate) udp: Arc<UdpSocket>,
 }
 
-/// The query string of `/ws`: `peer=<id>&token=<t>`, percent-decoded.
+impl App {
+    /// Performs what the switchboard decided for a member's frame: a datagram for a native
+    /// member leaves from the relay's UDP socket (a failed send is counted); anything else was
+    /// done (queued) or counted already.
+    pub(crate) async fn send_route(&self, route: WsRoute) {
+        if let WsRoute::Udp { to, datagram } = route {
+            if let Err(e) = self.udp.send_to(&datagram, to).await {
+                tracing::trace!(%to, error = %e, "udp send failed");
+                self.shared.board().record_drop(DropReason::UdpSend);
+            }
+        }
+    }
+}
+
+/// The query string of `/ws`: `peer=<id>&token=<t>[&farewell=1]`, percent-decoded.
 #[derive(Debug, serde::Deserialize)]
 struct WsParams {
     peer: Option<String>,
     token: Option<String>,
+    /// `1`: the member asks for a farewell secret in its welcome. Anything else, or nothing: it
+    /// does not (its welcome's packet stays empty).
+    farewell: Option<String>,
 }
 
 async fn metrics_handler(State(app): State<App>) -> Response {
@@ -320,6 +341,7 @@ async fn ws_handler(
         }
     };
     let peer = params.peer.unwrap_or_default();
+    let farewell = params.farewell.as_deref() == Some("1");
     // Messages up to max_frame are forwarded or dropped by the switchboard; the WebSocket layer
     // refuses (and closes the connection on) anything over four times that, before buffering it.
     let hard_limit = app.shared.max_frame.saturating_mul(4);
@@ -328,7 +350,41 @@ async fn ws_handler(
         .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| member_connection(app, peer, socket))
+        .on_upgrade(move |socket| member_connection(app, peer, farewell, socket))
+}
+
+/// `POST /farewell`: a page's farewell for its member's connection, usually sent with
+/// `navigator.sendBeacon` as the page goes away (see [`Switchboard::farewell`]). Any content
+/// type; the body is refused unread over [`MAX_FAREWELL_BODY`] bytes. Answers `204` when
+/// accepted (the frames were routed; those the routing dropped are counted as drops), else the
+/// [`FarewellRefusal`]'s status with no hint of the reason: `400`, `403`, `413` or `503`. Every
+/// refusal is counted. No CORS headers: a beacon is a no-cors request whose answer nobody reads.
+async fn farewell_handler(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> Response {
+    let routed = match body {
+        Ok(body) => app.shared.board().farewell(&body),
+        Err(rejection) => {
+            let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                FarewellRefusal::TooLarge
+            } else {
+                FarewellRefusal::Malformed
+            };
+            app.shared.board().record_farewell_refusal(reason);
+            Err(reason)
+        }
+    };
+    match routed {
+        Ok(routes) => {
+            for route in routes {
+                app.send_route(route).await;
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(reason) => {
+            tracing::debug!(?reason, "farewell refused");
+            let status = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, status.canonical_reason().unwrap_or_default()).into_response()
+        }
+    }
 }
 
 /// Receives datagrams from native members and hands them to the switchboard.

@@ -10,6 +10,7 @@
 //! | WS frame `[len][udp://ip:port][packet]` from peer P | | datagram `[0xF0][len][relay://<this relay>/P][packet]` for `ip:port` |
 //! | UDP datagram `[0xF0][len][Q][packet]` from socket S | Q connected | `[len][udp://S][packet]` queued for Q |
 //! | WS signal `[0][len][relay://<this relay>/Q][kind][body]` from peer P | Q connected | `[0][len][relay://<this relay>/P][kind][body]` queued for Q |
+//! | farewell (HTTP body) naming peer P with P's connection's secret, carrying WS frames | P connected | each frame routed as a WS frame from P (rows 1-2) |
 //!
 //! Signalling frames (WebRTC offer, answer, ICE candidate, bye) only travel between two members of
 //! the same relay: the relay checks the kind, stamps the source and forwards the body untouched.
@@ -52,22 +53,39 @@
 //! ([`Switchboard::disconnect`]) gets a plain close: there is nobody left to tell. Frames still
 //! queued for a closed connection are counted as dropped.
 //!
+//! **Farewells are accepted once, from the connection's own page.** A member that asks for it at
+//! admission gets a random secret in its welcome ([`admit`](Switchboard::admit) takes it from the
+//! caller, so that this module stays deterministic; the server draws it from the OS). A farewell
+//! ([`Switchboard::farewell`], the body of `POST /farewell`, format in [`shoal_core::relay`])
+//! names a peer id and a secret; it is accepted only if that peer id is connected now (or departed
+//! lately, below) and its connection holds that secret, unused. The secret is then spent, and each frame is routed
+//! exactly as if the connection had sent it ([`route_ws_at`](Switchboard::route_ws_at): same
+//! source stamp, same budgets, drops counted the same way). A secret belongs to one connection:
+//! when another connection takes the peer id it is void. **A connection that ended by itself keeps
+//! its unspent secret for [`FAREWELL_GRACE`]**: a closing tab's worker is killed at once, and its
+//! WebSocket's close reaches the relay before the page's farewell, which needs a new HTTP
+//! connection. Such departed connections are kept with their source budget in a table bounded by
+//! [`MAX_DEPARTED`] (the oldest is forgotten first); a new connection with the peer id, or the
+//! relay shutting down, forgets the entry.
+//! Refusals are counted by [`FarewellRefusal`]; the client only learns the HTTP status, which is
+//! the same `403` for every reason about the peer or its secret.
+//!
 //! Functions taking `now` are the ones that spend budgets; their twins without it read the clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shoal_core::relay::{
-    decode_datagram, decode_signal_frame, decode_ws_frame, encode_datagram, encode_signal_frame, encode_ws_frame,
-    valid_peer_id, SIGNAL_TAG,
+    decode_datagram, decode_farewell, decode_signal_frame, decode_ws_frame, encode_datagram, encode_signal_frame,
+    encode_ws_frame, valid_peer_id, Farewell, FarewellError, FarewellSecret, SIGNAL_TAG,
 };
 
 use crate::close::CloseReason;
 use crate::config::{Limits, RelayConfig};
-use crate::metrics::{ConnectionDrop, DropReason, RelayStats};
+use crate::metrics::{ConnectionDrop, DropReason, FarewellRefusal, RelayStats};
 use crate::queue::{Outbox, PushError};
 use crate::rate::{Budget, Recent};
 use crate::udp_policy::UdpPolicy;
@@ -136,6 +154,31 @@ struct Peer {
     destination: Budget,
     /// Sockets this member sent datagrams to: their datagrams to it pass at full rate.
     known: Recent<SocketAddr>,
+    /// This connection's farewell secret.
+    farewell: FarewellKey,
+}
+
+/// How long a connection that ended by itself can still send its farewell.
+pub const FAREWELL_GRACE: Duration = Duration::from_secs(10);
+/// Departed connections kept for their farewell at most (about 100 bytes each).
+pub const MAX_DEPARTED: usize = 16_384;
+
+/// A connection that ended by itself with its farewell secret unspent.
+struct Departed {
+    conn: ConnId,
+    secret: FarewellSecret,
+    source: Budget,
+    until: Instant,
+}
+
+/// Where a connection stands with its farewell.
+enum FarewellKey {
+    /// It did not ask for a secret (or the server could not draw one): its welcome was empty.
+    NotAsked,
+    /// Its secret, handed out in the welcome and not used yet.
+    Armed(FarewellSecret),
+    /// Its farewell was accepted; the secret is forgotten.
+    Spent,
 }
 
 /// The routing state of one relay. See the module documentation.
@@ -148,6 +191,10 @@ pub struct Switchboard {
     limits: Limits,
     udp: UdpPolicy,
     peers: HashMap<Box<str>, Peer>,
+    /// Connections that ended by themselves with an unspent farewell secret, for [`FAREWELL_GRACE`].
+    departed: HashMap<Box<str>, Departed>,
+    /// The departed peer ids, oldest first (with the connection, to skip stale entries).
+    departed_order: VecDeque<(Box<str>, ConnId)>,
     next_conn: ConnId,
     stats: RelayStats,
     closing: bool,
@@ -181,6 +228,8 @@ impl Switchboard {
             limits: config.limits,
             udp: UdpPolicy::new(relay, config, Instant::now()),
             peers: HashMap::new(),
+            departed: HashMap::new(),
+            departed_order: VecDeque::new(),
             next_conn: 1,
             stats: RelayStats::default(),
             closing: false,
@@ -260,10 +309,12 @@ impl Switchboard {
     }
 
     /// Registers a connection for `peer` (after [`check_admission`](Self::check_admission) and
-    /// the upgrade). Its queue starts with the welcome frame (the member's own address and an
-    /// empty packet). A connection already holding `peer` is replaced: its queue is closed with
-    /// [`CloseReason::Replaced`].
-    pub fn admit(&mut self, peer: &str) -> Result<(Session, Arc<Outbox>), Refusal> {
+    /// the upgrade). Its queue starts with the welcome frame: the member's own address and, as
+    /// the packet, `farewell` (the connection's farewell secret, for a member that asked for one
+    /// with `farewell=1`; the caller draws it from a cryptographic RNG) or nothing. A connection
+    /// already holding `peer` is replaced: its queue is closed with [`CloseReason::Replaced`], and
+    /// its farewell secret is void.
+    pub fn admit(&mut self, peer: &str, farewell: Option<FarewellSecret>) -> Result<(Session, Arc<Outbox>), Refusal> {
         if self.closing {
             return Err(Refusal::ShuttingDown);
         }
@@ -272,7 +323,8 @@ impl Switchboard {
             return Err(Refusal::BadPeerId);
         }
         let addr = format!("relay://{}/{peer}", self.relay);
-        let welcome = encode_ws_frame(&addr, &[]).ok_or(Refusal::BadPeerId)?;
+        let welcome =
+            encode_ws_frame(&addr, farewell.as_ref().map_or(&[][..], |s| &s[..])).ok_or(Refusal::BadPeerId)?;
         let outbox = Arc::new(Outbox::new(self.queue_frames, self.queue_bytes));
         outbox.try_push(Bytes::from(welcome)).expect("a new queue takes one frame");
         let conn = self.next_conn;
@@ -284,7 +336,10 @@ impl Switchboard {
             source: Budget::full(self.limits.source, now),
             destination: Budget::full(self.limits.destination, now),
             known: Recent::new(self.limits.known_ttl, KNOWN_SOURCES_PER_MEMBER),
+            farewell: farewell.map_or(FarewellKey::NotAsked, FarewellKey::Armed),
         };
+        // The peer id is back: a departed connection's farewell could only contradict it now.
+        self.departed.remove(peer);
         if let Some(old) = self.peers.insert(peer.into(), entry) {
             let discarded = old.outbox.close_with(CloseReason::Replaced);
             self.stats.drop_many(DropReason::ConnectionClosed, discarded as u64);
@@ -301,6 +356,7 @@ impl Switchboard {
             Some(p) if p.conn == session.conn => {
                 if let Some(p) = self.peers.remove(session.peer()) {
                     p.outbox.close();
+                    self.keep_for_farewell(session.peer(), p, Instant::now());
                 }
                 true
             }
@@ -308,10 +364,51 @@ impl Switchboard {
         }
     }
 
+    /// Keeps a connection that ended by itself for its farewell, if it holds an unspent secret.
+    fn keep_for_farewell(&mut self, peer: &str, p: Peer, now: Instant) {
+        let FarewellKey::Armed(secret) = p.farewell else { return };
+        while self.departed.len() >= MAX_DEPARTED {
+            let Some((oldest, conn)) = self.departed_order.pop_front() else { break };
+            if self.departed.get(&oldest).is_some_and(|d| d.conn == conn) {
+                self.departed.remove(&oldest);
+            }
+        }
+        self.departed
+            .insert(peer.into(), Departed { conn: p.conn, secret, source: p.source, until: now + FAREWELL_GRACE });
+        self.departed_order.push_back((peer.into(), p.conn));
+        // Stale order entries (a peer id that came back or departed again) are skipped above and
+        // trimmed here, so the queue stays within a few times the table.
+        if self.departed_order.len() > 2 * MAX_DEPARTED {
+            let departed = &self.departed;
+            self.departed_order.retain(|(id, conn)| departed.get(id).is_some_and(|d| d.conn == *conn));
+        }
+    }
+
+    /// Forgets departed connections whose grace ran out.
+    fn expire_departed(&mut self, now: Instant) {
+        while let Some((id, conn)) = self.departed_order.front() {
+            match self.departed.get(id) {
+                Some(d) if d.conn == *conn && d.until > now => break,
+                Some(d) if d.conn == *conn => {
+                    self.departed.remove(id);
+                }
+                _ => {}
+            }
+            self.departed_order.pop_front();
+        }
+    }
+
+    /// Departed connections kept for their farewell now.
+    pub fn departed(&self) -> usize {
+        self.departed.len()
+    }
+
     /// Closes every connection's queue with [`CloseReason::ShuttingDown`], empties the table, and
     /// refuses admissions from now on. Call it when the relay shuts down.
     pub fn close_all(&mut self) {
         self.closing = true;
+        self.departed.clear();
+        self.departed_order.clear();
         for (_, p) in self.peers.drain() {
             let discarded = p.outbox.close_with(CloseReason::ShuttingDown);
             self.stats.drop_many(DropReason::ConnectionClosed, discarded as u64);
@@ -389,6 +486,15 @@ impl Switchboard {
         match self.peers.get_mut(from.peer()) {
             Some(p) if p.conn == from.conn => {
                 if p.source.take(limit, len, now) {
+                    Ok(())
+                } else {
+                    Err(self.dropped(DropReason::SourceRate))
+                }
+            }
+            // A departed connection's farewell: its own budget, kept with it.
+            None if self.departed.get(from.peer()).is_some_and(|d| d.conn == from.conn) => {
+                let d = self.departed.get_mut(from.peer()).expect("checked above");
+                if d.source.take(limit, len, now) {
                     Ok(())
                 } else {
                     Err(self.dropped(DropReason::SourceRate))
@@ -486,6 +592,83 @@ impl Switchboard {
             }
             Err(reason) => WsRoute::Dropped(reason),
         }
+    }
+
+    /// Forwards a farewell, the body of `POST /farewell`: `[peer_len][peer][secret]` then
+    /// `[frame_len: u16][frame]`s (see [`shoal_core::relay`]). Call it once per request, with the
+    /// whole body. It is accepted only if it decodes, the relay is not shutting down, the peer is
+    /// connected now (or its connection ended by itself within [`FAREWELL_GRACE`]) and its
+    /// connection holds this secret, unused; the secret is then spent and
+    /// each frame is routed as [`route_ws_at`](Self::route_ws_at) routes a frame from that
+    /// connection. Returns the frames' routes, in order: send each [`WsRoute::Udp`] from the
+    /// relay's UDP socket, as for a member's frames. Frames the routing drops are counted as
+    /// drops, not as a refusal. A refusal changes nothing but its counter.
+    pub fn farewell(&mut self, body: &[u8]) -> Result<Vec<WsRoute>, FarewellRefusal> {
+        self.farewell_at(body, Instant::now())
+    }
+
+    /// [`farewell`](Self::farewell) at `now`.
+    pub fn farewell_at(&mut self, body: &[u8], now: Instant) -> Result<Vec<WsRoute>, FarewellRefusal> {
+        let (session, farewell, departed) = match self.accept_farewell(body, now) {
+            Ok(accepted) => accepted,
+            Err(reason) => {
+                self.stats.farewell_refused(reason);
+                return Err(reason);
+            }
+        };
+        self.stats.farewells_accepted += 1;
+        let routes = farewell.frames().map(|frame| self.route_ws_at(&session, frame, now)).collect();
+        if departed {
+            // Spent; its order entry is skipped as stale.
+            self.departed.remove(session.peer());
+        }
+        Ok(routes)
+    }
+
+    /// Counts a farewell the server refused before it reached [`farewell`](Self::farewell) (a
+    /// body over the size limit, a body that could not be read).
+    pub fn record_farewell_refusal(&mut self, reason: FarewellRefusal) {
+        self.stats.farewell_refused(reason);
+    }
+
+    /// Checks a farewell and spends its secret: the session of the connection it speaks for, and
+    /// whether that connection had departed (its kept entry is dropped once the frames are routed).
+    fn accept_farewell<'b>(
+        &mut self,
+        body: &'b [u8],
+        now: Instant,
+    ) -> Result<(Session, Farewell<'b>, bool), FarewellRefusal> {
+        if self.closing {
+            return Err(FarewellRefusal::ShuttingDown);
+        }
+        let farewell = decode_farewell(body).map_err(|e| match e {
+            FarewellError::TooLarge | FarewellError::TooManyFrames => FarewellRefusal::TooLarge,
+            _ => FarewellRefusal::Malformed,
+        })?;
+        self.expire_departed(now);
+        let (conn, departed) = if let Some(d) = self.departed.get(farewell.peer()) {
+            if !constant_time_eq(&d.secret, farewell.secret()) {
+                return Err(FarewellRefusal::WrongSecret);
+            }
+            (d.conn, true)
+        } else {
+            let peer = self.peers.get_mut(farewell.peer()).ok_or(FarewellRefusal::UnknownPeer)?;
+            match &peer.farewell {
+                FarewellKey::NotAsked => return Err(FarewellRefusal::NoSecret),
+                FarewellKey::Spent => return Err(FarewellRefusal::AlreadyUsed),
+                FarewellKey::Armed(secret) if !constant_time_eq(secret, farewell.secret()) => {
+                    return Err(FarewellRefusal::WrongSecret)
+                }
+                FarewellKey::Armed(_) => peer.farewell = FarewellKey::Spent,
+            }
+            (peer.conn, false)
+        };
+        let session = Session {
+            peer: farewell.peer().into(),
+            conn,
+            addr: format!("relay://{}/{}", self.relay, farewell.peer()).into(),
+        };
+        Ok((session, farewell, departed))
     }
 
     /// Routes a datagram that arrived on the relay's UDP port from `from`:

@@ -22,7 +22,7 @@ fn board_with(config: RelayConfig) -> Switchboard {
 /// Admits `peer` and takes its welcome frame out of its queue.
 fn join(b: &mut Switchboard, peer: &str) -> (Session, Arc<Outbox>) {
     b.check_admission(Some(peer), None).unwrap();
-    let (s, q) = b.admit(peer).unwrap();
+    let (s, q) = b.admit(peer, None).unwrap();
     q.try_pop().expect("welcome");
     (s, q)
 }
@@ -40,7 +40,7 @@ fn next(q: &Outbox) -> (String, Vec<u8>) {
 #[test]
 fn an_admitted_member_is_welcomed_with_its_own_relay_address_and_an_empty_packet() {
     let mut b = board();
-    let (s, q) = b.admit("tab-7").unwrap();
+    let (s, q) = b.admit("tab-7", None).unwrap();
     assert_eq!(s.addr(), "relay://127.0.0.1:8080/tab-7");
     assert_eq!(next(&q), ("relay://127.0.0.1:8080/tab-7".to_string(), vec![]));
     assert_eq!((b.stats().connections, b.stats().accepted), (1, 1));
@@ -70,7 +70,7 @@ fn invalid_or_missing_peer_ids_are_refused_and_counted() {
     for bad in [None, Some(""), Some("a/b"), Some("sp ace"), Some(&*"x".repeat(65))] {
         assert_eq!(b.check_admission(bad, None), Err(Refusal::BadPeerId), "{bad:?}");
     }
-    assert_eq!(b.admit("a:b").unwrap_err(), Refusal::BadPeerId);
+    assert_eq!(b.admit("a:b", None).unwrap_err(), Refusal::BadPeerId);
     assert_eq!(b.stats().rejected_peer_id, 6);
 }
 
@@ -312,7 +312,7 @@ fn a_relay_shutting_down_admits_nobody() {
     let mut b = board();
     b.close_all();
     assert_eq!(b.check_admission(Some("late"), None), Err(Refusal::ShuttingDown));
-    assert_eq!(b.admit("late").unwrap_err(), Refusal::ShuttingDown);
+    assert_eq!(b.admit("late", None).unwrap_err(), Refusal::ShuttingDown);
     assert_eq!(b.connections(), 0);
 }
 
@@ -390,7 +390,7 @@ fn public_board(config: RelayConfig) -> Switchboard {
 }
 
 fn public_join(b: &mut Switchboard, peer: &str) -> (Session, Arc<Outbox>) {
-    let (s, q) = b.admit(peer).unwrap();
+    let (s, q) = b.admit(peer, None).unwrap();
     q.try_pop().expect("welcome");
     (s, q)
 }
@@ -587,4 +587,296 @@ fn the_addresses_the_policy_tracks_are_counted() {
     assert_eq!(b.stats().udp_tracked, 0);
     b.route_ws(&tab, &frame("udp://198.51.100.9:7946", b"\x01"));
     assert!(b.stats().udp_tracked >= 2, "a target budget and a known source: {}", b.stats().udp_tracked);
+}
+
+const SECRET: FarewellSecret = *b"farewell-secret!";
+
+/// Admits `peer` with a farewell secret, checks the welcome carries it and takes it out.
+fn join_with_secret(b: &mut Switchboard, peer: &str, secret: FarewellSecret) -> (Session, Arc<Outbox>) {
+    b.check_admission(Some(peer), None).unwrap();
+    let (s, q) = b.admit(peer, Some(secret)).unwrap();
+    assert_eq!(next(&q), (s.addr().to_string(), secret.to_vec()), "the welcome carries the secret");
+    (s, q)
+}
+
+fn farewell_body(peer: &str, secret: &FarewellSecret, frames: &[Vec<u8>]) -> Vec<u8> {
+    shoal_core::relay::encode_farewell(peer, secret, frames).unwrap()
+}
+
+/// A farewell body with `extra` appended as one more `[u16 len][frame]`, which `encode_farewell`
+/// would refuse to write.
+fn farewell_with_extra(peer: &str, secret: &FarewellSecret, frames: &[Vec<u8>], extra: &[u8]) -> Vec<u8> {
+    let mut body = farewell_body(peer, secret, frames);
+    body.extend_from_slice(&(extra.len() as u16).to_be_bytes());
+    body.extend_from_slice(extra);
+    body
+}
+
+#[test]
+fn an_admitted_member_that_asked_for_a_farewell_is_welcomed_with_its_secret() {
+    let mut b = board();
+    let (_, q) = b.admit("tab-7", Some(SECRET)).unwrap();
+    assert_eq!(next(&q), ("relay://127.0.0.1:8080/tab-7".to_string(), SECRET.to_vec()));
+}
+
+#[test]
+fn a_farewell_with_the_connections_secret_is_forwarded_as_if_the_member_sent_it() {
+    let mut b = board();
+    let (alice, alice_q) = join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    let frames = [frame("relay://127.0.0.1:8080/bob", b"\x01leave"), frame("udp://10.0.0.5:7946", b"\x01leave")];
+    let routes = b.farewell(&farewell_body("alice", &SECRET, &frames)).unwrap();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0], WsRoute::Delivered);
+    assert_eq!(next(&bob_q), (alice.addr().to_string(), b"\x01leave".to_vec()), "stamped with alice's address");
+    let WsRoute::Udp { to, datagram } = &routes[1] else { panic!("{:?}", routes[1]) };
+    assert_eq!(*to, "10.0.0.5:7946".parse::<SocketAddr>().unwrap());
+    let relay: SocketAddr = RELAY.parse().unwrap();
+    let (source, packet) = accept_relay_datagram(relay, datagram).unwrap();
+    assert_eq!((source.as_str(), packet), (alice.addr(), &b"\x01leave"[..]));
+    let s = b.stats();
+    assert_eq!((s.farewells_accepted, s.ws_to_ws.frames, s.ws_to_udp.frames), (1, 1, 1));
+    assert!(FarewellRefusal::ALL.iter().all(|r| s.farewells_refused(*r) == 0));
+    assert!(b.is_connected("alice") && alice_q.is_empty(), "the connection itself is left alone");
+    assert!(b.knows("alice", *to), "as for any datagram alice sends, its answers are welcome");
+}
+
+#[test]
+fn a_farewell_with_a_wrong_secret_is_refused_and_counted_and_the_right_one_still_works() {
+    let mut b = board();
+    join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    let frames = [frame("relay://127.0.0.1:8080/bob", b"\x01leave")];
+    let mut wrong = SECRET;
+    wrong[15] ^= 1;
+    assert_eq!(b.farewell(&farewell_body("alice", &wrong, &frames)), Err(FarewellRefusal::WrongSecret));
+    assert_eq!(b.farewell(&farewell_body("alice", &[0; 16], &frames)), Err(FarewellRefusal::WrongSecret));
+    assert!(bob_q.is_empty());
+    assert_eq!(b.stats().farewells_refused(FarewellRefusal::WrongSecret), 2);
+    assert_eq!(b.farewell(&farewell_body("alice", &SECRET, &frames)).unwrap(), [WsRoute::Delivered]);
+    assert_eq!(bob_q.len(), 1);
+}
+
+#[test]
+fn a_farewell_is_accepted_once() {
+    let mut b = board();
+    join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    let body = farewell_body("alice", &SECRET, &[frame("relay://127.0.0.1:8080/bob", b"\x01leave")]);
+    assert!(b.farewell(&body).is_ok());
+    assert_eq!(b.farewell(&body), Err(FarewellRefusal::AlreadyUsed));
+    assert_eq!(bob_q.len(), 1, "the replay was not forwarded");
+    let s = b.stats();
+    assert_eq!((s.farewells_accepted, s.farewells_refused(FarewellRefusal::AlreadyUsed)), (1, 1));
+}
+
+#[test]
+fn a_farewell_for_a_connection_that_did_not_ask_for_a_secret_is_refused() {
+    let mut b = board();
+    join(&mut b, "alice");
+    let (_, bob_q) = join(&mut b, "bob");
+    let frames = [frame("relay://127.0.0.1:8080/bob", b"\x01leave")];
+    for secret in [SECRET, [0; 16]] {
+        assert_eq!(b.farewell(&farewell_body("alice", &secret, &frames)), Err(FarewellRefusal::NoSecret));
+    }
+    assert!(bob_q.is_empty());
+    assert_eq!(b.stats().farewells_refused(FarewellRefusal::NoSecret), 2);
+}
+
+#[test]
+fn a_farewell_for_a_peer_that_never_connected_is_refused() {
+    let mut b = board();
+    join_with_secret(&mut b, "alice", SECRET);
+    assert_eq!(b.farewell(&farewell_body("nobody", &SECRET, &[])), Err(FarewellRefusal::UnknownPeer));
+    assert_eq!(b.stats().farewells_refused(FarewellRefusal::UnknownPeer), 1);
+}
+
+#[test]
+fn a_farewell_that_arrives_after_its_connection_ended_is_forwarded_within_the_grace() {
+    // A closing tab's worker is killed at once: its WebSocket's close reaches the relay before
+    // the page's beacon, which needs a new HTTP connection.
+    let mut b = board();
+    let (alice, _) = join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    assert!(b.disconnect(&alice));
+    assert!(!b.is_connected("alice"));
+    assert_eq!(b.departed(), 1);
+    let frames = [frame("relay://127.0.0.1:8080/bob", b"\x01leave")];
+    let mut wrong = SECRET;
+    wrong[0] ^= 1;
+    assert_eq!(b.farewell(&farewell_body("alice", &wrong, &frames)), Err(FarewellRefusal::WrongSecret));
+    let body = farewell_body("alice", &SECRET, &frames);
+    assert_eq!(b.farewell(&body).unwrap(), [WsRoute::Delivered]);
+    assert_eq!(next(&bob_q), (alice.addr().to_string(), b"\x01leave".to_vec()), "stamped with alice's address");
+    assert_eq!(b.departed(), 0, "spent");
+    assert_eq!(b.farewell(&body), Err(FarewellRefusal::UnknownPeer), "once");
+    assert!(bob_q.is_empty());
+}
+
+#[test]
+fn a_departed_connections_farewell_is_refused_after_the_grace() {
+    let mut b = board();
+    let (alice, _) = join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    assert!(b.disconnect(&alice));
+    let body = farewell_body("alice", &SECRET, &[frame("relay://127.0.0.1:8080/bob", b"\x01leave")]);
+    let late = Instant::now() + FAREWELL_GRACE + Duration::from_millis(1);
+    assert_eq!(b.farewell_at(&body, late), Err(FarewellRefusal::UnknownPeer));
+    assert_eq!(b.departed(), 0, "forgotten");
+    assert!(bob_q.is_empty());
+}
+
+#[test]
+fn a_departed_connections_secret_is_void_once_the_peer_id_connects_again() {
+    let mut b = board();
+    let (alice, _) = join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    assert!(b.disconnect(&alice));
+    join(&mut b, "alice"); // a reload without a secret
+    let body = farewell_body("alice", &SECRET, &[frame("relay://127.0.0.1:8080/bob", b"\x01leave")]);
+    assert_eq!(b.farewell(&body), Err(FarewellRefusal::NoSecret));
+    assert!(bob_q.is_empty());
+    assert_eq!(b.departed(), 0);
+}
+
+#[test]
+fn connections_without_a_secret_or_that_spent_it_are_not_kept_after_they_end() {
+    let mut b = board();
+    let (plain, _) = join(&mut b, "plain");
+    let (spent, _) = join_with_secret(&mut b, "spent", SECRET);
+    b.farewell(&farewell_body("spent", &SECRET, &[])).unwrap();
+    assert!(b.disconnect(&plain) && b.disconnect(&spent));
+    assert_eq!(b.departed(), 0);
+}
+
+#[test]
+fn the_departed_table_is_bounded_and_forgets_the_oldest_first() {
+    let mut b = board();
+    let mut sessions = Vec::new();
+    for i in 0..MAX_DEPARTED + 3 {
+        let peer = format!("tab-{i}");
+        let (s, _) = b.admit(&peer, Some(SECRET)).unwrap();
+        sessions.push(s);
+    }
+    for s in &sessions {
+        assert!(b.disconnect(s));
+    }
+    assert_eq!(b.departed(), MAX_DEPARTED);
+    assert_eq!(
+        b.farewell(&farewell_body("tab-0", &SECRET, &[])),
+        Err(FarewellRefusal::UnknownPeer),
+        "the oldest went first"
+    );
+    let newest = format!("tab-{}", MAX_DEPARTED + 2);
+    assert!(b.farewell(&farewell_body(&newest, &SECRET, &[])).is_ok());
+}
+
+#[test]
+fn a_relay_shutting_down_forgets_departed_connections() {
+    let mut b = board();
+    let (alice, _) = join_with_secret(&mut b, "alice", SECRET);
+    assert!(b.disconnect(&alice));
+    b.close_all();
+    assert_eq!(b.departed(), 0);
+}
+
+#[test]
+fn a_replaced_connections_secret_no_longer_speaks_for_the_peer_id() {
+    let mut b = board();
+    let (_, old_q) = join_with_secret(&mut b, "tab", SECRET);
+    let newer = *b"newer-connection";
+    join_with_secret(&mut b, "tab", newer);
+    assert!(old_q.is_closed());
+    let (_, bob_q) = join(&mut b, "bob");
+    let frames = [frame("relay://127.0.0.1:8080/bob", b"\x01leave")];
+    assert_eq!(b.farewell(&farewell_body("tab", &SECRET, &frames)), Err(FarewellRefusal::WrongSecret));
+    assert!(bob_q.is_empty());
+    assert!(b.farewell(&farewell_body("tab", &newer, &frames)).is_ok());
+    // Replaced by a connection without a secret: the old one's is void all the same.
+    join_with_secret(&mut b, "tab2", SECRET);
+    join(&mut b, "tab2");
+    assert_eq!(b.farewell(&farewell_body("tab2", &SECRET, &frames)), Err(FarewellRefusal::NoSecret));
+}
+
+#[test]
+fn a_farewell_with_more_than_16_frames_is_refused_as_too_large_and_spends_nothing() {
+    let mut b = board();
+    join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    let f = frame("relay://127.0.0.1:8080/bob", b"\x01leave");
+    let sixteen = vec![f.clone(); shoal_core::relay::MAX_FAREWELL_FRAMES];
+    let body = farewell_with_extra("alice", &SECRET, &sixteen, &f);
+    assert_eq!(b.farewell(&body), Err(FarewellRefusal::TooLarge));
+    assert!(bob_q.is_empty());
+    assert_eq!(b.stats().farewells_refused(FarewellRefusal::TooLarge), 1);
+    let routes = b.farewell(&farewell_body("alice", &SECRET, &sixteen)).unwrap();
+    assert_eq!(routes, vec![WsRoute::Delivered; 16]);
+    assert_eq!(bob_q.len(), 16);
+}
+
+#[test]
+fn a_farewell_carrying_a_signal_frame_is_refused_as_malformed_and_counted() {
+    let mut b = board();
+    join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    let leave = frame("relay://127.0.0.1:8080/bob", b"\x01leave");
+    let bye = encode_signal_frame("relay://127.0.0.1:8080/bob", SignalKind::Bye, b"").unwrap();
+    let body = farewell_with_extra("alice", &SECRET, std::slice::from_ref(&leave), &bye);
+    assert_eq!(b.farewell(&body), Err(FarewellRefusal::Malformed));
+    assert!(bob_q.is_empty(), "nothing of it was forwarded, not even the packet before the signal");
+    assert_eq!(b.stats().farewells_refused(FarewellRefusal::Malformed), 1);
+    assert_eq!(b.stats().signals.frames, 0);
+    assert!(b.farewell(&farewell_body("alice", &SECRET, &[leave])).is_ok(), "the secret was not spent");
+}
+
+#[test]
+fn garbage_posted_as_a_farewell_is_refused_as_malformed_and_counted() {
+    let mut b = board();
+    join_with_secret(&mut b, "alice", SECRET);
+    let mut truncated = farewell_body("alice", &SECRET, &[frame("relay://127.0.0.1:8080/alice", b"\x01")]);
+    truncated.pop();
+    for body in [&[][..], b"\x05alice", &[0xff; 64], &truncated] {
+        assert_eq!(b.farewell(body), Err(FarewellRefusal::Malformed), "{body:?}");
+    }
+    let too_long = vec![0x05; shoal_core::relay::MAX_FAREWELL_BODY + 1];
+    assert_eq!(b.farewell(&too_long), Err(FarewellRefusal::TooLarge));
+    let s = b.stats();
+    assert_eq!(
+        (s.farewells_refused(FarewellRefusal::Malformed), s.farewells_refused(FarewellRefusal::TooLarge)),
+        (4, 1)
+    );
+    assert_eq!(s.farewells_accepted, 0);
+}
+
+#[test]
+fn a_farewells_frames_are_routed_with_the_members_own_budget_and_drops_counted_as_drops() {
+    let source = crate::rate::BudgetLimit { frames: RateLimit::new(1, 2), bytes: RateLimit::new(1 << 20, 1 << 20) };
+    let mut b = board_with(RelayConfig { limits: Limits { source, ..Limits::default() }, ..Default::default() });
+    let (alice, _) = join_with_secret(&mut b, "alice", SECRET);
+    let (_, bob_q) = join(&mut b, "bob");
+    let t0 = Instant::now();
+    let to_bob = frame("relay://127.0.0.1:8080/bob", b"\x01");
+    assert_eq!(
+        b.route_ws_at(&alice, &to_bob, t0),
+        WsRoute::Delivered,
+        "one of the burst of 2 spent over the WebSocket"
+    );
+    let frames = [to_bob.clone(), to_bob.clone(), frame("relay://127.0.0.1:8080/nobody", b"\x01")];
+    let routes = b.farewell_at(&farewell_body("alice", &SECRET, &frames), t0).unwrap();
+    assert_eq!(
+        routes,
+        [WsRoute::Delivered, WsRoute::Dropped(DropReason::SourceRate), WsRoute::Dropped(DropReason::SourceRate)]
+    );
+    assert_eq!(bob_q.len(), 2);
+    let s = b.stats();
+    assert_eq!((s.farewells_accepted, s.dropped(DropReason::SourceRate)), (1, 2));
+}
+
+#[test]
+fn a_relay_shutting_down_refuses_farewells() {
+    let mut b = board();
+    join_with_secret(&mut b, "alice", SECRET);
+    b.close_all();
+    assert_eq!(b.farewell(&farewell_body("alice", &SECRET, &[])), Err(FarewellRefusal::ShuttingDown));
+    assert_eq!(b.stats().farewells_refused(FarewellRefusal::ShuttingDown), 1);
 }

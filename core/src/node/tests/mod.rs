@@ -871,6 +871,59 @@ fn a_member_that_leaves_and_stops_at_once_is_seen_as_left_by_every_live_member_e
     }
 }
 
+#[test]
+fn a_farewell_sent_for_a_member_that_is_then_gone_makes_every_live_member_see_it_leave_not_fail() {
+    // A tab's member runs in a worker the browser kills when the tab closes; the page posts the
+    // farewell the member built beforehand. Across shifts, building it changes nothing until it is
+    // sent, and once sent every live member reports a leave and no failure.
+    for shift in 0..10u64 {
+        let mut c = Cluster::formed(10, Config::browser());
+        c.advance(shift * 41);
+        c.clear_events();
+        let leaver = id(&name_of(9));
+        let incarnation = c.node(9).incarnation();
+        let farewell = c.nodes[9].farewell(8);
+        assert_eq!(farewell.len(), 8, "shift {shift}: one packet to each of 8 live members");
+        assert!(farewell.iter().all(|t| !t.reliable && t.to != 9));
+        assert_eq!(c.node(9).incarnation(), incarnation, "building a farewell does not leave");
+        assert!(c.nodes[9].poll_transmit().is_none(), "nor sends anything");
+        c.advance(100);
+        assert!(
+            (0..9u32).all(|i| c.count(i, |e| matches!(e, Event::Left { .. })) == 0),
+            "shift {shift}: unsent, it says nothing"
+        );
+
+        c.crash(9);
+        for t in farewell {
+            c.in_flight.push_back((9, t, 0));
+        }
+        c.advance(10_000);
+        for i in 0..9u32 {
+            assert_eq!(
+                c.count(i, |e| matches!(e, Event::Left { id, .. } if *id == leaver)),
+                1,
+                "shift {shift}: node {i}"
+            );
+            assert_eq!(
+                c.count(i, |e| matches!(e, Event::Failed { id, .. } if *id == leaver)),
+                0,
+                "shift {shift}: node {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_member_that_left_or_knows_nobody_builds_no_farewell() {
+    let mut c = Cluster::formed(3, Config::local());
+    let now = c.now;
+    assert_eq!(c.nodes[2].farewell(8).len(), 2);
+    c.nodes[2].leave(now);
+    assert!(c.nodes[2].farewell(8).is_empty(), "leaving: the leave itself is under way");
+    let mut alone: Node<u32> = Node::new(Config::local(), id("alone"), 7, 7, now).unwrap();
+    assert!(alone.farewell(8).is_empty());
+}
+
 // ----- broadcasts and messages ------------------------------------------------------------------
 
 #[test]

@@ -90,6 +90,27 @@ pub async fn http_get(relay: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// `POST path` with `body` over a fresh connection, with a `Content-Type` header only if one is
+/// given (a beacon's `ArrayBuffer` body has none): status code and body.
+pub async fn http_post(relay: SocketAddr, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut tcp = TcpStream::connect(relay).await.expect("connect");
+    let content_type = content_type.map(|t| format!("Content-Type: {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {relay}\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413) and close before taking the whole body: what it said still counts.
+    let _ = tcp.write_all(body).await;
+    let mut response = Vec::new();
+    // A reset after the answer (a body left unread) still leaves the answer in `response`.
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut response)).await.expect("response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
 /// Polls `check` every 10 ms until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
