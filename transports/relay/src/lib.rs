@@ -91,8 +91,9 @@
 //!
 //! - **Nobody but the page that holds a connection can say farewell for it.** `POST /farewell`
 //!   needs no token, but it needs the connection's secret: 16 random bytes from the OS, sent only
-//!   in that connection's welcome, compared in constant time, valid once and only while that
-//!   connection holds the peer id (a newer connection, or the end of this one, voids it). A wrong
+//!   in that connection's welcome, compared in constant time, valid once, and only while that
+//!   connection holds the peer id or for 10 s after it ended by itself (a closing tab's socket
+//!   closes before its beacon arrives); a newer connection with the peer id voids it. A wrong
 //!   guess is answered exactly like an unknown peer (`403`). What an accepted farewell carries
 //!   is routed with the connection's own rate limits and source stamp: it can do nothing the
 //!   member could not do over its WebSocket.
