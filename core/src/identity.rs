@@ -46,6 +46,9 @@ impl fmt::Display for InvalidNodeId {
     }
 }
 
+#[cfg(feature = "std")]
+impl std::error::Error for InvalidNodeId {}
+
 impl NodeId {
     /// Names up to this many bytes are stored without allocating.
     pub const INLINE_CAPACITY: usize = 14;

@@ -73,6 +73,29 @@ struct Inner {
     transport_errors: u64,
     callback_panics: u64,
     sends_abandoned: u64,
+    /// Events dropped for subscribers that are gone (their streams were dropped or closed): with
+    /// the live subscribers' drops, the `dropped_events` counter, which never goes down.
+    dropped_events_retired: u64,
+}
+
+impl Inner {
+    /// Events dropped by slow subscribers since the member started, gone ones included.
+    fn dropped_events(&self) -> u64 {
+        self.dropped_events_retired + self.subscribers.iter().map(|s| s.dropped()).sum::<u64>()
+    }
+
+    /// Forgets subscribers whose streams were dropped, keeping count of what they missed.
+    fn retire_dropped_subscribers(&mut self) {
+        let mut retired = 0;
+        self.subscribers.retain(|s| {
+            let live = Arc::strong_count(s) > 1;
+            if !live {
+                retired += s.dropped();
+            }
+            live
+        });
+        self.dropped_events_retired += retired;
+    }
 }
 
 pub(crate) struct Shared {
@@ -99,6 +122,7 @@ impl Shared {
                 return;
             }
             inner.state = RunState::Stopped(reason.clone());
+            inner.dropped_events_retired = inner.dropped_events();
             std::mem::take(&mut inner.subscribers)
         };
         for s in subscribers {
@@ -215,6 +239,7 @@ impl ClusterBuilder {
                 transport_errors: 0,
                 callback_panics: 0,
                 sends_abandoned: 0,
+                dropped_events_retired: 0,
             }),
             wakeup: Wakeup::default(),
             rounds: Rounds::default(),
@@ -474,8 +499,7 @@ impl Cluster {
     pub fn metrics(&self) -> Metrics {
         let transport = self.shared.router.counters();
         let inner = lock(&self.shared.inner);
-        let dropped_events = inner.subscribers.iter().map(|s| s.dropped()).sum();
-        let mut m = Metrics::collect(&inner.node, transport, inner.transport_errors, dropped_events);
+        let mut m = Metrics::collect(&inner.node, transport, inner.transport_errors, inner.dropped_events());
         m.reliable_dropped = self.shared.outbox.dropped(Lane::Reliable);
         m.best_effort_dropped = self.shared.outbox.dropped(Lane::BestEffort);
         m.callback_panics = inner.callback_panics;
@@ -674,7 +698,7 @@ impl Driver {
             transmits.push(t);
         }
         let mut messages = Vec::new();
-        inner.subscribers.retain(|s| Arc::strong_count(s) > 1);
+        inner.retire_dropped_subscribers();
         while let Some(event) = inner.node.poll_event() {
             if let Event::Message { from, topic, payload, kind } = &event {
                 if !inner.handlers.is_empty() {

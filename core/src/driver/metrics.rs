@@ -17,7 +17,8 @@ pub struct Metrics {
     pub transport: TransportCounters,
     /// Send and receive errors reported by transports.
     pub transport_errors: u64,
-    /// Events dropped because a subscriber fell behind.
+    /// Events dropped because a subscriber fell behind, since the member started (subscribers
+    /// gone since included: it never goes down).
     pub dropped_events: u64,
     /// Reliable frames dropped because too many bytes were waiting for slow or dead peers.
     pub reliable_dropped: u64,
@@ -73,7 +74,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 52] = [
+        let counters: [(&str, &str, u64); 53] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -157,6 +158,7 @@ impl Metrics {
                 s.meta_requests_refused,
             ),
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
+            ("dropped_events_total", "Events dropped for subscribers that fell behind", self.dropped_events),
             ("callback_panics_total", "Panics caught in on_message callbacks", self.callback_panics),
             (
                 "best_effort_dropped_total",
@@ -209,7 +211,6 @@ impl Metrics {
             ("queue_depth_broadcasts", "User broadcasts waiting for gossip", self.queued_broadcasts),
             ("local_health", "Lifeguard local health score (0 is healthy)", self.health_score),
             ("incarnation", "This member's incarnation", self.incarnation),
-            ("dropped_events", "Events dropped by slow subscribers", self.dropped_events),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP shoal_{name} {help}\n# TYPE shoal_{name} gauge\nshoal_{name} {value}");

@@ -94,7 +94,17 @@ impl fmt::Display for ClusterError {
     }
 }
 
-impl std::error::Error for ClusterError {}
+impl std::error::Error for ClusterError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClusterError::InvalidName(e) => Some(e),
+            ClusterError::Config(e) => Some(e),
+            ClusterError::Command(e) => Some(e),
+            ClusterError::Keyring(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a member stopped, from [`Cluster::closed`]. Once a member has stopped, every command on its
 /// handle fails, `leave` and `shutdown` return at once and every event stream ends.

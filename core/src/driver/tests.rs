@@ -548,3 +548,49 @@ async fn the_member_counts_as_cut_off_only_while_every_transport_says_so_and_nev
     a.shutdown().await;
     b.shutdown().await;
 }
+
+// ----- Metrics hygiene: counters only grow ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_dropped_for_a_lagging_subscriber_stay_counted_after_its_stream_is_dropped() {
+    let net = Net::default();
+    let mem = Mem::new(&net, &addr(1).to_string());
+    let (a, driver) = Cluster::builder("a")
+        .unwrap()
+        .config(Config::local())
+        .seed(1)
+        .event_capacity(4)
+        .build(vec![mem as Arc<dyn Transport>], Arc::new(TokioRuntime::new()))
+        .unwrap();
+    tokio::spawn(driver.run());
+    let (b, _) = member(&net, "b", 2);
+    let lagging = a.events(); // never read
+    within("the join", b.join(&[addr(1)])).await.unwrap();
+    for i in 0..20 {
+        b.broadcast("t", format!("{i}").as_bytes()).unwrap();
+    }
+    assert!(eventually(|| a.metrics().dropped_events > 0).await, "the lagging stream dropped events");
+    let before = a.metrics().dropped_events;
+    drop(lagging);
+    // More events, so the member notices the stream is gone.
+    let _reader = a.events();
+    for i in 0..5 {
+        b.broadcast("u", format!("{i}").as_bytes()).unwrap();
+    }
+    assert!(eventually(|| a.metrics().stats.broadcasts_delivered >= 25).await, "a got every broadcast");
+    assert!(a.metrics().dropped_events >= before, "the counter went down: {} < {before}", a.metrics().dropped_events);
+    let text = a.metrics().to_prometheus();
+    assert!(text.contains("# TYPE shoal_dropped_events_total counter"), "{text}");
+    assert!(!text.contains("shoal_dropped_events "), "no gauge of that name any more");
+}
+
+#[test]
+fn cluster_errors_chain_to_their_cause_through_source() {
+    use std::error::Error as _;
+    let e = Cluster::builder("").expect_err("an empty name is refused");
+    assert!(matches!(e, ClusterError::InvalidName(_)));
+    let cause = e.source().expect("the invalid name is the cause");
+    assert_eq!(cause.to_string(), crate::NodeId::new("").unwrap_err().to_string());
+    let boxed: Box<dyn std::error::Error> = crate::NodeId::new("").unwrap_err().into();
+    assert!(!boxed.to_string().is_empty(), "`?` turns an invalid name into Box<dyn Error>");
+}

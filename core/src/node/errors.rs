@@ -62,4 +62,12 @@ impl fmt::Display for PacketError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for PacketError {}
+impl std::error::Error for PacketError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PacketError::Decode(e) => Some(e),
+            PacketError::Security(e) => Some(e),
+            PacketError::Oversized(_) => None,
+        }
+    }
+}

@@ -39,6 +39,17 @@ pub enum PushError {
     Closed,
 }
 
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PushError::Full => "the connection's queue is full",
+            PushError::Closed => "the connection's queue is closed",
+        })
+    }
+}
+
+impl std::error::Error for PushError {}
+
 #[derive(Debug, Default)]
 struct State {
     frames: VecDeque<Bytes>,
