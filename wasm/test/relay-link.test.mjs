@@ -998,13 +998,19 @@ test("setMetadata produces an update elsewhere, and leave() is seen as leave", a
   }
 });
 
-test("a member gone without leaving, whose farewell the relay forwards, is seen to leave, not fail", async (t) => {
+/** Members a, b and c over a fresh fake relay (b and c join through a), seeing each other alive. */
+async function threeOverFakeRelay(t) {
   const relay = await startFakeRelay();
   t.after(() => relay.close());
   const a = await joinRelay(t, relay, "a");
   const b = await joinRelay(t, relay, "b", { seeds: [a.localAddr()] });
   const c = await joinRelay(t, relay, "c", { seeds: [a.localAddr()] });
   await waitUntil(() => [a, b, c].every((n) => aliveNames(n).length === 2), "everyone to see everyone alive");
+  return { relay, a, b, c };
+}
+
+test("a member gone without leaving, whose farewell the relay forwards, is seen to leave, not fail", async (t) => {
+  const { relay, a, b, c } = await threeOverFakeRelay(t);
 
   const beacon = c.farewellBeacon();
   assert.ok(beacon, "c has its farewell ready");
@@ -1018,12 +1024,7 @@ test("a member gone without leaving, whose farewell the relay forwards, is seen 
 });
 
 test("a member that shuts down without leaving is seen to fail", async (t) => {
-  const relay = await startFakeRelay();
-  t.after(() => relay.close());
-  const a = await joinRelay(t, relay, "a");
-  const b = await joinRelay(t, relay, "b", { seeds: [a.localAddr()] });
-  const c = await joinRelay(t, relay, "c", { seeds: [a.localAddr()] });
-  await waitUntil(() => [a, b, c].every((n) => aliveNames(n).length === 2), "everyone to see everyone alive");
+  const { a, b, c } = await threeOverFakeRelay(t);
 
   await within(2000, c.shutdown(), "shutdown()");
   for (const n of [a, b]) {

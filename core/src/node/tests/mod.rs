@@ -833,6 +833,14 @@ fn graceful_leave_is_seen_as_left_not_failed() {
     assert_eq!(c.node(3).stats().pings_sent, pings_at_leave, "a leaving node stops probing");
 }
 
+/// Every node in `watchers` reported `leaver` left once and never failed.
+fn assert_seen_leaving(c: &Cluster, watchers: core::ops::Range<u32>, leaver: &NodeId, shift: u64) {
+    for i in watchers {
+        assert_eq!(c.count(i, |e| matches!(e, Event::Left { id, .. } if id == leaver)), 1, "shift {shift}: node {i}");
+        assert_eq!(c.count(i, |e| matches!(e, Event::Failed { id, .. } if id == leaver)), 0, "shift {shift}: node {i}");
+    }
+}
+
 #[test]
 fn a_member_that_leaves_and_stops_at_once_is_seen_as_left_by_every_live_member_even_beside_the_recently_dead() {
     // A tab leaving on `pagehide` gets one gossip round before it is gone. That round went to 3
@@ -856,18 +864,7 @@ fn a_member_that_leaves_and_stops_at_once_is_seen_as_left_by_every_live_member_e
         c.crash(3); // ...and it is gone
         c.advance(5_000);
         let leaver = id(&name_of(3));
-        for i in 0..3u32 {
-            assert_eq!(
-                c.count(i, |e| matches!(e, Event::Left { id, .. } if *id == leaver)),
-                1,
-                "shift {shift}: node {i}"
-            );
-            assert_eq!(
-                c.count(i, |e| matches!(e, Event::Failed { id, .. } if *id == leaver)),
-                0,
-                "shift {shift}: node {i}"
-            );
-        }
+        assert_seen_leaving(&c, 0..3, &leaver, shift);
     }
 }
 
@@ -898,18 +895,7 @@ fn a_farewell_sent_for_a_member_that_is_then_gone_makes_every_live_member_see_it
             c.in_flight.push_back((9, t, 0));
         }
         c.advance(10_000);
-        for i in 0..9u32 {
-            assert_eq!(
-                c.count(i, |e| matches!(e, Event::Left { id, .. } if *id == leaver)),
-                1,
-                "shift {shift}: node {i}"
-            );
-            assert_eq!(
-                c.count(i, |e| matches!(e, Event::Failed { id, .. } if *id == leaver)),
-                0,
-                "shift {shift}: node {i}"
-            );
-        }
+        assert_seen_leaving(&c, 0..9, &leaver, shift);
     }
 }
 
