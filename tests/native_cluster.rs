@@ -4,13 +4,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::driver::{Addr, ClusterError};
+use shoal::{Addr, ClusterError};
 use shoal_core::{Event, MemberState, MessageKind};
-use shoal_tests::{alive_count, encrypted_member, eventually, member, state_of, tcp_only_member};
+use shoal_testkit::{alive_count, encrypted_member, eventually, member, state_of, tcp_only_member};
 
 const FORM: Duration = Duration::from_secs(10);
 
-async fn five_members() -> Vec<shoal_core::driver::Cluster> {
+async fn five_members() -> Vec<shoal::Cluster> {
     let seed = member("m0", 1).await;
     let mut all = vec![seed.clone()];
     for i in 1..5 {

@@ -6,7 +6,7 @@
 //! the `shoal-agent` binary of the same target directory, which `cargo test --workspace` builds:
 //!
 //! ```text
-//! cargo build -p shoal-udp --bin shoal-agent && cargo test -p shoal-tests --test netns_faults
+//! cargo build -p shoal-agent && cargo test -p shoal-tests --test netns_faults
 //! ```
 //!
 //! The agents run the LAN preset. Every bound below is derived from that configuration, and every

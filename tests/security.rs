@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use shoal_core::sim::{SimConfig, Simulation};
 use shoal_core::{
     Config, Event, Instant, Keyring, MemberState, Node, NodeId, PacketError, SecurityError, SecurityMode,
 };
+use shoal_sim::{SimConfig, Simulation};
 
 const KEY_A: [u8; 32] = [0xA1; 32];
 const KEY_B: [u8; 32] = [0xB2; 32];

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use shoal_core::sim::{LinkModel, SimConfig, Simulation};
 use shoal_core::{Config, MemberState};
+use shoal_sim::{LinkModel, SimConfig, Simulation};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -55,7 +55,7 @@ fn a_stalled_member_is_suspected_and_refutes_before_it_is_declared_failed() {
 
 #[test]
 fn a_partition_heals_without_operator_action() {
-    let r = shoal_core::sim::scenario::partition_heal(6, Config::lan(), secs(60), 5);
+    let r = shoal_sim::scenario::partition_heal(6, Config::lan(), secs(60), 5);
     assert!(r.split_detected.is_some(), "each side declares the other failed");
     let healed = r.heal_converged.expect("the cluster merges again");
     assert!(healed <= secs(30), "healed in {healed:?}");
@@ -104,7 +104,7 @@ fn a_member_that_leaves_is_seen_as_left_not_failed() {
 #[test]
 fn a_broadcast_reaches_every_member_at_five_percent_loss() {
     for seed in 1..=5 {
-        let r = shoal_core::sim::scenario::broadcast_spread(300, 0.05, seed);
+        let r = shoal_sim::scenario::broadcast_spread(300, 0.05, seed);
         assert_eq!(r.delivered, 299, "seed {seed}");
         assert!(r.all_delivered.is_some());
     }
@@ -208,13 +208,8 @@ fn no_healthy_member_is_declared_failed_while_crashes_are_detected_at_five_perce
     // told it of the refutation and its timer declared a healthy member failed (3 in 100 crashes at
     // 1,000 members before this fix). Suspicions and deaths are now decoded however often they
     // repeat, and a stale one is answered.
-    let report = shoal_core::sim::scenario::crash_detection(
-        300,
-        Config::lan(),
-        LinkModel { loss: 0.05, ..LinkModel::LAN },
-        60,
-        1,
-    );
+    let report =
+        shoal_sim::scenario::crash_detection(300, Config::lan(), LinkModel { loss: 0.05, ..LinkModel::LAN }, 60, 1);
     assert_eq!(report.undetected, 0);
     assert_eq!(report.false_positives, 0);
 }

@@ -3,7 +3,7 @@
 //! oracle. (The campaign of fresh seeds runs from `tests/run-all` with the release build:
 //! `shoal-sim swarm --seeds 500`.)
 
-use shoal_core::sim::swarm::{self, FaultKind, Oracle, Outcome, Scenario, Violation};
+use shoal_sim::swarm::{self, FaultKind, Oracle, Outcome, Scenario, Violation};
 
 /// Seeds whose scenario failed an oracle once, each with what it found (most found again by the
 /// swarm with that fix reverted, as BENCHMARKS.md records). They must pass forever. Each is a spec

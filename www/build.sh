@@ -19,10 +19,10 @@ stale() {
   [[ ! -e "$out" ]] || [[ -n "$(find "$@" -newer "$out" -type f -print -quit 2>/dev/null)" ]]
 }
 
-if stale wasm/pkg/web/shoal_wasm_bg.wasm core/src core/Cargo.toml wasm/src wasm/Cargo.toml; then
+if stale wasm/pkg/web/shoal_wasm_bg.wasm core/proto/src core/proto/Cargo.toml wasm/src wasm/Cargo.toml; then
   bash wasm/build.sh
 fi
-if stale www/sim/pkg/shoal_sim_wasm_bg.wasm core/src core/Cargo.toml www/sim/src www/sim/Cargo.toml; then
+if stale www/sim/pkg/shoal_sim_wasm_bg.wasm core/proto/src core/sim/src www/sim/src www/sim/Cargo.toml; then
   bash www/build-sim.sh
 fi
 if [[ ! -f www/node_modules/.package-lock.json || www/package-lock.json -nt www/node_modules/.package-lock.json ]]; then
@@ -32,4 +32,4 @@ if stale www/dist/index.html www/src www/index.html www/vite.config.ts www/packa
   wasm/pkg/web www/sim/pkg; then
   (cd www && npm run build)
 fi
-cargo build --release -p shoal-relay -p shoal-udp --bins
+cargo build --release -p shoal-relay -p shoal-agent --bins

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shoal_core::driver::{Cluster, Transport};
+use shoal::{Cluster, Transport};
 use shoal_core::Config;
-use shoal_tests::{alive_count, eventually, member_with};
+use shoal_testkit::{alive_count, eventually, member_with};
 use shoal_udp::UdpTransport;
 
 const MESSAGES: u64 = 200_000;

@@ -2,7 +2,7 @@
 //! random packet loss for a long time, sampling what each agent costs and what it believes.
 //!
 //! ```text
-//! cargo build --release -p shoal-udp --bin shoal-agent
+//! cargo build --release -p shoal-agent
 //! cargo bench -p shoal-tests --bench soak -- --agents 200 --minutes 60 --loss 0.02 --sample-secs 60
 //! ```
 //!

@@ -92,7 +92,7 @@ fn skip_reason() -> Option<&'static str> {
 }
 
 /// The `shoal-agent` binary: `$SHOAL_AGENT_BIN`, or `shoal-agent` in the target directory this
-/// test runs from (`cargo test --workspace` builds it; so does `cargo build -p shoal-udp`).
+/// test runs from (`cargo test --workspace` builds it; so does `cargo build -p shoal-agent`).
 fn agent_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("SHOAL_AGENT_BIN") {
         return PathBuf::from(path);
@@ -102,7 +102,7 @@ fn agent_binary() -> PathBuf {
     let path = exe.parent().and_then(Path::parent).map(|dir| dir.join("shoal-agent")).expect("target directory");
     assert!(
         path.is_file(),
-        "{} is missing: build it first (`cargo build -p shoal-udp --bin shoal-agent`, with `--release` for a \
+        "{} is missing: build it first (`cargo build -p shoal-agent`, with `--release` for a \
          bench; `cargo test --workspace` builds it) or point SHOAL_AGENT_BIN at one",
         path.display()
     );

@@ -9,7 +9,7 @@ const run = (cmd, args, env = {}) =>
 
 run("cargo", ["build", "--release", "-p", "shoal-relay", "--bin", "shoal-relay"]);
 // Copied at once: other builds of shoal-agent (without the feature) share target/release.
-run("cargo", ["build", "--release", "-p", "shoal-udp", "--features", "webrtc", "--bin", "shoal-agent"]);
+run("cargo", ["build", "--release", "-p", "shoal-agent", "--features", "webrtc", "--bin", "shoal-agent"]);
 mkdirSync(`${HERE}/bin`, { recursive: true });
 copyFileSync(`${ROOT}/target/release/shoal-agent`, AGENT_BIN);
 const glue = `${ROOT}/wasm/pkg/web/shoal_wasm.js`;

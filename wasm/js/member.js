@@ -12,7 +12,7 @@
 // own). shoal.js builds the package's `Shoal` on top; this file keeps the small interface the
 // earlier wasm façade had (`ShoalNode`), so shoal.js, rtc.js and worker.js did not change.
 //
-// Relay envelope (core/src/relay.rs): packet frames are `[len][address][packet]` both ways (the
+// Relay envelope (core/proto/src/relay.rs): packet frames are `[len][address][packet]` both ways (the
 // relay stamps the source); the first frame after connecting is the welcome, naming our address
 // with an empty packet, or with the connection's 16-byte farewell secret as its packet when we
 // asked for one (`farewell=1`); signalling frames are `[0x00][len][address][kind][body]`. Close

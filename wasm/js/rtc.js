@@ -20,7 +20,7 @@
 //
 // Who offers: the member with the lower address offers at once, the other after `answerGraceMs`
 // if no offer came (a peer that never offers, or lost signals). When both offer at once (glare),
-// the lower address's offer stands (`offer_wins` in shoal_core::driver::relay): the higher side drops
+// the lower address's offer stands (`offer_wins` in shoal::relay): the higher side drops
 // its own connection (its rollback) and answers; the lower side ignores the offer it received.
 // Signals from one peer are handled strictly in order, one at a time.
 //

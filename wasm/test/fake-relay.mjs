@@ -1,5 +1,5 @@
 // An in-process stand-in for shoal-relay's WebSocket endpoint, built on the `ws` package, speaking the
-// relay envelope of core/src/driver/relay.rs:
+// relay envelope of core/proto/src/relay.rs:
 //   - a member connects to ws://host:port/ws?peer=<id>&token=<t>;
 //   - the relay's first message is the welcome frame `[len][relay://host:port/<id>]` (empty packet,
 //     or a 16-byte farewell secret as its packet when the member asked with `farewell=1`);

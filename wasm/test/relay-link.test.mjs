@@ -4,7 +4,7 @@
 //     framing both ways, frame limits and what is dropped, failed joins, disconnects and
 //     `reconnect()`, the WebRTC hooks (`signal`, `onSignal`, `setDirect`, `deliverDirect`);
 //   - over the in-process fake relay (./fake-relay.mjs): members that join, gossip and leave.
-// The frame format is documented at the top of shoal-core's relay module (core/src/relay.rs).
+// The frame format is documented at the top of shoal-core's relay module (core/proto/src/relay.rs).
 // Needs the built package
 // (wasm/pkg/web, from wasm/build.sh). Run: cd wasm && node --test test/relay-link.test.mjs
 import { readFileSync } from "node:fs";

@@ -1,6 +1,6 @@
 // `npm test`'s pretest step: makes sure what the suite runs exists, before any test file starts
 // (the test files only check, never build, so they cannot race each other).
-//   - target/debug/shoal-relay and shoal-agent (under $CARGO_TARGET_DIR when set): `cargo build -p shoal-relay -p shoal-udp --bins`
+//   - target/debug/shoal-relay and shoal-agent (under $CARGO_TARGET_DIR when set): `cargo build -p shoal-relay -p shoal-agent --bins`
 //     (a no-op when they are up to date; SHOAL_E2E_NO_BUILD=1 skips it when both exist);
 //   - wasm/pkg/web (the package's one wasm build): `bash wasm/build.sh` when it is missing (after
 //     `npm ci` in wasm/ when its wasm-opt is missing) or when SHOAL_E2E_BUILD=1. A build older than the Rust
@@ -24,7 +24,7 @@ if (!existsSync(chromium)) {
 
 const binariesExist = existsSync(RELAY_BIN) && existsSync(AGENT_BIN);
 if (!(process.env.SHOAL_E2E_NO_BUILD === "1" && binariesExist)) {
-  run("cargo", ["build", "-p", "shoal-relay", "-p", "shoal-udp", "--bins"]);
+  run("cargo", ["build", "-p", "shoal-relay", "-p", "shoal-agent", "--bins"]);
 }
 
 /** Newest modification time of the files under `dir` (0 when it does not exist). */
@@ -44,9 +44,9 @@ if (process.env.SHOAL_E2E_BUILD === "1" || wasmFiles.some((f) => !existsSync(f))
   run("bash", ["wasm/build.sh"]);
 } else {
   const built = Math.min(...wasmFiles.map((f) => statSync(f).mtimeMs));
-  const sources = Math.max(newest(`${ROOT}/wasm/src`), newest(`${ROOT}/core/src`));
+  const sources = Math.max(newest(`${ROOT}/wasm/src`), newest(`${ROOT}/core/proto/src`));
   if (sources > built) {
-    console.warn("prepare: warning: wasm/pkg is older than wasm/src or core/src; SHOAL_E2E_BUILD=1 rebuilds it");
+    console.warn("prepare: warning: wasm/pkg is older than wasm/src or core/proto/src; SHOAL_E2E_BUILD=1 rebuilds it");
   }
 }
 console.log("prepare: binaries, wasm/pkg and Chromium are in place");

@@ -25,7 +25,7 @@ use futures_util::stream::{self, StreamExt};
 use futures_util::SinkExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use shoal_core::driver::relay::{decode_ws_frame, encode_ws_frame};
+use shoal::relay::{decode_ws_frame, encode_ws_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;

@@ -20,8 +20,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{bounded, eventually, native_member, start, ws_url};
 use futures_util::SinkExt;
-use shoal_core::driver::relay::{encode_datagram, encode_ws_frame};
-use shoal_core::driver::{Addr, Cluster, Transport};
+use shoal::relay::{encode_datagram, encode_ws_frame};
+use shoal::{Addr, Cluster, Transport};
 use shoal_core::{Config, Event};
 use shoal_relay::{
     BudgetLimit, CloseReason, ConnectionDrop, DropReason, Limits, RateLimit, RelayConfig, RelayHandle, RelayStats,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, eventually, native_member, start, start_named, ws_url};
-use shoal_core::driver::{Cluster, Transport};
+use shoal::{Cluster, Transport};
 use shoal_core::{Config, MemberState, MessageKind};
 use shoal_relay::RelayConfig;
 use shoal_websocket::WsTransport;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{bounded, http_get, http_post, next_binary, raw_client, start, ws_url, RawClient};
-use shoal_core::driver::relay::{
+use shoal::relay::{
     accept_relay_datagram, decode_ws_frame, encode_farewell, encode_ws_frame, FarewellSecret, FAREWELL_SECRET_LEN,
     MAX_FAREWELL_BODY,
 };

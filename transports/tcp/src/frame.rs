@@ -16,7 +16,7 @@
 use std::io;
 use std::time::Duration;
 
-use shoal_core::driver::{Addr, MAX_ADDR_LEN};
+use shoal_transport::{Addr, MAX_ADDR_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 

@@ -1,6 +1,6 @@
 //! Shoal over TCP: the reliable path of a native member, and optionally its only path.
 //!
-//! [`TcpTransport`] implements [`shoal_core::driver::Transport`] with length-prefixed frames over
+//! [`TcpTransport`] implements [`shoal_transport::Transport`] with length-prefixed frames over
 //! TCP connections. It has two jobs:
 //!
 //! - **Reliable frames** (push-pull state exchange, reliable messages) to `tcp://` and `udp://`
@@ -21,7 +21,7 @@
 //!   handshake: a reply goes to the peer's listener, not to the connection's ephemeral port.
 //! - One outbound connection per peer, opened lazily by the first send and reused until it fails
 //!   or the peer makes no progress on it for [`TcpOptions::idle_timeout`] (see below). Inbound connections are read by one task each,
-//!   which pushes frames into a bounded inbox that [`Transport::recv`](shoal_core::driver::Transport::recv)
+//!   which pushes frames into a bounded inbox that [`Transport::recv`](shoal_transport::Transport::recv)
 //!   drains. Replies go out on our own outbound connection to the peer's advertised address.
 //! - Nothing blocks forever: connects, frame writes and frame reads each have a timeout, a full
 //!   inbox or memory budget makes a reader wait `io_timeout` and then drop the frame, and
@@ -40,7 +40,7 @@
 //!   address ([`TcpOptions::max_inbound_per_ip`]); one past a cap is refused at once with a reset
 //!   and counted. A connection whose peer delivers no non-empty frame for `idle_timeout` is
 //!   closed: zero-length keep-alive frames do not hold it open.
-//! - [`Transport::close`](shoal_core::driver::Transport::close) (or dropping the transport) stops
+//! - [`Transport::close`](shoal_transport::Transport::close) (or dropping the transport) stops
 //!   the listener and every connection task.
 
 mod frame;
@@ -52,7 +52,7 @@ mod transport;
 
 use std::time::Duration;
 
-use shoal_core::driver::Addr;
+use shoal_transport::Addr;
 
 pub use outbound::BEST_EFFORT_WAIT;
 pub use shared::ConnectionStats;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use shoal_core::driver::{Addr, TransportCounters};
+use shoal_transport::{Addr, TransportCounters};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -25,7 +25,7 @@ pub(crate) const INBOX_CAPACITY: usize = 1_024;
 /// Bytes of received frames that may wait for `recv` at once (or `max_frame`, if larger).
 pub(crate) const MEMORY_BUDGET: usize = 64 << 20;
 
-/// A frame read from a connection, waiting for [`Transport::recv`](shoal_core::driver::Transport::recv).
+/// A frame read from a connection, waiting for [`Transport::recv`](shoal_transport::Transport::recv).
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub from: Addr,

@@ -1,7 +1,7 @@
 //! [`TcpTransport`]: the [`Transport`] implementation tying the listener, the outbound pool and
 //! the inbox together.
 //!
-//! The driver never awaits a send on its protocol loop (see `shoal_core::driver`'s outbox): it
+//! The driver never awaits a send on its protocol loop (see `shoal_transport`'s outbox): it
 //! polls a best-effort `send` once and hands it to the destination's sender task if it would wait,
 //! and calls `send_reliable` from that task. `send_reliable` may wait for a connection; `send`
 //! (TCP-only mode) never waits for a connect and returns within about [`crate::BEST_EFFORT_WAIT`].
@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal_transport::{Addr, Received, Transport, TransportCounters, TransportError};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::driver::{Cluster, TokioRuntime, Transport};
+use shoal::{Cluster, TokioRuntime, Transport};
 use shoal_core::{Config, MemberState};
 use shoal_tcp::{TcpOptions, TcpTransport};
 use tokio::time::timeout;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shoal_core::driver::{Addr, Transport};
+use shoal::{Addr, Transport};
 use shoal_tcp::{TcpOptions, TcpTransport};
 use tokio::runtime::Runtime;
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::driver::{Addr, Received, Transport, TransportError};
+use shoal::{Addr, Received, Transport, TransportError};
 use shoal_tcp::{TcpOptions, TcpTransport, HANDSHAKE_MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -1,6 +1,6 @@
 //! Shoal over UDP: the best-effort path of a native member.
 //!
-//! [`UdpTransport`] is one tokio UDP socket implementing [`shoal_core::driver::Transport`]. It
+//! [`UdpTransport`] is one tokio UDP socket implementing [`shoal_transport::Transport`]. It
 //! carries best-effort datagrams (probes, acks, gossip) to `udp://ip:port` addresses, and
 //! everything for relayed members (`relay://ip:port/peer`: browser tabs and edge runtimes behind a
 //! `shoal-relay`) through the relay's UDP port. Reliable frames (push-pull, reliable messages) go to a `shoal-tcp` transport bound to the
@@ -9,7 +9,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use shoal_core::driver::{Addr, Cluster, Transport};
+//! use shoal::{Addr, Cluster, Transport};
 //! use shoal_tcp::{TcpOptions, TcpTransport};
 //! use shoal_udp::UdpTransport;
 //!
@@ -31,7 +31,7 @@
 //!   gossip survive a busy driver; the operating system may grant less (see
 //!   [`UdpTransport::buffer_sizes`]; on Linux raise `net.core.rmem_max`).
 //! - **No allocation per packet.** `recv` reads into the caller's reused buffer, and the sender's
-//!   [`Addr`](shoal_core::driver::Addr) (a formatted string) is cached per socket address.
+//!   [`Addr`](shoal_transport::Addr) (a formatted string) is cached per socket address.
 //! - **ICMP noise is not an error.** Sending to a closed port can make a later `recv_from` (or
 //!   `send_to`) fail with "connection refused/reset": Windows reports these on any UDP socket, Linux
 //!   only on connected sockets or with `IP_RECVERR`. Either way the error is about an earlier

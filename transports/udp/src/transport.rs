@@ -14,7 +14,7 @@
 //! in-flight calls finish.
 //!
 //! Relayed members (`relay://ip:port/peer`, browser tabs behind a `shoal-relay`) are reached
-//! through the relay's UDP port with the envelope of [`shoal_core::driver::relay`]: a send wraps
+//! through the relay's UDP port with the envelope of [`shoal_transport::relay`]: a send wraps
 //! the packet as `[0xF0][len][peer][packet]` and sends it to the relay's socket; a received
 //! datagram starting with [`RELAY_DATAGRAM_MARKER`] is unwrapped in place and reported as coming
 //! from the `relay://` source the relay stamped, provided it came from the socket that source
@@ -32,11 +32,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use shoal_core::driver::relay::{
+use shoal_transport::relay::{
     accept_relay_datagram, decode_datagram, encode_datagram, relay_socket, split_relay_addr, RELAY_DATAGRAM_MARKER,
     RELAY_SCHEME,
 };
-use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal_transport::{Addr, Received, Transport, TransportCounters, TransportError};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::driver::{Addr, Cluster, TokioRuntime, Transport};
+use shoal::{Addr, Cluster, TokioRuntime, Transport};
 use shoal_core::{Config, MemberState};
 use shoal_tcp::{TcpOptions, TcpTransport};
 use shoal_udp::UdpTransport;

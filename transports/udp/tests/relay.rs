@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::driver::relay::{decode_datagram, encode_datagram};
-use shoal_core::driver::{Addr, Transport, TransportError};
+use shoal::relay::{decode_datagram, encode_datagram};
+use shoal::{Addr, Transport, TransportError};
 use shoal_udp::{RelayDrops, UdpTransport, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;

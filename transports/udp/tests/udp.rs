@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::driver::{Addr, Transport, TransportError};
+use shoal::{Addr, Transport, TransportError};
 use shoal_udp::{UdpTransport, MAX_DATAGRAM};
 use tokio::time::timeout;
 

@@ -1,5 +1,5 @@
 //! The signalling connection: a WebSocket to a `shoal-relay` that carries only signalling frames
-//! (`[0x00][len][address][kind][body]`, see [`shoal_core::driver::relay`]).
+//! (`[0x00][len][address][kind][body]`, see [`shoal_transport::relay`]).
 //!
 //! [`SignalConnection::connect`] opens `ws://relay/ws?peer=<id>[&token=...]`, waits for the
 //! relay's welcome frame (which names our own `relay://` signalling address) and returns the
@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shoal_core::driver::relay::{decode_signal_frame, decode_ws_frame, encode_signal_frame, SignalKind};
-use shoal_core::driver::Addr;
+use shoal_transport::relay::{decode_signal_frame, decode_ws_frame, encode_signal_frame, SignalKind};
+use shoal_transport::Addr;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};

@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shoal_core::driver::relay::SignalKind;
-use shoal_core::driver::Addr;
+use shoal_transport::relay::SignalKind;
+use shoal_transport::Addr;
 use str0m::change::SdpOffer;
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::net::{Protocol, Receive};

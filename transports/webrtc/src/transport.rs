@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use shoal_core::driver::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal_transport::{Addr, Received, Transport, TransportCounters, TransportError};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 

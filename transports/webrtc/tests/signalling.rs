@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_core::driver::relay::{relay_addr, SignalKind};
-use shoal_core::driver::{Addr, Transport};
+use shoal::relay::{relay_addr, SignalKind};
+use shoal::{Addr, Transport};
 use shoal_relay::{Relay, RelayConfig};
 use shoal_webrtc::signal::SignalConnection;
 use shoal_webrtc::{WebRtcOptions, WebRtcTransport};

@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use shoal_core::driver::{Addr, Cluster, Transport};
+//! use shoal::{Addr, Cluster, Transport};
 //! use shoal_websocket::WsTransport;
 //!
 //! let ws = WsTransport::connect("ws://relay.example:8080/ws?peer=edge-1&token=s3cret").await?;
@@ -20,11 +20,11 @@
 //!
 //! - **Everything goes through the relay.** [`WsTransport`] claims `relay://` and `udp://`
 //!   addresses for best-effort and reliable sends alike, and writes each packet as one binary
-//!   message `[len][destination][packet]` ([`shoal_core::driver::relay`]). The relay forwards it to
+//!   message `[len][destination][packet]` ([`shoal_transport::relay`]). The relay forwards it to
 //!   another WebSocket member or, as a relay datagram, to a native member's UDP port, and stamps
 //!   the source on everything it delivers to us; that source is what `recv` reports.
 //! - **Its own address comes from the relay.** `connect` waits for the welcome message (our
-//!   `relay://<relay>/<peer>` address, empty packet) and reports it as [`Transport::local_addr`](shoal_core::driver::Transport::local_addr).
+//!   `relay://<relay>/<peer>` address, empty packet) and reports it as [`Transport::local_addr`](shoal_transport::Transport::local_addr).
 //!   A relay that refuses the connection (wrong token: 401/403, bad peer id: 400) makes `connect`
 //!   fail with [`WsError::Refused`].
 //! - **Bounded both ways.** Sends go into a bounded queue that one writer drains in batches
@@ -35,7 +35,7 @@
 //!   which would disconnect us as a slow consumer. Messages over [`WsOptions::max_frame`] are
 //!   dropped and counted too.
 //! - **A dropped connection is reconnected; the address stays.** When the connection to the relay
-//!   ends without a local [`Transport::close`](shoal_core::driver::Transport::close) (the relay
+//!   ends without a local [`Transport::close`](shoal_transport::Transport::close) (the relay
 //!   restarted, a proxy timed out, the relay dropped us as a slow consumer), the transport becomes
 //!   *disconnected*, not closed: `recv` keeps waiting, sends fail at once with
 //!   `Io(NotConnected)` (counted in `send_errors`, best-effort ones in
@@ -49,7 +49,7 @@
 //!   reconnection (401/403/400: it may be restarting with a new configuration) is retried too,
 //!   with a warning.
 //! - **While the connection is down, the member accuses nobody.** The transport reports its link
-//!   ([`Transport::watch_link`](shoal_core::driver::Transport::watch_link)): down when the
+//!   ([`Transport::watch_link`](shoal_transport::Transport::watch_link)): down when the
 //!   connection drops, up when a reconnection succeeds. A member whose only transport this is
 //!   then knows that the silence of the others is its own outage, not theirs: it probes nobody,
 //!   suspects nobody and declares nobody failed until it is back (see
@@ -57,14 +57,14 @@
 //!   soon as it is. A member with another transport beside it (a UDP socket) may still reach
 //!   others, and carries on as before.
 //! - **Three ways to close for good.** The relay closed with code 4001
-//!   ([`CloseCode::Replaced`](shoal_core::driver::relay::CloseCode)): another connection now holds
+//!   ([`CloseCode::Replaced`](shoal_transport::relay::CloseCode)): another connection now holds
 //!   our peer id, and reconnecting would only take it back. The relay welcomed a reconnection
 //!   with a different address (its public address changed): the protocol core cannot change its
 //!   own address, so build a new member. Or [`WsOptions::reconnect`] is `None`, and any drop
 //!   closes. Closed, `recv` returns `Err(Closed)`, so a cluster whose only transport this is
 //!   stops. [`WsTransport::is_connected`], [`WsTransport::disconnects`] and
 //!   [`WsTransport::reconnects`] tell what happened; drops and reconnections are logged at info.
-//!   [`Transport::close`](shoal_core::driver::Transport::close) sends a WebSocket close and
+//!   [`Transport::close`](shoal_transport::Transport::close) sends a WebSocket close and
 //!   releases the socket, or abandons a reconnection in progress.
 //! - `ws://` only: terminate TLS in front of the relay for `wss://`.
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal_core::driver::relay::{encode_ws_frame, split_relay_addr, RELAY_SCHEME};
-use shoal_core::driver::{Addr, LinkListener, Received, Transport, TransportCounters, TransportError};
+use shoal_transport::relay::{encode_ws_frame, split_relay_addr, RELAY_SCHEME};
+use shoal_transport::{Addr, LinkListener, Received, Transport, TransportCounters, TransportError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_FRAME: usize = 64 << 10;
 /// The URL a member with peer id `peer` connects to, from a relay's base URL: `ws://host:port`
 /// (or `http://`, `https://`, `wss://`) gets the `/ws` endpoint unless it names a path, and
 /// `peer=<peer>` joins whatever query it has (`?token=...`). `peer` is used as given: check it with
-/// [`valid_peer_id`](shoal_core::driver::relay::valid_peer_id) first.
+/// [`valid_peer_id`](shoal_transport::relay::valid_peer_id) first.
 ///
 /// ```
 /// use shoal_websocket::member_url;
@@ -66,7 +66,7 @@ pub struct WsOptions {
     /// [`Backoff::default`]: 250 ms doubling up to 5 s, each wait drawn between half and all of
     /// that). While reconnecting the transport is disconnected, not closed: `recv` waits and sends
     /// fail with `NotConnected`.
-    /// A relay that closes with [`CloseCode::Replaced`](shoal_core::driver::relay::CloseCode)
+    /// A relay that closes with [`CloseCode::Replaced`](shoal_transport::relay::CloseCode)
     /// closes the transport for good either way. `None`: the first drop closes the transport,
     /// and `recv` returns `Err(Closed)`.
     pub reconnect: Option<Backoff>,

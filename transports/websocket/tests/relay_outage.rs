@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use shoal_core::driver::{Addr, Cluster, Transport};
+use shoal::{Addr, Cluster, Transport};
 use shoal_core::{Config, Event};
 use shoal_relay::{BoundRelay, Relay, RelayConfig, RelayHandle};
 use shoal_tcp::{TcpOptions, TcpTransport};

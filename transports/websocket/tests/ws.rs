@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use shoal_core::driver::relay::{decode_ws_frame, encode_ws_frame};
-use shoal_core::driver::{Addr, Transport, TransportError};
+use shoal::relay::{decode_ws_frame, encode_ws_frame};
+use shoal::{Addr, Transport, TransportError};
 use shoal_websocket::{Backoff, WsError, WsOptions, WsTransport};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

@@ -1,4 +1,4 @@
-//! The dashboard's simulator: [`shoal_core::sim::Simulation`] behind a compact wasm-bindgen API.
+//! The dashboard's simulator: [`shoal_sim::Simulation`] behind a compact wasm-bindgen API.
 //!
 //! The page owns the clock: every animation frame it calls [`SimWorld::advance`] with the virtual
 //! milliseconds to run, then reads flat typed arrays, cheap to cross the JS boundary:
@@ -17,8 +17,8 @@ pub mod view;
 
 use core::time::Duration;
 
-use shoal_core::sim::{LinkModel, SimConfig, Simulation};
 use shoal_core::Config;
+use shoal_sim::{LinkModel, SimConfig, Simulation};
 use wasm_bindgen::prelude::*;
 
 /// Message kind names, indexed by `TransmitKind::index`, the `kind` codes of [`SimWorld::take_messages`].

@@ -9,8 +9,8 @@
 //! exactly: alive for a node that is up, failed (or forgotten) for one that is down; a suspicion is
 //! never right, so a partition shows up before anyone is declared failed.
 
-use shoal_core::sim::Simulation;
 use shoal_core::MemberState;
+use shoal_sim::Simulation;
 
 /// Observers consulted per sample.
 pub const OBSERVERS: usize = 32;

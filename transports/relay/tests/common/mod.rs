@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use shoal_core::driver::{Addr, Cluster, Transport};
+use shoal::{Addr, Cluster, Transport};
 use shoal_core::Config;
 use shoal_relay::{Relay, RelayConfig, RelayHandle};
 use shoal_tcp::{TcpOptions, TcpTransport};
@@ -45,7 +45,7 @@ pub fn ws_url(relay: SocketAddr, peer: &str, token: Option<&str>) -> String {
 pub async fn raw_client(relay: SocketAddr, peer: &str) -> RawClient {
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(relay, peer, None)).await.expect("connect");
     let welcome = next_binary(&mut ws).await.expect("welcome");
-    let (addr, packet) = shoal_core::driver::relay::decode_ws_frame(&welcome).unwrap();
+    let (addr, packet) = shoal::relay::decode_ws_frame(&welcome).unwrap();
     assert_eq!(addr, format!("relay://{relay}/{peer}"));
     assert!(packet.is_empty());
     ws

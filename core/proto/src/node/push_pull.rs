@@ -1,0 +1,312 @@
+//! Push-pull anti-entropy, joining and re-announcing.
+//!
+//! Gossip is probabilistic: a member that was partitioned away, restarted, or simply unlucky can miss
+//! updates. Push-pull repairs that: two members exchange their complete membership over a reliable
+//! transmit and merge each other's records with the usual incarnation rules. It runs at join (with
+//! every seed), periodically with one random member (less often in large clusters), and as the
+//! re-announce that heals partitions: every `reannounce_interval` the node pushes its state to a seed
+//! that is not a live member and to a member it believes dead. A member that hears it was declared
+//! dead refutes, the other side learns it is alive, and both halves merge without operator action.
+//!
+//! A remote `Dead` record is merged as a suspicion (the remote may be the partitioned one), which
+//! makes the accused member refute if it is in fact alive.
+
+use alloc::vec::Vec;
+
+use rand::seq::IndexedRandom;
+
+use crate::event::Event;
+use crate::identity::{Address, NodeId};
+use crate::member::MemberState;
+use crate::time::Instant;
+use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
+
+use super::repair::Asker;
+use super::timers::Timer;
+use super::{CommandError, Node, Status, TransmitKind};
+
+/// Push-pulls a member runs with random members right after its first join (after 1, 2 and 4
+/// protocol periods): two members that joined a moment apart through different seeds may each have
+/// missed the news of the other, and would otherwise wait for a periodic push-pull.
+pub const CATCH_UP_ROUNDS: u32 = 3;
+
+impl<A: Address> Node<A> {
+    pub(super) fn start_join(&mut self, seeds: &[A], now: Instant) -> Result<(), CommandError> {
+        if self.status != Status::Running {
+            return Err(CommandError::NotRunning);
+        }
+        let seeds: Vec<A> = seeds.iter().filter(|s| **s != self.local.addr).cloned().collect();
+        if seeds.is_empty() {
+            return Err(CommandError::NoSeeds);
+        }
+        for seed in &seeds {
+            if !self.join.seeds.contains(seed) {
+                self.join.seeds.push(seed.clone());
+            }
+            self.send_push_pull(seed.clone(), true);
+        }
+        self.join.asked = seeds;
+        self.join.attempt += 1;
+        self.join.pending = true;
+        self.timers.set(now + self.config.join_timeout, Timer::JoinTimeout { attempt: self.join.attempt });
+        Ok(())
+    }
+
+    pub(super) fn on_join_timeout(&mut self, attempt: u32) {
+        if attempt == self.join.attempt && self.join.pending {
+            self.join.pending = false;
+            let seeds = self.join.seeds.clone();
+            self.emit(Event::JoinFailed { seeds });
+        }
+    }
+
+    /// Our whole view, ourselves first, cut short (live members first) if it would exceed the
+    /// reliable frame limit.
+    fn state_records(&self, only_self: bool, limit: usize) -> Vec<MemberRecord<A>> {
+        let mut records = Vec::with_capacity(if only_self { 1 } else { self.members.len() + 1 });
+        let local_state = if self.status == Status::Leaving { MemberState::Left } else { MemberState::Alive };
+        records.push(MemberRecord {
+            id: self.local.id.clone(),
+            addr: self.local.addr.clone(),
+            incarnation: self.local.incarnation,
+            state: local_state,
+            meta: self.local.meta.as_bytes().to_vec(),
+            min_version: crate::wire::MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+        });
+        if only_self {
+            return records;
+        }
+        let budget = limit.saturating_sub(256 + crate::security::OVERHEAD);
+        let mut size = 0usize;
+        let live_first = self.members.iter().filter(|m| m.state.is_live());
+        let then_gone = self.members.iter().filter(|m| !m.state.is_live());
+        for m in live_first.chain(then_gone) {
+            let approx = m.id.encoded_len() + m.addr.encoded_len() + bytes_len(m.meta.len()) + 10;
+            if size + approx > budget {
+                break;
+            }
+            size += approx;
+            records.push(MemberRecord {
+                id: m.id.clone(),
+                addr: m.addr.clone(),
+                incarnation: m.incarnation,
+                state: m.state,
+                meta: m.meta.as_bytes().to_vec(),
+                min_version: m.versions.0,
+                max_version: m.versions.1,
+            });
+        }
+        records
+    }
+
+    /// Sends our state to `to`: our member records, then, for a request, our broadcast digest (so
+    /// the answer brings what we lack; none while we are new here), or, for an answer, the
+    /// broadcasts the asker's digest lacks followed by our own digest (so the asker learns of
+    /// broadcasts it never heard about).
+    fn send_push_pull(&mut self, to: A, join: bool) {
+        self.send_push_pull_answering(to, join, None);
+    }
+
+    /// Sends a push-pull request (`asker` is `None`) or the answer to one.
+    pub(super) fn send_push_pull_answering(&mut self, to: A, join: bool, asker: Option<Asker<'_>>) {
+        let reply = asker.is_some();
+        // New here (in this life): we ask as a member that joins, the past events are not ours.
+        let join = join || (!reply && !self.join.baseline);
+        // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
+        let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
+        let msg =
+            Message::PushPull { from: self.local.id.clone(), join, reply, members: self.state_records(false, limit) };
+        let mut w = Writer::with_capacity(256);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        msg.encode(&mut w);
+        let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
+        self.write_broadcast_state(&mut w, asker, budget);
+        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
+        self.stats.push_pulls_sent += 1;
+    }
+
+    pub(super) fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
+        let mut w = Writer::with_capacity(256);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        msg.encode(&mut w);
+        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
+    }
+
+    pub(super) fn handle_push_pull(
+        &mut self,
+        sender: NodeId,
+        join: bool,
+        reply: bool,
+        records: Vec<MemberRecord<A>>,
+        from: &A,
+        now: Instant,
+    ) {
+        self.stats.push_pulls_received += 1;
+        self.frame.push_pull = true;
+        // The address the sender advertises for itself (its first record), for a seed that
+        // answers from another address than the one it was asked at.
+        let advertised = records.first().filter(|r| r.id == sender).map(|r| r.addr.clone());
+        if !reply {
+            // Answered once the whole frame is read: the asker's digest follows this message.
+            self.frame.answer = Some((from.clone(), join, sender.clone()));
+        }
+        for record in records {
+            self.merge_record(&sender, record, now);
+        }
+        if !self.join.joined {
+            self.frame.found = Some(from.clone());
+        }
+        let answers_the_join = self.join.pending
+            && (!self.join.joined
+                || self.join.asked.contains(from)
+                || advertised.as_ref().is_some_and(|a| self.join.asked.contains(a)));
+        if reply && (answers_the_join || !self.join.joined) {
+            if !self.join.joined {
+                // Members that started together may each have joined before hearing of the other:
+                // catch up with a few random members soon instead of waiting a push-pull period.
+                self.timers.set(now + self.config.probe_interval, Timer::CatchUp { round: 1 });
+            }
+            self.join.pending = false;
+            self.join.joined = true;
+            self.emit(Event::JoinSucceeded { via: from.clone() });
+        } else if !reply {
+            // Someone found us: we are part of a cluster now.
+            self.join.joined = true;
+        }
+    }
+
+    fn merge_record(&mut self, sender: &NodeId, r: MemberRecord<A>, now: Instant) {
+        match r.state {
+            // A suspect we do not know of is no news to act on: only the member's own alive record (or
+            // one whose life we can vouch for) should make it a member. Learning it from a suspicion
+            // raises members that died and were forgotten long ago. (We are never among our own
+            // members: a suspicion of us is always news, which we refute.)
+            MemberState::Suspect if r.id != self.local.id && self.members.get(&r.id).is_none() => {}
+            MemberState::Alive | MemberState::Suspect => {
+                let suspect = r.state == MemberState::Suspect;
+                let (id, incarnation) = (r.id.clone(), r.incarnation);
+                let alive = Alive {
+                    id: r.id,
+                    addr: r.addr,
+                    incarnation: r.incarnation,
+                    meta: MetaField::Included(r.meta),
+                    min_version: r.min_version,
+                    max_version: r.max_version,
+                };
+                self.apply_alive(alive, None, now);
+                if suspect {
+                    self.apply_suspect(&id, incarnation, sender.clone(), None, now);
+                }
+            }
+            // The remote may be the one cut off: suspect rather than declare, so a live member refutes.
+            MemberState::Dead => self.apply_suspect(&r.id, r.incarnation, sender.clone(), None, now),
+            MemberState::Left => self.apply_dead(&r.id, r.incarnation, r.id.clone(), true, None, now),
+        }
+    }
+
+    pub(super) fn on_push_pull_tick(&mut self, now: Instant) {
+        let period = self.config.push_pull_period(self.cluster_size());
+        let due = self.last_push_pull + period;
+        if now < due {
+            // The cluster grew since this timer was set: the period is longer now.
+            self.timers.set(due, Timer::PushPull);
+            return;
+        }
+        self.last_push_pull = now;
+        self.timers.set(now + period, Timer::PushPull);
+        self.push_pull_with_random_member();
+    }
+
+    /// A push-pull with one random alive member (none while we leave).
+    fn push_pull_with_random_member(&mut self) {
+        if self.status != Status::Running {
+            return;
+        }
+        let target = self.random_alive_addr();
+        if let Some(to) = target {
+            self.send_push_pull(to, false);
+        }
+    }
+
+    /// Our link is back after an outage: a push-pull with a random member now, not at the next
+    /// period, so that we learn at once what we missed (see `link`).
+    pub(super) fn catch_up_after_outage(&mut self) {
+        self.push_pull_with_random_member();
+    }
+
+    /// The address of a random alive member, if there is one.
+    pub(super) fn random_alive_addr(&mut self) -> Option<A> {
+        self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive).first().map(|m| m.addr.clone())
+    }
+
+    /// Catch-up push-pull number `round` after our first join: with a random member, then again
+    /// after twice the wait, [`CATCH_UP_ROUNDS`] times in all.
+    pub(super) fn on_catch_up(&mut self, round: u32, now: Instant) {
+        if self.status != Status::Running {
+            return;
+        }
+        self.push_pull_with_random_member();
+        if round < CATCH_UP_ROUNDS {
+            let wait = self.config.probe_interval * (1 << round);
+            self.timers.set(now + wait, Timer::CatchUp { round: round + 1 });
+        }
+    }
+
+    pub(super) fn on_reannounce_tick(&mut self, now: Instant) {
+        self.timers.set(now + self.config.reannounce_interval, Timer::Reannounce);
+        if self.status != Status::Running {
+            return;
+        }
+        let live_addrs: Vec<&A> = self.members.iter().filter(|m| m.state.is_live()).map(|m| &m.addr).collect();
+        let lonely_seeds: Vec<A> = self.join.seeds.iter().filter(|s| !live_addrs.contains(s)).cloned().collect();
+        drop(live_addrs);
+        if let Some(seed) = lonely_seeds.choose(&mut self.rng).cloned() {
+            self.send_push_pull(seed, true);
+        }
+        let dead = self
+            .members
+            .random_members(1, &mut self.rng, |m| m.state == MemberState::Dead)
+            .first()
+            .map(|m| m.addr.clone());
+        if let Some(to) = dead {
+            self.send_push_pull(to, false);
+        }
+        // Retry metadata fetches that got no answer.
+        let pending: Vec<NodeId> = core::mem::take(&mut self.meta_requests);
+        for id in pending {
+            if let Some(m) = self.members.get(&id) {
+                if m.state.is_live() && !m.meta_complete {
+                    let addr = m.addr.clone();
+                    self.request_meta(&id, addr);
+                }
+            }
+        }
+    }
+
+    /// Asks a member for its own record, to fetch metadata too large for gossip.
+    pub(super) fn request_meta(&mut self, id: &NodeId, addr: A) {
+        if !self.meta_requests.contains(id) {
+            self.meta_requests.push(id.clone());
+        }
+        let msg = Message::MetaRequest { from: self.local.id.clone() };
+        self.send_reliable_message(addr, &msg);
+    }
+
+    /// Answers a request for our record with a push-pull carrying it alone, at most once per probe
+    /// interval per requesting address (a member asks once per re-announce period at most).
+    pub(super) fn handle_meta_request(&mut self, from: &A, now: Instant) {
+        if !self.meta_answer_limit.allow(&self.local.id, from, now, self.config.probe_interval) {
+            self.stats.meta_requests_refused += 1;
+            return;
+        }
+        let msg = Message::PushPull {
+            from: self.local.id.clone(),
+            join: false,
+            reply: true,
+            members: self.state_records(true, self.config.max_reliable_size),
+        };
+        self.send_reliable_message(from.clone(), &msg);
+        self.stats.push_pulls_sent += 1;
+    }
+}

@@ -1,0 +1,580 @@
+//! The protocol's messages and their wire encoding.
+//!
+//! A packet is `[version: u8]` followed by one or more messages, each `[tag: u8][len: varint][body]`.
+//! The length prefix lets a receiver skip message types a newer protocol version added, so a packet
+//! from a newer peer still yields everything this version understands. A reliable frame (push-pull,
+//! reliable direct messages) has the same layout without a size cap beyond the configured maximum.
+//!
+//! Integers are LEB128 varints, byte strings and text are length-prefixed, node names are text.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::codec::{DecodeError, Reader, Writer};
+use crate::identity::{Address, NodeId};
+use crate::member::MemberState;
+
+/// The protocol version this build writes.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// The oldest protocol version this build reads.
+pub const MIN_PROTOCOL_VERSION: u8 = 1;
+
+/// Longest topic accepted for broadcasts and direct messages, in bytes.
+pub const MAX_TOPIC_LEN: usize = 255;
+
+/// Most holes one digest entry may list (a sender lists its oldest this many); a longer list is a
+/// decode error.
+pub const MAX_DIGEST_HOLES: usize = 256;
+
+mod tag {
+    pub const PING: u8 = 1;
+    pub const ACK: u8 = 2;
+    pub const PING_REQ: u8 = 3;
+    pub const NACK: u8 = 4;
+    pub const ALIVE: u8 = 5;
+    pub const SUSPECT: u8 = 6;
+    pub const DEAD: u8 = 7;
+    pub const BROADCAST: u8 = 8;
+    pub const DIRECT: u8 = 9;
+    pub const PUSH_PULL: u8 = 10;
+    pub const META_REQUEST: u8 = 11;
+    pub const BROADCAST_DIGEST: u8 = 12;
+    pub const RELIABLE: u8 = 13;
+    pub const RELIABLE_ACK: u8 = 14;
+    pub const BROADCAST_PULL: u8 = 15;
+}
+
+/// A direct probe: "are you `target`? answer with an ack carrying `seq`".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ping {
+    pub seq: u32,
+    pub target: NodeId,
+    pub source: NodeId,
+}
+
+/// Metadata as carried by an [`Alive`] announcement: inline when small, or only its length when it is
+/// too large for gossip (receivers then fetch it over a reliable exchange).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaField {
+    Included(Vec<u8>),
+    Omitted { len: u32 },
+}
+
+/// "`id` is alive at `addr` with incarnation `incarnation`."
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alive<A> {
+    pub id: NodeId,
+    pub addr: A,
+    pub incarnation: u32,
+    pub meta: MetaField,
+    pub min_version: u8,
+    pub max_version: u8,
+}
+
+/// One member's full record, as exchanged by push-pull.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord<A> {
+    pub id: NodeId,
+    pub addr: A,
+    pub incarnation: u32,
+    pub state: MemberState,
+    pub meta: Vec<u8>,
+    pub min_version: u8,
+    pub max_version: u8,
+}
+
+/// A user broadcast, identified by `(origin, epoch, seq)` for de-duplication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserBroadcast {
+    pub origin: NodeId,
+    pub epoch: u32,
+    pub seq: u64,
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// One origin's life in a broadcast digest: how far its unkeyed broadcasts reached at the sender of
+/// the digest, which it never received, and a hash of the keyed values it holds (0: none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestEntry {
+    pub origin: NodeId,
+    pub epoch: u32,
+    /// One past the highest unkeyed sequence number seen.
+    pub next: u64,
+    /// Unkeyed sequence numbers below `next` not received, ascending.
+    pub holes: Vec<u64>,
+    pub keyed: u64,
+}
+
+/// Every message the protocol exchanges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message<A> {
+    Ping(Ping),
+    Ack {
+        seq: u32,
+    },
+    PingReq {
+        seq: u32,
+        target: NodeId,
+        target_addr: A,
+        want_nack: bool,
+    },
+    Nack {
+        seq: u32,
+    },
+    Alive(Alive<A>),
+    Suspect {
+        id: NodeId,
+        incarnation: u32,
+        from: NodeId,
+    },
+    Dead {
+        id: NodeId,
+        incarnation: u32,
+        from: NodeId,
+        left: bool,
+    },
+    Broadcast(UserBroadcast),
+    Direct {
+        from: NodeId,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    PushPull {
+        from: NodeId,
+        join: bool,
+        reply: bool,
+        members: Vec<MemberRecord<A>>,
+    },
+    MetaRequest {
+        from: NodeId,
+    },
+    /// Which broadcasts the sender holds (rides in push-pull frames, see [`crate::broadcast`]).
+    BroadcastDigest {
+        entries: Vec<DigestEntry>,
+    },
+    /// A reliable direct message: `id` counts the sender's reliable messages in its life `epoch`;
+    /// the receiver acknowledges it with [`Message::ReliableAck`].
+    Reliable {
+        from: NodeId,
+        epoch: u32,
+        id: u64,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// "Your reliable message `id` of your life `epoch` arrived."
+    ReliableAck {
+        epoch: u32,
+        id: u64,
+    },
+    /// "Send me what I lack of these lives": a repair request for broadcasts the sender has holes in,
+    /// answered with the broadcasts and a [`Message::BroadcastDigest`].
+    BroadcastPull {
+        entries: Vec<DigestEntry>,
+    },
+}
+
+impl<A: Address> Message<A> {
+    /// Appends `[tag][len][body]` to `w`.
+    pub fn encode(&self, w: &mut Writer) {
+        w.u8(self.tag());
+        let body_at = w.len();
+        self.encode_body(w);
+        finish_length_prefix(w, body_at);
+    }
+
+    /// The message encoded alone (tag, length and body), for queues that store encoded updates.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64);
+        self.encode(&mut w);
+        w.into_vec()
+    }
+
+    fn tag(&self) -> u8 {
+        match self {
+            Message::Ping(_) => tag::PING,
+            Message::Ack { .. } => tag::ACK,
+            Message::PingReq { .. } => tag::PING_REQ,
+            Message::Nack { .. } => tag::NACK,
+            Message::Alive(_) => tag::ALIVE,
+            Message::Suspect { .. } => tag::SUSPECT,
+            Message::Dead { .. } => tag::DEAD,
+            Message::Broadcast(_) => tag::BROADCAST,
+            Message::Direct { .. } => tag::DIRECT,
+            Message::PushPull { .. } => tag::PUSH_PULL,
+            Message::MetaRequest { .. } => tag::META_REQUEST,
+            Message::BroadcastDigest { .. } => tag::BROADCAST_DIGEST,
+            Message::Reliable { .. } => tag::RELIABLE,
+            Message::ReliableAck { .. } => tag::RELIABLE_ACK,
+            Message::BroadcastPull { .. } => tag::BROADCAST_PULL,
+        }
+    }
+
+    fn encode_body(&self, w: &mut Writer) {
+        match self {
+            Message::Ping(p) => {
+                w.varint(u64::from(p.seq));
+                p.target.encode(w);
+                p.source.encode(w);
+            }
+            Message::Ack { seq } | Message::Nack { seq } => w.varint(u64::from(*seq)),
+            Message::PingReq { seq, target, target_addr, want_nack } => {
+                w.varint(u64::from(*seq));
+                target.encode(w);
+                target_addr.encode(w);
+                w.u8(u8::from(*want_nack));
+            }
+            Message::Alive(a) => {
+                a.id.encode(w);
+                a.addr.encode(w);
+                w.varint(u64::from(a.incarnation));
+                match &a.meta {
+                    MetaField::Included(bytes) => {
+                        w.u8(0);
+                        w.bytes(bytes);
+                    }
+                    MetaField::Omitted { len } => {
+                        w.u8(1);
+                        w.varint(u64::from(*len));
+                    }
+                }
+                w.u8(a.min_version);
+                w.u8(a.max_version);
+            }
+            Message::Suspect { id, incarnation, from } => {
+                id.encode(w);
+                w.varint(u64::from(*incarnation));
+                from.encode(w);
+            }
+            Message::Dead { id, incarnation, from, left } => {
+                id.encode(w);
+                w.varint(u64::from(*incarnation));
+                from.encode(w);
+                w.u8(u8::from(*left));
+            }
+            Message::Broadcast(b) => {
+                b.origin.encode(w);
+                w.varint(u64::from(b.epoch));
+                w.varint(b.seq);
+                w.str(&b.topic);
+                match &b.key {
+                    None => w.u8(0),
+                    Some(key) => {
+                        w.u8(1);
+                        w.bytes(key);
+                    }
+                }
+                w.bytes(&b.payload);
+            }
+            Message::Direct { from, topic, payload } => {
+                from.encode(w);
+                w.str(topic);
+                w.bytes(payload);
+            }
+            Message::PushPull { from, join, reply, members } => {
+                from.encode(w);
+                w.u8(u8::from(*join) | (u8::from(*reply) << 1));
+                w.varint(members.len() as u64);
+                for m in members {
+                    m.id.encode(w);
+                    m.addr.encode(w);
+                    w.varint(u64::from(m.incarnation));
+                    w.u8(m.state as u8);
+                    w.bytes(&m.meta);
+                    w.u8(m.min_version);
+                    w.u8(m.max_version);
+                }
+            }
+            Message::MetaRequest { from } => from.encode(w),
+            Message::BroadcastDigest { entries } | Message::BroadcastPull { entries } => {
+                w.varint(entries.len() as u64);
+                for e in entries {
+                    e.origin.encode(w);
+                    w.varint(u64::from(e.epoch));
+                    w.varint(e.next);
+                    w.varint(e.holes.len() as u64);
+                    // Ascending: the first absolutely, then each as its distance from the previous.
+                    let mut prev = None;
+                    for &h in &e.holes {
+                        w.varint(prev.map_or(h, |p: u64| h.wrapping_sub(p)));
+                        prev = Some(h);
+                    }
+                    w.raw(&e.keyed.to_le_bytes());
+                }
+            }
+            Message::Reliable { from, epoch, id, topic, payload } => {
+                from.encode(w);
+                w.varint(u64::from(*epoch));
+                w.varint(*id);
+                w.str(topic);
+                w.bytes(payload);
+            }
+            Message::ReliableAck { epoch, id } => {
+                w.varint(u64::from(*epoch));
+                w.varint(*id);
+            }
+        }
+    }
+}
+
+/// Writes the varint length of everything after `body_at` just before it (shifting the body).
+fn finish_length_prefix(w: &mut Writer, body_at: usize) {
+    let body_len = w.len() - body_at;
+    w.insert_varint(body_at, body_len as u64);
+}
+
+/// What a packet decoder yields per message: a known message, or the tag of one it skipped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<A> {
+    Message(Message<A>),
+    Unknown(u8),
+}
+
+/// Writes the packet header (the protocol version) into an empty writer.
+pub fn begin_packet(w: &mut Writer, version: u8) {
+    w.u8(version);
+}
+
+/// Decodes a whole packet into `out` (cleared first). Either every message decodes and `Ok` returns
+/// the count of messages of unknown type that were skipped, or nothing is kept and the first error is
+/// returned. Never panics, whatever the input.
+#[cfg(any(test, feature = "wire-internals"))]
+pub fn decode_packet<A: Address>(bytes: &[u8], out: &mut Vec<Message<A>>) -> Result<usize, DecodeError> {
+    decode_packet_skipping(bytes, out, |_, _| false)
+}
+
+/// As [`decode_packet`], but `skip(tag, body)` is asked about every message first; messages it
+/// answers `true` for are neither decoded nor returned (nor counted as unknown). The node uses it to
+/// pass over updates it has already applied.
+pub fn decode_packet_skipping<A: Address>(
+    bytes: &[u8],
+    out: &mut Vec<Message<A>>,
+    mut skip: impl FnMut(u8, &[u8]) -> bool,
+) -> Result<usize, DecodeError> {
+    out.clear();
+    let mut r = Reader::new(bytes);
+    let version = r.u8().map_err(|_| DecodeError::Empty)?;
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let mut skipped = 0;
+    let mut known = 0;
+    while !r.is_empty() {
+        let decoded = read_frame(&mut r).and_then(|(t, body)| {
+            if skip(t, body) {
+                known += 1;
+                Ok(None)
+            } else {
+                decode_body(t, body).map(Some)
+            }
+        });
+        match decoded {
+            Ok(Some(Decoded::Message(m))) => out.push(m),
+            Ok(Some(Decoded::Unknown(_))) => skipped += 1,
+            Ok(None) => {}
+            Err(e) => {
+                out.clear();
+                return Err(e);
+            }
+        }
+    }
+    if out.is_empty() && skipped == 0 && known == 0 {
+        return Err(DecodeError::Empty);
+    }
+    Ok(skipped)
+}
+
+/// Decodes one `[tag][len][body]` message.
+pub fn decode_message<A: Address>(r: &mut Reader<'_>) -> Result<Decoded<A>, DecodeError> {
+    let (t, body) = read_frame(r)?;
+    decode_body(t, body)
+}
+
+/// Splits off one `[tag][len][body]` frame without looking inside the body.
+fn read_frame<'a>(r: &mut Reader<'a>) -> Result<(u8, &'a [u8]), DecodeError> {
+    let t = r.u8()?;
+    let body = r.bytes()?;
+    Ok((t, body))
+}
+
+/// True for the gossip updates (alive, suspect, dead, broadcast): applying one twice changes nothing
+/// the first application did not, so a receiver may skip byte-identical repeats without decoding them.
+#[cfg(any(test, feature = "wire-internals"))]
+pub fn is_update_tag(t: u8) -> bool {
+    matches!(t, tag::ALIVE | tag::SUSPECT | tag::DEAD | tag::BROADCAST)
+}
+
+/// The updates a node skips when it has seen the very same bytes lately: alive records and
+/// broadcasts, the bulk of gossip. Suspicions and deaths are always decoded, however often they
+/// repeat: a repeat that has gone stale (its subject refuted meanwhile) must be answered, or the one
+/// spreading it declares a healthy member failed.
+pub fn skips_repeats(t: u8) -> bool {
+    matches!(t, tag::ALIVE | tag::BROADCAST)
+}
+
+fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError> {
+    let mut b = Reader::new(body);
+    let msg = match t {
+        tag::PING => Message::Ping(Ping {
+            seq: b.varint_u32()?,
+            target: NodeId::decode(&mut b)?,
+            source: NodeId::decode(&mut b)?,
+        }),
+        tag::ACK => Message::Ack { seq: b.varint_u32()? },
+        tag::NACK => Message::Nack { seq: b.varint_u32()? },
+        tag::PING_REQ => Message::PingReq {
+            seq: b.varint_u32()?,
+            target: NodeId::decode(&mut b)?,
+            target_addr: A::decode(&mut b)?,
+            want_nack: flag(&mut b)?,
+        },
+        tag::ALIVE => {
+            let id = NodeId::decode(&mut b)?;
+            let addr = A::decode(&mut b)?;
+            let incarnation = b.varint_u32()?;
+            let meta = match b.u8()? {
+                0 => MetaField::Included(b.bytes()?.to_vec()),
+                1 => MetaField::Omitted { len: b.varint_u32()? },
+                _ => return Err(DecodeError::InvalidValue),
+            };
+            let (min_version, max_version) = versions(&mut b)?;
+            Message::Alive(Alive { id, addr, incarnation, meta, min_version, max_version })
+        }
+        tag::SUSPECT => Message::Suspect {
+            id: NodeId::decode(&mut b)?,
+            incarnation: b.varint_u32()?,
+            from: NodeId::decode(&mut b)?,
+        },
+        tag::DEAD => Message::Dead {
+            id: NodeId::decode(&mut b)?,
+            incarnation: b.varint_u32()?,
+            from: NodeId::decode(&mut b)?,
+            left: flag(&mut b)?,
+        },
+        tag::BROADCAST => {
+            let origin = NodeId::decode(&mut b)?;
+            let epoch = b.varint_u32()?;
+            let seq = b.varint()?;
+            let topic = topic(&mut b)?;
+            let key = match b.u8()? {
+                0 => None,
+                1 => Some(b.bytes()?.to_vec()),
+                _ => return Err(DecodeError::InvalidValue),
+            };
+            let payload = b.bytes()?.to_vec();
+            Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload })
+        }
+        tag::DIRECT => {
+            Message::Direct { from: NodeId::decode(&mut b)?, topic: topic(&mut b)?, payload: b.bytes()?.to_vec() }
+        }
+        tag::PUSH_PULL => {
+            let from = NodeId::decode(&mut b)?;
+            let flags = b.u8()?;
+            if flags > 3 {
+                return Err(DecodeError::InvalidValue);
+            }
+            let count = b.varint()?;
+            // Each record takes at least 6 bytes, so a count beyond that bound is a lie we can
+            // reject before reserving memory for it.
+            if count > (b.remaining() / 6) as u64 {
+                return Err(DecodeError::TooLong);
+            }
+            // Reserve for at most what a small frame holds; larger states grow as records decode.
+            let mut members = Vec::with_capacity((count as usize).min(256));
+            for _ in 0..count {
+                let id = NodeId::decode(&mut b)?;
+                let addr = A::decode(&mut b)?;
+                let incarnation = b.varint_u32()?;
+                let state = MemberState::from_wire(b.u8()?).ok_or(DecodeError::InvalidValue)?;
+                let meta = b.bytes()?.to_vec();
+                let (min_version, max_version) = versions(&mut b)?;
+                members.push(MemberRecord { id, addr, incarnation, state, meta, min_version, max_version });
+            }
+            Message::PushPull { from, join: flags & 1 != 0, reply: flags & 2 != 0, members }
+        }
+        tag::META_REQUEST => Message::MetaRequest { from: NodeId::decode(&mut b)? },
+        tag::BROADCAST_DIGEST | tag::BROADCAST_PULL => {
+            let count = b.varint()?;
+            // An entry takes at least 13 bytes: reject a count the body cannot hold before reserving.
+            if count > (b.remaining() / 13) as u64 {
+                return Err(DecodeError::TooLong);
+            }
+            let mut entries = Vec::with_capacity(reservable::<DigestEntry>(count, b.remaining()));
+            for _ in 0..count {
+                let origin = NodeId::decode(&mut b)?;
+                let epoch = b.varint_u32()?;
+                let next = b.varint()?;
+                let holes_len = b.varint()?;
+                if holes_len > MAX_DIGEST_HOLES as u64 || holes_len > b.remaining() as u64 {
+                    return Err(DecodeError::TooLong);
+                }
+                let mut holes = Vec::with_capacity(reservable::<u64>(holes_len, b.remaining()));
+                let mut prev: Option<u64> = None;
+                for _ in 0..holes_len {
+                    let d = b.varint()?;
+                    let h = match prev {
+                        None => d,
+                        // Strictly ascending, so the encoding is canonical.
+                        Some(_) if d == 0 => return Err(DecodeError::InvalidValue),
+                        Some(p) => p.checked_add(d).ok_or(DecodeError::InvalidValue)?,
+                    };
+                    holes.push(h);
+                    prev = Some(h);
+                }
+                let keyed = u64::from_le_bytes(b.array::<8>()?);
+                entries.push(DigestEntry { origin, epoch, next, holes, keyed });
+            }
+            if t == tag::BROADCAST_PULL {
+                Message::BroadcastPull { entries }
+            } else {
+                Message::BroadcastDigest { entries }
+            }
+        }
+        tag::RELIABLE => Message::Reliable {
+            from: NodeId::decode(&mut b)?,
+            epoch: b.varint_u32()?,
+            id: b.varint()?,
+            topic: topic(&mut b)?,
+            payload: b.bytes()?.to_vec(),
+        },
+        tag::RELIABLE_ACK => Message::ReliableAck { epoch: b.varint_u32()?, id: b.varint()? },
+        other => return Ok(Decoded::Unknown(other)),
+    };
+    if !b.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(Decoded::Message(msg))
+}
+
+/// How many items of type `T` to reserve room for when a length field claims `claimed` and `left`
+/// bytes remain: never more memory than the input itself takes (the vector grows if the items are
+/// really there), so a lying length cannot make a small packet reserve a large buffer.
+fn reservable<T>(claimed: u64, left: usize) -> usize {
+    let fits = left / core::mem::size_of::<T>().max(1);
+    usize::try_from(claimed).map_or(fits, |c| c.min(fits))
+}
+
+fn flag(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::InvalidValue),
+    }
+}
+
+fn versions(r: &mut Reader<'_>) -> Result<(u8, u8), DecodeError> {
+    let (min, max) = (r.u8()?, r.u8()?);
+    if min == 0 || min > max {
+        return Err(DecodeError::InvalidValue);
+    }
+    Ok((min, max))
+}
+
+fn topic(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let t = r.str()?;
+    if t.len() > MAX_TOPIC_LEN {
+        return Err(DecodeError::TooLong);
+    }
+    Ok(String::from(t))
+}

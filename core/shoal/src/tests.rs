@@ -1,0 +1,596 @@
+//! The driver over an in-memory network whose transports misbehave on demand: sends to chosen
+//! addresses that never complete or take a while, a receive future that panics, a send that
+//! panics. Every wait has a deadline; nothing sleeps a fixed time to let something happen.
+
+use std::boxed::Box;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::poll_fn;
+use std::string::{String, ToString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+use std::vec::Vec;
+
+use futures_util::FutureExt;
+
+use super::signal::lock;
+use super::{
+    Addr, CloseReason, Cluster, ClusterError, LinkListener, Received, TokioRuntime, Transport, TransportError,
+    BEST_EFFORT_SEND_DEADLINE,
+};
+use crate::{Config, MemberState};
+
+/// Generous for a loaded machine; a wedged driver misses it by forever.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Mailbox {
+    queue: VecDeque<(Addr, Vec<u8>, bool)>,
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+type Net = Arc<Mutex<HashMap<Addr, Arc<Mutex<Mailbox>>>>>;
+
+/// One member's transport on a [`Net`]. Claims every address, best-effort and reliable alike (like
+/// TCP-only mode, it has no separate datagram path); sends to addresses outside the net vanish.
+struct Mem {
+    me: Addr,
+    net: Net,
+    inbox: Arc<Mutex<Mailbox>>,
+    /// Sends to these never complete.
+    hang: Mutex<HashSet<Addr>>,
+    /// Sends to these take this long.
+    slow: Mutex<HashMap<Addr, Duration>>,
+    /// Sends to these panic.
+    panic_to: Mutex<HashSet<Addr>>,
+    /// Set: the receive future panics when next polled.
+    recv_panics: AtomicBool,
+    /// Frames whose send completed, by destination.
+    sent: Mutex<HashMap<Addr, usize>>,
+    /// Whether it says when it reaches nobody (see [`Transport::watch_link`]), and whom it tells.
+    tells_link: bool,
+    link: Mutex<Option<LinkListener>>,
+}
+
+impl Mem {
+    fn new(net: &Net, addr: &str) -> Arc<Mem> {
+        Mem::with_link(net, addr, false)
+    }
+
+    /// A transport that, with `tells_link`, reports its link as a relay connection does.
+    fn with_link(net: &Net, addr: &str, tells_link: bool) -> Arc<Mem> {
+        let me = Addr::parse(addr).unwrap();
+        let inbox = Arc::new(Mutex::new(Mailbox::default()));
+        lock(net).insert(me.clone(), inbox.clone());
+        Arc::new(Mem {
+            me,
+            net: net.clone(),
+            inbox,
+            hang: Mutex::default(),
+            slow: Mutex::default(),
+            panic_to: Mutex::default(),
+            recv_panics: AtomicBool::new(false),
+            sent: Mutex::default(),
+            tells_link,
+            link: Mutex::default(),
+        })
+    }
+
+    /// Reports the link down or up to whoever watches it, as a transport that can tell would.
+    fn report_link(&self, up: bool) {
+        if let Some(tell) = lock(&self.link).as_ref() {
+            tell(up);
+        }
+    }
+
+    /// Cuts this member off the net both ways (`false`) or plugs it back in (`true`).
+    fn plug(&self, plugged: bool) {
+        if plugged {
+            lock(&self.net).insert(self.me.clone(), self.inbox.clone());
+        } else {
+            lock(&self.net).remove(&self.me);
+        }
+    }
+
+    fn sent_to(&self, to: &Addr) -> usize {
+        lock(&self.sent).get(to).copied().unwrap_or(0)
+    }
+
+    /// Makes the pending receive future panic.
+    fn explode_receive(&self) {
+        self.recv_panics.store(true, Ordering::SeqCst);
+        if let Some(w) = lock(&self.inbox).waker.take() {
+            w.wake();
+        }
+    }
+
+    async fn deliver(&self, to: &Addr, bytes: &[u8], reliable: bool) -> Result<(), TransportError> {
+        if lock(&self.panic_to).contains(to) {
+            panic!("send to {to} exploded");
+        }
+        if lock(&self.hang).contains(to) {
+            std::future::pending::<()>().await;
+        }
+        let delay = lock(&self.slow).get(to).copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let dest = lock(&self.net).get(to).cloned();
+        if let Some(dest) = dest {
+            let mut mailbox = lock(&dest);
+            mailbox.queue.push_back((self.me.clone(), bytes.to_vec(), reliable));
+            if let Some(w) = mailbox.waker.take() {
+                w.wake();
+            }
+        }
+        *lock(&self.sent).entry(to.clone()).or_default() += 1;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for Mem {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn claims(&self, _to: &Addr, _reliable: bool) -> bool {
+        true
+    }
+
+    async fn send(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        self.deliver(to, bytes, false).await
+    }
+
+    async fn send_reliable(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
+        self.deliver(to, bytes, true).await
+    }
+
+    async fn recv(&self, buf: &mut Vec<u8>) -> Result<Received, TransportError> {
+        poll_fn(|cx| {
+            if self.recv_panics.load(Ordering::SeqCst) {
+                panic!("receive future exploded");
+            }
+            let mut inbox = lock(&self.inbox);
+            if let Some((from, bytes, reliable)) = inbox.queue.pop_front() {
+                *buf = bytes;
+                return Poll::Ready(Ok(Received { from, reliable }));
+            }
+            if inbox.closed {
+                return Poll::Ready(Err(TransportError::Closed));
+            }
+            inbox.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn local_addr(&self) -> Addr {
+        self.me.clone()
+    }
+
+    fn watch_link(&self, listener: LinkListener) {
+        if self.tells_link {
+            *lock(&self.link) = Some(listener);
+        }
+    }
+
+    async fn close(&self) {
+        lock(&self.net).remove(&self.me);
+        let mut inbox = lock(&self.inbox);
+        inbox.closed = true;
+        if let Some(w) = inbox.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+fn addr(host: u8) -> Addr {
+    Addr::parse(&format!("udp://10.0.0.{host}:7946")).unwrap()
+}
+
+/// A member on `net` at `udp://10.0.0.<host>:7946`, its driver spawned; also the driver's task.
+fn member_with(net: &Net, name: &str, host: u8, config: Config) -> (Cluster, Arc<Mem>, tokio::task::JoinHandle<()>) {
+    let mem = Mem::new(net, &addr(host).to_string());
+    let (cluster, task) = member_over(name, host, config, vec![mem.clone()]);
+    (cluster, mem, task)
+}
+
+/// A member over `transports`, its driver spawned; also the driver's task.
+fn member_over(
+    name: &str,
+    host: u8,
+    config: Config,
+    transports: Vec<Arc<dyn Transport>>,
+) -> (Cluster, tokio::task::JoinHandle<()>) {
+    let (cluster, driver) = Cluster::builder(name)
+        .unwrap()
+        .config(config)
+        .seed(u64::from(host))
+        .build(transports, Arc::new(TokioRuntime::new()))
+        .unwrap();
+    let task = tokio::spawn(driver.run());
+    (cluster, task)
+}
+
+fn member(net: &Net, name: &str, host: u8) -> (Cluster, Arc<Mem>) {
+    let (cluster, mem, _) = member_with(net, name, host, Config::local());
+    (cluster, mem)
+}
+
+/// Waits until `check` holds, looking every few milliseconds; false if `DEADLINE` passes first.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    check()
+}
+
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(DEADLINE, f).await {
+        Ok(out) => out,
+        Err(_) => panic!("{what} did not complete within {DEADLINE:?}"),
+    }
+}
+
+/// Counts the messages a member receives, by topic.
+fn count_messages(cluster: &Cluster) -> Arc<Mutex<HashMap<String, usize>>> {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let sink = counts.clone();
+    cluster.on_message(move |m| *lock(&sink).entry(m.topic.clone()).or_default() += 1);
+    counts
+}
+
+fn count(counts: &Mutex<HashMap<String, usize>>, topic: &str) -> usize {
+    lock(counts).get(topic).copied().unwrap_or(0)
+}
+
+// ----- Defect: a panic left a zombie handle -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_message_callback_is_counted_and_the_member_carries_on() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    a.on_message(|m| {
+        if m.payload == b"boom" {
+            panic!("callback exploded");
+        }
+    });
+    let seen = count_messages(&a);
+    b.send_to_addr(&a.local_addr(), "first", b"boom", false).unwrap();
+    b.send_to_addr(&a.local_addr(), "second", b"fine", false).unwrap();
+    let both = eventually(|| count(&seen, "first") == 1 && count(&seen, "second") == 1).await;
+    assert!(both, "a's callbacks saw {:?}", lock(&seen));
+    assert_eq!(a.metrics().callback_panics, 1);
+    assert!(a.metrics().to_prometheus().contains("shoal_callback_panics_total 1"));
+    assert!(a.broadcast("still", b"here").is_ok());
+    assert_eq!(a.closed().now_or_never(), None, "the member still runs");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_driver_stops_the_member_and_every_command_and_waiter_learns_why() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let mut events = a.events();
+    mem.explode_receive();
+
+    let reason = within("closed()", a.closed()).await;
+    match &reason {
+        CloseReason::Panicked(message) => assert!(message.contains("receive future exploded"), "{message}"),
+        other => panic!("closed for {other:?}"),
+    }
+    fn closed<T>(r: Result<T, ClusterError>) -> bool {
+        matches!(r, Err(ClusterError::Closed(CloseReason::Panicked(_))))
+    }
+    assert!(closed(a.broadcast("t", b"x")), "broadcast after the driver died");
+    assert!(closed(a.send_to_addr(&addr(9), "t", b"x", true)));
+    assert!(closed(a.set_metadata(b"m")));
+    assert!(closed(a.join(&[addr(9)]).await));
+    assert!(closed(within("leave", a.leave(Duration::from_millis(100))).await));
+    within("shutdown", a.shutdown()).await;
+    within("flush", a.flush()).await;
+    within("an earlier event stream", async { while events.next().await.is_some() {} }).await;
+    assert!(within("a new event stream", a.events().next()).await.is_none());
+    assert_eq!(within("closed() again", a.closed()).await, reason);
+    assert_eq!(a.metrics().callback_panics, 0, "the handle still reads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_driver_future_is_dropped_says_so() {
+    let net = Net::default();
+    let (a, _, task) = member_with(&net, "a", 1, Config::local());
+    task.abort();
+    assert_eq!(within("closed()", a.closed()).await, CloseReason::DriverDropped);
+    assert!(matches!(
+        a.send_to_addr(&addr(9), "t", b"x", false),
+        Err(ClusterError::Closed(CloseReason::DriverDropped))
+    ));
+    within("shutdown", a.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_leave_report_their_own_reason_and_return_in_every_waiting_task() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.closed().await })
+        })
+        .collect();
+    let shutdowns: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.shutdown().await })
+        })
+        .collect();
+    for s in shutdowns {
+        within("a concurrent shutdown", s).await.unwrap();
+    }
+    for w in waiters {
+        assert_eq!(within("a closed() waiter", w).await.unwrap(), CloseReason::Shutdown);
+    }
+    assert!(matches!(a.broadcast("t", b"x"), Err(ClusterError::Shutdown)));
+
+    let (b, _) = member(&net, "b", 2);
+    let _ = within("leave", b.leave(Duration::from_millis(100))).await;
+    assert_eq!(b.closed().now_or_never(), Some(CloseReason::Left));
+}
+
+// ----- Defect: one reliable budget for every destination ------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_destination_cannot_starve_reliable_sends_to_healthy_ones() {
+    let net = Net::default();
+    let config = Config { max_reliable_size: 1 << 20, ..Config::local() };
+    let (a, mem, _) = member_with(&net, "a", 1, config);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let dead = addr(66);
+    lock(&mem.hang).insert(dead.clone());
+    // 70 MiB for a peer whose sends never complete, more than the whole reliable backlog, in large
+    // frames and then small ones (which fill what room the large ones leave).
+    for (frames, size) in [(140, 512 << 10), (1_000, 1 << 10)] {
+        for _ in 0..frames {
+            a.send_to_addr(&dead, "bulk", &vec![7u8; size], true).unwrap();
+        }
+        within("flush", a.flush()).await;
+    }
+    a.send_to_addr(&b.local_addr(), "healthy", &[1u8; 4 << 10], true).unwrap();
+    let delivered = eventually(|| count(&seen, "healthy") == 1).await;
+    assert!(delivered, "the healthy peer got nothing; {} frames dropped", a.metrics().reliable_dropped);
+    // The dead peer kept one frame in flight and its 8 MiB share: most of the rest was dropped.
+    assert!(a.metrics().reliable_dropped >= 120, "{} dropped", a.metrics().reliable_dropped);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+// ----- Defect: sends could stall the protocol loop -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_effort_sends_to_stuck_or_slow_peers_never_hold_up_the_protocol_loop() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let stuck: Vec<Addr> = (100..104).map(addr).collect();
+    let slow: Vec<Addr> = (110..120).map(addr).collect();
+    lock(&mem.hang).extend(stuck.iter().cloned());
+    lock(&mem.slow).extend(slow.iter().map(|a| (a.clone(), Duration::from_millis(50))));
+    for to in stuck.iter().chain(&slow) {
+        a.send_to_addr(to, "gossip", b"x", false).unwrap();
+    }
+    a.send_to_addr(&b.local_addr(), "ping", b"x", false).unwrap();
+    assert!(eventually(|| count(&seen, "ping") == 1).await, "the loop is stuck behind a send");
+    within("flush", a.flush()).await;
+    assert!(eventually(|| slow.iter().all(|to| mem.sent_to(to) == 1)).await, "the slow sends completed");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_effort_frames_behind_a_stuck_peer_are_bounded_dropped_and_counted() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let stuck = addr(100);
+    lock(&mem.hang).insert(stuck.clone());
+    for _ in 0..1_000 {
+        a.send_to_addr(&stuck, "flood", &[0u8; 1_000], false).unwrap();
+    }
+    // One frame in flight, 64 KiB of the newest waiting (about 60 frames); the rest dropped.
+    let dropped = eventually(|| a.metrics().best_effort_dropped >= 900).await;
+    assert!(dropped, "{} dropped", a.metrics().best_effort_dropped);
+    assert!(a.metrics().to_prometheus().contains("shoal_best_effort_dropped_total"));
+    assert_eq!(a.metrics().reliable_dropped, 0);
+    a.send_to_addr(&b.local_addr(), "datagram", b"x", false).unwrap();
+    a.send_to_addr(&b.local_addr(), "reliable", b"x", true).unwrap();
+    assert!(eventually(|| count(&seen, "datagram") == 1 && count(&seen, "reliable") == 1).await);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_never_completes_is_given_up_at_its_deadline_so_flush_returns() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    let stuck = addr(100);
+    lock(&mem.hang).insert(stuck.clone());
+    // One send in flight that never completes, twenty waiting behind it.
+    for _ in 0..21 {
+        a.send_to_addr(&stuck, "gossip", b"x", false).unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    within("flush", a.flush()).await;
+    let waited = started.elapsed();
+    assert!(waited >= BEST_EFFORT_SEND_DEADLINE - Duration::from_millis(100), "flush returned after {waited:?}");
+    let m = a.metrics();
+    assert_eq!((m.sends_abandoned, m.best_effort_dropped), (1, 20), "{m:?}");
+    assert!(m.to_prometheus().contains("shoal_sends_abandoned_total 1"), "{}", m.to_prometheus());
+    // The member carries on, to the healthy peer and to the stuck one alike.
+    a.send_to_addr(&b.local_addr(), "ping", b"x", false).unwrap();
+    assert!(eventually(|| count(&seen, "ping") == 1).await);
+    lock(&mem.hang).clear();
+    a.send_to_addr(&stuck, "gossip", b"x", false).unwrap();
+    within("flush", a.flush()).await;
+    assert!(eventually(|| mem.sent_to(&stuck) == 1).await, "the destination works again once its transport does");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_send_that_panics_counts_as_an_error_and_its_destination_keeps_working() {
+    let net = Net::default();
+    let (a, mem) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let seen = count_messages(&b);
+    lock(&mem.panic_to).insert(b.local_addr());
+    a.send_to_addr(&b.local_addr(), "lost", b"x", false).unwrap();
+    a.send_to_addr(&b.local_addr(), "lost", b"x", true).unwrap();
+    assert!(eventually(|| a.metrics().transport_errors >= 2).await, "both panics counted");
+    lock(&mem.panic_to).clear();
+    a.send_to_addr(&b.local_addr(), "datagram", b"x", false).unwrap();
+    a.send_to_addr(&b.local_addr(), "reliable", b"x", true).unwrap();
+    let delivered = eventually(|| count(&seen, "datagram") == 1 && count(&seen, "reliable") >= 1).await;
+    assert!(delivered, "b saw {:?}", lock(&seen));
+    assert_eq!(a.closed().now_or_never(), None, "the member still runs");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+// ----- Defect: a native member on a relay connection accused everyone while the relay was away ---
+
+/// Suspicions and failures `cluster` raises itself from now on, collected in the background.
+fn accusations_by(cluster: &Cluster) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let me = cluster.name();
+    let mut events = cluster.events();
+    tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            match e {
+                shoal_core::Event::Suspected { id, by, .. } if by == me => lock(&sink).push(format!("suspect {id}")),
+                shoal_core::Event::Failed { id, by, .. } if by == me => lock(&sink).push(format!("fail {id}")),
+                _ => {}
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_only_transport_reports_its_link_down_accuses_nobody_until_it_is_back() {
+    let net = Net::default();
+    let mem = Mem::with_link(&net, &addr(1).to_string(), true);
+    let (a, _) = member_over("a", 1, Config::local(), vec![mem.clone()]);
+    let (b, _) = member(&net, "b", 2);
+    let (c, _) = member(&net, "c", 3);
+    within("join", a.join(&[b.local_addr(), c.local_addr()])).await.unwrap();
+    assert!(eventually(|| a.alive_members().len() == 2 && b.alive_members().len() == 2).await);
+    let accused = accusations_by(&a);
+
+    // The relay goes away: a reaches nobody and nobody reaches a, and its transport says so.
+    mem.plug(false);
+    mem.report_link(false);
+    // b and c, which cannot tell, declare a failed after a suspicion timeout: many of a's probe
+    // periods, in which a probes nobody and accuses nobody.
+    let pings = a.metrics().stats.pings_sent;
+    let a_failed =
+        || [&b, &c].iter().all(|m| m.members().iter().any(|m| m.id == a.name() && m.state == MemberState::Dead));
+    assert!(eventually(a_failed).await, "b and c declared a failed");
+    assert_eq!(a.metrics().stats.pings_sent, pings, "a probed while its link was down");
+    assert_eq!(*lock(&accused), Vec::<String>::new(), "a accused others while its link was down");
+
+    mem.plug(true);
+    mem.report_link(true);
+    let everyone_alive = || [&a, &b, &c].iter().all(|m| m.alive_members().len() == 2);
+    assert!(eventually(everyone_alive).await, "converged after the link came back");
+    assert_eq!(*lock(&accused), Vec::<String>::new(), "a accused others after its link came back");
+    assert_eq!(a.metrics().stats.link_outages, 1);
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_counts_as_cut_off_only_while_every_transport_says_so_and_never_beside_one_that_cannot_tell() {
+    let net = Net::default();
+    // Two relay connections: the member is cut off only while both are down.
+    let (one, two) = (Mem::with_link(&net, "relay://r1:1/a", true), Mem::with_link(&net, "relay://r2:1/a", true));
+    let (a, _) = member_over("a", 1, Config::local(), vec![one.clone(), two.clone()]);
+    one.report_link(false);
+    one.report_link(true);
+    assert_eq!(a.metrics().stats.link_outages, 0, "one connection of two dropped: not cut off");
+    one.report_link(false);
+    two.report_link(false);
+    one.report_link(true);
+    two.report_link(true);
+    assert_eq!(a.metrics().stats.link_outages, 1, "both dropped: cut off until the first came back");
+    // Beside a plugin that cannot tell (a UDP socket), a relay connection that drops cuts nothing off.
+    let relay = Mem::with_link(&net, "relay://r3:1/b", true);
+    let udp = Mem::new(&net, &addr(2).to_string());
+    let (b, _) = member_over("b", 2, Config::local(), vec![relay.clone(), udp]);
+    relay.report_link(false);
+    relay.report_link(true);
+    assert_eq!(b.metrics().stats.link_outages, 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+// ----- Metrics hygiene: counters only grow ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_dropped_for_a_lagging_subscriber_stay_counted_after_its_stream_is_dropped() {
+    let net = Net::default();
+    let mem = Mem::new(&net, &addr(1).to_string());
+    let (a, driver) = Cluster::builder("a")
+        .unwrap()
+        .config(Config::local())
+        .seed(1)
+        .event_capacity(4)
+        .build(vec![mem as Arc<dyn Transport>], Arc::new(TokioRuntime::new()))
+        .unwrap();
+    tokio::spawn(driver.run());
+    let (b, _) = member(&net, "b", 2);
+    let lagging = a.events(); // never read
+    within("the join", b.join(&[addr(1)])).await.unwrap();
+    for i in 0..20 {
+        b.broadcast("t", format!("{i}").as_bytes()).unwrap();
+    }
+    assert!(eventually(|| a.metrics().dropped_events > 0).await, "the lagging stream dropped events");
+    let before = a.metrics().dropped_events;
+    drop(lagging);
+    // More events, so the member notices the stream is gone.
+    let _reader = a.events();
+    for i in 0..5 {
+        b.broadcast("u", format!("{i}").as_bytes()).unwrap();
+    }
+    assert!(eventually(|| a.metrics().stats.broadcasts_delivered >= 25).await, "a got every broadcast");
+    assert!(a.metrics().dropped_events >= before, "the counter went down: {} < {before}", a.metrics().dropped_events);
+    let text = a.metrics().to_prometheus();
+    assert!(text.contains("# TYPE shoal_dropped_events_total counter"), "{text}");
+    assert!(!text.contains("shoal_dropped_events "), "no gauge of that name any more");
+}
+
+#[test]
+fn cluster_errors_chain_to_their_cause_through_source() {
+    use std::error::Error as _;
+    let e = Cluster::builder("").expect_err("an empty name is refused");
+    assert!(matches!(e, ClusterError::InvalidName(_)));
+    let cause = e.source().expect("the invalid name is the cause");
+    assert_eq!(cause.to_string(), crate::NodeId::new("").unwrap_err().to_string());
+    let boxed: Box<dyn std::error::Error> = crate::NodeId::new("").unwrap_err().into();
+    assert!(!boxed.to_string().is_empty(), "`?` turns an invalid name into Box<dyn Error>");
+}
