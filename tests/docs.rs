@@ -51,7 +51,11 @@ fn the_readme_states_the_retransmit_count_the_code_computes() {
     let spelled = README.matches("log10(n+1)").count() + README.matches("log10(n + 1)").count();
     assert_eq!(spelled, README.matches(RETRANSMIT_FORMULA).count(), "README.md spells the count another way too");
     for lambda in 1..=16 {
-        let config = Config { retransmit_mult: lambda, ..Config::lan() };
+        let config = {
+            let mut c = Config::lan();
+            c.retransmit_mult = lambda;
+            c
+        };
         for n in (0..=2_000).chain([9_999, 10_000, 99_999, 100_000, 1_000_000]) {
             let expected = retransmit_formula(lambda, n as u64);
             assert_eq!(config.retransmit_limit(n), expected, "λ = {lambda}, n = {n}");

@@ -15,7 +15,12 @@ fn secs(s: u64) -> Duration {
 }
 
 fn encrypted_sim(nodes: usize, seed: u64) -> Simulation {
-    let node = Config { security: SecurityMode::Encrypted, label: "prod".into(), ..Config::local() };
+    let node = {
+        let mut c = Config::local();
+        c.security = SecurityMode::Encrypted;
+        c.label = "prod".into();
+        c
+    };
     Simulation::new(SimConfig { node, keyring: Some(Keyring::new(KEY_A)), ..SimConfig::lan(nodes, seed) })
 }
 
@@ -90,8 +95,13 @@ fn encryption_is_turned_on_in_a_running_cluster_without_downtime() {
 }
 
 fn node(name: &str, addr: u32, label: &str, key: [u8; 32]) -> Node<u32> {
-    let config = Config { security: SecurityMode::Encrypted, label: label.into(), ..Config::local() };
-    let mut n = Node::new(config, NodeId::new(name).unwrap(), addr, u64::from(addr), Instant::ZERO).unwrap();
+    let config = {
+        let mut c = Config::local();
+        c.security = SecurityMode::Encrypted;
+        c.label = label.into();
+        c
+    };
+    let mut n = Node::new(Instant::ZERO, config, NodeId::new(name).unwrap(), addr, u64::from(addr)).unwrap();
     n.set_keyring(Keyring::new(key), [addr as u8; 32]);
     n
 }
@@ -113,7 +123,7 @@ fn members_with_another_label_or_key_never_join() {
         let now = Instant::ZERO;
         let mut a = node("a", 1, "prod", KEY_A);
         let mut b = node("b", 2, label, key);
-        b.join(&[1], now).unwrap();
+        b.join(now, &[1]).unwrap();
         let results = deliver(&mut b, &mut a, now);
         assert_eq!(results, vec![Err(PacketError::Security(SecurityError::Unauthenticated))]);
         assert_eq!(a.members().count(), 0);
@@ -127,7 +137,7 @@ fn hostile_packets_are_dropped_counted_and_change_nothing() {
     let now = Instant::ZERO;
     let mut a = node("a", 1, "prod", KEY_A);
     let mut b = node("b", 2, "prod", KEY_A);
-    b.join(&[1], now).unwrap();
+    b.join(now, &[1]).unwrap();
     let join = b.poll_transmit().unwrap().bytes;
     assert_eq!(a.handle_packet(now, 2, &join), Ok(()));
     while a.poll_transmit().is_some() {}

@@ -117,7 +117,7 @@ fn push_pull_repairs_a_member_that_missed_the_gossip() {
     // Cut n9 off briefly: shorter than the minimum suspicion timeout (600 ms here), long enough for
     // the 8 retransmits of the change to be spent (gossip runs every 50 ms to 3 members).
     sim.partition((0..10).map(|i| u16::from(i == 9)).collect());
-    sim.with_node(2, |n, now| n.set_metadata(b"role=v2", now).unwrap());
+    sim.with_node(2, |n, now| n.set_metadata(b"role=v2").unwrap());
     sim.run_for(Duration::from_millis(300));
     assert!((0..9).all(|i| i == 2 || sim.node(i).unwrap().member(sim.name(2)).unwrap().meta.as_bytes() == b"role=v2"));
     assert!(sim.node(9).unwrap().member(sim.name(2)).unwrap().meta.is_empty(), "n9 missed it");
@@ -144,7 +144,12 @@ fn members_forgotten_during_a_long_partition_are_relearned_through_gossip_once_i
     // coverage: with the default λ = 4, a member misses every copy of the seed's news in a few runs
     // out of a hundred and, push-pull being off, has no other way to learn it; λ = 8 makes that
     // negligible.
-    let node = Config { push_pull_interval: Duration::ZERO, retransmit_mult: 8, ..Config::local() };
+    let node = {
+        let mut c = Config::local();
+        c.push_pull_interval = Duration::ZERO;
+        c.retransmit_mult = 8;
+        c
+    };
     let n = 12;
     let half = n / 2;
     let cfg = SimConfig { warm_start: false, node: node.clone(), ..SimConfig::lan(n, 9) };

@@ -79,7 +79,7 @@ impl Protocol {
         copy_into(&mut seed, bytes("seed"));
         let now = at(number("now").unwrap_or(0.0));
         let mut node =
-            Node::new(config, id, addr, u64::from_le_bytes(seed), now).map_err(|e| JsError::new(&e.to_string()))?;
+            Node::new(now, config, id, addr, u64::from_le_bytes(seed)).map_err(|e| JsError::new(&e.to_string()))?;
         if let Some(key) = key {
             let mut entropy = [0u8; 32];
             copy_into(&mut entropy, bytes("entropy"));
@@ -87,7 +87,7 @@ impl Protocol {
         }
         let meta = bytes("meta").unwrap_or_default();
         if !meta.is_empty() {
-            node.set_metadata(&meta, now).map_err(|e| JsError::new(&e.to_string()))?;
+            node.set_metadata(&meta).map_err(|e| JsError::new(&e.to_string()))?;
         }
         Ok(Protocol { node, sources: Vec::new() })
     }
@@ -100,7 +100,7 @@ impl Protocol {
             let a = Addr::parse(s).map_err(|e| JsError::new(&format!("invalid seed address \"{s}\": {e}")))?;
             parsed.push(a);
         }
-        self.node.join(&parsed, at(now)).map_err(|e| JsError::new(&e.to_string()))
+        self.node.join(at(now), &parsed).map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// Hands over a frame from the relay (`[len][source address][packet]`). False when the frame
@@ -250,7 +250,7 @@ impl Protocol {
     /// Replaces our metadata and announces it.
     #[wasm_bindgen(js_name = setMetadata)]
     pub fn set_metadata(&mut self, now: f64, meta: &[u8]) -> Result<(), JsError> {
-        self.node.set_metadata(meta, at(now)).map_err(|e| JsError::new(&e.to_string()))
+        self.node.set_metadata(meta).map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// Starts a graceful leave; [`Protocol::leave_disseminated`] says when it has been gossiped.
@@ -268,7 +268,7 @@ impl Protocol {
     /// link is down the member accuses nobody.
     #[wasm_bindgen(js_name = setLinkUp)]
     pub fn set_link_up(&mut self, now: f64, up: bool) {
-        self.node.set_link_up(up, at(now));
+        self.node.set_link_up(at(now), up);
     }
 
     /// The node's counters and gauges, in this order: members alive, suspect, failed and left;

@@ -20,6 +20,7 @@ pub use crate::security::SecurityMode;
 /// Which parts of Lifeguard are active. All on by default; switching them off reproduces plain SWIM
 /// with memberlist-style fixed suspicion timeouts, which the simulator uses as a baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lifeguard {
     /// Local health multiplier: a node that misses acks or nacks, or has to refute suspicions about
     /// itself, stretches its own probe interval and probe timeout (up to `awareness_max_multiplier`).
@@ -46,6 +47,7 @@ impl Lifeguard {
 
 /// Protocol configuration. See the module docs for how values scale with cluster size.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// Protocol period: time between two probes started by this node. Range 10 ms to 60 s.
     /// Shorter detects failures sooner and costs more packets (one ping and one ack per period).
@@ -116,6 +118,7 @@ pub struct Config {
 
 /// A configuration that cannot work, naming the field and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The offending field.
     pub field: &'static str,

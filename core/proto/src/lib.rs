@@ -15,9 +15,9 @@
 //! use shoal_core::{Config, Instant, Node, NodeId};
 //!
 //! let now = Instant::from_millis(0);
-//! let mut a: Node<u32> = Node::new(Config::local(), NodeId::new("a").unwrap(), 1, 7, now).unwrap();
-//! let mut b: Node<u32> = Node::new(Config::local(), NodeId::new("b").unwrap(), 2, 8, now).unwrap();
-//! b.join(&[1], now).unwrap();
+//! let mut a: Node<u32> = Node::new(now, Config::local(), NodeId::new("a").unwrap(), 1, 7).unwrap();
+//! let mut b: Node<u32> = Node::new(now, Config::local(), NodeId::new("b").unwrap(), 2, 8).unwrap();
+//! b.join(now, &[1]).unwrap();
 //! // Deliver b's join to a, and a's answer back to b (a real driver does this over sockets).
 //! let to_a = b.poll_transmit().unwrap();
 //! a.handle_packet(now, 2, &to_a.bytes).unwrap();

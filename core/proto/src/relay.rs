@@ -562,14 +562,14 @@ mod tests {
     fn push_pull_state_sent_to_a_relayed_member_fits_the_relay_frame_limit() {
         use crate::{Config, Instant, Node, NodeId};
         let me = Addr::udp("10.0.0.1:7946".parse().unwrap());
-        let mut node = Node::new(Config::lan(), NodeId::new("native").unwrap(), me, 1, Instant::ZERO).unwrap();
+        let mut node = Node::new(Instant::ZERO, Config::lan(), NodeId::new("native").unwrap(), me, 1).unwrap();
         let members = (0..5_000).map(|i| {
             let sa: SocketAddr = format!("10.1.{}.{}:7946", i / 250, i % 250).parse().unwrap();
             (NodeId::new(&format!("member-with-a-long-name-{i:05}")).unwrap(), Addr::udp(sa))
         });
-        node.assume_alive(members, Instant::ZERO);
+        node.assume_alive(Instant::ZERO, members);
         let browser = relay_addr("127.0.0.1:8080", "tab-1").unwrap();
-        node.join(&[browser, Addr::udp("10.0.0.2:7946".parse().unwrap())], Instant::ZERO).unwrap();
+        node.join(Instant::ZERO, &[browser, Addr::udp("10.0.0.2:7946".parse().unwrap())]).unwrap();
         let to_browser = node.poll_transmit().unwrap();
         let to_native = node.poll_transmit().unwrap();
         assert!(to_browser.reliable && to_browser.bytes.len() <= RELAYED_RELIABLE_LIMIT, "{}", to_browser.bytes.len());

@@ -3,6 +3,7 @@
 
 /// Cumulative counters since the node started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     pub packets_received: u64,
     pub bytes_received: u64,

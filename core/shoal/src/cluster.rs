@@ -215,7 +215,7 @@ impl ClusterBuilder {
         let now = runtime.now();
         // Its own hash seed, derived from the protocol's without touching the node's random stream.
         let outbox = Outbox::new(outbox_limits(&self.config), seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
-        let mut node = Node::new(self.config, self.name, advertise, seed, now).map_err(ClusterError::Config)?;
+        let mut node = Node::new(now, self.config, self.name, advertise, seed).map_err(ClusterError::Config)?;
         if let Some(keyring) = self.keyring {
             let mut entropy = [0u8; 32];
             for chunk in entropy.chunks_mut(8) {
@@ -224,7 +224,7 @@ impl ClusterBuilder {
             node.set_keyring(keyring, entropy);
         }
         if !self.meta.is_empty() {
-            node.set_metadata(&self.meta, now).map_err(ClusterError::Command)?;
+            node.set_metadata(&self.meta).map_err(ClusterError::Command)?;
         }
         let router = Router::new(transports);
         // On wasm32 nothing is Send and nothing needs to be: the Arc is shared within one thread.
@@ -389,7 +389,7 @@ impl Cluster {
     /// a member that failed to join still finds the cluster once a seed comes up.
     pub async fn join(&self, seeds: &[Addr]) -> Result<Addr, ClusterError> {
         let mut events = self.events();
-        self.command(|node, now| node.join(seeds, now))?.map_err(ClusterError::Command)?;
+        self.command(|node, now| node.join(now, seeds))?.map_err(ClusterError::Command)?;
         while let Some(event) = events.next().await {
             match event {
                 Event::JoinSucceeded { via } => return Ok(via),
@@ -500,7 +500,7 @@ impl Cluster {
 
     /// Replaces our metadata and announces it.
     pub fn set_metadata(&self, meta: &[u8]) -> Result<(), ClusterError> {
-        self.command(|n, now| n.set_metadata(meta, now))?.map_err(ClusterError::Command)
+        self.command(|n, _| n.set_metadata(meta))?.map_err(ClusterError::Command)
     }
 
     /// Tells the member whether its own link to the cluster is up: call with `false` when a
@@ -509,7 +509,7 @@ impl Cluster {
     /// implement [`Transport::watch_link`] (`shoal-websocket`'s) are wired to this when the member
     /// is built; call it yourself only for a link the plugins cannot see.
     pub fn set_link_up(&self, up: bool) -> Result<(), ClusterError> {
-        self.command(|n, now| n.set_link_up(up, now))
+        self.command(|n, now| n.set_link_up(now, up))
     }
 
     /// Adds a decryption key (step 1 of a rotation; see [`crate::Keyring`]). The member must have

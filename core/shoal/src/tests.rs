@@ -351,7 +351,11 @@ async fn shutdown_and_leave_report_their_own_reason_and_return_in_every_waiting_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_destination_cannot_starve_reliable_sends_to_healthy_ones() {
     let net = Net::default();
-    let config = Config { max_reliable_size: 1 << 20, ..Config::local() };
+    let config = {
+        let mut c = Config::local();
+        c.max_reliable_size = 1 << 20;
+        c
+    };
     let (a, mem, _) = member_with(&net, "a", 1, config);
     let (b, _) = member(&net, "b", 2);
     let seen = count_messages(&b);

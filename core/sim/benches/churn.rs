@@ -616,7 +616,7 @@ impl Run {
             if now.saturating_duration_since(Instant::ZERO) > self.crash_window {
                 self.peak_ratio = self.peak_ratio.max(table as f64 / bound as f64);
             }
-            fp_max = max_footprint(fp_max, fp);
+            fp_max = fp_max.peak(fp);
             let pp = self.probe_push_pull(c);
             if pp.records > bound + 1 {
                 self.record_violations += 1;
@@ -706,46 +706,6 @@ fn detection_allowance(config: &Config, n: usize) -> Duration {
     Duration::from_secs(30) + Duration::from_secs_f64(2.0 * max) + Duration::from_secs(10)
 }
 
-fn max_footprint(a: Footprint, b: Footprint) -> Footprint {
-    Footprint {
-        members: a.members.max(b.members),
-        suspicions: a.suspicions.max(b.suspicions),
-        timers: a.timers.max(b.timers),
-        indirect_probes: a.indirect_probes.max(b.indirect_probes),
-        membership_queue: a.membership_queue.max(b.membership_queue),
-        broadcast_queue: a.broadcast_queue.max(b.broadcast_queue),
-        outbox: a.outbox.max(b.outbox),
-        events: a.events.max(b.events),
-        meta_requests: a.meta_requests.max(b.meta_requests),
-        broadcast_origins: a.broadcast_origins.max(b.broadcast_origins),
-        broadcast_holes: a.broadcast_holes.max(b.broadcast_holes),
-        broadcast_forgotten: a.broadcast_forgotten.max(b.broadcast_forgotten),
-        broadcast_log: a.broadcast_log.max(b.broadcast_log),
-        reliable_pending: a.reliable_pending.max(b.reliable_pending),
-        reliable_senders: a.reliable_senders.max(b.reliable_senders),
-    }
-}
-
-fn footprint_fields(f: &Footprint) -> [(&'static str, usize); 15] {
-    [
-        ("members", f.members),
-        ("suspicions", f.suspicions),
-        ("timers", f.timers),
-        ("indirect_probes", f.indirect_probes),
-        ("membership_queue", f.membership_queue),
-        ("broadcast_queue", f.broadcast_queue),
-        ("outbox", f.outbox),
-        ("events", f.events),
-        ("meta_requests", f.meta_requests),
-        ("broadcast_origins", f.broadcast_origins),
-        ("broadcast_holes", f.broadcast_holes),
-        ("broadcast_forgotten", f.broadcast_forgotten),
-        ("broadcast_log", f.broadcast_log),
-        ("reliable_pending", f.reliable_pending),
-        ("reliable_senders", f.reliable_senders),
-    ]
-}
-
 fn check(ok: bool, what: &str, detail: String, failures: &mut u32) {
     println!("{} {what}: {detail}", if ok { "PASS" } else { "FAIL" });
     if !ok {
@@ -758,7 +718,11 @@ fn run_one(label: &'static str, shape: Shape, extras: Extras) -> u32 {
     let target = shape.target;
     let config = match label {
         "lan" => Config::lan(),
-        "short" => Config { dead_member_reap_time: Duration::from_secs(60), ..Config::lan() },
+        "short" => {
+            let mut c = Config::lan();
+            c.dead_member_reap_time = Duration::from_secs(60);
+            c
+        }
         other => panic!("unknown configuration {other} (lan, short)"),
     };
     let reap = config.dead_member_reap_time;
@@ -876,7 +840,7 @@ fn run_one(label: &'static str, shape: Shape, extras: Extras) -> u32 {
             s.push_pull.bytes,
             s.slots,
             s.rss_mib,
-            footprint_fields(&s.footprint).iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            s.footprint.fields().iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
         );
     }
 
@@ -968,9 +932,8 @@ fn run_one(label: &'static str, shape: Shape, extras: Extras) -> u32 {
     );
     if let [a, b, c] = run.snapshots.as_slice() {
         let mut grown = Vec::new();
-        for ((name, x), ((_, y), (_, z))) in footprint_fields(&a.footprint)
-            .into_iter()
-            .zip(footprint_fields(&b.footprint).into_iter().zip(footprint_fields(&c.footprint)))
+        for ((name, x), ((_, y), (_, z))) in
+            a.footprint.fields().into_iter().zip(b.footprint.fields().into_iter().zip(c.footprint.fields()))
         {
             // The forgotten broadcast lives fill their fixed table (core's `ledger::MAX_FORGOTTEN`)
             // and stay there: bounded by a constant, not by the members seen. Checked on its own below.

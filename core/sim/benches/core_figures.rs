@@ -109,10 +109,10 @@ fn broadcast() {
 /// A node that knows `members` others, and a full packet of piggybacked alive updates about them.
 fn packet_fixture(members: usize) -> (Node<u32>, Vec<u8>) {
     let config = Config::lan();
-    let mut node = Node::new(config.clone(), NodeId::new("me").unwrap(), 0, 1, Instant::ZERO).unwrap();
+    let mut node = Node::new(Instant::ZERO, config.clone(), NodeId::new("me").unwrap(), 0, 1).unwrap();
     let ids: Vec<(NodeId, u32)> =
         (1..=members).map(|i| (NodeId::new(&format!("member-{i:05}")).unwrap(), i as u32)).collect();
-    node.assume_alive(ids.iter().cloned(), Instant::ZERO);
+    node.assume_alive(Instant::ZERO, ids.iter().cloned());
     let mut w = Writer::with_capacity(config.max_packet_size);
     begin_packet(&mut w, PROTOCOL_VERSION);
     Message::<u32>::Ping(Ping { seq: 7, target: NodeId::new("me").unwrap(), source: ids[0].0.clone() }).encode(&mut w);
@@ -160,7 +160,7 @@ fn packet() {
     // queued for re-gossip and reported as an event.
     let mut fresh = Vec::new();
     for _ in 0..2_000 {
-        let mut n: Node<u32> = Node::new(Config::lan(), NodeId::new("me").unwrap(), 0, 1, Instant::ZERO).unwrap();
+        let mut n: Node<u32> = Node::new(Instant::ZERO, Config::lan(), NodeId::new("me").unwrap(), 0, 1).unwrap();
         let t = Wall::now();
         n.handle_packet(now, 1, black_box(&bytes)).unwrap();
         while let Some(tx) = n.poll_transmit() {
@@ -184,8 +184,13 @@ fn crypto() {
     let payload = vec![0x5a; 1_300];
     let make = |name: &str, addr: u32, secure: bool| {
         let security = if secure { SecurityMode::Encrypted } else { SecurityMode::Plaintext };
-        let config = Config { security, label: "bench".into(), ..Config::lan() };
-        let mut n: Node<u32> = Node::new(config, NodeId::new(name).unwrap(), addr, 1, Instant::ZERO).unwrap();
+        let config = {
+            let mut c = Config::lan();
+            c.security = security;
+            c.label = "bench".into();
+            c
+        };
+        let mut n: Node<u32> = Node::new(Instant::ZERO, config, NodeId::new(name).unwrap(), addr, 1).unwrap();
         if secure {
             n.set_keyring(Keyring::new([3; 32]), [addr as u8; 32]);
         }

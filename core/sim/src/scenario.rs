@@ -120,7 +120,8 @@ pub fn false_positives(
     duration: Duration,
     seed: u64,
 ) -> FalsePositiveReport {
-    let node = Config { lifeguard, ..preset };
+    let mut node = preset;
+    node.lifeguard = lifeguard;
     let link = LinkModel { loss, ..LinkModel::LAN };
     let mut sim = Simulation::new(SimConfig { node, link, ..SimConfig::lan(nodes, seed) });
     let count = libm::round(nodes as f64 * share) as usize;

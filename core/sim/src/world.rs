@@ -188,7 +188,7 @@ impl Simulation {
             for i in (0..n).filter(|i| !later.contains(i)) {
                 let mut node = sim.fresh_node(i);
                 node.reserve_members(n);
-                node.assume_alive(everyone.iter().cloned(), Instant::ZERO);
+                node.assume_alive(Instant::ZERO, everyone.iter().cloned());
                 // As if they had joined through the first three members, like a real deployment.
                 node.remember_seeds(&[0, 1, 2]);
                 sim.nodes[i].node = Some(node);
@@ -209,7 +209,7 @@ impl Simulation {
         let seed = self.rng.random();
         let id = self.nodes[i].id.clone();
         let config = self.config.config_of(i).clone();
-        let mut node = Node::new(config, id, i as u32, seed, self.now).expect("simulation config must be valid");
+        let mut node = Node::new(self.now, config, id, i as u32, seed).expect("simulation config must be valid");
         if let Some(keyring) = &self.config.keyring {
             node.set_keyring(keyring.clone(), self.rng.random());
         }
@@ -399,7 +399,7 @@ impl Simulation {
         let seeds: Vec<u32> = seeds.iter().copied().filter(|&s| s as usize != i).collect();
         if let Some(node) = self.nodes[i].node.as_mut() {
             if !seeds.is_empty() {
-                let _ = node.join(&seeds, self.now);
+                let _ = node.join(self.now, &seeds);
             }
         }
         self.after_input(i);

@@ -30,7 +30,12 @@ pub async fn member_with(name: &str, seed: u64, config: Config) -> Cluster {
 pub async fn encrypted_member(name: &str, seed: u64, label: &str, key: [u8; 32]) -> Cluster {
     let (udp, tcp) = udp_and_tcp().await;
     let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
-    let config = Config { security: shoal_core::SecurityMode::Encrypted, label: label.into(), ..Config::local() };
+    let config = {
+        let mut c = Config::local();
+        c.security = shoal_core::SecurityMode::Encrypted;
+        c.label = label.into();
+        c
+    };
     Cluster::builder(name)
         .unwrap()
         .config(config)

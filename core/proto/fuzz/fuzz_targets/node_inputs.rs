@@ -347,13 +347,13 @@ impl Harness {
         let mut nodes: Vec<Node<u32>> = (0..NODES)
             .map(|i| {
                 let id = NodeId::new(POOL[i]).unwrap();
-                Node::new(Config::local(), id, i as u32, 0x5eed_0000 + i as u64, now).expect("valid config")
+                Node::new(now, Config::local(), id, i as u32, 0x5eed_0000 + i as u64).expect("valid config")
             })
             .collect();
         if warm_start {
             for (i, node) in nodes.iter_mut().enumerate() {
                 let others = (0..NODES).filter(|&j| j != i).map(|j| (NodeId::new(POOL[j]).unwrap(), j as u32));
-                node.assume_alive(others, now);
+                node.assume_alive(now, others);
             }
         }
         let mut h = Harness {
@@ -481,7 +481,7 @@ impl Harness {
                 let i = node(*n);
                 let seeds: Vec<u32> = seeds.iter().map(Addr::get).collect();
                 let now = self.now;
-                let _ = self.nodes[i].join(&seeds, now);
+                let _ = self.nodes[i].join(now, &seeds);
                 self.check(i);
             }
             Op::Broadcast { node: n, topic, payload, key } => {
@@ -509,7 +509,7 @@ impl Harness {
                     }
                 };
                 let now = self.now;
-                let _ = self.nodes[i].set_metadata(&bytes, now);
+                let _ = self.nodes[i].set_metadata(&bytes);
                 self.check(i);
             }
             Op::Leave { node: n } => {

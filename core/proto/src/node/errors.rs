@@ -9,6 +9,7 @@ use crate::wire::{DecodeError, MAX_TOPIC_LEN};
 
 /// Why a command was refused. No state changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommandError {
     /// The caller named a member this node does not know (or that is dead or left).
     UnknownMember(NodeId),
@@ -41,6 +42,7 @@ impl std::error::Error for CommandError {}
 
 /// Why an incoming packet was dropped (already counted in [`Stats`]; no state changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PacketError {
     /// The packet is malformed or from an incompatible version: the sender's fault.
     Decode(DecodeError),

@@ -7,6 +7,7 @@ use crate::identity::Address;
 /// Sizes of a node's internal queues and tables, for leak checks and metrics (see
 /// [`Node::footprint`]). Each is bounded by the configuration and the cluster size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Footprint {
     /// Known members in any state (bounded by reaping).
     pub members: usize,
@@ -31,6 +32,52 @@ pub struct Footprint {
     /// Reliable messages waiting for an acknowledgement, and senders remembered for de-duplication.
     pub reliable_pending: usize,
     pub reliable_senders: usize,
+}
+
+impl Footprint {
+    /// Every size with its name, in declaration order: for metrics, reports and leak checks that
+    /// treat the sizes alike.
+    pub fn fields(&self) -> [(&'static str, usize); 15] {
+        [
+            ("members", self.members),
+            ("suspicions", self.suspicions),
+            ("timers", self.timers),
+            ("indirect_probes", self.indirect_probes),
+            ("membership_queue", self.membership_queue),
+            ("broadcast_queue", self.broadcast_queue),
+            ("outbox", self.outbox),
+            ("events", self.events),
+            ("meta_requests", self.meta_requests),
+            ("broadcast_origins", self.broadcast_origins),
+            ("broadcast_holes", self.broadcast_holes),
+            ("broadcast_forgotten", self.broadcast_forgotten),
+            ("broadcast_log", self.broadcast_log),
+            ("reliable_pending", self.reliable_pending),
+            ("reliable_senders", self.reliable_senders),
+        ]
+    }
+
+    /// The larger of each size in `self` and `other`. Call it on every sample to keep the peaks of
+    /// a run.
+    pub fn peak(self, other: Footprint) -> Footprint {
+        Footprint {
+            members: self.members.max(other.members),
+            suspicions: self.suspicions.max(other.suspicions),
+            timers: self.timers.max(other.timers),
+            indirect_probes: self.indirect_probes.max(other.indirect_probes),
+            membership_queue: self.membership_queue.max(other.membership_queue),
+            broadcast_queue: self.broadcast_queue.max(other.broadcast_queue),
+            outbox: self.outbox.max(other.outbox),
+            events: self.events.max(other.events),
+            meta_requests: self.meta_requests.max(other.meta_requests),
+            broadcast_origins: self.broadcast_origins.max(other.broadcast_origins),
+            broadcast_holes: self.broadcast_holes.max(other.broadcast_holes),
+            broadcast_forgotten: self.broadcast_forgotten.max(other.broadcast_forgotten),
+            broadcast_log: self.broadcast_log.max(other.broadcast_log),
+            reliable_pending: self.reliable_pending.max(other.reliable_pending),
+            reliable_senders: self.reliable_senders.max(other.reliable_senders),
+        }
+    }
 }
 
 impl<A: Address> Node<A> {

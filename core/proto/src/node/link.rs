@@ -54,7 +54,7 @@ impl<A: Address> Node<A> {
     /// transport knows the member reaches nobody (a relayed member whose relay connection
     /// dropped), and with `true` once it is connected again. Calls that change nothing are
     /// ignored. See the `link` module docs for what changes while it is down.
-    pub fn set_link_up(&mut self, up: bool, now: Instant) {
+    pub fn set_link_up(&mut self, now: Instant, up: bool) {
         self.now = self.now.max(now);
         match (up, self.link.down_since) {
             (false, None) => {

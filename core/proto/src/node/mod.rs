@@ -15,6 +15,10 @@
 //! After *every* input, drain both queues before sleeping: an input may schedule an earlier deadline.
 //! Calling `handle_timeout` early or twice is harmless.
 //!
+//! Every call that needs the time takes `now` as its first argument ([`Node::new`],
+//! [`Node::handle_packet`], [`Node::handle_timeout`], [`Node::join`], [`Node::leave`],
+//! [`Node::set_link_up`], [`Node::assume_alive`]); the others need none.
+//!
 //! Randomness comes from the `seed` given to [`Node::new`]: the same seed and the same inputs always
 //! produce the same outputs, which is what makes the simulator deterministic. Drivers seed it from the
 //! operating system's CSPRNG.
@@ -71,6 +75,7 @@ const LEAVE_FANOUT: usize = 8;
 
 /// What a packet is for; drivers and the simulator use it for metrics and visualisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TransmitKind {
     Ping,
     Ack,
@@ -264,7 +269,7 @@ impl<A: Address> Node<A> {
     /// Creates a node named `id`, reachable at `addr`, alone in its cluster until [`Node::join`].
     /// `seed` drives every random choice (probe order, gossip targets, jitter); give each node a
     /// different one from a CSPRNG in production, or a fixed one in tests for reproducibility.
-    pub fn new(config: Config, id: NodeId, addr: A, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+    pub fn new(now: Instant, config: Config, id: NodeId, addr: A, seed: u64) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut rng = SmallRng::seed_from_u64(seed);
         let hash_seed: u64 = rng.random();
@@ -591,7 +596,7 @@ impl<A: Address> Node<A> {
     /// incarnation 0, without events or gossip. Members already known are left as they are. The node
     /// counts as a member from the start: it expects every broadcast of the lives it hears of, from
     /// the first.
-    pub fn assume_alive(&mut self, members: impl IntoIterator<Item = (NodeId, A)>, now: Instant) {
+    pub fn assume_alive(&mut self, now: Instant, members: impl IntoIterator<Item = (NodeId, A)>) {
         for (id, addr) in members {
             if id == self.local.id || self.members.get(&id).is_some() {
                 continue;
@@ -624,7 +629,7 @@ impl<A: Address> Node<A> {
     /// Sets our metadata and announces it under a new incarnation. Metadata up to `max_gossip_meta`
     /// bytes rides in gossip; larger metadata (up to `max_meta_size`) is fetched by each member over a
     /// reliable exchange.
-    pub fn set_metadata(&mut self, meta: &[u8], _now: Instant) -> Result<(), CommandError> {
+    pub fn set_metadata(&mut self, meta: &[u8]) -> Result<(), CommandError> {
         if meta.len() > self.config.max_meta_size {
             return Err(CommandError::TooLarge { size: meta.len(), max: self.config.max_meta_size });
         }
@@ -765,7 +770,7 @@ impl<A: Address> Node<A> {
     /// [`Event::JoinSucceeded`] when the first answers, or [`Event::JoinFailed`] after `join_timeout`.
     /// The seeds are remembered and re-announced to periodically, so a cluster that forms later, or
     /// splits and heals, is found again without another call.
-    pub fn join(&mut self, seeds: &[A], now: Instant) -> Result<(), CommandError> {
+    pub fn join(&mut self, now: Instant, seeds: &[A]) -> Result<(), CommandError> {
         self.start_join(seeds, now)
     }
 

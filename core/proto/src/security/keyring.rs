@@ -15,6 +15,7 @@ pub type Key = [u8; 32];
 
 /// Why a keyring operation was refused. Nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyringError {
     /// The key is not installed.
     UnknownKey,

@@ -72,6 +72,7 @@ impl SecurityMode {
 /// Why an incoming packet was refused by the security layer. Always the sender's (or an attacker's)
 /// fault; nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecurityError {
     /// An encrypted packet arrived but this member has no keyring.
     NoKeyring,
@@ -102,6 +103,7 @@ impl std::error::Error for SecurityError {}
 
 /// Counters of the security layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SecurityStats {
     pub encrypted_sent: u64,
     pub decrypted: u64,

@@ -8,6 +8,7 @@ use core::fmt;
 /// Why a packet or frame could not be decoded. Decoding errors are always the sender's fault (or the
 /// network's); the receiver's state is never changed by a packet that fails to decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input ended in the middle of a field.
     Truncated,

@@ -146,12 +146,11 @@ impl Scenario {
     }
 
     fn preset_config(&self, p: Preset) -> Config {
-        let c = p.config();
+        let mut c = p.config();
         if self.push_pull_off {
-            Config { push_pull_interval: Duration::ZERO, ..c }
-        } else {
-            c
+            c.push_pull_interval = Duration::ZERO;
         }
+        c
     }
 
     /// The shortest probe interval in use (what the network must keep up with).

@@ -105,7 +105,7 @@ fn a_keyed_value_reaches_a_member_that_joins_later_and_old_events_do_not() {
     c.advance(1_000);
     let late = c.add(Config::local());
     let now = c.now;
-    c.nodes[late as usize].join(&[0], now).unwrap();
+    c.nodes[late as usize].join(now, &[0]).unwrap();
     let got = c.advance_until(10_000, |c| !broadcasts_received(c, late, "cursor").is_empty());
     assert!(got, "the joiner receives the current state");
     c.advance(5_000);

@@ -10,14 +10,13 @@ fn metadata_too_large_for_gossip_learned_by_push_pull_still_spreads_by_gossip() 
     let config = Config { push_pull_interval: Duration::ZERO, ..Config::local() };
     let mut c = Cluster::formed(3, config.clone());
     let big = vec![b'm'; config.max_gossip_meta + 100];
-    let now = c.now;
-    c.nodes[2].set_metadata(&big, now).unwrap();
+    c.nodes[2].set_metadata(&big).unwrap();
     // Member 1 learns the new record only through a push-pull with member 2.
     c.blocked.insert((2, 1));
     c.deliver_all();
     c.blocked.clear();
     let now = c.now;
-    c.nodes[1].join(&[2], now).unwrap();
+    c.nodes[1].join(now, &[2]).unwrap();
     c.deliver_all();
     let incarnation = c.node(2).incarnation();
     assert_eq!(c.node(1).member(&id("c")).map(|m| m.incarnation), Some(incarnation));
@@ -78,7 +77,7 @@ fn a_member_that_missed_a_restart_learns_of_it_when_the_restarted_member_probes_
     c.drop_rule =
         Some(Box::new(|from, t: &Transmit<u32>| from == 2 && t.to == 0 && t.kind != TransmitKind::Ping && !t.reliable));
     let now = c.now;
-    c.nodes[2].join(&[1], now).unwrap();
+    c.nodes[2].join(now, &[1]).unwrap();
     let back = c.advance_until(20_000, |c| c.node(0).member(&id("c")).is_some_and(|m| m.state.is_live()));
     c.drop_rule = None;
     assert!(back, "a learns c is back from c's own record");
@@ -99,7 +98,7 @@ fn a_restarted_member_is_told_of_the_departure_it_must_refute_when_it_announces_
     }
     let now = c.now;
     for i in 1..4 {
-        c.nodes[i].join(&[0], now).unwrap();
+        c.nodes[i].join(now, &[0]).unwrap();
         c.deliver_all();
     }
     c.advance(3_000);
@@ -119,7 +118,7 @@ fn a_restarted_member_is_told_of_the_departure_it_must_refute_when_it_announces_
     c.drop_rule =
         Some(Box::new(|from, t: &Transmit<u32>| t.reliable && (from == 2) != (t.to == 2) && (from < 2 || t.to < 2)));
     let now = c.now;
-    c.nodes[2].join(&[3], now).unwrap();
+    c.nodes[2].join(now, &[3]).unwrap();
     let bound = config.probe_interval + config.gossip_interval * 15;
     let back = c.advance_until(bound.as_millis() as u64, |c| {
         (0..4u32).filter(|&i| i != 2).all(|i| c.node(i).member(&id("c")).is_some_and(|m| m.state == MemberState::Alive))
@@ -155,7 +154,7 @@ fn a_member_with_a_broadcast_hole_asks_for_it_before_shorter_lived_logs_forget_i
     c.add(long.clone());
     let now = c.now;
     for i in 1..3 {
-        c.nodes[i].join(&[0], now).unwrap();
+        c.nodes[i].join(now, &[0]).unwrap();
         c.deliver_all();
     }
     c.advance(2_000);
@@ -326,7 +325,7 @@ fn a_join_call_made_once_already_a_member_completes_only_when_one_of_its_seeds_a
         c.add(Config::local());
     }
     let now = c.now;
-    c.nodes[1].join(&[0], now).unwrap();
+    c.nodes[1].join(now, &[0]).unwrap();
     c.collect();
     let (from, ask, _) = c.in_flight.pop_front().expect("member 1 asks member 0");
     assert_eq!((from, ask.to, ask.kind), (1, 0, TransmitKind::PushPull));
@@ -334,7 +333,7 @@ fn a_join_call_made_once_already_a_member_completes_only_when_one_of_its_seeds_a
     assert!(c.node(0).is_joined(), "member 0 was found by member 1");
     // Member 0 answers member 1 and asks it back; its join through member 2 goes out after that,
     // so member 1's answer arrives first.
-    c.nodes[0].join(&[2], now).unwrap();
+    c.nodes[0].join(now, &[2]).unwrap();
     c.deliver_all();
     let joins: Vec<_> = c.events(0).iter().filter(|e| matches!(e, Event::JoinSucceeded { .. })).collect();
     assert_eq!(joins, [&Event::JoinSucceeded { via: 2 }], "the join names the seed it asked");

@@ -10,8 +10,7 @@ fn a_flood_of_record_requests_from_one_address_is_answered_once_per_probe_interv
     let config = Config::local();
     let mut c = Cluster::formed(2, config.clone());
     let meta = vec![b'm'; 1_000];
-    let now = c.now;
-    c.nodes[0].set_metadata(&meta, now).unwrap();
+    c.nodes[0].set_metadata(&meta).unwrap();
     c.deliver_all();
     let request = |from: &str| {
         let mut w = Writer::default();

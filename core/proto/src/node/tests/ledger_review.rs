@@ -204,7 +204,7 @@ fn a_restarted_member_is_not_handed_its_previous_lifes_broadcasts() {
     c.crash(2);
     c.restart(2, "c", config.clone());
     let now = c.now;
-    c.nodes[2].join(&[0], now).unwrap();
+    c.nodes[2].join(now, &[0]).unwrap();
     c.advance(10_000);
     let own = c.count(2, |e| matches!(e, Event::Message { from, .. } if *from == id("c")));
     assert_eq!(own, 0, "c was handed {own} of its previous life's broadcasts");
@@ -270,7 +270,7 @@ fn an_origin_restarted_four_times_within_retention_leaves_no_phantom_holes() {
         c.advance(4_000);
         c.restart(2, "c", config.clone());
         let now = c.now;
-        c.nodes[2].join(&[0], now).unwrap();
+        c.nodes[2].join(now, &[0]).unwrap();
         c.advance(1_000);
         c.nodes[2].broadcast("event", &[b'0' + life], None).unwrap();
         c.advance(1_000);

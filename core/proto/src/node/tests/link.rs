@@ -31,11 +31,11 @@ fn a_member_whose_relay_link_drops_for_3_s_accuses_nobody_and_converges_within_2
         c.clear_events();
         cut_off(&mut c, 0);
         let now = c.now;
-        c.nodes[0].set_link_up(false, now);
+        c.nodes[0].set_link_up(now, false);
         c.advance(3_000);
         c.blocked.clear();
         let now = c.now;
-        c.nodes[0].set_link_up(true, now);
+        c.nodes[0].set_link_up(now, true);
         let converged = c.advance_until(2_000, all_alive_everywhere);
         c.advance(10_000);
         assert_eq!(accusations_by(&c, 0), [], "shift {seed_shift}: the member cut off accused others");
@@ -75,7 +75,7 @@ fn members_cut_off_by_one_relay_outage_do_not_accuse_each_other_when_they_come_b
         for &i in &relayed {
             cut_off(&mut c, i);
             let now = c.now;
-            c.nodes[i as usize].set_link_up(false, now);
+            c.nodes[i as usize].set_link_up(now, false);
         }
         c.advance(3_000);
         // Back at 3 s, 4.5 s and 8 s: the last one 5 s after the first, the longest a reconnect
@@ -86,7 +86,7 @@ fn members_cut_off_by_one_relay_outage_do_not_accuse_each_other_when_they_come_b
             out.retain(|&o| o != i);
             plug_back(&mut c, i, &out);
             let now = c.now;
-            c.nodes[i as usize].set_link_up(true, now);
+            c.nodes[i as usize].set_link_up(now, true);
         }
         let converged = c.advance_until(2_000, all_alive_everywhere);
         c.advance(10_000);
@@ -116,12 +116,12 @@ fn a_suspicion_held_when_the_link_drops_is_not_settled_until_the_link_is_back_an
     assert!(c.advance_until(10_000, |c| c.events(0).iter().any(|e| matches!(e, Event::Suspected { .. }))));
     cut_off(&mut c, 0);
     let now = c.now;
-    c.nodes[0].set_link_up(false, now);
+    c.nodes[0].set_link_up(now, false);
     c.advance(30_000);
     assert!(!c.events(0).iter().any(|e| matches!(e, Event::Failed { .. })), "declared while its link was down");
     c.blocked.clear();
     let now = c.now;
-    c.nodes[0].set_link_up(true, now);
+    c.nodes[0].set_link_up(now, true);
     // Back: the crash is real, so it is declared (by n0 or learned from the others) soon after.
     let declared = c.advance_until(config.probe_interval.as_millis() as u64 + 5_000, |c| {
         c.node(0).member(&id(&name_of(3))).is_some_and(|m| m.state == MemberState::Dead)
@@ -190,7 +190,7 @@ fn a_member_that_learns_from_a_push_pull_that_it_is_suspected_refutes_at_once() 
     c.clear_events();
     cut_off(&mut c, 2);
     let now = c.now;
-    c.nodes[2].set_link_up(false, now);
+    c.nodes[2].set_link_up(now, false);
     let suspected = c.advance_until(10_000, |c| {
         (0..2u32).all(|i| c.node(i).member(&id("c")).is_some_and(|m| m.state == MemberState::Suspect))
     });
@@ -198,7 +198,7 @@ fn a_member_that_learns_from_a_push_pull_that_it_is_suspected_refutes_at_once() 
     plug_back(&mut c, 2, &[]);
     let now = c.now;
     let before = c.log.len();
-    c.nodes[2].set_link_up(true, now);
+    c.nodes[2].set_link_up(now, true);
     c.deliver_all();
     let pushed = c.log[before..].iter().filter(|s| s.from == 2 && s.kind == TransmitKind::PushPull).count();
     assert_eq!(pushed, 1, "c asked for a push-pull when its link came back");

@@ -113,7 +113,7 @@ impl Cluster {
     /// A new node at the next address with the given name.
     fn add_named(&mut self, name: &str, config: Config) -> u32 {
         let addr = self.nodes.len() as u32;
-        let node = Node::new(config, id(name), addr, seed_of(addr, 0), self.now).unwrap();
+        let node = Node::new(self.now, config, id(name), addr, seed_of(addr, 0)).unwrap();
         self.nodes.push(node);
         self.events.push(Vec::new());
         addr
@@ -127,7 +127,7 @@ impl Cluster {
         }
         let now = c.now;
         for i in 1..n {
-            c.nodes[i].join(&[0], now).unwrap();
+            c.nodes[i].join(now, &[0]).unwrap();
             c.deliver_all();
         }
         c
@@ -187,7 +187,7 @@ impl Cluster {
     /// Replaces a crashed node by a fresh process at the same address, running from now on.
     fn restart(&mut self, i: u32, name: &str, config: Config) {
         self.generation += 1;
-        let node = Node::new(config, id(name), i, seed_of(i, self.generation), self.now).unwrap();
+        let node = Node::new(self.now, config, id(name), i, seed_of(i, self.generation)).unwrap();
         self.nodes[i as usize] = node;
         self.events[i as usize].clear();
         self.down.remove(&i);
@@ -361,7 +361,7 @@ fn join_reports_failure_when_no_seed_answers() {
     c.crash(0);
 
     let now = c.now;
-    c.nodes[1].join(&[0], now).unwrap();
+    c.nodes[1].join(now, &[0]).unwrap();
     c.advance(join_timeout.as_millis() as u64 - 1);
     assert_eq!(c.count(1, |e| matches!(e, Event::JoinFailed { .. })), 0, "no failure before join_timeout");
     c.advance(2);
@@ -371,8 +371,8 @@ fn join_reports_failure_when_no_seed_answers() {
 
     // Nothing to join through: refused without side effects.
     let now = c.now;
-    assert_eq!(c.nodes[1].join(&[], now), Err(CommandError::NoSeeds));
-    assert_eq!(c.nodes[1].join(&[1], now), Err(CommandError::NoSeeds), "only ourselves");
+    assert_eq!(c.nodes[1].join(now, &[]), Err(CommandError::NoSeeds));
+    assert_eq!(c.nodes[1].join(now, &[1]), Err(CommandError::NoSeeds), "only ourselves");
     assert!(c.nodes[1].poll_transmit().is_none());
 
     // The seed comes up later: re-announcing finds it without another join call.
@@ -513,8 +513,8 @@ fn the_buddy_system_tells_a_suspect_directly() {
     for buddy in [true, false] {
         let config = Config { lifeguard: Lifeguard { buddy_system: buddy, ..Lifeguard::ON }, ..Config::local() };
         let mut now = Instant::from_millis(0);
-        let mut a: Node<u32> = Node::new(config, id("a"), 0, 11, now).unwrap();
-        a.assume_alive([(id("b"), 1), (id("c"), 2)], now);
+        let mut a: Node<u32> = Node::new(now, config, id("a"), 0, 11).unwrap();
+        a.assume_alive(now, [(id("b"), 1), (id("c"), 2)]);
         let mut w = Writer::default();
         begin_packet(&mut w, PROTOCOL_VERSION);
         Message::<u32>::Suspect { id: id("c"), incarnation: 0, from: id("b") }.encode(&mut w);
@@ -621,8 +621,7 @@ fn a_restarted_member_declared_dead_takes_over_with_a_higher_incarnation() {
     let config = Config::local();
     let mut c = Cluster::formed(4, config.clone());
     let d = id("d");
-    let now = c.now;
-    c.nodes[3].set_metadata(b"first life", now).unwrap();
+    c.nodes[3].set_metadata(b"first life").unwrap();
     c.advance(1_000);
     for i in 0..3u32 {
         assert_eq!(c.node(i).member(&d).unwrap().incarnation, 1);
@@ -638,7 +637,7 @@ fn a_restarted_member_declared_dead_takes_over_with_a_higher_incarnation() {
     c.restart(3, "d", config);
     assert_eq!(c.node(3).incarnation(), 0);
     let now = c.now;
-    c.nodes[3].join(&[0], now).unwrap();
+    c.nodes[3].join(now, &[0]).unwrap();
     let back = c.advance_until(5_000, |c| {
         (0..3u32).all(|i| c.node(i).member(&d).is_some_and(|m| m.state == MemberState::Alive))
     });
@@ -685,7 +684,7 @@ fn a_member_that_left_and_restarts_under_the_same_name_rejoins() {
 
     c.restart(3, "d", config);
     let now = c.now;
-    c.nodes[3].join(&[0], now).unwrap();
+    c.nodes[3].join(now, &[0]).unwrap();
     let back = c.advance_until(5_000, |c| {
         (0..3u32).all(|i| c.node(i).member(&d).is_some_and(|m| m.state == MemberState::Alive))
     });
@@ -740,8 +739,8 @@ fn a_healed_partition_merges_back_without_operator_action() {
 fn a_reaped_member_is_relearned_from_the_same_alive_record_it_was_first_learned_from() {
     let config = Config { push_pull_interval: Duration::ZERO, ..Config::local() };
     let mut now = Instant::from_millis(0);
-    let mut a: Node<u32> = Node::new(config.clone(), id("a"), 0, 11, now).unwrap();
-    a.assume_alive([(id("b"), 1)], now);
+    let mut a: Node<u32> = Node::new(now, config.clone(), id("a"), 0, 11).unwrap();
+    a.assume_alive(now, [(id("b"), 1)]);
     let packet = |m: Message<u32>| {
         let mut w = Writer::default();
         begin_packet(&mut w, PROTOCOL_VERSION);
@@ -793,7 +792,7 @@ fn an_alive_claim_from_another_address_for_a_live_name_is_reported_not_accepted(
     let impostor = c.add_named("b", config);
     assert_eq!(impostor, 3);
     let now = c.now;
-    c.nodes[3].join(&[0], now).unwrap();
+    c.nodes[3].join(now, &[0]).unwrap();
     c.advance(3_000);
 
     for i in [0u32, 2] {
@@ -906,7 +905,7 @@ fn a_member_that_left_or_knows_nobody_builds_no_farewell() {
     assert_eq!(c.nodes[2].farewell(8).len(), 2);
     c.nodes[2].leave(now);
     assert!(c.nodes[2].farewell(8).is_empty(), "leaving: the leave itself is under way");
-    let mut alone: Node<u32> = Node::new(Config::local(), id("alone"), 7, 7, now).unwrap();
+    let mut alone: Node<u32> = Node::new(now, Config::local(), id("alone"), 7, 7).unwrap();
     assert!(alone.farewell(8).is_empty());
 }
 
@@ -1024,8 +1023,7 @@ fn large_metadata_reaches_members_through_a_reliable_fetch() {
     let max = c.node(0).config().max_packet_size;
     let meta: Vec<u8> = (0..4_096u32).map(|i| (i % 251) as u8).collect();
     let b = id("b");
-    let now = c.now;
-    c.nodes[1].set_metadata(&meta, now).unwrap();
+    c.nodes[1].set_metadata(&meta).unwrap();
     assert_eq!(c.node(1).metadata(), &meta[..]);
 
     let done = c.advance_until(5_000, |c| {
@@ -1062,9 +1060,8 @@ fn no_packet_exceeds_the_configured_size() {
     let mut rng = SmallRng::seed_from_u64(99);
     let mut queued = 0;
     for i in 0..6usize {
-        let now = c.now;
         let meta: Vec<u8> = vec![i as u8; 200];
-        c.nodes[i].set_metadata(&meta, now).unwrap();
+        c.nodes[i].set_metadata(&meta).unwrap();
         for k in 0..40u32 {
             let len = rng.random_range(1..480usize);
             let key = (k % 3 == 0).then(|| k.to_le_bytes());
@@ -1330,10 +1327,10 @@ fn leave_and_metadata_after_a_refutation_past_u32_max_wrap_to_newer_incarnations
     // refutation wraps to 0, which is newer than u32::MAX, and the metadata change and the leave
     // keep moving on from there without overflow.
     let now = Instant::from_millis(0);
-    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
-    let mut b: Node<u32> = Node::new(Config::local(), id("b"), 1, 12, now).unwrap();
-    a.assume_alive([(id("b"), 1)], now);
-    b.assume_alive([(id("a"), 0)], now);
+    let mut a: Node<u32> = Node::new(now, Config::local(), id("a"), 0, 11).unwrap();
+    let mut b: Node<u32> = Node::new(now, Config::local(), id("b"), 1, 12).unwrap();
+    a.assume_alive(now, [(id("b"), 1)]);
+    b.assume_alive(now, [(id("a"), 0)]);
     for claim in claims_up_to(0, u32::MAX) {
         let forged = forged_suspect("a", claim, "b");
         b.handle_packet(now, 0, &forged).unwrap();
@@ -1343,7 +1340,7 @@ fn leave_and_metadata_after_a_refutation_past_u32_max_wrap_to_newer_incarnations
     assert_eq!(a.incarnation(), 0, "the refutation of the claim at u32::MAX wraps to 0");
     assert!(crate::incarnation::is_newer(0, u32::MAX));
 
-    a.set_metadata(b"role=web", now).unwrap();
+    a.set_metadata(b"role=web").unwrap();
     assert_eq!(a.incarnation(), 1);
     a.leave(now);
     assert_eq!(a.incarnation(), 2);
@@ -1535,8 +1532,8 @@ fn a_member_that_missed_a_refutation_is_answered_when_it_spreads_the_stale_failu
 fn a_member_answers_a_stale_claim_against_it_to_the_sender_and_the_claimant_once_per_interval() {
     let config = Config::local();
     let mut now = Instant::from_millis(0);
-    let mut a: Node<u32> = Node::new(config.clone(), id("a"), 0, 11, now).unwrap();
-    a.assume_alive([(id("b"), 1), (id("c"), 2)], now);
+    let mut a: Node<u32> = Node::new(now, config.clone(), id("a"), 0, 11).unwrap();
+    a.assume_alive(now, [(id("b"), 1), (id("c"), 2)]);
     a.handle_packet(now, 1, &forged_suspect("a", 0, "b")).unwrap();
     assert_eq!(a.incarnation(), 1, "a refuted a first claim");
     while a.poll_transmit().is_some() {}
@@ -1576,8 +1573,8 @@ fn a_member_answers_a_stale_claim_against_it_to_the_sender_and_the_claimant_once
 #[test]
 fn a_stale_claim_about_a_live_member_is_answered_with_the_newer_record() {
     let mut now = Instant::from_millis(0);
-    let mut a: Node<u32> = Node::new(Config::local(), id("a"), 0, 11, now).unwrap();
-    a.assume_alive([(id("b"), 1)], now);
+    let mut a: Node<u32> = Node::new(now, Config::local(), id("a"), 0, 11).unwrap();
+    a.assume_alive(now, [(id("b"), 1)]);
     let newer = Alive {
         id: id("c"),
         addr: 2,

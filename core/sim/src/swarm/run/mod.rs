@@ -138,7 +138,12 @@ impl Runner {
             _ => SecurityMode::Encrypted,
         };
         let node_configs: Vec<_> = (0..s.nodes)
-            .map(|i| shoal_core::config::Config { security, label: String::from("swarm"), ..s.config_of(i) })
+            .map(|i| {
+                let mut c = s.config_of(i);
+                c.security = security;
+                c.label = String::from("swarm");
+                c
+            })
             .collect();
         node.security = security;
         let link = LinkModel {
@@ -523,7 +528,7 @@ impl Runner {
             }
             FaultKind::Metadata { node, size } => {
                 let meta = alloc::vec![b'm'; size as usize];
-                self.sim.with_node(node as usize, |n, now| n.set_metadata(&meta, now));
+                self.sim.with_node(node as usize, |n, _| n.set_metadata(&meta));
             }
             FaultKind::ForgedSuspect { about, incarnation, to } => {
                 let claimant = Self::name((about + 1) % self.s.nodes as u32);
