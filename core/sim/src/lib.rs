@@ -12,6 +12,7 @@
 //! benchmarks.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
 extern crate alloc;

@@ -54,11 +54,17 @@ impl LinkModel {
 /// A packet on its way.
 #[derive(Clone, Debug)]
 pub struct Delivery {
+    /// Virtual time it arrives (for a held packet, the time it is handed over again).
     pub at: Instant,
+    /// Address of the sender: a node index, or any address for a packet injected from outside.
     pub from: u32,
+    /// Address of the receiver (a node index).
     pub to: u32,
+    /// The packet or frame as the sender encoded it.
     pub bytes: Vec<u8>,
+    /// True for a reliable frame (the TCP-like stream), false for a best-effort datagram.
     pub reliable: bool,
+    /// What the packet is for, as the sender labelled it (for traffic figures and tracing).
     pub kind: TransmitKind,
     /// Already held back once by a slow receiver (see [`Network::hold`]).
     pub held: bool,
@@ -101,10 +107,16 @@ const RELIABLE_RTO: Duration = Duration::from_millis(200);
 /// Counters over the network's lifetime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetworkStats {
+    /// Packets and frames handed to [`Network::send`], whatever became of them.
     pub sent: u64,
+    /// Bytes of the packets and frames counted in `sent`.
     pub bytes_sent: u64,
+    /// Best-effort packets dropped by random loss (reliable frames are never lost, only delayed).
     pub lost: u64,
+    /// Packets and frames dropped at a partition boundary, when sent or when they arrived.
     pub partitioned: u64,
+    /// Packets and frames handed out by [`Network::poll_delivery`], whether or not the receiver was
+    /// up. A packet put back with [`Network::hold`] counts each time it comes out.
     pub delivered: u64,
 }
 
@@ -127,6 +139,9 @@ pub struct Network {
 }
 
 impl Network {
+    /// A network where every pair of nodes sees `link`, with no partition, unlimited reliable
+    /// bandwidth, and its own RNG seeded with `seed`. [`crate::Simulation::new`] builds one; call
+    /// this to use the network model on its own.
     pub fn new(link: LinkModel, seed: u64) -> Self {
         Network {
             link,
@@ -160,6 +175,8 @@ impl Network {
         self.overrides.get(&(from, to)).copied().unwrap_or(self.link)
     }
 
+    /// The default link model: what every pair without an override from
+    /// [`Network::set_link_between`] sees.
     pub fn link(&self) -> LinkModel {
         self.link
     }
@@ -179,6 +196,8 @@ impl Network {
         self.groups.clear();
     }
 
+    /// True when the current partition puts nodes `a` and `b` in different groups, so packets between
+    /// them are dropped. A node beyond the end of the partition's group list is never cut off.
     pub fn is_partitioned(&self, a: u32, b: u32) -> bool {
         match (self.groups.get(a as usize), self.groups.get(b as usize)) {
             (Some(x), Some(y)) => x != y,
@@ -272,6 +291,7 @@ impl Network {
         self.in_flight.push(Reverse(Queued(d, self.order)));
     }
 
+    /// Counters since the network was built.
     pub fn stats(&self) -> NetworkStats {
         self.stats
     }

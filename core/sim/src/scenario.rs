@@ -34,6 +34,7 @@ fn secs(d: Duration) -> f64 {
 /// Crash detection over many trials.
 #[derive(Clone, Debug, Default)]
 pub struct DetectionReport {
+    /// Crashes made: the `trials` asked for, but at most `nodes - 2`, and fewer if no node was left up.
     pub trials: usize,
     /// Crash to first suspicion anywhere, in protocol periods, per trial.
     pub first_detection_periods: Vec<f64>,
@@ -41,6 +42,8 @@ pub struct DetectionReport {
     pub all_failed_secs: Vec<f64>,
     /// Trials where not every member declared the failure within the time limit.
     pub undetected: usize,
+    /// `Failed` events about members that were up, over the whole run
+    /// (see [`crate::Recorder::false_positives`]).
     pub false_positives: u64,
 }
 
@@ -80,8 +83,12 @@ pub fn crash_detection(nodes: usize, config: Config, link: LinkModel, trials: us
 /// False positives under loss and stalls.
 #[derive(Clone, Debug, Default)]
 pub struct FalsePositiveReport {
+    /// True when every Lifeguard extension was on ([`Lifeguard::ON`]); false for any other setting.
     pub lifeguard: bool,
+    /// Number of members.
     pub nodes: usize,
+    /// The virtual time the run was asked to last (the `duration` argument); the run may go on a
+    /// little past it, to the end of its last stall or 10 ms step.
     pub simulated: Duration,
     /// `Failed` events about members that were up.
     pub false_positives: u64,
@@ -89,6 +96,8 @@ pub struct FalsePositiveReport {
     pub false_positives_of_healthy: u64,
     /// `Suspected` events about members that were up (most are refuted in time).
     pub suspicions_of_live: u64,
+    /// Stalls applied (one per [`crate::Simulation::stall`] call, so a member stalled twice counts
+    /// twice). Always 0 for [`StallPattern::SlowReceive`], which slows members instead.
     pub stalls: u64,
 }
 
@@ -223,8 +232,13 @@ fn sees_split(sim: &Simulation, half: usize) -> bool {
 /// Spread of one broadcast.
 #[derive(Clone, Debug, Default)]
 pub struct BroadcastReport {
+    /// Number of members, the sender included.
     pub nodes: usize,
+    /// Members that received the broadcast, each counted once; at most `nodes - 1`, as the sender
+    /// does not receive its own.
     pub delivered: usize,
+    /// Time from the broadcast until every member that was up had it; `None` if that took more than
+    /// 60 s of virtual time.
     pub all_delivered: Option<Duration>,
     /// `all_delivered` in gossip intervals.
     pub rounds: Option<f64>,
@@ -254,10 +268,15 @@ pub fn broadcast_spread(nodes: usize, loss: f64, seed: u64) -> BroadcastReport {
 /// Work done by a large steady-state run.
 #[derive(Clone, Debug, Default)]
 pub struct ScaleReport {
+    /// Number of members.
     pub nodes: usize,
+    /// Protocol periods simulated (probe intervals of [`Config::lan`]).
     pub periods: u32,
+    /// Packets and frames all members sent over the run (see [`crate::Recorder::packets_sent`]).
     pub packets: u64,
+    /// Bytes of those packets and frames.
     pub bytes: u64,
+    /// `Failed` events about members that were up (see [`crate::Recorder::false_positives`]).
     pub false_positives: u64,
 }
 

@@ -21,7 +21,9 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// Detection of one crash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Detection {
+    /// Index of the crashed node.
     pub target: usize,
+    /// Virtual time of the crash.
     pub crashed_at: Instant,
     /// Crash to the first `Suspected` event anywhere.
     pub first_suspicion: Option<Duration>,
@@ -36,9 +38,14 @@ pub struct Detection {
 /// One tracked broadcast.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BroadcastTrack {
+    /// Topic it was sent on.
     pub topic: String,
+    /// Its payload.
     pub payload: Vec<u8>,
+    /// Virtual time it was sent.
     pub sent_at: Instant,
+    /// Nodes that received it so far, each counted once. The sender never receives its own, and
+    /// only the nodes the world was built with count.
     pub delivered: usize,
     /// When the last node that was up received it.
     pub all_delivered: Option<Duration>,
@@ -67,6 +74,9 @@ pub struct Recorder {
 pub const KINDS: [TransmitKind; 7] = TransmitKind::ALL;
 
 impl Recorder {
+    /// A recorder for `n` nodes, every node counted down and every figure at zero.
+    /// [`crate::Simulation::new`] builds the one it feeds; only the simulator can feed a recorder, so
+    /// one made here stays empty.
     pub fn new(n: usize) -> Self {
         Recorder {
             n,
@@ -225,10 +235,14 @@ impl Recorder {
         self.suspicions_of_live
     }
 
+    /// Packets and frames all nodes handed to the network, including those then lost or dropped at
+    /// a partition, and those of nodes added with [`crate::Simulation::add_node`]. Packets injected
+    /// with [`crate::Simulation::inject`] are not counted.
     pub fn packets_sent(&self) -> u64 {
         self.packets_sent
     }
 
+    /// Bytes of the packets and frames counted by [`Recorder::packets_sent`].
     pub fn bytes_sent(&self) -> u64 {
         self.bytes_sent
     }
@@ -238,10 +252,14 @@ impl Recorder {
         self.packets_by_kind
     }
 
+    /// Every broadcast sent with [`crate::Simulation::broadcast`], in the order sent, with how far it
+    /// spread.
     pub fn broadcasts(&self) -> &[BroadcastTrack] {
         &self.broadcasts
     }
 
+    /// True when node `i` started a graceful leave in its current life. Only for the nodes the world
+    /// was built with (panics beyond them); [`crate::Simulation::has_left`] covers every node.
     pub fn has_left(&self, i: usize) -> bool {
         self.left[i]
     }

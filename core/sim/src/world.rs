@@ -87,12 +87,17 @@ impl SimConfig {
 /// One traced packet (when tracing is on), for visualisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceEntry {
+    /// Virtual time it was sent.
     pub sent: Instant,
     /// Arrival time; `None` when lost or dropped at a partition.
     pub arrives: Option<Instant>,
+    /// Index of the node that sent it.
     pub from: u32,
+    /// Address it was sent to.
     pub to: u32,
+    /// What the packet is for.
     pub kind: TransmitKind,
+    /// Size of the packet or frame, in bytes.
     pub bytes: u32,
 }
 
@@ -588,10 +593,13 @@ impl Simulation {
 
     // ----- queries -----------------------------------------------------------------------------
 
+    /// Number of node slots: the nodes the world was built with plus every slot
+    /// [`Simulation::add_node`] created, whether up, crashed or removed. Node indices run `0..len()`.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    /// True when there is no node slot at all (built with `nodes: 0` and nothing added).
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
@@ -601,6 +609,8 @@ impl Simulation {
         self.nodes[i].node.as_ref()
     }
 
+    /// True when node `i` runs: started, and not crashed, shut down or removed. A stalled or slow
+    /// node is up.
     pub fn is_up(&self, i: usize) -> bool {
         self.nodes[i].node.is_some()
     }
@@ -614,26 +624,38 @@ impl Simulation {
         }
     }
 
+    /// True while node `i` is frozen by [`Simulation::stall`] (not for a slow receiver set with
+    /// [`Simulation::set_receive_delay`]).
     pub fn is_stalled(&self, i: usize) -> bool {
         self.nodes[i].stalled_until.is_some_and(|u| u > self.now)
     }
 
+    /// The name of node `i`: `n{i}` for the nodes the world was built with, `a{k}` for the `k`-th
+    /// node added. A restarted node keeps its name.
     pub fn name(&self, i: usize) -> &NodeId {
         &self.nodes[i].id
     }
 
+    /// The network, to read its counters ([`Network::stats`]) or its link models.
     pub fn network(&self) -> &Network {
         &self.network
     }
 
+    /// The figures measured so far against the ground truth: detections, false positives, traffic,
+    /// broadcasts.
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
     }
 
+    /// The recorder, mutably. [`Recorder`] has no public method that changes it, so this only lets
+    /// the caller replace it whole; a replacement from [`Recorder::new`] starts with every node
+    /// counted down, so it records no false positives. Read figures with [`Simulation::recorder`].
     pub fn recorder_mut(&mut self) -> &mut Recorder {
         &mut self.recorder
     }
 
+    /// The configuration the world was built from; its keyring is the one last set with
+    /// [`Simulation::set_keyring`].
     pub fn config(&self) -> &SimConfig {
         &self.config
     }

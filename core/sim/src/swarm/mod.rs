@@ -7,7 +7,7 @@
 //! the same name and address, graceful leaves, stalls, slow receivers, partitions, some longer than
 //! the reap time, late joiners, broadcast bursts up to the queue depth, keyed broadcasts, large
 //! reliable messages, metadata changes, forged accusations). [`run`] plays it on the simulator and
-//! checks every oracle in [`oracle`]; their time bounds derive from the members' configurations.
+//! checks every [`Oracle`]; their time bounds derive from the members' configurations.
 //!
 //! Everything is seeded, so a failing seed replays bit for bit: `shoal-sim swarm --seed S` reruns it
 //! and prints what failed, `--shrink` searches for a smaller scenario that fails the same oracle
@@ -37,13 +37,17 @@ pub fn run_seed(seed: u64) -> Outcome {
 /// What a campaign of many seeds found.
 #[derive(Clone, Debug, Default)]
 pub struct CampaignReport {
+    /// Scenarios run (one per seed, or per scenario for [`campaign_scenarios`]).
     pub seeds: usize,
     /// Outcomes of the seeds that failed, in seed order.
     pub failures: alloc::vec::Vec<Outcome>,
     /// Virtual time simulated over all seeds, in ms.
     pub simulated_ms: u64,
+    /// Packets and frames sent over all seeds (the sum of [`Outcome::packets`]).
     pub packets: u64,
+    /// Broadcasts their origin accepted, over all seeds.
     pub broadcasts: usize,
+    /// Reliable messages their sender accepted, over all seeds.
     pub reliable_messages: usize,
 }
 

@@ -27,18 +27,40 @@ use shoal_core::config::Config;
 /// Which property failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Oracle {
+    /// At <= 5% loss, members that started together all know each other within
+    /// [`formation_bound`] of the last start.
     Formation,
+    /// A crashed member is declared failed by every calm member within [`detection_bound`].
     Completeness,
+    /// At <= 5% loss, nobody declares a member failed while it runs, unless a disturbance (a
+    /// partition, a stall, a slow receiver, a lossy one-way link, a forged accusation) explains it.
     Accuracy,
+    /// Within [`convergence_bound`] of the last fault healing, every member lists exactly the
+    /// running members as live.
     Convergence,
+    /// With push-pull on, once loss stops too, every member lists every running member alive at the
+    /// incarnation that member holds itself.
     Agreement,
+    /// A restarted member is alive in every calm member's view within [`identity_bound`].
     Identity,
+    /// No member delivers a broadcast twice in one life; with push-pull on, an accepted broadcast
+    /// also reaches every member that was up all along, or its loss is reported.
     Broadcast,
+    /// With push-pull on, a keyed broadcast ends at its origin's latest value everywhere, and an
+    /// older value never follows a newer one.
     Keyed,
+    /// A reliable message is delivered exactly once or its failure is reported to the sender, and it
+    /// is delivered when nothing stood in the way.
     Reliable,
+    /// A member declared failed while it runs is alive again in its accuser's view within
+    /// [`recovery_bound`], when nothing stands between them.
     Recovery,
+    /// No honest packet is refused on arrival (undecodable, oversized, unauthenticated, or taken for
+    /// a replay).
     Intake,
+    /// No queue or table outgrows its bound.
     Growth,
+    /// Nothing panics.
     Panic,
 }
 
@@ -70,9 +92,12 @@ impl fmt::Display for Oracle {
 /// One failed property, with when and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
+    /// The property that failed.
     pub oracle: Oracle,
     /// Virtual time of the failure, in ms.
     pub at_ms: u64,
+    /// What was seen, for a person to read; members are named `n{i}`. Beyond three violations of
+    /// one oracle, a last entry with `at_ms` 0 counts the rest; a panic has `at_ms` 0 and its message.
     pub detail: String,
 }
 

@@ -23,9 +23,13 @@ use shoal_core::config::Config;
 /// A configuration preset a member runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
+    /// [`Config::lan`]: a local network, one-second protocol period.
     Lan,
+    /// [`Config::wan`]: wide-area links, long probe period and timeout.
     Wan,
+    /// [`Config::local`]: one machine, everything fast.
     Local,
+    /// [`Config::browser`]: browser and edge members behind a relay, fast detection.
     Browser,
 }
 
@@ -53,7 +57,9 @@ impl Preset {
 /// Encryption of the whole cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encryption {
+    /// Plaintext packets, no keyring.
     Off,
+    /// Every member encrypts with one shared key that never changes.
     On,
     /// On, and the key is rotated while faults run (see [`FaultKind::RotateKey`]).
     Rotating,
@@ -65,43 +71,110 @@ pub enum Start {
     /// Every member starts knowing every other, as after a long quiet run.
     Warm,
     /// Members start one every `spacing_ms` and join through the first three.
-    Cold { spacing_ms: u64 },
+    Cold {
+        /// Virtual milliseconds between two members starting (0: all at once).
+        spacing_ms: u64,
+    },
 }
 
 /// One scheduled fault or piece of workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultKind {
     /// The member dies without a word.
-    Crash { node: u32 },
+    Crash {
+        /// Index of the member.
+        node: u32,
+    },
     /// A member that crashed or left starts again as a new process with the same name and address,
     /// joining through members that are up.
-    Restart { node: u32 },
+    Restart {
+        /// Index of the member.
+        node: u32,
+    },
     /// The member leaves gracefully, then stops.
-    Leave { node: u32 },
+    Leave {
+        /// Index of the member.
+        node: u32,
+    },
     /// The member freezes (a GC pause, a stopped VM): no timers, no packets, then a backlog.
-    Stall { node: u32, ms: u64 },
+    Stall {
+        /// Index of the member.
+        node: u32,
+        /// How long it stays frozen, in virtual milliseconds.
+        ms: u64,
+    },
     /// The member handles every packet `delay_ms` late while its timers run on time.
-    SlowReceive { node: u32, delay_ms: u64, for_ms: u64 },
+    SlowReceive {
+        /// Index of the member.
+        node: u32,
+        /// How late it handles each packet, in virtual milliseconds.
+        delay_ms: u64,
+        /// How long it stays slow, in virtual milliseconds.
+        for_ms: u64,
+    },
     /// `side` is cut off from everyone else for `for_ms`.
-    Partition { side: Vec<u32>, for_ms: u64 },
+    Partition {
+        /// Indices of the members cut off from the rest. While several partitions are in force,
+        /// two members talk only if none of them separates the two.
+        side: Vec<u32>,
+        /// How long the partition lasts, in virtual milliseconds.
+        for_ms: u64,
+    },
     /// `count` broadcasts in a burst; with `keys > 0` they are keyed, spread over that many keys.
-    Broadcasts { node: u32, count: u32, keys: u32, size: u32 },
+    Broadcasts {
+        /// Index of the member that broadcasts.
+        node: u32,
+        /// Number of broadcasts.
+        count: u32,
+        /// Number of keys they cycle through (broadcast `b` uses key `b % keys`); 0 for unkeyed
+        /// broadcasts.
+        keys: u32,
+        /// Payload size of each, in bytes (at least 8: a payload starts with a tag unique in the run).
+        size: u32,
+    },
     /// A reliable direct message of `size` bytes.
-    Reliable { from: u32, to: u32, size: u32 },
+    Reliable {
+        /// Index of the sending member.
+        from: u32,
+        /// Index of the receiving member.
+        to: u32,
+        /// Payload size, in bytes (at least 8: a payload starts with a tag unique in the run).
+        size: u32,
+    },
     /// New metadata of `size` bytes (above `max_gossip_meta` it is fetched, not gossiped).
-    Metadata { node: u32, size: u32 },
+    Metadata {
+        /// Index of the member.
+        node: u32,
+        /// Metadata size, in bytes.
+        size: u32,
+    },
     /// A hostile or buggy key holder tells `to` that `about` is suspect at `incarnation`.
-    ForgedSuspect { about: u32, incarnation: u32, to: u32 },
+    ForgedSuspect {
+        /// Index of the member accused.
+        about: u32,
+        /// The incarnation the accusation names.
+        incarnation: u32,
+        /// Index of the member the forged packet is sent to (never `about`).
+        to: u32,
+    },
     /// A member that did not exist yet starts and joins while the others run.
-    StartLate { node: u32 },
+    StartLate {
+        /// Index of the member; it is absent from the cluster until this fault.
+        node: u32,
+    },
     /// A key rotation in three steps: install the new key everywhere, make it primary, retire the old.
-    RotateKey { step_ms: u64 },
+    RotateKey {
+        /// Time between two steps, in virtual milliseconds.
+        step_ms: u64,
+    },
 }
 
 /// A fault at a virtual time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
+    /// When it happens, in virtual milliseconds since the simulation started.
     pub at_ms: u64,
+    /// What happens.
     pub kind: FaultKind,
 }
 
@@ -110,16 +183,21 @@ pub struct Fault {
 pub struct Scenario {
     /// The seed the scenario was drawn from; it also seeds the simulation.
     pub seed: u64,
+    /// Number of members; member `i` has address `i` and name `n{i}`.
     pub nodes: usize,
     /// One preset for everyone, or two that alternate (node `i` runs `presets[i % 2]`).
     pub presets: Vec<Preset>,
+    /// One-way base latency of every link, in milliseconds.
     pub latency_ms: u64,
+    /// Extra one-way delay drawn per packet from `0..=jitter_ms`, in milliseconds.
     pub jitter_ms: u64,
     /// Loss of best-effort packets on every link.
     pub loss: f64,
     /// Directed links `(from, to, loss)` that lose more than the rest.
     pub asymmetric: Vec<(u32, u32, f64)>,
+    /// Whether the cluster encrypts, and whether its key rotates.
     pub encryption: Encryption,
+    /// How the cluster forms.
     pub start: Start,
     /// Bytes per second a reliable stream carries.
     pub bandwidth: u64,

@@ -38,13 +38,18 @@ const DETAILS_PER_ORACLE: usize = 3;
 /// What one scenario did and which properties failed.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The scenario that ran.
     pub scenario: Scenario,
+    /// The properties that failed, at most three described per oracle plus one entry counting the
+    /// rest; empty when every oracle held.
     pub violations: Vec<Violation>,
     /// Virtual time simulated, in ms.
     pub simulated_ms: u64,
     /// Packets and frames sent.
     pub packets: u64,
+    /// Broadcasts their origin accepted.
     pub broadcasts: usize,
+    /// Reliable messages their sender accepted.
     pub reliable_messages: usize,
 }
 
