@@ -39,35 +39,113 @@ pub enum Event<A> {
     Updated(Member<A>),
     /// A member is suspected of having failed (`by` raised the suspicion, or, for one learned from
     /// a push-pull, whose records do not say who raised it, the member that sent it).
-    Suspected { id: NodeId, incarnation: u32, by: NodeId },
+    Suspected {
+        /// The suspected member.
+        id: NodeId,
+        /// The member's incarnation the suspicion is about; it refutes by announcing a newer one.
+        incarnation: u32,
+        /// The member that raised the suspicion (see above).
+        by: NodeId,
+    },
     /// A suspected member refuted the suspicion and is alive.
-    Alive { id: NodeId, incarnation: u32 },
+    Alive {
+        /// The member that refuted.
+        id: NodeId,
+        /// Its new incarnation, newer than the suspicion's.
+        incarnation: u32,
+    },
     /// A member was declared failed (`by` declared it; ourselves when our suspicion timed out).
-    Failed { id: NodeId, incarnation: u32, by: NodeId },
+    Failed {
+        /// The failed member.
+        id: NodeId,
+        /// The member's incarnation it was declared failed at.
+        incarnation: u32,
+        /// The member that declared it failed: our own name when our suspicion timed out.
+        by: NodeId,
+    },
     /// A member left gracefully.
-    Left { id: NodeId, incarnation: u32 },
+    Left {
+        /// The member that left.
+        id: NodeId,
+        /// The incarnation of its departure announcement.
+        incarnation: u32,
+    },
     /// A user broadcast or direct message arrived.
-    Message { from: NodeId, topic: String, payload: Vec<u8>, kind: MessageKind },
+    Message {
+        /// Who sent it: for a broadcast its origin (whoever relayed it to us), for a direct message
+        /// the name the sender put in it.
+        from: NodeId,
+        /// The topic the sender chose, at most [`crate::wire::MAX_TOPIC_LEN`] bytes.
+        topic: String,
+        /// The application's bytes, as sent.
+        payload: Vec<u8>,
+        /// Whether it came as a broadcast or as a direct message.
+        kind: MessageKind,
+    },
     /// Our local health score changed (Lifeguard); `multiplier` stretches probe interval and timeout.
-    HealthChanged { score: u32, multiplier: u32 },
+    HealthChanged {
+        /// The new score: 0 is healthy, `awareness_max_multiplier - 1` the worst.
+        score: u32,
+        /// `score + 1`: the factor our probe interval and probe timeout are multiplied by.
+        multiplier: u32,
+    },
     /// A seed answered our join: we are part of a cluster.
-    JoinSucceeded { via: A },
+    JoinSucceeded {
+        /// The address the answer came from: a seed's, possibly another address than the one we
+        /// asked it at.
+        via: A,
+    },
     /// No seed answered within `join_timeout`. Re-announcing to the seeds continues in the background.
-    JoinFailed { seeds: Vec<A> },
+    JoinFailed {
+        /// Every seed address given to `join` so far (our own address left out): the ones
+        /// re-announcing keeps trying.
+        seeds: Vec<A>,
+    },
     /// Someone claims the name of a live member from another address. The claim was rejected.
-    AddressConflict { id: NodeId, known: A, claimed: A },
+    AddressConflict {
+        /// The name claimed; it may be ours.
+        id: NodeId,
+        /// The address we hold for that name (our own address when the name is ours).
+        known: A,
+        /// The other address the claim named.
+        claimed: A,
+    },
     /// We were suspected or declared dead (or another process used our name) and refuted it by moving
     /// to a newer incarnation (serial order, see [`crate::incarnation`]: it wraps past `u32::MAX`).
-    Refuted { incarnation: u32 },
+    Refuted {
+        /// Our new incarnation.
+        incarnation: u32,
+    },
     /// One of our broadcasts was dropped from our full queue before it was sent its full number of
     /// times: members may not receive it. Send less at once, or raise `broadcast_queue_depth`.
-    BroadcastDropped { id: BroadcastId, topic: String },
+    BroadcastDropped {
+        /// The broadcast, as [`crate::Node::broadcast`] returned it.
+        id: BroadcastId,
+        /// Its topic.
+        topic: String,
+    },
     /// We learned that `origin` sent `count` broadcasts (in its life `epoch`) that never reached us
     /// and that no member can hand us any more (they are older than `broadcast_retention`).
-    BroadcastsMissed { origin: NodeId, epoch: u32, count: u64 },
+    BroadcastsMissed {
+        /// The member that sent them.
+        origin: NodeId,
+        /// The origin's life they belong to, drawn when it started (see [`BroadcastId::epoch`]).
+        epoch: u32,
+        /// How many broadcasts of that life were lost.
+        count: u64,
+    },
     /// A reliable message we sent to `to` (the `id` [`crate::Node::send_reliable`] returned) was not
     /// acknowledged after `reliable_attempts` tries: it may not have arrived.
-    SendFailed { id: u64, to: A, topic: String },
+    SendFailed {
+        /// The id [`crate::Node::send_reliable`] returned. Reliable messages sent with
+        /// [`crate::Node::send_to_addr`] take their ids from the same count, though that call does
+        /// not return them.
+        id: u64,
+        /// The address the message was sent to.
+        to: A,
+        /// Its topic.
+        topic: String,
+    },
 }
 
 impl<A> Event<A> {

@@ -5,10 +5,18 @@
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Packets and reliable frames handed to [`crate::Node::handle_packet`], counted before any
+    /// check (the ones then dropped included).
     pub packets_received: u64,
+    /// Bytes of those packets and frames as received, encryption overhead included.
     pub bytes_received: u64,
+    /// Packets and reliable frames queued for the driver ([`crate::Node::poll_transmit`]), retries
+    /// and acknowledgements included. Counted when queued, not when the driver sends them.
     pub packets_sent: u64,
+    /// Bytes of those packets and frames, encryption overhead included.
     pub bytes_sent: u64,
+    /// Of `packets_sent`, the frames for the reliable path: push-pulls, metadata and repair requests
+    /// and their answers, reliable messages with their retries and acknowledgements.
     pub reliable_sent: u64,
     /// Packets dropped because they failed to decode (truncated, garbage, wrong version...).
     pub decode_errors: u64,
@@ -22,11 +30,20 @@ pub struct Stats {
     pub misdirected_pings: u64,
     /// Pings from members we did not know (or held as failed or gone), whose record we then asked for.
     pub unknown_pingers_asked: u64,
+    /// Pings sent: our own probes, and the pings we send for members that asked us to probe
+    /// (ping-req).
     pub pings_sent: u64,
+    /// Acks received, for our own probes or for probes we run for others, late ones included.
     pub acks_received: u64,
+    /// Indirect probe requests sent: one per member asked to help when a probe got no ack within
+    /// the probe timeout.
     pub ping_reqs_sent: u64,
+    /// Indirect probe requests received; each makes us ping the target for the requester.
     pub ping_reqs_served: u64,
+    /// Nacks sent (Lifeguard): the target of a probe we ran for a requester that wants them did not
+    /// ack in time.
     pub nacks_sent: u64,
+    /// Nacks received from members helping with our probes, late ones included.
     pub nacks_received: u64,
     /// Probes that got neither a direct nor an indirect ack.
     pub probes_failed: u64,
@@ -42,9 +59,13 @@ pub struct Stats {
     pub stalls: u64,
     /// Times this node refuted a suspicion or death about itself.
     pub refutations: u64,
-    /// Membership updates and broadcasts dropped from full queues.
+    /// Membership updates dropped from the full membership queue (`membership_queue_depth`) before
+    /// they were sent their full number of times.
     pub updates_dropped: u64,
+    /// Broadcasts, ours and others', dropped from the full broadcast queue (`broadcast_queue_depth`)
+    /// before they were sent their full number of times.
     pub broadcasts_dropped: u64,
+    /// Broadcasts from other members delivered to the application as `Event::Message`, each once.
     pub broadcasts_delivered: u64,
     /// Broadcasts that never arrived and could no longer be repaired (see the `broadcast` module).
     pub broadcasts_missed: u64,
@@ -71,8 +92,13 @@ pub struct Stats {
     pub reliable_refused: u64,
     /// Reliable acknowledgements that came from somewhere other than the message's destination.
     pub reliable_acks_misdirected: u64,
+    /// Direct messages delivered to the application as `Event::Message`: best-effort ones, and the
+    /// first copy of each reliable one.
     pub direct_delivered: u64,
+    /// Push-pull frames sent: requests (join, periodic, catch-up, re-announce) and answers, answers
+    /// to requests for our record included.
     pub push_pulls_sent: u64,
+    /// Push-pull frames received, requests and answers.
     pub push_pulls_received: u64,
     /// Alive claims rejected because a live member already holds the name at another address.
     pub address_conflicts: u64,

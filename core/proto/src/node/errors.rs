@@ -14,7 +14,15 @@ pub enum CommandError {
     /// The caller named a member this node does not know (or that is dead or left).
     UnknownMember(NodeId),
     /// The payload does not fit: best-effort messages and broadcasts must fit in one packet.
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// Bytes of what was refused: the encoded message with its topic and headers (for a
+        /// reliable message the whole frame), or the metadata.
+        size: usize,
+        /// The most bytes allowed: for a broadcast or best-effort message `max_packet_size` less the
+        /// encryption overhead and the packet's version byte, for a reliable message
+        /// `max_reliable_size`, for metadata `max_meta_size`.
+        max: usize,
+    },
     /// Topics are at most 255 bytes.
     TopicTooLong,
     /// `join` needs at least one seed address other than our own.
@@ -40,7 +48,7 @@ impl fmt::Display for CommandError {
 #[cfg(feature = "std")]
 impl std::error::Error for CommandError {}
 
-/// Why an incoming packet was dropped (already counted in [`Stats`]; no state changed).
+/// Why an incoming packet was dropped (already counted in [`crate::Stats`]; no state changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PacketError {

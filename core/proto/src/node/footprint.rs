@@ -11,26 +11,36 @@ use crate::identity::Address;
 pub struct Footprint {
     /// Known members in any state (bounded by reaping).
     pub members: usize,
+    /// Open suspicions: suspect members whose suspicion timeout runs.
     pub suspicions: usize,
     /// Pending timers, stale ones included (they expire on their own).
     pub timers: usize,
     /// Probes run on behalf of others.
     pub indirect_probes: usize,
+    /// Membership updates waiting in the gossip queue (at most `membership_queue_depth`).
     pub membership_queue: usize,
+    /// User broadcasts, ours and others', waiting in the gossip queue (at most
+    /// `broadcast_queue_depth`).
     pub broadcast_queue: usize,
-    /// Transmits and events not yet drained by the driver.
+    /// Transmits not yet drained by the driver ([`Node::poll_transmit`]).
     pub outbox: usize,
+    /// Events not yet drained by the driver ([`Node::poll_event`]).
     pub events: usize,
+    /// Members we asked for their metadata (too large for gossip). The list is gone through at every
+    /// re-announce, which asks again those whose metadata has not come.
     pub meta_requests: usize,
-    /// Broadcast origins remembered for exactly-once delivery, and open holes among them.
+    /// Broadcast origins remembered for exactly-once delivery.
     pub broadcast_origins: usize,
+    /// Open holes among them, all origins together: unkeyed broadcasts we know were sent and have not
+    /// received.
     pub broadcast_holes: usize,
     /// Lives of origins forgotten to make room, remembered so that none is delivered again.
     pub broadcast_forgotten: usize,
     /// Broadcasts kept to repair other members.
     pub broadcast_log: usize,
-    /// Reliable messages waiting for an acknowledgement, and senders remembered for de-duplication.
+    /// Reliable messages waiting for an acknowledgement.
     pub reliable_pending: usize,
+    /// Senders of reliable messages remembered for de-duplication.
     pub reliable_senders: usize,
 }
 

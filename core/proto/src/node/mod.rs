@@ -77,12 +77,19 @@ const LEAVE_FANOUT: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TransmitKind {
+    /// A ping: one of our probes, or one we send for a member that asked us to probe (ping-req).
     Ping,
+    /// An ack to a ping (or one we forward to the member that asked us to probe), or a frame of
+    /// acknowledgements of reliable messages.
     Ack,
+    /// A request that a member ping a target for us (indirect probe).
     PingReq,
+    /// A nack (Lifeguard): the target of a probe we ran for another member did not answer in time.
     Nack,
     /// A dedicated gossip packet (only piggybacked updates).
     Gossip,
+    /// A push-pull state exchange (request or answer), or another reliable frame of anti-entropy: a
+    /// request for a member's record, a broadcast repair request or its answer.
     PushPull,
     /// A direct user message.
     Direct,
@@ -109,11 +116,15 @@ impl TransmitKind {
 /// A packet or frame the driver must send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit<A> {
+    /// The address to send to.
     pub to: A,
+    /// The packet or frame, already encrypted if the security mode says so: send these bytes as
+    /// they are.
     pub bytes: Vec<u8>,
     /// Send over the reliable path (stream, reliable channel). Otherwise a best-effort datagram of at
     /// most `max_packet_size` bytes.
     pub reliable: bool,
+    /// What the packet is for, for metrics; it does not change how the packet is sent.
     pub kind: TransmitKind,
 }
 

@@ -54,7 +54,10 @@ pub enum SecurityMode {
     Plaintext,
     /// Migration: both plaintext and encrypted packets are accepted; packets are sent encrypted when
     /// `send_encrypted` is set. Needs a keyring.
-    Transition { send_encrypted: bool },
+    Transition {
+        /// Send encrypted packets when set, plaintext ones otherwise; both are accepted either way.
+        send_encrypted: bool,
+    },
     /// Everything sent is encrypted and only authenticated packets are accepted. Needs a keyring.
     Encrypted,
 }
@@ -105,12 +108,20 @@ impl std::error::Error for SecurityError {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SecurityStats {
+    /// Packets and frames encrypted for sending, [`crate::Node::farewell`] packets included.
     pub encrypted_sent: u64,
+    /// Encrypted packets accepted: authenticated by an installed key and not replayed.
     pub decrypted: u64,
+    /// Encrypted packets no installed key authenticates (wrong key, another cluster's label, or
+    /// tampering).
     pub unauthenticated: u64,
+    /// Authenticated packets dropped because their nonce was accepted before.
     pub replays: u64,
+    /// Plaintext packets dropped because the mode is `Encrypted`.
     pub plaintext_rejected: u64,
+    /// Encrypted packets shorter than [`OVERHEAD`].
     pub truncated: u64,
+    /// Encrypted packets dropped because no keyring is installed.
     pub no_keyring: u64,
     /// Packets not sent because encryption is required and no keyring is installed.
     pub unsendable: u64,

@@ -47,8 +47,11 @@ mod tag {
 /// A direct probe: "are you `target`? answer with an ack carrying `seq`".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ping {
+    /// The probe's sequence number, which the ack carries back.
     pub seq: u32,
+    /// The member the pinger means to reach; a receiver of another name drops the ping.
     pub target: NodeId,
+    /// The pinger's name; a receiver that does not hold it as a live member asks it for its record.
     pub source: NodeId,
 }
 
@@ -56,41 +59,67 @@ pub struct Ping {
 /// too large for gossip (receivers then fetch it over a reliable exchange).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetaField {
+    /// The metadata bytes.
     Included(Vec<u8>),
-    Omitted { len: u32 },
+    /// Too large for gossip: receivers fetch it with a [`Message::MetaRequest`].
+    Omitted {
+        /// The metadata's length in bytes.
+        len: u32,
+    },
 }
 
 /// "`id` is alive at `addr` with incarnation `incarnation`."
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alive<A> {
+    /// The member's name.
     pub id: NodeId,
+    /// The address it is reachable at.
     pub addr: A,
+    /// Its incarnation: a newer one overrides older claims (see [`crate::incarnation`]).
     pub incarnation: u32,
+    /// Its metadata, or only the metadata's length.
     pub meta: MetaField,
+    /// The oldest protocol version the member speaks.
     pub min_version: u8,
+    /// The newest protocol version the member speaks.
     pub max_version: u8,
 }
 
 /// One member's full record, as exchanged by push-pull.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberRecord<A> {
+    /// The member's name.
     pub id: NodeId,
+    /// The address it is reachable at.
     pub addr: A,
+    /// Its incarnation.
     pub incarnation: u32,
+    /// What the sender believes of it. A receiver merges `Dead` as a suspicion, since the sender
+    /// may be the one cut off.
     pub state: MemberState,
+    /// Its metadata, whole, whatever its size.
     pub meta: Vec<u8>,
+    /// The oldest protocol version the member speaks.
     pub min_version: u8,
+    /// The newest protocol version the member speaks.
     pub max_version: u8,
 }
 
 /// A user broadcast, identified by `(origin, epoch, seq)` for de-duplication.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserBroadcast {
+    /// The member that made the broadcast.
     pub origin: NodeId,
+    /// The origin's life, drawn when it started.
     pub epoch: u32,
+    /// The broadcast's number in that life; keyed and unkeyed broadcasts count separately.
     pub seq: u64,
+    /// At most [`MAX_TOPIC_LEN`] bytes.
     pub topic: String,
+    /// The invalidation key of a keyed broadcast: a newer one from the same origin under the same
+    /// topic and key replaces it. `None` for an unkeyed broadcast.
     pub key: Option<Vec<u8>>,
+    /// The application's bytes.
     pub payload: Vec<u8>,
 }
 
@@ -98,79 +127,132 @@ pub struct UserBroadcast {
 /// the digest, which it never received, and a hash of the keyed values it holds (0: none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DigestEntry {
+    /// The member that made the broadcasts.
     pub origin: NodeId,
+    /// The origin's life.
     pub epoch: u32,
     /// One past the highest unkeyed sequence number seen.
     pub next: u64,
     /// Unkeyed sequence numbers below `next` not received, ascending.
     pub holes: Vec<u64>,
+    /// A hash of the keyed values the sender holds for this life, the same on every member that
+    /// holds the same values; 0 when it holds none.
     pub keyed: u64,
 }
 
 /// Every message the protocol exchanges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message<A> {
+    /// A direct probe.
     Ping(Ping),
+    /// "I am here": the answer to a [`Message::Ping`].
     Ack {
+        /// The ping's `seq`. A member that pinged for another forwards the ack with the
+        /// requester's `seq`.
         seq: u32,
     },
+    /// "Ping `target` for me and forward its ack": an indirect probe.
     PingReq {
+        /// The requester's probe sequence number, which the forwarded ack or the nack carries.
         seq: u32,
+        /// The member to probe.
         target: NodeId,
+        /// Where to ping it.
         target_addr: A,
+        /// Send a [`Message::Nack`] back if the target does not ack in time (Lifeguard).
         want_nack: bool,
     },
+    /// "Your target has not answered me" (Lifeguard): the helper of an indirect probe is there, the
+    /// target is silent.
     Nack {
+        /// The requester's probe sequence number.
         seq: u32,
     },
+    /// "This member is alive."
     Alive(Alive<A>),
+    /// "`id` is suspected at `incarnation`."
     Suspect {
+        /// The suspected member.
         id: NodeId,
+        /// The member's incarnation the suspicion is about.
         incarnation: u32,
+        /// The member that suspects it; suspicions from other members confirm it and shrink its
+        /// timeout (Lifeguard).
         from: NodeId,
     },
+    /// "`id` failed", or with `left`, "`id` left".
     Dead {
+        /// The member that failed or left.
         id: NodeId,
+        /// The member's incarnation it failed or left at.
         incarnation: u32,
+        /// The member that declared the failure; for a departure, the member itself.
         from: NodeId,
+        /// A graceful departure rather than a failure.
         left: bool,
     },
+    /// A user broadcast.
     Broadcast(UserBroadcast),
+    /// A best-effort direct message.
     Direct {
+        /// The sender's name.
         from: NodeId,
+        /// At most [`MAX_TOPIC_LEN`] bytes.
         topic: String,
+        /// The application's bytes.
         payload: Vec<u8>,
     },
+    /// A push-pull: the sender's view of the membership, as a request or as the answer to one.
+    /// Broadcasts and a [`Message::BroadcastDigest`] may follow it in the same frame.
     PushPull {
+        /// The sender's name.
         from: NodeId,
+        /// Set on a request from a member that joins, re-announces itself to a seed, or is new here
+        /// in this life; an answer repeats its request's flag. With an empty digest it asks for the
+        /// keyed broadcast state only, not past broadcasts.
         join: bool,
+        /// The answer to a request, not answered in turn.
         reply: bool,
+        /// The sender's records, its own first, then live members before gone ones, cut short to
+        /// fit the frame. Only its own when it answers a [`Message::MetaRequest`].
         members: Vec<MemberRecord<A>>,
     },
+    /// "Send me your record": asks a member for its metadata (too large for gossip), or a pinger we
+    /// do not know for its record. Answered with a push-pull carrying only the receiver's record.
     MetaRequest {
+        /// The requester's name. The answer goes to the address the request came from.
         from: NodeId,
     },
-    /// Which broadcasts the sender holds (rides in push-pull frames, see [`crate::broadcast`]).
+    /// Which broadcasts the sender holds (rides in push-pull frames, see the `broadcast` module).
     BroadcastDigest {
+        /// One entry per origin life the sender knows of, cut short when the frame has no room.
         entries: Vec<DigestEntry>,
     },
     /// A reliable direct message: `id` counts the sender's reliable messages in its life `epoch`;
     /// the receiver acknowledges it with [`Message::ReliableAck`].
     Reliable {
+        /// The sender's name.
         from: NodeId,
+        /// The sender's life, the same as its broadcasts'.
         epoch: u32,
+        /// The message's number in that life, from 1.
         id: u64,
+        /// At most [`MAX_TOPIC_LEN`] bytes.
         topic: String,
+        /// The application's bytes.
         payload: Vec<u8>,
     },
     /// "Your reliable message `id` of your life `epoch` arrived."
     ReliableAck {
+        /// The life of the message's sender, as the message gave it.
         epoch: u32,
+        /// The message's id.
         id: u64,
     },
     /// "Send me what I lack of these lives": a repair request for broadcasts the sender has holes in,
     /// answered with the broadcasts and a [`Message::BroadcastDigest`].
     BroadcastPull {
+        /// The sender's digest entries for the lives it has holes in.
         entries: Vec<DigestEntry>,
     },
 }
@@ -327,7 +409,9 @@ fn finish_length_prefix(w: &mut Writer, body_at: usize) {
 /// What a packet decoder yields per message: a known message, or the tag of one it skipped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded<A> {
+    /// A message of a type this version knows.
     Message(Message<A>),
+    /// The tag of a message of a type this version does not know, skipped.
     Unknown(u8),
 }
 

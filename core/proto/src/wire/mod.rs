@@ -9,7 +9,7 @@
 //! piggybacks gossip only into the space that is left.
 //!
 //! Public here: the protocol versions, the topic limit and [`DecodeError`]. The codec itself
-//! ([`Writer`], [`Reader`], the message structs, packet framing) is public only with feature
+//! (`Writer`, `Reader`, the message structs, packet framing) is public only with feature
 //! `wire-internals`, for fuzzing and for tools that craft packets.
 
 mod codec;
