@@ -146,7 +146,7 @@ fn hostile_packets_are_dropped_counted_and_change_nothing() {
     let incarnation = a.incarnation();
 
     let mut wrong_key = node("b", 2, "prod", KEY_B);
-    wrong_key.send_to_addr(1, "t", b"x", false, now).unwrap();
+    wrong_key.send_to_addr(now, 1, "t", b"x", false).unwrap();
     let forged = wrong_key.poll_transmit().map(|t| t.bytes);
     let mut cases: Vec<(&str, Vec<u8>, SecurityError)> = vec![
         ("replayed", join.clone(), SecurityError::Replayed),
@@ -182,7 +182,7 @@ fn a_replayed_direct_message_is_not_delivered_twice() {
     let now = Instant::ZERO;
     let mut a = node("a", 1, "prod", KEY_A);
     let mut b = node("b", 2, "prod", KEY_A);
-    b.send_to_addr(1, "pay", b"$100", false, now).unwrap();
+    b.send_to_addr(now, 1, "pay", b"$100", false).unwrap();
     let packet = b.poll_transmit().unwrap().bytes;
     assert_eq!(a.handle_packet(now, 2, &packet), Ok(()));
     assert!(matches!(a.poll_event(), Some(Event::Message { .. })));
@@ -197,11 +197,11 @@ fn a_reliable_message_that_arrives_after_thousands_of_newer_datagrams_is_deliver
     let mut a = node("a", 1, "prod", KEY_A);
     let mut b = node("b", 2, "prod", KEY_A);
     // The reliable frame waits behind a TCP connect while the datagrams sealed after it go out.
-    a.send_to_addr(2, "order", b"reliable", true, now).unwrap();
+    a.send_to_addr(now, 2, "order", b"reliable", true).unwrap();
     let frame = a.poll_transmit().unwrap();
     assert!(frame.reliable);
     for i in 0..2_000u32 {
-        a.send_to_addr(2, "tick", &i.to_be_bytes(), false, now).unwrap();
+        a.send_to_addr(now, 2, "tick", &i.to_be_bytes(), false).unwrap();
     }
     let datagrams = deliver(&mut a, &mut b, now);
     assert_eq!(datagrams.len(), 2_000);

@@ -117,7 +117,7 @@ fn push_pull_repairs_a_member_that_missed_the_gossip() {
     // Cut n9 off briefly: shorter than the minimum suspicion timeout (600 ms here), long enough for
     // the 8 retransmits of the change to be spent (gossip runs every 50 ms to 3 members).
     sim.partition((0..10).map(|i| u16::from(i == 9)).collect());
-    sim.with_node(2, |n, now| n.set_metadata(b"role=v2").unwrap());
+    sim.with_node(2, |n, _| n.set_metadata(b"role=v2").unwrap());
     sim.run_for(Duration::from_millis(300));
     assert!((0..9).all(|i| i == 2 || sim.node(i).unwrap().member(sim.name(2)).unwrap().meta.as_bytes() == b"role=v2"));
     assert!(sim.node(9).unwrap().member(sim.name(2)).unwrap().meta.is_empty(), "n9 missed it");

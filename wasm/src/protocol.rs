@@ -233,9 +233,9 @@ impl Protocol {
     ) -> Result<Option<f64>, JsError> {
         let to = NodeId::new(name).map_err(|e| JsError::new(&format!("invalid member name: {e}")))?;
         let result = if reliable {
-            self.node.send_reliable(&to, topic, data, at(now)).map(|id| Some(id as f64))
+            self.node.send_reliable(at(now), &to, topic, data).map(|id| Some(id as f64))
         } else {
-            self.node.send(&to, topic, data, false, at(now)).map(|()| None)
+            self.node.send(at(now), &to, topic, data, false).map(|()| None)
         };
         result.map_err(|e| JsError::new(&e.to_string()))
     }
@@ -244,7 +244,7 @@ impl Protocol {
     #[wasm_bindgen(js_name = sendTo)]
     pub fn send_to(&mut self, now: f64, addr: &str, topic: &str, data: &[u8], reliable: bool) -> Result<(), JsError> {
         let to = Addr::parse(addr).map_err(|e| JsError::new(&format!("invalid address \"{addr}\": {e}")))?;
-        self.node.send_to_addr(to, topic, data, reliable, at(now)).map_err(|e| JsError::new(&e.to_string()))
+        self.node.send_to_addr(at(now), to, topic, data, reliable).map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// Replaces our metadata and announces it.

@@ -166,7 +166,7 @@ fn options_the_protocol_cannot_work_with_fail_the_constructor() {
 #[wasm_bindgen_test]
 fn commands_name_what_is_wrong() {
     let mut p = member("a", 1);
-    let err = p.send(0.0, "nobody", "t", b"x", false).err().unwrap();
+    let err = p.send(false, 0.0, "nobody", "t", b"x").err().unwrap();
     let message = String::from(js_sys::Error::from(JsValue::from(err)).message());
     assert!(message.contains("unknown or dead member"), "{message}");
     let err = p.broadcast(&"t".repeat(300), b"x", None).err().unwrap();

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use shoal::relay::encode_datagram;
+use shoal_testkit::eventually_blocking;
 
 /// The attacks are heavy (thousands of sockets): one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -196,23 +197,9 @@ impl Drop for Agent {
     }
 }
 
-/// Polls `check` until it holds or `limit` passes; whether it held.
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until `a` and `b` list each other alive.
 fn wait_formed(a: &Agent, b: &Agent) {
-    let formed = eventually(SETTLE, || {
+    let formed = eventually_blocking(SETTLE, || {
         a.state_of(&b.name).as_deref() == Some("alive") && b.state_of(&a.name).as_deref() == Some("alive")
     });
     assert!(formed, "{} and {} did not form a cluster", a.name, b.name);
@@ -220,7 +207,7 @@ fn wait_formed(a: &Agent, b: &Agent) {
 
 /// Asserts the honest pair still list each other alive (allowing a suspicion to clear).
 fn assert_still_formed(a: &Agent, b: &Agent, after: &str) {
-    let alive = eventually(SETTLE, || {
+    let alive = eventually_blocking(SETTLE, || {
         a.state_of(&b.name).as_deref() == Some("alive") && b.state_of(&a.name).as_deref() == Some("alive")
     });
     report(&format!("{after}: honest cluster {}", if alive { "kept its membership" } else { "LOST its membership" }));
@@ -268,7 +255,7 @@ fn get_within(addr: SocketAddr, path: &str, limit: Duration) -> Result<Reply, St
 fn health_within(addr: SocketAddr, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     let deadline = start + limit;
-    let answered = eventually(limit, || {
+    let answered = eventually_blocking(limit, || {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -358,7 +345,7 @@ fn health_answers_after_1100_idle_connections_at_a_1024_descriptor_limit() {
     // At most 256 may stay open: the others are evicted or timed out, and counted. (Some may
     // still wait in the kernel's listen queue, which overflowed: the figures once they are in.)
     let closed = |m: &str| dropped(m, "evicted_per_ip") + dropped(m, "evicted_total") + dropped(m, "head_timeout");
-    let all_counted = eventually(Duration::from_secs(10), || closed(&a.metrics()) >= 1_100 - 256);
+    let all_counted = eventually_blocking(Duration::from_secs(10), || closed(&a.metrics()) >= 1_100 - 256);
     let metrics = a.metrics();
     let (per_ip, total, timeouts) =
         (dropped(&metrics, "evicted_per_ip"), dropped(&metrics, "evicted_total"), dropped(&metrics, "head_timeout"));
@@ -451,7 +438,7 @@ fn health_answers_while_1500_slowloris_clients_trickle_their_heads_at_a_1024_des
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| rt.spawn(slowloris(source_of(i), target, Duration::from_millis(200), give_up, connected.clone())))
         .collect();
-    let all_tried = eventually(Duration::from_secs(30), || connected.load(Ordering::Relaxed) == CLIENTS);
+    let all_tried = eventually_blocking(Duration::from_secs(30), || connected.load(Ordering::Relaxed) == CLIENTS);
     assert!(all_tried, "only {} slowloris clients tried to connect", connected.load(Ordering::Relaxed));
     let health = health_within(a.http, Duration::from_secs(10));
     report(&format!(
@@ -681,7 +668,7 @@ fn spoofed_and_malformed_relay_datagrams_are_counted_in_metrics_and_the_cluster_
     }
     let relay_drop =
         |reason: &str| sample(&a.metrics(), &format!("shoal_udp_relay_dropped_total{{reason=\"{reason}\"}}"));
-    let all_counted = eventually(Duration::from_secs(10), || {
+    let all_counted = eventually_blocking(Duration::from_secs(10), || {
         relay_drop("spoofed") == Some(spoofed) && relay_drop("malformed") == Some(malformed)
     });
     let metrics = a.metrics();

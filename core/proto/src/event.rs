@@ -135,7 +135,9 @@ pub enum Event<A> {
         count: u64,
     },
     /// A reliable message we sent to `to` (the `id` [`crate::Node::send_reliable`] returned) was not
-    /// acknowledged after `reliable_attempts` tries: it may not have arrived.
+    /// acknowledged after `reliable_attempts` tries: it may not have arrived. Also reported at once
+    /// for the oldest message waiting for an acknowledgement when too many wait (more messages or
+    /// bytes than the reliable sender keeps), to make room for a new one.
     SendFailed {
         /// The id [`crate::Node::send_reliable`] returned. Reliable messages sent with
         /// [`crate::Node::send_to_addr`] take their ids from the same count, though that call does

@@ -417,20 +417,20 @@ impl Cluster {
 
     /// Sends a best-effort message to a member (must fit in one packet).
     pub fn send(&self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<(), ClusterError> {
-        self.command(|n, now| n.send(to, topic, payload, false, now))?.map_err(ClusterError::Command)
+        self.command(|n, now| n.send(now, to, topic, payload, false))?.map_err(ClusterError::Command)
     }
 
     /// Sends a message to a member over the reliable path (large payloads, up to
     /// `max_reliable_size`). The receiver acknowledges it; it is sent again until it does, and
     /// `Event::SendFailed` with the returned id reports it lost after `reliable_attempts` tries.
     pub fn send_reliable(&self, to: &NodeId, topic: &str, payload: &[u8]) -> Result<u64, ClusterError> {
-        self.command(|n, now| n.send_reliable(to, topic, payload, now))?.map_err(ClusterError::Command)
+        self.command(|n, now| n.send_reliable(now, to, topic, payload))?.map_err(ClusterError::Command)
     }
 
     /// Sends a message to an address, member or not (reliable ones acknowledged as
     /// [`Cluster::send_reliable`] says).
     pub fn send_to_addr(&self, to: &Addr, topic: &str, payload: &[u8], reliable: bool) -> Result<(), ClusterError> {
-        self.command(|n, now| n.send_to_addr(to.clone(), topic, payload, reliable, now))?.map_err(ClusterError::Command)
+        self.command(|n, now| n.send_to_addr(now, to.clone(), topic, payload, reliable))?.map_err(ClusterError::Command)
     }
 
     /// Waits until the driver has handed every packet produced so far to the transports (best-effort

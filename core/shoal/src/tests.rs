@@ -221,15 +221,8 @@ fn member(net: &Net, name: &str, host: u8) -> (Cluster, Arc<Mem>) {
 }
 
 /// Waits until `check` holds, looking every few milliseconds; false if `DEADLINE` passes first.
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    check()
+async fn eventually(check: impl FnMut() -> bool) -> bool {
+    shoal_testkit::eventually(DEADLINE, check).await
 }
 
 async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {

@@ -477,7 +477,7 @@ impl Run {
                 node.broadcast("churn", b"hello from a passing member", None).expect("a running member broadcasts");
             }
             if messages {
-                node.send_reliable(&to, "churn", b"hello, stable member", now).expect("a stable member is live");
+                node.send_reliable(now, &to, "churn", b"hello, stable member").expect("a stable member is live");
             }
         });
     }

@@ -205,7 +205,7 @@ fn crypto() {
             let t = Wall::now();
             let mut packets = Vec::with_capacity(500);
             for _ in 0..500 {
-                sender.send_to_addr(2, "bench", black_box(&payload), false, Instant::ZERO).unwrap();
+                sender.send_to_addr(Instant::ZERO, 2, "bench", black_box(&payload), false).unwrap();
                 packets.push(sender.poll_transmit().unwrap().bytes);
             }
             send_ns.push(t.elapsed().as_nanos() as f64 / 500.0);

@@ -65,6 +65,19 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
     check()
 }
 
+/// As [`eventually`], for tests that wait from a plain thread (on agent processes, say): polls
+/// `check` every 20 ms until it holds or `limit` passes.
+pub fn eventually_blocking(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
 /// How `observer` sees the member named `name`.
 pub fn state_of(observer: &Cluster, name: &str) -> Option<MemberState> {
     observer.members().into_iter().find(|m| m.id.as_str() == name).map(|m| m.state)

@@ -491,12 +491,12 @@ impl Harness {
             }
             Op::Send { node: n, to, topic, payload, reliable } => {
                 let i = node(*n);
-                let _ = self.nodes[i].send(&to.id(), topic, payload, *reliable, self.now);
+                let _ = self.nodes[i].send(self.now, &to.id(), topic, payload, *reliable);
                 self.check(i);
             }
             Op::SendToAddr { node: n, to, topic, payload, reliable } => {
                 let i = node(*n);
-                let _ = self.nodes[i].send_to_addr(to.get(), topic, payload, *reliable, self.now);
+                let _ = self.nodes[i].send_to_addr(self.now, to.get(), topic, payload, *reliable);
                 self.check(i);
             }
             Op::SetMetadata { node: n, meta } => {

@@ -17,7 +17,8 @@
 //!
 //! Every call that needs the time takes `now` as its first argument ([`Node::new`],
 //! [`Node::handle_packet`], [`Node::handle_timeout`], [`Node::join`], [`Node::leave`],
-//! [`Node::set_link_up`], [`Node::assume_alive`]); the others need none.
+//! [`Node::send`], [`Node::send_reliable`], [`Node::send_to_addr`], [`Node::set_link_up`],
+//! [`Node::assume_alive`]); the others need none.
 //!
 //! Randomness comes from the `seed` given to [`Node::new`]: the same seed and the same inputs always
 //! produce the same outputs, which is what makes the simulator deterministic. Drivers seed it from the
@@ -680,7 +681,8 @@ impl<A: Address> Node<A> {
 
     /// Packets that say what [`Node::leave`] would say first, built now without leaving: our
     /// departure at the incarnation `leave` would take, each to one of up to `fanout` random live
-    /// members. Nothing changes here but the random state; the packets are not counted as sent.
+    /// members. Nothing changes here but the random state and, with encryption, the nonce counter
+    /// (the packets count in [`SecurityStats::encrypted_sent`]); they are not counted in [`Stats`].
     ///
     /// For a driver that may be stopped before it gets to call `leave`: a browser tab's member
     /// runs in a worker that the browser kills when the tab closes, so the page keeps a fresh
@@ -727,14 +729,14 @@ impl<A: Address> Node<A> {
     /// acknowledged and retried as [`Node::send_reliable`] describes.
     pub fn send(
         &mut self,
+        now: Instant,
         to: &NodeId,
         topic: &str,
         payload: &[u8],
         reliable: bool,
-        now: Instant,
     ) -> Result<(), CommandError> {
         let addr = self.live_addr(to)?;
-        self.send_to_addr(addr, topic, payload, reliable, now)
+        self.send_to_addr(now, addr, topic, payload, reliable)
     }
 
     /// Sends a message to one member over the reliable path and returns its id. The receiver
@@ -743,10 +745,10 @@ impl<A: Address> Node<A> {
     /// It is delivered at most once whatever the retries. See the `reliable` module docs.
     pub fn send_reliable(
         &mut self,
+        now: Instant,
         to: &NodeId,
         topic: &str,
         payload: &[u8],
-        now: Instant,
     ) -> Result<u64, CommandError> {
         let addr = self.live_addr(to)?;
         self.note_time(now);
@@ -764,11 +766,11 @@ impl<A: Address> Node<A> {
     /// messages are acknowledged and retried as [`Node::send_reliable`] describes.
     pub fn send_to_addr(
         &mut self,
+        now: Instant,
         to: A,
         topic: &str,
         payload: &[u8],
         reliable: bool,
-        now: Instant,
     ) -> Result<(), CommandError> {
         self.note_time(now);
         if reliable {

@@ -49,7 +49,9 @@ const REPLAY_SENDERS: usize = 4_096;
 /// Whether packets are encrypted, and what is accepted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SecurityMode {
-    /// No encryption. Encrypted packets are rejected.
+    /// Packets are sent in plaintext. Encrypted packets are still opened when a keyring is
+    /// installed (so a cluster can be migrated either way one member at a time), and dropped as
+    /// [`SecurityError::NoKeyring`] without one.
     #[default]
     Plaintext,
     /// Migration: both plaintext and encrypted packets are accepted; packets are sent encrypted when

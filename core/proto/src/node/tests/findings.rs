@@ -256,7 +256,7 @@ fn only_the_receiver_can_acknowledge_a_reliable_message() {
     let epoch = c.nodes[0].broadcast("x", b"x", None).unwrap().epoch;
     c.blocked.insert((0, 2));
     let now = c.now;
-    let rid = c.nodes[0].send_reliable(&id("c"), "t", b"p", now).unwrap();
+    let rid = c.nodes[0].send_reliable(now, &id("c"), "t", b"p").unwrap();
     c.nodes[0].handle_packet(now, 1, &packet_of(&[Message::ReliableAck { epoch, id: rid }])).unwrap();
     c.advance(config.reliable_timeout.as_millis() as u64 * (u64::from(config.reliable_attempts) + 1));
     assert_eq!(c.count(0, |e| matches!(e, Event::SendFailed { id, .. } if *id == rid)), 1);

@@ -976,9 +976,9 @@ fn a_direct_message_arrives_and_unknown_members_are_refused() {
     let mut c = Cluster::formed(3, Config::local());
     c.clear_events();
     let max = c.node(0).config().max_packet_size;
-    c.nodes[0].send(&id("b"), "greet", b"hi", false, c.now).unwrap();
+    c.nodes[0].send(c.now, &id("b"), "greet", b"hi", false).unwrap();
     let bulk = vec![7u8; 10_000];
-    c.nodes[0].send(&id("b"), "bulk", &bulk, true, c.now).unwrap();
+    c.nodes[0].send(c.now, &id("b"), "bulk", &bulk, true).unwrap();
     c.deliver_all();
 
     let direct = |topic: &str, payload: &[u8]| Event::Message {
@@ -995,20 +995,20 @@ fn a_direct_message_arrives_and_unknown_members_are_refused() {
 
     let now = c.now;
     let a = &mut c.nodes[0];
-    assert_eq!(a.send(&id("zed"), "t", b"x", false, now), Err(CommandError::UnknownMember(id("zed"))));
-    match a.send(&id("b"), "t", &vec![0u8; 2_000], false, now) {
+    assert_eq!(a.send(now, &id("zed"), "t", b"x", false), Err(CommandError::UnknownMember(id("zed"))));
+    match a.send(now, &id("b"), "t", &vec![0u8; 2_000], false) {
         Err(CommandError::TooLarge { size, max: limit }) => {
             assert!(size > limit);
             assert_eq!(limit, max - 1);
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    assert_eq!(a.send(&id("b"), &"t".repeat(256), b"x", false, now), Err(CommandError::TopicTooLong));
+    assert_eq!(a.send(now, &id("b"), &"t".repeat(256), b"x", false), Err(CommandError::TopicTooLong));
     assert!(a.poll_transmit().is_none(), "refused commands send nothing");
 
     // The largest accepted best-effort message still fits in one packet.
     let mut size = max;
-    while a.send(&id("b"), "t", &vec![1u8; size], false, now).is_err() {
+    while a.send(now, &id("b"), "t", &vec![1u8; size], false).is_err() {
         size -= 1;
     }
     let t = a.poll_transmit().unwrap();

@@ -26,7 +26,7 @@ fn a_reliable_message_to_a_member_that_died_is_reported_failed_not_silently_drop
     c.clear_events();
     c.crash(2);
     let now = c.now;
-    let id = c.nodes[0].send_reliable(&NodeId::new("c").unwrap(), "job", b"payload", now).unwrap();
+    let id = c.nodes[0].send_reliable(now, &NodeId::new("c").unwrap(), "job", b"payload").unwrap();
     let bound = config.reliable_timeout * config.reliable_attempts + config.probe_interval;
     let reported = c.advance_until(bound.as_millis() as u64, |c| failures(c, 0) == [id]);
     assert!(reported, "the sender hears its message was lost: {:?}", c.events(0));
@@ -46,7 +46,7 @@ fn a_reliable_message_whose_first_copy_is_lost_arrives_once_on_a_retry() {
         is_message && flag.replace(false)
     }));
     let now = c.now;
-    c.nodes[0].send_reliable(&id("b"), "job", b"payload", now).unwrap();
+    c.nodes[0].send_reliable(now, &id("b"), "job", b"payload").unwrap();
     let arrived = c.advance_until(10_000, |c| reliable_received(c, 1, "job") == 1);
     assert!(arrived);
     c.advance(10_000);
@@ -65,7 +65,7 @@ fn a_lost_acknowledgement_makes_the_sender_retry_but_the_receiver_delivers_once(
         from == 1 && t.reliable && t.kind == TransmitKind::Ack && flag.get()
     }));
     let now = c.now;
-    c.nodes[0].send_reliable(&id("b"), "job", b"payload", now).unwrap();
+    c.nodes[0].send_reliable(now, &id("b"), "job", b"payload").unwrap();
     let timeout = c.node(0).config().reliable_timeout.as_millis() as u64;
     c.advance(timeout + 100);
     acks_lost.set(false);
@@ -79,13 +79,13 @@ fn a_lost_acknowledgement_makes_the_sender_retry_but_the_receiver_delivers_once(
 fn a_replayed_reliable_frame_older_than_the_receivers_memory_is_neither_delivered_nor_acknowledged() {
     let mut c = Cluster::formed(2, Config::local());
     let now = c.now;
-    let first = c.nodes[0].send_reliable(&id("b"), "job", b"0", now).unwrap();
+    let first = c.nodes[0].send_reliable(now, &id("b"), "job", b"0").unwrap();
     c.collect();
     let at = c.in_flight.iter().position(|(from, t, _)| *from == 0 && t.reliable && t.kind == TransmitKind::Direct);
     let (_, stale, _) = c.in_flight.remove(at.expect("the first frame")).expect("it is there");
     c.in_flight.clear();
     for k in 0..(super::super::reliable::REMEMBERED_IDS + 5) {
-        c.nodes[0].send_reliable(&id("b"), "job", &k.to_be_bytes(), now).unwrap();
+        c.nodes[0].send_reliable(now, &id("b"), "job", &k.to_be_bytes()).unwrap();
         c.deliver_all();
     }
     c.clear_events();
@@ -105,8 +105,8 @@ fn a_departed_senders_de_duplication_record_is_forgotten_once_it_is_reaped() {
     let config = Config::local();
     let mut c = Cluster::formed(3, config.clone());
     let now = c.now;
-    c.nodes[1].send_reliable(&id("a"), "job", b"1", now).unwrap();
-    c.nodes[2].send_reliable(&id("a"), "job", b"2", now).unwrap();
+    c.nodes[1].send_reliable(now, &id("a"), "job", b"1").unwrap();
+    c.nodes[2].send_reliable(now, &id("a"), "job", b"2").unwrap();
     assert!(c.advance_until(10_000, |c| reliable_received(c, 0, "job") == 2));
     assert_eq!(c.node(0).footprint().reliable_senders, 2);
     c.crash(2);
@@ -130,7 +130,7 @@ fn a_copy_that_arrives_after_its_senders_record_was_forgotten_is_refused_not_del
     let config = Config::local();
     let mut c = Cluster::formed(3, config.clone());
     let now = c.now;
-    c.nodes[2].send_reliable(&id("a"), "job", b"once", now).unwrap();
+    c.nodes[2].send_reliable(now, &id("a"), "job", b"once").unwrap();
     c.collect();
     let at = c.in_flight.iter().position(|(from, t, _)| *from == 2 && t.reliable && t.kind == TransmitKind::Direct);
     let (_, copy, _) = c.in_flight.get(at.expect("the frame")).cloned().expect("it is there");

@@ -525,7 +525,7 @@ impl Runner {
                 let to_name = Self::name(to);
                 let sent = self
                     .sim
-                    .with_node(from as usize, |n, now| n.send_reliable(&to_name, TOPIC_RELIABLE, &payload, now));
+                    .with_node(from as usize, |n, now| n.send_reliable(now, &to_name, TOPIC_RELIABLE, &payload));
                 if let Some(Ok(id)) = sent {
                     let life = self.truth.lives[from as usize].len().saturating_sub(1);
                     self.truth.reliable.push(SentReliable { from, life, to, at: now, tag, id, failed_reported: false });
