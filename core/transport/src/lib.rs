@@ -12,6 +12,7 @@
 //! without a dependency cycle, as quinn-udp sits below quinn.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
 use std::fmt;
@@ -21,6 +22,9 @@ use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+mod counters;
+
+pub use counters::TrafficCounters;
 pub use shoal_core::addr::{Addr, AddrError, MAX_ADDR_LEN};
 /// The relay envelope: how frames, signals and closes travel to and through a `shoal-relay`.
 pub use shoal_core::relay;
@@ -55,13 +59,19 @@ pub struct Received {
 /// What went wrong in a transport. Sends fail per packet; the protocol treats a failed send like a
 /// lost packet, so drivers count and log these rather than stop.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The operating system refused (socket error, connection refused or reset, timeout).
     Io(std::io::Error),
     /// No plugin claims the address, or the plugin cannot reach it.
     Unreachable(Addr),
     /// The frame exceeds the plugin's size limit (checked before anything is sent or allocated).
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// The frame's size in bytes.
+        size: usize,
+        /// The largest frame the plugin takes, in bytes.
+        max: usize,
+    },
     /// A peer broke the framing protocol (bad length prefix, bad handshake).
     Protocol(&'static str),
     /// The transport was closed.
@@ -88,13 +98,20 @@ impl From<std::io::Error> for TransportError {
     }
 }
 
-/// Traffic counters a plugin keeps about itself.
+/// Traffic counters a plugin keeps about itself, as [`Transport::counters`] reports them. Plugins
+/// count with [`TrafficCounters`] and report its [`snapshot`](TrafficCounters::snapshot).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TransportCounters {
+    /// Packets and frames received.
     pub packets_in: u64,
+    /// Bytes of those packets and frames.
     pub bytes_in: u64,
+    /// Packets and frames sent, or queued for sending.
     pub packets_out: u64,
+    /// Bytes of those packets and frames.
     pub bytes_out: u64,
+    /// Sends that failed.
     pub send_errors: u64,
     /// Incoming data dropped by the plugin itself (oversized frames, bad handshakes, full queues).
     pub dropped_in: u64,
@@ -178,6 +195,7 @@ impl Router {
         Router { plugins }
     }
 
+    /// The plugins, in the order they are asked. Call to read one plugin's counters or name.
     pub fn plugins(&self) -> &[Arc<dyn Transport>] {
         &self.plugins
     }
@@ -239,7 +257,9 @@ fn recv_one(i: usize, plugin: Arc<dyn Transport>, mut buf: Vec<u8>) -> BoxFuture
 #[derive(Debug)]
 pub struct Packet {
     plugin: usize,
+    /// The packet's bytes (when `result` is `Ok`); hand it back with [`Receiver::rearm`].
     pub buf: Vec<u8>,
+    /// Where the packet came from, or the plugin's receive error.
     pub result: Result<Received, TransportError>,
 }
 

@@ -156,7 +156,9 @@ impl Default for RelayConfig {
 /// A [`RelayConfig`] field out of range. The caller's fault; nothing was bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The [`RelayConfig`] field at fault, as spelled in the struct (`"max_frame"`).
     pub field: &'static str,
+    /// What is wrong with it, in words that follow the field name (`"must be at least 1"`).
     pub reason: &'static str,
 }
 

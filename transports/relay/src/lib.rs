@@ -108,6 +108,8 @@
 //! existing members). Members behind one NAT share its per-IP connection cap. Volumetric attacks
 //! on the link are out of scope.
 
+#![deny(missing_docs)]
+
 mod accept;
 mod cidr;
 mod close;

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 /// Why the relay dropped a frame or datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DropReason {
     /// Larger than `max_frame`.
     Oversized,
@@ -89,6 +90,7 @@ impl DropReason {
 
 /// Why the relay refused or closed a connection before or outside the WebSocket protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ConnectionDrop {
     /// Refused at accept: the client's IP already has `max_connections_per_ip` connections.
     PerIpCap,
@@ -148,6 +150,7 @@ impl ConnectionDrop {
 /// status ([`status`](Self::status)): every refusal about the secret is the same `403`, so
 /// nobody learns from it whether a peer is connected or asked for a secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FarewellRefusal {
     /// The body does not decode: truncated, an invalid peer id, an empty, signalling or malformed
     /// frame (`400`).
@@ -216,6 +219,7 @@ impl FarewellRefusal {
 /// Frames and bytes forwarded along one path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Forwarded {
+    /// Frames (or datagrams) forwarded.
     pub frames: u64,
     /// Bytes as sent on (WebSocket frame or UDP datagram, relay header included).
     pub bytes: u64,
@@ -230,6 +234,7 @@ impl Forwarded {
 
 /// Counters of a relay since it was bound, and the connection gauge.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RelayStats {
     /// WebSocket members connected now.
     pub connections: u64,

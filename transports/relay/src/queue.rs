@@ -31,6 +31,7 @@ use crate::close::CloseReason;
 
 /// Why a frame was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PushError {
     /// The queue holds `queue_frames` frames or the frame would take it past `queue_bytes`: the
     /// consumer is not keeping up. Nothing was queued.

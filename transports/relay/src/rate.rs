@@ -80,7 +80,9 @@ impl Bucket {
 /// Limits in frames and in bytes: a frame passes when both allow it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetLimit {
+    /// The limit in frames (each frame costs one).
     pub frames: RateLimit,
+    /// The limit in bytes (each frame costs its length).
     pub bytes: RateLimit,
 }
 

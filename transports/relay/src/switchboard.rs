@@ -98,6 +98,7 @@ pub type ConnId = u64;
 
 /// Why an admission was refused. The client's fault; the peer table is unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The relay requires a token and none was given (HTTP 401).
     MissingToken,
@@ -140,7 +141,12 @@ pub enum WsRoute {
     /// Queued for another WebSocket member.
     Delivered,
     /// Send `datagram` from the relay's UDP socket to `to`.
-    Udp { to: SocketAddr, datagram: Vec<u8> },
+    Udp {
+        /// The native member's UDP socket.
+        to: SocketAddr,
+        /// The relay datagram to send, source already stamped.
+        datagram: Vec<u8>,
+    },
     /// Dropped (already counted).
     Dropped(DropReason),
 }

@@ -58,7 +58,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 Err(why) => {
                     socket::refuse(stream);
                     add(&shared.counters.refused, 1);
-                    add(&shared.counters.dropped_in, 1);
+                    shared.counters.traffic.dropped_in();
                     tracing::debug!(%peer, why, "inbound tcp connection refused");
                 }
             },
@@ -90,7 +90,7 @@ async fn handshake_then_frames<R: AsyncRead + Unpin>(shared: &Shared, rd: &mut R
     let from = match frame::read_handshake(rd, shared.options.io_timeout).await {
         Ok(from) => from,
         Err(end) => {
-            add(&shared.counters.dropped_in, 1);
+            shared.counters.traffic.dropped_in();
             return end;
         }
     };
@@ -132,7 +132,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
         // Charged for bytes that actually arrived, so a peer announcing big frames and sending
         // little cannot starve the others of budget.
         let Ok(Ok(permit)) = timeout(options.io_timeout, shared.budget.clone().acquire_many_owned(len)).await else {
-            add(&shared.counters.dropped_in, 1);
+            shared.counters.traffic.dropped_in();
             tracing::debug!(%from, len, "frames waiting for recv exceed the memory budget; frame dropped");
             continue;
         };
@@ -140,7 +140,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
         match shared.inbox.send_timeout(item, options.io_timeout).await {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => {
-                add(&shared.counters.dropped_in, 1);
+                shared.counters.traffic.dropped_in();
                 tracing::debug!(%from, len, "inbox full; frame dropped");
             }
             Err(SendTimeoutError::Closed(_)) => return ReadEnd::Closed,
@@ -151,7 +151,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
 /// Counts protocol violations in `dropped_in` and passes the reason on.
 fn count_violation(shared: &Shared, end: ReadEnd) -> ReadEnd {
     if matches!(end, ReadEnd::Protocol(_)) {
-        add(&shared.counters.dropped_in, 1);
+        shared.counters.traffic.dropped_in();
     }
     end
 }

@@ -43,6 +43,8 @@
 //! - [`Transport::close`](shoal_transport::Transport::close) (or dropping the transport) stops
 //!   the listener and every connection task.
 
+#![deny(missing_docs)]
+
 mod frame;
 mod inbound;
 mod outbound;

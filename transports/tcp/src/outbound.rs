@@ -179,11 +179,8 @@ impl Pool {
             }
             let result = self.write_or_reconnect(to, sa, &peer, &mut st, bytes).await;
             match &result {
-                Ok(()) => {
-                    add(&self.shared.counters.packets_out, 1);
-                    add(&self.shared.counters.bytes_out, bytes.len());
-                }
-                Err(_) => add(&self.shared.counters.send_errors, 1),
+                Ok(()) => self.shared.counters.traffic.sent(bytes.len()),
+                Err(_) => self.shared.counters.traffic.send_failed(),
             }
             return result;
         }
@@ -228,12 +225,9 @@ impl Pool {
     ) -> Result<(), TransportError> {
         let result = self.try_best_effort(to, sa, bytes).await;
         match &result {
-            Ok(true) => {
-                add(&self.shared.counters.packets_out, 1);
-                add(&self.shared.counters.bytes_out, bytes.len());
-            }
+            Ok(true) => self.shared.counters.traffic.sent(bytes.len()),
             Ok(false) => {} // handed to a connecting task, which counts it
-            Err(_) => add(&self.shared.counters.send_errors, 1),
+            Err(_) => self.shared.counters.traffic.send_failed(),
         }
         result.map(drop)
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use shoal_transport::{Addr, TransportCounters};
+use shoal_transport::{Addr, TrafficCounters, TransportCounters};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -104,12 +104,7 @@ impl Drop for InboundSlot {
 /// Traffic counters ([`TransportCounters`]) plus connection counts ([`ConnectionStats`]).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub packets_in: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub packets_out: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub send_errors: AtomicU64,
-    pub dropped_in: AtomicU64,
+    pub traffic: TrafficCounters,
     pub accepted: AtomicU64,
     pub dialled: AtomicU64,
     pub inbound_open: AtomicU64,
@@ -133,14 +128,7 @@ fn load(counter: &AtomicU64) -> u64 {
 
 impl Counters {
     pub fn traffic(&self) -> TransportCounters {
-        TransportCounters {
-            packets_in: load(&self.packets_in),
-            bytes_in: load(&self.bytes_in),
-            packets_out: load(&self.packets_out),
-            bytes_out: load(&self.bytes_out),
-            send_errors: load(&self.send_errors),
-            dropped_in: load(&self.dropped_in),
-        }
+        self.traffic.snapshot()
     }
 
     pub fn connections(&self) -> ConnectionStats {
@@ -158,6 +146,7 @@ impl Counters {
 
 /// Connection counts of a [`TcpTransport`](crate::TcpTransport), for monitoring and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionStats {
     /// Inbound connections accepted since bind (including ones later rejected at the handshake,
     /// not those refused at a cap).

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::inbound::accept_loop;
 use crate::outbound::Pool;
-use crate::shared::{add, ConnectionStats, Inbound, Shared, INBOX_CAPACITY};
+use crate::shared::{ConnectionStats, Inbound, Shared, INBOX_CAPACITY};
 use crate::TcpOptions;
 
 /// A Shoal transport over TCP: reliable frames to `tcp://` and `udp://` addresses, and in
@@ -81,7 +81,7 @@ impl TcpTransport {
     fn check_frame(&self, bytes: &[u8]) -> Result<(), TransportError> {
         let max = self.shared.options.frame_limit();
         if bytes.len() > max {
-            add(&self.shared.counters.send_errors, 1);
+            self.shared.counters.traffic.send_failed();
             return Err(TransportError::TooLarge { size: bytes.len(), max });
         }
         if self.shared.closing.is_closed() {
@@ -91,7 +91,7 @@ impl TcpTransport {
     }
 
     fn unreachable(&self, to: &Addr) -> TransportError {
-        add(&self.shared.counters.send_errors, 1);
+        self.shared.counters.traffic.send_failed();
         TransportError::Unreachable(to.clone())
     }
 }
@@ -154,8 +154,7 @@ impl Transport for TcpTransport {
             return Err(TransportError::Closed);
         };
         std::mem::swap(buf, &mut item.bytes);
-        add(&self.shared.counters.packets_in, 1);
-        add(&self.shared.counters.bytes_in, buf.len());
+        self.shared.counters.traffic.received(buf.len());
         Ok(Received { from: item.from, reliable: true })
     }
 

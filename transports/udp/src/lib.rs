@@ -48,6 +48,8 @@
 //! - **Hostile input never panics.** Any datagram is handed to the protocol as bytes; decoding is the
 //!   core's job and never panics either.
 
+#![deny(missing_docs)]
+
 mod transport;
 
 pub use transport::{BufferSizes, RelayDrops, UdpTransport, MAX_DATAGRAM, WANTED_BUFFER};

@@ -36,7 +36,7 @@ use shoal_transport::relay::{
     accept_relay_datagram, decode_datagram, encode_datagram, relay_socket, split_relay_addr, RELAY_DATAGRAM_MARKER,
     RELAY_SCHEME,
 };
-use shoal_transport::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal_transport::{Addr, Received, TrafficCounters, Transport, TransportCounters, TransportError};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
@@ -82,6 +82,7 @@ pub const MAX_DATAGRAM: usize = 65_507;
 /// Relay datagrams dropped so far, by reason (see [`UdpTransport::relay_drops`]). Every one is also
 /// in [`TransportCounters::dropped_in`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RelayDrops {
     /// Unreadable: shorter than its header says, or the source it names is not an address.
     pub malformed: u64,
@@ -127,15 +128,11 @@ impl std::fmt::Debug for UdpTransport {
     }
 }
 
+/// The shared traffic counters plus the UDP plugin's own.
 #[derive(Debug, Default)]
 struct Counters {
-    packets_in: AtomicU64,
-    bytes_in: AtomicU64,
-    packets_out: AtomicU64,
-    bytes_out: AtomicU64,
-    send_errors: AtomicU64,
+    traffic: TrafficCounters,
     icmp_errors: AtomicU64,
-    dropped_in: AtomicU64,
     relay_malformed: AtomicU64,
     relay_spoofed: AtomicU64,
 }
@@ -230,7 +227,7 @@ impl UdpTransport {
     /// Relay datagrams dropped so far: malformed, or not from the relay their source names (a
     /// spoofing attempt). Also in [`Transport::counters`] as `dropped_in`.
     pub fn relay_dropped(&self) -> u64 {
-        self.counters.dropped_in.load(Ordering::Relaxed)
+        self.counters.traffic.snapshot().dropped_in
     }
 
     /// Relay datagrams dropped so far, by reason (their sum is [`relay_dropped`](Self::relay_dropped)).
@@ -244,16 +241,16 @@ impl UdpTransport {
     /// Sends `bytes` to a relayed member: one relay datagram to the relay's UDP socket.
     async fn send_relayed(&self, to: &Addr, bytes: &[u8]) -> Result<(), TransportError> {
         let (Some(relay), Some((_, peer))) = (relay_socket(to), split_relay_addr(to)) else {
-            add(&self.counters.send_errors, 1);
+            self.counters.traffic.send_failed();
             return Err(TransportError::Unreachable(to.clone()));
         };
         let max = MAX_DATAGRAM - 2 - peer.len();
         if bytes.len() > max {
-            add(&self.counters.send_errors, 1);
+            self.counters.traffic.send_failed();
             return Err(TransportError::TooLarge { size: bytes.len(), max });
         }
         let Some(datagram) = encode_datagram(peer, bytes) else {
-            add(&self.counters.send_errors, 1);
+            self.counters.traffic.send_failed();
             return Err(TransportError::Unreachable(to.clone()));
         };
         self.send_datagram(&datagram, relay).await
@@ -264,12 +261,11 @@ impl UdpTransport {
         let socket = self.socket()?;
         match self.send_to(&socket, datagram, target).await {
             Ok(n) => {
-                add(&self.counters.packets_out, 1);
-                add(&self.counters.bytes_out, n);
+                self.counters.traffic.sent(n);
                 Ok(())
             }
             Err(e) => {
-                add(&self.counters.send_errors, 1);
+                self.counters.traffic.send_failed();
                 Err(TransportError::Io(e))
             }
         }
@@ -281,7 +277,7 @@ impl UdpTransport {
         let (source, packet_len) = match accept_relay_datagram(from, buf) {
             Ok((source, packet)) => (source, packet.len()),
             Err(e) => {
-                add(&self.counters.dropped_in, 1);
+                self.counters.traffic.dropped_in();
                 let spoofed = names_a_valid_source(buf);
                 add(if spoofed { &self.counters.relay_spoofed } else { &self.counters.relay_malformed }, 1);
                 tracing::trace!(%from, error = %e, spoofed, "dropped a relay datagram");
@@ -327,11 +323,11 @@ impl Transport for UdpTransport {
             return self.send_relayed(to, bytes).await;
         }
         if bytes.len() > MAX_DATAGRAM {
-            add(&self.counters.send_errors, 1);
+            self.counters.traffic.send_failed();
             return Err(TransportError::TooLarge { size: bytes.len(), max: MAX_DATAGRAM });
         }
         let Some(target) = to.socket_addr().filter(|_| to.scheme() == "udp") else {
-            add(&self.counters.send_errors, 1);
+            self.counters.traffic.send_failed();
             return Err(TransportError::Unreachable(to.clone()));
         };
         self.send_datagram(bytes, target).await
@@ -364,12 +360,10 @@ impl Transport for UdpTransport {
                 Ok((n, from)) => {
                     if buf.first() == Some(&RELAY_DATAGRAM_MARKER) {
                         let Some(source) = self.unwrap_relayed(from, buf) else { continue };
-                        add(&self.counters.packets_in, 1);
-                        add(&self.counters.bytes_in, n);
+                        self.counters.traffic.received(n);
                         return Ok(Received { from: source, reliable: false });
                     }
-                    add(&self.counters.packets_in, 1);
-                    add(&self.counters.bytes_in, n);
+                    self.counters.traffic.received(n);
                     return Ok(Received { from: self.sender_addr(from), reliable: false });
                 }
                 Err(e) if is_icmp_error(&e) => {
@@ -386,16 +380,7 @@ impl Transport for UdpTransport {
     }
 
     fn counters(&self) -> TransportCounters {
-        let c = &self.counters;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TransportCounters {
-            packets_in: load(&c.packets_in),
-            bytes_in: load(&c.bytes_in),
-            packets_out: load(&c.packets_out),
-            bytes_out: load(&c.bytes_out),
-            send_errors: load(&c.send_errors),
-            dropped_in: load(&c.dropped_in),
-        }
+        self.counters.traffic.snapshot()
     }
 
     async fn close(&self) {

@@ -27,6 +27,8 @@
 //! No STUN is needed on one host or a LAN (host candidates). The host candidate's IP is the
 //! configured one, or the address of the interface holding the default route.
 
+#![deny(missing_docs)]
+
 pub mod signal;
 mod task;
 mod transport;

@@ -22,7 +22,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub struct Signal {
     /// The sender's `relay://` address, stamped by the relay.
     pub from: Addr,
+    /// What the signal is: offer, answer, ICE candidate, bye or invite.
     pub kind: SignalKind,
+    /// The signal's JSON text (see the module documentation); empty for a bye.
     pub body: String,
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shoal_transport::relay::SignalKind;
-use shoal_transport::Addr;
+use shoal_transport::{Addr, TrafficCounters};
 use str0m::change::SdpOffer;
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::net::{Protocol, Receive};
@@ -52,6 +52,8 @@ pub(crate) struct Task {
     pub(crate) member: Addr,
     pub(crate) peers: HashMap<Addr, Peer>,
     pub(crate) shared: Arc<Mutex<Shared>>,
+    /// The plugin's traffic counters (this task counts what its inbox had no room for).
+    pub(crate) counters: Arc<TrafficCounters>,
     pub(crate) inbox: mpsc::Sender<(Addr, Vec<u8>, bool)>,
 }
 
@@ -242,7 +244,7 @@ impl Task {
                     Event::ChannelData(d) => {
                         let full = self.inbox.try_send((addr.clone(), d.data, Some(d.id) == p.rel)).is_err();
                         if full {
-                            lock(&self.shared).counters.dropped_in += 1;
+                            self.counters.dropped_in();
                         }
                     }
                     Event::ChannelClose(_) => dead = true,

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use shoal_transport::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal_transport::{Addr, Received, TrafficCounters, Transport, TransportCounters, TransportError};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -36,6 +36,9 @@ pub struct WebRtcOptions {
 }
 
 impl WebRtcOptions {
+    /// Options for reaching the browsers of the relay at `relay` (its URL) as signalling peer
+    /// `peer`, for the member at `member`; the host candidate's IP is found from the default route
+    /// and invites go out at most every 5 seconds. Call, then set the other fields as needed.
     pub fn new(relay: &str, peer: &str, member: Addr) -> Self {
         WebRtcOptions {
             relay: relay.to_owned(),
@@ -58,12 +61,13 @@ pub(crate) struct Shared {
     pub(crate) open: HashSet<Addr>,
     /// When each browser was last invited.
     pub(crate) invited: HashMap<Addr, Instant>,
-    pub(crate) counters: TransportCounters,
 }
 
 /// Direct data channels to browsers. See the crate docs.
 pub struct WebRtcTransport {
     shared: Arc<Mutex<Shared>>,
+    /// Shared with the task, which counts inbound drops.
+    counters: Arc<TrafficCounters>,
     commands: mpsc::Sender<Command>,
     inbox: tokio::sync::Mutex<mpsc::Receiver<(Addr, Vec<u8>, bool)>>,
     /// `relay://<relay>/`: the browsers we may invite.
@@ -103,6 +107,7 @@ impl WebRtcTransport {
             own[..own.rfind('/').map_or(own.len(), |i| i + 1)].to_owned()
         };
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let counters = Arc::new(TrafficCounters::new());
         let (commands, command_rx) = mpsc::channel(QUEUE);
         let (inbox_tx, inbox) = mpsc::channel(QUEUE);
         let task = Task {
@@ -113,11 +118,13 @@ impl WebRtcTransport {
             member: options.member.clone(),
             peers: HashMap::new(),
             shared: shared.clone(),
+            counters: counters.clone(),
             inbox: inbox_tx,
         };
         let task = tokio::spawn(task.run(command_rx));
         Ok(Arc::new(WebRtcTransport {
             shared,
+            counters,
             commands,
             inbox: tokio::sync::Mutex::new(inbox),
             relay_prefix,
@@ -179,9 +186,7 @@ impl Transport for WebRtcTransport {
         let (from, bytes, reliable) = self.inbox.lock().await.recv().await.ok_or(TransportError::Closed)?;
         buf.clear();
         buf.extend_from_slice(&bytes);
-        let mut shared = lock(&self.shared);
-        shared.counters.packets_in += 1;
-        shared.counters.bytes_in += bytes.len() as u64;
+        self.counters.received(bytes.len());
         Ok(Received { from, reliable })
     }
 
@@ -190,7 +195,7 @@ impl Transport for WebRtcTransport {
     }
 
     fn counters(&self) -> TransportCounters {
-        lock(&self.shared).counters
+        self.counters.snapshot()
     }
 
     async fn close(&self) {
@@ -201,16 +206,13 @@ impl Transport for WebRtcTransport {
 
 impl WebRtcTransport {
     fn queue(&self, to: &Addr, bytes: &[u8], reliable: bool) -> Result<(), TransportError> {
-        let sent = self.commands.try_send(Command::Send { to: to.clone(), bytes: bytes.to_vec(), reliable });
-        let mut shared = lock(&self.shared);
-        match sent {
+        match self.commands.try_send(Command::Send { to: to.clone(), bytes: bytes.to_vec(), reliable }) {
             Ok(()) => {
-                shared.counters.packets_out += 1;
-                shared.counters.bytes_out += bytes.len() as u64;
+                self.counters.sent(bytes.len());
                 Ok(())
             }
             Err(_) => {
-                shared.counters.send_errors += 1;
+                self.counters.send_failed();
                 Err(TransportError::Unreachable(to.clone()))
             }
         }

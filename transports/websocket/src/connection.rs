@@ -30,7 +30,7 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use shoal_transport::relay::{decode_ws_frame, split_relay_addr, CloseCode};
-use shoal_transport::{Addr, LinkListener};
+use shoal_transport::{Addr, LinkListener, TrafficCounters};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -52,14 +52,10 @@ const NO_STATUS: u16 = 1005;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The shared traffic counters plus the WebSocket plugin's own.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) packets_in: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) packets_out: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) send_errors: AtomicU64,
-    pub(crate) dropped_in: AtomicU64,
+    pub(crate) traffic: TrafficCounters,
     pub(crate) dropped_out: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) reconnects: AtomicU64,
@@ -403,7 +399,7 @@ async fn read_loop(
         let frame = match stream.next().await {
             Some(Ok(Message::Binary(frame))) => frame,
             Some(Ok(Message::Text(_))) => {
-                add(&counters.dropped_in, 1);
+                counters.traffic.dropped_in();
                 continue;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
@@ -415,14 +411,13 @@ async fn read_loop(
             None => return Ended::Lost("the connection ended without a close frame".into()),
             Some(Err(e)) => return Ended::Lost(format!("websocket read failed: {e}")),
         };
-        add(&counters.packets_in, 1);
-        add(&counters.bytes_in, frame.len());
+        counters.traffic.received(frame.len());
         if frame.len() > max_frame {
-            add(&counters.dropped_in, 1);
+            counters.traffic.dropped_in();
             continue;
         }
         let Ok((source, packet)) = decode_ws_frame(&frame) else {
-            add(&counters.dropped_in, 1);
+            counters.traffic.dropped_in();
             continue;
         };
         if packet.is_empty() {
@@ -433,7 +428,7 @@ async fn read_loop(
             Some(a) => a.clone(),
             None => {
                 let Ok(a) = Addr::parse(source) else {
-                    add(&counters.dropped_in, 1);
+                    counters.traffic.dropped_in();
                     continue;
                 };
                 if senders.len() >= ADDR_CACHE_LIMIT {
@@ -446,7 +441,7 @@ async fn read_loop(
         let packet = frame.slice(frame.len() - packet.len()..);
         match inbox.try_send((from, packet)) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => add(&counters.dropped_in, 1),
+            Err(mpsc::error::TrySendError::Full(_)) => counters.traffic.dropped_in(),
             // The transport is gone.
             Err(mpsc::error::TrySendError::Closed(_)) => return Ended::Locally,
         }

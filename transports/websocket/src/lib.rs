@@ -68,6 +68,8 @@
 //!   releases the socket, or abandons a reconnection in progress.
 //! - `ws://` only: terminate TLS in front of the relay for `wss://`.
 
+#![deny(missing_docs)]
+
 mod backoff;
 mod connection;
 mod transport;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -88,10 +88,14 @@ impl Default for WsOptions {
 /// Why [`WsTransport::connect`] failed (the first connection only: reconnections are retried, see
 /// [`WsOptions::reconnect`]). Nothing is left running.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum WsError {
     /// The relay answered the upgrade with an HTTP error: 401 (token missing), 403 (wrong token),
     /// 400 (invalid peer id). The caller's credentials are at fault.
-    Refused { status: u16 },
+    Refused {
+        /// The HTTP status the relay answered with.
+        status: u16,
+    },
     /// The URL is invalid, the relay is unreachable, or the WebSocket handshake failed.
     Connect(tungstenite::Error),
     /// No welcome within [`WsOptions::connect_timeout`].
@@ -241,24 +245,23 @@ impl WsTransport {
             return Err(TransportError::Closed);
         }
         if !self.claims(to, false) {
-            add(&self.shared.counters.send_errors, 1);
+            self.shared.counters.traffic.send_failed();
             return Err(TransportError::Unreachable(to.clone()));
         }
         let size = 1 + to.as_str().len() + bytes.len();
         if size > self.options.max_frame {
-            add(&self.shared.counters.send_errors, 1);
+            self.shared.counters.traffic.send_failed();
             return Err(TransportError::TooLarge { size, max: self.options.max_frame });
         }
         let Some(frame) = encode_ws_frame(to.as_str(), bytes) else {
-            add(&self.shared.counters.send_errors, 1);
+            self.shared.counters.traffic.send_failed();
             return Err(TransportError::Unreachable(to.clone()));
         };
         Ok(Message::Binary(Bytes::from(frame)))
     }
 
     fn sent(&self, size: usize) {
-        add(&self.shared.counters.packets_out, 1);
-        add(&self.shared.counters.bytes_out, size);
+        self.shared.counters.traffic.sent(size);
     }
 
     /// The connection a message sent now belongs to, or the `NotConnected` error (counted).
@@ -267,7 +270,7 @@ impl WsTransport {
             Some(link) => Ok(link),
             None if self.shared.is_closed() => Err(TransportError::Closed),
             None => {
-                add(&self.shared.counters.send_errors, 1);
+                self.shared.counters.traffic.send_failed();
                 if best_effort {
                     add(&self.shared.counters.dropped_out, 1);
                 }
@@ -312,7 +315,7 @@ impl Transport for WsTransport {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 add(&self.shared.counters.dropped_out, 1);
-                add(&self.shared.counters.send_errors, 1);
+                self.shared.counters.traffic.send_failed();
                 Err(TransportError::Io(io::Error::new(io::ErrorKind::WouldBlock, "websocket outbound queue full")))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
@@ -334,7 +337,7 @@ impl Transport for WsTransport {
             }
             Ok(Err(_)) => Err(TransportError::Closed),
             Err(_) => {
-                add(&self.shared.counters.send_errors, 1);
+                self.shared.counters.traffic.send_failed();
                 Err(TransportError::Io(io::Error::new(io::ErrorKind::TimedOut, "websocket outbound queue stayed full")))
             }
         }
@@ -362,16 +365,7 @@ impl Transport for WsTransport {
     }
 
     fn counters(&self) -> TransportCounters {
-        let c = &self.shared.counters;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TransportCounters {
-            packets_in: load(&c.packets_in),
-            bytes_in: load(&c.bytes_in),
-            packets_out: load(&c.packets_out),
-            bytes_out: load(&c.bytes_out),
-            send_errors: load(&c.send_errors),
-            dropped_in: load(&c.dropped_in),
-        }
+        self.shared.counters.traffic.snapshot()
     }
 
     /// Tells `listener` when the relay connection drops (`false`, whether a reconnection
