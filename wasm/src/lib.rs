@@ -2,7 +2,7 @@
 //!
 //! Shoal cluster membership for browsers and edge runtimes (Node.js, Deno, workerd), compiled to
 //! `wasm32-unknown-unknown` with wasm-bindgen. The wasm holds the sans-IO protocol only
-//! ([`Protocol`]); the npm package's JS (`wasm/js/member.js`) is its driver: the relay WebSocket,
+//! (`Protocol`); the npm package's JS (`wasm/js/member.js`) is its driver: the relay WebSocket,
 //! timers, clock, randomness and WebRTC direct paths, and the ergonomics (string payloads, event
 //! listeners and async iteration, the page lifecycle) on top.
 //!

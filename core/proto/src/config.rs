@@ -132,6 +132,15 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl ConfigError {
+    /// The error for `field`, with `reason` saying what is wrong ("must be at least 1"). For
+    /// validators of configurations built on top of this one (the relay's, an application's), so
+    /// that every configuration error of Shoal has one type.
+    pub const fn new(field: &'static str, reason: &'static str) -> ConfigError {
+        ConfigError { field, reason }
+    }
+}
+
 #[cfg(feature = "std")]
 impl std::error::Error for ConfigError {}
 

@@ -33,10 +33,15 @@ pub type ClusterEvent = Event<Addr>;
 
 /// A user message (broadcast or direct) handed to [`Cluster::on_message`] callbacks.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterMessage {
+    /// The member that sent it (a broadcast's origin, not the member that relayed it).
     pub from: NodeId,
+    /// The topic it was sent under.
     pub topic: String,
+    /// Its bytes, as sent.
     pub payload: Vec<u8>,
+    /// Broadcast, best-effort direct message or reliable direct message.
     pub kind: MessageKind,
 }
 

@@ -23,6 +23,7 @@
 //! plugin interface the transports depend on) and `shoal-sim` (the deterministic simulator).
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
 #[cfg(all(feature = "udp", feature = "tcp"))]
@@ -90,7 +91,10 @@ pub enum ClusterError {
     /// The node refused the command (unknown member, payload too large, no seeds...).
     Command(CommandError),
     /// No seed answered within `join_timeout`. The member keeps re-announcing to them.
-    JoinFailed { seeds: Vec<Addr> },
+    JoinFailed {
+        /// The seeds that were tried.
+        seeds: Vec<Addr>,
+    },
     /// The leave announcement was not fully gossiped before the timeout; the member shut down anyway.
     LeaveTimeout,
     /// The member was stopped on purpose ([`Cluster::shutdown`] or [`Cluster::leave`]); nothing

@@ -10,9 +10,13 @@ use shoal_transport::TransportCounters;
 
 /// Counters and gauges of one member at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Metrics {
+    /// What the protocol counted (packets, probes, suspicions, broadcasts, reliable messages).
     pub stats: Stats,
+    /// What the security layer counted (sealed, opened, refused packets).
     pub security: shoal_core::security::SecurityStats,
+    /// Traffic of every transport plugin, summed.
     pub transport: TransportCounters,
     /// Send and receive errors reported by transports.
     pub transport_errors: u64,
@@ -25,16 +29,26 @@ pub struct Metrics {
     pub best_effort_dropped: u64,
     /// Panics raised by `on_message` callbacks (each caught and logged; the member carried on).
     pub callback_panics: u64,
-    /// Sends a transport had not finished by the send deadline (see [`super::SEND_DEADLINE`]):
-    /// given up, counted as transport errors too, like lost packets.
+    /// Sends a transport had not finished by the send deadline (see
+    /// [`crate::BEST_EFFORT_SEND_DEADLINE`] and [`crate::RELIABLE_SEND_DEADLINE`]): given up,
+    /// counted as transport errors too, like lost packets.
     pub sends_abandoned: u64,
+    /// Other members this member lists alive (a gauge).
     pub members_alive: u64,
+    /// Members it lists suspect (a gauge).
     pub members_suspect: u64,
+    /// Members it lists dead and not yet reaped (a gauge).
     pub members_dead: u64,
+    /// Members it lists as left and not yet reaped (a gauge).
     pub members_left: u64,
+    /// Membership updates waiting to be gossiped (a gauge).
     pub queued_membership_updates: u64,
+    /// User broadcasts waiting to be gossiped (a gauge).
     pub queued_broadcasts: u64,
+    /// Lifeguard's local health score: 0 is healthy; each step stretches the probe interval and
+    /// timeout (a gauge).
     pub health_score: u64,
+    /// This member's current incarnation (a gauge).
     pub incarnation: u64,
 }
 

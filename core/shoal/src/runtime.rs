@@ -28,6 +28,7 @@ pub struct TokioRuntime {
 
 #[cfg(feature = "tokio")]
 impl TokioRuntime {
+    /// A runtime whose clock starts now. Call it inside a tokio runtime, before building members.
     pub fn new() -> Self {
         TokioRuntime { start: std::time::Instant::now() }
     }

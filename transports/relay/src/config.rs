@@ -1,6 +1,5 @@
 //! [`RelayConfig`]: what a relay admits, how large its frames and queues may be, what it serves.
 
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -153,27 +152,14 @@ impl Default for RelayConfig {
     }
 }
 
-/// A [`RelayConfig`] field out of range. The caller's fault; nothing was bound.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The [`RelayConfig`] field at fault, as spelled in the struct (`"max_frame"`).
-    pub field: &'static str,
-    /// What is wrong with it, in words that follow the field name (`"must be at least 1"`).
-    pub reason: &'static str,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "relay config: {} {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// A [`RelayConfig`] field out of range: the protocol's [`shoal_core::ConfigError`], one type
+/// for every configuration error of Shoal. The caller's fault; nothing was bound.
+pub use shoal_core::ConfigError;
 
 impl RelayConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason| Err(ConfigError { field, reason });
+        let err = |field, reason| Err(ConfigError::new(field, reason));
         if self.max_frame < 256 {
             return err("max_frame", "must be at least 256 bytes");
         }

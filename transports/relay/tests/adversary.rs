@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{bounded, eventually, native_member, start, ws_url};
+use common::{bounded, eventually, native_member, start, ws_member, ws_url};
 use futures_util::SinkExt;
 use shoal::relay::{encode_datagram, encode_ws_frame};
 use shoal::{Addr, Cluster, Transport};
-use shoal_core::{Config, Event};
+use shoal_core::Event;
 use shoal_relay::{
     BudgetLimit, CloseReason, ConnectionDrop, DropReason, Limits, RateLimit, RelayConfig, RelayHandle, RelayStats,
 };
@@ -43,13 +43,6 @@ fn attack_time() -> Duration {
 /// A relay on loopback that trusts no address: what a relay on a public address does.
 fn hostile_config() -> RelayConfig {
     RelayConfig { udp_allow: Some(vec![]), ..RelayConfig::default() }
-}
-
-/// A member on a WebSocket to the relay, and its transport (for its disconnect count).
-async fn ws_member(relay: SocketAddr, name: &str, token: Option<&str>, seed: u64) -> (Cluster, Arc<WsTransport>) {
-    let ws = WsTransport::connect(&ws_url(relay, name, token)).await.expect("connect to the relay");
-    let transports: Vec<Arc<dyn Transport>> = vec![ws.clone()];
-    (Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap(), ws)
 }
 
 /// Counts `Failed` events about `victim` seen by `observer`.

@@ -3,27 +3,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bounded, eventually, native_member, start, start_named, ws_url};
-use shoal::{Cluster, Transport};
-use shoal_core::{Config, MemberState, MessageKind};
+use common::{bounded, eventually, native_member, start, start_named, state_of, ws_member};
+use shoal::Cluster;
+use shoal_core::{MemberState, MessageKind};
 use shoal_relay::RelayConfig;
-use shoal_websocket::WsTransport;
-
-/// A member whose only transport is a WebSocket to the relay.
-async fn ws_member(relay: SocketAddr, name: &str, seed: u64) -> Cluster {
-    let ws = WsTransport::connect(&ws_url(relay, name, None)).await.expect("connect to the relay");
-    let transports: Vec<Arc<dyn Transport>> = vec![ws];
-    Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap()
-}
-
-fn state_of(observer: &Cluster, name: &str) -> Option<MemberState> {
-    observer.members().into_iter().find(|m| m.id.as_str() == name).map(|m| m.state)
-}
 
 fn counting(cluster: &Cluster, topic: &'static str) -> Arc<AtomicUsize> {
     let count = Arc::new(AtomicUsize::new(0));
@@ -41,8 +28,8 @@ async fn native_and_websocket_members_form_one_cluster_through_the_relay() {
     bounded(Duration::from_secs(30), async {
         let (relay, handle) = start(RelayConfig::default()).await;
         let native = native_member("native", 1).await;
-        let tab1 = ws_member(relay, "tab1", 2).await;
-        let tab2 = ws_member(relay, "tab2", 3).await;
+        let tab1 = ws_member(relay, "tab1", None, 2).await.0;
+        let tab2 = ws_member(relay, "tab2", None, 3).await.0;
         assert_eq!(tab1.local_addr().as_str(), format!("relay://{relay}/tab1"));
 
         // A WebSocket member joins through the native member's udp:// address ...
@@ -94,7 +81,7 @@ async fn a_relay_whose_public_address_is_a_host_name_still_connects_native_and_w
     bounded(Duration::from_secs(30), async {
         let (relay, handle) = start_named("localhost").await;
         let native = native_member("native", 1).await;
-        let tab = ws_member(relay, "tab", 2).await;
+        let tab = ws_member(relay, "tab", None, 2).await.0;
 
         let via = native.join(&[tab.local_addr()]).await.expect("the native member reaches the tab through the relay");
         assert_eq!(via, tab.local_addr());

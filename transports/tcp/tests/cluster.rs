@@ -4,35 +4,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal::{Cluster, TokioRuntime, Transport};
-use shoal_core::{Config, MemberState};
-use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal::Cluster;
+use shoal_core::MemberState;
+use shoal_testkit::{eventually, tcp_only_member};
 use tokio::time::timeout;
-
-async fn tcp_only_member(name: &str, seed: u64) -> Cluster {
-    let options = TcpOptions { best_effort: true, ..TcpOptions::default() };
-    let tcp = TcpTransport::bind("127.0.0.1:0".parse().unwrap(), options).await.expect("bind");
-    let transports: Vec<Arc<dyn Transport>> = vec![tcp];
-    let (cluster, driver) = Cluster::builder(name)
-        .unwrap()
-        .config(Config::local())
-        .seed(seed)
-        .build(transports, Arc::new(TokioRuntime::new()))
-        .expect("build");
-    tokio::spawn(driver.run());
-    cluster
-}
-
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
-}
 
 fn state_of(observer: &Cluster, name: &str) -> Option<MemberState> {
     observer.members().into_iter().find(|m| m.id.as_str() == name).map(|m| m.state)

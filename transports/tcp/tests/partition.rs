@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use shoal::{Addr, Transport};
 use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal_testkit::eventually_blocking as wait_for;
 use tokio::runtime::Runtime;
 
 const ADDR_A: &str = "10.201.0.1";
@@ -162,18 +163,6 @@ fn receive(rt: &Runtime, t: &Arc<TcpTransport>, want: &'static [u8], limit: Dura
             }
         }
     })
-}
-
-/// Polls `check` every 20 ms until it holds or `limit` passes.
-fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    check()
 }
 
 #[test]

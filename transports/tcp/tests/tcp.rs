@@ -46,14 +46,8 @@ async fn disconnected(stream: &mut TcpStream) -> bool {
     matches!(timeout(Duration::from_secs(1), stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
 }
 
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..200 {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    check()
+async fn eventually(check: impl FnMut() -> bool) -> bool {
+    shoal_testkit::eventually(Duration::from_secs(2), check).await
 }
 
 fn tcp(sa: SocketAddr) -> Addr {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use shoal::{Addr, Cluster, TokioRuntime, Transport};
 use shoal_core::{Config, MemberState};
 use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal_testkit::eventually;
 use shoal_udp::UdpTransport;
 use tokio::time::timeout;
 
@@ -28,17 +29,6 @@ async fn member(name: &str, seed: u64) -> (Cluster, Arc<UdpTransport>, Arc<TcpTr
         return (cluster, udp, tcp);
     }
     panic!("no loopback port free for both UDP and TCP");
-}
-
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
 }
 
 fn state_of(observer: &Cluster, name: &str) -> Option<MemberState> {

@@ -53,7 +53,7 @@
 //!   connection drops, up when a reconnection succeeds. A member whose only transport this is
 //!   then knows that the silence of the others is its own outage, not theirs: it probes nobody,
 //!   suspects nobody and declares nobody failed until it is back (see
-//!   [`Node::set_link_up`](shoal_core::Node::set_link_up)), and asks a member for a push-pull as
+//!   `Node::set_link_up` in shoal-core), and asks a member for a push-pull as
 //!   soon as it is. A member with another transport beside it (a UDP socket) may still reach
 //!   others, and carries on as before.
 //! - **Three ways to close for good.** The relay closed with code 4001

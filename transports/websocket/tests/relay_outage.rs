@@ -11,6 +11,7 @@ use shoal::{Addr, Cluster, Transport};
 use shoal_core::{Config, Event};
 use shoal_relay::{BoundRelay, Relay, RelayConfig, RelayHandle};
 use shoal_tcp::{TcpOptions, TcpTransport};
+use shoal_testkit::eventually;
 use shoal_udp::UdpTransport;
 use shoal_websocket::WsTransport;
 
@@ -21,18 +22,6 @@ const CONVERGED_WITHIN: Duration = Duration::from_secs(2);
 
 async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(60), f).await.expect("test timed out")
-}
-
-/// Polls `check` every 10 ms until it holds; false if `limit` passes first.
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    check()
 }
 
 /// Binds a relay at `addr` (port 0 for a new one), retrying while the old one's port is released.

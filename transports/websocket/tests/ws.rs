@@ -352,15 +352,8 @@ async fn accept(listener: &TcpListener, first: Message) -> Server {
 }
 
 /// Polls `check` every 5 ms for up to 5 s.
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    check()
+async fn eventually(check: impl FnMut() -> bool) -> bool {
+    shoal_testkit::eventually(Duration::from_secs(5), check).await
 }
 
 fn close_with(code: u16) -> Message {

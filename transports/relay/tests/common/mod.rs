@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use shoal::{Addr, Cluster, Transport};
+use shoal::{Cluster, Transport};
 use shoal_core::Config;
 use shoal_relay::{Relay, RelayConfig, RelayHandle};
-use shoal_tcp::{TcpOptions, TcpTransport};
-use shoal_udp::UdpTransport;
+#[allow(unused_imports)] // not every test binary that includes this module uses them all
+pub use shoal_testkit::{eventually, member as native_member, state_of};
+use shoal_websocket::WsTransport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -111,18 +112,6 @@ pub async fn http_post(relay: SocketAddr, path: &str, content_type: Option<&str>
     (status, body)
 }
 
-/// Polls `check` every 10 ms until it holds or `limit` passes.
-pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    check()
-}
-
 /// A relay on 127.0.0.1 that writes `host:PORT` into `relay://` addresses, where PORT is its own
 /// (a port found free first, retried if something takes it in between).
 pub async fn start_named(host: &str) -> (SocketAddr, RelayHandle) {
@@ -143,16 +132,10 @@ pub async fn start_named(host: &str) -> (SocketAddr, RelayHandle) {
     panic!("no loopback port stayed free for the relay");
 }
 
-/// A native member: UDP and TCP on the same loopback port, as in the workspace tests.
-pub async fn native_member(name: &str, seed: u64) -> Cluster {
-    for _ in 0..20 {
-        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind udp");
-        let sa: SocketAddr = udp.local_socket_addr();
-        let options = TcpOptions { advertise: Some(Addr::udp(sa)), ..TcpOptions::default() };
-        if let Ok(tcp) = TcpTransport::bind(sa, options).await {
-            let transports: Vec<Arc<dyn Transport>> = vec![udp, tcp];
-            return Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap();
-        }
-    }
-    panic!("no loopback port free for both UDP and TCP");
+/// A member whose only transport is a WebSocket to the relay, and that transport (for its
+/// counters).
+pub async fn ws_member(relay: SocketAddr, name: &str, token: Option<&str>, seed: u64) -> (Cluster, Arc<WsTransport>) {
+    let ws = WsTransport::connect(&ws_url(relay, name, token)).await.expect("connect to the relay");
+    let transports: Vec<Arc<dyn Transport>> = vec![ws.clone()];
+    (Cluster::builder(name).unwrap().config(Config::local()).seed(seed).spawn(transports).unwrap(), ws)
 }

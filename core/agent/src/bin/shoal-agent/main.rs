@@ -13,7 +13,7 @@
 //! (Prometheus) and `/health` on `--http`, and leaves gracefully on Ctrl-C or SIGTERM. Settings come from flags, then `SHOAL_*`
 //! environment variables, then the TOML file, then defaults.
 //!
-//! Port 0 picks free ports: `--bind 127.0.0.1:0` a port free for both UDP and TCP ([`bind`]),
+//! Port 0 picks free ports: `--bind 127.0.0.1:0` a port free for both UDP and TCP (`shoal::bind`),
 //! `--http 127.0.0.1:0` one for the HTTP endpoint. The first line, `started`, reports the
 //! addresses bound: the member's address, and with `--http` the endpoint's (JSON `"http"`, text
 //! `http=ADDR`), so a script can start an agent on port 0 and read where it listens.
