@@ -90,7 +90,14 @@ impl fmt::Display for TransportError {
     }
 }
 
-impl std::error::Error for TransportError {}
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TransportError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<std::io::Error> for TransportError {
     fn from(e: std::io::Error) -> Self {
@@ -292,5 +299,18 @@ impl Receiver {
     pub fn rearm(&mut self, packet: Packet) {
         let p = self.plugins[packet.plugin].clone();
         self.pending.push(recv_one(packet.plugin, p, packet.buf));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_transport_error_chains_to_the_os_error_through_source() {
+        let err = TransportError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let source = std::error::Error::source(&err).expect("the io error");
+        assert_eq!(source.to_string(), std::io::Error::from(std::io::ErrorKind::ConnectionRefused).to_string());
+        assert!(std::error::Error::source(&TransportError::Closed).is_none());
     }
 }

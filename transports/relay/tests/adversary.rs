@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{bounded, eventually, native_member, start, ws_member, ws_url};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use shoal::relay::{encode_datagram, encode_ws_frame};
 use shoal::{Addr, Cluster, Transport};
 use shoal_core::Event;
@@ -303,8 +303,11 @@ async fn ask_to_forward(relay: SocketAddr, peer: &str, target: &str, n: usize, s
     for _ in 0..n {
         ws.send(Message::Binary(frame.clone())).await.unwrap();
     }
-    // A proper close: the relay reads every frame before it.
+    // A proper close: the relay reads every frame before it. Then wait for the relay's close
+    // reply: a socket closed with unread data (the welcome) is reset, and a reset makes the
+    // relay's kernel discard frames the relay has not read yet (under load, some).
     let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async { while let Some(Ok(_)) = ws.next().await {} }).await;
     let Some(sink) = sink else { return 0 };
     let mut arrived = 0;
     let mut buf = vec![0u8; 2_048];
