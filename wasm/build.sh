@@ -49,6 +49,9 @@ remap="--remap-path-prefix=$root/="
 for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
   [[ -d "$dir" ]] && remap="$remap --remap-path-prefix=$dir="
 done
+# The protocol crate's sources as `shoal-core/...`: its directory's name appears in every panic
+# location, and the shorter name keeps the wasm as small as before the crates moved under core/.
+remap="$remap --remap-path-prefix=core/proto/src/=shoal-core/ --remap-path-prefix=$root/core/proto/src/=shoal-core/"
 # The `aes` crate's compact AES (`--cfg aes_compact`): the same cipher in less code (about 1.4 KB
 # less wasm), a little slower, which a member sealing a few hundred packets a second never notices.
 echo "==> cargo build -p shoal-wasm --profile release-wasm --target wasm32-unknown-unknown"

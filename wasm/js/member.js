@@ -510,7 +510,7 @@ export function memberClass(bindings) {
     }
 
     setMetadata(meta) {
-      this.#command((p, now) => p.setMetadata(now, meta));
+      this.#command((p) => p.setMetadata(meta));
     }
 
     /**

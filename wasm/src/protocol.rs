@@ -249,7 +249,7 @@ impl Protocol {
 
     /// Replaces our metadata and announces it.
     #[wasm_bindgen(js_name = setMetadata)]
-    pub fn set_metadata(&mut self, now: f64, meta: &[u8]) -> Result<(), JsError> {
+    pub fn set_metadata(&mut self, meta: &[u8]) -> Result<(), JsError> {
         self.node.set_metadata(meta).map_err(|e| JsError::new(&e.to_string()))
     }
 

@@ -98,7 +98,7 @@ fn relayed(from: &str, frame: &[u8]) -> Vec<u8> {
 #[wasm_bindgen_test]
 fn a_join_produces_a_relay_frame_addressed_to_the_seed() {
     let mut p = member("tab-1", 1);
-    p.join(vec!["udp://10.0.0.1:7946".into()], 0.0).unwrap();
+    p.join(0.0, vec!["udp://10.0.0.1:7946".into()]).unwrap();
     let sent = transmits(&mut p);
     let (to, frame, _) = sent.first().expect("joining sends to the seed");
     assert_eq!(to, "udp://10.0.0.1:7946");
@@ -111,7 +111,7 @@ fn a_join_produces_a_relay_frame_addressed_to_the_seed() {
 #[wasm_bindgen_test]
 fn two_members_join_through_frames_and_report_it_as_event_objects() {
     let (mut a, mut b) = (member("a", 1), member("b", 2));
-    b.join(vec![a.local_addr()], 0.0).unwrap();
+    b.join(0.0, vec![a.local_addr()]).unwrap();
     let mut now = 0.0;
     let mut seen_a = Vec::new();
     let mut seen_b = Vec::new();
@@ -166,7 +166,7 @@ fn options_the_protocol_cannot_work_with_fail_the_constructor() {
 #[wasm_bindgen_test]
 fn commands_name_what_is_wrong() {
     let mut p = member("a", 1);
-    let err = p.send(false, 0.0, "nobody", "t", b"x").err().unwrap();
+    let err = p.send(0.0, "nobody", "t", b"x", false).err().unwrap();
     let message = String::from(js_sys::Error::from(JsValue::from(err)).message());
     assert!(message.contains("unknown or dead member"), "{message}");
     let err = p.broadcast(&"t".repeat(300), b"x", None).err().unwrap();

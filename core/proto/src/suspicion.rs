@@ -30,6 +30,9 @@ pub(crate) struct Suspicion {
 }
 
 /// `(min, max)` suspicion timeouts for a cluster of `n` members (the local node included).
+/// Always inlined: it has one caller in the protocol (the other, `Config::suspicion_timeouts`,
+/// is for applications), and a call of its own costs the wasm build about 120 bytes.
+#[inline(always)]
 pub(crate) fn suspicion_bounds(config: &Config, n: usize) -> (Duration, Duration) {
     let node_scale = libm::log10(n.max(1) as f64).max(1.0);
     let min = scale(config.probe_interval, f64::from(config.suspicion_mult) * node_scale);
