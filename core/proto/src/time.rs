@@ -46,8 +46,9 @@ impl AddAssign<Duration> for Instant {
     }
 }
 
-/// Whole milliseconds of a duration, saturating instead of overflowing.
-pub(crate) fn duration_millis(d: Duration) -> u64 {
+/// Whole milliseconds of a duration, saturating instead of overflowing. For drivers and tools
+/// that keep time in milliseconds (the simulator's network model, for one).
+pub fn duration_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

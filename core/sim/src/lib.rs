@@ -28,8 +28,3 @@ mod world;
 pub use network::{Delivery, Fate, LinkModel, Network, NetworkStats};
 pub use stats::{BroadcastTrack, Detection, Recorder, KINDS};
 pub use world::{SimConfig, Simulation, TraceEntry};
-
-/// Whole milliseconds of a duration, saturating instead of overflowing.
-pub(crate) fn duration_millis(d: core::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}

@@ -227,7 +227,7 @@ impl Network {
             return Fate::Lost;
         }
         let base = if reliable { link.latency * 2 } else { link.latency };
-        let jitter_ms = crate::duration_millis(link.jitter);
+        let jitter_ms = shoal_core::time::duration_millis(link.jitter);
         let extra = if jitter_ms > 0 { self.rng.random_range(0..=jitter_ms) } else { 0 };
         let mut at = now + base + Duration::from_millis(extra);
         if reliable {

@@ -155,7 +155,7 @@ pub fn false_positives(
         }
         StallPattern::SlowMembers => {
             let slow: Vec<usize> = (0..count).map(|k| k * nodes / count.max(1)).collect();
-            let stall_ms = crate::duration_millis(stall).max(1);
+            let stall_ms = shoal_core::time::duration_millis(stall).max(1);
             let mut next_stall: Vec<shoal_core::time::Instant> = slow.iter().map(|_| sim.now()).collect();
             let tick = Duration::from_millis(10);
             while sim.now() < end {

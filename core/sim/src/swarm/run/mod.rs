@@ -125,7 +125,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
 }
 
 fn ms(d: Duration) -> u64 {
-    crate::duration_millis(d)
+    shoal_core::time::duration_millis(d)
 }
 
 fn key_of(seed: u64, which: u8) -> Key {
