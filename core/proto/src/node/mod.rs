@@ -181,6 +181,23 @@ struct JoinState<A> {
     /// push-pulls carry no digest, so the answers bring the keyed state and no past events), and a
     /// life we first hear of starts where we first see it.
     baseline: bool,
+    /// Members new in this life that joined through us before we had a baseline (a seed that
+    /// started alone): they joined a cluster we were already in, so every broadcast they send is
+    /// ours, whatever the digest that gives us our baseline later says. At most
+    /// [`MAX_NEWCOMERS`]; forgotten once we have a baseline (from then on every life is expected
+    /// from its start).
+    newcomers: Vec<NodeId>,
+}
+
+/// Newcomers remembered while we have no baseline (see `JoinState::newcomers`).
+const MAX_NEWCOMERS: usize = 64;
+
+impl<A> JoinState<A> {
+    /// Whether the broadcasts of `origin` we have not seen are all ours: we know where the
+    /// cluster stood, or `origin` joined through us.
+    fn expects_all_of(&self, origin: &NodeId) -> bool {
+        self.baseline || self.newcomers.contains(origin)
+    }
 }
 
 type FixedMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
@@ -310,6 +327,7 @@ impl<A: Address> Node<A> {
                 pending: false,
                 joined: false,
                 baseline: false,
+                newcomers: Vec::new(),
             },
             meta_requests: Vec::new(),
             last_push_pull: now,

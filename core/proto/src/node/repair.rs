@@ -73,16 +73,29 @@ impl<A: Address> Node<A> {
             // Broadcasts that came with a digest came from a push-pull or a repair.
             self.stats.broadcasts_repaired += frame.delivered;
         }
+        if let Some((_, true, id)) = &frame.answer {
+            // A request with no digest (or an empty one, from older versions) comes from a member
+            // new in this life, joining through us.
+            let new_here = frame.digest.as_deref().is_none_or(<[DigestEntry]>::is_empty);
+            let newcomers = &mut self.join.newcomers;
+            if new_here && !self.join.baseline && newcomers.len() < super::MAX_NEWCOMERS && !newcomers.contains(id) {
+                newcomers.push(id.clone());
+            }
+        }
         if let Some(digest) = &frame.digest {
-            // The first push-pull digest of our life says where the cluster stood when we arrived.
-            let arriving = !self.join.baseline;
+            // The first push-pull digest of our life says where the cluster stood when we arrived,
+            // except for the lives of members that joined through us.
             for e in digest.iter().filter(|e| e.origin != self.local.id) {
+                let arriving = !self.join.expects_all_of(&e.origin);
                 // Holes are kept for members only (see `Ledger::learn`); a forged digest's made-up
                 // lives are counted as missed, not expected.
                 let member = self.members.get(&e.origin).is_some();
                 self.ledger.learn(&e.origin, e.epoch, e.next, arriving, member, now);
             }
-            self.join.baseline |= frame.push_pull;
+            if frame.push_pull {
+                self.join.baseline = true;
+                self.join.newcomers = Vec::new();
+            }
         }
         if let Some((to, join, id)) = &frame.answer {
             let asker = Asker { id, join: *join, digest: frame.digest.as_deref() };

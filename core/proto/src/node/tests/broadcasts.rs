@@ -139,3 +139,38 @@ fn our_broadcasts_dropped_from_a_full_queue_are_reported_to_us() {
     assert!(all, "{:?}", broadcasts_received(&c, 1, "news"));
     assert_eq!(ids[5].seq, 5);
 }
+
+#[test]
+fn a_seed_found_by_a_newcomer_delivers_every_broadcast_the_newcomer_sends_once_joined() {
+    // Defect (found by CI): a seed that started alone learns where the cluster's broadcasts stand
+    // from the push-pull it sends the member that found it. When that member broadcast between
+    // its join completing and answering, the seed took those broadcasts as sent before its time and
+    // dropped every copy, counting nothing: the newcomer joined through it, so they were all its.
+    let mut c = Cluster::new();
+    let seed = c.add(Config::local());
+    let newcomer = c.add(Config::local());
+    let now = c.now;
+    c.nodes[newcomer as usize].join(now, &[seed]).unwrap();
+    c.collect();
+    let (from, ask, _) = c.in_flight.pop_front().expect("the newcomer asks the seed");
+    assert_eq!((from, ask.to), (newcomer, seed));
+    c.nodes[seed as usize].handle_packet(now, newcomer, &ask.bytes).unwrap();
+    c.collect();
+    // The seed's answer completes the join; its own request (it was found) waits in the network.
+    let at = c
+        .in_flight
+        .iter()
+        .position(|(_, t, _)| decode(&t.bytes).iter().any(|m| matches!(m, Message::PushPull { reply: true, .. })));
+    let (_, answer, _) = c.in_flight.remove(at.expect("the seed answers")).unwrap();
+    c.nodes[newcomer as usize].handle_packet(now, seed, &answer.bytes).unwrap();
+    assert!(c.node(newcomer).is_joined());
+    for k in 0..20 {
+        c.nodes[newcomer as usize].broadcast("early", &numbered(k), None).unwrap();
+    }
+    // The newcomer answers the seed's request with a digest that lists its twenty broadcasts,
+    // before any gossip copy of them reaches the seed.
+    c.deliver_all();
+    let all = c.advance_until(10_000, |c| broadcasts_received(c, seed, "early").len() == 20);
+    assert!(all, "the seed delivered {} of 20", broadcasts_received(&c, seed, "early").len());
+    assert_eq!(c.node(seed).stats().broadcasts_missed, 0);
+}
