@@ -49,6 +49,18 @@ const REGRESSION_SEEDS: &[(&str, &str)] = &[
         "1796240581705925",
         "the oracle owed a member cut off 850 s the broadcasts of an origin that died meanwhile, which its holders (local preset) had forgotten as documented",
     ),
+    (
+        "902221",
+        "the accuracy oracle took a crashed member's failure, declared while it was down, for a false one when a member frozen meanwhile heard of it after the restart",
+    ),
+    (
+        "700010",
+        "a member that joined broadcast at once: the seed it found took those broadcasts for ones sent before its time, and dropped them without a word",
+    ),
+    (
+        "700248",
+        "a joiner's first broadcasts, listed in a digest before news of its join arrived, were given up as a stranger's and never delivered",
+    ),
 ];
 
 #[test]

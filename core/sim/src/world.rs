@@ -228,8 +228,9 @@ impl Simulation {
         self.now
     }
 
-    /// The time of the next thing that will happen.
-    fn next_event_time(&self) -> Option<Instant> {
+    /// The time of the next thing that will happen: a packet's arrival, a node's timer, a start.
+    /// Call before [`Simulation::step`] to act between steps at an exact time.
+    pub fn next_event_time(&self) -> Option<Instant> {
         let a = self.network.next_arrival();
         let b = self.wakeups.peek().map(|w| w.0 .0);
         let c = self.pending_starts.last().map(|p| p.0);

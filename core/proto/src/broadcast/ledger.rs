@@ -607,6 +607,15 @@ impl Ledger {
         out
     }
 
+    /// True when a digest saying that `origin`'s life `epoch` reached `next` would teach us nothing:
+    /// we hold the life that far already (or it is gone, or forgotten that far).
+    pub fn reached(&self, origin: &NodeId, epoch: u32, next: u64) -> bool {
+        match self.find(origin) {
+            Some(o) => o.gone.contains(&epoch) || o.life_rank(epoch).is_some_and(|r| o.lives[r].next >= next),
+            None => matches!(self.recall(origin, epoch, &|f| f.is_some_and(|f| next <= f.next)), Recall::OldNews),
+        }
+    }
+
     /// True when `origin`'s life `epoch` was pushed out by newer ones: old news to us, and likely to a
     /// member whose digest does not list it either.
     pub fn is_gone(&self, origin: &NodeId, epoch: u32) -> bool {

@@ -38,6 +38,9 @@ pub struct Footprint {
     pub broadcast_forgotten: usize,
     /// Broadcasts kept to repair other members.
     pub broadcast_log: usize,
+    /// Digest entries of lives whose origin is not a member yet, waiting for it to become one (at
+    /// most 256).
+    pub broadcast_stranger_lives: usize,
     /// Reliable messages waiting for an acknowledgement.
     pub reliable_pending: usize,
     /// Senders of reliable messages remembered for de-duplication.
@@ -47,7 +50,7 @@ pub struct Footprint {
 impl Footprint {
     /// Every size with its name, in declaration order: for metrics, reports and leak checks that
     /// treat the sizes alike.
-    pub fn fields(&self) -> [(&'static str, usize); 15] {
+    pub fn fields(&self) -> [(&'static str, usize); 16] {
         [
             ("members", self.members),
             ("suspicions", self.suspicions),
@@ -62,6 +65,7 @@ impl Footprint {
             ("broadcast_holes", self.broadcast_holes),
             ("broadcast_forgotten", self.broadcast_forgotten),
             ("broadcast_log", self.broadcast_log),
+            ("broadcast_stranger_lives", self.broadcast_stranger_lives),
             ("reliable_pending", self.reliable_pending),
             ("reliable_senders", self.reliable_senders),
         ]
@@ -84,6 +88,7 @@ impl Footprint {
             broadcast_holes: self.broadcast_holes.max(other.broadcast_holes),
             broadcast_forgotten: self.broadcast_forgotten.max(other.broadcast_forgotten),
             broadcast_log: self.broadcast_log.max(other.broadcast_log),
+            broadcast_stranger_lives: self.broadcast_stranger_lives.max(other.broadcast_stranger_lives),
             reliable_pending: self.reliable_pending.max(other.reliable_pending),
             reliable_senders: self.reliable_senders.max(other.reliable_senders),
         }
@@ -107,6 +112,7 @@ impl<A: Address> Node<A> {
             broadcast_holes: self.ledger.holes(),
             broadcast_forgotten: self.ledger.forgotten(),
             broadcast_log: self.log.len(),
+            broadcast_stranger_lives: self.stranger_lives.len(),
             reliable_pending: self.reliable.pending(),
             reliable_senders: self.reliable.senders(),
         }

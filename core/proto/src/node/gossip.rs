@@ -61,6 +61,7 @@ impl<A: Address> Node<A> {
     pub(super) fn on_gossip_tick(&mut self, now: Instant) {
         self.timers.set(now + self.config.gossip_interval, Timer::Gossip);
         self.gossip_round(now, self.config.gossip_nodes, self.config.gossip_to_the_dead_time);
+        self.settle_stranger_lives(now);
         self.pull_repairs(now);
     }
 

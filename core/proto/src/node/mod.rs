@@ -248,6 +248,9 @@ pub struct Node<A: Address> {
     now: Instant,
     /// When we last asked a member for broadcasts we have holes in (see `broadcast` repairs).
     last_repair: Instant,
+    /// Digest entries of lives whose origin we do not know as a member yet (see
+    /// `repair::StrangerLife`).
+    stranger_lives: Vec<repair::StrangerLife>,
     /// What the packet being handled asked for once it is all read (see `handle_plain`).
     frame: FrameState<A>,
     /// Counts our announcements about ourselves; their order in the update queue (incarnations wrap,
@@ -345,6 +348,7 @@ impl<A: Address> Node<A> {
             reliable: Reliable::new(),
             now,
             last_repair: now,
+            stranger_lives: Vec::new(),
             frame: FrameState::default(),
             announcements: 0,
             incarnation_travel: 0,

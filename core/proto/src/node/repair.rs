@@ -24,6 +24,21 @@ pub(super) struct Asker<'a> {
     pub digest: Option<&'a [DigestEntry]>,
 }
 
+/// Stranger lives kept at most; past this, what a digest lists for a stranger is given up at once.
+const MAX_STRANGER_LIVES: usize = 256;
+
+/// A digest entry for a life whose origin was not a member when it arrived: what the sender had
+/// of it. News of a join travels by gossip like the joiner's first broadcasts, and often after
+/// them, so a digest can list a life before its origin's alive record reaches us. Learned once the
+/// origin is a member, or given up (and reported) after a housekeeping period.
+#[derive(Debug)]
+pub(super) struct StrangerLife {
+    origin: NodeId,
+    epoch: u32,
+    next: u64,
+    since: Instant,
+}
+
 impl<A: Address> Node<A> {
     /// Writes the broadcast part of a push-pull into `w`, within `budget` bytes in all: for an
     /// answer, the broadcasts the asker lacks; then our digest (so the other side learns of
@@ -85,12 +100,18 @@ impl<A: Address> Node<A> {
         if let Some(digest) = &frame.digest {
             // The first push-pull digest of our life says where the cluster stood when we arrived,
             // except for the lives of members that joined through us.
-            for e in digest.iter().filter(|e| e.origin != self.local.id) {
+            for e in digest {
+                if e.origin == self.local.id {
+                    continue;
+                }
                 let arriving = !self.join.expects_all_of(&e.origin);
-                // Holes are kept for members only (see `Ledger::learn`); a forged digest's made-up
-                // lives are counted as missed, not expected.
+                // Holes are kept for members only (see `Ledger::learn`). A life whose origin we do
+                // not know yet waits a while: a joiner's first broadcasts often outrun the news
+                // of its join.
                 let member = self.members.get(&e.origin).is_some();
-                self.ledger.learn(&e.origin, e.epoch, e.next, arriving, member, now);
+                if member || arriving || !self.defer_stranger_life(e, now) {
+                    self.ledger.learn(&e.origin, e.epoch, e.next, arriving, member, now);
+                }
             }
             if frame.push_pull {
                 self.join.baseline = true;
@@ -109,6 +130,46 @@ impl<A: Address> Node<A> {
         if let Some((to, asked)) = frame.pull.filter(|_| frame.answer.is_none()) {
             self.answer_repair(to, &asked);
         }
+    }
+
+    /// Keeps a digest entry whose origin is not a member (yet) for [`Node::settle_stranger_lives`],
+    /// unless it says nothing new. False when there is no room: the caller gives up what it lacks
+    /// at once.
+    fn defer_stranger_life(&mut self, e: &DigestEntry, now: Instant) -> bool {
+        if self.ledger.reached(&e.origin, e.epoch, e.next) {
+            // Nothing to learn (a life we gave up already, listed back to us): nothing to wait for.
+            return true;
+        }
+        let lives = &mut self.stranger_lives;
+        if let Some(s) = lives.iter_mut().find(|s| s.origin == e.origin && s.epoch == e.epoch) {
+            s.next = s.next.max(e.next);
+        } else if lives.len() < MAX_STRANGER_LIVES {
+            lives.push(StrangerLife { origin: e.origin.clone(), epoch: e.epoch, next: e.next, since: now });
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Learns the deferred digest entries whose origin has become a member (holes open, and are
+    /// repaired like any), and gives up, reported, those still strangers after a housekeeping
+    /// period: a name forgotten while we were cut off, or one a forged digest made up. Called
+    /// every gossip round.
+    pub(super) fn settle_stranger_lives(&mut self, now: Instant) {
+        if self.stranger_lives.is_empty() {
+            return;
+        }
+        let patience = self.config.housekeeping_period();
+        let mut lives = core::mem::take(&mut self.stranger_lives);
+        lives.retain(|s| {
+            let member = self.members.get(&s.origin).is_some();
+            let due = member || now.saturating_duration_since(s.since) >= patience;
+            if due {
+                self.ledger.learn(&s.origin, s.epoch, s.next, false, member, now);
+            }
+            !due
+        });
+        self.stranger_lives = lives;
     }
 
     /// Asks a member for the broadcasts we have holes in, once they have had a few gossip rounds to

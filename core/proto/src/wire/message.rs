@@ -484,7 +484,7 @@ fn read_frame<'a>(r: &mut Reader<'a>) -> Result<(u8, &'a [u8]), DecodeError> {
 
 /// True for the gossip updates (alive, suspect, dead, broadcast): applying one twice changes nothing
 /// the first application did not, so a receiver may skip byte-identical repeats without decoding them.
-#[cfg(any(test, feature = "wire-internals"))]
+#[cfg(feature = "wire-internals")]
 pub fn is_update_tag(t: u8) -> bool {
     matches!(t, tag::ALIVE | tag::SUSPECT | tag::DEAD | tag::BROADCAST)
 }

@@ -26,6 +26,8 @@ pub use message::{MAX_TOPIC_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use codec::{bytes_len, varint_len, Reader, Writer};
 #[cfg(not(feature = "wire-internals"))]
 pub(crate) use codec::{bytes_len, varint_len, Reader, Writer};
+#[cfg(all(test, not(feature = "wire-internals")))]
+pub(crate) use message::decode_packet;
 #[cfg(feature = "wire-internals")]
 pub use message::{
     begin_packet, decode_message, decode_packet, decode_packet_skipping, is_update_tag, skips_repeats, Alive, Decoded,
@@ -36,5 +38,3 @@ pub(crate) use message::{
     begin_packet, decode_message, decode_packet_skipping, skips_repeats, Alive, Decoded, DigestEntry, MemberRecord,
     Message, MetaField, Ping, UserBroadcast, MAX_DIGEST_HOLES,
 };
-#[cfg(all(test, not(feature = "wire-internals")))]
-pub(crate) use message::{decode_packet, is_update_tag};

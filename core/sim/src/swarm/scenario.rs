@@ -204,6 +204,10 @@ pub struct Scenario {
     /// Periodic push-pull switched off on every member (`push_pull_interval = 0`, a valid choice):
     /// gossip, re-announcing and the pinger look-up must then bring everyone together alone.
     pub push_pull_off: bool,
+    /// Every member broadcasts a short burst the moment a join of its succeeds, as an application
+    /// announcing itself does: what it sends must reach the members it just joined, the seed that
+    /// started alone included.
+    pub eager_joiners: bool,
     /// The schedule, sorted by time.
     pub faults: Vec<Fault>,
     /// When the fault phase starts (formation is checked just before).
@@ -304,6 +308,7 @@ impl Scenario {
             start: Start::Warm,
             bandwidth: 0,
             push_pull_off: false,
+            eager_joiners: false,
             faults: Vec::new(),
             faults_from: 0,
             removed: Vec::new(),
@@ -339,6 +344,7 @@ impl Scenario {
         }
         s.bandwidth = [1_000_000, 10_000_000, 100_000_000][rng.random_range(0..3)];
         s.draw_faults(&mut stream(3));
+        s.eager_joiners = stream(6).random_bool(0.3);
         s
     }
 
@@ -489,10 +495,11 @@ impl Scenario {
             Start::Cold { spacing_ms } => format!("cold/{spacing_ms}ms"),
         };
         format!(
-            "n={} presets={}{} latency={}ms jitter={}ms loss={:.3} asymmetric={:?} encryption={:?} start={} faults={}",
+            "n={} presets={}{}{} latency={}ms jitter={}ms loss={:.3} asymmetric={:?} encryption={:?} start={} faults={}",
             self.nodes,
             presets.join("+"),
             if self.push_pull_off { " (push-pull off)" } else { "" },
+            if self.eager_joiners { " (eager joiners)" } else { "" },
             self.latency_ms,
             self.jitter_ms,
             self.loss,

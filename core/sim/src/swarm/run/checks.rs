@@ -14,6 +14,9 @@ use shoal_core::event::{Event, MessageKind};
 use shoal_core::identity::NodeId;
 use shoal_core::member::MemberState;
 
+/// Broadcasts an eager joiner sends the moment its join succeeds.
+const EAGER_BURST: u32 = 3;
+
 impl Runner {
     // ----- what members say ------------------------------------------------------------------------
 
@@ -32,9 +35,18 @@ impl Runner {
             }
             match event {
                 Event::Failed { id, incarnation, by } => self.check_accuracy(t, observer, &id, incarnation, &by),
-                Event::JoinSucceeded { .. } => {
+                Event::JoinSucceeded { via } => {
                     if let Some(l) = self.truth.lives[observer as usize].last_mut() {
                         l.joined.get_or_insert(t);
+                    }
+                    // The member that answered is one too: a seed that started alone becomes a
+                    // member when the first joiner finds it, with no event of its own.
+                    if let Some(l) = self.truth.life_at(via as usize, t) {
+                        self.truth.lives[via as usize][l].joined.get_or_insert(t);
+                    }
+                    if self.s.eager_joiners {
+                        let now = self.now();
+                        self.broadcast_burst(observer, EAGER_BURST, 0, 16, now);
                     }
                 }
                 Event::Message { from, topic, payload, kind } => {
@@ -257,16 +269,17 @@ impl Runner {
 
     pub(super) fn check_accuracy(&mut self, t: u64, observer: u32, id: &NodeId, incarnation: u32, by: &NodeId) {
         let (Some(x), Some(c)) = (Self::index(id), Self::index(by)) else { return };
+        // Every member reports the same declaration as it hears of it; it was made by the first
+        // report at the latest, and is judged then, whether the subject was up or down then. (A
+        // member that was frozen while its subject crashed and restarted hears of the old life's
+        // failure once it thaws, and reports it then, the new life's alive record next.)
+        let first_report = *self.declarations.entry((c, x, incarnation)).or_insert(t);
         if !self.truth.is_up(x as usize, t) {
             return;
         }
-        let Some(life) = self.truth.life_at(x as usize, t) else { return };
         let at = t + ms(oracle::recovery_bound(&self.s));
         self.schedule(at, Action::CheckRecovery { observer, subject: x, failed_at: t });
-        // Every member reports the same declaration as it hears of it; it was made by the first
-        // report at the latest, and is judged then.
-        let first_report = self.declarations.entry((c, x, life, incarnation)).or_insert(t);
-        if *first_report != t || self.s.loss > 0.05 {
+        if first_report != t || self.s.loss > 0.05 {
             return;
         }
         let w = ms(oracle::accuracy_window(&self.s));
@@ -380,6 +393,14 @@ impl Runner {
         self.truth.member_throughout(r as usize, sent_at.saturating_sub(known_after), now)
     }
 
+    /// Whether unkeyed broadcast `b` is owed to `r`: `r` was a member long enough before it was
+    /// sent for its origin to know of it, or since before the origin's life joined (it joined a
+    /// cluster `r` was in already: all it sends is `r`'s).
+    fn owed_to(&self, r: u32, b: &SentBroadcast) -> bool {
+        let origin_joined = self.truth.lives[b.origin as usize][b.life].joined;
+        self.eligible(r, b.at) || origin_joined.is_some_and(|j| self.truth.member_throughout(r as usize, j, self.now()))
+    }
+
     pub(super) fn calm(&self, a: u32, b: u32) -> bool {
         let now = self.now();
         self.s.loss <= 0.05
@@ -413,7 +434,7 @@ impl Runner {
             if !origin_ran_on && !anyone {
                 continue;
             }
-            for r in (0..n).filter(|&r| r != b.origin && self.eligible(r, b.at)) {
+            for r in (0..n).filter(|&r| r != b.origin && self.owed_to(r, b)) {
                 if self.truth.cut_off_while_origin_departed(r, b.origin, b.life, b.at, forgotten_after) {
                     continue;
                 }

@@ -93,10 +93,12 @@ struct Runner {
     counts: BTreeMap<Oracle, usize>,
     next_tag: u64,
     keys: (Key, Key),
-    /// When each failure declaration (declarer, subject, the subject's life and incarnation) was
-    /// first reported by anyone: the accuracy oracle judges a declaration once, at the earliest
-    /// time it is known to have been made, not when a member stalled meanwhile hears of it late.
-    declarations: BTreeMap<(u32, u32, usize, u32), u64>,
+    /// When each failure declaration (declarer, subject, and the incarnation declared) was first
+    /// reported by anyone: the accuracy oracle judges a declaration once, at the earliest time it
+    /// is known to have been made, not when a member stalled meanwhile hears of it late. (No life
+    /// in the key: a declarer holding a member dead at an incarnation never declares it failed at
+    /// that incarnation again, whichever life of the member claims it.)
+    declarations: BTreeMap<(u32, u32, u32), u64>,
 }
 
 /// Runs `scenario` and checks every oracle. A panic anywhere in the protocol is caught and reported
@@ -344,7 +346,7 @@ impl Runner {
             match next {
                 Some(at) if at <= t => {
                     let Some(Reverse((at, _, action))) = self.actions.pop() else { break };
-                    self.sim.run_until(Instant::from_millis(at));
+                    self.advance_to(at);
                     self.observe();
                     self.apply(action);
                     self.observe();
@@ -352,8 +354,21 @@ impl Runner {
                 _ => break,
             }
         }
-        self.sim.run_until(Instant::from_millis(t));
+        self.advance_to(t);
         self.observe();
+    }
+
+    /// Runs the simulation to `t`. With eager joiners, one instant at a time, observing after
+    /// each: a joiner broadcasts at the very instant its join succeeds.
+    fn advance_to(&mut self, t: u64) {
+        let t = Instant::from_millis(t);
+        if self.s.eager_joiners {
+            while self.sim.next_event_time().is_some_and(|next| next <= t) {
+                self.sim.step();
+                self.observe();
+            }
+        }
+        self.sim.run_until(t);
     }
 
     fn up_nodes(&self) -> Vec<u32> {
@@ -373,6 +388,33 @@ impl Runner {
             seeds.push(up.swap_remove(pick));
         }
         seeds
+    }
+
+    /// `node` broadcasts `count` payloads of `size` bytes (keyed over `keys` keys if not 0), each
+    /// recorded for the broadcast oracles when accepted.
+    pub(super) fn broadcast_burst(&mut self, node: u32, count: u32, keys: u32, size: u32, now: u64) {
+        for b in 0..count {
+            let key = if keys > 0 { Some(b % keys) } else { None };
+            let (tag, payload) = self.payload(size);
+            let topic = if key.is_some() { TOPIC_KEYED } else { TOPIC_BROADCAST };
+            let key_bytes = key.map(|k| k.to_le_bytes());
+            let sent = self
+                .sim
+                .with_node(node as usize, |n, _| n.broadcast(topic, &payload, key_bytes.as_ref().map(|k| &k[..])));
+            if let Some(Ok(id)) = sent {
+                let life = self.truth.lives[node as usize].len().saturating_sub(1);
+                self.truth.broadcasts.push(SentBroadcast {
+                    origin: node,
+                    life,
+                    at: now,
+                    tag,
+                    key,
+                    epoch: id.epoch,
+                    seq: id.seq,
+                    reported_dropped: false,
+                });
+            }
+        }
     }
 
     fn payload(&mut self, size: u32) -> (u64, Vec<u8>) {
@@ -496,30 +538,7 @@ impl Runner {
                 self.set_groups();
                 self.schedule(now + for_ms, Action::PartitionEnd(self.truth.partitions.len() - 1));
             }
-            FaultKind::Broadcasts { node, count, keys, size } => {
-                for b in 0..count {
-                    let key = if keys > 0 { Some(b % keys) } else { None };
-                    let (tag, payload) = self.payload(size);
-                    let topic = if key.is_some() { TOPIC_KEYED } else { TOPIC_BROADCAST };
-                    let key_bytes = key.map(|k| k.to_le_bytes());
-                    let sent = self.sim.with_node(node as usize, |n, _| {
-                        n.broadcast(topic, &payload, key_bytes.as_ref().map(|k| &k[..]))
-                    });
-                    if let Some(Ok(id)) = sent {
-                        let life = self.truth.lives[node as usize].len().saturating_sub(1);
-                        self.truth.broadcasts.push(SentBroadcast {
-                            origin: node,
-                            life,
-                            at: now,
-                            tag,
-                            key,
-                            epoch: id.epoch,
-                            seq: id.seq,
-                            reported_dropped: false,
-                        });
-                    }
-                }
-            }
+            FaultKind::Broadcasts { node, count, keys, size } => self.broadcast_burst(node, count, keys, size, now),
             FaultKind::Reliable { from, to, size } => {
                 let (tag, payload) = self.payload(size);
                 let to_name = Self::name(to);
