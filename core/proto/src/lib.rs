@@ -57,6 +57,8 @@ pub mod wire;
 pub mod addr;
 #[cfg(feature = "relay")]
 pub mod relay;
+#[cfg(all(feature = "relay", any(test, target_arch = "wasm32")))]
+mod socket_syntax;
 
 pub use config::{Config, ConfigError, Lifeguard};
 pub use event::{BroadcastId, Event, MessageKind};

@@ -91,7 +91,7 @@ impl<A: Address> Node<A> {
         if let Some((_, true, id)) = &frame.answer {
             // A request with no digest (or an empty one, from older versions) comes from a member
             // new in this life, joining through us.
-            let new_here = frame.digest.as_deref().is_none_or(<[DigestEntry]>::is_empty);
+            let new_here = frame.digest.as_deref().map_or(true, <[DigestEntry]>::is_empty);
             let newcomers = &mut self.join.newcomers;
             if new_here && !self.join.baseline && newcomers.len() < super::MAX_NEWCOMERS && !newcomers.contains(id) {
                 newcomers.push(id.clone());
