@@ -61,6 +61,11 @@ const REGRESSION_SEEDS: &[(&str, &str)] = &[
         "700248",
         "a joiner's first broadcasts, listed in a digest before news of its join arrived, were given up as a stranger's and never delivered",
     ),
+    (
+        "902967",
+        "a seed found by a new member took the first digest it got back as where its time began: a member that joined through another in between lost its first broadcasts at the seed, silently",
+    ),
+    ("903732", "the same"),
 ];
 
 #[test]

@@ -17,7 +17,10 @@
 //! # Arriving
 //! A member does not expect what was sent before it arrived (in this life: a restarted member is new
 //! too). The first push-pull digest it learns from tells it where each origin stood: the join
-//! answer's or, for a member found without joining, the answer to the request it then sends at once.
+//! answer's or, for a member found without joining, the finder's request's or the answer to the
+//! request it then sends at once. A seed that started alone and is found by a member new in its
+//! life (a request with no digest) expects everything from then on: the finder brings no past, so
+//! nothing anyone sends afterwards was sent before the seed was there.
 //! Until then its push-pulls carry no digest, so the answers bring keyed values and no past events,
 //! and a life it first hears of starts where it first sees it. A member restored out of band
 //! ([`crate::Node::assume_alive`]) counts as arrived from its start.

@@ -147,7 +147,7 @@ impl<A: Address> Node<A> {
             // Ours: an echo of this life's, or one of a life before a restart. Never delivered.
             return;
         }
-        let baseline = self.join.expects_all_of(&b.origin);
+        let baseline = self.join.baseline;
         let verdict = match &b.key {
             Some(key) => self.ledger.accept_keyed(&b.origin, b.epoch, b.seq, (&b.topic, key), now),
             None => self.ledger.accept(&b.origin, b.epoch, b.seq, baseline, now),

@@ -181,23 +181,6 @@ struct JoinState<A> {
     /// push-pulls carry no digest, so the answers bring the keyed state and no past events), and a
     /// life we first hear of starts where we first see it.
     baseline: bool,
-    /// Members new in this life that joined through us before we had a baseline (a seed that
-    /// started alone): they joined a cluster we were already in, so every broadcast they send is
-    /// ours, whatever the digest that gives us our baseline later says. At most
-    /// [`MAX_NEWCOMERS`]; forgotten once we have a baseline (from then on every life is expected
-    /// from its start).
-    newcomers: Vec<NodeId>,
-}
-
-/// Newcomers remembered while we have no baseline (see `JoinState::newcomers`).
-const MAX_NEWCOMERS: usize = 64;
-
-impl<A> JoinState<A> {
-    /// Whether the broadcasts of `origin` we have not seen are all ours: we know where the
-    /// cluster stood, or `origin` joined through us.
-    fn expects_all_of(&self, origin: &NodeId) -> bool {
-        self.baseline || self.newcomers.contains(origin)
-    }
 }
 
 type FixedMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
@@ -330,7 +313,6 @@ impl<A: Address> Node<A> {
                 pending: false,
                 joined: false,
                 baseline: false,
-                newcomers: Vec::new(),
             },
             meta_requests: Vec::new(),
             last_push_pull: now,
@@ -653,6 +635,13 @@ impl<A: Address> Node<A> {
                 self.join.seeds.push(seed.clone());
             }
         }
+    }
+
+    /// Replaces the addresses re-announced to whenever they are not live members (those `join` and
+    /// [`Node::remember_seeds`] gave) with `seeds`, contacting nobody now. Call it when the seeds
+    /// are DNS names resolved again: the addresses they list change.
+    pub fn set_seeds(&mut self, seeds: &[A]) {
+        self.join.seeds = seeds.iter().filter(|s| **s != self.local.addr).cloned().collect();
     }
 
     /// Reserves room for `n` members ahead of a large join.

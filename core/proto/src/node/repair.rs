@@ -88,23 +88,21 @@ impl<A: Address> Node<A> {
             // Broadcasts that came with a digest came from a push-pull or a repair.
             self.stats.broadcasts_repaired += frame.delivered;
         }
-        if let Some((_, true, id)) = &frame.answer {
-            // A request with no digest (or an empty one, from older versions) comes from a member
-            // new in this life, joining through us.
-            let new_here = frame.digest.as_deref().map_or(true, <[DigestEntry]>::is_empty);
-            let newcomers = &mut self.join.newcomers;
-            if new_here && !self.join.baseline && newcomers.len() < super::MAX_NEWCOMERS && !newcomers.contains(id) {
-                newcomers.push(id.clone());
-            }
+        let new_here = frame.digest.as_deref().map_or(true, <[DigestEntry]>::is_empty);
+        if matches!(frame.answer, Some((_, true, _))) && new_here && !self.join.baseline {
+            // A member new in this life (its request carries no digest, or an empty one from older
+            // versions) joins through us before we knew where the cluster's broadcasts stood: we
+            // are a seed that started alone. It brings no past, and whatever anyone sends from now
+            // on is sent after we were here: all of it is ours.
+            self.join.baseline = true;
         }
         if let Some(digest) = &frame.digest {
-            // The first push-pull digest of our life says where the cluster stood when we arrived,
-            // except for the lives of members that joined through us.
+            // The first push-pull digest of our life says where the cluster stood when we arrived.
+            let arriving = !self.join.baseline;
             for e in digest {
                 if e.origin == self.local.id {
                     continue;
                 }
-                let arriving = !self.join.expects_all_of(&e.origin);
                 // Holes are kept for members only (see `Ledger::learn`). A life whose origin we do
                 // not know yet waits a while: a joiner's first broadcasts often outrun the news
                 // of its join.
@@ -113,10 +111,7 @@ impl<A: Address> Node<A> {
                     self.ledger.learn(&e.origin, e.epoch, e.next, arriving, member, now);
                 }
             }
-            if frame.push_pull {
-                self.join.baseline = true;
-                self.join.newcomers = Vec::new();
-            }
+            self.join.baseline |= frame.push_pull;
         }
         if let Some((to, join, id)) = &frame.answer {
             let asker = Asker { id, join: *join, digest: frame.digest.as_deref() };
