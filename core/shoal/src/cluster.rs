@@ -18,6 +18,7 @@ use std::time::Duration;
 use super::metrics::Metrics;
 use super::outbox::{Lane, Limits, Outbox, Push};
 use super::runtime::Runtime;
+use super::seeds::{self, IntoSeed, Seed};
 use super::signal::{lock, EventQueue, Latch, Rounds, Wakeup};
 use super::{CloseReason, ClusterError, EventStream};
 use shoal_core::addr::Addr;
@@ -113,6 +114,9 @@ pub(crate) struct Shared {
     event_capacity: usize,
     /// Transmits waiting for their destinations' sender tasks.
     outbox: Outbox,
+    /// The seeds of the latest join that named a DNS name, resolved again every re-announce
+    /// interval (`None` until such a join).
+    seed_names: Mutex<Option<Vec<Seed>>>,
 }
 
 impl Shared {
@@ -252,6 +256,7 @@ impl ClusterBuilder {
             closed: Latch::default(),
             event_capacity: self.event_capacity,
             outbox,
+            seed_names: Mutex::new(None),
         });
         // The wasm package wires its relay connection to `set_link_up` itself (and counts bytes).
         #[cfg(not(target_arch = "wasm32"))]
@@ -392,9 +397,25 @@ impl Cluster {
     /// Joins through `seeds` and waits until one answers (`Ok` with the seed that did) or
     /// `join_timeout` passes (`Err(JoinFailed)`). Re-announcing to the seeds continues afterwards, so
     /// a member that failed to join still finds the cluster once a seed comes up.
-    pub async fn join(&self, seeds: &[Addr]) -> Result<Addr, ClusterError> {
+    ///
+    /// A seed is an [`Addr`], or text: an address (`udp://10.0.0.5:7946`, `10.0.0.5:7946`) or a
+    /// DNS name with a port (`seeds.internal:7946`), which stands for every address its A and AAAA
+    /// records list, resolved now and again every `reannounce_interval` (see [`Seed`]).
+    /// `Err(Resolve)` when no seed could be used because every name failed to resolve.
+    pub async fn join<S: IntoSeed>(&self, seeds: impl IntoIterator<Item = S>) -> Result<Addr, ClusterError> {
+        let seeds: Vec<Seed> = seeds.into_iter().map(IntoSeed::into_seed).collect::<Result<_, _>>()?;
+        let (addrs, failed) = seeds::resolve(&*self.shared.runtime, &seeds).await;
+        for (seed, e) in &failed {
+            tracing::warn!(%seed, error = %e, "a seed name did not resolve");
+        }
+        if let (true, Some((seed, source))) = (addrs.is_empty(), failed.into_iter().next()) {
+            return Err(ClusterError::Resolve { seed: seed.to_string(), source });
+        }
+        if seeds.iter().any(|s| matches!(s, Seed::Name { .. })) {
+            self.follow_seed_names(seeds);
+        }
         let mut events = self.events();
-        self.command(|node, now| node.join(now, seeds))?.map_err(ClusterError::Command)?;
+        self.command(|node, now| node.join(now, &addrs))?.map_err(ClusterError::Command)?;
         while let Some(event) = events.next().await {
             match event {
                 Event::JoinSucceeded { via } => return Ok(via),
@@ -404,6 +425,37 @@ impl Cluster {
         }
         // The stream ends only once the member has stopped.
         Err(lock(&self.shared.inner).state.check().err().unwrap_or(ClusterError::Shutdown))
+    }
+
+    /// Keeps the addresses the protocol re-announces to in step with the seed names of the latest
+    /// join: every `reannounce_interval` the names are resolved again and the addresses handed to
+    /// the protocol (a name that fails keeps nothing from the others; a round where all fail
+    /// changes nothing). One task per member, holding it weakly; it ends when the member stops.
+    fn follow_seed_names(&self, seeds: Vec<Seed>) {
+        let every = self.read(|n| n.config().reannounce_interval);
+        let first = lock(&self.shared.seed_names).replace(seeds).is_none();
+        if !first || every.is_zero() {
+            return;
+        }
+        let member = Arc::downgrade(&self.shared);
+        let runtime = self.shared.runtime.clone();
+        self.shared.runtime.spawn(Box::pin(async move {
+            loop {
+                runtime.sleep(every).await;
+                let Some(shared) = member.upgrade() else { return };
+                let seeds = lock(&shared.seed_names).clone().unwrap_or_default();
+                let (addrs, failed) = seeds::resolve(&*runtime, &seeds).await;
+                for (seed, e) in &failed {
+                    tracing::warn!(%seed, error = %e, "a seed name did not resolve; keeping the other seeds");
+                }
+                if addrs.is_empty() {
+                    continue;
+                }
+                if (Cluster { shared }).command(|n, _| n.set_seeds(&addrs)).is_err() {
+                    return;
+                }
+            }
+        }));
     }
 
     /// Broadcasts to every member (each receives it once as a message event; one that misses it gets

@@ -32,6 +32,7 @@ mod cluster;
 mod metrics;
 mod outbox;
 mod runtime;
+mod seeds;
 mod signal;
 #[cfg(all(test, feature = "tokio"))]
 mod tests;
@@ -58,6 +59,7 @@ use std::task::{Context, Poll};
 
 pub use cluster::{Cluster, ClusterBuilder, ClusterEvent, ClusterMessage, Driver};
 pub use metrics::Metrics;
+pub use seeds::{IntoSeed, Seed};
 pub use shoal_transport::{relay, Addr, AddrError, MAX_ADDR_LEN};
 
 /// Longest the driver lets a transport take over one best-effort send (on the destination's sender
@@ -111,6 +113,16 @@ pub enum ClusterError {
     /// [`Cluster::bind`] could not bind its sockets, or could not resolve the address. The message
     /// names the socket and the address.
     Bind(std::io::Error),
+    /// A seed is neither an address nor a DNS name with a port (see [`Seed::parse`]).
+    InvalidSeed(String),
+    /// No seed of a join could be used: this one, a DNS name, did not resolve (the first such
+    /// error; every name failed, and no seed was an address).
+    Resolve {
+        /// The seed, as given.
+        seed: String,
+        /// What the resolver said.
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for ClusterError {
@@ -127,6 +139,10 @@ impl fmt::Display for ClusterError {
             ClusterError::NoKeyring => f.write_str("the member was built without a keyring"),
             ClusterError::Keyring(e) => write!(f, "{e}"),
             ClusterError::Bind(e) => write!(f, "{e}"),
+            ClusterError::InvalidSeed(seed) => {
+                write!(f, "invalid seed {seed:?}: expected an address (udp://10.0.0.5:7946) or a name with a port")
+            }
+            ClusterError::Resolve { seed, source } => write!(f, "seed {seed} did not resolve: {source}"),
         }
     }
 }
@@ -139,6 +155,7 @@ impl std::error::Error for ClusterError {
             ClusterError::Command(e) => Some(e),
             ClusterError::Keyring(e) => Some(e),
             ClusterError::Bind(e) => Some(e),
+            ClusterError::Resolve { source, .. } => Some(source),
             _ => None,
         }
     }

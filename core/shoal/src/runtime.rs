@@ -17,6 +17,15 @@ pub trait Runtime: MaybeSendSync + 'static {
     fn spawn(&self, task: BoxFuture<'static, ()>);
     /// A seed from the operating system's CSPRNG for the node's protocol randomness.
     fn random_seed(&self) -> u64;
+    /// Every address a DNS name lists (A and AAAA records), each with `port`. Called for seeds
+    /// given as names: at each join, and every `reannounce_interval` after. The default resolves
+    /// nothing (an `Unsupported` error): with such a runtime, seeds must be addresses.
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<Vec<std::net::SocketAddr>>> {
+        let _ = port;
+        let e =
+            std::io::Error::new(std::io::ErrorKind::Unsupported, format!("this runtime resolves no names ({host})"));
+        std::boxed::Box::pin(async move { Err(e) })
+    }
 }
 
 /// The tokio runtime. Create it inside a tokio runtime (it spawns with `tokio::spawn`).
@@ -64,5 +73,10 @@ impl Runtime for TokioRuntime {
             return t.as_nanos() as u64 ^ u64::from(std::process::id());
         }
         u64::from_le_bytes(buf)
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<Vec<std::net::SocketAddr>>> {
+        let host = host.to_string();
+        std::boxed::Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), port)).await?.collect()) })
     }
 }

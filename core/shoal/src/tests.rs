@@ -591,3 +591,179 @@ fn cluster_errors_chain_to_their_cause_through_source() {
     let boxed: Box<dyn std::error::Error> = crate::NodeId::new("").unwrap_err().into();
     assert!(!boxed.to_string().is_empty(), "`?` turns an invalid name into Box<dyn Error>");
 }
+
+// ----- Seeds given as DNS names ---------------------------------------------------------------------
+
+/// The tokio runtime with a DNS of our own: names and the addresses they list, changed at will,
+/// and how many lookups were made.
+#[derive(Clone, Default)]
+struct FakeDns {
+    tokio: Arc<Mutex<Option<TokioRuntime>>>,
+    records: Arc<Mutex<HashMap<String, Vec<std::net::SocketAddr>>>>,
+    lookups: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeDns {
+    fn new() -> Self {
+        let dns = FakeDns::default();
+        *lock(&dns.tokio) = Some(TokioRuntime::new());
+        dns
+    }
+
+    fn set(&self, name: &str, hosts: &[u8]) {
+        let list = hosts.iter().map(|&h| addr(h).socket_addr().unwrap()).collect();
+        lock(&self.records).insert(name.to_string(), list);
+    }
+
+    fn tokio(&self) -> TokioRuntime {
+        lock(&self.tokio).clone().unwrap()
+    }
+}
+
+impl crate::Runtime for FakeDns {
+    fn now(&self) -> shoal_core::Instant {
+        self.tokio().now()
+    }
+    fn sleep(&self, d: Duration) -> crate::BoxFuture<'static, ()> {
+        self.tokio().sleep(d)
+    }
+    fn spawn(&self, task: crate::BoxFuture<'static, ()>) {
+        self.tokio().spawn(task)
+    }
+    fn random_seed(&self) -> u64 {
+        7
+    }
+    fn resolve(&self, host: &str, port: u16) -> crate::BoxFuture<'static, std::io::Result<Vec<std::net::SocketAddr>>> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let found = lock(&self.records).get(host).cloned();
+        let found = found
+            .map(|list| {
+                list.into_iter()
+                    .map(|mut s| {
+                        s.set_port(port);
+                        s
+                    })
+                    .collect()
+            })
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no such name {host}")));
+        Box::pin(async move { found })
+    }
+}
+
+/// The state `of` is in, in `m`'s view.
+fn state_of(m: &Cluster, of: &str) -> Option<MemberState> {
+    m.members().into_iter().find(|x| x.id.as_str() == of).map(|x| x.state)
+}
+
+/// A member on `net` at host `host` that resolves names through `dns`.
+fn member_with_dns(net: &Net, name: &str, host: u8, config: Config, dns: &FakeDns) -> Cluster {
+    let mem = Mem::new(net, &addr(host).to_string());
+    let (cluster, driver) = Cluster::builder(name)
+        .unwrap()
+        .config(config)
+        .seed(u64::from(host))
+        .build(vec![mem as Arc<dyn Transport>], Arc::new(dns.clone()))
+        .unwrap();
+    tokio::spawn(driver.run());
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joins_through_a_dns_name_listing_every_member_it_names() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let (c, _) = member(&net, "c", 3);
+    let dns = FakeDns::new();
+    dns.set("seeds.test", &[1, 3]);
+    let b = member_with_dns(&net, "b", 2, Config::local(), &dns);
+    within("the join", b.join(["seeds.test:7946"])).await.unwrap();
+    // a and c never met: b asked both, so both know b, and through it each other.
+    let all = eventually(|| {
+        [&a, &b, &c].iter().all(|m| m.members().iter().filter(|x| x.state == MemberState::Alive).count() == 2)
+    })
+    .await;
+    assert!(all, "a {:?} b {:?} c {:?}", a.members(), b.members(), c.members());
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_name_is_resolved_again_every_reannounce_interval_so_a_changed_record_is_followed() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let (c, _) = member(&net, "c", 3);
+    let dns = FakeDns::new();
+    dns.set("seeds.test", &[1]);
+    let mut config = Config::local();
+    config.reannounce_interval = Duration::from_millis(300);
+    let b = member_with_dns(&net, "b", 2, config, &dns);
+    within("the join", b.join(["seeds.test:7946"])).await.unwrap();
+    let after_join = dns.lookups.load(Ordering::Relaxed);
+    assert_eq!(after_join, 1);
+    assert!(eventually(|| state_of(&b, "a") == Some(MemberState::Alive)).await);
+    // The name now lists c, which knows nobody: only a fresh lookup can lead b to it.
+    dns.set("seeds.test", &[3]);
+    assert!(
+        eventually(|| state_of(&c, "b") == Some(MemberState::Alive)).await,
+        "c never heard of b: {} lookups, c sees {:?}",
+        dns.lookups.load(Ordering::Relaxed),
+        c.members()
+    );
+    assert!(dns.lookups.load(Ordering::Relaxed) > after_join);
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_whose_every_seed_name_fails_to_resolve_says_which_and_why() {
+    let net = Net::default();
+    let dns = FakeDns::new();
+    let b = member_with_dns(&net, "b", 2, Config::local(), &dns);
+    let err = within("the join", b.join(["nowhere.test:7946"])).await.unwrap_err();
+    match &err {
+        ClusterError::Resolve { seed, source } => {
+            assert_eq!(seed, "udp://nowhere.test:7946");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected a resolve error, got {other:?}"),
+    }
+    assert!(std::error::Error::source(&err).is_some());
+    // One address among the seeds: the join goes on through it (and fails only if nobody answers).
+    let (a, _) = member(&net, "a", 1);
+    within("the join", b.join(["nowhere.test:7946".to_string(), addr(1).to_string()])).await.unwrap();
+    assert!(eventually(|| state_of(&b, "a") == Some(MemberState::Alive)).await);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_is_no_seed_is_refused_before_anything_is_sent() {
+    let net = Net::default();
+    let dns = FakeDns::new();
+    let b = member_with_dns(&net, "b", 2, Config::local(), &dns);
+    for bad in ["seeds.test", "seeds.test:99999", "udp://:1", ""] {
+        let err = within("the join", b.join([bad])).await.unwrap_err();
+        assert!(matches!(&err, ClusterError::InvalidSeed(t) if t == bad), "{bad:?}: {err:?}");
+    }
+    assert_eq!(dns.lookups.load(Ordering::Relaxed), 0);
+    assert_eq!(b.metrics().stats.packets_sent, 0);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_lists_hundreds_of_addresses_makes_the_join_ask_at_most_64() {
+    let net = Net::default();
+    let dns = FakeDns::new();
+    let hosts: Vec<u8> = (10..=250).collect();
+    dns.set("wide.test", &hosts);
+    let b = member_with_dns(&net, "b", 2, Config::local(), &dns);
+    let err = within("the join", b.join(["wide.test:7946"])).await.unwrap_err();
+    match err {
+        ClusterError::JoinFailed { seeds } => assert_eq!(seeds.len(), crate::seeds::MAX_ADDRS_PER_NAME),
+        other => panic!("nobody is there to answer: {other:?}"),
+    }
+    assert_eq!(b.metrics().stats.push_pulls_sent, crate::seeds::MAX_ADDRS_PER_NAME as u64);
+    b.shutdown().await;
+}

@@ -59,3 +59,15 @@ async fn binding_a_port_another_member_holds_fails_with_a_bind_error_naming_the_
     assert!(matches!(err, ClusterError::Bind(_)), "{err:?}");
     a.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_member_joins_through_a_dns_name_that_the_system_resolver_knows() {
+    let a = Cluster::builder("named").unwrap().config(Config::local()).seed(1).bind("127.0.0.1:0").await.unwrap();
+    let port = a.local_addr().socket_addr().unwrap().port();
+    let b = Cluster::builder("asker").unwrap().config(Config::local()).seed(2).bind("127.0.0.1:0").await.unwrap();
+    // `localhost` lists 127.0.0.1 (and ::1 where the host has IPv6, which nobody answers at).
+    b.join([format!("localhost:{port}")]).await.unwrap();
+    assert!(eventually(SETTLE, || state_of(&b, "named") == Some(MemberState::Alive)).await, "{:?}", b.members());
+    a.shutdown().await;
+    b.shutdown().await;
+}

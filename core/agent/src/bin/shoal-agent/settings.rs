@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use shoal::relay::valid_peer_id;
-use shoal::Addr;
+use shoal::{Addr, Seed};
 use shoal_core::{Config, SecurityMode};
 
 /// A Shoal cluster member.
@@ -27,7 +27,8 @@ pub struct Cli {
     /// Address to advertise to other members (default `udp://BIND`, or `tcp://BIND` with --tcp-only).
     #[arg(long, env = "SHOAL_ADVERTISE")]
     pub advertise: Option<String>,
-    /// Seed to join through (repeatable; host:port or a scheme://address).
+    /// Seed to join through (repeatable): ip:port, a DNS name:port (every address it lists,
+    /// looked up again at every re-announce), or a scheme://address.
     #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
     pub join: Vec<String>,
     /// Metadata entry key=value (repeatable).
@@ -148,7 +149,7 @@ pub struct Settings {
     pub name: String,
     pub bind: SocketAddr,
     pub advertise: Option<Addr>,
-    pub join: Vec<Addr>,
+    pub join: Vec<Seed>,
     pub meta: Vec<(String, String)>,
     pub config: Config,
     pub json: bool,
@@ -181,7 +182,7 @@ impl Settings {
         let bind = cli.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:7946".parse().expect("valid default"));
         let advertise = cli.advertise.clone().or(file.advertise).map(|a| parse_addr(&a, tcp_only)).transpose()?;
         let join_text = if cli.join.is_empty() { file.join.unwrap_or_default() } else { cli.join.clone() };
-        let join = join_text.iter().map(|j| parse_addr(j, tcp_only)).collect::<Result<Vec<_>, _>>()?;
+        let join = join_text.iter().map(|j| parse_seed(j, tcp_only)).collect::<Result<Vec<_>, _>>()?;
         let meta = if cli.meta.is_empty() {
             file.meta.unwrap_or_default().into_iter().collect()
         } else {
@@ -303,6 +304,13 @@ fn parse_addr(text: &str, tcp_only: bool) -> Result<Addr, String> {
     Ok(if tcp_only { Addr::tcp(sa) } else { Addr::udp(sa) })
 }
 
+/// A seed: `scheme://address`, or `ip:port` / `name:port` (a DNS name, every address it lists, looked
+/// up again at every re-announce) over UDP, or TCP for a TCP-only agent.
+fn parse_seed(text: &str, tcp_only: bool) -> Result<Seed, String> {
+    let full = if text.contains("://") || !tcp_only { text.to_string() } else { format!("tcp://{text}") };
+    Seed::parse(&full).map_err(|e| format!("--join {e}"))
+}
+
 fn parse_key(hex: &str) -> Result<shoal_core::Key, String> {
     let hex = hex.trim();
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -347,7 +355,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.name, "n1");
-        assert_eq!(s.join, vec![Addr::parse("udp://127.0.0.1:7001").unwrap()]);
+        assert_eq!(s.join, vec![Seed::Addr(Addr::parse("udp://127.0.0.1:7001").unwrap())]);
         assert_eq!(s.meta_bytes(), b"role=web,dc=eu");
     }
 
@@ -419,5 +427,9 @@ mod tests {
         let browser = Settings::resolve(&cli(&["--name", "x", "--preset", "browser"])).unwrap();
         assert_eq!(browser.config.probe_interval, Config::browser().probe_interval);
         assert!(Settings::resolve(&cli(&["--name", "x", "--join", "nowhere"])).is_err());
+        let named = Settings::resolve(&cli(&["--name", "x", "--join", "seeds.internal:7946"])).unwrap();
+        assert_eq!(named.join, vec![Seed::parse("seeds.internal:7946").unwrap()]);
+        let tcp = Settings::resolve(&cli(&["--name", "x", "--tcp-only", "--join", "seeds.internal:7946"])).unwrap();
+        assert_eq!(tcp.join, vec![Seed::parse("tcp://seeds.internal:7946").unwrap()]);
     }
 }
