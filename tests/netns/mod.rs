@@ -36,7 +36,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -226,6 +226,8 @@ pub struct LabSpec {
     pub seeds: Vec<usize>,
     /// The whole test must finish within this; every wait is cut to it.
     pub budget: Duration,
+    /// Runs with no other lab beside it (see [`Turn`]).
+    pub alone: bool,
 }
 
 impl LabSpec {
@@ -237,6 +239,30 @@ impl LabSpec {
             delay: Duration::ZERO..=Duration::ZERO,
             seeds: (0..members.min(3)).collect(),
             budget,
+            alone: false,
+        }
+    }
+}
+
+/// Labs share the machine, except one whose spec says `alone`, which waits for the others and runs
+/// with none beside it. Each lab runs up to twenty agent processes: a lab whose assertions are
+/// about timing (one slow member among twenty, and healthy members that never accuse each other)
+/// would otherwise measure how the other labs' agents starve its healthy ones of CPU, which it
+/// does not set out to test. Taken before the budget's clock starts.
+static TURNS: RwLock<()> = RwLock::new(());
+
+/// A lab's hold on [`TURNS`], released once its agents and namespaces are gone.
+enum Turn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+impl Turn {
+    fn take(alone: bool) -> Turn {
+        if alone {
+            Turn::Alone(TURNS.write().unwrap_or_else(PoisonError::into_inner))
+        } else {
+            Turn::Shared(TURNS.read().unwrap_or_else(PoisonError::into_inner))
         }
     }
 }
@@ -256,6 +282,8 @@ pub struct Lab {
     events: Arc<Mutex<Vec<Event>>>,
     end: Instant,
     budget: Duration,
+    /// Dropped after `Drop::drop` has removed everything: the next lab starts on a clean machine.
+    _turn: Turn,
 }
 
 impl Lab {
@@ -266,6 +294,7 @@ impl Lab {
             report(&format!("SKIP {}: {reason}", spec.title));
             return None;
         }
+        let turn = Turn::take(spec.alone);
         let agent = agent_binary();
         sweep_stale_namespaces();
         let tag = format!("{PREFIX}{}-{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed));
@@ -284,6 +313,7 @@ impl Lab {
             events: Arc::default(),
             end: Instant::now() + spec.budget,
             budget: spec.budget,
+            _turn: turn,
         };
         if let Err(e) = lab.build(&spec) {
             panic!("building the lab {}: {e}", spec.title);
