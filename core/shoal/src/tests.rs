@@ -205,12 +205,19 @@ fn member_over(
     config: Config,
     transports: Vec<Arc<dyn Transport>>,
 ) -> (Cluster, tokio::task::JoinHandle<()>) {
-    let (cluster, driver) = Cluster::builder(name)
-        .unwrap()
-        .config(config)
-        .seed(u64::from(host))
-        .build(transports, Arc::new(TokioRuntime::new()))
-        .unwrap();
+    member_on_runtime(name, host, config, transports, Arc::new(TokioRuntime::new()))
+}
+
+/// [`member_over`] on a runtime of the caller's.
+fn member_on_runtime(
+    name: &str,
+    host: u8,
+    config: Config,
+    transports: Vec<Arc<dyn Transport>>,
+    runtime: Arc<dyn crate::Runtime>,
+) -> (Cluster, tokio::task::JoinHandle<()>) {
+    let (cluster, driver) =
+        Cluster::builder(name).unwrap().config(config).seed(u64::from(host)).build(transports, runtime).unwrap();
     let task = tokio::spawn(driver.run());
     (cluster, task)
 }
@@ -658,14 +665,7 @@ fn state_of(m: &Cluster, of: &str) -> Option<MemberState> {
 /// A member on `net` at host `host` that resolves names through `dns`.
 fn member_with_dns(net: &Net, name: &str, host: u8, config: Config, dns: &FakeDns) -> Cluster {
     let mem = Mem::new(net, &addr(host).to_string());
-    let (cluster, driver) = Cluster::builder(name)
-        .unwrap()
-        .config(config)
-        .seed(u64::from(host))
-        .build(vec![mem as Arc<dyn Transport>], Arc::new(dns.clone()))
-        .unwrap();
-    tokio::spawn(driver.run());
-    cluster
+    member_on_runtime(name, host, config, vec![mem], Arc::new(dns.clone())).0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

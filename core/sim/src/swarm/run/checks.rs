@@ -21,7 +21,7 @@ impl Runner {
     // ----- what members say ------------------------------------------------------------------------
 
     pub(super) fn observe(&mut self) {
-        let watch = std::env::var("SHOAL_SWARM_WATCH").ok();
+        let watch = self.watch.clone();
         for (at, observer, event) in self.sim.drain_events() {
             let t = at.as_millis();
             if let Some(w) = &watch {

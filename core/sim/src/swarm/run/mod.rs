@@ -99,6 +99,8 @@ struct Runner {
     /// in the key: a declarer holding a member dead at an incarnation never declares it failed at
     /// that incarnation again, whichever life of the member claims it.)
     declarations: BTreeMap<(u32, u32, u32), u64>,
+    /// `SHOAL_SWARM_WATCH`, read once: the member whose events are printed (a debugging aid).
+    watch: Option<String>,
 }
 
 /// Runs `scenario` and checks every oracle. A panic anywhere in the protocol is caught and reported
@@ -203,6 +205,7 @@ impl Runner {
             next_tag: 1,
             keys,
             declarations: BTreeMap::new(),
+            watch: std::env::var("SHOAL_SWARM_WATCH").ok(),
         };
         for (i, f) in runner.s.faults.clone().iter().enumerate() {
             runner.schedule(f.at_ms, Action::Fault(i));
@@ -306,7 +309,7 @@ impl Runner {
         self.check_keyed();
         self.check_reliable();
         self.check_growth();
-        if let Some(i) = std::env::var("SHOAL_SWARM_WATCH").ok().and_then(|w| w.parse::<usize>().ok()) {
+        if let Some(i) = self.watch.as_deref().and_then(|w| w.parse::<usize>().ok()) {
             if let Some(node) = self.sim.node(i) {
                 std::eprintln!(
                     "n{i} at the end: {:?}\n{:?}\n{:?}",
