@@ -63,7 +63,9 @@ pub enum Event<A> {
         /// The member that declared it failed: our own name when our suspicion timed out.
         by: NodeId,
     },
-    /// A member left gracefully.
+    /// A member left gracefully, or an operator forced it out after it failed
+    /// ([`crate::Node::force_leave`]). A member already reported failed is reported again when we
+    /// learn it left (its own leave arriving late, or a forced departure): it is not coming back.
     Left {
         /// The member that left.
         id: NodeId,

@@ -114,4 +114,7 @@ pub struct Stats {
     /// a probe interval (a hostile sender could otherwise make us send our record, metadata and all,
     /// as fast as it sends small requests).
     pub meta_requests_refused: u64,
+    /// Failed members this node turned into departed ones on the operator's word
+    /// ([`crate::Node::force_leave`]).
+    pub forced_leaves: u64,
 }

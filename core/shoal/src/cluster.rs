@@ -560,6 +560,15 @@ impl Cluster {
         self.command(|n, _| n.set_metadata(meta))?.map_err(ClusterError::Command)
     }
 
+    /// Removes a failed member for good (Serf's `force-leave`): call it for a member that failed
+    /// and will not come back, so that nobody keeps trying to reach it. Every member reports it
+    /// as [`Event::Left`] as the news spreads. Refused with
+    /// `ClusterError::Command(CommandError::NotFailed)` for a member that is alive or suspect; see
+    /// [`shoal_core::Node::force_leave`].
+    pub fn force_leave(&self, name: &NodeId) -> Result<(), ClusterError> {
+        self.command(|n, now| n.force_leave(now, name))?.map_err(ClusterError::Command)
+    }
+
     /// Tells the member whether its own link to the cluster is up: call with `false` when a
     /// transport that can tell (a relay connection) drops, and with `true` once it is back. While
     /// it is down the member accuses nobody (see [`shoal_core::Node::set_link_up`]). Plugins that

@@ -19,7 +19,7 @@ use super::{
     Addr, CloseReason, Cluster, ClusterError, LinkListener, Received, TokioRuntime, Transport, TransportError,
     BEST_EFFORT_SEND_DEADLINE,
 };
-use crate::{Config, MemberState};
+use crate::{ClusterEvent as Event, CommandError, Config, MemberState};
 
 /// Generous for a loaded machine; a wedged driver misses it by forever.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -766,4 +766,41 @@ async fn a_name_that_lists_hundreds_of_addresses_makes_the_join_ask_at_most_64()
     }
     assert_eq!(b.metrics().stats.push_pulls_sent, crate::seeds::MAX_ADDRS_PER_NAME as u64);
     b.shutdown().await;
+}
+
+// ----- Operations ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_member_forced_out_is_reported_left_by_every_member_and_a_live_one_is_refused() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let (c, c_mem) = member(&net, "c", 3);
+    within("join", a.join(&[b.local_addr(), c.local_addr()])).await.unwrap();
+    assert!(eventually(|| [&a, &b, &c].iter().all(|m| m.alive_members().len() == 2)).await);
+    let mut b_events = b.events();
+
+    let refused = a.force_leave(&c.name());
+    assert!(
+        matches!(refused, Err(ClusterError::Command(CommandError::NotFailed(ref id))) if *id == c.name()),
+        "a live member is not forced out: {refused:?}"
+    );
+    c_mem.plug(false);
+    assert!(eventually(|| [&a, &b].iter().all(|m| state_of(m, "c") == Some(MemberState::Dead))).await);
+    a.force_leave(&c.name()).unwrap();
+    assert!(eventually(|| [&a, &b].iter().all(|m| state_of(m, "c") == Some(MemberState::Left))).await);
+    let left = within("b reports c left", async {
+        while let Some(e) = b_events.next().await {
+            if matches!(&e, Event::Left { id, .. } if id.as_str() == "c") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(left, "b, which only heard of it, reports the departure");
+    assert_eq!(a.metrics().stats.forced_leaves, 1);
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
 }

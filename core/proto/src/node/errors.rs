@@ -29,6 +29,9 @@ pub enum CommandError {
     NoSeeds,
     /// The node has left the cluster and accepts no more commands of this kind.
     NotRunning,
+    /// [`crate::Node::force_leave`] named a member that is not failed: alive or suspect members are
+    /// not removed by decree (a live one would refute the departure at once).
+    NotFailed(NodeId),
 }
 
 impl fmt::Display for CommandError {
@@ -41,6 +44,9 @@ impl fmt::Display for CommandError {
             CommandError::TopicTooLong => write!(f, "topic longer than {MAX_TOPIC_LEN} bytes"),
             CommandError::NoSeeds => f.write_str("no seed address to join"),
             CommandError::NotRunning => f.write_str("the node has left the cluster"),
+            CommandError::NotFailed(id) => {
+                write!(f, "member {id} is not failed; only failed members can be forced out")
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::incarnation::{is_at_least, is_newer, next};
 use crate::member::{MemberState, Metadata};
+use crate::node::CommandError;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 use crate::wire::{Alive, Message, MetaField, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
@@ -430,12 +431,16 @@ impl<A: Address> Node<A> {
         }
         let new_state = if left { MemberState::Left } else { MemberState::Dead };
         if !m.state.is_live() {
-            // Already gone; a leave may still upgrade a failure to a departure, silently.
+            // Already gone; a leave may still upgrade a failure to a departure: the member's own
+            // leave that arrived late, or an operator's `force_leave`. It is reported (the member
+            // is not coming back, and nobody contacts it any more) and spread like any news.
             if left && m.state == MemberState::Dead {
                 let old_incarnation = m.incarnation;
                 m.incarnation = incarnation;
                 self.members.set_state(id, new_state, now);
                 self.incarnation_moved(old_incarnation, incarnation);
+                self.enqueue_member(id, &Message::Dead { id: id.clone(), incarnation, from: by, left });
+                self.emit(Event::Left { id: id.clone(), incarnation });
             }
             return;
         }
@@ -453,5 +458,27 @@ impl<A: Address> Node<A> {
         } else {
             self.emit(Event::Failed { id: id.clone(), incarnation, by });
         }
+    }
+
+    /// Turns a failed member into one that left, on the operator's word ([`Node::force_leave`]):
+    /// a departure at the incarnation it failed at, from us, queued for gossip. Members that hold
+    /// it failed or still alive at that incarnation take the departure; push-pull carries it to the
+    /// rest. Nobody contacts a departed member again, and it is reaped on the usual schedule.
+    pub(super) fn force_left(&mut self, id: &NodeId, now: Instant) -> Result<(), CommandError> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Err(CommandError::UnknownMember(id.clone()));
+        };
+        match m.state {
+            MemberState::Left => return Ok(()),
+            MemberState::Dead => {}
+            MemberState::Alive | MemberState::Suspect => return Err(CommandError::NotFailed(id.clone())),
+        }
+        let incarnation = m.incarnation;
+        self.members.set_state(id, MemberState::Left, now);
+        let from = self.local.id.clone();
+        self.enqueue_member(id, &Message::Dead { id: id.clone(), incarnation, from, left: true });
+        self.stats.forced_leaves += 1;
+        self.emit(Event::Left { id: id.clone(), incarnation });
+        Ok(())
     }
 }

@@ -690,6 +690,24 @@ impl<A: Address> Node<A> {
         self.gossip_round(now, self.config.gossip_nodes.max(LEAVE_FANOUT), Duration::ZERO);
     }
 
+    /// Removes a failed member for good, as Serf's `force-leave` does: call it when an operator
+    /// knows a member that failed will not come back (a decommissioned host), so that nobody keeps
+    /// trying to reach it. The member becomes one that left ([`Event::Left`] here and, as the
+    /// news spreads, everywhere), which is never contacted again and is reaped after
+    /// `dead_member_reap_time` like any departed member.
+    ///
+    /// Only failed members can be forced out ([`CommandError::NotFailed`] otherwise): a member we
+    /// hold alive or suspect may well be running, and would refute the departure at once. A member
+    /// forced out that was only cut off refutes it when it reaches the cluster again (it learns it
+    /// left at an incarnation it never left at) and is back. Forcing out a member that already left
+    /// changes nothing.
+    pub fn force_leave(&mut self, now: Instant, id: &NodeId) -> Result<(), CommandError> {
+        if self.status != Status::Running {
+            return Err(CommandError::NotRunning);
+        }
+        self.force_left(id, now)
+    }
+
     /// Packets that say what [`Node::leave`] would say first, built now without leaving: our
     /// departure at the incarnation `leave` would take, each to one of up to `fanout` random live
     /// members. Nothing changes here but the random state and, with encryption, the nonce counter

@@ -31,6 +31,7 @@ mod findings;
 mod hostile;
 mod ledger_review;
 mod link;
+mod operations;
 mod reliable;
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.

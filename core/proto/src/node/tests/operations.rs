@@ -1,0 +1,97 @@
+//! Operator commands on a running node: forcing a failed member out.
+
+use super::*;
+use crate::incarnation::is_newer;
+
+fn is_left(e: &Event<u32>, who: &NodeId) -> bool {
+    matches!(e, Event::Left { id, .. } if id == who)
+}
+
+/// Every member in `watchers` holds `who` in `state`.
+fn all_hold(c: &Cluster, watchers: &[u32], who: &NodeId, state: MemberState) -> bool {
+    watchers.iter().all(|i| c.node(*i).member(who).is_some_and(|m| m.state == state))
+}
+
+#[test]
+fn a_failed_member_forced_out_is_seen_as_left_by_every_member_and_never_contacted_again() {
+    let mut c = Cluster::formed(5, Config::local());
+    let gone = id(&name_of(4));
+    c.crash(4);
+    let watchers = [0u32, 1, 2, 3];
+    assert!(
+        c.advance_until(20_000, |c| all_hold(c, &watchers, &gone, MemberState::Dead)),
+        "everyone declares it failed"
+    );
+    c.clear_events();
+
+    let now = c.now;
+    c.nodes[0].force_leave(now, &gone).unwrap();
+    assert_eq!(c.node(0).stats().forced_leaves, 1);
+    c.collect();
+    assert_eq!(c.count(0, |e| is_left(e, &gone)), 1, "the operator's member reports the departure at once");
+    assert!(c.advance_until(20_000, |c| all_hold(c, &watchers, &gone, MemberState::Left)), "the departure spreads");
+
+    // Failed members are push-pulled at every re-announce, so that a cut-off member finds its way
+    // back; a departed one is left alone for as long as it is remembered.
+    let config = c.node(0).config().clone();
+    let sent_before = c.log.len();
+    let quiet = config.reannounce_interval * 4;
+    assert!(quiet < config.dead_member_reap_time, "the member is still remembered throughout");
+    c.advance(quiet.as_millis() as u64);
+    let contacts = c.log[sent_before..].iter().filter(|s| s.to == 4).count();
+    assert_eq!(contacts, 0, "nobody contacts a member forced out");
+    for i in watchers {
+        assert_eq!(c.count(i, |e| is_left(e, &gone)), 1, "node {i}: Left once");
+        assert_eq!(c.node(i).cluster_size(), 4);
+    }
+}
+
+#[test]
+fn a_member_forced_out_while_only_cut_off_refutes_the_departure_and_is_back_when_it_returns() {
+    let mut c = Cluster::formed(4, Config::local());
+    let cut = id(&name_of(3));
+    for other in 0..3u32 {
+        c.blocked.insert((other, 3));
+        c.blocked.insert((3, other));
+    }
+    let watchers = [0u32, 1, 2];
+    assert!(c.advance_until(20_000, |c| all_hold(c, &watchers, &cut, MemberState::Dead)), "the cut-off member fails");
+    let failed_at = c.node(0).member(&cut).unwrap().incarnation;
+    let now = c.now;
+    c.nodes[1].force_leave(now, &cut).unwrap();
+    assert!(c.advance_until(20_000, |c| all_hold(c, &watchers, &cut, MemberState::Left)), "the departure spreads");
+
+    c.blocked.clear();
+    let back = c.advance_until(30_000, |c| {
+        watchers.iter().all(|i| {
+            c.node(*i).member(&cut).is_some_and(|m| m.state == MemberState::Alive && is_newer(m.incarnation, failed_at))
+        })
+    });
+    assert!(back, "it learns of its forced departure, refutes it and is alive everywhere again");
+    assert_eq!(c.node(3).cluster_size(), 4, "and it sees everyone again");
+}
+
+#[test]
+fn only_a_failed_member_can_be_forced_out_and_a_departed_one_changes_nothing() {
+    let mut c = Cluster::formed(3, Config::local());
+    let now = c.now;
+    let alive = id(&name_of(1));
+    assert_eq!(c.nodes[0].force_leave(now, &alive), Err(CommandError::NotFailed(alive.clone())));
+    assert_eq!(c.nodes[0].force_leave(now, &id("nobody")), Err(CommandError::UnknownMember(id("nobody"))));
+    assert_eq!(c.node(0).member(&alive).unwrap().state, MemberState::Alive, "refused: nothing changed");
+
+    let leaver = id(&name_of(2));
+    let now = c.now;
+    c.nodes[2].leave(now);
+    assert!(c.advance_until(10_000, |c| all_hold(c, &[0, 1], &leaver, MemberState::Left)));
+    c.clear_events();
+    let now = c.now;
+    assert_eq!(c.nodes[0].force_leave(now, &leaver), Ok(()));
+    c.collect();
+    assert_eq!(c.count(0, |_| true), 0, "no second departure reported");
+    assert_eq!(c.node(0).stats().forced_leaves, 0);
+
+    let now = c.now;
+    c.nodes[0].leave(now);
+    assert_eq!(c.nodes[0].force_leave(now, &leaver), Err(CommandError::NotRunning));
+}
