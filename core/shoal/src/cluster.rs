@@ -187,6 +187,11 @@ impl ClusterBuilder {
         self
     }
 
+    /// Initial metadata as tags (see [`Tags`](crate::Tags)); replaces any `metadata`.
+    pub fn tags(self, tags: &crate::Tags) -> Self {
+        self.metadata(tags.to_metadata())
+    }
+
     /// Initial metadata (for example `b"role=web"`).
     pub fn metadata(mut self, meta: impl Into<Vec<u8>>) -> Self {
         self.meta = meta.into();
@@ -540,6 +545,12 @@ impl Cluster {
         self.read(|n| n.members().filter(|m| m.state == MemberState::Alive).cloned().collect())
     }
 
+    /// Known members other than ourselves that pass `filter` (by name, state and tags; see
+    /// [`MemberFilter`](crate::MemberFilter)), as `serf members -status alive -tag role=web` lists them.
+    pub fn members_matching(&self, filter: &crate::MemberFilter) -> Vec<Member<Addr>> {
+        self.read(|n| n.members().filter(|m| filter.matches(m)).cloned().collect())
+    }
+
     /// Our own record as others see it.
     pub fn local_member(&self) -> Member<Addr> {
         self.read(|n| Member {
@@ -553,6 +564,26 @@ impl Cluster {
             state_since: shoal_core::Instant::ZERO,
             meta: crate::Metadata::new(n.metadata()),
         })
+    }
+
+    /// Our tags: our metadata read as [`Tags`](crate::Tags), empty when it is not tags.
+    pub fn tags(&self) -> crate::Tags {
+        self.read(|n| crate::Tags::from_metadata(n.metadata()).unwrap_or_default())
+    }
+
+    /// Replaces our metadata with `tags` and announces them (Serf's `tags -set`): read back,
+    /// change, set.
+    ///
+    /// ```no_run
+    /// # fn f(cluster: &shoal::Cluster) -> Result<(), shoal::ClusterError> {
+    /// let mut tags = cluster.tags();
+    /// tags.insert("role", "db").expect("a short key");
+    /// tags.remove("draining");
+    /// cluster.set_tags(&tags)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_tags(&self, tags: &crate::Tags) -> Result<(), ClusterError> {
+        self.set_metadata(&tags.to_metadata())
     }
 
     /// Replaces our metadata and announces it.

@@ -41,7 +41,7 @@ mod tests;
 pub use shoal_core as proto;
 pub use shoal_core::{
     BroadcastId, CommandError, Config, ConfigError, InvalidNodeId, Key, Keyring, KeyringError, Lifeguard, Member,
-    MemberState, MessageKind, Metadata, NodeId, SecurityMode, Stats,
+    MemberFilter, MemberState, MessageKind, Metadata, NodeId, SecurityMode, Stats, TagError, Tags,
 };
 #[cfg(feature = "tcp")]
 pub use shoal_tcp as tcp;

@@ -804,3 +804,49 @@ async fn a_failed_member_forced_out_is_reported_left_by_every_member_and_a_live_
         m.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_selected_by_the_tags_they_set_and_a_tag_change_moves_a_member_between_selections() {
+    let net = Net::default();
+    let tagged = |name: &str, host: u8, pairs: &[(&str, &str)]| {
+        let mem = Mem::new(&net, &addr(host).to_string());
+        let tags = crate::Tags::from_pairs(pairs.iter().copied()).unwrap();
+        let (cluster, driver) = Cluster::builder(name)
+            .unwrap()
+            .config(Config::local())
+            .tags(&tags)
+            .seed(u64::from(host))
+            .build(vec![mem as Arc<dyn Transport>], Arc::new(TokioRuntime::new()))
+            .unwrap();
+        tokio::spawn(driver.run());
+        cluster
+    };
+    let watcher = tagged("watcher", 1, &[]);
+    let web1 = tagged("web-1", 2, &[("role", "web"), ("dc", "eu-west")]);
+    let web2 = tagged("web-2", 3, &[("role", "web"), ("dc", "us-east")]);
+    let db = tagged("db-1", 4, &[("role", "db"), ("dc", "eu-west")]);
+    within("join", watcher.join(&[web1.local_addr(), web2.local_addr(), db.local_addr()])).await.unwrap();
+    assert!(eventually(|| watcher.alive_members().len() == 3).await);
+
+    let names = |filter: &crate::MemberFilter| {
+        let mut names: Vec<String> =
+            watcher.members_matching(filter).iter().map(|m| m.id.as_str().to_string()).collect();
+        names.sort();
+        names
+    };
+    let web = crate::MemberFilter::new().tag("role", "web");
+    let eu = crate::MemberFilter::new().tag("dc", "eu-*").states(&[MemberState::Alive]);
+    assert_eq!(names(&web), ["web-1", "web-2"]);
+    assert_eq!(names(&eu), ["db-1", "web-1"]);
+
+    let mut tags = web2.tags();
+    assert_eq!(tags.get("dc"), Some("us-east"));
+    tags.insert("dc", "eu-north").unwrap();
+    tags.remove("role");
+    web2.set_tags(&tags).unwrap();
+    assert!(eventually(|| names(&eu) == ["db-1", "web-1", "web-2"]).await, "the new tags reach the watcher");
+    assert_eq!(names(&web), ["web-1"]);
+    for m in [watcher, web1, web2, db] {
+        m.shutdown().await;
+    }
+}
