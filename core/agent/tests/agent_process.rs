@@ -54,6 +54,11 @@ impl Agent {
         panic!("no line with {fragments:?} within {limit:?}; saw:\n{}", self.seen.join("\n"));
     }
 
+    fn signal_kill_and_wait(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
     fn signal(&self, sig: &str) {
         let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
@@ -143,4 +148,145 @@ fn an_agent_stopped_while_its_join_is_still_pending_leaves_gracefully() {
     assert!(sent.elapsed() < Duration::from_secs(4), "exited {:?} after SIGTERM, not at once", sent.elapsed());
     a.wait_for(&["\"event\":\"note\"", "leaving"], Duration::from_secs(1));
     assert!(!a.seen.iter().any(|l| l.contains("\"event\":\"joined\"")), "the join never completed: {:?}", a.seen);
+}
+
+/// Runs `shoal-agent <args>` against an agent; its stdout, or a panic with its stderr.
+fn command(args: &[&str], token: Option<&str>) -> String {
+    let mut cmd = Command::new(AGENT);
+    cmd.args(args).env_remove("SHOAL_HTTP_TOKEN");
+    if let Some(t) = token {
+        cmd.env("SHOAL_HTTP_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "shoal-agent {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// `command` that must fail; its stderr.
+fn command_fails(args: &[&str], token: Option<&str>) -> String {
+    let mut cmd = Command::new(AGENT);
+    cmd.args(args).env_remove("SHOAL_HTTP_TOKEN");
+    if let Some(t) = token {
+        cmd.env("SHOAL_HTTP_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "shoal-agent {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn started_addrs(agent: &mut Agent, name: &str) -> (String, String) {
+    let started = agent.wait_for(&["started", name], Duration::from_secs(15));
+    let addr = started.split_whitespace().find(|w| w.starts_with("udp://")).expect("advertised address").to_string();
+    let http = started.split_whitespace().find_map(|w| w.strip_prefix("http=")).unwrap_or_default().to_string();
+    (addr, http)
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Polls `f` until it holds, at most `limit`.
+fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_sees_their_effect() {
+    let limit = Duration::from_secs(15);
+    let token = "operator-token-0123456789abcdef";
+    let key1 = "11".repeat(32);
+    let key2 = "22".repeat(32);
+    let common = ["--bind", "127.0.0.1:0", "--preset", "local", "--key", &key1];
+    let mut a = Agent::start(
+        &[&common[..], &["--name", "a", "--http", "127.0.0.1:0", "--http-token", token, "--meta", "role=seed"]]
+            .concat(),
+    );
+    let (seed, http) = started_addrs(&mut a, "a");
+    let mut b = Agent::start(&[&common[..], &["--name", "b", "--meta", "role=web", "--meta", "dc=eu-west"]].concat());
+    let (b_addr, _) = started_addrs(&mut b, "b");
+    let c = Agent::start(&[&common[..], &["--name", "c", "--join", &seed, "--meta", "role=web"]].concat());
+    a.wait_for(&[" join ", " c "], limit);
+
+    // join: a brings b in through b's address.
+    let joined = json(&command(&["join", "--http", &http, &b_addr], Some(token)));
+    assert_eq!(joined["joined"], true, "{joined}");
+    a.wait_for(&[" join ", " b "], limit);
+
+    // members, filtered by tag, name and status.
+    let members = |query: &[&str]| -> Vec<String> {
+        let rows = json(&command(&[&["members", "--http", &http, "--json"][..], query].concat(), None));
+        let mut names: Vec<String> =
+            rows.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(members(&[]), ["a", "b", "c"]);
+    assert_eq!(members(&["--tag", "role=web"]), ["b", "c"]);
+    assert_eq!(members(&["--tag", "dc=eu-*", "--status", "alive"]), ["b"]);
+    assert_eq!(members(&["--name", "?"]), ["a", "b", "c"]);
+    let table = command(&["members", "--http", &http, "--tag", "role=seed"], None);
+    assert!(table.contains("alive (self)") && table.contains("role=seed"), "{table}");
+
+    // tags: a's change reaches b, whose own view of a changes.
+    let tags = json(&command(
+        &["tags", "--http", &http, "--set", "role=db", "--set", "zone=a,b", "--delete", "none"],
+        Some(token),
+    ));
+    assert_eq!(tags["role"], "db");
+    assert_eq!(tags["zone"], "a,b", "a value may hold a comma");
+    b.wait_for(&[" update ", " a "], limit);
+    assert_eq!(members(&["--tag", "role=db"]), ["a"]);
+
+    // event: a user event reaches the other agents.
+    command(&["event", "--http", &http, "deploy", "v1.2.3"], Some(token));
+    b.wait_for(&["message", "deploy", "v1.2.3"], limit);
+
+    // info and rtt.
+    let info = json(&command(&["info", "--http", &http], None));
+    assert_eq!(info["name"], "a");
+    assert_eq!(info["members"]["alive"], 3, "{info}");
+    assert_eq!(info["encrypted"], true);
+    assert!(until(limit, || json(&command(&["rtt", "--http", &http, "b"], None))["rtt_ms"].is_number()), "a probed b");
+
+    // keys: a rotation on a running member; the list needs the token.
+    let listed = json(&command(&["keys", "--http", &http], Some(token)));
+    assert_eq!(listed["keys"], serde_json::json!([key1]));
+    command(&["keys", "--http", &http, "--install", &key2], Some(token));
+    let used = json(&command(&["keys", "--http", &http, "--use", &key2], Some(token)));
+    assert_eq!(used["primary"], key2.as_str());
+    assert_eq!(used["keys"].as_array().unwrap().len(), 2);
+    assert!(command_fails(&["keys", "--http", &http, "--remove", &key2], Some(token)).contains("primary"));
+    command(&["keys", "--http", &http, "--use", &key1], Some(token));
+    command(&["keys", "--http", &http, "--remove", &key2], Some(token));
+
+    // Without the token, every state change and the key list are refused, and nothing changed.
+    for args in [&["tags", "--set", "role=x"][..], &["keys"], &["leave"], &["force-leave", "c"], &["event", "t"]] {
+        let err = command_fails(&[args, &["--http", &http]].concat(), None);
+        assert!(err.contains("401"), "{args:?}: {err}");
+    }
+    assert!(command_fails(&["tags", "--http", &http, "--set", "role=x"], Some("wrong-token-0123456789abcdef"))
+        .contains("401"));
+    assert_eq!(members(&["--tag", "role=db"]), ["a"]);
+
+    // force-leave: refused for a live member; a killed one becomes `left` everywhere.
+    assert!(command_fails(&["force-leave", "--http", &http, "c"], Some(token)).contains("not failed"));
+    c.signal_kill_and_wait();
+    a.wait_for(&[" fail ", " c "], limit);
+    command(&["force-leave", "--http", &http, "c"], Some(token));
+    a.wait_for(&[" leave ", " c "], limit);
+    b.wait_for(&[" leave ", " c "], limit);
+    assert_eq!(members(&["--status", "left"]), ["c"]);
+
+    // leave: the agent leaves gracefully and exits.
+    command(&["leave", "--http", &http], Some(token));
+    b.wait_for(&[" leave ", " a "], limit);
+    let status = a.child.wait().unwrap();
+    assert!(status.success(), "a leaves and exits cleanly: {status}");
 }

@@ -630,6 +630,12 @@ impl Cluster {
         self.command(|n, _| n.keyring_mut().ok_or(ClusterError::NoKeyring)?.remove(key).map_err(ClusterError::Keyring))?
     }
 
+    /// The installed keys, the one that encrypts first: `Err(NoKeyring)` for a member built
+    /// without a keyring.
+    pub fn keys(&self) -> Result<Vec<crate::Key>, ClusterError> {
+        self.command(|n, _| Ok(n.keyring_mut().ok_or(ClusterError::NoKeyring)?.keys().copied().collect()))?
+    }
+
     /// Changes the security mode (the steps of turning encryption on without downtime).
     pub fn set_security_mode(&self, mode: crate::SecurityMode) -> Result<(), ClusterError> {
         self.command(|n, _| n.set_security_mode(mode))

@@ -46,7 +46,7 @@ use shoal::{Cluster, Transport};
 use shoal_tcp::{TcpOptions, TcpTransport};
 use shoal_websocket::WsTransport;
 
-use settings::{Cli, Command, Settings};
+use settings::{Cli, Settings};
 
 /// Counts the live heap for `/metrics` (see `heap`).
 #[global_allocator]
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
 async fn agent_main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.clone() {
-        Some(Command::Members { http, json }) => http::print_members(&http, json).await,
+        Some(command) => http::run_command(command).await,
         None => match Settings::resolve(&cli) {
             Ok(settings) => run(settings).await,
             Err(e) => Err(e),
@@ -147,13 +147,21 @@ async fn run(s: Settings) -> Result<(), String> {
     let events = cluster.events();
     let print_task = tokio::spawn(output::print_events(events, printer));
     tokio::spawn(heap::trim_every(Duration::from_secs(60)));
+    let leave_requested = Arc::new(tokio::sync::Notify::new());
     if let Some((listener, bound)) = http_listener {
         let options = http::Options {
             token: s.http_token.clone(),
             allowed_hosts: s.http_allow_hosts.clone(),
             ..http::Options::default()
         };
-        let endpoint = http::Endpoint::new(cluster.clone(), faults.clone(), udp.clone(), bound.ip(), &options);
+        let endpoint = http::Endpoint::new(
+            cluster.clone(),
+            faults.clone(),
+            udp.clone(),
+            bound.ip(),
+            &options,
+            leave_requested.clone(),
+        );
         tokio::spawn(http::serve(listener, endpoint));
     }
     if let Some(period) = s.publish_view {
@@ -169,9 +177,13 @@ async fn run(s: Settings) -> Result<(), String> {
                 false
             }
             () = &mut shutdown => true,
+            () = leave_requested.notified() => true,
         };
     if !stopped_while_joining {
-        shutdown.await;
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = leave_requested.notified() => {}
+        }
     }
     printer.note("leaving");
     let left = cluster.leave(Duration::from_secs(5)).await;

@@ -85,7 +85,7 @@ impl Line {
         Line { name, fields, text }
     }
 
-    /// The line an event prints, `None` for events the agent does not report (messages).
+    /// The line an event prints, `None` for events the agent does not report.
     fn of(e: &ClusterEvent) -> Option<Line> {
         let name = e.name();
         Some(match e {
@@ -134,6 +134,18 @@ impl Line {
                 json!({ "topic": topic }),
                 format!("our broadcast {} ({topic}) was dropped from the full queue", id.seq),
             ),
+            Event::Message { from, topic, payload, kind } => {
+                let kind = match kind {
+                    shoal::MessageKind::Broadcast => "broadcast",
+                    shoal::MessageKind::Direct => "direct",
+                };
+                let text = String::from_utf8_lossy(payload);
+                Line::other(
+                    name,
+                    json!({ "from": from.as_str(), "topic": topic, "payload": text, "kind": kind }),
+                    format!("{kind} {topic} from {from}: {text}"),
+                )
+            }
             _ => return None,
         })
     }

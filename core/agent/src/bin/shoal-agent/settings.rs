@@ -95,16 +95,105 @@ pub struct Cli {
     pub webrtc_ip: Option<std::net::IpAddr>,
 }
 
+/// Where a running agent's `--http` endpoint is, and the token its commands need.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Remote {
+    /// The agent's --http address.
+    #[arg(long, env = "SHOAL_HTTP", default_value = "127.0.0.1:8946")]
+    pub http: SocketAddr,
+    /// The agent's --http-token, for commands that change state (and `keys`).
+    #[arg(long, env = "SHOAL_HTTP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Commands to a running agent, through its `--http` endpoint (Serf's agent commands).
 #[derive(Clone, Debug, Subcommand)]
 pub enum Command {
-    /// List the members known to a running agent (through its --http endpoint).
+    /// List the members a running agent knows, with filters.
     Members {
-        /// The agent's --http address.
-        #[arg(long, env = "SHOAL_HTTP", default_value = "127.0.0.1:8946")]
-        http: SocketAddr,
+        #[command(flatten)]
+        remote: Remote,
+        /// Only members in these states (repeatable or comma-separated): alive, suspect, failed, left.
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        /// Only members whose name matches (`*` and `?` wildcards).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only members with tag KEY whose value matches PATTERN (repeatable; `*` and `?`).
+        #[arg(long, value_name = "KEY=PATTERN")]
+        tag: Vec<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Show the agent's own member: name, address, incarnation, tags, member counts, health.
+    Info {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Join a cluster through one or more seeds (ip:port, name:port or scheme://address).
+    Join {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(required = true)]
+        seeds: Vec<String>,
+    },
+    /// Leave the cluster gracefully; the agent then exits.
+    Leave {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Turn a failed member into one that left, so that nobody tries to reach it again.
+    ForceLeave {
+        #[command(flatten)]
+        remote: Remote,
+        /// The failed member's name.
+        name: String,
+    },
+    /// Change the agent's tags (its metadata as key=value pairs) and announce them.
+    Tags {
+        #[command(flatten)]
+        remote: Remote,
+        /// Set KEY to VALUE (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Remove KEY (repeatable).
+        #[arg(long, value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Broadcast a user event to every member.
+    Event {
+        #[command(flatten)]
+        remote: Remote,
+        /// The event's topic.
+        topic: String,
+        /// The payload (text).
+        #[arg(default_value = "")]
+        payload: String,
+        /// Coalesce: a newer event with the same topic and key replaces this one while it spreads.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List, install, use or remove the agent's encryption keys (64 hex digits each).
+    Keys {
+        #[command(flatten)]
+        remote: Remote,
+        /// Add a key that decrypts (step 1 of a rotation).
+        #[arg(long, value_name = "KEY", group = "op")]
+        install: Option<String>,
+        /// Make an installed key the one that encrypts (step 2).
+        #[arg(long = "use", value_name = "KEY", group = "op")]
+        use_key: Option<String>,
+        /// Remove a key that no longer encrypts (step 3).
+        #[arg(long, value_name = "KEY", group = "op")]
+        remove: Option<String>,
+    },
+    /// The round-trip time of the agent's last probe of a member.
+    Rtt {
+        #[command(flatten)]
+        remote: Remote,
+        /// The member's name.
+        name: String,
     },
 }
 
@@ -291,7 +380,8 @@ impl Settings {
 
     /// Metadata as sent on the wire: `key=value` pairs joined by commas.
     pub fn meta_bytes(&self) -> Vec<u8> {
-        self.meta.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",").into_bytes()
+        // Validated when read (`split_meta`): a key is never empty.
+        shoal::Tags::from_pairs(self.meta.iter().map(|(k, v)| (k, v))).map(|t| t.to_metadata()).unwrap_or_default()
     }
 }
 
@@ -311,7 +401,7 @@ fn parse_seed(text: &str, tcp_only: bool) -> Result<Seed, String> {
     Seed::parse(&full).map_err(|e| format!("--join {e}"))
 }
 
-fn parse_key(hex: &str) -> Result<shoal_core::Key, String> {
+pub fn parse_key(hex: &str) -> Result<shoal_core::Key, String> {
     let hex = hex.trim();
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("a key is 64 hex digits (32 bytes)".into());
@@ -325,8 +415,8 @@ fn parse_key(hex: &str) -> Result<shoal_core::Key, String> {
 
 fn split_meta(kv: &str) -> Result<(String, String), String> {
     let (k, v) = kv.split_once('=').ok_or_else(|| format!("--meta {kv}: expected key=value"))?;
-    if k.is_empty() || k.contains(',') || v.contains(',') {
-        return Err(format!("--meta {kv}: keys must be non-empty and neither may contain ','"));
+    if k.is_empty() || k.len() > shoal::proto::tags::MAX_TAG_KEY_LEN || k.contains(',') || v.contains(',') {
+        return Err(format!("--meta {kv}: keys must be 1 to 128 bytes, and neither may contain ','"));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -356,7 +446,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.name, "n1");
         assert_eq!(s.join, vec![Seed::Addr(Addr::parse("udp://127.0.0.1:7001").unwrap())]);
-        assert_eq!(s.meta_bytes(), b"role=web,dc=eu");
+        assert_eq!(s.meta_bytes(), b"dc=eu,role=web", "tags, in key order");
     }
 
     #[test]

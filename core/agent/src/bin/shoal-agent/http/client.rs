@@ -1,4 +1,5 @@
-//! The `members` subcommand: fetches `/members` from a running agent and prints it.
+//! The subcommands (`shoal-agent members`, `info`, `join`, ...): each one request to a running
+//! agent's `--http` endpoint ([`super::api`]), its answer printed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,23 +7,77 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Prints the members a running agent knows, as a table or as its JSON.
-pub async fn print_members(addr: &SocketAddr, json: bool) -> Result<(), String> {
-    let body = get(addr, "/members").await.map_err(|e| format!("cannot reach the agent at {addr}: {e}"))?;
-    if json {
-        println!("{body}");
-        return Ok(());
+use crate::settings::{Command, Remote};
+
+/// Runs one subcommand against the agent it names.
+pub async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Members { remote, status, name, tag, json } => {
+            let mut query = Vec::new();
+            if !status.is_empty() {
+                query.push(("status", status.join(",")));
+            }
+            if let Some(name) = name {
+                query.push(("name", name));
+            }
+            query.extend(tag.into_iter().map(|t| ("tag", t)));
+            let body = call(&remote, "GET", "/members", &query).await?;
+            if json {
+                println!("{body}");
+            } else {
+                print_members_table(&body)?;
+            }
+        }
+        Command::Info { remote } => print_json(&call(&remote, "GET", "/info", &[]).await?)?,
+        Command::Join { remote, seeds } => {
+            let query: Vec<_> = seeds.into_iter().map(|s| ("seed", s)).collect();
+            print_json(&call(&remote, "POST", "/join", &query).await?)?;
+        }
+        Command::Leave { remote } => print_json(&call(&remote, "POST", "/leave", &[]).await?)?,
+        Command::ForceLeave { remote, name } => {
+            print_json(&call(&remote, "POST", "/force-leave", &[("name", name)]).await?)?;
+        }
+        Command::Tags { remote, set, delete } => {
+            let mut query: Vec<_> = set.into_iter().map(|kv| ("set", kv)).collect();
+            query.extend(delete.into_iter().map(|k| ("delete", k)));
+            print_json(&call(&remote, "POST", "/tags", &query).await?)?;
+        }
+        Command::Event { remote, topic, payload, key } => {
+            let mut query = vec![("topic", topic), ("payload", payload)];
+            query.extend(key.map(|k| ("key", k)));
+            print_json(&call(&remote, "POST", "/event", &query).await?)?;
+        }
+        Command::Keys { remote, install, use_key, remove } => {
+            let op = install.map(|k| ("install", k)).or(use_key.map(|k| ("use", k))).or(remove.map(|k| ("remove", k)));
+            let body = match op {
+                Some(op) => call(&remote, "POST", "/keys", &[op]).await?,
+                None => call(&remote, "GET", "/keys", &[]).await?,
+            };
+            print_json(&body)?;
+        }
+        Command::Rtt { remote, name } => print_json(&call(&remote, "GET", "/rtt", &[("name", name)]).await?)?,
     }
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).map_err(|e| format!("bad answer: {e}"))?;
-    println!("{:<20} {:<28} {:<14} {:>5} {:>7}  META", "NAME", "ADDRESS", "STATE", "INC", "RTT");
+    Ok(())
+}
+
+fn print_json(body: &str) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("bad answer: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_else(|_| body.to_string()));
+    Ok(())
+}
+
+fn print_members_table(body: &str) -> Result<(), String> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(body).map_err(|e| format!("bad answer: {e}"))?;
+    println!("{:<20} {:<28} {:<14} {:>5} {:>7}  TAGS", "NAME", "ADDRESS", "STATE", "INC", "RTT");
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
         let rtt = r["rtt_ms"].as_u64().map(|v| format!("{v}ms")).unwrap_or_else(|| "-".into());
+        let state = if r["self"].as_bool() == Some(true) { format!("{} (self)", s("state")) } else { s("state") };
         println!(
             "{:<20} {:<28} {:<14} {:>5} {:>7}  {}",
             s("name"),
             s("addr"),
-            s("state"),
+            state,
             r["incarnation"].as_u64().unwrap_or(0),
             rtt,
             s("meta")
@@ -31,12 +86,33 @@ pub async fn print_members(addr: &SocketAddr, json: bool) -> Result<(), String> 
     Ok(())
 }
 
-/// The body of `GET path`, or an error naming the status if it is not 200.
-async fn get(addr: &SocketAddr, path: &str) -> std::io::Result<String> {
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One request to the agent: `method path?query`, with the token when one is given. The body
+/// of a 200 answer, or an error naming the status and the agent's explanation.
+pub async fn call(remote: &Remote, method: &str, path: &str, query: &[(&str, String)]) -> Result<String, String> {
+    let addr = remote.http;
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
+    let target = if query.is_empty() { path.to_string() } else { format!("{path}?{}", query.join("&")) };
+    let auth = remote.token.as_ref().map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head =
+        format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n");
+    exchange(&addr, head.as_bytes()).await.map_err(|e| format!("{method} {path} at {addr}: {e}"))
+}
+
+async fn exchange(addr: &SocketAddr, head: &[u8]) -> std::io::Result<String> {
     let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes()).await?;
+    stream.write_all(head).await?;
     let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await??;
+    // `POST /join` waits up to `api::JOIN_WAIT` for the cluster.
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await??;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
     let status = head.lines().next().unwrap_or("no answer");

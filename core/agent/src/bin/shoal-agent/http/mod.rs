@@ -22,6 +22,7 @@
 
 mod accept;
 mod access;
+mod api;
 mod client;
 mod connections;
 mod counters;
@@ -45,7 +46,7 @@ use counters::{Dropped, HttpCounters};
 use request::{HeadError, Request};
 
 pub use access::validate_token;
-pub use client::print_members;
+pub use client::run as run_command;
 pub use connections::Limits;
 
 /// Time from accept to a complete request head.
@@ -91,6 +92,8 @@ pub struct Endpoint {
     access: Access,
     counters: HttpCounters,
     connections: Arc<Connections>,
+    /// Notified by `POST /leave`: the agent leaves and exits.
+    leave: Arc<tokio::sync::Notify>,
 }
 
 /// One answer.
@@ -110,11 +113,15 @@ impl Answer {
         Answer { status, kind: "text/plain", body: body.into(), extra_headers: "" }
     }
 
-    fn refusal(why: Refusal, faults_enabled: bool) -> Answer {
+    fn refusal(why: Refusal, path: &str, faults_enabled: bool) -> Answer {
         let extra_headers = match why {
             Refusal::TokenMissing | Refusal::TokenWrong => "www-authenticate: Bearer realm=\"shoal-agent\"\r\n",
-            Refusal::Method if faults_enabled => "allow: GET, HEAD, POST\r\n",
-            Refusal::Method => "allow: GET, HEAD\r\n",
+            Refusal::Method => match path {
+                "/keys" => "allow: GET, HEAD, POST\r\n",
+                "/faults" if faults_enabled => "allow: GET, HEAD, POST\r\n",
+                "/join" | "/leave" | "/force-leave" | "/tags" | "/event" => "allow: POST\r\n",
+                _ => "allow: GET, HEAD\r\n",
+            },
             _ => "",
         };
         Answer { extra_headers, ..Answer::text(why.status(), why.message()) }
@@ -145,6 +152,7 @@ impl Endpoint {
         udp: Option<Arc<UdpTransport>>,
         bound: IpAddr,
         options: &Options,
+        leave: Arc<tokio::sync::Notify>,
     ) -> Arc<Endpoint> {
         if faults.is_some() && options.token.is_none() {
             tracing::warn!("--faults without --http-token: POST /faults is refused; set SHOAL_HTTP_TOKEN to use it");
@@ -156,6 +164,7 @@ impl Endpoint {
             access: Access::new(bound, options.token.clone(), &options.allowed_hosts),
             counters: HttpCounters::default(),
             connections: Connections::new(options.limits),
+            leave,
         })
     }
 
@@ -203,7 +212,7 @@ impl Endpoint {
                 Ok(request) => {
                     slot.set_idle(false);
                     let local = stream.local_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-                    (self.answer(&request, local), request.method != "HEAD")
+                    (self.answer(&request, local).await, request.method != "HEAD")
                 }
             },
         };
@@ -218,22 +227,46 @@ impl Endpoint {
     }
 
     /// The answer to a parsed request: access checks, then the route.
-    fn answer(&self, request: &Request, local: IpAddr) -> Answer {
+    async fn answer(&self, request: &Request, local: IpAddr) -> Answer {
         let faults_enabled = self.faults.is_some();
         let refuse = |why: Refusal| {
             self.counters.refused(why);
-            Answer::refusal(why, faults_enabled)
+            Answer::refusal(why, request.path(), faults_enabled)
         };
         if let Err(why) = self.access.check_host(request, local) {
             return refuse(why);
         }
         let read = matches!(request.method.as_str(), "GET" | "HEAD");
-        let answer = match (request.path(), &self.faults) {
-            ("/members", _) if read => Answer::ok("application/json", members_json(&self.cluster)),
+        let post = request.method == "POST";
+        let path = request.path();
+        // The operator's commands (`api`), and the key list, which names secrets.
+        let needs_token = (post && matches!(path, "/join" | "/leave" | "/force-leave" | "/tags" | "/event" | "/keys"))
+            || (read && path == "/keys");
+        if needs_token {
+            if let Err(why) = self.access.check_state_change(request) {
+                return refuse(why);
+            }
+        }
+        let (cluster, query) = (&self.cluster, request.query());
+        let answer = match (path, &self.faults) {
+            ("/members", _) if read => api::members(cluster, query),
+            ("/info", _) if read => api::info(cluster),
+            ("/rtt", _) if read => api::rtt(cluster, query),
+            ("/keys", _) if read => api::keys(cluster, query, false),
             ("/metrics", _) if read => Answer::ok("text/plain; version=0.0.4", self.metrics()),
             ("/health", _) if read => Answer::ok("text/plain", "ok\n".to_string()),
+            ("/join", _) if post => api::join(cluster, query).await,
+            ("/leave", _) if post => {
+                tracing::info!("leave requested through http");
+                self.leave.notify_one();
+                Answer::ok("application/json", "{\"leaving\":true}".to_string())
+            }
+            ("/force-leave", _) if post => api::force_leave(cluster, query),
+            ("/tags", _) if post => api::tags(cluster, query),
+            ("/event", _) if post => api::event(cluster, query),
+            ("/keys", _) if post => api::keys(cluster, query, true),
             ("/faults", Some(faults)) if read => Answer::ok("application/json", faults.to_json()),
-            ("/faults", Some(faults)) if request.method == "POST" => {
+            ("/faults", Some(faults)) if post => {
                 if let Err(why) = self.access.check_state_change(request) {
                     return refuse(why);
                 }
@@ -245,7 +278,9 @@ impl Endpoint {
                     Err(e) => Answer::text("400 Bad Request", format!("{e}\n")),
                 }
             }
-            ("/members" | "/metrics" | "/health", _) | ("/faults", Some(_)) => return refuse(Refusal::Method),
+            ("/members" | "/metrics" | "/health" | "/info" | "/rtt" | "/keys", _)
+            | ("/join" | "/leave" | "/force-leave" | "/tags" | "/event", _)
+            | ("/faults", Some(_)) => return refuse(Refusal::Method),
             _ => Answer::text("404 Not Found", "not found\n"),
         };
         self.counters.served();
@@ -327,20 +362,4 @@ fn relay_drops_prometheus(drops: RelayDrops) -> String {
          # TYPE {name} counter\n{name}{{reason=\"malformed\"}} {}\n{name}{{reason=\"spoofed\"}} {}\n",
         drops.malformed, drops.spoofed
     )
-}
-
-fn members_json(cluster: &Cluster) -> String {
-    let me = cluster.local_member();
-    let mut rows = vec![serde_json::json!({
-        "name": me.id.as_str(), "addr": me.addr.to_string(), "state": "alive (self)",
-        "incarnation": me.incarnation, "meta": String::from_utf8_lossy(me.meta.as_bytes()), "rtt_ms": null,
-    })];
-    for m in cluster.members() {
-        rows.push(serde_json::json!({
-            "name": m.id.as_str(), "addr": m.addr.to_string(), "state": format!("{:?}", m.state).to_lowercase(),
-            "incarnation": m.incarnation, "meta": String::from_utf8_lossy(m.meta.as_bytes()),
-            "rtt_ms": m.rtt().map(|d| d.as_millis() as u64),
-        }));
-    }
-    serde_json::Value::Array(rows).to_string()
 }
