@@ -66,6 +66,10 @@ const REGRESSION_SEEDS: &[(&str, &str)] = &[
         "a seed found by a new member took the first digest it got back as where its time began: a member that joined through another in between lost its first broadcasts at the seed, silently",
     ),
     ("903732", "the same"),
+    (
+        "1796319300942131",
+        "wan members asked by local ones (84% loss on one link) held 84 indirect probes: honest, past the oracle's one-preset bound; found that nothing bounded them against a flood",
+    ),
 ];
 
 #[test]

@@ -40,6 +40,10 @@ pub struct Stats {
     pub ping_reqs_sent: u64,
     /// Indirect probe requests received; each makes us ping the target for the requester.
     pub ping_reqs_served: u64,
+    /// Indirect probe requests refused because we already run as many indirect probes as we
+    /// hold room for (see `node::probe::max_indirect_probes`): a flood of requests cannot make us
+    /// hold state without bound.
+    pub ping_reqs_refused: u64,
     /// Nacks sent (Lifeguard): the target of a probe we ran for a requester that wants them did not
     /// ack in time.
     pub nacks_sent: u64,

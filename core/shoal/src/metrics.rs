@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 54] = [
+        let counters: [(&str, &str, u64); 55] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -97,6 +97,11 @@ impl Metrics {
             ("probes_total", "Direct probes (pings) sent", s.pings_sent),
             ("acks_received_total", "Acks received", s.acks_received),
             ("ping_reqs_sent_total", "Indirect probe requests sent", s.ping_reqs_sent),
+            (
+                "ping_reqs_refused_total",
+                "Indirect probe requests refused: as many indirect probes running as there is room for",
+                s.ping_reqs_refused,
+            ),
             ("nacks_sent_total", "Nacks sent as indirect prober", s.nacks_sent),
             ("nacks_received_total", "Nacks received", s.nacks_received),
             ("probes_failed_total", "Probes with neither direct nor indirect ack", s.probes_failed),

@@ -202,6 +202,10 @@ impl<A: Address> Node<A> {
         from: &A,
         now: Instant,
     ) {
+        if self.indirect.len() >= max_indirect_probes(self.members.live_count()) {
+            self.stats.ping_reqs_refused += 1;
+            return;
+        }
         self.stats.ping_reqs_served += 1;
         let seq = self.next_seq();
         let ping = Message::<A>::Ping(Ping { seq, target, source: self.local.id.clone() });
@@ -246,4 +250,15 @@ impl<A: Address> Node<A> {
             self.on_probe_end(seq, now);
         }
     }
+}
+
+/// How many indirect probes we run for others at once, at most, in a cluster of `live` members
+/// besides us. Each is kept for two of our probe intervals. An honest member asks us at most once
+/// per its own probe period, so a cluster of one preset keeps a few per member; members that
+/// probe much faster than we do (a `local` member asking a `wan` one) keep up to
+/// `2 * our interval / theirs` each. The bound leaves room for that and for restarts, and stops a
+/// sender that floods requests from making us hold state without end: requests past it are
+/// refused and counted (`Stats::ping_reqs_refused`).
+pub(crate) fn max_indirect_probes(live: usize) -> usize {
+    256usize.max(live.saturating_mul(64))
 }

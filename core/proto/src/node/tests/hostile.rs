@@ -39,3 +39,26 @@ fn a_flood_of_record_requests_from_one_address_is_answered_once_per_probe_interv
     c.nodes[0].handle_packet(later, 7, &request("mallory")).unwrap();
     assert_eq!(answers(&mut c, 7), 1);
 }
+
+#[test]
+fn a_flood_of_indirect_probe_requests_is_served_up_to_a_bound_and_the_rest_are_refused_and_counted() {
+    // Each request makes us ping a target and remember the requester for two probe intervals: a
+    // sender repeating them at will would make us hold that state without end.
+    let mut c = Cluster::formed(3, Config::local());
+    let flood = 5_000u32;
+    for i in 0..flood {
+        let mut w = Writer::default();
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        Message::<u32>::PingReq { seq: i, target: id(&name_of(2)), target_addr: 2, want_nack: true }.encode(&mut w);
+        let now = c.now;
+        c.nodes[0].handle_packet(now, 1, &w.into_vec()).unwrap();
+    }
+    let bound = crate::node::probe::max_indirect_probes(2);
+    let stats = c.node(0).stats();
+    assert_eq!(c.node(0).footprint().indirect_probes, bound, "held at the bound");
+    assert_eq!(stats.ping_reqs_served as usize, bound);
+    assert_eq!(stats.ping_reqs_refused as usize, flood as usize - bound, "every refusal counted");
+    // Served ones expire on schedule, and requests are served again.
+    c.advance(c.node(0).config().probe_interval.as_millis() as u64 * 3);
+    assert_eq!(c.node(0).footprint().indirect_probes, 0);
+}

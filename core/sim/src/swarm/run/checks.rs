@@ -563,7 +563,16 @@ impl Runner {
             let c = self.s.config_of(o as usize);
             let Some(node) = self.sim.node(o as usize) else { continue };
             let f = node.footprint();
-            let indirect_bound = 2 * n * (c.indirect_checks + 1) + 16;
+            // A member asks us at most once per its probe period, and we keep each request for two
+            // of our probe intervals: one that probes faster than we do (a `local` member asking a
+            // `wan` one) has up to `2 * ours / theirs` of them with us at a time.
+            let own = c.probe_interval.as_millis().max(1);
+            let per_asker = |j: usize| {
+                let theirs = self.s.config_of(j).probe_interval.as_millis().max(1);
+                (2 * own).div_ceil(theirs) as usize + 1
+            };
+            let asked: usize = (0..n).filter(|j| *j != o as usize).map(per_asker).sum();
+            let indirect_bound = (2 * n * (c.indirect_checks + 1)).max(2 * asked) + 16;
             let timer_bound = 64 + 2 * indirect_bound + n * (c.suspicion_mult as usize + 2) + 4 * n;
             let checks = [
                 ("members", f.members, n),
