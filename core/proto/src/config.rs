@@ -296,8 +296,10 @@ impl Config {
         if !(1..=64).contains(&self.suspicion_max_timeout_mult) {
             return err("suspicion_max_timeout_mult", "must be between 1 and 64");
         }
-        if self.gossip_nodes > 0 && self.gossip_interval < ms(1) {
-            return err("gossip_interval", "must be at least 1 ms when gossip_nodes > 0");
+        // The gossip tick also settles broadcast bookkeeping, so it runs with gossip_nodes = 0 too:
+        // a zero interval would fire it again at the same instant, for ever.
+        if self.gossip_interval < ms(1) {
+            return err("gossip_interval", "must be at least 1 ms (gossip_nodes = 0 turns gossip off)");
         }
         if self.gossip_nodes > 64 {
             return err("gossip_nodes", "must be at most 64");
@@ -340,6 +342,30 @@ impl Config {
 }
 
 impl Config {
+    /// The first setting that differs between `self` and `other` and that a running node cannot
+    /// change ([`crate::Node::set_config`]): the sizes of packets, metadata, queues and the
+    /// broadcast log, which other members and the node's own buffers rely on; the health
+    /// scale; encryption and the label; and turning periodic push-pull or re-announcing on or off
+    /// (their periods may change).
+    pub fn fixed_field_changed(&self, other: &Config) -> Option<&'static str> {
+        let changed = [
+            ("max_packet_size", self.max_packet_size != other.max_packet_size),
+            ("max_reliable_size", self.max_reliable_size != other.max_reliable_size),
+            ("max_gossip_meta", self.max_gossip_meta != other.max_gossip_meta),
+            ("max_meta_size", self.max_meta_size != other.max_meta_size),
+            ("membership_queue_depth", self.membership_queue_depth != other.membership_queue_depth),
+            ("broadcast_queue_depth", self.broadcast_queue_depth != other.broadcast_queue_depth),
+            ("broadcast_retention", self.broadcast_retention != other.broadcast_retention),
+            ("broadcast_log_depth", self.broadcast_log_depth != other.broadcast_log_depth),
+            ("awareness_max_multiplier", self.awareness_max_multiplier != other.awareness_max_multiplier),
+            ("security", self.security != other.security),
+            ("label", self.label != other.label),
+            ("push_pull_interval", self.push_pull_interval.is_zero() != other.push_pull_interval.is_zero()),
+            ("reannounce_interval", self.reannounce_interval.is_zero() != other.reannounce_interval.is_zero()),
+        ];
+        changed.iter().find(|(_, c)| *c).map(|(field, _)| *field)
+    }
+
     /// How often a node does its housekeeping (forgets members dead long enough, gives up and
     /// reports broadcast holes that can no longer be repaired, sweeps spent timers): every five
     /// protocol periods, whatever else is on or off. Call it to bound how late a reap or a

@@ -591,6 +591,19 @@ impl Cluster {
         self.command(|n, _| n.set_metadata(meta))?.map_err(ClusterError::Command)
     }
 
+    /// Retunes the running member's protocol settings (foca's `set_config`): timing, fan-out,
+    /// Lifeguard switches, reap and retry times. Settings the cluster relies on (packet and
+    /// metadata sizes, queue depths, encryption, the label) are refused with
+    /// `ClusterError::Config` naming the field; see [`shoal_core::Node::set_config`].
+    pub fn set_config(&self, config: Config) -> Result<(), ClusterError> {
+        self.command(|n, _| n.set_config(config))?.map_err(ClusterError::Config)
+    }
+
+    /// The member's protocol settings now.
+    pub fn config(&self) -> Config {
+        self.read(|n| n.config().clone())
+    }
+
     /// Removes a failed member for good (Serf's `force-leave`): call it for a member that failed
     /// and will not come back, so that nobody keeps trying to reach it. Every member reports it
     /// as [`Event::Left`] as the news spreads. Refused with

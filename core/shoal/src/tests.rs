@@ -850,3 +850,19 @@ async fn members_are_selected_by_the_tags_they_set_and_a_tag_change_moves_a_memb
         m.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_member_is_retuned_in_place_and_a_setting_it_cannot_change_is_refused_by_name() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let mut slower = a.config();
+    slower.probe_interval = Duration::from_millis(900);
+    a.set_config(slower.clone()).unwrap();
+    assert_eq!(a.config(), slower);
+    let mut bigger = slower.clone();
+    bigger.max_packet_size = 9_000;
+    let refused = a.set_config(bigger);
+    assert!(matches!(refused, Err(ClusterError::Config(ref e)) if e.field == "max_packet_size"), "{refused:?}");
+    assert_eq!(a.config(), slower, "nothing changed");
+    a.shutdown().await;
+}

@@ -690,6 +690,24 @@ impl<A: Address> Node<A> {
         self.gossip_round(now, self.config.gossip_nodes.max(LEAVE_FANOUT), Duration::ZERO);
     }
 
+    /// Replaces the protocol settings of a running node, as foca's `set_config` does: call it to
+    /// retune timing without a restart (a longer probe interval on a congested link, a different
+    /// suspicion multiplier, more gossip fan-out). Timing and fan-out settings, the Lifeguard
+    /// switches, reap and reliable-retry times can change; each takes effect from the next time it
+    /// is used (a periodic task at its next tick, within one old period). Settings the rest of the
+    /// cluster or the node's buffers rely on cannot ([`Config::fixed_field_changed`] names them):
+    /// those are refused with a [`ConfigError`] naming the field, and nothing changes. Mixed
+    /// settings are safe while members move from one to the other: members of different presets
+    /// already live in one cluster.
+    pub fn set_config(&mut self, config: Config) -> Result<(), ConfigError> {
+        config.validate()?;
+        if let Some(field) = self.config.fixed_field_changed(&config) {
+            return Err(ConfigError { field, reason: "cannot change while the node runs: start a new node with it" });
+        }
+        self.config = config;
+        Ok(())
+    }
+
     /// Removes a failed member for good, as Serf's `force-leave` does: call it when an operator
     /// knows a member that failed will not come back (a decommissioned host), so that nobody keeps
     /// trying to reach it. The member becomes one that left ([`Event::Left`] here and, as the

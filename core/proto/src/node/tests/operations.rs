@@ -95,3 +95,86 @@ fn only_a_failed_member_can_be_forced_out_and_a_departed_one_changes_nothing() {
     c.nodes[0].leave(now);
     assert_eq!(c.nodes[0].force_leave(now, &leaver), Err(CommandError::NotRunning));
 }
+
+#[test]
+fn a_running_node_takes_a_new_probe_interval_at_its_next_tick_and_refuses_settings_it_cannot_change() {
+    let mut c = Cluster::formed(3, Config::local());
+    let pings = |c: &Cluster| c.node(0).stats().pings_sent;
+    let before = pings(&c);
+    c.advance(10_000);
+    let fast = pings(&c) - before;
+
+    let slower = Config {
+        probe_interval: Duration::from_millis(1_000),
+        probe_timeout: Duration::from_millis(400),
+        ..Config::local()
+    };
+    c.nodes[0].set_config(slower.clone()).unwrap();
+    c.advance(1_000); // the old tick, then the new period
+    let before = pings(&c);
+    c.advance(10_000);
+    let slow = pings(&c) - before;
+    assert!((45..=55).contains(&fast), "every 200 ms: {fast} pings in 10 s");
+    assert!((9..=11).contains(&slow), "every second once changed: {slow} pings in 10 s");
+    assert_eq!(c.node(0).config().probe_interval, slower.probe_interval);
+
+    for (changed, field) in [
+        (Config { max_packet_size: 1_000, ..slower.clone() }, "max_packet_size"),
+        (Config { label: "other".into(), ..slower.clone() }, "label"),
+        (Config { push_pull_interval: Duration::ZERO, ..slower.clone() }, "push_pull_interval"),
+        (Config { awareness_max_multiplier: 2, ..slower.clone() }, "awareness_max_multiplier"),
+    ] {
+        let refused = c.nodes[0].set_config(changed).unwrap_err();
+        assert_eq!(refused.field, field);
+        assert_eq!(*c.node(0).config(), slower, "refused: nothing changed");
+    }
+    let invalid = Config { probe_timeout: Duration::from_secs(2), ..slower.clone() };
+    assert_eq!(c.nodes[0].set_config(invalid).unwrap_err().field, "probe_timeout");
+    // The cluster carries on with mixed settings.
+    c.advance(5_000);
+    assert!((0..3).all(|i| c.node(i).members().all(|m| m.state == MemberState::Alive)));
+}
+
+#[test]
+fn every_config_that_validates_lets_handle_timeout_return_with_a_later_deadline() {
+    // A zero gossip interval (with gossip_nodes = 0) once passed validation, and the gossip tick
+    // then fired again at the same instant for ever: handle_timeout never returned.
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut valid = 0;
+    for round in 0..400 {
+        let pick =
+            |rng: &mut SmallRng, choices: &[u64]| Duration::from_millis(choices[rng.random_range(0..choices.len())]);
+        let config = Config {
+            gossip_interval: pick(&mut rng, &[0, 1, 50, 200]),
+            gossip_nodes: rng.random_range(0..4),
+            push_pull_interval: pick(&mut rng, &[0, 1, 30_000]),
+            reannounce_interval: pick(&mut rng, &[0, 1, 5_000]),
+            probe_interval: pick(&mut rng, &[10, 200, 1_000]),
+            probe_timeout: pick(&mut rng, &[0, 5, 80]),
+            ..Config::local()
+        };
+        if config.validate().is_err() {
+            continue;
+        }
+        valid += 1;
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let probe = config.clone();
+        std::thread::spawn(move || {
+            let mut node: Node<u32> = Node::new(Instant::from_millis(0), probe, id("a"), 0, round).unwrap();
+            node.join(Instant::from_millis(0), &[1]).unwrap();
+            let mut now = Instant::from_millis(0);
+            for _ in 0..50 {
+                node.handle_timeout(now);
+                while node.poll_transmit().is_some() {}
+                while node.poll_event().is_some() {}
+                let next = node.poll_timeout().expect("a node always has a timer");
+                assert!(next > now, "a deadline at or before the instant just handled");
+                now = next;
+            }
+            let _ = done_tx.send(());
+        });
+        let returned = done.recv_timeout(Duration::from_secs(20)).is_ok();
+        assert!(returned, "handle_timeout did not return (or panicked) with {config:?}");
+    }
+    assert!(valid > 50, "only {valid} valid configs drawn");
+}
