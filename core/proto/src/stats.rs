@@ -121,4 +121,7 @@ pub struct Stats {
     /// Failed members this node turned into departed ones on the operator's word
     /// ([`crate::Node::force_leave`]).
     pub forced_leaves: u64,
+    /// Member records the admission policy refused (see `node::admission`): new members not
+    /// added, new records not taken, joins not answered.
+    pub members_refused: u64,
 }

@@ -171,9 +171,47 @@ pub struct ClusterBuilder {
     seed: Option<u64>,
     event_capacity: usize,
     keyring: Option<shoal_core::security::Keyring>,
+    admission: Option<Admission>,
+}
+
+/// The builder's admission policy (a closure has no `Debug`).
+struct Admission(shoal_core::AdmissionPolicy<Addr>);
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission(..)")
+    }
 }
 
 impl ClusterBuilder {
+    /// A policy asked about every member before it is added or its record replaced (memberlist's
+    /// Alive and Merge delegates, `CIDRsAllowed`): return `false` to refuse it. A refused member is
+    /// never added and is counted (`Stats::members_refused`), a seed that refuses a joiner does not
+    /// answer it, and an admitted member whose new record is refused is declared failed here. See
+    /// [`shoal_core::node::admission`]; give every member of a cluster the same policy.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shoal::{proto::Candidate, Addr, Cluster, Tags};
+    ///
+    /// let same_cluster = |m: &Candidate<'_, Addr>| {
+    ///     m.meta.and_then(|meta| Tags::from_metadata(meta).ok()).is_some_and(|t| t.get("cluster") == Some("blue"))
+    /// };
+    /// let cluster = Cluster::builder("web-1")?
+    ///     .tags(&Tags::from_pairs([("cluster", "blue")])?)
+    ///     .admission(same_cluster)
+    ///     .bind("10.0.0.5:7946")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn admission(
+        mut self,
+        policy: impl Fn(&shoal_core::Candidate<'_, Addr>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.admission = Some(Admission(Box::new(policy)));
+        self
+    }
+
     /// The encryption keyring (needed unless `config.security` is `Plaintext`). The nonce generator
     /// is seeded from the runtime's CSPRNG.
     pub fn keyring(mut self, keyring: shoal_core::security::Keyring) -> Self {
@@ -230,6 +268,9 @@ impl ClusterBuilder {
         // Its own hash seed, derived from the protocol's without touching the node's random stream.
         let outbox = Outbox::new(outbox_limits(&self.config), seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
         let mut node = Node::new(now, self.config, self.name, advertise, seed).map_err(ClusterError::Config)?;
+        if let Some(Admission(policy)) = self.admission {
+            node.set_admission(policy);
+        }
         if let Some(keyring) = self.keyring {
             let mut entropy = [0u8; 32];
             for chunk in entropy.chunks_mut(8) {
@@ -370,6 +411,7 @@ impl Cluster {
             seed: None,
             event_capacity: 4_096,
             keyring: None,
+            admission: None,
         })
     }
 

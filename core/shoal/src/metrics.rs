@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 55] = [
+        let counters: [(&str, &str, u64); 56] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -176,6 +176,7 @@ impl Metrics {
                 s.meta_requests_refused,
             ),
             ("forced_leaves_total", "Failed members forced out by this member (force_leave)", s.forced_leaves),
+            ("members_refused_total", "Member records the admission policy refused", s.members_refused),
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
             ("dropped_events_total", "Events dropped for subscribers that fell behind", self.dropped_events),
             ("callback_panics_total", "Panics caught in on_message callbacks", self.callback_panics),

@@ -866,3 +866,38 @@ async fn a_running_member_is_retuned_in_place_and_a_setting_it_cannot_change_is_
     assert_eq!(a.config(), slower, "nothing changed");
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_refused_by_the_admission_policy_is_never_added_and_its_join_fails() {
+    let net = Net::default();
+    let in_cluster = |name: &str, host: u8, cluster: &str| {
+        let mem = Mem::new(&net, &addr(host).to_string());
+        let (cluster, driver) = Cluster::builder(name)
+            .unwrap()
+            .config(Config::local())
+            .tags(&crate::Tags::from_pairs([("cluster", cluster)]).unwrap())
+            .admission(|m| {
+                m.meta
+                    .and_then(|meta| crate::Tags::from_metadata(meta).ok())
+                    .is_some_and(|t| t.get("cluster") == Some("blue"))
+            })
+            .seed(u64::from(host))
+            .build(vec![mem as Arc<dyn Transport>], Arc::new(TokioRuntime::new()))
+            .unwrap();
+        tokio::spawn(driver.run());
+        cluster
+    };
+    let a = in_cluster("a", 1, "blue");
+    let b = in_cluster("b", 2, "blue");
+    let red = in_cluster("red", 3, "red");
+    within("join", b.join(&[a.local_addr()])).await.unwrap();
+    let refused = within("join", red.join(&[a.local_addr(), b.local_addr()])).await;
+    assert!(matches!(refused, Err(ClusterError::JoinFailed { .. })), "{refused:?}");
+    assert!(eventually(|| a.alive_members().len() == 1 && b.alive_members().len() == 1).await);
+    assert!(a.members().iter().all(|m| m.id.as_str() != "red"), "never added");
+    assert!(red.members().is_empty(), "took nobody from the seeds");
+    assert!(a.metrics().stats.members_refused > 0);
+    for m in [a, b, red] {
+        m.shutdown().await;
+    }
+}

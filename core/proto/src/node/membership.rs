@@ -206,7 +206,16 @@ impl<A: Address> Node<A> {
             MetaField::Included(bytes) => (Some(Metadata::new(bytes)), true),
             MetaField::Omitted { len } => (None, *len == 0),
         };
+        let announced_meta = match &a.meta {
+            MetaField::Included(bytes) => Some(bytes.as_slice()),
+            MetaField::Omitted { len: 0 } => Some(&[][..]),
+            MetaField::Omitted { .. } => None,
+        };
+        let versions = (a.min_version, a.max_version);
         let Some(m) = self.members.get_mut(&a.id) else {
+            if !self.admits(&a.id, &a.addr, announced_meta, versions) {
+                return;
+            }
             let member = self.new_member(
                 a.id.clone(),
                 a.addr.clone(),
@@ -257,7 +266,21 @@ impl<A: Address> Node<A> {
             }
             return;
         }
-        let old_state = m.state;
+        let (old_state, incarnation) = (m.state, m.incarnation);
+        if !self.admits(&a.id, &a.addr, announced_meta, versions) {
+            // A member we admitted announced a record we refuse: it is out, here. Our own verdict,
+            // not news to spread; members that run the same policy reach it on their own.
+            if old_state.is_live() {
+                self.members.set_state(&a.id, MemberState::Dead, now);
+                self.suspicions.remove(&a.id);
+                let by = self.local.id.clone();
+                self.emit(Event::Failed { id: a.id, incarnation, by });
+            }
+            return;
+        }
+        let Some(m) = self.members.get_mut(&a.id) else {
+            return;
+        };
         // Metadata still being fetched is reported by the fetch's own `Updated`, not here.
         let meta_changed = meta_complete && meta.as_ref().is_some_and(|new| *new != m.meta);
         let old_incarnation = m.incarnation;

@@ -24,6 +24,7 @@
 //! produce the same outputs, which is what makes the simulator deterministic. Drivers seed it from the
 //! operating system's CSPRNG.
 
+pub mod admission;
 mod answers;
 mod errors;
 mod footprint;
@@ -64,6 +65,7 @@ use crate::time::Instant;
 use crate::wire::{
     begin_packet, decode_packet_skipping, skips_repeats, Message, Writer, MAX_TOPIC_LEN, PROTOCOL_VERSION,
 };
+pub use admission::{AdmissionPolicy, Candidate};
 use answers::AnswerLimit;
 pub use errors::{CommandError, PacketError};
 pub use footprint::Footprint;
@@ -188,6 +190,8 @@ type FixedMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 /// A cluster member's protocol state machine. See the module docs for the run loop.
 pub struct Node<A: Address> {
     config: Config,
+    /// The application's say in who becomes a member (see `admission`).
+    admission: Option<admission::AdmissionPolicy<A>>,
     local: Local<A>,
     members: MemberTable<A>,
     suspicions: FixedMap<NodeId, Suspicion>,
@@ -337,6 +341,7 @@ impl<A: Address> Node<A> {
             link: link::Link::default(),
             rng,
             config,
+            admission: None,
         };
         // Random phases, so that members started together do not probe and gossip in lockstep.
         let probe_at = now + node.jitter(node.config.probe_interval);

@@ -143,6 +143,13 @@ impl<A: Address> Node<A> {
         now: Instant,
     ) {
         self.stats.push_pulls_received += 1;
+        // A member the admission policy refuses gets nothing from us, and we take nothing from it:
+        // not its view, not the answer a join waits for.
+        if let Some(own) = records.first().filter(|r| r.id == sender && r.id != self.local.id) {
+            if !self.admits(&own.id, &own.addr, Some(&own.meta), (own.min_version, own.max_version)) {
+                return;
+            }
+        }
         self.frame.push_pull = true;
         // The address the sender advertises for itself (its first record), for a seed that
         // answers from another address than the one it was asked at.

@@ -26,6 +26,7 @@ use crate::member::{Member, MemberState};
 use crate::time::Instant;
 use crate::wire::{begin_packet, decode_packet, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
+mod admission;
 mod broadcasts;
 mod findings;
 mod hostile;
