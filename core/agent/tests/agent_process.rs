@@ -279,6 +279,12 @@ fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_se
     assert!(command_fails(&["force-leave", "--http", &http, "c"], Some(token)).contains("not failed"));
     c.signal_kill_and_wait();
     a.wait_for(&[" fail ", " c "], limit);
+    // `/members` names states as it always has (the netns labs and scripts read them).
+    let failed = json(&command(&["members", "--http", &http, "--status", "failed", "--json"], None));
+    assert_eq!(failed[0]["name"], "c");
+    assert_eq!(failed[0]["state"], "dead", "{failed}");
+    let me = json(&command(&["members", "--http", &http, "--name", "a", "--json"], None));
+    assert_eq!(me[0]["state"], "alive (self)", "{me}");
     command(&["force-leave", "--http", &http, "c"], Some(token));
     a.wait_for(&[" leave ", " c "], limit);
     b.wait_for(&[" leave ", " c "], limit);

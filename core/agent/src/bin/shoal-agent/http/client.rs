@@ -72,7 +72,7 @@ fn print_members_table(body: &str) -> Result<(), String> {
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
         let rtt = r["rtt_ms"].as_u64().map(|v| format!("{v}ms")).unwrap_or_else(|| "-".into());
-        let state = if r["self"].as_bool() == Some(true) { format!("{} (self)", s("state")) } else { s("state") };
+        let state = s("state");
         println!(
             "{:<20} {:<28} {:<14} {:>5} {:>7}  {}",
             s("name"),
