@@ -65,7 +65,9 @@ pub use config::{Config, ConfigError, Lifeguard};
 pub use event::{BroadcastId, Event, MessageKind};
 pub use identity::{Address, InvalidNodeId, NodeId};
 pub use member::{Member, MemberState, Metadata};
-pub use node::{AdmissionPolicy, Candidate, CommandError, Footprint, Node, PacketError, Transmit, TransmitKind};
+#[cfg(any(feature = "admission", test))]
+pub use node::{AdmissionPolicy, Candidate};
+pub use node::{CommandError, Footprint, Node, PacketError, Transmit, TransmitKind};
 pub use security::{Key, Keyring, KeyringError, SecurityError, SecurityMode, SecurityStats};
 pub use stats::Stats;
 pub use tags::{MemberFilter, TagError, Tags};

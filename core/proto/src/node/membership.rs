@@ -266,21 +266,27 @@ impl<A: Address> Node<A> {
             }
             return;
         }
-        let (old_state, incarnation) = (m.state, m.incarnation);
-        if !self.admits(&a.id, &a.addr, announced_meta, versions) {
-            // A member we admitted announced a record we refuse: it is out, here. Our own verdict,
-            // not news to spread; members that run the same policy reach it on their own.
-            if old_state.is_live() {
-                self.members.set_state(&a.id, MemberState::Dead, now);
-                self.suspicions.remove(&a.id);
-                let by = self.local.id.clone();
-                self.emit(Event::Failed { id: a.id, incarnation, by });
+        // (Only with a policy to ask: the lookup below costs the wasm package bytes otherwise.)
+        #[cfg(any(feature = "admission", test))]
+        let m = {
+            let (old_state, incarnation) = (m.state, m.incarnation);
+            if !self.admits(&a.id, &a.addr, announced_meta, versions) {
+                // A member we admitted announced a record we refuse: it is out, here. Our own
+                // verdict, not news to spread; members that run the same policy reach it themselves.
+                if old_state.is_live() {
+                    self.members.set_state(&a.id, MemberState::Dead, now);
+                    self.suspicions.remove(&a.id);
+                    let by = self.local.id.clone();
+                    self.emit(Event::Failed { id: a.id, incarnation, by });
+                }
+                return;
             }
-            return;
-        }
-        let Some(m) = self.members.get_mut(&a.id) else {
-            return;
+            let Some(m) = self.members.get_mut(&a.id) else {
+                return;
+            };
+            m
         };
+        let old_state = m.state;
         // Metadata still being fetched is reported by the fetch's own `Updated`, not here.
         let meta_changed = meta_complete && meta.as_ref().is_some_and(|new| *new != m.meta);
         let old_incarnation = m.incarnation;

@@ -24,7 +24,10 @@
 //! produce the same outputs, which is what makes the simulator deterministic. Drivers seed it from the
 //! operating system's CSPRNG.
 
+#[cfg(any(feature = "admission", test))]
 pub mod admission;
+#[cfg(not(any(feature = "admission", test)))]
+mod admission_off;
 mod answers;
 mod errors;
 mod footprint;
@@ -65,6 +68,7 @@ use crate::time::Instant;
 use crate::wire::{
     begin_packet, decode_packet_skipping, skips_repeats, Message, Writer, MAX_TOPIC_LEN, PROTOCOL_VERSION,
 };
+#[cfg(any(feature = "admission", test))]
 pub use admission::{AdmissionPolicy, Candidate};
 use answers::AnswerLimit;
 pub use errors::{CommandError, PacketError};
@@ -191,6 +195,7 @@ type FixedMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 pub struct Node<A: Address> {
     config: Config,
     /// The application's say in who becomes a member (see `admission`).
+    #[cfg(any(feature = "admission", test))]
     admission: Option<admission::AdmissionPolicy<A>>,
     local: Local<A>,
     members: MemberTable<A>,
@@ -341,6 +346,7 @@ impl<A: Address> Node<A> {
             link: link::Link::default(),
             rng,
             config,
+            #[cfg(any(feature = "admission", test))]
             admission: None,
         };
         // Random phases, so that members started together do not probe and gossip in lockstep.
