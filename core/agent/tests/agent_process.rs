@@ -296,3 +296,65 @@ fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_se
     let status = a.child.wait().unwrap();
     assert!(status.success(), "a leaves and exits cleanly: {status}");
 }
+
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+
+#[test]
+fn the_shipped_systemd_unit_kubernetes_manifest_and_dockerfile_name_only_what_the_agent_has_and_start_a_member() {
+    let limit = Duration::from_secs(15);
+    let read = |file: &str| std::fs::read_to_string(format!("{DEPLOY}/{file}")).unwrap();
+    let help = String::from_utf8(Command::new(AGENT).arg("--help").output().unwrap().stdout).unwrap();
+
+    // Every SHOAL_* variable the manifest sets is one the agent reads.
+    let manifest = read("kubernetes.yaml");
+    let variables: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .filter(|name| name.starts_with("SHOAL_"))
+        .collect();
+    assert!(variables.len() >= 5, "{variables:?}");
+    for v in &variables {
+        assert!(help.contains(&format!("env: {v}=")), "the manifest sets {v}, which the agent does not read");
+    }
+    assert!(manifest.contains("clusterIP: None"), "a headless service");
+
+    // The Dockerfile builds and runs the binary this test runs.
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("-p shoal-agent --bin shoal-agent"));
+    assert!(dockerfile.contains("/usr/local/bin/shoal-agent") && dockerfile.contains("STOPSIGNAL SIGTERM"));
+
+    // The unit's command line, with its config file made local (ports 0, a seed of ours), starts
+    // a member that joins, and leaves gracefully on the SIGTERM systemd sends.
+    let mut seed = Agent::start(&["--name", "seed", "--bind", "127.0.0.1:0", "--preset", "local"]);
+    let (seed_addr, _) = started_addrs(&mut seed, "seed");
+    let unit = read("shoal-agent.service");
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/shoal-agent"));
+    let dir = std::env::temp_dir().join(format!("shoal-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = read("agent.toml")
+        .lines()
+        .map(|l| match l.split_whitespace().next() {
+            Some("bind") => "bind = \"127.0.0.1:0\"".to_string(),
+            Some("http") => "http = \"127.0.0.1:0\"".to_string(),
+            Some("advertise") => String::new(),
+            Some("join") => format!("join = [\"{}\"]", seed_addr.trim_start_matches("udp://")),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config_path = dir.join("agent.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let args: Vec<String> = words
+        .map(|w| if w == "/etc/shoal/agent.toml" { config_path.display().to_string() } else { w.to_string() })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut member = Agent::start(&args);
+    member.wait_for(&["\"event\":\"started\"", "\"member\":\"web-1\""], limit);
+    seed.wait_for(&[" join ", " web-1 ", "role=web"], limit);
+    member.signal("-TERM");
+    seed.wait_for(&[" leave ", " web-1 "], limit);
+    assert!(member.child.wait().unwrap().success(), "SIGTERM: a graceful exit");
+    let _ = std::fs::remove_dir_all(&dir);
+}
