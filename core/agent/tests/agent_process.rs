@@ -275,6 +275,10 @@ fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_se
         .contains("401"));
     assert_eq!(members(&["--tag", "role=db"]), ["a"]);
 
+    // monitor: a's events as JSON lines, to a holder of the token only.
+    assert!(command_fails(&["monitor", "--http", &http], None).contains("401"));
+    let mut monitor = Agent::start(&["monitor", "--http", &http, "--token", token]);
+
     // force-leave: refused for a live member; a killed one becomes `left` everywhere.
     assert!(command_fails(&["force-leave", "--http", &http, "c"], Some(token)).contains("not failed"));
     c.signal_kill_and_wait();
@@ -289,6 +293,9 @@ fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_se
     a.wait_for(&[" leave ", " c "], limit);
     b.wait_for(&[" leave ", " c "], limit);
     assert_eq!(members(&["--status", "left"]), ["c"]);
+    let failed = monitor.wait_for(&["\"event\":\"fail\"", "\"member\":\"c\""], limit);
+    assert!(json(&failed)["ts"].is_string(), "{failed}");
+    monitor.wait_for(&["\"event\":\"leave\"", "\"member\":\"c\""], limit);
 
     // leave: the agent leaves gracefully and exits.
     command(&["leave", "--http", &http], Some(token));

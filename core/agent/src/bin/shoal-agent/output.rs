@@ -185,6 +185,12 @@ impl Printer {
     }
 }
 
+/// The JSON line an event prints (what `--json` prints), or `None` for events the agent does not
+/// report: what `GET /monitor` streams.
+pub fn json_line(e: &ClusterEvent) -> Option<String> {
+    Line::of(e).map(|line| line.render(&now(), true))
+}
+
 /// Prints every event until the member shuts down.
 pub async fn print_events(mut events: EventStream, printer: Printer) {
     while let Some(e) = events.next().await {

@@ -188,6 +188,11 @@ pub enum Command {
         #[arg(long, value_name = "KEY", group = "op")]
         remove: Option<String>,
     },
+    /// Stream the agent's events (membership changes, user events) as JSON lines until stopped.
+    Monitor {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// The round-trip time of the agent's last probe of a member.
     Rtt {
         #[command(flatten)]

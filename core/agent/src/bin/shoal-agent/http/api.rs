@@ -12,8 +12,10 @@
 //! | `POST /tags?set=k=v&delete=k` | changes our tags and announces them | yes |
 //! | `POST /event?topic=T&payload=P&key=K` | broadcasts a user event (`key`: latest wins) | yes |
 //! | `GET /keys`, `POST /keys?install=K`, `use=K`, `remove=K` | this member's keyring | yes |
+//! | `GET /monitor` | the member's events as JSON lines, streamed until the client leaves | yes |
 //!
-//! Everything that changes state, and the key list, needs the `--http-token` (see [`super::access`]).
+//! Everything that changes state, the key list and the event stream (user events carry
+//! application data) need the `--http-token` (see [`super::access`]).
 //! Parameters are in the query string, percent-encoded; the answer is JSON, or a short text with
 //! an error status saying what was wrong.
 

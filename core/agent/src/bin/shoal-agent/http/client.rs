@@ -55,7 +55,41 @@ pub async fn run(command: Command) -> Result<(), String> {
             };
             print_json(&body)?;
         }
+        Command::Monitor { remote } => monitor(&remote).await?,
         Command::Rtt { remote, name } => print_json(&call(&remote, "GET", "/rtt", &[("name", name)]).await?)?,
+    }
+    Ok(())
+}
+
+/// Prints the agent's event lines as they come, until it closes the stream.
+async fn monitor(remote: &Remote) -> Result<(), String> {
+    use tokio::io::AsyncBufReadExt;
+    let addr = remote.http;
+    let fail = |e: std::io::Error| format!("GET /monitor at {addr}: {e}");
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("GET /monitor at {addr}: connect timed out"))?
+        .map_err(fail)?;
+    let auth = remote.token.as_ref().map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!("GET /monitor HTTP/1.1\r\nhost: {addr}\r\n{auth}connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.map_err(fail)?;
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let status = lines.next_line().await.map_err(fail)?.unwrap_or_default();
+    if !status.starts_with("HTTP/1.1 200") {
+        let mut body = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            body.push(line);
+        }
+        let text = body.iter().skip_while(|l| !l.is_empty()).skip(1).cloned().collect::<Vec<_>>().join(" ");
+        return Err(format!("GET /monitor at {addr}: {status}: {}", text.trim()));
+    }
+    while let Some(line) = lines.next_line().await.map_err(fail)? {
+        if line.is_empty() {
+            break;
+        }
+    }
+    while let Some(line) = lines.next_line().await.map_err(fail)? {
+        println!("{line}");
     }
     Ok(())
 }

@@ -209,6 +209,25 @@ impl Endpoint {
                     self.counters.dropped(Dropped::BadRequest);
                     (Answer::text("400 Bad Request", format!("{problem}\n")), true)
                 }
+                Ok(request) if request.path() == "/monitor" && request.method == "GET" => {
+                    let local = stream.local_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+                    match self
+                        .access
+                        .check_host(&request, local)
+                        .and_then(|()| self.access.check_state_change(&request))
+                    {
+                        Ok(()) => {
+                            self.counters.served();
+                            // Evictable while it streams: monitors never lock out other clients.
+                            self.monitor(stream).await;
+                            return;
+                        }
+                        Err(why) => {
+                            self.counters.refused(why);
+                            (Answer::refusal(why, request.path(), self.faults.is_some()), true)
+                        }
+                    }
+                }
                 Ok(request) => {
                     slot.set_idle(false);
                     let local = stream.local_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
@@ -278,13 +297,41 @@ impl Endpoint {
                     Err(e) => Answer::text("400 Bad Request", format!("{e}\n")),
                 }
             }
-            ("/members" | "/metrics" | "/health" | "/info" | "/rtt" | "/keys", _)
+            ("/members" | "/metrics" | "/health" | "/info" | "/rtt" | "/keys" | "/monitor", _)
             | ("/join" | "/leave" | "/force-leave" | "/tags" | "/event", _)
             | ("/faults", Some(_)) => return refuse(Refusal::Method),
             _ => Answer::text("404 Not Found", "not found\n"),
         };
         self.counters.served();
         answer
+    }
+
+    /// `GET /monitor` (Serf's `monitor`): the member's events as JSON lines, as `--json` prints
+    /// them, for as long as the client stays, the member runs and the client keeps up (a line not
+    /// taken within [`ANSWER_DEADLINE`] ends the stream).
+    async fn monitor(&self, mut stream: TcpStream) {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ncache-control: no-store\r\n\
+                    x-content-type-options: nosniff\r\nconnection: close\r\n\r\n";
+        let mut events = self.cluster.events();
+        let (mut reader, mut writer) = stream.split();
+        if tokio::time::timeout(ANSWER_DEADLINE, writer.write_all(head.as_bytes())).await.map_or(true, |r| r.is_err()) {
+            return;
+        }
+        let mut sink = [0u8; 512];
+        loop {
+            let event = tokio::select! {
+                e = events.next() => e,
+                // The client closed (or sent something): the stream is over.
+                _ = reader.read(&mut sink) => return,
+            };
+            let Some(event) = event else { return };
+            let Some(mut line) = crate::output::json_line(&event) else { continue };
+            line.push('\n');
+            let written = tokio::time::timeout(ANSWER_DEADLINE, writer.write_all(line.as_bytes())).await;
+            if !matches!(written, Ok(Ok(()))) {
+                return;
+            }
+        }
     }
 
     /// The member's metrics, then the endpoint's, the UDP plugin's relay drops, the faults' and the
