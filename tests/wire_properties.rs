@@ -223,3 +223,18 @@ proptest! {
         let _ = decode_packet::<SocketAddr>(&bytes, &mut Vec::new());
     }
 }
+
+/// The npm package encodes tags in JavaScript (`encodeTags`, `parseTags`); this fixture, which its
+/// test (`wasm/test/tags.test.mjs`) reads too, holds both to the same bytes.
+#[test]
+fn tags_encode_to_the_same_metadata_in_rust_and_in_the_npm_package() {
+    let fixtures: serde_json::Value = serde_json::from_str(include_str!("../wasm/test/tags-fixtures.json")).unwrap();
+    for f in fixtures.as_array().unwrap() {
+        let pairs: Vec<(String, String)> =
+            f["tags"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+        let tags = shoal_core::Tags::from_pairs(pairs.iter().map(|(k, v)| (k, v))).unwrap();
+        let meta = f["meta"].as_str().unwrap();
+        assert_eq!(String::from_utf8(tags.to_metadata()).unwrap(), meta);
+        assert_eq!(shoal_core::Tags::from_metadata(meta.as_bytes()).unwrap(), tags);
+    }
+}

@@ -60,5 +60,5 @@ export class Shoal {
   }
 }
 
-export { toBytes, prometheusText } from "./common.js";
+export { toBytes, prometheusText, encodeTags, parseTags } from "./common.js";
 export default Shoal;

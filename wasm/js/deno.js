@@ -13,5 +13,5 @@ export function init() {
 }
 
 export const Shoal = makeShoal(init);
-export { toBytes, prometheusText } from "./shoal.js";
+export { toBytes, prometheusText, encodeTags, parseTags } from "./shoal.js";
 export default Shoal;

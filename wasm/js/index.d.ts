@@ -127,6 +127,22 @@ export interface TransportStats extends TrafficCounters {
   glare: { won: number; lost: number };
 }
 
+/** Selects members by state, name and tags, as `shoal-agent members --status --name --tag` do. */
+export interface MemberFilter {
+  status?: MemberState | MemberState[];
+  /** A pattern for the name (`*`, `?`). */
+  name?: string;
+  /** Tag key to value pattern (`*`, `?`); every key must be present. */
+  tags?: Record<string, string>;
+}
+
+/** The metadata text that announces `tags` (the Rust crates' `Tags` encoding: pairs `key=value`
+ * in key order, with `%`, `,` and `=` in keys escaped): `shoal.setMetadata(encodeTags({ role: "web" }))`.
+ * @throws {RangeError} for a key that is empty or longer than 128 bytes. */
+export declare function encodeTags(tags: Record<string, string>): string;
+/** Tags read from metadata, or null when it is not in the tags form. */
+export declare function parseTags(meta: Uint8Array | string): Record<string, string> | null;
+
 /** A member as seen by this one. */
 export interface MemberInfo {
   name: string;
@@ -138,6 +154,8 @@ export interface MemberInfo {
   meta: Uint8Array;
   /** `meta` decoded as UTF-8. */
   readonly metaText: string;
+  /** `meta` read as tags (`role=web,dc=eu`, see `encodeTags`); `{}` when it is not tags. */
+  readonly tags: Readonly<Record<string, string>>;
   /** Smoothed probe round-trip time, or null before the first probe. */
   rttMs: number | null;
 }
@@ -321,8 +339,9 @@ export declare class Shoal {
   /** Why the relay connection closed, once it has. */
   readonly closeReason: string | undefined;
 
-  /** Every other known member, in any state. */
-  members(): MemberInfo[];
+  /** Every other known member, in any state; with `filter`, only those that pass every condition
+   * it gives (`name` and tag values are patterns: `*` any run of characters, `?` one). */
+  members(filter?: MemberFilter): MemberInfo[];
   /** Other members believed alive. */
   aliveMembers(): MemberInfo[];
 

@@ -25,5 +25,5 @@ async function defaultWebSocket() {
 }
 
 export const Shoal = makeShoal(init, { defaultWebSocket });
-export { toBytes, prometheusText } from "./shoal.js";
+export { toBytes, prometheusText, encodeTags, parseTags } from "./shoal.js";
 export default Shoal;

@@ -16,5 +16,5 @@ export function init() {
 }
 
 export const Shoal = makeShoal(init);
-export { toBytes, prometheusText } from "./shoal.js";
+export { toBytes, prometheusText, encodeTags, parseTags } from "./shoal.js";
 export default Shoal;
