@@ -60,5 +60,6 @@ export class Shoal {
   }
 }
 
-export { toBytes, prometheusText, encodeTags, parseTags } from "./common.js";
+export { toBytes, prometheusText } from "./common.js";
+export { encodeTags, parseTags, filterMembers } from "./tags.js";
 export default Shoal;

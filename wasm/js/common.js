@@ -17,103 +17,12 @@ export function toBytes(data, what = "data") {
 }
 
 export function decorateMember(m) {
-  let text, tags;
+  let text;
   Object.defineProperty(m, "metaText", {
     enumerable: true,
     get: () => (text ??= decoder.decode(m.meta)),
   });
-  Object.defineProperty(m, "tags", {
-    enumerable: true,
-    get: () => (tags ??= parseTags(m.meta) ?? {}),
-  });
   return m;
-}
-
-// Tags: metadata as `key=value` pairs joined by `,`, keys sorted, `%` `,` (and `=` in keys) escaped
-// as %25 %2C %3D: the same encoding as the Rust crates' `Tags`, so native members and pages read
-// each other's tags.
-const escapeTag = (s, key) => s.replace(key ? /[%,=]/g : /[%,]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
-
-// Rust orders keys by their UTF-8 bytes; JS strings compare by UTF-16 units, which differs past U+FFFF.
-function byUtf8(a, b) {
-  const x = encoder.encode(a), y = encoder.encode(b);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
-  return x.length - y.length;
-}
-
-/** The metadata text announcing `tags` (an object of string values): hand it to `setMetadata`. */
-export function encodeTags(tags) {
-  return Object.keys(tags)
-    .sort(byUtf8)
-    .map((k) => {
-      if (k.length === 0 || encoder.encode(k).length > 128) throw new RangeError(`tag key ${JSON.stringify(k)} must be 1 to 128 bytes`);
-      return `${escapeTag(k, true)}=${escapeTag(String(tags[k]), false)}`;
-    })
-    .join(",");
-}
-
-/** Tags read from metadata (bytes or text), or null when it is not in the tags form. */
-export function parseTags(meta) {
-  let text;
-  try {
-    text = typeof meta === "string" ? meta : new TextDecoder("utf-8", { fatal: true }).decode(meta);
-  } catch {
-    return null;
-  }
-  const tags = {};
-  if (text === "") return tags;
-  const unescape = (s) => {
-    if (!/^(?:[^%]|%[0-9A-Fa-f]{2})*$/.test(s)) throw new Error("bad escape");
-    return decodeURIComponent(s);
-  };
-  try {
-    for (const pair of text.split(",")) {
-      const eq = pair.indexOf("=");
-      if (eq < 0) return null;
-      const k = unescape(pair.slice(0, eq));
-      const v = unescape(pair.slice(eq + 1));
-      if (k === "" || encoder.encode(k).length > 128 || Object.hasOwn(tags, k)) return null;
-      tags[k] = v;
-    }
-  } catch {
-    return null;
-  }
-  return tags;
-}
-
-/** Whether `text` matches `pattern`, where `*` is any run of characters and `?` any one. */
-export function wildcardMatch(pattern, text) {
-  const p = [...pattern], t = [...text];
-  let pi = 0, ti = 0, star = -1, mark = 0;
-  while (ti < t.length) {
-    if (pi < p.length && (p[pi] === "?" || (p[pi] !== "*" && p[pi] === t[ti]))) {
-      pi++;
-      ti++;
-    } else if (pi < p.length && p[pi] === "*") {
-      star = pi++;
-      mark = ti;
-    } else if (star >= 0) {
-      pi = star + 1;
-      ti = ++mark;
-    } else return false;
-  }
-  while (pi < p.length && p[pi] === "*") pi++;
-  return pi === p.length;
-}
-
-/** Whether member `m` passes `filter` ({ status, name, tags }; see `members` in index.d.ts). */
-export function matchesFilter(m, filter) {
-  if (!filter) return true;
-  const { status, name, tags } = filter;
-  if (status !== undefined && !(Array.isArray(status) ? status : [status]).includes(m.state)) return false;
-  if (name !== undefined && !wildcardMatch(name, m.name)) return false;
-  if (tags !== undefined) {
-    const have = m.tags;
-    for (const [k, pattern] of Object.entries(tags)) {
-      if (!Object.hasOwn(have, k) || !wildcardMatch(pattern, have[k])) return false;
-    }
-  }
-  return true;
 }
 
 export function decorateEvent(e) {

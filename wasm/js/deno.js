@@ -13,5 +13,6 @@ export function init() {
 }
 
 export const Shoal = makeShoal(init);
-export { toBytes, prometheusText, encodeTags, parseTags } from "./shoal.js";
+export { toBytes, prometheusText } from "./shoal.js";
+export { encodeTags, parseTags, filterMembers } from "./tags.js";
 export default Shoal;

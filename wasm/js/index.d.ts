@@ -142,6 +142,10 @@ export interface MemberFilter {
 export declare function encodeTags(tags: Record<string, string>): string;
 /** Tags read from metadata, or null when it is not in the tags form. */
 export declare function parseTags(meta: Uint8Array | string): Record<string, string> | null;
+/** The members that pass every condition `filter` gives (`name` and tag values are patterns: `*`
+ * any run of characters, `?` one), as `shoal-agent members --status --name --tag` selects:
+ * `filterMembers(shoal.members(), { status: "alive", tags: { role: "web" } })`. */
+export declare function filterMembers(members: MemberInfo[], filter?: MemberFilter): MemberInfo[];
 
 /** A member as seen by this one. */
 export interface MemberInfo {
@@ -154,8 +158,6 @@ export interface MemberInfo {
   meta: Uint8Array;
   /** `meta` decoded as UTF-8. */
   readonly metaText: string;
-  /** `meta` read as tags (`role=web,dc=eu`, see `encodeTags`); `{}` when it is not tags. */
-  readonly tags: Readonly<Record<string, string>>;
   /** Smoothed probe round-trip time, or null before the first probe. */
   rttMs: number | null;
 }
@@ -339,9 +341,8 @@ export declare class Shoal {
   /** Why the relay connection closed, once it has. */
   readonly closeReason: string | undefined;
 
-  /** Every other known member, in any state; with `filter`, only those that pass every condition
-   * it gives (`name` and tag values are patterns: `*` any run of characters, `?` one). */
-  members(filter?: MemberFilter): MemberInfo[];
+  /** Every other known member, in any state (`filterMembers` selects among them). */
+  members(): MemberInfo[];
   /** Other members believed alive. */
   aliveMembers(): MemberInfo[];
 

@@ -25,5 +25,6 @@ async function defaultWebSocket() {
 }
 
 export const Shoal = makeShoal(init, { defaultWebSocket });
-export { toBytes, prometheusText, encodeTags, parseTags } from "./shoal.js";
+export { toBytes, prometheusText } from "./shoal.js";
+export { encodeTags, parseTags, filterMembers } from "./tags.js";
 export default Shoal;

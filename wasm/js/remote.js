@@ -12,7 +12,7 @@
 
 import { EventHub } from "./hub.js";
 import { DirectPaths, directPathOptions } from "./rtc.js";
-import { decorateEvent, decorateMember, matchesFilter, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
+import { decorateEvent, decorateMember, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
 const encoder = new TextEncoder();
 
@@ -303,8 +303,8 @@ class RemoteShoal {
     return this.#shared ? "shared-worker" : "worker";
   }
 
-  members(filter) {
-    return [...this.#members.values()].map((m) => decorateMember({ ...m })).filter((m) => matchesFilter(m, filter));
+  members() {
+    return [...this.#members.values()].map((m) => decorateMember({ ...m }));
   }
 
   aliveMembers() {

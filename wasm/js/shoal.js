@@ -7,9 +7,9 @@
 import { DirectPaths, directPathOptions } from "./rtc.js";
 import { EventHub } from "./hub.js";
 import { memberClass } from "./member.js";
-import { decorateEvent, decorateMember, matchesFilter, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
+import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
-export { decorateEvent, decorateMember, encodeTags, normalizeJoinOptions, parseTags, prometheusText, toBytes, trafficStats } from "./common.js";
+export { decorateEvent, decorateMember, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
 
 /**
  * Makes the `Shoal` class for one platform.
@@ -258,9 +258,9 @@ export function makeShoal(load, platform = {}) {
       return this.#closeReason ?? this.#node.closeReason();
     }
 
-    /** Every other known member, in any state; with `filter`, those that pass it. */
-    members(filter) {
-      return this.#node.members().map(decorateMember).filter((m) => matchesFilter(m, filter));
+    /** Every other known member, in any state. */
+    members() {
+      return this.#node.members().map(decorateMember);
     }
 
     /** Members believed alive. */

@@ -1,5 +1,5 @@
 // Compile-only check of js/index.d.ts (npm run typecheck): exercises the whole public API.
-import Shoal, { Shoal as Named, encodeTags, init, parseTags, prometheusText, toBytes, type MemberFilter, type MemberInfo, type ShoalEvent } from "shoal";
+import Shoal, { Shoal as Named, encodeTags, filterMembers, init, parseTags, prometheusText, toBytes, type MemberFilter, type MemberInfo, type ShoalEvent } from "shoal";
 
 async function main(): Promise<void> {
   await init();
@@ -20,8 +20,8 @@ async function main(): Promise<void> {
   });
   const members: MemberInfo[] = s.members();
   const filter: MemberFilter = { status: ["alive", "suspect"], name: "web-*", tags: { dc: "eu-*" } };
-  const web: MemberInfo[] = s.members(filter);
-  console.log(web[0]?.tags["role"], parseTags("role=web")?.["role"]);
+  const web: MemberInfo[] = filterMembers(s.members(), filter);
+  console.log(web[0] && parseTags(web[0].meta)?.["role"], parseTags("role=web")?.["role"]);
   s.setMetadata(encodeTags({ role: "web", dc: "eu-west" }));
   console.log(members[0]?.metaText, members[0]?.rttMs ?? 0, s.local.state, s.addr, s.name, s.closed);
   const off = s.on("message", (e) => console.log(e.from, e.topic, e.text, e.data.byteLength, e.kind));
