@@ -150,26 +150,26 @@ fn an_agent_stopped_while_its_join_is_still_pending_leaves_gracefully() {
     assert!(!a.seen.iter().any(|l| l.contains("\"event\":\"joined\"")), "the join never completed: {:?}", a.seen);
 }
 
-/// Runs `shoal-agent <args>` against an agent; its stdout, or a panic with its stderr.
-fn command(args: &[&str], token: Option<&str>) -> String {
+/// Runs `shoal-agent <args>` with `token` as `SHOAL_HTTP_TOKEN` (and no other).
+fn run_command(args: &[&str], token: Option<&str>) -> std::process::Output {
     let mut cmd = Command::new(AGENT);
     cmd.args(args).env_remove("SHOAL_HTTP_TOKEN");
     if let Some(t) = token {
         cmd.env("SHOAL_HTTP_TOKEN", t);
     }
-    let out = cmd.output().unwrap();
+    cmd.output().unwrap()
+}
+
+/// Runs `shoal-agent <args>` against an agent; its stdout, or a panic with its stderr.
+fn command(args: &[&str], token: Option<&str>) -> String {
+    let out = run_command(args, token);
     assert!(out.status.success(), "shoal-agent {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// `command` that must fail; its stderr.
 fn command_fails(args: &[&str], token: Option<&str>) -> String {
-    let mut cmd = Command::new(AGENT);
-    cmd.args(args).env_remove("SHOAL_HTTP_TOKEN");
-    if let Some(t) = token {
-        cmd.env("SHOAL_HTTP_TOKEN", t);
-    }
-    let out = cmd.output().unwrap();
+    let out = run_command(args, token);
     assert!(!out.status.success(), "shoal-agent {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).to_string()
 }

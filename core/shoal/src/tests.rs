@@ -222,6 +222,19 @@ fn member_on_runtime(
     (cluster, task)
 }
 
+/// A member from `builder` (its config made `Config::local()`) on `net` at host `host`, its
+/// driver spawned.
+fn member_built(net: &Net, host: u8, builder: crate::ClusterBuilder) -> Cluster {
+    let mem = Mem::new(net, &addr(host).to_string());
+    let (cluster, driver) = builder
+        .config(Config::local())
+        .seed(u64::from(host))
+        .build(vec![mem as Arc<dyn Transport>], Arc::new(TokioRuntime::new()))
+        .unwrap();
+    tokio::spawn(driver.run());
+    cluster
+}
+
 fn member(net: &Net, name: &str, host: u8) -> (Cluster, Arc<Mem>) {
     let (cluster, mem, _) = member_with(net, name, host, Config::local());
     (cluster, mem)
@@ -809,17 +822,8 @@ async fn a_failed_member_forced_out_is_reported_left_by_every_member_and_a_live_
 async fn members_are_selected_by_the_tags_they_set_and_a_tag_change_moves_a_member_between_selections() {
     let net = Net::default();
     let tagged = |name: &str, host: u8, pairs: &[(&str, &str)]| {
-        let mem = Mem::new(&net, &addr(host).to_string());
         let tags = crate::Tags::from_pairs(pairs.iter().copied()).unwrap();
-        let (cluster, driver) = Cluster::builder(name)
-            .unwrap()
-            .config(Config::local())
-            .tags(&tags)
-            .seed(u64::from(host))
-            .build(vec![mem as Arc<dyn Transport>], Arc::new(TokioRuntime::new()))
-            .unwrap();
-        tokio::spawn(driver.run());
-        cluster
+        member_built(&net, host, Cluster::builder(name).unwrap().tags(&tags))
     };
     let watcher = tagged("watcher", 1, &[]);
     let web1 = tagged("web-1", 2, &[("role", "web"), ("dc", "eu-west")]);
@@ -871,21 +875,15 @@ async fn a_running_member_is_retuned_in_place_and_a_setting_it_cannot_change_is_
 async fn a_member_refused_by_the_admission_policy_is_never_added_and_its_join_fails() {
     let net = Net::default();
     let in_cluster = |name: &str, host: u8, cluster: &str| {
-        let mem = Mem::new(&net, &addr(host).to_string());
-        let (cluster, driver) = Cluster::builder(name)
+        let builder = Cluster::builder(name)
             .unwrap()
-            .config(Config::local())
             .tags(&crate::Tags::from_pairs([("cluster", cluster)]).unwrap())
             .admission(|m| {
                 m.meta
                     .and_then(|meta| crate::Tags::from_metadata(meta).ok())
                     .is_some_and(|t| t.get("cluster") == Some("blue"))
-            })
-            .seed(u64::from(host))
-            .build(vec![mem as Arc<dyn Transport>], Arc::new(TokioRuntime::new()))
-            .unwrap();
-        tokio::spawn(driver.run());
-        cluster
+            });
+        member_built(&net, host, builder)
     };
     let a = in_cluster("a", 1, "blue");
     let b = in_cluster("b", 2, "blue");
