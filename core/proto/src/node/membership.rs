@@ -502,12 +502,10 @@ impl<A: Address> Node<A> {
             MemberState::Dead => {}
             MemberState::Alive | MemberState::Suspect => return Err(CommandError::NotFailed(id.clone())),
         }
-        let incarnation = m.incarnation;
-        self.members.set_state(id, MemberState::Left, now);
-        let from = self.local.id.clone();
-        self.enqueue_member(id, &Message::Dead { id: id.clone(), incarnation, from, left: true });
+        // The same upgrade as a late leave of its own, from us, at the incarnation it failed at.
+        let (incarnation, from) = (m.incarnation, self.local.id.clone());
         self.stats.forced_leaves += 1;
-        self.emit(Event::Left { id: id.clone(), incarnation });
+        self.apply_dead(id, incarnation, from, true, None, now);
         Ok(())
     }
 }
