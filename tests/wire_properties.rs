@@ -117,6 +117,7 @@ fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 
         (node_id(), any::<u32>(), any::<u64>(), topic(), payload())
             .prop_map(|(from, epoch, id, topic, payload)| Message::Reliable { from, epoch, id, topic, payload }),
         (any::<u32>(), any::<u64>()).prop_map(|(epoch, id)| Message::ReliableAck { epoch, id }),
+        payload().prop_map(|state| Message::AppState { state }),
     ]
     .boxed()
 }
@@ -237,4 +238,61 @@ fn tags_encode_to_the_same_metadata_in_rust_and_in_the_npm_package() {
         assert_eq!(String::from_utf8(tags.to_metadata()).unwrap(), meta);
         assert_eq!(shoal_core::Tags::from_metadata(meta.as_bytes()).unwrap(), tags);
     }
+}
+
+/// What a native member (with the `app-state` feature) answers a tab's join with when it has set an
+/// application state: push-pull, state, broadcast digest.
+fn native_join_answer() -> Vec<u8> {
+    use shoal_core::addr::Addr;
+    use shoal_core::{Config, Instant, Node};
+    let native = Addr::parse("udp://10.0.0.1:7946").unwrap();
+    let tab = Addr::parse("relay://relay.test:9/tab-1").unwrap();
+    let mut node = Node::new(Instant::ZERO, Config::local(), NodeId::new("native-1").unwrap(), native, 1).unwrap();
+    node.set_local_state(b"native state").unwrap();
+    let record = MemberRecord {
+        id: NodeId::new("tab-1").unwrap(),
+        addr: tab.clone(),
+        incarnation: 1,
+        state: MemberState::Alive,
+        meta: Vec::new(),
+        min_version: 1,
+        max_version: 1,
+    };
+    let request = encode_packet(&[Message::PushPull {
+        from: NodeId::new("tab-1").unwrap(),
+        join: true,
+        reply: false,
+        members: vec![record],
+    }]);
+    node.handle_packet(Instant::ZERO, tab.clone(), &request).unwrap();
+    let answer = std::iter::from_fn(|| node.poll_transmit()).find(|t| t.reliable && t.to == tab);
+    answer.expect("the join is answered").bytes
+}
+
+/// The npm package's wasm is built without the `app-state` feature: it is the "old member" that
+/// must take a native member's join answer and skip the state in it. Its wasm-bindgen test
+/// (`wasm/tests/wasm.rs`) feeds it this fixture; this test keeps the fixture what a native member
+/// really sends. Regenerate with `SHOAL_WRITE_FIXTURES=1` after a deliberate change of the format.
+#[test]
+fn the_npm_package_fixture_is_what_a_native_member_with_application_state_answers_a_join_with() {
+    let answer = native_join_answer();
+    let mut out = Vec::new();
+    decode_packet::<shoal_core::addr::Addr>(&answer, &mut out).unwrap();
+    let kinds: Vec<&str> = out
+        .iter()
+        .map(|m| match m {
+            Message::PushPull { .. } => "push-pull",
+            Message::AppState { .. } => "state",
+            Message::BroadcastDigest { .. } => "digest",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["push-pull", "state", "digest"]);
+    let hex: String = answer.iter().map(|b| format!("{b:02x}")).collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wasm/tests/push-pull-with-app-state.hex");
+    if std::env::var_os("SHOAL_WRITE_FIXTURES").is_some() {
+        std::fs::write(path, format!("{hex}\n")).unwrap();
+    }
+    let fixture = std::fs::read_to_string(path).expect("the fixture exists (SHOAL_WRITE_FIXTURES=1 writes it)");
+    assert_eq!(fixture.trim(), hex, "the fixture is stale: regenerate it with SHOAL_WRITE_FIXTURES=1");
 }

@@ -195,3 +195,22 @@ fn an_encrypted_member_seals_what_it_sends() {
 fn metric_values_have_the_documented_length() {
     assert_eq!(member("a", 1).metric_values().len(), 33);
 }
+
+/// The npm package's wasm is built without shoal-core's `app-state` feature: for a native member
+/// that sends its application state in push-pulls, this member is an older one. The fixture is a
+/// native member's answer to this tab's join, state included (`tests/wire_properties.rs` keeps it
+/// what a native member sends): the tab must take the answer and skip the state.
+#[wasm_bindgen_test]
+fn a_join_answer_carrying_a_native_members_application_state_is_taken_with_the_state_skipped() {
+    let hex = include_str!("push-pull-with-app-state.hex").trim();
+    let answer: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    let mut p = member("tab-1", 1);
+    let seed = "udp://10.0.0.1:7946";
+    p.join(0.0, vec![seed.into()]).unwrap();
+    transmits(&mut p);
+    assert!(p.handle_packet(10.0, seed, &answer), "the answer is taken");
+    let seen = types(&events(&mut p));
+    assert!(seen.contains(&"joined".to_owned()) && seen.contains(&"join".to_owned()), "{seen:?}");
+    assert!(p.members().iter().any(|m| get(&m, "name") == "native-1"), "the native member is a member");
+    assert_eq!(p.metric_values()[8], 0.0, "no decode error");
+}

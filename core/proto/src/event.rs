@@ -150,6 +150,17 @@ pub enum Event<A> {
         /// Its topic.
         topic: String,
     },
+    /// A member's application state arrived in a push-pull (see [`crate::Node::set_local_state`]):
+    /// merge it into ours. Memberlist's `MergeRemoteState`. Feature `app-state`.
+    #[cfg(any(feature = "app-state", test))]
+    RemoteState {
+        /// The member whose state it is.
+        from: NodeId,
+        /// True when it came with a join: the member joins through us, or answers our join.
+        join: bool,
+        /// The bytes it set, as it set them.
+        state: Vec<u8>,
+    },
 }
 
 impl<A> Event<A> {
@@ -174,6 +185,8 @@ impl<A> Event<A> {
             Event::BroadcastDropped { .. } => "broadcast-dropped",
             Event::BroadcastsMissed { .. } => "broadcasts-missed",
             Event::SendFailed { .. } => "send-failed",
+            #[cfg(any(feature = "app-state", test))]
+            Event::RemoteState { .. } => "state",
         }
     }
 }
@@ -197,7 +210,7 @@ mod tests {
             state_since: crate::Instant::ZERO,
             meta: Metadata::default(),
         };
-        let all: [(Event<u32>, &str); 15] = [
+        let all: [(Event<u32>, &str); 16] = [
             (Event::Joined(member.clone()), "join"),
             (Event::Updated(member), "update"),
             (Event::Suspected { id: id.clone(), incarnation: 1, by: id.clone() }, "suspect"),
@@ -219,6 +232,7 @@ mod tests {
             ),
             (Event::BroadcastsMissed { origin: id.clone(), epoch: 1, count: 2 }, "broadcasts-missed"),
             (Event::SendFailed { id: 1, to: 7, topic: "t".into() }, "send-failed"),
+            (Event::RemoteState { from: id.clone(), join: false, state: Vec::new() }, "state"),
         ];
         for (event, name) in &all {
             assert_eq!(event.name(), *name, "{event:?}");

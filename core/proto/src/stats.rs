@@ -124,4 +124,13 @@ pub struct Stats {
     /// Member records the admission policy refused (see `node::admission`): new members not
     /// added, new records not taken, joins not answered.
     pub members_refused: u64,
+    /// Application states received in push-pulls and handed to the application
+    /// ([`crate::Event::RemoteState`]; feature `app-state`).
+    pub remote_states_received: u64,
+    /// Application states dropped: not in a push-pull frame, or from a member the admission policy
+    /// refused.
+    pub remote_states_dropped: u64,
+    /// Push-pulls sent without our application state because it did not fit half the path's
+    /// reliable frame (a relay's frames are smaller than ours).
+    pub local_states_omitted: u64,
 }

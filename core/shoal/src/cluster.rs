@@ -633,6 +633,29 @@ impl Cluster {
         self.command(|n, _| n.set_metadata(meta))?.map_err(ClusterError::Command)
     }
 
+    /// Sets the application state that every push-pull carries, memberlist's `LocalState`: other
+    /// members receive it as `ClusterEvent::RemoteState` when they join through us, when we join through
+    /// them, and at every push-pull between us (one random member every `push_pull_interval`), and
+    /// merge it as they see fit. Call it whenever the state changes; the latest bytes go out. At
+    /// most half of `max_reliable_size`, else `ClusterError::Command(CommandError::TooLarge)`.
+    /// See [`shoal_core::Node::set_local_state`].
+    ///
+    /// ```no_run
+    /// # async fn f(cluster: shoal::Cluster) -> Result<(), shoal::ClusterError> {
+    /// use shoal::ClusterEvent;
+    /// cluster.set_local_state(b"schema=7")?;
+    /// let mut events = cluster.events();
+    /// while let Some(event) = events.next().await {
+    ///     if let ClusterEvent::RemoteState { from, join, state } = event {
+    ///         println!("{from} holds {:?} (join: {join})", String::from_utf8_lossy(&state));
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn set_local_state(&self, state: &[u8]) -> Result<(), ClusterError> {
+        self.command(|n, _| n.set_local_state(state))?.map_err(ClusterError::Command)
+    }
+
     /// Retunes the running member's protocol settings (foca's `set_config`): timing, fan-out,
     /// Lifeguard switches, reap and retry times. Settings the cluster relies on (packet and
     /// metadata sizes, queue depths, encryption, the label) are refused with

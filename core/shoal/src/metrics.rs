@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 56] = [
+        let counters: [(&str, &str, u64); 59] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -177,6 +177,17 @@ impl Metrics {
             ),
             ("forced_leaves_total", "Failed members forced out by this member (force_leave)", s.forced_leaves),
             ("members_refused_total", "Member records the admission policy refused", s.members_refused),
+            ("remote_states_received_total", "Application states received in push-pulls", s.remote_states_received),
+            (
+                "remote_states_dropped_total",
+                "Application states dropped: outside a push-pull, or from a refused member",
+                s.remote_states_dropped,
+            ),
+            (
+                "local_states_omitted_total",
+                "Push-pulls sent without our application state: too large for the path's frames",
+                s.local_states_omitted,
+            ),
             ("transport_errors_total", "Transport send and receive errors", self.transport_errors),
             ("dropped_events_total", "Events dropped for subscribers that fell behind", self.dropped_events),
             ("callback_panics_total", "Panics caught in on_message callbacks", self.callback_panics),

@@ -899,3 +899,52 @@ async fn a_member_refused_by_the_admission_policy_is_never_added_and_its_join_fa
         m.shutdown().await;
     }
 }
+
+// ----- Application state ---------------------------------------------------------------------------
+
+/// The next application state `who` sends, with its join flag.
+async fn state_from(events: &mut crate::EventStream, who: &str) -> Option<(Vec<u8>, bool)> {
+    while let Some(e) = events.next().await {
+        if let Event::RemoteState { from, join, state } = e {
+            if from.as_str() == who {
+                return Some((state, join));
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_and_its_seed_exchange_application_state_with_the_join_and_a_later_change_follows() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    a.set_local_state(b"a: schema 7").unwrap();
+    b.set_local_state(b"b: schema 7").unwrap();
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    within("join", b.join(&[a.local_addr()])).await.unwrap();
+    let at_b = within("b gets a's state", state_from(&mut b_events, "a")).await;
+    let at_a = within("a gets b's state", state_from(&mut a_events, "b")).await;
+    assert_eq!(at_b, Some((b"a: schema 7".to_vec(), true)), "with the answer to b's join");
+    assert_eq!(at_a, Some((b"b: schema 7".to_vec(), true)), "with b's join request");
+
+    // A change goes out with the next push-pull between the two (every push_pull_interval).
+    a.set_local_state(b"a: schema 8").unwrap();
+    let next = within("the next push-pull", async {
+        loop {
+            match state_from(&mut b_events, "a").await {
+                Some((state, _)) if state == b"a: schema 8" => return Some(state),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert!(next.is_some());
+    assert!(b.metrics().stats.remote_states_received >= 2);
+    let too_large = vec![0; a.config().max_reliable_size / 2 + 1];
+    assert!(matches!(a.set_local_state(&too_large), Err(ClusterError::Command(CommandError::TooLarge { .. }))));
+    for m in [a, b] {
+        m.shutdown().await;
+    }
+}

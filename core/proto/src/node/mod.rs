@@ -29,6 +29,8 @@ pub mod admission;
 #[cfg(not(any(feature = "admission", test)))]
 mod admission_off;
 mod answers;
+#[cfg(any(feature = "app-state", test))]
+mod app_state;
 mod errors;
 mod footprint;
 mod gossip;
@@ -252,6 +254,9 @@ pub struct Node<A: Address> {
     incarnation_travel: u64,
     /// Our own link: up, or known to be down (see `link`).
     link: link::Link,
+    /// The application state every push-pull carries (see `app_state`).
+    #[cfg(any(feature = "app-state", test))]
+    local_state: Vec<u8>,
 }
 
 /// Things a frame's messages leave for after the whole frame is read: a push-pull is answered with
@@ -270,11 +275,23 @@ struct FrameState<A> {
     digest: Option<Vec<crate::wire::DigestEntry>>,
     /// A repair request to answer: the asker and its digest of the lives it has holes in.
     pull: Option<(A, Vec<crate::wire::DigestEntry>)>,
+    /// The sender of the admitted push-pull a state in this frame belongs to, and its join flag.
+    #[cfg(any(feature = "app-state", test))]
+    state_from: Option<(NodeId, bool)>,
 }
 
 impl<A> Default for FrameState<A> {
     fn default() -> Self {
-        FrameState { answer: None, push_pull: false, found: None, delivered: 0, digest: None, pull: None }
+        FrameState {
+            answer: None,
+            push_pull: false,
+            found: None,
+            delivered: 0,
+            digest: None,
+            pull: None,
+            #[cfg(any(feature = "app-state", test))]
+            state_from: None,
+        }
     }
 }
 
@@ -344,6 +361,8 @@ impl<A: Address> Node<A> {
             announcements: 0,
             incarnation_travel: 0,
             link: link::Link::default(),
+            #[cfg(any(feature = "app-state", test))]
+            local_state: Vec::new(),
             rng,
             config,
             #[cfg(any(feature = "admission", test))]
@@ -585,6 +604,8 @@ impl<A: Address> Node<A> {
                 self.handle_push_pull(sender, join, reply, members, from, now)
             }
             Message::MetaRequest { from: _ } => self.handle_meta_request(from, now),
+            #[cfg(any(feature = "app-state", test))]
+            Message::AppState { state } => self.handle_app_state(state),
         }
     }
 

@@ -77,7 +77,11 @@ impl<A: Address> Node<A> {
         if only_self {
             return records;
         }
-        let budget = limit.saturating_sub(256 + crate::security::OVERHEAD);
+        // Our own record counts against the limit too: with metadata near `max_meta_size` it is a
+        // good part of a small (relay) frame.
+        let own = &records[0];
+        let own_size = own.id.encoded_len() + own.addr.encoded_len() + bytes_len(own.meta.len()) + 10;
+        let budget = limit.saturating_sub(256 + crate::security::OVERHEAD + own_size);
         let mut size = 0usize;
         let live_first = self.members.iter().filter(|m| m.state.is_live());
         let then_gone = self.members.iter().filter(|m| !m.state.is_live());
@@ -115,11 +119,18 @@ impl<A: Address> Node<A> {
         let join = join || (!reply && !self.join.baseline);
         // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
-        let msg =
-            Message::PushPull { from: self.local.id.clone(), join, reply, members: self.state_records(false, limit) };
+        #[cfg(any(feature = "app-state", test))]
+        let records_limit = limit - self.local_state_room(limit);
+        #[cfg(not(any(feature = "app-state", test)))]
+        let records_limit = limit;
+        let members = self.state_records(false, records_limit);
+        let msg = Message::PushPull { from: self.local.id.clone(), join, reply, members };
         let mut w = Writer::with_capacity(256);
         begin_packet(&mut w, PROTOCOL_VERSION);
         msg.encode(&mut w);
+        // Our application state rides right after the push-pull, whose sender it belongs to.
+        #[cfg(any(feature = "app-state", test))]
+        self.write_local_state(&mut w, limit);
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
         self.write_broadcast_state(&mut w, asker, budget);
         self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
@@ -151,6 +162,8 @@ impl<A: Address> Node<A> {
             }
         }
         self.frame.push_pull = true;
+        #[cfg(any(feature = "app-state", test))]
+        self.expect_remote_state(&sender, join);
         // The address the sender advertises for itself (its first record), for a seed that
         // answers from another address than the one it was asked at.
         let advertised = records.first().filter(|r| r.id == sender).map(|r| r.addr.clone());

@@ -42,6 +42,9 @@ mod tag {
     pub const RELIABLE: u8 = 13;
     pub const RELIABLE_ACK: u8 = 14;
     pub const BROADCAST_PULL: u8 = 15;
+    /// Taken even in builds without the `app-state` feature, which skip it as unknown.
+    #[cfg_attr(not(any(feature = "app-state", test)), allow(dead_code))]
+    pub const APP_STATE: u8 = 16;
 }
 
 /// A direct probe: "are you `target`? answer with an ack carrying `seq`".
@@ -255,6 +258,14 @@ pub enum Message<A> {
         /// The sender's digest entries for the lives it has holes in.
         entries: Vec<DigestEntry>,
     },
+    /// The sender's application state (`Node::set_local_state`), riding in a push-pull frame right
+    /// after the [`Message::PushPull`], whose sender it belongs to. Added after the first release
+    /// under a tag of its own: members without the `app-state` feature skip it as unknown.
+    #[cfg(any(feature = "app-state", test))]
+    AppState {
+        /// The application's bytes, opaque to the protocol.
+        state: Vec<u8>,
+    },
 }
 
 impl<A: Address> Message<A> {
@@ -290,6 +301,8 @@ impl<A: Address> Message<A> {
             Message::Reliable { .. } => tag::RELIABLE,
             Message::ReliableAck { .. } => tag::RELIABLE_ACK,
             Message::BroadcastPull { .. } => tag::BROADCAST_PULL,
+            #[cfg(any(feature = "app-state", test))]
+            Message::AppState { .. } => tag::APP_STATE,
         }
     }
 
@@ -396,6 +409,8 @@ impl<A: Address> Message<A> {
                 w.varint(u64::from(*epoch));
                 w.varint(*id);
             }
+            #[cfg(any(feature = "app-state", test))]
+            Message::AppState { state } => w.bytes(state),
         }
     }
 }
@@ -623,6 +638,8 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
             payload: b.bytes()?.to_vec(),
         },
         tag::RELIABLE_ACK => Message::ReliableAck { epoch: b.varint_u32()?, id: b.varint()? },
+        #[cfg(any(feature = "app-state", test))]
+        tag::APP_STATE => Message::AppState { state: b.bytes()?.to_vec() },
         other => return Ok(Decoded::Unknown(other)),
     };
     if !b.is_empty() {

@@ -27,6 +27,7 @@ use crate::time::Instant;
 use crate::wire::{begin_packet, decode_packet, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
 mod admission;
+mod app_state;
 mod broadcasts;
 mod findings;
 mod hostile;
@@ -75,6 +76,8 @@ struct Sent {
 }
 
 type DropRule = Box<dyn Fn(u32, &Transmit<u32>) -> bool>;
+/// Rewrites the bytes a node receives, as a receiver's decoder sees them: `(from, to, bytes)`.
+type Rewrite = Box<dyn Fn(u32, u32, &[u8]) -> Vec<u8>>;
 
 struct Cluster {
     now: Instant,
@@ -86,6 +89,8 @@ struct Cluster {
     down: HashSet<u32>,
     /// Drops any transmit for which it returns true.
     drop_rule: Option<DropRule>,
+    /// Applied to every delivered packet, after the drop rule.
+    rewrite: Option<Rewrite>,
     in_flight: VecDeque<(u32, Transmit<u32>, usize)>,
     log: Vec<Sent>,
     generation: u64,
@@ -100,6 +105,7 @@ impl Cluster {
             blocked: HashSet::new(),
             down: HashSet::new(),
             drop_rule: None,
+            rewrite: None,
             in_flight: VecDeque::new(),
             log: Vec::new(),
             generation: 0,
@@ -235,7 +241,11 @@ impl Cluster {
                     continue;
                 }
                 let now = self.now;
-                let result = self.nodes[t.to as usize].handle_packet(now, from, &t.bytes);
+                let bytes = match &self.rewrite {
+                    Some(rewrite) => rewrite(from, t.to, &t.bytes),
+                    None => t.bytes,
+                };
+                let result = self.nodes[t.to as usize].handle_packet(now, from, &bytes);
                 assert_eq!(result, Ok(()), "{from} -> {}: {:?} packet rejected", t.to, t.kind);
             }
         }
