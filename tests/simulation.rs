@@ -242,3 +242,86 @@ fn nacks_reach_the_prober_in_time_on_links_a_quarter_of_the_indirect_window_long
     assert!(blamed.is_empty(), "probers blamed themselves ({took:?} to converge): {blamed:?}");
     assert_eq!(sim.recorder().false_positives(), 0);
 }
+
+/// A latency matrix for `n` members: each sits in one of five regions of a plane 200 ms across,
+/// with an access link of 0.5 to 5 ms, and every path gets its own detour of up to 15% (so the
+/// matrix fits no coordinate space exactly, as real ones do not). Round trips in milliseconds,
+/// symmetric.
+fn latency_matrix(n: usize, seed: u64) -> Vec<Vec<f64>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let regions: Vec<(f64, f64)> =
+        (0..5).map(|_| (rng.random_range(0.0..200.0), rng.random_range(0.0..200.0))).collect();
+    let places: Vec<(f64, f64, f64)> = (0..n)
+        .map(|_| {
+            let (x, y) = regions[rng.random_range(0..regions.len())];
+            (x + rng.random_range(-10.0..10.0), y + rng.random_range(-10.0..10.0), rng.random_range(0.5..5.0))
+        })
+        .collect();
+    let mut rtt = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let (a, b) = (places[i], places[j]);
+            let core = ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
+            let detour = 1.0 + rng.random_range(0.0..0.15);
+            rtt[i][j] = (core * detour + a.2 + b.2).max(2.0);
+            rtt[j][i] = rtt[i][j];
+        }
+    }
+    rtt
+}
+
+/// The median and 90th percentile of the relative error of every member's estimate of every
+/// other, and how many pairs had one.
+fn estimate_errors(sim: &Simulation, rtt: &[Vec<f64>]) -> (f64, f64, usize) {
+    let n = rtt.len();
+    let mut errors = Vec::new();
+    for i in 0..n {
+        for j in (0..n).filter(|&j| j != i) {
+            if let Some(est) = sim.node(i).unwrap().estimate_rtt(sim.name(j)) {
+                let est = est.as_secs_f64() * 1_000.0;
+                errors.push((est - rtt[i][j]).abs() / rtt[i][j]);
+            }
+        }
+    }
+    errors.sort_by(f64::total_cmp);
+    let at = |q: f64| errors[((errors.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.9), errors.len())
+}
+
+#[test]
+fn network_coordinates_estimate_the_round_trip_between_any_two_members_of_a_latency_matrix() {
+    // The figures are in BENCHMARKS.md (run with --nocapture to print them).
+    let n = 50;
+    for seed in [1u64, 2, 3] {
+        let rtt = latency_matrix(n, seed);
+        let mut sim = Simulation::new(SimConfig {
+            link: LinkModel { jitter: Duration::ZERO, ..LinkModel::LAN },
+            ..SimConfig::lan(n, seed)
+        });
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                // One way is half the round trip (millisecond steps, as the simulator's clock).
+                let one_way = Duration::from_millis((rtt[i][j] / 2.0).round() as u64);
+                let link = LinkModel { latency: one_way, jitter: Duration::ZERO, loss: 0.0 };
+                sim.network_mut().set_link_between(i as u32, j as u32, Some(link));
+            }
+            sim.with_node(i, |node, _| node.set_coordinates(true));
+        }
+        let mut report = Vec::new();
+        for minutes in 1..=3u64 {
+            sim.run_until(shoal_core::Instant::from_millis(minutes * 60_000));
+            let (median, p90, pairs) = estimate_errors(&sim, &rtt);
+            report.push(format!(
+                "{minutes} min: median {:.1}%, p90 {:.1}% over {pairs} pairs",
+                median * 100.0,
+                p90 * 100.0
+            ));
+        }
+        println!("seed {seed}, {n} members: {}", report.join("; "));
+        let (median, p90, pairs) = estimate_errors(&sim, &rtt);
+        assert_eq!(pairs, n * (n - 1), "every member holds a coordinate for every other after 3 minutes");
+        assert!(median < 0.12 && p90 < 0.35, "seed {seed}: median {median:.3}, p90 {p90:.3}");
+        assert_eq!(sim.recorder().false_positives(), 0);
+    }
+}

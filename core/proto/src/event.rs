@@ -161,6 +161,17 @@ pub enum Event<A> {
         /// The bytes it set, as it set them.
         state: Vec<u8>,
     },
+    /// One of our direct probes was answered by an ack carrying the target's payload (see
+    /// [`crate::Node::set_ack_payload`]), memberlist's `NotifyPingComplete`. Feature `coordinates`.
+    #[cfg(any(feature = "coordinates", test))]
+    PingComplete {
+        /// The member probed.
+        id: NodeId,
+        /// The round trip, from our ping to its ack.
+        rtt: core::time::Duration,
+        /// The bytes its acks carry.
+        payload: Vec<u8>,
+    },
 }
 
 impl<A> Event<A> {
@@ -187,6 +198,8 @@ impl<A> Event<A> {
             Event::SendFailed { .. } => "send-failed",
             #[cfg(any(feature = "app-state", test))]
             Event::RemoteState { .. } => "state",
+            #[cfg(any(feature = "coordinates", test))]
+            Event::PingComplete { .. } => "ping",
         }
     }
 }
@@ -210,7 +223,7 @@ mod tests {
             state_since: crate::Instant::ZERO,
             meta: Metadata::default(),
         };
-        let all: [(Event<u32>, &str); 16] = [
+        let all: [(Event<u32>, &str); 17] = [
             (Event::Joined(member.clone()), "join"),
             (Event::Updated(member), "update"),
             (Event::Suspected { id: id.clone(), incarnation: 1, by: id.clone() }, "suspect"),
@@ -233,6 +246,7 @@ mod tests {
             (Event::BroadcastsMissed { origin: id.clone(), epoch: 1, count: 2 }, "broadcasts-missed"),
             (Event::SendFailed { id: 1, to: 7, topic: "t".into() }, "send-failed"),
             (Event::RemoteState { from: id.clone(), join: false, state: Vec::new() }, "state"),
+            (Event::PingComplete { id: id.clone(), rtt: core::time::Duration::ZERO, payload: Vec::new() }, "ping"),
         ];
         for (event, name) in &all {
             assert_eq!(event.name(), *name, "{event:?}");

@@ -39,6 +39,8 @@ extern crate std;
 
 mod broadcast;
 pub mod config;
+#[cfg(any(feature = "coordinates", test))]
+pub mod coordinate;
 mod dissemination;
 pub mod event;
 mod health;

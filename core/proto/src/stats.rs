@@ -133,4 +133,11 @@ pub struct Stats {
     /// Push-pulls sent without our application state because it did not fit half the path's
     /// reliable frame (a relay's frames are smaller than ours).
     pub local_states_omitted: u64,
+    /// Times our network coordinate moved after a measured round trip (feature `coordinates`).
+    pub coordinate_updates: u64,
+    /// Times our coordinate left its bounds and was reset to the origin (absurd measurements).
+    pub coordinate_resets: u64,
+    /// Coordinates and ack payloads not used: no ack of our own direct probe came before them in
+    /// the packet (a forwarded or late ack, or a forged packet).
+    pub ack_extras_unmatched: u64,
 }

@@ -21,6 +21,8 @@ impl<A: Address> Node<A> {
     pub(super) fn on_housekeeping_tick(&mut self, now: Instant) {
         self.timers.set(now + self.config.housekeeping_period(), Timer::Housekeeping);
         self.reap(now);
+        #[cfg(any(feature = "coordinates", test))]
+        self.forget_coordinates();
         self.expire_broadcasts(now);
         self.forget_spent_senders(now);
         self.sweep_timers();

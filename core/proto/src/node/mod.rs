@@ -31,6 +31,8 @@ mod admission_off;
 mod answers;
 #[cfg(any(feature = "app-state", test))]
 mod app_state;
+#[cfg(any(feature = "coordinates", test))]
+mod coordinates;
 mod errors;
 mod footprint;
 mod gossip;
@@ -257,6 +259,12 @@ pub struct Node<A: Address> {
     /// The application state every push-pull carries (see `app_state`).
     #[cfg(any(feature = "app-state", test))]
     local_state: Vec<u8>,
+    /// Network coordinates, while on (see `coordinates`).
+    #[cfg(any(feature = "coordinates", test))]
+    coordinates: Option<coordinates::CoordinateBook>,
+    /// The application's bytes every ack carries (see `coordinates`).
+    #[cfg(any(feature = "coordinates", test))]
+    ack_payload: Vec<u8>,
 }
 
 /// Things a frame's messages leave for after the whole frame is read: a push-pull is answered with
@@ -278,6 +286,10 @@ struct FrameState<A> {
     /// The sender of the admitted push-pull a state in this frame belongs to, and its join flag.
     #[cfg(any(feature = "app-state", test))]
     state_from: Option<(NodeId, bool)>,
+    /// The target of our direct probe whose ack came in this packet, and the round trip: a
+    /// coordinate or payload after the ack is its.
+    #[cfg(any(feature = "coordinates", test))]
+    acked: Option<(NodeId, Duration)>,
 }
 
 impl<A> Default for FrameState<A> {
@@ -291,6 +303,8 @@ impl<A> Default for FrameState<A> {
             pull: None,
             #[cfg(any(feature = "app-state", test))]
             state_from: None,
+            #[cfg(any(feature = "coordinates", test))]
+            acked: None,
         }
     }
 }
@@ -363,6 +377,10 @@ impl<A: Address> Node<A> {
             link: link::Link::default(),
             #[cfg(any(feature = "app-state", test))]
             local_state: Vec::new(),
+            #[cfg(any(feature = "coordinates", test))]
+            coordinates: None,
+            #[cfg(any(feature = "coordinates", test))]
+            ack_payload: Vec::new(),
             rng,
             config,
             #[cfg(any(feature = "admission", test))]
@@ -606,6 +624,10 @@ impl<A: Address> Node<A> {
             Message::MetaRequest { from: _ } => self.handle_meta_request(from, now),
             #[cfg(any(feature = "app-state", test))]
             Message::AppState { state } => self.handle_app_state(state),
+            #[cfg(any(feature = "coordinates", test))]
+            Message::Coordinate { units } => self.handle_coordinate(&units),
+            #[cfg(any(feature = "coordinates", test))]
+            Message::AckPayload { payload } => self.handle_ack_payload(payload),
         }
     }
 

@@ -151,7 +151,14 @@ impl<A: Address> Node<A> {
             return;
         }
         let ack = Message::<A>::Ack { seq: ping.seq };
-        self.send_packet(from.clone(), TransmitKind::Ack, |w| ack.encode(w));
+        #[cfg(any(feature = "coordinates", test))]
+        let extras = self.ack_extras();
+        self.send_packet(from.clone(), TransmitKind::Ack, |w| {
+            ack.encode(w);
+            // Our coordinate and the application's payload ride right after the ack.
+            #[cfg(any(feature = "coordinates", test))]
+            w.raw(&extras);
+        });
         // A member that knows us and that we do not know, or hold as failed or gone (we missed every
         // copy of its news: a join, a restart, a refutation): ask it for its record. The request and
         // the answer are both small, and rate limited per pinger address (whatever name it gives:
@@ -179,6 +186,8 @@ impl<A: Address> Node<A> {
                 if let Some(m) = self.members.get_mut(&target) {
                     m.rtt_ms = u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX - 1).min(u32::MAX - 1);
                 }
+                #[cfg(any(feature = "coordinates", test))]
+                self.expect_ack_extras(target, rtt);
                 return;
             }
         }

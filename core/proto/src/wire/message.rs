@@ -22,6 +22,9 @@ pub const MIN_PROTOCOL_VERSION: u8 = 1;
 /// Longest topic accepted for broadcasts and direct messages, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
 
+/// Longest application payload an ack carries (`Node::set_ack_payload`), in bytes.
+pub const MAX_ACK_PAYLOAD: usize = 256;
+
 /// Most holes one digest entry may list (a sender lists its oldest this many); a longer list is a
 /// decode error.
 pub const MAX_DIGEST_HOLES: usize = 256;
@@ -45,6 +48,11 @@ mod tag {
     /// Taken even in builds without the `app-state` feature, which skip it as unknown.
     #[cfg_attr(not(any(feature = "app-state", test)), allow(dead_code))]
     pub const APP_STATE: u8 = 16;
+    /// Taken even in builds without the `coordinates` feature, which skip them as unknown.
+    #[cfg_attr(not(any(feature = "coordinates", test)), allow(dead_code))]
+    pub const COORDINATE: u8 = 17;
+    #[cfg_attr(not(any(feature = "coordinates", test)), allow(dead_code))]
+    pub const ACK_PAYLOAD: u8 = 18;
 }
 
 /// A direct probe: "are you `target`? answer with an ack carrying `seq`".
@@ -266,6 +274,21 @@ pub enum Message<A> {
         /// The application's bytes, opaque to the protocol.
         state: Vec<u8>,
     },
+    /// The sender's network coordinate (see [`crate::coordinate`]), riding in an ack packet right
+    /// after the [`Message::Ack`] it belongs to. Members without the `coordinates` feature skip it.
+    #[cfg(any(feature = "coordinates", test))]
+    Coordinate {
+        /// The coordinate in its fixed-point wire form: error, height, then each component
+        /// (`Coordinate::to_wire`); a decoded one is always a valid coordinate.
+        units: [i64; crate::coordinate::DIMENSIONS + 2],
+    },
+    /// The application's bytes attached to the sender's acks (`Node::set_ack_payload`), right
+    /// after the [`Message::Ack`]. Members without the `coordinates` feature skip it.
+    #[cfg(any(feature = "coordinates", test))]
+    AckPayload {
+        /// At most [`MAX_ACK_PAYLOAD`] bytes.
+        payload: Vec<u8>,
+    },
 }
 
 impl<A: Address> Message<A> {
@@ -303,6 +326,10 @@ impl<A: Address> Message<A> {
             Message::BroadcastPull { .. } => tag::BROADCAST_PULL,
             #[cfg(any(feature = "app-state", test))]
             Message::AppState { .. } => tag::APP_STATE,
+            #[cfg(any(feature = "coordinates", test))]
+            Message::Coordinate { .. } => tag::COORDINATE,
+            #[cfg(any(feature = "coordinates", test))]
+            Message::AckPayload { .. } => tag::ACK_PAYLOAD,
         }
     }
 
@@ -411,6 +438,15 @@ impl<A: Address> Message<A> {
             }
             #[cfg(any(feature = "app-state", test))]
             Message::AppState { state } => w.bytes(state),
+            #[cfg(any(feature = "coordinates", test))]
+            Message::Coordinate { units } => {
+                for &v in units {
+                    // Zigzag: small magnitudes of either sign take one or two bytes.
+                    w.varint(((v << 1) ^ (v >> 63)) as u64);
+                }
+            }
+            #[cfg(any(feature = "coordinates", test))]
+            Message::AckPayload { payload } => w.bytes(payload),
         }
     }
 }
@@ -640,6 +676,24 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
         tag::RELIABLE_ACK => Message::ReliableAck { epoch: b.varint_u32()?, id: b.varint()? },
         #[cfg(any(feature = "app-state", test))]
         tag::APP_STATE => Message::AppState { state: b.bytes()?.to_vec() },
+        #[cfg(any(feature = "coordinates", test))]
+        tag::COORDINATE => {
+            let mut w = [0i64; crate::coordinate::DIMENSIONS + 2];
+            for v in &mut w {
+                let z = b.varint()?;
+                *v = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            }
+            crate::coordinate::Coordinate::from_wire(&w).ok_or(DecodeError::InvalidValue)?;
+            Message::Coordinate { units: w }
+        }
+        #[cfg(any(feature = "coordinates", test))]
+        tag::ACK_PAYLOAD => {
+            let payload = b.bytes()?;
+            if payload.len() > MAX_ACK_PAYLOAD {
+                return Err(DecodeError::TooLong);
+            }
+            Message::AckPayload { payload: payload.to_vec() }
+        }
         other => return Ok(Decoded::Unknown(other)),
     };
     if !b.is_empty() {

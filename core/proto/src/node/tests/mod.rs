@@ -29,6 +29,7 @@ use crate::wire::{begin_packet, decode_packet, Alive, MemberRecord, Message, Met
 mod admission;
 mod app_state;
 mod broadcasts;
+mod coordinates;
 mod findings;
 mod hostile;
 mod ledger_review;
