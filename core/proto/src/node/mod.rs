@@ -737,7 +737,16 @@ impl<A: Address> Node<A> {
             left: true,
         };
         let order = self.next_announcement();
-        self.membership_updates.push(Some(self.local_key()), order, msg.to_bytes());
+        let departure = msg.to_bytes();
+        self.membership_updates.push(Some(self.local_key()), order, departure.clone());
+        if self.join.pending {
+            // Our join still waits for its answer: the seeds we asked may hold us as a member by
+            // now, and we may know no member to tell. Tell them straight away, or they would take
+            // our silence for a failure.
+            for seed in self.join.asked.clone() {
+                self.send_packet(seed, TransmitKind::Gossip, |w| w.raw(&departure));
+            }
+        }
         // Tell live members right away rather than waiting for the next gossip tick, and more than
         // a tick would: a tab leaving on `pagehide` stops after this round, and a round spent on
         // members that died lately (gossip to the dead) told nobody.

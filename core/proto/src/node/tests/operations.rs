@@ -178,3 +178,26 @@ fn every_config_that_validates_lets_handle_timeout_return_with_a_later_deadline(
     }
     assert!(valid > 50, "only {valid} valid configs drawn");
 }
+
+#[test]
+fn a_member_that_leaves_before_its_join_is_answered_tells_the_seed_that_already_added_it() {
+    // Found by the agent's process test on a loaded machine: SIGTERM arrived after the seed took
+    // the join request, before the joiner read the answer. Knowing no member, the joiner left
+    // without telling anyone, and the seed declared it failed instead of seeing it leave.
+    let mut c = Cluster::new();
+    let seed = c.add(Config::local());
+    let joiner = c.add(Config::local());
+    let now = c.now;
+    c.nodes[joiner as usize].join(now, &[seed]).unwrap();
+    // The request reaches the seed; its answer does not reach the joiner before it leaves.
+    c.blocked.insert((seed, joiner));
+    c.deliver_all();
+    assert!(c.node(seed).member(&id("b")).is_some_and(|m| m.state == MemberState::Alive), "the seed added it");
+    let now = c.now;
+    c.nodes[joiner as usize].leave(now);
+    c.deliver_all();
+    c.crash(joiner);
+    c.advance(10_000);
+    assert_eq!(c.node(seed).member(&id("b")).map(|m| m.state), Some(MemberState::Left));
+    assert_eq!(c.count(seed, |e| matches!(e, Event::Failed { .. })), 0, "never reported failed");
+}
