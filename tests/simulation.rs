@@ -274,13 +274,12 @@ fn latency_matrix(n: usize, seed: u64) -> Vec<Vec<f64>> {
 /// The median and 90th percentile of the relative error of every member's estimate of every
 /// other, and how many pairs had one.
 fn estimate_errors(sim: &Simulation, rtt: &[Vec<f64>]) -> (f64, f64, usize) {
-    let n = rtt.len();
     let mut errors = Vec::new();
-    for i in 0..n {
-        for j in (0..n).filter(|&j| j != i) {
+    for (i, row) in rtt.iter().enumerate() {
+        for (j, &truth) in row.iter().enumerate().filter(|&(j, _)| j != i) {
             if let Some(est) = sim.node(i).unwrap().estimate_rtt(sim.name(j)) {
                 let est = est.as_secs_f64() * 1_000.0;
-                errors.push((est - rtt[i][j]).abs() / rtt[i][j]);
+                errors.push((est - truth).abs() / truth);
             }
         }
     }
@@ -299,10 +298,10 @@ fn network_coordinates_estimate_the_round_trip_between_any_two_members_of_a_late
             link: LinkModel { jitter: Duration::ZERO, ..LinkModel::LAN },
             ..SimConfig::lan(n, seed)
         });
-        for i in 0..n {
-            for j in (0..n).filter(|&j| j != i) {
+        for (i, row) in rtt.iter().enumerate() {
+            for (j, &truth) in row.iter().enumerate().filter(|&(j, _)| j != i) {
                 // One way is half the round trip (millisecond steps, as the simulator's clock).
-                let one_way = Duration::from_millis((rtt[i][j] / 2.0).round() as u64);
+                let one_way = Duration::from_millis((truth / 2.0).round() as u64);
                 let link = LinkModel { latency: one_way, jitter: Duration::ZERO, loss: 0.0 };
                 sim.network_mut().set_link_between(i as u32, j as u32, Some(link));
             }

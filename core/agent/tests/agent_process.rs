@@ -203,7 +203,7 @@ fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_se
     let token = "operator-token-0123456789abcdef";
     let key1 = "11".repeat(32);
     let key2 = "22".repeat(32);
-    let common = ["--bind", "127.0.0.1:0", "--preset", "local", "--key", &key1];
+    let common = ["--bind", "127.0.0.1:0", "--preset", "local", "--key", &key1, "--coordinates"];
     let mut a = Agent::start(
         &[&common[..], &["--name", "a", "--http", "127.0.0.1:0", "--http-token", token, "--meta", "role=seed"]]
             .concat(),
@@ -254,6 +254,8 @@ fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_se
     assert_eq!(info["members"]["alive"], 3, "{info}");
     assert_eq!(info["encrypted"], true);
     assert!(until(limit, || json(&command(&["rtt", "--http", &http, "b"], None))["rtt_ms"].is_number()), "a probed b");
+    let rtt = |name: &str| json(&command(&["rtt", "--http", &http, name], None));
+    assert!(until(limit, || rtt("c")["estimated_rtt_ms"].is_number()), "with --coordinates, an estimate too");
 
     // keys: a rotation on a running member; the list needs the token.
     let listed = json(&command(&["keys", "--http", &http], Some(token)));

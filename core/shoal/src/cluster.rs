@@ -656,6 +656,48 @@ impl Cluster {
         self.command(|n, _| n.set_local_state(state))?.map_err(ClusterError::Command)
     }
 
+    /// Turns network coordinates on or off (off by default): with them on, our acks carry our
+    /// coordinate (about 25 bytes) and our probes' acks move it, so that [`Cluster::estimate_rtt`]
+    /// and [`Cluster::nearest`] work for every member that has them on too. Serf's coordinates;
+    /// see [`shoal_core::coordinate`].
+    pub fn set_coordinates(&self, on: bool) -> Result<(), ClusterError> {
+        self.command(|n, _| n.set_coordinates(on))
+    }
+
+    /// The estimated round trip to `member` from both members' coordinates: any member, not only
+    /// the one probed last (`Member::rtt` is the last measured). `None` while coordinates are off
+    /// here or there, or before its first ack to one of our probes.
+    pub fn estimate_rtt(&self, member: &NodeId) -> Option<Duration> {
+        self.read(|n| n.estimate_rtt(member))
+    }
+
+    /// Up to `n` live members by estimated round trip, nearest first (see [`Cluster::estimate_rtt`]).
+    ///
+    /// ```no_run
+    /// # fn f(cluster: &shoal::Cluster) -> Result<(), shoal::ClusterError> {
+    /// cluster.set_coordinates(true)?;
+    /// // ... once members have probed each other for a minute or two:
+    /// for (name, rtt) in cluster.nearest(3) {
+    ///     println!("{name}: about {rtt:?} away");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn nearest(&self, n: usize) -> Vec<(NodeId, Duration)> {
+        self.read(|node| node.nearest(n))
+    }
+
+    /// Our network coordinate, while coordinates are on.
+    pub fn coordinate(&self) -> Option<shoal_core::coordinate::Coordinate> {
+        self.read(|n| n.coordinate().copied())
+    }
+
+    /// Sets the bytes every ack we send carries, memberlist's `PingDelegate::AckPayload` (at most
+    /// `shoal::proto::wire::MAX_ACK_PAYLOAD`): members that probe us receive them as
+    /// `ClusterEvent::PingComplete` with the round trip (a load figure, a build number).
+    pub fn set_ack_payload(&self, payload: &[u8]) -> Result<(), ClusterError> {
+        self.command(|n, _| n.set_ack_payload(payload))?.map_err(ClusterError::Command)
+    }
+
     /// Retunes the running member's protocol settings (foca's `set_config`): timing, fan-out,
     /// Lifeguard switches, reap and retry times. Settings the cluster relies on (packet and
     /// metadata sizes, queue depths, encryption, the label) are refused with

@@ -948,3 +948,40 @@ async fn a_joiner_and_its_seed_exchange_application_state_with_the_join_and_a_la
         m.shutdown().await;
     }
 }
+
+// ----- Coordinates and the ack payload -----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_with_coordinates_on_estimate_each_others_round_trip_and_see_each_others_ack_payload() {
+    let net = Net::default();
+    let (a, _) = member(&net, "a", 1);
+    let (b, _) = member(&net, "b", 2);
+    let (c, _) = member(&net, "c", 3);
+    for m in [&a, &b, &c] {
+        m.set_coordinates(true).unwrap();
+    }
+    c.set_ack_payload(b"load=0.25").unwrap();
+    let mut a_events = a.events();
+    within("join", a.join(&[b.local_addr(), c.local_addr()])).await.unwrap();
+    let payload = within("a probes c", async {
+        while let Some(e) = a_events.next().await {
+            if let Event::PingComplete { id, payload, .. } = e {
+                if id.as_str() == "c" {
+                    return Some(payload);
+                }
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(payload.as_deref(), Some(&b"load=0.25"[..]));
+    assert!(eventually(|| a.nearest(5).len() == 2).await, "a holds coordinates of both others");
+    let names: Vec<String> = a.nearest(5).into_iter().map(|(n, _)| n.to_string()).collect();
+    assert!(names.contains(&"b".to_string()) && names.contains(&"c".to_string()), "{names:?}");
+    assert!(a.estimate_rtt(&c.name()).is_some() && a.coordinate().is_some_and(|c| c.is_valid()));
+    a.set_coordinates(false).unwrap();
+    assert!(a.estimate_rtt(&c.name()).is_none() && a.nearest(5).is_empty());
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+}

@@ -141,6 +141,9 @@ async fn run(s: Settings) -> Result<(), String> {
         builder = builder.advertise(a);
     }
     let cluster = builder.spawn(transports).map_err(|e| e.to_string())?;
+    if s.coordinates {
+        cluster.set_coordinates(true).map_err(|e| e.to_string())?;
+    }
     let printer = output::Printer::new(s.json);
     printer.started(&cluster, http_listener.as_ref().map(|(_, bound)| *bound));
 

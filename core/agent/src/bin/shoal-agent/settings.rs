@@ -44,6 +44,10 @@ pub struct Cli {
     /// Print events as JSON lines.
     #[arg(long, env = "SHOAL_JSON")]
     pub json: bool,
+    /// Keep network coordinates (Vivaldi), so `shoal-agent rtt` estimates the round trip to any
+    /// member, not only the last one measured. Costs about 25 bytes per ack.
+    #[arg(long, env = "SHOAL_COORDINATES")]
+    pub coordinates: bool,
     /// Serve /members, /metrics and /health (and /faults with --faults) on this address (port 0
     /// picks a free port; the `started` line reports the address bound). Reads need no token; a
     /// request whose Host is not this IP, localhost or an --http-allow-host name is refused (DNS
@@ -213,6 +217,7 @@ struct FileSettings {
     meta: Option<std::collections::BTreeMap<String, String>>,
     preset: Option<String>,
     json: Option<bool>,
+    coordinates: Option<bool>,
     http: Option<SocketAddr>,
     http_token: Option<String>,
     http_allow_hosts: Option<Vec<String>>,
@@ -247,6 +252,7 @@ pub struct Settings {
     pub meta: Vec<(String, String)>,
     pub config: Config,
     pub json: bool,
+    pub coordinates: bool,
     pub http: Option<SocketAddr>,
     pub http_token: Option<String>,
     pub http_allow_hosts: Vec<String>,
@@ -366,6 +372,7 @@ impl Settings {
             meta,
             config,
             json: cli.json || file.json.unwrap_or(false),
+            coordinates: cli.coordinates || file.coordinates.unwrap_or(false),
             http: cli.http.or(file.http),
             http_token,
             http_allow_hosts,

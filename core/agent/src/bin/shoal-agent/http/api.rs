@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `GET /members?status=alive,suspect&name=web-*&tag=role=web` | members passing every filter | no |
 //! | `GET /info` | this member: name, address, incarnation, tags, counts, health, stats | no |
-//! | `GET /rtt?name=N` | the round-trip time of our last probe of `N` | no |
+//! | `GET /rtt?name=N` | the round trip of our last probe of `N`, and the estimate from coordinates | no |
 //! | `POST /join?seed=A&seed=B` | joins through the seeds (waits up to [`JOIN_WAIT`]) | yes |
 //! | `POST /leave` | leaves gracefully, then the agent exits | yes |
 //! | `POST /force-leave?name=N` | turns the failed member `N` into one that left | yes |
@@ -163,6 +163,7 @@ pub fn rtt(cluster: &Cluster, query: &str) -> Answer {
         None => Answer::text("404 Not Found", format!("no member {name:?}\n")),
         Some(m) => json_ok(json!({
             "name": name, "state": state_name(m.state), "rtt_ms": m.rtt().map(|d| d.as_secs_f64() * 1000.0),
+            "estimated_rtt_ms": cluster.estimate_rtt(&m.id).map(|d| d.as_secs_f64() * 1000.0),
         })),
     }
 }
