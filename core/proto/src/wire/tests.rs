@@ -845,7 +845,7 @@ fn a_message_with_an_unknown_tag_is_skipped_and_its_neighbours_kept() {
     let after: Message<u32> = Message::Ping(Ping { seq: 2, target: id("t"), source: id("s") });
     let bodies: [(u8, Vec<u8>); 5] = [
         (0, Vec::new()),
-        (16, vec![1, 2, 3]),
+        (64, vec![1, 2, 3]),
         // Bytes that would be a malformed message of any known type.
         (99, vec![0xff; 200]),
         (255, vec![0x80; 20_000]),
