@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use shoal_core::wire::{
-    begin_packet, decode_packet, Alive, DigestEntry, MemberRecord, Message, MetaField, Ping, UserBroadcast, Writer,
-    MAX_TOPIC_LEN, PROTOCOL_VERSION,
+    begin_packet, decode_packet, Alive, DigestEntry, MemberRecord, Message, MetaField, Ping, Query, UserBroadcast,
+    Writer, MAX_TOPIC_LEN, PROTOCOL_VERSION,
 };
 use shoal_core::{Address, MemberState, NodeId};
 
@@ -109,7 +109,7 @@ fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 
                 Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload })
             }),
         (node_id(), topic(), payload()).prop_map(|(from, topic, payload)| Message::Direct { from, topic, payload }),
-        (node_id(), any::<bool>(), any::<bool>(), vec(member_record(addr), 0..=20))
+        (node_id(), any::<bool>(), any::<bool>(), vec(member_record(addr.clone()), 0..=20))
             .prop_map(|(from, join, reply, members)| Message::PushPull { from, join, reply, members }),
         node_id().prop_map(|from| Message::MetaRequest { from }),
         vec(digest_entry(), 0..=8).prop_map(|entries| Message::BroadcastDigest { entries }),
@@ -118,6 +118,39 @@ fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 
             .prop_map(|(from, epoch, id, topic, payload)| Message::Reliable { from, epoch, id, topic, payload }),
         (any::<u32>(), any::<u64>()).prop_map(|(epoch, id)| Message::ReliableAck { epoch, id }),
         payload().prop_map(|state| Message::AppState { state }),
+        (vec(-100_000.0f32..100_000.0, 8), 0.01f32..100_000.0, 0.0f32..1.5).prop_map(|(v, height, error)| {
+            let mut vec = [0.0; 8];
+            vec.copy_from_slice(&v);
+            Message::Coordinate { units: shoal_core::coordinate::Coordinate { vec, height, error }.to_wire() }
+        }),
+        vec(any::<u8>(), 0..=shoal_core::wire::MAX_ACK_PAYLOAD).prop_map(|payload| Message::AckPayload { payload }),
+        (
+            (node_id(), addr.clone(), any::<u32>(), any::<u64>(), any::<u32>(), any::<bool>()),
+            (
+                proptest::option::of(topic()),
+                vec((topic(), topic()), 0..=shoal_core::wire::MAX_QUERY_TAGS),
+                topic(),
+                payload()
+            ),
+        )
+            .prop_map(
+                |((origin, origin_addr, epoch, id, timeout_ms, want_ack), (name, tags, topic, payload))| {
+                    Message::Query(Query {
+                        origin,
+                        origin_addr,
+                        epoch,
+                        id,
+                        timeout_ms,
+                        want_ack,
+                        name,
+                        tags,
+                        topic,
+                        payload,
+                    })
+                }
+            ),
+        (any::<u32>(), any::<u64>(), node_id(), any::<bool>(), payload())
+            .prop_map(|(epoch, id, from, ack, payload)| Message::QueryResponse { epoch, id, from, ack, payload }),
     ]
     .boxed()
 }

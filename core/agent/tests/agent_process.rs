@@ -268,6 +268,36 @@ fn an_operator_runs_the_serf_commands_against_a_running_agent_and_the_cluster_se
     command(&["keys", "--http", &http, "--use", &key1], Some(token));
     command(&["keys", "--http", &http, "--remove", &key2], Some(token));
 
+    // query: the members selected ack (b and c are the web members now); topics under `_shoal/`
+    // are the agents' own.
+    let names_in = |v: &serde_json::Value| -> Vec<String> {
+        let mut n: Vec<String> = v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+        n.sort();
+        n
+    };
+    let asked =
+        json(&command(&["query", "--http", &http, "--tag", "role=web", "--timeout-ms", "1500", "who"], Some(token)));
+    assert_eq!(names_in(&asked["acks"]), ["b", "c"], "{asked}");
+    assert!(command_fails(&["query", "--http", &http, "_shoal/ping"], Some(token)).contains("agents' own"));
+
+    // keys --cluster: the whole cluster's key rotated from one agent, by query, with no restart.
+    for (op, key) in [("--install", &key2), ("--use", &key2), ("--remove", &key1)] {
+        let step = json(&command(&["keys", "--http", &http, op, key, "--cluster"], Some(token)));
+        let answers: Vec<(String, String)> = step["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["from"].as_str().unwrap().to_string(), r["payload"].as_str().unwrap().to_string()))
+            .collect();
+        let mut who: Vec<&str> = answers.iter().map(|(f, _)| f.as_str()).collect();
+        who.sort();
+        assert_eq!(who, ["a", "b", "c"], "{op}: every agent answers: {step}");
+        assert!(answers.iter().all(|(_, p)| p == "ok"), "{op}: {step}");
+    }
+    assert_eq!(json(&command(&["keys", "--http", &http], Some(token)))["keys"], serde_json::json!([key2]));
+    command(&["event", "--http", &http, "rotated", "key2"], Some(token));
+    b.wait_for(&["message", "rotated", "key2"], limit);
+
     // Without the token, every state change and the key list are refused, and nothing changed.
     for args in [&["tags", "--set", "role=x"][..], &["keys"], &["leave"], &["force-leave", "c"], &["event", "t"]] {
         let err = command_fails(&[args, &["--http", &http]].concat(), None);
@@ -366,4 +396,24 @@ fn the_shipped_systemd_unit_kubernetes_manifest_and_dockerfile_name_only_what_th
     seed.wait_for(&[" leave ", " web-1 "], limit);
     assert!(member.child.wait().unwrap().success(), "SIGTERM: a graceful exit");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn agents_that_accept_unauthenticated_packets_refuse_key_changes_by_query() {
+    // In `transition` mode a packet may be plaintext, hence forged: a key change by query would let
+    // anyone who can reach the port install or remove keys.
+    let limit = Duration::from_secs(15);
+    let token = "operator-token-0123456789abcdef";
+    let (key1, key2) = ("11".repeat(32), "22".repeat(32));
+    let common = ["--bind", "127.0.0.1:0", "--preset", "local", "--key", &key1, "--security", "transition"];
+    let mut a = Agent::start(&[&common[..], &["--name", "a", "--http", "127.0.0.1:0", "--http-token", token]].concat());
+    let (seed, http) = started_addrs(&mut a, "a");
+    let _b = Agent::start(&[&common[..], &["--name", "b", "--join", &seed]].concat());
+    a.wait_for(&[" join ", " b "], limit);
+    let step = json(&command(&["keys", "--http", &http, "--install", &key2, "--cluster"], Some(token)));
+    let payloads: Vec<&str> =
+        step["responses"].as_array().unwrap().iter().map(|r| r["payload"].as_str().unwrap()).collect();
+    assert_eq!(payloads.len(), 2, "both agents answer: {step}");
+    assert!(payloads.iter().all(|p| p.starts_with("error:") && p.contains("encrypted")), "{step}");
+    assert_eq!(json(&command(&["keys", "--http", &http], Some(token)))["keys"], serde_json::json!([key1]));
 }

@@ -22,7 +22,7 @@
 //! A decoded coordinate is checked (finite, within bounds) before it is used; a local coordinate
 //! that a hostile sequence of inputs still drove out of bounds is reset to the origin and counted.
 
-use libm::sqrtf;
+use libm::{roundf, sqrtf};
 
 /// Dimensions of the coordinate space (Serf's choice: enough for Internet latencies).
 pub const DIMENSIONS: usize = 8;
@@ -132,10 +132,12 @@ impl Coordinate {
     /// units).
     pub fn to_wire(self) -> [i64; DIMENSIONS + 2] {
         let mut out = [0i64; DIMENSIONS + 2];
-        out[0] = (self.error * WIRE_ERROR_UNITS) as i64;
-        out[1] = (self.height * WIRE_UNITS_PER_MS) as i64;
+        // Rounded, not truncated: a valid coordinate stays valid on the wire (a height at the
+        // minimum would otherwise become 0).
+        out[0] = roundf(self.error * WIRE_ERROR_UNITS) as i64;
+        out[1] = roundf(self.height * WIRE_UNITS_PER_MS) as i64;
         for (o, c) in out[2..].iter_mut().zip(self.vec.iter()) {
-            *o = (c * WIRE_UNITS_PER_MS) as i64;
+            *o = roundf(c * WIRE_UNITS_PER_MS) as i64;
         }
         out
     }

@@ -172,6 +172,45 @@ pub enum Event<A> {
         /// The bytes its acks carry.
         payload: Vec<u8>,
     },
+    /// A query selected us (see [`crate::Node::query`]): answer it with [`crate::Node::respond`]
+    /// before its timeout, or not at all. Feature `queries`.
+    #[cfg(any(feature = "queries", test))]
+    Query {
+        /// The query, to hand back to `respond`.
+        inquiry: crate::node::Inquiry<A>,
+        /// The topic the origin chose.
+        topic: String,
+        /// The origin's bytes.
+        payload: Vec<u8>,
+    },
+    /// A member acked one of our queries: it was selected and received it.
+    #[cfg(any(feature = "queries", test))]
+    QueryAck {
+        /// The query, as [`crate::Node::query`] returned it.
+        id: crate::node::QueryId,
+        /// The member.
+        from: NodeId,
+    },
+    /// A member responded to one of our queries (once per member).
+    #[cfg(any(feature = "queries", test))]
+    QueryResponse {
+        /// The query.
+        id: crate::node::QueryId,
+        /// The member.
+        from: NodeId,
+        /// Its bytes.
+        payload: Vec<u8>,
+    },
+    /// One of our queries reached its deadline: no more acks or responses are taken.
+    #[cfg(any(feature = "queries", test))]
+    QueryDone {
+        /// The query.
+        id: crate::node::QueryId,
+        /// Members that acked it.
+        acks: u32,
+        /// Members that responded.
+        responses: u32,
+    },
 }
 
 impl<A> Event<A> {
@@ -200,6 +239,14 @@ impl<A> Event<A> {
             Event::RemoteState { .. } => "state",
             #[cfg(any(feature = "coordinates", test))]
             Event::PingComplete { .. } => "ping",
+            #[cfg(any(feature = "queries", test))]
+            Event::Query { .. } => "query",
+            #[cfg(any(feature = "queries", test))]
+            Event::QueryAck { .. } => "query-ack",
+            #[cfg(any(feature = "queries", test))]
+            Event::QueryResponse { .. } => "query-response",
+            #[cfg(any(feature = "queries", test))]
+            Event::QueryDone { .. } => "query-done",
         }
     }
 }
@@ -223,7 +270,8 @@ mod tests {
             state_since: crate::Instant::ZERO,
             meta: Metadata::default(),
         };
-        let all: [(Event<u32>, &str); 17] = [
+        let query = crate::node::QueryId { epoch: 1, id: 2 };
+        let all: [(Event<u32>, &str); 21] = [
             (Event::Joined(member.clone()), "join"),
             (Event::Updated(member), "update"),
             (Event::Suspected { id: id.clone(), incarnation: 1, by: id.clone() }, "suspect"),
@@ -247,6 +295,17 @@ mod tests {
             (Event::SendFailed { id: 1, to: 7, topic: "t".into() }, "send-failed"),
             (Event::RemoteState { from: id.clone(), join: false, state: Vec::new() }, "state"),
             (Event::PingComplete { id: id.clone(), rtt: core::time::Duration::ZERO, payload: Vec::new() }, "ping"),
+            (
+                Event::Query {
+                    inquiry: crate::node::Inquiry { origin: id.clone(), addr: 7, id: query },
+                    topic: "t".into(),
+                    payload: Vec::new(),
+                },
+                "query",
+            ),
+            (Event::QueryAck { id: query, from: id.clone() }, "query-ack"),
+            (Event::QueryResponse { id: query, from: id.clone(), payload: Vec::new() }, "query-response"),
+            (Event::QueryDone { id: query, acks: 1, responses: 1 }, "query-done"),
         ];
         for (event, name) in &all {
             assert_eq!(event.name(), *name, "{event:?}");

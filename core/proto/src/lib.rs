@@ -70,6 +70,8 @@ pub use member::{Member, MemberState, Metadata};
 #[cfg(any(feature = "admission", test))]
 pub use node::{AdmissionPolicy, Candidate};
 pub use node::{CommandError, Footprint, Node, PacketError, Transmit, TransmitKind};
+#[cfg(any(feature = "queries", test))]
+pub use node::{Inquiry, QueryId};
 pub use security::{Key, Keyring, KeyringError, SecurityError, SecurityMode, SecurityStats};
 pub use stats::Stats;
 pub use tags::{MemberFilter, TagError, Tags};

@@ -140,4 +140,16 @@ pub struct Stats {
     /// Coordinates and ack payloads not used: no ack of our own direct probe came before them in
     /// the packet (a forwarded or late ack, or a forged packet).
     pub ack_extras_unmatched: u64,
+    /// Queries we started (feature `queries`).
+    pub queries_sent: u64,
+    /// Queries that selected us and were handed to the application.
+    pub queries_received: u64,
+    /// Queries that selected us but named an address for their origin other than the one we hold
+    /// for it, live: not answered (a forged origin address would make every member ack a bystander).
+    pub queries_refused: u64,
+    /// Responses to our queries received (acks not counted).
+    pub query_responses_received: u64,
+    /// Answers dropped: past the query's deadline, to no query of ours, or a second one from the
+    /// same member.
+    pub query_answers_dropped: u64,
 }

@@ -230,6 +230,13 @@ impl MemberFilter {
         self
     }
 
+    /// The name pattern and the tag conditions, as a query carries them (queries leave states out:
+    /// a member answers for itself, and to itself it is alive).
+    #[cfg(any(feature = "queries", test))]
+    pub(crate) fn name_and_tags(&self) -> (Option<&str>, &[(String, String)]) {
+        (self.name.as_deref(), &self.tags)
+    }
+
     /// Whether `member` passes every condition.
     pub fn matches<A>(&self, member: &Member<A>) -> bool {
         self.matches_parts(&member.id, member.state, &member.meta)

@@ -416,7 +416,10 @@ impl Cluster {
     }
 
     /// Runs `f` on the node at the current time, then wakes the driver to send what it produced.
-    fn command<T>(&self, f: impl FnOnce(&mut Node<Addr>, shoal_core::Instant) -> T) -> Result<T, ClusterError> {
+    pub(crate) fn command<T>(
+        &self,
+        f: impl FnOnce(&mut Node<Addr>, shoal_core::Instant) -> T,
+    ) -> Result<T, ClusterError> {
         let now = self.shared.runtime.now();
         let out = {
             let mut inner = lock(&self.shared.inner);
@@ -427,7 +430,7 @@ impl Cluster {
         Ok(out)
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Node<Addr>) -> T) -> T {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Node<Addr>) -> T) -> T {
         f(&lock(&self.shared.inner).node)
     }
 

@@ -31,6 +31,7 @@ pub mod bind;
 mod cluster;
 mod metrics;
 mod outbox;
+mod query;
 mod runtime;
 mod seeds;
 mod signal;
@@ -59,7 +60,9 @@ use std::task::{Context, Poll};
 
 pub use cluster::{Cluster, ClusterBuilder, ClusterEvent, ClusterMessage, Driver};
 pub use metrics::Metrics;
+pub use query::{QueryAnswer, QueryOutcome, QueryParams, QueryResponses};
 pub use seeds::{IntoSeed, Seed};
+pub use shoal_core::{Inquiry, QueryId};
 pub use shoal_transport::{relay, Addr, AddrError, MAX_ADDR_LEN};
 
 /// Longest the driver lets a transport take over one best-effort send (on the destination's sender

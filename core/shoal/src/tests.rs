@@ -985,3 +985,54 @@ async fn members_with_coordinates_on_estimate_each_others_round_trip_and_see_eac
         m.shutdown().await;
     }
 }
+
+// ----- Queries ---------------------------------------------------------------------------------------
+
+/// Answers every query `cluster` is handed with `answer`, until the member shuts down.
+fn answer_queries(cluster: &Cluster, answer: &'static [u8]) -> tokio::task::JoinHandle<()> {
+    let (cluster, mut events) = (cluster.clone(), cluster.events());
+    tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            if let Event::Query { inquiry, .. } = e {
+                let _ = cluster.respond(&inquiry, answer);
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_collects_an_ack_and_a_response_from_every_member_its_filter_selects_and_ends_at_its_deadline() {
+    let net = Net::default();
+    let tagged = |name: &str, host: u8, role: &str| {
+        let tags = crate::Tags::from_pairs([("role", role)]).unwrap();
+        member_built(&net, host, Cluster::builder(name).unwrap().tags(&tags))
+    };
+    let a = tagged("a", 1, "web");
+    let b = tagged("b", 2, "web");
+    let c = tagged("c", 3, "db");
+    let answering: Vec<_> =
+        [(&a, &b"a here"[..]), (&b, b"b here"), (&c, b"c here")].iter().map(|(m, r)| answer_queries(m, r)).collect();
+    within("join", a.join(&[b.local_addr(), c.local_addr()])).await.unwrap();
+    assert!(eventually(|| [&a, &b, &c].iter().all(|m| m.alive_members().len() == 2)).await);
+
+    let params =
+        crate::QueryParams::new().filter(crate::MemberFilter::new().tag("role", "web")).timeout(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let outcome = within("the deadline", a.query("who", b"", params).unwrap().collect()).await;
+    let mut acks: Vec<String> = outcome.acks.iter().map(ToString::to_string).collect();
+    acks.sort();
+    let mut responses: Vec<(String, Vec<u8>)> =
+        outcome.responses.iter().map(|(n, p)| (n.to_string(), p.clone())).collect();
+    responses.sort();
+    assert_eq!(acks, ["a", "b"], "the web members, the asker included");
+    assert_eq!(responses, [("a".to_string(), b"a here".to_vec()), ("b".to_string(), b"b here".to_vec())]);
+    assert!(started.elapsed() >= Duration::from_millis(1_900), "it ran to its deadline");
+    assert_eq!(a.metrics().stats.queries_sent, 1);
+    assert_eq!(c.metrics().stats.queries_received, 0, "c is not selected");
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+    for t in answering {
+        let _ = t.await;
+    }
+}

@@ -32,6 +32,17 @@ pub enum CommandError {
     /// [`crate::Node::force_leave`] named a member that is not failed: alive or suspect members are
     /// not removed by decree (a live one would refute the departure at once).
     NotFailed(NodeId),
+    /// A query's filter has more than `MAX_QUERY_TAGS` tag conditions, or a pattern longer than 255
+    /// bytes.
+    #[cfg(any(feature = "queries", test))]
+    FilterTooLarge,
+    /// `MAX_PENDING_QUERIES` of our queries are running: wait for one to end.
+    #[cfg(any(feature = "queries", test))]
+    TooManyQueries,
+    /// [`crate::Node::respond`] named a query that is unknown here, past its timeout, or already
+    /// answered.
+    #[cfg(any(feature = "queries", test))]
+    QueryClosed,
 }
 
 impl fmt::Display for CommandError {
@@ -47,6 +58,12 @@ impl fmt::Display for CommandError {
             CommandError::NotFailed(id) => {
                 write!(f, "member {id} is not failed; only failed members can be forced out")
             }
+            #[cfg(any(feature = "queries", test))]
+            CommandError::FilterTooLarge => f.write_str("query filter has too many tags or too long a pattern"),
+            #[cfg(any(feature = "queries", test))]
+            CommandError::TooManyQueries => f.write_str("too many queries running"),
+            #[cfg(any(feature = "queries", test))]
+            CommandError::QueryClosed => f.write_str("query unknown, over or already answered"),
         }
     }
 }

@@ -42,6 +42,10 @@ mod membership;
 mod probe;
 mod push_pull;
 pub use push_pull::CATCH_UP_ROUNDS;
+#[cfg(any(feature = "queries", test))]
+mod queries;
+#[cfg(any(feature = "queries", test))]
+pub use queries::{Inquiry, QueryId, MAX_PENDING_QUERIES};
 mod recent;
 mod reliable;
 mod repair;
@@ -265,6 +269,15 @@ pub struct Node<A: Address> {
     /// The application's bytes every ack carries (see `coordinates`).
     #[cfg(any(feature = "coordinates", test))]
     ack_payload: Vec<u8>,
+    /// Counts our queries in this life (see `queries`).
+    #[cfg(any(feature = "queries", test))]
+    query_seq: u64,
+    /// Our queries waiting for their deadline.
+    #[cfg(any(feature = "queries", test))]
+    pending_queries: Vec<queries::PendingQuery>,
+    /// Queries we received, remembered for a while.
+    #[cfg(any(feature = "queries", test))]
+    seen_queries: queries::SeenQueries<A>,
 }
 
 /// Things a frame's messages leave for after the whole frame is read: a push-pull is answered with
@@ -381,6 +394,12 @@ impl<A: Address> Node<A> {
             coordinates: None,
             #[cfg(any(feature = "coordinates", test))]
             ack_payload: Vec::new(),
+            #[cfg(any(feature = "queries", test))]
+            query_seq: 0,
+            #[cfg(any(feature = "queries", test))]
+            pending_queries: Vec::new(),
+            #[cfg(any(feature = "queries", test))]
+            seen_queries: VecDeque::new(),
             rng,
             config,
             #[cfg(any(feature = "admission", test))]
@@ -527,6 +546,8 @@ impl<A: Address> Node<A> {
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
                 Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
                 Timer::CatchUp { round } => self.on_catch_up(round, now),
+                #[cfg(any(feature = "queries", test))]
+                Timer::QueryDeadline { id } => self.on_query_deadline(id),
             }
         }
     }
@@ -628,6 +649,12 @@ impl<A: Address> Node<A> {
             Message::Coordinate { units } => self.handle_coordinate(&units),
             #[cfg(any(feature = "coordinates", test))]
             Message::AckPayload { payload } => self.handle_ack_payload(payload),
+            #[cfg(any(feature = "queries", test))]
+            Message::Query(q) => self.handle_query(q, now),
+            #[cfg(any(feature = "queries", test))]
+            Message::QueryResponse { epoch, id, from: sender, ack, payload } => {
+                self.handle_query_response(QueryId { epoch, id }, sender, ack, payload)
+            }
         }
     }
 

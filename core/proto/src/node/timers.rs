@@ -44,6 +44,11 @@ pub(crate) enum Timer {
         id: NodeId,
         incarnation: u32,
     },
+    /// The deadline of our query `id` (of this life).
+    #[cfg(any(feature = "queries", test))]
+    QueryDeadline {
+        id: u64,
+    },
     Gossip,
     PushPull,
     Reannounce,
@@ -143,6 +148,9 @@ impl<A: crate::identity::Address> super::Node<A> {
             Timer::JoinTimeout { attempt } => *attempt == join_attempt,
             Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
             Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::Housekeeping | Timer::CatchUp { .. } => true,
+            // At most `MAX_PENDING_QUERIES`, each fires once.
+            #[cfg(any(feature = "queries", test))]
+            Timer::QueryDeadline { .. } => true,
         });
     }
 }

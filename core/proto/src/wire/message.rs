@@ -53,7 +53,15 @@ mod tag {
     pub const COORDINATE: u8 = 17;
     #[cfg_attr(not(any(feature = "coordinates", test)), allow(dead_code))]
     pub const ACK_PAYLOAD: u8 = 18;
+    /// Taken even in builds without the `queries` feature, which skip them as unknown.
+    #[cfg_attr(not(any(feature = "queries", test)), allow(dead_code))]
+    pub const QUERY: u8 = 19;
+    #[cfg_attr(not(any(feature = "queries", test)), allow(dead_code))]
+    pub const QUERY_RESPONSE: u8 = 20;
 }
+
+/// Most tag conditions a query's filter carries; more is a decode error.
+pub const MAX_QUERY_TAGS: usize = 16;
 
 /// A direct probe: "are you `target`? answer with an ack carrying `seq`".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +138,34 @@ pub struct UserBroadcast {
     /// The invalidation key of a keyed broadcast: a newer one from the same origin under the same
     /// topic and key replaces it. `None` for an unkeyed broadcast.
     pub key: Option<Vec<u8>>,
+    /// The application's bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A query (Serf's): gossiped to every member like a broadcast, answered by the members its filter
+/// selects, with an ack and a response sent straight to `origin_addr`. See `node::queries`.
+#[cfg(any(feature = "queries", test))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query<A> {
+    /// The member that asks.
+    pub origin: NodeId,
+    /// Where acks and responses go.
+    pub origin_addr: A,
+    /// The origin's life (its broadcast epoch), so a restarted origin's ids never collide.
+    pub epoch: u32,
+    /// The query's number in that life.
+    pub id: u64,
+    /// How long after receiving it a member may still answer, in milliseconds.
+    pub timeout_ms: u32,
+    /// Members that match send an ack as soon as they receive it.
+    pub want_ack: bool,
+    /// Only members whose name matches this pattern (`*`, `?`) answer.
+    pub name: Option<String>,
+    /// Only members with every one of these tags, values matching the patterns, answer; at most
+    /// [`MAX_QUERY_TAGS`].
+    pub tags: Vec<(String, String)>,
+    /// At most [`MAX_TOPIC_LEN`] bytes.
+    pub topic: String,
     /// The application's bytes.
     pub payload: Vec<u8>,
 }
@@ -282,6 +318,23 @@ pub enum Message<A> {
         /// (`Coordinate::to_wire`); a decoded one is always a valid coordinate.
         units: [i64; crate::coordinate::DIMENSIONS + 2],
     },
+    /// A query, gossiped (see [`Query`]).
+    #[cfg(any(feature = "queries", test))]
+    Query(Query<A>),
+    /// The answer to a query, sent straight to its origin: an ack (no payload) or a response.
+    #[cfg(any(feature = "queries", test))]
+    QueryResponse {
+        /// The query's origin life.
+        epoch: u32,
+        /// The query's number.
+        id: u64,
+        /// The member that answers.
+        from: NodeId,
+        /// An ack: the member received the query (no payload).
+        ack: bool,
+        /// The response's bytes (empty for an ack).
+        payload: Vec<u8>,
+    },
     /// The application's bytes attached to the sender's acks (`Node::set_ack_payload`), right
     /// after the [`Message::Ack`]. Members without the `coordinates` feature skip it.
     #[cfg(any(feature = "coordinates", test))]
@@ -330,6 +383,10 @@ impl<A: Address> Message<A> {
             Message::Coordinate { .. } => tag::COORDINATE,
             #[cfg(any(feature = "coordinates", test))]
             Message::AckPayload { .. } => tag::ACK_PAYLOAD,
+            #[cfg(any(feature = "queries", test))]
+            Message::Query(_) => tag::QUERY,
+            #[cfg(any(feature = "queries", test))]
+            Message::QueryResponse { .. } => tag::QUERY_RESPONSE,
         }
     }
 
@@ -447,6 +504,33 @@ impl<A: Address> Message<A> {
             }
             #[cfg(any(feature = "coordinates", test))]
             Message::AckPayload { payload } => w.bytes(payload),
+            #[cfg(any(feature = "queries", test))]
+            Message::Query(q) => {
+                q.origin.encode(w);
+                q.origin_addr.encode(w);
+                w.varint(u64::from(q.epoch));
+                w.varint(q.id);
+                w.varint(u64::from(q.timeout_ms));
+                w.u8(u8::from(q.want_ack) | (u8::from(q.name.is_some()) << 1));
+                if let Some(name) = &q.name {
+                    w.str(name);
+                }
+                w.varint(q.tags.len() as u64);
+                for (k, v) in &q.tags {
+                    w.str(k);
+                    w.str(v);
+                }
+                w.str(&q.topic);
+                w.bytes(&q.payload);
+            }
+            #[cfg(any(feature = "queries", test))]
+            Message::QueryResponse { epoch, id, from, ack, payload } => {
+                w.varint(u64::from(*epoch));
+                w.varint(*id);
+                from.encode(w);
+                w.u8(u8::from(*ack));
+                w.bytes(payload);
+            }
         }
     }
 }
@@ -686,6 +770,49 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
             crate::coordinate::Coordinate::from_wire(&w).ok_or(DecodeError::InvalidValue)?;
             Message::Coordinate { units: w }
         }
+        #[cfg(any(feature = "queries", test))]
+        tag::QUERY => {
+            let origin = NodeId::decode(&mut b)?;
+            let origin_addr = A::decode(&mut b)?;
+            let epoch = b.varint_u32()?;
+            let id = b.varint()?;
+            let timeout_ms = b.varint_u32()?;
+            let flags = b.u8()?;
+            if flags > 3 {
+                return Err(DecodeError::InvalidValue);
+            }
+            let name = if flags & 2 != 0 { Some(topic(&mut b)?) } else { None };
+            let count = b.varint()?;
+            if count > MAX_QUERY_TAGS as u64 {
+                return Err(DecodeError::TooLong);
+            }
+            let mut tags = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                tags.push((topic(&mut b)?, topic(&mut b)?));
+            }
+            let topic = topic(&mut b)?;
+            let payload = b.bytes()?.to_vec();
+            Message::Query(Query {
+                origin,
+                origin_addr,
+                epoch,
+                id,
+                timeout_ms,
+                want_ack: flags & 1 != 0,
+                name,
+                tags,
+                topic,
+                payload,
+            })
+        }
+        #[cfg(any(feature = "queries", test))]
+        tag::QUERY_RESPONSE => Message::QueryResponse {
+            epoch: b.varint_u32()?,
+            id: b.varint()?,
+            from: NodeId::decode(&mut b)?,
+            ack: flag(&mut b)?,
+            payload: b.bytes()?.to_vec(),
+        },
         #[cfg(any(feature = "coordinates", test))]
         tag::ACK_PAYLOAD => {
             let payload = b.bytes()?;

@@ -18,7 +18,7 @@ mod message;
 mod tests;
 
 pub use codec::DecodeError;
-pub use message::{MAX_ACK_PAYLOAD, MAX_TOPIC_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use message::{MAX_ACK_PAYLOAD, MAX_QUERY_TAGS, MAX_TOPIC_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 // The codec and the message structs are internals. Feature `wire-internals` exposes them to fuzz
 // targets, the simulator's adversaries and benchmarks that craft packets; they are not a stable API.
@@ -28,6 +28,10 @@ pub use codec::{bytes_len, varint_len, Reader, Writer};
 pub(crate) use codec::{bytes_len, varint_len, Reader, Writer};
 #[cfg(all(test, not(feature = "wire-internals")))]
 pub(crate) use message::decode_packet;
+#[cfg(all(feature = "wire-internals", any(feature = "queries", test)))]
+pub use message::Query;
+#[cfg(all(not(feature = "wire-internals"), any(feature = "queries", test)))]
+pub(crate) use message::Query;
 #[cfg(feature = "wire-internals")]
 pub use message::{
     begin_packet, decode_message, decode_packet, decode_packet_skipping, is_update_tag, skips_repeats, Alive, Decoded,

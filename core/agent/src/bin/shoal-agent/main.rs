@@ -33,6 +33,7 @@ mod faults;
 mod heap;
 mod http;
 mod output;
+mod queries;
 mod settings;
 mod view;
 mod webrtc;
@@ -149,6 +150,7 @@ async fn run(s: Settings) -> Result<(), String> {
 
     let events = cluster.events();
     let print_task = tokio::spawn(output::print_events(events, printer));
+    queries::spawn_responder(cluster.clone());
     tokio::spawn(heap::trim_every(Duration::from_secs(60)));
     let leave_requested = Arc::new(tokio::sync::Notify::new());
     if let Some((listener, bound)) = http_listener {

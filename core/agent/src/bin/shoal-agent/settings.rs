@@ -191,6 +191,29 @@ pub enum Command {
         /// Remove a key that no longer encrypts (step 3).
         #[arg(long, value_name = "KEY", group = "op")]
         remove: Option<String>,
+        /// Apply the change to every agent of the cluster (a query each agent answers), not only
+        /// this one. The agents must run with encryption on.
+        #[arg(long, requires = "op")]
+        cluster: bool,
+    },
+    /// Ask the members selected (all by default) and print their acks and responses (Serf's query).
+    Query {
+        #[command(flatten)]
+        remote: Remote,
+        /// The query's topic.
+        topic: String,
+        /// The payload (text).
+        #[arg(default_value = "")]
+        payload: String,
+        /// Only members whose name matches PATTERN (`*` and `?`).
+        #[arg(long, value_name = "PATTERN")]
+        name: Option<String>,
+        /// Only members with tag KEY whose value matches PATTERN (repeatable).
+        #[arg(long, value_name = "KEY=PATTERN")]
+        tag: Vec<String>,
+        /// How long members may answer (at most 8000; default: grows with the cluster).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
     },
     /// Stream the agent's events (membership changes, user events) as JSON lines until stopped.
     Monitor {

@@ -35,6 +35,7 @@ mod hostile;
 mod ledger_review;
 mod link;
 mod operations;
+mod queries;
 mod reliable;
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.

@@ -12,6 +12,8 @@
 //! | `POST /tags?set=k=v&delete=k` | changes our tags and announces them | yes |
 //! | `POST /event?topic=T&payload=P&key=K` | broadcasts a user event (`key`: latest wins) | yes |
 //! | `GET /keys`, `POST /keys?install=K`, `use=K`, `remove=K` | this member's keyring | yes |
+//! | `POST /keys?install=K&cluster=1` (or `use`, `remove`) | every agent's keyring, by query | yes |
+//! | `POST /query?topic=T&payload=P&name=N&tag=k=p&timeout_ms=M` | asks the members selected, collects answers | yes |
 //! | `GET /monitor` | the member's events as JSON lines, streamed until the client leaves | yes |
 //!
 //! Everything that changes state, the key list and the event stream (user events carry
@@ -261,13 +263,83 @@ fn hex(key: &shoal::Key) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `GET /keys` and `POST /keys?install=K` (or `use`, `remove`): one change per request.
-pub fn keys(cluster: &Cluster, query: &str, change: bool) -> Answer {
+/// The longest a `POST /query` waits for answers (the client gives up on an answer after 10 s).
+pub const QUERY_WAIT_MAX: Duration = Duration::from_secs(8);
+
+/// `POST /query?topic=T&payload=P&name=N&tag=k=p&timeout_ms=M`: runs a query to its deadline and
+/// answers with every ack and response.
+pub async fn query(cluster: &Cluster, query: &str) -> Answer {
+    let (mut topic, mut payload, mut filter, mut timeout) = (None, String::new(), MemberFilter::new(), None);
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "topic" => topic = Some(v),
+            "payload" => payload = v,
+            "name" => filter = filter.name(&v),
+            "tag" => match v.split_once('=') {
+                Some((key, pattern)) => filter = filter.tag(key, pattern),
+                None => return bad(format!("tag {v:?}: expected key=pattern")),
+            },
+            "timeout_ms" => match v.parse::<u64>() {
+                Ok(ms) => timeout = Some(Duration::from_millis(ms)),
+                Err(_) => return bad(format!("timeout_ms {v:?}: expected milliseconds")),
+            },
+            other => return bad(format!("unknown parameter {other:?} (topic, payload, name, tag, timeout_ms)")),
+        }
+    }
+    let Some(topic) = topic else {
+        return bad("query needs topic=T");
+    };
+    if topic.starts_with(crate::queries::RESERVED) {
+        return bad(format!("topics starting with {:?} are the agents' own", crate::queries::RESERVED));
+    }
+    run_query(cluster, &topic, payload.as_bytes(), filter, timeout).await
+}
+
+/// Runs a query (waiting at most [`QUERY_WAIT_MAX`]) and answers with what came back.
+async fn run_query(
+    cluster: &Cluster,
+    topic: &str,
+    payload: &[u8],
+    filter: MemberFilter,
+    timeout: Option<Duration>,
+) -> Answer {
+    let timeout = timeout.unwrap_or_else(|| cluster.default_query_timeout()).min(QUERY_WAIT_MAX);
+    let params = shoal::QueryParams::new().filter(filter).timeout(timeout);
+    let answers = match cluster.query(topic, payload, params) {
+        Ok(a) => a,
+        Err(e) => return bad(e.to_string()),
+    };
+    let outcome = answers.collect().await;
+    let responses: Vec<Value> = outcome
+        .responses
+        .iter()
+        .map(|(from, p)| json!({ "from": from.as_str(), "payload": String::from_utf8_lossy(p) }))
+        .collect();
+    json_ok(json!({
+        "topic": topic,
+        "timeout_ms": timeout.as_millis() as u64,
+        "acks": outcome.acks.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+        "responses": responses,
+    }))
+}
+
+/// `GET /keys` and `POST /keys?install=K` (or `use`, `remove`): one change per request, to this
+/// agent's keyring, or with `cluster=1` to every agent's (a `_shoal/keys` query).
+pub async fn keys(cluster: &Cluster, query: &str, change: bool) -> Answer {
     if change {
-        let pairs = query_pairs(query);
+        let mut pairs = query_pairs(query);
+        let everywhere = pairs.iter().any(|(k, v)| k == "cluster" && v == "1");
+        pairs.retain(|(k, _)| k != "cluster");
         let [(op, key)] = pairs.as_slice() else {
             return bad("one of install=KEY, use=KEY, remove=KEY");
         };
+        if everywhere {
+            if !matches!(op.as_str(), "install" | "use" | "remove") {
+                return bad(format!("unknown key operation {op:?} (install, use, remove)"));
+            }
+            let operation = format!("{op} {key}");
+            return run_query(cluster, crate::queries::KEYS, operation.as_bytes(), MemberFilter::new(), None).await;
+        }
         let key = match crate::settings::parse_key(key) {
             Ok(k) => k,
             Err(e) => return bad(e),

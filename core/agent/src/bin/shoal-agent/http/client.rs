@@ -47,13 +47,21 @@ pub async fn run(command: Command) -> Result<(), String> {
             query.extend(key.map(|k| ("key", k)));
             print_json(&call(&remote, "POST", "/event", &query).await?)?;
         }
-        Command::Keys { remote, install, use_key, remove } => {
+        Command::Keys { remote, install, use_key, remove, cluster } => {
             let op = install.map(|k| ("install", k)).or(use_key.map(|k| ("use", k))).or(remove.map(|k| ("remove", k)));
             let body = match op {
+                Some(op) if cluster => call(&remote, "POST", "/keys", &[op, ("cluster", "1".into())]).await?,
                 Some(op) => call(&remote, "POST", "/keys", &[op]).await?,
                 None => call(&remote, "GET", "/keys", &[]).await?,
             };
             print_json(&body)?;
+        }
+        Command::Query { remote, topic, payload, name, tag, timeout_ms } => {
+            let mut query = vec![("topic", topic), ("payload", payload)];
+            query.extend(name.map(|n| ("name", n)));
+            query.extend(tag.into_iter().map(|t| ("tag", t)));
+            query.extend(timeout_ms.map(|ms| ("timeout_ms", ms.to_string())));
+            print_json(&call(&remote, "POST", "/query", &query).await?)?;
         }
         Command::Monitor { remote } => monitor(&remote).await?,
         Command::Rtt { remote, name } => print_json(&call(&remote, "GET", "/rtt", &[("name", name)]).await?)?,

@@ -119,7 +119,7 @@ impl Answer {
             Refusal::Method => match path {
                 "/keys" => "allow: GET, HEAD, POST\r\n",
                 "/faults" if faults_enabled => "allow: GET, HEAD, POST\r\n",
-                "/join" | "/leave" | "/force-leave" | "/tags" | "/event" => "allow: POST\r\n",
+                "/join" | "/leave" | "/force-leave" | "/tags" | "/event" | "/query" => "allow: POST\r\n",
                 _ => "allow: GET, HEAD\r\n",
             },
             _ => "",
@@ -259,7 +259,8 @@ impl Endpoint {
         let post = request.method == "POST";
         let path = request.path();
         // The operator's commands (`api`), and the key list, which names secrets.
-        let needs_token = (post && matches!(path, "/join" | "/leave" | "/force-leave" | "/tags" | "/event" | "/keys"))
+        let needs_token = (post
+            && matches!(path, "/join" | "/leave" | "/force-leave" | "/tags" | "/event" | "/keys" | "/query"))
             || (read && path == "/keys");
         if needs_token {
             if let Err(why) = self.access.check_state_change(request) {
@@ -271,7 +272,7 @@ impl Endpoint {
             ("/members", _) if read => api::members(cluster, query),
             ("/info", _) if read => api::info(cluster),
             ("/rtt", _) if read => api::rtt(cluster, query),
-            ("/keys", _) if read => api::keys(cluster, query, false),
+            ("/keys", _) if read => api::keys(cluster, query, false).await,
             ("/metrics", _) if read => Answer::ok("text/plain; version=0.0.4", self.metrics()),
             ("/health", _) if read => Answer::ok("text/plain", "ok\n".to_string()),
             ("/join", _) if post => api::join(cluster, query).await,
@@ -283,7 +284,8 @@ impl Endpoint {
             ("/force-leave", _) if post => api::force_leave(cluster, query),
             ("/tags", _) if post => api::tags(cluster, query),
             ("/event", _) if post => api::event(cluster, query),
-            ("/keys", _) if post => api::keys(cluster, query, true),
+            ("/keys", _) if post => api::keys(cluster, query, true).await,
+            ("/query", _) if post => api::query(cluster, query).await,
             ("/faults", Some(faults)) if read => Answer::ok("application/json", faults.to_json()),
             ("/faults", Some(faults)) if post => {
                 if let Err(why) = self.access.check_state_change(request) {
@@ -298,7 +300,7 @@ impl Endpoint {
                 }
             }
             ("/members" | "/metrics" | "/health" | "/info" | "/rtt" | "/keys" | "/monitor", _)
-            | ("/join" | "/leave" | "/force-leave" | "/tags" | "/event", _)
+            | ("/join" | "/leave" | "/force-leave" | "/tags" | "/event" | "/query", _)
             | ("/faults", Some(_)) => return refuse(Refusal::Method),
             _ => Answer::text("404 Not Found", "not found\n"),
         };
