@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 59] = [
+        let counters: [(&str, &str, u64); 67] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -182,6 +182,26 @@ impl Metrics {
                 "remote_states_dropped_total",
                 "Application states dropped: outside a push-pull, or from a refused member",
                 s.remote_states_dropped,
+            ),
+            ("coordinate_updates_total", "Times our network coordinate moved after a round trip", s.coordinate_updates),
+            ("coordinate_resets_total", "Times our coordinate left its bounds and was reset", s.coordinate_resets),
+            (
+                "ack_extras_unmatched_total",
+                "Coordinates and ack payloads with no ack of our own probe before them",
+                s.ack_extras_unmatched,
+            ),
+            ("queries_sent_total", "Queries we started", s.queries_sent),
+            ("queries_received_total", "Queries that selected us", s.queries_received),
+            (
+                "queries_refused_total",
+                "Queries not answered: their origin address is not the one we hold for it",
+                s.queries_refused,
+            ),
+            ("query_responses_received_total", "Responses to our queries", s.query_responses_received),
+            (
+                "query_answers_dropped_total",
+                "Query answers dropped: late, not ours, or a second one from a member",
+                s.query_answers_dropped,
             ),
             (
                 "local_states_omitted_total",
