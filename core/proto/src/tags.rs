@@ -108,21 +108,32 @@ impl Tags {
     /// Reads tags from metadata bytes; [`TagError::NotTags`] when they are not in the tags form.
     /// Empty metadata is empty tags.
     pub fn from_metadata(bytes: &[u8]) -> Result<Tags, TagError> {
-        let text = core::str::from_utf8(bytes).map_err(|_| TagError::NotTags)?;
         let mut tags = Tags::new();
-        if text.is_empty() {
-            return Ok(tags);
-        }
-        for pair in text.split(',') {
-            let (k, v) = pair.split_once('=').ok_or(TagError::NotTags)?;
-            let (k, v) = (unescape(k)?, unescape(v)?);
-            if tags.0.contains_key(&k) {
-                return Err(TagError::NotTags);
-            }
-            tags.insert(&k, &v).map_err(|_| TagError::NotTags)?;
+        for (k, v) in pairs(bytes)? {
+            tags.0.insert(k, v);
         }
         Ok(tags)
     }
+}
+
+/// The pairs of tags metadata, in the order written: [`TagError::NotTags`] unless every pair is
+/// `key=value` with valid escapes, keys of 1 to [`MAX_TAG_KEY_LEN`] bytes, none twice. (A plain
+/// vector, not a map: a filter looks up a few keys, and the npm package's wasm stays smaller.)
+fn pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, TagError> {
+    let text = core::str::from_utf8(bytes).map_err(|_| TagError::NotTags)?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    if text.is_empty() {
+        return Ok(out);
+    }
+    for pair in text.split(',') {
+        let (k, v) = pair.split_once('=').ok_or(TagError::NotTags)?;
+        let (k, v) = (unescape(k)?, unescape(v)?);
+        if k.is_empty() || k.len() > MAX_TAG_KEY_LEN || out.iter().any(|(seen, _)| *seen == k) {
+            return Err(TagError::NotTags);
+        }
+        out.push((k, v));
+    }
+    Ok(out)
 }
 
 impl Tags {
@@ -253,10 +264,10 @@ impl MemberFilter {
         if self.tags.is_empty() {
             return true;
         }
-        let Ok(tags) = meta.tags() else {
+        let Ok(tags) = pairs(meta.as_bytes()) else {
             return false;
         };
-        self.tags.iter().all(|(k, p)| tags.get(k).is_some_and(|v| wildcard_match(p, v)))
+        self.tags.iter().all(|(k, p)| tags.iter().any(|(key, v)| key == k && wildcard_match(p, v)))
     }
 }
 
