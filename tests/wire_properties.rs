@@ -104,9 +104,14 @@ fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 
         }),
         (node_id(), any::<u32>(), node_id(), any::<bool>())
             .prop_map(|(id, incarnation, from, left)| { Message::Dead { id, incarnation, from, left } }),
-        (node_id(), any::<u32>(), any::<u64>(), topic(), proptest::option::of(vec(any::<u8>(), 0..=64)), payload())
-            .prop_map(|(origin, epoch, seq, topic, key, payload)| {
-                Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload })
+        (
+            (node_id(), any::<u32>(), any::<u64>(), topic()),
+            (proptest::option::of(vec(any::<u8>(), 0..=64)), payload(), proptest::option::of(1u32..)),
+        )
+            .prop_map(|((origin, epoch, seq, topic), (key, payload, ttl_ms))| {
+                // Only keyed values have a time to live.
+                let ttl_ms = ttl_ms.filter(|_| key.is_some());
+                Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload, ttl_ms })
             }),
         (node_id(), topic(), payload()).prop_map(|(from, topic, payload)| Message::Direct { from, topic, payload }),
         (node_id(), any::<bool>(), any::<bool>(), vec(member_record(addr.clone()), 0..=20))

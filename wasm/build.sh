@@ -14,7 +14,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 wasm_bindgen_version="0.2.130"
-size_limit=75500
+# 75,500 until keyed values with a time to live (presence that expires) cost 1.1 KB (BENCHMARKS.md).
+size_limit=76700
 check_size=0
 for arg in "$@"; do
   case "$arg" in

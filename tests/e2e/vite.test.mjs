@@ -28,8 +28,8 @@ const run = promisify(execFile);
 // holds only the sans-IO protocol and the driver is JS (member.js). The worker bundle carries the
 // wasm glue and the member's code, and the main-thread fallback (`mainThread: true`) is emitted as
 // lazy chunks a page loads only when it asks for that mode: what a page whose member runs in a
-// worker loads is measured and printed too.
-const SHIPPED_LIMIT = 106_500;
+// worker loads is measured and printed too. 107,700 since keyed values can expire (`ttlMs`).
+const SHIPPED_LIMIT = 107_700;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 

@@ -200,6 +200,8 @@ export interface SendFailedEvent { type: "send-failed"; id: number; to: string; 
 export interface BroadcastsMissedEvent { type: "broadcasts-missed"; origin: string; count: number }
 /** Our full queue dropped one of our broadcasts before it was sent its full number of times. */
 export interface BroadcastDroppedEvent { type: "broadcast-dropped"; topic: string }
+/** A keyed value set with `ttlMs` ran out here: drop it. */
+export interface ExpireEvent { type: "expire"; origin: string; topic: string; key: Uint8Array }
 /** The relay connection dropped; the member keeps running and reconnects (unless `reconnect: false`). */
 export interface DisconnectEvent { type: "disconnect"; reason: string }
 /** The relay connection is back, at the same address, after `attempts` tries and `downtimeMs`. */
@@ -232,6 +234,7 @@ export type ShoalEvent =
   | SendFailedEvent
   | BroadcastsMissedEvent
   | BroadcastDroppedEvent
+  | ExpireEvent
   | DisconnectEvent
   | ReconnectEvent
   | SuspendEvent
@@ -359,14 +362,16 @@ export declare class Shoal {
    * `bufferSize` (default 1,024) undelivered events are kept, the oldest dropped first. */
   events<T extends EventType = EventType>(options?: { bufferSize?: number; types?: T | T[] }): EventIterator<EventOf<T>>;
 
-  /** Broadcasts to every member alive now (each gets one `message` event). With `key`, a newer
-   * broadcast under the same topic and key replaces this one where still queued. Must fit in one
-   * packet. A member that joins later does not get it: send what joiners need when they `join`.
+  /** Broadcasts to every member alive now (each gets one `message` event). With `key` it is state,
+   * not an event: a newer broadcast under the same topic and key replaces it, and members that join
+   * later get the latest value with their join; with `ttlMs` too, it expires (an `expire` event on
+   * every member) unless set again in time, as presence does. Values of a member that leaves go
+   * with it. Must fit in one packet. A member that joins later gets no unkeyed broadcast.
    * @throws {Error} when the member has shut down, the topic is over 255 bytes, or (member on this
    * thread) the payload does not fit in one packet; with the member in a worker an oversized
    * payload is reported by an `error` event instead.
    * @throws {TypeError} when `data` or `key` is not a string or bytes. */
-  broadcast(topic: string, data: Bytes, options?: { key?: Bytes }): void;
+  broadcast(topic: string, data: Bytes, options?: { key?: Bytes; ttlMs?: number }): void;
   /** Sends to the member named `name`: best-effort (one packet) unless `reliable`. A reliable send
    * returns its id (a `send-failed` event names it if it is never acknowledged); a best-effort one
    * returns undefined.

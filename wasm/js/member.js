@@ -496,8 +496,8 @@ export function memberClass(bindings) {
       return this.#protocol.local();
     }
 
-    broadcast(topic, data, key) {
-      this.#command((p) => p.broadcast(topic, data, key));
+    broadcast(topic, data, key, ttlMs) {
+      this.#command((p) => p.broadcast(topic, data, key, ttlMs));
     }
 
     /** Returns the id of a reliable message, else `undefined`. */

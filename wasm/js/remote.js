@@ -327,9 +327,9 @@ class RemoteShoal {
     return this.#hub.events(options);
   }
 
-  broadcast(topic, data, { key } = {}) {
+  broadcast(topic, data, { key, ttlMs } = {}) {
     this.#checkCommand(topic);
-    this.#fire("broadcast", [topic, toBytes(data), { key: key === undefined ? undefined : toBytes(key, "key") }]);
+    this.#fire("broadcast", [topic, toBytes(data), { key: key === undefined ? undefined : toBytes(key, "key"), ttlMs }]);
   }
 
   send(name, topic, data, options = {}) {

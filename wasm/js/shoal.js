@@ -294,10 +294,12 @@ export function makeShoal(load, platform = {}) {
 
     /**
      * Broadcasts `data` (string or bytes) under `topic` to every member. With `key`, a newer
-     * broadcast under the same topic and key replaces this one where still queued.
+     * broadcast under the same topic and key replaces this one where still queued; with `ttlMs`
+     * too, the value expires (an `expire` event everywhere) unless set again in time.
      */
-    broadcast(topic, data, { key } = {}) {
-      this.#node.broadcast(topic, toBytes(data), key === undefined ? undefined : toBytes(key, "key"));
+    broadcast(topic, data, { key, ttlMs } = {}) {
+      const k = key === undefined ? undefined : toBytes(key, "key");
+      this.#node.broadcast(topic, toBytes(data), k, k === undefined ? undefined : ttlMs);
     }
 
     /**

@@ -216,9 +216,22 @@ impl Protocol {
             .done()
     }
 
-    /// Broadcasts to every member; with `key`, latest-value semantics per topic and key.
-    pub fn broadcast(&mut self, topic: &str, data: &[u8], key: Option<Vec<u8>>) -> Result<(), JsError> {
-        self.node.broadcast(topic, data, key.as_deref()).map(|_| ()).map_err(|e| JsError::new(&e.to_string()))
+    /// Broadcasts to every member; with `key`, latest-value semantics per topic and key, and with
+    /// `ttl_ms` too, a value that expires (an `expire` event everywhere) unless set again.
+    pub fn broadcast(
+        &mut self,
+        topic: &str,
+        data: &[u8],
+        key: Option<Vec<u8>>,
+        ttl_ms: Option<f64>,
+    ) -> Result<(), JsError> {
+        let sent = match (key, ttl_ms) {
+            (Some(key), Some(ms)) => {
+                self.node.broadcast_with_ttl(topic, data, &key, Duration::from_millis(ms.max(1.0) as u64))
+            }
+            (key, _) => self.node.broadcast(topic, data, key.as_deref()),
+        };
+        sent.map(|_| ()).map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// Sends to the member named `name`: one packet, or reliable (returns its id, which a
@@ -390,6 +403,9 @@ fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
                 ev.set("origin", origin.as_str()).set("count", *count as f64)
             }
             Event::BroadcastDropped { topic, .. } => ev.set("topic", topic.as_str()),
+            Event::StateExpired { origin, topic, key } => {
+                ev.set("origin", origin.as_str()).set("topic", topic.as_str()).set("key", Uint8Array::from(&key[..]))
+            }
             #[allow(unreachable_patterns)]
             _ => return None,
         }

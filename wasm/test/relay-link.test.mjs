@@ -1034,3 +1034,30 @@ test("a member that shuts down without leaving is seen to fail", async (t) => {
   }
   assert.equal(a.events.filter((e) => e.type === "leave").length, 0, "c did not leave");
 });
+
+test("a keyed value set with ttlMs reaches a member that joins later and expires everywhere unless set again", async (t) => {
+  const { relay, a, b } = await threeOverFakeRelay(t);
+  a.broadcast("presence", bytes("here"), bytes("a"), 1500);
+  const late = await joinRelay(t, relay, "late", { seeds: [b.localAddr()] });
+  const got = await waitEvent(late, (e) => e.type === "message" && e.topic === "presence", "the joiner to get the value");
+  assert.deepEqual([got.from, text(got.data)], ["a", "here"]);
+  for (const n of [b, late]) {
+    const e = await waitEvent(n, (e) => e.type === "expire" && e.origin === "a", `${n.name()} to see it expire`);
+    assert.deepEqual([e.topic, text(e.key)], ["presence", "a"]);
+  }
+  // Refreshed every 500 ms, a value with 1.5 s to live never expires.
+  const from = b.events.length;
+  let last = Date.now();
+  let longestGap = 0;
+  for (let i = 0; i < 8; i++) {
+    a.broadcast("presence", bytes(`here ${i}`), bytes("a"), 1500);
+    await new Promise((r) => setTimeout(r, 500)); // the refresh pace, not a wait for a condition
+    longestGap = Math.max(longestGap, Date.now() - last);
+    last = Date.now();
+  }
+  if (longestGap < 1200) {
+    assert.equal(b.events.slice(from).filter((e) => e.type === "expire").length, 0, "refreshed in time");
+  } else {
+    t.diagnostic(`refreshes came ${longestGap} ms apart (a starved event loop): not a check of the refresh`);
+  }
+});

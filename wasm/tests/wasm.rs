@@ -169,7 +169,7 @@ fn commands_name_what_is_wrong() {
     let err = p.send(0.0, "nobody", "t", b"x", false).err().unwrap();
     let message = String::from(js_sys::Error::from(JsValue::from(err)).message());
     assert!(message.contains("unknown or dead member"), "{message}");
-    let err = p.broadcast(&"t".repeat(300), b"x", None).err().unwrap();
+    let err = p.broadcast(&"t".repeat(300), b"x", None, None).err().unwrap();
     let message = String::from(js_sys::Error::from(JsValue::from(err)).message());
     assert!(message.contains("topic"), "{message}");
 }

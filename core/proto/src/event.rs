@@ -136,6 +136,15 @@ pub enum Event<A> {
         /// How many broadcasts of that life were lost.
         count: u64,
     },
+    /// A keyed value's time to live ran out (see [`crate::Node::broadcast_with_ttl`]): drop it.
+    StateExpired {
+        /// The member that set it.
+        origin: NodeId,
+        /// Its topic.
+        topic: String,
+        /// Its key.
+        key: Vec<u8>,
+    },
     /// A reliable message we sent to `to` (the `id` [`crate::Node::send_reliable`] returned) was not
     /// acknowledged after `reliable_attempts` tries: it may not have arrived. Also reported at once
     /// for the oldest message waiting for an acknowledgement when too many wait (more messages or
@@ -235,6 +244,7 @@ impl<A> Event<A> {
             Event::BroadcastDropped { .. } => "broadcast-dropped",
             Event::BroadcastsMissed { .. } => "broadcasts-missed",
             Event::SendFailed { .. } => "send-failed",
+            Event::StateExpired { .. } => "expire",
             #[cfg(any(feature = "app-state", test))]
             Event::RemoteState { .. } => "state",
             #[cfg(any(feature = "coordinates", test))]
@@ -271,7 +281,7 @@ mod tests {
             meta: Metadata::default(),
         };
         let query = crate::node::QueryId { epoch: 1, id: 2 };
-        let all: [(Event<u32>, &str); 21] = [
+        let all: [(Event<u32>, &str); 22] = [
             (Event::Joined(member.clone()), "join"),
             (Event::Updated(member), "update"),
             (Event::Suspected { id: id.clone(), incarnation: 1, by: id.clone() }, "suspect"),
@@ -293,6 +303,7 @@ mod tests {
             ),
             (Event::BroadcastsMissed { origin: id.clone(), epoch: 1, count: 2 }, "broadcasts-missed"),
             (Event::SendFailed { id: 1, to: 7, topic: "t".into() }, "send-failed"),
+            (Event::StateExpired { origin: id.clone(), topic: "t".into(), key: Vec::new() }, "expire"),
             (Event::RemoteState { from: id.clone(), join: false, state: Vec::new() }, "state"),
             (Event::PingComplete { id: id.clone(), rtt: core::time::Duration::ZERO, payload: Vec::new() }, "ping"),
             (

@@ -68,7 +68,7 @@ pub use event::{BroadcastId, Event, MessageKind};
 pub use identity::{Address, InvalidNodeId, NodeId};
 pub use member::{Member, MemberState, Metadata};
 #[cfg(any(feature = "admission", test))]
-pub use node::{AdmissionPolicy, Candidate};
+pub use node::{AdmissionPolicy, Candidate, Conflict, ConflictPolicy};
 pub use node::{CommandError, Footprint, Node, PacketError, Transmit, TransmitKind};
 #[cfg(any(feature = "queries", test))]
 pub use node::{Inquiry, QueryId};

@@ -104,8 +104,13 @@ pub struct Stats {
     pub push_pulls_sent: u64,
     /// Push-pull frames received, requests and answers.
     pub push_pulls_received: u64,
+    /// Keyed values whose time to live ran out here ([`crate::Event::StateExpired`]).
+    pub keyed_values_expired: u64,
     /// Alive claims rejected because a live member already holds the name at another address.
     pub address_conflicts: u64,
+    /// Alive claims for a live member's name from another address that the conflict policy took:
+    /// the member moved to the claimed address.
+    pub address_conflicts_taken: u64,
     /// Members ignored because they speak no protocol version we do.
     pub incompatible_members: u64,
     /// Records sent straight back to a member that spread a claim older than the record we hold

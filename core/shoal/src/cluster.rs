@@ -172,6 +172,7 @@ pub struct ClusterBuilder {
     event_capacity: usize,
     keyring: Option<shoal_core::security::Keyring>,
     admission: Option<Admission>,
+    conflicts: Option<ConflictPolicy>,
 }
 
 /// The builder's admission policy (a closure has no `Debug`).
@@ -180,6 +181,15 @@ struct Admission(shoal_core::AdmissionPolicy<Addr>);
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Admission(..)")
+    }
+}
+
+/// The builder's conflict policy.
+struct ConflictPolicy(shoal_core::ConflictPolicy<Addr>);
+
+impl std::fmt::Debug for ConflictPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConflictPolicy(..)")
     }
 }
 
@@ -209,6 +219,29 @@ impl ClusterBuilder {
         policy: impl Fn(&shoal_core::Candidate<'_, Addr>) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.admission = Some(Admission(Box::new(policy)));
+        self
+    }
+
+    /// A policy asked about every alive claim, with a newer incarnation, for a live member's name
+    /// from another address (memberlist's ConflictDelegate, with a say): return `true` to move the
+    /// member to the claimed address at once, as when a container restarts on a new IP before its
+    /// old one is declared failed. Without one such claims are rejected and reported as
+    /// `ClusterEvent::AddressConflict`. Take claims only with encryption on, or from addresses you
+    /// trust: in plaintext anyone can claim a name. See [`shoal_core::node::admission`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shoal::{proto::Conflict, Addr, Cluster};
+    ///
+    /// let our_subnet = |c: &Conflict<'_, Addr>| c.claimed.0.as_str().starts_with("udp://10.1.");
+    /// let cluster = Cluster::builder("web-1")?.conflict_policy(our_subnet).bind("10.1.0.5:7946").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn conflict_policy(
+        mut self,
+        policy: impl Fn(&shoal_core::Conflict<'_, Addr>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.conflicts = Some(ConflictPolicy(Box::new(policy)));
         self
     }
 
@@ -270,6 +303,9 @@ impl ClusterBuilder {
         let mut node = Node::new(now, self.config, self.name, advertise, seed).map_err(ClusterError::Config)?;
         if let Some(Admission(policy)) = self.admission {
             node.set_admission(policy);
+        }
+        if let Some(ConflictPolicy(policy)) = self.conflicts {
+            node.set_conflict_policy(policy);
         }
         if let Some(keyring) = self.keyring {
             let mut entropy = [0u8; 32];
@@ -412,6 +448,7 @@ impl Cluster {
             event_capacity: 4_096,
             keyring: None,
             admission: None,
+            conflicts: None,
         })
     }
 
@@ -520,6 +557,27 @@ impl Cluster {
     /// and members that join later receive the latest value.
     pub fn broadcast_keyed(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<BroadcastId, ClusterError> {
         self.command(|n, _| n.broadcast(topic, payload, Some(key)))?.map_err(ClusterError::Command)
+    }
+
+    /// Broadcasts a keyed value that lives `ttl` (chitchat's `set_with_ttl`): every member drops it
+    /// and reports `ClusterEvent::StateExpired` `ttl` after it reached them, unless we set the key
+    /// again first (presence, leases: refresh well within the time). Members that join meanwhile
+    /// get it with what is left of its time. See [`shoal_core::Node::broadcast_with_ttl`].
+    pub fn broadcast_with_ttl(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        ttl: Duration,
+    ) -> Result<BroadcastId, ClusterError> {
+        self.command(|n, _| n.broadcast_with_ttl(topic, payload, key, ttl))?.map_err(ClusterError::Command)
+    }
+
+    /// The keyed values this member holds, ours included, as `(origin, topic, key, value)`: the
+    /// latest per origin, topic and key. Values of members that left, and values whose time to
+    /// live ran out, are gone.
+    pub fn keyed_state(&self) -> Vec<(NodeId, String, Vec<u8>, Vec<u8>)> {
+        self.read(|n| n.keyed_state())
     }
 
     /// Sends a best-effort message to a member (must fit in one packet).

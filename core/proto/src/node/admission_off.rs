@@ -1,4 +1,5 @@
-//! Without the `admission` feature every member is admitted, and no code is spent asking.
+//! Without the `admission` feature every member is admitted, every address conflict is rejected,
+//! and no code is spent asking.
 
 use crate::identity::{Address, NodeId};
 
@@ -9,5 +10,11 @@ impl<A: Address> Node<A> {
     #[inline(always)]
     pub(super) fn admits(&mut self, _id: &NodeId, _addr: &A, _meta: Option<&[u8]>, _versions: (u8, u8)) -> bool {
         true
+    }
+
+    /// Always false: no conflict policy can be installed in this build.
+    #[inline(always)]
+    pub(super) fn takes_claim(&mut self, _id: &NodeId, _known: (&A, u32), _claimed: (&A, u32)) -> bool {
+        false
     }
 }

@@ -14,7 +14,7 @@ use crate::dissemination::UpdateKey;
 use crate::event::{BroadcastId, Event, MessageKind};
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
-use crate::time::Instant;
+use crate::time::{duration_millis, Instant};
 use crate::wire::{begin_packet, Message, UserBroadcast, Writer, PROTOCOL_VERSION};
 
 use super::timers::Timer;
@@ -94,9 +94,12 @@ impl<A: Address> Node<A> {
         topic: &str,
         payload: &[u8],
         key: Option<&[u8]>,
+        ttl: Option<Duration>,
     ) -> Result<BroadcastId, CommandError> {
         Self::topic_ok(topic)?;
         let keyed = key.is_some();
+        // Only keyed values expire; at least a millisecond, at most what the wire holds.
+        let ttl_ms = ttl.filter(|_| keyed).map(|t| u32::try_from(duration_millis(t)).unwrap_or(u32::MAX).max(1));
         let seq = if keyed { self.keyed_seq } else { self.broadcast_seq };
         let b = UserBroadcast {
             origin: self.local.id.clone(),
@@ -105,7 +108,10 @@ impl<A: Address> Node<A> {
             topic: String::from(topic),
             key: key.map(<[u8]>::to_vec),
             payload: payload.to_vec(),
+            ttl_ms,
         };
+        // The log keeps the value without its time to live (what is left of it goes with it).
+        let plain = Message::<A>::Broadcast(UserBroadcast { ttl_ms: None, ..b.clone() }).to_bytes();
         let bytes = Message::<A>::Broadcast(b).to_bytes();
         let max = self.packet_budget() - 1;
         if bytes.len() > max {
@@ -124,7 +130,11 @@ impl<A: Address> Node<A> {
             Some(name) => self.ledger.accept_keyed(&origin, epoch, seq, name, now),
             None => self.ledger.accept(&origin, epoch, seq, true, now),
         };
-        self.log.add(&origin, epoch, seq, name, bytes.clone(), now);
+        let expires = ttl_ms.map(|ms| now + Duration::from_millis(u64::from(ms)));
+        self.log.add(&origin, epoch, seq, name, plain, now, expires);
+        if let Some(at) = expires {
+            self.schedule_state_expiry(at);
+        }
         let queue_key = key.map(|k| UpdateKey::Keyed { origin, topic: String::from(topic), key: k.to_vec() });
         let own = Some((id, String::from(topic)));
         self.user_broadcasts.push_own(queue_key, seq, bytes, own);
@@ -169,9 +179,17 @@ impl<A: Address> Node<A> {
         });
         let (from, topic, payload, seq, epoch) = (b.origin.clone(), b.topic.clone(), b.payload.clone(), b.seq, b.epoch);
         let key = b.key.clone();
+        // A value with a time to live expires that long after it reached us (gossip takes a few
+        // protocol periods, by which a late member's copy outlives the origin's).
+        let expires = b.ttl_ms.map(|ms| now + Duration::from_millis(u64::from(ms)));
+        let plain = expires.map(|_| Message::<A>::Broadcast(UserBroadcast { ttl_ms: None, ..b.clone() }).to_bytes());
         // Re-encoding yields the same bytes the origin sent; keep spreading them, and keep them.
         let bytes = Message::<A>::Broadcast(b).to_bytes();
-        self.log.add(&from, epoch, seq, key.as_deref().map(|k| (topic.as_str(), k)), bytes.clone(), now);
+        let kept = plain.unwrap_or_else(|| bytes.clone());
+        self.log.add(&from, epoch, seq, key.as_deref().map(|k| (topic.as_str(), k)), kept, now, expires);
+        if let Some(at) = expires {
+            self.schedule_state_expiry(at);
+        }
         self.user_broadcasts.push(queue_key, seq, bytes);
         self.report_own_drops();
         self.emit(Event::Message { from, topic, payload, kind: MessageKind::Broadcast });

@@ -235,11 +235,20 @@ impl<A: Address> Node<A> {
             return;
         };
         if a.addr != m.addr && m.state.is_live() {
-            self.stats.address_conflicts += 1;
-            let event = Event::AddressConflict { id: a.id.clone(), known: m.addr.clone(), claimed: a.addr };
-            self.emit(event);
-            return;
+            // A conflict policy may take a newer claim (see `admission`); the update below then
+            // moves the member.
+            let (known, held) = (m.addr.clone(), m.incarnation);
+            let newer = is_newer(a.incarnation, held);
+            if !(newer && self.takes_claim(&a.id, (&known, held), (&a.addr, a.incarnation))) {
+                self.stats.address_conflicts += 1;
+                let event = Event::AddressConflict { id: a.id.clone(), known, claimed: a.addr };
+                self.emit(event);
+                return;
+            }
         }
+        let Some(m) = self.members.get_mut(&a.id) else {
+            return;
+        };
         if !is_newer(a.incarnation, m.incarnation) && (!m.state.is_live() || a.incarnation != m.incarnation) {
             // Old news (or an alive claim our record of its death or departure beats). A member we
             // hold gone is told too, at the address we hold for it (never at one the claim names:
@@ -289,6 +298,8 @@ impl<A: Address> Node<A> {
         let old_state = m.state;
         // Metadata still being fetched is reported by the fetch's own `Updated`, not here.
         let meta_changed = meta_complete && meta.as_ref().is_some_and(|new| *new != m.meta);
+        // A live member moves only when a conflict policy took the claim (see above).
+        let moved = m.state.is_live() && m.addr != a.addr;
         let old_incarnation = m.incarnation;
         m.addr = a.addr.clone();
         m.incarnation = a.incarnation;
@@ -315,12 +326,12 @@ impl<A: Address> Node<A> {
             }
             MemberState::Suspect => {
                 self.emit(Event::Alive { id, incarnation });
-                if meta_changed {
+                if meta_changed || moved {
                     self.emit(Event::Updated(member));
                 }
             }
             MemberState::Alive => {
-                if meta_changed {
+                if meta_changed || moved {
                     self.emit(Event::Updated(member));
                 }
             }

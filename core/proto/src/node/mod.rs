@@ -55,6 +55,7 @@ mod timers;
 mod tests;
 
 use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -77,7 +78,7 @@ use crate::wire::{
     begin_packet, decode_packet_skipping, skips_repeats, Message, Writer, MAX_TOPIC_LEN, PROTOCOL_VERSION,
 };
 #[cfg(any(feature = "admission", test))]
-pub use admission::{AdmissionPolicy, Candidate};
+pub use admission::{AdmissionPolicy, Candidate, Conflict, ConflictPolicy};
 use answers::AnswerLimit;
 pub use errors::{CommandError, PacketError};
 pub use footprint::Footprint;
@@ -205,6 +206,9 @@ pub struct Node<A: Address> {
     /// The application's say in who becomes a member (see `admission`).
     #[cfg(any(feature = "admission", test))]
     admission: Option<admission::AdmissionPolicy<A>>,
+    /// The application's say in address conflicts (see `admission`).
+    #[cfg(any(feature = "admission", test))]
+    conflict_policy: Option<admission::ConflictPolicy<A>>,
     local: Local<A>,
     members: MemberTable<A>,
     suspicions: FixedMap<NodeId, Suspicion>,
@@ -260,6 +264,8 @@ pub struct Node<A: Address> {
     incarnation_travel: u64,
     /// Our own link: up, or known to be down (see `link`).
     link: link::Link,
+    /// When the pending timer for keyed values' expiry fires (see `repair::expire_state`).
+    state_expiry_at: Option<Instant>,
     /// The application state every push-pull carries (see `app_state`).
     #[cfg(any(feature = "app-state", test))]
     local_state: Vec<u8>,
@@ -388,6 +394,7 @@ impl<A: Address> Node<A> {
             announcements: 0,
             incarnation_travel: 0,
             link: link::Link::default(),
+            state_expiry_at: None,
             #[cfg(any(feature = "app-state", test))]
             local_state: Vec::new(),
             #[cfg(any(feature = "coordinates", test))]
@@ -404,6 +411,8 @@ impl<A: Address> Node<A> {
             config,
             #[cfg(any(feature = "admission", test))]
             admission: None,
+            #[cfg(any(feature = "admission", test))]
+            conflict_policy: None,
         };
         // Random phases, so that members started together do not probe and gossip in lockstep.
         let probe_at = now + node.jitter(node.config.probe_interval);
@@ -546,6 +555,7 @@ impl<A: Address> Node<A> {
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
                 Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
                 Timer::CatchUp { round } => self.on_catch_up(round, now),
+                Timer::StateExpiry => self.expire_state(now),
                 #[cfg(any(feature = "queries", test))]
                 Timer::QueryDeadline { id } => self.on_query_deadline(id),
             }
@@ -858,7 +868,41 @@ impl<A: Address> Node<A> {
         if self.status != Status::Running {
             return Err(CommandError::NotRunning);
         }
-        self.start_broadcast(topic, payload, key)
+        self.start_broadcast(topic, payload, key, None)
+    }
+
+    /// Broadcasts a keyed value that lives `ttl` (chitchat's `set_with_ttl`): every member drops it,
+    /// reports it as [`Event::StateExpired`], and stops handing it to joiners `ttl` after it
+    /// reached them, unless a newer value for the same topic and key replaced it. Members that
+    /// join meanwhile receive it with what is left of its time. Members of the first release,
+    /// which know no time to live, skip such values. Set it again before it runs out to keep it
+    /// (presence, leases).
+    pub fn broadcast_with_ttl(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        key: &[u8],
+        ttl: Duration,
+    ) -> Result<BroadcastId, CommandError> {
+        if self.status != Status::Running {
+            return Err(CommandError::NotRunning);
+        }
+        self.start_broadcast(topic, payload, Some(key), Some(ttl))
+    }
+
+    /// The keyed values this member holds, ours included, as `(origin, topic, key, payload)`: the
+    /// latest value per origin, topic and key, the state every member converges on. Values of a
+    /// member that left (or was reaped after failing) are gone, as are values whose time to live
+    /// ran out.
+    pub fn keyed_state(&self) -> Vec<(NodeId, String, Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (origin, topic, key, bytes) in self.log.state() {
+            let mut r = crate::wire::Reader::new(bytes);
+            if let Ok(crate::wire::Decoded::Message(Message::Broadcast(b))) = crate::wire::decode_message::<A>(&mut r) {
+                out.push((origin.clone(), String::from(topic), key.to_vec(), b.payload));
+            }
+        }
+        out
     }
 
     /// Sends a message to one member by name; it arrives as [`Event::Message`]. Best-effort messages

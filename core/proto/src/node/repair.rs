@@ -13,6 +13,7 @@ use crate::member::MemberState;
 use crate::time::Instant;
 use crate::wire::{begin_packet, decode_message, Decoded, DigestEntry, Message, Reader, Writer, PROTOCOL_VERSION};
 
+use super::timers::Timer;
 use super::{Node, Status, TransmitKind};
 
 /// The member a push-pull answer goes to: its name, whether it joins, and the digest its request
@@ -54,9 +55,10 @@ impl<A: Address> Node<A> {
                 Some([]) if asker.join => Wanted::State,
                 Some(digest) => Wanted::Lacking(digest),
             };
-            let lacking = self.log.lacking(&self.ledger, wanted, Some(asker.id), budget.saturating_sub(w.len()) / 2);
+            let room = budget.saturating_sub(w.len()) / 2;
+            let lacking = self.log.lacking(&self.ledger, wanted, Some(asker.id), room, self.now);
             for bytes in lacking {
-                w.raw(bytes);
+                w.raw(&bytes);
             }
         } else if !self.join.baseline {
             return;
@@ -207,8 +209,8 @@ impl<A: Address> Node<A> {
         }
         let mut w = Writer::with_capacity(256);
         begin_packet(&mut w, PROTOCOL_VERSION);
-        for bytes in self.log.lacking(&self.ledger, Wanted::Listed(asked), None, budget / 2) {
-            w.raw(bytes);
+        for bytes in self.log.lacking(&self.ledger, Wanted::Listed(asked), None, budget / 2, self.now) {
+            w.raw(&bytes);
         }
         let digest = Message::<A>::BroadcastDigest { entries: ours }.to_bytes();
         if w.len() + digest.len() <= budget {
@@ -233,8 +235,32 @@ impl<A: Address> Node<A> {
             self.stats.broadcasts_missed = self.stats.broadcasts_missed.saturating_add(count);
             self.emit(Event::BroadcastsMissed { origin, epoch, count });
         }
+        self.expire_state(now);
+    }
+
+    /// Forgets keyed values whose origin left or was reaped (a failed one may come back: its
+    /// values stay until it is reaped) and reports those whose time to live ran out; sets the
+    /// timer for the next to run out. Call at housekeeping and when that timer fires.
+    pub(super) fn expire_state(&mut self, now: Instant) {
+        let retention = self.config.broadcast_retention;
         let (members, me) = (&self.members, &self.local.id);
-        self.log.expire(now, retention, |id| id == me || members.get(id).is_some_and(|m| m.state.is_live()));
+        let kept = |id: &NodeId| id == me || members.get(id).is_some_and(|m| m.state != MemberState::Left);
+        for (origin, topic, key) in self.log.expire(now, retention, kept) {
+            self.stats.keyed_values_expired += 1;
+            self.emit(Event::StateExpired { origin, topic, key });
+        }
+        self.state_expiry_at = None;
+        if let Some(at) = self.log.next_expiry() {
+            self.schedule_state_expiry(at);
+        }
+    }
+
+    /// Makes sure [`Node::expire_state`] runs at `at` (one timer, the earliest, at a time).
+    pub(super) fn schedule_state_expiry(&mut self, at: Instant) {
+        if self.state_expiry_at.map_or(true, |pending| at < pending) {
+            self.state_expiry_at = Some(at);
+            self.timers.set(at, Timer::StateExpiry);
+        }
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) enum Timer {
     QueryDeadline {
         id: u64,
     },
+    /// A keyed value's time to live may have run out (see `broadcast::Log::expire`).
+    StateExpiry,
     Gossip,
     PushPull,
     Reannounce,
@@ -148,6 +150,8 @@ impl<A: crate::identity::Address> super::Node<A> {
             Timer::JoinTimeout { attempt } => *attempt == join_attempt,
             Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
             Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::Housekeeping | Timer::CatchUp { .. } => true,
+            // At most a few: one is set only when earlier than the one pending.
+            Timer::StateExpiry => true,
             // At most `MAX_PENDING_QUERIES`, each fires once.
             #[cfg(any(feature = "queries", test))]
             Timer::QueryDeadline { .. } => true,

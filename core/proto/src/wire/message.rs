@@ -58,6 +58,9 @@ mod tag {
     pub const QUERY: u8 = 19;
     #[cfg_attr(not(any(feature = "queries", test)), allow(dead_code))]
     pub const QUERY_RESPONSE: u8 = 20;
+    /// A keyed broadcast with a time to live. Members of the first release skip it (they never
+    /// hold values that expire, rather than hold them for ever).
+    pub const BROADCAST_TTL: u8 = 21;
 }
 
 /// Most tag conditions a query's filter carries; more is a decode error.
@@ -140,6 +143,9 @@ pub struct UserBroadcast {
     pub key: Option<Vec<u8>>,
     /// The application's bytes.
     pub payload: Vec<u8>,
+    /// How long a keyed value lives after it was received, in milliseconds (`None`: until its
+    /// origin leaves). Carried by a message type of its own (see `BROADCAST_TTL`).
+    pub ttl_ms: Option<u32>,
 }
 
 /// A query (Serf's): gossiped to every member like a broadcast, answered by the members its filter
@@ -369,6 +375,7 @@ impl<A: Address> Message<A> {
             Message::Alive(_) => tag::ALIVE,
             Message::Suspect { .. } => tag::SUSPECT,
             Message::Dead { .. } => tag::DEAD,
+            Message::Broadcast(b) if b.ttl_ms.is_some() => tag::BROADCAST_TTL,
             Message::Broadcast(_) => tag::BROADCAST,
             Message::Direct { .. } => tag::DIRECT,
             Message::PushPull { .. } => tag::PUSH_PULL,
@@ -445,6 +452,9 @@ impl<A: Address> Message<A> {
                     }
                 }
                 w.bytes(&b.payload);
+                if let Some(ttl) = b.ttl_ms {
+                    w.varint(u64::from(ttl));
+                }
             }
             Message::Direct { from, topic, payload } => {
                 from.encode(w);
@@ -550,6 +560,21 @@ pub enum Decoded<A> {
     Unknown(u8),
 }
 
+/// A keyed broadcast encoded without a time to live (`[BROADCAST][len][body]`, as the broadcast
+/// log keeps it), re-framed with `ttl_ms` left to live: `[BROADCAST_TTL][len][body ttl]`. Bytes
+/// that are not such a broadcast come back unchanged.
+pub(crate) fn with_ttl(plain: &[u8], ttl_ms: u32) -> Vec<u8> {
+    let mut r = Reader::new(plain);
+    let Ok((tag::BROADCAST, body)) = read_frame(&mut r) else { return plain.to_vec() };
+    let mut w = Writer::with_capacity(plain.len() + 6);
+    w.u8(tag::BROADCAST_TTL);
+    let body_at = w.len();
+    w.raw(body);
+    w.varint(u64::from(ttl_ms.max(1)));
+    finish_length_prefix(&mut w, body_at);
+    w.into_vec()
+}
+
 /// Writes the packet header (the protocol version) into an empty writer.
 pub fn begin_packet(w: &mut Writer, version: u8) {
     w.u8(version);
@@ -621,7 +646,7 @@ fn read_frame<'a>(r: &mut Reader<'a>) -> Result<(u8, &'a [u8]), DecodeError> {
 /// the first application did not, so a receiver may skip byte-identical repeats without decoding them.
 #[cfg(feature = "wire-internals")]
 pub fn is_update_tag(t: u8) -> bool {
-    matches!(t, tag::ALIVE | tag::SUSPECT | tag::DEAD | tag::BROADCAST)
+    matches!(t, tag::ALIVE | tag::SUSPECT | tag::DEAD | tag::BROADCAST | tag::BROADCAST_TTL)
 }
 
 /// The updates a node skips when it has seen the very same bytes lately: alive records and
@@ -629,7 +654,7 @@ pub fn is_update_tag(t: u8) -> bool {
 /// repeat: a repeat that has gone stale (its subject refuted meanwhile) must be answered, or the one
 /// spreading it declares a healthy member failed.
 pub fn skips_repeats(t: u8) -> bool {
-    matches!(t, tag::ALIVE | tag::BROADCAST)
+    matches!(t, tag::ALIVE | tag::BROADCAST | tag::BROADCAST_TTL)
 }
 
 fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError> {
@@ -671,7 +696,7 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
             from: NodeId::decode(&mut b)?,
             left: flag(&mut b)?,
         },
-        tag::BROADCAST => {
+        tag::BROADCAST | tag::BROADCAST_TTL => {
             let origin = NodeId::decode(&mut b)?;
             let epoch = b.varint_u32()?;
             let seq = b.varint()?;
@@ -682,7 +707,12 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
                 _ => return Err(DecodeError::InvalidValue),
             };
             let payload = b.bytes()?.to_vec();
-            Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload })
+            let ttl_ms = if t == tag::BROADCAST_TTL { Some(b.varint_u32()?) } else { None };
+            // Only keyed values expire, after at least a millisecond.
+            if ttl_ms.is_some_and(|ttl| ttl == 0 || key.is_none()) {
+                return Err(DecodeError::InvalidValue);
+            }
+            Message::Broadcast(UserBroadcast { origin, epoch, seq, topic, key, payload, ttl_ms })
         }
         tag::DIRECT => {
             Message::Direct { from: NodeId::decode(&mut b)?, topic: topic(&mut b)?, payload: b.bytes()?.to_vec() }

@@ -28,6 +28,7 @@ pub use codec::{bytes_len, varint_len, Reader, Writer};
 pub(crate) use codec::{bytes_len, varint_len, Reader, Writer};
 #[cfg(all(test, not(feature = "wire-internals")))]
 pub(crate) use message::decode_packet;
+pub(crate) use message::with_ttl;
 #[cfg(all(feature = "wire-internals", any(feature = "queries", test)))]
 pub use message::Query;
 #[cfg(all(not(feature = "wire-internals"), any(feature = "queries", test)))]

@@ -249,6 +249,7 @@ fn sample_messages<A: Address>(addrs: &[A; 3]) -> Vec<Message<A>> {
             topic: String::new(),
             key: None,
             payload: Vec::new(),
+            ttl_ms: None,
         }),
         Message::Broadcast(UserBroadcast {
             origin: shared.clone(),
@@ -257,6 +258,7 @@ fn sample_messages<A: Address>(addrs: &[A; 3]) -> Vec<Message<A>> {
             topic: String::from("deploys/ünïcødé"),
             key: Some(b"service:web".to_vec()),
             payload: (0..=255).collect(),
+            ttl_ms: None,
         }),
         Message::Broadcast(UserBroadcast {
             origin: longest.clone(),
@@ -265,6 +267,7 @@ fn sample_messages<A: Address>(addrs: &[A; 3]) -> Vec<Message<A>> {
             topic: max_topic.clone(),
             key: Some(Vec::new()),
             payload: vec![0; 1],
+            ttl_ms: None,
         }),
         Message::Direct { from: inline.clone(), topic: String::new(), payload: Vec::new() },
         Message::Direct { from: unicode.clone(), topic: max_topic, payload: vec![0xff; 200] },
@@ -413,6 +416,7 @@ fn message_tags_are_stable() {
                 topic: String::new(),
                 key: None,
                 payload: Vec::new(),
+                ttl_ms: None,
             }),
             BROADCAST,
         ),
@@ -1442,4 +1446,29 @@ fn a_digest_whose_holes_do_not_ascend_is_rejected() {
 
 fn inline_name() -> NodeId {
     id("puller")
+}
+
+#[test]
+fn a_time_to_live_rides_only_on_keyed_values_is_never_zero_and_with_ttl_reframes_a_kept_value() {
+    let keyed = |ttl_ms| UserBroadcast {
+        origin: NodeId::new("o").unwrap(),
+        epoch: 3,
+        seq: 4,
+        topic: String::from("presence"),
+        key: Some(b"me".to_vec()),
+        payload: b"here".to_vec(),
+        ttl_ms,
+    };
+    let plain = Message::<u32>::Broadcast(keyed(None)).to_bytes();
+    let with = Message::<u32>::Broadcast(keyed(Some(1_500))).to_bytes();
+    assert_eq!(super::message::with_ttl(&plain, 1_500), with, "the log's copy, reframed, is what the origin sent");
+    assert_eq!(decode::<u32>(&packet_of(&[&with])).1, vec![Message::Broadcast(keyed(Some(1_500)))]);
+    // An unkeyed broadcast with a time to live, or a time of 0, is not canonical.
+    let unkeyed = UserBroadcast { key: None, ..keyed(Some(1_500)) };
+    let bytes = Message::<u32>::Broadcast(unkeyed).to_bytes();
+    assert_eq!(decode::<u32>(&packet_of(&[&bytes])).0, Err(DecodeError::InvalidValue));
+    let zero = Message::<u32>::Broadcast(keyed(Some(0))).to_bytes();
+    assert_eq!(decode::<u32>(&packet_of(&[&zero])).0, Err(DecodeError::InvalidValue));
+    // Bytes that are no plain broadcast come back as they were.
+    assert_eq!(super::message::with_ttl(&with, 9), with);
 }

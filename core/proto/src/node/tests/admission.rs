@@ -64,3 +64,79 @@ fn a_member_whose_new_record_the_policy_refuses_is_declared_failed_by_every_memb
         assert!(c.node(i).member(&id(if i == a { "b" } else { "a" })).is_some_and(|m| m.state == MemberState::Alive));
     }
 }
+
+// ----- Address conflicts -------------------------------------------------------------------------
+
+/// `c` crashes and comes back as a new process at a new address (node 3), as a rescheduled
+/// container does, before anyone noticed the crash. Returns the cluster with the new `c` joined.
+fn restarted_elsewhere(policy_at_a: bool) -> Cluster {
+    let mut c = Cluster::formed(3, Config::local());
+    if policy_at_a {
+        c.nodes[0].set_conflict_policy(|_| true);
+    }
+    c.clear_events();
+    c.crash(2);
+    let new_c = c.add_named("c", Config::local());
+    let now = c.now;
+    c.nodes[new_c as usize].join(now, &[0]).unwrap();
+    c.deliver_all();
+    c
+}
+
+#[test]
+fn without_a_conflict_policy_a_restarted_member_waits_for_its_old_address_to_be_declared_failed() {
+    let mut c = restarted_elsewhere(false);
+    let who = id("c");
+    c.advance(500);
+    assert_eq!(c.node(0).member(&who).map(|m| m.addr), Some(2), "still held at its old address");
+    assert!(c.events(0).iter().any(|e| matches!(e, Event::AddressConflict { claimed: 3, .. })));
+    assert!(c.advance_until(30_000, |c| c.node(0).member(&who).is_some_and(|m| m.addr == 3 && m.state.is_live())));
+    assert!(c.events(0).iter().any(|e| matches!(e, Event::Failed { id, .. } if *id == who)), "after a failure");
+}
+
+#[test]
+fn a_conflict_policy_that_takes_newer_claims_moves_a_restarted_member_to_its_new_address_at_once() {
+    let mut c = restarted_elsewhere(true);
+    let who = id("c");
+    // The new process learns the incarnation it must beat, refutes from its new address, and `a`
+    // takes that claim: no failure to wait for.
+    assert!(c.advance_until(2_000, |c| c.node(0).member(&who).is_some_and(|m| m.addr == 3 && m.state.is_live())));
+    assert!(c.node(0).stats().address_conflicts_taken >= 1);
+    assert!(!c.events(0).iter().any(|e| matches!(e, Event::Failed { id, .. } if *id == who)), "never failed at a");
+    assert!(c.events(0).iter().any(|e| matches!(e, Event::Updated(m) if m.id == who && m.addr == 3)));
+}
+
+#[test]
+fn a_conflict_policy_is_never_offered_a_claim_older_than_the_record_held_nor_our_own_name() {
+    let mut c = Cluster::formed(2, Config::local());
+    let offered = std::sync::Arc::new(core::sync::atomic::AtomicU32::new(0));
+    let seen = offered.clone();
+    c.nodes[0].set_conflict_policy(move |_| {
+        seen.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        true
+    });
+    let held = c.node(0).member(&id("b")).unwrap().incarnation;
+    let claim = |name: &str, incarnation: u32| {
+        let mut w = Writer::default();
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        Message::Alive(Alive {
+            id: id(name),
+            addr: 9u32,
+            incarnation,
+            meta: MetaField::Included(Vec::new()),
+            min_version: 1,
+            max_version: 1,
+        })
+        .encode(&mut w);
+        w.into_vec()
+    };
+    let now = c.now;
+    c.nodes[0].handle_packet(now, 9, &claim("b", held)).unwrap();
+    assert_eq!(offered.load(core::sync::atomic::Ordering::Relaxed), 0, "the same incarnation is no newer");
+    c.nodes[0].handle_packet(now, 9, &claim("a", 1_000)).unwrap();
+    assert_eq!(offered.load(core::sync::atomic::Ordering::Relaxed), 0, "our own name is refuted, never offered");
+    assert!(c.node(0).incarnation() > 0, "it refuted");
+    c.nodes[0].handle_packet(now, 9, &claim("b", held + 1)).unwrap();
+    assert_eq!(offered.load(core::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(c.node(0).member(&id("b")).map(|m| m.addr), Some(9), "taken");
+}

@@ -214,6 +214,7 @@ fn a_joiners_broadcasts_listed_in_a_digest_before_the_news_of_its_join_are_deliv
             topic: String::from("hello"),
             key: None,
             payload: numbered(seq),
+            ttl_ms: None,
         };
         let now = c.now;
         c.nodes[0].handle_packet(now, addr, &packet_of(&[Message::Broadcast(b)])).unwrap();

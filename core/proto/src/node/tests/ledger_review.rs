@@ -32,7 +32,15 @@ fn a_digest_entry_listing_more_holes_than_any_sender_lists_is_a_decode_error() {
 /// A broadcast from `origin`'s life `epoch` at `seq`, unkeyed, as anyone could forge it.
 fn forged_broadcast(origin: &str, epoch: u32, seq: u64) -> Message<u32> {
     let topic = String::from("t");
-    Message::Broadcast(crate::wire::UserBroadcast { origin: id(origin), epoch, seq, topic, key: None, payload: vec![] })
+    Message::Broadcast(crate::wire::UserBroadcast {
+        origin: id(origin),
+        epoch,
+        seq,
+        topic,
+        key: None,
+        payload: vec![],
+        ttl_ms: None,
+    })
 }
 
 #[test]

@@ -32,6 +32,7 @@ mod broadcasts;
 mod coordinates;
 mod findings;
 mod hostile;
+mod keyed_state;
 mod ledger_review;
 mod link;
 mod operations;

@@ -369,13 +369,16 @@ impl Runner {
         let broadcasts_done = self.owed_broadcasts().iter().all(|(&(r, origin, epoch), (count, _, _))| {
             self.truth.missed[r as usize].get(&(origin, epoch)).copied().unwrap_or(0) >= *count
         });
-        let mut latest: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+        let mut latest: BTreeMap<(u32, u32), (u64, usize)> = BTreeMap::new();
         for b in &self.truth.broadcasts {
             if let Some(k) = b.key {
-                latest.insert((b.origin, k), b.tag);
+                latest.insert((b.origin, k), (b.tag, b.life));
             }
         }
-        let keyed_done = latest.iter().all(|(&(origin, key), &tag)| {
+        // Values of an origin whose life ended (it left, or was stopped) are gone from the
+        // cluster's state: a member that comes later never gets them (as `check_keyed` has it).
+        latest.retain(|&(origin, _), &mut (_, life)| self.truth.lives[origin as usize][life].end.is_none());
+        let keyed_done = latest.iter().all(|(&(origin, key), &(tag, _))| {
             (0..self.s.nodes as u32)
                 .filter(|&r| r != origin && self.truth.is_up(r as usize, now))
                 .all(|r| self.truth.keyed[r as usize].get(&(origin, key)).and_then(|v| v.last()) == Some(&tag))
