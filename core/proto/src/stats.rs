@@ -154,7 +154,7 @@ pub struct Stats {
     pub queries_refused: u64,
     /// Responses to our queries received (acks not counted).
     pub query_responses_received: u64,
-    /// Answers dropped: past the query's deadline, to no query of ours, or a second one from the
-    /// same member.
+    /// Answers dropped: past the query's deadline, to no query of ours, a second one from the same
+    /// member, or in the name of no member we know.
     pub query_answers_dropped: u64,
 }

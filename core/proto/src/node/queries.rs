@@ -26,7 +26,8 @@
 //! know the origin there may answer) but not answered here, and counted (`Stats::queries_refused`).
 //!
 //! # Bounds
-//! At most [`MAX_PENDING_QUERIES`] of our own queries run at once; queries we received are
+//! At most [`MAX_PENDING_QUERIES`] of our own queries run at once, each taking one ack and one
+//! response from each member we know (an answer in any other name is dropped and counted); queries we received are
 //! remembered (to drop the copies gossip brings again) for twice their timeout, at most 1,024 of
 //! them. Answers must fit one packet.
 //!
@@ -238,6 +239,12 @@ impl<A: Address> Node<A> {
     }
 
     fn record_answer(&mut self, id: QueryId, from: NodeId, ack: bool, payload: Vec<u8>) {
+        // Only members answer: names we do not know would let forged answers grow a query's
+        // lists without bound.
+        if from != self.local.id && self.members.get(&from).is_none() {
+            self.stats.query_answers_dropped += 1;
+            return;
+        }
         let Some(p) = self.pending_queries.iter_mut().find(|p| p.id == id) else {
             // Late (past the deadline), or not ours.
             self.stats.query_answers_dropped += 1;

@@ -249,7 +249,10 @@ impl<A: Address> Node<A> {
             self.stats.keyed_values_expired += 1;
             self.emit(Event::StateExpired { origin, topic, key });
         }
-        self.state_expiry_at = None;
+        // The pending timer stands while it is still ahead (housekeeping runs this too).
+        if self.state_expiry_at.is_some_and(|at| at <= now) {
+            self.state_expiry_at = None;
+        }
         if let Some(at) = self.log.next_expiry() {
             self.schedule_state_expiry(at);
         }

@@ -220,3 +220,22 @@ fn a_member_without_queries_skips_them_and_the_others_still_get_them_through_one
         assert_eq!(c.node(i).stats().suspicions_raised, 0, "node {i}");
     }
 }
+
+#[test]
+fn answers_in_names_the_origin_does_not_know_are_dropped_so_forged_ones_cannot_grow_a_query() {
+    let mut c = tagged(&["web", "web"]);
+    let now = c.now;
+    let q = c.nodes[0].query(now, "t", b"", &MemberFilter::new().name("nobody"), Duration::from_secs(5)).unwrap();
+    let dropped_before = c.node(0).stats().query_answers_dropped;
+    for i in 0..100u32 {
+        let mut w = Writer::default();
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        let from = id(&format!("forged-{i}"));
+        Message::<u32>::QueryResponse { epoch: q.epoch, id: q.id, from, ack: i % 2 == 0, payload: vec![0; 100] }
+            .encode(&mut w);
+        c.nodes[0].handle_packet(now, 9, &w.into_vec()).unwrap();
+    }
+    assert_eq!(c.node(0).stats().query_answers_dropped - dropped_before, 100);
+    c.collect();
+    assert!(!c.events(0).iter().any(|e| matches!(e, Event::QueryAck { .. } | Event::QueryResponse { .. })));
+}
