@@ -28,8 +28,9 @@ const run = promisify(execFile);
 // holds only the sans-IO protocol and the driver is JS (member.js). The worker bundle carries the
 // wasm glue and the member's code, and the main-thread fallback (`mainThread: true`) is emitted as
 // lazy chunks a page loads only when it asks for that mode: what a page whose member runs in a
-// worker loads is measured and printed too. 107,700 since keyed values can expire (`ttlMs`).
-const SHIPPED_LIMIT = 107_700;
+// worker loads is measured and printed too. 108,000 since keyed values can expire (`ttlMs`): the
+// build shipped 107,704 with them, 106,184 before (JS +44, wasm +1,476 as Vite compresses it).
+const SHIPPED_LIMIT = 108_000;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 
