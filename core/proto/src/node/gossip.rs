@@ -108,11 +108,12 @@ impl<A: Address> Node<A> {
             topic: String::from(topic),
             key: key.map(<[u8]>::to_vec),
             payload: payload.to_vec(),
-            ttl_ms,
+            ttl_ms: None,
         };
-        // The log keeps the value without its time to live (what is left of it goes with it).
-        let plain = Message::<A>::Broadcast(UserBroadcast { ttl_ms: None, ..b.clone() }).to_bytes();
-        let bytes = Message::<A>::Broadcast(b).to_bytes();
+        // Encoded once: the log keeps the value without its time to live (what is left of it goes
+        // with it when the log hands it out); the queue spreads it with the whole of it.
+        let plain = Message::<A>::Broadcast(b).to_bytes();
+        let bytes = ttl_ms.map_or_else(|| plain.clone(), |ms| crate::wire::with_ttl(&plain, ms));
         let max = self.packet_budget() - 1;
         if bytes.len() > max {
             return Err(CommandError::TooLarge { size: bytes.len(), max });
@@ -181,11 +182,12 @@ impl<A: Address> Node<A> {
         let key = b.key.clone();
         // A value with a time to live expires that long after it reached us (gossip takes a few
         // protocol periods, by which a late member's copy outlives the origin's).
-        let expires = b.ttl_ms.map(|ms| now + Duration::from_millis(u64::from(ms)));
-        let plain = expires.map(|_| Message::<A>::Broadcast(UserBroadcast { ttl_ms: None, ..b.clone() }).to_bytes());
-        // Re-encoding yields the same bytes the origin sent; keep spreading them, and keep them.
-        let bytes = Message::<A>::Broadcast(b).to_bytes();
-        let kept = plain.unwrap_or_else(|| bytes.clone());
+        let ttl_ms = b.ttl_ms;
+        let expires = ttl_ms.map(|ms| now + Duration::from_millis(u64::from(ms)));
+        // Re-encoding (once, without the time to live, which the log adds back as it hands the
+        // value out) yields the same bytes the origin sent; keep spreading them, and keep them.
+        let kept = Message::<A>::Broadcast(UserBroadcast { ttl_ms: None, ..b }).to_bytes();
+        let bytes = ttl_ms.map_or_else(|| kept.clone(), |ms| crate::wire::with_ttl(&kept, ms));
         self.log.add(&from, epoch, seq, key.as_deref().map(|k| (topic.as_str(), k)), kept, now, expires);
         if let Some(at) = expires {
             self.schedule_state_expiry(at);
