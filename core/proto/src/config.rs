@@ -73,6 +73,10 @@ pub struct Config {
     /// Base period of push-pull anti-entropy with one random member (scaled up beyond 32 members).
     /// Zero disables periodic push-pull (joins still use it).
     pub push_pull_interval: Duration,
+    /// Periodic (and catch-up) push-pull requests carry a digest of our view, and the answer only
+    /// the records that differ, instead of whole views both ways (see `node::member_digest`). On in
+    /// every preset; off sends whole views, as the first release did.
+    pub push_pull_digests: bool,
     /// Period of re-announcing ourselves to seeds that are not members and to members believed dead,
     /// so partitions heal without operator action. Zero disables it.
     pub reannounce_interval: Duration,
@@ -163,6 +167,7 @@ impl Config {
             gossip_nodes: 3,
             gossip_to_the_dead_time: ms(30_000),
             push_pull_interval: ms(30_000),
+            push_pull_digests: true,
             reannounce_interval: ms(5_000),
             join_timeout: ms(5_000),
             dead_member_reap_time: ms(300_000),

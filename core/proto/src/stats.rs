@@ -104,6 +104,16 @@ pub struct Stats {
     pub push_pulls_sent: u64,
     /// Push-pull frames received, requests and answers.
     pub push_pulls_received: u64,
+    /// Periodic and catch-up push-pull requests that carried a digest of our view instead of the
+    /// view (see `Config::push_pull_digests`).
+    pub member_digests_sent: u64,
+    /// Push-pull requests with a member digest that we answered with the records that differ.
+    pub member_digests_answered: u64,
+    /// Buckets that differed, summed over the digests we answered: each one cost its records in the
+    /// answer.
+    pub member_digest_buckets_differing: u64,
+    /// Member digests that came without a push-pull request to belong to: dropped.
+    pub member_digests_unused: u64,
     /// Keyed values whose time to live ran out here ([`crate::Event::StateExpired`]).
     pub keyed_values_expired: u64,
     /// Alive claims rejected because a live member already holds the name at another address.

@@ -294,3 +294,56 @@ pub fn steady_state(nodes: usize, periods: u32, seed: u64) -> ScaleReport {
         false_positives: sim.recorder().false_positives(),
     }
 }
+
+/// Traffic of a steady warm cluster, per kind of transmit: what each member sends per second.
+#[derive(Clone, Debug, Default)]
+pub struct TrafficReport {
+    /// Number of members.
+    pub nodes: usize,
+    /// Virtual seconds measured (after the warm-up).
+    pub secs: f64,
+    /// Packets and frames sent over the measured time, per kind (in the order of [`crate::KINDS`]).
+    pub packets: [u64; 7],
+    /// Their bytes, per kind.
+    pub bytes: [u64; 7],
+    /// Periodic push-pulls that carried a digest instead of a view, summed over members.
+    pub member_digests: u64,
+    /// `Failed` events about members that were up, over the whole run.
+    pub false_positives: u64,
+}
+
+impl TrafficReport {
+    /// Bytes per member per second, all kinds.
+    pub fn bytes_per_member_s(&self) -> f64 {
+        self.bytes.iter().sum::<u64>() as f64 / self.nodes as f64 / self.secs
+    }
+
+    /// Packets per member per second, all kinds.
+    pub fn packets_per_member_s(&self) -> f64 {
+        self.packets.iter().sum::<u64>() as f64 / self.nodes as f64 / self.secs
+    }
+}
+
+/// Runs a warm `nodes`-member cluster of `config` members with no faults: first until every
+/// member's first periodic push-pull is behind it (the push-pull period at this size, plus its
+/// jitter), then measures `periods` push-pull periods of traffic, by kind.
+pub fn traffic(nodes: usize, config: Config, periods: u32, seed: u64) -> TrafficReport {
+    let push_pull = config.push_pull_period(nodes);
+    let warm_up = push_pull + config.push_pull_interval;
+    let mut sim = Simulation::new(SimConfig { node: config, ..SimConfig::lan(nodes, seed) });
+    sim.run_for(warm_up);
+    let (packets, bytes) = (sim.recorder().packets_by_kind(), sim.recorder().bytes_by_kind());
+    let digests_before: u64 = (0..nodes).filter_map(|i| sim.node(i)).map(|n| n.stats().member_digests_sent).sum();
+    let measured = push_pull * periods.max(1);
+    sim.run_for(measured);
+    let after = (sim.recorder().packets_by_kind(), sim.recorder().bytes_by_kind());
+    let digests_after: u64 = (0..nodes).filter_map(|i| sim.node(i)).map(|n| n.stats().member_digests_sent).sum();
+    TrafficReport {
+        nodes,
+        secs: secs(measured),
+        packets: core::array::from_fn(|k| after.0[k] - packets[k]),
+        bytes: core::array::from_fn(|k| after.1[k] - bytes[k]),
+        member_digests: digests_after - digests_before,
+        false_positives: sim.recorder().false_positives(),
+    }
+}

@@ -65,6 +65,7 @@ pub struct Recorder {
     stalled_until: Vec<Instant>,
     suspicions_of_live: u64,
     packets_by_kind: [u64; 7],
+    bytes_by_kind: [u64; 7],
     bytes_sent: u64,
     packets_sent: u64,
     broadcasts: Vec<BroadcastTrack>,
@@ -89,6 +90,7 @@ impl Recorder {
             stalled_until: vec![Instant::ZERO; n],
             suspicions_of_live: 0,
             packets_by_kind: [0; 7],
+            bytes_by_kind: [0; 7],
             bytes_sent: 0,
             packets_sent: 0,
             broadcasts: Vec::new(),
@@ -148,6 +150,7 @@ impl Recorder {
         self.packets_sent += 1;
         self.bytes_sent += u64::from(bytes);
         self.packets_by_kind[kind.index()] += 1;
+        self.bytes_by_kind[kind.index()] += u64::from(bytes);
     }
 
     pub(crate) fn on_event(&mut self, now: Instant, observer: usize, event: Event<u32>) {
@@ -250,6 +253,11 @@ impl Recorder {
     /// Packets sent per kind, in the order of [`KINDS`].
     pub fn packets_by_kind(&self) -> [u64; 7] {
         self.packets_by_kind
+    }
+
+    /// Bytes sent per kind, in the order of [`KINDS`].
+    pub fn bytes_by_kind(&self) -> [u64; 7] {
+        self.bytes_by_kind
     }
 
     /// Every broadcast sent with [`crate::Simulation::broadcast`], in the order sent, with how far it

@@ -38,6 +38,8 @@ mod footprint;
 mod gossip;
 mod housekeeping;
 mod link;
+#[cfg(any(feature = "member-digests", test))]
+mod member_digest;
 mod membership;
 mod probe;
 mod push_pull;
@@ -302,6 +304,9 @@ struct FrameState<A> {
     digest: Option<Vec<crate::wire::DigestEntry>>,
     /// A repair request to answer: the asker and its digest of the lives it has holes in.
     pull: Option<(A, Vec<crate::wire::DigestEntry>)>,
+    /// The member digest (salt, bucket hashes) of a periodic push-pull request in this frame.
+    #[cfg(any(feature = "member-digests", test))]
+    member_digest: Option<(u32, Vec<u32>)>,
     /// The sender of the admitted push-pull a state in this frame belongs to, and its join flag.
     #[cfg(any(feature = "app-state", test))]
     state_from: Option<(NodeId, bool)>,
@@ -320,6 +325,8 @@ impl<A> Default for FrameState<A> {
             delivered: 0,
             digest: None,
             pull: None,
+            #[cfg(any(feature = "member-digests", test))]
+            member_digest: None,
             #[cfg(any(feature = "app-state", test))]
             state_from: None,
             #[cfg(any(feature = "coordinates", test))]
@@ -653,6 +660,8 @@ impl<A: Address> Node<A> {
                 self.handle_push_pull(sender, join, reply, members, from, now)
             }
             Message::MetaRequest { from: _ } => self.handle_meta_request(from, now),
+            #[cfg(any(feature = "member-digests", test))]
+            Message::MemberDigest { salt, hashes } => self.frame.member_digest = Some((salt, hashes)),
             #[cfg(any(feature = "app-state", test))]
             Message::AppState { state } => self.handle_app_state(state),
             #[cfg(any(feature = "coordinates", test))]

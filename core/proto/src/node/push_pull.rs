@@ -1,12 +1,15 @@
 //! Push-pull anti-entropy, joining and re-announcing.
 //!
 //! Gossip is probabilistic: a member that was partitioned away, restarted, or simply unlucky can miss
-//! updates. Push-pull repairs that: two members exchange their complete membership over a reliable
-//! transmit and merge each other's records with the usual incarnation rules. It runs at join (with
-//! every seed), periodically with one random member (less often in large clusters), and as the
-//! re-announce that heals partitions: every `reannounce_interval` the node pushes its state to a seed
-//! that is not a live member and to a member it believes dead. A member that hears it was declared
-//! dead refutes, the other side learns it is alive, and both halves merge without operator action.
+//! updates. Push-pull repairs that: two members exchange their membership over a reliable transmit
+//! and merge each other's records with the usual incarnation rules. It runs at join (with every
+//! seed, the whole view both ways), periodically with one random member (less often in large
+//! clusters), and as the re-announce that heals partitions: every `reannounce_interval` the node
+//! pushes its whole view to a seed that is not a live member and to a member it believes dead. A
+//! member that hears it was declared dead refutes, the other side learns it is alive, and both
+//! halves merge without operator action. The periodic exchange and the catch-up rounds send a
+//! digest of the asker's view instead of the view, and get back only the records that differ (see
+//! `member_digest`), unless `Config::push_pull_digests` is off.
 //!
 //! A remote `Dead` record is merged as a suspicion (the remote may be the partitioned one), which
 //! makes the accused member refute if it is in fact alive.
@@ -14,6 +17,8 @@
 use alloc::vec::Vec;
 
 use rand::seq::IndexedRandom;
+#[cfg(any(feature = "member-digests", test))]
+use rand::Rng;
 
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
@@ -21,6 +26,8 @@ use crate::member::MemberState;
 use crate::time::Instant;
 use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
+#[cfg(any(feature = "member-digests", test))]
+use super::member_digest::{bucket_count, Differing};
 use super::repair::Asker;
 use super::timers::Timer;
 use super::{CommandError, Node, Status, TransmitKind};
@@ -29,6 +36,31 @@ use super::{CommandError, Node, Status, TransmitKind};
 /// protocol periods): two members that joined a moment apart through different seeds may each have
 /// missed the news of the other, and would otherwise wait for a periodic push-pull.
 pub const CATCH_UP_ROUNDS: u32 = 3;
+
+/// Which records of our view a push-pull frame carries (our own always, first).
+#[derive(Clone, Debug)]
+enum RecordFilter {
+    /// Every record (joins, re-announces, answers to whole-view requests).
+    All,
+    /// Our own record only (a digest request, an answer to a request for our record).
+    OnlySelf,
+    /// The records a member digest showed differ (see `member_digest`).
+    #[cfg(any(feature = "member-digests", test))]
+    Differing(Differing),
+}
+
+impl RecordFilter {
+    /// True for a member's record this filter lets through.
+    #[cfg_attr(not(any(feature = "member-digests", test)), allow(unused_variables))]
+    fn passes(&self, id: &NodeId) -> bool {
+        match self {
+            RecordFilter::All => true,
+            RecordFilter::OnlySelf => false,
+            #[cfg(any(feature = "member-digests", test))]
+            RecordFilter::Differing(d) => d.passes(id),
+        }
+    }
+}
 
 impl<A: Address> Node<A> {
     pub(super) fn start_join(&mut self, seeds: &[A], now: Instant) -> Result<(), CommandError> {
@@ -60,10 +92,12 @@ impl<A: Address> Node<A> {
         }
     }
 
-    /// Our whole view, ourselves first, cut short (live members first) if it would exceed the
-    /// reliable frame limit.
-    fn state_records(&self, only_self: bool, limit: usize) -> Vec<MemberRecord<A>> {
-        let mut records = Vec::with_capacity(if only_self { 1 } else { self.members.len() + 1 });
+    /// Our view as `filter` selects it, ourselves always first, cut short (live members first) if it
+    /// would exceed the reliable frame limit.
+    fn state_records(&self, filter: &RecordFilter, limit: usize) -> Vec<MemberRecord<A>> {
+        let only_self = matches!(filter, RecordFilter::OnlySelf);
+        let capacity = if matches!(filter, RecordFilter::All) { self.members.len() + 1 } else { 8 };
+        let mut records = Vec::with_capacity(capacity);
         let local_state = if self.status == Status::Leaving { MemberState::Left } else { MemberState::Alive };
         records.push(MemberRecord {
             id: self.local.id.clone(),
@@ -85,7 +119,7 @@ impl<A: Address> Node<A> {
         let mut size = 0usize;
         let live_first = self.members.iter().filter(|m| m.state.is_live());
         let then_gone = self.members.iter().filter(|m| !m.state.is_live());
-        for m in live_first.chain(then_gone) {
+        for m in live_first.chain(then_gone).filter(|m| filter.passes(&m.id)) {
             let approx = m.id.encoded_len() + m.addr.encoded_len() + bytes_len(m.meta.len()) + 10;
             if size + approx > budget {
                 break;
@@ -109,21 +143,35 @@ impl<A: Address> Node<A> {
     /// broadcasts the asker's digest lacks followed by our own digest (so the asker learns of
     /// broadcasts it never heard about).
     fn send_push_pull(&mut self, to: A, join: bool) {
-        self.send_push_pull_answering(to, join, None);
+        self.send_push_pull_frame(to, join, None, false);
     }
 
-    /// Sends a push-pull request (`asker` is `None`) or the answer to one.
+    /// A periodic or catch-up push-pull request: our digest instead of our view, unless
+    /// `Config::push_pull_digests` is off or we are new here.
+    pub(super) fn send_push_pull_digest(&mut self, to: A) {
+        self.send_push_pull_frame(to, false, None, self.config.push_pull_digests);
+    }
+
+    /// Sends the answer to a push-pull request (or a request, when `asker` is `None`).
     pub(super) fn send_push_pull_answering(&mut self, to: A, join: bool, asker: Option<Asker<'_>>) {
+        self.send_push_pull_frame(to, join, asker, false);
+    }
+
+    /// Sends a push-pull request (`asker` is `None`), with our digest instead of our view when
+    /// `digest` is set, or the answer to one.
+    fn send_push_pull_frame(&mut self, to: A, join: bool, asker: Option<Asker<'_>>, digest: bool) {
         let reply = asker.is_some();
         // New here (in this life): we ask as a member that joins, the past events are not ours.
         let join = join || (!reply && !self.join.baseline);
+        let digest = digest && !join && !reply && cfg!(any(feature = "member-digests", test));
         // Some paths (a relay) carry smaller reliable frames than we could: fit the state to them.
         let limit = to.reliable_limit().map_or(self.config.max_reliable_size, |l| l.min(self.config.max_reliable_size));
         #[cfg(any(feature = "app-state", test))]
         let records_limit = limit - self.local_state_room(limit);
         #[cfg(not(any(feature = "app-state", test)))]
         let records_limit = limit;
-        let members = self.state_records(false, records_limit);
+        let (filter, member_digest) = self.records_to_send(digest, asker, limit);
+        let members = self.state_records(&filter, records_limit);
         let msg = Message::PushPull { from: self.local.id.clone(), join, reply, members };
         let mut w = Writer::with_capacity(256);
         begin_packet(&mut w, PROTOCOL_VERSION);
@@ -131,10 +179,41 @@ impl<A: Address> Node<A> {
         // Our application state rides right after the push-pull, whose sender it belongs to.
         #[cfg(any(feature = "app-state", test))]
         self.write_local_state(&mut w, limit);
+        if let Some(member_digest) = member_digest {
+            member_digest.encode(&mut w);
+        }
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
         self.write_broadcast_state(&mut w, asker, budget);
         self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
         self.stats.push_pulls_sent += 1;
+    }
+
+    /// What a push-pull frame carries of our view: for a digest request, our record and the
+    /// digest; for an answer to one, the records that differ; otherwise all.
+    #[cfg(any(feature = "member-digests", test))]
+    fn records_to_send(
+        &mut self,
+        digest: bool,
+        asker: Option<Asker<'_>>,
+        limit: usize,
+    ) -> (RecordFilter, Option<Message<A>>) {
+        if digest {
+            let buckets = bucket_count(self.members.len() + 1, limit);
+            let salt: u32 = self.rng.random();
+            self.stats.member_digests_sent += 1;
+            let hashes = self.member_digest(salt, buckets);
+            return (RecordFilter::OnlySelf, Some(Message::MemberDigest { salt, hashes }));
+        }
+        match asker.and_then(|a| a.members.filter(|_| !a.join).map(|m| (a.id, m))) {
+            Some((id, (salt, theirs))) => (RecordFilter::Differing(self.differing_buckets(id, salt, theirs)), None),
+            None => (RecordFilter::All, None),
+        }
+    }
+
+    /// Without member digests every push-pull carries our whole view.
+    #[cfg(not(any(feature = "member-digests", test)))]
+    fn records_to_send(&mut self, _: bool, _: Option<Asker<'_>>, _: usize) -> (RecordFilter, Option<Message<A>>) {
+        (RecordFilter::All, None)
     }
 
     pub(super) fn send_reliable_message(&mut self, to: A, msg: &Message<A>) {
@@ -245,7 +324,7 @@ impl<A: Address> Node<A> {
         }
         let target = self.random_alive_addr();
         if let Some(to) = target {
-            self.send_push_pull(to, false);
+            self.send_push_pull_digest(to);
         }
     }
 
@@ -324,7 +403,7 @@ impl<A: Address> Node<A> {
             from: self.local.id.clone(),
             join: false,
             reply: true,
-            members: self.state_records(true, self.config.max_reliable_size),
+            members: self.state_records(&RecordFilter::OnlySelf, self.config.max_reliable_size),
         };
         self.send_reliable_message(from.clone(), &msg);
         self.stats.push_pulls_sent += 1;

@@ -16,13 +16,16 @@ use crate::wire::{begin_packet, decode_message, Decoded, DigestEntry, Message, R
 use super::timers::Timer;
 use super::{Node, Status, TransmitKind};
 
-/// The member a push-pull answer goes to: its name, whether it joins, and the digest its request
-/// carried (none from a member new here).
+/// The member a push-pull answer goes to: its name, whether it joins, the broadcast digest its
+/// request carried (none from a member new here), and the member digest (salt and bucket hashes)
+/// that stands for its view in a periodic request (see `member_digest`).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Asker<'a> {
     pub id: &'a NodeId,
     pub join: bool,
     pub digest: Option<&'a [DigestEntry]>,
+    #[cfg(any(feature = "member-digests", test))]
+    pub members: Option<(u32, &'a [u32])>,
 }
 
 /// Stranger lives kept at most; past this, what a digest lists for a stranger is given up at once.
@@ -115,8 +118,19 @@ impl<A: Address> Node<A> {
             }
             self.join.baseline |= frame.push_pull;
         }
+        #[cfg(any(feature = "member-digests", test))]
+        if frame.member_digest.is_some() && frame.answer.is_none() {
+            // A member digest stands for a request's view: alone it asks nothing.
+            self.stats.member_digests_unused += 1;
+        }
         if let Some((to, join, id)) = &frame.answer {
-            let asker = Asker { id, join: *join, digest: frame.digest.as_deref() };
+            let asker = Asker {
+                id,
+                join: *join,
+                digest: frame.digest.as_deref(),
+                #[cfg(any(feature = "member-digests", test))]
+                members: frame.member_digest.as_ref().map(|(salt, hashes)| (*salt, hashes.as_slice())),
+            };
             self.send_push_pull_answering(to.clone(), *join, Some(asker));
         }
         if let Some(to) = frame.found.filter(|_| !self.join.baseline) {

@@ -61,7 +61,14 @@ mod tag {
     /// A keyed broadcast with a time to live. Members of the first release skip it (they never
     /// hold values that expire, rather than hold them for ever).
     pub const BROADCAST_TTL: u8 = 21;
+    /// A summary of the sender's membership view in a periodic push-pull request. Members of the
+    /// first release skip it and answer with their whole view, as they always did.
+    #[cfg_attr(not(any(feature = "member-digests", test)), allow(dead_code))]
+    pub const MEMBER_DIGEST: u8 = 22;
 }
+
+/// Most buckets a [`Message::MemberDigest`] may hash the membership into; more is a decode error.
+pub const MAX_MEMBER_DIGEST_BUCKETS: usize = 4096;
 
 /// Most tag conditions a query's filter carries; more is a decode error.
 pub const MAX_QUERY_TAGS: usize = 16;
@@ -341,6 +348,21 @@ pub enum Message<A> {
         /// The response's bytes (empty for an ack).
         payload: Vec<u8>,
     },
+    /// A summary of the sender's membership view, riding in a periodic push-pull request after the
+    /// [`Message::PushPull`] (which then carries only the sender's own record): every member, the
+    /// sender included, falls in one of `hashes.len()` buckets by a hash of its name salted with
+    /// `salt`, and each bucket's hash sums what its members' records say (name, incarnation, and
+    /// whether it is live, dead or left). The answer carries only the records of the buckets whose
+    /// hashes differ (see `node::push_pull`). Members of the first release skip it and answer with
+    /// their whole view.
+    #[cfg(any(feature = "member-digests", test))]
+    MemberDigest {
+        /// Chosen at random for each request, so that a collision never hides the same difference
+        /// twice.
+        salt: u32,
+        /// One 32-bit hash per bucket, at least 1 and at most [`MAX_MEMBER_DIGEST_BUCKETS`].
+        hashes: Vec<u32>,
+    },
     /// The application's bytes attached to the sender's acks (`Node::set_ack_payload`), right
     /// after the [`Message::Ack`]. Members without the `coordinates` feature skip it.
     #[cfg(any(feature = "coordinates", test))]
@@ -379,6 +401,8 @@ impl<A: Address> Message<A> {
             Message::Broadcast(_) => tag::BROADCAST,
             Message::Direct { .. } => tag::DIRECT,
             Message::PushPull { .. } => tag::PUSH_PULL,
+            #[cfg(any(feature = "member-digests", test))]
+            Message::MemberDigest { .. } => tag::MEMBER_DIGEST,
             Message::MetaRequest { .. } => tag::META_REQUEST,
             Message::BroadcastDigest { .. } => tag::BROADCAST_DIGEST,
             Message::Reliable { .. } => tag::RELIABLE,
@@ -476,6 +500,14 @@ impl<A: Address> Message<A> {
                 }
             }
             Message::MetaRequest { from } => from.encode(w),
+            #[cfg(any(feature = "member-digests", test))]
+            Message::MemberDigest { salt, hashes } => {
+                w.raw(&salt.to_le_bytes());
+                w.varint(hashes.len() as u64);
+                for h in hashes {
+                    w.raw(&h.to_le_bytes());
+                }
+            }
             Message::BroadcastDigest { entries } | Message::BroadcastPull { entries } => {
                 w.varint(entries.len() as u64);
                 for e in entries {
@@ -743,6 +775,22 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
             Message::PushPull { from, join: flags & 1 != 0, reply: flags & 2 != 0, members }
         }
         tag::META_REQUEST => Message::MetaRequest { from: NodeId::decode(&mut b)? },
+        #[cfg(any(feature = "member-digests", test))]
+        tag::MEMBER_DIGEST => {
+            let salt = u32::from_le_bytes(b.array::<4>()?);
+            let count = b.varint()?;
+            if count == 0 {
+                return Err(DecodeError::InvalidValue);
+            }
+            if count > MAX_MEMBER_DIGEST_BUCKETS as u64 || count > (b.remaining() / 4) as u64 {
+                return Err(DecodeError::TooLong);
+            }
+            let mut hashes = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                hashes.push(u32::from_le_bytes(b.array::<4>()?));
+            }
+            Message::MemberDigest { salt, hashes }
+        }
         tag::BROADCAST_DIGEST | tag::BROADCAST_PULL => {
             let count = b.varint()?;
             // An entry takes at least 13 bytes: reject a count the body cannot hold before reserving.

@@ -18,7 +18,9 @@ mod message;
 mod tests;
 
 pub use codec::DecodeError;
-pub use message::{MAX_ACK_PAYLOAD, MAX_QUERY_TAGS, MAX_TOPIC_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use message::{
+    MAX_ACK_PAYLOAD, MAX_MEMBER_DIGEST_BUCKETS, MAX_QUERY_TAGS, MAX_TOPIC_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 
 // The codec and the message structs are internals. Feature `wire-internals` exposes them to fuzz
 // targets, the simulator's adversaries and benchmarks that craft packets; they are not a stable API.

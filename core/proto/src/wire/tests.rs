@@ -29,6 +29,7 @@ const BROADCAST_DIGEST: u8 = 12;
 const RELIABLE: u8 = 13;
 const RELIABLE_ACK: u8 = 14;
 const BROADCAST_PULL: u8 = 15;
+const MEMBER_DIGEST: u8 = 22;
 
 /// How many pseudo-random buffers the garbage test feeds the decoder (each as three address types).
 const RANDOM_BUFFERS: usize = 200_000;
@@ -306,6 +307,11 @@ fn sample_messages<A: Address>(addrs: &[A; 3]) -> Vec<Message<A>> {
         msgs.push(Message::PushPull { from: shared.clone(), join, reply, members: records.clone() });
     }
     msgs.push(Message::PushPull { from: inline, join: true, reply: false, members: Vec::new() });
+    msgs.push(Message::MemberDigest { salt: 0, hashes: vec![0] });
+    msgs.push(Message::MemberDigest {
+        salt: u32::MAX,
+        hashes: (0..crate::wire::MAX_MEMBER_DIGEST_BUCKETS as u32).collect(),
+    });
     msgs
 }
 
@@ -380,7 +386,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
     let mut tags: Vec<u8> = msgs.iter().map(|m| m.to_bytes()[0]).collect();
     tags.sort_unstable();
     tags.dedup();
-    assert_eq!(tags, (1..=15).collect::<Vec<u8>>());
+    assert_eq!(tags, (1..=15).chain([MEMBER_DIGEST]).collect::<Vec<u8>>());
     let states: Vec<MemberState> = member_records(&u32_addrs()).iter().map(|r| r.state).collect();
     for s in [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left] {
         assert!(states.contains(&s), "{s:?} missing from the sample records");
@@ -390,7 +396,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
 #[test]
 fn message_tags_are_stable() {
     let n = id("n");
-    let cases: [(Message<u32>, u8); 15] = [
+    let cases: [(Message<u32>, u8); 16] = [
         (Message::Ping(Ping { seq: 1, target: n.clone(), source: n.clone() }), PING),
         (Message::Ack { seq: 1 }, ACK),
         (Message::PingReq { seq: 1, target: n.clone(), target_addr: 1, want_nack: false }, PING_REQ),
@@ -427,6 +433,7 @@ fn message_tags_are_stable() {
         (Message::Reliable { from: n, epoch: 1, id: 1, topic: String::new(), payload: Vec::new() }, RELIABLE),
         (Message::ReliableAck { epoch: 1, id: 1 }, RELIABLE_ACK),
         (Message::BroadcastPull { entries: Vec::new() }, BROADCAST_PULL),
+        (Message::MemberDigest { salt: 1, hashes: vec![1] }, MEMBER_DIGEST),
     ];
     for (msg, tag) in cases {
         assert_eq!(msg.to_bytes()[0], tag, "tag of {msg:?}");
@@ -1206,6 +1213,36 @@ fn out_of_range_field_values_are_rejected_with_the_right_error() {
             InvalidValue,
         ),
         ("meta request with an empty name", META_REQUEST, body(|w| w.str("")), InvalidName),
+        (
+            "member digest with no bucket",
+            MEMBER_DIGEST,
+            body(|w| {
+                w.raw(&7u32.to_le_bytes());
+                w.varint(0);
+            }),
+            InvalidValue,
+        ),
+        (
+            "member digest with more buckets than the limit",
+            MEMBER_DIGEST,
+            body(|w| {
+                w.raw(&7u32.to_le_bytes());
+                let n = crate::wire::MAX_MEMBER_DIGEST_BUCKETS + 1;
+                w.varint(n as u64);
+                w.raw(&vec![0; 4 * n]);
+            }),
+            TooLong,
+        ),
+        (
+            "member digest claiming more buckets than its body holds",
+            MEMBER_DIGEST,
+            body(|w| {
+                w.raw(&7u32.to_le_bytes());
+                w.varint(3);
+                w.raw(&[0; 8]);
+            }),
+            TooLong,
+        ),
     ];
     for (what, tag, b, want) in &u32_cases {
         let (result, out) = decode::<u32>(&packet_of(&[&frame(*tag, b)]));

@@ -6,6 +6,7 @@
 //! shoal-sim partition       [--nodes 6] [--secs 60] [--preset lan] [--seed 1]
 //! shoal-sim broadcast       [--nodes 1000] [--loss 0.05] [--seed 1]
 //! shoal-sim steady          [--nodes 1000] [--periods 100] [--seed 1]
+//! shoal-sim traffic         [--nodes 1000] [--periods 2] [--preset lan] [--digests on|off|both] [--seed 1]
 //! shoal-sim swarm           [--seeds 500] [--from S] [--threads 2]     random scenarios, every oracle
 //! shoal-sim swarm           --seed S [--shrink]                       replay one seed (and shrink it)
 //! shoal-sim swarm           --replay SPEC                             replay a shrunk scenario
@@ -156,6 +157,38 @@ fn run(args: &Args) -> Result<(), String> {
                 r.false_positives
             );
         }
+        "traffic" => {
+            let nodes = args.get("nodes", 1000)?;
+            let periods = args.get("periods", 2)?;
+            let preset = args.preset()?;
+            let modes: &[bool] = match args.flags.get("digests").map(String::as_str).unwrap_or("both") {
+                "on" => &[true],
+                "off" => &[false],
+                "both" => &[false, true],
+                other => return Err(format!("--digests: on, off or both, not {other}")),
+            };
+            println!("traffic: {nodes} members, {periods} push-pull periods after a warm-up, per member per second");
+            println!(
+                "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>8}",
+                "digests", "ping", "ack", "ping-req", "nack", "gossip", "push-pull", "direct", "all", "packets"
+            );
+            for &digests in modes {
+                let mut config = preset.clone();
+                config.push_pull_digests = digests;
+                let r = scenario::traffic(nodes, config, periods, seed);
+                let per = |b: u64| b as f64 / nodes as f64 / r.secs;
+                let by_kind: Vec<String> = r.bytes.iter().map(|&b| format!("{:>9.1}", per(b))).collect();
+                println!(
+                    "  {:<8} {} {:>9.1}  {:>8.2}   (bytes; {} digest requests, {} false positives)",
+                    if digests { "on" } else { "off" },
+                    by_kind.join(" "),
+                    r.bytes_per_member_s(),
+                    r.packets_per_member_s(),
+                    r.member_digests,
+                    r.false_positives
+                );
+            }
+        }
         "swarm" => return swarm(args),
         other => return Err(format!("unknown scenario {other}")),
     }
@@ -272,7 +305,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!(
-                "shoal-sim: {e}\nusage: shoal-sim detect|false-positives|partition|broadcast|steady|swarm [--flag value]..."
+                "shoal-sim: {e}\nusage: shoal-sim detect|false-positives|partition|broadcast|steady|traffic|swarm [--flag value]..."
             );
             ExitCode::from(2)
         }

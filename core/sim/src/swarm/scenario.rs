@@ -208,6 +208,10 @@ pub struct Scenario {
     /// announcing itself does: what it sends must reach the members it just joined, the seed that
     /// started alone included.
     pub eager_joiners: bool,
+    /// Every odd-numbered member sends its whole view in periodic push-pulls
+    /// (`push_pull_digests` off), as members of the first release did, beside members that send
+    /// digests: both kinds of request and answer must keep every view repaired.
+    pub whole_views: bool,
     /// The schedule, sorted by time.
     pub faults: Vec<Fault>,
     /// When the fault phase starts (formation is checked just before).
@@ -224,7 +228,11 @@ fn log_uniform(rng: &mut SmallRng, lo: f64, hi: f64) -> f64 {
 impl Scenario {
     /// The configuration member `i` runs.
     pub fn config_of(&self, i: usize) -> Config {
-        self.preset_config(self.presets[i % self.presets.len()])
+        let mut c = self.preset_config(self.presets[i % self.presets.len()]);
+        if self.whole_views && i % 2 == 1 {
+            c.push_pull_digests = false;
+        }
+        c
     }
 
     fn preset_config(&self, p: Preset) -> Config {
@@ -309,6 +317,7 @@ impl Scenario {
             bandwidth: 0,
             push_pull_off: false,
             eager_joiners: false,
+            whole_views: false,
             faults: Vec::new(),
             faults_from: 0,
             removed: Vec::new(),
@@ -345,6 +354,7 @@ impl Scenario {
         s.bandwidth = [1_000_000, 10_000_000, 100_000_000][rng.random_range(0..3)];
         s.draw_faults(&mut stream(3));
         s.eager_joiners = stream(6).random_bool(0.3);
+        s.whole_views = stream(7).random_bool(0.2);
         s
     }
 
@@ -495,11 +505,12 @@ impl Scenario {
             Start::Cold { spacing_ms } => format!("cold/{spacing_ms}ms"),
         };
         format!(
-            "n={} presets={}{}{} latency={}ms jitter={}ms loss={:.3} asymmetric={:?} encryption={:?} start={} faults={}",
+            "n={} presets={}{}{}{} latency={}ms jitter={}ms loss={:.3} asymmetric={:?} encryption={:?} start={} faults={}",
             self.nodes,
             presets.join("+"),
             if self.push_pull_off { " (push-pull off)" } else { "" },
             if self.eager_joiners { " (eager joiners)" } else { "" },
+            if self.whole_views { " (odd members send whole views)" } else { "" },
             self.latency_ms,
             self.jitter_ms,
             self.loss,

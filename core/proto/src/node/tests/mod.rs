@@ -35,6 +35,7 @@ mod hostile;
 mod keyed_state;
 mod ledger_review;
 mod link;
+mod member_digest;
 mod operations;
 mod queries;
 mod reliable;
