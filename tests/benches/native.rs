@@ -3,6 +3,9 @@
 //! `cargo bench -p shoal-tests --bench native -- idle` (CPU of 200 idle members over 60 s)
 //! `cargo bench -p shoal-tests --bench native -- cold-start` (48 staggered starts of 20 and of 50
 //! members, each joining a random earlier one: how long until every member lists every other)
+//! `cargo bench -p shoal-tests --bench native -- traffic` (20 and 50 members, LAN preset, UDP + TCP
+//! on loopback, with and without member digests: packets and bytes per member per second by kind
+//! over one push-pull period, once the cluster is formed and quiet)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -154,6 +157,60 @@ async fn idle() {
     }
 }
 
+/// Packets and bytes per member per second, by kind, of `n` formed LAN members over one push-pull
+/// period (after one period of settling).
+async fn traffic_once(n: usize, digests: bool) {
+    let mut config = Config::lan();
+    config.push_pull_digests = digests;
+    let seed = member_with("traffic-0", 0, config.clone()).await;
+    let mut all = vec![seed.clone()];
+    for i in 1..n {
+        let m = member_with(&format!("traffic-{i}"), i as u64, config.clone()).await;
+        m.join(&[seed.local_addr()]).await.expect("join");
+        all.push(m);
+    }
+    let formed = eventually(Duration::from_secs(60), || all.iter().all(|m| alive_count(m) == n - 1)).await;
+    assert!(formed, "cluster did not converge");
+    let period = config.push_pull_period(n);
+    tokio::time::sleep(period).await;
+    let sum = |all: &[Cluster]| {
+        let mut packets = [0u64; 7];
+        let mut bytes = [0u64; 7];
+        for m in all {
+            let s = m.metrics().stats;
+            for k in 0..7 {
+                packets[k] += s.packets_sent_by_kind[k];
+                bytes[k] += s.bytes_sent_by_kind[k];
+            }
+        }
+        (packets, bytes)
+    };
+    let (p0, b0) = sum(&all);
+    let t0 = Instant::now();
+    tokio::time::sleep(period).await;
+    let (p1, b1) = sum(&all);
+    let per = |v: u64| v as f64 / n as f64 / t0.elapsed().as_secs_f64();
+    let kinds: Vec<String> = shoal_core::TransmitKind::ALL
+        .iter()
+        .map(|k| {
+            format!("{} {:.2}/{:.1}", k.name(), per(p1[k.index()] - p0[k.index()]), per(b1[k.index()] - b0[k.index()]))
+        })
+        .collect();
+    let packets: u64 = (0..7).map(|k| p1[k] - p0[k]).sum();
+    let bytes: u64 = (0..7).map(|k| b1[k] - b0[k]).sum();
+    println!(
+        "traffic: {n} members, digests {}, {:.0} s: {:.2} packets and {:.1} bytes per member per second (packets/bytes by kind: {})",
+        if digests { "on" } else { "off" },
+        t0.elapsed().as_secs_f64(),
+        per(packets),
+        per(bytes),
+        kinds.join(", ")
+    );
+    for m in &all {
+        m.shutdown().await;
+    }
+}
+
 /// One cold start: `n` members start `20..=300` ms apart (as processes launched by a script or a
 /// scheduler do), each joining one member started before it, picked at random (so two members that
 /// start a moment apart often join through different seeds). Returns the seconds from the last start
@@ -221,6 +278,12 @@ fn main() {
         }
         if wants("idle") {
             idle().await;
+        }
+        if wants("traffic") {
+            for n in [20, 50] {
+                traffic_once(n, false).await;
+                traffic_once(n, true).await;
+            }
         }
         if wants("cold-start") {
             cold_start(20, 48).await;

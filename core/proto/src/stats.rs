@@ -15,6 +15,10 @@ pub struct Stats {
     pub packets_sent: u64,
     /// Bytes of those packets and frames, encryption overhead included.
     pub bytes_sent: u64,
+    /// `packets_sent` by kind, in the order of [`crate::TransmitKind::ALL`].
+    pub packets_sent_by_kind: [u64; 7],
+    /// `bytes_sent` by kind, in the same order.
+    pub bytes_sent_by_kind: [u64; 7],
     /// Of `packets_sent`, the frames for the reliable path: push-pulls, metadata and repair requests
     /// and their answers, reliable messages with their retries and acknowledgements.
     pub reliable_sent: u64,

@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 67] = [
+        let counters: [(&str, &str, u64); 71] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -159,6 +159,26 @@ impl Metrics {
                 s.unknown_pingers_asked,
             ),
             ("push_pulls_total", "Push-pull exchanges started", s.push_pulls_sent),
+            (
+                "member_digests_sent_total",
+                "Periodic push-pull requests that carried a digest of our view instead of the view",
+                s.member_digests_sent,
+            ),
+            (
+                "member_digests_answered_total",
+                "Push-pull requests with a member digest answered with the records that differ",
+                s.member_digests_answered,
+            ),
+            (
+                "member_digest_buckets_differing_total",
+                "Buckets that differed in the member digests we answered",
+                s.member_digest_buckets_differing,
+            ),
+            (
+                "member_digests_unused_total",
+                "Member digests dropped: no push-pull request in their frame",
+                s.member_digests_unused,
+            ),
             ("address_conflicts_total", "Alive claims rejected as address conflicts", s.address_conflicts),
             (
                 "stale_claims_answered_total",
@@ -247,6 +267,15 @@ impl Metrics {
         let mut out = String::with_capacity(4_096);
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP shoal_{name} {help}\n# TYPE shoal_{name} counter\nshoal_{name} {value}");
+        }
+        for (name, help, values) in [
+            ("packets_sent_by_kind_total", "Packets and frames sent, by kind", s.packets_sent_by_kind),
+            ("bytes_sent_by_kind_total", "Bytes sent, by kind of packet or frame", s.bytes_sent_by_kind),
+        ] {
+            let _ = writeln!(out, "# HELP shoal_{name} {help}\n# TYPE shoal_{name} counter");
+            for kind in shoal_core::TransmitKind::ALL {
+                let _ = writeln!(out, "shoal_{name}{{kind=\"{}\"}} {}", kind.name(), values[kind.index()]);
+            }
         }
         let _ = writeln!(out, "# HELP shoal_members Known members by state\n# TYPE shoal_members gauge");
         for (state, v) in [

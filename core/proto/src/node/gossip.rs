@@ -52,6 +52,8 @@ impl<A: Address> Node<A> {
         let Some(bytes) = self.security.seal(bytes, reliable) else { return };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
+        self.stats.packets_sent_by_kind[kind.index()] += 1;
+        self.stats.bytes_sent_by_kind[kind.index()] += bytes.len() as u64;
         if reliable {
             self.stats.reliable_sent += 1;
         }

@@ -129,6 +129,20 @@ impl TransmitKind {
     pub const fn index(self) -> usize {
         self as usize
     }
+
+    /// The kind's name in metrics: `ping`, `ack`, `ping_req`, `nack`, `gossip`, `push_pull`,
+    /// `direct`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TransmitKind::Ping => "ping",
+            TransmitKind::Ack => "ack",
+            TransmitKind::PingReq => "ping_req",
+            TransmitKind::Nack => "nack",
+            TransmitKind::Gossip => "gossip",
+            TransmitKind::PushPull => "push_pull",
+            TransmitKind::Direct => "direct",
+        }
+    }
 }
 
 /// A packet or frame the driver must send.
