@@ -6,6 +6,7 @@
 //! shoal-sim partition       [--nodes 6] [--secs 60] [--preset lan] [--seed 1]
 //! shoal-sim broadcast       [--nodes 1000] [--loss 0.05] [--seed 1]
 //! shoal-sim steady          [--nodes 1000] [--periods 100] [--seed 1]
+//! shoal-sim detection-curve [--nodes 50] [--alphas 1,2,3,4] [--loss 0.05] [--trials 40] [--secs 300] [--stall-ms 300]
 //! shoal-sim traffic         [--nodes 1000] [--periods 2] [--preset lan] [--digests on|off|both] [--seed 1]
 //! shoal-sim swarm           [--seeds 500] [--from S] [--threads 2]     random scenarios, every oracle
 //! shoal-sim swarm           --seed S [--shrink]                       replay one seed (and shrink it)
@@ -157,6 +158,65 @@ fn run(args: &Args) -> Result<(), String> {
                 r.false_positives
             );
         }
+        "detection-curve" => {
+            // Detection time against accuracy as the suspicion multiplier α varies, Lifeguard on
+            // and off, same seeds: crashes in a lossy network (time until every member declared the
+            // crashed one failed), and false positives among members that stall briefly.
+            let nodes = args.get("nodes", 50)?;
+            let trials = args.get("trials", 40)?;
+            let loss = args.get("loss", 0.05)?;
+            let secs = args.get("secs", 300)?;
+            let stall = Duration::from_millis(args.get("stall-ms", 300)?);
+            let alphas: Vec<u32> = args
+                .flags
+                .get("alphas")
+                .map_or("1,2,3,4", String::as_str)
+                .split(',')
+                .map(|a| a.trim().parse().map_err(|_| format!("--alphas: cannot parse {a:?}")))
+                .collect::<Result<_, _>>()?;
+            println!(
+                "detection curve: {nodes} members, loss {loss}, {trials} crashes; false positives over {secs} s with 10% of members stalled {stall:?} at a time"
+            );
+            println!(
+                "  {:<13} {:>5} {:>14} {:>11} {:>16} {:>22}",
+                "lifeguard", "alpha", "all failed (s)", "p90 (s)", "false positives", "of healthy members"
+            );
+            for (name, lg) in [("on", Lifeguard::ON), ("off", Lifeguard::OFF)] {
+                for &alpha in &alphas {
+                    let mut config = args.preset()?;
+                    config.suspicion_mult = alpha;
+                    config.lifeguard = lg;
+                    config.validate().map_err(|e| format!("alpha {alpha}: {e:?}"))?;
+                    let d = scenario::crash_detection(
+                        nodes,
+                        config.clone(),
+                        LinkModel { loss, ..LinkModel::LAN },
+                        trials,
+                        seed,
+                    );
+                    let f = scenario::false_positives(
+                        nodes,
+                        config,
+                        lg,
+                        loss,
+                        0.1,
+                        stall,
+                        scenario::StallPattern::SlowMembers,
+                        Duration::from_secs(secs),
+                        seed,
+                    );
+                    println!(
+                        "  {:<13} {:>5} {:>14.2} {:>11.2} {:>16} {:>22}",
+                        name,
+                        alpha,
+                        scenario::median(&d.all_failed_secs),
+                        scenario::percentile(&d.all_failed_secs, 0.9),
+                        f.false_positives + d.false_positives,
+                        f.false_positives_of_healthy
+                    );
+                }
+            }
+        }
         "traffic" => {
             let nodes = args.get("nodes", 1000)?;
             let periods = args.get("periods", 2)?;
@@ -305,7 +365,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!(
-                "shoal-sim: {e}\nusage: shoal-sim detect|false-positives|partition|broadcast|steady|traffic|swarm [--flag value]..."
+                "shoal-sim: {e}\nusage: shoal-sim detect|false-positives|partition|broadcast|steady|traffic|detection-curve|swarm [--flag value]..."
             );
             ExitCode::from(2)
         }
