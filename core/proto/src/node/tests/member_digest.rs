@@ -21,16 +21,6 @@ fn agreed_view(node: &Node<u32>) -> Vec<(String, u32, &'static str)> {
     v
 }
 
-/// A packet of gossip updates from a member that is not in either view ("zz", address 999).
-fn updates(msgs: &[Message<u32>]) -> Vec<u8> {
-    let mut w = Writer::default();
-    begin_packet(&mut w, PROTOCOL_VERSION);
-    for m in msgs {
-        m.encode(&mut w);
-    }
-    w.into_vec()
-}
-
 /// A node named `name` at `addr` that knows `known` (all alive at incarnation 0), then heard the
 /// random updates `rng` draws about members `m0`..`m39`: new members, refutations, suspicions,
 /// deaths and leaves.
@@ -58,7 +48,7 @@ fn random_view(name: &str, addr: u32, known: &[(NodeId, u32)], rng: &mut SmallRn
         });
     }
     for chunk in msgs.chunks(4) {
-        node.handle_packet(Instant::from_millis(1), 999, &updates(chunk)).unwrap();
+        node.handle_packet(Instant::from_millis(1), 999, &packet_of(chunk)).unwrap();
     }
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}
@@ -182,12 +172,7 @@ fn a_member_that_missed_a_leave_learns_it_from_a_periodic_digest_push_pull() {
         if to != deaf || msgs.iter().any(|m| matches!(m, Message::PushPull { .. })) {
             return bytes.to_vec();
         }
-        let mut w = Writer::default();
-        begin_packet(&mut w, PROTOCOL_VERSION);
-        for m in msgs.iter().filter(|m| !announces(m, &cut)) {
-            m.encode(&mut w);
-        }
-        w.into_vec()
+        frame_without(bytes, |m| announces(m, &cut))
     }));
     let now = c.now;
     c.nodes[leaver as usize].leave(now);
@@ -209,7 +194,13 @@ fn an_older_member_that_skips_the_digest_answers_with_its_whole_view_and_both_co
     let config = Config { push_pull_interval: Duration::from_secs(1), ..Config::local() };
     let mut c = Cluster::formed(5, config.clone());
     let old = 4u32;
-    c.rewrite = Some(Box::new(move |_, to, bytes| if to == old { without_digest(bytes) } else { bytes.to_vec() }));
+    c.rewrite = Some(Box::new(move |_, to, bytes| {
+        if to == old {
+            frame_without(bytes, |m| matches!(m, Message::MemberDigest { .. }))
+        } else {
+            bytes.to_vec()
+        }
+    }));
     let start = c.log.len();
     let answered_before = c.node(old).stats().member_digests_answered;
     c.advance(10_000);
@@ -244,16 +235,4 @@ fn a_member_digest_without_a_push_pull_request_is_dropped_and_counted() {
     assert_eq!(c.node(0).stats().member_digests_unused, 1);
     assert_eq!(c.node(0).stats().member_digests_answered, answered);
     assert!(c.log[before..].iter().all(|s| s.kind != TransmitKind::PushPull), "nothing answered");
-}
-
-/// The frame as a member of the first release reads it: every message but the member digest.
-fn without_digest(bytes: &[u8]) -> Vec<u8> {
-    let mut w = Writer::default();
-    begin_packet(&mut w, PROTOCOL_VERSION);
-    for m in decode(bytes) {
-        if !matches!(m, Message::MemberDigest { .. }) {
-            m.encode(&mut w);
-        }
-    }
-    w.into_vec()
 }
