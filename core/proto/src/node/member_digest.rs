@@ -37,7 +37,7 @@ use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
 use crate::wire::MAX_MEMBER_DIGEST_BUCKETS;
 
-use super::{Node, Status};
+use super::Node;
 
 /// Records per bucket a digest aims at: fewer buckets make a smaller digest, more make a smaller
 /// answer when one record differs.
@@ -95,8 +95,7 @@ impl<A: Address> Node<A> {
     /// Our view, ourselves included, hashed into `buckets` buckets with `salt`.
     pub(super) fn member_digest(&self, salt: u32, buckets: usize) -> Vec<u32> {
         let mut sums = alloc::vec![0u64; buckets];
-        let own_state = if self.status == Status::Leaving { MemberState::Left } else { MemberState::Alive };
-        let own = core::iter::once((&self.local.id, self.local.incarnation, own_state));
+        let own = core::iter::once((&self.local.id, self.local.incarnation, self.own_record_state()));
         for (id, incarnation, state) in own.chain(self.members.iter().map(|m| (&m.id, m.incarnation, m.state))) {
             let name = name_hash(salt, id);
             let sum = &mut sums[bucket_of(name, buckets)];

@@ -92,13 +92,23 @@ impl<A: Address> Node<A> {
         }
     }
 
+    /// The state our own record says: left once we leave, alive until then. Push-pull records and
+    /// member digests must say the same.
+    pub(super) fn own_record_state(&self) -> MemberState {
+        if self.status == Status::Leaving {
+            MemberState::Left
+        } else {
+            MemberState::Alive
+        }
+    }
+
     /// Our view as `filter` selects it, ourselves always first, cut short (live members first) if it
     /// would exceed the reliable frame limit.
     fn state_records(&self, filter: &RecordFilter, limit: usize) -> Vec<MemberRecord<A>> {
         let only_self = matches!(filter, RecordFilter::OnlySelf);
         let capacity = if matches!(filter, RecordFilter::All) { self.members.len() + 1 } else { 8 };
         let mut records = Vec::with_capacity(capacity);
-        let local_state = if self.status == Status::Leaving { MemberState::Left } else { MemberState::Alive };
+        let local_state = self.own_record_state();
         records.push(MemberRecord {
             id: self.local.id.clone(),
             addr: self.local.addr.clone(),
