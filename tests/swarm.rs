@@ -70,6 +70,10 @@ const REGRESSION_SEEDS: &[(&str, &str)] = &[
         "1796319300942131",
         "wan members asked by local ones (84% loss on one link) held 84 indirect probes: honest, past the oracle's one-preset bound; found that nothing bounded them against a flood",
     ),
+    (
+        "1796429316272081",
+        "the oracle owed the member that found a restarted seed alone the broadcasts the seed sent before anyone was there",
+    ),
 ];
 
 #[test]

@@ -15,6 +15,9 @@ pub(crate) struct Life {
     /// When it joined the cluster (its first `JoinSucceeded`, or its start when it began as a
     /// member); unset while it has not.
     pub joined: Option<u64>,
+    /// The member whose join made this one a member: set for a seed that started alone, when
+    /// the first joiner found it.
+    pub found_by: Option<u32>,
 }
 
 /// A broadcast that `broadcast()` accepted.

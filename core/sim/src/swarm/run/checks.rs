@@ -42,7 +42,11 @@ impl Runner {
                     // The member that answered is one too: a seed that started alone becomes a
                     // member when the first joiner finds it, with no event of its own.
                     if let Some(l) = self.truth.life_at(via as usize, t) {
-                        self.truth.lives[via as usize][l].joined.get_or_insert(t);
+                        let seed = &mut self.truth.lives[via as usize][l];
+                        if seed.joined.is_none() {
+                            seed.joined = Some(t);
+                            seed.found_by = Some(observer);
+                        }
                     }
                     if self.s.eager_joiners {
                         let now = self.now();
@@ -398,10 +402,14 @@ impl Runner {
 
     /// Whether unkeyed broadcast `b` is owed to `r`: `r` was a member long enough before it was
     /// sent for its origin to know of it, or since before the origin's life joined (it joined a
-    /// cluster `r` was in already: all it sends is `r`'s).
+    /// cluster `r` was in already: all it sends is `r`'s). Not to the member that found the origin
+    /// when it was a seed alone: what the seed sent while alone was sent before that member
+    /// arrived, and a member does not expect that.
     fn owed_to(&self, r: u32, b: &SentBroadcast) -> bool {
-        let origin_joined = self.truth.lives[b.origin as usize][b.life].joined;
-        self.eligible(r, b.at) || origin_joined.is_some_and(|j| self.truth.member_throughout(r as usize, j, self.now()))
+        let origin = &self.truth.lives[b.origin as usize][b.life];
+        let joined_a_cluster_with_r =
+            |j: u64| origin.found_by != Some(r) && self.truth.member_throughout(r as usize, j, self.now());
+        self.eligible(r, b.at) || origin.joined.is_some_and(joined_a_cluster_with_r)
     }
 
     pub(super) fn calm(&self, a: u32, b: u32) -> bool {

@@ -191,7 +191,7 @@ impl Runner {
             };
             // Warm members, and the first member of a cold start, are members from the start.
             let joined = (matches!(s.start, Start::Warm) || i == 0).then_some(start);
-            truth.lives[i].push(Life { start, end: None, leaving_since: None, joined });
+            truth.lives[i].push(Life { start, end: None, leaving_since: None, joined, found_by: None });
         }
         let mut runner = Runner {
             s,
@@ -431,7 +431,13 @@ impl Runner {
     fn start_life(&mut self, i: u32) {
         let now = self.now();
         self.truth.new_life(i as usize);
-        self.truth.lives[i as usize].push(Life { start: now, end: None, leaving_since: None, joined: None });
+        self.truth.lives[i as usize].push(Life {
+            start: now,
+            end: None,
+            leaving_since: None,
+            joined: None,
+            found_by: None,
+        });
     }
 
     fn end_life(&mut self, i: u32) {
