@@ -64,6 +64,11 @@ pub struct Config {
     pub suspicion_mult: u32,
     /// `β`: the maximum suspicion timeout (before any confirmation) is `β` times the minimum. >= 1.
     pub suspicion_max_timeout_mult: u32,
+    /// Every member holding a suspicion pings the suspect itself, with the suspicion, halfway to
+    /// the earliest deadline: a suspect whose refutation never reached this member by gossip
+    /// answers it directly (see `Node::check_suspect`). One ping per member holding a suspicion. On in
+    /// every preset.
+    pub suspect_checks: bool,
     /// Period of the dedicated gossip round that pushes queued updates to `gossip_nodes` random members.
     pub gossip_interval: Duration,
     /// Members picked per gossip round. 0 disables dedicated gossip (piggybacking remains).
@@ -163,6 +168,7 @@ impl Config {
             retransmit_mult: 4,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
+            suspect_checks: true,
             gossip_interval: ms(200),
             gossip_nodes: 3,
             gossip_to_the_dead_time: ms(30_000),

@@ -57,6 +57,9 @@ pub struct Stats {
     pub probes_failed: u64,
     /// Suspicions this node raised from its own failed probes.
     pub suspicions_raised: u64,
+    /// Suspects this node pinged itself before its suspicion could run out, so that a member whose
+    /// refutation never reached us by gossip answers us directly.
+    pub suspects_checked: u64,
     /// Members this node declared failed when a suspicion timed out.
     pub failures_declared: u64,
     /// Times our own link came back after the transport said it was down (see

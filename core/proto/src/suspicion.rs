@@ -25,7 +25,8 @@ pub(crate) struct Suspicion {
     expected: u32,
     /// Distinct members that suspected it, the first one included.
     suspecters: Vec<NodeId>,
-    min: Duration,
+    /// The earliest the suspicion can run out, however many confirm it.
+    pub min: Duration,
     max: Duration,
 }
 

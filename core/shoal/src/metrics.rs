@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 71] = [
+        let counters: [(&str, &str, u64); 72] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -113,6 +113,11 @@ impl Metrics {
                 s.link_outages,
             ),
             ("stalls_total", "Times this member did not run for a probe interval or more (frozen, stopped)", s.stalls),
+            (
+                "suspects_checked_total",
+                "Suspects this member pinged itself before declaring them failed",
+                s.suspects_checked,
+            ),
             ("refutations_total", "Suspicions of this member it refuted (false positives avoided)", s.refutations),
             ("updates_dropped_total", "Membership updates dropped from a full queue", s.updates_dropped),
             ("broadcasts_dropped_total", "Broadcasts dropped from a full queue", s.broadcasts_dropped),

@@ -413,6 +413,14 @@ impl<A: Address> Node<A> {
         self.members.set_state(id, MemberState::Suspect, now);
         self.incarnation_moved(old_incarnation, incarnation);
         let suspicion = Suspicion::new(&self.config, n, incarnation, by.clone(), now);
+        if self.config.suspect_checks {
+            // Our own check of the suspect: from half to three quarters of the earliest deadline
+            // (jittered, so that the members that heard the suspicion together do not all ping at
+            // once), leaving a quarter of it for the answer. The timer finds the suspicion not due.
+            let half = suspicion.min / 2;
+            let check_at = now + half + self.jitter(half / 2);
+            self.timers.set(check_at, Timer::Suspicion { id: id.clone(), incarnation });
+        }
         self.timers.set(suspicion.deadline(), Timer::Suspicion { id: id.clone(), incarnation });
         self.suspicions.insert(id.clone(), suspicion);
         // The suspect must hear of it to refute in time: sent twice as often as other news.
@@ -420,14 +428,17 @@ impl<A: Address> Node<A> {
         self.emit(Event::Suspected { id: id.clone(), incarnation, by });
     }
 
-    /// A suspicion timer fired: declare the member dead if the suspicion still stands and is due.
+    /// A suspicion timer fired: check the suspect ourselves if that is due (see
+    /// [`Node::check_suspect`]), declare it dead if the suspicion still stands and is due.
     pub(super) fn on_suspicion_timer(&mut self, id: &NodeId, incarnation: u32, now: Instant) {
-        let due = match self.suspicions.get(id) {
-            Some(s) => s.incarnation == incarnation && s.deadline() <= now,
-            None => false,
-        };
         let still_suspect = self.members.get(id).is_some_and(|m| m.state == MemberState::Suspect);
-        if !due || !still_suspect {
+        let Some(s) = self.suspicions.get(id).filter(|s| s.incarnation == incarnation && still_suspect) else {
+            return;
+        };
+        if s.deadline() > now {
+            // Only the check's timer fires before the deadline: a confirmation moves the deadline
+            // earlier, never later, and a deferred accusation is due when its timer fires.
+            self.check_suspect(id, incarnation);
             return;
         }
         if let Some(later) = self.accusation_deferred_to(now) {

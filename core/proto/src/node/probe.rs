@@ -64,21 +64,9 @@ impl<A: Address> Node<A> {
         let (target_addr, suspect_incarnation) =
             (m.addr.clone(), (m.state == MemberState::Suspect).then_some(m.incarnation));
         let seq = self.next_seq();
-        let ping = Message::<A>::Ping(Ping { seq, target: target.clone(), source: self.local.id.clone() });
         // Buddy system: a suspect hears about its suspicion from us directly, in the same packet.
-        let buddy = match suspect_incarnation {
-            Some(incarnation) if self.config.lifeguard.buddy_system => {
-                Some(Message::<A>::Suspect { id: target.clone(), incarnation, from: self.local.id.clone() })
-            }
-            _ => None,
-        };
-        self.send_packet(target_addr.clone(), TransmitKind::Ping, |w| {
-            ping.encode(w);
-            if let Some(b) = &buddy {
-                b.encode(w);
-            }
-        });
-        self.stats.pings_sent += 1;
+        let buddy = suspect_incarnation.filter(|_| self.config.lifeguard.buddy_system);
+        self.send_ping(&target, target_addr.clone(), seq, buddy);
         self.probe = Some(Probe {
             seq,
             target,
@@ -91,6 +79,40 @@ impl<A: Address> Node<A> {
         });
         self.timers.set(now + self.config.probe_timeout * mult, Timer::ProbeTimeout { seq });
         self.timers.set(now + self.config.probe_interval * mult, Timer::ProbeEnd { seq });
+    }
+
+    /// Our own check of a member we hold suspect at `incarnation`, halfway to the earliest
+    /// deadline: one ping, with the suspicion riding along as the buddy system sends it. Gossip
+    /// reaches every member with high probability, not certainty: a member can miss every copy of
+    /// a refutation while it hears the suspicion several times, and declare a healthy member failed.
+    /// The suspect, hearing the claim, refutes it or, if it already did, answers with its newer
+    /// record straight to us (see `answers`). A dead suspect costs one ping per member holding it.
+    pub(super) fn check_suspect(&mut self, id: &NodeId, incarnation: u32) {
+        if self.status != Status::Running || self.link_down() {
+            return;
+        }
+        let Some(addr) = self.members.get(id).map(|m| m.addr.clone()) else {
+            return;
+        };
+        let seq = self.next_seq();
+        self.send_ping(id, addr, seq, Some(incarnation));
+        self.stats.suspects_checked += 1;
+    }
+
+    /// Pings `target` at `addr` with our sequence number `seq`. With `suspect_incarnation`, our
+    /// suspicion of it at that incarnation rides in the same packet, so that it can refute at once.
+    fn send_ping(&mut self, target: &NodeId, addr: A, seq: u32, suspect_incarnation: Option<u32>) {
+        let me = self.local.id.clone();
+        let ping = Message::<A>::Ping(Ping { seq, target: target.clone(), source: me.clone() });
+        let claim =
+            suspect_incarnation.map(|incarnation| Message::<A>::Suspect { id: target.clone(), incarnation, from: me });
+        self.send_packet(addr, TransmitKind::Ping, |w| {
+            ping.encode(w);
+            if let Some(c) = &claim {
+                c.encode(w);
+            }
+        });
+        self.stats.pings_sent += 1;
     }
 
     pub(super) fn on_probe_timeout(&mut self, seq: u32, _now: Instant) {
@@ -217,9 +239,7 @@ impl<A: Address> Node<A> {
         }
         self.stats.ping_reqs_served += 1;
         let seq = self.next_seq();
-        let ping = Message::<A>::Ping(Ping { seq, target, source: self.local.id.clone() });
-        self.send_packet(target_addr, TransmitKind::Ping, |w| ping.encode(w));
-        self.stats.pings_sent += 1;
+        self.send_ping(&target, target_addr, seq, None);
         self.indirect.insert(seq, IndirectProbe { requester: from.clone(), their_seq, want_nack, acked: false });
         // The requester asked at its probe timeout, so the window `probe_interval - probe_timeout`
         // holds four one-way trips: to us, to the target, back to us, back to it. Our nack waits

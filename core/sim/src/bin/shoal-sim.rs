@@ -6,7 +6,7 @@
 //! shoal-sim partition       [--nodes 6] [--secs 60] [--preset lan] [--seed 1]
 //! shoal-sim broadcast       [--nodes 1000] [--loss 0.05] [--seed 1]
 //! shoal-sim steady          [--nodes 1000] [--periods 100] [--seed 1]
-//! shoal-sim detection-curve [--nodes 50] [--alphas 1,2,3,4] [--loss 0.05] [--trials 40] [--secs 300] [--stall-ms 300]
+//! shoal-sim detection-curve [--nodes 50] [--alphas 1,2,3,4] [--loss 0.05] [--trials 40] [--secs 300] [--stall-ms 300] [--checks on|off|both]
 //! shoal-sim traffic         [--nodes 1000] [--periods 2] [--preset lan] [--digests on|off|both] [--seed 1]
 //! shoal-sim swarm           [--seeds 500] [--from S] [--threads 2]     random scenarios, every oracle
 //! shoal-sim swarm           --seed S [--shrink]                       replay one seed (and shrink it)
@@ -178,14 +178,25 @@ fn run(args: &Args) -> Result<(), String> {
                 "detection curve: {nodes} members, loss {loss}, {trials} crashes; false positives over {secs} s with 10% of members stalled {stall:?} at a time"
             );
             println!(
-                "  {:<13} {:>5} {:>14} {:>11} {:>16} {:>22}",
+                "  {:<15} {:>5} {:>14} {:>11} {:>16} {:>22}",
                 "lifeguard", "alpha", "all failed (s)", "p90 (s)", "false positives", "of healthy members"
             );
-            for (name, lg) in [("on", Lifeguard::ON), ("off", Lifeguard::OFF)] {
+            let checks: &[bool] = match args.flags.get("checks").map(String::as_str).unwrap_or("on") {
+                "on" => &[true],
+                "off" => &[false],
+                "both" => &[false, true],
+                other => return Err(format!("--checks: on, off or both, not {other}")),
+            };
+            let modes = [("on", Lifeguard::ON), ("off", Lifeguard::OFF)]
+                .into_iter()
+                .flat_map(|(name, lg)| checks.iter().map(move |&c| (name, lg, c)));
+            for (lifeguard, lg, check) in modes {
+                let name = format!("{lifeguard}{}", if check { "" } else { ", no checks" });
                 for &alpha in &alphas {
                     let mut config = args.preset()?;
                     config.suspicion_mult = alpha;
                     config.lifeguard = lg;
+                    config.suspect_checks = check;
                     config.validate().map_err(|e| format!("alpha {alpha}: {e:?}"))?;
                     let d = scenario::crash_detection(
                         nodes,
@@ -206,7 +217,7 @@ fn run(args: &Args) -> Result<(), String> {
                         seed,
                     );
                     println!(
-                        "  {:<13} {:>5} {:>14.2} {:>11.2} {:>16} {:>22}",
+                        "  {:<15} {:>5} {:>14.2} {:>11.2} {:>16} {:>22}",
                         name,
                         alpha,
                         scenario::median(&d.all_failed_secs),

@@ -359,3 +359,47 @@ fn a_slow_preset_member_answers_a_stale_claim_about_itself_every_second_not_ever
     assert!(answered >= 9, "{answered} answers in 10 s of stale claims");
     assert!(answered <= 11, "{answered} answers: still rate limited");
 }
+
+#[test]
+fn a_member_that_missed_every_gossiped_copy_of_a_refutation_hears_it_from_the_suspect_before_declaring_it_failed() {
+    // Found by the swarm (seed 1201112: 74 browser members at 4.5% loss): one member heard eight
+    // copies of a suspicion and none of the refutation, and declared a healthy member failed at its
+    // deadline. Here every gossiped copy of the refutation to the member is lost; only what the
+    // suspect sends it after the member pinged it with the suspicion gets through. Several pairs,
+    // each with its own accuser: a member's round-robin probe alone rarely reaches the suspect in time.
+    let config = Config {
+        push_pull_interval: Duration::ZERO,
+        reannounce_interval: Duration::from_secs(3_600),
+        ..Config::local()
+    };
+    let n = 20;
+    let (_, max_timeout) = crate::suspicion::suspicion_bounds(&config, n);
+    for (x, m) in [(3u32, 7u32), (5, 11), (12, 2), (16, 9), (1, 18)] {
+        let mut c = Cluster::formed(n, config.clone());
+        c.clear_events();
+        let x_id = id(&name_of(x as usize));
+        let before = c.node(x).incarnation();
+        let acks_lost = Rc::new(Cell::new(true));
+        let told_by_m = Rc::new(Cell::new(false));
+        let (acks, told, who) = (acks_lost.clone(), told_by_m.clone(), x_id.clone());
+        c.drop_rule = Some(Box::new(move |from, t: &Transmit<u32>| {
+            if from == m && t.to == x {
+                let claim = decode(&t.bytes).iter().any(|msg| matches!(msg, Message::Suspect { id, .. } if *id == who));
+                told.set(told.get() || claim);
+            }
+            (acks.get() && from == x && t.kind == TransmitKind::Ack)
+                || (t.to == m && !(from == x && told.get()) && carries_newer_alive(t, &who, before))
+        }));
+        let suspected = c.advance_until(3_000, |c| {
+            (0..n as u32).any(|i| c.events(i).iter().any(|e| matches!(e, Event::Suspected { id, .. } if *id == x_id)))
+        });
+        assert!(suspected, "x{x} is suspected");
+        acks_lost.set(false);
+
+        c.advance(2 * max_timeout.as_millis() as u64);
+        assert!(crate::incarnation::is_newer(c.node(x).incarnation(), before), "x{x} refuted");
+        assert!(!c.events(m).iter().any(|e| is_failed(e, &x_id)), "m{m} declared x{x} failed: {:?}", c.events(m));
+        let held = c.node(m).member(&x_id).map(|mm| (mm.state, mm.incarnation));
+        assert_eq!(held, Some((MemberState::Alive, c.node(x).incarnation())), "m{m}'s view of x{x}");
+    }
+}
