@@ -74,6 +74,10 @@ const REGRESSION_SEEDS: &[(&str, &str)] = &[
         "1796429316272081",
         "the oracle owed the member that found a restarted seed alone the broadcasts the seed sent before anyone was there",
     ),
+    (
+        "1201112",
+        "74 browser members at 4.5% loss: one heard a suspicion eight times and its refutation never, and declared a healthy member failed",
+    ),
 ];
 
 #[test]
