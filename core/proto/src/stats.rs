@@ -60,6 +60,9 @@ pub struct Stats {
     /// Suspects this node pinged itself before its suspicion could run out, so that a member whose
     /// refutation never reached us by gossip answers us directly.
     pub suspects_checked: u64,
+    /// Of those, the ones that did not answer within the probe timeout: each confirmed the
+    /// suspicion (Lifeguard) as our own evidence.
+    pub suspect_checks_failed: u64,
     /// Members this node declared failed when a suspicion timed out.
     pub failures_declared: u64,
     /// Times our own link came back after the transport said it was down (see

@@ -27,7 +27,20 @@ pub(crate) struct Suspicion {
     suspecters: Vec<NodeId>,
     /// The earliest the suspicion can run out, however many confirm it.
     pub min: Duration,
+    /// Our own check of the suspect (see `Node::check_suspect`).
+    pub check: Check,
     max: Duration,
+}
+
+/// Where our own check of a suspect stands: a ping sent once, halfway to the earliest deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Not sent yet.
+    Planned,
+    /// Sent with this sequence number; no ack yet.
+    Sent(u32),
+    /// Acked, or given up: nothing more to do.
+    Done,
 }
 
 /// `(min, max)` suspicion timeouts for a cluster of `n` members (the local node included).
@@ -46,7 +59,7 @@ pub(crate) fn expected_confirmations(config: &Config, n: usize) -> u32 {
     if !config.lifeguard.suspicion_confirmations {
         return 0;
     }
-    let k = config.suspicion_mult.saturating_sub(2);
+    let k = config.suspicion_confirmations;
     // Only members other than ourselves and the suspect can confirm.
     if (n as u64) < u64::from(k) + 2 {
         0
@@ -61,7 +74,8 @@ impl Suspicion {
         let (min, max) = suspicion_bounds(config, n);
         let mut suspecters = Vec::with_capacity(2);
         suspecters.push(first);
-        Suspicion { incarnation, started: now, expected: expected_confirmations(config, n), suspecters, min, max }
+        let expected = expected_confirmations(config, n);
+        Suspicion { incarnation, started: now, expected, suspecters, min, max, check: Check::Planned }
     }
 
     /// Independent confirmations received so far (the first suspecter excluded).
@@ -105,9 +119,14 @@ mod tests {
         NodeId::new(s).unwrap()
     }
 
+    /// `α = 4`, `β = 6`, `k = 2`: memberlist's LAN values, with a one second period.
+    fn memberlist_lan() -> Config {
+        Config { suspicion_mult: 4, suspicion_max_timeout_mult: 6, suspicion_confirmations: 2, ..Config::lan() }
+    }
+
     #[test]
     fn the_minimum_timeout_grows_with_log10_of_the_cluster_size() {
-        let c = Config::lan();
+        let c = memberlist_lan();
         assert_eq!(suspicion_bounds(&c, 5).0, Duration::from_secs(4));
         assert_eq!(suspicion_bounds(&c, 100).0, Duration::from_secs(8));
         assert_eq!(suspicion_bounds(&c, 100).1, Duration::from_secs(48));
@@ -115,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_suspicion_starts_at_the_maximum_and_reaches_the_minimum_after_k_confirmations() {
-        let c = Config::lan();
+        let c = memberlist_lan();
         let mut s = Suspicion::new(&c, 100, 0, id("a"), Instant::ZERO);
         assert_eq!(s.timeout(), Duration::from_secs(48));
         assert!(s.confirm(&id("b")));
@@ -128,16 +147,33 @@ mod tests {
     }
 
     #[test]
+    fn the_confirmations_a_suspicion_needs_are_their_own_setting_not_derived_from_alpha() {
+        // The LAN preset: a short minimum (α = 2: 4 s at 100 members) that needs three members to
+        // agree before it applies.
+        let c = Config::lan();
+        let mut s = Suspicion::new(&c, 100, 0, id("a"), Instant::ZERO);
+        assert_eq!(s.timeout(), Duration::from_secs(24));
+        for (i, other) in ["b", "c"].iter().enumerate() {
+            assert!(s.confirm(&id(other)));
+            assert!(s.timeout() > Duration::from_secs(4), "{} confirmations", i + 1);
+        }
+        assert!(s.confirm(&id("d")));
+        assert_eq!(s.timeout(), Duration::from_secs(4));
+    }
+
+    #[test]
     fn without_lifeguard_every_suspicion_uses_the_minimum() {
-        let c = Config { lifeguard: crate::config::Lifeguard::OFF, ..Config::lan() };
+        let c = Config { lifeguard: crate::config::Lifeguard::OFF, ..memberlist_lan() };
         let s = Suspicion::new(&c, 100, 0, id("a"), Instant::ZERO);
         assert_eq!(s.timeout(), Duration::from_secs(8));
     }
 
     #[test]
     fn tiny_clusters_expect_no_confirmations() {
-        let c = Config::lan();
+        let c = memberlist_lan();
         assert_eq!(expected_confirmations(&c, 3), 0);
         assert_eq!(expected_confirmations(&c, 4), 2);
+        assert_eq!(expected_confirmations(&Config::lan(), 4), 0);
+        assert_eq!(expected_confirmations(&Config::lan(), 5), 3);
     }
 }

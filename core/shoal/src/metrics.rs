@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 72] = [
+        let counters: [(&str, &str, u64); 73] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -117,6 +117,11 @@ impl Metrics {
                 "suspects_checked_total",
                 "Suspects this member pinged itself before declaring them failed",
                 s.suspects_checked,
+            ),
+            (
+                "suspect_checks_failed_total",
+                "Suspects that did not answer this member's check (each a confirmation)",
+                s.suspect_checks_failed,
             ),
             ("refutations_total", "Suspicions of this member it refuted (false positives avoided)", s.refutations),
             ("updates_dropped_total", "Membership updates dropped from a full queue", s.updates_dropped),

@@ -436,9 +436,9 @@ impl<A: Address> Node<A> {
             return;
         };
         if s.deadline() > now {
-            // Only the check's timer fires before the deadline: a confirmation moves the deadline
+            // Only the check's timers fire before the deadline: a confirmation moves the deadline
             // earlier, never later, and a deferred accusation is due when its timer fires.
-            self.check_suspect(id, incarnation);
+            self.check_suspect(id, incarnation, now);
             return;
         }
         if let Some(later) = self.accusation_deferred_to(now) {

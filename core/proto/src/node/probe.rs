@@ -13,6 +13,7 @@ use core::time::Duration;
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
 use crate::member::MemberState;
+use crate::suspicion::Check;
 use crate::time::{duration_millis, Instant};
 use crate::wire::{Message, Ping};
 
@@ -81,22 +82,52 @@ impl<A: Address> Node<A> {
         self.timers.set(now + self.config.probe_interval * mult, Timer::ProbeEnd { seq });
     }
 
-    /// Our own check of a member we hold suspect at `incarnation`, halfway to the earliest
-    /// deadline: one ping, with the suspicion riding along as the buddy system sends it. Gossip
-    /// reaches every member with high probability, not certainty: a member can miss every copy of
-    /// a refutation while it hears the suspicion several times, and declare a healthy member failed.
-    /// The suspect, hearing the claim, refutes it or, if it already did, answers with its newer
-    /// record straight to us (see `answers`). A dead suspect costs one ping per member holding it.
-    pub(super) fn check_suspect(&mut self, id: &NodeId, incarnation: u32) {
-        if self.status != Status::Running || self.link_down() {
-            return;
-        }
-        let Some(addr) = self.members.get(id).map(|m| m.addr.clone()) else {
+    /// Our own check of a member we hold suspect at `incarnation`, from its suspicion's timer
+    /// before the deadline: the first time, one ping with the suspicion riding along as the buddy
+    /// system sends it; the second, a probe timeout later, the verdict on that ping.
+    ///
+    /// Gossip reaches every member with high probability, not certainty: a member can miss every
+    /// copy of a refutation while it hears the suspicion several times, and declare a healthy
+    /// member failed. The suspect, hearing the claim in our ping, refutes it or, if it already did,
+    /// answers with its newer record straight to us (see `answers`). A ping that goes unanswered
+    /// is our own evidence: it confirms the suspicion (Lifeguard), and the confirmation is gossiped
+    /// like any other, so a crash that many members check is declared at the minimum timeout
+    /// instead of waiting for round-robin probes to find it. Not while our own health is poor (the
+    /// silence may be ours) or our link is down. A dead suspect costs one ping per member holding
+    /// the suspicion.
+    pub(super) fn check_suspect(&mut self, id: &NodeId, incarnation: u32, now: Instant) {
+        let Some(check) = self.suspicions.get(id).map(|s| s.check) else {
             return;
         };
-        let seq = self.next_seq();
-        self.send_ping(id, addr, seq, Some(incarnation));
-        self.stats.suspects_checked += 1;
+        let healthy = self.status == Status::Running && !self.link_down();
+        match check {
+            Check::Planned if healthy => {
+                let Some(addr) = self.members.get(id).map(|m| m.addr.clone()) else {
+                    return;
+                };
+                let seq = self.next_seq();
+                self.send_ping(id, addr, seq, Some(incarnation));
+                self.stats.suspects_checked += 1;
+                self.set_check(id, Check::Sent(seq));
+                let wait = self.config.probe_timeout * self.probe_multiplier();
+                self.timers.set(now + wait, Timer::Suspicion { id: id.clone(), incarnation });
+            }
+            Check::Sent(_) => {
+                self.set_check(id, Check::Done);
+                if healthy && self.health.score() == 0 {
+                    self.stats.suspect_checks_failed += 1;
+                    let me = self.local.id.clone();
+                    self.apply_suspect(id, incarnation, me, None, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn set_check(&mut self, id: &NodeId, check: Check) {
+        if let Some(s) = self.suspicions.get_mut(id) {
+            s.check = check;
+        }
     }
 
     /// Pings `target` at `addr` with our sequence number `seq`. With `suspect_incarnation`, our
@@ -212,6 +243,11 @@ impl<A: Address> Node<A> {
                 self.expect_ack_extras(target, rtt);
                 return;
             }
+        }
+        // The ack to our check of a suspect: it runs.
+        if let Some(s) = self.suspicions.values_mut().find(|s| s.check == Check::Sent(seq)) {
+            s.check = Check::Done;
+            return;
         }
         // An ack for a probe we run on someone's behalf: forward it.
         if let Some(ind) = self.indirect.get_mut(&seq) {

@@ -6,7 +6,7 @@
 //! shoal-sim partition       [--nodes 6] [--secs 60] [--preset lan] [--seed 1]
 //! shoal-sim broadcast       [--nodes 1000] [--loss 0.05] [--seed 1]
 //! shoal-sim steady          [--nodes 1000] [--periods 100] [--seed 1]
-//! shoal-sim detection-curve [--nodes 50] [--alphas 1,2,3,4] [--loss 0.05] [--trials 40] [--secs 300] [--stall-ms 300] [--checks on|off|both]
+//! shoal-sim detection-curve [--nodes 50] [--alphas 1,2,3,4] [--loss 0.05] [--trials 40] [--secs 300] [--stall-ms 300] [--checks on|off|both] [--k K]
 //! shoal-sim traffic         [--nodes 1000] [--periods 2] [--preset lan] [--digests on|off|both] [--seed 1]
 //! shoal-sim swarm           [--seeds 500] [--from S] [--threads 2]     random scenarios, every oracle
 //! shoal-sim swarm           --seed S [--shrink]                       replay one seed (and shrink it)
@@ -181,6 +181,7 @@ fn run(args: &Args) -> Result<(), String> {
                 "  {:<15} {:>5} {:>14} {:>11} {:>16} {:>22}",
                 "lifeguard", "alpha", "all failed (s)", "p90 (s)", "false positives", "of healthy members"
             );
+            let k: Option<u32> = args.flags.get("k").map(|v| v.parse()).transpose().map_err(|_| "--k: not a number")?;
             let checks: &[bool] = match args.flags.get("checks").map(String::as_str).unwrap_or("on") {
                 "on" => &[true],
                 "off" => &[false],
@@ -195,6 +196,9 @@ fn run(args: &Args) -> Result<(), String> {
                 for &alpha in &alphas {
                     let mut config = args.preset()?;
                     config.suspicion_mult = alpha;
+                    if let Some(k) = k {
+                        config.suspicion_confirmations = k;
+                    }
                     config.lifeguard = lg;
                     config.suspect_checks = check;
                     config.validate().map_err(|e| format!("alpha {alpha}: {e:?}"))?;

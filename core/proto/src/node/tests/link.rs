@@ -39,10 +39,14 @@ fn a_member_whose_relay_link_drops_for_3_s_accuses_nobody_and_converges_within_2
         let converged = c.advance_until(2_000, all_alive_everywhere);
         c.advance(10_000);
         assert_eq!(accusations_by(&c, 0), [], "shift {seed_shift}: the member cut off accused others");
+        // The others may declare the member cut off failed (3 s of silence is past the LAN preset's
+        // shortest suspicion at 6 members), never one another.
+        let n0 = id(&name_of(0));
         for i in 1..6 {
             assert!(
-                !c.events(i).iter().any(|e| matches!(e, Event::Failed { .. })),
-                "shift {seed_shift}: n{i} declared a failure"
+                !c.events(i).iter().any(|e| matches!(e, Event::Failed { id, .. } if *id != n0)),
+                "shift {seed_shift}: n{i} declared a failure: {:?}",
+                c.events(i)
             );
         }
         assert!(converged, "shift {seed_shift}: not converged 2 s after the reconnect");

@@ -1636,3 +1636,46 @@ fn a_stale_claim_about_a_live_member_is_answered_with_the_newer_record() {
     assert!(a.poll_transmit().is_none());
     assert_eq!(a.stats().stale_claims_answered, 1);
 }
+
+// ----- checks of suspects ------------------------------------------------------------------------
+
+/// The crash of member `x` in a formed cluster: ms from the first `Suspected` anywhere to the last
+/// live member's `Failed`, or `None` if not every live member declared it within 30 s.
+fn suspicion_to_all_failed(c: &mut Cluster, x: u32) -> Option<u64> {
+    let x_id = id(&name_of(x as usize));
+    c.clear_events();
+    c.crash(x);
+    let suspected = |c: &Cluster| {
+        c.live().iter().any(|&i| c.events(i).iter().any(|e| matches!(e, Event::Suspected { id, .. } if *id == x_id)))
+    };
+    if !c.advance_until(30_000, suspected) {
+        return None;
+    }
+    let first = c.now;
+    let all = |c: &Cluster| c.live().iter().all(|&i| c.events(i).iter().any(|e| is_failed(e, &x_id)));
+    c.advance_until(30_000, all).then(|| c.now.saturating_duration_since(first).as_millis() as u64)
+}
+
+#[test]
+fn a_crash_is_declared_by_everyone_soon_after_the_minimum_timeout_because_every_member_checks_the_suspect() {
+    // With three confirmations needed (the LAN preset's `k`), waiting for round-robin probes to
+    // find the crashed member gave a slow tail: each member probes it once per cluster-size periods,
+    // so the third independent suspicion came seconds after the first. Every member that holds the
+    // suspicion now pings the suspect itself; an unanswered check is a confirmation, gossiped.
+    let config = Config { suspicion_mult: 2, suspicion_confirmations: 3, ..Config::local() };
+    let n = 20;
+    let (min, _) = crate::suspicion::suspicion_bounds(&config, n);
+    // The minimum from hearing the suspicion, its gossip before that, and the Dead's after.
+    let bound = min.as_millis() as u64 + 2 * config.probe_interval.as_millis() as u64;
+    let mut slowest = 0;
+    for trial in 0..12u64 {
+        let mut c = Cluster::formed(n, config.clone());
+        c.advance(trial * 37);
+        let x = (trial * 7 % n as u64) as u32;
+        let took = suspicion_to_all_failed(&mut c, x).expect("every member declares the crash");
+        slowest = slowest.max(took);
+        let checks_failed: u64 = c.live().iter().map(|&i| c.node(i).stats().suspect_checks_failed).sum();
+        assert!(checks_failed > 0, "trial {trial}: no check confirmed the suspicion");
+    }
+    assert!(slowest <= bound, "the slowest of 12 crashes took {slowest} ms from the first suspicion; bound {bound} ms");
+}
