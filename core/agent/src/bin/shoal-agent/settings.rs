@@ -260,6 +260,7 @@ struct ProtocolOverrides {
     probe_timeout_ms: Option<u64>,
     gossip_interval_ms: Option<u64>,
     suspicion_mult: Option<u32>,
+    suspicion_confirmations: Option<u32>,
     push_pull_interval_ms: Option<u64>,
     reannounce_interval_ms: Option<u64>,
     dead_member_reap_time_ms: Option<u64>,
@@ -332,6 +333,9 @@ impl Settings {
             }
             if let Some(v) = p.suspicion_mult {
                 config.suspicion_mult = v;
+            }
+            if let Some(v) = p.suspicion_confirmations {
+                config.suspicion_confirmations = v;
             }
             if let Some(v) = p.push_pull_interval_ms {
                 config.push_pull_interval = ms(v);
@@ -462,6 +466,20 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("shoal-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_agent_file_in_the_readme_parses_and_its_protocol_overrides_are_known_keys() {
+        let readme = include_str!("../../../../../README.md");
+        let start = readme.find("```toml\n").expect("a toml block in the README") + "```toml\n".len();
+        let block = &readme[start..start + readme[start..].find("```").expect("the block ends")];
+        let file: FileSettings = toml::from_str(block).expect("the README's agent file parses");
+        // Keys written after `[meta]` belong to it: `http_token` there was a tag, not the token.
+        assert_eq!(file.http_token.as_deref(), Some("..."));
+        assert_eq!(file.meta.map(|m| m.len()), Some(1), "one tag");
+        let protocol = file.protocol.expect("it sets protocol overrides");
+        assert_eq!(protocol.suspicion_mult, Some(4));
+        assert_eq!(protocol.probe_interval_ms, Some(1_000));
     }
 
     #[test]
