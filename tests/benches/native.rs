@@ -6,6 +6,9 @@
 //! `cargo bench -p shoal-tests --bench native -- traffic` (20 and 50 members, LAN preset, UDP + TCP
 //! on loopback, with and without member digests: packets and bytes per member per second by kind
 //! over one push-pull period, once the cluster is formed and quiet)
+//! `cargo bench -p shoal-tests --bench native -- detection` (50 members, UDP + TCP on loopback: 10
+//! members crashed one after another, seconds until every other member lists each one failed; the
+//! LAN preset beside it with memberlist's `α = 4, k = 2` and no checks of suspects, same run)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use shoal::{Cluster, Transport};
 use shoal_core::Config;
-use shoal_testkit::{alive_count, eventually, member_with};
+use shoal_testkit::{alive_count, eventually, member_with, state_of};
 use shoal_udp::UdpTransport;
 
 const MESSAGES: u64 = 200_000;
@@ -211,6 +214,50 @@ async fn traffic_once(n: usize, digests: bool) {
     }
 }
 
+/// `crashes` members of a formed cluster of `n` crashed one after another (each once the previous
+/// one is failed everywhere): seconds from each crash until every running member lists it failed.
+async fn detection_once(n: usize, crashes: usize, label: &str, config: Config) {
+    let seed = member_with("detect-0", 0, config.clone()).await;
+    let mut all = vec![seed.clone()];
+    for i in 1..n {
+        let m = member_with(&format!("detect-{i}"), i as u64, config.clone()).await;
+        m.join(&[seed.local_addr()]).await.expect("join");
+        all.push(m);
+    }
+    let formed = eventually(Duration::from_secs(60), || all.iter().all(|m| alive_count(m) == n - 1)).await;
+    assert!(formed, "cluster did not converge");
+    tokio::time::sleep(config.push_pull_period(n)).await;
+    let mut times = Vec::new();
+    for c in 0..crashes {
+        // Crash the member at the end (never the seed), and wait for every other one to list it failed.
+        let victim = all.pop().expect("members left");
+        let name = victim.name().as_str().to_string();
+        let crashed_at = Instant::now();
+        victim.shutdown().await;
+        let failed_everywhere =
+            || all.iter().all(|m| matches!(state_of(m, &name), Some(shoal_core::MemberState::Dead) | None));
+        if eventually(Duration::from_secs(90), failed_everywhere).await {
+            times.push(crashed_at.elapsed().as_secs_f64());
+        } else {
+            println!("detection: crash {c} not failed everywhere in 90 s");
+        }
+        // Let the news settle before the next crash.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    println!(
+        "detection: {n} members, {label}: {} crashes, failed everywhere {:.2} s after the crash (median), p90 {:.2} s, max {:.2} s",
+        times.len(),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
+    for m in &all {
+        m.shutdown().await;
+    }
+}
+
 /// One cold start: `n` members start `20..=300` ms apart (as processes launched by a script or a
 /// scheduler do), each joining one member started before it, picked at random (so two members that
 /// start a moment apart often join through different seeds). Returns the seconds from the last start
@@ -284,6 +331,14 @@ fn main() {
                 traffic_once(n, false).await;
                 traffic_once(n, true).await;
             }
+        }
+        if wants("detection") {
+            detection_once(50, 10, "LAN preset (alpha 2, k 3, checks)", Config::lan()).await;
+            let mut memberlist = Config::lan();
+            memberlist.suspicion_mult = 4;
+            memberlist.suspicion_confirmations = 2;
+            memberlist.suspect_checks = false;
+            detection_once(50, 10, "memberlist's alpha 4, k 2, no checks", memberlist).await;
         }
         if wants("cold-start") {
             cold_start(20, 48).await;
