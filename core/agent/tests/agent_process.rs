@@ -417,3 +417,75 @@ fn agents_that_accept_unauthenticated_packets_refuse_key_changes_by_query() {
     assert!(payloads.iter().all(|p| p.starts_with("error:") && p.contains("encrypted")), "{step}");
     assert_eq!(json(&command(&["keys", "--http", &http], Some(token)))["keys"], serde_json::json!([key1]));
 }
+
+#[test]
+fn an_agent_answers_a_query_with_what_its_handler_program_prints_for_the_payload() {
+    // Serf's query event handlers. b runs `tr a-z A-Z` for "upper" (from a flag) and, from its
+    // file, `printenv SHOAL_QUERY_FROM` for "asker" and `sleep 30` for "slow" with a 300 ms timeout.
+    let limit = Duration::from_secs(15);
+    let token = "operator-token-0123456789abcdef";
+    let key = "33".repeat(32);
+    let common = ["--bind", "127.0.0.1:0", "--preset", "local", "--key", &key];
+    let dir = std::env::temp_dir().join(format!("shoal-agent-handlers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("b.toml");
+    std::fs::write(
+        &file,
+        "[[query_handlers]]\ntopic = \"asker\"\ncommand = [\"printenv\", \"SHOAL_QUERY_FROM\"]\n\
+         [[query_handlers]]\ntopic = \"slow\"\ncommand = [\"sleep\", \"30\"]\ntimeout_ms = 300\n\
+         [[query_handlers]]\ntopic = \"held\"\ncommand = [\"sleep\", \"12\"]\ntimeout_ms = 10000\n",
+    )
+    .unwrap();
+    let mut a = Agent::start(&[&common[..], &["--name", "a", "--http", "127.0.0.1:0", "--http-token", token]].concat());
+    let (seed, http) = started_addrs(&mut a, "a");
+    let file = file.to_str().unwrap();
+    let mut b = Agent::start(
+        &[&common[..], &["--name", "b", "--join", &seed, "--config", file, "--http", "127.0.0.1:0"]].concat(),
+    );
+    let (_, b_http) = started_addrs(&mut b, "b");
+    a.wait_for(&[" join ", " b "], limit);
+    // c's handler comes from the flag.
+    let _c =
+        Agent::start(&[&common[..], &["--name", "c", "--join", &seed, "--query-handler", "upper=tr a-z A-Z"]].concat());
+    a.wait_for(&[" join ", " c "], limit);
+
+    let responses = |topic: &str, payload: &str| -> Vec<(String, String)> {
+        let out = json(&command(&["query", "--http", &http, "--timeout-ms", "2000", topic, payload], Some(token)));
+        let mut r: Vec<(String, String)> = out["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["from"].as_str().unwrap().to_string(), r["payload"].as_str().unwrap().to_string()))
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(responses("upper", "hello, shoal"), [("c".to_string(), "HELLO, SHOAL".to_string())]);
+    assert_eq!(responses("asker", ""), [("b".to_string(), "a\n".to_string())]);
+    assert_eq!(responses("slow", ""), [], "killed at its timeout: no answer");
+    assert_eq!(responses("unhandled", "x"), [], "no handler: acked, not answered");
+
+    let metrics = http_get(&b_http, "/metrics");
+    for line in [
+        "shoal_agent_query_handler_runs_total{outcome=\"answered\"} 1",
+        "shoal_agent_query_handler_runs_total{outcome=\"timed_out\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    // Six queries at once for a handler that runs 10 s: four run, two find them all busy.
+    let askers: Vec<_> = (0..6)
+        .map(|i| {
+            let http = http.clone();
+            std::thread::spawn(move || {
+                run_command(&["query", "--http", &http, "--timeout-ms", "1000", "held", &i.to_string()], Some(token))
+            })
+        })
+        .collect();
+    for asker in askers {
+        let _ = asker.join();
+    }
+    let busy = "shoal_agent_query_handler_runs_total{outcome=\"busy\"} 2";
+    assert!(until(limit, || http_get(&b_http, "/metrics").contains(busy)), "{}", http_get(&b_http, "/metrics"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -150,7 +150,7 @@ async fn run(s: Settings) -> Result<(), String> {
 
     let events = cluster.events();
     let print_task = tokio::spawn(output::print_events(events, printer));
-    queries::spawn_responder(cluster.clone());
+    queries::spawn_responder(cluster.clone(), s.query_handlers.clone());
     tokio::spawn(heap::trim_every(Duration::from_secs(60)));
     let leave_requested = Arc::new(tokio::sync::Notify::new());
     if let Some((listener, bound)) = http_listener {

@@ -48,6 +48,12 @@ pub struct Cli {
     /// member, not only the last one measured. Costs about 25 bytes per ack.
     #[arg(long, env = "SHOAL_COORDINATES")]
     pub coordinates: bool,
+    /// Answer queries on a topic with a program (repeatable): `TOPIC=PROGRAM [ARG...]`, split on
+    /// whitespace, run without a shell. The query's payload is its standard input, its standard
+    /// output (at most 1 KiB) the response; `SHOAL_QUERY_TOPIC` and `SHOAL_QUERY_FROM` name the topic
+    /// and the asker. Killed after 5 s. Serf's query event handlers.
+    #[arg(long = "query-handler", env = "SHOAL_QUERY_HANDLERS", value_delimiter = ';')]
+    pub query_handlers: Vec<String>,
     /// Serve /members, /metrics and /health (and /faults with --faults) on this address (port 0
     /// picks a free port; the `started` line reports the address bound). Reads need no token; a
     /// request whose Host is not this IP, localhost or an --http-allow-host name is refused (DNS
@@ -250,6 +256,17 @@ struct FileSettings {
     label: Option<String>,
     security: Option<String>,
     protocol: Option<ProtocolOverrides>,
+    query_handlers: Option<Vec<HandlerSettings>>,
+}
+
+/// `[[query_handlers]]` in the file: `topic`, `command` (program and arguments, no shell) and an
+/// optional `timeout_ms`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandlerSettings {
+    topic: String,
+    command: Vec<String>,
+    timeout_ms: Option<u64>,
 }
 
 /// Protocol knobs that may be overridden on top of the preset.
@@ -277,6 +294,7 @@ pub struct Settings {
     pub config: Config,
     pub json: bool,
     pub coordinates: bool,
+    pub query_handlers: Vec<crate::queries::Handler>,
     pub http: Option<SocketAddr>,
     pub http_token: Option<String>,
     pub http_allow_hosts: Vec<String>,
@@ -293,7 +311,7 @@ pub struct Settings {
 impl Settings {
     /// Merges flags and environment (already combined by clap) over the file over defaults.
     pub fn resolve(cli: &Cli) -> Result<Settings, String> {
-        let file = match &cli.config {
+        let mut file = match &cli.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
                 toml::from_str::<FileSettings>(&text).map_err(|e| format!("{}: {e}", path.display()))?
@@ -301,6 +319,16 @@ impl Settings {
             None => FileSettings::default(),
         };
         let tcp_only = cli.tcp_only || file.tcp_only.unwrap_or(false);
+        let query_handlers = if cli.query_handlers.is_empty() {
+            let listed = file.query_handlers.take().unwrap_or_default();
+            let from_file = |h: HandlerSettings| {
+                let timeout = h.timeout_ms.map_or(crate::queries::HANDLER_TIMEOUT, Duration::from_millis);
+                crate::queries::Handler::new(h.topic, h.command, timeout)
+            };
+            listed.into_iter().map(from_file).collect::<Result<Vec<_>, _>>()?
+        } else {
+            cli.query_handlers.iter().map(|spec| crate::queries::Handler::parse(spec)).collect::<Result<Vec<_>, _>>()?
+        };
         let name =
             cli.name.clone().or(file.name).ok_or("a member needs --name (or SHOAL_NAME, or name in the file)")?;
         let bind = cli.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:7946".parse().expect("valid default"));
@@ -400,6 +428,7 @@ impl Settings {
             config,
             json: cli.json || file.json.unwrap_or(false),
             coordinates: cli.coordinates || file.coordinates.unwrap_or(false),
+            query_handlers,
             http: cli.http.or(file.http),
             http_token,
             http_allow_hosts,

@@ -347,6 +347,7 @@ impl Endpoint {
         if let Some(faults) = &self.faults {
             text.push_str(&faults.to_prometheus());
         }
+        text.push_str(&crate::queries::to_prometheus());
         text.push_str(&crate::heap::to_prometheus());
         text
     }
