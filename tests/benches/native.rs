@@ -160,20 +160,26 @@ async fn idle() {
     }
 }
 
-/// Packets and bytes per member per second, by kind, of `n` formed LAN members over one push-pull
-/// period (after one period of settling).
-async fn traffic_once(n: usize, digests: bool) {
-    let mut config = Config::lan();
-    config.push_pull_digests = digests;
-    let seed = member_with("traffic-0", 0, config.clone()).await;
+/// `n` members named `{prefix}-{i}`, each joining the first, once every one lists every other.
+async fn formed_cluster(prefix: &str, n: usize, config: &Config) -> Vec<Cluster> {
+    let seed = member_with(&format!("{prefix}-0"), 0, config.clone()).await;
     let mut all = vec![seed.clone()];
     for i in 1..n {
-        let m = member_with(&format!("traffic-{i}"), i as u64, config.clone()).await;
+        let m = member_with(&format!("{prefix}-{i}"), i as u64, config.clone()).await;
         m.join(&[seed.local_addr()]).await.expect("join");
         all.push(m);
     }
     let formed = eventually(Duration::from_secs(60), || all.iter().all(|m| alive_count(m) == n - 1)).await;
     assert!(formed, "cluster did not converge");
+    all
+}
+
+/// Packets and bytes per member per second, by kind, of `n` formed LAN members over one push-pull
+/// period (after one period of settling).
+async fn traffic_once(n: usize, digests: bool) {
+    let mut config = Config::lan();
+    config.push_pull_digests = digests;
+    let all = formed_cluster("traffic", n, &config).await;
     let period = config.push_pull_period(n);
     tokio::time::sleep(period).await;
     let sum = |all: &[Cluster]| {
@@ -217,15 +223,7 @@ async fn traffic_once(n: usize, digests: bool) {
 /// `crashes` members of a formed cluster of `n` crashed one after another (each once the previous
 /// one is failed everywhere): seconds from each crash until every running member lists it failed.
 async fn detection_once(n: usize, crashes: usize, label: &str, config: Config) {
-    let seed = member_with("detect-0", 0, config.clone()).await;
-    let mut all = vec![seed.clone()];
-    for i in 1..n {
-        let m = member_with(&format!("detect-{i}"), i as u64, config.clone()).await;
-        m.join(&[seed.local_addr()]).await.expect("join");
-        all.push(m);
-    }
-    let formed = eventually(Duration::from_secs(60), || all.iter().all(|m| alive_count(m) == n - 1)).await;
-    assert!(formed, "cluster did not converge");
+    let mut all = formed_cluster("detect", n, &config).await;
     tokio::time::sleep(config.push_pull_period(n)).await;
     let mut times = Vec::new();
     for c in 0..crashes {
