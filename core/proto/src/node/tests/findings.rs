@@ -367,11 +367,7 @@ fn a_member_that_missed_every_gossiped_copy_of_a_refutation_hears_it_from_the_su
     // deadline. Here every gossiped copy of the refutation to the member is lost; only what the
     // suspect sends it after the member pinged it with the suspicion gets through. Several pairs,
     // each with its own accuser: a member's round-robin probe alone rarely reaches the suspect in time.
-    let config = Config {
-        push_pull_interval: Duration::ZERO,
-        reannounce_interval: Duration::from_secs(3_600),
-        ..Config::local()
-    };
+    let config = without_anti_entropy();
     let n = 20;
     let (_, max_timeout) = crate::suspicion::suspicion_bounds(&config, n);
     for (x, m) in [(3u32, 7u32), (5, 11), (12, 2), (16, 9), (1, 18)] {

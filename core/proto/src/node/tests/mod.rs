@@ -1492,15 +1492,15 @@ fn carries_newer_alive(t: &Transmit<u32>, who: &NodeId, than: u32) -> bool {
         .any(|m| matches!(m, Message::Alive(a) if a.id == *who && crate::incarnation::is_newer(a.incarnation, than)))
 }
 
+/// The local preset without periodic push-pull or re-announcing within a test: only gossip, and
+/// what members send straight to one another, can repair a member that missed a refutation.
+fn without_anti_entropy() -> Config {
+    Config { push_pull_interval: Duration::ZERO, reannounce_interval: Duration::from_secs(3_600), ..Config::local() }
+}
+
 #[test]
 fn a_member_that_missed_a_refutation_is_answered_when_it_spreads_the_stale_failure() {
-    // No periodic push-pull and no re-announce within the test: only answers to stale news can
-    // repair the member that missed the refutation.
-    let config = Config {
-        push_pull_interval: Duration::ZERO,
-        reannounce_interval: Duration::from_secs(3_600),
-        ..Config::local()
-    };
+    let config = without_anti_entropy();
     let n = 20;
     let mut c = Cluster::formed(n, config.clone());
     c.clear_events();
