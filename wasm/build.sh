@@ -16,8 +16,8 @@ root="$(cd "$here/.." && pwd)"
 wasm_bindgen_version="0.2.130"
 # 75,500 until keyed values with a time to live (presence that expires) cost 1.1 KB, 76,700 until
 # members checked suspects themselves (358 B: no false failure from a missed refutation, faster
-# detection; BENCHMARKS.md).
-size_limit=76800
+# detection; BENCHMARKS.md), 76,800 until the timer sweep kept deferred accusations (29 B).
+size_limit=76900
 check_size=0
 for arg in "$@"; do
   case "$arg" in

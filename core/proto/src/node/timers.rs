@@ -138,15 +138,17 @@ impl<A: crate::identity::Address> super::Node<A> {
         }
         let (suspicions, indirect, probe, probe_round) =
             (&self.suspicions, &self.indirect, &self.probe, self.probe_round);
-        let (join_attempt, reliable) = (self.join.attempt, &self.reliable);
+        let (join_attempt, reliable, now) = (self.join.attempt, &self.reliable, self.now);
         self.timers.retain(|at, timer| match timer {
             Timer::Probe { round } => *round >= probe_round,
             Timer::ProbeTimeout { seq } | Timer::ProbeEnd { seq } => probe.as_ref().is_some_and(|p| p.seq == *seq),
             Timer::IndirectNack { seq } | Timer::IndirectExpire { seq } => indirect.contains_key(seq),
-            // A confirmation moved the deadline earlier and set a timer there: later ones are spent.
-            Timer::Suspicion { id, incarnation } => {
-                suspicions.get(id).is_some_and(|s| s.incarnation == *incarnation && at <= s.deadline())
-            }
+            // A confirmation moved the deadline earlier and set a timer there: later ones are spent,
+            // unless the deadline has passed: then the accusation was deferred (our link was down or
+            // we stalled) to a timer past it, which is the one that will settle it.
+            Timer::Suspicion { id, incarnation } => suspicions
+                .get(id)
+                .is_some_and(|s| s.incarnation == *incarnation && (at <= s.deadline() || s.deadline() <= now)),
             Timer::JoinTimeout { attempt } => *attempt == join_attempt,
             Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
             Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::Housekeeping | Timer::CatchUp { .. } => true,

@@ -212,3 +212,39 @@ fn a_member_that_learns_from_a_push_pull_that_it_is_suspected_refutes_at_once() 
         c.events(2)
     );
 }
+
+#[test]
+fn an_accusation_deferred_while_our_link_is_down_survives_a_sweep_of_the_timers_and_is_settled_after() {
+    // The sweep dropped every suspicion timer set past the suspicion's deadline, taking it for one
+    // a confirmation had made stale. A deferred accusation's timer is exactly that: swept, it left
+    // the member suspect for good in this member's view. (No confirmations expected: our own failed
+    // probes of the suspect cannot settle it either, only its timer.)
+    let config = Config { suspicion_confirmations: 0, ..Config::local() };
+    let mut now = Instant::from_millis(0);
+    let mut a: Node<u32> = Node::new(now, config.clone(), id("a"), 0, 11).unwrap();
+    a.assume_alive(now, [(id("b"), 1), (id("c"), 2)]);
+    a.handle_packet(now, 1, &forged_suspect("c", 0, "b")).unwrap();
+    assert_eq!(a.member(&id("c")).unwrap().state, MemberState::Suspect);
+    a.set_link_up(now, false);
+    let deadline = now + crate::suspicion::suspicion_bounds(&config, 3).0;
+    while now <= deadline {
+        now = a.poll_timeout().unwrap();
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+    }
+    assert_eq!(a.member(&id("c")).unwrap().state, MemberState::Suspect, "deferred while the link is down");
+    // Enough other timers for the sweep to run (it only does past four times what is current).
+    for _ in 0..200 {
+        a.timers.set(now + Duration::from_secs(3_600), super::super::timers::Timer::Gossip);
+    }
+    a.sweep_timers();
+    a.set_link_up(now, true);
+    let until = now + Duration::from_secs(30);
+    while a.member(&id("c")).is_some_and(|m| m.state == MemberState::Suspect) {
+        now = a.poll_timeout().unwrap();
+        assert!(now <= until, "c still suspect 30 s after the link came back");
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+    }
+    assert_eq!(a.member(&id("c")).unwrap().state, MemberState::Dead);
+}
