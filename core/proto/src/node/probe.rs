@@ -244,11 +244,6 @@ impl<A: Address> Node<A> {
                 return;
             }
         }
-        // The ack to our check of a suspect: it runs.
-        if let Some(s) = self.suspicions.values_mut().find(|s| s.check == Check::Sent(seq)) {
-            s.check = Check::Done;
-            return;
-        }
         // An ack for a probe we run on someone's behalf: forward it.
         if let Some(ind) = self.indirect.get_mut(&seq) {
             if !ind.acked {
@@ -257,6 +252,11 @@ impl<A: Address> Node<A> {
                 let ack = Message::<A>::Ack { seq: their_seq };
                 self.send_packet(to, TransmitKind::Ack, |w| ack.encode(w));
             }
+            return;
+        }
+        // The ack to our check of a suspect (rarer than the two above, and a scan): it runs.
+        if let Some(s) = self.suspicions.values_mut().find(|s| s.check == Check::Sent(seq)) {
+            s.check = Check::Done;
         }
     }
 
