@@ -70,10 +70,11 @@ pub struct Config {
     /// still needs as many members to agree before it applies. Ignored in clusters too small to
     /// give `k` confirmations (fewer than `k + 2` members), where the minimum applies.
     pub suspicion_confirmations: u32,
-    /// Every member holding a suspicion pings the suspect itself, with the suspicion, halfway to
-    /// the earliest deadline: a suspect whose refutation never reached this member by gossip
-    /// answers it directly (see `Node::check_suspect`). One ping per member holding a suspicion. On in
-    /// every preset.
+    /// Every member holding a suspicion pings the suspect itself, with the suspicion, between half
+    /// and three quarters of the earliest deadline: a suspect whose refutation never reached this
+    /// member by gossip answers it directly, and one that does not answer within the probe timeout
+    /// counts as this member's confirmation (see `Node::check_suspect`). One ping per member
+    /// holding a suspicion. On in every preset.
     pub suspect_checks: bool,
     /// Period of the dedicated gossip round that pushes queued updates to `gossip_nodes` random members.
     pub gossip_interval: Duration,
