@@ -46,6 +46,16 @@ impl Args {
         Ok(Args { command, flags })
     }
 
+    /// A switch given as `--NAME on|off|both` (`default` when absent): the settings to run, off first.
+    fn on_off_both(&self, name: &str, default: &str) -> Result<&'static [bool], String> {
+        match self.flags.get(name).map_or(default, String::as_str) {
+            "on" => Ok(&[true]),
+            "off" => Ok(&[false]),
+            "both" => Ok(&[false, true]),
+            other => Err(format!("--{name}: on, off or both, not {other}")),
+        }
+    }
+
     fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
         match self.flags.get(name) {
             None => Ok(default),
@@ -182,12 +192,7 @@ fn run(args: &Args) -> Result<(), String> {
                 "lifeguard", "alpha", "all failed (s)", "p90 (s)", "false positives", "of healthy members"
             );
             let k: Option<u32> = args.flags.get("k").map(|v| v.parse()).transpose().map_err(|_| "--k: not a number")?;
-            let checks: &[bool] = match args.flags.get("checks").map(String::as_str).unwrap_or("on") {
-                "on" => &[true],
-                "off" => &[false],
-                "both" => &[false, true],
-                other => return Err(format!("--checks: on, off or both, not {other}")),
-            };
+            let checks = args.on_off_both("checks", "on")?;
             let modes = [("on", Lifeguard::ON), ("off", Lifeguard::OFF)]
                 .into_iter()
                 .flat_map(|(name, lg)| checks.iter().map(move |&c| (name, lg, c)));
@@ -236,12 +241,7 @@ fn run(args: &Args) -> Result<(), String> {
             let nodes = args.get("nodes", 1000)?;
             let periods = args.get("periods", 2)?;
             let preset = args.preset()?;
-            let modes: &[bool] = match args.flags.get("digests").map(String::as_str).unwrap_or("both") {
-                "on" => &[true],
-                "off" => &[false],
-                "both" => &[false, true],
-                other => return Err(format!("--digests: on, off or both, not {other}")),
-            };
+            let modes = args.on_off_both("digests", "both")?;
             println!("traffic: {nodes} members, {periods} push-pull periods after a warm-up, per member per second");
             println!(
                 "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>8}",

@@ -20,6 +20,13 @@ pub(crate) struct Life {
     pub found_by: Option<u32>,
 }
 
+impl Life {
+    /// A life that starts at `start`, a member from then on if `joined` says so.
+    pub fn starting(start: u64, joined: Option<u64>) -> Life {
+        Life { start, end: None, leaving_since: None, joined, found_by: None }
+    }
+}
+
 /// A broadcast that `broadcast()` accepted.
 #[derive(Clone, Debug)]
 pub(crate) struct SentBroadcast {

@@ -191,7 +191,7 @@ impl Runner {
             };
             // Warm members, and the first member of a cold start, are members from the start.
             let joined = (matches!(s.start, Start::Warm) || i == 0).then_some(start);
-            truth.lives[i].push(Life { start, end: None, leaving_since: None, joined, found_by: None });
+            truth.lives[i].push(Life::starting(start, joined));
         }
         let mut runner = Runner {
             s,
@@ -431,13 +431,7 @@ impl Runner {
     fn start_life(&mut self, i: u32) {
         let now = self.now();
         self.truth.new_life(i as usize);
-        self.truth.lives[i as usize].push(Life {
-            start: now,
-            end: None,
-            leaving_since: None,
-            joined: None,
-            found_by: None,
-        });
+        self.truth.lives[i as usize].push(Life::starting(now, None));
     }
 
     fn end_life(&mut self, i: u32) {
