@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use shoal::{Cluster, ClusterEvent, SecurityMode};
+use shoal::{Addr, Cluster, ClusterEvent, Inquiry, SecurityMode};
 
 /// Topics that start with this are the agents' own; `POST /query` refuses them.
 pub const RESERVED: &str = "_shoal/";
@@ -162,36 +162,9 @@ pub fn spawn_responder(cluster: Cluster, handlers: Vec<Handler>) -> tokio::task:
                 PING => "pong".to_string(),
                 KEYS => apply_key_operation(&cluster, &String::from_utf8_lossy(&payload)),
                 _ => {
-                    let Some(handler) = handlers.iter().find(|h| h.topic == topic) else { continue };
-                    if running.fetch_add(1, Ordering::AcqRel) >= MAX_RUNNING {
-                        running.fetch_sub(1, Ordering::AcqRel);
-                        RUNS.busy.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%topic, "query handlers all busy: query left unanswered");
-                        continue;
+                    if let Some(handler) = handlers.iter().find(|h| h.topic == topic) {
+                        hand_over(&cluster, handler, &running, inquiry, payload);
                     }
-                    let (cluster, handler, running) = (cluster.clone(), handler.clone(), running.clone());
-                    tokio::spawn(async move {
-                        match run(&handler, inquiry.origin.as_str(), &payload).await {
-                            Ok(output) => match cluster.respond(&inquiry, &output) {
-                                Ok(()) => {
-                                    RUNS.answered.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Err(e) => {
-                                    RUNS.failed.fetch_add(1, Ordering::Relaxed);
-                                    tracing::warn!(%topic, error = %e, "query handler's answer not sent");
-                                }
-                            },
-                            Err(Outcome::TimedOut) => {
-                                RUNS.timed_out.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(%topic, timeout = ?handler.timeout, "query handler killed at its timeout");
-                            }
-                            Err(Outcome::Failed(why)) => {
-                                RUNS.failed.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(%topic, error = %why, "query handler failed");
-                            }
-                        }
-                        running.fetch_sub(1, Ordering::AcqRel);
-                    });
                     continue;
                 }
             };
@@ -200,6 +173,48 @@ pub fn spawn_responder(cluster: Cluster, handlers: Vec<Handler>) -> tokio::task:
             }
         }
     })
+}
+
+/// Runs `handler` for one query in a task of its own and sends what it prints as the answer, unless
+/// [`MAX_RUNNING`] handlers (counted in `running`) are busy already; counts the outcome either way.
+fn hand_over(
+    cluster: &Cluster,
+    handler: &Handler,
+    running: &Arc<AtomicUsize>,
+    inquiry: Inquiry<Addr>,
+    payload: Vec<u8>,
+) {
+    let topic = &handler.topic;
+    if running.fetch_add(1, Ordering::AcqRel) >= MAX_RUNNING {
+        running.fetch_sub(1, Ordering::AcqRel);
+        RUNS.busy.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%topic, "query handlers all busy: query left unanswered");
+        return;
+    }
+    let (cluster, handler, running) = (cluster.clone(), handler.clone(), running.clone());
+    tokio::spawn(async move {
+        let topic = &handler.topic;
+        match run(&handler, inquiry.origin.as_str(), &payload).await {
+            Ok(output) => match cluster.respond(&inquiry, &output) {
+                Ok(()) => {
+                    RUNS.answered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    RUNS.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%topic, error = %e, "query handler's answer not sent");
+                }
+            },
+            Err(Outcome::TimedOut) => {
+                RUNS.timed_out.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%topic, timeout = ?handler.timeout, "query handler killed at its timeout");
+            }
+            Err(Outcome::Failed(why)) => {
+                RUNS.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%topic, error = %why, "query handler failed");
+            }
+        }
+        running.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 /// Applies `install KEY`, `use KEY` or `remove KEY` to our keyring; `ok` or `error: ...`.
