@@ -158,7 +158,8 @@ export interface MemberInfo {
   meta: Uint8Array;
   /** `meta` decoded as UTF-8. */
   readonly metaText: string;
-  /** Smoothed probe round-trip time, or null before the first probe. */
+  /** Round-trip time of this member's last direct probe that was answered, or null before the
+   *  first (and always null in `joined`/`updated` events). */
   rttMs: number | null;
 }
 

@@ -201,7 +201,7 @@ impl Protocol {
 
     /// Every other known member, in any state, as `{name, addr, state, incarnation, meta, rttMs}`.
     pub fn members(&self) -> Array {
-        self.node.members().map(member_to_js).collect()
+        self.node.members().map(|m| member_to_js(m, self.node.rtt(&m.id))).collect()
     }
 
     /// Our own record as others see it.
@@ -369,7 +369,7 @@ fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
     let ev = Obj::new().set("type", event.name());
     Some(
         match event {
-            Event::Joined(m) | Event::Updated(m) => ev.set("member", m.id.as_str()).set("info", member_to_js(m)),
+            Event::Joined(m) | Event::Updated(m) => ev.set("member", m.id.as_str()).set("info", member_to_js(m, None)),
             Event::Suspected { id, incarnation, by } | Event::Failed { id, incarnation, by } => {
                 ev.set("member", id.as_str()).set("incarnation", *incarnation).set("by", by.as_str())
             }
@@ -422,14 +422,16 @@ fn state_name(s: MemberState) -> &'static str {
     }
 }
 
-fn member_to_js(m: &Member<Addr>) -> JsValue {
+/// A member as the npm package's plain object; `rtt` is the last measured round trip (events
+/// carry none: the member is new, or its record is what changed).
+fn member_to_js(m: &Member<Addr>, rtt: Option<core::time::Duration>) -> JsValue {
     Obj::new()
         .set("name", m.id.as_str())
         .set("addr", m.addr.as_str())
         .set("state", state_name(m.state))
         .set("incarnation", m.incarnation)
         .set("meta", Uint8Array::from(m.meta.as_bytes()))
-        .set("rttMs", m.rtt().map_or(JsValue::NULL, |d| JsValue::from_f64(d.as_secs_f64() * 1_000.0)))
+        .set("rttMs", rtt.map_or(JsValue::NULL, |d| JsValue::from_f64(d.as_secs_f64() * 1_000.0)))
         .done()
 }
 

@@ -276,7 +276,6 @@ mod tests {
             state: MemberState::Alive,
             meta_complete: true,
             versions: (1, 1),
-            rtt_ms: u32::MAX,
             state_since: crate::Instant::ZERO,
             meta: Metadata::default(),
         };

@@ -66,7 +66,7 @@ mod socket_syntax;
 pub use config::{Config, ConfigError, Lifeguard};
 pub use event::{BroadcastId, Event, MessageKind};
 pub use identity::{Address, InvalidNodeId, NodeId};
-pub use member::{Member, MemberState, Metadata};
+pub use member::{Member, MemberSnapshot, MemberState, Metadata};
 #[cfg(any(feature = "admission", test))]
 pub use node::{AdmissionPolicy, Candidate, Conflict, ConflictPolicy};
 pub use node::{CommandError, Footprint, Node, PacketError, Transmit, TransmitKind};

@@ -396,7 +396,6 @@ mod tests {
             state,
             meta_complete: true,
             versions: (1, 1),
-            rtt_ms: u32::MAX,
             state_since: crate::Instant::from_millis(0),
             meta: Metadata::new(&Tags::from_pairs(tags.iter().copied()).unwrap().to_metadata()),
         };

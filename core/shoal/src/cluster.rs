@@ -663,7 +663,6 @@ impl Cluster {
             state: MemberState::Alive,
             meta_complete: true,
             versions: (shoal_core::wire::MIN_PROTOCOL_VERSION, shoal_core::wire::PROTOCOL_VERSION),
-            rtt_ms: u32::MAX,
             state_since: shoal_core::Instant::ZERO,
             meta: crate::Metadata::new(n.metadata()),
         })
@@ -725,8 +724,14 @@ impl Cluster {
         self.command(|n, _| n.set_coordinates(on))
     }
 
+    /// The round trip of our last direct probe of `member` that was acknowledged: measured, not
+    /// estimated. `None` until one was (members are probed in turn, one per protocol period).
+    pub fn rtt(&self, member: &NodeId) -> Option<Duration> {
+        self.read(|n| n.rtt(member))
+    }
+
     /// The estimated round trip to `member` from both members' coordinates: any member, not only
-    /// the one probed last (`Member::rtt` is the last measured). `None` while coordinates are off
+    /// the ones probed already ([`Cluster::rtt`] is the last measured). `None` while coordinates are off
     /// here or there, or before its first ack to one of our probes.
     pub fn estimate_rtt(&self, member: &NodeId) -> Option<Duration> {
         self.read(|n| n.estimate_rtt(member))

@@ -35,14 +35,26 @@ impl<A: Address> Node<A> {
     /// that is false. After a partition longer than the reap time the other side comes back with the
     /// very `Alive` records we learned it from the first time; skipped as repeats, they would leave
     /// us relying on push-pull alone to relearn those members.
+    ///
+    /// The scan of the table is skipped until the earliest a member can be due (`reap_due`): the
+    /// earliest deadline among the members gone at the last scan, or a whole reap time after it for
+    /// members gone since (a member's state only moves later).
     fn reap(&mut self, now: Instant) {
+        if now < self.reap_due {
+            return;
+        }
         let horizon = self.config.dead_member_reap_time;
-        let expired: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|m| !m.state.is_live() && now.saturating_duration_since(m.state_since) >= horizon)
-            .map(|m| m.id.clone())
-            .collect();
+        let mut due = now + horizon;
+        let mut expired: Vec<NodeId> = Vec::new();
+        for m in self.members.iter().filter(|m| !m.state.is_live()) {
+            let deadline = m.state_since + horizon;
+            if deadline <= now {
+                expired.push(m.id.clone());
+            } else {
+                due = due.min(deadline);
+            }
+        }
+        self.reap_due = due;
         if expired.is_empty() {
             return;
         }

@@ -212,7 +212,9 @@ impl<A: Address> Node<A> {
             MetaField::Omitted { .. } => None,
         };
         let versions = (a.min_version, a.max_version);
-        let Some(m) = self.members.get_mut(&a.id) else {
+        // Looked up, not borrowed for a change: repeats of what we know are most of gossip, and a
+        // change copies the member's chunk when the table shares it (see `MemberTable`).
+        let Some(m) = self.members.get(&a.id) else {
             if !self.admits(&a.id, &a.addr, announced_meta, versions) {
                 return;
             }
@@ -246,7 +248,7 @@ impl<A: Address> Node<A> {
                 return;
             }
         }
-        let Some(m) = self.members.get_mut(&a.id) else {
+        let Some(m) = self.members.get(&a.id) else {
             return;
         };
         if !is_newer(a.incarnation, m.incarnation) && (!m.state.is_live() || a.incarnation != m.incarnation) {
@@ -266,7 +268,7 @@ impl<A: Address> Node<A> {
         if a.incarnation == m.incarnation {
             // Same incarnation: only a missing large metadata value can be filled in.
             if m.state.is_live() && !m.meta_complete {
-                if let (Some(meta), true) = (meta, meta_complete) {
+                if let (Some(meta), true, Some(m)) = (meta, meta_complete, self.members.get_mut(&a.id)) {
                     m.meta = meta;
                     m.meta_complete = true;
                     let member = m.clone();
@@ -277,7 +279,7 @@ impl<A: Address> Node<A> {
         }
         // (Only with a policy to ask: the lookup below costs the wasm package bytes otherwise.)
         #[cfg(any(feature = "admission", test))]
-        let m = {
+        {
             let (old_state, incarnation) = (m.state, m.incarnation);
             if !self.admits(&a.id, &a.addr, announced_meta, versions) {
                 // A member we admitted announced a record we refuse: it is out, here. Our own
@@ -290,10 +292,9 @@ impl<A: Address> Node<A> {
                 }
                 return;
             }
-            let Some(m) = self.members.get_mut(&a.id) else {
-                return;
-            };
-            m
+        }
+        let Some(m) = self.members.get_mut(&a.id) else {
+            return;
         };
         let old_state = m.state;
         // Metadata still being fetched is reported by the fetch's own `Updated`, not here.
@@ -383,7 +384,7 @@ impl<A: Address> Node<A> {
             return;
         }
         let n = self.cluster_size();
-        let Some(m) = self.members.get_mut(id) else {
+        let Some(m) = self.members.get(id) else {
             return;
         };
         if is_newer(m.incarnation, incarnation) {
@@ -409,7 +410,9 @@ impl<A: Address> Node<A> {
             return;
         }
         let old_incarnation = m.incarnation;
-        m.incarnation = incarnation;
+        if let Some(m) = self.members.get_mut(id) {
+            m.incarnation = incarnation;
+        }
         self.members.set_state(id, MemberState::Suspect, now);
         self.incarnation_moved(old_incarnation, incarnation);
         let suspicion = Suspicion::new(&self.config, n, incarnation, by.clone(), now);
@@ -467,7 +470,7 @@ impl<A: Address> Node<A> {
             self.claim_against_us(incarnation, &by, reply_to, now);
             return;
         }
-        let Some(m) = self.members.get_mut(id) else {
+        let Some(m) = self.members.get(id) else {
             return;
         };
         if is_newer(m.incarnation, incarnation) {
@@ -487,7 +490,9 @@ impl<A: Address> Node<A> {
             // is not coming back, and nobody contacts it any more) and spread like any news.
             if left && m.state == MemberState::Dead {
                 let old_incarnation = m.incarnation;
-                m.incarnation = incarnation;
+                if let Some(m) = self.members.get_mut(id) {
+                    m.incarnation = incarnation;
+                }
                 self.members.set_state(id, new_state, now);
                 self.incarnation_moved(old_incarnation, incarnation);
                 self.enqueue_member(id, &Message::Dead { id: id.clone(), incarnation, from: by, left });
@@ -496,7 +501,9 @@ impl<A: Address> Node<A> {
             return;
         }
         let old_incarnation = m.incarnation;
-        m.incarnation = incarnation;
+        if let Some(m) = self.members.get_mut(id) {
+            m.incarnation = incarnation;
+        }
         self.members.set_state(id, new_state, now);
         self.incarnation_moved(old_incarnation, incarnation);
         self.suspicions.remove(id);
@@ -516,7 +523,7 @@ impl<A: Address> Node<A> {
     /// it failed or still alive at that incarnation take the departure; push-pull carries it to the
     /// rest. Nobody contacts a departed member again, and it is reaped on the usual schedule.
     pub(super) fn force_left(&mut self, id: &NodeId, now: Instant) -> Result<(), CommandError> {
-        let Some(m) = self.members.get_mut(id) else {
+        let Some(m) = self.members.get(id) else {
             return Err(CommandError::UnknownMember(id.clone()));
         };
         match m.state {

@@ -71,7 +71,7 @@ use crate::dissemination::{Order, UpdateQueue};
 use crate::event::{BroadcastId, Event};
 use crate::health::LocalHealth;
 use crate::identity::{Address, NodeId};
-use crate::member::{Member, MemberState, MemberTable, Metadata};
+use crate::member::{Member, MemberSnapshot, MemberState, MemberTable, Metadata};
 use crate::security::{Keyring, Opened, Security, SecurityMode, SecurityStats};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
@@ -268,6 +268,8 @@ pub struct Node<A: Address> {
     now: Instant,
     /// When we last asked a member for broadcasts we have holes in (see `broadcast` repairs).
     last_repair: Instant,
+    /// No member gone can be due for reaping before this (see `reap`).
+    reap_due: Instant,
     /// Digest entries of lives whose origin we do not know as a member yet (see
     /// `repair::StrangerLife`).
     stranger_lives: Vec<repair::StrangerLife>,
@@ -410,6 +412,7 @@ impl<A: Address> Node<A> {
             reliable: Reliable::new(),
             now,
             last_repair: now,
+            reap_due: Instant::ZERO,
             stranger_lives: Vec::new(),
             frame: FrameState::default(),
             announcements: 0,
@@ -487,6 +490,11 @@ impl<A: Address> Node<A> {
     /// One member by name.
     pub fn member(&self, id: &NodeId) -> Option<&Member<A>> {
         self.members.get(id)
+    }
+
+    /// Round-trip time of the last direct probe of `id` that was acknowledged; `None` until one was.
+    pub fn rtt(&self, id: &NodeId) -> Option<core::time::Duration> {
+        self.members.rtt(id)
     }
 
     /// Members believed alive or suspect, plus ourselves: the `n` the protocol scales with.
@@ -739,6 +747,22 @@ impl<A: Address> Node<A> {
         self.join.baseline |= self.join.joined;
     }
 
+    /// Starts from the members of `snapshot`, all alive, shared with every node started from it
+    /// until this node changes them (see [`MemberSnapshot`]): the simulator's warm start of
+    /// thousands of nodes. Call it once, before the node runs. Otherwise it is [`Node::assume_alive`]
+    /// with the snapshot's members: a node that knows members already adds those it lacks.
+    pub fn assume_alive_shared(&mut self, now: Instant, snapshot: &MemberSnapshot<A>) {
+        if self.members.len() > 0 {
+            self.assume_alive(now, snapshot.iter().map(|m| (m.id.clone(), m.addr.clone())));
+            return;
+        }
+        self.members = snapshot.0.clone();
+        self.members.remove(&self.local.id);
+        self.members.shuffle_order(&mut self.rng);
+        self.join.joined |= self.members.live_count() > 0;
+        self.join.baseline |= self.join.joined;
+    }
+
     /// Remembers `seeds` as addresses to re-announce to whenever they are not live members, as
     /// [`Node::join`] does, without contacting them now. For members restored from a snapshot (and
     /// the simulator's warm start): after a partition longer than `dead_member_reap_time`, the seeds
@@ -828,6 +852,8 @@ impl<A: Address> Node<A> {
             return Err(ConfigError { field, reason: "cannot change while the node runs: start a new node with it" });
         }
         self.config = config;
+        // The reap time may have shortened: look at every member gone at the next housekeeping.
+        self.reap_due = Instant::ZERO;
         Ok(())
     }
 
@@ -1023,17 +1049,7 @@ impl<A: Address> Node<A> {
         versions: (u8, u8),
         now: Instant,
     ) -> Member<A> {
-        Member {
-            id,
-            addr,
-            incarnation,
-            state: MemberState::Alive,
-            meta,
-            meta_complete,
-            state_since: now,
-            rtt_ms: u32::MAX,
-            versions,
-        }
+        Member { id, addr, incarnation, state: MemberState::Alive, meta, meta_complete, state_since: now, versions }
     }
 
     fn topic_ok(topic: &str) -> Result<(), CommandError> {

@@ -236,9 +236,7 @@ impl<A: Address> Node<A> {
                 if !concluded {
                     self.adjust_health(-1);
                 }
-                if let Some(m) = self.members.get_mut(&target) {
-                    m.rtt_ms = u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX - 1).min(u32::MAX - 1);
-                }
+                self.members.set_rtt(&target, rtt);
                 #[cfg(any(feature = "coordinates", test))]
                 self.expect_ack_extras(target, rtt);
                 return;

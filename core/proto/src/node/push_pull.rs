@@ -367,9 +367,7 @@ impl<A: Address> Node<A> {
         if self.status != Status::Running {
             return;
         }
-        let live_addrs: Vec<&A> = self.members.iter().filter(|m| m.state.is_live()).map(|m| &m.addr).collect();
-        let lonely_seeds: Vec<A> = self.join.seeds.iter().filter(|s| !live_addrs.contains(s)).cloned().collect();
-        drop(live_addrs);
+        let lonely_seeds = self.lonely_seeds();
         if let Some(seed) = lonely_seeds.choose(&mut self.rng).cloned() {
             self.send_push_pull(seed, true);
         }
@@ -391,6 +389,22 @@ impl<A: Address> Node<A> {
                 }
             }
         }
+    }
+
+    /// The seeds no live member answers at: one pass over the members, which stops once every seed
+    /// is accounted for (in a warm cluster, at the first few members).
+    fn lonely_seeds(&self) -> Vec<A> {
+        let mut lonely: Vec<A> = self.join.seeds.clone();
+        if lonely.is_empty() {
+            return lonely;
+        }
+        for m in self.members.iter().filter(|m| m.state.is_live()) {
+            lonely.retain(|s| *s != m.addr);
+            if lonely.is_empty() {
+                break;
+            }
+        }
+        lonely
     }
 
     /// Asks a member for its own record, to fetch metadata too large for gossip.

@@ -292,7 +292,6 @@ mod tests {
             state: shoal_core::MemberState::Alive,
             meta_complete: true,
             versions: (1, 1),
-            rtt_ms: u32::MAX,
             state_since: shoal_core::Instant::ZERO,
             meta: shoal_core::Metadata::new(b"role=web"),
         };

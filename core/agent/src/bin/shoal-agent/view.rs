@@ -66,7 +66,6 @@ mod tests {
             state,
             meta_complete: true,
             versions: (1, 1),
-            rtt_ms: u32::MAX,
             state_since: Instant::ZERO,
             meta: Default::default(),
         }

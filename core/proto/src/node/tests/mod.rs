@@ -754,6 +754,66 @@ fn a_healed_partition_merges_back_without_operator_action() {
     assert!(settled, "everyone agrees on everyone's latest incarnation: {views:?}");
 }
 
+/// Housekeeping skips its scan of the table until a gone member can be due: whenever members go
+/// (before a scan that found none, between scans, or while others wait), each is forgotten within
+/// one housekeeping period of its reap time, never before.
+#[test]
+fn every_member_gone_is_reaped_within_one_housekeeping_period_of_its_reap_time_whenever_it_went() {
+    let config = Config {
+        push_pull_interval: Duration::ZERO,
+        dead_member_reap_time: Duration::from_secs(20),
+        ..Config::local()
+    };
+    let (horizon, period) = (config.dead_member_reap_time, config.housekeeping_period());
+    for seed in 0..8u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut now = Instant::from_millis(0);
+        let mut a: Node<u32> = Node::new(now, config.clone(), id("a"), 0, seed).unwrap();
+        let names: Vec<NodeId> = (1..=30).map(|i| id(&format!("m{i}"))).collect();
+        a.assume_alive(now, names.iter().cloned().zip(1..));
+        // Deaths at random moments over three reap times; a's own unanswered probes add more.
+        let mut deaths: Vec<Instant> =
+            (0..names.len()).map(|_| Instant::from_millis(rng.random_range(0..60_000))).collect();
+        let end = Instant::from_millis(100_000);
+        // State-since of every member gone, as of the last step.
+        let mut gone: Vec<(NodeId, Instant)> = Vec::new();
+        while now < end {
+            now = a.poll_timeout().unwrap().min(end);
+            for (i, at) in deaths.iter_mut().enumerate() {
+                if *at <= now {
+                    *at = Instant::from_millis(u64::MAX);
+                    if let Some(m) = a.member(&names[i]) {
+                        let dead = Message::<u32>::Dead {
+                            id: names[i].clone(),
+                            incarnation: m.incarnation,
+                            from: id("z"),
+                            left: false,
+                        };
+                        let mut w = Writer::default();
+                        begin_packet(&mut w, PROTOCOL_VERSION);
+                        dead.encode(&mut w);
+                        a.handle_packet(now, 99, &w.into_vec()).unwrap();
+                    }
+                }
+            }
+            a.handle_timeout(now);
+            while a.poll_transmit().is_some() {}
+            while a.poll_event().is_some() {}
+            for (name, since) in &gone {
+                let due = *since + horizon;
+                match a.member(name) {
+                    None => assert!(now >= due, "seed {seed}: {name} reaped at {now:?}, before its reap time {due:?}"),
+                    Some(_) => {
+                        assert!(now <= due + period, "seed {seed}: {name} still kept at {now:?}, reap time {due:?}")
+                    }
+                }
+            }
+            gone = a.members().filter(|m| !m.state.is_live()).map(|m| (m.id.clone(), m.state_since)).collect();
+        }
+        assert!(a.members().count() < names.len(), "seed {seed}: some members were reaped");
+    }
+}
+
 #[test]
 fn a_reaped_member_is_relearned_from_the_same_alive_record_it_was_first_learned_from() {
     let config = Config { push_pull_interval: Duration::ZERO, ..Config::local() };

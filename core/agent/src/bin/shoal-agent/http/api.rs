@@ -121,7 +121,7 @@ pub fn members(cluster: &Cluster, query: &str) -> Answer {
         rows.push(json!({
             "name": m.id.as_str(), "addr": m.addr.to_string(), "state": state_name(m.state), "self": false,
             "incarnation": m.incarnation, "meta": String::from_utf8_lossy(m.meta.as_bytes()),
-            "tags": tags_json(&m.tags()), "rtt_ms": m.rtt().map(|d| d.as_millis() as u64),
+            "tags": tags_json(&m.tags()), "rtt_ms": cluster.rtt(&m.id).map(|d| d.as_millis() as u64),
         }));
     }
     json_ok(Value::Array(rows))
@@ -164,7 +164,7 @@ pub fn rtt(cluster: &Cluster, query: &str) -> Answer {
     match cluster.members().into_iter().find(|m| m.id.as_str() == name) {
         None => Answer::text("404 Not Found", format!("no member {name:?}\n")),
         Some(m) => json_ok(json!({
-            "name": name, "state": state_name(m.state), "rtt_ms": m.rtt().map(|d| d.as_secs_f64() * 1000.0),
+            "name": name, "state": state_name(m.state), "rtt_ms": cluster.rtt(&m.id).map(|d| d.as_secs_f64() * 1000.0),
             "estimated_rtt_ms": cluster.estimate_rtt(&m.id).map(|d| d.as_secs_f64() * 1000.0),
         })),
     }
