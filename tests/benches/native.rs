@@ -8,7 +8,8 @@
 //! over one push-pull period, once the cluster is formed and quiet)
 //! `cargo bench -p shoal-tests --bench native -- detection` (50 members, UDP + TCP on loopback: 10
 //! members crashed one after another, seconds until every other member lists each one failed; the
-//! LAN preset beside it with memberlist's `α = 4, k = 2` and no checks of suspects, same run)
+//! LAN preset beside it with memberlist's `α = 4, k = 2` and no checks of suspects, and HashiCorp
+//! memberlist itself where Go and its Debian source are installed, same run)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -226,30 +227,49 @@ async fn detection_once(n: usize, crashes: usize, label: &str, config: Config) {
     let mut all = formed_cluster("detect", n, &config).await;
     tokio::time::sleep(config.push_pull_period(n)).await;
     let mut times = Vec::new();
+    // Where the time goes: until the first member suspects the crashed one, and until the first
+    // declares it failed.
+    let (mut first_suspected, mut first_failed) = (Vec::new(), Vec::new());
     for c in 0..crashes {
         // Crash the member at the end (never the seed), and wait for every other one to list it failed.
         let victim = all.pop().expect("members left");
         let name = victim.name().as_str().to_string();
         let crashed_at = Instant::now();
         victim.shutdown().await;
-        let failed_everywhere =
-            || all.iter().all(|m| matches!(state_of(m, &name), Some(shoal_core::MemberState::Dead) | None));
+        let (mut suspected_at, mut failed_at) = (None, None);
+        let failed_everywhere = || {
+            let states: Vec<_> = all.iter().map(|m| state_of(m, &name)).collect();
+            use shoal_core::MemberState::{Dead, Suspect};
+            if suspected_at.is_none() && states.iter().any(|s| matches!(s, Some(Suspect | Dead))) {
+                suspected_at = Some(crashed_at.elapsed().as_secs_f64());
+            }
+            if failed_at.is_none() && states.iter().any(|s| matches!(s, Some(Dead))) {
+                failed_at = Some(crashed_at.elapsed().as_secs_f64());
+            }
+            states.iter().all(|s| matches!(s, Some(Dead) | None))
+        };
         if eventually(Duration::from_secs(90), failed_everywhere).await {
             times.push(crashed_at.elapsed().as_secs_f64());
+            first_suspected.extend(suspected_at);
+            first_failed.extend(failed_at);
         } else {
             println!("detection: crash {c} not failed everywhere in 90 s");
         }
         // Let the news settle before the next crash.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    times.sort_by(f64::total_cmp);
-    let at = |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let at = |times: &mut Vec<f64>, q: f64| {
+        times.sort_by(f64::total_cmp);
+        times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
+    };
     println!(
-        "detection: {n} members, {label}: {} crashes, failed everywhere {:.2} s after the crash (median), p90 {:.2} s, max {:.2} s",
+        "detection: {n} members, {label}: {} crashes, failed everywhere {:.2} s after the crash (median), p90 {:.2} s, max {:.2} s; first suspicion {:.2} s, first failure {:.2} s (medians)",
         times.len(),
-        at(0.5),
-        at(0.9),
-        at(1.0)
+        at(&mut times, 0.5),
+        at(&mut times, 0.9),
+        at(&mut times, 1.0),
+        at(&mut first_suspected, 0.5),
+        at(&mut first_failed, 0.5),
     );
     for m in &all {
         m.shutdown().await;
@@ -310,6 +330,28 @@ async fn cold_start(n: usize, runs: u64) {
     );
 }
 
+/// HashiCorp memberlist's own detection time in the same run, from the Go source Debian packages
+/// (`golang-go golang-github-hashicorp-memberlist-dev`): `benches/memberlist/detection.go` does what
+/// `detection_once` does. Skipped, with a line saying so, where Go or the source is missing.
+fn memberlist_detection(n: usize, crashes: usize) {
+    const GOPATH: &str = "/usr/share/gocode";
+    if !std::path::Path::new(GOPATH).join("src/github.com/hashicorp/memberlist").is_dir() {
+        println!("detection: HashiCorp memberlist skipped: no Go source at {GOPATH} (apt-get install golang-go golang-github-hashicorp-memberlist-dev)");
+        return;
+    }
+    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/memberlist/detection.go");
+    let run = std::process::Command::new("go")
+        .args(["run", program, "-n", &n.to_string(), "-crashes", &crashes.to_string()])
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .output();
+    match run {
+        Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => println!("detection: HashiCorp memberlist failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) => println!("detection: HashiCorp memberlist skipped: cannot run go ({e})"),
+    }
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
@@ -337,6 +379,7 @@ fn main() {
             memberlist.suspicion_confirmations = 2;
             memberlist.suspect_checks = false;
             detection_once(50, 10, "memberlist's alpha 4, k 2, no checks", memberlist).await;
+            memberlist_detection(50, 10);
         }
         if wants("cold-start") {
             cold_start(20, 48).await;

@@ -1,12 +1,12 @@
-//! Figures for BENCHMARKS.md. Run all: `cargo bench -p shoal-core --bench core_figures`.
+//! Figures for BENCHMARKS.md. Run all: `cargo bench -p shoal-sim --bench core_figures`.
 //! Run one (for a clean peak-memory reading, run `scale` alone):
-//! `cargo bench -p shoal-core --bench core_figures -- scale|detect|false-positives|broadcast|packet`.
+//! `cargo bench -p shoal-sim --bench core_figures -- pairs|scale|detect|false-positives|broadcast|packet|crypto`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant as Wall};
 
 use shoal_core::wire::{begin_packet, Alive, Message, MetaField, Ping, Writer, PROTOCOL_VERSION};
-use shoal_core::{Config, Instant, Lifeguard, Node, NodeId};
+use shoal_core::{Config, Instant, Lifeguard, MemberSnapshot, Node, NodeId};
 use shoal_sim::{scenario, LinkModel};
 
 fn peak_rss_mib() -> f64 {
@@ -30,6 +30,46 @@ fn scale() {
         r.packets as f64 / nodes as f64 / f64::from(periods),
         r.false_positives
     );
+}
+
+fn rss_bytes() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb * 1024.0)
+}
+
+/// What one node's knowledge of one member costs: 200 nodes that each know 10,000 members, started
+/// from one shared snapshot (the simulator's warm start) and built member by member (a cold start,
+/// a real deployment). Shared first: memory freed by the other would hide its cost.
+fn memory_per_pair() {
+    let (nodes, members) = (200usize, 10_000usize);
+    let everyone: Vec<(NodeId, u32)> =
+        (0..members).map(|i| (NodeId::new(&format!("n{i}")).expect("valid"), i as u32)).collect();
+    for shared in [true, false] {
+        let before = rss_bytes();
+        let snapshot = MemberSnapshot::alive(Instant::ZERO, everyone.iter().cloned(), 1);
+        let built: Vec<Node<u32>> = (0..nodes)
+            .map(|i| {
+                let (id, addr) = everyone[i].clone();
+                let mut node = Node::new(Instant::ZERO, Config::lan(), id, addr, i as u64).expect("valid config");
+                if shared {
+                    node.assume_alive_shared(Instant::ZERO, &snapshot);
+                } else {
+                    node.assume_alive(Instant::ZERO, everyone.iter().cloned());
+                }
+                node
+            })
+            .collect();
+        let per_pair = (rss_bytes() - before) / (nodes * members) as f64;
+        println!(
+            "memory per (node, member) pair, {nodes} nodes x {members} members, {}: {per_pair:.1} bytes",
+            if shared { "from one shared snapshot" } else { "each table built member by member" }
+        );
+        black_box(built);
+    }
 }
 
 fn detect() {
@@ -232,6 +272,10 @@ fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let all = which.is_empty();
     let wants = |name: &str| all || which.iter().any(|w| w == name);
+    // First: it reads the process's memory, which runs before it would leave in the allocator.
+    if wants("pairs") {
+        memory_per_pair();
+    }
     if wants("packet") {
         packet();
     }
