@@ -114,6 +114,9 @@ pub struct Stats {
     pub push_pulls_sent: u64,
     /// Push-pull frames received, requests and answers.
     pub push_pulls_received: u64,
+    /// Push-pulls of [`Stats::push_pulls_sent`] that went as plain packets, not reliable frames: a
+    /// digest request that fits a packet, and an answer to one that fits and is no larger.
+    pub push_pulls_as_packets: u64,
     /// Periodic and catch-up push-pull requests that carried a digest of our view instead of the
     /// view (see `Config::push_pull_digests`).
     pub member_digests_sent: u64,

@@ -87,7 +87,7 @@ impl Metrics {
     pub fn to_prometheus(&self) -> String {
         let s = &self.stats;
         let sec = &self.security;
-        let counters: [(&str, &str, u64); 73] = [
+        let counters: [(&str, &str, u64); 74] = [
             ("packets_received_total", "Packets and frames received", s.packets_received),
             ("bytes_received_total", "Bytes received by the protocol", s.bytes_received),
             ("packets_sent_total", "Packets and frames sent", s.packets_sent),
@@ -169,6 +169,11 @@ impl Metrics {
                 s.unknown_pingers_asked,
             ),
             ("push_pulls_total", "Push-pull exchanges started", s.push_pulls_sent),
+            (
+                "push_pulls_as_packets_total",
+                "Push-pull requests and answers sent as plain packets (digest exchanges that fit one)",
+                s.push_pulls_as_packets,
+            ),
             (
                 "member_digests_sent_total",
                 "Periodic push-pull requests that carried a digest of our view instead of the view",

@@ -308,6 +308,10 @@ pub struct TrafficReport {
     pub bytes: [u64; 7],
     /// Periodic push-pulls that carried a digest instead of a view, summed over members.
     pub member_digests: u64,
+    /// Push-pull requests and answers that went as plain packets, summed over members.
+    pub push_pulls_as_packets: u64,
+    /// All push-pull requests and answers sent, summed over members.
+    pub push_pulls: u64,
     /// `Failed` events about members that were up, over the whole run.
     pub false_positives: u64,
 }
@@ -333,17 +337,24 @@ pub fn traffic(nodes: usize, config: Config, periods: u32, seed: u64) -> Traffic
     let mut sim = Simulation::new(SimConfig { node: config, ..SimConfig::lan(nodes, seed) });
     sim.run_for(warm_up);
     let (packets, bytes) = (sim.recorder().packets_by_kind(), sim.recorder().bytes_by_kind());
-    let digests_before: u64 = (0..nodes).filter_map(|i| sim.node(i)).map(|n| n.stats().member_digests_sent).sum();
+    let sum = |sim: &Simulation, stat: fn(&shoal_core::Stats) -> u64| -> u64 {
+        (0..nodes).filter_map(|i| sim.node(i)).map(|n| stat(&n.stats())).sum()
+    };
+    let digests_before = sum(&sim, |s| s.member_digests_sent);
+    let as_packets_before = sum(&sim, |s| s.push_pulls_as_packets);
+    let push_pulls_before = sum(&sim, |s| s.push_pulls_sent);
     let measured = push_pull * periods.max(1);
     sim.run_for(measured);
     let after = (sim.recorder().packets_by_kind(), sim.recorder().bytes_by_kind());
-    let digests_after: u64 = (0..nodes).filter_map(|i| sim.node(i)).map(|n| n.stats().member_digests_sent).sum();
+    let digests_after = sum(&sim, |s| s.member_digests_sent);
     TrafficReport {
         nodes,
         secs: secs(measured),
         packets: core::array::from_fn(|k| after.0[k] - packets[k]),
         bytes: core::array::from_fn(|k| after.1[k] - bytes[k]),
         member_digests: digests_after - digests_before,
+        push_pulls_as_packets: sum(&sim, |s| s.push_pulls_as_packets) - as_packets_before,
+        push_pulls: sum(&sim, |s| s.push_pulls_sent) - push_pulls_before,
         false_positives: sim.recorder().false_positives(),
     }
 }

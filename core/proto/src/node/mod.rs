@@ -330,6 +330,8 @@ struct FrameState<A> {
     /// coordinate or payload after the ack is its.
     #[cfg(any(feature = "coordinates", test))]
     acked: Option<(NodeId, Duration)>,
+    /// Bytes of the frame (plaintext).
+    size: usize,
 }
 
 impl<A> Default for FrameState<A> {
@@ -347,6 +349,7 @@ impl<A> Default for FrameState<A> {
             state_from: None,
             #[cfg(any(feature = "coordinates", test))]
             acked: None,
+            size: 0,
         }
     }
 }
@@ -647,6 +650,7 @@ impl<A: Address> Node<A> {
                 return Err(PacketError::Decode(e));
             }
         }
+        self.frame.size = bytes.len();
         for message in messages.drain(..) {
             self.handle_message(now, &from, message);
         }

@@ -193,9 +193,32 @@ impl<A: Address> Node<A> {
             member_digest.encode(&mut w);
         }
         let budget = limit.saturating_sub(64 + crate::security::OVERHEAD);
+        let datagram_answer = asker.as_ref().and_then(|a| Self::datagram_answer_limit(a));
         self.write_broadcast_state(&mut w, asker, budget);
-        self.push_transmit(to, w.into_vec(), true, TransmitKind::PushPull);
+        let bytes = w.into_vec();
+        let datagram =
+            bytes.len() <= self.packet_budget() && (digest || datagram_answer.is_some_and(|max| bytes.len() <= max));
+        if datagram {
+            self.stats.push_pulls_as_packets += 1;
+        }
+        self.push_transmit(to, bytes, !datagram, TransmitKind::PushPull);
         self.stats.push_pulls_sent += 1;
+    }
+
+    /// How large the answer to `asker` may be to go as a plain packet, if it may: a periodic
+    /// push-pull with member digests is two datagrams when both fit one, instead of a reliable
+    /// frame each way (over TCP, a connection's dozen segments). A lost one costs a push-pull
+    /// period of anti-entropy, which is what the next period is for; joins and whole views stay
+    /// reliable. The answer is never larger than the request was, so that a request forged from
+    /// another member's address reflects no more bytes to it than it cost.
+    #[cfg(any(feature = "member-digests", test))]
+    fn datagram_answer_limit(asker: &Asker<'_>) -> Option<usize> {
+        (asker.members.is_some() && !asker.join).then_some(asker.size)
+    }
+
+    #[cfg(not(any(feature = "member-digests", test)))]
+    fn datagram_answer_limit(_: &Asker<'_>) -> Option<usize> {
+        None
     }
 
     /// What a push-pull frame carries of our view: for a digest request, our record and the

@@ -26,6 +26,8 @@ pub(super) struct Asker<'a> {
     pub digest: Option<&'a [DigestEntry]>,
     #[cfg(any(feature = "member-digests", test))]
     pub members: Option<(u32, &'a [u32])>,
+    /// Bytes of the frame that asked (plaintext).
+    pub size: usize,
 }
 
 /// Stranger lives kept at most; past this, what a digest lists for a stranger is given up at once.
@@ -130,6 +132,7 @@ impl<A: Address> Node<A> {
                 digest: frame.digest.as_deref(),
                 #[cfg(any(feature = "member-digests", test))]
                 members: frame.member_digest.as_ref().map(|(salt, hashes)| (*salt, hashes.as_slice())),
+                size: frame.size,
             };
             self.send_push_pull_answering(to.clone(), *join, Some(asker));
         }

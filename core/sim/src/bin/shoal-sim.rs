@@ -254,12 +254,14 @@ fn run(args: &Args) -> Result<(), String> {
                 let per = |b: u64| b as f64 / nodes as f64 / r.secs;
                 let by_kind: Vec<String> = r.bytes.iter().map(|&b| format!("{:>9.1}", per(b))).collect();
                 println!(
-                    "  {:<8} {} {:>9.1}  {:>8.2}   (bytes; {} digest requests, {} false positives)",
+                    "  {:<8} {} {:>9.1}  {:>8.2}   (bytes; {} digest requests, {} of {} push-pulls as packets, {} false positives)",
                     if digests { "on" } else { "off" },
                     by_kind.join(" "),
                     r.bytes_per_member_s(),
                     r.packets_per_member_s(),
                     r.member_digests,
+                    r.push_pulls_as_packets,
+                    r.push_pulls,
                     r.false_positives
                 );
             }

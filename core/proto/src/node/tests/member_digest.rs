@@ -154,6 +154,76 @@ fn members_that_agree_send_one_record_each_way_in_their_periodic_push_pulls() {
 }
 
 #[test]
+fn periodic_push_pulls_go_as_plain_packets_while_joins_send_whole_views_reliably() {
+    let config = Config::local();
+    let mut c = Cluster::formed(20, config.clone());
+    let is_join = |s: &&Sent| decode(&s.bytes).iter().any(|m| matches!(m, Message::PushPull { join: true, .. }));
+    let joins: Vec<&Sent> = c.log.iter().filter(|s| s.kind == TransmitKind::PushPull).filter(is_join).collect();
+    assert!(joins.len() >= 19 && joins.iter().all(|s| s.reliable), "the joins' push-pulls are reliable");
+    let start = c.log.len();
+    let counted = |c: &Cluster| -> u64 { c.nodes.iter().map(|n| n.stats().push_pulls_as_packets).sum() };
+    let before = counted(&c);
+    c.advance(3 * config.push_pull_period(20).as_millis() as u64);
+    let periodic: Vec<&Sent> = c.log[start..].iter().filter(|s| s.kind == TransmitKind::PushPull).collect();
+    assert!(periodic.len() >= 40, "every member asked and was answered: {} frames", periodic.len());
+    for s in &periodic {
+        assert!(!s.reliable, "{} -> {}: a {}-byte digest exchange goes as a packet", s.from, s.to, s.bytes.len());
+    }
+    assert_eq!(counted(&c) - before, periodic.len() as u64, "and is counted");
+}
+
+/// The rule over random views: a digest request goes as a packet when it fits one; the answer goes
+/// as a packet only when it fits one and is no larger than the request (a request forged from a
+/// member's address must not reflect more bytes to it than it cost); otherwise reliably. Both
+/// ways occur.
+#[test]
+fn a_push_pull_answer_larger_than_its_request_goes_reliably_and_a_smaller_one_as_a_packet() {
+    let (mut as_packets, mut reliable) = (0, 0);
+    for seed in 0..200u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let known: Vec<(NodeId, u32)> = (0..12).map(|m| (id(&format!("m{m}")), 100 + m)).collect();
+        // Half the pairs heard the same news (views that agree), half different news.
+        let mut rng_b = if seed % 2 == 0 { rng.clone() } else { SmallRng::seed_from_u64(seed + 1_000) };
+        let mut a = random_view("a", 1, &known, &mut rng);
+        let mut b = random_view("b", 2, &known, &mut rng_b);
+        a.send_push_pull_digest(2);
+        let request = a.poll_transmit().expect("a request");
+        assert!(!request.reliable, "seed {seed}: a {}-byte digest request fits a packet", request.bytes.len());
+        b.handle_packet(Instant::from_millis(2), 1, &request.bytes).unwrap();
+        let answer =
+            core::iter::from_fn(|| b.poll_transmit()).find(|t| t.kind == TransmitKind::PushPull).expect("an answer");
+        let fits = answer.bytes.len() <= request.bytes.len() && answer.bytes.len() <= 1_400;
+        assert_eq!(
+            !answer.reliable,
+            fits,
+            "seed {seed}: a {}-byte answer to a {}-byte request",
+            answer.bytes.len(),
+            request.bytes.len()
+        );
+        if answer.reliable {
+            reliable += 1;
+        } else {
+            as_packets += 1;
+        }
+        // Either way the asker takes it.
+        a.handle_packet(Instant::from_millis(3), 2, &answer.bytes).unwrap();
+    }
+    assert!(as_packets > 20 && reliable > 20, "both ways occur: {as_packets} as packets, {reliable} reliable");
+}
+
+#[test]
+fn a_digest_request_too_large_for_a_packet_goes_reliably() {
+    let config = Config { push_pull_digests: true, max_packet_size: 256, max_gossip_meta: 128, ..Config::local() };
+    let mut a: Node<u32> = Node::new(Instant::from_millis(0), config, id("a"), 1, 7).unwrap();
+    a.assume_alive(Instant::from_millis(0), (0..2_000).map(|m| (id(&format!("m{m}")), 100 + m)));
+    a.send_push_pull_digest(100);
+    let request = a.poll_transmit().expect("a request");
+    assert!(request.bytes.len() > 256, "{} bytes", request.bytes.len());
+    assert!(request.reliable);
+    assert_eq!(a.stats().push_pulls_as_packets, 0);
+}
+
+#[test]
 fn a_member_that_missed_a_leave_learns_it_from_a_periodic_digest_push_pull() {
     // Every announcement of the leave is cut out of what `deaf` receives, except in push-pull
     // frames: on its own it only ever declares the leaver dead (it stops answering), and the
