@@ -136,8 +136,35 @@ pub(crate) struct MemberTable<A> {
     probe_order: Vec<u32>,
     probe_cursor: usize,
     live: usize,
-    /// Round-trip time of the last direct probe acknowledged, in ms, by position.
+    /// Round-trip time of the last direct probe acknowledged, in ms, by position: a map, not a
+    /// vector, so that a node pays only for the members it probed (a vector would cost 4 bytes a
+    /// member in every simulated node from its first probes on).
     rtt_ms: hashbrown::HashMap<u32, u32, foldhash::fast::FixedState>,
+}
+
+/// The members of a [`MemberTable`] in slot order.
+pub(crate) struct Iter<'a, A> {
+    chunks: &'a [Arc<Vec<Option<Member<A>>>>],
+    pos: usize,
+}
+
+impl<'a, A> Iterator for Iter<'a, A> {
+    type Item = &'a Member<A>;
+
+    fn next(&mut self) -> Option<&'a Member<A>> {
+        loop {
+            let chunk = self.chunks.get(self.pos / CHUNK)?;
+            let Some(slot) = chunk.get(self.pos % CHUNK) else {
+                // A last chunk not full: nothing after it.
+                self.pos = self.chunks.len() * CHUNK;
+                continue;
+            };
+            self.pos += 1;
+            if let Some(m) = slot {
+                return Some(m);
+            }
+        }
+    }
 }
 
 fn slot<A>(chunks: &[Arc<Vec<Option<Member<A>>>>], pos: usize) -> Option<&Member<A>> {
@@ -203,8 +230,8 @@ impl<A: Address> MemberTable<A> {
         self.slot_mut(p).as_mut()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Member<A>> {
-        self.chunks.iter().flat_map(|c| c.iter()).filter_map(Option::as_ref)
+    pub fn iter(&self) -> Iter<'_, A> {
+        Iter { chunks: &self.chunks, pos: 0 }
     }
 
     pub fn len(&self) -> usize {

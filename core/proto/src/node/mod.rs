@@ -331,6 +331,7 @@ struct FrameState<A> {
     #[cfg(any(feature = "coordinates", test))]
     acked: Option<(NodeId, Duration)>,
     /// Bytes of the frame (plaintext).
+    #[cfg(any(feature = "member-digests", test))]
     size: usize,
 }
 
@@ -349,6 +350,7 @@ impl<A> Default for FrameState<A> {
             state_from: None,
             #[cfg(any(feature = "coordinates", test))]
             acked: None,
+            #[cfg(any(feature = "member-digests", test))]
             size: 0,
         }
     }
@@ -650,7 +652,10 @@ impl<A: Address> Node<A> {
                 return Err(PacketError::Decode(e));
             }
         }
-        self.frame.size = bytes.len();
+        #[cfg(any(feature = "member-digests", test))]
+        {
+            self.frame.size = bytes.len();
+        }
         for message in messages.drain(..) {
             self.handle_message(now, &from, message);
         }

@@ -27,6 +27,7 @@ pub(super) struct Asker<'a> {
     #[cfg(any(feature = "member-digests", test))]
     pub members: Option<(u32, &'a [u32])>,
     /// Bytes of the frame that asked (plaintext).
+    #[cfg(any(feature = "member-digests", test))]
     pub size: usize,
 }
 
@@ -132,6 +133,7 @@ impl<A: Address> Node<A> {
                 digest: frame.digest.as_deref(),
                 #[cfg(any(feature = "member-digests", test))]
                 members: frame.member_digest.as_ref().map(|(salt, hashes)| (*salt, hashes.as_slice())),
+                #[cfg(any(feature = "member-digests", test))]
                 size: frame.size,
             };
             self.send_push_pull_answering(to.clone(), *join, Some(asker));
