@@ -9,13 +9,18 @@ use shoal_core::wire::{begin_packet, Alive, Message, MetaField, Ping, Writer, PR
 use shoal_core::{Config, Instant, Lifeguard, MemberSnapshot, Node, NodeId};
 use shoal_sim::{scenario, LinkModel};
 
-fn peak_rss_mib() -> f64 {
+/// A field of /proc/self/status given in kB (`VmHWM`, `VmRSS`), in bytes; NaN where unreadable.
+fn status_bytes(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+        .map_or(f64::NAN, |kb| kb * 1024.0)
+}
+
+fn peak_rss_mib() -> f64 {
+    status_bytes("VmHWM") / (1024.0 * 1024.0)
 }
 
 fn scale() {
@@ -33,12 +38,7 @@ fn scale() {
 }
 
 fn rss_bytes() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb * 1024.0)
+    status_bytes("VmRSS")
 }
 
 /// What one node's knowledge of one member costs: 200 nodes that each know 10,000 members, started
