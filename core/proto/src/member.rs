@@ -6,8 +6,11 @@
 //! probed, on average, half a round after it joins rather than always last. This bounds the time until
 //! every member probes a given member to at most two rounds (SWIM §4.3).
 //!
-//! The table holds members in a dense vector indexed by a hash map keyed with a per-node seeded hasher,
-//! so lookups cost one hash of a short name and iteration order is deterministic for a given seed.
+//! The table holds members in slots (chunks of 64, shared copy-on-write with the
+//! [`MemberSnapshot`] a simulated node may start from) found through a hash table keyed with a
+//! seeded hasher, so lookups cost one hash of a short name and iteration order (slot order) is
+//! deterministic for a given seed. Round-trip times are kept beside the members, not in them, so
+//! probing never copies a shared chunk.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
