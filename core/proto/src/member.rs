@@ -112,6 +112,23 @@ pub struct Member<A> {
 /// still shares with the snapshot it was cloned from.
 const CHUNK: usize = 64;
 
+impl<A> Member<A> {
+    /// A member known out of band (a snapshot, the simulator's warm start): alive at incarnation 0
+    /// since `now`, speaking protocol version 1, without metadata.
+    pub(crate) fn assumed_alive(id: NodeId, addr: A, now: Instant) -> Self {
+        Member {
+            id,
+            addr,
+            incarnation: 0,
+            state: MemberState::Alive,
+            meta_complete: true,
+            versions: (1, 1),
+            state_since: now,
+            meta: Metadata::default(),
+        }
+    }
+}
+
 /// The table of known members plus the probe order. Does not contain the local node.
 ///
 /// Members live in slots, [`CHUNK`] to a chunk; a hash table of slot positions finds them by name,
@@ -418,17 +435,7 @@ impl<A: Address> MemberSnapshot<A> {
             if table.position(&id).is_some() {
                 continue;
             }
-            let member = Member {
-                id,
-                addr,
-                incarnation: 0,
-                state: MemberState::Alive,
-                meta_complete: true,
-                versions: (1, 1),
-                state_since: now,
-                meta: Metadata::default(),
-            };
-            table.insert(member, &mut rng);
+            table.insert(Member::assumed_alive(id, addr, now), &mut rng);
         }
         MemberSnapshot(table.share())
     }

@@ -17,10 +17,10 @@
 //! [`shoal_core::MemberSnapshot`] that the nodes share until each changes a member (a state, an
 //! incarnation, an address: the changed member's chunk of 64 is copied). What each node owns from
 //! the start is its probe order, 4 bytes a member, plus the round-trip times it measures. That is
-//! about 4 bytes per (node, member) pair in a steady cluster, against about 75 for a table built
+//! about 5 bytes per (node, member) pair in a steady cluster, against about 70 for a table built
 //! member by member (a cold start, or a real deployment), so 10,000 nodes for 100 periods fit in
 //! half a GiB and 50,000 in about 10 GiB. Churn and faults make nodes copy chunks and grow toward
-//! the cold figure. `cargo bench -p shoal-sim --bench core_figures -- scale` measures both.
+//! the cold figure. `cargo bench -p shoal-sim --bench core_figures -- pairs` measures both.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -748,12 +748,9 @@ impl<A: Address> Node<A> {
             if id == self.local.id || self.members.get(&id).is_some() {
                 continue;
             }
-            let member = self.new_member(id, addr, 0, Metadata::default(), true, (1, 1), now);
-            self.members.insert(member, &mut self.rng);
+            self.members.insert(Member::assumed_alive(id, addr, now), &mut self.rng);
         }
-        self.members.shuffle_order(&mut self.rng);
-        self.join.joined |= self.members.live_count() > 0;
-        self.join.baseline |= self.join.joined;
+        self.start_with_assumed_members();
     }
 
     /// Starts from the members of `snapshot`, all alive, shared with every node started from it
@@ -767,6 +764,11 @@ impl<A: Address> Node<A> {
         }
         self.members = snapshot.0.clone();
         self.members.remove(&self.local.id);
+        self.start_with_assumed_members();
+    }
+
+    /// After members were assumed alive: a new probe round over them, and we count as a member.
+    fn start_with_assumed_members(&mut self) {
         self.members.shuffle_order(&mut self.rng);
         self.join.joined |= self.members.live_count() > 0;
         self.join.baseline |= self.join.joined;

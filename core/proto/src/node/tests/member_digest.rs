@@ -192,7 +192,7 @@ fn a_push_pull_answer_larger_than_its_request_goes_reliably_and_a_smaller_one_as
         b.handle_packet(Instant::from_millis(2), 1, &request.bytes).unwrap();
         let answer =
             core::iter::from_fn(|| b.poll_transmit()).find(|t| t.kind == TransmitKind::PushPull).expect("an answer");
-        let fits = answer.bytes.len() <= request.bytes.len() && answer.bytes.len() <= 1_400;
+        let fits = answer.bytes.len() <= request.bytes.len() && answer.bytes.len() <= Config::local().max_packet_size;
         assert_eq!(
             !answer.reliable,
             fits,

@@ -783,16 +783,13 @@ fn every_member_gone_is_reaped_within_one_housekeeping_period_of_its_reap_time_w
                 if *at <= now {
                     *at = Instant::from_millis(u64::MAX);
                     if let Some(m) = a.member(&names[i]) {
-                        let dead = Message::<u32>::Dead {
+                        let dead = Message::Dead {
                             id: names[i].clone(),
                             incarnation: m.incarnation,
                             from: id("z"),
                             left: false,
                         };
-                        let mut w = Writer::default();
-                        begin_packet(&mut w, PROTOCOL_VERSION);
-                        dead.encode(&mut w);
-                        a.handle_packet(now, 99, &w.into_vec()).unwrap();
+                        a.handle_packet(now, 99, &packet_of(&[dead])).unwrap();
                     }
                 }
             }
