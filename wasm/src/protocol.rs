@@ -15,7 +15,11 @@
 //! Every time argument (`now`) is milliseconds on one monotonic clock the caller picks. No futures,
 //! no promises and no callbacks cross into the wasm: that glue cost more code than the protocol.
 
-use std::time::Duration;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::time::Duration;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use shoal_core::addr::Addr;

@@ -5,11 +5,12 @@
 //! whether it claims an address. A member advertises one address; plugins that need another
 //! (TCP reaching a `udp://` member for reliable frames) derive it from the same host and port.
 
-use std::fmt;
-use std::net::SocketAddr;
-use std::prelude::rust_2021::*;
-use std::str::FromStr;
-use std::sync::Arc;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::sync::Arc;
+use core::fmt;
+use core::net::SocketAddr;
+use core::str::FromStr;
 
 use crate::identity::Address;
 use crate::wire::{DecodeError, Reader, Writer};
@@ -35,17 +36,17 @@ impl PartialEq for Addr {
 }
 impl Eq for Addr {}
 impl PartialOrd for Addr {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 impl Ord for Addr {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
         self.0.text.cmp(&other.0.text)
     }
 }
-impl std::hash::Hash for Addr {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+impl core::hash::Hash for Addr {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
         self.0.text.hash(state)
     }
 }
@@ -71,6 +72,7 @@ impl fmt::Display for AddrError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for AddrError {}
 
 impl Addr {

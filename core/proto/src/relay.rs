@@ -62,9 +62,9 @@
 //!    a beacon's response is never read.
 //!
 //! Signalling frames have no place in a farewell: a body carrying one is malformed.
-use std::prelude::rust_2021::*;
-
-use std::net::SocketAddr;
+use alloc::format;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
 
 use crate::addr::Addr;
 
@@ -196,8 +196,8 @@ pub enum RelayFrameError {
     BadSignal,
 }
 
-impl std::fmt::Display for RelayFrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for RelayFrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             RelayFrameError::Truncated => "relay frame truncated",
             RelayFrameError::NotRelay => "not a relay datagram",
@@ -207,6 +207,7 @@ impl std::fmt::Display for RelayFrameError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for RelayFrameError {}
 
 /// Whether a peer id is acceptable: 1-64 bytes of `[A-Za-z0-9._-]`.
@@ -256,7 +257,7 @@ pub fn decode_ws_frame(frame: &[u8]) -> Result<(&str, &[u8]), RelayFrameError> {
     if rest.len() < len || len == 0 {
         return Err(RelayFrameError::Truncated);
     }
-    let addr = std::str::from_utf8(&rest[..len]).map_err(|_| RelayFrameError::BadAddress)?;
+    let addr = core::str::from_utf8(&rest[..len]).map_err(|_| RelayFrameError::BadAddress)?;
     Ok((addr, &rest[len..]))
 }
 
@@ -322,8 +323,8 @@ pub enum FarewellError {
     BadFrame(RelayFrameError),
 }
 
-impl std::fmt::Display for FarewellError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for FarewellError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             FarewellError::TooLarge => write!(f, "farewell over {MAX_FAREWELL_BODY} bytes"),
             FarewellError::TooManyFrames => write!(f, "farewell with more than {MAX_FAREWELL_FRAMES} frames"),
@@ -336,6 +337,7 @@ impl std::fmt::Display for FarewellError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for FarewellError {}
 
 /// A decoded `POST /farewell` body, borrowing from it. Every frame was checked by
@@ -466,7 +468,7 @@ pub fn decode_farewell(body: &[u8]) -> Result<Farewell<'_>, FarewellError> {
         return Err(FarewellError::Truncated);
     }
     let (peer, rest) = rest.split_at(peer_len);
-    let peer = std::str::from_utf8(peer).ok().filter(|p| valid_peer_id(p)).ok_or(FarewellError::BadPeerId)?;
+    let peer = core::str::from_utf8(peer).ok().filter(|p| valid_peer_id(p)).ok_or(FarewellError::BadPeerId)?;
     let (secret, frames) = rest.split_at(FAREWELL_SECRET_LEN);
     let secret = FarewellSecret::try_from(secret).map_err(|_| FarewellError::Truncated)?;
     let (mut count, mut rest) = (0, frames);
