@@ -172,6 +172,10 @@ impl Address for Addr {
     fn reliable_limit(&self) -> Option<usize> {
         (self.scheme() == crate::relay::RELAY_SCHEME).then_some(crate::relay::RELAYED_RELIABLE_LIMIT)
     }
+
+    fn relay_route(&self) -> Option<(&str, &str)> {
+        crate::relay::split_relay_addr(self)
+    }
 }
 
 #[cfg(test)]

@@ -169,6 +169,13 @@ pub trait Address: Clone + Eq + Ord + core::hash::Hash + fmt::Debug {
     fn reliable_limit(&self) -> Option<usize> {
         None
     }
+
+    /// For an address through a relay: the relay (`host:port`, as this address names it) and the
+    /// member's peer id there. A member that reconnects through another relay of the fleet keeps
+    /// its peer id, and the cluster takes its new address as a move (see [`crate::Node::move_to`]).
+    fn relay_route(&self) -> Option<(&str, &str)> {
+        None
+    }
 }
 
 impl Address for u32 {

@@ -69,7 +69,7 @@ pub use identity::{Address, InvalidNodeId, NodeId};
 pub use member::{Member, MemberSnapshot, MemberState, Metadata};
 #[cfg(any(feature = "admission", test))]
 pub use node::{AdmissionPolicy, Candidate, Conflict, ConflictPolicy};
-pub use node::{CommandError, Footprint, Node, PacketError, Transmit, TransmitKind};
+pub use node::{CommandError, Footprint, Node, PacketError, Transmit, TransmitKind, RELAY_TAG};
 #[cfg(any(feature = "queries", test))]
 pub use node::{Inquiry, QueryId};
 pub use security::{Key, Keyring, KeyringError, SecurityError, SecurityMode, SecurityStats};

@@ -134,6 +134,14 @@ pub struct Stats {
     /// Alive claims for a live member's name from another address that the conflict policy took:
     /// the member moved to the claimed address.
     pub address_conflicts_taken: u64,
+    /// Alive claims that moved a live member from one relay of the fleet to another (same peer id;
+    /// see [`crate::Node::move_to`]).
+    pub relay_moves: u64,
+    /// Times our own address changed ([`crate::Node::move_to`]).
+    pub moves: u64,
+    /// Probes that went unanswered at an address their target has since moved away from: no
+    /// suspicion, no change to our health.
+    pub probes_of_moved_members: u64,
     /// Members ignored because they speak no protocol version we do.
     pub incompatible_members: u64,
     /// Records sent straight back to a member that spread a claim older than the record we hold

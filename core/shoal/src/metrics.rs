@@ -195,6 +195,13 @@ impl Metrics {
                 s.member_digests_unused,
             ),
             ("address_conflicts_total", "Alive claims rejected as address conflicts", s.address_conflicts),
+            ("relay_moves_total", "Members moved from one relay of the fleet to another", s.relay_moves),
+            ("moves_total", "Times this member's own address changed", s.moves),
+            (
+                "probes_of_moved_members_total",
+                "Unanswered probes of an address its member had moved away from",
+                s.probes_of_moved_members,
+            ),
             (
                 "stale_claims_answered_total",
                 "Newer records sent back to members spreading stale claims",

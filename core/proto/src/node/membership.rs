@@ -19,7 +19,9 @@
 //!   refuted, or an absurd jump more than 2^31 ahead) is answered with our current record instead.
 //!   A restarted member that learns it was declared dead therefore takes over with an incarnation
 //!   newer than the old one;
-//! - an `Alive` claim for a live member's name from another address is a conflict: reported, ignored;
+//! - an `Alive` claim for a live member's name from another address is a conflict: reported, ignored
+//!   (unless it is newer and moves a member between two relays of the fleet, see `relay_move`, or
+//!   a conflict policy takes it);
 //! - stale news gets answered: a `Suspect` or `Dead` claim that arrives in a packet and is older than
 //!   the record we hold of a member we hold alive is answered with that record (an `Alive` at the
 //!   newer incarnation), sent straight back to the packet's sender; a stale claim against ourselves
@@ -237,11 +239,13 @@ impl<A: Address> Node<A> {
             return;
         };
         if a.addr != m.addr && m.state.is_live() {
-            // A conflict policy may take a newer claim (see `admission`); the update below then
-            // moves the member.
+            // A member moving between relays of the fleet (see `relay_move`), or a conflict policy
+            // (see `admission`), may take a newer claim; the update below then moves the member.
             let (known, held) = (m.addr.clone(), m.incarnation);
             let newer = is_newer(a.incarnation, held);
-            if !(newer && self.takes_claim(&a.id, (&known, held), (&a.addr, a.incarnation))) {
+            if newer && self.is_relay_move(&known, &a.addr) {
+                self.stats.relay_moves += 1;
+            } else if !(newer && self.takes_claim(&a.id, (&known, held), (&a.addr, a.incarnation))) {
                 self.stats.address_conflicts += 1;
                 let event = Event::AddressConflict { id: a.id.clone(), known, claimed: a.addr };
                 self.emit(event);
@@ -299,7 +303,7 @@ impl<A: Address> Node<A> {
         let old_state = m.state;
         // Metadata still being fetched is reported by the fetch's own `Updated`, not here.
         let meta_changed = meta_complete && meta.as_ref().is_some_and(|new| *new != m.meta);
-        // A live member moves only when a conflict policy took the claim (see above).
+        // A live member moves only when it changed relays or a conflict policy took the claim.
         let moved = m.state.is_live() && m.addr != a.addr;
         let old_incarnation = m.incarnation;
         m.addr = a.addr.clone();

@@ -49,6 +49,8 @@ mod queries;
 #[cfg(any(feature = "queries", test))]
 pub use queries::{Inquiry, QueryId, MAX_PENDING_QUERIES};
 mod recent;
+mod relay_move;
+pub use relay_move::RELAY_TAG;
 mod reliable;
 mod repair;
 mod timers;

@@ -177,9 +177,15 @@ impl<A: Address> Node<A> {
             return;
         }
         p.concluded = true;
-        let (target, expected, nacks) = (p.target.clone(), p.expected_nacks, p.nacks);
+        let (target, probed_at, expected, nacks) = (p.target.clone(), p.target_addr.clone(), p.expected_nacks, p.nacks);
         if !self.may_accuse(now) {
             // Our link was down during the probe: the silence says nothing about the target.
+            return;
+        }
+        if self.members.get(&target).is_some_and(|m| m.addr != probed_at) {
+            // The target moved to another relay while we probed its old address (see
+            // `relay_move`): that silence says nothing about the new one, nor about us.
+            self.stats.probes_of_moved_members += 1;
             return;
         }
         self.stats.probes_failed += 1;

@@ -38,6 +38,8 @@ mod link;
 mod member_digest;
 mod operations;
 mod queries;
+#[cfg(feature = "relay")]
+mod relay_move;
 mod reliable;
 
 /// Bound on timer steps per `advance` call: a livelock fails the test instead of hanging it.

@@ -1,0 +1,109 @@
+//! Members that move between the relays of a fleet keep their names.
+//!
+//! A browser tab (or any member without UDP) reaches the cluster through a relay, and its address
+//! names that relay: `relay://<relay>/<peer>`. When its relay dies, it reconnects through another
+//! relay of the fleet with the same peer id and gets a new address there. Without help, the
+//! cluster would keep the old address until it declares the member failed (an `AddressConflict`
+//! for every claim from the new one until then), and an application would see a `fail` and a
+//! `join` for a member that never went away.
+//!
+//! The rule: **an `Alive` claim for a live member at a newer incarnation moves it from
+//! `relay://R1/P` to `relay://R2/P` (the same peer id) when R2 is a relay of the fleet**, that is, a
+//! live member announces R2 in its metadata under the tag [`RELAY_TAG`] (`shoal-relay=R2`; the
+//! relay's own member does this). The moving member calls [`Node::move_to`] with its new address;
+//! that raises its incarnation and announces the new address like a refutation.
+//!
+//! # Threat model
+//!
+//! Who can make such a claim true? Packets from `relay://R2/P` come only from the connection that
+//! holds peer id P on R2: the relay stamps every source. Whoever can open that connection (a holder
+//! of R2's token) could already take P over on any relay of the fleet, whose relays each replace an
+//! older connection by a newer one with the same peer id. So the rule adds no power to a token
+//! holder, and none to anyone else:
+//!
+//! - A relay that is not a live member tagged as a relay (someone's own relay server, which can
+//!   stamp any peer id under its own address) is not trusted: a claim through it stays a conflict.
+//!   In an encrypted cluster, becoming that member takes the cluster key.
+//! - The claim must be newer than the record held, so replaying an old move changes nothing.
+//! - Gossip carries claims from any member: a key holder (any peer in a plaintext cluster) can
+//!   forge a move, exactly as it can forge a suspicion today. The real member hears it and refutes
+//!   from its real address (a newer claim, moved back by the same rule), and the forgery never
+//!   receives the member's traffic beyond that.
+//! - Only addresses through relays move this way. A member at `udp://` or `tcp://` whose address
+//!   changes is a new life of the member: its old address is declared failed first, or an
+//!   application installs a conflict policy (`Node::set_conflict_policy`).
+
+use crate::identity::Address;
+use crate::member::Metadata;
+use crate::time::Instant;
+
+use super::Node;
+
+/// The metadata tag a relay's member announces: `shoal-relay=<relay>`, where `<relay>` is the
+/// `host:port` its members' addresses name (`relay://<relay>/<peer>`).
+pub const RELAY_TAG: &str = "shoal-relay";
+
+impl<A: Address> Node<A> {
+    /// Our address changed: a relayed member reconnected through another relay of the fleet with
+    /// the same peer id and was welcomed at `addr`. Call it once the new relay has welcomed us,
+    /// before sending anything through it. Raises our incarnation and announces the new address as
+    /// eagerly as a refutation; members that know the new relay as part of the fleet take the
+    /// move (see the [module docs](self)). A call with the address we have does nothing.
+    pub fn move_to(&mut self, _now: Instant, addr: A) {
+        if addr == self.local.addr {
+            return;
+        }
+        self.local.addr = addr;
+        let old_incarnation = self.local.incarnation;
+        self.local.incarnation = crate::incarnation::next(old_incarnation);
+        self.incarnation_moved(old_incarnation, self.local.incarnation);
+        // Sent as often as a refutation: a member that misses it keeps probing the old address.
+        let bytes = self.self_alive().to_bytes();
+        let order = self.next_announcement();
+        self.membership_updates.push_boosted(Some(self.local_key()), order, bytes);
+        self.stats.moves += 1;
+    }
+
+    /// Whether a live member at `known` may move to `claimed` (the claim being newer): both are
+    /// addresses through relays with the same peer id, and `claimed`'s relay is announced by a live
+    /// member or by ourselves (the relay's own member hears its members move in too).
+    pub(super) fn is_relay_move(&self, known: &A, claimed: &A) -> bool {
+        let (Some((_, from_peer)), Some((relay, to_peer))) = (known.relay_route(), claimed.relay_route()) else {
+            return false;
+        };
+        from_peer == to_peer
+            && (announces_relay(&self.local.meta, relay)
+                || self.members.iter().any(|m| m.state.is_live() && announces_relay(&m.meta, relay)))
+    }
+}
+
+/// Whether metadata in tag form holds `shoal-relay=<relay>`. Read without decoding the tags: a
+/// relay's `host:port` has no character that tags escape (`%`, `,`, `=`), so its escaped form is
+/// itself.
+fn announces_relay(meta: &Metadata, relay: &str) -> bool {
+    meta.as_bytes().split(|b| *b == b',').any(|pair| {
+        pair.strip_prefix(RELAY_TAG.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+            .is_some_and(|value| value == relay.as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tags::Tags;
+
+    #[test]
+    fn a_relay_tag_is_found_among_other_tags_and_only_as_a_whole_key_and_value() {
+        let meta = |pairs: &[(&str, &str)]| Tags::from_pairs(pairs.iter().copied()).unwrap().to_metadata();
+        let m = Metadata::new(&meta(&[("role", "relay"), (RELAY_TAG, "r2.example:443"), ("zone", "a")]));
+        assert!(announces_relay(&m, "r2.example:443"));
+        assert!(!announces_relay(&m, "r2.example:44"), "a prefix of the value");
+        assert!(!announces_relay(&m, "r2.example:4433"), "a longer value");
+        let other_key = Metadata::new(&meta(&[("x-shoal-relay", "r2.example:443")]));
+        assert!(!announces_relay(&other_key, "r2.example:443"), "a key ending in the tag");
+        let longer_key = Metadata::new(&meta(&[("shoal-relayed", "r2.example:443")]));
+        assert!(!announces_relay(&longer_key, "r2.example:443"), "a key starting with the tag");
+        assert!(!announces_relay(&Metadata::new(b"\xff\x00shoal-relay=r2.example:443"), "r2.example:443"));
+    }
+}

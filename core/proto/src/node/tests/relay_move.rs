@@ -1,0 +1,206 @@
+//! Members that move between the relays of a fleet (see `relay_move`): real `relay://` addresses,
+//! so these tests drive `Node<Addr>` in a small harness of their own.
+
+use std::borrow::ToOwned;
+use std::collections::HashSet;
+
+use super::*;
+use crate::addr::Addr;
+use crate::identity::Address;
+use crate::node::RELAY_TAG;
+use crate::tags::Tags;
+
+/// Nodes with `Addr` addresses on an instant network; a relay that died drops every packet to or
+/// from the members it carried.
+struct Fleet {
+    now: Instant,
+    nodes: Vec<Node<Addr>>,
+    events: Vec<Vec<Event<Addr>>>,
+    dead_relays: HashSet<&'static str>,
+    seed: u64,
+}
+
+fn addr(s: &str) -> Addr {
+    Addr::parse(s).unwrap()
+}
+
+fn relay_tag(relay: &str) -> Vec<u8> {
+    Tags::from_pairs([("role", "relay"), (RELAY_TAG, relay)]).unwrap().to_metadata()
+}
+
+impl Fleet {
+    fn new() -> Self {
+        Fleet {
+            now: Instant::from_millis(0),
+            nodes: Vec::new(),
+            events: Vec::new(),
+            dead_relays: HashSet::new(),
+            seed: 0,
+        }
+    }
+
+    fn add(&mut self, name: &str, at: &str, meta: &[u8]) -> usize {
+        let i = self.nodes.len();
+        let mut node = Node::new(self.now, Config::lan(), id(name), addr(at), self.seed * 31 + i as u64).unwrap();
+        node.set_metadata(meta).unwrap();
+        if let Some(seed) = self.nodes.first().map(|n| n.local_addr().clone()) {
+            node.join(self.now, &[seed]).unwrap();
+        }
+        self.nodes.push(node);
+        self.events.push(Vec::new());
+        i
+    }
+
+    fn down(&self, a: &Addr) -> bool {
+        a.relay_route().is_some_and(|(relay, _)| self.dead_relays.contains(relay))
+    }
+
+    fn deliver(&mut self) {
+        for _ in 0..MAX_DELIVERY_ROUNDS {
+            let mut sent = Vec::new();
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                while let Some(t) = node.poll_transmit() {
+                    sent.push((i, t));
+                }
+                self.events[i].extend(core::iter::from_fn(|| node.poll_event()));
+            }
+            if sent.is_empty() {
+                return;
+            }
+            for (from, t) in sent {
+                let source = self.nodes[from].local_addr().clone();
+                if self.down(&source) || self.down(&t.to) {
+                    continue;
+                }
+                if let Some(to) = self.nodes.iter().position(|n| *n.local_addr() == t.to) {
+                    let now = self.now;
+                    let _ = self.nodes[to].handle_packet(now, source, &t.bytes);
+                }
+            }
+        }
+        panic!("a packet storm");
+    }
+
+    /// Runs timers for `ms` of virtual time, or until `done` holds; returns whether it did.
+    fn run_until(&mut self, ms: u64, done: impl Fn(&Fleet) -> bool) -> bool {
+        let end = self.now + Duration::from_millis(ms);
+        for _ in 0..MAX_STEPS {
+            self.deliver();
+            if done(self) {
+                return true;
+            }
+            let Some(next) = self.nodes.iter().filter_map(|n| n.poll_timeout()).min() else {
+                return false;
+            };
+            if next > end {
+                self.now = end;
+                return done(self);
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            for node in &mut self.nodes {
+                if node.poll_timeout().is_some_and(|t| t <= now) {
+                    node.handle_timeout(now);
+                }
+            }
+        }
+        panic!("a timer livelock");
+    }
+
+    fn holds(&self, i: usize, name: &str, at: &str, state: MemberState) -> bool {
+        self.nodes[i].member(&id(name)).is_some_and(|m| m.addr == addr(at) && m.state == state)
+    }
+
+    fn failures_of(&self, name: &str) -> usize {
+        let who = id(name);
+        self.events.iter().flatten().filter(|e| matches!(e, Event::Failed { id, .. } if *id == who)).count()
+    }
+}
+
+const OLD: &str = "relay://r1.example:443/tab-1";
+const NEW: &str = "relay://r2.example:443/tab-1";
+
+/// Two native members, one of them announcing relay r2 (when `fleet`), and a tab on relay r1 that
+/// everyone holds alive. Returns the fleet and the tab's index.
+fn converged(fleet: bool, seed: u64) -> (Fleet, usize) {
+    let mut f = Fleet::new();
+    f.seed = seed;
+    f.add("native-a", "udp://10.0.0.1:7946", b"role=app");
+    let relay_meta = if fleet { relay_tag("r2.example:443") } else { b"role=relay".to_vec() };
+    f.add("relay-2", "udp://10.0.0.2:7946", &relay_meta);
+    let tab = f.add("tab-1", OLD, b"");
+    assert!(f.run_until(10_000, |f| (0..2).all(|i| f.holds(i, "tab-1", OLD, MemberState::Alive))));
+    (f, tab)
+}
+
+/// Suspicions of `name` at `incarnation` or later, over every member's events.
+fn suspicions_since(f: &Fleet, name: &str, incarnation: u32) -> usize {
+    let who = id(name);
+    let late =
+        |e: &Event<Addr>| matches!(e, Event::Suspected { id, incarnation: i, .. } if *id == who && *i >= incarnation);
+    f.events.iter().flatten().filter(|e| late(e)).count()
+}
+
+#[test]
+fn a_tab_whose_relay_died_moves_to_another_relay_of_the_fleet_and_is_alive_there_everywhere_without_a_failure() {
+    for seed in 0..40 {
+        let (mut f, tab) = converged(true, seed);
+        // Relay r1 dies; the tab reconnects through r2 after up to 1.5 s with the same peer id.
+        f.dead_relays.insert("r1.example:443");
+        f.run_until(seed * 37 % 1_500, |_| false);
+        let now = f.now;
+        f.nodes[tab].move_to(now, addr(NEW));
+        let moved_at = f.nodes[tab].incarnation();
+
+        let moved = f.run_until(3_000, |f| (0..2).all(|i| f.holds(i, "tab-1", NEW, MemberState::Alive)));
+        assert!(moved, "seed {seed}: every member holds the tab alive at its new address");
+        f.run_until(20_000, |_| false);
+        assert!((0..2).all(|i| f.holds(i, "tab-1", NEW, MemberState::Alive)), "seed {seed}: and keeps it there");
+        assert_eq!(f.failures_of("tab-1"), 0, "seed {seed}: nobody ever declared the tab failed");
+        assert_eq!(suspicions_since(&f, "tab-1", moved_at), 0, "seed {seed}: nobody suspected the new address");
+        assert!(f.nodes.iter().map(|n| n.stats().relay_moves).sum::<u64>() >= 2, "seed {seed}: moves counted");
+        assert_eq!(f.nodes[tab].stats().moves, 1);
+        assert!(f.nodes[tab].cluster_size() == 3, "seed {seed}: the tab still sees everyone");
+    }
+}
+
+#[test]
+fn a_move_to_a_relay_no_member_announces_stays_a_conflict_until_the_old_address_is_declared_failed() {
+    let (mut f, tab) = converged(false, 1);
+    f.dead_relays.insert("r1.example:443");
+    f.run_until(400, |_| false);
+    let now = f.now;
+    f.nodes[tab].move_to(now, addr(NEW));
+
+    f.run_until(1_000, |_| false);
+    assert!((0..2).all(|i| !f.holds(i, "tab-1", NEW, MemberState::Alive)), "nobody took the claim yet");
+    assert!(f.nodes.iter().map(|n| n.stats().address_conflicts).sum::<u64>() > 0, "the claims are conflicts");
+    assert_eq!(f.nodes.iter().map(|n| n.stats().relay_moves).sum::<u64>(), 0);
+}
+
+#[test]
+fn only_a_newer_claim_with_the_same_peer_id_through_an_announced_relay_moves_a_live_member() {
+    let (mut f, _) = converged(true, 2);
+    let claim = |f: &mut Fleet, at: &str, incarnation: u32| {
+        let mut w = Writer::default();
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        Message::Alive(Alive {
+            id: id("tab-1"),
+            addr: addr(at),
+            incarnation,
+            meta: MetaField::Included(Vec::new()),
+            min_version: crate::wire::MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+        })
+        .encode(&mut w);
+        let now = f.now;
+        let _ = f.nodes[0].handle_packet(now, addr("udp://10.0.0.2:7946"), w.as_slice());
+        f.nodes[0].member(&id("tab-1")).unwrap().addr.as_str().to_owned()
+    };
+    let held = f.nodes[0].member(&id("tab-1")).unwrap().incarnation;
+    assert_eq!(claim(&mut f, "relay://r2.example:443/tab-2", held + 5), OLD, "another peer id");
+    assert_eq!(claim(&mut f, "relay://r3.example:443/tab-1", held + 5), OLD, "a relay nobody announces");
+    assert_eq!(claim(&mut f, "udp://10.0.0.9:7946", held + 5), OLD, "not through a relay");
+    assert_eq!(claim(&mut f, NEW, held), OLD, "not newer");
+    assert_eq!(claim(&mut f, NEW, held + 1), NEW, "newer, same peer id, announced relay: moved");
+}
