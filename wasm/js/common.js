@@ -128,8 +128,11 @@ export function normalizeJoinOptions(options) {
     if (typeof v !== "string") throw new TypeError(`options.${k} must be a string`);
     return v;
   };
-  const relay = str("relay", true);
-  if (relay === undefined) throw new TypeError("options.relay (the relay's ws:// URL) is required");
+  const relays = typeof opts.relay === "string" ? [opts.relay] : opts.relay;
+  if (relays === undefined || relays === null) throw new TypeError("options.relay (the relay's ws:// URL) is required");
+  if (!Array.isArray(relays) || relays.length === 0 || relays.some((r) => typeof r !== "string")) {
+    throw new TypeError("options.relay must be a ws:// URL or a non-empty array of the URLs of one relay fleet");
+  }
   str("name", true);
   for (const k of ["label", "token", "peer", "preset"]) str(k);
   for (const k of ["joinTimeoutMs", "connectTimeoutMs", "eventCapacity", "relayMaxFrame"]) {
@@ -169,7 +172,8 @@ export function normalizeJoinOptions(options) {
   }
   peer ??= defaultPeer(opts.name);
   opts.peer = peer; // normalizing again (in the worker) gives the same address
-  opts.url = relayUrl(relay, peer, opts.token);
+  opts.urls = relays.map((relay) => relayUrl(relay, peer, opts.token));
+  opts.url = opts.urls[0];
   return opts;
 }
 

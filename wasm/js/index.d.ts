@@ -18,8 +18,13 @@ export type Preset = "browser" | "local" | "lan" | "wan";
 
 export interface JoinOptions {
   /** The relay's URL, `ws://host:port` or `wss://host` (`/ws` is appended unless a path is given;
-   * `http(s)://` is accepted too). */
-  relay: string;
+   * `http(s)://` is accepted too), or the URLs of several relays of one fleet (relays linked with a
+   * relay key, each running a member tagged `shoal-relay`). With several, the member joins through
+   * the first that answers; when its relay goes away, it tries that relay once more, then the next
+   * ones in turn. On another relay it keeps its name and peer id, and the cluster takes its new
+   * address as a move, with no `fail` and no `join` anywhere (see the README's "Relay fleet").
+   * @throws {TypeError} when neither a string nor a non-empty array of strings. */
+  relay: string | string[];
   /** Our name, unique in the cluster (1-255 bytes). */
   name: string;
   /** Metadata other members see (`role=web`, JSON...). */
@@ -205,8 +210,9 @@ export interface BroadcastDroppedEvent { type: "broadcast-dropped"; topic: strin
 export interface ExpireEvent { type: "expire"; origin: string; topic: string; key: Uint8Array }
 /** The relay connection dropped; the member keeps running and reconnects (unless `reconnect: false`). */
 export interface DisconnectEvent { type: "disconnect"; reason: string }
-/** The relay connection is back, at the same address, after `attempts` tries and `downtimeMs`. */
-export interface ReconnectEvent { type: "reconnect"; attempts: number; downtimeMs: number }
+/** The relay connection is back after `attempts` tries and `downtimeMs`, at `addr`: the same
+ * address, or our peer id on another relay of the fleet (a move, see `JoinOptions.relay`). */
+export interface ReconnectEvent { type: "reconnect"; attempts: number; downtimeMs: number; addr: string }
 /** The member stopped: it left, was shut down, or lost its relay connection for good (`reason`).
  * Last event. */
 /** The page entered the back/forward cache: the member left the cluster; it joins again on restore. */

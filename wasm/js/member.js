@@ -183,7 +183,9 @@ export function memberClass(bindings) {
   class ShoalNode {
     #protocol;
     #connection;
-    #url;
+    #url; // the relay connection's URL
+    #urls; // the fleet's relays, in the order given
+    #nextUrl = 0; // index in #urls of the relay the next reconnect tries
     #WebSocket;
     #maxFrame;
     #connectTimeoutMs;
@@ -191,7 +193,8 @@ export function memberClass(bindings) {
     #onEvent = null;
     #onDisconnect;
     #onSignal = null;
-    #direct = new Map(); // address -> send(bytes, reliable) => boolean
+    #direct = new Map(); // address -> { send(bytes, reliable) => boolean, name }
+    #rekeyed = new Map(); // address a direct path was registered at -> the address it serves since its member moved
     #all = counters();
     #viaDirect = counters();
     #callbackErrors = 0;
@@ -228,18 +231,25 @@ export function memberClass(bindings) {
       }
       const entropy = opts.key ? randomBytes(32, true) : undefined;
       const node = new ShoalNode(PRIVATE);
-      node.#url = opts.url;
+      node.#urls = opts.urls ?? [opts.url];
       node.#WebSocket = WebSocket;
       node.#maxFrame = opts.relayMaxFrame ?? DEFAULT_MAX_FRAME;
       node.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
       node.#onEvent = opts.onEvent ?? null;
       node.#onDisconnect = opts.onDisconnect ?? null;
-      const connection = node.#open();
-      const welcome = await connection.welcome(node.#connectTimeoutMs, opts.url);
-      if (welcome.error) {
+      // The first relay of the fleet that welcomes us.
+      let connection, welcome;
+      for (const [i, url] of node.#urls.entries()) {
+        connection = node.#open(url);
+        welcome = await connection.welcome(node.#connectTimeoutMs, url);
+        if (!welcome.error) {
+          node.#url = url;
+          node.#nextUrl = i;
+          break;
+        }
         connection.close("connect failed");
-        throw new Error(welcome.error);
       }
+      if (welcome.error) throw new Error(welcome.error);
       node.#connection = connection;
       try {
         node.#protocol = new Protocol({
@@ -274,9 +284,9 @@ export function memberClass(bindings) {
       throw new Error(e ? `no seed answered: ${JSON.stringify(e.seeds)}` : node.#stoppedError().message);
     }
 
-    #open() {
+    #open(url) {
       return new RelayConnection(
-        this.#url + "&farewell=1",
+        url + "&farewell=1",
         this.#WebSocket,
         (frame) => this.#frame(frame),
         (code, reason) => this.#dropped(code, reason),
@@ -346,6 +356,7 @@ export function memberClass(bindings) {
     }
 
     #emit(e) {
+      if (e.type === "update" && this.#direct.size > 0) this.#follow(e.info);
       for (const w of this.#waiters) if (w.pred?.(e)) w(e);
       const f = this.#onEvent;
       if (!f) return;
@@ -375,7 +386,7 @@ export function memberClass(bindings) {
 
     /** One transmit: over the direct path to `to` if there is one that takes it, else the relay. */
     #send(to, frame, reliable) {
-      const direct = this.#direct.get(to);
+      const direct = this.#direct.get(to)?.send;
       if (direct) {
         const packet = frame.subarray(1 + frame[0]);
         let taken = false;
@@ -462,6 +473,7 @@ export function memberClass(bindings) {
         this.#connection?.close(this.#closeReason);
       }
       this.#direct.clear();
+      this.#rekeyed.clear();
       const shutdown = { type: "shutdown" };
       if (this.#closeReason !== undefined) shutdown.reason = this.#closeReason;
       for (const w of [...this.#waiters]) w(undefined);
@@ -614,12 +626,33 @@ export function memberClass(bindings) {
     /** Registers the direct path to `addr`: `send(bytes, reliable) => boolean` (false: take the
      * relay instead). `null` removes it. */
     setDirect(addr, send) {
-      if (send && !this.#stopped) this.#direct.set(addr, send);
-      else this.#direct.delete(addr);
+      const at = this.#rekeyed.get(addr) ?? addr;
+      if (send && !this.#stopped) {
+        const name = this.#protocol.members().find((m) => m.addr === addr)?.name;
+        this.#direct.set(at, { send, name });
+      } else {
+        this.#direct.delete(at);
+        for (const [k, v] of this.#rekeyed) if (v === at) this.#rekeyed.delete(k);
+      }
     }
 
-    /** Hands over a packet from `from`'s direct path (ignored unless one is registered). */
+    /** A member's record changed: if it moved to another relay of the fleet, its direct path (a
+     * WebRTC channel, which does not care which relay either end uses) serves its new address. */
+    #follow(info) {
+      for (const [addr, d] of this.#direct) {
+        if (d.name !== info.name || addr === info.addr) continue;
+        this.#direct.delete(addr);
+        this.#direct.set(info.addr, d);
+        for (const [k, v] of this.#rekeyed) if (v === addr) this.#rekeyed.set(k, info.addr);
+        this.#rekeyed.set(addr, info.addr);
+        return;
+      }
+    }
+
+    /** Hands over a packet from `from`'s direct path (ignored unless one is registered). `from` is
+     * the address the path was registered at; its member may have moved since. */
     deliverDirect(from, data) {
+      from = this.#rekeyed.get(from) ?? from;
       if (this.#stopped || !this.#direct.has(from)) return false;
       for (const c of [this.#all, this.#viaDirect]) {
         c.packetsIn++;
@@ -636,10 +669,13 @@ export function memberClass(bindings) {
     }
 
     /**
-     * After `onDisconnect`: opens a new relay connection with the same peer id. Resolves to
-     * `undefined` once connected again at the same address, or to the reason this attempt failed
-     * (try again later); rejects when the member cannot continue (it stopped, or the relay now
-     * gives it another address, in which case it shuts down).
+     * After `onDisconnect`: opens a new relay connection with the same peer id. The first attempt
+     * goes to the relay we had; after a failed one, the next goes to the next relay of the fleet
+     * (`relay: [url1, url2, ...]`), round and round. Resolves to `undefined` once connected again,
+     * at the same address or at our peer id on another relay (a move the cluster takes, see
+     * `Protocol.moveTo`), or to the reason this attempt failed (try again later); rejects when the
+     * member cannot continue (it stopped, or a relay gives it another peer id, in which case it
+     * shuts down).
      */
     reconnect() {
       // One attempt at a time: a second connection with our peer id would replace the first (4001).
@@ -649,29 +685,34 @@ export function memberClass(bindings) {
     async #reconnectOnce() {
       if (this.#stopped) throw new Error(this.#closeReason ?? this.#stopped);
       this.#connection.close("reconnecting");
+      const url = this.#urls[this.#nextUrl % this.#urls.length];
       let next;
       try {
-        next = this.#open();
+        next = this.#open(url);
       } catch (e) {
+        this.#nextUrl++;
         return describe(e);
       }
-      const welcome = await next.welcome(this.#connectTimeoutMs, this.#url);
+      const welcome = await next.welcome(this.#connectTimeoutMs, url);
       if (this.#stopped) {
         next.close("member stopped");
         throw new Error(this.#closeReason ?? this.#stopped);
       }
       if (welcome.error) {
         next.close("reconnect failed");
+        this.#nextUrl++;
         return welcome.error;
       }
       const local = this.#protocol.localAddr();
-      if (welcome.addr !== local) {
+      if (welcome.addr !== local && peerOf(welcome.addr) !== peerOf(local)) {
         const reason = `the relay now gives this member the address ${welcome.addr}, not ${local}`;
         next.close(reason);
         this.#fail(reason);
         throw new Error(reason);
       }
       this.#connection = next;
+      this.#url = url;
+      if (welcome.addr !== local) this.#protocol.moveTo(this.#now(), welcome.addr);
       this.#protocol.setLinkUp(this.#now(), true);
       this.#pump();
       return undefined;
@@ -692,3 +733,8 @@ export function memberClass(bindings) {
 }
 
 const PRIVATE = Symbol("shoal.member");
+
+/** The peer id in `relay://host:port/peer`, the part that stays when a member changes relays. */
+function peerOf(addr) {
+  return addr.slice(addr.lastIndexOf("/") + 1);
+}

@@ -1,10 +1,12 @@
-// Direct paths between members of one relay: WebRTC data channels negotiated through the relay.
+// Direct paths between members reached through relays: WebRTC data channels negotiated through
+// the relays.
 //
 // The model. Every member connected to a relay has a `relay://host:port/peer` address, and the
 // relay forwards both its packets and, in frames of their own, signalling messages between two such
 // members (offer, answer, ICE candidate, bye; the relay stamps the source, so a signal cannot lie
-// about who sent it). For each other alive member of the same relay, this module negotiates one
-// RTCPeerConnection with two pre-negotiated data channels:
+// about who sent it), to members of the same relay or of a relay linked to it (a relay fleet). For
+// each other alive member with a relay address, this module negotiates one RTCPeerConnection with
+// two pre-negotiated data channels:
 //
 //   - "shoal-dgram" (id 0): unordered, maxRetransmits 0, for best-effort packets (probes, gossip);
 //   - "shoal-rel"   (id 1): ordered and reliable, for reliable frames (push-pull, reliable messages).
@@ -13,6 +15,11 @@
 // (`ShoalNode.setDirect`): packets to the member then go over the channel, and over the relay
 // whenever the sender declines (channel not open, send buffer full). What arrives on a channel is
 // handed to the transport (`deliverDirect`) as if it came through the relay from that address.
+//
+// A channel does not depend on the relays once open: when either end moves to another relay of the
+// fleet (its relay died), the connection stays and serves the member's new address (an `update`
+// event names it; member.js re-keys its direct path the same way). Two members on relays that are
+// not linked never get an answer: their attempts time out and back off to one a minute.
 //
 // The connection state is only a routing hint: a frozen or closed tab can leave a channel "open"
 // for many seconds, and SWIM probes (whatever path carries them) decide liveness. A member that
@@ -80,7 +87,6 @@ export function directPathOptions(opts) {
 export class DirectPaths {
   #node;
   #local;
-  #relayPrefix;
   #options;
   #Peer;
   #peers = new Map(); // addr -> peer state
@@ -101,7 +107,6 @@ export class DirectPaths {
   constructor(node, options = {}) {
     this.#node = node;
     this.#local = node.localAddr();
-    this.#relayPrefix = this.#local.slice(0, this.#local.lastIndexOf("/") + 1);
     this.#options = { answerGraceMs: 3000, setupTimeoutMs: 15000, iceServers: [], ...options };
     this.#Peer = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
   }
@@ -122,7 +127,10 @@ export class DirectPaths {
   /** A membership event: connect to members that join or come back, drop those that fail or leave. */
   onEvent(e) {
     if (this.#closed) return;
-    if (e.type === "join" || e.type === "update") {
+    if (e.type === "reconnect" && typeof e.addr === "string") {
+      this.#local = e.addr; // we moved to another relay of the fleet, or stayed
+    } else if (e.type === "join" || e.type === "update") {
+      if (e.type === "update") this.#follow(e.member, e.info.addr);
       if (e.info.state === "alive") this.#consider(e.info.addr);
     } else if (e.type === "fail" || e.type === "leave") {
       for (const [addr, p] of this.#peers) if (p.name === e.member) this.#drop(addr, false);
@@ -148,7 +156,21 @@ export class DirectPaths {
   }
 
   #eligible(addr) {
-    return typeof addr === "string" && addr.startsWith(this.#relayPrefix) && addr !== this.#local;
+    return typeof addr === "string" && addr.startsWith("relay://") && addr !== this.#local;
+  }
+
+  /** `name` moved to `addr` (another relay of the fleet): its connection, if any, now serves the
+   * new address, and its signals come from there. */
+  #follow(name, addr) {
+    for (const [old, p] of this.#peers) {
+      if (p.name !== name || old === addr || p.member !== old) continue;
+      this.#peers.delete(old);
+      this.#peers.set(addr, p);
+      p.member = addr;
+      p.key = addr;
+      this.#retry.delete(old);
+      return;
+    }
   }
 
   #memberName(addr) {
@@ -182,22 +204,23 @@ export class DirectPaths {
 
   #newPeer(addr, member = addr) {
     const pc = new this.#Peer({ iceServers: this.#options.iceServers });
-    const p = { pc, member, name: this.#memberName(member), open: false, started: Date.now(), pending: [] };
+    // `p.key`: where `p` sits in #peers, which changes when the member moves (see #follow).
+    const p = { pc, key: addr, member, name: this.#memberName(member), open: false, started: Date.now(), pending: [] };
     p.dgram = pc.createDataChannel("shoal-dgram", { negotiated: true, id: 0, ordered: false, maxRetransmits: 0 });
     p.rel = pc.createDataChannel("shoal-rel", { negotiated: true, id: 1 });
     let send = null;
     const opened = () => {
-      if (p.open || this.#peers.get(addr) !== p) return;
+      if (p.open || this.#peers.get(p.key) !== p) return;
       p.open = true;
       p.setupMs = Date.now() - p.started;
       this.#opened++;
       this.#setupMs.push(p.setupMs);
       if (this.#setupMs.length > 64) this.#setupMs.shift();
-      this.#retry.set(addr, { attempts: 0, at: 0 });
+      this.#retry.set(p.key, { attempts: 0, at: 0 });
       if (send) this.#node.setDirect(p.member, send);
     };
     const closed = () => {
-      if (this.#peers.get(addr) === p) this.#drop(addr, false, true);
+      if (this.#peers.get(p.key) === p) this.#drop(p.key, false, true);
     };
     if (this.#options.adopt) {
       // The member runs in a worker: hand both channels over now (a channel can only be
@@ -209,17 +232,17 @@ export class DirectPaths {
         opened,
         closed,
         message: (bytes) => {
-          if (this.#peers.get(addr) !== p) return;
+          if (this.#peers.get(p.key) !== p) return;
           opened(); // a message proves the channel works, even if our other channel is late
           this.#node.deliverDirect(p.member, bytes);
         },
       });
     }
     pc.onicecandidate = (e) => {
-      if (e.candidate && this.#peers.get(addr) === p) this.#signal(addr, CANDIDATE, e.candidate.toJSON());
+      if (e.candidate && this.#peers.get(p.key) === p) this.#signal(p.key, CANDIDATE, e.candidate.toJSON());
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed" && this.#peers.get(addr) === p) this.#drop(addr, true, true);
+      if (pc.connectionState === "failed" && this.#peers.get(p.key) === p) this.#drop(p.key, true, true);
     };
     this.#peers.set(addr, p);
     return p;
@@ -235,9 +258,9 @@ export class DirectPaths {
     p.makingOffer = true;
     try {
       await p.pc.setLocalDescription(await p.pc.createOffer());
-      if (this.#peers.get(addr) === p) this.#signal(addr, OFFER, { sdp: p.pc.localDescription.sdp });
+      if (this.#peers.get(p.key) === p) this.#signal(p.key, OFFER, { sdp: p.pc.localDescription.sdp });
     } catch {
-      if (this.#peers.get(addr) === p) this.#drop(addr, false, true);
+      if (this.#peers.get(p.key) === p) this.#drop(p.key, false, true);
     } finally {
       p.makingOffer = false;
     }

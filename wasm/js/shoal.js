@@ -131,7 +131,7 @@ export function makeShoal(load, platform = {}) {
         if (failure === undefined) {
           const downtimeMs = Date.now() - this.#disconnectedAt;
           this.#disconnectedAt = null;
-          this.#receive({ type: "reconnect", attempts: attempt, downtimeMs });
+          this.#receive({ type: "reconnect", attempts: attempt, downtimeMs, addr: this.#node.localAddr() });
           return;
         }
         reason = failure;

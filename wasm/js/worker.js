@@ -51,7 +51,7 @@ let portIds = 0;
 const MAX_SENDS_TRACKED = 65536;
 const SHARED = typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorkerGlobalScope;
 /** Events after which the farewell is built again: they change who to tell or our incarnation. */
-const FAREWELL_STALE = new Set(["join", "alive", "suspect", "fail", "leave", "joined", "refuted", "conflict", "update"]);
+const FAREWELL_STALE = new Set(["join", "alive", "suspect", "fail", "leave", "joined", "refuted", "conflict", "update", "reconnect"]);
 
 function state(withMembers, withFarewell = withMembers) {
   if (!member) return null;

@@ -288,6 +288,17 @@ impl Protocol {
         self.node.set_link_up(at(now), up);
     }
 
+    /// Call when a relay of the fleet welcomed us again at another address (the same peer id on
+    /// another relay, after ours went away), before sending through it: our address changes and
+    /// the cluster takes the move (see `shoal_core::node::relay_move`). The driver checks the
+    /// address came from a welcome; an unparsable one changes nothing.
+    #[wasm_bindgen(js_name = moveTo)]
+    pub fn move_to(&mut self, now: f64, addr: &str) {
+        if let Ok(addr) = Addr::parse(addr) {
+            self.node.move_to(at(now), addr);
+        }
+    }
+
     /// The node's counters and gauges, in this order: members alive, suspect, failed and left;
     /// packets sent and received, bytes sent and received, decode errors, probes, probes failed,
     /// suspicions raised, failures declared, refutations, broadcasts delivered, dropped, missed and

@@ -696,17 +696,123 @@ test("a connection replaced by another with the same peer id (4001) closes the m
   assert.throws(() => a.broadcast("t", bytes("x")), /stopped|shut down/, "a stopped member refuses commands");
 });
 
-test("a relay that gives another address on reconnect makes reconnect() reject and the member shut down", async (t) => {
+test("a relay that gives another peer id on reconnect makes reconnect() reject and the member shut down", async (t) => {
   const Socket = scriptedRelay();
   const a = await joinScripted(t, Socket, "tab-1", { onDisconnect: reasonsCollector() });
   Socket.last.drop(1006, "");
-  Socket.welcome = "relay://elsewhere:9/tab-1";
-  await assert.rejects(within(2000, a.reconnect(), "reconnect()"), /relay:\/\/elsewhere:9\/tab-1/);
+  Socket.welcome = "relay://elsewhere:9/tab-9";
+  await assert.rejects(within(2000, a.reconnect(), "reconnect()"), /relay:\/\/elsewhere:9\/tab-9/);
   const last = await shutdownEvent(a);
-  assert.match(last.reason, /relay:\/\/elsewhere:9\/tab-1/);
-  assert.match(a.closeReason(), /relay:\/\/elsewhere:9\/tab-1/);
+  assert.match(last.reason, /relay:\/\/elsewhere:9\/tab-9/);
+  assert.match(a.closeReason(), /relay:\/\/elsewhere:9\/tab-9/);
   assert.equal(a.localAddr(), "relay://relay.test:9/tab-1", "the address never changed");
   assert.ok(Socket.last.closedWith, "the new socket was closed");
+});
+
+// ----- A relay fleet ------------------------------------------------------------------------------
+
+const FLEET = ["ws://relay-a.test:9/ws?peer=tab-1", "ws://relay-b.test:9/ws?peer=tab-1", "ws://relay-c.test:9/ws?peer=tab-1"];
+
+test("with several relays the member joins through the first that welcomes it", async (t) => {
+  const Socket = scriptedRelay();
+  Socket.welcome = "close";
+  const events = [];
+  const joining = ShoalNode.join({ urls: FLEET, url: FLEET[0], name: "tab-1", preset: "local", WebSocket: Socket, onEvent: (e) => events.push(e) });
+  // The first refuses; the second welcomes.
+  await waitUntil(() => Socket.instances.length === 1, "the first socket");
+  Socket.welcome = "auto";
+  const a = await within(2000, joining, "the join");
+  t.after(() => a.shutdown());
+  assert.deepEqual(Socket.instances.map((s) => new URL(s.url).host), ["relay-a.test:9", "relay-b.test:9"]);
+  assert.equal(a.localAddr(), "relay://relay-b.test:9/tab-1");
+});
+
+test("a member whose relay is gone tries it once, then moves to the next relay of the fleet with the same peer id", async (t) => {
+  const Socket = scriptedRelay();
+  const onDisconnect = reasonsCollector();
+  const events = [];
+  const a = await ShoalNode.join({ urls: FLEET, url: FLEET[0], name: "tab-1", preset: "local", WebSocket: Socket, onEvent: (e) => events.push(e), onDisconnect });
+  t.after(() => a.shutdown());
+  assert.equal(a.localAddr(), "relay://relay-a.test:9/tab-1");
+  const incarnation = a.local().incarnation;
+
+  // relay-a dies: the first attempt goes back to it and fails, the second reaches relay-b.
+  Socket.last.drop(1006, "");
+  await waitUntil(() => onDisconnect.reasons.length > 0, "onDisconnect");
+  Socket.welcome = "close";
+  assert.equal(typeof (await within(2000, a.reconnect(), "the attempt at relay-a")), "string");
+  Socket.welcome = "auto";
+  assert.equal(await within(2000, a.reconnect(), "the attempt at relay-b"), undefined);
+  assert.deepEqual(Socket.instances.slice(1).map((s) => new URL(s.url).host), ["relay-a.test:9", "relay-b.test:9"]);
+  assert.equal(a.localAddr(), "relay://relay-b.test:9/tab-1", "moved, same peer id");
+  assert.ok(a.local().incarnation > incarnation, "announced at a newer incarnation");
+  assert.equal(a.closeReason(), undefined);
+  assert.equal(events.filter((e) => e.type === "shutdown").length, 0, "still running");
+
+  // The farewell now goes to the relay the member is on.
+  const beacon = await waitUntil(() => a.farewellBeacon() ?? (a.sendTo("relay://relay-b.test:9/tab-2", "t", bytes("x")), null), "a beacon", 2000).catch(() => null);
+  if (beacon) assert.match(beacon.url, /relay-b\.test/);
+
+  // Its next drop goes back to relay-b first.
+  Socket.last.drop(1006, "");
+  await waitUntil(() => onDisconnect.reasons.length > 1, "the second drop");
+  assert.equal(await within(2000, a.reconnect(), "the attempt at relay-b"), undefined);
+  assert.equal(new URL(Socket.last.url).host, "relay-b.test:9");
+  assert.equal(a.localAddr(), "relay://relay-b.test:9/tab-1");
+});
+
+test("a member that moves to another relay of the fleet keeps its direct path and is never declared failed", async (t) => {
+  const Socket = scriptedRelay();
+  const socketOf = (n) => Socket.instances.filter((s) => new URL(s.url).searchParams.get("peer") === n.name()).at(-1);
+  const join = (peer, options) => joinScripted(t, Socket, peer, options);
+  // The scripted sockets forward nothing by themselves: carry packet frames between the members,
+  // stamped with the sender's current address, as relays of one fleet would.
+  const timer = setInterval(() => {
+    for (const from of Socket.instances) {
+      for (const f of from.sent.splice(0)) {
+        if (f[0] === 0) continue;
+        const { addr, packet } = parseFrame(f);
+        const to = Socket.instances.findLast((s) => s.readyState === 1 && s.welcomeAddr === addr);
+        if (to) to.deliver(frame(from.welcomeAddr, packet));
+      }
+    }
+  }, 2);
+  t.after(() => clearInterval(timer));
+
+  const a = await join("tab-1");
+  const seeds = [a.localAddr()];
+  const relayMember = await join("relay-b-member", { seeds, meta: bytes("role=relay,shoal-relay=relay-b.test:9") });
+  const onDisconnect = reasonsCollector();
+  const fleet = ["ws://relay.test:9/ws?peer=tab-2", "ws://relay-b.test:9/ws?peer=tab-2"];
+  const b = await join("tab-2", { seeds, urls: fleet, url: fleet[0], onDisconnect });
+  const holds = (n, name, addr) => n.members().some((m) => m.name === name && m.state === "alive" && (!addr || m.addr === addr));
+  await waitUntil(() => holds(a, "tab-2") && holds(a, "relay-b-member") && holds(b, "relay-b-member"), "everyone to know everyone");
+  const old = b.localAddr();
+  const viaChannel = [];
+  a.setDirect(old, (packet) => (viaChannel.push(packet), true));
+
+  // b's relay goes away; its second attempt lands on relay-b.
+  socketOf(b).drop(1006, "");
+  await waitUntil(() => onDisconnect.reasons.length > 0, "onDisconnect");
+  Socket.welcome = "close";
+  assert.equal(typeof (await within(2000, b.reconnect(), "the attempt at b's relay")), "string");
+  Socket.welcome = "auto";
+  assert.equal(await within(2000, b.reconnect(), "the attempt at relay-b"), undefined);
+  const moved = "relay://relay-b.test:9/tab-2";
+  assert.equal(b.localAddr(), moved);
+  await waitUntil(() => holds(a, "tab-2", moved) && holds(relayMember, "tab-2", moved), "a and the relay's member to take the move");
+
+  const before = viaChannel.length;
+  a.sendTo(moved, "t", bytes("via the channel"));
+  assert.equal(viaChannel.length, before + 1, "the channel now serves b's new address");
+  assert.equal(a.deliverDirect(old, new Uint8Array(0)), true, "and what arrives on it comes from b's new address");
+  for (const n of [a, relayMember]) {
+    const fails = n.events.filter((e) => (e.type === "fail" || e.type === "conflict") && e.member === "tab-2");
+    assert.deepEqual(fails, [], `${n.name()} never failed nor refused b`);
+  }
+  a.setDirect(old, null);
+  a.sendTo(moved, "t", bytes("via the relay"));
+  assert.equal(viaChannel.length, before + 1, "removing the path by its first address removes it");
 });
 
 test("without onDisconnect a dropped connection shuts the member down", async (t) => {

@@ -231,7 +231,11 @@ pub fn split_relay_addr(addr: &Addr) -> Option<(&str, &str)> {
     if addr.scheme() != RELAY_SCHEME {
         return None;
     }
-    let (relay, peer) = addr.rest().rsplit_once('/')?;
+    let rest = addr.rest();
+    // A byte search, not `rsplit_once`: `/` is ASCII, so where it is is a char boundary, and the
+    // wasm build (which moves members between relays with this) links no string searcher.
+    let slash = rest.bytes().rposition(|b| b == b'/')?;
+    let (relay, peer) = (rest.get(..slash)?, rest.get(slash + 1..)?);
     valid_peer_id(peer).then_some((relay, peer))
 }
 
