@@ -13,6 +13,7 @@
 //! | 4003 | idle | nothing (no frame, no pong) received for `idle_timeout` |
 //! | 1009 | message too big | a message over four times `max_frame` |
 //! | 1002 | protocol error | the WebSocket layer could not parse what the member sent |
+//! | 4009 | link superseded | (links between relays only) another link between the two relays won |
 
 use shoal_core::relay::CloseCode;
 
@@ -31,6 +32,9 @@ pub enum CloseReason {
     MessageTooBig,
     /// The member broke the WebSocket protocol (1002).
     ProtocolError,
+    /// A link to another relay gave way to another link between the same two relays (4009). The
+    /// dialer of the closed link does not redial while the other link is up.
+    LinkSuperseded,
 }
 
 impl CloseReason {
@@ -43,6 +47,7 @@ impl CloseReason {
             CloseReason::Idle => 4003,
             CloseReason::MessageTooBig => 1009,
             CloseReason::ProtocolError => 1002,
+            CloseReason::LinkSuperseded => 4009,
         }
     }
 
@@ -55,6 +60,7 @@ impl CloseReason {
             CloseReason::Idle => "idle: nothing received, not even a pong",
             CloseReason::MessageTooBig => "message too big",
             CloseReason::ProtocolError => "websocket protocol error",
+            CloseReason::LinkSuperseded => "another link between these relays is in use",
         }
     }
 }
@@ -79,7 +85,9 @@ mod tests {
             let r = CloseReason::from(code);
             assert_eq!((r.code(), r.text()), (code as u16, code.reason()));
         }
-        for r in [CloseReason::Idle, CloseReason::MessageTooBig, CloseReason::ProtocolError] {
+        for r in
+            [CloseReason::Idle, CloseReason::MessageTooBig, CloseReason::ProtocolError, CloseReason::LinkSuperseded]
+        {
             assert!(CloseCode::should_reconnect(r.code()), "{r:?}");
             assert!(CloseCode::from_u16(r.code()).is_none(), "{r:?} must not reuse a shared code");
         }

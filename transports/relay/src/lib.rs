@@ -115,6 +115,7 @@ mod cidr;
 mod close;
 mod config;
 mod conn_caps;
+mod link;
 mod member;
 mod metrics;
 mod queue;
@@ -129,8 +130,12 @@ pub use config::{
     ConfigError, Limits, RelayConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_MAX_FRAME, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
 };
-pub use metrics::{ConnectionDrop, DropReason, FarewellRefusal, Forwarded, RelayStats};
+pub use link::MIN_RELAY_KEY_LEN;
+pub use metrics::{ConnectionDrop, DropReason, FarewellRefusal, Forwarded, LinkRefusal, LinkStats, RelayStats};
 pub use queue::{Outbox, PushError};
 pub use rate::{BudgetLimit, RateLimit};
 pub use server::{BoundRelay, Relay, RelayHandle};
-pub use switchboard::{ConnId, Refusal, Session, Switchboard, WsRoute, FAREWELL_GRACE, MAX_DEPARTED};
+pub use switchboard::{
+    ConnId, LinkId, LinkSession, Refusal, Session, Switchboard, WsRoute, FAREWELL_GRACE, LINK_QUEUE_FACTOR,
+    MAX_DEPARTED, MAX_LINKED_RELAYS,
+};

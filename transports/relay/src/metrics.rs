@@ -39,10 +39,23 @@ pub enum DropReason {
     /// Waiting for a member whose connection closed for another reason (replaced, idle, shutting
     /// down): its backlog, discarded.
     ConnectionClosed,
+    /// For a member of another relay this relay was linked to, while no link to it is up.
+    LinkDown,
+    /// For a member of a linked relay, and the link's queue was full (the link is slower than
+    /// the traffic for it). The link stays up.
+    LinkQueueFull,
+    /// Waiting in a link's queue when the link closed (dropped, replaced, stalled, shutting down):
+    /// its backlog, discarded.
+    LinkClosed,
+    /// From a link, with a source not under the linked relay's authenticated address.
+    BadStamp,
+    /// From a link, not a link frame: truncated, an unknown tag, an invalid peer id, a text
+    /// message.
+    LinkMalformed,
 }
 
 /// How many [`DropReason`]s there are.
-pub const DROP_REASONS: usize = 14;
+pub const DROP_REASONS: usize = 19;
 
 impl DropReason {
     /// Every reason, in the order of [`RelayStats::dropped`].
@@ -61,6 +74,11 @@ impl DropReason {
         DropReason::ForbiddenTarget,
         DropReason::ForbiddenSource,
         DropReason::ConnectionClosed,
+        DropReason::LinkDown,
+        DropReason::LinkQueueFull,
+        DropReason::LinkClosed,
+        DropReason::BadStamp,
+        DropReason::LinkMalformed,
     ];
 
     /// The `reason` label in metrics.
@@ -80,6 +98,11 @@ impl DropReason {
             DropReason::ForbiddenTarget => "forbidden_target",
             DropReason::ForbiddenSource => "forbidden_source",
             DropReason::ConnectionClosed => "connection_closed",
+            DropReason::LinkDown => "link_down",
+            DropReason::LinkQueueFull => "link_queue_full",
+            DropReason::LinkClosed => "link_closed",
+            DropReason::BadStamp => "bad_stamp",
+            DropReason::LinkMalformed => "link_malformed",
         }
     }
 
@@ -216,6 +239,81 @@ impl FarewellRefusal {
     }
 }
 
+/// Why the relay refused a link with another relay, or ended one after its handshake. Counted on
+/// the side that refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LinkRefusal {
+    /// `GET /relay-link` without a well-formed link header, or not a WebSocket upgrade (`400`).
+    BadRequest,
+    /// The request's gate does not match this relay's key (`403`).
+    WrongKey,
+    /// The other side claims this relay's own public address (`403`, or the dialer gives up).
+    OwnAddress,
+    /// The handshake failed after the upgrade: a wrong answer to this relay's nonce (no key, or a
+    /// replay), a malformed or missing message, or no answer in time.
+    Handshake,
+    /// A link between the two relays is up already and wins (see the switchboard).
+    Duplicate,
+    /// This relay has links to, or has counters for, as many relay addresses as it keeps.
+    TooMany,
+    /// This relay is shutting down (`503`).
+    ShuttingDown,
+}
+
+/// How many [`LinkRefusal`]s there are.
+pub const LINK_REFUSALS: usize = 7;
+
+impl LinkRefusal {
+    /// Every reason, in the order of [`RelayStats::link_refused`].
+    pub const ALL: [LinkRefusal; LINK_REFUSALS] = [
+        LinkRefusal::BadRequest,
+        LinkRefusal::WrongKey,
+        LinkRefusal::OwnAddress,
+        LinkRefusal::Handshake,
+        LinkRefusal::Duplicate,
+        LinkRefusal::TooMany,
+        LinkRefusal::ShuttingDown,
+    ];
+
+    /// The `reason` label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            LinkRefusal::BadRequest => "bad_request",
+            LinkRefusal::WrongKey => "wrong_key",
+            LinkRefusal::OwnAddress => "own_address",
+            LinkRefusal::Handshake => "handshake",
+            LinkRefusal::Duplicate => "duplicate",
+            LinkRefusal::TooMany => "too_many",
+            LinkRefusal::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One relay this relay is, or was, linked to: [`RelayHandle::links`](crate::RelayHandle::links).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkStats {
+    /// The other relay's public `host:port`, authenticated by the handshake.
+    pub relay: String,
+    /// Whether a link to it is up now.
+    pub up: bool,
+    /// Whether this relay dialed the link that is up (false when none is).
+    pub dialed: bool,
+    /// Frames queued for it, since this relay first linked to it (counted when queued).
+    pub sent: Forwarded,
+    /// Frames from it delivered to this relay's members.
+    pub received: Forwarded,
+    /// Frames waiting in the link's queue now.
+    pub queued_frames: u64,
+    /// Bytes waiting in the link's queue now.
+    pub queued_bytes: u64,
+}
+
 /// Frames and bytes forwarded along one path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Forwarded {
@@ -277,6 +375,19 @@ pub struct RelayStats {
     pub farewells_accepted: u64,
     /// `POST /farewell` bodies refused, indexed like [`FarewellRefusal::ALL`].
     pub farewells_refused: [u64; FAREWELL_REFUSALS],
+    /// Links to other relays up now.
+    pub links: u64,
+    /// Links that completed their handshake and were taken into the routing table.
+    pub links_established: u64,
+    /// Frames and signals from this relay's members queued for a linked relay.
+    pub link_out: Forwarded,
+    /// Frames and signals from linked relays delivered to this relay's members.
+    pub link_in: Forwarded,
+    /// Links refused or ended by this relay, indexed like [`LinkRefusal::ALL`].
+    pub link_refused: [u64; LINK_REFUSALS],
+    /// Attempts of this relay to dial a peer relay that did not end in a link (unreachable,
+    /// refused, a failed handshake).
+    pub link_dial_failures: u64,
 }
 
 impl RelayStats {
@@ -311,6 +422,15 @@ impl RelayStats {
         self.farewells_refused[reason.index()] += 1;
     }
 
+    /// Links refused or ended for `reason`.
+    pub fn link_refused(&self, reason: LinkRefusal) -> u64 {
+        self.link_refused[reason.index()]
+    }
+
+    pub(crate) fn link_refusal(&mut self, reason: LinkRefusal) {
+        self.link_refused[reason.index()] += 1;
+    }
+
     /// Frames and datagrams dropped, every reason together.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum()
@@ -318,7 +438,12 @@ impl RelayStats {
 
     /// Frames forwarded on every path.
     pub fn forwarded_frames(&self) -> u64 {
-        self.ws_to_ws.frames + self.ws_to_udp.frames + self.udp_to_ws.frames + self.signals.frames
+        self.ws_to_ws.frames
+            + self.ws_to_udp.frames
+            + self.udp_to_ws.frames
+            + self.signals.frames
+            + self.link_out.frames
+            + self.link_in.frames
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -382,6 +507,8 @@ impl RelayStats {
             ("ws_udp", self.ws_to_udp),
             ("udp_ws", self.udp_to_ws),
             ("signal", self.signals),
+            ("link_out", self.link_out),
+            ("link_in", self.link_in),
         ];
         let frames: Vec<(String, u64)> = paths.iter().map(|(p, f)| (format!("{{path=\"{p}\"}}"), f.frames)).collect();
         let bytes: Vec<(String, u64)> = paths.iter().map(|(p, f)| (format!("{{path=\"{p}\"}}"), f.bytes)).collect();
@@ -422,8 +549,75 @@ impl RelayStats {
             .collect();
         let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         metric("shoal_relay_farewells_refused_total", "counter", "Farewells refused, by reason.", &refused);
+        metric("shoal_relay_links", "gauge", "Links to other relays up now.", &[("", self.links)]);
+        metric(
+            "shoal_relay_links_established_total",
+            "counter",
+            "Links to other relays that completed their handshake.",
+            &[("", self.links_established)],
+        );
+        let refused: Vec<(String, u64)> =
+            LinkRefusal::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.label()), self.link_refused(*r))).collect();
+        let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "shoal_relay_link_refused_total",
+            "counter",
+            "Links refused or ended by this relay, by reason.",
+            &refused,
+        );
+        metric(
+            "shoal_relay_link_dial_failures_total",
+            "counter",
+            "Attempts to dial a peer relay that did not end in a link.",
+            &[("", self.link_dial_failures)],
+        );
         out
     }
+}
+
+/// Per linked relay, the Prometheus text of `links` (one sample per relay in each family, labelled
+/// `relay="host:port"`), to append to [`RelayStats::to_prometheus`]. Nothing when `links` is empty.
+pub fn links_to_prometheus(links: &[LinkStats]) -> String {
+    let mut out = String::new();
+    if links.is_empty() {
+        return out;
+    }
+    /// A family's samples for one link: extra labels and value.
+    type Samples = fn(&LinkStats) -> Vec<(&'static str, u64)>;
+    let families: [(&str, &str, &str, Samples); 4] = [
+        ("shoal_relay_link_up", "gauge", "Whether the link to a relay is up (1) or down (0).", |l| {
+            vec![("", u64::from(l.up))]
+        }),
+        (
+            "shoal_relay_link_frames_total",
+            "counter",
+            "Frames queued for (out) and delivered from (in) a linked relay.",
+            |l| vec![(",direction=\"out\"", l.sent.frames), (",direction=\"in\"", l.received.frames)],
+        ),
+        (
+            "shoal_relay_link_bytes_total",
+            "counter",
+            "Bytes of link frames queued for (out) and delivered from (in) a linked relay.",
+            |l| vec![(",direction=\"out\"", l.sent.bytes), (",direction=\"in\"", l.received.bytes)],
+        ),
+        ("shoal_relay_link_queued_bytes", "gauge", "Bytes waiting in a link's queue now.", |l| {
+            vec![("", l.queued_bytes)]
+        }),
+    ];
+    for (name, kind, help, samples) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for link in links {
+            for (extra, value) in samples(link) {
+                let _ = writeln!(out, "{name}{{relay=\"{}\"{extra}}} {value}", escape_label(&link.relay));
+            }
+        }
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -439,6 +633,9 @@ mod tests {
             assert_eq!(r.index(), i);
         }
         for (i, r) in FarewellRefusal::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        for (i, r) in LinkRefusal::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
     }
@@ -475,6 +672,35 @@ mod tests {
         assert!(text.contains("shoal_relay_dropped_frames_total{reason=\"oversized\"} 1\n"));
         assert!(text.contains("shoal_relay_slow_consumers_disconnected_total 1\n"));
         assert!(text.contains("shoal_relay_rejected_total{reason=\"token\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 15);
+        assert_eq!(text.matches("# TYPE").count(), 19);
+    }
+
+    #[test]
+    fn link_counters_render_in_total_and_per_relay() {
+        let mut s = RelayStats { links: 2, links_established: 3, ..Default::default() };
+        s.link_out.add(40);
+        s.link_in.add(30);
+        s.drop(DropReason::BadStamp);
+        s.link_refusal(LinkRefusal::WrongKey);
+        let text = s.to_prometheus();
+        assert!(text.contains("# TYPE shoal_relay_links gauge\nshoal_relay_links 2\n"), "{text}");
+        assert!(text.contains("shoal_relay_links_established_total 3\n"));
+        assert!(text.contains("shoal_relay_forwarded_frames_total{path=\"link_out\"} 1\n"));
+        assert!(text.contains("shoal_relay_forwarded_bytes_total{path=\"link_in\"} 30\n"));
+        assert!(text.contains("shoal_relay_dropped_frames_total{reason=\"bad_stamp\"} 1\n"));
+        assert!(text.contains("shoal_relay_link_refused_total{reason=\"wrong_key\"} 1\n"));
+        assert!(text.contains("shoal_relay_link_dial_failures_total 0\n"));
+        assert_eq!(s.forwarded_frames(), 2);
+        assert_eq!(links_to_prometheus(&[]), "");
+        let mut up = LinkStats { relay: "10.0.0.2:8080".into(), up: true, queued_bytes: 9, ..Default::default() };
+        up.sent.add(100);
+        let down = LinkStats { relay: "odd\"name:1".into(), ..Default::default() };
+        let text = links_to_prometheus(&[up, down]);
+        assert!(text.contains("# TYPE shoal_relay_link_up gauge\nshoal_relay_link_up{relay=\"10.0.0.2:8080\"} 1\n"));
+        assert!(text.contains("shoal_relay_link_up{relay=\"odd\\\"name:1\"} 0\n"), "{text}");
+        assert!(text.contains("shoal_relay_link_frames_total{relay=\"10.0.0.2:8080\",direction=\"out\"} 1\n"));
+        assert!(text.contains("shoal_relay_link_bytes_total{relay=\"10.0.0.2:8080\",direction=\"out\"} 100\n"));
+        assert!(text.contains("shoal_relay_link_queued_bytes{relay=\"10.0.0.2:8080\"} 9\n"));
+        assert_eq!(text.matches("# TYPE").count(), 4);
     }
 }

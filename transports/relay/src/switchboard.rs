@@ -85,7 +85,8 @@ use shoal_core::relay::{
 
 use crate::close::CloseReason;
 use crate::config::{Limits, RelayConfig};
-use crate::metrics::{ConnectionDrop, DropReason, FarewellRefusal, RelayStats};
+use crate::link::{self, LinkFrame, MAX_LINK_OVERHEAD};
+use crate::metrics::{ConnectionDrop, DropReason, FarewellRefusal, Forwarded, LinkRefusal, LinkStats, RelayStats};
 use crate::queue::{Outbox, PushError};
 use crate::rate::{Budget, Recent};
 use crate::udp_policy::UdpPolicy;
@@ -95,6 +96,18 @@ const KNOWN_SOURCES_PER_MEMBER: usize = 1_024;
 
 /// Identifies one admitted connection (peer ids are reused across reconnects, these are not).
 pub type ConnId = u64;
+
+/// Identifies one link to another relay (relay addresses are reused across reconnects, these
+/// are not).
+pub type LinkId = u64;
+
+/// Most other relays a switchboard keeps links to or counters for (a link from a further address
+/// is refused as [`LinkRefusal::TooMany`]).
+pub const MAX_LINKED_RELAYS: usize = 256;
+
+/// A link's queue holds this many times a member's (`queue_frames`, `queue_bytes`): it carries
+/// the traffic of many members.
+pub const LINK_QUEUE_FACTOR: usize = 16;
 
 /// Why an admission was refused. The client's fault; the peer table is unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +148,32 @@ impl Session {
     }
 }
 
+/// A link to another relay taken into the routing table, as the server holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSession {
+    id: LinkId,
+    relay: Box<str>,
+    dialed: bool,
+}
+
+impl LinkSession {
+    /// This link's id.
+    pub fn id(&self) -> LinkId {
+        self.id
+    }
+
+    /// The other relay's public `host:port`, authenticated by the handshake: the only relay the
+    /// link's frames may be stamped under.
+    pub fn relay(&self) -> &str {
+        &self.relay
+    }
+
+    /// Whether this relay dialed the link.
+    pub fn dialed(&self) -> bool {
+        self.dialed
+    }
+}
+
 /// What to do with a frame a WebSocket member sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WsRoute {
@@ -162,6 +201,30 @@ struct Peer {
     known: Recent<SocketAddr>,
     /// This connection's farewell secret.
     farewell: FarewellKey,
+}
+
+/// A link that is up.
+struct Link {
+    id: LinkId,
+    /// Whether this relay dialed it.
+    dialed: bool,
+    outbox: Arc<Outbox>,
+}
+
+/// Another relay this relay linked to: its link, if up, and counters kept across its links.
+#[derive(Default)]
+struct Remote {
+    link: Option<Link>,
+    sent: Forwarded,
+    received: Forwarded,
+}
+
+/// Where a `relay://` destination lies.
+enum RelayDest<'a> {
+    /// A peer of this relay.
+    Local(&'a str),
+    /// A peer of another relay.
+    Remote { relay: &'a str, peer: &'a str },
 }
 
 /// How long a connection that ended by itself can still send its farewell.
@@ -202,6 +265,9 @@ pub struct Switchboard {
     /// The departed peer ids, oldest first (with the connection, to skip stale entries).
     departed_order: VecDeque<(Box<str>, ConnId)>,
     next_conn: ConnId,
+    /// Other relays linked to now or before, by public address.
+    relays: HashMap<Box<str>, Remote>,
+    next_link: LinkId,
     stats: RelayStats,
     closing: bool,
 }
@@ -237,6 +303,8 @@ impl Switchboard {
             departed: HashMap::new(),
             departed_order: VecDeque::new(),
             next_conn: 1,
+            relays: HashMap::new(),
+            next_link: 1,
             stats: RelayStats::default(),
             closing: false,
         }
@@ -257,6 +325,7 @@ impl Switchboard {
             known += p.known.len() as u64;
         }
         RelayStats {
+            links: self.relays.values().filter(|r| r.link.is_some()).count() as u64,
             connections: self.peers.len() as u64,
             queued_frames: frames,
             queued_bytes: bytes,
@@ -409,8 +478,8 @@ impl Switchboard {
         self.departed.len()
     }
 
-    /// Closes every connection's queue with [`CloseReason::ShuttingDown`], empties the table, and
-    /// refuses admissions from now on. Call it when the relay shuts down.
+    /// Closes every connection's and link's queue with [`CloseReason::ShuttingDown`], empties the
+    /// tables, and refuses admissions and links from now on. Call it when the relay shuts down.
     pub fn close_all(&mut self) {
         self.closing = true;
         self.departed.clear();
@@ -418,6 +487,12 @@ impl Switchboard {
         for (_, p) in self.peers.drain() {
             let discarded = p.outbox.close_with(CloseReason::ShuttingDown);
             self.stats.drop_many(DropReason::ConnectionClosed, discarded as u64);
+        }
+        for remote in self.relays.values_mut() {
+            if let Some(link) = remote.link.take() {
+                let discarded = link.outbox.close_with(CloseReason::ShuttingDown);
+                self.stats.drop_many(DropReason::LinkClosed, discarded as u64);
+            }
         }
     }
 
@@ -531,8 +606,11 @@ impl Switchboard {
             return WsRoute::Dropped(self.dropped(DropReason::Malformed));
         };
         if let Some(rest) = dest.strip_prefix("relay://") {
-            let peer = match self.local_peer(rest) {
-                Ok(peer) => peer,
+            let peer = match self.relay_dest(rest) {
+                Ok(RelayDest::Local(peer)) => peer,
+                Ok(RelayDest::Remote { relay, peer }) => {
+                    return self.forward(relay, || link::encode_packet(from.addr(), peer, packet));
+                }
                 Err(reason) => return WsRoute::Dropped(self.dropped(reason)),
             };
             let Some(out) = encode_ws_frame(from.addr(), packet) else {
@@ -568,13 +646,45 @@ impl Switchboard {
         WsRoute::Dropped(self.dropped(DropReason::UnknownDestination))
     }
 
-    /// The peer id in `<relay>/<peer>` (a `relay://` address without its scheme) if it names this relay.
-    fn local_peer<'a>(&self, rest: &'a str) -> Result<&'a str, DropReason> {
+    /// Where `<relay>/<peer>` (a `relay://` address without its scheme) lies.
+    fn relay_dest<'a>(&self, rest: &'a str) -> Result<RelayDest<'a>, DropReason> {
         let (relay, peer) = rest.rsplit_once('/').ok_or(DropReason::Malformed)?;
-        if relay != &*self.relay || !valid_peer_id(peer) {
+        if !valid_peer_id(peer) {
             return Err(DropReason::UnknownDestination);
         }
-        Ok(peer)
+        if relay == &*self.relay {
+            Ok(RelayDest::Local(peer))
+        } else {
+            Ok(RelayDest::Remote { relay, peer })
+        }
+    }
+
+    /// Queues a link frame (made by `encode`, only once a link is found) for the link to `relay`.
+    /// Never waits: a full link queue drops the frame (counted) and the link stays.
+    fn forward(&mut self, relay: &str, encode: impl FnOnce() -> Option<Vec<u8>>) -> WsRoute {
+        let Some(remote) = self.relays.get_mut(relay) else {
+            return WsRoute::Dropped(self.dropped(DropReason::UnknownDestination));
+        };
+        let Some(link) = &remote.link else {
+            return WsRoute::Dropped(self.dropped(DropReason::LinkDown));
+        };
+        let Some(frame) = encode() else {
+            return WsRoute::Dropped(self.dropped(DropReason::Malformed));
+        };
+        let len = frame.len();
+        match link.outbox.try_push(Bytes::from(frame)) {
+            Ok(()) => {
+                remote.sent.add(len);
+                self.stats.link_out.add(len);
+                WsRoute::Delivered
+            }
+            Err(PushError::Full) => WsRoute::Dropped(self.dropped(DropReason::LinkQueueFull)),
+            Err(PushError::Closed) => {
+                // Its reader is about to report it down.
+                remote.link = None;
+                WsRoute::Dropped(self.dropped(DropReason::LinkDown))
+            }
+        }
     }
 
     /// Routes a signalling frame from `from`: `[0][len][relay://<this relay>/Q][kind][body]`.
@@ -582,9 +692,12 @@ impl Switchboard {
         let Ok((dest, kind, body)) = decode_signal_frame(frame) else {
             return WsRoute::Dropped(self.dropped(DropReason::Malformed));
         };
-        let peer = dest.strip_prefix("relay://").ok_or(DropReason::UnknownDestination);
-        let peer = match peer.and_then(|rest| self.local_peer(rest)) {
-            Ok(peer) => peer,
+        let dest = dest.strip_prefix("relay://").ok_or(DropReason::UnknownDestination);
+        let peer = match dest.and_then(|rest| self.relay_dest(rest)) {
+            Ok(RelayDest::Local(peer)) => peer,
+            Ok(RelayDest::Remote { relay, peer }) => {
+                return self.forward(relay, || link::encode_signal(from.addr(), peer, kind, body));
+            }
             Err(reason) => return WsRoute::Dropped(self.dropped(reason)),
         };
         let Some(out) = encode_signal_frame(from.addr(), kind, body) else {
@@ -677,6 +790,159 @@ impl Switchboard {
         Ok((session, farewell, departed))
     }
 
+    /// Takes an authenticated link to the relay whose public address is `relay` into the routing
+    /// table; `dialed` says whether this relay dialed it. From now on frames for `relay://<relay>/Q`
+    /// go into the returned queue (the server writes it to the link), and the link's frames may be
+    /// stamped under `relay` only.
+    ///
+    /// **One link per pair of relays.** If a link to `relay` is up already, the newer link wins
+    /// when both were dialed by the same relay (the old one is stale: that relay redialed), and
+    /// otherwise the link dialed by the relay with the lower address (byte order) wins. Both relays
+    /// apply the same rule, so when each dials the other they keep the same link whatever the
+    /// timing. The losing link is refused ([`LinkRefusal::Duplicate`]) or, if it was the one up,
+    /// closed with [`CloseReason::LinkSuperseded`] (its backlog counted as
+    /// [`DropReason::LinkClosed`]). Every refusal is counted.
+    pub fn link_up(&mut self, relay: &str, dialed: bool) -> Result<(LinkSession, Arc<Outbox>), LinkRefusal> {
+        let refused = match () {
+            () if self.closing => Some(LinkRefusal::ShuttingDown),
+            () if relay == &*self.relay => Some(LinkRefusal::OwnAddress),
+            () if !self.relays.contains_key(relay) && self.relays.len() >= MAX_LINKED_RELAYS => {
+                Some(LinkRefusal::TooMany)
+            }
+            () => match self.relays.get(relay).and_then(|r| r.link.as_ref()) {
+                Some(old) if !self.new_link_wins(relay, dialed, old.dialed) => Some(LinkRefusal::Duplicate),
+                _ => None,
+            },
+        };
+        if let Some(reason) = refused {
+            self.stats.link_refusal(reason);
+            return Err(reason);
+        }
+        let outbox = Arc::new(Outbox::new(
+            self.queue_frames.saturating_mul(LINK_QUEUE_FACTOR),
+            self.queue_bytes.saturating_mul(LINK_QUEUE_FACTOR),
+        ));
+        let id = self.next_link;
+        self.next_link += 1;
+        let remote = self.relays.entry(relay.into()).or_default();
+        if let Some(old) = remote.link.replace(Link { id, dialed, outbox: outbox.clone() }) {
+            let discarded = old.outbox.close_with(CloseReason::LinkSuperseded);
+            self.stats.drop_many(DropReason::LinkClosed, discarded as u64);
+            self.stats.link_refusal(LinkRefusal::Duplicate);
+        }
+        self.stats.links_established += 1;
+        Ok((LinkSession { id, relay: relay.into(), dialed }, outbox))
+    }
+
+    /// Whether a new link to `relay` wins over the one up (see [`link_up`](Self::link_up)).
+    fn new_link_wins(&self, relay: &str, new_dialed: bool, old_dialed: bool) -> bool {
+        let dialer = |dialed: bool| if dialed { &*self.relay } else { relay };
+        dialer(new_dialed) == dialer(old_dialed) || dialer(new_dialed) == (&*self.relay).min(relay)
+    }
+
+    /// Whether a link to the relay whose public address is `relay` is up.
+    pub fn has_link(&self, relay: &str) -> bool {
+        self.relays.get(relay).is_some_and(|r| r.link.is_some())
+    }
+
+    /// Removes a link that ended (by itself, or closed by [`close_link`](Self::close_link)):
+    /// closes its queue (the backlog is counted as [`DropReason::LinkClosed`]). From now on frames
+    /// for the relay are dropped as [`DropReason::LinkDown`]. Returns false (and changes nothing
+    /// but the queue) if the link was no longer the relay's (replaced, or removed already).
+    pub fn link_down(&mut self, link: &LinkSession) -> bool {
+        let Some(remote) = self.relays.get_mut(link.relay()) else { return false };
+        match remote.link.take_if(|l| l.id == link.id) {
+            Some(l) => {
+                let discarded = l.outbox.close();
+                self.stats.drop_many(DropReason::LinkClosed, discarded as u64);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends `link` for `reason`, which the server saw (the other relay stopped reading, sent
+    /// nothing for too long, broke the protocol): closes its queue with the reason, counts the
+    /// backlog, and removes it if it is still the relay's link.
+    pub fn close_link(&mut self, link: &LinkSession, outbox: &Outbox, reason: CloseReason) {
+        let discarded = outbox.close_with(reason);
+        self.stats.drop_many(DropReason::LinkClosed, discarded as u64);
+        self.link_down(link);
+    }
+
+    /// The relays linked to now or before, with their counters, by address.
+    pub fn links(&self) -> Vec<LinkStats> {
+        let mut links: Vec<LinkStats> = self
+            .relays
+            .iter()
+            .map(|(relay, r)| LinkStats {
+                relay: relay.to_string(),
+                up: r.link.is_some(),
+                dialed: r.link.as_ref().is_some_and(|l| l.dialed),
+                sent: r.sent,
+                received: r.received,
+                queued_frames: r.link.as_ref().map_or(0, |l| l.outbox.len() as u64),
+                queued_bytes: r.link.as_ref().map_or(0, |l| l.outbox.bytes() as u64),
+            })
+            .collect();
+        links.sort_by(|a, b| a.relay.cmp(&b.relay));
+        links
+    }
+
+    /// Counts a link the server refused outside the routing table (the request's gate, the
+    /// handshake).
+    pub fn record_link_refusal(&mut self, reason: LinkRefusal) {
+        self.stats.link_refusal(reason);
+    }
+
+    /// Counts an attempt to dial a peer relay that did not end in a link.
+    pub fn record_link_dial_failure(&mut self) {
+        self.stats.link_dial_failures += 1;
+    }
+
+    /// Routes a binary message that arrived over `from`: a packet or signal for a member of this
+    /// relay, stamped by the other relay. Delivered with the source as stamped if the stamp is
+    /// `relay://<the link's relay>/<peer id>`, the destination is connected, and the destination's
+    /// budget and queue allow; otherwise dropped and counted ([`DropReason::Oversized`],
+    /// [`LinkMalformed`](DropReason::LinkMalformed), [`BadStamp`](DropReason::BadStamp),
+    /// [`UnknownDestination`](DropReason::UnknownDestination),
+    /// [`DestinationRate`](DropReason::DestinationRate), [`QueueFull`](DropReason::QueueFull)).
+    /// Nothing from a link is sent on to a third relay or to a UDP socket.
+    pub fn route_link(&mut self, from: &LinkSession, frame: &[u8]) -> Result<(), DropReason> {
+        self.route_link_at(from, frame, Instant::now())
+    }
+
+    /// [`route_link`](Self::route_link) at `now`.
+    pub fn route_link_at(&mut self, from: &LinkSession, frame: &[u8], now: Instant) -> Result<(), DropReason> {
+        if frame.len() > self.max_frame.saturating_add(MAX_LINK_OVERHEAD) {
+            return Err(self.dropped(DropReason::Oversized));
+        }
+        let Ok(decoded) = link::decode_frame(frame) else {
+            return Err(self.dropped(DropReason::LinkMalformed));
+        };
+        let (source, peer, out) = match decoded {
+            LinkFrame::Packet { source, peer, packet } => (source, peer, encode_ws_frame(source, packet)),
+            LinkFrame::Signal { source, peer, kind, body } => (source, peer, encode_signal_frame(source, kind, body)),
+        };
+        let stamped_by_link = source
+            .strip_prefix("relay://")
+            .and_then(|rest| rest.rsplit_once('/'))
+            .is_some_and(|(relay, p)| relay == from.relay() && valid_peer_id(p));
+        if !stamped_by_link {
+            return Err(self.dropped(DropReason::BadStamp));
+        }
+        let Some(out) = out else {
+            return Err(self.dropped(DropReason::LinkMalformed));
+        };
+        let len = out.len();
+        self.deliver(peer, out, now)?;
+        self.stats.link_in.add(len);
+        if let Some(remote) = self.relays.get_mut(from.relay()) {
+            remote.received.add(len);
+        }
+        Ok(())
+    }
+
     /// Routes a datagram that arrived on the relay's UDP port from `from`:
     /// `[0xF0][len][destination peer id][packet]`.
     pub fn route_udp(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<(), DropReason> {
@@ -714,3 +980,7 @@ impl Switchboard {
 #[cfg(test)]
 #[path = "switchboard_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "switchboard_link_tests.rs"]
+mod link_tests;
