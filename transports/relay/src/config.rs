@@ -7,6 +7,7 @@ use std::time::Duration;
 use shoal_core::relay::relay_addr;
 
 use crate::cidr::Cidr;
+use crate::link::RelayKey;
 use crate::rate::{BudgetLimit, RateLimit};
 
 /// Default [`RelayConfig::max_frame`]: 64 KiB.
@@ -83,6 +84,17 @@ pub struct RelayConfig {
     pub udp_allow_only: bool,
     /// Rate limits (see [`Limits`]).
     pub limits: Limits,
+    /// The key shared by the relays of one fleet, at least 16 bytes ([`MIN_RELAY_KEY_LEN`](crate::MIN_RELAY_KEY_LEN)):
+    /// relays holding it link to each other and forward frames for each other's members (see the
+    /// crate's threat model). `None` (the default): no links; `GET /relay-link` answers 404 and
+    /// [`peer_relays`](Self::peer_relays) must be empty. Use a long random string.
+    pub relay_key: Option<String>,
+    /// Relays to keep a link to, as `ws://host:port` (the address their HTTP port is reached at
+    /// from here, not necessarily their public address). This relay dials each one and redials
+    /// with a bounded, jittered backoff when the link drops. Links work both ways once up, so one
+    /// side of each pair is enough; both sides may list each other. Needs
+    /// [`relay_key`](Self::relay_key). Default: none.
+    pub peer_relays: Vec<String>,
 }
 
 /// The relay's rate limits. A frame or datagram over a limit is dropped and counted by reason; the
@@ -148,6 +160,8 @@ impl Default for RelayConfig {
             udp_allow: None,
             udp_allow_only: false,
             limits: Limits::default(),
+            relay_key: None,
+            peer_relays: Vec::new(),
         }
     }
 }
@@ -197,7 +211,21 @@ impl RelayConfig {
         if [l.source, l.destination].iter().any(|b| b.frames.burst == 0 || b.bytes.burst == 0) {
             return err("limits", "source and destination bursts must be at least 1");
         }
+        if self.relay_key.as_deref().is_some_and(|k| RelayKey::new(k).is_none()) {
+            return err("relay_key", "must be at least 16 bytes (use None for a relay without links)");
+        }
+        if !self.peer_relays.is_empty() && self.relay_key.is_none() {
+            return err("peer_relays", "links need a relay_key");
+        }
+        if self.peer_relays.iter().any(|url| peer_relay_target(url).is_none()) {
+            return err("peer_relays", "each must be ws://host:port");
+        }
         Ok(())
+    }
+
+    /// The relay key in force, if any (validated).
+    pub(crate) fn link_key(&self) -> Option<RelayKey> {
+        self.relay_key.as_deref().and_then(RelayKey::new)
     }
 
     /// The connection cap in force: [`max_connections`](Self::max_connections), or the process's
@@ -215,6 +243,15 @@ impl RelayConfig {
             None => Vec::new(),
         }
     }
+}
+
+/// The `host:port` of a peer relay's `ws://host:port` URL (a trailing `/` allowed), if it is one.
+pub(crate) fn peer_relay_target(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("ws://")?;
+    let host_port = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = host_port.rsplit_once(':')?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':');
+    (!host.is_empty() && host.chars().all(plain) && port.parse::<u16>().is_ok()).then_some(host_port)
 }
 
 /// Whether the relay's public `ip:port` is a loopback address.
@@ -305,6 +342,24 @@ mod tests {
         assert_eq!(bad(idle), "idle_timeout");
         assert_eq!(bad(RelayConfig { max_connections_per_ip: 0, ..Default::default() }), "max_connections_per_ip");
         assert_eq!(bad(RelayConfig { max_connections: Some(0), ..Default::default() }), "max_connections");
+        assert_eq!(bad(RelayConfig { relay_key: Some("fifteen bytes..".into()), ..Default::default() }), "relay_key");
+        let peers = vec!["ws://10.0.0.2:8080".to_string()];
+        assert_eq!(bad(RelayConfig { peer_relays: peers.clone(), ..Default::default() }), "peer_relays");
+        let key = Some("sixteen bytes...".to_string());
+        for url in ["http://10.0.0.2:8080", "ws://10.0.0.2", "ws://10.0.0.2:8080/path", "ws://:80", "ws://a b:1"] {
+            let c = RelayConfig { relay_key: key.clone(), peer_relays: vec![url.into()], ..Default::default() };
+            assert_eq!(bad(c), "peer_relays", "{url}");
+        }
+        let ok = RelayConfig { relay_key: key, peer_relays: peers, ..Default::default() };
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn peer_relay_urls_name_a_host_and_port() {
+        assert_eq!(peer_relay_target("ws://relay-2.internal:8080"), Some("relay-2.internal:8080"));
+        assert_eq!(peer_relay_target("ws://10.0.0.2:8080/"), Some("10.0.0.2:8080"));
+        assert_eq!(peer_relay_target("ws://[::1]:8080"), Some("[::1]:8080"));
+        assert_eq!(peer_relay_target("wss://10.0.0.2:8080"), None);
     }
 
     #[test]

@@ -116,6 +116,7 @@ mod close;
 mod config;
 mod conn_caps;
 mod link;
+mod link_conn;
 mod member;
 mod metrics;
 mod queue;

@@ -49,10 +49,10 @@ pub(crate) struct MemberTimers {
 }
 
 /// Counts a connection in `live` while it exists.
-struct LiveGuard<'a>(&'a watch::Sender<usize>);
+pub(crate) struct LiveGuard<'a>(&'a watch::Sender<usize>);
 
 impl<'a> LiveGuard<'a> {
-    fn new(live: &'a watch::Sender<usize>) -> Self {
+    pub(crate) fn new(live: &'a watch::Sender<usize>) -> Self {
         live.send_modify(|n| *n += 1);
         LiveGuard(live)
     }

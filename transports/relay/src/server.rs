@@ -34,8 +34,10 @@ use tokio::sync::watch;
 use crate::accept::{accept_loop, HttpTimers};
 use crate::config::{resolve_public_addr, valid_public_addr, RelayConfig};
 use crate::conn_caps::ConnectionCaps;
+use crate::link::LINK_PATH;
+use crate::link_conn::{dial_loop, link_handler, LinkSetup};
 use crate::member::{member_connection, MemberTimers};
-use crate::metrics::{ConnectionDrop, DropReason, FarewellRefusal, RelayStats};
+use crate::metrics::{links_to_prometheus, ConnectionDrop, DropReason, FarewellRefusal, LinkStats, RelayStats};
 use crate::switchboard::{Refusal, Switchboard, WsRoute};
 
 /// Kernel buffer asked for on the relay's UDP socket, each way.
@@ -112,8 +114,10 @@ pub(crate) struct Shared {
     /// WebSocket connections whose tasks are still running (the switchboard forgets a connection
     /// as soon as its queue closes; this counts until its close frame is written).
     pub(crate) live: watch::Sender<usize>,
-    public: String,
-    max_frame: usize,
+    pub(crate) public: String,
+    pub(crate) max_frame: usize,
+    /// The relay key and the relays to dial; `None` without a key (no links at all).
+    pub(crate) link: Option<LinkSetup>,
     pub(crate) member_timers: MemberTimers,
     pub(crate) http_timers: HttpTimers,
 }
@@ -167,6 +171,7 @@ impl BoundRelay {
             caps: Mutex::new(caps),
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
+            link: config.link_key().map(|key| LinkSetup { key, peers: config.peer_relays.clone() }),
             public,
             max_frame: config.max_frame,
             member_timers: MemberTimers {
@@ -206,6 +211,10 @@ impl BoundRelay {
             let router = router(App { shared: shared.clone(), udp: udp.clone() }, static_dir);
             tracing::info!(local = ?listener.local_addr().ok(), public = %shared.public, "relay serving");
             let udp_task = tokio::spawn(udp_loop(shared.clone(), udp));
+            // They stop by themselves on shutdown, after saying goodbye on their links.
+            for url in shared.link.iter().flat_map(|l| l.peers.iter()) {
+                tokio::spawn(dial_loop(shared.clone(), url.clone()));
+            }
             let signal = {
                 let shared = shared.clone();
                 let mut rx = shared.shutdown.subscribe();
@@ -257,16 +266,23 @@ impl RelayHandle {
         &self.shared.public
     }
 
+    /// The relays this relay is or was linked to, with their counters, by address.
+    pub fn links(&self) -> Vec<LinkStats> {
+        self.shared.board().links()
+    }
+
     /// `relay://<public addr>/<peer>`, the address of a member connected as `peer`.
     pub fn member_addr(&self, peer: &str) -> Option<Addr> {
         relay_addr(&self.shared.public, peer)
     }
 }
 
-/// `/ws`, `/farewell`, `/health`, `/metrics`, and the static directory as the fallback.
+/// `/ws`, `/farewell`, `/relay-link`, `/health`, `/metrics`, and the static directory as the
+/// fallback.
 fn router(app: App, static_dir: Option<PathBuf>) -> Router {
     let router = Router::new()
         .route("/ws", get(ws_handler))
+        .route(LINK_PATH, get(link_handler))
         .route("/farewell", post(farewell_handler).layer(DefaultBodyLimit::max(MAX_FAREWELL_BODY)))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
@@ -309,7 +325,9 @@ struct WsParams {
 
 async fn metrics_handler(State(app): State<App>) -> Response {
     let stats = app.shared.stats();
-    let text = stats.to_prometheus();
+    let links = app.shared.board().links();
+    let mut text = stats.to_prometheus();
+    text.push_str(&links_to_prometheus(&links));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

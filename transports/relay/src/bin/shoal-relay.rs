@@ -4,8 +4,16 @@
 //! shoal-relay --bind 0.0.0.0:8080 --public-addr 203.0.113.7:8080 --token s3cret --static www/dist
 //! ```
 //!
+//! A fleet of relays serving one cluster: give each the same relay key and let each dial the
+//! others (one side of each pair is enough), on a network the members do not need to reach:
+//!
+//! ```text
+//! SHOAL_RELAY_KEY=<32 random characters> shoal-relay --bind 0.0.0.0:8080 --public-addr 203.0.113.7:8080 \
+//!     --peer-relay ws://10.0.0.2:8080 --peer-relay ws://10.0.0.3:8080
+//! ```
+//!
 //! Every option also reads an environment variable (`SHOAL_RELAY_BIND`, `SHOAL_RELAY_PUBLIC_ADDR`,
-//! `SHOAL_RELAY_TOKEN`, `SHOAL_RELAY_STATIC`, ...). Logs go to stderr (`RUST_LOG` filters them);
+//! `SHOAL_RELAY_TOKEN`, `SHOAL_RELAY_STATIC`, `SHOAL_RELAY_KEY`, `SHOAL_RELAY_PEERS`, ...). Logs go to stderr (`RUST_LOG` filters them);
 //! the bound address is printed on stdout as `listening on <ip:port>` once the sockets are bound.
 
 use std::net::SocketAddr;
@@ -71,6 +79,18 @@ struct Args {
     /// Exchange datagrams only with addresses inside --udp-allow.
     #[arg(long, env = "SHOAL_RELAY_UDP_ALLOW_ONLY")]
     udp_allow_only: bool,
+    /// Key shared by the relays of a fleet (at least 16 bytes; prefer the environment variable to
+    /// the command line). Relays holding it link to each other (GET /relay-link, authenticated by
+    /// HMAC-SHA256 challenge-response) and forward frames and WebRTC signals between their
+    /// members. Without it /relay-link answers 404 and no links are made. Anyone holding it can
+    /// link as a relay of the fleet: keep it to the fleet.
+    #[arg(long, env = "SHOAL_RELAY_KEY", hide_env_values = true)]
+    relay_key: Option<String>,
+    /// A relay to keep a link to, as ws://host:port (its HTTP port as reached from here). Repeat,
+    /// or separate with commas. Needs --relay-key. The link is redialed with backoff when it
+    /// drops; one side of each pair is enough, both may list each other.
+    #[arg(long = "peer-relay", env = "SHOAL_RELAY_PEERS", value_delimiter = ',')]
+    peer_relays: Vec<String>,
 }
 
 /// The networks of `--udp-allow`; empty strings (from `--udp-allow ''`) are skipped.
@@ -124,6 +144,8 @@ fn main() -> ExitCode {
         udp_allow,
         udp_allow_only: args.udp_allow_only,
         limits: Limits::default(),
+        relay_key: args.relay_key,
+        peer_relays: args.peer_relays.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
     };
     let bound = match Relay::bind(args.bind, config) {
         Ok(b) => b,
