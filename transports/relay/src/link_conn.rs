@@ -482,6 +482,7 @@ async fn write_loop(shared: Arc<Shared>, session: LinkSession, mut sink: WireSin
     tokio::pin!(closed);
     let mut ping = tokio::time::interval_at(Instant::now() + LINK_PING, LINK_PING);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lost = 0u64;
     loop {
         let first = tokio::select! {
             biased;
@@ -492,33 +493,47 @@ async fn write_loop(shared: Arc<Shared>, session: LinkSession, mut sink: WireSin
                 None => break,
             },
         };
+        // Frames handed to the socket since its last flush: lost if the socket fails.
+        let mut unflushed = 0u64;
         let written = async {
             let Some(first) = first else {
                 return step(stall, sink.send(Wire::Ping)).await;
             };
+            unflushed += 1;
             step(stall, sink.feed(Wire::Binary(first))).await?;
             for _ in 1..WRITE_BATCH {
                 let Some(frame) = outbox.try_pop() else { break };
+                unflushed += 1;
                 step(stall, sink.feed(Wire::Binary(frame))).await?;
             }
             step(stall, sink.flush()).await
         };
         let result = tokio::select! {
             biased;
+            // What the socket holds goes out before the close frame.
             () = &mut closed => break,
             r = written => r,
         };
         match result {
             Ok(()) => {}
-            Err(false) => break,
-            Err(true) => {
-                tracing::debug!(relay = session.relay(), "link stalled: its socket took nothing for the stall timeout");
-                shared.board().close_link(&session, &outbox, CloseReason::SlowConsumer);
+            Err(stalled) => {
+                lost += unflushed;
+                if stalled {
+                    tracing::debug!(
+                        relay = session.relay(),
+                        "link stalled: its socket took nothing for the stall timeout"
+                    );
+                    shared.board().close_link(&session, &outbox, CloseReason::SlowConsumer);
+                }
                 break;
             }
         }
     }
-    outbox.close();
+    // Whatever the link still held will not be sent: counted, as every drop.
+    lost += outbox.close() as u64;
+    if lost > 0 {
+        shared.board().record_drops(DropReason::LinkClosed, lost);
+    }
     if let Some(reason) = outbox.close_reason() {
         let _ = timeout(CLOSE_FRAME_WAIT, sink.send(Wire::Close(None, Some(reason)))).await;
     }

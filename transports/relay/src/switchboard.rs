@@ -531,6 +531,11 @@ impl Switchboard {
         self.stats.drop(reason);
     }
 
+    /// Counts `n` drops the server noticed itself (a link's backlog when its socket failed).
+    pub fn record_drops(&mut self, reason: DropReason, n: u64) {
+        self.stats.drop_many(reason, n);
+    }
+
     /// Counts a connection the server refused or closed outside the routing (caps, timeouts).
     pub fn record_connection_drop(&mut self, reason: ConnectionDrop) {
         self.stats.connection_drop(reason);
