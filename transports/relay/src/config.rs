@@ -84,9 +84,9 @@ pub struct RelayConfig {
     pub udp_allow_only: bool,
     /// Rate limits (see [`Limits`]).
     pub limits: Limits,
-    /// The key shared by the relays of one fleet, at least 16 bytes ([`MIN_RELAY_KEY_LEN`](crate::MIN_RELAY_KEY_LEN)):
-    /// relays holding it link to each other and forward frames for each other's members (see the
-    /// crate's threat model). `None` (the default): no links; `GET /relay-link` answers 404 and
+    /// The key shared by the relays of one fleet, at least
+    /// [`MIN_RELAY_KEY_LEN`](crate::MIN_RELAY_KEY_LEN) (16) bytes: relays holding it link to each
+    /// other and forward frames for each other's members (see the crate's threat model). `None` (the default): no links; `GET /relay-link` answers 404 and
     /// [`peer_relays`](Self::peer_relays) must be empty. Use a long random string.
     pub relay_key: Option<String>,
     /// Relays to keep a link to, as `ws://host:port` (the address their HTTP port is reached at

@@ -24,8 +24,9 @@
 //!   `[len][address][packet]`, where the member writes the destination and the relay the source.
 //!   A missing token answers 401, a wrong one 403, an invalid peer id 400. Messages starting with a
 //!   zero byte are WebRTC signalling (`[0][len][address][kind][body]`: offer, answer, ICE
-//!   candidate, bye, invite), forwarded between two members of this relay with the source stamped
-//!   the same way, so members can open direct data channels and stop needing the relay.
+//!   candidate, bye, invite), forwarded between two members of this relay (or of linked relays,
+//!   below) with the source stamped the same way, so members can open direct data channels and
+//!   stop needing the relay.
 //! - `POST /farewell`: a page's last words for its member's connection, sent with
 //!   `navigator.sendBeacon` as the tab closes (a member in a Web Worker is killed before it can
 //!   send its leave). The body ([`shoal_core::relay::encode_farewell`]) names the peer id, the
@@ -39,7 +40,39 @@
 //!   packets from WebSocket members to `udp://ip:port` leave from this port as
 //!   `[0xF0][len][relay://<public addr>/<id>][packet]`, which `shoal-udp` accepts only from the
 //!   socket the address names.
+//! - `GET /relay-link`: another relay of the same fleet (see *Relay fleets* below). `404` on a
+//!   relay without a [`relay_key`](RelayConfig::relay_key).
 //! - `GET /health` (`ok`), `GET /metrics` (Prometheus text), and a static directory if configured.
+//!
+//! # Relay fleets
+//!
+//! Several relays can serve one cluster: give them the same [`relay_key`](RelayConfig::relay_key)
+//! and let each keep a link to the others ([`peer_relays`](RelayConfig::peer_relays), `ws://` URLs;
+//! one side of each pair is enough). A member of relay A then reaches a member Q of relay B at
+//! `relay://<B's public addr>/Q` exactly as it reaches its own relay's members: A forwards the
+//! frame (or WebRTC signal, or farewell frame) over its link to B with the source stamped
+//! `relay://<A's public addr>/P`, and B delivers it to Q with that source. Members need nothing
+//! new: they already write whole `relay://` addresses, and the cluster learns every member's
+//! address by gossip.
+//!
+//! A link is one WebSocket per pair of relays, `GET /relay-link`, authenticated both ways by an
+//! HMAC-SHA256 challenge-response over fresh nonces from both sides, keyed by the relay key; the
+//! handshake binds each relay's public address, which is how each relay learns which relay is
+//! reached over which link. The dialer redials a dropped link with a jittered backoff (100 ms
+//! doubling to 10 s). When both relays dial each other, both keep the link the lower address
+//! dialed. A frame goes one hop only: nothing that arrives over a link is sent on to a third
+//! relay or to a UDP socket, so the fleet needs a link between every pair of relays whose members
+//! talk (a full mesh, for a fleet where anyone may talk to anyone). Rate limits apply per sender
+//! at the sender's relay and per receiver at the receiver's, as for local frames; each link's
+//! queue is bounded (16 times a member's) and a full one drops frames instead of slowing anyone
+//! down. The [`Switchboard`] documents the routing, the link protocol is in the crate's `link`
+//! module.
+//!
+//! Links are counted on `/metrics`: `shoal_relay_links` (up now),
+//! `shoal_relay_links_established_total`, `shoal_relay_link_refused_total{reason}`, `shoal_relay_link_dial_failures_total`, the
+//! `link_out` and `link_in` paths of `shoal_relay_forwarded_frames_total`, and per relay
+//! `shoal_relay_link_up{relay}`, `shoal_relay_link_frames_total{relay,direction}`,
+//! `shoal_relay_link_bytes_total{relay,direction}` and `shoal_relay_link_queued_bytes{relay}`.
 //!
 //! Routing lives in the I/O-free [`Switchboard`] (admission, peer table, per-connection bounded
 //! queues, frame cap, rate limits, the UDP policy, routing decisions); the server ([`Relay`],
@@ -97,6 +130,32 @@
 //!   guess is answered exactly like an unknown peer (`403`). What an accepted farewell carries
 //!   is routed with the connection's own rate limits and source stamp: it can do nothing the
 //!   member could not do over its WebSocket.
+//!
+//! - **Links are closed to anyone without the relay key.** Without a key the endpoint does not
+//!   exist (`404`) and nothing is dialed. A request whose gate was not made with the key is
+//!   refused before the upgrade (`403`, counted); the gate alone can be replayed, but the
+//!   challenge that follows is answered only with the key and the listener's fresh nonce, so a
+//!   recorded handshake does not open a link. Each side's answer carries its role, so neither
+//!   can be reflected as the other's.
+//! - **A linked relay speaks only for its own members.** A frame arriving over a link is delivered
+//!   only if its source is `relay://<the address that link authenticated>/<peer id>`; anything
+//!   else is dropped (`bad_stamp`). A link can never claim the receiving relay's own address, so
+//!   a relay's members are never impersonated to each other through a link. Link frames name a
+//!   peer id of the receiver as their destination and are never forwarded further (no loops, no
+//!   UDP).
+//!
+//! What a holder of the **relay key** can do: everything a relay of the fleet can. It can link to
+//! any relay that accepts links, claim any public address but the receiving relay's own (also
+//! another relay's, whose link it then competes with under the one-link rule: it can intercept
+//! what the fleet sends to that relay's members, and speak for them), and send frames to every
+//! member of the relays it links to, bounded only by the receivers' rate limits (links have no
+//! sender budget of their own; at most [`MAX_LINKED_RELAYS`] relay addresses are kept). Give the
+//! key to relays only, keep the link port on a network members do not need, and treat the key
+//! like the admission token's big sibling. Links are plain `ws://`: after the handshake, frames
+//! are not authenticated per frame, so someone on the path between two relays can read and
+//! inject link frames, as on a member's own `ws://` connection; the cluster's keyring (AES-GCM
+//! on every packet) is what protects the packets end to end. Put links on a private network (or
+//! a tunnel) when the path is not trusted.
 //!
 //! What it does not guarantee: a token holder (anyone, on an open relay) can take over a peer id
 //! (replacement, see [`Switchboard`]) and can send to members at the per-sender rate; the token is

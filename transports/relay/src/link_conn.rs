@@ -344,7 +344,8 @@ async fn dial(shared: &Arc<Shared>, url: &str) -> Dialed {
         let (socket, _) = match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
             Ok(s) => s,
             Err(tws::Error::Http(response)) => {
-                tracing::warn!(url, status = %response.status(), "peer relay refused the link (a different relay key?)");
+                let status = response.status();
+                tracing::warn!(url, %status, "peer relay refused the link (a different relay key?)");
                 return Err(());
             }
             Err(e) => {

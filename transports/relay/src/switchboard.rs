@@ -10,12 +10,32 @@
 //! | WS frame `[len][udp://ip:port][packet]` from peer P | | datagram `[0xF0][len][relay://<this relay>/P][packet]` for `ip:port` |
 //! | UDP datagram `[0xF0][len][Q][packet]` from socket S | Q connected | `[len][udp://S][packet]` queued for Q |
 //! | WS signal `[0][len][relay://<this relay>/Q][kind][body]` from peer P | Q connected | `[0][len][relay://<this relay>/P][kind][body]` queued for Q |
-//! | farewell (HTTP body) naming peer P with P's connection's secret, carrying WS frames | P connected | each frame routed as a WS frame from P (rows 1-2) |
+//! | WS frame `[len][relay://R/Q][packet]` from peer P, R another relay | link to R up | link frame `[0x10][relay://<this relay>/P][Q][packet]` queued on the link to R |
+//! | WS signal `[0][len][relay://R/Q][kind][body]` from peer P, R another relay | link to R up | link frame `[0x11][relay://<this relay>/P][Q][kind][body]` queued on the link to R |
+//! | link frame `[0x10][S][Q][packet]` over the link to R | S = `relay://R/<peer id>`, Q connected | `[len][S][packet]` queued for Q |
+//! | link frame `[0x11][S][Q][kind][body]` over the link to R | S = `relay://R/<peer id>`, Q connected | `[0][len][S][kind][body]` queued for Q |
+//! | farewell (HTTP body) naming peer P with P's connection's secret, carrying WS frames | P connected | each frame routed as a WS frame from P (rows 1, 2 and 5) |
 //!
-//! Signalling frames (WebRTC offer, answer, ICE candidate, bye) only travel between two members of
-//! the same relay: the relay checks the kind, stamps the source and forwards the body untouched.
+//! Signalling frames (WebRTC offer, answer, ICE candidate, bye) travel between two members of the
+//! same relay or of two linked relays: the relay checks the kind, stamps the source and forwards
+//! the body untouched.
 //! Glare needs no help from the relay: both ends apply the same rule
 //! ([`shoal_core::relay::offer_wins`]).
+//!
+//! **Links to other relays** ([`link_up`](Switchboard::link_up)) carry the frames of rows 5-8.
+//! The server registers a link once its handshake authenticated the other relay's public address
+//! R; from then on the link may only deliver frames stamped `relay://R/<peer id>` (anything else
+//! is [`DropReason::BadStamp`]), and frames for `relay://R/Q` go into the link's bounded queue
+//! ([`LINK_QUEUE_FACTOR`] times a member's; full: [`DropReason::LinkQueueFull`], the link stays).
+//! The source's budget is spent here, the destination's at R; what arrives over a link goes to a
+//! member of this relay or nowhere: never to a third relay, never to a UDP socket. A frame for a
+//! relay linked to before whose link is down is [`DropReason::LinkDown`]; for a relay never linked
+//! to, [`DropReason::UnknownDestination`] as before; an undecodable link frame
+//! [`DropReason::LinkMalformed`]; a link's backlog when it closes [`DropReason::LinkClosed`].
+//! **One link per pair of relays**: when a second link to R authenticates, the newer one wins if
+//! the same relay dialed both (the old one is stale), else the one the lower address dialed, so
+//! two relays dialing each other keep the same link whatever the timing; the loser is refused
+//! or closed with [`CloseReason::LinkSuperseded`] and counted ([`LinkRefusal::Duplicate`]).
 //!
 //! Anything else is dropped and counted by [`DropReason`]. The server (`crate::server`) does the
 //! I/O around it: it calls in under one short lock per frame and performs what comes out.

@@ -13,8 +13,9 @@
 //! ```
 //!
 //! Every option also reads an environment variable (`SHOAL_RELAY_BIND`, `SHOAL_RELAY_PUBLIC_ADDR`,
-//! `SHOAL_RELAY_TOKEN`, `SHOAL_RELAY_STATIC`, `SHOAL_RELAY_KEY`, `SHOAL_RELAY_PEERS`, ...). Logs go to stderr (`RUST_LOG` filters them);
-//! the bound address is printed on stdout as `listening on <ip:port>` once the sockets are bound.
+//! `SHOAL_RELAY_TOKEN`, `SHOAL_RELAY_STATIC`, `SHOAL_RELAY_KEY`, `SHOAL_RELAY_PEERS`, ...). Logs go
+//! to stderr (`RUST_LOG` filters them); the bound address is printed on stdout as
+//! `listening on <ip:port>` once the sockets are bound.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
