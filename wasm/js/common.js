@@ -214,7 +214,7 @@ function defaultPeer(name) {
 
 /** `ws://host:port` -> `ws://host:port/ws?peer=<peer>&token=<token>`. An explicit path is kept;
  * `http(s)://` becomes `ws(s)://`. */
-function relayUrl(relay, peer, token) {
+export function relayUrl(relay, peer, token) {
   let base = relay.trim().replace(/^http(s?):\/\//, "ws$1://").replace(/\/+$/, "");
   const rest = base.includes("://") ? base.slice(base.indexOf("://") + 3) : base;
   let url = rest.includes("/") ? base : base + "/ws";

@@ -132,6 +132,16 @@ export interface TransportStats extends TrafficCounters {
   glare: { won: number; lost: number };
 }
 
+/** A relay of the fleet, from its member's tags. */
+export interface RelayInfo {
+  /** Its member's name. */
+  name: string;
+  /** `host:port`, as its members' addresses name it (`relay://host:port/peer`). */
+  relay: string;
+  /** The URL pages connect to (`shoal-relay-url`; `ws://host:port` when not announced). */
+  url: string;
+}
+
 /** Selects members by state, name and tags, as `shoal-agent members --status --name --tag` do. */
 export interface MemberFilter {
   status?: MemberState | MemberState[];
@@ -355,6 +365,10 @@ export declare class Shoal {
   members(): MemberInfo[];
   /** Other members believed alive. */
   aliveMembers(): MemberInfo[];
+  /** The relays of the fleet, as the cluster knows them: every alive member tagged `shoal-relay`
+   * (a relay's own member, `shoal-relay --join ...`). A page that joined through one URL finds
+   * the others here, and its member fails over to them by itself when its relay goes away. */
+  relays(): RelayInfo[];
 
   /** Calls `listener` for each event of `type`; returns a function that removes it. */
   on<T extends EventType>(type: T, listener: (event: EventOf<T>) => void): () => void;

@@ -24,6 +24,9 @@
 // secret) and the page posts it to the relay's `/farewell` with `navigator.sendBeacon`, which the
 // browser delivers after the page is gone; the relay forwards the packets as if we had sent them.
 
+import { relayUrl } from "./common.js";
+import { relaysOf } from "./tags.js";
+
 const OPEN = 1;
 const SIGNAL_TAG = 0;
 const REPLACED = 4001;
@@ -185,7 +188,7 @@ export function memberClass(bindings) {
     #connection;
     #url; // the relay connection's URL
     #urls; // the fleet's relays, in the order given
-    #nextUrl = 0; // index in #urls of the relay the next reconnect tries
+    #attempt = 0; // reconnect attempts since the last connection: the first goes back to #url
     #WebSocket;
     #maxFrame;
     #connectTimeoutMs;
@@ -239,12 +242,11 @@ export function memberClass(bindings) {
       node.#onDisconnect = opts.onDisconnect ?? null;
       // The first relay of the fleet that welcomes us.
       let connection, welcome;
-      for (const [i, url] of node.#urls.entries()) {
+      for (const url of node.#urls) {
         connection = node.#open(url);
         welcome = await connection.welcome(node.#connectTimeoutMs, url);
         if (!welcome.error) {
           node.#url = url;
-          node.#nextUrl = i;
           break;
         }
         connection.close("connect failed");
@@ -670,8 +672,9 @@ export function memberClass(bindings) {
 
     /**
      * After `onDisconnect`: opens a new relay connection with the same peer id. The first attempt
-     * goes to the relay we had; after a failed one, the next goes to the next relay of the fleet
-     * (`relay: [url1, url2, ...]`), round and round. Resolves to `undefined` once connected again,
+     * goes to the relay we had; after a failed one, the next go to the other relays of the fleet in
+     * turn: those given (`relay: [url1, url2, ...]`), then those the cluster announces (members
+     * tagged `shoal-relay`, see `relaysOf`), round and round. Resolves to `undefined` once connected again,
      * at the same address or at our peer id on another relay (a move the cluster takes, see
      * `Protocol.moveTo`), or to the reason this attempt failed (try again later); rejects when the
      * member cannot continue (it stopped, or a relay gives it another peer id, in which case it
@@ -685,12 +688,13 @@ export function memberClass(bindings) {
     async #reconnectOnce() {
       if (this.#stopped) throw new Error(this.#closeReason ?? this.#stopped);
       this.#connection.close("reconnecting");
-      const url = this.#urls[this.#nextUrl % this.#urls.length];
+      const others = this.#fleet().filter((u) => u !== this.#url);
+      const url = this.#attempt === 0 || others.length === 0 ? this.#url : others[(this.#attempt - 1) % others.length];
+      this.#attempt++;
       let next;
       try {
         next = this.#open(url);
       } catch (e) {
-        this.#nextUrl++;
         return describe(e);
       }
       const welcome = await next.welcome(this.#connectTimeoutMs, url);
@@ -700,7 +704,6 @@ export function memberClass(bindings) {
       }
       if (welcome.error) {
         next.close("reconnect failed");
-        this.#nextUrl++;
         return welcome.error;
       }
       const local = this.#protocol.localAddr();
@@ -712,10 +715,19 @@ export function memberClass(bindings) {
       }
       this.#connection = next;
       this.#url = url;
+      this.#attempt = 0;
       if (welcome.addr !== local) this.#protocol.moveTo(this.#now(), welcome.addr);
       this.#protocol.setLinkUp(this.#now(), true);
       this.#pump();
       return undefined;
+    }
+
+    /** The relay URLs to fail over to: those given, then those the cluster's relays announce, each
+     * with our peer id and token. */
+    #fleet() {
+      const given = new URL(this.#urls[0]).searchParams;
+      const announced = relaysOf(this.#protocol.members()).map((r) => relayUrl(r.url, given.get("peer"), given.get("token") ?? undefined));
+      return [...new Set([...this.#urls, ...announced])];
     }
 
     /** Gives up on the relay connection: the member shuts down with `reason`. */

@@ -12,6 +12,7 @@
 
 import { EventHub } from "./hub.js";
 import { DirectPaths, directPathOptions } from "./rtc.js";
+import { relaysOf } from "./tags.js";
 import { decorateEvent, decorateMember, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
 const encoder = new TextEncoder();
@@ -305,6 +306,10 @@ class RemoteShoal {
 
   members() {
     return [...this.#members.values()].map((m) => decorateMember({ ...m }));
+  }
+
+  relays() {
+    return relaysOf(this.#members.values());
   }
 
   aliveMembers() {

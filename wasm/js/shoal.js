@@ -7,6 +7,7 @@
 import { DirectPaths, directPathOptions } from "./rtc.js";
 import { EventHub } from "./hub.js";
 import { memberClass } from "./member.js";
+import { relaysOf } from "./tags.js";
 import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
 
 export { decorateEvent, decorateMember, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
@@ -261,6 +262,11 @@ export function makeShoal(load, platform = {}) {
     /** Every other known member, in any state. */
     members() {
       return this.#node.members().map(decorateMember);
+    }
+
+    /** The relays of the fleet, as their members announce them. */
+    relays() {
+      return relaysOf(this.#node.members());
     }
 
     /** Members believed alive. */

@@ -63,3 +63,17 @@ export function matchesFilter(m, { status, name, tags } = {}) {
 
 /** The members of `list` that pass `filter` (all of them without one). */
 export const filterMembers = (list, filter) => (filter ? list.filter((m) => matchesFilter(m, filter)) : list);
+
+/** The relays of the fleet that live members announce (a relay's own member carries the tags
+ * `shoal-relay=<host:port>` and `shoal-relay-url=<ws URL>`): `{ name, relay, url }` each, the URL
+ * `ws://<host:port>` when none is announced. */
+export function relaysOf(members) {
+  const out = [];
+  for (const m of members) {
+    if (m.state !== "alive") continue;
+    const tags = parseTags(m.meta);
+    const relay = tags?.["shoal-relay"];
+    if (relay) out.push({ name: m.name, relay, url: tags["shoal-relay-url"] || `ws://${relay}` });
+  }
+  return out;
+}

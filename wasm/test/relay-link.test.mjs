@@ -761,12 +761,9 @@ test("a member whose relay is gone tries it once, then moves to the next relay o
   assert.equal(a.localAddr(), "relay://relay-b.test:9/tab-1");
 });
 
-test("a member that moves to another relay of the fleet keeps its direct path and is never declared failed", async (t) => {
-  const Socket = scriptedRelay();
-  const socketOf = (n) => Socket.instances.filter((s) => new URL(s.url).searchParams.get("peer") === n.name()).at(-1);
-  const join = (peer, options) => joinScripted(t, Socket, peer, options);
-  // The scripted sockets forward nothing by themselves: carry packet frames between the members,
-  // stamped with the sender's current address, as relays of one fleet would.
+/** The scripted sockets forward nothing by themselves: this carries packet frames between them,
+ * stamped with the sender's connection address, as the relays of one fleet would. */
+function carryFrames(t, Socket) {
   const timer = setInterval(() => {
     for (const from of Socket.instances) {
       for (const f of from.sent.splice(0)) {
@@ -778,6 +775,35 @@ test("a member that moves to another relay of the fleet keeps its direct path an
     }
   }, 2);
   t.after(() => clearInterval(timer));
+}
+
+test("a member given one relay fails over to the relays the cluster announces", async (t) => {
+  const Socket = scriptedRelay();
+  carryFrames(t, Socket);
+  const a = await joinScripted(t, Socket, "tab-1");
+  const seeds = [a.localAddr()];
+  const meta = bytes("role=relay,shoal-relay=relay-b.test:9,shoal-relay-url=ws://relay-b.test:9");
+  await joinScripted(t, Socket, "relay-b-member", { seeds, meta });
+  const onDisconnect = reasonsCollector();
+  const b = await joinScripted(t, Socket, "tab-2", { seeds, onDisconnect });
+  await waitUntil(() => b.members().some((m) => m.name === "relay-b-member" && m.state === "alive"), "b to know the relay's member");
+
+  Socket.instances.findLast((s) => s.url.includes("peer=tab-2")).drop(1006, "");
+  await waitUntil(() => onDisconnect.reasons.length > 0, "onDisconnect");
+  Socket.welcome = "close";
+  assert.equal(typeof (await within(2000, b.reconnect(), "the attempt at b's relay")), "string");
+  Socket.welcome = "auto";
+  assert.equal(await within(2000, b.reconnect(), "the attempt at the announced relay"), undefined);
+  assert.equal(Socket.last.url, "ws://relay-b.test:9/ws?peer=tab-2&farewell=1", "the announced URL, with b's peer id");
+  assert.equal(b.localAddr(), "relay://relay-b.test:9/tab-2");
+  await waitUntil(() => a.members().some((m) => m.name === "tab-2" && m.addr === b.localAddr() && m.state === "alive"), "a to take the move");
+});
+
+test("a member that moves to another relay of the fleet keeps its direct path and is never declared failed", async (t) => {
+  const Socket = scriptedRelay();
+  const socketOf = (n) => Socket.instances.filter((s) => new URL(s.url).searchParams.get("peer") === n.name()).at(-1);
+  const join = (peer, options) => joinScripted(t, Socket, peer, options);
+  carryFrames(t, Socket);
 
   const a = await join("tab-1");
   const seeds = [a.localAddr()];

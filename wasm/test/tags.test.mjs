@@ -53,3 +53,19 @@ test("wildcards and filters select members as the agent does", () => {
   assert.deepEqual(names({ status: ["alive", "suspect"], name: "web-?" }), ["web-1", "web-2"]);
   assert.deepEqual(parseTags(all[0].meta), { dc: "eu-west", role: "web" });
 });
+
+test("the relays of a fleet are the alive members whose tags announce one, with the URL they give", async () => {
+  const { relaysOf } = await import("../js/tags.js");
+  const meta = (s) => new TextEncoder().encode(s);
+  const members = [
+    { name: "relay-a", state: "alive", meta: meta("role=relay,shoal-relay=10.0.0.1:8080,shoal-relay-url=wss://a.example") },
+    { name: "relay-b", state: "alive", meta: meta("shoal-relay=10.0.0.2:8080") },
+    { name: "relay-c", state: "failed", meta: meta("shoal-relay=10.0.0.3:8080") },
+    { name: "web", state: "alive", meta: meta("role=web") },
+    { name: "binary", state: "alive", meta: new Uint8Array([0xff, 0x00]) },
+  ];
+  assert.deepEqual(relaysOf(members), [
+    { name: "relay-a", relay: "10.0.0.1:8080", url: "wss://a.example" },
+    { name: "relay-b", relay: "10.0.0.2:8080", url: "ws://10.0.0.2:8080" },
+  ]);
+});
