@@ -13,9 +13,10 @@ export const RELAY_BIN = process.env.SHOAL_RELAY_BIN ?? `${ROOT}/target/release/
 export const AGENT_BIN = process.env.SHOAL_AGENT_BIN ?? `${HERE}/bin/shoal-agent`;
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
-/** Starts `shoal-relay` on an ephemeral port; resolves `{ proc, addr, url, stop() }`. */
-export async function startRelay() {
-  const proc = spawn(RELAY_BIN, ["--bind", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+/** Starts `shoal-relay` on an ephemeral port; resolves `{ proc, addr, url, stop() }`. `args` are
+ * more command-line arguments (a relay fleet's `--relay-key`, `--peer-relay`). */
+export async function startRelay(args = []) {
+  const proc = spawn(RELAY_BIN, ["--bind", "127.0.0.1:0", ...args], { stdio: ["ignore", "pipe", "inherit"] });
   const addr = await new Promise((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error("shoal-relay did not start in 10 s")), 10_000);
@@ -33,6 +34,13 @@ export async function startRelay() {
     proc,
     addr,
     url: `ws://${addr}`,
+    /** One sample of its `/metrics`, by metric line (`name{labels}` -> value). */
+    async metrics() {
+      const text = await (await fetch(`http://${addr}/metrics`)).text();
+      return Object.fromEntries(
+        text.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => [l.slice(0, l.lastIndexOf(" ")), Number(l.slice(l.lastIndexOf(" ") + 1))]),
+      );
+    },
     signal(sig) {
       process.kill(proc.pid, sig);
     },
