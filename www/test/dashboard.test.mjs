@@ -93,6 +93,20 @@ test("the dashboard shows the live cluster, a killed member going suspect then f
     );
     await page.screenshot({ path: join(artifacts, "live-alive.png") });
 
+    // A second tab joins through the same relay: the first shows which relay it is on, and natives
+    // (their own sockets) on none.
+    const relayHost = new URL(url).host;
+    const second = await browser.newPage();
+    await second.goto(url);
+    const secondName = await until("the second tab's member", 30_000, () => second.evaluate(() => window.shoalDashboard?.shoal.name));
+    const relayCell = (n) => page.evaluate((n) => document.querySelector(`#members tr[data-name="${n}"] td:nth-child(5)`)?.textContent, n);
+    await until("the second tab's row naming its relay", 30_000, async () => (await relayCell(secondName)) === relayHost);
+    assert.equal(await relayCell("native-1"), "–", "a native member is on no relay");
+    const facts = await page.evaluate(() => [...document.querySelectorAll("#live-health dt")].map((dt) => [dt.textContent, dt.nextElementSibling?.textContent]));
+    assert.deepEqual(facts.find(([k]) => k === "relay"), ["relay", relayHost], "the page says which relay it is on");
+    await page.screenshot({ path: join(artifacts, "live-relay-column.png") });
+    await second.close({ runBeforeUnload: true });
+
     // Kill native-3: suspect, then failed.
     const killedAt = Date.now();
     const r = await fetch(`${control}/demo/kill?name=native-3`, { method: "POST" });
@@ -125,7 +139,12 @@ test("the dashboard shows the live cluster, a killed member going suspect then f
     });
     await page.screenshot({ path: join(artifacts, "live-partition.png") });
     assert.equal((await fetch(`${control}/demo/heal`, { method: "POST" })).status, 200);
-    await until("the halves merged", 60_000, async () => Object.values(await states()).every((s) => s === "alive"));
+    await until("the halves merged", 60_000, async () => {
+      const s = await states();
+      return names.every((n) => s[n] === "alive");
+    }).catch(async (e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(await states())}`);
+    });
 
     // Simulation view, 500 nodes.
     await page.click("#tab-sim");

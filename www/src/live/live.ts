@@ -6,7 +6,7 @@
 //
 // For tests, `window.shoalDashboard` exposes the member, the states each member was shown in
 // (`shown[name]`, in order) and the event log.
-import { Shoal, type MemberInfo, type ShoalEvent } from "shoal/browser";
+import { Shoal, type MemberInfo, type RelayInfo, type ShoalEvent } from "shoal/browser";
 import { drawChart } from "../chart";
 import { DemoControl, type DemoStatus } from "./controls";
 import { parseDigest, viewDigest, VIEW_TOPIC, type ViewDigest } from "./digest";
@@ -20,6 +20,7 @@ interface DemoConfig {
 }
 
 interface Row extends GraphMember {
+  relay: string;
   native: boolean;
   running: boolean | null;
   loss: number;
@@ -157,8 +158,18 @@ export async function startLive() {
     return { share: voters.length ? best / voters.length : 1, agreeing: best, total: voters.length, majority };
   }
 
+  /** The relay behind a `relay://host:port/peer` address, named after its member when the relay
+   * announces itself (a relay fleet); empty for other addresses. */
+  function relayOf(addr: string, relays: RelayInfo[]): string {
+    if (!addr.startsWith("relay://")) return "";
+    const host = addr.slice("relay://".length, addr.lastIndexOf("/"));
+    const named = relays.find((r) => r.relay === host);
+    return named ? `${host} (${named.name})` : host;
+  }
+
   function rowsNow(): Row[] {
     const now = Date.now();
+    const relays = shoal.relays();
     const byName = new Map<string, MemberInfo>(shoal.members().map((m) => [m.name, m]));
     const rows: Row[] = [];
     for (const m of byName.values()) {
@@ -168,6 +179,7 @@ export async function startLive() {
       rows.push({
         name: m.name,
         addr: m.addr,
+        relay: relayOf(m.addr, relays),
         state: m.state,
         incarnation: m.incarnation,
         meta: m.metaText,
@@ -182,7 +194,7 @@ export async function startLive() {
     for (const n of natives) {
       if (!byName.has(n)) {
         const dm = demo?.members.find((x) => x.name === n);
-        rows.push({ name: n, addr: dm?.addr ?? "", state: "unknown", incarnation: 0, meta: "", rttMs: null, digest: null, agrees: null, native: true, running: dm?.running ?? null, loss: dm?.loss ?? 0 });
+        rows.push({ name: n, addr: dm?.addr ?? "", relay: "", state: "unknown", incarnation: 0, meta: "", rttMs: null, digest: null, agrees: null, native: true, running: dm?.running ?? null, loss: dm?.loss ?? 0 });
       }
     }
     return rows;
@@ -213,6 +225,7 @@ export async function startLive() {
     const facts: [string, string][] = [
       ["name", shoal.name],
       ["address", shoal.addr],
+      ["relay", relayOf(shoal.addr, shoal.relays())],
       ["incarnation", String(m.incarnation)],
       ["local health", `${m.healthScore} ${m.healthScore === 0 ? "(healthy)" : "(degraded: probes stretched)"}`],
       ["members", `${m.membersAlive} alive, ${m.membersSuspect} suspect, ${m.membersFailed} failed, ${m.membersLeft} left`],

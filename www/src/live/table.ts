@@ -3,6 +3,9 @@
 import type { GraphMember } from "./graph";
 
 export interface TableRow extends GraphMember {
+  /** The relay a member reaches the cluster through (`host:port`, with its member's name when the
+   * relay announces itself), empty for members with their own sockets. */
+  relay: string;
   native: boolean;
   running: boolean | null;
   loss: number;
@@ -69,7 +72,7 @@ export class MemberTable {
     }
     const f = this.filter;
     const visible = rows
-      .filter((r) => !f || [r.name, r.state, r.addr, r.meta, r.digest ?? ""].some((v) => v.toLowerCase().includes(f)))
+      .filter((r) => !f || [r.name, r.state, r.addr, r.relay, r.meta, r.digest ?? ""].some((v) => v.toLowerCase().includes(f)))
       .sort((a, b) => this.compare(a, b));
     const body = this.table.querySelector("tbody")!;
     body.replaceChildren(...visible.map((r) => this.row(r)));
@@ -95,6 +98,7 @@ export class MemberTable {
     if (r.native && r.running === false) st.append(" process stopped");
     cell(String(r.incarnation), "mono");
     cell(r.addr, "mono");
+    cell(r.relay || "–", "mono");
     cell(r.meta);
     cell(r.rttMs == null ? "–" : `${r.rttMs} ms`, "mono");
     const dg = cell(r.digest ?? "–", `mono ${r.agrees === true ? "agree" : r.agrees === false ? "disagree" : ""}`);
