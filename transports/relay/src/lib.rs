@@ -174,6 +174,7 @@ mod cidr;
 mod close;
 mod config;
 mod conn_caps;
+mod fleet_member;
 mod link;
 mod link_conn;
 mod member;
@@ -189,6 +190,10 @@ pub use close::CloseReason;
 pub use config::{
     ConfigError, Limits, RelayConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_MAX_FRAME, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
+};
+pub use fleet_member::{
+    FleetMemberConfig, FleetMemberError, DEFAULT_MEMBER_PORT, MAX_PUBLIC_URL_LEN, MEMBER_LEAVE_TIMEOUT, RELAY_TAG,
+    RELAY_URL_TAG, ROLE_TAG,
 };
 pub use link::MIN_RELAY_KEY_LEN;
 pub use metrics::{ConnectionDrop, DropReason, FarewellRefusal, Forwarded, LinkRefusal, LinkStats, RelayStats};

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use crate::accept::{accept_loop, HttpTimers};
 use crate::config::{resolve_public_addr, valid_public_addr, RelayConfig};
 use crate::conn_caps::ConnectionCaps;
+use crate::fleet_member::{FleetMember, FleetMemberConfig, FleetMemberError};
 use crate::link::LINK_PATH;
 use crate::link_conn::{dial_loop, link_handler, LinkSetup};
 use crate::member::{member_connection, MemberTimers};
@@ -120,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) link: Option<LinkSetup>,
     pub(crate) member_timers: MemberTimers,
     pub(crate) http_timers: HttpTimers,
+    /// The relay's own cluster member, once started (see `crate::fleet_member`).
+    fleet: OnceLock<FleetMember>,
 }
 
 impl Shared {
@@ -180,6 +183,7 @@ impl BoundRelay {
                 idle: config.idle_timeout,
             },
             http_timers: HttpTimers { header: config.header_timeout },
+            fleet: OnceLock::new(),
         });
         BoundRelay { tcp, udp, local, static_dir: config.static_dir, shared }
     }
@@ -199,10 +203,39 @@ impl BoundRelay {
         RelayHandle { shared: self.shared.clone() }
     }
 
+    /// Starts the relay's own member of the cluster it serves, which announces the relay to the
+    /// cluster (see [`FleetMemberConfig`] and the crate's *Relay fleet: discovery*): binds its
+    /// UDP and TCP port, spawns it on the current tokio runtime, and starts joining `join`'s seeds
+    /// in the background. Call it before [`serve`](Self::serve); when serving stops the member
+    /// leaves the cluster. One member per relay. Returns its handle (for reading its view of the
+    /// cluster; leaving or shutting it down through it makes the relay stop announcing itself).
+    ///
+    /// Fails, having started nothing, if a setting is invalid, a socket cannot be bound, the relay
+    /// runs its member already or is stopping.
+    pub async fn start_member(&self, member: FleetMemberConfig) -> Result<shoal::Cluster, FleetMemberError> {
+        if self.shared.fleet.get().is_some() {
+            return Err(FleetMemberError::AlreadyRunning);
+        }
+        if *self.shared.shutdown.borrow() {
+            return Err(FleetMemberError::Stopping);
+        }
+        let started = FleetMember::start(&self.shared.public, member).await?;
+        let cluster = started.cluster().clone();
+        if let Err(second) = self.shared.fleet.set(started) {
+            // Another call won the race while this one was binding: this one never existed.
+            second.cluster().shutdown().await;
+            return Err(FleetMemberError::AlreadyRunning);
+        }
+        Ok(cluster)
+    }
+
     /// Serves HTTP, WebSocket and UDP until [`RelayHandle::shutdown`]. Run it on a tokio
     /// runtime (`tokio::spawn(bound.serve())`). On shutdown every member is disconnected with
-    /// close code 1001 ([`CloseReason::ShuttingDown`](crate::CloseReason::ShuttingDown)); the future completes once they all are, or
-    /// after 2 s at most.
+    /// close code 1001 ([`CloseReason::ShuttingDown`](crate::CloseReason::ShuttingDown)), and the
+    /// relay's cluster member, if it runs one ([`start_member`](Self::start_member)), leaves the
+    /// cluster; the future completes once the members are all disconnected and the leave has
+    /// been gossiped, or after 2 s and
+    /// [`MEMBER_LEAVE_TIMEOUT`](crate::MEMBER_LEAVE_TIMEOUT) (3 s) at most, whichever is longer.
     pub fn serve(self) -> impl Future<Output = io::Result<()>> + Send + 'static {
         let BoundRelay { tcp, udp, static_dir, shared, .. } = self;
         async move {
@@ -228,10 +261,19 @@ impl BoundRelay {
             udp_task.abort();
             // Upgraded connections run on tasks of their own that axum does not wait for: give
             // them a bounded moment to write their close frames before the runtime may go away.
-            let mut live = shared.live.subscribe();
-            if tokio::time::timeout(SHUTDOWN_WAIT, live.wait_for(|n| *n == 0)).await.is_err() {
-                tracing::debug!(left = *live.borrow(), "connections still closing at shutdown");
-            }
+            // Meanwhile the relay's cluster member says goodbye (bounded too).
+            let closing = async {
+                let mut live = shared.live.subscribe();
+                if tokio::time::timeout(SHUTDOWN_WAIT, live.wait_for(|n| *n == 0)).await.is_err() {
+                    tracing::debug!(left = *live.borrow(), "connections still closing at shutdown");
+                }
+            };
+            let leaving = async {
+                if let Some(member) = shared.fleet.get() {
+                    member.leave().await;
+                }
+            };
+            tokio::join!(closing, leaving);
             tracing::info!("relay stopped");
             Ok(())
         }
@@ -251,7 +293,9 @@ impl std::fmt::Debug for RelayHandle {
 }
 
 impl RelayHandle {
-    /// Stops serving: the listener and the UDP loop stop and every member is disconnected.
+    /// Stops serving: the listener and the UDP loop stop, every member is disconnected, and the
+    /// relay's cluster member leaves the cluster (all done by [`BoundRelay::serve`], which
+    /// completes once they are).
     pub fn shutdown(&self) {
         self.shared.shutdown.send_replace(true);
     }
@@ -269,6 +313,12 @@ impl RelayHandle {
     /// The relays this relay is or was linked to, with their counters, by address.
     pub fn links(&self) -> Vec<LinkStats> {
         self.shared.board().links()
+    }
+
+    /// The relay's own cluster member, if [`BoundRelay::start_member`] started one (also after
+    /// it left).
+    pub fn cluster_member(&self) -> Option<shoal::Cluster> {
+        self.shared.fleet.get().map(|m| m.cluster().clone())
     }
 
     /// `relay://<public addr>/<peer>`, the address of a member connected as `peer`.
@@ -328,6 +378,9 @@ async fn metrics_handler(State(app): State<App>) -> Response {
     let links = app.shared.board().links();
     let mut text = stats.to_prometheus();
     text.push_str(&links_to_prometheus(&links));
+    if let Some(member) = app.shared.fleet.get() {
+        text.push_str(&member.to_prometheus());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
