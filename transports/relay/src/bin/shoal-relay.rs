@@ -12,10 +12,22 @@
 //!     --peer-relay ws://10.0.0.2:8080 --peer-relay ws://10.0.0.3:8080
 //! ```
 //!
+//! Each relay of a fleet runs a member of the cluster it serves, which announces the relay (tags
+//! `role=relay`, `shoal-relay=<public addr>`, `shoal-relay-url=<public url>`): members may then
+//! move to it from another relay of the fleet, and pages list the fleet from those tags. `--join`
+//! (or `--member-bind`) starts it, with the cluster's preset, keys and label:
+//!
+//! ```text
+//! SHOAL_RELAY_CLUSTER_KEY=<64 hex digits> shoal-relay --bind 0.0.0.0:8080 --public-addr 203.0.113.7:8080 \
+//!     --public-url wss://relay-1.example --join 10.0.0.5:7946 --member-bind 0.0.0.0:7946 --preset browser
+//! ```
+//!
 //! Every option also reads an environment variable (`SHOAL_RELAY_BIND`, `SHOAL_RELAY_PUBLIC_ADDR`,
-//! `SHOAL_RELAY_TOKEN`, `SHOAL_RELAY_STATIC`, `SHOAL_RELAY_KEY`, `SHOAL_RELAY_PEERS`, ...). Logs go
-//! to stderr (`RUST_LOG` filters them); the bound address is printed on stdout as
-//! `listening on <ip:port>` once the sockets are bound.
+//! `SHOAL_RELAY_TOKEN`, `SHOAL_RELAY_STATIC`, `SHOAL_RELAY_KEY`, `SHOAL_RELAY_PEERS`,
+//! `SHOAL_RELAY_JOIN`, `SHOAL_RELAY_CLUSTER_KEY`, ...). Logs go to stderr (`RUST_LOG` filters
+//! them); the bound address is printed on stdout as `listening on <ip:port>` once the sockets are
+//! bound, then `member <name> at <address>` once the cluster member runs. SIGTERM or ctrl-c stops
+//! the relay: members are disconnected (1001) and the cluster member leaves the cluster.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,12 +36,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use shoal_relay::{
-    Cidr, Limits, Relay, RelayConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP,
-    DEFAULT_MAX_FRAME, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
+    Cidr, FleetMemberConfig, FleetMemberError, Limits, Relay, RelayConfig, DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_FRAME, DEFAULT_MEMBER_PORT,
+    DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, DEFAULT_STALL_TIMEOUT,
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "shoal-relay", version, about = "Shoal relay: WebSocket members, UDP forwarding, /metrics")]
+#[command(name = "shoal-relay", version, about = "Shoal relay: WebSocket members, UDP forwarding, relay fleets, /metrics")]
 struct Args {
     /// TCP (HTTP, WebSocket) and UDP address to bind; port 0 picks a free port.
     #[arg(long, env = "SHOAL_RELAY_BIND", default_value = "0.0.0.0:8080")]
@@ -92,6 +105,79 @@ struct Args {
     /// drops; one side of each pair is enough, both may list each other.
     #[arg(long = "peer-relay", env = "SHOAL_RELAY_PEERS", value_delimiter = ',')]
     peer_relays: Vec<String>,
+    /// Start the relay's own cluster member and join the cluster through these seeds: ip:port,
+    /// name:port (every address the name lists) or udp://, tcp:// addresses. Repeat, or separate
+    /// with commas. The member announces this relay (tags role=relay, shoal-relay=<public addr>,
+    /// shoal-relay-url=<public url>), which lets members move here from another relay of the fleet
+    /// and lets pages discover the fleet. It leaves the cluster when the relay stops.
+    #[arg(long, env = "SHOAL_RELAY_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
+    /// UDP and TCP address of the relay's cluster member: a port of its own, not --bind's (port 0
+    /// picks one). Given alone, starts the member without seeds (the cluster joins it).
+    /// Default when --join is given: --bind's IP, port 7946.
+    #[arg(long, env = "SHOAL_RELAY_MEMBER_BIND")]
+    member_bind: Option<SocketAddr>,
+    /// ip:port other members reach the relay's cluster member at (behind NAT). Default: the bound
+    /// address, a wildcard IP replaced by the IP of the interface the host routes from.
+    #[arg(long, env = "SHOAL_RELAY_MEMBER_ADVERTISE")]
+    member_advertise: Option<SocketAddr>,
+    /// Name of the relay's cluster member, unique in the cluster. Default: relay-<public addr>, with
+    /// ':' written '-' (relay-203.0.113.7-8080).
+    #[arg(long, env = "SHOAL_RELAY_MEMBER_NAME")]
+    member_name: Option<String>,
+    /// The cluster's AES-256-GCM key, 64 hex digits, for an encrypted cluster (repeat or separate
+    /// with commas: the first encrypts, all decrypt). Prefer the environment variable to the
+    /// command line.
+    #[arg(long = "cluster-key", env = "SHOAL_RELAY_CLUSTER_KEY", value_delimiter = ',', hide_env_values = true)]
+    cluster_keys: Vec<String>,
+    /// The cluster's label, bound into every encrypted packet (as the other members have it).
+    #[arg(long, env = "SHOAL_RELAY_CLUSTER_LABEL")]
+    cluster_label: Option<String>,
+    /// Protocol preset of the relay's cluster member, as the cluster's other members: lan (the
+    /// default), wan, local, or browser (clusters with browser members).
+    #[arg(long, env = "SHOAL_RELAY_PRESET")]
+    preset: Option<String>,
+    /// URL pages should open a WebSocket to for this relay, announced by its cluster member as
+    /// shoal-relay-url: ws:// or wss:// (behind a TLS terminator). Default: ws://<public addr>.
+    #[arg(long, env = "SHOAL_RELAY_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+impl Args {
+    /// The relay's cluster member, if `--join` or `--member-bind` asks for one. Member options
+    /// without either are refused: they would silently do nothing.
+    fn member(&self) -> Result<Option<FleetMemberConfig>, String> {
+        let join: Vec<String> = self.join.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if join.is_empty() && self.member_bind.is_none() {
+            let orphans = [
+                ("--member-advertise", self.member_advertise.is_some()),
+                ("--member-name", self.member_name.is_some()),
+                ("--cluster-key", !self.cluster_keys.is_empty()),
+                ("--cluster-label", self.cluster_label.is_some()),
+                ("--preset", self.preset.is_some()),
+                ("--public-url", self.public_url.is_some()),
+            ];
+            return match orphans.iter().find(|(_, given)| *given) {
+                Some((option, _)) => {
+                    Err(format!("{option} is for the relay's cluster member: give --join or --member-bind"))
+                }
+                None => Ok(None),
+            };
+        }
+        let bind = self.member_bind.unwrap_or_else(|| SocketAddr::new(self.bind.ip(), DEFAULT_MEMBER_PORT));
+        let mut member = FleetMemberConfig::new(bind)
+            .preset(self.preset.as_deref().unwrap_or("lan"))
+            .and_then(|m| m.cluster_keys(&self.cluster_keys))
+            .map_err(|e| e.to_string())?;
+        member.advertise = self.member_advertise;
+        member.name = self.member_name.clone();
+        member.join = join;
+        member.public_url = self.public_url.clone();
+        if let Some(label) = &self.cluster_label {
+            member.config.label = label.clone();
+        }
+        Ok(Some(member))
+    }
 }
 
 /// The networks of `--udp-allow`; empty strings (from `--udp-allow ''`) are skipped.
@@ -113,7 +199,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
     if args.bind.ip().is_unspecified() && args.public_addr.is_none() {
         tracing::warn!(
             bind = %args.bind,
@@ -122,9 +208,9 @@ fn main() -> ExitCode {
             args.bind
         );
     }
-    let udp_allow = match parse_networks(args.udp_allow) {
-        Ok(list) => list,
-        Err(e) => {
+    let (udp_allow, member) = match (parse_networks(args.udp_allow.take()), args.member()) {
+        (Ok(list), Ok(member)) => (list, member),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("shoal-relay: {e}");
             return ExitCode::FAILURE;
         }
@@ -170,19 +256,62 @@ fn main() -> ExitCode {
     };
     let handle = bound.handle();
     let result = runtime.block_on(async move {
+        // Before the member starts: a signal while it binds or joins must still stop the relay
+        // (serve then has the member leave).
+        let stop = shutdown_signal();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("interrupted; shutting down");
-                handle.shutdown();
-            }
+            stop.await;
+            tracing::info!("interrupted; shutting down");
+            handle.shutdown();
         });
-        bound.serve().await
+        if let Some(member) = member {
+            match bound.start_member(member).await {
+                Ok(cluster) => println!("member {} at {}", cluster.name(), cluster.local_addr()),
+                // Stopped before the member could start: serve returns at once.
+                Err(FleetMemberError::Stopping) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        bound.serve().await.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shoal-relay: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes at the first SIGTERM or SIGINT (ctrl-c). The handlers are installed when this is
+/// called, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                    one.recv().await;
+                }
+                (Err(_), Err(_)) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
