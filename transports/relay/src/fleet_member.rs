@@ -64,7 +64,9 @@ pub const MEMBER_LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest public URL announced, in bytes.
 pub const MAX_PUBLIC_URL_LEN: usize = 512;
 
-/// How the relay's cluster member is started (see the [module docs](self)).
+/// How the relay's own cluster member is started: the member that announces the relay to the
+/// cluster with the tags `role=relay`, [`RELAY_TAG`] and [`RELAY_URL_TAG`] (see the crate's
+/// *Relay fleet: discovery*).
 #[derive(Clone, Debug)]
 pub struct FleetMemberConfig {
     /// The UDP and TCP address the member binds (one port for both). Port 0 picks a free port. A

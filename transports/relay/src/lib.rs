@@ -44,6 +44,9 @@
 //!   relay without a [`relay_key`](RelayConfig::relay_key).
 //! - `GET /health` (`ok`), `GET /metrics` (Prometheus text), and a static directory if configured.
 //!
+//! Optionally, the relay also runs a member of the cluster it serves, on a port of its own, which
+//! announces the relay to the cluster (see *Relay fleet: discovery* below).
+//!
 //! # Relay fleets
 //!
 //! Several relays can serve one cluster: give them the same [`relay_key`](RelayConfig::relay_key)
@@ -87,6 +90,50 @@
 //! `shoal_relay_connections_dropped_total{reason}`, `shoal_relay_rejected_total{reason}`,
 //! `shoal_relay_farewells_refused_total{reason}`, beside `shoal_relay_farewells_accepted_total`),
 //! next to gauges of what it holds (queued bytes, TCP connections, addresses tracked).
+//!
+//! # Relay fleet: discovery
+//!
+//! Links carry frames between relays; the **cluster** learns which relays make up the fleet from
+//! each relay's own cluster member ([`BoundRelay::start_member`], `shoal-relay --join`). That member
+//! is an ordinary Shoal member on a UDP + TCP port of its own ([`FleetMemberConfig::bind`]), with
+//! the cluster's preset, keys and label, and its metadata is the discovery contract, as tags:
+//!
+//! - `role=relay`;
+//! - `shoal-relay=<public addr>` ([`RELAY_TAG`]): the `host:port` in the relay's `relay://`
+//!   addresses (a configured host name appears resolved, as there);
+//! - `shoal-relay-url=<url>` ([`RELAY_URL_TAG`]): where pages open their WebSocket, `ws://` or
+//!   `wss://` (default `ws://<public addr>`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use shoal::{MemberFilter, MemberState};
+//! use shoal_relay::{FleetMemberConfig, Relay, RelayConfig, RELAY_TAG, RELAY_URL_TAG};
+//!
+//! let config = RelayConfig { public_addr: "203.0.113.7:8080".into(), ..RelayConfig::default() };
+//! let bound = Relay::bind("0.0.0.0:8080".parse()?, config)?;
+//! let mut member = FleetMemberConfig::new("0.0.0.0:7946".parse()?).preset("browser")?;
+//! member.join = vec!["10.0.0.5:7946".into()];
+//! let cluster = bound.start_member(member).await?; // named relay-203.0.113.7-8080
+//! tokio::spawn(bound.serve());
+//! // Any member of the cluster, this one included, lists the fleet:
+//! let relays = MemberFilter::new().states(&[MemberState::Alive]).tag(RELAY_TAG, "*");
+//! for relay in cluster.members_matching(&relays) {
+//!     println!("{} at {:?}", relay.id, relay.tags().get(RELAY_URL_TAG));
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Any member lists the fleet by filtering the members it knows with the tag
+//! (`MemberFilter::new().states(&[MemberState::Alive]).tag(RELAY_TAG, "*")`), and the protocol
+//! itself relies on it: a member at `relay://R1/P` that reconnects through R2 with the same peer id
+//! moves to `relay://R2/P` (instead of being an address conflict until declared failed) only
+//! while a live member announces `shoal-relay=R2`. So give every relay of a fleet a member. It
+//! joins in the background and re-announces to seeds that do not answer; when the relay stops
+//! ([`RelayHandle::shutdown`], SIGTERM or ctrl-c) it **leaves** the cluster (seen `left`), and a
+//! relay that dies is declared failed like any member: either way it stops counting as part of
+//! the fleet. While it exists, `/metrics` shows `shoal_relay_cluster_member_up` and
+//! `shoal_relay_cluster_members{state}` (`alive`, `suspect`, `failed`, `left`); `/health` stays
+//! `ok` whatever the member's state.
 //!
 //! # Threat model
 //!
@@ -143,6 +190,14 @@
 //!   a relay's members are never impersonated to each other through a link. Link frames name a
 //!   peer id of the receiver as their destination and are never forwarded further (no loops, no
 //!   UDP).
+//!
+//! - **A relay's member is a member like any other.** Its tags are what the cluster trusts to
+//!   take moves to that relay; announcing a relay takes being a member (in an encrypted cluster,
+//!   the cluster key), and it only lets members that reconnect through that relay move there,
+//!   which a token holder of any fleet relay could already take over (see `shoal_core`'s
+//!   `node::relay_move`). The member has the cluster key the relay was given (`--cluster-key`):
+//!   the relay host is then as trusted as any member host. It listens on its own port, which
+//!   does not speak the relay envelope.
 //!
 //! What a holder of the **relay key** can do: everything a relay of the fleet can. It can link to
 //! any relay that accepts links, claim any public address but the receiving relay's own (also

@@ -42,7 +42,11 @@ use shoal_relay::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "shoal-relay", version, about = "Shoal relay: WebSocket members, UDP forwarding, relay fleets, /metrics")]
+#[command(
+    name = "shoal-relay",
+    version,
+    about = "Shoal relay: WebSocket members, UDP forwarding, relay fleets, /metrics"
+)]
 struct Args {
     /// TCP (HTTP, WebSocket) and UDP address to bind; port 0 picks a free port.
     #[arg(long, env = "SHOAL_RELAY_BIND", default_value = "0.0.0.0:8080")]
