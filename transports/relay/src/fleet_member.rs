@@ -35,10 +35,12 @@
 //!   lists: `alive`, `suspect`, `failed`, `left`).
 //!
 //! Who can announce a relay? Any member: in an encrypted cluster that takes the cluster key (give
-//! the relay's member the cluster's keys and label, or it cannot join), in a plaintext one
-//! anyone who can reach a member. What an announcement allows is bounded by the move rule's own
-//! threat model: a relay a member announces can take over only peer ids whose holders reconnect
-//! through it, which a holder of any fleet relay's token could already do.
+//! the relay's member the cluster's keys and label, or it cannot join), in a plaintext one anyone
+//! who can reach a member. An announced relay is trusted for moves, and a relay stamps whatever
+//! peer id its operator likes under its own address: whoever announces a relay of their own can
+//! claim any relayed member's peer id there. The real member refutes from its real address (a
+//! newer claim, moved back by the same rule), as with any forged gossip; so announcing a relay is
+//! no more than what a key holder can already do to membership (see the move rule's threat model).
 
 use std::fmt;
 use std::io;

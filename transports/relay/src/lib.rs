@@ -192,12 +192,12 @@
 //!   UDP).
 //!
 //! - **A relay's member is a member like any other.** Its tags are what the cluster trusts to
-//!   take moves to that relay; announcing a relay takes being a member (in an encrypted cluster,
-//!   the cluster key), and it only lets members that reconnect through that relay move there,
-//!   which a token holder of any fleet relay could already take over (see `shoal_core`'s
-//!   `node::relay_move`). The member has the cluster key the relay was given (`--cluster-key`):
-//!   the relay host is then as trusted as any member host. It listens on its own port, which
-//!   does not speak the relay envelope.
+//!   take moves to that relay, and announcing a relay takes being a member (in an encrypted
+//!   cluster, the cluster key). A member that announces a relay of its own can claim any relayed
+//!   member's peer id through it, which the real member refutes, as it refutes any gossip a key
+//!   holder forges (see `shoal_core`'s `node::relay_move`). The relay's member holds the cluster
+//!   key the relay was given (`--cluster-key`): the relay host is then as trusted as any member's
+//!   host. It listens on a port of its own, which does not speak the relay envelope.
 //!
 //! What a holder of the **relay key** can do: everything a relay of the fleet can. It can link to
 //! any relay that accepts links, claim any public address but the receiving relay's own (also
