@@ -5,6 +5,12 @@
 //! through `recv`, with the sender's advertised address as `from` (the address replies go to).
 //! The router hands each transmit to the first plugin that [`Transport::claims`] its address.
 //!
+//! Two optional reports go from a plugin to the member that runs it: a plugin that can tell when
+//! it reaches nobody (one connection to a relay) reports its link going down and coming back
+//! ([`Transport::watch_link`]), and one whose own address can change (that connection failing
+//! over to another relay of a fleet) reports each change before it carries anything at the new
+//! address ([`Transport::watch_local_addr`]), so the member announces the new address first.
+//!
 //! Futures are `Send` on native targets and not on `wasm32`, where browser APIs are single-threaded.
 //!
 //! This crate is the only thing a transport plugin depends on (besides `shoal-core`'s addresses
@@ -131,6 +137,13 @@ pub type LinkListener = Box<dyn Fn(bool) + Send + Sync>;
 #[cfg(target_arch = "wasm32")]
 pub type LinkListener = Box<dyn Fn(bool)>;
 
+/// Hears a plugin's own address change, as `(old, new)`: see [`Transport::watch_local_addr`].
+#[cfg(not(target_arch = "wasm32"))]
+pub type AddrListener = Box<dyn Fn(&Addr, &Addr) + Send + Sync>;
+/// Hears a plugin's own address change, as `(old, new)`: see [`Transport::watch_local_addr`].
+#[cfg(target_arch = "wasm32")]
+pub type AddrListener = Box<dyn Fn(&Addr, &Addr)>;
+
 /// A transport plugin. Implement it to carry Shoal over a new medium.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -179,6 +192,29 @@ pub trait Transport: MaybeSendSync {
     /// The default ignores the listener: a plugin that cannot tell (a UDP socket never knows
     /// whether anyone hears it) counts as always reaching someone.
     fn watch_link(&self, listener: LinkListener) {
+        drop(listener);
+    }
+
+    /// For a plugin whose own address can change while it runs: a connection to a relay that
+    /// fails over to another relay of the fleet and is welcomed there, with the same peer id, at
+    /// `relay://<other relay>/<peer>`. From now on, tell `listener` each such change as
+    /// `(old, new)`. By the time it is called, [`local_addr`](Self::local_addr) returns `new`.
+    ///
+    /// **Call it before the plugin carries anything at the new address**: before a send can go out
+    /// through the new relay and before the link is reported up again (see
+    /// [`watch_link`](Self::watch_link)). The native driver calls this once per plugin when the
+    /// member is built and, when the member advertises `old`, moves it to `new` inside the call
+    /// (see [`shoal_core::Node::move_to`]: a higher incarnation, announced like a refutation), so
+    /// that everything the member sends from then on names the new address. A member that
+    /// advertises another address (a UDP socket's, beside this plugin) stays where it is. The
+    /// cluster takes the move only from `relay://R1/P` to `relay://R2/P` with R2 announced by a live
+    /// member (the [`shoal-relay` tag](shoal_core::RELAY_TAG)); any other change of
+    /// address is a conflict the others reject, so a plugin whose address changes otherwise should
+    /// close instead. Call the listener from any task, never while holding a lock the driver may
+    /// wait for; it returns quickly (it takes the member's lock for a moment).
+    ///
+    /// The default ignores the listener: a plugin bound to a socket keeps its address.
+    fn watch_local_addr(&self, listener: AddrListener) {
         drop(listener);
     }
 }
