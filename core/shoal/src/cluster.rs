@@ -7,6 +7,14 @@
 //! driver, which sends what the node asked for and sleeps until the next packet or deadline. It
 //! never waits for a send: what cannot leave at once waits, boundedly, for its destination's sender
 //! task (see [`super::outbox`]).
+//!
+//! The plugins' reports reach the node from the plugins' own tasks, not through the driver loop:
+//! a link going down or up ([`Transport::watch_link`], `watch_links` below) and a plugin's own
+//! address changing ([`Transport::watch_local_addr`], `watch_addrs`). A move is applied to the
+//! node inside the plugin's call, under the member's lock, before the plugin carries anything at
+//! the new address; the driver then wakes and sends the announcement like any command's output.
+//! A transmit the node produced before the move may still leave after it; what it says of us is
+//! older than the move (a lower incarnation), and the others keep the newer claim.
 
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -294,8 +302,10 @@ impl ClusterBuilder {
         transports: Vec<Arc<dyn Transport>>,
         runtime: Arc<dyn Runtime>,
     ) -> Result<(Cluster, Driver), ClusterError> {
-        let first = transports.first().ok_or(ClusterError::NoTransport)?;
-        let advertise = self.advertise.unwrap_or_else(|| first.local_addr());
+        // Read before the node exists: a plugin that moves from now on is followed (`watch_addrs`).
+        let addrs: Vec<Addr> = transports.iter().map(|t| t.local_addr()).collect();
+        let first = addrs.first().ok_or(ClusterError::NoTransport)?;
+        let advertise = self.advertise.unwrap_or_else(|| first.clone());
         let seed = self.seed.unwrap_or_else(|| runtime.random_seed());
         let now = runtime.now();
         // Its own hash seed, derived from the protocol's without touching the node's random stream.
@@ -343,6 +353,7 @@ impl ClusterBuilder {
         // The wasm package wires its relay connection to `set_link_up` itself (and counts bytes).
         #[cfg(not(target_arch = "wasm32"))]
         watch_links(&shared);
+        watch_addrs(&shared, addrs);
         let exit = PublishOnExit { shared: shared.clone(), reason: None };
         Ok((Cluster { shared: shared.clone() }, Driver { shared, router, exit }))
     }
@@ -405,6 +416,27 @@ fn watch_links(shared: &Arc<Shared>) {
                 let _ = Cluster { shared }.set_link_up(link_up);
             }
         }));
+    }
+}
+
+/// Has every plugin report changes of its own address (see [`Transport::watch_local_addr`]) and
+/// moves the member along when it advertised the old one. `addrs` are the plugins' addresses as
+/// read before the node was built: a plugin that moved between that read and the listener's
+/// registration is caught up with here (following the same move twice changes nothing). The
+/// listeners hold the member weakly.
+fn watch_addrs(shared: &Arc<Shared>, addrs: Vec<Addr>) {
+    for (plugin, before) in shared.router.plugins().iter().zip(addrs) {
+        let member = Arc::downgrade(shared);
+        let name = plugin.name();
+        plugin.watch_local_addr(Box::new(move |old, new| {
+            if let Some(shared) = member.upgrade() {
+                shared.follow_move(name, old, new);
+            }
+        }));
+        let now = plugin.local_addr();
+        if now != before {
+            shared.follow_move(plugin.name(), &before, &now);
+        }
     }
 }
 
@@ -476,7 +508,9 @@ impl Cluster {
         self.read(|n| n.local_id().clone())
     }
 
-    /// The address we advertise.
+    /// The address we advertise now: the one the member was built with, or the latest it moved
+    /// to (a relay connection that failed over to another relay of the fleet, see
+    /// [`Cluster::move_to`]).
     pub fn local_addr(&self) -> Addr {
         self.read(|n| n.local_addr().clone())
     }
@@ -793,6 +827,26 @@ impl Cluster {
     /// is built; call it yourself only for a link the plugins cannot see.
     pub fn set_link_up(&self, up: bool) -> Result<(), ClusterError> {
         self.command(|n, now| n.set_link_up(now, up))
+    }
+
+    /// Moves the member to a new address of its own and announces it (see
+    /// [`shoal_core::Node::move_to`]): its incarnation rises and the others take the new address
+    /// when it is a move from `relay://R1/P` to `relay://R2/P` with R2 announced by a live member
+    /// ([`proto::RELAY_TAG`](crate::proto::RELAY_TAG)). Call it once the new relay has welcomed the
+    /// member, before anything is sent through it. Plugins that report their moves
+    /// ([`Transport::watch_local_addr`], `shoal-websocket`'s) are followed by themselves; call it
+    /// yourself only for a connection the plugins cannot see. Moving to the address the member
+    /// has does nothing.
+    pub fn move_to(&self, addr: Addr) -> Result<(), ClusterError> {
+        let (old, incarnation) = self.command(|n, now| {
+            let old = n.local_addr().clone();
+            n.move_to(now, addr.clone());
+            (old, n.incarnation())
+        })?;
+        if old != addr {
+            tracing::info!(node = %self.name(), from = %old, to = %addr, incarnation, "moved: our address changed; announcing the new one");
+        }
+        Ok(())
     }
 
     /// Adds a decryption key (step 1 of a rotation; see [`crate::Keyring`]). The member must have
@@ -1150,6 +1204,27 @@ impl Drop for SenderRunning {
 }
 
 impl Shared {
+    /// A plugin's address changed from `old` to `new` (see [`Transport::watch_local_addr`]): if
+    /// the member advertises `old`, it moves to `new` now, under the member's lock, so that
+    /// nothing it produces from here on names `old`; then the driver wakes to announce it. A
+    /// member that advertises another address (the plugin sits beside the one it was built on),
+    /// or has stopped, stays.
+    fn follow_move(&self, plugin: &'static str, old: &Addr, new: &Addr) {
+        let now = self.runtime.now();
+        let moved = {
+            let mut inner = lock(&self.inner);
+            if inner.state != RunState::Running || inner.node.local_addr() != old {
+                tracing::debug!(plugin, %old, %new, advertised = %inner.node.local_addr(), "a transport's address changed; the member does not advertise it (or has stopped) and stays");
+                return;
+            }
+            inner.node.move_to(now, new.clone());
+            (inner.node.local_id().clone(), inner.node.incarnation())
+        };
+        let (node, incarnation) = moved;
+        tracing::info!(%node, plugin, from = %old, to = %new, incarnation, "moved: a transport's address changed; announcing the new one");
+        self.wakeup.notify();
+    }
+
     /// Finishes `send` on a sender task, or gives it up at the lane's deadline: a transport whose
     /// send never completes must not hold its destination's lane (and `flush`) forever.
     async fn sent_by_deadline(&self, to: &Addr, lane: Lane, send: BoxFuture<'static, SendOutcome>) {

@@ -15,6 +15,16 @@
 //!   their own crates, pulled in by this crate's features: `udp` and `tcp` (default),
 //!   `websocket` (a member that joins through a `shoal-relay`) and `webrtc`, re-exported as
 //!   [`udp`], [`tcp`], [`websocket`] and [`webrtc`].
+//! - What plugins report, the driver follows. A plugin whose link can drop (a relay connection)
+//!   reports it ([`Transport::watch_link`]), and the member accuses nobody while every plugin it
+//!   has is cut off. A plugin whose own address changes (a relay connection that failed over to
+//!   another relay of the fleet, welcomed there with the same peer id) reports the change
+//!   ([`Transport::watch_local_addr`]) before it carries anything at the new address; if the
+//!   member advertised the old one, the driver moves it there at once (`Node::move_to`: a higher
+//!   incarnation, announced like a refutation), logs the move at info and counts it
+//!   ([`Metrics`]: `moves_total`). [`Cluster::local_addr`] and [`Cluster::local_member`] give the
+//!   address the member advertises now. Members that know the new relay as part of the fleet take
+//!   the move; see [`proto::RELAY_TAG`].
 //! - [`Runtime`]: clock, timers, spawning and seeding, so the same driver runs on tokio natively
 //!   (feature `tokio`, default) and on any other executor.
 //! - [`Metrics`]: what the member counted, with a Prometheus text rendering.
@@ -77,8 +87,8 @@ pub use runtime::Runtime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;
 pub use shoal_transport::{
-    BoxFuture, LinkListener, MaybeSendSync, Packet, Received, Receiver, Router, Transport, TransportCounters,
-    TransportError,
+    AddrListener, BoxFuture, LinkListener, MaybeSendSync, Packet, Received, Receiver, Router, Transport,
+    TransportCounters, TransportError,
 };
 
 use signal::EventQueue;

@@ -16,8 +16,8 @@ use futures_util::FutureExt;
 
 use super::signal::lock;
 use super::{
-    Addr, CloseReason, Cluster, ClusterError, LinkListener, Received, TokioRuntime, Transport, TransportError,
-    BEST_EFFORT_SEND_DEADLINE,
+    Addr, AddrListener, CloseReason, Cluster, ClusterError, LinkListener, Received, TokioRuntime, Transport,
+    TransportError, BEST_EFFORT_SEND_DEADLINE,
 };
 use crate::{ClusterEvent as Event, CommandError, Config, MemberState};
 
@@ -36,7 +36,8 @@ type Net = Arc<Mutex<HashMap<Addr, Arc<Mutex<Mailbox>>>>>;
 /// One member's transport on a [`Net`]. Claims every address, best-effort and reliable alike (like
 /// TCP-only mode, it has no separate datagram path); sends to addresses outside the net vanish.
 struct Mem {
-    me: Addr,
+    /// Its address now: [`Mem::move_to`] changes it, as a relay connection that fails over would.
+    me: Mutex<Addr>,
     net: Net,
     inbox: Arc<Mutex<Mailbox>>,
     /// Sends to these never complete.
@@ -52,6 +53,8 @@ struct Mem {
     /// Whether it says when it reaches nobody (see [`Transport::watch_link`]), and whom it tells.
     tells_link: bool,
     link: Mutex<Option<LinkListener>>,
+    /// Who hears its address change (see [`Transport::watch_local_addr`]).
+    moves: Mutex<Option<AddrListener>>,
 }
 
 impl Mem {
@@ -65,7 +68,7 @@ impl Mem {
         let inbox = Arc::new(Mutex::new(Mailbox::default()));
         lock(net).insert(me.clone(), inbox.clone());
         Arc::new(Mem {
-            me,
+            me: Mutex::new(me),
             net: net.clone(),
             inbox,
             hang: Mutex::default(),
@@ -75,6 +78,7 @@ impl Mem {
             sent: Mutex::default(),
             tells_link,
             link: Mutex::default(),
+            moves: Mutex::default(),
         })
     }
 
@@ -87,11 +91,29 @@ impl Mem {
 
     /// Cuts this member off the net both ways (`false`) or plugs it back in (`true`).
     fn plug(&self, plugged: bool) {
+        let me = self.me();
         if plugged {
-            lock(&self.net).insert(self.me.clone(), self.inbox.clone());
+            lock(&self.net).insert(me, self.inbox.clone());
         } else {
-            lock(&self.net).remove(&self.me);
+            lock(&self.net).remove(&me);
         }
+    }
+
+    fn me(&self) -> Addr {
+        lock(&self.me).clone()
+    }
+
+    /// Receives at `to` from now on, not at its old address, and reports the change first (as a
+    /// relay connection welcomed at another relay of the fleet does).
+    fn move_to(&self, to: &str) {
+        let to = Addr::parse(to).unwrap();
+        let old = std::mem::replace(&mut *lock(&self.me), to.clone());
+        if let Some(tell) = lock(&self.moves).as_ref() {
+            tell(&old, &to);
+        }
+        let mut net = lock(&self.net);
+        net.remove(&old);
+        net.insert(to, self.inbox.clone());
     }
 
     fn sent_to(&self, to: &Addr) -> usize {
@@ -120,7 +142,7 @@ impl Mem {
         let dest = lock(&self.net).get(to).cloned();
         if let Some(dest) = dest {
             let mut mailbox = lock(&dest);
-            mailbox.queue.push_back((self.me.clone(), bytes.to_vec(), reliable));
+            mailbox.queue.push_back((self.me(), bytes.to_vec(), reliable));
             if let Some(w) = mailbox.waker.take() {
                 w.wake();
             }
@@ -168,7 +190,11 @@ impl Transport for Mem {
     }
 
     fn local_addr(&self) -> Addr {
-        self.me.clone()
+        self.me()
+    }
+
+    fn watch_local_addr(&self, listener: AddrListener) {
+        *lock(&self.moves) = Some(listener);
     }
 
     fn watch_link(&self, listener: LinkListener) {
@@ -178,7 +204,7 @@ impl Transport for Mem {
     }
 
     async fn close(&self) {
-        lock(&self.net).remove(&self.me);
+        lock(&self.net).remove(&self.me());
         let mut inbox = lock(&self.inbox);
         inbox.closed = true;
         if let Some(w) = inbox.waker.take() {
@@ -564,6 +590,77 @@ async fn the_member_counts_as_cut_off_only_while_every_transport_says_so_and_nev
     assert_eq!(b.metrics().stats.link_outages, 0);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+// ----- A relay connection that fails over to another relay of the fleet moves the member -----------
+
+/// Members that accuse anyone, as `"<id> by <by>"` lines (suspicions and failures).
+fn accusations_of(cluster: &Cluster) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let mut events = cluster.events();
+    tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            match e {
+                Event::Suspected { id, by, .. } | Event::Failed { id, by, .. } => {
+                    lock(&sink).push(format!("{id} by {by}"))
+                }
+                _ => {}
+            }
+        }
+    });
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_that_reports_a_new_address_moves_the_member_there_and_the_fleet_follows_without_a_failure() {
+    let net = Net::default();
+    // b announces relay r2 as a relay of the fleet (the tag a relay's own member carries).
+    let b = member_built(&net, 2, Cluster::builder("b").unwrap().metadata("shoal-relay=r2:1"));
+    let relay = Mem::new(&net, "relay://r1:1/a");
+    let (a, _) = member_over("a", 1, Config::local(), vec![relay.clone()]);
+    within("join", a.join(&[b.local_addr()])).await.unwrap();
+    let at_b = |addr: &str| {
+        b.members().iter().any(|m| m.id == a.name() && m.addr.as_str() == addr && m.state == MemberState::Alive)
+    };
+    assert!(eventually(|| at_b("relay://r1:1/a")).await);
+    let accused = accusations_of(&b);
+    let before = a.local_member().incarnation;
+
+    relay.move_to("relay://r2:1/a");
+    // Applied inside the transport's report: nothing the member sends from now on names r1.
+    assert_eq!(a.local_addr().as_str(), "relay://r2:1/a");
+    assert_eq!(a.local_member().addr.as_str(), "relay://r2:1/a");
+    assert!(a.local_member().incarnation > before, "the move is a newer claim");
+    assert_eq!(a.metrics().stats.moves, 1);
+    assert!(eventually(|| at_b("relay://r2:1/a")).await, "b follows a to r2: {:?}", b.members());
+    assert_eq!(b.metrics().stats.relay_moves, 1);
+    assert_eq!(b.metrics().stats.address_conflicts, 0);
+    // a and b keep talking at the new address.
+    let pings = a.metrics().stats.pings_sent;
+    assert!(eventually(|| a.metrics().stats.pings_sent >= pings + 3 && at_b("relay://r2:1/a")).await);
+    assert_eq!(*lock(&accused), Vec::<String>::new(), "nobody accused a of anything");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_advertises_another_transports_address_stays_when_its_relay_connection_moves() {
+    let net = Net::default();
+    let udp = Mem::new(&net, &addr(1).to_string());
+    let relay = Mem::new(&net, "relay://r1:1/a");
+    let (a, _) = member_over("a", 1, Config::local(), vec![udp, relay.clone()]);
+    let before = a.local_member();
+    relay.move_to("relay://r2:1/a");
+    assert_eq!(a.local_addr(), addr(1));
+    assert_eq!(a.local_member().incarnation, before.incarnation);
+    assert_eq!(a.metrics().stats.moves, 0);
+    // Cluster::move_to, for a connection the plugins cannot see, moves it whatever it advertised.
+    a.move_to(Addr::parse("relay://r3:1/a").unwrap()).unwrap();
+    assert_eq!(a.local_addr().as_str(), "relay://r3:1/a");
+    assert!(a.local_member().incarnation > before.incarnation);
+    a.shutdown().await;
+    assert!(matches!(a.move_to(addr(9)), Err(ClusterError::Shutdown)));
 }
 
 // ----- Metrics hygiene: counters only grow ---------------------------------------------------------
