@@ -6,8 +6,12 @@
 //!                                   ▲                     │ ─────► replaced (4001), or
 //!                                   │                     │        reconnect off ───────► closed
 //!                                   │                     ▼
-//!                                   └─ same address ◄── backoff, handshake (retry) ─► address
-//!                                                                                     changed ─► closed
+//!                                   ├─ same address ◄── backoff, handshake with the ──► another
+//!                                   │                   current relay, then the next     peer id ─► closed
+//!                                   │                   ones in turn (retry)
+//!                                   │                     │
+//!                                   └── moved: address ◄──┘ same peer id, another relay
+//!                                       reported, then link up
 //! ```
 //!
 //! While a connection runs, its reader and writer are two futures of the supervisor task, driven
@@ -20,9 +24,17 @@
 //! saw; a writer writes only messages of its own link and discards (and counts) the rest, so
 //! nothing queued before a drop is written on the next connection. While the link number is even,
 //! sends fail at once with `NotConnected`.
+//!
+//! **Which relay.** The transport holds the list of relay URLs it was given and the index of the
+//! one it is connected through (the *current* relay). Reconnection attempt `n` (from 0) goes to
+//! relay `current + n` of the list, round and round: the current relay once, then the next ones in
+//! turn, each attempt after the backoff's wait for `n`. A welcome at another address with the same
+//! peer id is a **move**: [`Shared::moved`] sets the new address and tells the member (which moves
+//! its node there) while the link is still down, and only then does the link come up, so nothing
+//! goes out through the new relay before the member names its new address.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,7 +42,7 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use shoal_transport::relay::{decode_ws_frame, split_relay_addr, CloseCode};
-use shoal_transport::{Addr, LinkListener, TrafficCounters};
+use shoal_transport::{Addr, AddrListener, LinkListener, TrafficCounters};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -59,6 +71,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_out: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) moves: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: usize) {
@@ -74,6 +87,13 @@ pub(crate) struct Shared {
     link: AtomicU64,
     /// Hears the link go down and come back (the member, which accuses nobody meanwhile).
     listener: Mutex<Option<LinkListener>>,
+    /// Our address now: the latest welcome's. Only the supervisor changes it, under `mover`.
+    local: Mutex<Addr>,
+    /// The index, in the transport's list of relay URLs, of the relay we are (or were last)
+    /// connected through.
+    relay: AtomicUsize,
+    /// Hears our address change (the member, which moves to the new one).
+    mover: Mutex<Option<AddrListener>>,
     pub(crate) counters: Counters,
 }
 
@@ -82,20 +102,59 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("closed", &self.is_closed())
             .field("link", &self.link.load(Ordering::Relaxed))
+            .field("local", &self.local())
+            .field("relay", &self.relay())
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
 }
 
 impl Shared {
-    /// The state of a transport whose first connection is up.
-    pub(crate) fn connected() -> Shared {
+    /// The state of a transport whose first connection is up, welcomed at `local` by relay
+    /// `relay` of its list.
+    pub(crate) fn connected(local: Addr, relay: usize) -> Shared {
         Shared {
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
             link: AtomicU64::new(1),
             listener: Mutex::new(None),
+            local: Mutex::new(local),
+            relay: AtomicUsize::new(relay),
+            mover: Mutex::new(None),
             counters: Counters::default(),
+        }
+    }
+
+    /// Our address now.
+    pub(crate) fn local(&self) -> Addr {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The index of the relay we are (or were last) connected through.
+    pub(crate) fn relay(&self) -> usize {
+        self.relay.load(Ordering::Acquire)
+    }
+
+    /// The mover slot. Every holder leaves it consistent, so a panic elsewhere cannot poison it.
+    fn mover(&self) -> std::sync::MutexGuard<'_, Option<AddrListener>> {
+        self.mover.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the listener that hears each change of our address (the transport's
+    /// `watch_local_addr`).
+    pub(crate) fn watch_moves(&self, listener: AddrListener) {
+        *self.mover() = Some(listener);
+    }
+
+    /// We were welcomed at `new`, our peer id at another relay: sets the address, counts the
+    /// move and tells the listener `(old, new)`. Call while the link is down, before
+    /// [`link_up`](Self::link_up): the member moves before anything goes out through the new relay.
+    fn moved(&self, new: Addr) {
+        let mover = self.mover();
+        let old = std::mem::replace(&mut *self.local.lock().unwrap_or_else(PoisonError::into_inner), new.clone());
+        add(&self.counters.moves, 1);
+        if let Some(tell) = mover.as_ref() {
+            tell(&old, &new);
         }
     }
 
@@ -235,8 +294,8 @@ impl std::fmt::Display for Ended {
 
 /// Everything the supervisor owns across connections.
 pub(crate) struct Supervisor {
-    pub(crate) url: String,
-    pub(crate) local: Addr,
+    /// The relays' URLs, in the order they are tried (at least one).
+    pub(crate) urls: Vec<String>,
     pub(crate) options: WsOptions,
     pub(crate) outbound: mpsc::Receiver<Outgoing>,
     pub(crate) inbox: mpsc::Sender<(Addr, Bytes)>,
@@ -248,7 +307,7 @@ impl Supervisor {
     /// reconnections as [`WsOptions::reconnect`] allows. Spawn it once per transport.
     pub(crate) async fn run(mut self, first: Socket) {
         let mut senders = HashMap::new();
-        let mut jitter = Jitter::new(self.local.as_str());
+        let mut jitter = Jitter::new(self.shared.local().as_str());
         let mut socket = first;
         let mut link = 1;
         loop {
@@ -257,7 +316,13 @@ impl Supervisor {
                 Some(backoff) => self.reconnect(backoff, &mut jitter).await,
                 None => None,
             };
-            let Some(next) = next else { break };
+            let Some((next, welcome, relay)) = next else { break };
+            if welcome != self.shared.local() {
+                // Before the link comes up: the member moves before anything goes out through
+                // the new relay.
+                self.shared.moved(welcome);
+            }
+            self.shared.relay.store(relay, Ordering::Release);
             socket = next;
             link = self.shared.link_up();
         }
@@ -289,7 +354,7 @@ impl Supervisor {
     /// Decides what follows a connection's end: the backoff to reconnect with, or `None` to stop.
     /// When reconnecting, the transport is marked disconnected and its stale sends discarded.
     fn after(&mut self, ended: Ended) -> Option<Backoff> {
-        let local = &self.local;
+        let local = &self.shared.local();
         match (&ended, self.options.reconnect) {
             (Ended::Locally, _) => None,
             (Ended::ByRelay { code, .. }, _) if !CloseCode::should_reconnect(*code) => {
@@ -314,43 +379,67 @@ impl Supervisor {
         }
     }
 
-    /// Retries the handshake with `backoff` until it succeeds (the new socket) or the transport is
-    /// closed locally or must close (the relay gave us another address): `None`.
-    async fn reconnect(&self, backoff: Backoff, jitter: &mut Jitter) -> Option<Socket> {
+    /// Retries the handshake with `backoff` until it succeeds or the transport is closed locally
+    /// or must close (a relay gave us another peer id): `None`. Attempt `n` (from 0) goes to relay
+    /// `current + n` of the list, so the current relay first, then the next ones in turn. Returns
+    /// the new socket, the address it was welcomed at (ours, or our peer id at another relay: a
+    /// move) and the index of the relay that welcomed it.
+    async fn reconnect(&self, backoff: Backoff, jitter: &mut Jitter) -> Option<(Socket, Addr, usize)> {
         let started = Instant::now();
-        let local = &self.local;
+        let local = &self.shared.local();
+        let relays = self.urls.len();
+        let mut next = self.shared.relay() % relays;
         let mut attempt: u32 = 0;
         loop {
+            let relay = next;
+            next = (next + 1) % relays;
+            // Numbered from 1 in logs; the URL itself may hold the token, so it is not logged.
+            let number = relay + 1;
             let delay = backoff.delay(attempt, jitter);
             attempt = attempt.saturating_add(1);
             let try_once = async {
                 tokio::time::sleep(delay).await;
-                tokio::time::timeout(self.options.connect_timeout, handshake(&self.url, &self.options)).await
+                tokio::time::timeout(self.options.connect_timeout, handshake(&self.urls[relay], &self.options)).await
             };
             let result = tokio::select! {
                 biased;
                 () = self.shared.closed() => return None,
                 r = try_once => r,
             };
+            let ms = started.elapsed().as_millis() as u64;
             match result {
                 Ok(Ok((socket, addr))) if addr == *local => {
                     add(&self.shared.counters.reconnects, 1);
-                    let ms = started.elapsed().as_millis() as u64;
-                    tracing::info!(%local, attempts = attempt, ms, "websocket transport reconnected after {attempt} attempts, {ms} ms");
-                    return Some(socket);
+                    tracing::info!(%local, relay = number, relays, attempts = attempt, ms, "websocket transport reconnected after {attempt} attempts, {ms} ms");
+                    return Some((socket, addr, relay));
+                }
+                Ok(Ok((socket, addr))) if same_peer(&addr, local) => {
+                    add(&self.shared.counters.reconnects, 1);
+                    tracing::info!(from = %local, to = %addr, relay = number, relays, attempts = attempt, ms, "websocket transport moved to another relay of the fleet after {attempt} attempts, {ms} ms");
+                    return Some((socket, addr, relay));
                 }
                 Ok(Ok((mut socket, addr))) => {
-                    tracing::warn!(%local, welcome = %addr, "websocket transport closed for good: the relay now gives us another address, which the cluster cannot follow");
+                    tracing::warn!(%local, welcome = %addr, relay = number, "websocket transport closed for good: a relay gives us another peer id, which the cluster cannot follow");
                     let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(None)).await;
                     return None;
                 }
                 Ok(Err(WsError::Refused { status })) => {
-                    tracing::warn!(%local, status, attempt, "the relay refused our reconnection; retrying");
+                    tracing::warn!(%local, relay = number, relays, status, attempt, "a relay refused our reconnection; retrying");
                 }
-                Ok(Err(e)) => tracing::debug!(%local, attempt, error = %e, "reconnection failed"),
-                Err(_) => tracing::debug!(%local, attempt, "reconnection timed out"),
+                Ok(Err(e)) => {
+                    tracing::debug!(%local, relay = number, relays, attempt, error = %e, "reconnection failed")
+                }
+                Err(_) => tracing::debug!(%local, relay = number, relays, attempt, "reconnection timed out"),
             }
         }
+    }
+}
+
+/// Whether two `relay://` addresses name the same peer id (at the same relay or another one).
+fn same_peer(a: &Addr, b: &Addr) -> bool {
+    match (split_relay_addr(a), split_relay_addr(b)) {
+        (Some((_, a)), Some((_, b))) => a == b,
+        _ => false,
     }
 }
 
@@ -454,7 +543,7 @@ mod tests {
 
     #[test]
     fn the_link_number_is_odd_exactly_while_connected() {
-        let s = Shared::connected();
+        let s = Shared::connected(Addr::parse("relay://h:1/me").unwrap(), 0);
         assert_eq!(s.current_link(), Some(1));
         s.link_down();
         assert_eq!(s.current_link(), None);
@@ -467,8 +556,35 @@ mod tests {
     }
 
     #[test]
+    fn only_two_relay_addresses_with_the_same_valid_peer_id_name_the_same_peer() {
+        let a = |s: &str| Addr::parse(s).unwrap();
+        assert!(same_peer(&a("relay://10.0.0.1:80/me"), &a("relay://10.0.0.2:443/me")));
+        assert!(same_peer(&a("relay://10.0.0.1:80/me"), &a("relay://10.0.0.1:80/me")));
+        assert!(!same_peer(&a("relay://10.0.0.1:80/me"), &a("relay://10.0.0.2:80/you")));
+        assert!(!same_peer(&a("relay://10.0.0.1:80/me"), &a("udp://10.0.0.2:80")));
+        assert!(!same_peer(&a("relay://h:1/bad:id"), &a("relay://h:2/bad:id")), "not a valid peer id");
+    }
+
+    #[test]
+    fn a_move_sets_the_address_before_telling_the_listener_and_is_counted() {
+        let s = std::sync::Arc::new(Shared::connected(Addr::parse("relay://h:1/me").unwrap(), 0));
+        let heard = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (sink, shared) = (heard.clone(), std::sync::Arc::downgrade(&s));
+        s.watch_moves(Box::new(move |old, new| {
+            let now = shared.upgrade().map(|s| s.local());
+            sink.lock().unwrap().push((old.to_string(), new.to_string(), now.map(|a| a.to_string())));
+        }));
+        s.link_down();
+        s.moved(Addr::parse("relay://h:2/me").unwrap());
+        let expected = ("relay://h:1/me".to_string(), "relay://h:2/me".to_string(), Some("relay://h:2/me".to_string()));
+        assert_eq!(*heard.lock().unwrap(), [expected]);
+        assert_eq!(s.counters.moves.load(Ordering::Relaxed), 1);
+        assert_eq!(s.current_link(), None, "still down: the supervisor brings the link up after");
+    }
+
+    #[test]
     fn every_connection_gets_a_new_link_number() {
-        let s = Shared::connected();
+        let s = Shared::connected(Addr::parse("relay://h:1/me").unwrap(), 0);
         let mut seen = vec![1];
         for _ in 0..3 {
             s.link_down();

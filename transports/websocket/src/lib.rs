@@ -34,20 +34,37 @@
 //!   behind, newer ones are dropped and counted (`dropped_in`) rather than pushing back on the relay,
 //!   which would disconnect us as a slow consumer. Messages over [`WsOptions::max_frame`] are
 //!   dropped and counted too.
-//! - **A dropped connection is reconnected; the address stays.** When the connection to the relay
-//!   ends without a local [`Transport::close`](shoal_transport::Transport::close) (the relay
-//!   restarted, a proxy timed out, the relay dropped us as a slow consumer), the transport becomes
-//!   *disconnected*, not closed: `recv` keeps waiting, sends fail at once with
-//!   `Io(NotConnected)` (counted in `send_errors`, best-effort ones in
-//!   [`outbound_dropped`](WsTransport::outbound_dropped) too), and whatever was still queued from
-//!   before the drop is discarded rather than sent late. One supervisor task per transport retries
-//!   the handshake with the same URL (so the same peer id) after a jittered, doubling wait
+//! - **A dropped connection is reconnected, through another relay of the fleet if need be.**
+//!   When the connection to the relay ends without a local
+//!   [`Transport::close`](shoal_transport::Transport::close) (the relay restarted or died, a proxy
+//!   timed out, the relay dropped us as a slow consumer), the transport becomes *disconnected*,
+//!   not closed: `recv` keeps waiting, sends fail at once with `Io(NotConnected)` (counted in
+//!   `send_errors`, best-effort ones in [`outbound_dropped`](WsTransport::outbound_dropped) too),
+//!   and whatever was still queued from before the drop is discarded rather than sent late. One
+//!   supervisor task per transport retries the handshake after a jittered, doubling wait
 //!   ([`Backoff`], set by [`WsOptions::reconnect`]), each attempt bounded by
-//!   [`WsOptions::connect_timeout`], until it succeeds or the transport is closed. The relay gives
-//!   the peer id the same `relay://` address back, so the cluster sees the same member, briefly
-//!   unreachable, rather than one at a new address. A relay that refuses the
-//!   reconnection (401/403/400: it may be restarting with a new configuration) is retried too,
-//!   with a warning.
+//!   [`WsOptions::connect_timeout`], until it succeeds or the transport is closed. A transport
+//!   given one URL ([`WsTransport::connect`]) retries that relay. One given the relays of a fleet
+//!   ([`WsTransport::connect_any`]: one URL per relay, all with the same peer id) tries the relay
+//!   it had once, then the next ones of the list in turn, round and round, as the npm package's
+//!   `relay: [url1, url2]` does. A relay that refuses the reconnection (401/403/400: it may be
+//!   restarting with a new configuration) counts as a failed attempt, with a warning.
+//! - **Welcomed elsewhere with the same peer id, the member moves.** A relay gives the peer id the
+//!   address `relay://<its public addr>/<peer>`: the same relay, the same address, and the cluster
+//!   sees the same member, briefly unreachable. Another relay of the fleet (or the same relay
+//!   with a new public address) gives a new address with the same peer id: a **move**. The
+//!   transport's [`local_addr`](shoal_transport::Transport::local_addr) becomes the new address
+//!   and, while the link is still down, it tells the member
+//!   ([`Transport::watch_local_addr`](shoal_transport::Transport::watch_local_addr)), whose driver
+//!   moves its node there (`Node::move_to` in shoal-core: a higher incarnation, announced like a
+//!   refutation); only then does the link come up, so nothing goes out through the new relay
+//!   before the member names its new address. The other members take the move when a live
+//!   member announces the new relay in its metadata (the `shoal-relay=<relay>` tag a relay's own
+//!   member carries, `shoal_core::RELAY_TAG`); otherwise they see an address
+//!   conflict until the old address is declared failed. [`WsTransport::moves`] counts moves and
+//!   [`WsTransport::relay`] says which relay of the list the transport uses; moves are logged at
+//!   info. A member that advertises another transport's address (a UDP socket beside this one)
+//!   does not move.
 //! - **While the connection is down, the member accuses nobody.** The transport reports its link
 //!   ([`Transport::watch_link`](shoal_transport::Transport::watch_link)): down when the
 //!   connection drops, up when a reconnection succeeds. A member whose only transport this is
@@ -58,10 +75,9 @@
 //!   others, and carries on as before.
 //! - **Three ways to close for good.** The relay closed with code 4001
 //!   ([`CloseCode::Replaced`](shoal_transport::relay::CloseCode)): another connection now holds
-//!   our peer id, and reconnecting would only take it back. The relay welcomed a reconnection
-//!   with a different address (its public address changed): the protocol core cannot change its
-//!   own address, so build a new member. Or [`WsOptions::reconnect`] is `None`, and any drop
-//!   closes. Closed, `recv` returns `Err(Closed)`, so a cluster whose only transport this is
+//!   our peer id, and reconnecting would only take it back. A relay welcomed a reconnection with
+//!   a different peer id (a URL of the list names another one): that is another member, not a
+//!   move, so build a new member. Or [`WsOptions::reconnect`] is `None`, and any drop closes. Closed, `recv` returns `Err(Closed)`, so a cluster whose only transport this is
 //!   stops. [`WsTransport::is_connected`], [`WsTransport::disconnects`] and
 //!   [`WsTransport::reconnects`] tell what happened; drops and reconnections are logged at info.
 //!   [`Transport::close`](shoal_transport::Transport::close) sends a WebSocket close and

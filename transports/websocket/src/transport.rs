@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_transport::relay::{encode_ws_frame, split_relay_addr, RELAY_SCHEME};
-use shoal_transport::{Addr, LinkListener, Received, Transport, TransportCounters, TransportError};
+use shoal_transport::{Addr, AddrListener, LinkListener, Received, Transport, TransportCounters, TransportError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -65,7 +65,9 @@ pub struct WsOptions {
     /// Whether and how fast to reconnect when the relay connection drops (default: on, with
     /// [`Backoff::default`]: 250 ms doubling up to 5 s, each wait drawn between half and all of
     /// that). While reconnecting the transport is disconnected, not closed: `recv` waits and sends
-    /// fail with `NotConnected`.
+    /// fail with `NotConnected`. The backoff runs over the relays of the list in turn (see
+    /// [`WsTransport::connect_any`]): attempt `n` waits the backoff's `n`-th wait, whichever relay
+    /// it goes to.
     /// A relay that closes with [`CloseCode::Replaced`](shoal_transport::relay::CloseCode)
     /// closes the transport for good either way. `None`: the first drop closes the transport,
     /// and `recv` returns `Err(Closed)`.
@@ -86,7 +88,8 @@ impl Default for WsOptions {
 }
 
 /// Why [`WsTransport::connect`] failed (the first connection only: reconnections are retried, see
-/// [`WsOptions::reconnect`]). Nothing is left running.
+/// [`WsOptions::reconnect`]). Nothing is left running. With several relays
+/// ([`WsTransport::connect_any`]), the error is the last relay's, each relay having been tried.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WsError {
@@ -102,7 +105,7 @@ pub enum WsError {
     Timeout,
     /// The first message was not a welcome (the server is not a Shoal relay, or a newer one).
     BadWelcome(&'static str),
-    /// The options are out of range.
+    /// The options are out of range, or no relay URL was given.
     InvalidOptions(&'static str),
 }
 
@@ -139,8 +142,9 @@ impl From<tungstenite::Error> for WsError {
 /// A Shoal transport over a WebSocket to a `shoal-relay`, reconnected when it drops. See the
 /// crate documentation.
 pub struct WsTransport {
-    local: Addr,
     options: WsOptions,
+    /// How many relay URLs it was given.
+    relays: usize,
     outbound: mpsc::Sender<Outgoing>,
     inbox: tokio::sync::Mutex<mpsc::Receiver<(Addr, Bytes)>>,
     shared: Arc<Shared>,
@@ -150,7 +154,8 @@ pub struct WsTransport {
 impl fmt::Debug for WsTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WsTransport")
-            .field("local", &self.local)
+            .field("local", &self.shared.local())
+            .field("relay", &self.shared.relay())
             .field("connected", &self.is_connected())
             .field("closed", &self.shared.is_closed())
             .finish_non_exhaustive()
@@ -170,6 +175,33 @@ impl WsTransport {
 
     /// As [`connect`](Self::connect) with `options`.
     pub async fn connect_with(url: &str, options: WsOptions) -> Result<Arc<WsTransport>, WsError> {
+        WsTransport::connect_any_with(&[url], options).await
+    }
+
+    /// Connects through the first of several relays of one fleet that welcomes us, with default
+    /// options: each URL names a relay's `/ws` endpoint with the **same peer id** (see
+    /// [`member_url`]), tried in order, each attempt bounded by [`WsOptions::connect_timeout`].
+    /// Fails with the last relay's error if none welcomes us. After a drop, the transport
+    /// reconnects to the relay it had, then to the next ones in turn (see the crate
+    /// documentation); a welcome at another relay is a move, reported to the member through
+    /// [`Transport::watch_local_addr`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), shoal_websocket::WsError> {
+    /// use shoal_websocket::{member_url, WsTransport};
+    /// let urls = ["ws://relay-a.example:8080", "ws://relay-b.example:8080"].map(|r| member_url(r, "edge-1"));
+    /// let ws = WsTransport::connect_any(&urls).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_any<S: AsRef<str>>(urls: &[S]) -> Result<Arc<WsTransport>, WsError> {
+        WsTransport::connect_any_with(urls, WsOptions::default()).await
+    }
+
+    /// As [`connect_any`](Self::connect_any) with `options`.
+    pub async fn connect_any_with<S: AsRef<str>>(urls: &[S], options: WsOptions) -> Result<Arc<WsTransport>, WsError> {
+        if urls.is_empty() {
+            return Err(WsError::InvalidOptions("at least one relay URL is needed"));
+        }
         if options.max_frame < 256 {
             return Err(WsError::InvalidOptions("max_frame must be at least 256"));
         }
@@ -179,25 +211,37 @@ impl WsTransport {
         if let Some(backoff) = &options.reconnect {
             backoff.check().map_err(WsError::InvalidOptions)?;
         }
-        let (socket, local) = tokio::time::timeout(options.connect_timeout, handshake(url, &options))
-            .await
-            .map_err(|_| WsError::Timeout)??;
-        let shared = Arc::new(Shared::connected());
+        let urls: Vec<String> = urls.iter().map(|u| u.as_ref().to_string()).collect();
+        let mut welcomed = None;
+        let mut failure = WsError::InvalidOptions("at least one relay URL is needed");
+        for (relay, url) in urls.iter().enumerate() {
+            let attempt = tokio::time::timeout(options.connect_timeout, handshake(url, &options)).await;
+            match attempt.map_err(|_| WsError::Timeout).and_then(|r| r) {
+                Ok(ok) => {
+                    welcomed = Some((relay, ok));
+                    break;
+                }
+                Err(e) => {
+                    // The URL may hold the token: the relay is named by its place in the list.
+                    if urls.len() > 1 {
+                        tracing::debug!(relay = relay + 1, relays = urls.len(), error = %e, "a relay did not welcome us");
+                    }
+                    failure = e;
+                }
+            }
+        }
+        let Some((relay, (socket, local))) = welcomed else { return Err(failure) };
+        let shared = Arc::new(Shared::connected(local.clone(), relay));
         let (out_tx, out_rx) = mpsc::channel(options.outbound_frames);
         let (in_tx, in_rx) = mpsc::channel(options.inbound_frames);
-        let supervisor = Supervisor {
-            url: url.to_string(),
-            local: local.clone(),
-            options: options.clone(),
-            outbound: out_rx,
-            inbox: in_tx,
-            shared: shared.clone(),
-        };
+        let relays = urls.len();
+        let supervisor =
+            Supervisor { urls, options: options.clone(), outbound: out_rx, inbox: in_tx, shared: shared.clone() };
         let supervisor = tokio::spawn(supervisor.run(socket));
-        tracing::debug!(%local, "websocket transport connected");
+        tracing::debug!(%local, relay = relay + 1, relays, "websocket transport connected");
         Ok(Arc::new(WsTransport {
-            local,
             options,
+            relays,
             outbound: out_tx,
             inbox: tokio::sync::Mutex::new(in_rx),
             shared,
@@ -234,9 +278,26 @@ impl WsTransport {
         self.shared.counters.disconnects.load(Ordering::Relaxed)
     }
 
-    /// Successful reconnections.
+    /// Successful reconnections (moves included).
     pub fn reconnects(&self) -> u64 {
         self.shared.counters.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Reconnections welcomed at another address with our peer id (another relay of the fleet):
+    /// times [`local_addr`](Transport::local_addr) changed.
+    pub fn moves(&self) -> u64 {
+        self.shared.counters.moves.load(Ordering::Relaxed)
+    }
+
+    /// Which relay of the list given to [`connect_any`](Self::connect_any) the transport is
+    /// connected through, or was last (0 for the first; always 0 after [`connect`](Self::connect)).
+    pub fn relay(&self) -> usize {
+        self.shared.relay()
+    }
+
+    /// How many relays the transport was given.
+    pub fn relays(&self) -> usize {
+        self.relays
     }
 
     /// The message for `to`, after the checks every send makes.
@@ -360,8 +421,11 @@ impl Transport for WsTransport {
         Ok(Received { from, reliable: false })
     }
 
+    /// Our address as the relay we are (or were last) connected through welcomed us. It changes
+    /// when a reconnection is welcomed at another relay of the fleet with our peer id (see
+    /// [`watch_local_addr`](Transport::watch_local_addr)).
     fn local_addr(&self) -> Addr {
-        self.local.clone()
+        self.shared.local()
     }
 
     fn counters(&self) -> TransportCounters {
@@ -377,6 +441,15 @@ impl Transport for WsTransport {
         self.shared.watch(listener);
     }
 
+    /// Tells `listener` when a reconnection is welcomed at another address with our peer id (at
+    /// another relay of the fleet), as `(old, new)`: after [`local_addr`](Transport::local_addr)
+    /// changed and before the link is reported up again, so before anything is sent through the
+    /// new relay. The member's driver calls this when the member is built and moves the member
+    /// to the new address (`Node::move_to`) inside the call.
+    fn watch_local_addr(&self, listener: AddrListener) {
+        self.shared.watch_moves(listener);
+    }
+
     /// Closes for good, whatever the state: a connection gets a WebSocket close (written within
     /// about a second), a reconnection in progress (backoff or handshake) is abandoned at once.
     async fn close(&self) {
@@ -384,10 +457,10 @@ impl Transport for WsTransport {
         let supervisor = self.supervisor.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(task) = supervisor {
             if tokio::time::timeout(CLOSE_WAIT * 2, task).await.is_err() {
-                tracing::debug!(local = %self.local, "websocket supervisor did not stop in time");
+                tracing::debug!(local = %self.shared.local(), "websocket supervisor did not stop in time");
             }
         }
-        tracing::debug!(local = %self.local, "websocket transport closed");
+        tracing::debug!(local = %self.shared.local(), "websocket transport closed");
     }
 }
 
