@@ -60,11 +60,11 @@
 //!   refutation); only then does the link come up, so nothing goes out through the new relay
 //!   before the member names its new address. The other members take the move when a live
 //!   member announces the new relay in its metadata (the `shoal-relay=<relay>` tag a relay's own
-//!   member carries, `shoal_core::RELAY_TAG`); otherwise they see an address
-//!   conflict until the old address is declared failed. [`WsTransport::moves`] counts moves and
-//!   [`WsTransport::relay`] says which relay of the list the transport uses; moves are logged at
-//!   info. A member that advertises another transport's address (a UDP socket beside this one)
-//!   does not move.
+//!   member carries, `shoal_core::RELAY_TAG`); otherwise they see an address conflict until the
+//!   old address is declared failed. [`WsTransport::moves`] counts moves and
+//!   [`WsTransport::relay_index`] says which relay of the list the transport uses; moves are
+//!   logged at info. A member that advertises another transport's address (a UDP socket beside
+//!   this one) does not move.
 //! - **While the connection is down, the member accuses nobody.** The transport reports its link
 //!   ([`Transport::watch_link`](shoal_transport::Transport::watch_link)): down when the
 //!   connection drops, up when a reconnection succeeds. A member whose only transport this is

@@ -291,7 +291,7 @@ impl WsTransport {
 
     /// Which relay of the list given to [`connect_any`](Self::connect_any) the transport is
     /// connected through, or was last (0 for the first; always 0 after [`connect`](Self::connect)).
-    pub fn relay(&self) -> usize {
+    pub fn relay_index(&self) -> usize {
         self.shared.relay()
     }
 

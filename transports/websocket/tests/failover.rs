@@ -116,7 +116,7 @@ async fn a_transport_given_two_relays_whose_first_is_down_joins_through_the_seco
         let (t, _server) = tokio::join!(WsTransport::connect_any_with(&urls, fast()), accept(&l2, welcome(r2, "me")));
         let t = t.expect("connected through the second relay");
         assert_eq!(t.local_addr().as_str(), format!("relay://{r2}/me"));
-        assert_eq!((t.relay(), t.relays()), (1, 2));
+        assert_eq!((t.relay_index(), t.relays()), (1, 2));
         assert!(t.is_connected());
         assert_eq!((t.moves(), t.reconnects(), t.disconnects()), (0, 0, 0));
     })
@@ -164,7 +164,7 @@ async fn a_transport_whose_relay_dies_moves_to_the_second_relay_and_reports_its_
             ]
         );
         assert_eq!(t.local_addr().as_str(), new);
-        assert_eq!((t.relay(), t.moves(), t.reconnects(), t.disconnects()), (1, 1, 1, 1));
+        assert_eq!((t.relay_index(), t.moves(), t.reconnects(), t.disconnects()), (1, 1, 1, 1));
         let dest = Addr::parse("udp://10.0.0.5:7946").unwrap();
         t.send(&dest, b"\x01from relay 2").await.unwrap();
         let got = loop {
@@ -191,14 +191,14 @@ async fn after_a_drop_the_transport_tries_its_relay_once_then_the_next_ones_in_t
             accept(&l2, welcome(r2, "me")).await
         });
         let t = t.unwrap();
-        assert_eq!((t.relay(), t.local_addr().as_str()), (1, format!("relay://{r2}/me").as_str()));
+        assert_eq!((t.relay_index(), t.local_addr().as_str()), (1, format!("relay://{r2}/me").as_str()));
         drop(second);
         // Relay 2 once, then 3, then round to 1: each accept waits for its relay to be asked.
         refuse(&l2).await;
         refuse(&l3).await;
         let _first = accept(&l1, welcome(r1, "me")).await;
         assert!(eventually(|| t.is_connected()).await);
-        assert_eq!((t.relay(), t.local_addr().as_str()), (0, format!("relay://{r1}/me").as_str()));
+        assert_eq!((t.relay_index(), t.local_addr().as_str()), (0, format!("relay://{r1}/me").as_str()));
         assert_eq!((t.moves(), t.reconnects(), t.disconnects()), (1, 1, 1));
     })
     .await;
