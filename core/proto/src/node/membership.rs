@@ -238,9 +238,11 @@ impl<A: Address> Node<A> {
             self.emit(Event::Joined(member));
             return;
         };
-        if a.addr != m.addr && m.state.is_live() {
+        if a.addr != m.addr && m.state.is_live() && !is_newer(m.incarnation, a.incarnation) {
             // A member moving between relays of the fleet (see `relay_move`), or a conflict policy
             // (see `admission`), may take a newer claim; the update below then moves the member.
+            // A claim older than our record is old news whatever address it names (gossip of where
+            // a member was before it moved), answered as such below, not a conflict.
             let (known, held) = (m.addr.clone(), m.incarnation);
             let newer = is_newer(a.incarnation, held);
             if newer && self.is_relay_move(&known, &a.addr) {

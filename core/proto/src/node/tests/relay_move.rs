@@ -203,4 +203,9 @@ fn only_a_newer_claim_with_the_same_peer_id_through_an_announced_relay_moves_a_l
     assert_eq!(claim(&mut f, "udp://10.0.0.9:7946", held + 5), OLD, "not through a relay");
     assert_eq!(claim(&mut f, NEW, held), OLD, "not newer");
     assert_eq!(claim(&mut f, NEW, held + 1), NEW, "newer, same peer id, announced relay: moved");
+
+    // Gossip of where the tab was before it moved is old news, not a conflict.
+    let conflicts = f.nodes[0].stats().address_conflicts;
+    assert_eq!(claim(&mut f, OLD, held.wrapping_sub(1)), NEW, "an older claim of the old address");
+    assert_eq!(f.nodes[0].stats().address_conflicts, conflicts, "is no conflict");
 }
