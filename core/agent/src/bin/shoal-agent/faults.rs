@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use shoal::{Addr, Received, Transport, TransportCounters, TransportError};
+use shoal::{Addr, AddrListener, LinkListener, Received, Transport, TransportCounters, TransportError};
 
 /// The current faults.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -223,11 +223,65 @@ impl Transport for Faulty {
     async fn close(&self) {
         self.inner.close().await
     }
+
+    // Injected faults are the network's; the transport's own reports (its relay link went down, it
+    // moved to another relay of the fleet) pass through, or the member would never hear them.
+    fn watch_link(&self, listener: LinkListener) {
+        self.inner.watch_link(listener)
+    }
+
+    fn watch_local_addr(&self, listener: AddrListener) {
+        self.inner.watch_local_addr(listener)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transport that reports its link and a move to whoever watches, at once.
+    struct Reporting;
+
+    #[async_trait]
+    impl Transport for Reporting {
+        fn name(&self) -> &'static str {
+            "reporting"
+        }
+        fn claims(&self, _: &Addr, _: bool) -> bool {
+            true
+        }
+        async fn send(&self, _: &Addr, _: &[u8]) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn send_reliable(&self, _: &Addr, _: &[u8]) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn recv(&self, _: &mut Vec<u8>) -> Result<Received, TransportError> {
+            std::future::pending().await
+        }
+        fn local_addr(&self) -> Addr {
+            Addr::parse("relay://r1:1/a").unwrap()
+        }
+        async fn close(&self) {}
+        fn watch_link(&self, listener: LinkListener) {
+            listener(false);
+        }
+        fn watch_local_addr(&self, listener: AddrListener) {
+            listener(&self.local_addr(), &Addr::parse("relay://r2:1/a").unwrap());
+        }
+    }
+
+    #[test]
+    fn the_fault_wrapper_passes_its_transports_link_and_move_reports_on() {
+        let faulty = Faulty::wrap(Arc::new(Reporting), Faults::new(1));
+        let (link, moved) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
+        let l = link.clone();
+        faulty.watch_link(Box::new(move |up| *l.lock().unwrap() = Some(up)));
+        let m = moved.clone();
+        faulty.watch_local_addr(Box::new(move |_, new| *m.lock().unwrap() = Some(new.to_string())));
+        assert_eq!(*link.lock().unwrap(), Some(false), "the link report");
+        assert_eq!(moved.lock().unwrap().as_deref(), Some("relay://r2:1/a"), "the move report");
+    }
 
     #[test]
     fn a_query_sets_loss_and_block_and_an_empty_block_clears_it() {

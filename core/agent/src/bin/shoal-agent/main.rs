@@ -93,8 +93,8 @@ async fn run(s: Settings) -> Result<(), String> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let mut advertise = s.advertise.clone();
-    let (transports, udp): (Vec<Arc<dyn Transport>>, _) = if let Some(url) = &s.websocket {
-        let ws = WsTransport::connect(url).await.map_err(|e| format!("--websocket: {e}"))?;
+    let (transports, udp): (Vec<Arc<dyn Transport>>, _) = if let Some(urls) = &s.websocket {
+        let ws = WsTransport::connect_any(urls).await.map_err(|e| format!("--websocket: {e}"))?;
         (vec![ws], None)
     } else if s.tcp_only {
         // Without --advertise the transport advertises the address it bound (with port 0, the port

@@ -75,7 +75,8 @@ pub struct Cli {
     /// Join through this relay over a WebSocket instead of binding UDP and TCP (`ws://host:port`;
     /// append `?token=...` if it wants one), as browsers do: for hosts that only get outbound
     /// HTTP. The peer id is the member name. While the connection is down the member accuses
-    /// nobody and reconnects by itself.
+    /// nobody and reconnects by itself. Several relays of one fleet, comma-separated: it joins
+    /// through the first that answers and fails over to the others, keeping its name.
     #[arg(long, env = "SHOAL_WEBSOCKET", value_name = "RELAY_URL", conflicts_with_all = ["tcp_only", "advertise"])]
     pub websocket: Option<String>,
     /// AES-256-GCM key as 64 hex digits (repeatable: the first encrypts, all decrypt).
@@ -299,8 +300,8 @@ pub struct Settings {
     pub http_token: Option<String>,
     pub http_allow_hosts: Vec<String>,
     pub tcp_only: bool,
-    /// The relay URL with `peer=<name>` (see `--websocket`).
-    pub websocket: Option<String>,
+    /// The relay URLs with `peer=<name>` (see `--websocket`), in the order given.
+    pub websocket: Option<Vec<String>>,
     pub keyring: Option<shoal_core::Keyring>,
     pub publish_view: Option<Duration>,
     pub faults: bool,
@@ -414,7 +415,14 @@ impl Settings {
                     "--websocket: the name {name:?} is not a relay peer id (1-64 of A-Z a-z 0-9 . _ -)"
                 ))
             }
-            Some(relay) => Some(shoal_websocket::member_url(&relay, &name)),
+            Some(relays) => Some(
+                relays
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(|r| shoal_websocket::member_url(r, &name))
+                    .collect(),
+            ),
             None => None,
         };
         config.label = cli.label.clone().or(file.label).unwrap_or_default();
@@ -584,7 +592,14 @@ mod tests {
     #[test]
     fn websocket_takes_the_relay_url_and_the_name_as_peer_id() {
         let s = Settings::resolve(&cli(&["--name", "edge-1", "--websocket", "ws://127.0.0.1:8080?token=t"])).unwrap();
-        assert_eq!(s.websocket.as_deref(), Some("ws://127.0.0.1:8080/ws?token=t&peer=edge-1"));
+        assert_eq!(s.websocket, Some(vec!["ws://127.0.0.1:8080/ws?token=t&peer=edge-1".to_string()]));
+        let fleet =
+            Settings::resolve(&cli(&["--name", "edge-1", "--websocket", "ws://r1:8080, ws://r2:8080"])).unwrap();
+        assert_eq!(
+            fleet.websocket,
+            Some(vec!["ws://r1:8080/ws?peer=edge-1".to_string(), "ws://r2:8080/ws?peer=edge-1".to_string()]),
+            "a relay fleet, comma-separated"
+        );
         assert!(Settings::resolve(&cli(&["--name", "a/b", "--websocket", "ws://r:1"]))
             .unwrap_err()
             .contains("peer id"));
