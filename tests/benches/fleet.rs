@@ -220,7 +220,7 @@ async fn run(a: Args) {
                 // A join that finds no answer in time (a burst of joiners) is tried again, as an
                 // application would; the tries are counted.
                 let mut tries = 1;
-                while c.join(&[seed_addr.clone()]).await.is_err() {
+                while c.join(std::slice::from_ref(&seed_addr)).await.is_err() {
                     tries += 1;
                     assert!(tries <= 5, "m{i} found no seed in 5 tries");
                 }
@@ -339,7 +339,8 @@ async fn run(a: Args) {
         Duration::from_secs(60),
         || {
             let observers = observers.clone();
-            let (seen, killed, moved, last_scan) = (seen.clone(), killed.clone(), was_on_killed.clone(), last_scan.clone());
+            let (seen, killed, moved, last_scan) =
+                (seen.clone(), killed.clone(), was_on_killed.clone(), last_scan.clone());
             async move {
                 let done = |s: &Seen| (s.moved.len() >= wanted).then(|| s.moved.values().max().copied());
                 if let Some(v) = done(&seen.lock().unwrap()) {
@@ -399,7 +400,10 @@ async fn run(a: Args) {
             (last - kill_at).as_secs_f64()
         ),
         None => {
-            println!("fleet: not every member holds the moved members alive after 60 s ({} of {wanted} pairs)", s.moved.len());
+            println!(
+                "fleet: not every member holds the moved members alive after 60 s ({} of {wanted} pairs)",
+                s.moved.len()
+            );
             // What the observers that lag hold instead.
             let mut shown = 0;
             for (o, c) in observers.iter().enumerate() {
