@@ -322,6 +322,7 @@ async fn run(a: Args) {
     for r in &relays[1..] {
         dropped_before.push(r.metric("shoal_relay_dropped_frames_total").await);
     }
+    let killed_for_movers = killed.clone();
     let kill_at = Instant::now();
     let (cpu_at_kill, relay_cpu_at_kill) = (cpu_seconds(), relay_cpu(&relays[1..]));
     seen.lock().unwrap().since = Some(kill_at);
@@ -330,6 +331,21 @@ async fn run(a: Args) {
     let _ = dead.child.wait();
     let moved: Vec<NodeId> = was_on_killed.iter().cloned().collect();
     println!("fleet: killed relay 0 ({killed}) with SIGKILL: {} members to move", moved.len());
+
+    // When each moved member is welcomed by another relay (its own address changes).
+    let movers: Vec<Arc<Cluster>> = (0..a.members).filter(|i| home[*i] == 0).map(|i| members[i].clone()).collect();
+    let reconnected = tokio::spawn(async move {
+        let mut at: Vec<Option<f64>> = vec![None; movers.len()];
+        while at.iter().any(Option::is_none) && kill_at.elapsed() < Duration::from_secs(30) {
+            for (k, m) in movers.iter().enumerate() {
+                if at[k].is_none() && relay_of(&m.local_addr()).is_some_and(|r| r != killed_for_movers) {
+                    at[k] = Some(kill_at.elapsed().as_secs_f64());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        at
+    });
 
     // Done when every observer (but the member itself) holds every moved member alive elsewhere.
     let wanted = observers.len() * moved.len() - moved.len();
@@ -379,6 +395,17 @@ async fn run(a: Args) {
         },
     )
     .await;
+    let mut welcomed: Vec<f64> = reconnected.await.expect("the reconnection watch").into_iter().flatten().collect();
+    welcomed.sort_by(f64::total_cmp);
+    if let (Some(first), Some(last)) = (welcomed.first(), welcomed.last()) {
+        println!(
+            "fleet: {} of {} moved members welcomed by another relay between {first:.2} s and {last:.2} s after the kill \
+             (median {:.2} s)",
+            welcomed.len(),
+            moved.len(),
+            welcomed[welcomed.len() / 2]
+        );
+    }
     let secs = kill_at.elapsed().as_secs_f64();
     println!(
         "fleet: since the kill ({secs:.1} s): this process used {:.0}% of one core, the surviving relays {:.0}%",

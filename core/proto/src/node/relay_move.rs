@@ -48,7 +48,8 @@ impl<A: Address> Node<A> {
     /// the same peer id and was welcomed at `addr`. Call it once the new relay has welcomed us,
     /// before sending anything through it. Raises our incarnation and announces the new address as
     /// eagerly as a refutation; members that know the new relay as part of the fleet take the
-    /// move (see the [module docs](self)). A call with the address we have does nothing.
+    /// move when a live member announces the new relay under [`RELAY_TAG`] (the rule and its
+    /// threat model: SECURITY.md, "Relay fleets"). A call with the address we have does nothing.
     pub fn move_to(&mut self, _now: Instant, addr: A) {
         if addr == self.local.addr {
             return;
