@@ -33,10 +33,11 @@ const run = promisify(execFile);
 // 108,300 since members check suspects themselves: 107,938 shipped, 107,560 before. 109,300 since
 // member tables are shared copy-on-write (the simulator's memory): 109,165 shipped. 107,500 since
 // the wasm's panics no longer format their messages and wasm-opt runs to convergence: 107,373.
-// 109,300 since members move between the relays of a fleet (`relay: [...]`, direct paths that
-// follow a move): 109,183 (JS +870 as Vite counts it, in the worker and main-thread chunks; wasm
+// 110,000 since members move between the relays of a fleet (`relay: [...]`, direct paths that
+// follow a move, `relays()` and failing over to the relays the cluster announces): 109,895 (JS
+// +1,575 as Vite counts it, in the worker and main-thread chunks and the chunk they share; wasm
 // +940).
-const SHIPPED_LIMIT = 109_300;
+const SHIPPED_LIMIT = 110_000;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 
