@@ -130,6 +130,9 @@ export class DirectPaths {
     if (e.type === "reconnect" && typeof e.addr === "string") {
       this.#local = e.addr; // we moved to another relay of the fleet, or stayed
     } else if (e.type === "join" || e.type === "update") {
+      // A peer whose offer came before we knew it as a member has no name yet: it needs one to be
+      // dropped when it fails and followed when it moves.
+      for (const p of this.#peers.values()) if (p.name === undefined && p.member === e.info.addr) p.name = e.member;
       if (e.type === "update") this.#follow(e.member, e.info.addr);
       if (e.info.state === "alive") this.#consider(e.info.addr);
     } else if (e.type === "fail" || e.type === "leave") {
@@ -150,6 +153,7 @@ export class DirectPaths {
   stats() {
     const peers = [];
     for (const [addr, p] of this.#peers) {
+      p.name ??= this.#memberName(p.member);
       peers.push({ addr, name: p.name, state: p.open ? "open" : "connecting", setupMs: p.setupMs ?? null });
     }
     return { peers, channelsOpened: this.#opened, setupMs: [...this.#setupMs], glare: { ...this.#glares } };

@@ -174,6 +174,20 @@ test("a bye or the member's failure closes the connection and removes the direct
   assert.equal(node.direct.has(R + "b"), false);
 });
 
+test("a peer whose offer came before its member was known is named when it joins, then dropped when it fails", async (t) => {
+  const { node, rtc } = start(R + "b", []);
+  t.after(() => rtc.close(true));
+  node.handler(R + "a", OFFER, JSON.stringify({ sdp: "their-offer" }));
+  await settle();
+  FakePeerConnection.all[0].openAll();
+  assert.equal(rtc.stats().peers[0].name, undefined, "not a member yet");
+  rtc.onEvent({ type: "join", member: "a", info: { addr: R + "a", state: "alive" } });
+  assert.equal(rtc.stats().peers[0].name, "a");
+  rtc.onEvent({ type: "fail", member: "a" });
+  assert.ok(FakePeerConnection.all[0].closed, "its failure closes the connection");
+  assert.equal(node.direct.has(R + "a"), false);
+});
+
 test("an invite from a native member is answered with an offer to its signalling address, for its member address", async (t) => {
   const { node, rtc } = start(R + "tab", [["agent-1", "udp://10.0.0.5:7946"]]);
   t.after(() => rtc.close(true));
