@@ -174,8 +174,9 @@ impl Address for Addr {
     }
 
     fn relay_route(&self) -> Option<(&str, &str)> {
-        // Not `relay::split_relay_addr`: the move rule compares peer ids, whatever they hold, and
-        // the wasm build is smaller without that check. `/` is ASCII: its position is a boundary.
+        // No peer id check (`relay::split_relay_addr` adds it): the move rule compares peer ids,
+        // whatever they hold. A byte search, not `rsplit_once`: `/` is ASCII, so its position is a
+        // char boundary, and the wasm build links no string searcher.
         if self.scheme() != crate::relay::RELAY_SCHEME {
             return None;
         }

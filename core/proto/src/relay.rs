@@ -67,6 +67,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use crate::addr::Addr;
+use crate::identity::Address;
 
 /// First byte of a relay datagram (Shoal packets start with a protocol version 1-127 or 0xE1).
 pub const RELAY_DATAGRAM_MARKER: u8 = 0xF0;
@@ -228,14 +229,8 @@ pub fn relay_addr(relay: &str, peer: &str) -> Option<Addr> {
 /// Splits `relay://host:port/peer` into the relay's socket address (when it is an `ip:port`) and
 /// the peer id.
 pub fn split_relay_addr(addr: &Addr) -> Option<(&str, &str)> {
-    if addr.scheme() != RELAY_SCHEME {
-        return None;
-    }
-    let rest = addr.rest();
-    // A byte search, not `rsplit_once`: `/` is ASCII, so where it is is a char boundary, and the
-    // wasm build (which moves members between relays with this) links no string searcher.
-    let slash = rest.bytes().rposition(|b| b == b'/')?;
-    let (relay, peer) = (rest.get(..slash)?, rest.get(slash + 1..)?);
+    // The split the move rule uses (`Address::relay_route`), with the peer id checked.
+    let (relay, peer) = addr.relay_route()?;
     valid_peer_id(peer).then_some((relay, peer))
 }
 
