@@ -6,19 +6,10 @@
 // on. Figures are printed as `fleet:` lines.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launchChromium, sleep, startAgent, startPageServer, startRelay, waitFor } from "./lib.mjs";
+import { launchChromium, openPage, sleep, startAgent, startPageServer, startRelay, stats, waitFor } from "./lib.mjs";
 
 const KEY = "fleet-test-relay-key-0123456789";
 
-async function openPage(browser, site) {
-  const page = await browser.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e.message));
-  await page.goto(site.url);
-  await page.waitForFunction(() => window.ready === true);
-  return page;
-}
-
-const stats = (page) => page.evaluate(() => window.shoal.transportStats());
 const memberOf = (page, name) => page.evaluate((n) => window.shoal.members().find((m) => m.name === n), name);
 const eventsAbout = (page, member, since) =>
   page.evaluate(([m, s]) => window.events.filter((e) => e.member === m && e.t >= s), [member, since]);

@@ -138,3 +138,15 @@ export async function startAgent(args) {
     },
   };
 }
+
+/** A new page of the test site, once its module has loaded (`window.ready`). */
+export async function openPage(browser, site) {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(site.url);
+  await page.waitForFunction(() => window.ready === true);
+  return page;
+}
+
+/** The page's `shoal.transportStats()`. */
+export const stats = (page) => page.evaluate(() => window.shoal.transportStats());
