@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the `shoal` npm package's WebAssembly: wasm/pkg/web/shoal_wasm.js and shoal_wasm_bg.wasm,
-# wasm-bindgen's `web` build, the one copy every entry of the package loads (js/*.js).
+# Builds the `shoal` npm package's WebAssembly: wasm-bindgen's `web` glue, wasm/pkg/web/shoal_wasm.js,
+# and the two builds it loads (js/*.js pick one): shoal_wasm_bg.wasm, and shoal_wasm_queries_bg.wasm
+# with queries (below).
 #
 #   wasm/build.sh                 build
-#   wasm/build.sh --check-size    also fail if the gzipped .wasm exceeds size_limit (below)
+#   wasm/build.sh --check-size    also fail if a gzipped .wasm exceeds its limit (below)
 #
 # Idempotent, installs nothing: it checks for the tools and says how to get what is missing
 #   rustup target add wasm32-unknown-unknown
@@ -20,8 +21,11 @@ wasm_bindgen_version="0.2.130"
 # until member tables were shared copy-on-write (1.2 KB: the simulator's 10,000 nodes in a
 # twelfth of the memory), 78,100 until panics stopped formatting their messages (`lean-panic`) and
 # wasm-opt ran to convergence (1.7 KB less), 76,400 until members moved between the relays of a
-# fleet (0.9 KB: `Protocol.moveTo` and the move rule).
-size_limit=77300
+# fleet (0.9 KB: `Protocol.moveTo` and the move rule), 77,300 until `query` and `respond` were
+# exported, refusing, from the build without queries (514 B: the price of one glue for both).
+size_limit=77800
+# The build with queries (Serf's `query`): 7.6 KB more than the one without.
+queries_size_limit=84700
 check_size=0
 for arg in "$@"; do
   case "$arg" in
@@ -61,9 +65,6 @@ done
 remap="$remap --remap-path-prefix=core/proto/src/=shoal-core/ --remap-path-prefix=$root/core/proto/src/=shoal-core/"
 # The `aes` crate's compact AES (`--cfg aes_compact`): the same cipher in less code (about 1.4 KB
 # less wasm), a little slower, which a member sealing a few hundred packets a second never notices.
-echo "==> cargo build -p shoal-wasm --profile release-wasm --features lean-panic --target wasm32-unknown-unknown"
-(cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} $remap --cfg aes_compact" cargo build -p shoal-wasm --profile release-wasm \
-  --features lean-panic --target wasm32-unknown-unknown)
 target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps | node -e \
   'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
 input="$target_dir/wasm32-unknown-unknown/release-wasm/shoal_wasm.wasm"
@@ -72,17 +73,47 @@ input="$target_dir/wasm32-unknown-unknown/release-wasm/shoal_wasm.wasm"
 features=(--enable-bulk-memory --enable-bulk-memory-opt --enable-reference-types --enable-multivalue
   --enable-mutable-globals --enable-nontrapping-float-to-int --enable-sign-ext)
 
-# One build serves every platform: browsers and bundlers fetch the .wasm next to the glue (`new URL`
-# with `import.meta.url`), Node and Deno hand it the file's bytes or URL, workerd its compiled module.
+# Builds shoal-wasm with `lean-panic` and the features given, and writes wasm-bindgen's `web` glue
+# and the optimised .wasm to the directory given.
+build_variant() {
+  local cargo_features="$1" dir="$2"
+  echo "==> cargo build -p shoal-wasm --profile release-wasm --features $cargo_features --target wasm32-unknown-unknown"
+  (cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} $remap --cfg aes_compact" cargo build -p shoal-wasm --profile release-wasm \
+    --features "$cargo_features" --target wasm32-unknown-unknown)
+  echo "==> wasm-bindgen --target web -> $dir"
+  wasm-bindgen --weak-refs --target web --out-dir "$dir" "$input"
+  echo "==> wasm-opt --flatten --rereloop -Oz -Oz --converge $dir/shoal_wasm_bg.wasm"
+  # --flatten --rereloop before -Oz twice: about 550 bytes less gzipped than -Oz alone; --converge
+  # repeats the passes while they still shrink the module: about 430 bytes less.
+  "$wasm_opt" --flatten --rereloop -Oz -Oz --converge "${features[@]}" --strip-debug --strip-producers \
+    "$dir/shoal_wasm_bg.wasm" -o "$dir/shoal_wasm_bg.wasm"
+}
+
+# Two builds, one glue. Every platform loads the .wasm next to the glue (`new URL` with
+# `import.meta.url` in browsers and bundlers, the file's bytes or URL in Node and Deno, a compiled
+# module in workerd): shoal_wasm_bg.wasm without queries, the default in browsers, and
+# shoal_wasm_queries_bg.wasm with them (Serf's `query`, 7.6 KB more gzipped), which Node, Deno and
+# workerd load, and browsers when a member joins with `queries: true`. The two export the same
+# functions with the same signatures (the build without queries refuses `query` and `respond`), so
+# wasm-bindgen writes the same glue for both, which is checked here.
 out="$here/pkg/web"
-echo "==> wasm-bindgen --target web -> pkg/web"
 rm -rf "$here/pkg"
-wasm-bindgen --weak-refs --target web --out-dir "$out" "$input"
-echo "==> wasm-opt --flatten --rereloop -Oz -Oz --converge pkg/web/shoal_wasm_bg.wasm"
-# --flatten --rereloop before -Oz twice: about 550 bytes less gzipped than -Oz alone; --converge
-# repeats the passes while they still shrink the module: about 430 bytes less.
-"$wasm_opt" --flatten --rereloop -Oz -Oz --converge "${features[@]}" --strip-debug --strip-producers \
-  "$out/shoal_wasm_bg.wasm" -o "$out/shoal_wasm_bg.wasm"
+build_variant lean-panic "$out"
+with_queries="$here/pkg/with-queries"
+build_variant lean-panic,queries "$with_queries"
+if ! cmp -s "$out/shoal_wasm.js" "$with_queries/shoal_wasm.js"; then
+  echo "build.sh: the builds with and without queries need different JS glue; they must export the same functions" >&2
+  diff "$out/shoal_wasm.js" "$with_queries/shoal_wasm.js" | head -20 >&2
+  exit 1
+fi
+mv "$with_queries/shoal_wasm_bg.wasm" "$out/shoal_wasm_queries_bg.wasm"
+rm -rf "$with_queries"
+queries_gz=$(gzip -9 -c "$out/shoal_wasm_queries_bg.wasm" | wc -c)
+echo "==> shoal_wasm_queries_bg.wasm: $(wc -c <"$out/shoal_wasm_queries_bg.wasm") bytes, $queries_gz bytes gzipped (target <= $queries_size_limit)"
+if ((check_size && queries_gz > queries_size_limit)); then
+  echo "build.sh: the gzipped wasm with queries ($queries_gz bytes) exceeds $queries_size_limit bytes" >&2
+  exit 1
+fi
 
 wasm="$out/shoal_wasm_bg.wasm"
 raw=$(wc -c <"$wasm")

@@ -12,19 +12,31 @@
 import { normalizeJoinOptions } from "./common.js";
 import { joinInWorker } from "./remote.js";
 
-let thread = null; // Promise<{ bindings, Shoal }> for members on this thread
+// Two builds of the wasm share one glue (wasm/build.sh): shoal_wasm_bg.wasm, and
+// shoal_wasm_queries_bg.wasm with queries (Serf's `query`, 7.6 KB more gzipped), which a page loads
+// only for a member that joins with `queries: true`. One glue holds one instance, so the first
+// member on this thread decides: a later one that needs queries the loaded build lacks is refused.
+let thread = null; // { queries: boolean | undefined (init's own input), loaded: Promise<{ bindings, Shoal }> }
 
-function onThisThread(input) {
-  thread ??= Promise.all([import("../pkg/web/shoal_wasm.js"), import("./shoal.js")]).then(async ([glue, { makeShoal }]) => {
-    await glue.default(input === undefined ? undefined : { module_or_path: input });
-    return { bindings: glue, Shoal: makeShoal(() => Promise.resolve(glue)) };
-  });
-  return thread;
+function onThisThread(input, queries = false) {
+  if (!thread) {
+    const wasm = input ?? (queries ? new URL("../pkg/web/shoal_wasm_queries_bg.wasm", import.meta.url) : undefined);
+    const loaded = Promise.all([import("../pkg/web/shoal_wasm.js"), import("./shoal.js")]).then(async ([glue, { makeShoal }]) => {
+      await glue.default(wasm === undefined ? undefined : { module_or_path: wasm });
+      return { bindings: glue, Shoal: makeShoal(() => Promise.resolve(glue)) };
+    });
+    thread = { queries: input === undefined ? queries : undefined, loaded };
+  } else if (queries && thread.queries === false) {
+    return Promise.reject(
+      new Error("this page loaded the wasm without queries for an earlier member: join the first member with queries: true"),
+    );
+  }
+  return thread.loaded;
 }
 
 /** Loads the wasm module for members on this thread (optional: `Shoal.join` does it). Accepts what
- * wasm-bindgen's init does: a URL, Response, bytes or WebAssembly.Module. A member in a worker loads
- * its own copy next to worker.js. */
+ * wasm-bindgen's init does: a URL, Response, bytes or WebAssembly.Module, of either build. A member
+ * in a worker loads its own copy next to worker.js. */
 export function init(input) {
   return onThisThread(input).then((t) => t.bindings);
 }
@@ -45,7 +57,7 @@ export class Shoal {
   }
 
   static async join(options = {}) {
-    if (!inWorker(options)) return (await onThisThread()).Shoal.join(options);
+    if (!inWorker(options)) return (await onThisThread(undefined, options?.queries === true)).Shoal.join(options);
     const opts = normalizeJoinOptions(options);
     if (options.WebSocket) throw new TypeError("options.WebSocket cannot cross into a worker: add mainThread: true");
     // (The `new ...Worker(new URL("./worker.js", import.meta.url), { type: "module" ...` form is

@@ -27,14 +27,18 @@ export function decorateMember(m) {
 
 export function decorateEvent(e) {
   if (e.info) decorateMember(e.info);
-  if (e.type === "message") {
-    let text;
-    Object.defineProperty(e, "text", {
-      enumerable: true,
-      get: () => (text ??= decoder.decode(e.data)),
-    });
-  }
+  if (e.type === "message" || e.type === "query" || e.type === "query-response") withText(e);
   return e;
+}
+
+/** Adds `text`, `data` decoded as UTF-8 on first use. */
+function withText(o) {
+  let text;
+  Object.defineProperty(o, "text", {
+    enumerable: true,
+    get: () => (text ??= decoder.decode(o.data)),
+  });
+  return o;
 }
 
 /** Renders a `metrics()` object in the Prometheus text format (names prefixed `shoal_`). */
@@ -150,8 +154,8 @@ export function normalizeJoinOptions(options) {
     throw new TypeError(`unknown preset "${opts.preset}": use browser, local, lan or wan`);
   }
   opts.reconnect = reconnectOptions(opts.reconnect);
-  if (opts.mainThread !== undefined && typeof opts.mainThread !== "boolean") {
-    throw new TypeError("options.mainThread must be a boolean");
+  for (const k of ["mainThread", "queries"]) {
+    if (opts[k] !== undefined && typeof opts[k] !== "boolean") throw new TypeError(`options.${k} must be a boolean`);
   }
   if (opts.worker !== undefined && opts.worker !== "dedicated" && opts.worker !== "shared") {
     throw new TypeError(`options.worker must be "dedicated" or "shared", got ${JSON.stringify(opts.worker)}`);
@@ -232,4 +236,124 @@ export function warnIfReplaced(reason) {
     `shoal: this page's member stopped: ${reason}. Another tab or client joined with the same name; ` +
       'give each tab its own name, or share one member between tabs with worker: "shared".',
   );
+}
+
+/** A query's filter as the wasm's `Protocol.query` takes it: `name\0key\0pattern\0...`. Throws
+ * for options it cannot take. */
+export function queryFilter({ name, tags, timeoutMs } = {}) {
+  if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0)) {
+    throw new TypeError("query timeoutMs must be a positive number");
+  }
+  const words = [name ?? ""];
+  for (const [k, v] of Object.entries(tags ?? {})) words.push(k, String(v));
+  if (typeof words[0] !== "string") throw new TypeError("query name must be a pattern string");
+  if (words.some((w) => w.includes("\0"))) throw new TypeError("query name and tags cannot hold NUL characters");
+  return words.join("\0");
+}
+
+/** The events about our own queries, which a member routes to them. */
+const QUERY_EVENTS = new Set(["query-ack", "query-response", "query-done"]);
+const FEED = Symbol("shoal.queryFeed");
+/** Ends a `QueryAnswers` with an error (the query could not start). */
+export const FAIL = Symbol("shoal.queryFail");
+
+/**
+ * A member's queries in flight, by number (shoal.js and remote.js keep one each): routes their
+ * events to them, and ends them all when the member stops or starts a new life.
+ */
+export class QueryBook {
+  #queries = new Map();
+  #starting = null;
+
+  /** Calls `start`, which starts a query and returns its number, and tracks `q` under it. Events
+   * that come while `start` runs (our own ack, when the filter selects us) are `q`'s. */
+  start(q, start) {
+    this.#starting = q;
+    try {
+      this.track(q, start());
+    } finally {
+      this.#starting = null;
+    }
+    return q;
+  }
+
+  /** Tracks `q` as query `id` (once: its first number stands). */
+  track(q, id) {
+    if (q.id !== undefined) return;
+    q.id = id;
+    this.#queries.set(id, q);
+  }
+
+  /** Call with every event: feeds a query event to its query. */
+  route(e) {
+    if (!QUERY_EVENTS.has(e.type)) return;
+    if (this.#starting && !this.#queries.has(e.query)) this.track(this.#starting, e.query);
+    const q = this.#queries.get(e.query);
+    if (!q) return;
+    q[FEED](e);
+    if (e.type === "query-done") this.#queries.delete(e.query);
+  }
+
+  /** The member stopped, or its life ended: its queries end with what they have. */
+  endAll() {
+    for (const q of this.#queries.values()) q[FEED]({ type: "query-done" });
+    this.#queries.clear();
+  }
+}
+
+/**
+ * One of our queries (`Shoal.query`): its answers as they come, `for await (const a of answers)`
+ * with `a.type` "ack" or "response", and `collect()` for every answer once the deadline passed.
+ * The member feeds it the query's events; iteration ends at the deadline (or when the member shuts
+ * down).
+ */
+export class QueryAnswers {
+  /** The query's number in this member's life (as its `query-*` events carry it), once known. */
+  id = undefined;
+  #all = []; // every answer so far
+  #next = 0; // the iterator's place in #all
+  #wake = null;
+  #error = null;
+  #done;
+  #settle;
+
+  constructor() {
+    this.#done = new Promise((resolve, reject) => (this.#settle = [resolve, reject]));
+    this.#done.catch(() => {}); // a rejection reaches collect() and the iterator, not the host
+  }
+
+  [FEED](e) {
+    if (!this.#settle) return;
+    if (e.type === "query-done") return this.#end();
+    this.#all.push(e.type === "query-ack" ? { type: "ack", from: e.from } : withText({ type: "response", from: e.from, data: e.data }));
+    this.#wake?.();
+  }
+
+  [FAIL](err) {
+    this.#end(err);
+  }
+
+  #end(err) {
+    if (!this.#settle) return;
+    const of = (type) => this.#all.filter((a) => a.type === type);
+    if (err) this.#settle[1]((this.#error = err));
+    else this.#settle[0]({ acks: of("ack").map((a) => a.from), responses: of("response") });
+    this.#settle = null;
+    this.#wake?.();
+  }
+
+  /** Waits for the deadline: `{ acks: [name], responses: [{ type, from, data, text }] }`. */
+  collect() {
+    return this.#done;
+  }
+
+  async *[Symbol.asyncIterator]() {
+    for (;;) {
+      if (this.#next < this.#all.length) yield this.#all[this.#next++];
+      else if (!this.#settle) {
+        if (this.#error) throw this.#error;
+        return;
+      } else await new Promise((resolve) => (this.#wake = resolve));
+    }
+  }
 }

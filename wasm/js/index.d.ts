@@ -75,6 +75,11 @@ export interface JoinOptions {
    * then declared failed after the suspicion timeout, and it refutes when it runs again. Ignored
    * outside pages (Node, Deno, workerd, a worker): the member runs where it is created. */
   mainThread?: boolean;
+  /** Load the wasm build with queries (`query`, `respond` and the `query` events; 7.6 KB more
+   * gzipped). In browsers the default build has none: a member without them neither answers nor
+   * relays queries, and `query` fails. Node, Deno and workerd always load the build with queries.
+   * One page thread (or worker) holds one build: the first member there decides. */
+  queries?: boolean;
   /** `"dedicated"` (default): one worker per page. `"shared"`: a SharedWorker, so the tabs of one
    * origin that join with the same `name` are one member: the first tab's options make it, every
    * tab gets its events from the moment it attaches, and it leaves when its last tab goes away. A
@@ -200,6 +205,35 @@ export interface MessageEvent {
   readonly text: string;
   kind: "broadcast" | "direct";
 }
+/** A member asks (`query`, Serf's): answer with `shoal.respond(event, data)`, once, before its
+ * timeout runs out. Only in the build with queries (`JoinOptions.queries`). */
+export interface QueryEvent {
+  type: "query";
+  /** The member that asks. */
+  from: string;
+  /** Where the answer goes. */
+  addr: string;
+  /** The asking member's life and the query's number in it (what `respond` needs). */
+  epoch: number;
+  query: number;
+  topic: string;
+  data: Uint8Array;
+  /** `data` decoded as UTF-8. */
+  readonly text: string;
+}
+/** A member acked one of our queries (`query` is `QueryAnswers.id`). */
+export interface QueryAckEvent { type: "query-ack"; query: number; from: string }
+/** A member responded to one of our queries. */
+export interface QueryResponseEvent {
+  type: "query-response";
+  query: number;
+  from: string;
+  data: Uint8Array;
+  /** `data` decoded as UTF-8. */
+  readonly text: string;
+}
+/** One of our queries reached its deadline, with this many acks and responses. */
+export interface QueryDoneEvent { type: "query-done"; query: number; acks: number; responses: number }
 /** Our Lifeguard local health changed (`multiplier` stretches probe interval and timeout). */
 export interface HealthEvent { type: "health"; score: number; multiplier: number }
 /** A seed answered our join. */
@@ -232,7 +266,7 @@ export interface ResumeEvent { type: "resume"; seeds: string[] }
 /** A command the member refused after the call had returned: only with the member in a worker,
  * where `broadcast`, `send`, `sendTo` and `setMetadata` check on the page what they can (see there)
  * and the member checks the rest (a payload over the packet budget). */
-export interface ErrorEvent { type: "error"; op: "broadcast" | "send" | "sendTo" | "setMetadata"; message: string }
+export interface ErrorEvent { type: "error"; op: "broadcast" | "send" | "sendTo" | "setMetadata" | "respond"; message: string }
 export interface ShutdownEvent { type: "shutdown"; reason?: string }
 
 export type ShoalEvent =
@@ -243,6 +277,10 @@ export type ShoalEvent =
   | FailEvent
   | LeaveEvent
   | MessageEvent
+  | QueryEvent
+  | QueryAckEvent
+  | QueryResponseEvent
+  | QueryDoneEvent
   | HealthEvent
   | JoinedEvent
   | JoinFailedEvent
@@ -410,6 +448,20 @@ export declare class Shoal {
    * @throws {Error} when the member has shut down, or (member on this thread) the metadata is over
    * the preset's limit (in a worker: an `error` event). */
   setMetadata(meta: Bytes): void;
+  /** Asks the members `options` selects (every member by default, ourselves included) to answer
+   * `topic` and `data`, as Serf's `query`: each selected member acks at once and its application
+   * may respond (`query` event, `respond`). Answers are taken until `timeoutMs` (default: 16
+   * gossip intervals for each decimal digit of the cluster's size). Needs the build with queries
+   * (`JoinOptions.queries`).
+   * @throws {Error} (member on this thread; in a worker the answers end with the error) without
+   * queries in the build, with 64 queries of ours in flight, or a query over the packet budget;
+   * when the member has shut down or the topic is over 255 bytes.
+   * @throws {TypeError} for a bad filter or timeout. */
+  query(topic: string, data: Bytes, options?: QueryOptions): QueryAnswers;
+  /** Answers a `query` event, once, before its timeout runs out.
+   * @throws {Error} (member on this thread; in a worker: an `error` event) when the query is over,
+   * unknown or answered already, or the answer does not fit a packet. */
+  respond(query: QueryEvent, data: Bytes): void;
 
   /** Leaves gracefully and shuts down: `true` when the departure was gossiped within `timeoutMs`
    * (default 2,000). */
@@ -428,6 +480,30 @@ export declare class Shoal {
   readonly runsIn: "thread" | "worker" | "shared-worker";
   /** The underlying driver object (advanced use, untyped); null when the member runs in a worker. */
   readonly raw: unknown;
+}
+
+/** Which members a query asks, and for how long. */
+export interface QueryOptions {
+  /** Members whose name matches (`*` and `?` wildcards). */
+  name?: string;
+  /** Members with every one of these tags, values as patterns (`{ role: "web", dc: "eu-*" }`). */
+  tags?: Record<string, string>;
+  /** How long answers are taken, in milliseconds. */
+  timeoutMs?: number;
+}
+
+/** One answer to a query. */
+export type QueryAnswer =
+  | { type: "ack"; from: string }
+  | { type: "response"; from: string; data: Uint8Array; readonly text: string };
+
+/** The answers to one of our queries: iterate them as they come (ends at the deadline, or when the
+ * member shuts down), or `collect()` them all at the deadline. */
+export interface QueryAnswers extends AsyncIterable<QueryAnswer> {
+  /** The query's number, as its `query-*` events carry it (undefined until the worker started it). */
+  readonly id: number | undefined;
+  /** Every ack and response, once the deadline passed. Rejects if the query could not start. */
+  collect(): Promise<{ acks: string[]; responses: { from: string; data: Uint8Array; readonly text: string }[] }>;
 }
 
 /** Loads the WebAssembly module ahead of `Shoal.join` (browser entry: from a URL, Response, bytes or

@@ -527,6 +527,17 @@ export function memberClass(bindings) {
       this.#command((p) => p.setMetadata(meta));
     }
 
+    /** Starts a query (`filter` as common.js `queryFilter` writes it; `timeoutMs` 0 for the
+     * default); returns its number. */
+    query(topic, data, filter, timeoutMs) {
+      return this.#command((p, now) => p.query(now, topic, data, filter, timeoutMs));
+    }
+
+    /** Answers the query a `query` event brought. */
+    respond({ from, addr, epoch, query }, data) {
+      this.#command((p, now) => p.respond(now, String(from), String(addr), Number(epoch), Number(query), data));
+    }
+
     /**
      * Leaves gracefully and shuts down. Resolves `true` when the departure was gossiped within
      * `timeoutMs` (default 2,000), `false` when the member shut down without confirming it.

@@ -13,7 +13,18 @@
 import { EventHub } from "./hub.js";
 import { DirectPaths, directPathOptions } from "./rtc.js";
 import { relaysOf } from "./tags.js";
-import { decorateEvent, decorateMember, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
+import {
+  FAIL,
+  QueryAnswers,
+  QueryBook,
+  decorateEvent,
+  decorateMember,
+  prometheusText,
+  queryFilter,
+  toBytes,
+  trafficStats,
+  warnIfReplaced,
+} from "./common.js";
 
 const encoder = new TextEncoder();
 
@@ -50,6 +61,7 @@ class RemoteShoal {
   #unhookPage = null;
   #joined = null; // { resolve, reject } while joining
   #farewell = null; // { url, body }: the departure to post if the tab closes (worker.js)
+  #queries = new QueryBook();
 
   constructor(port, opts, shared) {
     this.#port = port;
@@ -96,6 +108,7 @@ class RemoteShoal {
         if (msg.state) this.#setState(msg.state);
         for (const e of msg.events) {
           this.#patchMembers(e);
+          this.#queries.route(e);
           this.#hub.receive(decorateEvent(e));
         }
         return;
@@ -174,6 +187,7 @@ class RemoteShoal {
 
   #markClosed(e) {
     this.#closed = true;
+    this.#queries.endAll();
     warnIfReplaced(e.reason);
     this.#closeReason = e.reason;
     this.#rtc?.close(true);
@@ -351,6 +365,27 @@ class RemoteShoal {
     this.#checkCommand(topic);
     const reliable = typeof options === "boolean" ? options : !!options.reliable;
     this.#fire("sendTo", [addr, topic, toBytes(data), { reliable }]);
+  }
+
+  /** The query starts in the worker: what only the member can refuse (a build without queries, too
+   * many in flight, a query over the packet budget) ends the answers with that error. Its number
+   * comes back before its first event (the worker replies before it posts the events). */
+  query(topic, data, options = {}) {
+    this.#checkCommand(topic);
+    queryFilter(options);
+    const { name, tags, timeoutMs } = options;
+    const q = new QueryAnswers();
+    this.#call("query", [topic, toBytes(data), { name, tags, timeoutMs }]).then(
+      (id) => this.#queries.track(q, id),
+      (err) => q[FAIL](err),
+    );
+    return q;
+  }
+
+  respond(query, data) {
+    this.#checkCommand();
+    const { from, addr, epoch, query: id } = query ?? {};
+    this.#fire("respond", [{ from, addr, epoch, query: id }, toBytes(data)]);
   }
 
   setMetadata(meta) {

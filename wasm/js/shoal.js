@@ -8,7 +8,19 @@ import { DirectPaths, directPathOptions } from "./rtc.js";
 import { EventHub } from "./hub.js";
 import { memberClass } from "./member.js";
 import { relaysOf } from "./tags.js";
-import { decorateEvent, decorateMember, metricsObject, normalizeJoinOptions, prometheusText, toBytes, trafficStats, warnIfReplaced } from "./common.js";
+import {
+  QueryAnswers,
+  QueryBook,
+  decorateEvent,
+  decorateMember,
+  metricsObject,
+  normalizeJoinOptions,
+  prometheusText,
+  queryFilter,
+  toBytes,
+  trafficStats,
+  warnIfReplaced,
+} from "./common.js";
 
 export { decorateEvent, decorateMember, normalizeJoinOptions, prometheusText, toBytes, trafficStats } from "./common.js";
 
@@ -36,6 +48,7 @@ export function makeShoal(load, platform = {}) {
     #wakeReconnect = null;
     #away = null; // while the page is in the back/forward cache: { seeds }
     #life = null;
+    #queries = new QueryBook();
 
     /** Use `Shoal.join(options)`. */
     constructor(token) {
@@ -49,7 +62,7 @@ export function makeShoal(load, platform = {}) {
      */
     static async join(options = {}) {
       const opts = normalizeJoinOptions(options);
-      const bindings = await load();
+      const bindings = await load(opts);
       if (!opts.WebSocket && typeof globalThis.WebSocket !== "function" && platform.defaultWebSocket) {
         opts.WebSocket = await platform.defaultWebSocket();
       }
@@ -74,8 +87,10 @@ export function makeShoal(load, platform = {}) {
      * cache) and its direct paths. */
     async #start(seeds) {
       const opts = { ...this.#opts, seeds };
-      // Each start is a life of its own: events and drops of an earlier life are ignored.
+      // Each start is a life of its own: events and drops of an earlier life are ignored, and its
+      // queries end.
       const life = (this.#life = {});
+      this.#queries.endAll();
       const node = await this.#ShoalNode.join({
         ...opts,
         onEvent: (e) => this.#life === life && this.#receive(e),
@@ -92,6 +107,7 @@ export function makeShoal(load, platform = {}) {
     #receive(e) {
       decorateEvent(e);
       if (this.#away && (e.type === "shutdown" || e.type === "leave")) return; // our own bfcache leave
+      this.#queries.route(e);
       this.#hub.receive(e);
     }
 
@@ -157,6 +173,7 @@ export function makeShoal(load, platform = {}) {
 
     #markClosed(e) {
       this.#closed = true;
+      this.#queries.endAll();
       warnIfReplaced(e.reason);
       this.#wakeReconnect?.();
       this.#rtc?.close(true);
@@ -322,6 +339,23 @@ export function makeShoal(load, platform = {}) {
     sendTo(addr, topic, data, options = {}) {
       const reliable = typeof options === "boolean" ? options : !!options.reliable;
       this.#node.sendTo(addr, topic, toBytes(data), reliable);
+    }
+
+    /**
+     * Asks the members that `name` (a pattern, `*` and `?` wildcards) and `tags` (`{ key: pattern }`)
+     * select, every member by default and ourselves included, to answer `topic` and `data`
+     * within `timeoutMs` (by default 16 gossip intervals for each decimal digit of the cluster's
+     * size). Serf's `query`. Returns the answers as they come (`for await`) and `collect()`.
+     */
+    query(topic, data, options = {}) {
+      const filter = queryFilter(options);
+      const q = new QueryAnswers();
+      return this.#queries.start(q, () => this.#node.query(topic, toBytes(data), filter, options.timeoutMs ?? 0));
+    }
+
+    /** Answers a `query` event, once, before its timeout runs out. */
+    respond(query, data) {
+      this.#node.respond(query, toBytes(data));
     }
 
     /** Replaces our metadata (string or bytes) and announces it. */

@@ -38,7 +38,11 @@ import { makeShoal, SUSPEND, RESUME } from "./shoal.js";
 import { wireChannels } from "./rtc.js";
 
 let loading = null;
-const Shoal = makeShoal(() => (loading ??= initWasm().then(() => bindings)));
+// The build with queries when the member joins with `queries: true` (browser.js explains the two).
+const Shoal = makeShoal((opts) => {
+  const queries = opts?.queries ? { module_or_path: new URL("../pkg/web/shoal_wasm_queries_bg.wasm", import.meta.url) } : undefined;
+  return (loading ??= initWasm(queries).then(() => bindings));
+});
 
 const ports = new Set();
 let member = null; // the Shoal, once joined
@@ -161,6 +165,12 @@ async function call(port, { id, method, args }) {
         break;
       case "setMetadata":
         value = member.setMetadata(...args);
+        break;
+      case "query":
+        value = member.query(...args).id;
+        break;
+      case "respond":
+        value = member.respond(...args);
         break;
       case "leave":
         value = await member.leave(...args);

@@ -288,6 +288,69 @@ impl Protocol {
         self.node.set_link_up(at(now), up);
     }
 
+    /// Asks the members that `filter` selects to answer `topic` and `data` within `timeout_ms`
+    /// (Serf's `query`; the protocol side is `shoal_core::node::queries`), or for the default time
+    /// when `timeout_ms` is 0 (as the `shoal` crate's `Cluster::default_query_timeout`: 16 gossip
+    /// intervals for each decimal digit of the cluster's size). Returns the query's
+    /// number, which its `query-ack`, `query-response` and `query-done` events carry as `query`.
+    /// `filter` is `name\0key\0pattern\0key\0pattern...`: members whose name matches `name`
+    /// (`*` and `?` wildcards; any name when empty) and whose tags match every pair (patterns with
+    /// wildcards too). Refuses in a build without the `queries` feature.
+    pub fn query(&mut self, now: f64, topic: &str, data: &[u8], filter: &str, timeout_ms: f64) -> Result<f64, JsError> {
+        #[cfg(feature = "queries")]
+        {
+            let mut words = filter.split('\0');
+            let mut filter = shoal_core::tags::MemberFilter::new();
+            if let Some(name) = words.next().filter(|n| !n.is_empty()) {
+                filter = filter.name(name);
+            }
+            while let (Some(key), Some(pattern)) = (words.next(), words.next()) {
+                filter = filter.tag(key, pattern);
+            }
+            let timeout = if timeout_ms > 0.0 {
+                Duration::from_millis(timeout_ms.max(1.0) as u64)
+            } else {
+                default_query_timeout(&self.node)
+            };
+            let id =
+                self.node.query(at(now), topic, data, &filter, timeout).map_err(|e| JsError::new(&e.to_string()))?;
+            Ok(id.id as f64)
+        }
+        #[cfg(not(feature = "queries"))]
+        {
+            let _ = (now, topic, data, filter, timeout_ms);
+            Err(no_queries())
+        }
+    }
+
+    /// Answers a query that a `query` event brought, with that event's `from`, `addr`, `epoch` and
+    /// `query`: once, before its timeout runs out. Refuses in a build without the `queries`
+    /// feature.
+    pub fn respond(
+        &mut self,
+        now: f64,
+        from: &str,
+        addr: &str,
+        epoch: f64,
+        query: f64,
+        data: &[u8],
+    ) -> Result<(), JsError> {
+        #[cfg(feature = "queries")]
+        {
+            let (Ok(origin), Ok(addr)) = (NodeId::new(from), Addr::parse(addr)) else {
+                return Err(JsError::new("not a query event"));
+            };
+            let id = shoal_core::QueryId { epoch: epoch as u32, id: query as u64 };
+            let inquiry = shoal_core::Inquiry { origin, addr, id };
+            self.node.respond(at(now), &inquiry, data).map_err(|e| JsError::new(&e.to_string()))
+        }
+        #[cfg(not(feature = "queries"))]
+        {
+            let _ = (now, from, addr, epoch, query, data);
+            Err(no_queries())
+        }
+    }
+
     /// Call when a relay of the fleet welcomed us again at another address (the same peer id on
     /// another relay, after ours went away), before sending through it: our address changes and
     /// the cluster takes the move (see `shoal_core::node::relay_move`). The driver checks the
@@ -418,6 +481,24 @@ fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
                 ev.set("origin", origin.as_str()).set("count", *count as f64)
             }
             Event::BroadcastDropped { topic, .. } => ev.set("topic", topic.as_str()),
+            #[cfg(feature = "queries")]
+            Event::Query { inquiry, topic, payload } => ev
+                .set("from", inquiry.origin.as_str())
+                .set("addr", inquiry.addr.as_str())
+                .set("epoch", inquiry.id.epoch)
+                .set("query", inquiry.id.id as f64)
+                .set("topic", topic.as_str())
+                .set("data", Uint8Array::from(&payload[..])),
+            #[cfg(feature = "queries")]
+            Event::QueryAck { id, from } => ev.set("query", id.id as f64).set("from", from.as_str()),
+            #[cfg(feature = "queries")]
+            Event::QueryResponse { id, from, payload } => {
+                ev.set("query", id.id as f64).set("from", from.as_str()).set("data", Uint8Array::from(&payload[..]))
+            }
+            #[cfg(feature = "queries")]
+            Event::QueryDone { id, acks, responses } => {
+                ev.set("query", id.id as f64).set("acks", *acks).set("responses", *responses)
+            }
             Event::StateExpired { origin, topic, key } => {
                 ev.set("origin", origin.as_str()).set("topic", topic.as_str()).set("key", Uint8Array::from(&key[..]))
             }
@@ -426,6 +507,26 @@ fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
         }
         .done(),
     )
+}
+
+/// 16 gossip intervals for each decimal digit of the cluster's size, the `shoal` crate's default
+/// (`ceil(log10(n + 1))` rounds, at least one): time for gossip to reach everyone and for answers
+/// to come back.
+#[cfg(feature = "queries")]
+fn default_query_timeout(node: &Node<Addr>) -> Duration {
+    let mut rounds = 1;
+    let mut n = node.cluster_size() / 10;
+    while n > 0 {
+        rounds += 1;
+        n /= 10;
+    }
+    node.config().gossip_interval * (16 * rounds)
+}
+
+/// What `query` and `respond` say in the build without queries.
+#[cfg(not(feature = "queries"))]
+fn no_queries() -> JsError {
+    JsError::new("queries are not in this build of the wasm: join with `queries: true`")
 }
 
 fn state_name(s: MemberState) -> &'static str {

@@ -61,10 +61,14 @@ const TOOLS = {
   "wrangler (workerd)": { conditions: ["workerd", "worker", "browser", "module", "import"], entry: "./js/workerd.js" },
 };
 
-test("the tarball carries one wasm, the two license files, and every module the entries import", () => {
+test("the tarball carries the two wasm builds, the two license files, and every module the entries import", () => {
   const files = packed();
   const wasm = files.filter((f) => f.endsWith(".wasm"));
-  assert.deepEqual(wasm, ["pkg/web/shoal_wasm_bg.wasm"], `one .wasm in the tarball: ${files.join(", ")}`);
+  assert.deepEqual(
+    wasm.sort(),
+    ["pkg/web/shoal_wasm_bg.wasm", "pkg/web/shoal_wasm_queries_bg.wasm"],
+    `the builds without and with queries in the tarball: ${files.join(", ")}`,
+  );
   for (const license of ["LICENSE-MIT", "LICENSE-APACHE"]) {
     assert.ok(files.includes(license), `${license} in the tarball: ${files.join(", ")}`);
     assert.equal(readFileSync(`${WASM}/${license}`, "utf8"), readFileSync(`${ROOT}/${license}`, "utf8"), `wasm/${license} is the repository's`);
@@ -77,14 +81,14 @@ test("the tarball carries one wasm, the two license files, and every module the 
   }
 });
 
-test("every tool's export conditions pick an entry that loads the one wasm build without a plugin", () => {
+test("every tool's export conditions pick an entry that loads the wasm builds without a plugin", () => {
   for (const [tool, { conditions, entry }] of Object.entries(TOOLS)) {
     assert.equal(resolveExport(".", conditions), entry, `${tool} (conditions ${conditions.join(", ")})`);
     const graph = [...importGraph(path.normalize(entry))];
     // Only workerd imports the .wasm as a module (its bundler compiles it); elsewhere an ES import of
     // a .wasm file needs a bundler plugin or an unflagged runtime feature.
     const wasmImports = graph.filter((f) => f.endsWith(".wasm"));
-    assert.deepEqual(wasmImports, entry === "./js/workerd.js" ? ["pkg/web/shoal_wasm_bg.wasm"] : [], `${tool}: ${graph.join(", ")}`);
+    assert.deepEqual(wasmImports, entry === "./js/workerd.js" ? ["pkg/web/shoal_wasm_queries_bg.wasm"] : [], `${tool}: ${graph.join(", ")}`);
     assert.ok(graph.includes("pkg/web/shoal_wasm.js"), `${tool}: ${entry} loads pkg/web's glue: ${graph.join(", ")}`);
   }
   for (const sub of ["./browser", "./bundler", "./node", "./deno", "./workerd"]) {

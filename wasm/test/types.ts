@@ -12,6 +12,7 @@ async function main(): Promise<void> {
     token: "t",
     seeds: ["relay://127.0.0.1:8080/tab-0"],
     preset: "browser",
+    queries: true,
     WebSocket: globalThis.WebSocket,
     webrtc: { answerGraceMs: 1000, setupTimeoutMs: 10000 },
     reconnect: { initialDelayMs: 100, maxDelayMs: 2000, maxAttempts: 50 },
@@ -27,6 +28,12 @@ async function main(): Promise<void> {
   const off = s.on("message", (e) => console.log(e.from, e.topic, e.text, e.data.byteLength, e.kind));
   off();
   s.on("fail", (e) => console.log(e.member, e.by, e.incarnation));
+  s.on("query", (q) => s.respond(q, `${q.from} asked ${q.topic}: ${q.text} (${q.epoch}/${q.query} via ${q.addr})`));
+  s.on("query-done", (e) => console.log(e.query, e.acks, e.responses));
+  const answers = s.query("version", "", { name: "web-*", tags: { role: "web" }, timeoutMs: 2000 });
+  for await (const a of answers) console.log(answers.id, a.from, a.type === "response" ? a.text : "ack");
+  const { acks, responses } = await s.query("load", new Uint8Array([1])).collect();
+  console.log(acks.length, responses.map((r) => `${r.from}: ${r.text} ${r.data.byteLength}`));
   s.on("disconnect", (e) => console.log(e.reason, s.connected));
   s.on("reconnect", (e) => console.log(e.attempts + e.downtimeMs));
   s.on("suspend", (e) => console.log(e.reason));

@@ -308,9 +308,10 @@ export async function launchChromium() {
 }
 
 /** Page URL of the test page with its join options in the query string. */
-export function pageUrl(relay, { name, seeds = [], preset = "local", leaveOnPageHide = true, token = relay.token, mainThread = false, worker }) {
+export function pageUrl(relay, { name, seeds = [], preset = "local", leaveOnPageHide = true, token = relay.token, mainThread = false, worker, queries = false }) {
   const q = new URLSearchParams({ name, seeds: seeds.join(","), preset, token, leave: leaveOnPageHide ? "1" : "0" });
   if (mainThread) q.set("mainThread", "1");
+  if (queries) q.set("queries", "1");
   if (worker) q.set("worker", worker);
   return `${relay.http}/index.html?${q}`;
 }

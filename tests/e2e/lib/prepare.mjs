@@ -38,7 +38,7 @@ function newest(dir) {
   );
 }
 
-const wasmFiles = [`${PKG}/web/shoal_wasm.js`, `${PKG}/web/shoal_wasm_bg.wasm`];
+const wasmFiles = [`${PKG}/web/shoal_wasm.js`, `${PKG}/web/shoal_wasm_bg.wasm`, `${PKG}/web/shoal_wasm_queries_bg.wasm`];
 if (process.env.SHOAL_E2E_BUILD === "1" || wasmFiles.some((f) => !existsSync(f))) {
   if (!existsSync(`${ROOT}/wasm/node_modules/.bin/wasm-opt`)) run("npm", ["ci", "--no-audit", "--no-fund"], `${ROOT}/wasm`);
   run("bash", ["wasm/build.sh"]);

@@ -1,6 +1,7 @@
 // The e2e test page: joins the cluster through the relay that serves it, with the options in the
 // query string (name, seeds comma-separated, preset, token, leave=0 to not leave on pagehide,
-// mainThread=1 to run the member on the page's thread, worker=shared for a SharedWorker member).
+// mainThread=1 to run the member on the page's thread, worker=shared for a SharedWorker member,
+// queries=1 for the wasm build with queries).
 // Exposes window.shoal, window.joinState ("joining", "joined", or "error: ..."), and
 // window.shoalEvents (every event with its Date.now() arrival time); renders the member list.
 import { Shoal } from "./shoal/js/browser.js";
@@ -40,6 +41,7 @@ try {
     leaveOnPageHide: q.get("leave") !== "0",
     mainThread: q.get("mainThread") === "1",
     worker: q.get("worker") ?? undefined,
+    queries: q.get("queries") === "1",
     on: {
       "*": (e) => {
         const { type, member, by, from, topic, kind } = e;
