@@ -357,10 +357,32 @@ fn the_shipped_systemd_unit_kubernetes_manifest_and_dockerfile_name_only_what_th
     }
     assert!(manifest.contains("clusterIP: None"), "a headless service");
 
-    // The Dockerfile builds and runs the binary this test runs.
+    // The Dockerfile builds and runs the binary this test runs, with the variables its usage
+    // comment passes (`docker run -e SHOAL_...`), from a build context without build output.
     let dockerfile = read("Dockerfile");
     assert!(dockerfile.contains("-p shoal-agent --bin shoal-agent"));
     assert!(dockerfile.contains("/usr/local/bin/shoal-agent") && dockerfile.contains("STOPSIGNAL SIGTERM"));
+    let documented: Vec<&str> = dockerfile
+        .split("-e ")
+        .skip(1)
+        .filter_map(|rest| rest.split('=').next())
+        .filter(|name| name.starts_with("SHOAL_"))
+        .collect();
+    assert!(documented.len() >= 2, "{documented:?}");
+    for v in &documented {
+        assert!(help.contains(&format!("env: {v}=")), "the Dockerfile's usage sets {v}, which the agent does not read");
+    }
+    let ignored = std::fs::read_to_string(format!("{DEPLOY}/../.dockerignore")).expect("a .dockerignore at the root");
+    for heavy in ["target/", "**/node_modules/"] {
+        assert!(ignored.lines().any(|l| l == heavy), ".dockerignore leaves {heavy} in the build context");
+    }
+    // `cargo build --locked` in the image fails if Cargo.lock is not what the manifests resolve to.
+    let locked = Command::new(env!("CARGO"))
+        .args(["tree", "--locked", "--offline", "-p", "shoal-agent", "--depth", "0"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    assert!(locked.status.success(), "Cargo.lock is stale: {}", String::from_utf8_lossy(&locked.stderr));
 
     // The unit's command line, with its config file made local (ports 0, a seed of ours), starts
     // a member that joins, and leaves gracefully on the SIGTERM systemd sends.
