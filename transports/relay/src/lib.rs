@@ -62,14 +62,18 @@
 //! HMAC-SHA256 challenge-response over fresh nonces from both sides, keyed by the relay key; the
 //! handshake binds each relay's public address, which is how each relay learns which relay is
 //! reached over which link. The dialer redials a dropped link with a jittered backoff (100 ms
-//! doubling to 10 s). When both relays dial each other, both keep the link the lower address
-//! dialed. A frame goes one hop only: nothing that arrives over a link is sent on to a third
-//! relay or to a UDP socket, so the fleet needs a link between every pair of relays whose members
-//! talk (a full mesh, for a fleet where anyone may talk to anyone). Rate limits apply per sender
-//! at the sender's relay and per receiver at the receiver's, as for local frames; each link's
-//! queue is bounded (16 times a member's) and a full one drops frames instead of slowing anyone
-//! down. The [`Switchboard`] documents the routing, the link protocol is in the crate's `link`
-//! module.
+//! doubling to 10 s). Each side pings a link every second and closes it after 4 s without
+//! anything from the other side (or when its socket took nothing for 4 s), so a link that died
+//! silently (the other host vanished, a NAT forgot the connection, the path drops everything) is
+//! closed and redialed within about 5 s, and frames for the other relay's members are counted
+//! (`link_down`) instead of vanishing into it. When both relays dial each other, both keep the
+//! link the lower address dialed. A frame goes one hop only: nothing that arrives over a link is
+//! sent on to a third relay or to a UDP socket, so the fleet needs a link between every pair of
+//! relays whose members talk (a full mesh, for a fleet where anyone may talk to anyone). Rate
+//! limits apply per sender at the sender's relay and per receiver at the receiver's, as for local
+//! frames; each link's queue is bounded (16 times a member's) and a full one drops frames instead
+//! of slowing anyone down. The [`Switchboard`] documents the routing, the link protocol is in the
+//! crate's `link` module.
 //!
 //! Links are counted on `/metrics`: `shoal_relay_links` (up now),
 //! `shoal_relay_links_established_total`, `shoal_relay_link_refused_total{reason}`, `shoal_relay_link_dial_failures_total`, the
@@ -165,9 +169,10 @@
 //!   `udp_allow_only` restricts the UDP port to `udp_allow` both ways.
 //! - **Idle, slow and half-open connections end.** A client has `header_timeout` (10 s) to send
 //!   its request head; a WebSocket member is pinged every 15 s and closed (4003) after 45 s
-//!   without anything from it. Connections are capped per IP (256) and in total (the open-file
-//!   limit less 64), checked at accept before anything is read: one address cannot lock members
-//!   out, and the relay refuses connections cleanly (`503`) instead of running out of sockets.
+//!   without anything from it, a link to another relay every second and after 4 s. Connections
+//!   are capped per IP (256) and in total (the open-file limit less 64), checked at accept before
+//!   anything is read: one address cannot lock members out, and the relay refuses connections
+//!   cleanly (`503`) instead of running out of sockets.
 //!
 //! - **Nobody but the page that holds a connection can say farewell for it.** `POST /farewell`
 //!   needs no token, but it needs the connection's secret: 16 random bytes from the OS, sent only

@@ -11,6 +11,36 @@
 //! 10 s, reset after a link that stayed up 10 s) and dials again, until the relay shuts down. A
 //! link closed because another link between the two relays won ([`CloseReason::LinkSuperseded`])
 //! is not redialed while that other link is up (checked every second).
+//!
+//! # Liveness
+//!
+//! A link can die without either side being told: the other relay's host vanishes, a NAT or a
+//! firewall forgets the connection, the network between the relays drops every packet. TCP then
+//! reports nothing for minutes, and what the relay writes into the link is lost without being
+//! counted, so members of the two relays lose each other's probes and WebRTC signals. Each side
+//! therefore checks the link itself, without counting on the other:
+//!
+//! - **Pings.** Each side pings every [`LINK_PING`] (1 s), whatever else it sends, and answers the
+//!   other's pings, so a healthy link carries something each way at least twice a second.
+//! - **Idle.** A link from which nothing at all (frame, ping or pong) arrived for [`LINK_IDLE`]
+//!   (4 s) is closed ([`CloseReason::Idle`]), and its dialer dials again (the first wait after a
+//!   link that stayed up [`LINK_STABLE`] is at most 100 ms). A half-open link is thus gone 3-4 s
+//!   after the last thing that got through; from then on frames for the other relay's members are
+//!   dropped and counted as `link_down` instead of vanishing, and the link is back as soon as a
+//!   dial gets through (`tests/links.rs` measures it through a proxy that blackholes: closed 4.0 s
+//!   after the cut, dialed again 0.6 s later, with 15 s before these values).
+//! - **Stall.** Each step of the writer (handing one frame to the socket, flushing, pinging) must
+//!   finish within [`LINK_STALL`] (as long as [`LINK_IDLE`]), or the link is closed
+//!   ([`CloseReason::SlowConsumer`]): the other relay's socket took nothing for that long. This
+//!   catches a peer that still talks but no longer reads (or a path that fails one way) on this
+//!   side, without waiting for the other side's idle timer (a relay of an older version waits
+//!   longer).
+//!
+//! Frames written into a link in the last seconds before it is found dead are still lost
+//! uncounted: TCP does not say which bytes the other side received, and links have no
+//! acknowledgements of their own. Nor do these timers keep members of the two relays from
+//! suspecting each other: the browser preset's suspicions last 1-2 s, so any outage of a link is,
+//! to the cluster, a partition between the two relays' members, shortened here, not hidden.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,10 +74,26 @@ use crate::switchboard::LinkSession;
 
 /// How long a handshake may take, from the TCP connect to the last handshake message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often each side pings a link.
-const LINK_PING: Duration = Duration::from_secs(5);
-/// A link from which nothing (no frame, no pong) arrived for this long is closed.
-const LINK_IDLE: Duration = Duration::from_secs(15);
+/// How often each side pings a link (see *Liveness* above). Pings and pongs cost a few bytes a
+/// second per link; once a second keeps [`LINK_IDLE`] short while tolerating several in a row
+/// that are late or lost.
+const LINK_PING: Duration = Duration::from_secs(1);
+/// A link from which nothing (no frame, no ping, no pong) arrived for this long is closed. Four
+/// pings' worth: on a healthy link the other side's pings (and its pongs to ours) arrive every
+/// second or more often, so closing takes three pings in a row lost or late, plus a second for the
+/// round trip and scheduling (a loaded machine, a few TCP retransmissions: a lost segment is resent
+/// after 200 ms, then 400 ms, 800 ms). Idle and busy loopback links did not close once in 100 s
+/// beside `stress-ng --cpu 2` on two cores (three runs). Shorter would close links that a busy
+/// relay or a lossy path only delayed; longer leaves frames disappearing into a dead link for
+/// longer (it was 15 s, with pings every 5 s).
+const LINK_IDLE: Duration = Duration::from_secs(4);
+/// Longest a step of a link's writer may take before the link is closed as stalled. A relay reads
+/// its links without ever waiting (its reader hands each frame to a queue that drops rather than
+/// blocks), so a link socket that takes nothing for as long as a link may stay silent means the
+/// same as the silence: the other relay or the path is gone. It is the links' own, not members'
+/// `stall_timeout` (10 s by default, sized for slow browsers). At 4 s, a step writing out a full
+/// 128 KiB WebSocket write buffer needs only about 260 kbit/s.
+const LINK_STALL: Duration = LINK_IDLE;
 /// The dialer's first wait after a failure or a dropped link.
 const DIAL_MIN: Duration = Duration::from_millis(100);
 /// The dialer's longest wait.
@@ -478,7 +524,7 @@ async fn step(stall: Duration, f: impl std::future::Future<Output = Result<(), (
 }
 
 async fn write_loop(shared: Arc<Shared>, session: LinkSession, mut sink: WireSink, outbox: Arc<Outbox>) {
-    let stall = shared.member_timers.stall;
+    let stall = LINK_STALL;
     let closed = outbox.closed();
     tokio::pin!(closed);
     let mut ping = tokio::time::interval_at(Instant::now() + LINK_PING, LINK_PING);

@@ -1,10 +1,13 @@
 //! Relays linked to each other on loopback: frames and WebRTC signals of members of different
 //! relays cross the link with their sender stamped by its own relay; the link endpoint is closed
-//! to relays without the key; a link comes back after a relay restarts.
+//! to relays without the key; a link comes back after a relay restarts, and after the path
+//! between the relays blackholed for a while (a TCP proxy of the test's own in between).
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,8 +16,11 @@ use futures_util::SinkExt;
 use shoal::relay::{decode_signal_frame, decode_ws_frame, encode_signal_frame, encode_ws_frame, SignalKind};
 use shoal_relay::{BoundRelay, DropReason, LinkRefusal, Relay, RelayConfig, RelayHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -86,6 +92,84 @@ async fn receive(ws: &mut RawClient) -> (String, Vec<u8>) {
     let frame = next_binary(ws).await.expect("a frame");
     let (source, packet) = decode_ws_frame(&frame).unwrap();
     (source.to_string(), packet.to_vec())
+}
+
+/// A TCP proxy on loopback to `target` that can stop forwarding, both ways and on every
+/// connection (open or new), while it keeps every socket open: a path between two hosts that
+/// starts dropping every packet, with no FIN or RST reaching either end. Dropped, it stops
+/// everything it runs.
+struct Proxy {
+    addr: SocketAddr,
+    forwarding: Arc<watch::Sender<bool>>,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().unwrap();
+        let forwarding = Arc::new(watch::channel(true).0);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (on, count) = (forwarding.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            // Dropped with this task when the proxy is: every pump stops, every socket closes.
+            let mut pumps = JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(outbound) = TcpStream::connect(target).await else { continue };
+                let ((in_read, in_write), (out_read, out_write)) = (inbound.into_split(), outbound.into_split());
+                pumps.spawn(pump(in_read, out_write, on.subscribe()));
+                pumps.spawn(pump(out_read, in_write, on.subscribe()));
+            }
+        });
+        Proxy { addr, forwarding, accepted, task }
+    }
+
+    /// Stops forwarding: what arrives stays in the sockets' buffers (or in a pump's hands).
+    fn blackhole(&self) {
+        self.forwarding.send_replace(false);
+    }
+
+    /// Forwards again, what was held first.
+    fn forward(&self) {
+        self.forwarding.send_replace(true);
+    }
+
+    /// TCP connections accepted so far (a relay's dials).
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` while forwarding is on; holds what it read (and an end of stream) while
+/// it is off.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut forwarding: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if forwarding.wait_for(|on| *on).await.is_err() {
+            return;
+        }
+        let read = from.read(&mut buf).await;
+        if forwarding.wait_for(|on| *on).await.is_err() {
+            return;
+        }
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// `GET /relay-link` as an upgrade, with `header` as the link header: the status.
@@ -255,6 +339,85 @@ async fn a_relay_linked_to_two_others_reaches_both_and_nothing_is_forwarded_a_se
         send(&mut alice, packet_to(c.addr, "carol", b"\x01next")).await;
         assert_eq!(receive(&mut carol).await.1, b"\x01next", "nothing from B arrived before it");
         assert_eq!(a.handle.stats().links, 2);
+    })
+    .await;
+}
+
+/// How long a relay may take, from the moment its link stops carrying anything, to close the link
+/// and dial again: nothing received for the link's idle timeout (4 s, so 3-4 s after the last
+/// ping or pong got through), the closing (at most 0.5 s waiting for the peer's close frame), the
+/// first backoff (at most 100 ms), and slack for a loaded machine.
+const HALF_OPEN_NOTICED: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_whose_peer_stops_answering_is_closed_and_redialled_within_6_seconds() {
+    bounded(Duration::from_secs(40), async {
+        let b = start(fleet(KEY, &[])).await;
+        let proxy = Proxy::start(b.addr).await;
+        let a = start(fleet(KEY, &[proxy.addr])).await;
+        assert!(linked(&a.handle, &b.handle).await, "a: {:?}, b: {:?}", a.handle.links(), b.handle.links());
+        let mut alice = raw_client(a.addr, "alice").await;
+        let mut bob = raw_client(b.addr, "bob").await;
+        send(&mut alice, packet_to(b.addr, "bob", b"\x01before")).await;
+        assert_eq!(receive(&mut bob).await, (format!("relay://{}/alice", a.addr), b"\x01before".to_vec()));
+        send(&mut bob, packet_to(a.addr, "alice", b"\x01ack")).await;
+        assert_eq!(receive(&mut alice).await, (format!("relay://{}/bob", b.addr), b"\x01ack".to_vec()));
+        assert_eq!(proxy.accepted(), 1);
+
+        // The path goes silent both ways; every socket stays open.
+        proxy.blackhole();
+        let cut = Instant::now();
+        let up =
+            |h: &RelayHandle, other: &RelayHandle| h.links().iter().any(|l| l.relay == other.public_addr() && l.up);
+        // When each side first saw it: A closed its link, A dialed again, B closed its link.
+        let mut seen: [Option<Duration>; 3] = [None; 3];
+        let all_seen = eventually(HALF_OPEN_NOTICED, || {
+            let now = [!up(&a.handle, &b.handle), proxy.accepted() >= 2, !up(&b.handle, &a.handle)];
+            for (when, now) in seen.iter_mut().zip(now) {
+                if now && when.is_none() {
+                    *when = Some(cut.elapsed());
+                }
+            }
+            seen.iter().all(Option::is_some)
+        })
+        .await;
+        eprintln!(
+            "half-open link, after the cut: A closed it {:?}, dialed again {:?}; B closed it {:?}",
+            seen[0], seen[1], seen[2]
+        );
+        assert!(
+            all_seen,
+            "within {HALF_OPEN_NOTICED:?}: {seen:?}; A: {:?}; B: {:?}",
+            a.handle.links(),
+            b.handle.links()
+        );
+
+        // A frame for B's member now is dropped and counted, not written into a dead socket.
+        send(&mut alice, packet_to(b.addr, "bob", b"\x01into-the-void")).await;
+        let counted = || a.handle.stats().dropped(DropReason::LinkDown) == 1;
+        assert!(eventually(Duration::from_secs(5), counted).await, "{:?}", a.handle.stats());
+        assert!(!up(&a.handle, &b.handle), "the new dial cannot get through the blackhole");
+        assert_eq!(a.handle.stats().dropped_total(), 1, "nothing else was lost: {:?}", a.handle.stats());
+        assert_eq!(b.handle.stats().dropped_total(), 0, "{:?}", b.handle.stats());
+
+        // The path heals: the link comes back through it and frames cross again, both ways.
+        proxy.forward();
+        assert!(
+            linked(&a.handle, &b.handle).await,
+            "the link comes back: {:?} {:?}",
+            a.handle.stats(),
+            b.handle.stats()
+        );
+        send(&mut alice, packet_to(b.addr, "bob", b"\x01after")).await;
+        assert_eq!(receive(&mut bob).await, (format!("relay://{}/alice", a.addr), b"\x01after".to_vec()));
+        send(&mut bob, packet_to(a.addr, "alice", b"\x01ack-after")).await;
+        assert_eq!(receive(&mut alice).await, (format!("relay://{}/bob", b.addr), b"\x01ack-after".to_vec()));
+        assert_eq!(a.handle.stats().links_established, 2, "{:?}", a.handle.stats());
+        assert_eq!(a.handle.stats().dropped_total(), 1, "{:?}", a.handle.stats());
+        a.handle.shutdown();
+        b.handle.shutdown();
+        a.task.await.expect("a stopped").expect("a served");
+        b.task.await.expect("b stopped").expect("b served");
     })
     .await;
 }
