@@ -31,6 +31,8 @@ mod app_state;
 mod broadcasts;
 mod coordinates;
 mod findings;
+#[cfg(feature = "relay")]
+mod fleet_scale;
 mod hostile;
 mod keyed_state;
 mod ledger_review;
