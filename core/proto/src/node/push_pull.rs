@@ -34,7 +34,8 @@ use super::{CommandError, Node, Status, TransmitKind};
 
 /// Push-pulls a member runs with random members right after its first join (after 1, 2 and 4
 /// protocol periods): two members that joined a moment apart through different seeds may each have
-/// missed the news of the other, and would otherwise wait for a periodic push-pull.
+/// missed the news of the other, and would otherwise wait for a periodic push-pull. A member that
+/// moves between relays runs them too (`Node::move_to`).
 pub const CATCH_UP_ROUNDS: u32 = 3;
 
 /// Which records of our view a push-pull frame carries (our own always, first).
@@ -372,8 +373,9 @@ impl<A: Address> Node<A> {
         self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive).first().map(|m| m.addr.clone())
     }
 
-    /// Catch-up push-pull number `round` after our first join: with a random member, then again
-    /// after twice the wait, [`CATCH_UP_ROUNDS`] times in all.
+    /// Catch-up push-pull number `round` after our first join (or a move between relays, see
+    /// `relay_move`): with a random member, then again after twice the wait, [`CATCH_UP_ROUNDS`]
+    /// times in all.
     pub(super) fn on_catch_up(&mut self, round: u32, now: Instant) {
         if self.status != Status::Running {
             return;

@@ -13,6 +13,20 @@
 //! relay's own member does this). The moving member calls [`Node::move_to`] with its new address;
 //! that raises its incarnation and announces the new address like a refutation.
 //!
+//! # What a member that moved misses
+//!
+//! Until the news of our move reaches them, the others keep sending to our old address, through
+//! the dead relay: whatever they gossip meanwhile is lost to us, and gossip sends each update a
+//! bounded number of times. When a relay dies its members all move at once, so the news they miss
+//! is mostly each other's moves: with 1,000 members and 334 moves (the `fleet_scale` tests), the
+//! moves took a second or two to reach everyone, and of the (observer, moved member) pairs still
+//! waiting 4 s after the relay died, two thirds had a moved member as the observer. The push-pull
+//! a member runs when its link comes back is too early to carry the moves made after it. So a
+//! member that moved also runs the push-pulls of a member that joins
+//! ([`CATCH_UP_ROUNDS`](super::CATCH_UP_ROUNDS) of them, 1, 3 and 7 protocol periods after the
+//! move, each with a random member), by which time its new address has spread, and so have the
+//! other moves. Each asks with a member digest and gets back only the records that differ.
+//!
 //! # Threat model
 //!
 //! Who can make such a claim true? Packets from `relay://R2/P` come only from the connection that
@@ -37,6 +51,7 @@ use crate::identity::Address;
 use crate::member::Metadata;
 use crate::time::Instant;
 
+use super::timers::Timer;
 use super::Node;
 
 /// The metadata tag a relay's member announces: `shoal-relay=<relay>`, where `<relay>` is the
@@ -50,7 +65,10 @@ impl<A: Address> Node<A> {
     /// eagerly as a refutation; members that know the new relay as part of the fleet take the
     /// move when a live member announces the new relay under [`RELAY_TAG`] (the rule and its
     /// threat model: SECURITY.md, "Relay fleets"). A call with the address we have does nothing.
-    pub fn move_to(&mut self, _now: Instant, addr: A) {
+    ///
+    /// The push-pulls that follow, once the move has had time to spread, fetch what the others
+    /// gossiped to the old address meanwhile (see the module docs).
+    pub fn move_to(&mut self, now: Instant, addr: A) {
         if addr == self.local.addr {
             return;
         }
@@ -63,6 +81,8 @@ impl<A: Address> Node<A> {
         let order = self.next_announcement();
         self.membership_updates.push_boosted(Some(self.local_key()), order, bytes);
         self.stats.moves += 1;
+        // What the others sent to the old address until they heard of the move is lost to us.
+        self.timers.set(now + self.config.probe_interval, Timer::CatchUp { round: 1 });
     }
 
     /// Whether a live member at `known` may move to `claimed` (the claim being newer): both are

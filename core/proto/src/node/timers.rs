@@ -60,7 +60,7 @@ pub(crate) enum Timer {
     JoinTimeout {
         attempt: u32,
     },
-    /// Catch-up push-pull `round` after the first join.
+    /// Catch-up push-pull `round` after the first join or a move between relays.
     CatchUp {
         round: u32,
     },

@@ -18,7 +18,11 @@ struct Fleet {
     events: Vec<Vec<Event<Addr>>>,
     dead_relays: HashSet<&'static str>,
     seed: u64,
+    /// Drops any transmit for which it returns true: `(now, source, transmit)`.
+    drop_rule: Option<FleetDropRule>,
 }
+
+type FleetDropRule = Box<dyn Fn(Instant, &Addr, &Transmit<Addr>) -> bool>;
 
 fn addr(s: &str) -> Addr {
     Addr::parse(s).unwrap()
@@ -36,6 +40,7 @@ impl Fleet {
             events: Vec::new(),
             dead_relays: HashSet::new(),
             seed: 0,
+            drop_rule: None,
         }
     }
 
@@ -70,6 +75,9 @@ impl Fleet {
             for (from, t) in sent {
                 let source = self.nodes[from].local_addr().clone();
                 if self.down(&source) || self.down(&t.to) {
+                    continue;
+                }
+                if self.drop_rule.as_ref().is_some_and(|r| r(self.now, &source, &t)) {
                     continue;
                 }
                 if let Some(to) = self.nodes.iter().position(|n| *n.local_addr() == t.to) {
@@ -208,4 +216,64 @@ fn only_a_newer_claim_with_the_same_peer_id_through_an_announced_relay_moves_a_l
     let conflicts = f.nodes[0].stats().address_conflicts;
     assert_eq!(claim(&mut f, OLD, held.wrapping_sub(1)), NEW, "an older claim of the old address");
     assert_eq!(f.nodes[0].stats().address_conflicts, conflicts, "is no conflict");
+}
+
+#[test]
+fn a_member_that_moved_learns_of_a_move_the_others_gossiped_while_they_still_addressed_it_at_its_old_relay() {
+    use std::format;
+    const OLD_2: &str = "relay://r1.example:443/tab-2";
+    const NEW_2: &str = "relay://r2.example:443/tab-2";
+    let mut stale = Vec::new();
+    for seed in 0..20 {
+        // Thirty native members (so that round-robin probes and periodic push-pulls take tens of
+        // seconds to come round) and two tabs on relay r1.
+        let mut f = Fleet::new();
+        f.seed = seed;
+        f.add("native-0", "udp://10.0.0.1:7946", b"role=app");
+        f.add("relay-2", "udp://10.0.1.2:7946", &relay_tag("r2.example:443"));
+        for i in 2..30 {
+            f.add(&format!("native-{i}"), &format!("udp://10.0.0.{i}:7946"), b"role=app");
+        }
+        let tab_1 = f.add("tab-1", OLD, b"");
+        let tab_2 = f.add("tab-2", OLD_2, b"");
+        let formed = f.run_until(30_000, |f| {
+            (0..f.nodes.len()).all(|i| f.nodes[i].cluster_size() == f.nodes.len())
+                && f.nodes.iter().all(|n| n.queued_updates().0 == 0)
+        });
+        assert!(formed, "seed {seed}: the fleet formed");
+        // The push-pulls that follow a join are over by then.
+        f.run_until(10_000, |_| false);
+
+        // Relay r1 dies. Tab 2 is welcomed by r2 first, but what it sends there in its first 900 ms
+        // is lost, so the others go on addressing it at r1 (as at scale, where its move is one of
+        // hundreds and takes seconds to reach everyone). Meanwhile tab 1 moves too, and its news
+        // is gossiped, to tab 2's old address.
+        f.dead_relays.insert("r1.example:443");
+        let now = f.now;
+        f.nodes[tab_1].set_link_up(now, false);
+        f.nodes[tab_2].set_link_up(now, false);
+        f.run_until(400, |_| false);
+        let moved_at = f.now;
+        let quiet_until = moved_at + Duration::from_millis(900);
+        f.drop_rule = Some(Box::new(move |now, from, _| now < quiet_until && from.as_str() == NEW_2));
+        let now = f.now;
+        f.nodes[tab_2].move_to(now, addr(NEW_2));
+        f.nodes[tab_2].set_link_up(now, true);
+        f.run_until(100, |_| false);
+        let now = f.now;
+        f.nodes[tab_1].move_to(now, addr(NEW));
+        f.nodes[tab_1].set_link_up(now, true);
+
+        // Everyone else holds tab 1 at its new address at once; tab 2 within two protocol periods.
+        let others = f.run_until(1_000, |f| {
+            (0..f.nodes.len())
+                .filter(|&i| i != tab_1 && i != tab_2)
+                .all(|i| f.holds(i, "tab-1", NEW, MemberState::Alive))
+        });
+        assert!(others, "seed {seed}: the members that did not move hold tab 1 at its new address");
+        if !f.run_until(2_000, |f| f.holds(tab_2, "tab-1", NEW, MemberState::Alive)) {
+            stale.push(seed);
+        }
+    }
+    assert!(stale.is_empty(), "seeds where tab 2 still held tab 1 at its dead relay 2 s after its move: {stale:?}");
 }
