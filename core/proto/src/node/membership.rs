@@ -506,13 +506,15 @@ impl<A: Address> Node<A> {
             }
             return;
         }
-        let old_incarnation = m.incarnation;
+        let (old_incarnation, meta) = (m.incarnation, m.meta.clone());
         if let Some(m) = self.members.get_mut(id) {
             m.incarnation = incarnation;
         }
         self.members.set_state(id, new_state, now);
         self.incarnation_moved(old_incarnation, incarnation);
         self.suspicions.remove(id);
+        // A relay's own member: the members it carried may be left behind (see `relay_move`).
+        self.member_gone(&meta);
         // Records of the member from before are stale now and must be decoded when they come back (a
         // restarted member's alive is answered with this death): start a fresh filter of repeats.
         self.recent = RecentUpdates::new(self.rng.random());

@@ -247,6 +247,9 @@ pub struct Node<A: Address> {
     meta_answer_limit: AnswerLimit<A>,
     /// Answers owed for the packet being handled: (destination, subject).
     answers_owed: Vec<(A, NodeId)>,
+    /// Members held alive at addresses through a relay that no live member announces any more:
+    /// probed before the round-robin order goes on (see `relay_move`).
+    stranded: Vec<NodeId>,
     next_seq: u32,
     broadcast_epoch: u32,
     broadcast_seq: u64,
@@ -392,6 +395,7 @@ impl<A: Address> Node<A> {
             pinger_limit: AnswerLimit::new(hash_seed ^ 9),
             meta_answer_limit: AnswerLimit::new(hash_seed ^ 10),
             answers_owed: Vec::new(),
+            stranded: Vec::new(),
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,

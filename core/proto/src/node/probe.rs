@@ -56,7 +56,8 @@ impl<A: Address> Node<A> {
         if self.status != Status::Running || self.link_down() {
             return;
         }
-        let Some(target) = self.members.next_probe_target(&mut self.rng) else {
+        // Members left behind on a dead relay first (see `relay_move`), then round robin.
+        let Some(target) = self.next_stranded().or_else(|| self.members.next_probe_target(&mut self.rng)) else {
             return;
         };
         let Some(m) = self.members.get(&target) else {

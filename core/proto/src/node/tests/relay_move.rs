@@ -17,6 +17,8 @@ struct Fleet {
     nodes: Vec<Node<Addr>>,
     events: Vec<Vec<Event<Addr>>>,
     dead_relays: HashSet<&'static str>,
+    /// Members whose every packet is lost, both ways (a relay's own member dies with it).
+    crashed: HashSet<&'static str>,
     seed: u64,
     /// Drops any transmit for which it returns true: `(now, source, transmit)`.
     drop_rule: Option<FleetDropRule>,
@@ -39,6 +41,7 @@ impl Fleet {
             nodes: Vec::new(),
             events: Vec::new(),
             dead_relays: HashSet::new(),
+            crashed: HashSet::new(),
             seed: 0,
             drop_rule: None,
         }
@@ -57,7 +60,7 @@ impl Fleet {
     }
 
     fn down(&self, a: &Addr) -> bool {
-        a.relay_route().is_some_and(|(relay, _)| self.dead_relays.contains(relay))
+        a.relay_route().is_some_and(|(relay, _)| self.dead_relays.contains(relay)) || self.crashed.contains(a.as_str())
     }
 
     fn deliver(&mut self) {
@@ -276,4 +279,67 @@ fn a_member_that_moved_learns_of_a_move_the_others_gossiped_while_they_still_add
         }
     }
     assert!(stale.is_empty(), "seeds where tab 2 still held tab 1 at its dead relay 2 s after its move: {stale:?}");
+}
+
+#[test]
+fn a_member_that_missed_every_copy_of_a_move_takes_it_once_the_dead_relays_own_member_is_declared_failed() {
+    use std::format;
+    const RELAY_1: &str = "udp://10.0.1.1:7946";
+    let mut stale = Vec::new();
+    for seed in 0..10 {
+        // Forty native members (round-robin probes come round every 40 s, periodic push-pulls every
+        // 60 s), the members of relays r1 and r2, and a tab on r1.
+        let mut f = Fleet::new();
+        f.seed = seed;
+        f.add("native-0", "udp://10.0.0.1:7946", b"role=app");
+        f.add("relay-1", RELAY_1, &relay_tag("r1.example:443"));
+        f.add("relay-2", "udp://10.0.1.2:7946", &relay_tag("r2.example:443"));
+        for i in 2..40 {
+            f.add(&format!("native-{i}"), &format!("udp://10.0.0.{i}:7946"), b"role=app");
+        }
+        let tab = f.add("tab-1", OLD, b"");
+        let observer = 5;
+        let formed = f.run_until(30_000, |f| {
+            (0..f.nodes.len()).all(|i| f.nodes[i].cluster_size() == f.nodes.len())
+                && f.nodes.iter().all(|n| n.queued_updates().0 == 0)
+        });
+        assert!(formed, "seed {seed}: the fleet formed");
+        f.run_until(10_000, |_| false);
+
+        // Relay r1 dies, and its own member with it. The tab moves to r2; one member misses every
+        // copy of the news (nothing naming the new address reaches it) until it holds the relay's
+        // member failed, by when the news is no longer gossiped.
+        f.dead_relays.insert("r1.example:443");
+        f.crashed.insert(RELAY_1);
+        let now = f.now;
+        f.nodes[tab].set_link_up(now, false);
+        f.run_until(400, |_| false);
+        let deaf = std::rc::Rc::new(core::cell::Cell::new(true));
+        let observed = f.nodes[observer].local_addr().clone();
+        let deaf_rule = deaf.clone();
+        f.drop_rule = Some(Box::new(move |_, _, t| {
+            deaf_rule.get() && t.to == observed && t.bytes.windows(NEW.len()).any(|w| w == NEW.as_bytes())
+        }));
+        let now = f.now;
+        f.nodes[tab].move_to(now, addr(NEW));
+        f.nodes[tab].set_link_up(now, true);
+        let relay_failed =
+            |f: &Fleet| f.nodes[observer].member(&id("relay-1")).is_some_and(|m| m.state == MemberState::Dead);
+        assert!(f.run_until(30_000, relay_failed), "seed {seed}: the observer declared the relay's member failed");
+        deaf.set(false);
+        assert!(f.holds(observer, "tab-1", OLD, MemberState::Alive), "seed {seed}: the observer missed the move");
+        let others = (0..f.nodes.len()).filter(|&i| i != observer && i != tab && i != 1);
+        assert!(
+            others.clone().all(|i| f.holds(i, "tab-1", NEW, MemberState::Alive)),
+            "seed {seed}: the others took it"
+        );
+
+        // It probes the tab at its old address first, suspects it there, and whoever knows of the
+        // move answers: it takes the move within a few protocol periods.
+        if !f.run_until(4_000, |f| f.holds(observer, "tab-1", NEW, MemberState::Alive)) {
+            stale.push(seed);
+        }
+        assert_eq!(f.failures_of("tab-1"), 0, "seed {seed}: nobody declared the tab failed");
+    }
+    assert!(stale.is_empty(), "seeds where the observer still held the tab at its dead relay: {stale:?}");
 }
