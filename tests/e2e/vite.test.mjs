@@ -41,8 +41,9 @@ const run = promisify(execFile);
 // +940). 112,600 since queries (Serf's `query`) are in the package: 112,484 (JS +1,985 as Vite
 // counts it: `query`, `respond` and the answers' iterator in the page's, the worker's and the
 // main-thread chunks; wasm +539: the default build exports them, refusing, so that one glue
-// serves it and the build with queries).
-const SHIPPED_LIMIT = 112_600;
+// serves it and the build with queries). 113,100 since members that moved between relays catch up
+// by push-pull and members left on a dead relay are probed first: 112,968 (wasm +483).
+const SHIPPED_LIMIT = 113_100;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 
