@@ -118,6 +118,17 @@ impl Fleet {
         panic!("a timer livelock");
     }
 
+    /// Runs until every member knows every other and no one has updates left to gossip, then 10 s
+    /// more (the push-pulls that follow a join are over by then).
+    fn form_and_settle(&mut self) {
+        let formed = self.run_until(30_000, |f| {
+            (0..f.nodes.len()).all(|i| f.nodes[i].cluster_size() == f.nodes.len())
+                && f.nodes.iter().all(|n| n.queued_updates().0 == 0)
+        });
+        assert!(formed, "seed {}: the fleet formed", self.seed);
+        self.run_until(10_000, |_| false);
+    }
+
     fn holds(&self, i: usize, name: &str, at: &str, state: MemberState) -> bool {
         self.nodes[i].member(&id(name)).is_some_and(|m| m.addr == addr(at) && m.state == state)
     }
@@ -239,13 +250,7 @@ fn a_member_that_moved_learns_of_a_move_the_others_gossiped_while_they_still_add
         }
         let tab_1 = f.add("tab-1", OLD, b"");
         let tab_2 = f.add("tab-2", OLD_2, b"");
-        let formed = f.run_until(30_000, |f| {
-            (0..f.nodes.len()).all(|i| f.nodes[i].cluster_size() == f.nodes.len())
-                && f.nodes.iter().all(|n| n.queued_updates().0 == 0)
-        });
-        assert!(formed, "seed {seed}: the fleet formed");
-        // The push-pulls that follow a join are over by then.
-        f.run_until(10_000, |_| false);
+        f.form_and_settle();
 
         // Relay r1 dies. Tab 2 is welcomed by r2 first, but what it sends there in its first 900 ms
         // is lost, so the others go on addressing it at r1 (as at scale, where its move is one of
@@ -299,12 +304,7 @@ fn a_member_that_missed_every_copy_of_a_move_takes_it_once_the_dead_relays_own_m
         }
         let tab = f.add("tab-1", OLD, b"");
         let observer = 5;
-        let formed = f.run_until(30_000, |f| {
-            (0..f.nodes.len()).all(|i| f.nodes[i].cluster_size() == f.nodes.len())
-                && f.nodes.iter().all(|n| n.queued_updates().0 == 0)
-        });
-        assert!(formed, "seed {seed}: the fleet formed");
-        f.run_until(10_000, |_| false);
+        f.form_and_settle();
 
         // Relay r1 dies, and its own member with it. The tab moves to r2; one member misses every
         // copy of the news (nothing naming the new address reaches it) until it holds the relay's
