@@ -290,9 +290,8 @@ impl Protocol {
 
     /// Asks the members that `filter` selects to answer `topic` and `data` within `timeout_ms`
     /// (Serf's `query`; the protocol side is `shoal_core::node::queries`), or for the default time
-    /// when `timeout_ms` is 0 (as the `shoal` crate's `Cluster::default_query_timeout`: 16 gossip
-    /// intervals for each decimal digit of the cluster's size). Returns the query's
-    /// number, which its `query-ack`, `query-response` and `query-done` events carry as `query`.
+    /// when `timeout_ms` is 0 (`Node::default_query_timeout`, as the `shoal` crate's). Returns the
+    /// query's number, which its `query-ack`, `query-response` and `query-done` events carry as `query`.
     /// `filter` is `name\0key\0pattern\0key\0pattern...`: members whose name matches `name`
     /// (`*` and `?` wildcards; any name when empty) and whose tags match every pair (patterns with
     /// wildcards too). Refuses in a build without the `queries` feature.
@@ -310,7 +309,7 @@ impl Protocol {
             let timeout = if timeout_ms > 0.0 {
                 Duration::from_millis(timeout_ms.max(1.0) as u64)
             } else {
-                default_query_timeout(&self.node)
+                self.node.default_query_timeout()
             };
             let id =
                 self.node.query(at(now), topic, data, &filter, timeout).map_err(|e| JsError::new(&e.to_string()))?;
@@ -507,20 +506,6 @@ fn event_to_js(event: &Event<Addr>) -> Option<JsValue> {
         }
         .done(),
     )
-}
-
-/// 16 gossip intervals for each decimal digit of the cluster's size, the `shoal` crate's default
-/// (`ceil(log10(n + 1))` rounds, at least one): time for gossip to reach everyone and for answers
-/// to come back.
-#[cfg(feature = "queries")]
-fn default_query_timeout(node: &Node<Addr>) -> Duration {
-    let mut rounds = 1;
-    let mut n = node.cluster_size() / 10;
-    while n > 0 {
-        rounds += 1;
-        n /= 10;
-    }
-    node.config().gossip_interval * (16 * rounds)
 }
 
 /// What `query` and `respond` say in the build without queries.

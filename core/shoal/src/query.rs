@@ -129,12 +129,8 @@ impl Cluster {
 
     /// The timeout of a query without one: 16 gossip intervals times `ceil(log10(n + 1))` for a
     /// cluster of `n` members (at least one), time for gossip to reach everyone and for answers
-    /// to come back, as Serf computes its own.
+    /// to come back, as Serf computes its own (`shoal_core::Node::default_query_timeout`).
     pub fn default_query_timeout(&self) -> Duration {
-        self.read(|n| {
-            let members = n.cluster_size() as f64;
-            let rounds = (members + 1.0).log10().ceil().max(1.0);
-            n.config().gossip_interval.mul_f64(16.0 * rounds)
-        })
+        self.read(|n| n.default_query_timeout())
     }
 }

@@ -162,6 +162,19 @@ impl<A: Address> Node<A> {
         Ok(id)
     }
 
+    /// How long a query without a timeout of its own takes answers: 16 gossip intervals for each
+    /// decimal digit of the cluster's size (`ceil(log10(n + 1))` rounds, at least one), time for
+    /// gossip to reach everyone and for answers to come back, as Serf computes its own.
+    pub fn default_query_timeout(&self) -> Duration {
+        let mut rounds = 1;
+        let mut n = self.cluster_size() / 10;
+        while n > 0 {
+            rounds += 1;
+            n /= 10;
+        }
+        self.config.gossip_interval * (16 * rounds)
+    }
+
     /// Answers a query the application received as [`Event::Query`], once, before its timeout
     /// runs out here. Refused with [`CommandError::QueryClosed`] for a query unknown, over or
     /// already answered, and [`CommandError::TooLarge`] for a response that does not fit a packet.

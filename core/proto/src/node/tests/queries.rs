@@ -239,3 +239,13 @@ fn answers_in_names_the_origin_does_not_know_are_dropped_so_forged_ones_cannot_g
     c.collect();
     assert!(!c.events(0).iter().any(|e| matches!(e, Event::QueryAck { .. } | Event::QueryResponse { .. })));
 }
+
+#[test]
+fn the_default_query_timeout_is_sixteen_gossip_intervals_for_each_decimal_digit_of_the_cluster_size() {
+    let gossip = Config::local().gossip_interval;
+    for (members, digits) in [(1, 1), (9, 1), (10, 2), (12, 2)] {
+        let c = Cluster::formed(members, Config::local());
+        assert_eq!(c.node(0).cluster_size(), members);
+        assert_eq!(c.node(0).default_query_timeout(), gossip * (16 * digits), "{members} members");
+    }
+}
