@@ -66,6 +66,7 @@ impl Protocol {
             return Err(JsError::new("options.relayMaxFrame is too small for the preset's packet size"));
         }
         config.max_reliable_size = config.max_reliable_size.min(budget);
+        config.relayed_packet_size = config.relayed_packet_size.min(config.max_reliable_size);
         config.max_meta_size = config.max_meta_size.min(config.max_reliable_size / 4);
         if let Some(ms) = number("joinTimeoutMs") {
             config.join_timeout = Duration::from_millis(ms as u64);

@@ -98,6 +98,17 @@ pub struct Config {
     pub dead_member_reap_time: Duration,
     /// Largest best-effort packet, in bytes (UDP payload or data-channel message). 256 to 65,507.
     pub max_packet_size: usize,
+    /// Largest best-effort packet between two relayed members (both addressed `relay://`), in
+    /// bytes. Such a packet never travels as a datagram: it is a WebSocket message to the relay,
+    /// a frame on a link between relays, or a data-channel message, and the relay's frame cap
+    /// (64 KiB by default) is what bounds it. Above `max_packet_size`, gossip fills these packets
+    /// further, so a burst of updates (every member of a dead relay moving at once) leaves the
+    /// queues in a few packets instead of dozens, at the cost of that many more updates for each
+    /// member to process a second. Broadcasts and direct messages are still held to
+    /// `max_packet_size`, since they may have to cross a datagram. At least `max_packet_size`
+    /// (every preset's value: off), at most `max_reliable_size`; see BENCHMARKS.md, "Relay fleet",
+    /// for what 8 KiB does to a failover and to members short of CPU.
+    pub relayed_packet_size: usize,
     /// Largest reliable frame (push-pull, reliable direct messages), in bytes.
     pub max_reliable_size: usize,
     /// Metadata up to this size rides in gossip; larger metadata is fetched over a reliable exchange.
@@ -194,6 +205,7 @@ impl Config {
             join_timeout: ms(5_000),
             dead_member_reap_time: ms(300_000),
             max_packet_size: 1_400,
+            relayed_packet_size: 1_400,
             max_reliable_size: 16 << 20,
             max_gossip_meta: 256,
             max_meta_size: 64 << 10,
@@ -274,6 +286,7 @@ impl Config {
             gossip_to_the_dead_time: ms(15_000),
             dead_member_reap_time: ms(120_000),
             max_packet_size: 1_200,
+            relayed_packet_size: 1_200,
             max_reliable_size: 4 << 20,
             broadcast_retention: ms(90_000),
             ..Config::lan()
@@ -342,6 +355,9 @@ impl Config {
         }
         if self.max_reliable_size < self.max_packet_size {
             return err("max_reliable_size", "must be at least max_packet_size");
+        }
+        if !(self.max_packet_size..=self.max_reliable_size).contains(&self.relayed_packet_size) {
+            return err("relayed_packet_size", "must be between max_packet_size and max_reliable_size");
         }
         if self.max_gossip_meta > self.max_packet_size / 2 {
             return err("max_gossip_meta", "must be at most half of max_packet_size");
@@ -460,5 +476,20 @@ mod tests {
     fn a_packet_size_below_the_minimum_is_rejected() {
         let c = Config { max_packet_size: 100, ..Config::lan() };
         assert_eq!(c.validate().unwrap_err().field, "max_packet_size");
+    }
+
+    #[test]
+    fn a_relayed_packet_size_outside_the_datagram_and_reliable_sizes_is_rejected() {
+        for c in [
+            Config { relayed_packet_size: 1_000, ..Config::lan() },
+            Config { relayed_packet_size: 20 << 20, ..Config::lan() },
+            Config { relayed_packet_size: 8 << 10, max_reliable_size: 4_000, max_meta_size: 1_000, ..Config::lan() },
+        ] {
+            assert_eq!(c.validate().unwrap_err().field, "relayed_packet_size");
+        }
+        for c in [Config::lan(), Config::wan(), Config::local(), Config::browser()] {
+            assert!(c.validate().is_ok() && c.relayed_packet_size == c.max_packet_size, "off in every preset");
+        }
+        assert!(Config { relayed_packet_size: 8 << 10, ..Config::browser() }.validate().is_ok());
     }
 }

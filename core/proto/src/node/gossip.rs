@@ -28,9 +28,10 @@ impl<A: Address> Node<A> {
     }
 
     /// Builds a best-effort packet: `primary` writes the packet's own message(s), then queued updates
-    /// fill the remaining room up to `max_packet_size`. Nothing is sent if the packet would be empty.
+    /// fill the remaining room up to `max_packet_size` (`relayed_packet_size` between two relayed
+    /// members). Nothing is sent if the packet would be empty.
     pub(super) fn send_packet(&mut self, to: A, kind: TransmitKind, primary: impl FnOnce(&mut Writer)) {
-        let max = self.packet_budget();
+        let max = self.packet_budget_to(&to);
         let mut w = Writer::with_capacity(max.min(1_500));
         begin_packet(&mut w, PROTOCOL_VERSION);
         primary(&mut w);

@@ -156,7 +156,8 @@ pub struct Transmit<A> {
     /// they are.
     pub bytes: Vec<u8>,
     /// Send over the reliable path (stream, reliable channel). Otherwise a best-effort datagram of at
-    /// most `max_packet_size` bytes.
+    /// most `max_packet_size` bytes (between two relayed members, a message of at most
+    /// `relayed_packet_size` bytes: see [`Config::relayed_packet_size`]).
     pub reliable: bool,
     /// What the packet is for, for metrics; it does not change how the packet is sent.
     pub kind: TransmitKind,
@@ -250,6 +251,10 @@ pub struct Node<A: Address> {
     /// Members held alive at addresses through a relay that no live member announces any more:
     /// probed before the round-robin order goes on (see `relay_move`).
     stranded: Vec<NodeId>,
+    /// Until when a move we take schedules no pull of the other moves, and the member whose move
+    /// scheduled the last one: the partner of the pull (see `relay_move`).
+    moves_pulled_until: Instant,
+    moves_pulled_from: Option<NodeId>,
     next_seq: u32,
     broadcast_epoch: u32,
     broadcast_seq: u64,
@@ -396,6 +401,8 @@ impl<A: Address> Node<A> {
             meta_answer_limit: AnswerLimit::new(hash_seed ^ 10),
             answers_owed: Vec::new(),
             stranded: Vec::new(),
+            moves_pulled_until: now,
+            moves_pulled_from: None,
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,
@@ -595,6 +602,7 @@ impl<A: Address> Node<A> {
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
                 Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
                 Timer::CatchUp { round } => self.on_catch_up(round, now),
+                Timer::PullMoves { round } => self.on_pull_moves(round, now),
                 Timer::StateExpiry => self.expire_state(now),
                 #[cfg(any(feature = "queries", test))]
                 Timer::QueryDeadline { id } => self.on_query_deadline(id),
@@ -738,9 +746,23 @@ impl<A: Address> Node<A> {
         self.security.stats
     }
 
-    /// Largest plaintext packet: the configured size less what encryption adds.
+    /// Largest plaintext packet that may have to cross a datagram: the configured size less what
+    /// encryption adds. What a user's broadcast or best-effort message must fit in.
     fn packet_budget(&self) -> usize {
         self.config.max_packet_size - self.security.overhead()
+    }
+
+    /// Largest plaintext packet to `to`: larger between two relayed members, whose packets travel
+    /// as WebSocket, relay-link or data-channel messages and never as datagrams (see
+    /// [`Config::relayed_packet_size`]), and never more than the path's frame limit. Call when
+    /// filling a packet for `to` with queued updates.
+    fn packet_budget_to(&self, to: &A) -> usize {
+        if self.local.addr.relay_route().is_none() || to.relay_route().is_none() {
+            return self.packet_budget();
+        }
+        let path = to.reliable_limit().unwrap_or(usize::MAX);
+        let size = self.config.relayed_packet_size.min(path).max(self.config.max_packet_size);
+        size - self.security.overhead()
     }
 
     // ----- commands ------------------------------------------------------------------------------

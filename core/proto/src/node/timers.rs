@@ -64,6 +64,10 @@ pub(crate) enum Timer {
     CatchUp {
         round: u32,
     },
+    /// Pull `round` of the moves between relays we missed (see `relay_move`).
+    PullMoves {
+        round: u32,
+    },
     /// Attempt `attempt` of reliable message `id` may be overdue for its acknowledgement.
     ReliableRetry {
         id: u64,
@@ -151,7 +155,12 @@ impl<A: crate::identity::Address> super::Node<A> {
                 .is_some_and(|s| s.incarnation == *incarnation && (at <= s.deadline() || s.deadline() <= now)),
             Timer::JoinTimeout { attempt } => *attempt == join_attempt,
             Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
-            Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::Housekeeping | Timer::CatchUp { .. } => true,
+            Timer::Gossip
+            | Timer::PushPull
+            | Timer::Reannounce
+            | Timer::Housekeeping
+            | Timer::CatchUp { .. }
+            | Timer::PullMoves { .. } => true,
             // At most a few: one is set only when earlier than the one pending.
             Timer::StateExpiry => true,
             // At most `MAX_PENDING_QUERIES`, each fires once.
