@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p shoal-relay
-//! cargo bench -p shoal-tests --bench fleet -- [--members 1000] [--relays 3] [--preset lan|browser]
+//! cargo bench -p shoal-tests --bench fleet -- [--members 1000] [--relays 3] [--preset lan|browser] [--relayed-packet-size N]
 //! ```
 //!
 //! `--relays` `shoal-relay` processes (this build's, `target/release/shoal-relay`) linked pairwise
@@ -35,10 +35,12 @@ struct Args {
     members: usize,
     relays: usize,
     preset: String,
+    /// `Config::relayed_packet_size` of the WebSocket members, if not the preset's.
+    relayed_packet_size: Option<usize>,
 }
 
 fn args() -> Args {
-    let mut a = Args { members: 1_000, relays: 3, preset: "lan".into() };
+    let mut a = Args { members: 1_000, relays: 3, preset: "lan".into(), relayed_packet_size: None };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -47,6 +49,7 @@ fn args() -> Args {
             "--members" => a.members = value.parse().expect("--members N"),
             "--relays" => a.relays = value.parse().expect("--relays N"),
             "--preset" => a.preset = value,
+            "--relayed-packet-size" => a.relayed_packet_size = Some(value.parse().expect("--relayed-packet-size N")),
             // `cargo bench` passes `--bench`; ignore anything else too.
             _ => {
                 i += 1;
@@ -180,7 +183,10 @@ fn main() {
 }
 
 async fn run(a: Args) {
-    let config = preset(&a.preset);
+    let mut config = preset(&a.preset);
+    if let Some(size) = a.relayed_packet_size {
+        config.relayed_packet_size = size;
+    }
     let seed = Cluster::builder("seed").unwrap().config(config.clone()).bind("127.0.0.1:0").await.expect("seed");
     let seed_addr = seed.local_addr();
 
@@ -234,8 +240,29 @@ async fn run(a: Args) {
         home.extend(batch.iter().map(|&i| i % a.relays));
     }
     let everyone = a.members + a.relays; // the seed sees the members and the relays' members
-    wait_for("every member to list every other alive", Duration::from_secs(300), || async {
-        members.iter().all(|m| m.alive_members().len() >= everyone)
+    let mut progress_at = Instant::now();
+    wait_for("every member to list every other alive", Duration::from_secs(300), || {
+        let report = progress_at.elapsed() >= Duration::from_secs(10);
+        if report {
+            progress_at = Instant::now();
+        }
+        let members = &members;
+        async move {
+            if report {
+                // Where a slow convergence stands: members that list everyone, the fewest any
+                // lists, updates waiting to be gossiped, and the bench's own footprint.
+                let alive: Vec<usize> = members.iter().map(|m| m.alive_members().len()).collect();
+                let queued: u64 = members.iter().map(|m| m.metrics().queued_membership_updates).sum();
+                println!(
+                    "fleet: converging: {} of {} list everyone, fewest {}, {queued} updates queued, bench RSS {} MiB",
+                    alive.iter().filter(|&&n| n >= everyone).count(),
+                    members.len(),
+                    alive.iter().min().copied().unwrap_or(0),
+                    rss_kib(std::process::id()) / 1024
+                );
+            }
+            members.iter().all(|m| m.alive_members().len() >= everyone)
+        }
     })
     .await;
     println!(
@@ -251,8 +278,25 @@ async fn run(a: Args) {
     // The joins' gossip dies down: wait until no member has membership updates left to send (at
     // most 5 minutes), so that the window below measures the steady state.
     let settling = Instant::now();
-    wait_for("the joins' gossip to end", Duration::from_secs(300), || async {
-        members.iter().all(|m| m.metrics().queued_membership_updates == 0)
+    let mut progress_at = Instant::now();
+    wait_for("the joins' gossip to end", Duration::from_secs(300), || {
+        let report = progress_at.elapsed() >= Duration::from_secs(10);
+        if report {
+            progress_at = Instant::now();
+        }
+        let members = &members;
+        async move {
+            let queued: Vec<u64> = members.iter().map(|m| m.metrics().queued_membership_updates).collect();
+            if report {
+                println!(
+                    "fleet: settling: {} members with updates queued, {} in all, {} listing fewer than everyone",
+                    queued.iter().filter(|&&q| q > 0).count(),
+                    queued.iter().sum::<u64>(),
+                    members.iter().filter(|m| m.alive_members().len() < everyone).count(),
+                );
+            }
+            queued.iter().all(|&q| q == 0)
+        }
     })
     .await;
     println!("fleet: the joins' gossip ended {:.0} s after the members converged", settling.elapsed().as_secs_f64());

@@ -86,6 +86,8 @@ struct Alarms {
 }
 
 struct Scale {
+    /// `Config::relayed_packet_size` of every node.
+    relayed_packet_size: usize,
     /// Virtual time in microseconds; the nodes see whole milliseconds.
     now_us: u64,
     seq: u64,
@@ -199,9 +201,11 @@ impl Report {
 }
 
 impl Scale {
-    /// `members` relayed members, the seed and the three relays' members.
-    fn new(members: usize, seed: u64) -> Self {
+    /// `members` relayed members, the seed and the three relays' members, every one with
+    /// `relayed_packet_size`.
+    fn new(members: usize, seed: u64, relayed_packet_size: usize) -> Self {
         let mut s = Scale {
+            relayed_packet_size,
             now_us: 0,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -241,7 +245,8 @@ impl Scale {
     fn add(&mut self, name: &str, at: &str, meta: &[u8], seed: u64) {
         let i = self.nodes.len();
         let node_seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64 * 7_919);
-        let mut node = Node::new(Instant::ZERO, Config::lan(), id(name), addr(at), node_seed).unwrap();
+        let config = Config { relayed_packet_size: self.relayed_packet_size, ..Config::lan() };
+        let mut node = Node::new(Instant::ZERO, config, id(name), addr(at), node_seed).unwrap();
         node.set_metadata(meta).unwrap();
         node.reserve_members(1_024);
         self.by_addr.insert(addr(at), i);
@@ -561,7 +566,12 @@ impl Scale {
 
 /// One failover of a fleet of `members` relayed members, watched for up to 60 s after the kill.
 fn failover(members: usize, seed: u64, count_copies: bool) -> (Scale, Report) {
-    let mut s = Scale::new(members, seed);
+    failover_with(members, seed, count_copies, Config::lan().relayed_packet_size)
+}
+
+/// [`failover`] with another `Config::relayed_packet_size`.
+fn failover_with(members: usize, seed: u64, count_copies: bool, relayed_packet_size: usize) -> (Scale, Report) {
+    let mut s = Scale::new(members, seed, relayed_packet_size);
     s.count_copies = count_copies;
     s.converge();
     let report = s.failover(60_000);
@@ -608,23 +618,32 @@ fn diagnose(s: &Scale) {
     }
 }
 
-/// The measurement at the bench's size and at 300 members: `cargo test -p shoal-core --release
-/// --all-features fleet_failover_figures -- --ignored --nocapture` (about 2 s a run at 300 members,
-/// 100 s at 1,000).
+/// The measurement at the bench's size and at 300 members, with the presets' datagram-sized packets
+/// between relayed members and with 8 KiB ones: `cargo test -p shoal-core --release --all-features
+/// fleet_failover_figures -- --ignored --nocapture` (about 2 s a run at 300 members, 25-100 s at
+/// 1,000).
 #[test]
 #[ignore = "a measurement, minutes long: run it by name with --ignored --nocapture"]
 fn fleet_failover_figures() {
-    for (members, seeds) in [(300, 0..12u64), (1_000, 0..4u64)] {
-        for seed in seeds {
-            let started = std::time::Instant::now();
-            let (s, r) = failover(members, seed, true);
-            println!("{} [{:.1} s]", r.line(seed), started.elapsed().as_secs_f64());
-            for &(o, k) in r.stale.iter().take(5) {
-                println!("  still stale: {}", s.held(o, k));
+    for relayed_packet_size in [Config::lan().relayed_packet_size, 8 << 10] {
+        println!("relayed_packet_size {relayed_packet_size}:");
+        for (members, seeds) in [(300, 0..12u64), (1_000, 0..4u64)] {
+            for seed in seeds {
+                failover_figures(members, seed, relayed_packet_size);
             }
-            diagnose(&s);
         }
     }
+}
+
+/// One run of [`fleet_failover_figures`], printed.
+fn failover_figures(members: usize, seed: u64, relayed_packet_size: usize) {
+    let started = std::time::Instant::now();
+    let (s, r) = failover_with(members, seed, true, relayed_packet_size);
+    println!("{} [{:.1} s]", r.line(seed), started.elapsed().as_secs_f64());
+    for &(o, k) in r.stale.iter().take(5) {
+        println!("  still stale: {}", s.held(o, k));
+    }
+    diagnose(&s);
 }
 
 #[test]
