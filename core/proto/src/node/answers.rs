@@ -31,7 +31,6 @@
 //! arrive in packets are answered.
 
 use alloc::vec::Vec;
-use core::hash::BuildHasher;
 use core::time::Duration;
 
 use crate::identity::{Address, NodeId};
@@ -48,17 +47,16 @@ const CAPACITY: usize = 256;
 #[derive(Debug)]
 pub(crate) struct AnswerLimit<A: Address> {
     /// At most [`CAPACITY`] entries (a vector: the table is small, and a map type of its own would
-    /// cost the wasm build more than the scans cost the CPU). A scan compares the 64-bit keys, and
-    /// names and addresses only where a key matches: during a burst of stale claims (a relay's
-    /// members all moving) every claim scans the table, and comparing names there took a fifth of
-    /// the CPU of 1,000 members in the `fleet` bench.
+    /// cost the wasm build more than the scans cost the CPU). A scan compares the subjects' keys
+    /// ([`name_key`]), and names and addresses only where a key matches: during a burst of stale
+    /// claims (a relay's members all moving) every claim scans the table, and comparing names there
+    /// took a fifth of the CPU of 1,000 members in the `fleet` bench.
     last: Vec<Answered<A>>,
-    hasher: foldhash::fast::FixedState,
 }
 
 #[derive(Debug)]
 struct Answered<A> {
-    /// Hash of `(subject, to)`.
+    /// `name_key(subject)`.
     key: u64,
     subject: NodeId,
     to: A,
@@ -66,14 +64,14 @@ struct Answered<A> {
 }
 
 impl<A: Address> AnswerLimit<A> {
-    pub fn new(hash_seed: u64) -> Self {
-        AnswerLimit { last: Vec::new(), hasher: foldhash::fast::FixedState::with_seed(hash_seed) }
+    pub fn new(_hash_seed: u64) -> Self {
+        AnswerLimit { last: Vec::new() }
     }
 
     /// Whether we may answer `to` about `subject` now, at most once per `interval`. Records the answer
     /// when it is allowed. Call once per answer about to be sent.
     pub fn allow(&mut self, subject: &NodeId, to: &A, now: Instant, interval: Duration) -> bool {
-        let key = self.hasher.hash_one((subject, to));
+        let key = name_key(subject);
         if let Some(entry) = self.last.iter_mut().find(|e| e.key == key && e.subject == *subject && e.to == *to) {
             if now < entry.at + interval {
                 return false;
@@ -90,6 +88,15 @@ impl<A: Address> AnswerLimit<A> {
         self.last.push(Answered { key, subject: subject.clone(), to: to.clone(), at: now });
         true
     }
+}
+
+/// A name's length and its last 7 bytes, packed: names that differ almost always differ here
+/// (`tab-17`, `tab-18`), and computing it costs the wasm build far less than hashing. Names made
+/// to collide only bring back the name comparisons of a table of [`CAPACITY`] entries.
+fn name_key(id: &NodeId) -> u64 {
+    let name = id.as_bytes();
+    let tail = &name[name.len().saturating_sub(7)..];
+    tail.iter().fold(name.len() as u64, |key, &b| key << 8 | u64::from(b))
 }
 
 impl<A: Address> Node<A> {

@@ -253,7 +253,9 @@ pub struct Node<A: Address> {
     stranded: Vec<NodeId>,
     /// Until when a move we take schedules no pull of the other moves, and the member whose move
     /// scheduled the last one: the partner of the pull (see `relay_move`).
+    #[cfg(any(feature = "member-digests", test))]
     moves_pulled_until: Instant,
+    #[cfg(any(feature = "member-digests", test))]
     moves_pulled_from: Option<NodeId>,
     next_seq: u32,
     broadcast_epoch: u32,
@@ -401,7 +403,9 @@ impl<A: Address> Node<A> {
             meta_answer_limit: AnswerLimit::new(hash_seed ^ 10),
             answers_owed: Vec::new(),
             stranded: Vec::new(),
+            #[cfg(any(feature = "member-digests", test))]
             moves_pulled_until: now,
+            #[cfg(any(feature = "member-digests", test))]
             moves_pulled_from: None,
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
@@ -602,6 +606,7 @@ impl<A: Address> Node<A> {
                 Timer::JoinTimeout { attempt } => self.on_join_timeout(attempt),
                 Timer::ReliableRetry { id, attempt } => self.on_reliable_retry(id, attempt, now),
                 Timer::CatchUp { round } => self.on_catch_up(round, now),
+                #[cfg(any(feature = "member-digests", test))]
                 Timer::PullMoves { round } => self.on_pull_moves(round, now),
                 Timer::StateExpiry => self.expire_state(now),
                 #[cfg(any(feature = "queries", test))]

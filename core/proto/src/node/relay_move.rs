@@ -41,7 +41,9 @@
 //! the first move it takes, and another 4 periods later, once every 10 periods at most. Its
 //! partner is the member whose move it took: a relayed member that heard the other moves from its
 //! relay, and one we know to hold at its new address (a random member could be one we still
-//! address at the dead relay).
+//! address at the dead relay). Only with the `member-digests` feature (the `shoal` crate's): without
+//! it a pull would carry whole views both ways, and the npm package's members, built without it,
+//! are relayed members, which never pull.
 //!
 //! # Members left behind on a dead relay
 //!
@@ -84,7 +86,7 @@ use crate::member::Metadata;
 use crate::time::Instant;
 
 use super::timers::Timer;
-use super::{Node, Status};
+use super::Node;
 
 /// The metadata tag a relay's member announces: `shoal-relay=<relay>`, where `<relay>` is the
 /// `host:port` its members' addresses name (`relay://<relay>/<peer>`).
@@ -136,6 +138,7 @@ impl<A: Address> Node<A> {
     /// We took `mover`'s move between relays. A member whose packets to relayed members are
     /// datagrams (a native member) pulls the other moves of the burst 2 and 6 protocol periods
     /// later, at most once every 10 (see the module docs).
+    #[cfg(any(feature = "member-digests", test))]
     pub(super) fn pull_the_other_moves(&mut self, now: Instant, mover: &NodeId) {
         if self.local.addr.relay_route().is_some() || now < self.moves_pulled_until {
             return;
@@ -149,8 +152,9 @@ impl<A: Address> Node<A> {
     /// Pull `round` (1 or 2) of the moves we missed: a push-pull with the member whose move we
     /// took (it is reachable: we hold it at its new address, and it heard the other moves
     /// through its relay), or a random member if it is gone.
+    #[cfg(any(feature = "member-digests", test))]
     pub(super) fn on_pull_moves(&mut self, round: u32, now: Instant) {
-        if self.status != Status::Running {
+        if self.status != super::Status::Running {
             return;
         }
         let mover = self.moves_pulled_from.as_ref().and_then(|id| self.members.get(id));

@@ -65,6 +65,7 @@ pub(crate) enum Timer {
         round: u32,
     },
     /// Pull `round` of the moves between relays we missed (see `relay_move`).
+    #[cfg(any(feature = "member-digests", test))]
     PullMoves {
         round: u32,
     },
@@ -155,12 +156,10 @@ impl<A: crate::identity::Address> super::Node<A> {
                 .is_some_and(|s| s.incarnation == *incarnation && (at <= s.deadline() || s.deadline() <= now)),
             Timer::JoinTimeout { attempt } => *attempt == join_attempt,
             Timer::ReliableRetry { id, attempt } => reliable.waits_for(*id, *attempt),
-            Timer::Gossip
-            | Timer::PushPull
-            | Timer::Reannounce
-            | Timer::Housekeeping
-            | Timer::CatchUp { .. }
-            | Timer::PullMoves { .. } => true,
+            Timer::Gossip | Timer::PushPull | Timer::Reannounce | Timer::Housekeeping | Timer::CatchUp { .. } => true,
+            // At most two, each fires once.
+            #[cfg(any(feature = "member-digests", test))]
+            Timer::PullMoves { .. } => true,
             // At most a few: one is set only when earlier than the one pending.
             Timer::StateExpiry => true,
             // At most `MAX_PENDING_QUERIES`, each fires once.
