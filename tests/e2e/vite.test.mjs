@@ -42,8 +42,10 @@ const run = promisify(execFile);
 // counts it: `query`, `respond` and the answers' iterator in the page's, the worker's and the
 // main-thread chunks; wasm +539: the default build exports them, refusing, so that one glue
 // serves it and the build with queries). 113,100 since members that moved between relays catch up
-// by push-pull and members left on a dead relay are probed first: 112,968 (wasm +483).
-const SHIPPED_LIMIT = 113_100;
+// by push-pull and members left on a dead relay are probed first: 112,968 (wasm +483). 113,250
+// since gossip between relayed members can fill larger packets (`Config::relayed_packet_size`)
+// and stale-claim answers are rate limited by a packed key: 113,106 (wasm +138).
+const SHIPPED_LIMIT = 113_250;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 
