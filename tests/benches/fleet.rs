@@ -242,10 +242,7 @@ async fn run(a: Args) {
     let everyone = a.members + a.relays; // the seed sees the members and the relays' members
     let mut progress_at = Instant::now();
     wait_for("every member to list every other alive", Duration::from_secs(300), || {
-        let report = progress_at.elapsed() >= Duration::from_secs(10);
-        if report {
-            progress_at = Instant::now();
-        }
+        let report = ten_seconds_passed(&mut progress_at);
         let members = &members;
         async move {
             if report {
@@ -280,10 +277,7 @@ async fn run(a: Args) {
     let settling = Instant::now();
     let mut progress_at = Instant::now();
     wait_for("the joins' gossip to end", Duration::from_secs(300), || {
-        let report = progress_at.elapsed() >= Duration::from_secs(10);
-        if report {
-            progress_at = Instant::now();
-        }
+        let report = ten_seconds_passed(&mut progress_at);
         let members = &members;
         async move {
             let queued: Vec<u64> = members.iter().map(|m| m.metrics().queued_membership_updates).collect();
@@ -534,6 +528,15 @@ fn record(s: &mut Seen, observer: usize, e: &ClusterEvent, killed: &str, moved: 
         }
         _ => {}
     }
+}
+
+/// Whether 10 s have passed since `since`; if so, `since` becomes now. Paces progress reports.
+fn ten_seconds_passed(since: &mut Instant) -> bool {
+    let passed = since.elapsed() >= Duration::from_secs(10);
+    if passed {
+        *since = Instant::now();
+    }
+    passed
 }
 
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)

@@ -158,6 +158,20 @@ fn converged(fleet: bool, seed: u64) -> (Fleet, usize) {
     (f, tab)
 }
 
+/// A fleet of `native-0`, the members of relays r1 (`udp://10.0.1.1:7946`) and r2, and
+/// `native-<i>` for every `i` of `natives`.
+fn natives_and_two_relays(seed: u64, natives: core::ops::Range<usize>) -> Fleet {
+    let mut f = Fleet::new();
+    f.seed = seed;
+    f.add("native-0", "udp://10.0.0.1:7946", b"role=app");
+    f.add("relay-1", "udp://10.0.1.1:7946", &relay_tag("r1.example:443"));
+    f.add("relay-2", "udp://10.0.1.2:7946", &relay_tag("r2.example:443"));
+    for i in natives {
+        f.add(&std::format!("native-{i}"), &std::format!("udp://10.0.0.{i}:7946"), b"role=app");
+    }
+    f
+}
+
 /// Suspicions of `name` at `incarnation` or later, over every member's events.
 fn suspicions_since(f: &Fleet, name: &str, incarnation: u32) -> usize {
     let who = id(name);
@@ -291,20 +305,12 @@ fn a_member_that_moved_learns_of_a_move_the_others_gossiped_while_they_still_add
 
 #[test]
 fn a_member_that_missed_every_copy_of_a_move_takes_it_once_the_dead_relays_own_member_is_declared_failed() {
-    use std::format;
     const RELAY_1: &str = "udp://10.0.1.1:7946";
     let mut stale = Vec::new();
     for seed in 0..10 {
         // Forty native members (round-robin probes come round every 40 s, periodic push-pulls every
         // 60 s), the members of relays r1 and r2, and a tab on r1.
-        let mut f = Fleet::new();
-        f.seed = seed;
-        f.add("native-0", "udp://10.0.0.1:7946", b"role=app");
-        f.add("relay-1", RELAY_1, &relay_tag("r1.example:443"));
-        f.add("relay-2", "udp://10.0.1.2:7946", &relay_tag("r2.example:443"));
-        for i in 2..40 {
-            f.add(&format!("native-{i}"), &format!("udp://10.0.0.{i}:7946"), b"role=app");
-        }
+        let mut f = natives_and_two_relays(seed, 2..40);
         let tab = f.add("tab-1", OLD, b"");
         let observer = 5;
         f.form_and_settle();
@@ -407,19 +413,11 @@ fn gossip_between_two_relayed_members_fills_larger_packets_but_never_a_datagram_
 #[test]
 fn a_native_member_that_hears_one_move_of_a_burst_pulls_the_others_from_the_mover_within_three_periods() {
     use std::format;
-    const RELAY_1: &str = "udp://10.0.1.1:7946";
     let mut stale = Vec::new();
     for seed in 0..10 {
         // Thirty native members and twenty tabs on relay r1, whose own member stays alive (so no
         // one is probed early as stranded); r2 announced by its member.
-        let mut f = Fleet::new();
-        f.seed = seed;
-        f.add("native-0", "udp://10.0.0.1:7946", b"role=app");
-        f.add("relay-1", RELAY_1, &relay_tag("r1.example:443"));
-        f.add("relay-2", "udp://10.0.1.2:7946", &relay_tag("r2.example:443"));
-        for i in 3..30 {
-            f.add(&format!("native-{i}"), &format!("udp://10.0.0.{i}:7946"), b"role=app");
-        }
+        let mut f = natives_and_two_relays(seed, 3..30);
         let at = |t: usize, relay: usize| format!("relay://r{relay}.example:443/tab-{t}");
         let tabs: Vec<usize> = (0..20).map(|t| f.add(&format!("tab-{t}"), &at(t, 1), b"")).collect();
         let observer = 5;
