@@ -254,9 +254,7 @@ pub struct Node<A: Address> {
     /// Until when a move we take schedules no pull of the other moves, and the member whose move
     /// scheduled the last one: the partner of the pull (see `relay_move`).
     #[cfg(any(feature = "member-digests", test))]
-    moves_pulled_until: Instant,
-    #[cfg(any(feature = "member-digests", test))]
-    moves_pulled_from: Option<NodeId>,
+    moves_pulled: Option<(Instant, NodeId)>,
     next_seq: u32,
     broadcast_epoch: u32,
     broadcast_seq: u64,
@@ -404,9 +402,7 @@ impl<A: Address> Node<A> {
             answers_owed: Vec::new(),
             stranded: Vec::new(),
             #[cfg(any(feature = "member-digests", test))]
-            moves_pulled_until: now,
-            #[cfg(any(feature = "member-digests", test))]
-            moves_pulled_from: None,
+            moves_pulled: None,
             next_seq: rng.random(),
             broadcast_epoch: rng.random(),
             broadcast_seq: 0,
@@ -762,7 +758,8 @@ impl<A: Address> Node<A> {
     /// [`Config::relayed_packet_size`]), and never more than the path's frame limit. Call when
     /// filling a packet for `to` with queued updates.
     fn packet_budget_to(&self, to: &A) -> usize {
-        if self.local.addr.relay_route().is_none() || to.relay_route().is_none() {
+        let larger = self.config.relayed_packet_size > self.config.max_packet_size;
+        if !larger || self.local.addr.relay_route().is_none() || to.relay_route().is_none() {
             return self.packet_budget();
         }
         let path = to.reliable_limit().unwrap_or(usize::MAX);

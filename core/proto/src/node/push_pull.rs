@@ -352,7 +352,7 @@ impl<A: Address> Node<A> {
     }
 
     /// A push-pull with one random alive member (none while we leave).
-    fn push_pull_with_random_member(&mut self) {
+    pub(super) fn push_pull_with_random_member(&mut self) {
         if self.status != Status::Running {
             return;
         }

@@ -140,12 +140,12 @@ impl<A: Address> Node<A> {
     /// later, at most once every 10 (see the module docs).
     #[cfg(any(feature = "member-digests", test))]
     pub(super) fn pull_the_other_moves(&mut self, now: Instant, mover: &NodeId) {
-        if self.local.addr.relay_route().is_some() || now < self.moves_pulled_until {
+        let recent = self.moves_pulled.as_ref().is_some_and(|(until, _)| now < *until);
+        if recent || self.local.addr.relay_route().is_some() {
             return;
         }
         let period = self.config.probe_interval;
-        self.moves_pulled_until = now + period * 10;
-        self.moves_pulled_from = Some(mover.clone());
+        self.moves_pulled = Some((now + period * 10, mover.clone()));
         self.timers.set(now + period * 2, Timer::PullMoves { round: 1 });
     }
 
@@ -157,13 +157,10 @@ impl<A: Address> Node<A> {
         if self.status != super::Status::Running {
             return;
         }
-        let mover = self.moves_pulled_from.as_ref().and_then(|id| self.members.get(id));
-        let to = match mover.filter(|m| m.state.is_live()) {
-            Some(m) => Some(m.addr.clone()),
-            None => self.random_alive_addr(),
-        };
-        if let Some(to) = to {
-            self.send_push_pull_digest(to);
+        let mover = self.moves_pulled.as_ref().and_then(|(_, id)| self.members.get(id));
+        match mover.filter(|m| m.state.is_live()).map(|m| m.addr.clone()) {
+            Some(to) => self.send_push_pull_digest(to),
+            None => self.push_pull_with_random_member(),
         }
         if round == 1 {
             self.timers.set(now + self.config.probe_interval * 4, Timer::PullMoves { round: 2 });
