@@ -288,6 +288,18 @@ async fn run(a: Args) {
                     queued.iter().sum::<u64>(),
                     members.iter().filter(|m| m.alive_members().len() < everyone).count(),
                 );
+                // Whom the first member does not hold alive, and how many of the next 20 agree
+                // (a sample: reading every table would stall the members' runtime).
+                for m in members[0].members().into_iter().filter(|m| m.state != MemberState::Alive).take(3) {
+                    let agree = members[1..21]
+                        .iter()
+                        .filter(|o| o.members().iter().any(|x| x.id == m.id && x.state != MemberState::Alive))
+                        .count();
+                    println!(
+                        "fleet:   m0 holds {} as {:?} (incarnation {}, {}); {agree} of m1-m20 hold it not alive",
+                        m.id, m.state, m.incarnation, m.addr
+                    );
+                }
             }
             queued.iter().all(|&q| q == 0)
         }
@@ -360,6 +372,19 @@ async fn run(a: Args) {
     for r in &relays[1..] {
         dropped_before.push(r.metric("shoal_relay_dropped_frames_total").await);
     }
+    // What the members send, by kind, over the failover.
+    let sent_by_kind = |members: &[Arc<Cluster>]| {
+        let mut sum = [0u64; 7];
+        for m in members {
+            let stats = m.metrics().stats;
+            for (k, bytes) in stats.bytes_sent_by_kind.iter().enumerate() {
+                sum[k] += bytes;
+            }
+        }
+        sum
+    };
+    let pulls = |members: &[Arc<Cluster>]| members.iter().map(|m| m.metrics().stats.moves_pulled).sum::<u64>();
+    let (sent_at_kill, pulls_at_kill) = (sent_by_kind(&members), pulls(&members));
     let killed_for_movers = killed.clone();
     let kill_at = Instant::now();
     let (cpu_at_kill, relay_cpu_at_kill) = (cpu_seconds(), relay_cpu(&relays[1..]));
@@ -450,6 +475,17 @@ async fn run(a: Args) {
         100.0 * (cpu_seconds() - cpu_at_kill) / secs,
         100.0 * (relay_cpu(&relays) - relay_cpu_at_kill) / secs
     );
+    let sent: Vec<String> = sent_by_kind(&members)
+        .iter()
+        .zip(sent_at_kill)
+        .zip(shoal_core::TransmitKind::ALL)
+        .map(|((now, then), kind)| format!("{} {:.1} MB", kind.name(), (now - then) as f64 / 1e6))
+        .collect();
+    println!(
+        "fleet: since the kill the members sent {}; {} pulls of missed moves",
+        sent.join(", "),
+        pulls(&members) - pulls_at_kill
+    );
     for (k, r) in relays.iter().enumerate() {
         let dropped = r.metric("shoal_relay_dropped_frames_total").await - dropped_before[k];
         let full = r.metric("shoal_relay_dropped_frames_total{reason=\"queue_full\"}").await;
@@ -496,12 +532,48 @@ async fn run(a: Args) {
             s.found_by_scan
         );
     }
+    // The tail: pairs later than the goal, by what their observer is.
+    let goal = Duration::from_secs(5);
+    let late: Vec<&(usize, NodeId)> = s.moved.iter().filter(|(_, t)| **t - kill_at > goal).map(|(k, _)| k).collect();
+    if !late.is_empty() {
+        let observers_late: HashSet<usize> = late.iter().map(|(o, _)| *o).collect();
+        let members_late: HashSet<&NodeId> = late.iter().map(|(_, id)| id).collect();
+        let by_kind = |kind: &str| {
+            late.iter()
+                .filter(|(o, _)| match kind {
+                    "seed" => *o == a.members,
+                    "moved" => *o < a.members && home[*o] == 0,
+                    _ => *o < a.members && home[*o] != 0,
+                })
+                .count()
+        };
+        println!(
+            "fleet: {} pairs later than {goal:?} ({} observers, {} moved members): observed by the seed {}, by a \
+             moved member {}, by a member that stayed {}",
+            late.len(),
+            observers_late.len(),
+            members_late.len(),
+            by_kind("seed"),
+            by_kind("moved"),
+            by_kind("stayed")
+        );
+    }
     let kinds = |v: &[(usize, NodeId, &str)], kind: &str| v.iter().filter(|(_, _, k)| *k == kind).count();
     println!(
         "fleet: false alarms about members of the surviving relays: {} suspicions, {} failures",
         kinds(&s.false_alarms, "suspect"),
         kinds(&s.false_alarms, "fail")
     );
+    let mut suspected: HashMap<&NodeId, usize> = HashMap::new();
+    for (_, id, _) in &s.false_alarms {
+        *suspected.entry(id).or_default() += 1;
+    }
+    if !suspected.is_empty() {
+        let mut most: Vec<(&NodeId, usize)> = suspected.into_iter().collect();
+        most.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let shown: Vec<String> = most.iter().take(5).map(|(id, n)| format!("{id} ({n})")).collect();
+        println!("fleet:   {} members of the surviving relays alarmed about, most: {}", most.len(), shown.join(", "));
+    }
     println!(
         "fleet: alarms about the moved members: {} suspicions, {} failures",
         kinds(&s.alarms_of_moved, "suspect"),
