@@ -117,6 +117,7 @@ fn message<A: Debug + Clone + 'static>(addr: impl Strategy<Value = A> + Clone + 
         (node_id(), any::<bool>(), any::<bool>(), vec(member_record(addr.clone()), 0..=20))
             .prop_map(|(from, join, reply, members)| Message::PushPull { from, join, reply, members }),
         node_id().prop_map(|from| Message::MetaRequest { from }),
+        vec(node_id(), 1..=shoal_core::wire::MAX_WANTED_RECORDS).prop_map(|names| Message::WantedRecords { names }),
         vec(digest_entry(), 0..=8).prop_map(|entries| Message::BroadcastDigest { entries }),
         vec(digest_entry(), 0..=8).prop_map(|entries| Message::BroadcastPull { entries }),
         (node_id(), any::<u32>(), any::<u64>(), topic(), payload())

@@ -139,6 +139,9 @@ pub struct Stats {
     pub relay_moves: u64,
     /// Times our own address changed ([`crate::Node::move_to`]).
     pub moves: u64,
+    /// Push-pulls run to pull the rest of a burst of moves between relays, after we took one of
+    /// them and still held members at the relay it left (builds with member digests).
+    pub moves_pulled: u64,
     /// Probes that went unanswered at an address their target has since moved away from: no
     /// suspicion, no change to our health.
     pub probes_of_moved_members: u64,

@@ -196,6 +196,11 @@ impl Metrics {
             ),
             ("address_conflicts_total", "Alive claims rejected as address conflicts", s.address_conflicts),
             ("relay_moves_total", "Members moved from one relay of the fleet to another", s.relay_moves),
+            (
+                "moves_pulled_total",
+                "Push-pulls that fetched the rest of a burst of moves between relays",
+                s.moves_pulled,
+            ),
             ("moves_total", "Times this member's own address changed", s.moves),
             (
                 "probes_of_moved_members_total",

@@ -248,7 +248,7 @@ impl<A: Address> Node<A> {
             if newer && self.is_relay_move(&known, &a.addr) {
                 self.stats.relay_moves += 1;
                 #[cfg(any(feature = "member-digests", test))]
-                self.pull_the_other_moves(now, &a.id);
+                self.pull_the_other_moves(now, &a.id, known.clone());
             } else if !(newer && self.takes_claim(&a.id, (&known, held), (&a.addr, a.incarnation))) {
                 self.stats.address_conflicts += 1;
                 let event = Event::AddressConflict { id: a.id.clone(), known, claimed: a.addr };

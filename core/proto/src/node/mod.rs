@@ -251,10 +251,12 @@ pub struct Node<A: Address> {
     /// Members held alive at addresses through a relay that no live member announces any more:
     /// probed before the round-robin order goes on (see `relay_move`).
     stranded: Vec<NodeId>,
-    /// Until when a move we take schedules no pull of the other moves, and the member whose move
-    /// scheduled the last one: the partner of the pull (see `relay_move`).
+    /// Our address before our last move between relays (see `relay_move`): members we still hold
+    /// through its relay are no partners for a push-pull.
+    moved_from: Option<A>,
+    /// The last pull of the other moves of a burst we scheduled (see `relay_move`).
     #[cfg(any(feature = "member-digests", test))]
-    moves_pulled: Option<(Instant, NodeId)>,
+    moves_pulled: Option<relay_move::MovesPulled<A>>,
     next_seq: u32,
     broadcast_epoch: u32,
     broadcast_seq: u64,
@@ -333,6 +335,9 @@ struct FrameState<A> {
     /// The member digest (salt, bucket hashes) of a periodic push-pull request in this frame.
     #[cfg(any(feature = "member-digests", test))]
     member_digest: Option<(u32, Vec<u32>)>,
+    /// The members whose records a push-pull request in this frame asks for (instead of a digest).
+    #[cfg(any(feature = "member-digests", test))]
+    wanted: Option<Vec<NodeId>>,
     /// The sender of the admitted push-pull a state in this frame belongs to, and its join flag.
     #[cfg(any(feature = "app-state", test))]
     state_from: Option<(NodeId, bool)>,
@@ -356,6 +361,8 @@ impl<A> Default for FrameState<A> {
             pull: None,
             #[cfg(any(feature = "member-digests", test))]
             member_digest: None,
+            #[cfg(any(feature = "member-digests", test))]
+            wanted: None,
             #[cfg(any(feature = "app-state", test))]
             state_from: None,
             #[cfg(any(feature = "coordinates", test))]
@@ -401,6 +408,7 @@ impl<A: Address> Node<A> {
             meta_answer_limit: AnswerLimit::new(hash_seed ^ 10),
             answers_owed: Vec::new(),
             stranded: Vec::new(),
+            moved_from: None,
             #[cfg(any(feature = "member-digests", test))]
             moves_pulled: None,
             next_seq: rng.random(),
@@ -708,6 +716,8 @@ impl<A: Address> Node<A> {
             Message::MetaRequest { from: _ } => self.handle_meta_request(from, now),
             #[cfg(any(feature = "member-digests", test))]
             Message::MemberDigest { salt, hashes } => self.frame.member_digest = Some((salt, hashes)),
+            #[cfg(any(feature = "member-digests", test))]
+            Message::WantedRecords { names } => self.frame.wanted = Some(names),
             #[cfg(any(feature = "app-state", test))]
             Message::AppState { state } => self.handle_app_state(state),
             #[cfg(any(feature = "coordinates", test))]

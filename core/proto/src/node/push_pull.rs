@@ -22,7 +22,7 @@ use rand::Rng;
 
 use crate::event::Event;
 use crate::identity::{Address, NodeId};
-use crate::member::MemberState;
+use crate::member::{Member, MemberState};
 use crate::time::Instant;
 use crate::wire::{begin_packet, bytes_len, Alive, MemberRecord, Message, MetaField, Writer, PROTOCOL_VERSION};
 
@@ -48,6 +48,9 @@ enum RecordFilter {
     /// The records a member digest showed differ (see `member_digest`).
     #[cfg(any(feature = "member-digests", test))]
     Differing(Differing),
+    /// The records the asker listed (a pull of the moves of a burst, see `relay_move`).
+    #[cfg(any(feature = "member-digests", test))]
+    Wanted(Vec<NodeId>),
 }
 
 impl RecordFilter {
@@ -59,6 +62,8 @@ impl RecordFilter {
             RecordFilter::OnlySelf => false,
             #[cfg(any(feature = "member-digests", test))]
             RecordFilter::Differing(d) => d.passes(id),
+            #[cfg(any(feature = "member-digests", test))]
+            RecordFilter::Wanted(names) => names.contains(id),
         }
     }
 }
@@ -168,6 +173,32 @@ impl<A: Address> Node<A> {
         self.send_push_pull_frame(to, join, asker, false);
     }
 
+    /// A push-pull request for the records of `names` (at most [`MAX_WANTED_RECORDS`]) alone: our
+    /// own record and the list, answered with the partner's own record and its records of them.
+    /// Sent to pull the moves of a burst we missed (see `relay_move`); a member new here asks as a
+    /// member that joins instead.
+    ///
+    /// [`MAX_WANTED_RECORDS`]: crate::wire::MAX_WANTED_RECORDS
+    #[cfg(any(feature = "member-digests", test))]
+    pub(super) fn send_push_pull_wanting(&mut self, to: A, names: Vec<NodeId>) {
+        if !self.join.baseline || names.is_empty() {
+            return self.send_push_pull_digest(to);
+        }
+        let members = self.state_records(&RecordFilter::OnlySelf, self.config.max_reliable_size);
+        let msg = Message::PushPull { from: self.local.id.clone(), join: false, reply: false, members };
+        let mut w = Writer::with_capacity(256);
+        begin_packet(&mut w, PROTOCOL_VERSION);
+        msg.encode(&mut w);
+        Message::<A>::WantedRecords { names }.encode(&mut w);
+        let bytes = w.into_vec();
+        let datagram = bytes.len() <= self.packet_budget();
+        if datagram {
+            self.stats.push_pulls_as_packets += 1;
+        }
+        self.push_transmit(to, bytes, !datagram, TransmitKind::PushPull);
+        self.stats.push_pulls_sent += 1;
+    }
+
     /// Sends a push-pull request (`asker` is `None`), with our digest instead of our view when
     /// `digest` is set, or the answer to one.
     fn send_push_pull_frame(&mut self, to: A, join: bool, asker: Option<Asker<'_>>, digest: bool) {
@@ -214,7 +245,7 @@ impl<A: Address> Node<A> {
     /// another member's address reflects no more bytes to it than it cost.
     #[cfg(any(feature = "member-digests", test))]
     fn datagram_answer_limit(asker: &Asker<'_>) -> Option<usize> {
-        (asker.members.is_some() && !asker.join).then_some(asker.size)
+        ((asker.members.is_some() || asker.wanted.is_some()) && !asker.join).then_some(asker.size)
     }
 
     #[cfg(not(any(feature = "member-digests", test)))]
@@ -237,6 +268,9 @@ impl<A: Address> Node<A> {
             self.stats.member_digests_sent += 1;
             let hashes = self.member_digest(salt, buckets);
             return (RecordFilter::OnlySelf, Some(Message::MemberDigest { salt, hashes }));
+        }
+        if let Some(names) = asker.as_ref().filter(|a| !a.join).and_then(|a| a.wanted) {
+            return (RecordFilter::Wanted(names.to_vec()), None);
         }
         match asker.and_then(|a| a.members.filter(|_| !a.join).map(|m| (a.id, m))) {
             Some((id, (salt, theirs))) => (RecordFilter::Differing(self.differing_buckets(id, salt, theirs)), None),
@@ -351,15 +385,27 @@ impl<A: Address> Node<A> {
         self.push_pull_with_random_member();
     }
 
-    /// A push-pull with one random alive member (none while we leave).
+    /// A push-pull with one random alive member (none while we leave), not one we address through
+    /// the relay we left when we last moved (see `relay_move`): it is likely gone from there too,
+    /// and what we would send it is lost.
     pub(super) fn push_pull_with_random_member(&mut self) {
         if self.status != Status::Running {
             return;
         }
-        let target = self.random_alive_addr();
+        let left = self.moved_from.clone();
+        let target = self.random_alive_addr_avoiding(left.as_ref());
         if let Some(to) = target {
             self.send_push_pull_digest(to);
         }
+    }
+
+    /// The address of a random alive member that we do not address through the relay `left` names
+    /// (any alive member if `left` is `None` or not through a relay).
+    pub(super) fn random_alive_addr_avoiding(&mut self, left: Option<&A>) -> Option<A> {
+        let relay = left.and_then(|a| a.relay_route()).map(|(relay, _)| relay);
+        let elsewhere = |m: &Member<A>| relay.is_none() || m.addr.relay_route().map(|(r, _)| r) != relay;
+        let found = self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive && elsewhere(m));
+        found.first().map(|m| m.addr.clone())
     }
 
     /// Our link is back after an outage: a push-pull with a random member now, not at the next
@@ -370,7 +416,7 @@ impl<A: Address> Node<A> {
 
     /// The address of a random alive member, if there is one.
     pub(super) fn random_alive_addr(&mut self) -> Option<A> {
-        self.members.random_members(1, &mut self.rng, |m| m.state == MemberState::Alive).first().map(|m| m.addr.clone())
+        self.random_alive_addr_avoiding(None)
     }
 
     /// Catch-up push-pull number `round` after our first join (or a move between relays, see

@@ -25,25 +25,42 @@
 //! member that moved also runs the push-pulls of a member that joins
 //! ([`CATCH_UP_ROUNDS`](super::CATCH_UP_ROUNDS) of them, 1, 3 and 7 protocol periods after the
 //! move, each with a random member), by which time its new address has spread, and so have the
-//! other moves. Each asks with a member digest and gets back only the records that differ.
+//! other moves. Each asks with a member digest and gets back only the records that differ. Its
+//! partners, in these and in any later push-pull, are never members it still addresses through
+//! the relay it left: a third of the cluster when a relay of three dies, and a round lost with
+//! each one picked.
 //!
-//! # Native members pull a burst of moves
+//! # Members pull the moves of a burst they missed
 //!
-//! A member that receives datagrams (a native member, `udp://` or `tcp://`) gets at most
-//! `max_packet_size` of updates in each packet, about 40 moves. When a relay dies, its members'
-//! moves arrive in every queue at once, and such a member samples the queues of the members that
-//! gossip to it until it has collected every move. With packets between relayed members filled up
-//! to [`Config::relayed_packet_size`](crate::Config::relayed_packet_size) (off in every preset: see
-//! its docs), the queues drain several times faster than a native member samples them: in the
-//! `fleet_scale` runs at 8 KiB it missed every copy of 1 in 20 of the 334 moves and held them at
-//! the dead relay for up to a minute. So a member that is not relayed and takes a move pulls the
-//! rest: a push-pull (a digest, and back only the records that differ) 2 protocol periods after
-//! the first move it takes, and another 4 periods later, once every 10 periods at most. Its
-//! partner is the member whose move it took: a relayed member that heard the other moves from its
-//! relay, and one we know to hold at its new address (a random member could be one we still
-//! address at the dead relay). Only with the `member-digests` feature (the `shoal` crate's): without
-//! it a pull would carry whole views both ways, and the npm package's members, built without it,
-//! are relayed members, which never pull.
+//! When a relay dies its members all move at once, and every queue holds hundreds of moves: at
+//! 1,000 members, 334 moves, about 40 to a 1,400-byte packet. Gossip sends each one a bounded
+//! number of times to random members, so most pairs (observer, moved member) have the news within
+//! a second or two, and a few hundred pairs receive their copies late, or none, and hold the
+//! member at its dead relay for several seconds more (in the `fleet` bench, 224 pairs over 5 s and
+//! the last at 9.9 s). A member that receives datagrams (a native member, `udp://` or `tcp://`)
+//! is worse off when packets between relayed members are larger (see
+//! [`Config::relayed_packet_size`](crate::Config::relayed_packet_size), off in every preset): the
+//! queues drain faster than its datagrams sample them, and at 8 KiB it missed every copy of 1 in
+//! 20 of the moves.
+//!
+//! So a member that takes a move pulls the rest of the burst: 3 to 3.5 protocol periods after
+//! the first move it takes, and again 3 periods later, at most once every 10 periods, **if it
+//! still holds members alive at addresses through the relay the move left**, it asks for their
+//! records alone (a push-pull request with our own record and their names, at most
+//! [`MAX_WANTED_RECORDS`](crate::wire::MAX_WANTED_RECORDS); the answer carries the partner's own record and its records of them).
+//! By then gossip has carried nearly every move, so most members ask nothing, and those that ask
+//! name a few members and get a few records back. The partner of the first pull is the member
+//! whose move we took: it heard the other moves through its relay, and we know to hold it at its
+//! new address. The second asks a random member that we do not address through the dead relay.
+//!
+//! What fell short in the `fleet` bench: gossip alone left a few hundred pairs over 5 s. Pulling
+//! with a member digest (back the records of every bucket that differs) 2 periods after the first
+//! move caught the tail, but while moves and refutations are still spreading most buckets differ:
+//! every member pulled most of a view at once, and acks came late enough for 10,000-16,000
+//! suspicions of members that never moved.
+//!
+//! Only with the `member-digests` feature (the `shoal` crate's). The npm package's members are
+//! built without it and rely on gossip alone.
 //!
 //! # Members left behind on a dead relay
 //!
@@ -84,9 +101,24 @@
 use crate::identity::{Address, NodeId};
 use crate::member::Metadata;
 use crate::time::Instant;
+#[cfg(any(feature = "member-digests", test))]
+use crate::wire::MAX_WANTED_RECORDS;
+#[cfg(any(feature = "member-digests", test))]
+use alloc::vec::Vec;
 
 use super::timers::Timer;
 use super::Node;
+
+/// A pull of the moves of a burst (see the module docs): until when a move we take schedules no
+/// other, the member whose move scheduled it (the pull's partner), and the address we held that
+/// member at before (through the relay the burst left).
+#[cfg(any(feature = "member-digests", test))]
+#[derive(Clone, Debug)]
+pub(super) struct MovesPulled<A> {
+    until: Instant,
+    mover: NodeId,
+    left: A,
+}
 
 /// The metadata tag a relay's member announces: `shoal-relay=<relay>`, where `<relay>` is the
 /// `host:port` its members' addresses name (`relay://<relay>/<peer>`).
@@ -106,7 +138,7 @@ impl<A: Address> Node<A> {
         if addr == self.local.addr {
             return;
         }
-        self.local.addr = addr;
+        self.moved_from = Some(core::mem::replace(&mut self.local.addr, addr));
         let old_incarnation = self.local.incarnation;
         self.local.incarnation = crate::incarnation::next(old_incarnation);
         self.incarnation_moved(old_incarnation, self.local.incarnation);
@@ -135,36 +167,62 @@ impl<A: Address> Node<A> {
             || self.members.iter().any(|m| m.state.is_live() && announces_relay(&m.meta, relay))
     }
 
-    /// We took `mover`'s move between relays. A member whose packets to relayed members are
-    /// datagrams (a native member) pulls the other moves of the burst 2 and 6 protocol periods
-    /// later, at most once every 10 (see the module docs).
+    /// We took `mover`'s move between relays, away from `left` (the address we held it at). Pulls
+    /// the other moves of the burst 3 to 3.5 protocol periods later and 3 periods after that, at
+    /// most once every 10, each only if we still hold a member alive at an address through the
+    /// relay `left` names (see the module docs).
     #[cfg(any(feature = "member-digests", test))]
-    pub(super) fn pull_the_other_moves(&mut self, now: Instant, mover: &NodeId) {
-        let recent = self.moves_pulled.as_ref().is_some_and(|(until, _)| now < *until);
-        if recent || self.local.addr.relay_route().is_some() {
+    pub(super) fn pull_the_other_moves(&mut self, now: Instant, mover: &NodeId, left: A) {
+        if self.moves_pulled.as_ref().is_some_and(|pull| now < pull.until) {
             return;
         }
         let period = self.config.probe_interval;
-        self.moves_pulled = Some((now + period * 10, mover.clone()));
-        self.timers.set(now + period * 2, Timer::PullMoves { round: 1 });
+        self.moves_pulled = Some(MovesPulled { until: now + period * 10, mover: mover.clone(), left });
+        let at = now + period * 3 + self.jitter(period / 2);
+        self.timers.set(at, Timer::PullMoves { round: 1 });
     }
 
-    /// Pull `round` (1 or 2) of the moves we missed: a push-pull with the member whose move we
-    /// took (it is reachable: we hold it at its new address, and it heard the other moves
-    /// through its relay), or a random member if it is gone.
+    /// Pull `round` (1 or 2) of the moves we missed, if we still hold members alive at addresses
+    /// through the relay the burst left: a push-pull asking for their records alone, in round 1
+    /// with the member whose move we took (it is reachable: we hold it at its new address, and it
+    /// heard the other moves through its relay), in round 2 (or if it is gone) with a random
+    /// member we do not address through that relay.
     #[cfg(any(feature = "member-digests", test))]
     pub(super) fn on_pull_moves(&mut self, round: u32, now: Instant) {
-        if self.status != super::Status::Running {
+        let Some(pull) = self.moves_pulled.as_ref() else {
+            return;
+        };
+        let stale = self.held_through_the_relay_of(&pull.left);
+        if self.status != super::Status::Running || stale.is_empty() {
             return;
         }
-        let mover = self.moves_pulled.as_ref().and_then(|(_, id)| self.members.get(id));
-        match mover.filter(|m| m.state.is_live()).map(|m| m.addr.clone()) {
-            Some(to) => self.send_push_pull_digest(to),
-            None => self.push_pull_with_random_member(),
+        let mover = self.members.get(&pull.mover).filter(|m| round == 1 && m.state.is_live());
+        let to = match mover {
+            Some(m) => Some(m.addr.clone()),
+            None => {
+                let left = pull.left.clone();
+                self.random_alive_addr_avoiding(Some(&left))
+            }
+        };
+        if let Some(to) = to {
+            self.send_push_pull_wanting(to, stale);
+            self.stats.moves_pulled += 1;
         }
         if round == 1 {
-            self.timers.set(now + self.config.probe_interval * 4, Timer::PullMoves { round: 2 });
+            self.timers.set(now + self.config.probe_interval * 3, Timer::PullMoves { round: 2 });
         }
+    }
+
+    /// The members we hold alive (or suspect) at addresses through the relay `addr` names, at most
+    /// [`MAX_WANTED_RECORDS`] of them.
+    #[cfg(any(feature = "member-digests", test))]
+    fn held_through_the_relay_of(&self, addr: &A) -> Vec<NodeId> {
+        let Some((relay, _)) = addr.relay_route() else {
+            return Vec::new();
+        };
+        let through =
+            |m: &&crate::member::Member<A>| m.state.is_live() && m.addr.relay_route().is_some_and(|(r, _)| r == relay);
+        self.members.iter().filter(through).take(MAX_WANTED_RECORDS).map(|m| m.id.clone()).collect()
     }
 
     /// A member with metadata `meta` failed or left. If it announced a relay that no live member

@@ -26,6 +26,9 @@ pub(super) struct Asker<'a> {
     pub digest: Option<&'a [DigestEntry]>,
     #[cfg(any(feature = "member-digests", test))]
     pub members: Option<(u32, &'a [u32])>,
+    /// The members whose records the asker wants, when it lists them instead of a digest.
+    #[cfg(any(feature = "member-digests", test))]
+    pub wanted: Option<&'a [NodeId]>,
     /// Bytes of the frame that asked (plaintext).
     #[cfg(any(feature = "member-digests", test))]
     pub size: usize,
@@ -122,8 +125,9 @@ impl<A: Address> Node<A> {
             self.join.baseline |= frame.push_pull;
         }
         #[cfg(any(feature = "member-digests", test))]
-        if frame.member_digest.is_some() && frame.answer.is_none() {
-            // A member digest stands for a request's view: alone it asks nothing.
+        if (frame.member_digest.is_some() || frame.wanted.is_some()) && frame.answer.is_none() {
+            // A member digest (or a list of wanted records) stands for a request's view: alone it
+            // asks nothing.
             self.stats.member_digests_unused += 1;
         }
         if let Some((to, join, id)) = &frame.answer {
@@ -133,6 +137,8 @@ impl<A: Address> Node<A> {
                 digest: frame.digest.as_deref(),
                 #[cfg(any(feature = "member-digests", test))]
                 members: frame.member_digest.as_ref().map(|(salt, hashes)| (*salt, hashes.as_slice())),
+                #[cfg(any(feature = "member-digests", test))]
+                wanted: frame.wanted.as_deref(),
                 #[cfg(any(feature = "member-digests", test))]
                 size: frame.size,
             };

@@ -65,10 +65,17 @@ mod tag {
     /// first release skip it and answer with their whole view, as they always did.
     #[cfg_attr(not(any(feature = "member-digests", test)), allow(dead_code))]
     pub const MEMBER_DIGEST: u8 = 22;
+    /// The members whose records a push-pull request asks for. Members of earlier releases skip it
+    /// and answer with their whole view.
+    #[cfg_attr(not(any(feature = "member-digests", test)), allow(dead_code))]
+    pub const WANTED_RECORDS: u8 = 23;
 }
 
 /// Most buckets a [`Message::MemberDigest`] may hash the membership into; more is a decode error.
 pub const MAX_MEMBER_DIGEST_BUCKETS: usize = 4096;
+
+/// Most names a [`Message::WantedRecords`] may list; more is a decode error.
+pub const MAX_WANTED_RECORDS: usize = 64;
 
 /// Most tag conditions a query's filter carries; more is a decode error.
 pub const MAX_QUERY_TAGS: usize = 16;
@@ -363,6 +370,16 @@ pub enum Message<A> {
         /// One 32-bit hash per bucket, at least 1 and at most [`MAX_MEMBER_DIGEST_BUCKETS`].
         hashes: Vec<u32>,
     },
+    /// The members whose records a push-pull request asks for, riding after the
+    /// [`Message::PushPull`] (which then carries only the sender's own record) instead of a
+    /// [`Message::MemberDigest`]: the answer carries the answerer's own record and its records of
+    /// these members, nothing else. A member pulling the moves of a burst it missed sends it (see
+    /// `node::relay_move`). Members of earlier releases skip it and answer with their whole view.
+    #[cfg(any(feature = "member-digests", test))]
+    WantedRecords {
+        /// At least 1 and at most [`MAX_WANTED_RECORDS`] names.
+        names: Vec<NodeId>,
+    },
     /// The application's bytes attached to the sender's acks (`Node::set_ack_payload`), right
     /// after the [`Message::Ack`]. Members without the `coordinates` feature skip it.
     #[cfg(any(feature = "coordinates", test))]
@@ -403,6 +420,8 @@ impl<A: Address> Message<A> {
             Message::PushPull { .. } => tag::PUSH_PULL,
             #[cfg(any(feature = "member-digests", test))]
             Message::MemberDigest { .. } => tag::MEMBER_DIGEST,
+            #[cfg(any(feature = "member-digests", test))]
+            Message::WantedRecords { .. } => tag::WANTED_RECORDS,
             Message::MetaRequest { .. } => tag::META_REQUEST,
             Message::BroadcastDigest { .. } => tag::BROADCAST_DIGEST,
             Message::Reliable { .. } => tag::RELIABLE,
@@ -506,6 +525,13 @@ impl<A: Address> Message<A> {
                 w.varint(hashes.len() as u64);
                 for h in hashes {
                     w.raw(&h.to_le_bytes());
+                }
+            }
+            #[cfg(any(feature = "member-digests", test))]
+            Message::WantedRecords { names } => {
+                w.varint(names.len() as u64);
+                for name in names {
+                    name.encode(w);
                 }
             }
             Message::BroadcastDigest { entries } | Message::BroadcastPull { entries } => {
@@ -790,6 +816,22 @@ fn decode_body<A: Address>(t: u8, body: &[u8]) -> Result<Decoded<A>, DecodeError
                 hashes.push(u32::from_le_bytes(b.array::<4>()?));
             }
             Message::MemberDigest { salt, hashes }
+        }
+        #[cfg(any(feature = "member-digests", test))]
+        tag::WANTED_RECORDS => {
+            let count = b.varint()?;
+            if count == 0 {
+                return Err(DecodeError::InvalidValue);
+            }
+            // A name takes at least 2 bytes (its length and a character).
+            if count > MAX_WANTED_RECORDS as u64 || count > (b.remaining() / 2) as u64 {
+                return Err(DecodeError::TooLong);
+            }
+            let mut names = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                names.push(NodeId::decode(&mut b)?);
+            }
+            Message::WantedRecords { names }
         }
         tag::BROADCAST_DIGEST | tag::BROADCAST_PULL => {
             let count = b.varint()?;

@@ -19,7 +19,8 @@ mod tests;
 
 pub use codec::DecodeError;
 pub use message::{
-    MAX_ACK_PAYLOAD, MAX_MEMBER_DIGEST_BUCKETS, MAX_QUERY_TAGS, MAX_TOPIC_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    MAX_ACK_PAYLOAD, MAX_MEMBER_DIGEST_BUCKETS, MAX_QUERY_TAGS, MAX_TOPIC_LEN, MAX_WANTED_RECORDS,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 // The codec and the message structs are internals. Feature `wire-internals` exposes them to fuzz

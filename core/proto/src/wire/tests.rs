@@ -30,6 +30,7 @@ const RELIABLE: u8 = 13;
 const RELIABLE_ACK: u8 = 14;
 const BROADCAST_PULL: u8 = 15;
 const MEMBER_DIGEST: u8 = 22;
+const WANTED_RECORDS: u8 = 23;
 
 /// How many pseudo-random buffers the garbage test feeds the decoder (each as three address types).
 const RANDOM_BUFFERS: usize = 200_000;
@@ -307,6 +308,10 @@ fn sample_messages<A: Address>(addrs: &[A; 3]) -> Vec<Message<A>> {
         msgs.push(Message::PushPull { from: shared.clone(), join, reply, members: records.clone() });
     }
     msgs.push(Message::PushPull { from: inline, join: true, reply: false, members: Vec::new() });
+    msgs.push(Message::WantedRecords { names: vec![inline_name()] });
+    msgs.push(Message::WantedRecords {
+        names: (0..crate::wire::MAX_WANTED_RECORDS).map(|i| id(&format!("member-{i}"))).collect(),
+    });
     msgs.push(Message::MemberDigest { salt: 0, hashes: vec![0] });
     msgs.push(Message::MemberDigest {
         salt: u32::MAX,
@@ -386,7 +391,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
     let mut tags: Vec<u8> = msgs.iter().map(|m| m.to_bytes()[0]).collect();
     tags.sort_unstable();
     tags.dedup();
-    assert_eq!(tags, (1..=15).chain([MEMBER_DIGEST]).collect::<Vec<u8>>());
+    assert_eq!(tags, (1..=15).chain([MEMBER_DIGEST, WANTED_RECORDS]).collect::<Vec<u8>>());
     let states: Vec<MemberState> = member_records(&u32_addrs()).iter().map(|r| r.state).collect();
     for s in [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left] {
         assert!(states.contains(&s), "{s:?} missing from the sample records");
@@ -396,7 +401,7 @@ fn the_sample_set_covers_every_message_type_and_member_state() {
 #[test]
 fn message_tags_are_stable() {
     let n = id("n");
-    let cases: [(Message<u32>, u8); 16] = [
+    let cases: [(Message<u32>, u8); 17] = [
         (Message::Ping(Ping { seq: 1, target: n.clone(), source: n.clone() }), PING),
         (Message::Ack { seq: 1 }, ACK),
         (Message::PingReq { seq: 1, target: n.clone(), target_addr: 1, want_nack: false }, PING_REQ),
@@ -434,6 +439,7 @@ fn message_tags_are_stable() {
         (Message::ReliableAck { epoch: 1, id: 1 }, RELIABLE_ACK),
         (Message::BroadcastPull { entries: Vec::new() }, BROADCAST_PULL),
         (Message::MemberDigest { salt: 1, hashes: vec![1] }, MEMBER_DIGEST),
+        (Message::WantedRecords { names: vec![id("a")] }, WANTED_RECORDS),
     ];
     for (msg, tag) in cases {
         assert_eq!(msg.to_bytes()[0], tag, "tag of {msg:?}");
@@ -1508,4 +1514,27 @@ fn a_time_to_live_rides_only_on_keyed_values_is_never_zero_and_with_ttl_reframes
     assert_eq!(decode::<u32>(&packet_of(&[&zero])).0, Err(DecodeError::InvalidValue));
     // Bytes that are no plain broadcast come back as they were.
     assert_eq!(super::message::with_ttl(&with, 9), with);
+}
+
+#[test]
+fn a_request_for_no_records_or_for_more_than_the_most_it_may_name_is_rejected() {
+    let names = |count: usize| {
+        let mut w = Writer::with_capacity(64);
+        w.varint(count as u64);
+        for i in 0..count {
+            id(&format!("m{i}")).encode(&mut w);
+        }
+        w.into_vec()
+    };
+    let (result, _) = decode::<u32>(&packet_of(&[&frame(WANTED_RECORDS, &names(0))]));
+    assert_eq!(result, Err(DecodeError::InvalidValue));
+    let (result, _) = decode::<u32>(&packet_of(&[&frame(WANTED_RECORDS, &names(MAX_WANTED_RECORDS + 1))]));
+    assert_eq!(result, Err(DecodeError::TooLong));
+    let mut claims_more = names(3);
+    claims_more[0] = 40;
+    let (result, _) = decode::<u32>(&packet_of(&[&frame(WANTED_RECORDS, &claims_more)]));
+    assert_eq!(result, Err(DecodeError::TooLong), "a count its body cannot hold");
+    let (result, out) = decode::<u32>(&packet_of(&[&frame(WANTED_RECORDS, &names(MAX_WANTED_RECORDS))]));
+    assert_eq!(result, Ok(0));
+    assert!(matches!(&out[..], [Message::WantedRecords { names }] if names.len() == MAX_WANTED_RECORDS));
 }
