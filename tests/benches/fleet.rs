@@ -197,7 +197,7 @@ async fn run(a: Args) {
         relays.push(Relay::start(&seed_addr, &peers, &a.preset));
     }
     let pairs = a.relays * (a.relays - 1) / 2;
-    wait_for("the relay links", Duration::from_secs(20), || async {
+    wait_for("the relay links", Duration::from_secs(20), Duration::from_millis(100), || async {
         let mut links = 0.0;
         for r in &relays {
             links += r.metric("shoal_relay_links ").await;
@@ -241,7 +241,7 @@ async fn run(a: Args) {
     }
     let everyone = a.members + a.relays; // the seed sees the members and the relays' members
     let mut progress_at = Instant::now();
-    wait_for("every member to list every other alive", Duration::from_secs(300), || {
+    wait_for("every member to list every other alive", Duration::from_secs(300), Duration::from_secs(1), || {
         let report = ten_seconds_passed(&mut progress_at);
         let members = &members;
         async move {
@@ -263,9 +263,10 @@ async fn run(a: Args) {
     })
     .await;
     println!(
-        "fleet: {} members joined ({retried} needed a second try) and converged in {:.1} s",
+        "fleet: {} members joined ({retried} needed a second try) and converged in {:.1} s; bench RSS {} MiB",
         a.members,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        rss_kib(std::process::id()) / 1024
     );
     for (k, r) in relays.iter().enumerate() {
         let dropped = r.metric("shoal_relay_dropped_frames_total").await;
@@ -276,7 +277,7 @@ async fn run(a: Args) {
     // most 5 minutes), so that the window below measures the steady state.
     let settling = Instant::now();
     let mut progress_at = Instant::now();
-    wait_for("the joins' gossip to end", Duration::from_secs(300), || {
+    wait_for("the joins' gossip to end", Duration::from_secs(300), Duration::from_secs(1), || {
         let report = ten_seconds_passed(&mut progress_at);
         let members = &members;
         async move {
@@ -305,7 +306,11 @@ async fn run(a: Args) {
         }
     })
     .await;
-    println!("fleet: the joins' gossip ended {:.0} s after the members converged", settling.elapsed().as_secs_f64());
+    println!(
+        "fleet: the joins' gossip ended {:.0} s after the members converged; bench RSS {} MiB",
+        settling.elapsed().as_secs_f64(),
+        rss_kib(std::process::id()) / 1024
+    );
 
     // Event streams of every member and the seed: alarms in the steady window, then after the kill.
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -611,7 +616,9 @@ fn ten_seconds_passed(since: &mut Instant) -> bool {
     passed
 }
 
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+/// Waits until `check` holds, asking every `every` (a check of 1,000 members' tables costs the
+/// members CPU: the long waits ask once a second), for at most `limit`.
+async fn wait_for<F, Fut>(what: &str, limit: Duration, every: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -619,7 +626,7 @@ where
     let end = Instant::now() + limit;
     while !check().await {
         assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
