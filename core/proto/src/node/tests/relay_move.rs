@@ -180,6 +180,43 @@ fn suspicions_since(f: &Fleet, name: &str, incarnation: u32) -> usize {
     f.events.iter().flatten().filter(|e| late(e)).count()
 }
 
+/// Relay r1's WebSocket side dies and its tabs (`tab-<t>` at `movers[t]`) move to r2: tab 0 first,
+/// the others once `observer` holds tab 0 there. Every best-effort packet to `observer` that names
+/// another tab's new address is lost. Returns whether `observer` holds every tab at r2 within 4 s
+/// of the others' moves, and the most records a push-pull answer to it carried.
+fn burst_with_every_other_move_lost_to(f: &mut Fleet, observer: usize, movers: &[usize]) -> (bool, usize) {
+    use std::format;
+    let at = |t: usize, relay: usize| format!("relay://r{relay}.example:443/tab-{t}");
+    f.dead_relays.insert("r1.example:443");
+    let observed = f.nodes[observer].local_addr().clone();
+    let others: Vec<std::vec::Vec<u8>> = (1..movers.len()).map(|t| at(t, 2).into_bytes()).collect();
+    let answered = std::rc::Rc::new(core::cell::Cell::new(0usize));
+    let most = answered.clone();
+    f.drop_rule = Some(Box::new(move |_, _, t| {
+        let mut messages = std::vec::Vec::new();
+        if t.to == observed && crate::wire::decode_packet::<Addr>(&t.bytes, &mut messages).is_ok() {
+            for m in &messages {
+                if let Message::PushPull { reply: true, members, .. } = m {
+                    most.set(most.get().max(members.len()));
+                }
+            }
+        }
+        !t.reliable && t.to == observed && others.iter().any(|new| t.bytes.windows(new.len()).any(|w| w == &new[..]))
+    }));
+    let now = f.now;
+    f.nodes[movers[0]].move_to(now, addr(&at(0, 2)));
+    assert!(f.run_until(1_000, |f| f.holds(observer, "tab-0", &at(0, 2), MemberState::Alive)));
+    let now = f.now;
+    for (t, &i) in movers.iter().enumerate().skip(1) {
+        f.nodes[i].move_to(now, addr(&at(t, 2)));
+    }
+    let count = movers.len();
+    let all = f.run_until(4_000, |f| {
+        (0..count).all(|t| f.holds(observer, &format!("tab-{t}"), &at(t, 2), MemberState::Alive))
+    });
+    (all, answered.get())
+}
+
 #[test]
 fn a_tab_whose_relay_died_moves_to_another_relay_of_the_fleet_and_is_alive_there_everywhere_without_a_failure() {
     for seed in 0..40 {
@@ -425,23 +462,7 @@ fn a_native_member_that_hears_one_move_of_a_burst_pulls_the_others_from_the_move
 
         // Relay r1's WebSocket side dies and every tab moves to r2, tab 0 first. The observer's
         // datagrams lose every other move (crowded out of full packets, as at scale).
-        f.dead_relays.insert("r1.example:443");
-        let observed = f.nodes[observer].local_addr().clone();
-        let others: Vec<std::vec::Vec<u8>> = (1..20).map(|t| at(t, 2).into_bytes()).collect();
-        f.drop_rule = Some(Box::new(move |_, _, t| {
-            !t.reliable
-                && t.to == observed
-                && others.iter().any(|new| t.bytes.windows(new.len()).any(|w| w == &new[..]))
-        }));
-        let now = f.now;
-        f.nodes[tabs[0]].move_to(now, addr(&at(0, 2)));
-        assert!(f.run_until(1_000, |f| f.holds(observer, "tab-0", &at(0, 2), MemberState::Alive)));
-        let now = f.now;
-        for (t, &i) in tabs.iter().enumerate().skip(1) {
-            f.nodes[i].move_to(now, addr(&at(t, 2)));
-        }
-        let all = |f: &Fleet| (0..20).all(|t| f.holds(observer, &format!("tab-{t}"), &at(t, 2), MemberState::Alive));
-        if !f.run_until(4_000, all) {
+        if !burst_with_every_other_move_lost_to(&mut f, observer, &tabs).0 {
             stale.push(seed);
         }
         assert_eq!(f.failures_of("tab-3"), 0);
@@ -466,40 +487,14 @@ fn a_tab_that_hears_one_move_of_a_burst_pulls_the_others_it_missed_within_four_p
         // Relay r1's WebSocket side dies and its tabs move to r2, tab 0 first. The observer, a tab
         // on r2, gets none of the others' moves by gossip (every copy lost, as for the unlucky
         // pairs of a burst at scale).
-        f.dead_relays.insert("r1.example:443");
-        let observed = f.nodes[observer].local_addr().clone();
-        let others: Vec<std::vec::Vec<u8>> = (1..20).map(|t| at(t, 2).into_bytes()).collect();
-        // The most records a push-pull answer to the observer carried.
-        let answered = std::rc::Rc::new(core::cell::Cell::new(0usize));
-        let most = answered.clone();
-        f.drop_rule = Some(Box::new(move |_, _, t| {
-            let mut messages = std::vec::Vec::new();
-            if t.to == observed && crate::wire::decode_packet::<Addr>(&t.bytes, &mut messages).is_ok() {
-                for m in &messages {
-                    if let Message::PushPull { reply: true, members, .. } = m {
-                        most.set(most.get().max(members.len()));
-                    }
-                }
-            }
-            !t.reliable
-                && t.to == observed
-                && others.iter().any(|new| t.bytes.windows(new.len()).any(|w| w == &new[..]))
-        }));
-        let now = f.now;
-        f.nodes[movers[0]].move_to(now, addr(&at(0, 2)));
-        assert!(f.run_until(1_000, |f| f.holds(observer, "tab-0", &at(0, 2), MemberState::Alive)));
-        let now = f.now;
-        for (t, &i) in movers.iter().enumerate().skip(1) {
-            f.nodes[i].move_to(now, addr(&at(t, 2)));
-        }
-        let all = |f: &Fleet| (0..20).all(|t| f.holds(observer, &format!("tab-{t}"), &at(t, 2), MemberState::Alive));
-        if !f.run_until(4_000, all) {
+        let (all, answered) = burst_with_every_other_move_lost_to(&mut f, observer, &movers);
+        if !all {
             stale.push(seed);
         }
         assert_eq!(f.failures_of("tab-3"), 0);
         // The pull asked for the 19 tabs it still held at r1: the answer carried those and the
         // answerer's own record, not the view (40 members).
-        assert!(answered.get() <= 20, "seed {seed}: a push-pull answer of {} records", answered.get());
+        assert!(answered <= 20, "seed {seed}: a push-pull answer of {answered} records");
     }
     assert!(stale.is_empty(), "seeds where the tab missed moves 4 s after it took one: {stale:?}");
 }
