@@ -28,7 +28,8 @@ wasm_bindgen_version="0.2.130"
 # minutes; BENCHMARKS.md, "Relay fleet"), 78,300 until gossip between relayed members could fill
 # larger packets (`Config::relayed_packet_size`) and stale-claim answers were rate limited by a
 # packed key (158 B), 78,400 until a member that moved stopped asking members it still addressed
-# through the relay it left for push-pulls (237 B: the catch-ups a failover's last pairs wait on;
+# through the relay it left for push-pulls and gossip queues boxed their updates (260 B: the
+# catch-ups a failover's last pairs wait on, and the queue that held megabytes per member;
 # BENCHMARKS.md, "The failover's last pairs within 5 s").
 size_limit=78700
 # The build with queries (Serf's `query`): 7.6 KB more than the one without. 85,000 until the

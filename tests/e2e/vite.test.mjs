@@ -44,10 +44,10 @@ const run = promisify(execFile);
 // serves it and the build with queries). 113,100 since members that moved between relays catch up
 // by push-pull and members left on a dead relay are probed first: 112,968 (wasm +483). 113,250
 // since gossip between relayed members can fill larger packets (`Config::relayed_packet_size`)
-// and stale-claim answers are rate limited by a packed key: 113,106 (wasm +138). 113,450 since a
-// member that moved asks no member it still addresses through the relay it left for a push-pull:
-// 113,390 (wasm +284 as Vite counts it).
-const SHIPPED_LIMIT = 113_450;
+// and stale-claim answers are rate limited by a packed key: 113,106 (wasm +138). 113,600 since a
+// member that moved asks no member it still addresses through the relay it left for a push-pull,
+// and gossip queues box their updates: 113,442 (wasm +336 as Vite counts it).
+const SHIPPED_LIMIT = 113_600;
 const SHIPPED_TARGET = 80_000;
 const VITE = `${E2E}/node_modules/vite/bin/vite.js`;
 
